@@ -1,0 +1,93 @@
+"""Full-ranking evaluation: every user's held-out item is ranked against ALL items.
+
+One function ranks, one turns ranks into metrics; the GPT and every baseline
+are scored through `evaluate(scorer, evalset)`, so no method has its own eval code.
+
+Protocol (DESIGN.md): leave-one-out, no sampled negatives, the user's own
+history items ranked last (S3-Rec sets their score to 0 instead; the difference
+is negligible), ties broken by item index (lower first), so a scorer with many
+equal scores (popularity) ranks deterministically.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .data import EvalSet, Sequences
+
+KS = (5, 10, 20)
+PROTOCOL = "full ranking over all {n} items, history excluded (ranked last), leave-one-out, {m} users"
+
+# A scorer maps a batch of histories to scores over the item vocabulary:
+# (B histories) -> (B, N+1), higher is better; column 0 (padding) is ignored.
+Scorer = Callable[[Sequences], "torch.Tensor | np.ndarray"]
+
+
+def target_ranks(scores: torch.Tensor, histories: Sequences, targets: torch.Tensor,
+                 exclude_seen: bool = True) -> torch.Tensor:
+    """1-based rank of each target among items 1..N.  scores (B, N+1), targets (B,)."""
+    scores = scores.float().clone()
+    scores[:, 0] = -math.inf  # padding is never a recommendation
+    if exclude_seen:
+        rows = torch.from_numpy(np.repeat(np.arange(len(histories)), histories.lengths))
+        scores[rows, torch.from_numpy(histories.items)] = -math.inf
+    t = scores.gather(1, targets[:, None])  # (B, 1)
+    idx = torch.arange(scores.shape[1])[None, :]
+    better = (scores > t) | ((scores == t) & (idx < targets[:, None]))
+    better[:, 0] = False  # padding never counts, whatever its score
+    return better.sum(1) + 1
+
+
+def metrics_from_ranks(ranks: np.ndarray, ks=KS) -> dict[str, float]:
+    """HR@K, NDCG@K, MRR@K, MAP@K for one target per user.
+
+    With one relevant item MAP@K (the challenge's metric) equals MRR@K: 1/rank if
+    the target is in the top K, else 0. Both are reported under their own names.
+    """
+    ranks = np.asarray(ranks, dtype=np.float64)
+    out = {}
+    for k in ks:
+        hit = ranks <= k
+        out[f"HR@{k}"] = float(hit.mean()) if len(ranks) else 0.0
+        out[f"NDCG@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 1), 0.0).mean()) if len(ranks) else 0.0
+        out[f"MRR@{k}"] = float(np.where(hit, 1.0 / ranks, 0.0).mean()) if len(ranks) else 0.0
+        out[f"MAP@{k}"] = out[f"MRR@{k}"]
+    return out
+
+
+def evaluate(scorer: Scorer, evalset: EvalSet, exclude_seen: bool = True, batch_size: int = 512,
+             progress: bool = False, return_ranks: bool = False):
+    """Score every user of `evalset` in batches and return the metrics dict
+    (and the per-user ranks when `return_ranks`)."""
+    from tqdm import tqdm
+
+    n = len(evalset.targets)
+    ranks = np.zeros(n, dtype=np.int64)
+    starts = range(0, n, batch_size)
+    for s in tqdm(starts, desc="ranking", unit="batch", disable=not progress, leave=False):
+        rows = np.arange(s, min(s + batch_size, n))
+        hist = evalset.histories.take(rows)
+        scores = scorer(hist)
+        if isinstance(scores, np.ndarray):
+            scores = torch.from_numpy(np.array(scores, dtype=np.float32))  # own, writable copy
+        targets = torch.from_numpy(evalset.targets[rows])
+        ranks[rows] = target_ranks(scores, hist, targets, exclude_seen).numpy()
+    metrics = metrics_from_ranks(ranks)
+    metrics["users"] = n
+    return (metrics, ranks) if return_ranks else metrics
+
+
+def protocol_line(num_items: int, users: int, exclude_seen: bool = True) -> str:
+    p = PROTOCOL.format(n=num_items, m=users)
+    return p if exclude_seen else p.replace("history excluded (ranked last)", "history included")
+
+
+def format_metrics(m: dict, ks=(10,)) -> str:
+    parts = []
+    for k in ks:
+        parts += [f"HR@{k} {m[f'HR@{k}']:.4f}", f"NDCG@{k} {m[f'NDCG@{k}']:.4f}",
+                  f"MRR@{k} {m[f'MRR@{k}']:.4f}", f"MAP@{k} {m[f'MAP@{k}']:.4f}"]
+    return "  ".join(parts)
