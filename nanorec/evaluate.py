@@ -21,9 +21,11 @@ from .data import EvalSet, Sequences
 KS = (5, 10, 20)
 PROTOCOL = "full ranking over all {n} items, history excluded (ranked last), leave-one-out, {m} users"
 
-# A scorer maps a batch of histories to scores over the item vocabulary:
-# (B histories) -> (B, N+1), higher is better; column 0 (padding) is ignored.
-Scorer = Callable[[Sequences], "torch.Tensor | np.ndarray"]
+# A scorer maps a batch of histories (and the users they belong to, as rows of
+# Dataset.user_ids, for methods with per-user parameters such as LightGCN) to
+# scores over the item vocabulary: (B histories, (B,) users) -> (B, N+1),
+# higher is better; column 0 (padding) is ignored.
+Scorer = Callable[[Sequences, np.ndarray], "torch.Tensor | np.ndarray"]
 
 
 def target_ranks(scores: torch.Tensor, histories: Sequences, targets: torch.Tensor,
@@ -70,7 +72,7 @@ def evaluate(scorer: Scorer, evalset: EvalSet, exclude_seen: bool = True, batch_
     for s in tqdm(starts, desc="ranking", unit="batch", disable=not progress, leave=False):
         rows = np.arange(s, min(s + batch_size, n))
         hist = evalset.histories.take(rows)
-        scores = scorer(hist)
+        scores = scorer(hist, evalset.users[rows])
         if isinstance(scores, np.ndarray):
             scores = torch.from_numpy(np.array(scores, dtype=np.float32))  # own, writable copy
         targets = torch.from_numpy(evalset.targets[rows])
