@@ -30,17 +30,28 @@ Scorer = Callable[[Sequences, np.ndarray], "torch.Tensor | np.ndarray"]
 
 def target_ranks(scores: torch.Tensor, histories: Sequences, targets: torch.Tensor,
                  exclude_seen: bool = True) -> torch.Tensor:
-    """1-based rank of each target among items 1..N.  scores (B, N+1), targets (B,)."""
-    scores = scores.float().clone()
+    """1-based rank of each target among items 1..N.  scores (B, N+1), targets (B,).
+
+    `scores` is modified in place (padding and, by default, history items are
+    set to -inf); scorers hand over fresh tensors, so nothing is copied.
+    """
+    scores = scores.float()
     scores[:, 0] = -math.inf  # padding is never a recommendation
     if exclude_seen:
         rows = torch.from_numpy(np.repeat(np.arange(len(histories)), histories.lengths))
         scores[rows, torch.from_numpy(histories.items)] = -math.inf
     t = scores.gather(1, targets[:, None])  # (B, 1)
-    idx = torch.arange(scores.shape[1])[None, :]
-    better = (scores > t) | ((scores == t) & (idx < targets[:, None]))
-    better[:, 0] = False  # padding never counts, whatever its score
-    return better.sum(1) + 1
+    ranks = (scores > t).sum(1) + 1
+    # Ties (common for count-based scorers) are broken by item index: an equal
+    # score at a lower index ranks first. Only rows with ties pay for this.
+    tied = torch.nonzero((scores == t).sum(1) > 1).squeeze(1)
+    if len(tied):
+        sub = scores[tied]
+        idx = torch.arange(scores.shape[1])[None, :]
+        before = (sub == t[tied]) & (idx < targets[tied, None])
+        before[:, 0] = False
+        ranks[tied] += before.sum(1)
+    return ranks
 
 
 def metrics_from_ranks(ranks: np.ndarray, ks=KS) -> dict[str, float]:
@@ -68,9 +79,13 @@ def evaluate(scorer: Scorer, evalset: EvalSet, exclude_seen: bool = True, batch_
 
     n = len(evalset.targets)
     ranks = np.zeros(n, dtype=np.int64)
+    # Batches of similar history length: a sequence model pads each batch to its
+    # longest history, so sorting cuts the padded work several-fold. Ranks are
+    # scattered back to the original order.
+    by_length = np.argsort(evalset.histories.lengths, kind="stable")
     starts = range(0, n, batch_size)
     for s in tqdm(starts, desc="ranking", unit="batch", disable=not progress, leave=False):
-        rows = np.arange(s, min(s + batch_size, n))
+        rows = by_length[s:s + batch_size]
         hist = evalset.histories.take(rows)
         scores = scorer(hist, evalset.users[rows])
         if isinstance(scores, np.ndarray):

@@ -1,0 +1,149 @@
+"""Sequence packing: many users share one row of `block_size` tokens.
+
+Most purchase histories are tiny (70% of the challenge users have two items),
+so one user per row would be mostly padding. Here each user's tokens are laid
+end to end in shuffled order (next-fit: a user who does not fit in what is left
+of the row starts a new one). Four arrays describe a packed batch:
+
+    tokens   (R, T)  item index of each slot (0 = padding)
+    targets  (R, T)  the next item of the same user, -100 where nothing is learned
+    seq_ids  (R, T)  which user (0, 1, 2, ... within the row) a slot belongs to, -1 = padding
+    pos_ids  (R, T)  position inside that user's history, restarting at 0 per user
+
+A user with items s[0..L-1] contributes tokens s[:-1] and targets s[1:]
+(next-token prediction at every position). A history longer than the row keeps
+its most recent block_size + 1 items: the model predicts the future from the
+recent past, and inference also sees the last block_size items with positions
+starting at 0, so training and inference agree.
+
+The attention mask is built in ONE place, `attention_mask`: causal AND same user.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .data import Sequences
+
+IGNORE = -100  # F.cross_entropy's ignore_index
+
+
+@dataclass
+class Packed:
+    tokens: np.ndarray   # (R, T) int64
+    targets: np.ndarray  # (R, T) int64, IGNORE on padding
+    seq_ids: np.ndarray  # (R, T) int64, -1 on padding
+    pos_ids: np.ndarray  # (R, T) int64, 0 on padding
+
+    @property
+    def efficiency(self) -> float:
+        """Non-padding tokens / all tokens."""
+        return float((self.seq_ids >= 0).mean()) if self.seq_ids.size else 0.0
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+def _next_fit(lengths: np.ndarray, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row, column start and seq id of each length, laid end to end in the given order."""
+    rows = np.empty(len(lengths), dtype=np.int64)
+    cols = np.empty(len(lengths), dtype=np.int64)
+    sids = np.empty(len(lengths), dtype=np.int64)
+    r, c, s = 0, 0, 0
+    for i, n in enumerate(lengths.tolist()):
+        if c + n > block_size:
+            r, c, s = r + 1, 0, 0
+        rows[i], cols[i], sids[i] = r, c, s
+        c += n
+        s += 1
+    return rows, cols, sids
+
+
+def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = None,
+         packing: bool = True) -> Packed:
+    """Pack users (in shuffled order when `rng` is given) into rows of block_size tokens.
+
+    packing=False puts one user per row (left-aligned, padded): the unpacked reference.
+    Users with fewer than two items have nothing to learn and are left out.
+    """
+    lengths = seqs.lengths
+    users = np.nonzero(lengths >= 2)[0]
+    if rng is not None:
+        users = users[rng.permutation(len(users))]
+    n_tok = np.minimum(lengths[users] - 1, block_size)  # tokens each user contributes
+    if packing:
+        rows, cols, sids = _next_fit(n_tok, block_size)
+    else:
+        rows, cols, sids = np.arange(len(users)), np.zeros(len(users), np.int64), np.zeros(len(users), np.int64)
+    n_rows = int(rows[-1]) + 1 if len(users) else 0
+
+    # flat slot indices of every token: row * T + col + (0..n-1)
+    within = np.arange(n_tok.sum()) - np.repeat(np.cumsum(n_tok) - n_tok, n_tok)
+    slot = np.repeat(rows * block_size + cols, n_tok) + within
+    # the token at `within` is item s[L-1-n+within]; its target is the item after it
+    first = seqs.offsets[users] + lengths[users] - 1 - n_tok  # index of the first kept token
+    src = np.repeat(first, n_tok) + within
+
+    tokens = np.zeros(n_rows * block_size, dtype=np.int64)
+    targets = np.full(n_rows * block_size, IGNORE, dtype=np.int64)
+    seq_ids = np.full(n_rows * block_size, -1, dtype=np.int64)
+    pos_ids = np.zeros(n_rows * block_size, dtype=np.int64)
+    tokens[slot] = seqs.items[src]
+    targets[slot] = seqs.items[src + 1]
+    seq_ids[slot] = np.repeat(sids, n_tok)
+    pos_ids[slot] = within
+    shape = (n_rows, block_size)
+    return Packed(tokens.reshape(shape), targets.reshape(shape), seq_ids.reshape(shape), pos_ids.reshape(shape))
+
+
+def left_aligned(histories: Sequences, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One history per row for inference: its last block_size items, positions from 0.
+
+    Returns tokens (B, T), seq_ids (B, T) (0 = real, -1 = padding), pos_ids (B, T)
+    and last (B,), the column of each row's most recent item, where the next
+    item is predicted. T = the longest kept history in the batch. Empty
+    histories get one padding token (their scores are meaningless; callers
+    route cold users to a fallback).
+    """
+    lengths = np.minimum(histories.lengths, block_size)
+    T = max(int(lengths.max()) if len(lengths) else 1, 1)
+    B = len(lengths)
+    within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    src = np.repeat(histories.offsets[1:] - lengths, lengths) + within
+    slot = np.repeat(np.arange(B) * T, lengths) + within
+    tokens = np.zeros(B * T, dtype=np.int64)
+    seq_ids = np.full(B * T, -1, dtype=np.int64)
+    pos_ids = np.zeros(B * T, dtype=np.int64)
+    tokens[slot] = histories.items[src]
+    seq_ids[slot] = 0
+    pos_ids[slot] = within
+    last = np.maximum(lengths - 1, 0)
+    return tokens.reshape(B, T), seq_ids.reshape(B, T), pos_ids.reshape(B, T), last
+
+
+def attention_mask(seq_ids: torch.Tensor) -> torch.Tensor:
+    """(B, T) seq ids -> (B, 1, T, T) boolean mask, True = may attend.
+
+    Query i may attend key j when j <= i (causal) and both belong to the same
+    user (block diagonal). Padding (-1) attends only to padding, so no row of
+    the mask is empty (an all-False row would make softmax NaN), and no real
+    token ever sees padding or another user.
+    """
+    T = seq_ids.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool, device=seq_ids.device).tril()
+    same = seq_ids[:, :, None] == seq_ids[:, None, :]
+    return (causal & same)[:, None]
+
+
+def flex_block_mask(seq_ids: torch.Tensor):
+    """The same rule as `attention_mask`, as a FlexAttention BlockMask (the fast path):
+    blocks that lie wholly outside every user's diagonal block are skipped."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    def same_user_causal(b, h, q, kv):
+        return (q >= kv) & (seq_ids[b, q] == seq_ids[b, kv])
+
+    B, T = seq_ids.shape
+    return create_block_mask(same_user_causal, B, None, T, T, device=seq_ids.device)
