@@ -32,7 +32,7 @@ def main(argv) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--out", default="runs/quickstart", help="folder for the data, the run and the submission")
     p.add_argument("--users", type=int, default=4000, help="synthetic users (default 4000)")
-    p.add_argument("--items", type=int, default=600, help="synthetic items (default 600)")
+    p.add_argument("--items", type=int, default=1000, help="synthetic items (default 1000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("overrides", nargs="*", metavar="key=value", help="training config overrides")
     args = p.parse_args(argv)

@@ -20,7 +20,7 @@ import os
 import numpy as np
 
 
-def generate(num_users: int = 4000, num_items: int = 600, seed: int = 0,
+def generate(num_users: int = 4000, num_items: int = 1000, seed: int = 0,
              p_transition: float = 0.7, p_repeat: float = 0.1, p_two: float = 0.6,
              max_len: int = 20):
     """Returns (users, items, timestamps) as parallel int64 arrays, items 0..num_items-1,
@@ -30,8 +30,9 @@ def generate(num_users: int = 4000, num_items: int = 600, seed: int = 0,
     popularity /= popularity.sum()
     perm = rng.permutation(num_items)  # popular items are not simply the low ids
     popularity = popularity[perm]
-    # 3 follow-ups per item, with decreasing weight
-    follow = np.stack([rng.choice(num_items, size=3, replace=False, p=popularity) for _ in range(num_items)])
+    # 3 follow-ups per item, with decreasing weight; drawn uniformly, so what
+    # follows an item is not just what is popular anyway
+    follow = np.stack([rng.choice(num_items, size=3, replace=False) for _ in range(num_items)])
     follow_w = np.array([0.6, 0.3, 0.1])
 
     users, items, times = [], [], []

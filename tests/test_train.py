@@ -1,0 +1,80 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from nanorec.config import Config
+from nanorec.data import item_counts, load, split
+from nanorec.evaluate import evaluate
+from nanorec.synthetic import write_csv
+from nanorec.train import get_lr, run
+
+FAST = dict(block_size=12, n_layer=1, n_head=2, n_embd=32, dropout=0.1, batch_size=32,
+            learning_rate=3e-3, min_lr=3e-4, warmup_steps=20, eval_batch_size=512, progress=False)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    return write_csv(str(tmp_path_factory.mktemp("syn") / "log.csv"), num_users=1200, num_items=200, seed=3)
+
+
+def test_trained_model_beats_popularity(synthetic, tmp_path):
+    cfg = Config(data=synthetic, max_steps=300, eval_interval=100, patience=0, **FAST)
+    metrics = run(cfg, str(tmp_path / "run"), quiet=True)
+    ds = load(synthetic)
+    sp = split(ds)
+    counts = item_counts(ds.sequences.drop_last(1), ds.num_items).astype(np.float32)
+    pop = evaluate(lambda h, u: np.broadcast_to(counts, (len(h), len(counts))), sp.test)
+    assert metrics["test"]["NDCG@10"] > 2 * pop["NDCG@10"]
+    files = set(os.listdir(tmp_path / "run"))
+    assert {"config.json", "items.json", "model.safetensors", "metrics.json", "train.log", "ckpt.pt"} <= files
+    saved = json.load(open(tmp_path / "run" / "config.json"))
+    assert saved["max_steps"] == 300 and saved["n_embd"] == 32
+    assert set(metrics) >= {"valid", "test", "best_step"}
+    for k in ("NDCG@10", "HR@10", "MRR@10", "MAP@10", "NDCG@5", "HR@20"):
+        assert k in metrics["test"] and k in metrics["valid"]
+
+
+def test_lr_schedule():
+    cfg = Config(learning_rate=1.0, min_lr=0.1, warmup_steps=10, max_steps=110)
+    assert get_lr(0, cfg) == pytest.approx(0.1)
+    assert get_lr(9, cfg) == pytest.approx(1.0)
+    assert get_lr(60, cfg) == pytest.approx(0.55)  # halfway through the cosine
+    assert get_lr(110, cfg) == pytest.approx(0.1)
+    cfg.decay_lr = False
+    assert get_lr(100, cfg) == 1.0
+
+
+def _train_cmd(data, out, *extra):
+    over = [f"{k}={v}" for k, v in FAST.items()]
+    return [sys.executable, "-m", "nanorec.cli", "train", "--data", data, "--out", out, "--quiet",
+            *over, "max_steps=240", "eval_interval=40", "checkpoint_interval=20", "patience=0", "threads=1", *extra]
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(synthetic, tmp_path):
+    full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
+    subprocess.run(_train_cmd(synthetic, full), check=True, capture_output=True)
+
+    proc = subprocess.Popen(_train_cmd(synthetic, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = os.path.join(killed, "ckpt.pt")
+    deadline = time.time() + 120
+    while not os.path.exists(ckpt) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.3)  # let it run past the checkpoint, so work after it is lost and redone
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not os.path.exists(os.path.join(killed, "metrics.json")), "run finished before it was killed"
+
+    resumed = subprocess.run([sys.executable, "-m", "nanorec.cli", "train", "--out", killed, "--resume", "--quiet"],
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    a = json.load(open(os.path.join(full, "metrics.json")))
+    b = json.load(open(os.path.join(killed, "metrics.json")))
+    assert a["history"] == b["history"]
+    assert a["valid"] == b["valid"] and a["test"] == b["test"]
+    assert a["best_step"] == b["best_step"]
