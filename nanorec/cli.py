@@ -54,4 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m nanorec.cli` runs this file as __main__; dispatch through the
+    # importable module so its UsageError is the class the subcommands raise.
+    from nanorec.cli import main as _main
+    sys.exit(_main())

@@ -28,6 +28,12 @@ from .packing import left_aligned
 # -----------------------------------------------------------------------------
 # the two decoders
 
+# Excluded (already seen) items get this score: below every real score but above
+# the padding slot's -inf, so a list longer than the unseen items is filled with
+# seen items, ranked last, and never with padding (original id of index 0 = none).
+SEEN_SCORE = torch.finfo(torch.float32).min
+
+
 @torch.no_grad()
 def topk_oneshot(model, cfg, histories: Sequences, k: int, exclude_seen: bool, device="cpu"):
     """(B histories) -> items (B, k) int64, scores (B, k) float: the top-k logits."""
@@ -53,18 +59,20 @@ def topk_generative(model, cfg, histories: Sequences, k: int, exclude_seen: bool
     rows = [histories[b].tolist() for b in range(B)]
     chosen = torch.zeros(B, k, dtype=torch.long)
     chosen_scores = torch.zeros(B, k)
-    banned = torch.zeros(B, model.num_items + 1, dtype=torch.bool)
+    seen = torch.zeros(B, model.num_items + 1, dtype=torch.bool)
     if exclude_seen:
-        banned[torch.from_numpy(np.repeat(np.arange(B), histories.lengths)), torch.from_numpy(histories.items)] = True
+        seen[torch.from_numpy(np.repeat(np.arange(B), histories.lengths)), torch.from_numpy(histories.items)] = True
+    in_list = torch.zeros_like(seen)
     t = lambda a: torch.from_numpy(a).to(device)
     for step in range(k):
         cur = Sequences.from_lists(rows)
         tokens, seq_ids, pos_ids, last = left_aligned(cur, cfg.block_size)
         with autocast(cfg, device):
             logits = model.score(t(tokens), t(pos_ids), t(seq_ids), t(last)).float().cpu()
-        logits[banned] = float("-inf")
+        logits[seen] = SEEN_SCORE  # rank last, but above padding: they only fill a list longer than the unseen items
+        logits[in_list] = float("-inf")  # never repeat an item in one list
         if temperature > 0:
-            probs_logits = logits / temperature
+            probs_logits = torch.where(logits > SEEN_SCORE, logits / temperature, logits)
             if top_k > 0:
                 kth = probs_logits.topk(min(top_k, probs_logits.shape[1]), dim=1).values[:, -1:]
                 probs_logits[probs_logits < kth] = float("-inf")
@@ -73,7 +81,7 @@ def topk_generative(model, cfg, histories: Sequences, k: int, exclude_seen: bool
             nxt = logits.argmax(dim=1)
         chosen[:, step] = nxt
         chosen_scores[:, step] = logits.gather(1, nxt[:, None]).squeeze(1)
-        banned[torch.arange(B), nxt] = True  # never repeat an item in one list
+        in_list[torch.arange(B), nxt] = True
         for b in range(B):
             rows[b].append(int(nxt[b]))
     return chosen.numpy(), chosen_scores.numpy()
@@ -81,7 +89,7 @@ def topk_generative(model, cfg, histories: Sequences, k: int, exclude_seen: bool
 
 def _mask_seen(scores: torch.Tensor, histories: Sequences) -> None:
     rows = torch.from_numpy(np.repeat(np.arange(len(histories)), histories.lengths))
-    scores[rows, torch.from_numpy(histories.items)] = float("-inf")
+    scores[rows, torch.from_numpy(histories.items)] = SEEN_SCORE
 
 
 def generative_scorer(model, cfg, device="cpu", k: int = 20):
@@ -219,7 +227,8 @@ def main(argv) -> int:
     p.add_argument("--mode", choices=["oneshot", "generative"], default="oneshot")
     seen = p.add_mutually_exclusive_group()
     seen.add_argument("--exclude-seen", dest="exclude_seen", action="store_true", default=True,
-                      help="never recommend an item already in the history (default)")
+                      help="never recommend an item already in the history (default; such items only "
+                           "fill the end of a list longer than the user's unseen items)")
     seen.add_argument("--include-seen", dest="exclude_seen", action="store_false",
                       help="allow repeat purchases in the list")
     p.add_argument("--format", choices=["auto", "submission", "long"], default="auto",
@@ -231,6 +240,9 @@ def main(argv) -> int:
     args = p.parse_args(argv)
     if args.k < 1:
         raise DataError(f"--k {args.k}: must be at least 1")
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(out_dir):  # fail before the work, not after it
+        raise DataError(f"{args.out}: folder {out_dir} does not exist")
     users = read_user_list(args.users) if args.users else None
     users, items, scores, n_cold = recommend(args.run, args.data, args.k, args.mode, args.exclude_seen, users,
                                              args.device, temperature=args.temperature,
