@@ -24,7 +24,8 @@ PROTOCOL = "full ranking over all {n} items, history excluded (ranked last), lea
 # A scorer maps a batch of histories (and the users they belong to, as rows of
 # Dataset.user_ids, for methods with per-user parameters such as LightGCN) to
 # scores over the item vocabulary: (B histories, (B,) users) -> (B, N+1),
-# higher is better; column 0 (padding) is ignored.
+# higher is better; column 0 (padding) is ignored. The evaluator writes into
+# the returned scores (history items -> -inf): return a fresh tensor or array.
 Scorer = Callable[[Sequences, np.ndarray], "torch.Tensor | np.ndarray"]
 
 
@@ -90,6 +91,8 @@ def evaluate(scorer: Scorer, evalset: EvalSet, exclude_seen: bool = True, batch_
         scores = scorer(hist, evalset.users[rows])
         if isinstance(scores, np.ndarray):
             scores = torch.from_numpy(np.array(scores, dtype=np.float32))  # own, writable copy
+        elif not scores.is_contiguous():
+            scores = scores.contiguous()  # e.g. an expanded view: ranking writes into the scores
         targets = torch.from_numpy(evalset.targets[rows])
         ranks[rows] = target_ranks(scores, hist, targets, exclude_seen).numpy()
     metrics = metrics_from_ranks(ranks)

@@ -50,20 +50,12 @@ def make_scorer(model: GPT, cfg: Config, device: str):
 
 
 def load_content(cfg: Config, item_ids: np.ndarray, log=print) -> list:
-    """The frozen content tables named in cfg.content, aligned to the item vocabulary."""
+    """The frozen content tables named in cfg.content, aligned to the item vocabulary:
+    [(table (N+1, D) float32, has_content (N+1,) bool), ...] (see nanorec.content)."""
     if not cfg.content:
         return []
-    from .content import align, coverage_line, load_table
-
-    tables = []
-    for path in [p.strip() for p in cfg.content.split(",") if p.strip()]:
-        if not os.path.exists(path):
-            raise DataError(f"{path}: content table not found")
-        ids, vectors = load_table(path)
-        table, has, report = align(ids, vectors, item_ids)
-        log(f"content {path}: {coverage_line(report)}")
-        tables.append((torch.as_tensor(table), torch.as_tensor(has)))
-    return tables
+    from .content import load_content as load_tables
+    return load_tables(cfg.content, item_ids, log)
 
 
 def read_items(run_dir: str) -> np.ndarray:

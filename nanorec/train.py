@@ -88,15 +88,9 @@ def run(cfg: Config, out_dir: str, resume: bool = False, quiet: bool = False) ->
     """Train per `cfg` into `out_dir`; returns the metrics dict also written to metrics.json."""
     # -------------------------------------------------------------------------
     # setup
-    os.makedirs(out_dir, exist_ok=True)
     ckpt_path = os.path.join(out_dir, "ckpt.pt")
-    if not resume:
-        for name in ("train.log", "metrics.json", "ckpt.pt", "model.safetensors"):
-            if os.path.exists(os.path.join(out_dir, name)):
-                os.remove(os.path.join(out_dir, name))
-    elif not os.path.exists(ckpt_path):
+    if resume and not os.path.exists(ckpt_path):
         raise DataError(f"{out_dir}: nothing to resume (no ckpt.pt)")
-    log = Logger(os.path.join(out_dir, "train.log"), quiet)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -111,6 +105,13 @@ def run(cfg: Config, out_dir: str, resume: bool = False, quiet: bool = False) ->
     sp = split(ds, all_data=cfg.all_data)
     if sp.train.lengths.max(initial=0) < 2:
         raise DataError(f"{cfg.data}: no user has two training items: nothing to learn")
+    # only now, with the data known to be good, touch the run directory
+    os.makedirs(out_dir, exist_ok=True)
+    if not resume:  # a fresh run never mixes with an older one's files
+        for name in ("train.log", "metrics.json", "ckpt.pt", "model.safetensors"):
+            if os.path.exists(os.path.join(out_dir, name)):
+                os.remove(os.path.join(out_dir, name))
+    log = Logger(os.path.join(out_dir, "train.log"), quiet)
     write_items(out_dir, ds.item_ids)
     cfg.save(os.path.join(out_dir, "config.json"))
     n_train_tokens = int(np.maximum(np.minimum(sp.train.lengths - 1, cfg.block_size), 0).sum())

@@ -1,0 +1,269 @@
+"""`nanorec leaderboard`: every baseline and the seed's GPT variants, one evaluator, one table.
+
+    nanorec leaderboard --data Beauty.txt --out leaderboards/beauty [--methods a,b,...] [key=value ...]
+
+Each method is fitted on the training split (selection on validation only),
+then scored ONCE on the test split by the same full-ranking evaluator. Writes
+leaderboard.json (updated after every method, so an interrupted run keeps what
+it finished and `--resume` skips it), leaderboard.md and leaderboard.png
+(test NDCG@10 as bars, the published SASRec and best published results as lines).
+key=value overrides apply to every GPT run (e.g. max_steps=2000).
+
+Besides the whole test set, every method is also scored on the "cold-target"
+users: those whose test item has at most 5 training interactions.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+
+from .config import Config, apply_overrides
+from .data import Dataset, item_counts, load, split
+from .evaluate import evaluate, metrics_from_ranks, protocol_line
+
+# Published full-ranking results on the S3-Rec files (HR@10, NDCG@10); see DESIGN.md.
+PUBLISHED = {
+    "Beauty": {"SASRec (S3-Rec paper)": (0.0605, 0.0318), "best published (BSARec / TV-Rec)": (0.1017, 0.0611),
+               "PopRec (published)": (0.0152, 0.0068)},
+    "Sports_and_Outdoors": {"SASRec (S3-Rec paper)": (0.0350, 0.0192), "best published (TV-Rec)": (0.0635, 0.0363),
+                            "PopRec (published)": (0.0094, 0.0053)},
+    "LastFM": {"SASRec (S3-Rec paper)": (0.0688, 0.0390), "best published (TV-Rec)": (0.0853, 0.0484)},
+}
+
+# The seed's challenge table (MAP@10), for the side-by-side in the README.
+SEED_MAP10 = {"svd": 0.00245, "content_knn": 0.00723, "lightgcn": 0.04754, "gpt_padded": 0.05068,
+              "gpt_generative": 0.05955, "gpt_content": 0.06788, "gpt_content_decay": 0.07198,
+              "gpt_all_data": 0.07401}
+
+# method -> label; the GPT rows follow the seed's journey.
+METHODS = {
+    "popularity": "popularity (leak-free counts)",
+    "popularity_published": "popularity, counts include test targets (as published)",
+    "transitions": "item-to-item transitions",
+    "svd": "PureSVD",
+    "content_knn": "content kNN (attributes, Faiss)",
+    "lightgcn": "LightGCN (PyG)",
+    "gpt_padded": "GPT, one user per row (no packing), no LR decay",
+    "gpt_packed": "GPT, packed, one-shot, no LR decay",
+    "gpt_generative": "GPT, packed, generative decoding, no LR decay",
+    "gpt_content": "GPT + attribute content, no LR decay",
+    "gpt_content_decay": "GPT + attribute content, warmup + cosine LR decay",
+    "gpt_all_data": "GPT + content + decay, all data (valid targets trained on)",
+}
+
+# What each GPT variant changes from the defaults.
+GPT_VARIANTS = {
+    "gpt_padded": dict(packing=False, decay_lr=False),
+    "gpt_packed": dict(decay_lr=False),
+    "gpt_content": dict(decay_lr=False, content="{attributes}"),
+    "gpt_content_decay": dict(content="{attributes}"),
+    "gpt_all_data": dict(content="{attributes}", all_data=True, patience=0),  # max_steps from gpt_content_decay
+}
+
+
+def cold_target_mask(ds: Dataset, sp, max_count: int = 5) -> np.ndarray:
+    """(M,) test users whose target item has at most `max_count` training interactions."""
+    counts = item_counts(sp.train, ds.num_items)
+    return counts[sp.test.targets] <= max_count
+
+
+def _row(method, test_m, ranks, cold, valid_m=None, train_s=0.0, rec_s=0.0, config=None, extra=None):
+    row = {"method": method, "label": METHODS[method],
+           "test": {k: test_m[k] for k in test_m if "@" in k},
+           "test_cold_target": {k: v for k, v in metrics_from_ranks(ranks[cold]).items()},
+           "cold_target_users": int(cold.sum()),
+           "valid": {k: valid_m[k] for k in valid_m if "@" in k} if valid_m else None,
+           "train_seconds": round(train_s, 1), "recommend_seconds": round(rec_s, 1), "config": config or {}}
+    row.update(extra or {})
+    return row
+
+
+def run_baseline(method, ds, sp, cold, attributes_path, log):
+    from .baselines.pop import Popularity
+
+    t0 = time.time()
+    config = {}
+    if method == "popularity":
+        model = Popularity().fit(ds.sequences.drop_last(1), ds.num_items)  # all the model may see at test time
+        config = {"counts": "items[:-1] (no test targets)"}
+    elif method == "popularity_published":
+        model = Popularity().fit(ds.sequences, ds.num_items)
+        config = {"counts": "all interactions, test targets included"}
+    elif method == "transitions":
+        from .baselines.transitions import Transitions
+        model = Transitions().fit(sp.train, ds.num_items, sp.valid)
+        config = {"window": model.window, "decay": model.decay, "pop_weight": model.pop_weight}
+    elif method == "svd":
+        from .baselines.svd import PureSVD
+        model = PureSVD().fit(sp.train, ds.num_items, sp.valid)
+        config = {"k": model.k}
+    elif method == "content_knn":
+        from .baselines.knn import ContentKNN
+        model = ContentKNN(attributes_path, item_ids=ds.item_ids).fit(sp.train, ds.num_items, sp.valid)
+        config = {"table": os.path.basename(attributes_path), "last": model.last}
+    elif method == "lightgcn":
+        from .baselines.lightgcn import LightGCN
+        model = LightGCN().fit(sp.train, ds.num_items, sp.valid)
+        config = {k: getattr(model, k) for k in ("dim", "layers", "lr") if hasattr(model, k)}
+    else:
+        raise ValueError(method)
+    train_s = time.time() - t0
+    valid_m = evaluate(model.score, sp.valid) if method not in ("popularity", "popularity_published") else None
+    t1 = time.time()
+    test_m, ranks = evaluate(model.score, sp.test, return_ranks=True)
+    return _row(method, test_m, ranks, cold, valid_m, train_s, time.time() - t1, config)
+
+
+def run_gpt(method, ds, sp, cold, base_cfg: Config, out_dir, attributes_path, done, log):
+    from .inference import load_run, make_scorer
+    from .recommend import generative_scorer
+    from .train import run
+
+    if method == "gpt_generative":  # the packed model, decoded generatively: no new training
+        packed_dir = os.path.join(out_dir, "runs", "gpt_packed")
+        if "gpt_packed" not in done:
+            raise RuntimeError("gpt_generative needs gpt_packed first")
+        cfg, model, _ = load_run(packed_dir)
+        t0 = time.time()
+        valid_m = evaluate(generative_scorer(model, cfg), sp.valid, batch_size=256)
+        test_m, ranks = evaluate(generative_scorer(model, cfg), sp.test, batch_size=256, return_ranks=True)
+        return _row(method, test_m, ranks, cold, valid_m, done["gpt_packed"]["train_seconds"], time.time() - t0,
+                    done["gpt_packed"]["config"], {"run": packed_dir})
+
+    changes = {k: (v.format(attributes=attributes_path) if isinstance(v, str) else v)
+               for k, v in GPT_VARIANTS[method].items()}
+    if method == "gpt_all_data":
+        chosen = done.get("gpt_content_decay")
+        if chosen is None:
+            raise RuntimeError("gpt_all_data needs gpt_content_decay first (its validation-chosen step count)")
+        changes["max_steps"] = chosen["best_step"]
+    cfg = Config(**{**base_cfg.to_dict(), **changes})
+    run_dir = os.path.join(out_dir, "runs", method)
+    t0 = time.time()
+    metrics = run(cfg, run_dir, quiet=True)
+    train_s = time.time() - t0
+    cfg_loaded, model, _ = load_run(run_dir)
+    t1 = time.time()
+    test_m, ranks = evaluate(make_scorer(model, cfg_loaded, "cpu"), sp.test, batch_size=cfg.eval_batch_size,
+                             return_ranks=True)
+    rec_s = time.time() - t1
+    return _row(method, test_m, ranks, cold, metrics["valid"], train_s, rec_s, cfg.to_dict(),
+                {"best_step": metrics["best_step"], "steps": metrics["steps"], "run": run_dir})
+
+
+def write_outputs(out_dir, ds, sp, rows, meta):
+    with open(os.path.join(out_dir, "leaderboard.json"), "w") as f:
+        json.dump({**meta, "rows": rows}, f, indent=2)
+    lines = [f"# Leaderboard: {ds.name}", "",
+             f"Protocol: {meta['protocol']}. Test scored once per method; selection on validation only.",
+             f"Machine: {meta['machine']}; date {meta['date']}; command: `{meta['command']}`", "",
+             "| method | HR@10 | NDCG@10 | MRR@10 | MAP@10 | cold-target NDCG@10 | train s | recommend s |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        t = r["test"]
+        lines.append(f"| {r['label']} | {t['HR@10']:.4f} | {t['NDCG@10']:.4f} | {t['MRR@10']:.4f} | "
+                     f"{t['MAP@10']:.4f} | {r['test_cold_target']['NDCG@10']:.4f} | {r['train_seconds']:.0f} | "
+                     f"{r['recommend_seconds']:.0f} |")
+    pub = PUBLISHED.get(ds.name, {})
+    if pub:
+        lines += ["", "Published (same files, same protocol): " +
+                  "; ".join(f"{k} HR@10 {h:.4f} / NDCG@10 {n:.4f}" for k, (h, n) in pub.items())]
+    lines += ["", f"Cold-target users: test users whose target item has <= 5 training interactions "
+                  f"({rows[0]['cold_target_users'] if rows else 0:,} of {len(sp.test.targets):,})."]
+    with open(os.path.join(out_dir, "leaderboard.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    try:
+        _plot(os.path.join(out_dir, "leaderboard.png"), ds.name, rows, pub)
+    except ImportError:
+        pass
+
+
+def _plot(path, name, rows, pub):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.6))
+    labels = [r["label"] for r in rows][::-1]
+    values = [r["test"]["NDCG@10"] for r in rows][::-1]
+    colors = ["tab:blue" if r["method"].startswith("gpt") else "tab:gray" for r in rows][::-1]
+    ax.barh(labels, values, color=colors)
+    for (label, (_, ndcg)), style in zip(pub.items(), ["--", ":", "-."]):
+        ax.axvline(ndcg, color="tab:red", linestyle=style, label=f"{label}: {ndcg:.4f}")
+    ax.set_xlabel("test NDCG@10 (full ranking)")
+    ax.set_title(f"{name}: nanorec leaderboard")
+    if pub:
+        ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv) -> int:
+    from tqdm import tqdm
+    from .cli import UsageError
+
+    p = argparse.ArgumentParser(prog="nanorec leaderboard", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1] + "\nmethods: " + ", ".join(METHODS))
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset, in this order")
+    p.add_argument("--resume", action="store_true", help="keep rows already in OUT/leaderboard.json")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every GPT run")
+    args = p.parse_args(argv)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise UsageError(f"unknown method {unknown[0]!r} (methods: {', '.join(METHODS)})")
+    try:
+        base_cfg = apply_overrides(Config(data=args.data, progress=False), args.overrides)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+    os.makedirs(args.out, exist_ok=True)
+    ds = load(args.data)
+    sp = split(ds)
+    if sp.test is None:
+        raise UsageError(f"{args.data}: the leaderboard needs test targets (leave-one-out data)")
+    cold = cold_target_mask(ds, sp)
+    attributes_path = None
+    if any(m in methods for m in ("content_knn", "gpt_content", "gpt_content_decay", "gpt_all_data")):
+        if not ds.attributes_path:
+            raise UsageError(f"{args.data}: content methods need a sibling *_item2attributes.json")
+        from .content import attribute_table, save_table
+        attributes_path = os.path.join(args.out, "attributes.safetensors")
+        ids, vectors = attribute_table(ds.attributes_path, ds.item_ids)
+        save_table(attributes_path, ids, vectors)
+
+    json_path = os.path.join(args.out, "leaderboard.json")
+    done = {}
+    if args.resume and os.path.exists(json_path):
+        done = {r["method"]: r for r in json.load(open(json_path))["rows"]}
+    meta = {"data": args.data, "protocol": protocol_line(ds.num_items, len(sp.test.targets)),
+            "machine": f"{os.cpu_count()}-core CPU ({platform.machine()}), no GPU",
+            "date": time.strftime("%Y-%m-%d"),
+            "command": "nanorec leaderboard " + " ".join(argv), "seed_challenge_map10": SEED_MAP10}
+    log = tqdm.write
+    bar = tqdm(methods, desc="leaderboard", unit="method")
+    for method in bar:
+        if method in done:
+            continue
+        bar.set_postfix(method=method)
+        t0 = time.time()
+        if method.startswith("gpt"):
+            row = run_gpt(method, ds, sp, cold, base_cfg, args.out, attributes_path, done, log)
+        else:
+            row = run_baseline(method, ds, sp, cold, attributes_path, log)
+        done[method] = row
+        log(f"{method:<22} test HR@10 {row['test']['HR@10']:.4f} NDCG@10 {row['test']['NDCG@10']:.4f} "
+            f"MAP@10 {row['test']['MAP@10']:.4f}  ({time.time() - t0:.0f} s)")
+        write_outputs(args.out, ds, sp, [done[m] for m in METHODS if m in done], meta)
+    write_outputs(args.out, ds, sp, [done[m] for m in METHODS if m in done], meta)
+    print(open(os.path.join(args.out, "leaderboard.md")).read())
+    return 0
