@@ -130,7 +130,7 @@ def run_gpt(method, ds, sp, cold, base_cfg: Config, out_dir, attributes_path, do
             raise RuntimeError("gpt_generative needs gpt_packed first")
         cfg, model, _ = load_run(packed_dir)
         t0 = time.time()
-        valid_m = evaluate(generative_scorer(model, cfg), sp.valid, batch_size=256)
+        valid_m = None  # nothing is selected for this row (the packed run's weights): test only, half the cost
         test_m, ranks = evaluate(generative_scorer(model, cfg), sp.test, batch_size=256, return_ranks=True)
         return _row(method, test_m, ranks, cold, valid_m, done["gpt_packed"]["train_seconds"], time.time() - t0,
                     done["gpt_packed"]["config"], {"run": packed_dir})
