@@ -36,6 +36,7 @@ class Config:
     warmup_steps: int = 100
     decay_lr: bool = True          # linear warmup + cosine decay; False = constant learning_rate after warmup
     max_steps: int = 12000         # upper bound; early stopping usually ends the run first
+    decay_steps: int = 0           # length of the cosine decay; 0 = max_steps (all_data sets it to replay a schedule)
     weight_decay: float = 0.1      # on matrices only (no decay on biases, LayerNorm, embeddings)
     beta1: float = 0.9
     beta2: float = 0.98

@@ -12,6 +12,7 @@ The run directory is self-describing:
     items.json         internal index -> original item id (index 0 = padding, null)
     model.safetensors  the best weights (by validation NDCG@10; the last ones with all_data)
     metrics.json       {"valid": {...}, "test": {...}, "best_step": ..., ...}
+    test_ranks.npy     (M,) rank of each test user's target (split.test order), for breakdowns
     train.log          what was printed
     ckpt.pt            the latest resumable state (weights_only-loadable)
 """
@@ -51,12 +52,13 @@ class Logger:
 
 
 def get_lr(step: int, cfg: Config) -> float:
-    """Linear warmup, then cosine decay from learning_rate to min_lr at max_steps."""
+    """Linear warmup, then cosine decay from learning_rate to min_lr at decay_steps (default max_steps)."""
     if step < cfg.warmup_steps:
         return cfg.learning_rate * (step + 1) / cfg.warmup_steps
     if not cfg.decay_lr:
         return cfg.learning_rate
-    ratio = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    decay_steps = cfg.decay_steps or cfg.max_steps
+    ratio = min(1.0, (step - cfg.warmup_steps) / max(1, decay_steps - cfg.warmup_steps))
     coeff = 0.5 * (1.0 + math.cos(math.pi * ratio))  # 1 -> 0
     return cfg.min_lr + coeff * (cfg.learning_rate - cfg.min_lr)
 
@@ -222,7 +224,8 @@ def run(cfg: Config, out_dir: str, resume: bool = False, quiet: bool = False) ->
     t_eval = time.time()
     results = {"valid": evaluate(scorer, sp.valid, batch_size=cfg.eval_batch_size)}
     if sp.test is not None:
-        results["test"] = evaluate(scorer, sp.test, batch_size=cfg.eval_batch_size)
+        results["test"], test_ranks = evaluate(scorer, sp.test, batch_size=cfg.eval_batch_size, return_ranks=True)
+        np.save(os.path.join(out_dir, "test_ranks.npy"), test_ranks)  # per-user ranks, for breakdowns
     results.update({
         "best_step": best["step"], "steps": step, "epochs": epoch,
         "selection": "last step (all_data: validation targets were trained on)" if cfg.all_data
