@@ -30,22 +30,22 @@ class Config:
     attention: str = "sdpa"        # "sdpa" (boolean mask, reference) or "flex" (FlexAttention block mask, compiled)
     packing: bool = True           # many users per row; False = one user per row, left-aligned, padded
     # optimisation
-    batch_size: int = 128          # rows of block_size tokens per step
+    batch_size: int = 64           # rows of block_size tokens per step (~450 Beauty users)
     learning_rate: float = 1e-3
     min_lr: float = 1e-4           # cosine decay ends here
     warmup_steps: int = 100
     decay_lr: bool = True          # linear warmup + cosine decay; False = constant learning_rate after warmup
-    max_steps: int = 12000         # upper bound; early stopping usually ends the run first
+    max_steps: int = 3000          # the cosine schedule's length; early stopping may end the run first
     decay_steps: int = 0           # length of the cosine decay; 0 = max_steps (all_data sets it to replay a schedule)
     weight_decay: float = 0.1      # on matrices only (no decay on biases, LayerNorm, embeddings)
     beta1: float = 0.9
     beta2: float = 0.98
     grad_clip: float = 1.0         # 0 disables clipping
     # evaluation and checkpoints
-    eval_interval: int = 400       # steps between validation passes
+    eval_interval: int = 200       # steps between validation passes
     eval_batch_size: int = 1024
-    patience: int = 8              # stop after this many validations without a better NDCG@10; 0 = never
-    checkpoint_interval: int = 400 # steps between resumable checkpoints (ckpt.pt)
+    patience: int = 5              # stop after this many validations without a better NDCG@10; 0 = never
+    checkpoint_interval: int = 200 # steps between resumable checkpoints (ckpt.pt)
     # system
     seed: int = 1337
     device: str = "auto"           # "auto" = cuda when available, else cpu
