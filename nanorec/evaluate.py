@@ -73,13 +73,15 @@ def metrics_from_ranks(ranks: np.ndarray, ks=KS) -> dict[str, float]:
 
 
 def evaluate(scorer: Scorer, evalset: EvalSet, exclude_seen: bool = True, batch_size: int = 512,
-             progress: bool = False, return_ranks: bool = False):
+             progress: bool = False, return_ranks: bool = False, with_loss: bool = False):
     """Score every user of `evalset` in batches and return the metrics dict
-    (and the per-user ranks when `return_ranks`)."""
+    (and the per-user ranks when `return_ranks`). with_loss: the scores are
+    logits; also report "loss", the mean cross-entropy of the targets over all items."""
     from tqdm import tqdm
 
     n = len(evalset.targets)
     ranks = np.zeros(n, dtype=np.int64)
+    loss_sum = 0.0
     # Batches of similar history length: a sequence model pads each batch to its
     # longest history, so sorting cuts the padded work several-fold. Ranks are
     # scattered back to the original order.
@@ -94,8 +96,13 @@ def evaluate(scorer: Scorer, evalset: EvalSet, exclude_seen: bool = True, batch_
         elif not scores.is_contiguous():
             scores = scores.contiguous()  # e.g. an expanded view: ranking writes into the scores
         targets = torch.from_numpy(evalset.targets[rows])
+        if with_loss:  # before ranking masks the history
+            lse = torch.logsumexp(scores[:, 1:].float(), dim=1)
+            loss_sum += float((lse - scores.float().gather(1, targets[:, None]).squeeze(1)).sum())
         ranks[rows] = target_ranks(scores, hist, targets, exclude_seen).numpy()
     metrics = metrics_from_ranks(ranks)
+    if with_loss:
+        metrics["loss"] = loss_sum / max(n, 1)
     metrics["users"] = n
     return (metrics, ranks) if return_ranks else metrics
 

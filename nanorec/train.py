@@ -146,8 +146,7 @@ def run(cfg: Config, out_dir: str, resume: bool = False, quiet: bool = False) ->
         log(f"resumed from step {step} (epoch {epoch}, batch {batch_in_epoch})")
 
     def validate():
-        m = evaluate(scorer, sp.valid, batch_size=cfg.eval_batch_size)
-        return m
+        return evaluate(scorer, sp.valid, batch_size=cfg.eval_batch_size, with_loss=True)
 
     def save_checkpoint():
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -194,7 +193,8 @@ def run(cfg: Config, out_dir: str, resume: bool = False, quiet: bool = False) ->
             if step % cfg.eval_interval == 0 or step == cfg.max_steps:
                 m = validate()
                 rate = tokens_seen / max(time.time() - t_loop, 1e-9)
-                history.append({"step": step, "epoch": epoch, "loss": round(loss.item(), 4),
+                history.append({"step": step, "epoch": epoch, "train_loss": round(loss.item(), 4),
+                                "valid_loss": round(m["loss"], 4),
                                 **{k: m[k] for k in ("NDCG@10", "HR@10", "MAP@10")}})
                 improved = m["NDCG@10"] > best["NDCG@10"]
                 if improved or cfg.all_data:  # all_data has no selection of its own: keep the last
@@ -203,7 +203,7 @@ def run(cfg: Config, out_dir: str, resume: bool = False, quiet: bool = False) ->
                     bad_evals = 0
                 else:
                     bad_evals += 1
-                log(f"step {step} epoch {epoch}: loss {loss.item():.4f} lr {lr:.2e} | valid {format_metrics(m)}"
+                log(f"step {step} epoch {epoch}: loss {loss.item():.4f} lr {lr:.2e} | valid loss {m['loss']:.4f} {format_metrics(m)}"
                     f"{' *' if improved else ''} | {rate:,.0f} train tokens/s")
                 if cfg.patience and bad_evals >= cfg.patience and not cfg.all_data:
                     log(f"early stop: no better validation NDCG@10 in {bad_evals} evaluations")
@@ -231,6 +231,7 @@ def run(cfg: Config, out_dir: str, resume: bool = False, quiet: bool = False) ->
         "selection": "last step (all_data: validation targets were trained on)" if cfg.all_data
                      else "best validation NDCG@10",
         "protocol": protocol_line(ds.num_items, len(sp.valid.targets)),
+        "packing_efficiency": round(pack(sp.train, cfg.block_size, packing=cfg.packing).efficiency, 4),
         "train_seconds": round(train_seconds, 1), "eval_seconds": round(time.time() - t_eval, 1),
         "history": history,
     })
