@@ -1,8 +1,9 @@
 """The GPT recommender: nanoGPT's decoder over item tokens.
 
-    x = wte(item) + wpe(position) [+ proj_i(content_i[item]) for each content table]
-    x = Block(x) * n_layer          (causal self-attention restricted to the same user)
-    logits = ln_f(x) @ wte.weight.T  (item embedding tied to the output layer)
+    E = wte + sum_i proj_i(content_i)   (N+1, C) item vectors; content tables frozen
+    x = E[item] + wpe(position)
+    x = Block(x) * n_layer               (causal self-attention restricted to the same user)
+    logits = ln_f(x) @ E.T               (item vectors tied to the output layer)
 
 Item index 0 is padding: it gets a zero embedding, and its logit is -inf, so it
 is never predicted. Attention comes in two interchangeable backends that must
@@ -98,11 +99,12 @@ class Block(nn.Module):
 
 
 class ContentInput(nn.Module):
-    """proj(content[item]) for one frozen table.
+    """proj(content[item]) for one frozen table, for all items at once.
 
     The table (N+1, D) is a buffer: it is never trained and not saved with the
     weights (it lives in its own file). Items without content (has_content False)
     get a learned `missing` vector instead of a projection of zeros or noise.
+    Projecting the whole table costs (N+1) x D x C, far less than the output layer.
     """
 
     def __init__(self, table: torch.Tensor, has_content: torch.Tensor, n_embd: int):
@@ -112,9 +114,8 @@ class ContentInput(nn.Module):
         self.proj = nn.Linear(table.shape[1], n_embd, bias=False)
         self.missing = nn.Parameter(torch.zeros(n_embd))
 
-    def forward(self, idx):  # (B, T) -> (B, T, C)
-        projected = self.proj(self.table[idx])
-        return torch.where(self.has_content[idx][..., None], projected, self.missing)
+    def forward(self):  # -> (N+1, C): every item's content vector in model space
+        return torch.where(self.has_content[:, None], self.proj(self.table), self.missing)
 
 
 class GPT(nn.Module):
@@ -152,20 +153,31 @@ class GPT(nn.Module):
         """The attention mask for the configured backend, from (B, T) seq ids."""
         return flex_block_mask(seq_ids) if self.cfg.attention == "flex" else attention_mask(seq_ids)
 
-    def hidden(self, tokens, pos_ids, seq_ids):
-        """(B, T) tokens, positions, seq ids -> (B, T, C) final hidden states."""
-        mask = self.make_mask(seq_ids)
-        x = self.wte(tokens) + self.wpe(pos_ids)  # (B, T, C)
+    def item_embeddings(self):
+        """(N+1, C) each item's vector, used at the input AND tied to the output:
+        wte[item] + sum_i proj_i(content_i[item]). With content in the output
+        too, an item that was never bought in training (a cold item) is still
+        scored through what its content shares with items that were."""
+        w = self.wte.weight
         for c in self.content:
-            x = x + c(tokens)
+            w = w + c()
+        return w
+
+    def hidden(self, tokens, pos_ids, seq_ids, items=None):
+        """(B, T) tokens, positions, seq ids -> (B, T, C) final hidden states.
+        `items`: item_embeddings(), when the caller already has it."""
+        mask = self.make_mask(seq_ids)
+        items = self.item_embeddings() if items is None else items
+        x = F.embedding(tokens, items) + self.wpe(pos_ids)  # (B, T, C)
         x = self.drop(x)
         for block in self.h:
             x = block(x, mask)
         return self.ln_f(x)
 
-    def logits(self, h):
+    def logits(self, h, items=None):
         """(..., C) hidden -> (..., N+1) scores over all items; padding is -inf."""
-        logits = h @ self.wte.weight.T
+        items = self.item_embeddings() if items is None else items
+        logits = h @ items.T
         logits[..., 0] = float("-inf")
         return logits
 
@@ -176,11 +188,12 @@ class GPT(nn.Module):
         and the output layer over the full catalogue dominates the cost.
         Without targets, returns the (B, T, C) hidden states.
         """
-        h = self.hidden(tokens, pos_ids, seq_ids)
+        items = self.item_embeddings()  # (N+1, C), computed once for input and output
+        h = self.hidden(tokens, pos_ids, seq_ids, items)
         if targets is None:
             return h
         keep = targets != IGNORE  # (B, T)
-        return full_softmax_cross_entropy(h[keep], self.wte.weight, targets[keep])  # h[keep]: (M, C)
+        return full_softmax_cross_entropy(h[keep], items, targets[keep])  # h[keep]: (M, C)
 
     def configure_optimizer(self, weight_decay, learning_rate, betas, device_type):
         """AdamW with two groups: matrices of Linear layers decay; biases, LayerNorm
@@ -199,6 +212,7 @@ class GPT(nn.Module):
     def score(self, tokens, pos_ids, seq_ids, last):
         """Scores over all items for the slot after each row's last item.
         tokens/pos_ids/seq_ids (B, T), last (B,) column index -> (B, N+1)."""
-        h = self.hidden(tokens, pos_ids, seq_ids)  # (B, T, C)
+        items = self.item_embeddings()
+        h = self.hidden(tokens, pos_ids, seq_ids, items)  # (B, T, C)
         h_last = h[torch.arange(h.shape[0], device=h.device), last]  # (B, C)
-        return self.logits(h_last).float()
+        return self.logits(h_last, items).float()

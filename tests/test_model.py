@@ -159,3 +159,30 @@ def test_weight_decay_groups():
     assert id(model.h[0].ln_1.weight) not in decay_ids
     n_total = sum(p.numel() for p in model.parameters())
     assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == n_total
+
+
+def test_cold_item_is_scored_through_its_content():
+    """Item 7 never appears in training but shares its content with item 3, which
+    always follows item 1: after [1], item 7 must rank right behind 3."""
+    torch.manual_seed(0)
+    n = 30
+    table = torch.eye(n + 1)[:, 1:] * 1.0  # one-hot content per item: (N+1, N)
+    table[7] = table[3]  # 7 looks exactly like 3
+    has = torch.ones(n + 1, dtype=torch.bool)
+    has[0] = False
+    model = GPT(tiny(n_layer=1), n, content=[(table, has)])
+    rng = np.random.default_rng(0)
+    rows = [[1, 3]] * 40 + [[int(a), int(b)] for a, b in rng.integers(8, n + 1, size=(80, 2))]
+    packed = pack(Sequences.from_lists(rows), 12, rng=np.random.default_rng(0))
+    opt = model.configure_optimizer(0.0, 1e-2, (0.9, 0.98), "cpu")
+    for _ in range(150):
+        loss = model(t(packed.tokens), t(packed.pos_ids), t(packed.seq_ids), t(packed.targets))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    tok, sid, pos, last = left_aligned(Sequences.from_lists([[1]]), 12)
+    scores = model.score(t(tok), t(pos), t(sid), t(last))[0]
+    order = scores.argsort(descending=True).tolist()
+    assert order[0] == 3
+    assert order.index(7) <= 2, order[:5]
