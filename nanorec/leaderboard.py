@@ -104,8 +104,15 @@ def run_baseline(method, ds, sp, cold, attributes_path, log):
         config = {"k": model.k}
     elif method == "content_knn":
         from .baselines.knn import ContentKNN
-        model = ContentKNN(attributes_path, item_ids=ds.item_ids).fit(sp.train, ds.num_items, sp.valid)
-        config = {"table": os.path.basename(attributes_path), "last": model.last}
+        # Options chosen on validation by benchmarks/content_knn.py: the unreduced TF-IDF
+        # attribute vectors, the last item only, a small popularity tie-break.
+        from .content import attribute_table
+        ids, vectors = attribute_table(ds.attributes_path, ds.item_ids, dim=100_000)  # > rank: no reduction
+        knn_table = os.path.join(os.path.dirname(attributes_path), "attributes_full.safetensors")
+        from .content import save_table
+        save_table(knn_table, ids, vectors)
+        model = ContentKNN(knn_table, item_ids=ds.item_ids, last=1, pop_weight=0.1).fit(sp.train, ds.num_items)
+        config = {"table": "TF-IDF attributes, full rank", "dim": int(vectors.shape[1]), "last": 1, "pop_weight": 0.1}
     elif method == "lightgcn":
         from .baselines.lightgcn import LightGCN
         model = LightGCN().fit(sp.train, ds.num_items, sp.valid)
