@@ -1,0 +1,71 @@
+"""First-order Markov chain: what usually comes right after the user's last item."""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..data import EvalSet, Sequences, item_counts
+
+
+class Transitions:
+    """Item-to-item transition counts over consecutive items of the training sequences.
+
+    P[a, b] = (# times b directly follows a) / (# times a is followed by anything),
+    a scipy.sparse CSR (N+1, N+1). A history h_1..h_T is scored by
+        sum_{j<window} decay^j * P[h_{T-j}]  +  pop_weight * counts / counts.max()
+    i.e. the transition row of the last item (window=1), optionally mixed with the rows
+    of the few items before it, backed off to popularity so every item has a score
+    (pop_weight is small: it only orders the items no transition reaches).
+
+    Contract: score(histories (B rows), users (B,), ignored) -> (B, N+1) float32 ndarray.
+    Hyper-parameters: window (last items used, default 1), decay (weight of each step
+    further back, default 0.5), pop_weight (popularity back-off, default 1e-4).
+    With `valid` given, `fit` keeps the (window, decay) of `grid` with the best validation
+    NDCG@10 (the counts do not depend on them, so this costs one ranking per setting);
+    `self.selection` records every setting's validation NDCG@10.
+    """
+
+    GRID = ((1, 0.5), (2, 0.3), (2, 0.5), (3, 0.3), (3, 0.5), (5, 0.3), (5, 0.5))
+
+    def __init__(self, window: int = 1, decay: float = 0.5, pop_weight: float = 1e-4,
+                 grid: tuple[tuple[int, float], ...] = GRID):
+        self.window, self.decay, self.pop_weight, self.grid = window, decay, pop_weight, grid
+        self.selection: dict[str, float] = {}
+
+    def fit(self, train: Sequences, num_items: int, valid: EvalSet | None = None) -> "Transitions":
+        n = num_items + 1
+        # consecutive pairs (a -> b) inside each row: drop the pair that would cross a row boundary
+        src, dst = train.items[:-1], train.items[1:]
+        same_row = np.ones(len(src), dtype=bool)
+        ends = train.offsets[1:-1] - 1  # index of each row's last item (except the final row's)
+        same_row[ends[(ends >= 0) & (ends < len(src))]] = False
+        src, dst = src[same_row], dst[same_row]
+        counts = sp.csr_matrix((np.ones(len(src), np.float32), (src, dst)), shape=(n, n))  # duplicates summed
+        out = np.asarray(counts.sum(1)).ravel()  # (N+1,) outgoing transitions per item
+        self.P = sp.diags(1.0 / np.maximum(out, 1)).astype(np.float32) @ counts  # (N+1, N+1) row-stochastic CSR
+        pop = item_counts(train, num_items).astype(np.float32)
+        self.prior = self.pop_weight * pop / max(pop.max(), 1)  # (N+1,)
+        if valid is not None and self.grid:
+            from ..evaluate import evaluate
+            best = -1.0
+            for window, decay in self.grid:
+                self.window, self.decay = window, decay
+                ndcg = self.selection[f"window={window} decay={decay}"] = evaluate(self.score, valid)["NDCG@10"]
+                if ndcg > best:
+                    best, chosen = ndcg, (window, decay)
+            self.window, self.decay = chosen
+        return self
+
+    def score(self, histories: Sequences, users: np.ndarray) -> np.ndarray:
+        B, n = len(histories), self.P.shape[0]
+        lengths = histories.lengths
+        rows, cols, vals = [], [], []
+        for j in range(self.window):  # j = 0: last item, j = 1: the one before, ...
+            has = lengths > j
+            rows.append(np.nonzero(has)[0])
+            cols.append(histories.items[histories.offsets[1:][has] - 1 - j])
+            vals.append(np.full(has.sum(), self.decay ** j, np.float32))
+        W = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(B, n))
+        scores = (W @ self.P).toarray()  # (B, N+1)
+        scores += self.prior[None, :]
+        return scores.astype(np.float32, copy=False)
