@@ -17,6 +17,7 @@ COMMANDS = {
     "recommend": ("nanorec.recommend", "top-k lists per user, or a challenge submission"),
     "embed": ("nanorec.embed", "build frozen item content tables (images, text, attributes)"),
     "leaderboard": ("nanorec.leaderboard", "run baselines and GPT variants, write leaderboard.{md,json,png}"),
+    "serve": ("nanorec.serve", "HTTP API for top-k recommendations"),
 }
 
 
