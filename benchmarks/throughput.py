@@ -14,7 +14,6 @@ import os
 import platform
 import time
 
-import numpy as np
 import torch
 
 from nanorec.config import Config

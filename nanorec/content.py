@@ -28,7 +28,7 @@ import tempfile
 
 import numpy as np
 
-from .data import DataError
+from .data import DataError, read_json
 
 # Id columns tried, in order, when a .parquet table does not name one.
 ID_COLUMNS = ("item_id", "id", "parent_asin", "asin")
@@ -324,17 +324,39 @@ def load_content(spec: str, item_ids, log=print):
 
 
 # -----------------------------------------------------------------------------
+# item metadata (the challenge's item_metadata.csv and the like)
+
+def read_metadata(path: str, key_col: str | None, key_candidates: tuple[str, ...]):
+    """(frame with every column as text where it is CSV, the item key column) from a
+    .csv/.parquet/.jsonl metadata file; the key column is `key_col`, else the first of
+    `key_candidates` present."""
+    import polars as pl
+
+    lower = path.lower()
+    try:
+        if lower.endswith((".parquet", ".pq")):
+            df = pl.read_parquet(path)
+        elif lower.endswith((".jsonl", ".ndjson")):
+            df = pl.read_ndjson(path)
+        else:
+            df = pl.read_csv(path, infer_schema_length=0)  # everything as text: ids keep leading zeros
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (pl.exceptions.PolarsError, OSError) as e:
+        raise DataError(f"{path}: cannot be read ({str(e).splitlines()[0]})") from None
+    key_col = key_col or next((c for c in key_candidates if c in df.columns), None)
+    if key_col is None or key_col not in df.columns:
+        raise DataError(f"{path}: no item key column (tried {', '.join(key_candidates)}; "
+                        f"columns are {', '.join(df.columns)})")
+    return df, key_col
+
+
+# -----------------------------------------------------------------------------
 # attributes (S3-Rec *_item2attributes.json) -> dense vectors
 
 def read_attributes(json_path: str) -> dict:
     """{original item id (str): [attribute id, ...]} with the input checked."""
-    try:
-        with open(json_path, encoding="utf-8") as f:
-            raw = json.load(f)
-    except FileNotFoundError:
-        raise DataError(f"{json_path}: no such file") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{json_path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    raw = read_json(json_path)
     if not isinstance(raw, dict):
         raise DataError(f"{json_path}: expected an object {{item id: [attribute ids]}}")
     for k, v in raw.items():

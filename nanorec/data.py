@@ -230,6 +230,19 @@ def read_s3rec(path: str) -> Dataset:
                    attributes_path=attrs if os.path.exists(attrs) else None)
 
 
+def read_json(path: str):
+    """A JSON file's content, or a DataError naming the file (and line) and the problem."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not valid JSON (not UTF-8 text)") from None
+
+
 def _is_int(x: str) -> bool:
     try:
         int(x)
@@ -345,11 +358,7 @@ def read_challenge(folder: str) -> Dataset:
         test_users = _integer_column(test_path, tdf, "user_id")
     mapping = os.path.join(folder, "id_mappings.json")
     if os.path.exists(mapping):
-        try:
-            with open(mapping, encoding="utf-8") as f:
-                json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise DataError(f"{mapping}:{getattr(e, 'lineno', '?')}: not valid JSON ({e.__class__.__name__})") from None
+        read_json(mapping)  # fail early on a broken file, before any training
     meta = os.path.join(folder, "item_metadata.csv")
     return _finish(os.path.basename(os.path.normpath(folder)), folder, "challenge", user_ids,
                    codes[order], items[order], test_users=test_users,

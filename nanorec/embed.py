@@ -24,7 +24,7 @@ import numpy as np
 
 from .content import (align, attribute_table, coverage_line, is_int_string, load_table,
                       normalize_ids, save_table, table_metadata)
-from .data import DataError
+from .data import DataError, read_json
 
 DEFAULT_IMAGE_MODEL = "google/siglip-base-patch16-224"
 
@@ -55,13 +55,7 @@ class Vocabulary:
 
 def read_id_map(path: str) -> dict:
     """{ASIN: item id} from a challenge id_mappings.json ({"item_mapping": {asin: int}})."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            d = json.load(f)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    d = read_json(path)
     m = d.get("item_mapping") if isinstance(d, dict) else None
     if not isinstance(m, dict):
         raise DataError(f"{path}: no 'item_mapping' object")

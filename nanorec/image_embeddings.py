@@ -100,15 +100,8 @@ def urls_from_metadata(path: str, key_col: str | None = None) -> dict[str, str]:
     URLs come from ``image_urls``, else ``images``. Items without a URL are left out."""
     import polars as pl
 
-    try:
-        df = (pl.read_parquet(path) if path.lower().endswith((".parquet", ".pq"))
-              else pl.read_csv(path, infer_schema_length=0))  # all columns as text
-    except (pl.exceptions.PolarsError, OSError) as e:
-        raise DataError(f"{path}: cannot be read ({str(e).splitlines()[0]})") from None
-    key_col = key_col or next((c for c in KEY_COLUMNS if c in df.columns), None)
-    if key_col is None or key_col not in df.columns:
-        raise DataError(f"{path}: no item key column (tried {', '.join(KEY_COLUMNS)}; "
-                        f"columns are {', '.join(df.columns)})")
+    from .content import read_metadata
+    df, key_col = read_metadata(path, key_col, KEY_COLUMNS)
     url_cols = [c for c in URL_COLUMNS if c in df.columns]
     if not url_cols:
         raise DataError(f"{path}: no image column (expected one of {', '.join(URL_COLUMNS)})")

@@ -41,24 +41,8 @@ def _clean(value) -> str:
 def read_texts(path: str, fields: list[str], key_col: str | None = None) -> tuple[list[str], list[str]]:
     """(keys, texts) from an item metadata .csv/.parquet/.jsonl: the given fields
     of each item joined as ``"value1. value2"``; items with no text are left out."""
-    import polars as pl
-
-    lower = path.lower()
-    try:
-        if lower.endswith((".parquet", ".pq")):
-            df = pl.read_parquet(path)
-        elif lower.endswith((".jsonl", ".ndjson")):
-            df = pl.read_ndjson(path)
-        else:
-            df = pl.read_csv(path, infer_schema_length=0)  # everything as text
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (pl.exceptions.PolarsError, OSError) as e:
-        raise DataError(f"{path}: cannot be read ({str(e).splitlines()[0]})") from None
-    key_col = key_col or next((c for c in KEY_COLUMNS if c in df.columns), None)
-    if key_col is None or key_col not in df.columns:
-        raise DataError(f"{path}: no item key column (tried {', '.join(KEY_COLUMNS)}; "
-                        f"columns are {', '.join(df.columns)})")
+    from .content import read_metadata
+    df, key_col = read_metadata(path, key_col, KEY_COLUMNS)
     missing = [f for f in fields if f not in df.columns]
     if missing:
         raise DataError(f"{path}: no column {missing[0]!r} (columns are {', '.join(df.columns)})")

@@ -7,7 +7,7 @@ from nanorec.config import Config
 from nanorec.data import Sequences
 from nanorec.loss import full_softmax_cross_entropy
 from nanorec.model import GPT
-from nanorec.packing import IGNORE, left_aligned, pack
+from nanorec.packing import left_aligned, pack
 
 N = 40
 
