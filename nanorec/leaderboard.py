@@ -249,12 +249,16 @@ def main(argv) -> int:
 
     json_path = os.path.join(args.out, "leaderboard.json")
     done = {}
+    earlier = None
     if args.resume and os.path.exists(json_path):
-        done = {r["method"]: r for r in json.load(open(json_path))["rows"]}
+        earlier = json.load(open(json_path))
+        done = {r["method"]: r for r in earlier["rows"]}
     meta = {"data": args.data, "protocol": protocol_line(ds.num_items, len(sp.test.targets)),
             "machine": f"{os.cpu_count()}-core CPU ({platform.machine()}), no GPU",
             "date": time.strftime("%Y-%m-%d"),
             "command": "nanorec leaderboard " + " ".join(argv), "seed_challenge_map10": SEED_MAP10}
+    if earlier:  # rows kept from an earlier invocation: say how they were made
+        meta["command"] = f"{earlier['command']}  ;  then  {meta['command']}"
     log = tqdm.write
     bar = tqdm(methods, desc="leaderboard", unit="method")
     for method in bar:
