@@ -61,11 +61,14 @@ def test_resume_after_sigkill_matches_uninterrupted_run(synthetic, tmp_path):
     subprocess.run(_train_cmd(synthetic, full), check=True, capture_output=True)
 
     proc = subprocess.Popen(_train_cmd(synthetic, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpt = os.path.join(killed, "ckpt.pt")
+    log = os.path.join(killed, "train.log")
     deadline = time.time() + 120
-    while not os.path.exists(ckpt) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    time.sleep(0.3)  # let it run past the checkpoint, so work after it is lost and redone
+
+    def reached_step_80():  # two validations and several checkpoints in, 160 steps still to go
+        return os.path.exists(log) and "step 80 " in open(log).read()
+
+    while not reached_step_80() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not os.path.exists(os.path.join(killed, "metrics.json")), "run finished before it was killed"
