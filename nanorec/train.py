@@ -163,7 +163,8 @@ def run(cfg: Config, out_dir: str, resume: bool = False, quiet: bool = False) ->
     bar = tqdm(total=cfg.max_steps, initial=step, desc="train", unit="step",
                disable=quiet or not cfg.progress, dynamic_ncols=True)
     model.train()
-    stop = False
+    # a resumed run that had already stopped early stays stopped
+    stop = bool(cfg.patience and bad_evals >= cfg.patience and not cfg.all_data)
     tokens_seen, t_loop = 0, time.time()
     while step < cfg.max_steps and not stop:
         packed, batches = epoch_batches(sp.train, cfg, epoch)
