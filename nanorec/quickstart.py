@@ -16,7 +16,8 @@ import time
 import numpy as np
 
 from .config import Config, apply_overrides
-from .data import item_counts, load, split
+from .baselines.pop import Popularity
+from .data import load, split
 from .evaluate import evaluate, protocol_line
 from .recommend import recommend, write_submission
 from .synthetic import write_csv
@@ -57,8 +58,8 @@ def main(argv) -> int:
 
     print("[3/4] full-ranking test metrics on held-out last items")
     sp = split(ds)
-    counts = item_counts(ds.sequences.drop_last(1), ds.num_items).astype(np.float32)  # leak-free: no test targets
-    pop = evaluate(lambda h, u: np.broadcast_to(counts, (len(h), len(counts))), sp.test)
+    popularity = Popularity().fit(ds.sequences.drop_last(1), ds.num_items)  # leak-free: no test targets
+    pop = evaluate(popularity.score, sp.test)
     gpt = metrics["test"]
     rows = [("popularity", pop), ("nanorec GPT", gpt)]
     print(f"      {protocol_line(ds.num_items, len(sp.test.targets))}")
