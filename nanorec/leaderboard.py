@@ -204,8 +204,10 @@ def _plot(path, name, rows, pub):
     ax.set_xlabel("test NDCG@10 (full ranking)")
     ax.set_title(f"{name}: nanorec leaderboard")
     if pub:
-        ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
+        # along the bottom of the figure: inside the axes it would cover the longest bars
+        fig.legend(loc="lower center", ncol=len(pub), fontsize=8, frameon=False)
+    height = fig.get_size_inches()[1]
+    fig.tight_layout(rect=(0, 0.3 / height if pub else 0, 1, 1))  # 0.3 inch kept for the legend
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
