@@ -1,0 +1,126 @@
+"""Data-parallel training across processes and machines, started by torchrun.
+
+    torchrun --standalone --nproc_per_node=8 -m nanorec.cli train --data D --out R ...
+    torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 \
+        -m nanorec.cli train --data D --out R ...
+
+torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; without them (a plain
+`nanorec train`) everything here is a no-op with world size 1.
+
+The contract that keeps a W-process run the same optimisation as a
+one-process run: `batch_size` stays the GLOBAL number of packed rows a step.
+Every process builds the same packed epoch (same seed), takes every W-th row
+of each batch, and scales its mean loss by its share of the batch's target
+slots, so DDP's gradient average equals the gradient of the one-process mean
+loss. With dropout=0 the two runs end with the same weights up to float
+summation order (a test checks it). Validation, checkpoints and the final test
+are done by rank 0 alone; the others wait for its stop decision.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .packing import IGNORE
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:  # the process that logs, validates and writes files
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+
+def setup(device: str) -> tuple[Dist, str]:
+    """Join the process group when started by torchrun. `device` is the resolved
+    config device ("cuda"/"cpu"/"cuda:N"); returns (Dist, this process's device)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist(), device
+    d = Dist(rank=int(os.environ["RANK"]), world=world, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    if device.startswith("cuda"):
+        device = f"cuda:{d.local_rank}"  # one GPU per process
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    else:
+        backend = "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return d, device
+
+
+def cleanup(d: Dist) -> None:
+    if d.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap(model: torch.nn.Module, d: Dist, device: str) -> torch.nn.Module:
+    """DDP-wrap for training (rank 0's initial weights are broadcast to all)."""
+    if not d.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    ids = [int(device.split(":")[1])] if device.startswith("cuda") else None
+    return DDP(model, device_ids=ids)
+
+
+def shard_rows(rows: np.ndarray, targets: np.ndarray, d: Dist) -> tuple[np.ndarray, float]:
+    """This process's rows of one global batch, and its loss weight.
+
+    rows: (B,) row indices of the global batch; targets: the epoch's (R, T) packed targets.
+    Returns (local rows, weight) where weight = W * local slots / global slots, so that
+    the mean over processes of weight * local mean loss is the global mean loss.
+    A process left without rows (B < W: a tiny last batch) gets row 0 with weight 0: it
+    runs forward and backward (DDP needs every process in the all-reduce) and adds nothing.
+    """
+    if not d.enabled:
+        return rows, 1.0
+    local = rows[d.rank::d.world]
+    if len(local) == 0:
+        return rows[:1], 0.0
+    n_global = int((targets[rows] != IGNORE).sum())
+    n_local = int((targets[local] != IGNORE).sum())
+    return local, d.world * n_local / max(n_global, 1)
+
+
+def global_mean(value: float, weight: float, d: Dist, device: str) -> float:
+    """The global mean loss from each process's (local mean, weight): for logging."""
+    if not d.enabled:
+        return value
+    t = torch.tensor([value * weight], dtype=torch.float64, device=device)  # nccl wants CUDA tensors
+    dist.all_reduce(t)
+    return float(t.item()) / d.world
+
+
+def broadcast_flag(flag: bool, d: Dist, device: str) -> bool:
+    """Rank 0's decision (e.g. early stop) for every process."""
+    if not d.enabled:
+        return flag
+    t = torch.tensor([1 if flag else 0], device=device)
+    dist.broadcast(t, src=0)
+    return bool(t.item())
+
+
+def gather_rng(d: Dist) -> torch.Tensor | None:
+    """(W, S) every process's CPU RNG state, for an exact resume; None on one process."""
+    if not d.enabled:
+        return None
+    states = [None] * d.world
+    dist.all_gather_object(states, torch.get_rng_state())
+    return torch.stack(states)
+
+
+def barrier(d: Dist) -> None:
+    if d.enabled:
+        dist.barrier()
