@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from nanorec.config import Config
+from nanorec.evaluate import metrics_from_ranks
 
 p = argparse.ArgumentParser()
 p.add_argument("runs", nargs="+", help="run directories")
@@ -32,9 +33,10 @@ def bootstrap_95(run, reps=2000):
     """95% bootstrap intervals of test HR@10 and NDCG@10 over users, from the run's test_ranks.npy
     (1-based rank of each user's target): how far a difference from a published figure is noise."""
     ranks = np.load(os.path.join(run, "test_ranks.npy"))
-    per_user = {"HR@10": (ranks <= 10).astype(float), "NDCG@10": np.where(ranks <= 10, 1 / np.log2(ranks + 1), 0.0)}
-    idx = np.random.default_rng(0).integers(0, len(ranks), size=(reps, len(ranks)))
-    return {k: [round(float(q), 4) for q in np.percentile(v[idx].mean(axis=1), [2.5, 97.5])] for k, v in per_user.items()}
+    rng = np.random.default_rng(0)
+    samples = [metrics_from_ranks(ranks[rng.integers(0, len(ranks), len(ranks))], ks=(10,)) for _ in range(reps)]
+    return {k: [round(float(q), 4) for q in np.percentile([m[k] for m in samples], [2.5, 97.5])]
+            for k in ("HR@10", "NDCG@10")}
 
 
 defaults = Config().to_dict()

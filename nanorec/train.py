@@ -99,12 +99,6 @@ def run(cfg: Config, out_dir: str, resume: bool = False, quiet: bool = False) ->
         raise DataError(f"{out_dir}: nothing to resume (no ckpt.pt)")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    # under torchrun: join the process group, one device per process (see distributed.py)
-    dd, device = distributed.setup(pick_device(cfg.device))
-    device_type = device.split(":")[0]
-    # rank 0's initial weights are broadcast to all; the seed per rank only varies dropout
-    torch.manual_seed(cfg.seed + dd.rank)
-    ctx = autocast(cfg, device)
     t_start = time.time()
 
     # -------------------------------------------------------------------------
@@ -113,6 +107,13 @@ def run(cfg: Config, out_dir: str, resume: bool = False, quiet: bool = False) ->
     sp = split(ds, all_data=cfg.all_data)
     if sp.train.lengths.max(initial=0) < 2:
         raise DataError(f"{cfg.data}: no user has two training items: nothing to learn")
+    # under torchrun: join the process group (after the data checks, so bad data exits cleanly),
+    # one device per process (see distributed.py)
+    dd, device = distributed.setup(pick_device(cfg.device))
+    device_type = device.split(":")[0]
+    # rank 0's initial weights are broadcast to all; the seed per rank only varies dropout
+    torch.manual_seed(cfg.seed + dd.rank)
+    ctx = autocast(cfg, device)
     # only now, with the data known to be good, touch the run directory (rank 0 writes every file)
     if dd.main:
         os.makedirs(out_dir, exist_ok=True)
@@ -200,7 +201,7 @@ def run(cfg: Config, out_dir: str, resume: bool = False, quiet: bool = False) ->
             with ctx:
                 loss = train_model(tokens, pos_ids, seq_ids, targets)
             optimizer.zero_grad(set_to_none=True)
-            (loss * weight if dd.enabled else loss).backward()
+            (loss * weight).backward()  # weight is 1.0 on a single process
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
