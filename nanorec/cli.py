@@ -1,13 +1,21 @@
 """The `nanorec` command: one subcommand per module, each with its own --help.
 
 Every subcommand lives in the module that does the work, as `main(argv) -> int`;
-this file only dispatches, and turns the errors users can cause (bad files,
-bad config keys) into one clear line on stderr and exit status 2.
+this file only dispatches and owns the one error path:
+
+- an expected failure (`nanorec.errors.NanorecError`: a bad file, key or option)
+  is one line on stderr, `nanorec COMMAND: error: ...`, exit status 2;
+- a bad option that argparse catches is its usage message, exit status 2;
+- anything else is a bug: one line naming the exception, exit status 1, and
+  `NANOREC_DEBUG=1` prints the traceback instead.
 """
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+from .errors import NanorecError, UsageError  # noqa: F401  (UsageError re-exported for subcommands)
 
 # command -> (module, one-line help)
 COMMANDS = {
@@ -15,46 +23,59 @@ COMMANDS = {
     "train": ("nanorec.train", "train a GPT recommender on an interaction log"),
     "evaluate": ("nanorec.evaluate_cli", "full-ranking metrics of a trained run on the valid or test split"),
     "recommend": ("nanorec.recommend", "top-k lists per user, or a challenge submission"),
+    "serve": ("nanorec.serve", "HTTP API for top-k recommendations (needs the serve extra)"),
     "embed": ("nanorec.embed", "build frozen item content tables (images, text, attributes)"),
     "leaderboard": ("nanorec.leaderboard", "run baselines and GPT variants, write leaderboard.{md,json,png}"),
-    "serve": ("nanorec.serve", "HTTP API for top-k recommendations"),
 }
-
-
-class UsageError(Exception):
-    """A bad command-line value (e.g. an unknown config key). Exit status 2."""
 
 
 def usage() -> str:
     lines = ["usage: nanorec COMMAND [options]   (nanorec COMMAND --help for details)", "", "commands:"]
     lines += [f"  {name:<12} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "  --version    print the version", "",
+              "Bad input is one line on stderr and exit status 2; NANOREC_DEBUG=1 shows tracebacks."]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .data import DataError
-
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0
+    if argv[0] in ("--version", "-V", "version"):
+        from . import __version__
+        print(f"nanorec {__version__}")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"nanorec: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        print(f"nanorec: error: unknown command {name!r} (commands: {', '.join(COMMANDS)})", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
     try:
+        module = importlib.import_module(COMMANDS[name][0])
         return int(module.main(rest) or 0)
-    except (DataError, UsageError) as e:
-        print(f"nanorec {name}: error: {e}", file=sys.stderr)
+    except NanorecError as e:
+        print(f"nanorec {name}: error: {one_line(e)}", file=sys.stderr)
         return 2
+    except SystemExit as e:  # argparse: --help (0) or a bad option (2), its message already printed
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     except KeyboardInterrupt:
         print(f"nanorec {name}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug: say so in one line, keep the traceback one variable away
+        if os.environ.get("NANOREC_DEBUG"):
+            raise
+        print(f"nanorec {name}: internal error: {type(e).__name__}: {one_line(e)} "
+              f"(a bug; NANOREC_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
+
+
+def one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= 500 else text[:497] + "..."
 
 
 if __name__ == "__main__":
     # `python -m nanorec.cli` runs this file as __main__; dispatch through the
-    # importable module so its UsageError is the class the subcommands raise.
+    # importable module so its error classes are the ones the subcommands raise.
     from nanorec.cli import main as _main
     sys.exit(_main())

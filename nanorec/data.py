@@ -25,9 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 
-class DataError(Exception):
-    """Bad input. The message names the file (and line/column when known) and
-    the problem; the CLI prints it as one line and exits with status 2."""
+from .errors import DataError  # noqa: F401  (re-exported: `from nanorec.data import DataError` keeps working)
 
 
 # -----------------------------------------------------------------------------
