@@ -7,8 +7,12 @@ and the resolved config is saved as `config.json` in every run directory.
 from __future__ import annotations
 
 import dataclasses
-import json
+import difflib
+import math
+import re
 from dataclasses import dataclass, fields
+
+from .errors import DataError, UsageError
 
 
 @dataclass
@@ -57,16 +61,88 @@ class Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def validate(self) -> "Config":
+        """Every key's type and range (the RULES table below); raises UsageError
+        naming the first bad key. Checked before anything is read or written."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            want = PYTYPES[f.type]
+            if want is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+                setattr(self, f.name, value)
+            if type(value) is not want:
+                raise UsageError(f"{f.name}={value!r}: expected {want.__name__}")
+            if want is float and not math.isfinite(value):
+                raise UsageError(f"{f.name}={value!r}: expected a finite number")
+            rule = RULES.get(f.name)
+            if rule and not rule[0](value):
+                raise UsageError(f"{f.name}={value!r}: expected {rule[1]}")
+        if self.n_embd % self.n_head:
+            raise UsageError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        if self.min_lr > self.learning_rate:
+            raise UsageError(f"min_lr={self.min_lr} is above learning_rate={self.learning_rate}")
+        return self
+
     def save(self, path: str) -> None:
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f, indent=2)
+        from .files import write_json
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str) -> "Config":
-        with open(path) as f:
-            d = json.load(f)
+        """A saved config.json; a missing, broken or unknown key is a DataError naming the file."""
+        from .data import read_json
+        d = read_json(path)
+        if not isinstance(d, dict):
+            raise DataError(f"{path}: expected a JSON object of config keys")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise DataError(f"{path}: unknown config key {unknown[0]!r} (written by another nanorec version?)")
+        try:
+            return cls(**d).validate()
+        except UsageError as e:
+            raise DataError(f"{path}: {e}") from None
+
+
+PYTYPES = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+def _positive(x) -> bool:
+    return x > 0
+
+
+def _non_negative(x) -> bool:
+    return x >= 0
+
+
+# key -> (check, what a good value is): shown in `nanorec train --help`
+RULES = {
+    "block_size": (lambda x: 1 <= x <= 100_000, "an integer in 1..100000"),
+    "n_layer": (lambda x: 1 <= x <= 64, "an integer in 1..64"),
+    "n_head": (lambda x: 1 <= x <= 64, "an integer in 1..64"),
+    "n_embd": (lambda x: 1 <= x <= 8192, "an integer in 1..8192"),
+    "dropout": (lambda x: 0.0 <= x < 1.0, "a number in [0, 1)"),
+    "attention": (lambda x: x in ("sdpa", "flex"), "sdpa or flex"),
+    "batch_size": (lambda x: 1 <= x <= 1_000_000, "an integer in 1..1000000"),
+    "learning_rate": (lambda x: 0 < x <= 10, "a number in (0, 10]"),
+    "min_lr": (_non_negative, "a number >= 0"),
+    "warmup_steps": (_non_negative, "an integer >= 0"),
+    "max_steps": (_positive, "an integer >= 1"),
+    "decay_steps": (_non_negative, "an integer >= 0 (0 = max_steps)"),
+    "weight_decay": (_non_negative, "a number >= 0"),
+    "beta1": (lambda x: 0 <= x < 1, "a number in [0, 1)"),
+    "beta2": (lambda x: 0 <= x < 1, "a number in [0, 1)"),
+    "grad_clip": (_non_negative, "a number >= 0 (0 = no clipping)"),
+    "eval_interval": (_positive, "an integer >= 1"),
+    "eval_batch_size": (lambda x: 1 <= x <= 1_000_000, "an integer in 1..1000000"),
+    "patience": (_non_negative, "an integer >= 0 (0 = never stop early)"),
+    "checkpoint_interval": (_positive, "an integer >= 1"),
+    "seed": (lambda x: 0 <= x < 2**63, "an integer in 0..2^63-1"),
+    "device": (lambda x: x == "auto" or x == "cpu" or x == "mps" or re.fullmatch(r"cuda(:\d+)?", x) is not None,
+               "auto, cpu, cuda, cuda:N or mps"),
+    "dtype": (lambda x: x in ("auto", "float32", "bfloat16"), "auto, float32 or bfloat16"),
+    "threads": (lambda x: 0 <= x <= 1024, "an integer in 0..1024 (0 = torch's default)"),
+}
 
 
 def _parse_value(name: str, typ: type, raw: str):
@@ -76,29 +152,33 @@ def _parse_value(name: str, typ: type, raw: str):
             return True
         if low in ("0", "false", "no", "off"):
             return False
-        raise ValueError(f"{name}={raw!r}: expected true or false")
+        raise UsageError(f"{name}={raw!r}: expected true or false")
     try:
-        return typ(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r}: expected {typ.__name__}") from None
+        value = typ(raw)
+    except (ValueError, OverflowError):
+        raise UsageError(f"{name}={raw!r}: expected {typ.__name__}") from None
+    if typ is float and not math.isfinite(value):
+        raise UsageError(f"{name}={raw!r}: expected a finite number")
+    return value
 
 
 def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
-    """Apply `key=value` strings; unknown keys and bad values raise ValueError."""
+    """Apply `key=value` strings and validate the result; an unknown key, a bad
+    value or one out of range raises UsageError naming the key."""
     types = {f.name: f.type for f in fields(Config)}
-    pytypes = {"str": str, "int": int, "float": float, "bool": bool}
     changes = {}
     for item in overrides:
         if "=" not in item:
-            raise ValueError(f"{item!r}: overrides are key=value (see `nanorec train --help` for keys)")
+            hint = f" (did you mean {item.lstrip('-').replace('-', '_')}=...?)" if item.lstrip("-").replace("-", "_") in types else ""
+            raise UsageError(f"{item!r}: config overrides are key=value{hint} (see `nanorec train --help` for keys)")
         key, raw = item.split("=", 1)
         key = key.strip().lstrip("-").replace("-", "_")
         if key not in types:
-            close = [k for k in types if k.startswith(key[:3])]
+            close = difflib.get_close_matches(key, types, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise ValueError(f"unknown config key {key!r}{hint}")
-        changes[key] = _parse_value(key, pytypes[types[key]], raw)
-    return dataclasses.replace(cfg, **changes)
+            raise UsageError(f"unknown config key {key!r}{hint}")
+        changes[key] = _parse_value(key, PYTYPES[types[key]], raw)
+    return dataclasses.replace(cfg, **changes).validate()
 
 
 def describe() -> str:
@@ -111,7 +191,9 @@ def describe() -> str:
         if s.startswith("#") and not s.startswith("# "):
             continue
         if ":" in s and "=" in s and not s.startswith(("def", "return", "@", "class")):
-            out.append("  " + s)
+            key = s.split(":", 1)[0]
+            rule = RULES.get(key)
+            out.append("  " + s + (f"  [{rule[1]}]" if rule else ""))
         elif s.startswith("# ") and not out[-1:] == [""]:
             out.append("  " + s)
     return "\n".join(out)

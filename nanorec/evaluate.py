@@ -3,7 +3,7 @@
 One function ranks, one turns ranks into metrics; the GPT and every baseline
 are scored through `evaluate(scorer, evalset)`, so no method has its own eval code.
 
-Protocol (DESIGN.md): leave-one-out, no sampled negatives, the user's own
+Protocol: leave-one-out, no sampled negatives, the user's own
 history items ranked last (S3-Rec sets their score to 0 instead; the difference
 is negligible), ties broken by item index (lower first), so a scorer with many
 equal scores (popularity) ranks deterministically.
@@ -11,22 +11,14 @@ equal scores (popularity) ranks deterministically.
 from __future__ import annotations
 
 import math
-from typing import Callable
-
 import numpy as np
 import torch
 
 from .data import EvalSet, Sequences
+from .scoring import Scorer, as_scores, mask_seen
 
 KS = (5, 10, 20)
 PROTOCOL = "full ranking over all {n} items, history excluded (ranked last), leave-one-out, {m} users"
-
-# A scorer maps a batch of histories (and the users they belong to, as rows of
-# Dataset.user_ids, for methods with per-user parameters such as LightGCN) to
-# scores over the item vocabulary: (B histories, (B,) users) -> (B, N+1),
-# higher is better; column 0 (padding) is ignored. The evaluator writes into
-# the returned scores (history items -> -inf): return a fresh tensor or array.
-Scorer = Callable[[Sequences, np.ndarray], "torch.Tensor | np.ndarray"]
 
 
 def target_ranks(scores: torch.Tensor, histories: Sequences, targets: torch.Tensor,
@@ -39,8 +31,7 @@ def target_ranks(scores: torch.Tensor, histories: Sequences, targets: torch.Tens
     scores = scores.float()
     scores[:, 0] = -math.inf  # padding is never a recommendation
     if exclude_seen:
-        rows = torch.from_numpy(np.repeat(np.arange(len(histories)), histories.lengths))
-        scores[rows, torch.from_numpy(histories.items)] = -math.inf
+        mask_seen(scores, histories, -math.inf)
     t = scores.gather(1, targets[:, None])  # (B, 1)
     ranks = (scores > t).sum(1) + 1
     # Ties (common for count-based scorers) are broken by item index: an equal
@@ -90,11 +81,7 @@ def evaluate(scorer: Scorer, evalset: EvalSet, exclude_seen: bool = True, batch_
     for s in tqdm(starts, desc="ranking", unit="batch", disable=not progress, leave=False):
         rows = by_length[s:s + batch_size]
         hist = evalset.histories.take(rows)
-        scores = scorer(hist, evalset.users[rows])
-        if isinstance(scores, np.ndarray):
-            scores = torch.from_numpy(np.array(scores, dtype=np.float32))  # own, writable copy
-        elif not scores.is_contiguous():
-            scores = scores.contiguous()  # e.g. an expanded view: ranking writes into the scores
+        scores = as_scores(scorer(hist, evalset.users[rows]))  # ranking writes into it
         targets = torch.from_numpy(evalset.targets[rows])
         if with_loss:  # before ranking masks the history
             lse = torch.logsumexp(scores[:, 1:].float(), dim=1)

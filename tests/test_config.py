@@ -1,6 +1,7 @@
 import pytest
 
 from nanorec.config import Config, apply_overrides
+from nanorec.errors import UsageError
 
 
 def test_overrides_are_typed():
@@ -13,7 +14,7 @@ def test_overrides_are_typed():
                                      ("compile=maybe", "expected true or false"),
                                      ("n_layer", "key=value")])
 def test_bad_overrides(bad, msg):
-    with pytest.raises(ValueError, match=msg):
+    with pytest.raises(UsageError, match=msg):
         apply_overrides(Config(), [bad])
 
 

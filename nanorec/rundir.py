@@ -1,0 +1,249 @@
+"""The run directory: every file a training run writes, and the only code that reads them back.
+
+    config.json        the resolved Config (every key; unknown keys are refused on load)
+    items.json         internal index -> original item id (index 0 = padding, null)
+    data.json          fingerprint of the training data (users, items, interactions, a hash):
+                       `--resume`, evaluate and recommend refuse data that does not match
+    model.safetensors  the selected weights (best validation NDCG@10; the last ones without selection)
+    ckpt.pt            the latest resumable state (plain tensors and strings: weights_only-loadable)
+    metrics.json       {"valid": {...}, "test": {...}, "best_step": ..., "history": [...], ...}
+    history.jsonl      one JSON line per validation pass (step, losses, metrics, seconds)
+    test_ranks.npy     (M,) rank of each test user's target, for breakdowns
+    train.log          what was printed
+
+Nothing here unpickles: weights are safetensors, checkpoints load with weights_only=True.
+Every file is written through `files.atomic_write`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+
+from .config import Config
+from .errors import DataError, UsageError
+from .files import atomic_write, write_json
+
+CONFIG, ITEMS, DATA, WEIGHTS = "config.json", "items.json", "data.json", "model.safetensors"
+CKPT, METRICS, HISTORY, TEST_RANKS, LOG = "ckpt.pt", "metrics.json", "history.jsonl", "test_ranks.npy", "train.log"
+RUN_FILES = (CONFIG, ITEMS, DATA, WEIGHTS, CKPT, METRICS, HISTORY, TEST_RANKS, LOG, "curves.png")
+
+# Keys a resumed run may change: they steer how long and how visibly it goes
+# on, not what is being trained. Changing any other key would continue a
+# different model from this one's weights (or fail to load them).
+RESUMABLE_KEYS = ("max_steps", "patience", "eval_interval", "checkpoint_interval", "eval_batch_size",
+                  "progress", "threads", "device", "compile")
+
+
+# -----------------------------------------------------------------------------
+# checks: nothing on disk changes here
+
+def check_out_dir(out: str, resume: bool, overwrite: bool) -> None:
+    """A fresh run needs an empty (or absent) folder unless overwrite; a resume needs a checkpoint."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise DataError(f"{out}: exists and is not a folder")
+    if resume:
+        if not os.path.exists(os.path.join(out, CKPT)):
+            raise DataError(f"{out}: nothing to resume (no {CKPT})")
+        return
+    if os.path.isdir(out) and os.listdir(out) and not overwrite:
+        raise UsageError(f"{out}: the folder is not empty (it holds {', '.join(sorted(os.listdir(out))[:3])}...); "
+                         f"use --overwrite to replace its run, --resume to continue it, or another --out")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(out) and not os.path.isdir(parent):
+        raise DataError(f"{out}: its parent folder {parent} does not exist")
+
+
+def resume_config(out: str, overrides_cfg: Config) -> None:
+    """Refuse a resume whose config differs from the saved one in a key that shapes the model."""
+    saved = read_config(out)
+    for key in saved.to_dict():
+        if key in RESUMABLE_KEYS or key == "data":
+            continue
+        if getattr(saved, key) != getattr(overrides_cfg, key):
+            raise UsageError(f"{key}={getattr(overrides_cfg, key)!r}: cannot change on --resume "
+                             f"(the run in {out} was trained with {key}={getattr(saved, key)!r}); "
+                             f"changeable: {', '.join(RESUMABLE_KEYS)}")
+
+
+def fingerprint(ds) -> dict:
+    """What identifies a training data set: sizes and a hash of the vocabulary and every history."""
+    h = hashlib.sha256()
+    h.update(json.dumps([_plain(x) for x in ds.item_ids[1:].tolist()]).encode())
+    h.update(np.ascontiguousarray(ds.sequences.offsets, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(ds.sequences.items, dtype=np.int64).tobytes())
+    return {"users": int(len(ds.user_ids)), "items": int(ds.num_items),
+            "interactions": int(len(ds.sequences.items)), "sha256": h.hexdigest()}
+
+
+def check_same_data(run_dir: str, fp: dict, data_path: str) -> None:
+    """The data given now must be the data the run was trained on."""
+    saved = read_fingerprint(run_dir)
+    if saved is None or saved == fp:
+        return
+    diffs = [f"{k} {saved[k]:,} vs {fp[k]:,}" for k in ("users", "items", "interactions") if saved.get(k) != fp.get(k)]
+    what = "; ".join(diffs) if diffs else "same sizes, different contents"
+    raise DataError(f"{data_path}: not the data the run in {run_dir} was trained on ({what})")
+
+
+def check_same_vocabulary(run_dir: str, item_ids: np.ndarray, data_path: str) -> None:
+    """Scoring needs the run's item vocabulary, not necessarily its exact training data."""
+    run_items = read_items(run_dir)
+    same = len(run_items) == len(item_ids) and all(str(a) == str(b) for a, b in zip(run_items[1:], item_ids[1:]))
+    if not same:
+        raise DataError(f"{data_path}: its item vocabulary ({len(item_ids) - 1:,} items) differs from the run's "
+                        f"{ITEMS} ({len(run_items) - 1:,} items); use the data the run was trained on")
+
+
+# -----------------------------------------------------------------------------
+# writing (rank 0, after every check has passed)
+
+def start_run(out: str, cfg: Config, item_ids: np.ndarray, fp: dict, resume: bool) -> None:
+    """Create the folder; a fresh run removes an older run's files (the caller checked
+    --overwrite), then writes config, items and the data fingerprint."""
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"{out}: cannot create the run folder ({e.strerror})") from None
+    if not resume:
+        for name in RUN_FILES:
+            path = os.path.join(out, name)
+            if os.path.isfile(path):
+                os.remove(path)
+    cfg.save(os.path.join(out, CONFIG))
+    write_json(os.path.join(out, ITEMS), [None] + [_plain(x) for x in item_ids[1:].tolist()], indent=None)
+    write_json(os.path.join(out, DATA), fp)
+
+
+def save_weights(model, path: str) -> None:
+    from safetensors.torch import save_file
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp))
+
+
+def save_checkpoint(state: dict, path: str) -> None:
+    import torch
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def save_array(path: str, arr: np.ndarray) -> None:
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.save(f, arr)
+    atomic_write(path, write)
+
+
+def append_history(out: str, record: dict) -> None:
+    """One line per validation pass; appended (a torn last line is skipped by readers)."""
+    with open(os.path.join(out, HISTORY), "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+# -----------------------------------------------------------------------------
+# reading: every failure is a DataError naming the file
+
+def read_config(run_dir: str) -> Config:
+    path = os.path.join(run_dir, CONFIG)
+    if not os.path.exists(path):
+        raise DataError(f"{run_dir}: not a run folder ({CONFIG} is missing)")
+    return Config.load(path)
+
+
+def read_items(run_dir: str) -> np.ndarray:
+    """items.json: position i = original id of internal index i (position 0 = null, padding)."""
+    from .data import read_json
+    path = os.path.join(run_dir, ITEMS)
+    ids = read_json(path)
+    if not isinstance(ids, list) or len(ids) < 2 or ids[0] is not None:
+        raise DataError(f"{path}: expected a JSON list [null, item id, ...]")
+    body = ids[1:]
+    if all(isinstance(x, int) and not isinstance(x, bool) for x in body):
+        out = np.empty(len(ids), dtype=np.int64)
+        out[0] = -1
+    elif all(isinstance(x, str) for x in body):
+        out = np.empty(len(ids), dtype=object)
+        out[0] = ""
+    else:
+        raise DataError(f"{path}: item ids must be all integers or all strings")
+    out[1:] = body
+    if len(set(body)) != len(body):
+        raise DataError(f"{path}: an item id appears twice")
+    return out
+
+
+def read_fingerprint(run_dir: str) -> dict | None:
+    from .data import read_json
+    path = os.path.join(run_dir, DATA)
+    if not os.path.exists(path):
+        return None  # a run written before fingerprints existed
+    fp = read_json(path)
+    if not isinstance(fp, dict) or not {"users", "items", "interactions", "sha256"} <= set(fp):
+        raise DataError(f"{path}: not a data fingerprint")
+    return fp
+
+
+def load_weights(model, path: str) -> None:
+    """Load safetensors weights into `model`, or a DataError naming the file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such file (has the run finished a validation pass?)")
+    try:
+        state = load_file(path)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable safetensors file ({_first_line(e)})") from None
+    _load_state(model, state, path)
+
+
+def load_checkpoint(path: str, device: str = "cpu") -> dict:
+    import pickle
+    import zipfile
+
+    import torch
+    try:
+        ck = torch.load(path, map_location=device, weights_only=True)
+    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path}: not a readable checkpoint ({_first_line(e)}); "
+                        f"start again with --overwrite, or restore the file") from None
+    need = {"model", "optimizer", "step", "epoch", "batch_in_epoch", "best", "bad_evals", "history", "rng_cpu"}
+    if not isinstance(ck, dict) or not need <= set(ck):
+        raise DataError(f"{path}: not a nanorec checkpoint (missing {sorted(need - set(ck or {}))[:3]})")
+    return ck
+
+
+def _load_state(module, state: dict, path: str) -> None:
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:
+        raise DataError(f"{path}: weights do not fit the model of {CONFIG} ({_first_line(e)})") from None
+
+
+def load_state(module, state: dict, path: str) -> None:
+    """module.load_state_dict(state), or a DataError naming the file whose state it is."""
+    _load_state(module, state, path)
+
+
+def load_run(run_dir: str, device: str = "cpu", weights: str = WEIGHTS):
+    """(cfg, model in eval mode, item_ids) from a finished run folder; no unpickling."""
+    from .content import load_content
+    from .model import GPT
+    if not os.path.isdir(run_dir):
+        raise DataError(f"{run_dir}: no such run folder")
+    cfg = read_config(run_dir)
+    item_ids = read_items(run_dir)
+    content = load_content(cfg.content, item_ids, log=None) if cfg.content else []
+    model = GPT(cfg, len(item_ids) - 1, content)
+    load_weights(model, os.path.join(run_dir, weights))
+    model.to(device).eval()
+    return cfg, model, item_ids
+
+
+def _plain(x):
+    return x.item() if hasattr(x, "item") else x
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__
