@@ -1,79 +1,299 @@
 """`nanorec serve`: an HTTP API for top-k recommendations from a trained run.
 
     nanorec serve --run RUN_DIR --data PATH [--host 127.0.0.1] [--port 8000]
+                  [--max-history 10000] [--max-body-bytes 1000000]
 
     GET  /health                               {"status": "ok", "items": N, "users": U}
-    GET  /users/{user_id}/recommendations?k=10 the user's history from --data, continued
+    GET  /users/{user_id}/recommendations?k=10&exclude_seen=true
+         the user's history from --data, continued:
+         {"user_id": ..., "known_user": bool, "items": [...], "scores": [...] | null, "source": ...}
     POST /recommendations                      {"history": [item ids, oldest first], "k": 10,
                                                 "exclude_seen": true}
+         {"items": [...], "scores": [...] | null, "source": ..., "unknown_items": <count>}
 
-Ids are the original ones (as in the data). A user or history the model cannot
-use (unknown user, no known item) gets the most popular items, and the answer
-says so in "source". Requests are scored one-shot by the same code as
-`nanorec recommend`.
+Ids are the original ones (as in the data). Lists come from the model
+("source": "model", "scores": its scores, best first) by the same scoring code
+as `nanorec recommend`. A user or history the model cannot use (unknown user,
+no known item) gets the most popular items with "source": "popularity" and
+"scores": null: counts are not on the model's scale, so they are not scores.
+
+Every bad request is a 4xx with a one-line {"detail": ...}: malformed JSON, or
+NaN/Infinity anywhere in it, is 400; a body over --max-body-bytes is 413;
+wrong types (booleans or floats as ids or k, a string k, ...), k outside
+1..min(1000, items), a history over --max-history items or an unknown field
+is 422. Unknown item ids are counted, never echoed back.
 """
-# no `from __future__ import annotations`: FastAPI reads the request model from live annotations
+# no `from __future__ import annotations`: FastAPI and pydantic read the live annotations
 
 import argparse
+import json
+import math
 
 import numpy as np
 
 from .data import Sequences, item_counts, load
-from .inference import load_run, pick_device
+from .devices import DEVICE_HELP, pick_device
+from .errors import DataError, UsageError
+from .rundir import load_run
+from .scoring import gpt_scorer, top_k
+
+MAX_K = 1000               # longest list one request may ask for (and never more than the items)
+MAX_HISTORY = 10_000       # default --max-history
+MAX_BODY_BYTES = 1_000_000  # default --max-body-bytes
+EXTRA_MISSING = "the serve command needs the serve extra: pip install 'nanorec[serve]'"
 
 
-def create_app(run_dir: str, data_path: str, device: str = "cpu"):
-    from fastapi import FastAPI, HTTPException
-    from pydantic import BaseModel, Field
+# -----------------------------------------------------------------------------
+# request bodies: size cap, strict JSON, readable errors
 
-    from .recommend import histories_in_run_vocab, topk_oneshot
+class BodyLimit:
+    """ASGI middleware: a request body over `max_bytes` is answered 413 before
+    the app sees it. A declared Content-Length is checked before reading
+    anything; a chunked body (no Content-Length) is counted while it arrives,
+    so at most max_bytes plus one chunk is ever held in memory."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is None:  # uvicorn refuses these first; other servers may not
+            await _refuse(send, 400, "invalid Content-Length header")
+            return
+        if declared > self.max_bytes:
+            await _refuse(send, 413, self._too_large())
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away mid-body
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await _refuse(send, 413, self._too_large())
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay(b"".join(chunks), receive), send)
+
+    def _too_large(self) -> str:
+        return f"request body larger than {self.max_bytes:,} bytes"
+
+
+def _content_length(scope) -> "int | None":
+    """The declared body size; -1 when there is none (chunked or no body), None when unreadable."""
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"content-length":
+            return int(value) if value.strip().isdigit() else None
+    return -1
+
+
+def _replay(body: bytes, receive):
+    """A receive() that hands the already-read body to the app once, then
+    defers to the server's (which reports the disconnect)."""
+    sent = False
+
+    async def replayed():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+async def _refuse(send, status: int, detail: str) -> None:
+    """A JSON error answer straight from the middleware; the connection is closed
+    because the rest of the body is never read."""
+    payload = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+class BadJSON(ValueError):
+    """A body that is not strict JSON (answered 400)."""
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number (non-finite numbers are refused)")
+
+
+def _finite_float(text: str) -> float:
+    x = float(text)
+    if not math.isfinite(x):  # 1e999 parses to inf without passing through parse_constant
+        raise ValueError(f"{text[:20]} is not a finite number")
+    return x
+
+
+def parse_json(body: bytes):
+    """Strict JSON. Python's json accepts NaN and Infinity (and turns 1e999 into
+    inf) by default; here they are errors, as in the JSON standard."""
+    if not body.strip():
+        raise BadJSON("empty body: expected a JSON object")
+    try:
+        return json.loads(body, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise BadJSON("malformed JSON: nested too deeply") from None
+    except ValueError as e:  # JSONDecodeError, bad UTF-8, an int with too many digits, NaN/Infinity
+        raise BadJSON(f"malformed JSON: {_short(e)}") from None
+
+
+def describe(errors: list, limit: int = 3) -> str:
+    """Pydantic errors as one short line: where and what, never the input itself."""
+    errors = _merge_id_errors(errors)
+    parts = [f"{'.'.join(str(x) for x in e['loc']) or 'body'}: {e['msg']}" for e in errors[:limit]]
+    more = len(errors) - limit
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _merge_id_errors(errors: list) -> list:
+    """An item id that is neither an int nor a string fails both halves of the
+    union (locs history.3.int and history.3.str): one error per id instead."""
+    out, seen = [], set()
+    for e in errors:
+        loc = tuple(e["loc"])
+        if len(loc) == 3 and loc[0] == "history" and loc[2] in ("int", "str"):
+            if loc[:2] in seen:
+                continue
+            seen.add(loc[:2])
+            e = {**e, "loc": loc[:2], "msg": "an item id must be a JSON integer or string"}
+        out.append(e)
+    return out
+
+
+def _short(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def request_model(max_k: int, max_history: int):
+    """The POST body. Strict types: JSON true is not item 1, 5.0 is not k=5, "10" is not 10."""
+    from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+    class HistoryRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")  # a typo ("K", "histroy") is an error, not a silent default
+        history: list[StrictInt | StrictStr] = Field(default_factory=list, max_length=max_history,
+                                                     description="original item ids, oldest first")
+        k: StrictInt = Field(min(10, max_k), ge=1, le=max_k, description="length of the list")
+        exclude_seen: StrictBool = Field(True, description="leave the history's items out of the list")
+
+    return HistoryRequest
+
+
+# -----------------------------------------------------------------------------
+# the app
+
+def create_app(run_dir: str, data_path: str, device: str = "cpu", max_history: int = MAX_HISTORY,
+               max_body_bytes: int = MAX_BODY_BYTES):
+    from fastapi import Depends, FastAPI, HTTPException, Query, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from pydantic import ValidationError
+
+    from .recommend import histories_in_run_vocab
 
     cfg, model, item_ids = load_run(run_dir, device)
     ds = load(data_path, cfg.user_col, cfg.item_col, cfg.time_col)
-    hist, _ = histories_in_run_vocab(ds, item_ids)
+    # --data may be a newer log than the training data: its histories are
+    # continued, indexed by the run's vocabulary (items the run never saw dropped)
+    hist, dropped = histories_in_run_vocab(ds, item_ids)
+    if dropped and len(hist.items) == 0:  # every item unknown: the wrong data, not a newer log
+        raise DataError(f"{data_path}: none of its items is in the vocabulary of the run in {run_dir}; "
+                        f"use data with the run's item ids")
+    scorer = gpt_scorer(model, device)
     row_of = {str(u): r for r, u in enumerate(ds.user_ids.tolist())}
     index_of = {str(x): i for i, x in enumerate(item_ids.tolist()) if i > 0}
     counts = item_counts(hist, model.num_items).astype(np.float64)
-    counts[0] = -1
+    counts[0] = -1  # padding ranks last, so a popularity list never holds it
     popular = np.argsort(-counts, kind="stable")
+    max_k = min(MAX_K, model.num_items)
+    HistoryRequest = request_model(max_k, max_history)
 
     def original(i):
         x = item_ids[i]
         return x.item() if hasattr(x, "item") else x
 
     def answer(history: np.ndarray, k: int, exclude_seen: bool) -> dict:
-        if not 1 <= k <= model.num_items:
-            raise HTTPException(422, f"k must be between 1 and {model.num_items}")
-        if len(history) == 0:
-            top = popular[:k]
-            return {"items": [original(i) for i in top], "scores": counts[top].tolist(), "source": "popularity"}
-        items, scores = topk_oneshot(model, cfg, Sequences.from_lists([history]), k, exclude_seen, device)
+        if len(history) == 0:  # nothing for the model to continue
+            return {"items": [original(i) for i in popular[:k]], "scores": None, "source": "popularity"}
+        one = Sequences(np.array([0, len(history)], dtype=np.int64), history)
+        items, scores = top_k(scorer, one, None, k, exclude_seen)
         return {"items": [original(i) for i in items[0]], "scores": scores[0].tolist(), "source": "model"}
 
-    app = FastAPI(title="nanorec", description="Next-item recommendations from a GPT over purchase histories.")
+    async def history_request(request: Request) -> HistoryRequest:
+        """The body parsed strictly (BodyLimit has capped its size already)."""
+        try:
+            data = parse_json(await request.body())
+        except BadJSON as e:
+            raise HTTPException(400, str(e)) from None
+        try:
+            return HistoryRequest.model_validate(data)
+        except ValidationError as e:
+            raise HTTPException(422, describe(e.errors(include_url=False, include_input=False))) from None
 
-    class HistoryRequest(BaseModel):
-        history: list[int | str] = Field(default_factory=list, description="original item ids, oldest first")
-        k: int = 10
-        exclude_seen: bool = True
+    app = FastAPI(title="nanorec", description="Next-item recommendations from a GPT over purchase histories.")
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def short_validation_error(request, exc):
+        # FastAPI's default answer echoes the input; the first loc entry ("query", "path") is noise here
+        errors = [{**e, "loc": tuple(e.get("loc", ()))[1:]} for e in exc.errors()]
+        return JSONResponse({"detail": describe(errors)}, status_code=422)
 
     @app.get("/health")
     def health():
         return {"status": "ok", "items": model.num_items, "users": len(ds.user_ids)}
 
     @app.get("/users/{user_id}/recommendations")
-    def for_user(user_id: str, k: int = 10, exclude_seen: bool = True):
+    def for_user(user_id: str, k: int = Query(min(10, max_k), ge=1, le=max_k), exclude_seen: bool = True):
         r = row_of.get(user_id)
         history = hist[r] if r is not None else np.zeros(0, np.int64)
         return {"user_id": user_id, "known_user": r is not None, **answer(history, k, exclude_seen)}
 
-    @app.post("/recommendations")
-    def for_history(req: HistoryRequest):
+    # the body is read by history_request, so its schema is given to the docs by hand
+    body_doc = {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": HistoryRequest.model_json_schema()}}}}
+
+    @app.post("/recommendations", openapi_extra=body_doc)
+    def for_history(req: HistoryRequest = Depends(history_request)):
         known = [index_of[str(x)] for x in req.history if str(x) in index_of]
-        unknown = [x for x in req.history if str(x) not in index_of]
-        return {**answer(np.array(known, dtype=np.int64), req.k, req.exclude_seen), "unknown_items": unknown}
+        result = answer(np.array(known, dtype=np.int64), req.k, req.exclude_seen)
+        return {**result, "unknown_items": len(req.history) - len(known)}
 
     return app
+
+
+# -----------------------------------------------------------------------------
+# the command
+
+def check_options(args) -> None:
+    """Refuse bad option values as one line before anything is loaded."""
+    if not 1 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port}: expected a port number in 1..65535")
+    if not args.host.strip():
+        raise UsageError("--host: empty; expected an address such as 127.0.0.1 or 0.0.0.0")
+    if args.max_history < 1:
+        raise UsageError(f"--max-history {args.max_history}: expected at least 1")
+    if args.max_body_bytes < 1:
+        raise UsageError(f"--max-body-bytes {args.max_body_bytes}: expected at least 1")
+
+
+def import_uvicorn():
+    """uvicorn, or a UsageError when the serve extra (fastapi, uvicorn) is not installed."""
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError:
+        raise UsageError(EXTRA_MISSING) from None
+    return uvicorn
 
 
 def main(argv) -> int:
@@ -83,11 +303,15 @@ def main(argv) -> int:
     p.add_argument("--run", required=True, help="run directory written by `nanorec train`")
     p.add_argument("--data", required=True, help="interactions whose user histories are served")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--port", type=int, default=8000, help="1..65535 (default 8000)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--max-history", type=int, default=MAX_HISTORY,
+                   help=f"longest history a POST may send, in items (default {MAX_HISTORY:,})")
+    p.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES,
+                   help=f"largest request body, in bytes (default {MAX_BODY_BYTES:,})")
     args = p.parse_args(argv)
-    import uvicorn
-
-    app = create_app(args.run, args.data, pick_device(args.device))
-    uvicorn.run(app, host=args.host, port=args.port)
+    check_options(args)
+    uvicorn = import_uvicorn()
+    app = create_app(args.run, args.data, pick_device(args.device), args.max_history, args.max_body_bytes)
+    uvicorn.run(app, host=args.host.strip(), port=args.port)
     return 0
