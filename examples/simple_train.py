@@ -16,7 +16,7 @@ import torch
 from nanorec.config import Config
 from nanorec.data import load, split
 from nanorec.evaluate import evaluate, format_metrics
-from nanorec.inference import make_scorer
+from nanorec.scoring import gpt_scorer
 from nanorec.model import GPT
 from nanorec.packing import pack
 
@@ -39,7 +39,7 @@ print(f"{len(ds.user_ids):,} users, {ds.num_items:,} items; training on {len(sp.
 # model and optimizer
 model = GPT(cfg, ds.num_items)
 optimizer = model.configure_optimizer(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), "cpu")
-scorer = make_scorer(model, cfg, "cpu")
+scorer = gpt_scorer(model, "cpu")
 
 
 def batches():

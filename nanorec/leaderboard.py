@@ -15,7 +15,6 @@ users: those whose test item has at most 5 training interactions.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -24,7 +23,9 @@ import numpy as np
 
 from .config import Config, apply_overrides
 from .data import Dataset, item_counts, load, split
+from .errors import DataError, UsageError
 from .evaluate import evaluate, metrics_from_ranks, protocol_line
+from .files import atomic_write, write_json, write_text
 
 # Published full-ranking results on the S3-Rec files (HR@10, NDCG@10); see DESIGN.md.
 PUBLISHED = {
@@ -127,8 +128,8 @@ def run_baseline(method, ds, sp, cold, attributes_path, log):
 
 
 def run_gpt(method, ds, sp, cold, base_cfg: Config, out_dir, attributes_path, done, log):
-    from .inference import load_run
-    from .recommend import generative_scorer
+    from .rundir import load_run
+    from .scoring import gpt_scorer, list_scorer
     from .train import run
 
     if method == "gpt_generative":  # the packed model, decoded generatively: no new training
@@ -138,7 +139,8 @@ def run_gpt(method, ds, sp, cold, base_cfg: Config, out_dir, attributes_path, do
         cfg, model, _ = load_run(packed_dir)
         t0 = time.time()
         valid_m = None  # nothing is selected for this row (the packed run's weights): test only, half the cost
-        test_m, ranks = evaluate(generative_scorer(model, cfg), sp.test, batch_size=256, return_ranks=True)
+        test_m, ranks = evaluate(list_scorer(gpt_scorer(model), model.num_items, 20), sp.test, batch_size=256,
+                                 return_ranks=True)
         return _row(method, test_m, ranks, cold, valid_m, done["gpt_packed"]["train_seconds"], time.time() - t0,
                     done["gpt_packed"]["config"], {"run": packed_dir})
 
@@ -154,17 +156,16 @@ def run_gpt(method, ds, sp, cold, base_cfg: Config, out_dir, attributes_path, do
     cfg = Config(**{**base_cfg.to_dict(), **changes})
     run_dir = os.path.join(out_dir, "runs", method)
     t0 = time.time()
-    metrics = run(cfg, run_dir, quiet=True)
+    metrics = run(cfg, run_dir, overwrite=True, quiet=True)  # a row not in leaderboard.json is redone whole
     train_s = time.time() - t0
-    test_m, rec_s = metrics["test"], metrics["eval_seconds"] / 2  # the final pass scored valid, then test
+    test_m, rec_s = metrics["test"], metrics["test_seconds"]  # measured: the final test pass alone
     ranks = np.load(os.path.join(run_dir, "test_ranks.npy"))
     return _row(method, test_m, ranks, cold, metrics["valid"], train_s, rec_s, cfg.to_dict(),
                 {"best_step": metrics["best_step"], "steps": metrics["steps"], "run": run_dir})
 
 
 def write_outputs(out_dir, ds, sp, rows, meta):
-    with open(os.path.join(out_dir, "leaderboard.json"), "w") as f:
-        json.dump({**meta, "rows": rows}, f, indent=2)
+    write_json(os.path.join(out_dir, "leaderboard.json"), {**meta, "rows": rows})
     lines = [f"# Leaderboard: {ds.name}", "",
              f"Protocol: {meta['protocol']}. Test scored once per method; selection on validation only.",
              f"Machine: {meta['machine']}; date {meta['date']}; command: `{meta['command']}`", "",
@@ -181,8 +182,7 @@ def write_outputs(out_dir, ds, sp, rows, meta):
                   "; ".join(f"{k} HR@10 {h:.4f} / NDCG@10 {n:.4f}" for k, (h, n) in pub.items())]
     lines += ["", f"Cold-target users: test users whose target item has <= 5 training interactions "
                   f"({rows[0]['cold_target_users'] if rows else 0:,} of {len(sp.test.targets):,})."]
-    with open(os.path.join(out_dir, "leaderboard.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_text(os.path.join(out_dir, "leaderboard.md"), "\n".join(lines) + "\n")
     try:
         _plot(os.path.join(out_dir, "leaderboard.png"), ds.name, rows, pub)
     except ImportError:
@@ -208,13 +208,23 @@ def _plot(path, name, rows, pub):
         fig.legend(loc="lower center", ncol=len(pub), fontsize=8, frameon=False)
     height = fig.get_size_inches()[1]
     fig.tight_layout(rect=(0, 0.3 / height if pub else 0, 1, 1))  # 0.3 inch kept for the legend
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
 
 
+def read_earlier(path: str) -> dict:
+    """An earlier leaderboard.json to resume from, checked: a broken one is a DataError naming it."""
+    from .data import read_json
+    earlier = read_json(path)
+    rows = earlier.get("rows") if isinstance(earlier, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and r.get("method") in METHODS for r in rows) \
+            or not isinstance(earlier.get("command"), str):
+        raise DataError(f"{path}: not a leaderboard written by nanorec (start again without --resume)")
+    return earlier
+
+
 def main(argv) -> int:
-    from tqdm import tqdm
-    from .cli import UsageError
+    from tqdm.auto import tqdm
 
     p = argparse.ArgumentParser(prog="nanorec leaderboard", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -229,12 +239,11 @@ def main(argv) -> int:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise UsageError(f"unknown method {unknown[0]!r} (methods: {', '.join(METHODS)})")
-    try:
-        base_cfg = apply_overrides(Config(data=args.data, progress=False), args.overrides)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-
-    os.makedirs(args.out, exist_ok=True)
+    base_cfg = apply_overrides(Config(data=args.data, progress=False), args.overrides)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise DataError(f"{args.out}: exists and is not a folder")
+    json_path = os.path.join(args.out, "leaderboard.json")
+    earlier = read_earlier(json_path) if args.resume and os.path.exists(json_path) else None
     ds = load(args.data)
     sp = split(ds)
     if sp.test is None:
@@ -245,16 +254,13 @@ def main(argv) -> int:
         if not ds.attributes_path:
             raise UsageError(f"{args.data}: content methods need a sibling *_item2attributes.json")
         from .content import attribute_table, save_table
+        os.makedirs(args.out, exist_ok=True)
         attributes_path = os.path.join(args.out, "attributes.safetensors")
         ids, vectors = attribute_table(ds.attributes_path, ds.item_ids)
         save_table(attributes_path, ids, vectors)
 
-    json_path = os.path.join(args.out, "leaderboard.json")
-    done = {}
-    earlier = None
-    if args.resume and os.path.exists(json_path):
-        earlier = json.load(open(json_path))
-        done = {r["method"]: r for r in earlier["rows"]}
+    os.makedirs(args.out, exist_ok=True)
+    done = {r["method"]: r for r in earlier["rows"]} if earlier else {}
     meta = {"data": args.data, "protocol": protocol_line(ds.num_items, len(sp.test.targets)),
             "machine": f"{os.cpu_count()}-core CPU ({platform.machine()}), no GPU",
             "date": time.strftime("%Y-%m-%d"),

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
@@ -18,6 +17,8 @@ import numpy as np
 from .config import Config, apply_overrides
 from .baselines.pop import Popularity
 from .data import load, split
+from .errors import DataError, UsageError
+from .files import write_json
 from .evaluate import evaluate, protocol_line
 from .recommend import recommend, write_submission
 from .synthetic import write_csv
@@ -37,6 +38,15 @@ def main(argv) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("overrides", nargs="*", metavar="key=value", help="training config overrides")
     args = p.parse_args(argv)
+    if not 50 <= args.users <= 10_000_000:
+        raise UsageError(f"--users {args.users}: must be in 50..10000000")
+    if not 20 <= args.items <= 10_000_000:
+        raise UsageError(f"--items {args.items}: must be in 20..10000000")
+    if not 0 <= args.seed < 2**32:
+        raise UsageError(f"--seed {args.seed}: must be in 0..2^32-1")
+    cfg = apply_overrides(Config(seed=args.seed, **QUICKSTART_OVERRIDES), args.overrides)  # bad keys fail first
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise DataError(f"{args.out}: exists and is not a folder")
     t0 = time.time()
 
     os.makedirs(args.out, exist_ok=True)
@@ -46,15 +56,10 @@ def main(argv) -> int:
     print(f"[1/4] synthetic log {data}: {len(ds.user_ids):,} users, {ds.num_items:,} items, "
           f"{len(ds.sequences.items):,} purchases, {np.mean(lengths == 2):.0%} of histories have 2 items")
 
-    cfg = Config(data=data, seed=args.seed, **QUICKSTART_OVERRIDES)
-    from .cli import UsageError
-    try:
-        cfg = apply_overrides(cfg, args.overrides)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    cfg.data = data
     run_dir = os.path.join(args.out, "run")
     print(f"[2/4] training a {cfg.n_layer}-layer GPT (d={cfg.n_embd}) into {run_dir}")
-    metrics = run(cfg, run_dir, quiet=False)
+    metrics = run(cfg, run_dir, overwrite=True, quiet=False)  # the quickstart's own folder: a rerun replaces it
 
     print("[3/4] full-ranking test metrics on held-out last items")
     sp = split(ds)
@@ -74,7 +79,6 @@ def main(argv) -> int:
     write_submission(sub, users, items)
     print(f"[4/4] wrote {sub} ({len(users):,} users, 10 items each)")
     summary = {"popularity": pop, "gpt": gpt, "ndcg_ratio": ratio, "seconds": round(time.time() - t0, 1)}
-    with open(os.path.join(args.out, "quickstart.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    write_json(os.path.join(args.out, "quickstart.json"), summary)
     print(f"done in {time.time() - t0:.0f} s")
     return 0

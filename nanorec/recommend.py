@@ -8,9 +8,12 @@ Two ways to read a list out of the model:
 - generative: k steps, each appending its greedy (or sampled) item to the
   history and predicting again; an item is never repeated in the list.
 Users with no usable history (cold start: normal for a test user absent from
-training) get the most popular items. A challenge folder's default users are
+training) get the most popular items, marked `source=popularity` with no score
+(counts are not on the model's scale). A challenge folder's default users are
 its test.csv; the output is then `user_id,predictions` (10 original ids,
-space-separated, best first). Otherwise a long table `user_id,item_id,score,rank`.
+space-separated, best first). Otherwise a long table
+`user_id,item_id,score,rank,source`. Scoring goes through nanorec.scoring, as
+evaluation and the server do.
 """
 from __future__ import annotations
 
@@ -18,92 +21,13 @@ import argparse
 import os
 
 import numpy as np
-import torch
 
-from .data import DataError, Dataset, Sequences, item_counts, load
-from .inference import autocast, load_run, pick_device
-from .packing import left_aligned
-
-
-# -----------------------------------------------------------------------------
-# the two decoders
-
-# Excluded (already seen) items get this score: below every real score but above
-# the padding slot's -inf, so a list longer than the unseen items is filled with
-# seen items, ranked last, and never with padding (original id of index 0 = none).
-SEEN_SCORE = torch.finfo(torch.float32).min
-
-
-@torch.no_grad()
-def topk_oneshot(model, cfg, histories: Sequences, k: int, exclude_seen: bool, device="cpu"):
-    """(B histories) -> items (B, k) int64, scores (B, k) float: the top-k logits."""
-    tokens, seq_ids, pos_ids, last = left_aligned(histories, cfg.block_size)
-    t = lambda a: torch.from_numpy(a).to(device)
-    with autocast(cfg, device):
-        scores = model.score(t(tokens), t(pos_ids), t(seq_ids), t(last)).float().cpu()
-    if exclude_seen:
-        _mask_seen(scores, histories)
-    top = scores.topk(k, dim=1)
-    return top.indices.numpy(), top.values.numpy()
-
-
-@torch.no_grad()
-def topk_generative(model, cfg, histories: Sequences, k: int, exclude_seen: bool, device="cpu",
-                    temperature: float = 0.0, top_k: int = 0, seed: int = 0):
-    """(B histories) -> items (B, k), scores (B, k): k decoding steps, each item
-    appended to the history before the next prediction. temperature 0 = greedy;
-    > 0 samples from softmax(logits / temperature), restricted to the top_k
-    logits when top_k > 0, with a seeded generator (reproducible lists)."""
-    gen = torch.Generator().manual_seed(seed)
-    B = len(histories)
-    rows = [histories[b].tolist() for b in range(B)]
-    chosen = torch.zeros(B, k, dtype=torch.long)
-    chosen_scores = torch.zeros(B, k)
-    seen = torch.zeros(B, model.num_items + 1, dtype=torch.bool)
-    if exclude_seen:
-        seen[torch.from_numpy(np.repeat(np.arange(B), histories.lengths)), torch.from_numpy(histories.items)] = True
-    in_list = torch.zeros_like(seen)
-    t = lambda a: torch.from_numpy(a).to(device)
-    for step in range(k):
-        cur = Sequences.from_lists(rows)
-        tokens, seq_ids, pos_ids, last = left_aligned(cur, cfg.block_size)
-        with autocast(cfg, device):
-            logits = model.score(t(tokens), t(pos_ids), t(seq_ids), t(last)).float().cpu()
-        logits[seen] = SEEN_SCORE  # rank last, but above padding: they only fill a list longer than the unseen items
-        logits[in_list] = float("-inf")  # never repeat an item in one list
-        if temperature > 0:
-            probs_logits = torch.where(logits > SEEN_SCORE, logits / temperature, logits)
-            if top_k > 0:
-                kth = probs_logits.topk(min(top_k, probs_logits.shape[1]), dim=1).values[:, -1:]
-                probs_logits[probs_logits < kth] = float("-inf")
-            nxt = torch.multinomial(torch.softmax(probs_logits, dim=1), 1, generator=gen).squeeze(1)
-        else:
-            nxt = logits.argmax(dim=1)
-        chosen[:, step] = nxt
-        chosen_scores[:, step] = logits.gather(1, nxt[:, None]).squeeze(1)
-        in_list[torch.arange(B), nxt] = True
-        for b in range(B):
-            rows[b].append(int(nxt[b]))
-    return chosen.numpy(), chosen_scores.numpy()
-
-
-def _mask_seen(scores: torch.Tensor, histories: Sequences) -> None:
-    rows = torch.from_numpy(np.repeat(np.arange(len(histories)), histories.lengths))
-    scores[rows, torch.from_numpy(histories.items)] = SEEN_SCORE
-
-
-def generative_scorer(model, cfg, device="cpu", k: int = 20):
-    """A `nanorec.evaluate.Scorer` for generative lists: the k generated items get
-    scores k..1 in order, every other item -inf, so the one evaluator scores them
-    (a target outside the list counts as a miss at every cutoff <= k)."""
-
-    def scorer(histories, users=None):
-        items, _ = topk_generative(model, cfg, histories, k, exclude_seen=True, device=device)
-        scores = torch.full((len(histories), model.num_items + 1), float("-inf"))
-        scores.scatter_(1, torch.from_numpy(items), torch.arange(k, 0, -1, dtype=torch.float).expand(len(items), k))
-        return scores
-
-    return scorer
+from . import rundir
+from .data import Dataset, Sequences, item_counts, load
+from .devices import DEVICE_HELP, pick_device
+from .errors import DataError, UsageError
+from .files import atomic_write, check_writable_folder
+from .scoring import gpt_scorer, recommend_lists
 
 
 # -----------------------------------------------------------------------------
@@ -123,31 +47,44 @@ def histories_in_run_vocab(ds: Dataset, run_item_ids: np.ndarray) -> tuple[Seque
     return Sequences(offsets, items[known]), int((~known).sum())
 
 
-def read_user_list(path: str) -> np.ndarray:
-    """user_id column of a CSV/Parquet file (strings kept as strings)."""
-    from .data import _ids, _read_frame, _require_columns
+def read_user_list(path: str, user_col: str = "user_id") -> np.ndarray:
+    """The user column of a CSV/Parquet file: `user_col` (the run's), else `user_id`.
+    Strings stay strings; an empty list or a repeated user is an error."""
+    from .data import _ids, _read_frame
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")
     df = _read_frame(path)
-    _require_columns(path, df, ["user_id"])
+    col = user_col if user_col in df.columns else "user_id"
+    if col not in df.columns:
+        raise DataError(f"{path}: missing column {user_col!r} (columns are {', '.join(df.columns)})")
     if df.height == 0:
         raise DataError(f"{path}: no users (no data rows)")
-    return _ids(path, df, "user_id")
+    users = _ids(path, df, col)
+    _, first, counts = np.unique(users.astype(str), return_index=True, return_counts=True)
+    if (counts > 1).any():
+        dup = users[np.sort(first[counts > 1])[0]]
+        raise DataError(f"{path}: user {dup!r} is listed more than once")
+    return users
 
 
 def recommend(run_dir: str, data_path: str, k: int = 10, mode: str = "oneshot", exclude_seen: bool = True,
               users=None, device: str = "auto", batch_size: int = 512, temperature: float = 0.0,
               top_k: int = 0, seed: int = 0, progress: bool = False):
-    """-> (user_ids (U,), items (U, k) original ids, scores (U, k), number of cold users)."""
-    from tqdm import tqdm
+    """-> (user_ids (U,), items (U, k) original ids, scores (U, k), cold (U,) bool).
+
+    Cold users (unknown, or no item the model knows) get the most popular items
+    of the log; their scores are NaN, since counts are not on the model's scale."""
+    from tqdm.auto import tqdm
 
     device = pick_device(device)
-    cfg, model, item_ids = load_run(run_dir, device)
-    if k > model.num_items:
-        raise DataError(f"--k {k}: the model knows only {model.num_items} items")
+    cfg, model, item_ids = rundir.load_run(run_dir, device)
+    if not 1 <= k <= model.num_items:
+        raise UsageError(f"--k {k}: must be between 1 and the {model.num_items:,} items the model knows")
     ds = load(data_path, cfg.user_col, cfg.item_col, cfg.time_col)
     hist, _ = histories_in_run_vocab(ds, item_ids)
     if users is None:
+        if ds.kind == "challenge" and ds.test_users is None:
+            raise DataError(f"{data_path}: a challenge folder without test.csv; say which users with --users FILE")
         users = ds.test_users if ds.test_users is not None else ds.user_ids
     users = np.asarray(users)
     row_of = ds.user_index()
@@ -157,26 +94,26 @@ def recommend(run_dir: str, data_path: str, k: int = 10, mode: str = "oneshot", 
     rows = np.array([row_of.get(key(u), -1) for u in users.tolist()], dtype=np.int64)
     warm = np.nonzero(rows >= 0)[0]
     warm = warm[hist.lengths[rows[warm]] > 0]
-    cold = np.setdiff1d(np.arange(len(users)), warm)
+    cold = np.ones(len(users), dtype=bool)
+    cold[warm] = False
 
     out_items = np.zeros((len(users), k), dtype=np.int64)
-    out_scores = np.zeros((len(users), k), dtype=np.float32)
-    # popularity fallback over the whole log, in the model's vocabulary
-    counts = item_counts(hist, model.num_items).astype(np.float64)
-    counts[0] = -1
-    popular = np.argsort(-counts, kind="stable")[:k]
-    out_items[cold] = popular
-    out_scores[cold] = counts[popular]
-
+    out_scores = np.full((len(users), k), np.nan, dtype=np.float32)
+    out_items[cold] = popular_items(hist, model.num_items, k)
+    scorer = gpt_scorer(model, device)
     for s in tqdm(range(0, len(warm), batch_size), desc="recommend", unit="batch", disable=not progress):
         idx = warm[s:s + batch_size]
-        h = hist.take(rows[idx])
-        if mode == "generative":
-            it, sc = topk_generative(model, cfg, h, k, exclude_seen, device, temperature, top_k, seed + s)
-        else:
-            it, sc = topk_oneshot(model, cfg, h, k, exclude_seen, device)
+        it, sc = recommend_lists(scorer, hist.take(rows[idx]), rows[idx], k, exclude_seen, mode,
+                                 temperature, top_k, seed + s)
         out_items[idx], out_scores[idx] = it, sc
-    return users, item_ids[out_items], out_scores, len(cold)
+    return users, item_ids[out_items], out_scores, cold
+
+
+def popular_items(histories: Sequences, num_items: int, k: int) -> np.ndarray:
+    """(k,) the k most frequent item indices of the histories (ties: lower index first); never padding."""
+    counts = item_counts(histories, num_items).astype(np.float64)
+    counts[0] = -1
+    return np.argsort(-counts, kind="stable")[:k]
 
 
 # -----------------------------------------------------------------------------
@@ -186,31 +123,27 @@ def write_submission(path: str, users, items) -> None:
     """Challenge format: user_id,predictions with the ids space-separated, best first."""
     import polars as pl
     preds = [" ".join(str(x) for x in row) for row in items.tolist()]
-    _atomic_write(path, pl.DataFrame({"user_id": list(users.tolist()), "predictions": preds}))
+    write_frame(path, pl.DataFrame({"user_id": list(users.tolist()), "predictions": preds}))
 
 
-def write_long(path: str, users, items, scores) -> None:
+def write_long(path: str, users, items, scores, cold) -> None:
+    """One row per (user, rank): user_id,item_id,score,rank,source; source is
+    "model" or "popularity" (cold users, whose score is empty)."""
     import polars as pl
     k = items.shape[1]
     df = pl.DataFrame({"user_id": np.repeat(users, k).tolist(), "item_id": items.reshape(-1).tolist(),
-                       "score": scores.reshape(-1), "rank": np.tile(np.arange(1, k + 1), len(users))})
-    _atomic_write(path, df)
+                       "score": scores.reshape(-1), "rank": np.tile(np.arange(1, k + 1), len(users)),
+                       "source": np.where(np.repeat(cold, k), "popularity", "model")})
+    df = df.with_columns(pl.col("score").fill_nan(None))
+    write_frame(path, df)
 
 
-def _atomic_write(path: str, df) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(d):
-        raise DataError(f"{path}: folder {d} does not exist")
-    tmp = path + ".tmp"
-    try:
-        if path.lower().endswith(".parquet"):
-            df.write_parquet(tmp)
-        else:
-            df.write_csv(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def write_frame(path: str, df) -> None:
+    """A polars frame as .parquet (by its name) or CSV, atomically."""
+    if path.lower().endswith(".parquet"):
+        atomic_write(path, df.write_parquet)
+    else:
+        atomic_write(path, df.write_csv)
 
 
 def main(argv) -> int:
@@ -234,25 +167,39 @@ def main(argv) -> int:
     p.add_argument("--format", choices=["auto", "submission", "long"], default="auto",
                    help="auto = submission for a challenge folder, long table otherwise")
     p.add_argument("--temperature", type=float, default=0.0, help="generative: 0 = greedy, > 0 = sampling")
-    p.add_argument("--top-k-sample", type=int, default=0, help="generative sampling: keep only the top k logits")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--top-k-sample", type=int, default=0, help="generative sampling: keep only the top k logits (0 = all)")
+    p.add_argument("--seed", type=int, default=0, help="generative sampling seed")
+    p.add_argument("--batch-size", type=int, default=512, help="users scored at once (default 512)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     args = p.parse_args(argv)
-    if args.k < 1:
-        raise DataError(f"--k {args.k}: must be at least 1")
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    if not os.path.isdir(out_dir):  # fail before the work, not after it
-        raise DataError(f"{args.out}: folder {out_dir} does not exist")
-    users = read_user_list(args.users) if args.users else None
-    users, items, scores, n_cold = recommend(args.run, args.data, args.k, args.mode, args.exclude_seen, users,
-                                             args.device, temperature=args.temperature,
-                                             top_k=args.top_k_sample, seed=args.seed, progress=True)
+    check_options(args)
+    check_writable_folder(args.out, "--out list")  # fail before the work, not after it
+    user_col = rundir.read_config(args.run).user_col if os.path.isdir(args.run) else "user_id"
+    users = read_user_list(args.users, user_col) if args.users else None
+    users, items, scores, cold = recommend(args.run, args.data, args.k, args.mode, args.exclude_seen, users,
+                                           args.device, args.batch_size, args.temperature, args.top_k_sample,
+                                           args.seed, progress=True)
     is_challenge = os.path.isdir(args.data)
     fmt = args.format if args.format != "auto" else ("submission" if is_challenge else "long")
     if fmt == "submission":
         write_submission(args.out, users, items)
     else:
-        write_long(args.out, users, items, scores)
+        write_long(args.out, users, items, scores, cold)
     print(f"wrote {args.out}: {len(users):,} users x {args.k} items ({args.mode}); "
-          f"{n_cold:,} cold users got the most popular items")
+          f"{int(cold.sum()):,} cold users got the most popular items")
     return 0
+
+
+def check_options(args) -> None:
+    if args.k < 1:
+        raise UsageError(f"--k {args.k}: must be at least 1")
+    if not (args.temperature >= 0 and np.isfinite(args.temperature)):
+        raise UsageError(f"--temperature {args.temperature}: must be a finite number >= 0 (0 = greedy)")
+    if args.temperature > 0 and args.mode != "generative":
+        raise UsageError("--temperature applies to --mode generative only")
+    if args.top_k_sample < 0:
+        raise UsageError(f"--top-k-sample {args.top_k_sample}: must be >= 0 (0 = no limit)")
+    if not 0 <= args.seed < 2**63:
+        raise UsageError(f"--seed {args.seed}: must be in 0..2^63-1")
+    if not 1 <= args.batch_size <= 1_000_000:
+        raise UsageError(f"--batch-size {args.batch_size}: must be in 1..1000000")

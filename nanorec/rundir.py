@@ -51,9 +51,11 @@ def check_out_dir(out: str, resume: bool, overwrite: bool) -> None:
     if os.path.isdir(out) and os.listdir(out) and not overwrite:
         raise UsageError(f"{out}: the folder is not empty (it holds {', '.join(sorted(os.listdir(out))[:3])}...); "
                          f"use --overwrite to replace its run, --resume to continue it, or another --out")
-    parent = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(out) and not os.path.isdir(parent):
-        raise DataError(f"{out}: its parent folder {parent} does not exist")
+    ancestor = os.path.abspath(out)  # the folder will be created: its first existing ancestor must be a folder
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise DataError(f"{out}: cannot create the run folder ({ancestor} is a file)")
 
 
 def resume_config(out: str, overrides_cfg: Config) -> None:
@@ -141,6 +143,12 @@ def append_history(out: str, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def rewrite_history(out: str, records: list) -> None:
+    """history.jsonl as of a checkpoint (a resumed run drops passes made after it)."""
+    from .files import write_text
+    write_text(os.path.join(out, HISTORY), "".join(json.dumps(r) + "\n" for r in records))
+
+
 # -----------------------------------------------------------------------------
 # reading: every failure is a DataError naming the file
 
@@ -207,7 +215,7 @@ def load_checkpoint(path: str, device: str = "cpu") -> dict:
     except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
         raise DataError(f"{path}: not a readable checkpoint ({_first_line(e)}); "
                         f"start again with --overwrite, or restore the file") from None
-    need = {"model", "optimizer", "step", "epoch", "batch_in_epoch", "best", "bad_evals", "history", "rng_cpu"}
+    need = {"model", "optimizer", "state", "config", "rng_cpu"}
     if not isinstance(ck, dict) or not need <= set(ck):
         raise DataError(f"{path}: not a nanorec checkpoint (missing {sorted(need - set(ck or {}))[:3]})")
     return ck

@@ -1,23 +1,18 @@
 """Train a GPT recommender.
 
-    nanorec train --data PATH --out RUN_DIR [key=value ...] [--resume]
+    nanorec train --data PATH --out RUN_DIR [key=value ...] [--resume | --overwrite]
 
-Reads top to bottom: config -> data -> model and optimizer -> training loop
-(packed batches, warmup + cosine LR, grad clipping, validation every
-eval_interval steps, best checkpoint by validation NDCG@10, early stopping,
-resumable checkpoints) -> the test split scored once with the best weights.
-Started by torchrun, the same loop runs data parallel (see distributed.py):
-each process trains on its share of every global batch; rank 0 validates and
-writes the files.
-
-The run directory is self-describing:
-    config.json        the resolved Config
-    items.json         internal index -> original item id (index 0 = padding, null)
-    model.safetensors  the best weights (by validation NDCG@10; the last ones with all_data)
-    metrics.json       {"valid": {...}, "test": {...}, "best_step": ..., ...}
-    test_ranks.npy     (M,) rank of each test user's target (split.test order), for breakdowns
-    train.log          what was printed
-    ckpt.pt            the latest resumable state (weights_only-loadable)
+Reads top to bottom, like nanoGPT's train.py:
+  1. check everything: config ranges, the run folder, the data, the content
+     tables, and for --resume the saved run's config, data and checkpoint.
+     Nothing on disk changes until all of it has passed;
+  2. set up: device, processes (torchrun), model, optimizer, resumed state;
+  3. one flat loop over a resumable stream of packed batches: warmup + cosine
+     LR, grad clipping, validation every eval_interval steps (best weights by
+     validation NDCG@10, early stopping), checkpoints every checkpoint_interval;
+  4. the selected weights scored once on validation and on the test split.
+Started by torchrun, the same loop runs data parallel (see distributed.py).
+The files of a run folder are listed in rundir.py.
 """
 from __future__ import annotations
 
@@ -26,21 +21,40 @@ import json
 import math
 import os
 import time
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 
-from . import distributed
+from . import distributed, rundir
 from .config import Config, apply_overrides, describe
-from .data import DataError, load, split
+from .data import load, split
+from .devices import autocast, pick_device
+from .errors import DataError, UsageError
 from .evaluate import evaluate, format_metrics, protocol_line
-from .inference import autocast, load_content, make_scorer, pick_device, write_items
 from .model import GPT
-from .packing import pack
+from .packing import IGNORE, pack
+from .scoring import gpt_scorer
+
+
+@dataclass
+class TrainState:
+    """Everything about the loop's progress that a checkpoint must restore."""
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0          # batches of `epoch` already trained on
+    best_ndcg: float = -1.0
+    best_step: int = 0
+    bad_evals: int = 0               # validations since the last improvement
+    history: list = field(default_factory=list)
+    loss_sum: float = 0.0            # sum of training losses since the last validation...
+    loss_steps: int = 0              # ...over this many steps
+    train_seconds: float = 0.0       # time in training steps only (validation excluded), across resumes
+    train_tokens: int = 0            # target slots trained on, all processes
 
 
 class Logger:
-    """print + append to train.log."""
+    """print (unless quiet) + append to train.log (rank 0 only)."""
 
     def __init__(self, path: str | None, quiet: bool = False):
         self.path, self.quiet = path, quiet
@@ -48,7 +62,7 @@ class Logger:
     def __call__(self, *parts):
         line = " ".join(str(p) for p in parts)
         if not self.quiet:
-            from tqdm import tqdm
+            from tqdm.auto import tqdm
             tqdm.write(line)
         if self.path:
             with open(self.path, "a") as f:
@@ -68,7 +82,7 @@ def get_lr(step: int, cfg: Config) -> float:
 
 
 def epoch_batches(train_seqs, cfg: Config, epoch: int):
-    """The packed rows of one epoch, in batches of cfg.batch_size rows.
+    """The packed rows of one epoch and its batches of row indices.
     The shuffle depends only on (seed, epoch): a resumed run sees the same batches."""
     rng = np.random.default_rng([cfg.seed, epoch])
     packed = pack(train_seqs, cfg.block_size, rng, packing=cfg.packing)
@@ -77,201 +91,230 @@ def epoch_batches(train_seqs, cfg: Config, epoch: int):
     return packed, batches
 
 
-def _atomic_torch_save(obj, path):
-    tmp = path + ".tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def batch_stream(train_seqs, cfg: Config, epoch: int, batch_in_epoch: int):
+    """Endless (epoch, index, packed epoch, rows), starting after `batch_in_epoch`
+    batches of `epoch`: the same stream whether or not the run was interrupted."""
+    while True:
+        packed, batches = epoch_batches(train_seqs, cfg, epoch)
+        for i in range(batch_in_epoch, len(batches)):
+            yield epoch, i, packed, batches[i]
+        epoch, batch_in_epoch = epoch + 1, 0
 
 
-def _atomic_safetensors(model, path):
-    from safetensors.torch import save_file
-    tmp = path + ".tmp"
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp)
-    os.replace(tmp, path)
+def save_checkpoint(path: str, model, optimizer, state: TrainState, cfg: Config, dd, device: str) -> None:
+    """Every process takes part (the RNG states are gathered); rank 0 writes."""
+    rng_ranks = distributed.gather_rng(dd)
+    if not dd.main:
+        return
+    ck = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+          "state": json.dumps(asdict(state)), "config": json.dumps(cfg.to_dict()),
+          "rng_cpu": torch.get_rng_state()}
+    if device.startswith("cuda"):
+        ck["rng_cuda"] = torch.cuda.get_rng_state()
+    if rng_ranks is not None:
+        ck["rng_cpu_ranks"] = rng_ranks
+    rundir.save_checkpoint(ck, path)
 
 
-def run(cfg: Config, out_dir: str, resume: bool = False, quiet: bool = False) -> dict:
-    """Train per `cfg` into `out_dir`; returns the metrics dict also written to metrics.json."""
-    # -------------------------------------------------------------------------
-    # setup
-    ckpt_path = os.path.join(out_dir, "ckpt.pt")
-    if resume and not os.path.exists(ckpt_path):
-        raise DataError(f"{out_dir}: nothing to resume (no ckpt.pt)")
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    t_start = time.time()
+def restore_checkpoint(ck: dict, path: str, model, optimizer, dd, device: str) -> TrainState:
+    rundir.load_state(model, ck["model"], path)
+    try:
+        optimizer.load_state_dict(ck["optimizer"])
+    except (ValueError, KeyError) as e:
+        raise DataError(f"{path}: optimizer state does not fit the model ({e})") from None
+    ranks = ck.get("rng_cpu_ranks")
+    same_world = ranks is not None and ranks.shape[0] == dd.world
+    # clone: set_rng_state reads a row view of the stacked states from the wrong offset (segfaults)
+    torch.set_rng_state(ranks[dd.rank].clone() if same_world else ck["rng_cpu"])
+    if device.startswith("cuda") and "rng_cuda" in ck:
+        torch.cuda.set_rng_state(ck["rng_cuda"].cpu())
+    return TrainState(**json.loads(ck["state"]))
 
-    # -------------------------------------------------------------------------
-    # data
+
+def check_run(cfg: Config, out_dir: str, resume: bool, overwrite: bool):
+    """Step 1: every check, no writes.
+    -> (device, dataset, split, data fingerprint, (content tables, coverage lines), checkpoint or None)."""
+    cfg.validate()
+    device = pick_device(cfg.device)
+    if cfg.attention == "flex" and device == "cpu":
+        raise UsageError("attention=flex trains on CUDA only (FlexAttention has no backward on CPU); use attention=sdpa")
+    rundir.check_out_dir(out_dir, resume, overwrite)
+    ck = None
+    if resume:
+        rundir.resume_config(out_dir, cfg)
+        ck = rundir.load_checkpoint(os.path.join(out_dir, rundir.CKPT))
     ds = load(cfg.data, cfg.user_col, cfg.item_col, cfg.time_col)
     sp = split(ds, all_data=cfg.all_data)
     if sp.train.lengths.max(initial=0) < 2:
         raise DataError(f"{cfg.data}: no user has two training items: nothing to learn")
-    # under torchrun: join the process group (after the data checks, so bad data exits cleanly),
-    # one device per process (see distributed.py)
-    dd, device = distributed.setup(pick_device(cfg.device))
-    device_type = device.split(":")[0]
-    # rank 0's initial weights are broadcast to all; the seed per rank only varies dropout
-    torch.manual_seed(cfg.seed + dd.rank)
-    ctx = autocast(cfg, device)
-    # only now, with the data known to be good, touch the run directory (rank 0 writes every file)
-    if dd.main:
-        os.makedirs(out_dir, exist_ok=True)
-        if not resume:  # a fresh run never mixes with an older one's files
-            for name in ("train.log", "metrics.json", "ckpt.pt", "model.safetensors"):
-                if os.path.exists(os.path.join(out_dir, name)):
-                    os.remove(os.path.join(out_dir, name))
-        write_items(out_dir, ds.item_ids)
-        cfg.save(os.path.join(out_dir, "config.json"))
-    log = Logger(os.path.join(out_dir, "train.log"), quiet) if dd.main else Logger(None, quiet=True)
-    n_train_tokens = int(np.maximum(np.minimum(sp.train.lengths - 1, cfg.block_size), 0).sum())
-    log(f"data {cfg.data}: {len(ds.user_ids):,} users, {ds.num_items:,} items, "
-        f"{len(ds.sequences.items):,} interactions; {n_train_tokens:,} training targets; "
-        f"valid {len(sp.valid.targets):,} users, test {len(sp.test.targets) if sp.test else 0:,} users")
+    fp = rundir.fingerprint(ds)
+    if resume:
+        rundir.check_same_data(out_dir, fp, cfg.data)
+    from .content import load_content
+    coverage = []  # the content tables' coverage lines, logged once there is a log
+    content = load_content(cfg.content, ds.item_ids, log=coverage.append) if cfg.content else []
+    return device, ds, sp, fp, (content, coverage), ck
+
+
+def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> dict:
+    """Train per `cfg` into `out_dir`; returns the metrics dict also written to metrics.json."""
+    # -------------------------------------------------------------------------
+    # 1. check everything before anything is written
+    device, ds, sp, fp, (content, coverage), ck = check_run(cfg, out_dir, resume, overwrite)
 
     # -------------------------------------------------------------------------
-    # model and optimizer
-    content = load_content(cfg, ds.item_ids, log)
+    # 2. set up: processes, the run folder, model, optimizer, resumed state
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    dd, device = distributed.setup(device)  # under torchrun: one device per process
+    torch.manual_seed(cfg.seed + dd.rank)   # rank 0's initial weights are broadcast; the rank varies dropout only
+    if dd.main:
+        rundir.start_run(out_dir, cfg, ds.item_ids, fp, resume)
+    log = Logger(os.path.join(out_dir, rundir.LOG) if dd.main else None, quiet or not dd.main)
+    n_targets = int(np.maximum(np.minimum(sp.train.lengths - 1, cfg.block_size), 0).sum())
+    log(f"data {cfg.data}: {len(ds.user_ids):,} users, {ds.num_items:,} items, "
+        f"{len(ds.sequences.items):,} interactions; {n_targets:,} training targets; "
+        f"valid {len(sp.valid.targets):,} users, test {len(sp.test.targets) if sp.test else 0:,} users")
+    for line in coverage:
+        log(line)
+
     model = GPT(cfg, ds.num_items, content).to(device)
-    optimizer = model.configure_optimizer(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), device_type)
+    optimizer = model.configure_optimizer(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2),
+                                          device.split(":")[0])
     log(f"model: {model.num_params():,} parameters, {cfg.n_layer} layers, {cfg.n_head} heads, "
         f"d={cfg.n_embd}, attention={cfg.attention}, device={device}"
         + (f", {dd.world} processes x {cfg.batch_size / dd.world:g} rows" if dd.enabled else ""))
     train_model = distributed.wrap(model, dd, device)  # DDP under torchrun, else the model itself
     train_model = torch.compile(train_model) if cfg.compile else train_model
-    scorer = make_scorer(model, cfg, device)
-
-    step, epoch, batch_in_epoch = 0, 0, 0
-    best = {"NDCG@10": -1.0, "step": 0}
-    bad_evals, history = 0, []
-    if resume:
-        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        step, epoch, batch_in_epoch = ck["step"], ck["epoch"], ck["batch_in_epoch"]
-        best, bad_evals, history = json.loads(ck["best"]), ck["bad_evals"], json.loads(ck["history"])
-        ranks = ck.get("rng_cpu_ranks")
-        same_world = ranks is not None and ranks.shape[0] == dd.world
-        # clone: set_rng_state reads a row view of the stacked states from the wrong offset (segfaults)
-        torch.set_rng_state(ranks[dd.rank].clone() if same_world else ck["rng_cpu"])
-        if device_type == "cuda" and "rng_cuda" in ck:
-            torch.cuda.set_rng_state(ck["rng_cuda"].cpu())
-        log(f"resumed from step {step} (epoch {epoch}, batch {batch_in_epoch})")
-
-    def validate():
-        return evaluate(scorer, sp.valid, batch_size=cfg.eval_batch_size, with_loss=True)
-
-    def save_checkpoint():
-        rng_ranks = distributed.gather_rng(dd)  # a collective: every process takes part
-        if not dd.main:
-            return
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-                 "best": json.dumps(best), "bad_evals": bad_evals, "history": json.dumps(history),
-                 "rng_cpu": torch.get_rng_state(), "config": json.dumps(cfg.to_dict())}
-        if device_type == "cuda":
-            state["rng_cuda"] = torch.cuda.get_rng_state()
-        if rng_ranks is not None:
-            state["rng_cpu_ranks"] = rng_ranks
-        _atomic_torch_save(state, ckpt_path)
+    ckpt_path = os.path.join(out_dir, rundir.CKPT)
+    state = TrainState()
+    if ck is not None:
+        state = restore_checkpoint(ck, ckpt_path, model, optimizer, dd, device)
+        if dd.main:  # history.jsonl may hold passes made after the checkpoint: rewrite it from the state
+            rundir.rewrite_history(out_dir, state.history)
+        log(f"resumed from step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})")
+    scorer = gpt_scorer(model, device)
+    ctx = autocast(cfg.dtype, device)
 
     # -------------------------------------------------------------------------
-    # training loop
-    from tqdm import tqdm
-    bar = tqdm(total=cfg.max_steps, initial=step, desc="train", unit="step",
-               disable=quiet or not cfg.progress or not dd.main, dynamic_ncols=True)
-    model.train()
+    # 3. the training loop
+    from tqdm.auto import tqdm
+    bar = tqdm(total=cfg.max_steps, initial=state.step, desc="train", unit="step", dynamic_ncols=True,
+               disable=quiet or not cfg.progress or not dd.main, mininterval=1.0)
     # a resumed run that had already stopped early stays stopped
-    stop = bool(cfg.patience and bad_evals >= cfg.patience and not cfg.all_data)
-    tokens_seen, t_loop = 0, time.time()
-    while step < cfg.max_steps and not stop:
-        packed, batches = epoch_batches(sp.train, cfg, epoch)
-        if batch_in_epoch == 0:
+    stop = bool(cfg.patience and state.bad_evals >= cfg.patience and not cfg.all_data)
+    loss_sum = torch.tensor(state.loss_sum, dtype=torch.float64, device=device)  # no host sync per step
+    stream = batch_stream(sp.train, cfg, state.epoch, state.batch_in_epoch)
+    model.train()
+    t0 = time.time()
+    while state.step < cfg.max_steps and not stop:
+        epoch, index, packed, batch_rows = next(stream)
+        if index == 0:
             log(f"epoch {epoch}: {len(packed):,} rows of {cfg.block_size}, packing efficiency {packed.efficiency:.1%}")
-        while batch_in_epoch < len(batches) and step < cfg.max_steps:
-            # this process's share of the global batch; weight makes DDP's average the global mean
-            batch_rows = batches[batch_in_epoch]
-            rows, weight = distributed.shard_rows(batch_rows, packed.targets, dd)
-            t = lambda a: torch.from_numpy(a[rows]).to(device, non_blocking=True)
-            tokens, targets, seq_ids, pos_ids = t(packed.tokens), t(packed.targets), t(packed.seq_ids), t(packed.pos_ids)
+        # this process's share of the global batch; weight makes DDP's average the global mean
+        rows, weight = distributed.shard_rows(batch_rows, packed.targets, dd)
+        t = lambda a: torch.from_numpy(a[rows]).to(device, non_blocking=True)
+        tokens, targets, seq_ids, pos_ids = t(packed.tokens), t(packed.targets), t(packed.seq_ids), t(packed.pos_ids)
 
-            lr = get_lr(step, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with ctx:
-                loss = train_model(tokens, pos_ids, seq_ids, targets)
-            optimizer.zero_grad(set_to_none=True)
-            (loss * weight).backward()  # weight is 1.0 on a single process
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            step += 1
-            batch_in_epoch += 1
-            tokens_seen += int((packed.targets[batch_rows] != -100).sum())  # all processes'
-            if dd.main:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.1e}", epoch=epoch)
+        lr = get_lr(state.step, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with ctx:
+            loss = train_model(tokens, pos_ids, seq_ids, targets)
+        optimizer.zero_grad(set_to_none=True)
+        (loss * weight).backward()  # weight is 1.0 on a single process
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
 
-            if step % cfg.eval_interval == 0 or step == cfg.max_steps:
-                train_loss = distributed.global_mean(loss.item(), weight, dd, device)
-                if dd.main:  # rank 0 validates and decides; the others wait for its decision
-                    rate = tokens_seen / max(time.time() - t_loop, 1e-9)  # since the loop began, earlier validations included
-                    m = validate()
-                    history.append({"step": step, "epoch": epoch, "train_loss": round(train_loss, 4),
-                                    "valid_loss": round(m["loss"], 4),
-                                    **{k: m[k] for k in ("NDCG@10", "HR@10", "MAP@10")}})
-                    improved = m["NDCG@10"] > best["NDCG@10"]
-                    if improved or cfg.all_data:  # all_data has no selection of its own: keep the last
-                        best = {"NDCG@10": m["NDCG@10"], "step": step}
-                        _atomic_safetensors(model, os.path.join(out_dir, "model.safetensors"))
-                        bad_evals = 0
-                    else:
-                        bad_evals += 1
-                    log(f"step {step} epoch {epoch}: loss {train_loss:.4f} lr {lr:.2e} | valid loss {m['loss']:.4f} "
-                        f"{format_metrics(m)}{' *' if improved else ''} | {rate:,.0f} train tokens/s")
-                    if cfg.patience and bad_evals >= cfg.patience and not cfg.all_data:
-                        log(f"early stop: no better validation NDCG@10 in {bad_evals} evaluations")
-                        stop = True
-                stop = distributed.broadcast_flag(stop, dd, device)
-            if step % cfg.checkpoint_interval == 0 or stop or step == cfg.max_steps:
-                save_checkpoint()
-            if stop:
-                break
-        if batch_in_epoch >= len(batches):
-            epoch, batch_in_epoch = epoch + 1, 0
+        loss_sum += loss.detach().double() * weight
+        state.step, state.epoch, state.batch_in_epoch = state.step + 1, epoch, index + 1
+        state.loss_steps += 1
+        state.train_tokens += int((packed.targets[batch_rows] != IGNORE).sum())  # all processes'
+        bar.update(1)
+
+        if state.step % cfg.eval_interval == 0 or state.step == cfg.max_steps:
+            # the global mean training loss over the interval (one all-reduce per validation)
+            train_loss = distributed.global_mean(loss_sum.item() / state.loss_steps, 1.0, dd, device)
+            state.train_seconds += time.time() - t0
+            if dd.main:  # rank 0 validates and decides; the others wait for its decision
+                stop = validate_and_select(model, scorer, sp, cfg, state, train_loss, lr, out_dir, log)
+                bar.set_postfix(loss=f"{train_loss:.3f}", best=f"{state.best_ndcg:.4f}", refresh=False)
+            stop = distributed.broadcast_flag(stop, dd, device)
+            loss_sum.zero_()
+            state.loss_steps = 0
+            t0 = time.time()
+        if state.step % cfg.checkpoint_interval == 0 or stop or state.step == cfg.max_steps:
+            state.loss_sum = loss_sum.item()
+            state.train_seconds += time.time() - t0
+            save_checkpoint(ckpt_path, model, optimizer, state, cfg, dd, device)
+            t0 = time.time()
     bar.close()
-    train_seconds = time.time() - t_start
     distributed.barrier(dd)
     if not dd.main:  # rank 0 alone scores the selected weights and writes the results
         distributed.cleanup(dd)
         return {}
 
     # -------------------------------------------------------------------------
-    # final evaluation with the selected weights: validation, then test once
-    from safetensors.torch import load_file
-    model.load_state_dict(load_file(os.path.join(out_dir, "model.safetensors")))
-    t_eval = time.time()
+    # 4. the selected weights, scored once on validation and on the test split
+    results = final_evaluation(model, scorer, ds, sp, cfg, state, out_dir, log)
+    distributed.cleanup(dd)
+    return results
+
+
+def validate_and_select(model, scorer, sp, cfg: Config, state: TrainState, train_loss: float, lr: float,
+                        out_dir: str, log) -> bool:
+    """One validation pass: record it, keep the best weights, decide on early stopping (-> stop)."""
+    t_valid = time.time()
+    m = evaluate(scorer, sp.valid, batch_size=cfg.eval_batch_size, with_loss=True)
+    improved = m["NDCG@10"] > state.best_ndcg
+    if improved or cfg.all_data:  # all_data has no selection of its own: keep the last
+        state.best_ndcg, state.best_step, state.bad_evals = m["NDCG@10"], state.step, 0
+        rundir.save_weights(model, os.path.join(out_dir, rundir.WEIGHTS))
+    else:
+        state.bad_evals += 1
+    rate = state.train_tokens / max(state.train_seconds, 1e-9)  # training time only
+    record = {"step": state.step, "epoch": state.epoch, "train_loss": round(train_loss, 4),
+              "valid_loss": round(m["loss"], 4), **{k: m[k] for k in ("NDCG@10", "HR@10", "MAP@10")},
+              "lr": lr, "train_seconds": round(state.train_seconds, 2), "valid_seconds": round(time.time() - t_valid, 2)}
+    state.history.append(record)
+    rundir.append_history(out_dir, record)
+    log(f"step {state.step} epoch {state.epoch}: loss {train_loss:.4f} lr {lr:.2e} | valid loss {m['loss']:.4f} "
+        f"{format_metrics(m)}{' *' if improved else ''} | {rate:,.0f} train tokens/s")
+    if cfg.patience and state.bad_evals >= cfg.patience and not cfg.all_data:
+        log(f"early stop: no better validation NDCG@10 in {state.bad_evals} evaluations")
+        return True
+    return False
+
+
+def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_dir: str, log) -> dict:
+    rundir.load_weights(model, os.path.join(out_dir, rundir.WEIGHTS))
+    t_valid = time.time()
     results = {"valid": evaluate(scorer, sp.valid, batch_size=cfg.eval_batch_size)}
+    valid_seconds = time.time() - t_valid
+    protocol = {"valid": protocol_line(ds.num_items, len(sp.valid.targets))}
+    t_test = time.time()
     if sp.test is not None:
         results["test"], test_ranks = evaluate(scorer, sp.test, batch_size=cfg.eval_batch_size, return_ranks=True)
-        np.save(os.path.join(out_dir, "test_ranks.npy"), test_ranks)  # per-user ranks, for breakdowns
+        rundir.save_array(os.path.join(out_dir, rundir.TEST_RANKS), test_ranks)  # per-user ranks, for breakdowns
+        protocol["test"] = protocol_line(ds.num_items, len(sp.test.targets))
     results.update({
-        "best_step": best["step"], "steps": step, "epochs": epoch,
+        "best_step": state.best_step, "steps": state.step, "epochs": state.epoch,
         "selection": "last step (all_data: validation targets were trained on)" if cfg.all_data
                      else "best validation NDCG@10",
-        "protocol": protocol_line(ds.num_items, len(sp.valid.targets)),
+        "protocol": protocol,
         "packing_efficiency": round(pack(sp.train, cfg.block_size, packing=cfg.packing).efficiency, 4),
-        "train_seconds": round(train_seconds, 1), "eval_seconds": round(time.time() - t_eval, 1),
-        "history": history,
+        "train_seconds": round(state.train_seconds, 1),
+        "train_tokens_per_second": round(state.train_tokens / max(state.train_seconds, 1e-9)),
+        "valid_seconds": round(valid_seconds, 2), "test_seconds": round(time.time() - t_test, 2),
+        "history": state.history,
     })
-    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
-        json.dump(results, f, indent=2)
-    log(f"protocol: {results['protocol']}")
-    log(f"valid (step {best['step']}): {format_metrics(results['valid'], ks=(10,))}")
+    from .files import write_json
+    write_json(os.path.join(out_dir, rundir.METRICS), results)
+    log(f"valid [{protocol['valid']}] (step {state.best_step}): {format_metrics(results['valid'], ks=(10,))}")
     if "test" in results:
-        log(f"test  (step {best['step']}): {format_metrics(results['test'], ks=(10,))}")
-    log(f"wrote {out_dir}/model.safetensors, metrics.json ({train_seconds:.0f} s training)")
-    distributed.cleanup(dd)
+        log(f"test  [{protocol['test']}] (step {state.best_step}): {format_metrics(results['test'], ks=(10,))}")
+    log(f"wrote {out_dir}/{rundir.WEIGHTS}, {rundir.METRICS} ({state.train_seconds:.0f} s training)")
     return results
 
 
@@ -280,41 +323,34 @@ def parse_args(argv):
         prog="nanorec train",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a GPT next-item recommender; every Config key can be set as key=value.",
-        epilog="config keys (key=value):\n" + describe() + "\n\nexample:\n"
+        epilog="config keys (key=value, [valid range]):\n" + describe() + "\n\nexamples:\n"
                "  nanorec train --data Beauty.txt --out runs/beauty n_layer=2 dropout=0.5\n"
-               "  nanorec train --data Beauty.txt --out runs/beauty --resume   # after a crash or kill\n"
+               "  nanorec train --out runs/beauty --resume              # after a crash or kill\n"
+               "  nanorec train --out runs/beauty --resume max_steps=6000   # go on for longer\n"
+               "  nanorec train --data Beauty.txt --out runs/beauty --overwrite   # replace the old run\n"
                "  torchrun --standalone --nproc_per_node=4 -m nanorec.cli train --data Beauty.txt --out runs/b4\n"
                "      # data parallel: batch_size stays the global batch, split across the processes")
-    p.add_argument("--data", help="interactions: S3-Rec .txt, .csv/.parquet, or a challenge folder")
-    p.add_argument("--out", required=True, help="run directory to write")
-    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/ckpt.pt with its saved config")
+    p.add_argument("--data", help="interactions: S3-Rec .txt, .csv/.tsv/.parquet, or a challenge folder")
+    p.add_argument("--out", required=True, help="run folder to write (must be empty or absent, unless --overwrite)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true",
+                      help="continue from RUN_DIR/ckpt.pt with its saved config (only "
+                           + ", ".join(rundir.RESUMABLE_KEYS) + " may change)")
+    mode.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar or log lines on the terminal")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     return p.parse_args(argv)
 
 
 def main(argv) -> int:
-    from .cli import UsageError
-
     args = parse_args(argv)
-    if args.resume:
-        path = os.path.join(args.out, "config.json")
-        if not os.path.exists(path):
-            raise DataError(f"{args.out}: nothing to resume (no config.json)")
-        cfg = Config.load(path)
-    else:
-        cfg = Config()
-    try:
-        cfg = apply_overrides(cfg, args.overrides)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    if args.resume and not os.path.exists(os.path.join(args.out, rundir.CONFIG)):
+        raise DataError(f"{args.out}: nothing to resume (no {rundir.CONFIG})")
+    cfg = rundir.read_config(args.out) if args.resume else Config()
+    cfg = apply_overrides(cfg, args.overrides)
     if args.data:
         cfg.data = args.data
     if not cfg.data:
-        raise UsageError("--data is required")
-    if cfg.attention not in ("sdpa", "flex"):
-        raise UsageError(f"attention={cfg.attention!r}: expected sdpa or flex")
-    if cfg.attention == "flex" and pick_device(cfg.device) == "cpu":
-        raise UsageError("attention=flex trains on CUDA only (FlexAttention has no backward on CPU); use attention=sdpa")
-    run(cfg, args.out, resume=args.resume, quiet=args.quiet)
+        raise UsageError("--data is required (or data=PATH)")
+    run(cfg, args.out, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet)
     return 0

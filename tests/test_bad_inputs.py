@@ -172,7 +172,7 @@ def c_run_dir_not_a_run(d, good, run):
     empty = os.path.join(d, "notarun")
     os.makedirs(empty)
     argv, absent = recommend(d, empty, good)
-    return argv, [empty, "not a finished run"], absent
+    return argv, [empty, "not a run folder"], absent
 
 
 def c_recommend_missing_data(d, good, run):
