@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
 import numpy as np
 
 from .data import DataError, read_json
+from .files import atomic_write
 
 # Id columns tried, in order, when a .parquet table does not name one.
 ID_COLUMNS = ("item_id", "id", "parent_asin", "asin")
@@ -64,18 +64,8 @@ def _vocab_ids(item_ids: np.ndarray) -> np.ndarray:
 # -----------------------------------------------------------------------------
 # safetensors tables
 
-def atomic_path(path: str) -> str:
-    """A temporary file name in `path`'s folder (same file system, so os.replace
-    is atomic: readers see the old file or the new one, never half of one)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    os.close(fd)
-    return tmp
-
-
 def save_table(path: str, item_ids, vectors, metadata: dict | None = None) -> None:
-    """Write a content table atomically.  item_ids (M,), vectors (M, D).
+    """Write a content table atomically (`nanorec.files.atomic_write`).  item_ids (M,), vectors (M, D).
 
     Integer ids are stored as an int64 tensor ``item_ids``; string ids (ASINs)
     as a JSON list in the safetensors metadata (safetensors has no string
@@ -96,13 +86,9 @@ def save_table(path: str, item_ids, vectors, metadata: dict | None = None) -> No
     else:
         meta["id_type"] = "int"
         tensors["item_ids"] = ids
-    tmp = atomic_path(path)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    # through the one atomic writer: readers (and a resumed run) see the old
+    # table or the new one, never half of one, with the user's umask permissions
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
 def table_metadata(path: str) -> dict:
@@ -344,8 +330,10 @@ def read_metadata(path: str, key_col: str | None, key_candidates: tuple[str, ...
         raise DataError(f"{path}: no such file") from None
     except (pl.exceptions.PolarsError, OSError) as e:
         raise DataError(f"{path}: cannot be read ({str(e).splitlines()[0]})") from None
+    if key_col is not None and key_col not in df.columns:
+        raise DataError(f"{path}: no column {key_col!r} (--key-col; columns are {', '.join(df.columns)})")
     key_col = key_col or next((c for c in key_candidates if c in df.columns), None)
-    if key_col is None or key_col not in df.columns:
+    if key_col is None:
         raise DataError(f"{path}: no item key column (tried {', '.join(key_candidates)}; "
                         f"columns are {', '.join(df.columns)})")
     return df, key_col

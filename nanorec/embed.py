@@ -16,15 +16,18 @@ Train with the tables as ``nanorec train ... content=images.safetensors,text.saf
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import os
 import sys
+import zipfile
 
 import numpy as np
 
 from .content import (align, attribute_table, coverage_line, is_int_string, load_table,
                       normalize_ids, save_table, table_metadata)
-from .data import DataError, read_json
+from .data import read_json
+from .errors import DataError, UsageError
+from .files import check_writable_folder, write_json
 
 DEFAULT_IMAGE_MODEL = "google/siglip-base-patch16-224"
 
@@ -53,9 +56,22 @@ class Vocabulary:
         return None
 
 
+def _read_json_file(path: str, what: str):
+    """read_json, with the failures it leaves to the caller (a folder, no
+    permission, nesting deeper than the parser's recursion) as DataErrors too."""
+    if os.path.isdir(path):
+        raise DataError(f"{path}: is a folder, expected {what} (a JSON file)")
+    try:
+        return read_json(path)
+    except RecursionError:
+        raise DataError(f"{path}: nested too deeply to be {what}") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
+
+
 def read_id_map(path: str) -> dict:
     """{ASIN: item id} from a challenge id_mappings.json ({"item_mapping": {asin: int}})."""
-    d = read_json(path)
+    d = _read_json_file(path, "an id map")
     m = d.get("item_mapping") if isinstance(d, dict) else None
     if not isinstance(m, dict):
         raise DataError(f"{path}: no 'item_mapping' object")
@@ -69,11 +85,7 @@ def read_vocabulary(items: str, id_map: str | None = None) -> Vocabulary:
     asin_map = read_id_map(id_map) if id_map else None
     run_items = os.path.join(items, "items.json")
     if os.path.isdir(items) and os.path.exists(run_items):
-        try:
-            with open(run_items, encoding="utf-8") as f:
-                raw = json.load(f)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{run_items}:{e.lineno}: not valid JSON ({e.msg})") from None
+        raw = _read_json_file(run_items, "a run's item list")
         if not isinstance(raw, list) or len(raw) < 2:
             raise DataError(f"{run_items}: expected a JSON list of item ids, [0] = null")
         real = raw[1:]
@@ -89,6 +101,16 @@ def read_vocabulary(items: str, id_map: str | None = None) -> Vocabulary:
         path = os.path.join(ds.path, "id_mappings.json")
         asin_map = read_id_map(path) if os.path.exists(path) else None
     return Vocabulary(ds.item_ids, asin_map)
+
+
+def _load_table(path: str, id_col: str | None = None, vector_col: str | None = None):
+    """content.load_table, with what numpy and zipfile raise for a damaged file
+    (a truncated .npz, a folder named x.npy) turned into a DataError naming it."""
+    try:
+        return load_table(path, id_col, vector_col)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        reason = (str(e).splitlines() or [type(e).__name__])[0]
+        raise DataError(f"{path}: cannot be read as a table ({reason})") from None
 
 
 def _save(out: str, ids, vectors, meta: dict, vocab: Vocabulary | None) -> None:
@@ -134,7 +156,7 @@ def cmd_images(a) -> int:
     # resume: what the output already holds
     done_ids, done_vecs = np.zeros(0, np.int64), None
     if os.path.exists(a.out):
-        done_ids, done_vecs = load_table(a.out)
+        done_ids, done_vecs = _load_table(a.out)
         made_by = table_metadata(a.out).get("model")
         if made_by and made_by != a.model:
             raise DataError(f"{a.out}: made with model {made_by!r}, not {a.model!r}; "
@@ -166,7 +188,8 @@ def cmd_images(a) -> int:
     if a.metadata:
         cache = a.cache or os.path.splitext(a.out)[0] + "_images"
         paths, failures = download_all({k: sources[k] for k in todo}, cache, workers=a.workers,
-                                       timeout=a.timeout, retries=a.retries, progress=a.progress)
+                                       timeout=a.timeout, retries=a.retries, progress=a.progress,
+                                       allow_private=a.allow_private_hosts)
         stats["download_failed"] = len(failures)
         if failures:
             print(f"skipped {len(failures):,} failed downloads (e.g. {_examples(failures.values(), 2)})")
@@ -206,8 +229,7 @@ def cmd_images(a) -> int:
         _, _, report = align(done_ids, done_vecs, vocab.item_ids)
         print("nothing new; " + coverage_line(report, os.path.basename(a.out)))
     if a.report:
-        with open(a.report, "w") as f:
-            json.dump(stats, f, indent=2)
+        write_json(a.report, stats)
     return 0
 
 
@@ -219,7 +241,7 @@ def cmd_text(a) -> int:
 
     fields = [f.strip() for f in a.fields.split(",") if f.strip()]
     if not fields:
-        raise DataError("--fields: name at least one column, e.g. --fields title")
+        raise UsageError("--fields: name at least one column, e.g. --fields title")
     keys, texts = read_texts(a.metadata, fields, a.key_col)
     vocab = read_vocabulary(a.items, a.id_map) if a.items else None
     if vocab is not None and not vocab.asin_map and a.id_map is None:
@@ -265,7 +287,7 @@ def cmd_attributes(a) -> int:
 
 
 def cmd_table(a) -> int:
-    ids, vecs = load_table(a.input, a.id_col, a.vector_col)
+    ids, vecs = _load_table(a.input, a.id_col, a.vector_col)
     if a.l2:
         vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
     vocab = read_vocabulary(a.items, a.id_map) if a.items else None
@@ -312,8 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
     q.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1 ...")
     q.add_argument("--workers", type=int, default=8, help="concurrent downloads / decoding threads (default 8)")
-    q.add_argument("--timeout", type=float, default=10.0, help="seconds per download attempt (default 10)")
+    q.add_argument("--timeout", type=float, default=10.0,
+                   help="wall-clock seconds per download attempt, connection, redirects and whole body "
+                        "included (default 10)")
     q.add_argument("--retries", type=int, default=2, help="retries after a failed download (default 2)")
+    q.add_argument("--allow-private-hosts", action="store_true",
+                   help="let image URLs reach private, loopback and link-local addresses (10.x, 192.168.x, "
+                        "127.0.0.1, ...), for images served from your own network. Off by default: URLs in "
+                        "downloaded metadata must not reach internal services")
     q.add_argument("--save-every", type=int, default=2048,
                    help="save the table every N new images, so an interruption loses little (default 2048)")
     q.add_argument("--report", metavar="JSON", help="also write the counts as JSON")
@@ -353,10 +381,40 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# (option, attribute, smallest value) of the integer options, whichever subcommand has them
+MINIMUMS = (("--batch-size", "batch_size", 1), ("--save-every", "save_every", 1), ("--workers", "workers", 1),
+            ("--retries", "retries", 0), ("--dim", "dim", 1))
+
+
+def check_options(a) -> None:
+    """Every value range and output path, before any work: a bad option is one
+    line and exit 2, not a traceback, and not after an hour of embedding."""
+    for option, attr, low in MINIMUMS:
+        value = getattr(a, attr, None)
+        if value is not None and value < low:
+            raise UsageError(f"{option} must be at least {low}, not {value}")
+    timeout = getattr(a, "timeout", None)
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise UsageError(f"--timeout must be a positive number of seconds, not {timeout:g}")
+    if not a.out.lower().endswith(".safetensors"):  # load_table goes by the extension
+        raise UsageError(f"--out {a.out}: a content table is a .safetensors file; name it *.safetensors")
+    check_writable_folder(a.out, "table")
+    report = getattr(a, "report", None)
+    if report:
+        check_writable_folder(report, "report")
+        if os.path.abspath(report) == os.path.abspath(a.out):
+            raise UsageError(f"--report {report}: the same file as --out")
+    cache = getattr(a, "cache", None)
+    if cache and os.path.exists(cache) and not os.path.isdir(cache):
+        raise DataError(f"--cache {cache}: is a file, expected a folder for the download cache")
+    if getattr(a, "device", None):
+        from .image_embeddings import resolve_device
+        resolve_device(a.device)
+
+
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
-    if getattr(a, "batch_size", 1) < 1 or getattr(a, "save_every", 1) < 1:
-        raise DataError("--batch-size and --save-every must be at least 1")
+    check_options(a)
     return a.fn(a)
 
 

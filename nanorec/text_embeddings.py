@@ -19,23 +19,39 @@ KEY_COLUMNS = ("item_id", "parent_asin", "asin", "id")
 
 def _clean(value) -> str:
     """A field as plain text: lists (JSON or Python repr, as Amazon metadata
-    stores features and descriptions) are joined with spaces."""
-    if value is None:
-        return ""
-    if isinstance(value, (list, tuple)):
-        return " ".join(_clean(v) for v in value).strip()
-    text = str(value).strip()
-    if text[:1] == "[" and text[-1:] == "]":
+    stores features and descriptions) are flattened and joined with spaces.
+    Iterative (an explicit stack), so no nesting depth can overflow Python's stack."""
+    parts, stack = [], [value]
+    while stack:
+        value = stack.pop()
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            stack.extend(reversed(value))
+            continue
+        text = str(value).strip()
+        parsed = _parse_list(text)
+        if parsed is not None:
+            stack.extend(reversed(parsed))
+        elif text:
+            parts.append(text)
+    return " ".join(parts)
+
+
+def _parse_list(text: str) -> list | None:
+    """The list a "[...]" field holds, or None. Both parsers recurse, so a field
+    nested too deeply raises RecursionError (json) or SyntaxError (ast): then it
+    is kept as text."""
+    if text[:1] != "[" or text[-1:] != "]":
+        return None
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError, MemoryError):
         try:
-            parsed = json.loads(text)
-        except ValueError:
-            try:
-                parsed = ast.literal_eval(text)
-            except (ValueError, SyntaxError, MemoryError, RecursionError):
-                parsed = None
-        if isinstance(parsed, list):
-            return _clean(parsed)
-    return text
+            parsed = ast.literal_eval(text)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return None
+    return parsed if isinstance(parsed, list) else None
 
 
 def read_texts(path: str, fields: list[str], key_col: str | None = None) -> tuple[list[str], list[str]]:

@@ -47,6 +47,26 @@ def test_save_rejects_duplicates_and_bad_shapes(tmp_path):
         save_table(str(tmp_path / "a.safetensors"), [1, 2], np.zeros((3, 2)))
 
 
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_saved_table_gets_umask_permissions_and_replaces_atomically(tmp_path, umask, mode):
+    path = tmp_path / "t.safetensors"
+    old = os.umask(umask)
+    try:
+        save_table(str(path), [1], np.ones((1, 2)))
+        save_table(str(path), [1, 2], np.ones((2, 2)))  # over the old one
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == mode  # 0666 & ~umask, as open() would, not mkstemp's 0600
+    assert load_table(str(path))[0].tolist() == [1, 2]
+    assert os.listdir(tmp_path) == ["t.safetensors"]  # no temp file left
+
+
+def test_save_table_into_a_missing_folder_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        save_table(str(tmp_path / "no" / "t.safetensors"), [1], np.ones((1, 2)))
+    assert os.listdir(tmp_path) == []
+
+
 def test_npy_with_sibling_ids_and_npz(tmp_path):
     vecs = np.arange(6, dtype=np.float32).reshape(3, 2)
     np.save(tmp_path / "v.npy", vecs)

@@ -47,6 +47,26 @@ def test_read_texts_joins_fields_and_lists(tmp_path):
     assert _clean("['a', 'b']") == "a b"
 
 
+def test_clean_survives_deep_nesting():
+    # json raises RecursionError near 1000 levels, ast a SyntaxError at 200; _clean
+    # itself walks lists with a stack, so parsed or kept as text, nothing escapes
+    assert _clean("[" * 1000 + "]" * 1000).startswith("[[[")          # unparseable: kept as text
+    assert _clean("[" * 100 + '"red"' + "]" * 100) == "red"             # parsed, flattened
+    deep = ["gel"]
+    for _ in range(10_000):
+        deep = [deep]
+    assert _clean(deep) == "gel"                                        # a parquet list column, say
+    assert _clean(["a", "", None, '["b", ["c"]]']) == "a b c"
+
+
+def test_read_texts_with_a_deeply_nested_field(tmp_path):
+    p = tmp_path / "meta.csv"
+    nested = "[" * 1000 + "]" * 1000
+    p.write_text(f'parent_asin,title,features\nA,red lipstick,"{nested}"\nB,blue brush,soft\n')
+    keys, texts = read_texts(str(p), ["title", "features"])
+    assert keys == ["A", "B"] and texts[1] == "blue brush. soft"
+
+
 def test_text_end_to_end(st_dir, tmp_path, capsys):
     folder = tmp_path / "challenge"
     folder.mkdir()
