@@ -176,3 +176,31 @@ def test_padding_never_recommended(zero_follows_everything, mode, seen):
     if seen == "--exclude-seen":
         for user, row in zip(users[:-1], rows[:-1]):
             assert row[-1] == user - 200 + 1  # the single seen item ranks last
+
+
+# -----------------------------------------------------------------------------
+# a broken test.csv stops `nanorec train` before any training: one line, exit 2
+
+@pytest.mark.parametrize("test_csv, mentions", [
+    ("user_id,predictions\n", ["test.csv", "no users"]),
+    ("user_id,predictions\n0,0\n1,0\n0,0\n", ["test.csv:4", "user_id 0", "appears again", "line 2"]),
+])
+def test_bad_test_csv_is_one_line(tmp_path, capsys, test_csv, mentions):
+    data = write_challenge(str(tmp_path / "data"), num_users=20, num_items=8, seed=0, cold_users=0)
+    with open(os.path.join(data, "test.csv"), "w") as f:
+        f.write(test_csv)
+    run = str(tmp_path / "run")
+    assert cli_main(["train", "--data", data, "--out", run, "--quiet", *TINY]) == 2
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("nanorec train: error: "), lines
+    for m in mentions:
+        assert m in lines[0], lines[0]
+    assert not os.path.exists(os.path.join(run, "model.safetensors"))
+
+
+def test_missing_test_csv_leaves_test_users_unset(tmp_path):
+    from nanorec.data import load
+    data = write_challenge(str(tmp_path / "data"), num_users=20, num_items=8, seed=0)
+    os.remove(os.path.join(data, "test.csv"))
+    ds = load(data)
+    assert ds.test_users is None and ds.kind == "challenge" and ds.ignored_columns == ["rating"]
