@@ -195,6 +195,7 @@ class _Deadline:
         self.end = time.monotonic() + seconds
         self._sock = None
         self._lock = threading.Lock()
+        self.fired = False
         self._timer = threading.Timer(seconds, self._expire)
         self._timer.daemon = True
         self._timer.start()
@@ -207,7 +208,8 @@ class _Deadline:
         return left
 
     def expired(self) -> bool:
-        return time.monotonic() >= self.end
+        # `fired`: the timer may shut the socket a hair before the clock reads `end`
+        return self.fired or time.monotonic() >= self.end
 
     def error(self) -> DownloadError:
         return DownloadError(f"timed out after {self.seconds:g}s")
@@ -220,6 +222,7 @@ class _Deadline:
             self._expire()
 
     def _expire(self) -> None:
+        self.fired = True
         with self._lock:
             sock = self._sock
         if sock is not None:
@@ -411,8 +414,8 @@ def fetch(url: str, dest: str, timeout: float = 10.0, retries: int = 2, backoff:
         deadline = _Deadline(timeout)
         try:
             data = _get(url, deadline, allow_private)
-        except DownloadError as e:
-            last = e
+        except DownloadError as e:  # a short body may be short because the deadline cut it
+            last = deadline.error() if deadline.expired() and not e.permanent else e
         except (OSError, http.client.HTTPException) as e:
             if deadline.expired():  # whatever broke (a reset, a short read) broke because time ran out
                 last = deadline.error()
