@@ -21,7 +21,10 @@ class Config:
     data: str = ""                 # interactions: S3-Rec .txt, .csv/.parquet, or a challenge folder
     user_col: str = "user_id"      # column names for .csv/.parquet input
     item_col: str = "item_id"
-    time_col: str = "timestamp"
+    time_col: str = "timestamp"    # "none" = file order (a missing time column is an error otherwise)
+    filter: str = ""               # keep only rows whose column equals a value, e.g. "event_type=purchase,cart"
+    weight_col: str = ""           # numeric column of per-event weights (rows with weight <= 0 are dropped)
+    holdout: str = "loo"           # loo: valid/test = 2nd-last/last item | last: valid = last | none: train on all
     all_data: bool = False         # also train on validation targets (for the step count chosen on validation)
     content: str = ""              # comma-separated frozen content tables (.safetensors), added as proj(content[item])
     # model
@@ -117,6 +120,7 @@ def _non_negative(x) -> bool:
 
 # key -> (check, what a good value is): shown in `nanorec train --help`
 RULES = {
+    "holdout": (lambda x: x in ("loo", "last", "none"), "loo, last or none"),
     "block_size": (lambda x: 1 <= x <= 100_000, "an integer in 1..100000"),
     "n_layer": (lambda x: 1 <= x <= 64, "an integer in 1..64"),
     "n_head": (lambda x: 1 <= x <= 64, "an integer in 1..64"),

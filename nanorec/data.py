@@ -143,7 +143,10 @@ class Dataset:
 
 
 # -----------------------------------------------------------------------------
-# splits (see DESIGN.md, "Evaluation protocol")
+# splits: which items are learned from, which select the model, which test it
+
+HOLDOUTS = ("loo", "last", "none")
+
 
 @dataclass
 class EvalSet:
@@ -155,8 +158,8 @@ class EvalSet:
 @dataclass
 class Split:
     train: Sequences         # one row per user: what training learns from
-    valid: EvalSet
-    test: EvalSet | None     # None for a challenge folder (no answers)
+    valid: EvalSet | None    # None with holdout="none" (no selection: a fixed number of steps)
+    test: EvalSet | None     # None for a challenge folder (no answers) and holdout="last"/"none"
 
 
 def _eval_set(seqs: Sequences, drop: int) -> EvalSet:
@@ -168,17 +171,27 @@ def _eval_set(seqs: Sequences, drop: int) -> EvalSet:
     return EvalSet(rows, sub.drop_last(drop + 1), targets)
 
 
-def split(ds: Dataset, all_data: bool = False) -> Split:
-    """Leave-one-out (S3-Rec): test = last item, valid = second to last, train = the rest.
+def split(ds: Dataset, all_data: bool = False, holdout: str = "loo") -> Split:
+    """Which of each user's items train, validate and test.
 
-    Challenge folder: valid = last train.csv item, train = the rest, no test.
-    all_data: training also learns the validation targets (the test target stays unseen).
+    holdout="loo" (leave-one-out, the benchmarks' protocol): test = last item,
+      valid = second to last, train = the rest. A challenge folder's test answers
+      are hidden, so there valid = its last train.csv item and there is no test.
+    holdout="last": valid = last item, train = the rest, no test (a shop's model,
+      selected on every user's most recent event).
+    holdout="none": every item is a training target; no validation, no test
+      (the model to ship, trained for a step count chosen on a validated run).
+    all_data: training also learns the validation targets (loo: the test target stays unseen).
     """
+    if holdout not in HOLDOUTS:
+        raise ValueError(f"holdout={holdout!r}: expected one of {', '.join(HOLDOUTS)}")
     seqs = ds.sequences
-    holdout = 2 if ds.has_test_targets else 1
-    valid = _eval_set(seqs, holdout - 1)
-    test = _eval_set(seqs, 0) if holdout == 2 else None
-    train = seqs.drop_last(holdout - 1 if all_data else holdout)
+    if holdout == "none":
+        return Split(train=seqs, valid=None, test=None)
+    held = 2 if holdout == "loo" and ds.has_test_targets else 1
+    valid = _eval_set(seqs, held - 1)
+    test = _eval_set(seqs, 0) if held == 2 else None
+    train = seqs.drop_last(held - 1 if all_data else held)
     return Split(train=train, valid=valid, test=test)
 
 
@@ -221,6 +234,13 @@ def load(source, user_col: str = "user_id", item_col: str = "item_id", time_col:
         return read_table(path, user_col, item_col, time_col, filter=filter, weight_col=weight_col)
     raise DataError(f"{path}: unknown format (expected .txt, .csv, .tsv, .csv.gz, .tsv.gz, .parquet, "
                     "a folder of .parquet files or a challenge folder)")
+
+
+def load_like(cfg, source=None) -> Dataset:
+    """`load` with a run's column, filter and weight settings (any object with
+    Config's attributes); `source` defaults to cfg.data (a path or a frame)."""
+    return load(cfg.data if source is None else source, cfg.user_col, cfg.item_col, cfg.time_col,
+                filter=cfg.filter or None, weight_col=cfg.weight_col or None)
 
 
 def _event_options_only(path, what, filter, weight_col):

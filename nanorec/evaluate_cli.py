@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from . import rundir
-from .data import load, split
+from .data import load_like, split
 from .devices import DEVICE_HELP, pick_device
 from .errors import DataError, UsageError
 from .evaluate import evaluate, format_metrics, protocol_line
@@ -40,9 +40,9 @@ def main(argv) -> int:
 
     device = pick_device(args.device)
     cfg, model, item_ids = rundir.load_run(args.run, device)
-    ds = load(args.data, cfg.user_col, cfg.item_col, cfg.time_col)
+    ds = load_like(cfg, args.data)
     rundir.check_same_vocabulary(args.run, ds.item_ids, args.data)
-    sp = split(ds, all_data=cfg.all_data)
+    sp = split(ds, all_data=cfg.all_data, holdout=cfg.holdout)
     evalset = sp.test if args.split == "test" else sp.valid
     if evalset is None:
         raise DataError(f"{args.data}: a challenge folder has no test answers; use --split valid")

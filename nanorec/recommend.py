@@ -23,7 +23,7 @@ import os
 import numpy as np
 
 from . import rundir
-from .data import Dataset, Sequences, item_counts, load
+from .data import Dataset, Sequences, item_counts, load_like
 from .devices import DEVICE_HELP, pick_device
 from .errors import DataError, UsageError
 from .files import atomic_write, check_writable_folder
@@ -67,31 +67,46 @@ def read_user_list(path: str, user_col: str = "user_id") -> np.ndarray:
     return users
 
 
-def recommend(run_dir: str, data_path: str, k: int = 10, mode: str = "oneshot", exclude_seen: bool = True,
+def recommend(run_dir: str, data_path=None, k: int = 10, mode: str = "oneshot", exclude_seen: bool = True,
               users=None, device: str = "auto", batch_size: int = 512, temperature: float = 0.0,
               top_k: int = 0, seed: int = 0, progress: bool = False):
-    """-> (user_ids (U,), items (U, k) original ids, scores (U, k), cold (U,) bool).
+    """Lists from a run folder -> (user_ids (U,), items (U, k) original ids, scores (U, k), cold (U,) bool).
 
-    Cold users (unknown, or no item the model knows) get the most popular items
-    of the log; their scores are NaN, since counts are not on the model's scale."""
-    from tqdm.auto import tqdm
-
+    Histories come from `data_path` (a log in the run's vocabulary) or, when it is
+    None, from the run's own histories.parquet. Default users: a challenge
+    folder's test.csv, else every user with a history."""
     device = pick_device(device)
     cfg, model, item_ids = rundir.load_run(run_dir, device)
     if not 1 <= k <= model.num_items:
         raise UsageError(f"--k {k}: must be between 1 and the {model.num_items:,} items the model knows")
-    ds = load(data_path, cfg.user_col, cfg.item_col, cfg.time_col)
-    hist, _ = histories_in_run_vocab(ds, item_ids)
-    if users is None:
-        if ds.kind == "challenge" and ds.test_users is None:
+    if data_path is None:
+        known_users, hist = rundir.read_histories(run_dir)
+        default_users = known_users
+    else:
+        ds = load_like(cfg, data_path)
+        hist, _ = histories_in_run_vocab(ds, item_ids)
+        known_users = ds.user_ids
+        if ds.kind == "challenge" and ds.test_users is None and users is None:
             raise DataError(f"{data_path}: a challenge folder without test.csv; say which users with --users FILE")
-        users = ds.test_users if ds.test_users is not None else ds.user_ids
+        default_users = ds.test_users if ds.test_users is not None else ds.user_ids
+    users = default_users if users is None else users
+    items, scores, cold = recommend_users(gpt_scorer(model, device), model.num_items, known_users, hist, users, k,
+                                          exclude_seen, mode, batch_size, temperature, top_k, seed, progress)
+    return np.asarray(users), item_ids[items], scores, cold
+
+
+def recommend_users(scorer, num_items: int, known_users: np.ndarray, hist: Sequences, users, k: int = 10,
+                    exclude_seen: bool = True, mode: str = "oneshot", batch_size: int = 512,
+                    temperature: float = 0.0, top_k: int = 0, seed: int = 0, progress: bool = False):
+    """The one list maker of the CLI and the Python API.
+    known_users (U0,) original ids, row u of `hist`; users (U,) the ids to recommend for.
+    -> items (U, k) internal indices, scores (U, k) (NaN for cold users), cold (U,) bool.
+    Cold users (unknown, or no item the model knows) get the most popular items
+    of `hist`; their scores are NaN, since counts are not on the model's scale."""
+    from tqdm.auto import tqdm
+
     users = np.asarray(users)
-    row_of = ds.user_index()
-    key = (lambda u: u) if ds.user_ids.dtype.kind in "iu" and users.dtype.kind in "iu" else str
-    if key is str:
-        row_of = {str(k_): v for k_, v in row_of.items()}
-    rows = np.array([row_of.get(key(u), -1) for u in users.tolist()], dtype=np.int64)
+    rows = user_rows(known_users, users)
     warm = np.nonzero(rows >= 0)[0]
     warm = warm[hist.lengths[rows[warm]] > 0]
     cold = np.ones(len(users), dtype=bool)
@@ -99,14 +114,23 @@ def recommend(run_dir: str, data_path: str, k: int = 10, mode: str = "oneshot", 
 
     out_items = np.zeros((len(users), k), dtype=np.int64)
     out_scores = np.full((len(users), k), np.nan, dtype=np.float32)
-    out_items[cold] = popular_items(hist, model.num_items, k)
-    scorer = gpt_scorer(model, device)
-    for s in tqdm(range(0, len(warm), batch_size), desc="recommend", unit="batch", disable=not progress):
+    out_items[cold] = popular_items(hist, num_items, k)
+    for s in tqdm(range(0, len(warm), batch_size), desc="recommend", unit="batch",
+                  disable=None if progress else True):  # None: quiet when not a terminal
         idx = warm[s:s + batch_size]
         it, sc = recommend_lists(scorer, hist.take(rows[idx]), rows[idx], k, exclude_seen, mode,
                                  temperature, top_k, seed + s)
         out_items[idx], out_scores[idx] = it, sc
-    return users, item_ids[out_items], out_scores, cold
+    return out_items, out_scores, cold
+
+
+def user_rows(known_users: np.ndarray, users: np.ndarray) -> np.ndarray:
+    """(U,) row of each user in known_users, -1 when unknown. Integer ids match
+    integers; otherwise ids match as strings (a CSV of "17" finds user 17)."""
+    ints = known_users.dtype.kind in "iu" and users.dtype.kind in "iu"
+    key = (lambda u: u) if ints else str
+    row_of = {key(u): r for r, u in enumerate(known_users.tolist())}
+    return np.array([row_of.get(key(u), -1) for u in users.tolist()], dtype=np.int64)
 
 
 def popular_items(histories: Sequences, num_items: int, k: int) -> np.ndarray:
@@ -153,7 +177,7 @@ def main(argv) -> int:
                                        "  nanorec recommend --run runs/kaggle --data data/kaggle --out submission.csv\n"
                                        "  nanorec recommend --run runs/beauty --data Beauty.txt --k 20 --out recs.csv")
     p.add_argument("--run", required=True, help="run directory written by `nanorec train`")
-    p.add_argument("--data", required=True, help="the interactions whose histories are continued")
+    p.add_argument("--data", help="interactions whose histories are continued (default: the run's own histories)")
     p.add_argument("--out", required=True, help="output .csv (or .parquet)")
     p.add_argument("--users", help="CSV/Parquet with a user_id column (default: test.csv of a challenge folder, else every user)")
     p.add_argument("--k", type=int, default=10, help="list length (default 10)")
@@ -179,7 +203,7 @@ def main(argv) -> int:
     users, items, scores, cold = recommend(args.run, args.data, args.k, args.mode, args.exclude_seen, users,
                                            args.device, args.batch_size, args.temperature, args.top_k_sample,
                                            args.seed, progress=True)
-    is_challenge = os.path.isdir(args.data)
+    is_challenge = args.data is not None and os.path.isdir(args.data)
     fmt = args.format if args.format != "auto" else ("submission" if is_challenge else "long")
     if fmt == "submission":
         write_submission(args.out, users, items)

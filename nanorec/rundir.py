@@ -2,6 +2,8 @@
 
     config.json        the resolved Config (every key; unknown keys are refused on load)
     items.json         internal index -> original item id (index 0 = padding, null)
+    histories.parquet  every user's history (user_id, item index) in order: what recommend and
+                       serve continue when no --data is given
     data.json          fingerprint of the training data (users, items, interactions, a hash):
                        `--resume`, evaluate and recommend refuse data that does not match
     model.safetensors  the selected weights (best validation NDCG@10; the last ones without selection)
@@ -27,8 +29,9 @@ from .errors import DataError, UsageError
 from .files import atomic_write, write_json
 
 CONFIG, ITEMS, DATA, WEIGHTS = "config.json", "items.json", "data.json", "model.safetensors"
+HISTORIES = "histories.parquet"
 CKPT, METRICS, HISTORY, TEST_RANKS, LOG = "ckpt.pt", "metrics.json", "history.jsonl", "test_ranks.npy", "train.log"
-RUN_FILES = (CONFIG, ITEMS, DATA, WEIGHTS, CKPT, METRICS, HISTORY, TEST_RANKS, LOG, "curves.png")
+RUN_FILES = (CONFIG, ITEMS, DATA, HISTORIES, WEIGHTS, CKPT, METRICS, HISTORY, TEST_RANKS, LOG, "curves.png")
 
 # Keys a resumed run may change: they steer how long and how visibly it goes
 # on, not what is being trained. Changing any other key would continue a
@@ -102,9 +105,10 @@ def check_same_vocabulary(run_dir: str, item_ids: np.ndarray, data_path: str) ->
 # -----------------------------------------------------------------------------
 # writing (rank 0, after every check has passed)
 
-def start_run(out: str, cfg: Config, item_ids: np.ndarray, fp: dict, resume: bool) -> None:
+def start_run(out: str, cfg: Config, ds, fp: dict, resume: bool) -> None:
     """Create the folder; a fresh run removes an older run's files (the caller checked
-    --overwrite), then writes config, items and the data fingerprint."""
+    --overwrite), then writes config, items, histories and the data fingerprint."""
+    item_ids = ds.item_ids
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as e:
@@ -117,6 +121,39 @@ def start_run(out: str, cfg: Config, item_ids: np.ndarray, fp: dict, resume: boo
     cfg.save(os.path.join(out, CONFIG))
     write_json(os.path.join(out, ITEMS), [None] + [_plain(x) for x in item_ids[1:].tolist()], indent=None)
     write_json(os.path.join(out, DATA), fp)
+    if not resume or not os.path.exists(os.path.join(out, HISTORIES)):
+        save_histories(os.path.join(out, HISTORIES), ds.user_ids, ds.sequences)
+
+
+def save_histories(path: str, user_ids: np.ndarray, seqs) -> None:
+    """Long format, one row per event in order: user_id (original), item (internal index)."""
+    import polars as pl
+    users = np.repeat(np.asarray(user_ids), seqs.lengths)
+    df = pl.DataFrame({"user_id": users.tolist() if users.dtype == object else users, "item": seqs.items})
+    atomic_write(path, df.write_parquet)
+
+
+def read_histories(run_dir: str):
+    """(user_ids (U,), Sequences) from histories.parquet, users in first-appearance order."""
+    import polars as pl
+    from .data import Sequences
+    path = os.path.join(run_dir, HISTORIES)
+    if not os.path.exists(path):
+        raise DataError(f"{run_dir}: no {HISTORIES} (a run from an older nanorec): pass --data")
+    try:
+        df = pl.read_parquet(path)
+    except Exception as e:  # polars raises several unrelated types for a damaged file
+        raise DataError(f"{path}: not a readable Parquet file ({_first_line(e)})") from None
+    if df.columns != ["user_id", "item"]:
+        raise DataError(f"{path}: expected columns user_id, item")
+    users = df["user_id"].to_numpy()
+    if users.dtype.kind not in "iu":
+        users = users.astype(object)
+    change = np.ones(len(users), dtype=bool)
+    change[1:] = users[1:] != users[:-1]
+    starts = np.nonzero(change)[0]
+    offsets = np.append(starts, len(users)).astype(np.int64)
+    return users[starts], Sequences(offsets, df["item"].to_numpy().astype(np.int64))
 
 
 def save_weights(model, path: str) -> None:

@@ -1,11 +1,11 @@
 """`nanorec serve`: an HTTP API for top-k recommendations from a trained run.
 
-    nanorec serve --run RUN_DIR --data PATH [--host 127.0.0.1] [--port 8000]
+    nanorec serve --run RUN_DIR [--data PATH] [--host 127.0.0.1] [--port 8000]
                   [--max-history 10000] [--max-body-bytes 1000000]
 
     GET  /health                               {"status": "ok", "items": N, "users": U}
     GET  /users/{user_id}/recommendations?k=10&exclude_seen=true
-         the user's history from --data, continued:
+         the user's history (from --data, else the run's own), continued:
          {"user_id": ..., "known_user": bool, "items": [...], "scores": [...] | null, "source": ...}
     POST /recommendations                      {"history": [item ids, oldest first], "k": 10,
                                                 "exclude_seen": true}
@@ -31,10 +31,10 @@ import math
 
 import numpy as np
 
-from .data import Sequences, item_counts, load
+from .data import Sequences, item_counts, load_like
 from .devices import DEVICE_HELP, pick_device
 from .errors import DataError, UsageError
-from .rundir import load_run
+from .rundir import load_run, read_histories
 from .scoring import gpt_scorer, top_k
 
 MAX_K = 1000               # longest list one request may ask for (and never more than the items)
@@ -191,7 +191,7 @@ def request_model(max_k: int, max_history: int):
 # -----------------------------------------------------------------------------
 # the app
 
-def create_app(run_dir: str, data_path: str, device: str = "cpu", max_history: int = MAX_HISTORY,
+def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", max_history: int = MAX_HISTORY,
                max_body_bytes: int = MAX_BODY_BYTES):
     from fastapi import Depends, FastAPI, HTTPException, Query, Request
     from fastapi.exceptions import RequestValidationError
@@ -201,15 +201,19 @@ def create_app(run_dir: str, data_path: str, device: str = "cpu", max_history: i
     from .recommend import histories_in_run_vocab
 
     cfg, model, item_ids = load_run(run_dir, device)
-    ds = load(data_path, cfg.user_col, cfg.item_col, cfg.time_col)
-    # --data may be a newer log than the training data: its histories are
-    # continued, indexed by the run's vocabulary (items the run never saw dropped)
-    hist, dropped = histories_in_run_vocab(ds, item_ids)
-    if dropped and len(hist.items) == 0:  # every item unknown: the wrong data, not a newer log
-        raise DataError(f"{data_path}: none of its items is in the vocabulary of the run in {run_dir}; "
-                        f"use data with the run's item ids")
+    if data_path is None:  # the run's own histories
+        user_ids, hist = read_histories(run_dir)
+    else:
+        ds = load_like(cfg, data_path)
+        user_ids = ds.user_ids
+        # --data may be a newer log than the training data: its histories are
+        # continued, indexed by the run's vocabulary (items the run never saw dropped)
+        hist, dropped = histories_in_run_vocab(ds, item_ids)
+        if dropped and len(hist.items) == 0:  # every item unknown: the wrong data, not a newer log
+            raise DataError(f"{data_path}: none of its items is in the vocabulary of the run in {run_dir}; "
+                            f"use data with the run's item ids")
     scorer = gpt_scorer(model, device)
-    row_of = {str(u): r for r, u in enumerate(ds.user_ids.tolist())}
+    row_of = {str(u): r for r, u in enumerate(user_ids.tolist())}
     index_of = {str(x): i for i, x in enumerate(item_ids.tolist()) if i > 0}
     counts = item_counts(hist, model.num_items).astype(np.float64)
     counts[0] = -1  # padding ranks last, so a popularity list never holds it
@@ -250,7 +254,7 @@ def create_app(run_dir: str, data_path: str, device: str = "cpu", max_history: i
 
     @app.get("/health")
     def health():
-        return {"status": "ok", "items": model.num_items, "users": len(ds.user_ids)}
+        return {"status": "ok", "items": model.num_items, "users": len(user_ids)}
 
     @app.get("/users/{user_id}/recommendations")
     def for_user(user_id: str, k: int = Query(min(10, max_k), ge=1, le=max_k), exclude_seen: bool = True):
@@ -301,7 +305,7 @@ def main(argv) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--run", required=True, help="run directory written by `nanorec train`")
-    p.add_argument("--data", required=True, help="interactions whose user histories are served")
+    p.add_argument("--data", help="interactions whose user histories are served (default: the run's own histories)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000, help="1..65535 (default 8000)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)

@@ -28,7 +28,7 @@ import torch
 
 from . import distributed, rundir
 from .config import Config, apply_overrides, describe
-from .data import load, split
+from .data import load_like, split
 from .devices import autocast, pick_device
 from .errors import DataError, UsageError
 from .evaluate import evaluate, format_metrics, protocol_line
@@ -131,7 +131,7 @@ def restore_checkpoint(ck: dict, path: str, model, optimizer, dd, device: str) -
     return TrainState(**json.loads(ck["state"]))
 
 
-def check_run(cfg: Config, out_dir: str, resume: bool, overwrite: bool):
+def check_run(cfg: Config, out_dir: str, resume: bool, overwrite: bool, dataset=None):
     """Step 1: every check, no writes.
     -> (device, dataset, split, data fingerprint, (content tables, coverage lines), checkpoint or None)."""
     cfg.validate()
@@ -143,10 +143,14 @@ def check_run(cfg: Config, out_dir: str, resume: bool, overwrite: bool):
     if resume:
         rundir.resume_config(out_dir, cfg)
         ck = rundir.load_checkpoint(os.path.join(out_dir, rundir.CKPT))
-    ds = load(cfg.data, cfg.user_col, cfg.item_col, cfg.time_col)
-    sp = split(ds, all_data=cfg.all_data)
+    ds = dataset if dataset is not None else load_like(cfg)
+    if ds.weights is not None:
+        raise UsageError("weight_col: per-event loss weights are read but not used in training yet; "
+                         "use filter= to choose the events instead")
+    sp = split(ds, all_data=cfg.all_data, holdout=cfg.holdout)
     if sp.train.lengths.max(initial=0) < 2:
-        raise DataError(f"{cfg.data}: no user has two training items: nothing to learn")
+        hint = "; holdout=none trains on every event" if cfg.holdout != "none" else ""
+        raise DataError(f"{ds.path}: no user has two training items (holdout={cfg.holdout}): nothing to learn{hint}")
     fp = rundir.fingerprint(ds)
     if resume:
         rundir.check_same_data(out_dir, fp, cfg.data)
@@ -156,11 +160,13 @@ def check_run(cfg: Config, out_dir: str, resume: bool, overwrite: bool):
     return device, ds, sp, fp, (content, coverage), ck
 
 
-def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> dict:
-    """Train per `cfg` into `out_dir`; returns the metrics dict also written to metrics.json."""
+def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False, quiet: bool = False,
+        dataset=None) -> dict:
+    """Train per `cfg` into `out_dir`; returns the metrics dict also written to metrics.json.
+    `dataset`: an already loaded `data.Dataset` (e.g. from a DataFrame) instead of reading cfg.data."""
     # -------------------------------------------------------------------------
     # 1. check everything before anything is written
-    device, ds, sp, fp, (content, coverage), ck = check_run(cfg, out_dir, resume, overwrite)
+    device, ds, sp, fp, (content, coverage), ck = check_run(cfg, out_dir, resume, overwrite, dataset)
 
     # -------------------------------------------------------------------------
     # 2. set up: processes, the run folder, model, optimizer, resumed state
@@ -169,12 +175,13 @@ def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False
     dd, device = distributed.setup(device)  # under torchrun: one device per process
     torch.manual_seed(cfg.seed + dd.rank)   # rank 0's initial weights are broadcast; the rank varies dropout only
     if dd.main:
-        rundir.start_run(out_dir, cfg, ds.item_ids, fp, resume)
+        rundir.start_run(out_dir, cfg, ds, fp, resume)
     log = Logger(os.path.join(out_dir, rundir.LOG) if dd.main else None, quiet or not dd.main)
     n_targets = int(np.maximum(np.minimum(sp.train.lengths - 1, cfg.block_size), 0).sum())
-    log(f"data {cfg.data}: {len(ds.user_ids):,} users, {ds.num_items:,} items, "
-        f"{len(ds.sequences.items):,} interactions; {n_targets:,} training targets; "
-        f"valid {len(sp.valid.targets):,} users, test {len(sp.test.targets) if sp.test else 0:,} users")
+    log(f"data {ds.path}: {len(ds.user_ids):,} users, {ds.num_items:,} items, "
+        f"{len(ds.sequences.items):,} interactions; {n_targets:,} training targets; holdout={cfg.holdout}: "
+        f"valid {len(sp.valid.targets) if sp.valid else 0:,} users, test {len(sp.test.targets) if sp.test else 0:,} users"
+        + (f"; ignored columns: {', '.join(ds.ignored_columns)}" if ds.ignored_columns else ""))
     for line in coverage:
         log(line)
 
@@ -202,7 +209,7 @@ def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False
     bar = tqdm(total=cfg.max_steps, initial=state.step, desc="train", unit="step", dynamic_ncols=True,
                disable=quiet or not cfg.progress or not dd.main, mininterval=1.0)
     # a resumed run that had already stopped early stays stopped
-    stop = bool(cfg.patience and state.bad_evals >= cfg.patience and not cfg.all_data)
+    stop = bool(cfg.patience and state.bad_evals >= cfg.patience and not cfg.all_data and sp.valid is not None)
     loss_sum = torch.tensor(state.loss_sum, dtype=torch.float64, device=device)  # no host sync per step
     stream = batch_stream(sp.train, cfg, state.epoch, state.batch_in_epoch)
     model.train()
@@ -264,24 +271,32 @@ def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False
 
 def validate_and_select(model, scorer, sp, cfg: Config, state: TrainState, train_loss: float, lr: float,
                         out_dir: str, log) -> bool:
-    """One validation pass: record it, keep the best weights, decide on early stopping (-> stop)."""
+    """One validation pass: record it, keep the best weights, decide on early stopping (-> stop).
+    Without a validation split (holdout=none) there is nothing to select: keep the last weights."""
     t_valid = time.time()
-    m = evaluate(scorer, sp.valid, batch_size=cfg.eval_batch_size, with_loss=True)
+    if sp.valid is None:
+        m = {"loss": float("nan"), "NDCG@10": float("nan"), "HR@10": float("nan"), "MAP@10": float("nan")}
+    else:
+        m = evaluate(scorer, sp.valid, batch_size=cfg.eval_batch_size, with_loss=True)
     improved = m["NDCG@10"] > state.best_ndcg
-    if improved or cfg.all_data:  # all_data has no selection of its own: keep the last
-        state.best_ndcg, state.best_step, state.bad_evals = m["NDCG@10"], state.step, 0
+    if improved or cfg.all_data or sp.valid is None:  # no selection of its own: keep the last
+        state.best_step, state.bad_evals = state.step, 0
+        state.best_ndcg = m["NDCG@10"] if sp.valid is not None else state.best_ndcg
         rundir.save_weights(model, os.path.join(out_dir, rundir.WEIGHTS))
     else:
         state.bad_evals += 1
     rate = state.train_tokens / max(state.train_seconds, 1e-9)  # training time only
-    record = {"step": state.step, "epoch": state.epoch, "train_loss": round(train_loss, 4),
-              "valid_loss": round(m["loss"], 4), **{k: m[k] for k in ("NDCG@10", "HR@10", "MAP@10")},
-              "lr": lr, "train_seconds": round(state.train_seconds, 2), "valid_seconds": round(time.time() - t_valid, 2)}
+    record = {"step": state.step, "epoch": state.epoch, "train_loss": round(train_loss, 4)}
+    if sp.valid is not None:
+        record.update({"valid_loss": round(m["loss"], 4), **{k: m[k] for k in ("NDCG@10", "HR@10", "MAP@10")}})
+    record.update({
+                   "lr": lr, "train_seconds": round(state.train_seconds, 2),
+                   "valid_seconds": round(time.time() - t_valid, 2)})
     state.history.append(record)
     rundir.append_history(out_dir, record)
-    log(f"step {state.step} epoch {state.epoch}: loss {train_loss:.4f} lr {lr:.2e} | valid loss {m['loss']:.4f} "
-        f"{format_metrics(m)}{' *' if improved else ''} | {rate:,.0f} train tokens/s")
-    if cfg.patience and state.bad_evals >= cfg.patience and not cfg.all_data:
+    valid = f"valid loss {m['loss']:.4f} {format_metrics(m)}{' *' if improved else ''}" if sp.valid else "no validation"
+    log(f"step {state.step} epoch {state.epoch}: loss {train_loss:.4f} lr {lr:.2e} | {valid} | {rate:,.0f} train tokens/s")
+    if cfg.patience and state.bad_evals >= cfg.patience and not cfg.all_data and sp.valid is not None:
         log(f"early stop: no better validation NDCG@10 in {state.bad_evals} evaluations")
         return True
     return False
@@ -290,9 +305,11 @@ def validate_and_select(model, scorer, sp, cfg: Config, state: TrainState, train
 def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_dir: str, log) -> dict:
     rundir.load_weights(model, os.path.join(out_dir, rundir.WEIGHTS))
     t_valid = time.time()
-    results = {"valid": evaluate(scorer, sp.valid, batch_size=cfg.eval_batch_size)}
+    results, protocol = {}, {}
+    if sp.valid is not None:
+        results["valid"] = evaluate(scorer, sp.valid, batch_size=cfg.eval_batch_size)
+        protocol["valid"] = protocol_line(ds.num_items, len(sp.valid.targets))
     valid_seconds = time.time() - t_valid
-    protocol = {"valid": protocol_line(ds.num_items, len(sp.valid.targets))}
     t_test = time.time()
     if sp.test is not None:
         results["test"], test_ranks = evaluate(scorer, sp.test, batch_size=cfg.eval_batch_size, return_ranks=True)
@@ -300,7 +317,9 @@ def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_
         protocol["test"] = protocol_line(ds.num_items, len(sp.test.targets))
     results.update({
         "best_step": state.best_step, "steps": state.step, "epochs": state.epoch,
-        "selection": "last step (all_data: validation targets were trained on)" if cfg.all_data
+        "holdout": cfg.holdout,
+        "selection": "last step (holdout=none: no validation)" if sp.valid is None
+                     else "last step (all_data: validation targets were trained on)" if cfg.all_data
                      else "best validation NDCG@10",
         "protocol": protocol,
         "packing_efficiency": round(pack(sp.train, cfg.block_size, packing=cfg.packing).efficiency, 4),
@@ -311,7 +330,8 @@ def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_
     })
     from .files import write_json
     write_json(os.path.join(out_dir, rundir.METRICS), results)
-    log(f"valid [{protocol['valid']}] (step {state.best_step}): {format_metrics(results['valid'], ks=(10,))}")
+    if "valid" in results:
+        log(f"valid [{protocol['valid']}] (step {state.best_step}): {format_metrics(results['valid'], ks=(10,))}")
     if "test" in results:
         log(f"test  [{protocol['test']}] (step {state.best_step}): {format_metrics(results['test'], ks=(10,))}")
     log(f"wrote {out_dir}/{rundir.WEIGHTS}, {rundir.METRICS} ({state.train_seconds:.0f} s training)")
