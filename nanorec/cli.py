@@ -22,6 +22,7 @@ COMMANDS = {
     "quickstart": ("nanorec.quickstart", "synthetic demo: train, evaluate against popularity, write a submission"),
     "train": ("nanorec.train", "train a GPT recommender on an interaction log"),
     "evaluate": ("nanorec.evaluate_cli", "full-ranking metrics of a trained run on the valid or test split"),
+    "tune": ("nanorec.tune", "hyper-parameter search on validation (Optuna), test scored once for the winner"),
     "recommend": ("nanorec.recommend", "top-k lists per user, or a challenge submission"),
     "serve": ("nanorec.serve", "HTTP API for top-k recommendations (needs the serve extra)"),
     "embed": ("nanorec.embed", "build frozen item content tables (images, text, attributes)"),

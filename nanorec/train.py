@@ -17,6 +17,7 @@ The files of a run folder are listed in rundir.py.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -161,9 +162,12 @@ def check_run(cfg: Config, out_dir: str, resume: bool, overwrite: bool, dataset=
 
 
 def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False, quiet: bool = False,
-        dataset=None) -> dict:
+        dataset=None, score_test: bool = True, on_validation=None) -> dict:
     """Train per `cfg` into `out_dir`; returns the metrics dict also written to metrics.json.
-    `dataset`: an already loaded `data.Dataset` (e.g. from a DataFrame) instead of reading cfg.data."""
+
+    dataset: an already loaded `data.Dataset` (e.g. from a DataFrame) instead of reading cfg.data.
+    score_test: False leaves the test split unscored (a tuner's trials select on validation only).
+    on_validation(step, record) -> bool: called after each validation pass; True stops the run."""
     # -------------------------------------------------------------------------
     # 1. check everything before anything is written
     device, ds, sp, fp, (content, coverage), ck = check_run(cfg, out_dir, resume, overwrite, dataset)
@@ -246,6 +250,8 @@ def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False
             state.train_seconds += time.time() - t0
             if dd.main:  # rank 0 validates and decides; the others wait for its decision
                 stop = validate_and_select(model, scorer, sp, cfg, state, train_loss, lr, out_dir, log)
+                if on_validation is not None and on_validation(state.step, state.history[-1]):
+                    stop = True
                 bar.set_postfix(loss=f"{train_loss:.3f}", best=f"{state.best_ndcg:.4f}", refresh=False)
             stop = distributed.broadcast_flag(stop, dd, device)
             loss_sum.zero_()
@@ -264,7 +270,8 @@ def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False
 
     # -------------------------------------------------------------------------
     # 4. the selected weights, scored once on validation and on the test split
-    results = final_evaluation(model, scorer, ds, sp, cfg, state, out_dir, log)
+    results = final_evaluation(model, scorer, ds, sp if score_test else dataclasses.replace(sp, test=None),
+                               cfg, state, out_dir, log)
     distributed.cleanup(dd)
     return results
 
