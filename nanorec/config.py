@@ -59,7 +59,8 @@ class Config:
     dtype: str = "auto"            # "auto" = bf16 autocast on cuda, fp32 on cpu; or "float32" / "bfloat16"
     compile: bool = False          # torch.compile the model (worth it on GPU)
     threads: int = 0               # torch CPU threads; 0 = leave torch's default
-    progress: bool = True          # tqdm progress bars
+    progress: bool = True          # tqdm progress bars (shown on a terminal only)
+    track: str = ""                # also log to "tensorboard" and/or "mlflow" (comma-separated; needs the package)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -68,7 +68,7 @@ def evaluate(scorer: Scorer, evalset: EvalSet, exclude_seen: bool = True, batch_
     """Score every user of `evalset` in batches and return the metrics dict
     (and the per-user ranks when `return_ranks`). with_loss: the scores are
     logits; also report "loss", the mean cross-entropy of the targets over all items."""
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     n = len(evalset.targets)
     ranks = np.zeros(n, dtype=np.int64)
@@ -78,7 +78,7 @@ def evaluate(scorer: Scorer, evalset: EvalSet, exclude_seen: bool = True, batch_
     # scattered back to the original order.
     by_length = np.argsort(evalset.histories.lengths, kind="stable")
     starts = range(0, n, batch_size)
-    for s in tqdm(starts, desc="ranking", unit="batch", disable=not progress, leave=False):
+    for s in tqdm(starts, desc="ranking", unit="batch", disable=None if progress else True, leave=False):
         rows = by_length[s:s + batch_size]
         hist = evalset.histories.take(rows)
         scores = as_scores(scorer(hist, evalset.users[rows]))  # ranking writes into it

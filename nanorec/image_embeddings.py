@@ -449,7 +449,7 @@ def download_all(urls: dict, cache_dir: str, workers: int = 8, timeout: float = 
     Returns ({key: local path}, {key: "url: reason"} for the failures).
     `allow_private` lets URLs reach private and loopback addresses (images
     served from your own network); by default they are failures."""
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     _prepare_cache(cache_dir)
     paths, failures = {}, {}
@@ -461,7 +461,7 @@ def download_all(urls: dict, cache_dir: str, workers: int = 8, timeout: float = 
                    for key, url in urls.items()}
         try:
             for fut in tqdm(as_completed(futures), total=len(futures), desc="download", unit="img",
-                            disable=not progress):
+                            disable=None if progress else True):
                 key = futures[fut]
                 try:
                     paths[key] = fut.result()
@@ -562,10 +562,10 @@ def embed_files(encoder, items: list, batch_size: int = 32, progress: bool = Tru
     list of (b, D) arrays encoded so far (for checkpoints).
     Returns (ids, vectors (M, D) float32, {id: path} of the unreadable files).
     """
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     ids, chunks, unreadable = [], [], {}
-    bar = tqdm(total=len(items), desc="embed", unit="img", disable=not progress)
+    bar = tqdm(total=len(items), desc="embed", unit="img", disable=None if progress else True)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for start in range(0, len(items), batch_size):
             batch = items[start:start + batch_size]

@@ -268,7 +268,7 @@ def main(argv) -> int:
     if earlier:  # rows kept from an earlier invocation: say how they were made
         meta["command"] = f"{earlier['command']}  ;  then  {meta['command']}"
     log = tqdm.write
-    bar = tqdm(methods, desc="leaderboard", unit="method")
+    bar = tqdm(methods, desc="leaderboard", unit="method", disable=None)  # None: quiet when not a terminal
     for method in bar:
         if method in done:
             continue

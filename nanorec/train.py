@@ -27,8 +27,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from . import distributed, rundir
+from . import distributed, rundir, tracking
 from .config import Config, apply_overrides, describe
+from .curves import plot_curves
 from .data import load_like, split
 from .devices import autocast, pick_device
 from .errors import DataError, UsageError
@@ -140,6 +141,7 @@ def check_run(cfg: Config, out_dir: str, resume: bool, overwrite: bool, dataset=
     if cfg.attention == "flex" and device == "cpu":
         raise UsageError("attention=flex trains on CUDA only (FlexAttention has no backward on CPU); use attention=sdpa")
     rundir.check_out_dir(out_dir, resume, overwrite)
+    tracking.check(cfg.track)
     ck = None
     if resume:
         rundir.resume_config(out_dir, cfg)
@@ -206,12 +208,14 @@ def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False
         log(f"resumed from step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})")
     scorer = gpt_scorer(model, device)
     ctx = autocast(cfg.dtype, device)
+    trackers = tracking.Trackers(cfg.track, out_dir, cfg.to_dict()) if dd.main and cfg.track else None
 
     # -------------------------------------------------------------------------
     # 3. the training loop
     from tqdm.auto import tqdm
     bar = tqdm(total=cfg.max_steps, initial=state.step, desc="train", unit="step", dynamic_ncols=True,
-               disable=quiet or not cfg.progress or not dd.main, mininterval=1.0)
+               disable=True if quiet or not cfg.progress or not dd.main else None,  # None: quiet when not a terminal
+               mininterval=1.0)
     # a resumed run that had already stopped early stays stopped
     stop = bool(cfg.patience and state.bad_evals >= cfg.patience and not cfg.all_data and sp.valid is not None)
     loss_sum = torch.tensor(state.loss_sum, dtype=torch.float64, device=device)  # no host sync per step
@@ -250,6 +254,8 @@ def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False
             state.train_seconds += time.time() - t0
             if dd.main:  # rank 0 validates and decides; the others wait for its decision
                 stop = validate_and_select(model, scorer, sp, cfg, state, train_loss, lr, out_dir, log)
+                if trackers is not None:
+                    trackers.log(state.history[-1])
                 if on_validation is not None and on_validation(state.step, state.history[-1]):
                     stop = True
                 bar.set_postfix(loss=f"{train_loss:.3f}", best=f"{state.best_ndcg:.4f}", refresh=False)
@@ -272,6 +278,8 @@ def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False
     # 4. the selected weights, scored once on validation and on the test split
     results = final_evaluation(model, scorer, ds, sp if score_test else dataclasses.replace(sp, test=None),
                                cfg, state, out_dir, log)
+    if trackers is not None:
+        trackers.close()
     distributed.cleanup(dd)
     return results
 
@@ -337,6 +345,7 @@ def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_
     })
     from .files import write_json
     write_json(os.path.join(out_dir, rundir.METRICS), results)
+    plot_curves(state.history, os.path.join(out_dir, "curves.png"), f"{ds.name}: {cfg.n_layer} layers, d={cfg.n_embd}")
     if "valid" in results:
         log(f"valid [{protocol['valid']}] (step {state.best_step}): {format_metrics(results['valid'], ks=(10,))}")
     if "test" in results:

@@ -71,7 +71,7 @@ class LightGCN:
 
     def fit(self, train: Sequences, num_items: int, valid: EvalSet | None = None) -> "LightGCN":
         from torch_geometric.nn.models import LightGCN as PygLightGCN
-        from tqdm import tqdm
+        from tqdm.auto import tqdm
 
         from ..evaluate import evaluate
 
@@ -90,7 +90,7 @@ class LightGCN:
         E = len(users)
         self.history, self.best_epoch = [], None
         best, best_state, bad, start = -1.0, None, 0, time.time()
-        bar = tqdm(range(1, self.max_epochs + 1), desc="LightGCN", unit="epoch", disable=not self.progress)
+        bar = tqdm(range(1, self.max_epochs + 1), desc="LightGCN", unit="epoch", disable=None if self.progress else True)
         for epoch in bar:
             self.model.train()
             perm = torch.randperm(E, generator=gen)
