@@ -44,7 +44,7 @@ class Recommender:
             raise UsageError(f"unknown config key {unknown[0]!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
         self.config = Config(**config).validate()
         self.run_dir: str | None = None
-        self._model = None
+        self._scorer = None
         self._frame_kind = "polars"
 
     # -------------------------------------------------------------------------
@@ -92,12 +92,11 @@ class Recommender:
         "model", or "popularity" for a user the model cannot continue (unknown, or
         no known item), whose score is null: counts are not on the model's scale."""
         from .recommend import recommend_users
-        from .scoring import gpt_scorer
 
         self._require_fitted()
         self._check_k(k)
         users = self._user_ids if users is None else _as_array(users)
-        items, scores, cold = recommend_users(gpt_scorer(self._model), self._model.num_items, self._user_ids,
+        items, scores, cold = recommend_users(self._scorer, self._num_items, self._user_ids,
                                               self._histories, users, k, exclude_seen, mode)
         return self._frame(users, items, scores, cold)
 
@@ -106,7 +105,7 @@ class Recommender:
         Returns a DataFrame: item_id, score, rank, source."""
         from .data import Sequences
         from .recommend import popular_items
-        from .scoring import gpt_scorer, recommend_lists
+        from .scoring import recommend_lists
 
         self._require_fitted()
         self._check_k(k)
@@ -114,10 +113,10 @@ class Recommender:
         known = np.array([index[str(x)] for x in history if str(x) in index], dtype=np.int64)
         if len(known):
             one = Sequences(np.array([0, len(known)], dtype=np.int64), known)
-            items, scores = recommend_lists(gpt_scorer(self._model), one, None, k, exclude_seen, mode)
+            items, scores = recommend_lists(self._scorer, one, None, k, exclude_seen, mode)
             items, scores, source = items[0], scores[0], "model"
         else:
-            items, scores, source = popular_items(self._histories, self._model.num_items, k), np.full(k, np.nan), "popularity"
+            items, scores, source = popular_items(self._histories, self._num_items, k), np.full(k, np.nan), "popularity"
         import polars as pl
         df = pl.DataFrame({"item_id": self._item_ids[items].tolist(), "score": np.asarray(scores, np.float32),
                            "rank": np.arange(1, k + 1), "source": [source] * k}).with_columns(pl.col("score").fill_nan(None))
@@ -163,18 +162,18 @@ class Recommender:
 
     def _attach(self, run_dir: str, device: str = "cpu") -> None:
         from .devices import pick_device
-        cfg, model, item_ids = rundir.load_run(run_dir, pick_device(device))
-        self.config, self._model, self._item_ids = cfg, model, item_ids
+        cfg, scorer, item_ids, num_items = rundir.load_scorer(run_dir, pick_device(device))
+        self.config, self._scorer, self._item_ids, self._num_items = cfg, scorer, item_ids, num_items
         self._user_ids, self._histories = rundir.read_histories(run_dir)
         self.run_dir = run_dir
 
     def _require_fitted(self) -> None:
-        if self._model is None:
+        if self._scorer is None:
             raise UsageError("this Recommender is not fitted: call fit(data) or Recommender.load(path)")
 
     def _check_k(self, k) -> None:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= self._model.num_items:
-            raise UsageError(f"k={k!r}: expected an integer in 1..{self._model.num_items}")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= self._num_items:
+            raise UsageError(f"k={k!r}: expected an integer in 1..{self._num_items}")
 
     def _item_index(self) -> dict:
         if not hasattr(self, "_index"):

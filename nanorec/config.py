@@ -28,6 +28,7 @@ class Config:
     all_data: bool = False         # also train on validation targets (for the step count chosen on validation)
     content: str = ""              # comma-separated frozen content tables (.safetensors), added as proj(content[item])
     # model
+    method: str = "gpt"            # gpt, or a baseline that ships the same way: popularity, transitions, svd
     block_size: int = 50           # packed row length = longest history the model sees (most recent items kept)
     n_layer: int = 2
     n_head: int = 2
@@ -121,6 +122,7 @@ def _non_negative(x) -> bool:
 
 # key -> (check, what a good value is): shown in `nanorec train --help`
 RULES = {
+    "method": (lambda x: x in ("gpt", "popularity", "transitions", "svd"), "gpt, popularity, transitions or svd"),
     "holdout": (lambda x: x in ("loo", "last", "none"), "loo, last or none"),
     "block_size": (lambda x: 1 <= x <= 100_000, "an integer in 1..100000"),
     "n_layer": (lambda x: 1 <= x <= 64, "an integer in 1..64"),

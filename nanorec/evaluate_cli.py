@@ -17,7 +17,7 @@ from .devices import DEVICE_HELP, pick_device
 from .errors import DataError, UsageError
 from .evaluate import evaluate, format_metrics, protocol_line
 from .files import check_writable_folder, write_json
-from .scoring import gpt_scorer, list_scorer
+from .scoring import list_scorer
 
 
 def main(argv) -> int:
@@ -39,7 +39,7 @@ def main(argv) -> int:
         check_writable_folder(args.json, "--json metrics")
 
     device = pick_device(args.device)
-    cfg, model, item_ids = rundir.load_run(args.run, device)
+    cfg, scorer, item_ids, num_items = rundir.load_scorer(args.run, device)
     ds = load_like(cfg, args.data)
     rundir.check_same_vocabulary(args.run, ds.item_ids, args.data)
     sp = split(ds, all_data=cfg.all_data, holdout=cfg.holdout)
@@ -47,9 +47,8 @@ def main(argv) -> int:
     if evalset is None:
         raise DataError(f"{args.data}: a challenge folder has no test answers; use --split valid")
     exclude_seen = not args.include_seen
-    scorer = gpt_scorer(model, device)
     if args.mode == "generative":
-        scorer = list_scorer(scorer, model.num_items, min(args.list_length, model.num_items), exclude_seen)
+        scorer = list_scorer(scorer, num_items, min(args.list_length, num_items), exclude_seen)
     m = evaluate(scorer, evalset, exclude_seen=exclude_seen, batch_size=cfg.eval_batch_size, progress=True)
     print(f"{args.split} [{protocol_line(ds.num_items, m['users'], exclude_seen)}, {args.mode}]: "
           f"{format_metrics(m, ks=(5, 10, 20))}")

@@ -27,7 +27,7 @@ from .data import Dataset, Sequences, item_counts, load_like
 from .devices import DEVICE_HELP, pick_device
 from .errors import DataError, UsageError
 from .files import atomic_write, check_writable_folder
-from .scoring import gpt_scorer, recommend_lists
+from .scoring import recommend_lists
 
 
 # -----------------------------------------------------------------------------
@@ -76,9 +76,9 @@ def recommend(run_dir: str, data_path=None, k: int = 10, mode: str = "oneshot", 
     None, from the run's own histories.parquet. Default users: a challenge
     folder's test.csv, else every user with a history."""
     device = pick_device(device)
-    cfg, model, item_ids = rundir.load_run(run_dir, device)
-    if not 1 <= k <= model.num_items:
-        raise UsageError(f"--k {k}: must be between 1 and the {model.num_items:,} items the model knows")
+    cfg, scorer, item_ids, num_items = rundir.load_scorer(run_dir, device)
+    if not 1 <= k <= num_items:
+        raise UsageError(f"--k {k}: must be between 1 and the {num_items:,} items the model knows")
     if data_path is None:
         known_users, hist = rundir.read_histories(run_dir)
         default_users = known_users
@@ -90,7 +90,7 @@ def recommend(run_dir: str, data_path=None, k: int = 10, mode: str = "oneshot", 
             raise DataError(f"{data_path}: a challenge folder without test.csv; say which users with --users FILE")
         default_users = ds.test_users if ds.test_users is not None else ds.user_ids
     users = default_users if users is None else users
-    items, scores, cold = recommend_users(gpt_scorer(model, device), model.num_items, known_users, hist, users, k,
+    items, scores, cold = recommend_users(scorer, num_items, known_users, hist, users, k,
                                           exclude_seen, mode, batch_size, temperature, top_k, seed, progress)
     return np.asarray(users), item_ids[items], scores, cold
 

@@ -6,6 +6,7 @@
                        serve continue when no --data is given
     data.json          fingerprint of the training data (users, items, interactions, a hash):
                        `--resume`, evaluate and recommend refuse data that does not match
+    baseline.safetensors  a baseline's fitted arrays (method=popularity|transitions|svd), instead of weights
     model.safetensors  the selected weights (best validation NDCG@10; the last ones without selection)
     ckpt.pt            the latest resumable state (plain tensors and strings: weights_only-loadable)
     metrics.json       {"valid": {...}, "test": {...}, "best_step": ..., "history": [...], ...}
@@ -29,9 +30,10 @@ from .errors import DataError, UsageError
 from .files import atomic_write, write_json
 
 CONFIG, ITEMS, DATA, WEIGHTS = "config.json", "items.json", "data.json", "model.safetensors"
+BASELINE = "baseline.safetensors"
 HISTORIES = "histories.parquet"
 CKPT, METRICS, HISTORY, TEST_RANKS, LOG = "ckpt.pt", "metrics.json", "history.jsonl", "test_ranks.npy", "train.log"
-RUN_FILES = (CONFIG, ITEMS, DATA, HISTORIES, WEIGHTS, CKPT, METRICS, HISTORY, TEST_RANKS, LOG, "curves.png")
+RUN_FILES = (CONFIG, ITEMS, DATA, HISTORIES, WEIGHTS, BASELINE, CKPT, METRICS, HISTORY, TEST_RANKS, LOG, "curves.png")
 
 # Keys a resumed run may change: they steer how long and how visibly it goes
 # on, not what is being trained. Changing any other key would continue a
@@ -283,6 +285,49 @@ def load_run(run_dir: str, device: str = "cpu", weights: str = WEIGHTS):
     load_weights(model, os.path.join(run_dir, weights))
     model.to(device).eval()
     return cfg, model, item_ids
+
+
+def load_scorer(run_dir: str, device: str = "cpu"):
+    """(cfg, scorer, item_ids, num_items) from any finished run folder, GPT or baseline:
+    what recommend, evaluate, serve and the Python API score with."""
+    if not os.path.isdir(run_dir):
+        raise DataError(f"{run_dir}: no such run folder")
+    cfg = read_config(run_dir)
+    if cfg.method == "gpt":
+        from .scoring import gpt_scorer
+        cfg, model, item_ids = load_run(run_dir, device)
+        return cfg, gpt_scorer(model, device), item_ids, model.num_items
+    item_ids = read_items(run_dir)
+    model = load_baseline(cfg.method, os.path.join(run_dir, BASELINE), len(item_ids) - 1)
+    return cfg, model.score, item_ids, len(item_ids) - 1
+
+
+def save_baseline(model, path: str) -> None:
+    from safetensors.numpy import save_file
+    arrays = {k: np.ascontiguousarray(v) for k, v in model.state().items()}
+    atomic_write(path, lambda tmp: save_file(arrays, tmp))
+
+
+def load_baseline(method: str, path: str, num_items: int):
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+    from .baselines import shippable
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such file (the {method} run did not finish)")
+    try:
+        state = load_file(path)
+        model = shippable()[method].from_state(state)
+    except (SafetensorError, OSError, ValueError, KeyError, IndexError) as e:
+        raise DataError(f"{path}: not a readable {method} model ({_first_line(e)})") from None
+    width = len(model.score(_one_item_history(), None)[0])
+    if width != num_items + 1:
+        raise DataError(f"{path}: scores {width - 1} items, but {ITEMS} has {num_items}")
+    return model
+
+
+def _one_item_history():
+    from .data import Sequences
+    return Sequences(np.array([0, 1], dtype=np.int64), np.array([1], dtype=np.int64))
 
 
 def _plain(x):

@@ -34,8 +34,8 @@ import numpy as np
 from .data import Sequences, item_counts, load_like
 from .devices import DEVICE_HELP, pick_device
 from .errors import DataError, UsageError
-from .rundir import load_run, read_histories
-from .scoring import gpt_scorer, top_k
+from .rundir import load_scorer, read_histories
+from .scoring import top_k
 
 MAX_K = 1000               # longest list one request may ask for (and never more than the items)
 MAX_HISTORY = 10_000       # default --max-history
@@ -200,7 +200,7 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
 
     from .recommend import histories_in_run_vocab
 
-    cfg, model, item_ids = load_run(run_dir, device)
+    cfg, scorer, item_ids, num_items = load_scorer(run_dir, device)
     if data_path is None:  # the run's own histories
         user_ids, hist = read_histories(run_dir)
     else:
@@ -212,13 +212,12 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
         if dropped and len(hist.items) == 0:  # every item unknown: the wrong data, not a newer log
             raise DataError(f"{data_path}: none of its items is in the vocabulary of the run in {run_dir}; "
                             f"use data with the run's item ids")
-    scorer = gpt_scorer(model, device)
     row_of = {str(u): r for r, u in enumerate(user_ids.tolist())}
     index_of = {str(x): i for i, x in enumerate(item_ids.tolist()) if i > 0}
-    counts = item_counts(hist, model.num_items).astype(np.float64)
+    counts = item_counts(hist, num_items).astype(np.float64)
     counts[0] = -1  # padding ranks last, so a popularity list never holds it
     popular = np.argsort(-counts, kind="stable")
-    max_k = min(MAX_K, model.num_items)
+    max_k = min(MAX_K, num_items)
     HistoryRequest = request_model(max_k, max_history)
 
     def original(i):
@@ -254,7 +253,7 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
 
     @app.get("/health")
     def health():
-        return {"status": "ok", "items": model.num_items, "users": len(user_ids)}
+        return {"status": "ok", "items": num_items, "users": len(user_ids)}
 
     @app.get("/users/{user_id}/recommendations")
     def for_user(user_id: str, k: int = Query(min(10, max_k), ge=1, le=max_k), exclude_seen: bool = True):

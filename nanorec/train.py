@@ -173,6 +173,9 @@ def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False
     # -------------------------------------------------------------------------
     # 1. check everything before anything is written
     device, ds, sp, fp, (content, coverage), ck = check_run(cfg, out_dir, resume, overwrite, dataset)
+    if cfg.method != "gpt":  # a baseline: fitted, not trained; the same run folder (baseline_run.py)
+        from . import baseline_run
+        return baseline_run.fit(cfg, out_dir, ds, sp, fp, resume, score_test, Logger(os.path.join(out_dir, rundir.LOG), quiet))
 
     # -------------------------------------------------------------------------
     # 2. set up: processes, the run folder, model, optimizer, resumed state

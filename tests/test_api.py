@@ -123,3 +123,37 @@ def test_version():
     import nanorec
     assert nanorec.__version__ and cli(["--version"]) == 0
     assert os.path.exists(os.path.join(os.path.dirname(nanorec.__file__), "py.typed"))
+
+
+@pytest.mark.parametrize("method", ["transitions", "popularity", "svd"])
+def test_a_baseline_ships_like_a_gpt_run(shop, tmp_path, method):
+    """Trained into a run folder, then recommended (CLI and API), evaluated and served like a GPT."""
+    path = str(tmp_path / "events.csv")
+    shop.write_csv(path)
+    run = str(tmp_path / "run")
+    assert cli(["train", "--data", path, "--out", run, "--quiet", f"method={method}",
+                "user_col=customer", "item_col=sku", "time_col=ts"]) == 0
+    metrics = Recommender.load(run).metrics
+    assert metrics["method"] == method and metrics["test"]["NDCG@10"] > 0
+    out = str(tmp_path / "recs.csv")
+    assert cli(["recommend", "--run", run, "--out", out, "--k", "4"]) == 0
+    api = Recommender.load(run).recommend(k=4)
+    assert pl.read_csv(out).select("user_id", "item_id").equals(api.select("user_id", "item_id"))
+    assert cli(["evaluate", "--run", run, "--data", path]) == 0
+    if method == "transitions":  # what follows the last item comes first
+        from nanorec.baselines.transitions import Transitions
+        from nanorec.data import load, split
+        ds = load(path, "customer", "sku", "ts")
+        ref = Transitions().fit(split(ds).train, ds.num_items, split(ds).valid)
+        hist = api.filter(pl.col("user_id") == "c3")
+        row = ds.user_index()["c3"]
+        scores = ref.score(ds.sequences.take([row]), None)[0]
+        scores[ds.sequences[row]] = -np.inf
+        scores[0] = -np.inf
+        assert hist["item_id"][0] == ds.item_ids[int(np.argmax(scores))]
+    fastapi = pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+    from nanorec.serve import create_app
+    client = TestClient(create_app(run))
+    r = client.get("/users/c3/recommendations", params={"k": 4})
+    assert r.status_code == 200 and r.json()["items"] == api.filter(pl.col("user_id") == "c3")["item_id"].to_list()

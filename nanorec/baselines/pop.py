@@ -23,3 +23,13 @@ class Popularity:
 
     def score(self, histories: Sequences, users: np.ndarray) -> torch.Tensor:
         return self.counts.repeat(len(histories), 1)  # (B, N+1), a fresh copy: the evaluator writes into it
+
+    # a fitted model as plain arrays (a run folder's baseline.safetensors) and back
+    def state(self) -> dict:
+        return {"counts": self.counts.numpy()}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Popularity":
+        m = cls()
+        m.counts = torch.from_numpy(np.asarray(state["counts"], dtype=np.float32))
+        return m

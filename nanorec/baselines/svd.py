@@ -59,3 +59,15 @@ class PureSVD:
     def score(self, histories: Sequences, users: np.ndarray) -> np.ndarray:
         H = multi_hot(histories, self.num_items)  # (B, N+1) sparse
         return (H @ self.V) @ self.V.T  # (B, k) @ (k, N+1) -> (B, N+1)
+
+    # a fitted model as plain arrays (a run folder's baseline.safetensors) and back
+    def state(self) -> dict:
+        return {"V": np.ascontiguousarray(self.V, dtype=np.float32)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "PureSVD":
+        m = cls()
+        m.V = np.asarray(state["V"], dtype=np.float32)
+        m.num_items = m.V.shape[0] - 1
+        m.k = m.V.shape[1]
+        return m

@@ -69,3 +69,18 @@ class Transitions:
         scores = (W @ self.P).toarray()  # (B, N+1)
         scores += self.prior[None, :]
         return scores.astype(np.float32, copy=False)
+
+    # a fitted model as plain arrays (a run folder's baseline.safetensors) and back
+    def state(self) -> dict:
+        P = self.P.tocsr()
+        return {"indptr": P.indptr.astype(np.int64), "indices": P.indices.astype(np.int64),
+                "data": P.data.astype(np.float32), "prior": self.prior.astype(np.float32),
+                "window": np.array([self.window], np.int64), "decay": np.array([self.decay], np.float64)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Transitions":
+        n = len(state["prior"])
+        m = cls(window=int(state["window"][0]), decay=float(state["decay"][0]))
+        m.P = sp.csr_matrix((state["data"], state["indices"], state["indptr"]), shape=(n, n))
+        m.prior = np.asarray(state["prior"], dtype=np.float32)
+        return m
