@@ -62,7 +62,7 @@ def read_user_list(path: str, user_col: str = "user_id") -> np.ndarray:
     users = _ids(path, df, col)
     _, first, counts = np.unique(users.astype(str), return_index=True, return_counts=True)
     if (counts > 1).any():
-        dup = users[np.sort(first[counts > 1])[0]]
+        dup = users.tolist()[np.sort(first[counts > 1])[0]]
         raise DataError(f"{path}: user {dup!r} is listed more than once")
     return users
 
@@ -76,12 +76,17 @@ def recommend(run_dir: str, data_path: str, k: int = 10, mode: str = "oneshot", 
     of the log; their scores are NaN, since counts are not on the model's scale."""
     from tqdm.auto import tqdm
 
+    check_options(argparse.Namespace(k=k, mode=mode, temperature=temperature, top_k_sample=top_k, seed=seed,
+                                     batch_size=batch_size))
     device = pick_device(device)
     cfg, model, item_ids = rundir.load_run(run_dir, device)
     if not 1 <= k <= model.num_items:
         raise UsageError(f"--k {k}: must be between 1 and the {model.num_items:,} items the model knows")
     ds = load(data_path, cfg.user_col, cfg.item_col, cfg.time_col)
-    hist, _ = histories_in_run_vocab(ds, item_ids)
+    hist, dropped = histories_in_run_vocab(ds, item_ids)
+    if dropped and len(hist.items) == 0:  # a newer log may add items; none known is the wrong data
+        raise DataError(f"{data_path}: none of its items is in the vocabulary of the run in {run_dir} "
+                        f"({rundir.ITEMS}); use data with the run's item ids")
     if users is None:
         if ds.kind == "challenge" and ds.test_users is None:
             raise DataError(f"{data_path}: a challenge folder without test.csv; say which users with --users FILE")
@@ -191,6 +196,8 @@ def main(argv) -> int:
 
 
 def check_options(args) -> None:
+    if args.mode not in ("oneshot", "generative"):
+        raise UsageError(f"--mode {args.mode!r}: expected oneshot or generative")
     if args.k < 1:
         raise UsageError(f"--k {args.k}: must be at least 1")
     if not (args.temperature >= 0 and np.isfinite(args.temperature)):

@@ -98,7 +98,7 @@ def damage(path, how):
 
 
 def train_argv(e, d, *extra, data=None, out=None):
-    out = out or os.path.join(d, "run")
+    out = os.path.join(d, "run") if out is None else out
     return ["train", "--data", data or e.log, "--out", out, "--quiet", *TINY, *extra]
 
 
@@ -426,6 +426,46 @@ def train_resume_items_wrong_vocabulary(e, d):
     return Case(["train", "--out", run, "--resume", "--quiet"], mentions=("items.json",), keep=(run,))
 
 
+@case
+def train_overwrite_model_folder(e, d):
+    """--overwrite deletes run file names (config.json, model.safetensors...): never another tool's."""
+    out = os.path.join(d, "siglip")
+    write(os.path.join(out, "config.json"), '{"model_type": "siglip", "hidden_size": 768}')
+    write(os.path.join(out, "model.safetensors"), b"weights of another model")
+    return Case(train_argv(e, d, "--overwrite", out=out), mentions=(out, "not", "nanorec run", "config.json"),
+                keep=(out,))
+
+
+@case
+def train_overwrite_damaged_run(e, d):
+    run = copy_run(e.run, d)
+    damage(os.path.join(run, "config.json"), "garbage")
+    return Case(train_argv(e, d, "--overwrite", out=run), mentions=(run, "nanorec run", "config.json"), keep=(run,))
+
+
+@case
+def train_content_covers_no_item(e, d):
+    from nanorec.content import save_table
+    run = copy_run(e.run, d)
+    table = os.path.join(d, "t.safetensors")
+    save_table(table, np.arange(1000, 1010), np.ones((10, 4), np.float32))
+    return Case(train_argv(e, d, f"content={table}", "--overwrite", out=run),
+                mentions=(table, "none of its 10 item ids"), keep=(run, table))
+
+
+@case
+def train_user_col_is_item_col(e, d):
+    return Case(train_argv(e, d, "user_col=item_id"), mentions=("user_col='item_id'", "item_col='item_id'",
+                                                                "different column"),
+                absent=(os.path.join(d, "run"),))
+
+
+@case
+def train_time_col_is_user_col(e, d):
+    return Case(train_argv(e, d, "time_col=user_id"), mentions=("time_col='user_id'", "different column"),
+                absent=(os.path.join(d, "run"),))
+
+
 # -----------------------------------------------------------------------------
 # train: --out
 
@@ -716,7 +756,7 @@ def train_folder_without_train_csv(e, d):
 # recommend
 
 def rec_argv(e, d, *extra, run=None, data=None, out=None):
-    out = out or os.path.join(d, "recs.csv")
+    out = os.path.join(d, "recs.csv") if out is None else out
     return ["recommend", "--run", run or e.run, "--data", data or e.log, "--out", out, *extra]
 
 
@@ -786,7 +826,7 @@ def recommend_out_is_a_folder(e, d):
 def recommend_out_parent_is_a_file(e, d):
     parent = write(os.path.join(d, "afile"), "x\n")
     out = os.path.join(parent, "recs.csv")
-    return Case(rec_argv(e, d, out=out), mentions=(out,), keep=(parent,))
+    return Case(rec_argv(e, d, out=out), mentions=(out, "is a file"), keep=(parent,))
 
 
 @case
@@ -803,7 +843,7 @@ def recommend_run_missing(e, d):
 @case
 def recommend_run_is_a_file(e, d):
     run = write(os.path.join(d, "run"), "x\n")
-    return Case(rec_argv(e, d, run=run), mentions=(run,), absent=(os.path.join(d, "recs.csv"),), keep=(run,))
+    return Case(rec_argv(e, d, run=run), mentions=(run, "not a run folder"), absent=(os.path.join(d, "recs.csv"),), keep=(run,))
 
 
 @case
@@ -854,7 +894,7 @@ def recommend_users_header_only(e, d):
 @case
 def recommend_users_duplicate(e, d):
     users = write(os.path.join(d, "users.csv"), "user_id\n1\n2\n1\n")
-    return Case(rec_argv(e, d, "--users", users), mentions=(users, "user 1", "more than once"),
+    return Case(rec_argv(e, d, "--users", users), mentions=(users, "user 1 ", "more than once"),
                 absent=(os.path.join(d, "recs.csv"),))
 
 
@@ -921,6 +961,35 @@ def _serve_damaged(name):
 
 for _name in ("config.json", "items.json", "model.safetensors"):
     CASES[f"serve_truncated_{_name.replace('.', '_')}"] = _serve_damaged(_name)
+
+
+@case
+def recommend_users_parquet_list_ids(e, d):
+    import polars as pl
+    users = os.path.join(d, "users.parquet")
+    pl.DataFrame({"user_id": [[1, 2], [3]]}).write_parquet(users)
+    return Case(rec_argv(e, d, "--users", users), mentions=(users, "'user_id'", "List"),
+                absent=(os.path.join(d, "recs.csv"),))
+
+
+@case
+def recommend_run_without_weights(e, d):
+    run = copy_run(e.run, d)
+    os.remove(os.path.join(run, "model.safetensors"))
+    return Case(rec_argv(e, d, run=run), mentions=(os.path.join(run, "model.safetensors"), "no such file"),
+                keep=(run,), absent=(os.path.join(d, "recs.csv"),))
+
+
+@case
+def evaluate_run_content_table_gone(e, d):
+    run = copy_run(e.run, d)
+    path = os.path.join(run, "config.json")
+    cfg = json.load(open(path))
+    cfg["content"] = os.path.join(d, "gone.safetensors")
+    write(path, json.dumps(cfg))
+    out = os.path.join(d, "m.json")
+    return Case(ev_argv(e, d, "--json", out, run=run), mentions=(cfg["content"], "no such file"), keep=(run,),
+                absent=(out,))
 
 
 # -----------------------------------------------------------------------------
@@ -1072,6 +1141,15 @@ def leaderboard_resume_not_a_leaderboard(e, d):
 
 
 @case
+def leaderboard_resume_json_is_a_folder(e, d):
+    out = os.path.join(d, "lb")
+    path = os.path.join(out, "leaderboard.json")
+    os.makedirs(path)
+    return Case(["leaderboard", "--data", e.log, "--out", out, "--methods", "popularity", "--resume"],
+                mentions=(path,), keep=(out,))
+
+
+@case
 def leaderboard_unknown_method(e, d):
     out = os.path.join(d, "lb")
     return Case(["leaderboard", "--data", e.log, "--out", out, "--methods", "popularity,sasrec"],
@@ -1090,6 +1168,13 @@ def leaderboard_generative_without_packed(e, d):
     out = os.path.join(d, "lb")
     return Case(["leaderboard", "--data", e.log, "--out", out, "--methods", "gpt_generative"],
                 mentions=("gpt_generative", "gpt_packed"), absent=(out,))
+
+
+@case
+def leaderboard_generative_before_packed(e, d):
+    out = os.path.join(d, "lb")
+    return Case(["leaderboard", "--data", e.log, "--out", out, "--methods", "gpt_generative,gpt_packed"],
+                mentions=("gpt_generative", "gpt_packed", "before"), absent=(out,))
 
 
 @case
@@ -1146,7 +1231,7 @@ def leaderboard_out_parent_is_a_file(e, d):
 # quickstart
 
 def qs_argv(d, *extra, out=None):
-    return ["quickstart", "--out", out or os.path.join(d, "qs"), *extra]
+    return ["quickstart", "--out", os.path.join(d, "qs") if out is None else out, *extra]
 
 
 QUICKSTART_BAD = [
@@ -1437,6 +1522,29 @@ def py_recommend_k_zero(e, d):
 
 
 @case
+def py_recommend_unknown_mode(e, d):
+    from nanorec.recommend import recommend
+    return Case(call=lambda: recommend(e.run, e.log, mode="beam", device="cpu"), mentions=("'beam'", "generative"),
+                error=UsageError)
+
+
+@case
+def py_recommend_negative_temperature(e, d):
+    from nanorec.recommend import recommend
+    return Case(call=lambda: recommend(e.run, e.log, mode="generative", temperature=-1.0, device="cpu"),
+                mentions=("--temperature -1",), error=UsageError)
+
+
+@case
+def py_train_run_resume_and_overwrite(e, d):
+    from nanorec.config import Config
+    from nanorec.train import run
+    out = copy_run(e.run, d)
+    return Case(call=lambda: run(Config(data=e.log), out, resume=True, overwrite=True),
+                mentions=("--resume", "--overwrite"), keep=(out,), error=UsageError)
+
+
+@case
 def py_load_run_missing(e, d):
     from nanorec.rundir import load_run
     run = os.path.join(d, "norun")
@@ -1482,6 +1590,7 @@ def test_bad_input(name, env, tmp_path, monkeypatch):
             assert len(lines) == 1, stderr
         assert line.startswith(prefix) and ": error: " in line, line
         assert "internal error" not in line, line
+    print(f"\n{name}: {line}")  # pytest -s shows every message
     for m in c.mentions:
         assert m in line, f"{m!r} not in {line!r}"
 
