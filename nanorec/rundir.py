@@ -54,7 +54,7 @@ def check_out_dir(out: str, resume: bool, overwrite: bool) -> None:
         raise UsageError(f"{out}: the folder is not empty (it holds {', '.join(sorted(os.listdir(out))[:3])}...); "
                          f"use --overwrite to replace its run, --resume to continue it, or another --out")
     ours = [name for name in RUN_FILES if os.path.isfile(os.path.join(out, name))]
-    if overwrite and ours:  # --overwrite deletes these names: only in a nanorec run (a model folder has config.json too)
+    if overwrite and ours:  # start_run deletes these names: only a nanorec run's (a model folder has a config.json too)
         try:
             read_config(out)
         except DataError as e:
@@ -262,7 +262,8 @@ def load_run(run_dir: str, device: str = "cpu", weights: str = WEIGHTS):
     from .content import load_content
     from .model import GPT
     if not os.path.isdir(run_dir):
-        raise DataError(f"{run_dir}: " + ("not a run folder (a file)" if os.path.exists(run_dir) else "no such run folder"))
+        what = "not a run folder (a file)" if os.path.exists(run_dir) else "no such run folder"
+        raise DataError(f"{run_dir}: {what}")
     cfg = read_config(run_dir)
     item_ids = read_items(run_dir)
     content = load_content(cfg.content, item_ids, log=None) if cfg.content else []

@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 import torch
 
+from nanorec.cli import COMMANDS
 from nanorec.cli import main as cli_main
 from nanorec.errors import DataError, NanorecError, UsageError
 from nanorec.synthetic import write_challenge, write_csv
@@ -325,7 +326,7 @@ def train_into_nonempty_out(e, d):
 @case
 def train_into_folder_with_other_files(e, d):
     out = os.path.join(d, "mine")
-    note = write(os.path.join(out, "notes.txt"), "my notes\n")
+    write(os.path.join(out, "notes.txt"), "my notes\n")
     return Case(train_argv(e, d, out=out), mentions=(out, "not empty"), keep=(out,))
 
 
@@ -681,8 +682,8 @@ def train_parquet_folder_mismatched_columns(e, d):
     import polars as pl
     f = os.path.join(d, "parts")
     os.makedirs(f)
-    pl.DataFrame({"user_id": [1, 1], "item_id": [1, 2], "timestamp": [1, 2]}).write_parquet(os.path.join(f, "a.parquet"))
-    pl.DataFrame({"user_id": [2, 2], "product": [1, 2], "timestamp": [1, 2]}).write_parquet(os.path.join(f, "b.parquet"))
+    pl.DataFrame({"user_id": [1, 1], "item_id": [1, 2], "timestamp": [1, 2]}).write_parquet(f + "/a.parquet")
+    pl.DataFrame({"user_id": [2, 2], "product": [1, 2], "timestamp": [1, 2]}).write_parquet(f + "/b.parquet")
     return Case(train_argv(e, d, data=f), mentions=(os.path.join(f, "b.parquet"), "differ"),
                 absent=(os.path.join(d, "run"),))
 
@@ -843,7 +844,8 @@ def recommend_run_missing(e, d):
 @case
 def recommend_run_is_a_file(e, d):
     run = write(os.path.join(d, "run"), "x\n")
-    return Case(rec_argv(e, d, run=run), mentions=(run, "not a run folder"), absent=(os.path.join(d, "recs.csv"),), keep=(run,))
+    return Case(rec_argv(e, d, run=run), mentions=(run, "not a run folder"), absent=(os.path.join(d, "recs.csv"),),
+                keep=(run,))
 
 
 @case
@@ -868,7 +870,8 @@ def recommend_other_vocabulary(e, d):
 @case
 def recommend_users_missing(e, d):
     users = os.path.join(d, "users.csv")
-    return Case(rec_argv(e, d, "--users", users), mentions=(users, "no such file"), absent=(os.path.join(d, "recs.csv"),))
+    return Case(rec_argv(e, d, "--users", users), mentions=(users, "no such file"),
+                absent=(os.path.join(d, "recs.csv"),))
 
 
 @case
@@ -1582,7 +1585,7 @@ def test_bad_input(name, env, tmp_path, monkeypatch):
         assert code == 2, (code, stderr)
         assert lines, "nothing on stderr"
         line = lines[-1]
-        cmd = c.argv[0] if c.argv and c.argv[0] in _COMMANDS else None
+        cmd = c.argv[0] if c.argv and c.argv[0] in COMMANDS else None
         prefix = f"nanorec {cmd}" if cmd else "nanorec: error: "
         if c.argparse:
             assert all(ln.startswith(("usage:", " ")) for ln in lines[:-1]), stderr
@@ -1599,9 +1602,6 @@ def test_bad_input(name, env, tmp_path, monkeypatch):
     for p in c.absent:
         assert not os.path.lexists(p), f"{p} was written"
     assert not tmp_files(d, *env.shared), "temporary files left behind"
-
-
-from nanorec.cli import COMMANDS as _COMMANDS  # noqa: E402
 
 
 def test_table_is_large_enough():
