@@ -188,6 +188,24 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
     return dataclasses.replace(cfg, **changes).validate()
 
 
+def check_dashed_keys(argv: list[str], options) -> None:
+    """`--max_steps 10` (or `--max-steps=10`) where a config key is meant: argparse
+    would say "unrecognized arguments"; say how to set it instead. `options` are
+    the command's own option strings (`--data` is an option, not the key)."""
+    names = {f.name for f in fields(Config)}
+    for i, tok in enumerate(argv):
+        if tok == "--":
+            return
+        if not tok.startswith("--") or tok.split("=", 1)[0] in options:
+            continue
+        key, eq, value = tok[2:].partition("=")
+        key = key.replace("-", "_")
+        if key in names:
+            if not eq and i + 1 < len(argv) and not argv[i + 1].startswith("-") and "=" not in argv[i + 1]:
+                value = argv[i + 1]
+            raise UsageError(f"{tok}: config keys are set as key=value, not as options: {key}={value or '...'}")
+
+
 def describe() -> str:
     """Keys, defaults and their comments, for --help."""
     import inspect

@@ -117,7 +117,7 @@ def _load_safetensors(path: str):
                 ids = f.get_tensor("item_ids")
             else:
                 raise DataError(f"{path}: content table without item ids")
-    except SafetensorError as e:
+    except (SafetensorError, OSError) as e:
         raise DataError(f"{path}: cannot be read as safetensors ({e})") from None
     return ids, vectors
 
@@ -196,6 +196,8 @@ def load_table(path: str, id_col: str | None = None, vector_col: str | None = No
     """
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise DataError(f"{path}: is a folder, expected a table file")
     lower = path.lower()
     if lower.endswith(".safetensors"):
         ids, vectors = _load_safetensors(path)

@@ -216,6 +216,8 @@ def load(source, user_col: str = "user_id", item_col: str = "item_id", time_col:
     if not isinstance(source, (str, os.PathLike)):
         return from_frame(source, user_col, item_col, time_col, filter=filter, weight_col=weight_col)
     path = os.fspath(source)
+    if not path.strip():
+        raise UsageError("empty data path: expected a file or folder of interactions")
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file or folder")
     if os.path.isdir(path):
@@ -342,6 +344,8 @@ def read_json(path: str):
             return json.load(f)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
+    except OSError as e:  # a folder, no permission
+        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
     except UnicodeDecodeError:
@@ -504,6 +508,8 @@ def _read_parquet_folder(folder: str):
     """(one frame of all the folder's Parquet files in sorted name order, _Where naming each file)."""
     pl = _polars()
     files = [os.path.join(folder, f) for f in _parquet_files(folder)]
+    if not files:
+        raise DataError(f"{folder}: is a folder without .parquet files, expected a table")
     frames = [_read_parquet(f) for f in files]
     columns = frames[0].columns
     for f, df in zip(files[1:], frames[1:]):
@@ -594,6 +600,10 @@ def _events(df, where: _Where, name, user_col, item_col, time_col, filter, weigh
     if df.height == 0:
         raise DataError(f"{path}: no interactions (no data rows)")
     time_col = None if time_col is None or str(time_col).lower() == "none" else time_col
+    roles = [c for c in (user_col, item_col, time_col) if c]
+    if len(set(roles)) < len(roles):
+        raise UsageError(f"user_col={user_col!r}, item_col={item_col!r}, time_col={time_col!r}: "
+                         "each must name a different column")
     filter_col, values = _parse_filter(filter) if filter else (None, None)
     _require_columns(where, df, [user_col, item_col])
     _require_time_column(where, df, time_col)

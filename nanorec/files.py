@@ -14,7 +14,7 @@ import os
 import tempfile
 from typing import Callable
 
-from .errors import DataError
+from .errors import DataError, UsageError
 
 
 def _umask() -> int:
@@ -30,11 +30,12 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
     Raises DataError naming `path` when its folder is missing or not writable,
     or when `path` is a folder."""
     path = os.fspath(path)
+    if not path.strip():
+        raise UsageError("empty output path")
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise DataError(f"{path}: is a folder, expected a file path")
-    if not os.path.isdir(folder):
-        raise DataError(f"{path}: folder {folder} does not exist")
+    _check_folder(path, folder)
     try:
         fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     except OSError as e:
@@ -53,6 +54,13 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
             os.remove(tmp)
 
 
+def _check_folder(path: str, folder: str) -> None:
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise DataError(f"{path}: {folder} is a file, not a folder")
+    if not os.path.isdir(folder):
+        raise DataError(f"{path}: folder {folder} does not exist")
+
+
 def write_text(path: str, text: str) -> None:
     def write(tmp):
         with open(tmp, "w", encoding="utf-8") as f:
@@ -66,10 +74,24 @@ def write_json(path: str, obj, indent: int | None = 2) -> None:
 
 def check_writable_folder(path: str, what: str = "output") -> None:
     """Fail before the work, not after it: `path`'s folder must exist and accept files."""
+    if not os.fspath(path).strip():
+        raise UsageError(f"empty path for the {what}")
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise DataError(f"{path}: is a folder, expected a file path for the {what}")
-    if not os.path.isdir(folder):
-        raise DataError(f"{path}: folder {folder} does not exist")
+    _check_folder(path, folder)
     if not os.access(folder, os.W_OK):
         raise DataError(f"{path}: folder {folder} is not writable")
+
+
+def check_output_folder(path: str, what: str = "output folder") -> None:
+    """Fail before the work: `path` must be a folder, or a path where one can be created."""
+    if not os.fspath(path).strip():
+        raise UsageError(f"empty path for the {what}")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise DataError(f"{path}: exists and is not a folder")
+    ancestor = os.path.abspath(path)  # its first existing ancestor must be a folder
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise DataError(f"{path}: cannot create the {what} ({ancestor} is a file)")

@@ -25,7 +25,7 @@ from .config import Config, apply_overrides
 from .data import Dataset, item_counts, load, split
 from .errors import DataError, UsageError
 from .evaluate import evaluate, metrics_from_ranks, protocol_line
-from .files import atomic_write, write_json, write_text
+from .files import atomic_write, check_output_folder, write_json, write_text
 
 # Published full-ranking results on the S3-Rec files (HR@10, NDCG@10); see DESIGN.md.
 PUBLISHED = {
@@ -239,11 +239,16 @@ def main(argv) -> int:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise UsageError(f"unknown method {unknown[0]!r} (methods: {', '.join(METHODS)})")
+    if not methods:
+        raise UsageError(f"--methods {args.methods!r}: no method named (methods: {', '.join(METHODS)})")
     base_cfg = apply_overrides(Config(data=args.data, progress=False), args.overrides)
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise DataError(f"{args.out}: exists and is not a folder")
+    check_output_folder(args.out, "--out folder")
     json_path = os.path.join(args.out, "leaderboard.json")
     earlier = read_earlier(json_path) if args.resume and os.path.exists(json_path) else None
+    for method, needs in (("gpt_generative", "gpt_packed"), ("gpt_all_data", "gpt_content_decay")):
+        kept = earlier is not None and any(r["method"] == needs for r in earlier["rows"])
+        if method in methods and not kept and (needs not in methods or methods.index(needs) > methods.index(method)):
+            raise UsageError(f"--methods: {method} needs {needs} before it (in --methods, or kept by --resume)")
     ds = load(args.data)
     sp = split(ds)
     if sp.test is None:

@@ -14,11 +14,11 @@ import time
 
 import numpy as np
 
-from .config import Config, apply_overrides
+from .config import Config, apply_overrides, check_dashed_keys
 from .baselines.pop import Popularity
 from .data import load, split
-from .errors import DataError, UsageError
-from .files import write_json
+from .errors import UsageError
+from .files import check_output_folder, write_json
 from .evaluate import evaluate, protocol_line
 from .recommend import recommend, write_submission
 from .synthetic import write_csv
@@ -37,6 +37,7 @@ def main(argv) -> int:
     p.add_argument("--items", type=int, default=1000, help="synthetic items (default 1000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("overrides", nargs="*", metavar="key=value", help="training config overrides")
+    check_dashed_keys(argv, p._option_string_actions)
     args = p.parse_args(argv)
     if not 50 <= args.users <= 10_000_000:
         raise UsageError(f"--users {args.users}: must be in 50..10000000")
@@ -45,8 +46,7 @@ def main(argv) -> int:
     if not 0 <= args.seed < 2**32:
         raise UsageError(f"--seed {args.seed}: must be in 0..2^32-1")
     cfg = apply_overrides(Config(seed=args.seed, **QUICKSTART_OVERRIDES), args.overrides)  # bad keys fail first
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise DataError(f"{args.out}: exists and is not a folder")
+    check_output_folder(args.out, "--out folder")
     t0 = time.time()
 
     os.makedirs(args.out, exist_ok=True)

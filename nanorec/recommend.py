@@ -62,7 +62,7 @@ def read_user_list(path: str, user_col: str = "user_id") -> np.ndarray:
     users = _ids(path, df, col)
     _, first, counts = np.unique(users.astype(str), return_index=True, return_counts=True)
     if (counts > 1).any():
-        dup = users[np.sort(first[counts > 1])[0]]
+        dup = users.tolist()[np.sort(first[counts > 1])[0]]
         raise DataError(f"{path}: user {dup!r} is listed more than once")
     return users
 
@@ -75,6 +75,8 @@ def recommend(run_dir: str, data_path=None, k: int = 10, mode: str = "oneshot", 
     Histories come from `data_path` (a log in the run's vocabulary) or, when it is
     None, from the run's own histories.parquet. Default users: a challenge
     folder's test.csv, else every user with a history."""
+    check_options(argparse.Namespace(k=k, mode=mode, temperature=temperature, top_k_sample=top_k, seed=seed,
+                                     batch_size=batch_size))
     device = pick_device(device)
     cfg, scorer, item_ids, num_items = rundir.load_scorer(run_dir, device)
     if not 1 <= k <= num_items:
@@ -84,7 +86,10 @@ def recommend(run_dir: str, data_path=None, k: int = 10, mode: str = "oneshot", 
         default_users = known_users
     else:
         ds = load_like(cfg, data_path)
-        hist, _ = histories_in_run_vocab(ds, item_ids)
+        hist, dropped = histories_in_run_vocab(ds, item_ids)
+        if dropped and len(hist.items) == 0:  # a newer log may add items; none known is the wrong data
+            raise DataError(f"{data_path}: none of its items is in the vocabulary of the run in {run_dir} "
+                            f"({rundir.ITEMS}); use data with the run's item ids")
         known_users = ds.user_ids
         if ds.kind == "challenge" and ds.test_users is None and users is None:
             raise DataError(f"{data_path}: a challenge folder without test.csv; say which users with --users FILE")
@@ -215,6 +220,8 @@ def main(argv) -> int:
 
 
 def check_options(args) -> None:
+    if args.mode not in ("oneshot", "generative"):
+        raise UsageError(f"--mode {args.mode!r}: expected oneshot or generative")
     if args.k < 1:
         raise UsageError(f"--k {args.k}: must be at least 1")
     if not (args.temperature >= 0 and np.isfinite(args.temperature)):

@@ -49,6 +49,8 @@ def check_out_dir(out: str, resume: bool, overwrite: bool) -> None:
     """A fresh run needs an empty (or absent) folder unless overwrite; a resume needs a checkpoint."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise DataError(f"{out}: exists and is not a folder")
+    if resume and overwrite:
+        raise UsageError("--resume continues the run in --out, --overwrite replaces it: choose one")
     if resume:
         if not os.path.exists(os.path.join(out, CKPT)):
             raise DataError(f"{out}: nothing to resume (no {CKPT})")
@@ -56,6 +58,13 @@ def check_out_dir(out: str, resume: bool, overwrite: bool) -> None:
     if os.path.isdir(out) and os.listdir(out) and not overwrite:
         raise UsageError(f"{out}: the folder is not empty (it holds {', '.join(sorted(os.listdir(out))[:3])}...); "
                          f"use --overwrite to replace its run, --resume to continue it, or another --out")
+    ours = [name for name in RUN_FILES if os.path.isfile(os.path.join(out, name))]
+    if overwrite and ours:  # start_run deletes these names: only a nanorec run's (a model folder has a config.json too)
+        try:
+            read_config(out)
+        except DataError as e:
+            raise DataError(f"{out}: --overwrite replaces a nanorec run, and this folder's {CONFIG} is not one's "
+                            f"({e}); choose another --out, or remove {', '.join(ours[:3])} yourself") from None
     ancestor = os.path.abspath(out)  # the folder will be created: its first existing ancestor must be a folder
     while not os.path.exists(ancestor):
         ancestor = os.path.dirname(ancestor)
@@ -233,15 +242,29 @@ def read_fingerprint(run_dir: str) -> dict | None:
 
 def load_weights(model, path: str) -> None:
     """Load safetensors weights into `model`, or a DataError naming the file."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file (has the run finished a validation pass?)")
+    _load_state(model, _read_safetensors(path), path)
+
+
+def check_weights(path: str, state: dict) -> None:
+    """--resume keeps the selected weights until a better validation replaces them:
+    they must be readable and fit the checkpoint's model (absent: no validation yet)."""
+    if not os.path.exists(path):
+        return
+    shapes = lambda d: {k: tuple(v.shape) for k, v in d.items()}  # noqa: E731
+    if shapes(_read_safetensors(path)) != shapes(state):
+        raise DataError(f"{path}: the weights do not fit the model of {CKPT}; "
+                        f"start again with --overwrite, or restore the file")
+
+
+def _read_safetensors(path: str) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
     try:
-        state = load_file(path)
+        return load_file(path)
     except (SafetensorError, OSError, ValueError) as e:
         raise DataError(f"{path}: not a readable safetensors file ({_first_line(e)})") from None
-    _load_state(model, state, path)
 
 
 def load_checkpoint(path: str, device: str = "cpu") -> dict:
@@ -252,7 +275,8 @@ def load_checkpoint(path: str, device: str = "cpu") -> dict:
     try:
         ck = torch.load(path, map_location=device, weights_only=True)
     except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
-        raise DataError(f"{path}: not a readable checkpoint ({_first_line(e)}); "
+        reason = "not a weights-only torch file" if isinstance(e, pickle.UnpicklingError) else _first_line(e)
+        raise DataError(f"{path}: not a readable checkpoint ({reason}); "
                         f"start again with --overwrite, or restore the file") from None
     need = {"model", "optimizer", "state", "config", "rng_cpu"}
     if not isinstance(ck, dict) or not need <= set(ck):
@@ -277,7 +301,8 @@ def load_run(run_dir: str, device: str = "cpu", weights: str = WEIGHTS):
     from .content import load_content
     from .model import GPT
     if not os.path.isdir(run_dir):
-        raise DataError(f"{run_dir}: no such run folder")
+        what = "not a run folder (a file)" if os.path.exists(run_dir) else "no such run folder"
+        raise DataError(f"{run_dir}: {what}")
     cfg = read_config(run_dir)
     item_ids = read_items(run_dir)
     content = load_content(cfg.content, item_ids, log=None) if cfg.content else []

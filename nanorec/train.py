@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from . import distributed, rundir, tracking
-from .config import Config, apply_overrides, describe
+from .config import Config, apply_overrides, check_dashed_keys, describe
 from .curves import plot_curves
 from .data import load_like, split
 from .devices import autocast, pick_device
@@ -155,8 +155,10 @@ def check_run(cfg: Config, out_dir: str, resume: bool, overwrite: bool, dataset=
         hint = "; holdout=none trains on every event" if cfg.holdout != "none" else ""
         raise DataError(f"{ds.path}: no user has two training items (holdout={cfg.holdout}): nothing to learn{hint}")
     fp = rundir.fingerprint(ds)
-    if resume:
+    if resume:  # the run folder's other files must fit too: the resumed run keeps them
         rundir.check_same_data(out_dir, fp, cfg.data)
+        rundir.check_same_vocabulary(out_dir, ds.item_ids, cfg.data)
+        rundir.check_weights(os.path.join(out_dir, rundir.WEIGHTS), ck["model"])
     from .content import load_content
     coverage = []  # the content tables' coverage lines, logged once there is a log
     content = load_content(cfg.content, ds.item_ids, log=coverage.append) if cfg.content else []
@@ -378,11 +380,14 @@ def parse_args(argv):
     mode.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar or log lines on the terminal")
     p.add_argument("overrides", nargs="*", metavar="key=value")
+    check_dashed_keys(argv, p._option_string_actions)
     return p.parse_args(argv)
 
 
 def main(argv) -> int:
     args = parse_args(argv)
+    if not args.out.strip():
+        raise UsageError("--out: empty; expected the run folder")
     if args.resume and not os.path.exists(os.path.join(args.out, rundir.CONFIG)):
         raise DataError(f"{args.out}: nothing to resume (no {rundir.CONFIG})")
     cfg = rundir.read_config(args.out) if args.resume else Config()
