@@ -300,9 +300,7 @@ def load_run(run_dir: str, device: str = "cpu", weights: str = WEIGHTS):
     """(cfg, model in eval mode, item_ids) from a finished run folder; no unpickling."""
     from .content import load_content
     from .model import GPT
-    if not os.path.isdir(run_dir):
-        what = "not a run folder (a file)" if os.path.exists(run_dir) else "no such run folder"
-        raise DataError(f"{run_dir}: {what}")
+    _require_folder(run_dir)
     cfg = read_config(run_dir)
     item_ids = read_items(run_dir)
     content = load_content(cfg.content, item_ids, log=None) if cfg.content else []
@@ -315,8 +313,7 @@ def load_run(run_dir: str, device: str = "cpu", weights: str = WEIGHTS):
 def load_scorer(run_dir: str, device: str = "cpu"):
     """(cfg, scorer, item_ids, num_items) from any finished run folder, GPT or baseline:
     what recommend, evaluate, serve and the Python API score with."""
-    if not os.path.isdir(run_dir):
-        raise DataError(f"{run_dir}: no such run folder")
+    _require_folder(run_dir)
     cfg = read_config(run_dir)
     if cfg.method == "gpt":
         from .scoring import gpt_scorer
@@ -353,6 +350,12 @@ def load_baseline(method: str, path: str, num_items: int):
 def _one_item_history():
     from .data import Sequences
     return Sequences(np.array([0, 1], dtype=np.int64), np.array([1], dtype=np.int64))
+
+
+def _require_folder(run_dir: str) -> None:
+    if not os.path.isdir(run_dir):
+        what = "not a run folder (a file)" if os.path.exists(run_dir) else "no such run folder"
+        raise DataError(f"{run_dir}: {what}")
 
 
 def _plain(x):
