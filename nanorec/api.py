@@ -80,6 +80,32 @@ class Recommender:
         self._attach(out)
         return self
 
+    @classmethod
+    def tune(cls, data, space: str | None = None, trials: int = 20, out: str | None = None,
+             user_col: str | None = None, item_col: str | None = None, time_col: str | None = None,
+             *, filter: str | None = None, **config: Any) -> "Recommender":
+        """An Optuna search (see `nanorec.tune`): every trial selects on validation,
+        and the test split is scored once, for the winner. Returns the winner,
+        loaded, with the study summary in `.study`. `config`: fixed keys for every trial."""
+        from .data import load_like
+        from .tune import DEFAULT_SPACE, tune
+
+        base = cls(**config).config
+        changes = {k: v for k, v in (("user_col", user_col), ("item_col", item_col),
+                                     ("time_col", time_col), ("filter", filter)) if v is not None}
+        base = dataclasses.replace(base, **changes, progress=False)
+        if isinstance(data, (str, os.PathLike)):
+            base.data, dataset = os.fspath(data), None
+        else:
+            base.data, dataset = "<dataframe>", load_like(base, data)
+        out = out or tempfile.mkdtemp(prefix="nanorec-study-")
+        summary = tune(base, out, space or DEFAULT_SPACE, trials, dataset=dataset, log=lambda *_: None)
+        rec = cls.load(summary["best"]["run"])
+        rec.study = summary
+        if dataset is not None:
+            rec._frame_kind = "pandas" if type(data).__module__.startswith("pandas") else "polars"
+        return rec
+
     # -------------------------------------------------------------------------
     # recommending
 

@@ -52,3 +52,13 @@ def test_three_trials_never_see_test_targets_before_the_winner(tmp_path, monkeyp
 def test_bad_space_is_a_usage_error(spec, msg):
     with pytest.raises(UsageError, match=msg):
         parse_space(spec)
+
+
+def test_api_tune_returns_the_loaded_winner(tmp_path):
+    from nanorec import Recommender
+    data = write_csv(str(tmp_path / "log.csv"), num_users=200, num_items=40, seed=4)
+    rec = Recommender.tune(data, space="learning_rate=1e-3..1e-2:log", trials=2, out=str(tmp_path / "study"),
+                           n_embd=16, n_head=1, n_layer=1, block_size=8, max_steps=20, eval_interval=10,
+                           batch_size=16, threads=1)
+    assert rec.study["best"]["number"] in (0, 1) and "test" in rec.study["best"]
+    assert rec.recommend(k=3).height == 3 * 200
