@@ -36,6 +36,7 @@ class Config:
     dropout: float = 0.5           # small data, many items: strong dropout generalises better
     bias: bool = True              # bias in Linear and LayerNorm layers
     attention: str = "sdpa"        # "sdpa" (boolean mask, reference) or "flex" (FlexAttention block mask, compiled)
+    fuse_transitions: bool = False # add w * log(transition probabilities) to the GPT's log-probabilities, w chosen on validation
     packing: bool = True           # many users per row; False = one user per row, left-aligned, padded
     # optimisation
     batch_size: int = 64           # rows of block_size tokens per step (~450 Beauty users)

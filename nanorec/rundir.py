@@ -6,6 +6,7 @@
                        serve continue when no --data is given
     data.json          fingerprint of the training data (users, items, interactions, a hash):
                        `--resume`, evaluate and recommend refuse data that does not match
+    transitions.safetensors, fusion.json   fuse_transitions=true: the transitions and their weight
     baseline.safetensors  a baseline's fitted arrays (method=popularity|transitions|svd), instead of weights
     model.safetensors  the selected weights (best validation NDCG@10; the last ones without selection)
     ckpt.pt            the latest resumable state (plain tensors and strings: weights_only-loadable)
@@ -31,9 +32,10 @@ from .files import atomic_write, write_json
 
 CONFIG, ITEMS, DATA, WEIGHTS = "config.json", "items.json", "data.json", "model.safetensors"
 BASELINE = "baseline.safetensors"
+TRANSITIONS, FUSION = "transitions.safetensors", "fusion.json"  # fuse_transitions=true (fusion.py)
 HISTORIES = "histories.parquet"
 CKPT, METRICS, HISTORY, TEST_RANKS, LOG = "ckpt.pt", "metrics.json", "history.jsonl", "test_ranks.npy", "train.log"
-RUN_FILES = (CONFIG, ITEMS, DATA, HISTORIES, WEIGHTS, BASELINE, CKPT, METRICS, HISTORY, TEST_RANKS, LOG, "curves.png")
+RUN_FILES = (CONFIG, ITEMS, DATA, HISTORIES, WEIGHTS, BASELINE, TRANSITIONS, FUSION, CKPT, METRICS, HISTORY, TEST_RANKS, LOG, "curves.png")
 
 # Keys a resumed run may change: they steer how long and how visibly it goes
 # on, not what is being trained. Changing any other key would continue a
@@ -318,10 +320,31 @@ def load_scorer(run_dir: str, device: str = "cpu"):
     if cfg.method == "gpt":
         from .scoring import gpt_scorer
         cfg, model, item_ids = load_run(run_dir, device)
-        return cfg, gpt_scorer(model, device), item_ids, model.num_items
+        scorer = gpt_scorer(model, device)
+        if cfg.fuse_transitions:
+            from .fusion import fused_scorer
+            trans = load_baseline("transitions", os.path.join(run_dir, TRANSITIONS), model.num_items)
+            scorer = fused_scorer(scorer, trans.score, read_fusion(run_dir))
+        return cfg, scorer, item_ids, model.num_items
     item_ids = read_items(run_dir)
     model = load_baseline(cfg.method, os.path.join(run_dir, BASELINE), len(item_ids) - 1)
     return cfg, model.score, item_ids, len(item_ids) - 1
+
+
+def save_fusion(out: str, weight: float) -> None:
+    write_json(os.path.join(out, FUSION), {"transitions_weight": weight})
+
+
+def read_fusion(run_dir: str) -> float:
+    from .data import read_json
+    path = os.path.join(run_dir, FUSION)
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such file (the run did not finish its fusion step)")
+    d = read_json(path)
+    w = d.get("transitions_weight") if isinstance(d, dict) else None
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 100:
+        raise DataError(f"{path}: expected {{\"transitions_weight\": a number in 0..100}}")
+    return float(w)
 
 
 def save_baseline(model, path: str) -> None:

@@ -324,8 +324,10 @@ def validate_and_select(model, scorer, sp, cfg: Config, state: TrainState, train
 
 def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_dir: str, log) -> dict:
     rundir.load_weights(model, os.path.join(out_dir, rundir.WEIGHTS))
-    t_valid = time.time()
     results, protocol = {}, {}
+    if cfg.fuse_transitions:  # the selected GPT + transitions, weight chosen on validation (fusion.py)
+        scorer, results["fusion"] = fuse(scorer, ds, sp, cfg, out_dir, log)
+    t_valid = time.time()
     if sp.valid is not None:
         results["valid"] = evaluate(scorer, sp.valid, batch_size=cfg.eval_batch_size)
         protocol["valid"] = protocol_line(ds.num_items, len(sp.valid.targets))
@@ -357,6 +359,19 @@ def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_
         log(f"test  [{protocol['test']}] (step {state.best_step}): {format_metrics(results['test'], ks=(10,))}")
     log(f"wrote {out_dir}/{rundir.WEIGHTS}, {rundir.METRICS} ({state.train_seconds:.0f} s training)")
     return results
+
+
+def fuse(scorer, ds, sp, cfg: Config, out_dir: str, log):
+    """Fit transitions on the training split, choose the fusion weight on validation, save them."""
+    from .baselines.transitions import Transitions
+    from .fusion import choose_weight, fused_scorer
+    trans = Transitions().fit(sp.train, ds.num_items, sp.valid)
+    weight, grid = choose_weight(scorer, trans.score, sp.valid, cfg.eval_batch_size) if sp.valid else (0.5, {})
+    rundir.save_baseline(trans, os.path.join(out_dir, rundir.TRANSITIONS))
+    rundir.save_fusion(out_dir, weight)
+    log(f"fusion with transitions: weight {weight} (validation NDCG@10 by weight: "
+        + ", ".join(f"{w}: {v:.4f}" for w, v in grid.items()) + ")")
+    return fused_scorer(scorer, trans.score, weight), {"weight": weight, "valid_NDCG@10_by_weight": grid}
 
 
 def parse_args(argv):
