@@ -1,4 +1,4 @@
-"""Classical baselines on one data set, full ranking, S3-Rec leave-one-out (DESIGN.md).
+"""Classical baselines on one data set, full ranking, S3-Rec leave-one-out (benchmarks/README.md).
 
     OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/baselines.py \
         /work/shared/data/beauty/Beauty.txt --name beauty

@@ -8,7 +8,7 @@ recommender: ContentKNN (Faiss, exact inner product) around the user's last
 item(s). The options (SVD dimension, last-k, popularity tie-break weight) are
 chosen on the validation split only (NDCG@10); the test split is scored once,
 with the chosen options. Both through nanorec.evaluate.evaluate: ranking over
-all items, history excluded, leave-one-out (DESIGN.md).
+all items, history excluded, leave-one-out (protocol: benchmarks/README.md).
 """
 from __future__ import annotations
 

@@ -5,9 +5,11 @@ The output layer dominates training: M target slots times N+1 items (Beauty:
 writes those logits, their log-softmax, and the same again in backward: on a
 CPU that is memory traffic, not arithmetic. Here the forward pass also
 computes both gradients, chunk by chunk, so no (M, N+1) tensor ever exists and
-backward is a multiply. Same loss, same gradients (a test checks it); about
-2x faster on this 2-core machine (1.2 s vs 2.3 s forward + backward for 5,660
-targets x 12,102 items, measured once while the machine was shared).
+backward is a multiply. Same loss, same gradients (a test checks it), with
+less memory traffic than the plain version, which is what makes a full softmax
+affordable on a CPU. Dated speed figures belong with their command and machine
+in benchmarks/results/*.json (throughput_beauty.json: training tokens/s of the
+default config with this loss).
 
 Item 0 (padding) is excluded from the softmax: it is never a valid prediction.
 """

@@ -5,11 +5,16 @@
     x = Block(x) * n_layer               (causal self-attention restricted to the same user)
     logits = ln_f(x) @ E.T               (item vectors tied to the output layer)
 
-Item index 0 is padding: it gets a zero embedding, and its logit is -inf, so it
-is never predicted. Attention comes in two interchangeable backends that must
-agree (a test checks it): SDPA with the boolean mask from
-`packing.attention_mask` (the reference, any device) and FlexAttention with the
-block mask from `packing.flex_block_mask` (compiled; the fast path on GPU).
+Item index 0 is padding. Its own wte row is zero and stays zero (padding_idx),
+but with content tables its row of E is not zero: every table's learned
+"missing" vector is added to it, as to any item without content. That does not
+matter: real tokens never attend to padding (the mask is same-user), padding
+slots have no target, and padding's logit is -inf, so it is never predicted.
+
+Attention comes in two interchangeable backends that must agree (a test checks
+it): SDPA with the boolean mask from `packing.attention_mask` (the reference,
+any device) and FlexAttention with the block mask from `packing.flex_block_mask`
+(compiled; the fast path on GPU).
 """
 from __future__ import annotations
 
@@ -36,7 +41,9 @@ def _compiled_flex():
 
 
 class LayerNorm(nn.Module):
-    """LayerNorm with an optional bias (PyTorch's has no bias=False before 2.1)."""
+    """LayerNorm with an optional bias, kept as a small class (as in nanoGPT) so
+    bias=False drops the parameter. torch>=2.5's nn.LayerNorm(ndim, bias=False)
+    does the same, with the same state-dict keys (`weight`, `bias`)."""
 
     def __init__(self, ndim: int, bias: bool):
         super().__init__()

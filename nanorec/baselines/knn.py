@@ -20,7 +20,7 @@ a small value breaks those ties towards popular items. Choose it, like
 Indexes: ``flat`` (exact inner product, the default), ``hnsw`` (graph,
 approximate, for catalogues of millions) or ``ivf`` (inverted lists, approximate).
 
-Usage as a baseline (the `Scorer` contract of nanorec.evaluate)::
+Usage as a baseline (the `Scorer` contract of nanorec.scoring)::
 
     knn = ContentKNN("attributes.safetensors", item_ids=ds.item_ids, last=2)
     knn.fit(split.train, ds.num_items)
