@@ -203,6 +203,7 @@ def rewrite_history(out: str, records: list) -> None:
 # reading: every failure is a DataError naming the file
 
 def read_config(run_dir: str) -> Config:
+    _require_folder(run_dir)
     path = os.path.join(run_dir, CONFIG)
     if not os.path.exists(path):
         raise DataError(f"{run_dir}: not a run folder ({CONFIG} is missing)")

@@ -187,6 +187,10 @@ CONFIG_BAD = [
     (["n_layers=3"], ["'n_layers'", "unknown config key", "n_layer"]),
     (["dropout"], ["'dropout'", "key=value", "dropout=..."]),
     (["--", "=3"], ["unknown config key ''"]),
+    (["method=lightgcn"], ["method='lightgcn'", "transitions"]),
+    (["holdout=random"], ["holdout='random'", "loo, last or none"]),
+    (["fuse_transitions=sometimes"], ["fuse_transitions='sometimes'", "true or false"]),
+    (["track=wandb"], ["track='wandb'", "tensorboard"]),
 ]
 
 
@@ -1552,6 +1556,176 @@ def py_load_run_missing(e, d):
     from nanorec.rundir import load_run
     run = os.path.join(d, "norun")
     return Case(call=lambda: load_run(run), mentions=(run, "no such run folder"), error=DataError)
+
+
+# -----------------------------------------------------------------------------
+# newer surfaces: holdout, shipped baselines, trackers, tune, the Python API
+
+@case
+def train_holdout_loo_on_two_event_users(e, d):
+    """Every user has two events: leave-one-out leaves nothing to learn; the hint names holdout=none."""
+    p = write(os.path.join(d, "two.csv"), "user_id,item_id,timestamp\n" +
+              "".join(f"{u},{u % 5},{2 * u}\n{u},{(u + 1) % 5},{2 * u + 1}\n" for u in range(20)))
+    return Case(["train", "--data", p, "--out", os.path.join(d, "run"), *TINY],
+                mentions=(p, "nothing to learn", "holdout=none"), absent=(os.path.join(d, "run"),))
+
+
+@case
+def train_weight_col_not_used_yet(e, d):
+    p = write(os.path.join(d, "w.csv"), "user_id,item_id,timestamp,w\n1,1,1,1\n1,2,2,2\n1,3,3,1\n2,1,1,1\n2,3,2,1\n")
+    return Case(["train", "--data", p, "--out", os.path.join(d, "run"), "weight_col=w", *TINY],
+                mentions=("weight_col", "not used in training"), absent=(os.path.join(d, "run"),))
+
+
+@case
+def train_track_tensorboard_missing(e, d):
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+        pytest.skip("tensorboard is installed")
+    except ImportError:
+        pass
+    return Case(train_argv(e, d, "track=tensorboard"), mentions=("track=tensorboard", "pip install tensorboard"),
+                absent=(os.path.join(d, "run"),))
+
+
+@case
+def train_resume_change_method(e, d):
+    run = copy_run(e.run, d)
+    return Case(["train", "--out", run, "--resume", "method=transitions"],
+                mentions=("method='transitions'", "cannot change on --resume"), keep=(run,))
+
+
+@case
+def recommend_baseline_run_missing_model(e, d):
+    run = os.path.join(d, "base")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli_main(["train", "--data", e.log, "--out", run, "--quiet", "method=transitions"]) == 0
+    os.remove(os.path.join(run, "baseline.safetensors"))
+    out = os.path.join(d, "recs.csv")
+    return Case(["recommend", "--run", run, "--out", out], mentions=("baseline.safetensors", "no such file"),
+                keep=(run,), absent=(out,))
+
+
+@case
+def recommend_baseline_run_garbage_model(e, d):
+    run = os.path.join(d, "base")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli_main(["train", "--data", e.log, "--out", run, "--quiet", "method=popularity"]) == 0
+    write(os.path.join(run, "baseline.safetensors"), "not safetensors")
+    out = os.path.join(d, "recs.csv")
+    return Case(["recommend", "--run", run, "--out", out], mentions=("baseline.safetensors", "not a readable"),
+                keep=(run,), absent=(out,))
+
+
+def _fused_run(e, d):
+    run = os.path.join(d, "fused")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli_main(["train", "--data", e.log, "--out", run, "--quiet", "fuse_transitions=true", *TINY]) == 0
+    return run
+
+
+@case
+def recommend_fusion_weight_garbage(e, d):
+    run = _fused_run(e, d)
+    write(os.path.join(run, "fusion.json"), '{"transitions_weight": "lots"}')
+    out = os.path.join(d, "recs.csv")
+    return Case(["recommend", "--run", run, "--out", out], mentions=("fusion.json", "transitions_weight"),
+                keep=(run,), absent=(out,))
+
+
+@case
+def evaluate_fusion_transitions_missing(e, d):
+    run = _fused_run(e, d)
+    os.remove(os.path.join(run, "transitions.safetensors"))
+    return Case(["evaluate", "--run", run, "--data", e.log], mentions=("transitions.safetensors", "no such file"),
+                keep=(run,))
+
+
+@case
+def tune_trials_zero(e, d):
+    pytest.importorskip("optuna")
+    out = os.path.join(d, "study")
+    return Case(["tune", "--data", e.log, "--out", out, "--trials", "0", *TINY], mentions=("--trials 0",),
+                absent=(out,))
+
+
+@case
+def tune_bad_space(e, d):
+    out = os.path.join(d, "study")
+    return Case(["tune", "--data", e.log, "--out", out, "--space", "dropout=0.9..0.1", *TINY],
+                mentions=("--space", "low < high"), absent=(out,))
+
+
+@case
+def tune_space_untunable_key(e, d):
+    out = os.path.join(d, "study")
+    return Case(["tune", "--data", e.log, "--out", out, "--space", "data=a|b", *TINY],
+                mentions=("'data'", "not a tunable"), absent=(out,))
+
+
+@case
+def tune_holdout_none(e, d):
+    pytest.importorskip("optuna")
+    out = os.path.join(d, "study")
+    return Case(["tune", "--data", e.log, "--out", out, "holdout=none", *TINY],
+                mentions=("holdout=none", "validation"), absent=(out,))
+
+
+@case
+def tune_out_is_a_file(e, d):
+    pytest.importorskip("optuna")
+    out = write(os.path.join(d, "study"), "a file")
+    return Case(["tune", "--data", e.log, "--out", out, *TINY], mentions=(out, "not a folder"), keep=(out,))
+
+
+@case
+def api_unknown_keyword(e, d):
+    from nanorec import Recommender
+    return Case(call=lambda: Recommender(n_layers=2), mentions=("'n_layers'", "n_layer"), error=UsageError)
+
+
+@case
+def api_recommend_before_fit(e, d):
+    from nanorec import Recommender
+    return Case(call=lambda: Recommender().recommend(k=5), mentions=("not fitted",), error=UsageError)
+
+
+@case
+def api_k_zero(e, d):
+    from nanorec import Recommender
+    return Case(call=lambda: Recommender.load(e.run).recommend(k=0), mentions=("k=0",), error=UsageError)
+
+
+@case
+def api_k_bool(e, d):
+    from nanorec import Recommender
+    return Case(call=lambda: Recommender.load(e.run).recommend_history([1], k=True), mentions=("k=True",),
+                error=UsageError)
+
+
+@case
+def api_save_into_non_empty_folder(e, d):
+    from nanorec import Recommender
+    target = os.path.join(d, "target")
+    write(os.path.join(target, "mine.txt"), "keep me")
+    return Case(call=lambda: Recommender.load(e.run).save(target), mentions=(target, "not empty"), keep=(target,),
+                error=UsageError)
+
+
+@case
+def api_load_not_a_run(e, d):
+    from nanorec import Recommender
+    return Case(call=lambda: Recommender.load(os.path.join(d, "nothing")), mentions=("no such run folder",),
+                error=DataError)
+
+
+@case
+def api_fit_missing_column(e, d):
+    import polars as pl
+    from nanorec import Recommender
+    df = pl.DataFrame({"user_id": [1, 1, 2], "item_id": [1, 2, 1], "when": [1, 2, 3]})
+    return Case(call=lambda: Recommender().fit(df, out=os.path.join(d, "run")), mentions=("timestamp", "when"),
+                absent=(os.path.join(d, "run"),), error=DataError)
 
 
 # -----------------------------------------------------------------------------
