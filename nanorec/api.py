@@ -29,7 +29,8 @@ _FIELDS = {f.name for f in dataclasses.fields(Config)}
 
 
 class Recommender:
-    """A GPT next-item recommender: every `nanorec.config.Config` key is a keyword.
+    """A next-item recommender: a GPT by default, or a baseline with method="transitions",
+    "popularity" or "svd"; every `nanorec.config.Config` key is a keyword.
 
     Attributes after `fit` or `load`: `config` (the resolved Config), `run_dir`
     (the run folder), `metrics` (metrics.json: validation/test figures and the

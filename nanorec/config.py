@@ -212,8 +212,10 @@ def describe() -> str:
     import inspect
     src = inspect.getsource(Config).splitlines()
     out = []
-    for line in src:
+    for line in src[1:]:
         s = line.strip()
+        if s.startswith(("def ", "@")):  # the fields end where the methods begin
+            break
         if s.startswith("#") and not s.startswith("# "):
             continue
         if ":" in s and "=" in s and not s.startswith(("def", "return", "@", "class")):

@@ -45,6 +45,10 @@ def main(argv) -> int:
     sp = split(ds, all_data=cfg.all_data, holdout=cfg.holdout)
     evalset = sp.test if args.split == "test" else sp.valid
     if evalset is None:
+        if cfg.holdout == "none":
+            raise DataError(f"{args.run}: trained with holdout=none (every event trained on): nothing is held out to evaluate")
+        if cfg.holdout == "last":
+            raise DataError(f"{args.run}: trained with holdout=last (no test split); use --split valid")
         raise DataError(f"{args.data}: a challenge folder has no test answers; use --split valid")
     exclude_seen = not args.include_seen
     if args.mode == "generative":

@@ -184,7 +184,8 @@ def main(argv) -> int:
     p.add_argument("--run", required=True, help="run directory written by `nanorec train`")
     p.add_argument("--data", help="interactions whose histories are continued (default: the run's own histories)")
     p.add_argument("--out", required=True, help="output .csv (or .parquet)")
-    p.add_argument("--users", help="CSV/Parquet with a user_id column (default: test.csv of a challenge folder, else every user)")
+    p.add_argument("--users", help="CSV/Parquet of users: the run's user column (user_col), else user_id "
+                        "(default: test.csv of a challenge folder, else every user with a history)")
     p.add_argument("--k", type=int, default=10, help="list length (default 10)")
     p.add_argument("--mode", choices=["oneshot", "generative"], default="oneshot")
     seen = p.add_mutually_exclusive_group()

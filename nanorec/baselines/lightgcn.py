@@ -48,7 +48,7 @@ class LightGCN:
     L2 on the batch's layer-0 embeddings (`weight_decay`, as in the paper), Adam. Every
     `eval_every` epochs the validation NDCG@10 is computed with `nanorec.evaluate.evaluate`;
     the best weights are kept and training stops after `patience` evaluations without gain,
-    after `max_epochs`, or once `max_seconds` have passed (fitting Beauty stays ~10 min on 2 cores).
+    after `max_epochs`, or once `max_seconds` have passed (a time budget for the leaderboard).
     Without `valid` it trains `max_epochs` epochs (or `max_seconds`) and keeps the last weights.
 
     Contract: score(histories (B rows), users (B,) rows of Dataset.user_ids) -> (B, N+1) float32
@@ -57,8 +57,8 @@ class LightGCN:
 
     Hyper-parameters: dim 64, layers 3, batch 4096, lr 5e-3, weight_decay 1e-4, max_epochs 60,
     eval_every 5, patience 3, max_seconds 540 (checked after each epoch; validation time counts),
-    seed 0, progress (tqdm bar). On a shared 2-core machine an epoch of Beauty takes ~13 s, so the
-    time budget, not max_epochs, usually ends the fit there: `history` records what was trained.
+    seed 0, progress (tqdm bar). On a small CPU the time budget, not max_epochs, may end the fit
+    (leaderboard JSON has the epochs and seconds): `history` records what was trained.
     """
 
     def __init__(self, dim: int = 64, layers: int = 3, batch_size: int = 4096, lr: float = 5e-3,
