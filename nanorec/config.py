@@ -36,7 +36,7 @@ class Config:
     dropout: float = 0.5           # small data, many items: strong dropout generalises better
     bias: bool = True              # bias in Linear and LayerNorm layers
     attention: str = "sdpa"        # "sdpa" (boolean mask, reference) or "flex" (FlexAttention block mask, compiled)
-    fuse_transitions: bool = False # add w * log(transition probabilities) to the GPT's log-probabilities, w chosen on validation
+    fuse_transitions: bool = True  # add w * log(transition probabilities) to the GPT's log-probs; w (0 included) chosen on validation
     packing: bool = True           # many users per row; False = one user per row, left-aligned, padded
     # optimisation
     batch_size: int = 64           # rows of block_size tokens per step (~450 Beauty users)
@@ -101,6 +101,7 @@ class Config:
         if not isinstance(d, dict):
             raise DataError(f"{path}: expected a JSON object of config keys")
         known = {f.name for f in fields(cls)}
+        d = {**LEGACY, **d}  # keys a run written before they existed did not use
         unknown = sorted(set(d) - known)
         if unknown:
             raise DataError(f"{path}: unknown config key {unknown[0]!r} (written by another nanorec version?)")
@@ -109,6 +110,9 @@ class Config:
         except UsageError as e:
             raise DataError(f"{path}: {e}") from None
 
+
+# config.json written before a key existed: the value that run actually used
+LEGACY = {"fuse_transitions": False}
 
 PYTYPES = {"str": str, "int": int, "float": float, "bool": bool}
 

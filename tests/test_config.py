@@ -22,3 +22,12 @@ def test_round_trip(tmp_path):
     cfg = apply_overrides(Config(), ["n_embd=48"])
     cfg.save(str(tmp_path / "c.json"))
     assert Config.load(str(tmp_path / "c.json")) == cfg
+
+
+def test_a_config_from_before_fusion_loads_unfused(tmp_path):
+    import json
+    d = Config().to_dict()
+    del d["fuse_transitions"]  # config.json of a run written before the key existed
+    json.dump(d, open(tmp_path / "c.json", "w"))
+    assert Config.load(str(tmp_path / "c.json")).fuse_transitions is False
+    assert Config().fuse_transitions is True
