@@ -46,6 +46,64 @@ def target_ranks(scores: torch.Tensor, histories: Sequences, targets: torch.Tens
     return ranks
 
 
+@torch.no_grad()
+def factor_ranks(q: torch.Tensor, items: torch.Tensor, histories: Sequences, targets: np.ndarray,
+                 exclude_seen: bool = True, with_loss: bool = False, chunk: int = 0) -> tuple[np.ndarray, float]:
+    """`target_ranks` for scores = q @ items.T, computed `chunk` items at a time in one
+    reused buffer (no (B, N+1) matrix), the same rule: padding and (by default)
+    history items -inf, ties broken by item index. q (B, C), items (N+1, C).
+    -> (ranks (B,), summed cross-entropy of the targets over items 1..N, 0.0 unless with_loss)."""
+    dev, V, B = q.device, items.shape[0], len(q)
+    chunk = chunk or (2048 if dev.type == "cpu" else 65536)
+    tg = torch.from_numpy(np.asarray(targets, dtype=np.int64)).to(dev)
+    t_raw = torch.mm(q, items[tg].T).diagonal().clone()  # (B,) the targets' scores, same kernel as the chunks
+    rows_np = np.repeat(np.arange(B), histories.lengths)
+    items_np = histories.items
+    t = t_raw.clone()
+    if exclude_seen:
+        seen_target = np.zeros(B, dtype=bool)
+        seen_target[rows_np[items_np == np.asarray(targets)[rows_np]]] = True
+        t[torch.from_numpy(seen_target).to(dev)] = -math.inf
+        order = np.argsort(items_np, kind="stable")
+        rows_np, items_np = rows_np[order], items_np[order]
+    greater = torch.zeros(B, dtype=torch.int64, device=dev)
+    tied_before = torch.zeros(B, dtype=torch.int64, device=dev)
+    top = torch.full((B,), -math.inf, device=dev)
+    total = torch.zeros(B, dtype=torch.float64, device=dev)
+    buf = torch.empty(B, min(chunk, V), device=dev)
+    tmp = torch.empty_like(buf) if with_loss else None
+
+    def count(mask):  # per-row count of a boolean matrix (a byte sum: several times faster than bool.sum)
+        return mask.view(torch.uint8).sum(1, dtype=torch.int32).long()
+
+    for a in range(0, V, chunk):
+        b = min(a + chunk, V)
+        s = torch.mm(q, items[a:b].T, out=buf[:, :b - a])
+        if a == 0:
+            s[:, 0] = -math.inf
+        if with_loss:  # a running logsumexp over items 1..N, history included
+            new_top = torch.maximum(top, s.amax(dim=1))
+            e = torch.exp(torch.sub(s, new_top[:, None], out=tmp[:, :b - a]), out=tmp[:, :b - a])
+            total = total * torch.exp(top - new_top).double() + e.sum(1).double()
+            top = new_top
+        if exclude_seen:
+            lo, hi = np.searchsorted(items_np, [a, b])
+            if hi > lo:
+                s[torch.from_numpy(rows_np[lo:hi]).to(dev), torch.from_numpy(items_np[lo:hi] - a).to(dev)] = -math.inf
+        gt = count(s > t[:, None])
+        greater += gt
+        ties = torch.nonzero(count(s >= t[:, None]) > gt, as_tuple=True)[0]  # rows with an equal score here
+        if len(ties):
+            idx = torch.arange(a, b, device=dev)
+            before = (s[ties] == t[ties, None]) & (idx[None, :] < tg[ties, None]) & (idx[None, :] > 0)
+            tied_before[ties] += before.sum(1)
+        own = torch.nonzero((tg >= a) & (tg < b), as_tuple=True)[0]  # the target never outranks itself
+        greater[own] -= (s[own, tg[own] - a] > t[own]).long()
+    ranks = (greater + tied_before + 1).cpu().numpy()
+    loss = float((torch.log(total) + top.double() - t_raw.double()).sum()) if with_loss else 0.0
+    return ranks, loss
+
+
 def metrics_from_ranks(ranks: np.ndarray, ks=KS) -> dict[str, float]:
     """HR@K, NDCG@K, MRR@K, MAP@K for one target per user.
 
@@ -78,9 +136,15 @@ def evaluate(scorer: Scorer, evalset: EvalSet, exclude_seen: bool = True, batch_
     # scattered back to the original order.
     by_length = np.argsort(evalset.histories.lengths, kind="stable")
     starts = range(0, n, batch_size)
+    factors = getattr(scorer, "factors", None)  # a GPT: score the catalogue in chunks
     for s in tqdm(starts, desc="ranking", unit="batch", disable=not progress, leave=False):
         rows = by_length[s:s + batch_size]
         hist = evalset.histories.take(rows)
+        if factors is not None:
+            q, items = factors(hist, evalset.users[rows])
+            ranks[rows], batch_loss = factor_ranks(q, items, hist, evalset.targets[rows], exclude_seen, with_loss)
+            loss_sum += batch_loss
+            continue
         scores = as_scores(scorer(hist, evalset.users[rows]))  # ranking writes into it
         targets = torch.from_numpy(evalset.targets[rows])
         if with_loss:  # before ranking masks the history

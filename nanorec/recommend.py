@@ -19,9 +19,9 @@ At scale: users are taken batch by batch in input order and each batch is
 written as soon as it is scored (to a temporary file, renamed into place at the
 end), so memory does not grow with the number of users. Under torchrun
 
-    torchrun --standalone --nproc_per_node=4 -m nanorec.cli recommend --run R --data D --out F
+    torchrun --standalone --nproc_per_node=4 -m nanorec.cli recommend --run-dir R --data D --out F
 
-each process takes a contiguous slice of the users (whole batches), writes its
+(--run-dir: torchrun's own parser would take --run for its --run-path), each process takes a contiguous slice of the users (whole batches), writes its
 part, and rank 0 merges the parts into ONE output, checks that every user is
 there once in input order, and removes the parts.
 """
@@ -357,8 +357,10 @@ def main(argv) -> int:
                                        "  nanorec recommend --run runs/kaggle --data data/kaggle --out submission.csv\n"
                                        "  nanorec recommend --run runs/beauty --data Beauty.txt --k 20 --out recs.csv\n"
                                        "  torchrun --standalone --nproc_per_node=2 -m nanorec.cli recommend "
-                                       "--run runs/kaggle --data data/kaggle --out submission.csv")
-    p.add_argument("--run", required=True, help="run directory written by `nanorec train`")
+                                       "--run-dir runs/kaggle --data data/kaggle --out submission.csv")
+    p.add_argument("--run", "--run-dir", dest="run", required=True,
+                   help="run directory written by `nanorec train` (under torchrun spell it --run-dir: "
+                        "torchrun's own parser mistakes --run for its --run-path)")
     p.add_argument("--data", help="interactions whose histories are continued (default: the run's own histories)")
     p.add_argument("--out", required=True, help="output .csv (or .parquet)")
     p.add_argument("--users", help="CSV/Parquet with a user_id column (default: test.csv of a challenge folder, else every user)")
