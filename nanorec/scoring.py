@@ -108,10 +108,12 @@ def top_k(scorer: Scorer, histories: Sequences, users=None, k: int = 10,
 
     Exactly the first k of a stable full sort of each row by descending score
     (ties: lower item index first), seen items at SEEN_SCORE, padding never.
-    A scorer with `factors` (gpt_scorer) is scored `chunk` items at a time
-    (default 2048 on CPU, 65536 on GPU) into one reused (B, chunk) buffer, so
-    no (B, N+1) matrix exists; any other scorer's (B, N+1) output is reduced
-    the same way."""
+    A scorer with `factors` (gpt_scorer: scores = q @ items.T) is scored `chunk`
+    items at a time (default 2048 on CPU, 65536 on GPU) into one reused buffer,
+    so no (B, N+1) matrix exists, and items are visited by decreasing norm: a
+    row stops once |q| x the largest norm left is below its k-th best score
+    (Cauchy-Schwarz, so still exact), which for a trained model is usually after
+    the first chunk. Any other scorer's (B, N+1) output is reduced the same way."""
     with torch.no_grad():
         return _top_k(scorer, histories, users, k, exclude_seen, chunk)
 
@@ -120,45 +122,99 @@ def _top_k(scorer, histories, users, k, exclude_seen, chunk):
     factors = getattr(scorer, "factors", None)
     if factors is None:
         scores = score_histories(scorer, histories, users, exclude_seen)
-        idx, vals = bounded_top_k(lambda a, b: scores[:, a:b], scores.shape[1], k, chunk or 8192)
+        idx, vals = bounded_top_k(lambda a, b, rows: scores[:, a:b], scores.shape[1], k, chunk or 8192)
         return idx.numpy(), vals.numpy()
     q, items = factors(histories, users)
     dev, V = q.device, items.shape[0]
     chunk = max(chunk or (2048 if dev.type == "cpu" else 65536), k + 1)
-    buf = torch.empty(len(q), min(chunk, V), dtype=torch.float32, device=dev)
-    # the seen (row, item) pairs sorted by item, so each chunk takes a slice
-    seen_rows = np.repeat(np.arange(len(histories)), histories.lengths) if exclude_seen else np.zeros(0, np.int64)
-    seen_items = histories.items if exclude_seen else np.zeros(0, np.int64)
-    order = np.argsort(seen_items, kind="stable")
-    seen_rows, seen_items = seen_rows[order], seen_items[order]
+    order, where, ranked, norms = by_norm(items)
+    seen = SeenPositions(histories if exclude_seen else None, where)
+    pad = int(where[0])
+    qn = q.norm(dim=1)
 
-    def chunk_scores(a, b):
-        s = torch.mm(q, items[a:b].T, out=buf[:, :b - a])
-        if a == 0:
-            s[:, 0] = -math.inf
-        lo, hi = np.searchsorted(seen_items, [a, b])
-        if hi > lo:
-            s[torch.from_numpy(seen_rows[lo:hi]).to(dev), torch.from_numpy(seen_items[lo:hi] - a).to(dev)] = SEEN_SCORE
+    def chunk_scores(a, b, rows):
+        s = torch.mm(q if rows is None else q[rows], ranked[a:b].T)
+        if a <= pad < b:
+            s[:, pad - a] = -math.inf
+        seen.mask(s, a, b, rows, SEEN_SCORE)
         return s
 
-    idx, vals = bounded_top_k(chunk_scores, V, k, chunk, _probe_floor(q, items, seen_rows, seen_items, k, chunk))
+    def bound(a):  # no score in positions >= a can exceed this
+        return upper_bound(qn, norms[a])
+
+    floor = _probe_floor(q, items, seen, order, where, k, chunk)
+    idx, vals = bounded_top_k(chunk_scores, V, k, chunk, floor, order, bound)
     return idx.cpu().numpy(), vals.cpu().numpy()
 
 
-def _probe_floor(q, items, seen_rows, seen_items, k, size):
+def upper_bound(q_norm: torch.Tensor, item_norm) -> torch.Tensor:
+    """|q| |w| with room for float rounding: q . w never exceeds it."""
+    return q_norm * float(item_norm) * (1 + 1e-4) + 1e-30
+
+
+_BY_NORM = {}
+
+
+def by_norm(items: torch.Tensor):
+    """Items by decreasing norm: (order (V,) position -> item, where (V,) item -> position,
+    the reordered (V, C) matrix, their norms (V,)). Cached per tensor version, so a
+    model's table is reordered once, not once per batch."""
+    key = (items.data_ptr(), items._version, tuple(items.shape), str(items.device))
+    hit = _BY_NORM.get("key") == key
+    if not hit:
+        norms = items.norm(dim=1)
+        order = torch.argsort(norms, descending=True, stable=True)
+        where = torch.empty_like(order)
+        where[order] = torch.arange(len(order), device=order.device)
+        _BY_NORM.clear()
+        _BY_NORM.update(key=key, value=(order, where, items[order].contiguous(), norms[order].cpu().numpy()))
+    return _BY_NORM["value"]
+
+
+class SeenPositions:
+    """The (row, item) pairs of a batch's histories as (row, position) pairs sorted
+    by position, so a block of positions [a, b) finds its pairs by binary search."""
+
+    def __init__(self, histories: Sequences | None, where: torch.Tensor):
+        if histories is None or len(histories.items) == 0:
+            self.rows = self.pos = np.zeros(0, np.int64)
+            return
+        rows = np.repeat(np.arange(len(histories)), histories.lengths)
+        pos = where.cpu().numpy()[histories.items]
+        o = np.argsort(pos, kind="stable")
+        self.rows, self.pos = rows[o], pos[o]
+        self.n = len(histories)
+
+    def mask(self, s: torch.Tensor, a: int, b: int, rows, value: float) -> None:
+        """In place: s (rows of the batch, b - a) gets `value` at the seen pairs."""
+        lo, hi = np.searchsorted(self.pos, [a, b])
+        if hi <= lo:
+            return
+        r, p = self.rows[lo:hi], self.pos[lo:hi] - a
+        if rows is not None:  # s holds only these rows of the batch
+            slot = np.full(self.n, -1, dtype=np.int64)
+            slot[rows.cpu().numpy()] = np.arange(len(rows))
+            r = slot[r]
+            keep = r >= 0
+            r, p = r[keep], p[keep]
+        s[torch.from_numpy(r).to(s.device), torch.from_numpy(p).to(s.device)] = value
+
+
+def _probe_floor(q, items, seen: SeenPositions, order, where, k, size):
     """(B,) each row's k-th best score among `size` probe items, the best ones for the
-    batch's mean query: a high floor, so that most chunks skip most rows."""
-    V, dev = items.shape[0], q.device
+    batch's mean query: a high floor from the start, so that rows stop early."""
+    V = items.shape[0]
     size = min(size, V)
-    probe = (items @ q.mean(dim=0)).topk(size).indices  # (P,)
+    probe = (items @ q.mean(dim=0)).topk(size).indices  # (P,) item indices
     s = q @ items[probe].T  # (B, P)
-    where = torch.full((V,), -1, dtype=torch.int64, device=dev)
-    where[probe] = torch.arange(size, device=dev)
-    pos = where[torch.from_numpy(seen_items).to(dev)]
-    hit = pos >= 0
-    s[torch.from_numpy(seen_rows).to(dev)[hit], pos[hit]] = SEEN_SCORE
-    if where[0] >= 0:  # padding
-        s[:, where[0]] = -math.inf
+    col = torch.full((V,), -1, dtype=torch.int64, device=q.device)
+    col[probe] = torch.arange(size, device=q.device)
+    if len(seen.pos):
+        c = col[order[torch.from_numpy(seen.pos).to(q.device)]]  # seen position -> item -> probe column
+        hit = c >= 0
+        s[torch.from_numpy(seen.rows).to(q.device)[hit], c[hit]] = SEEN_SCORE
+    if col[0] >= 0:  # padding
+        s[:, col[0]] = -math.inf
     return s.topk(k, dim=1).values[:, -1].clone()
 
 
@@ -179,31 +235,45 @@ def _from_keys(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return _LOW32 - (keys & _LOW32), bits.view(torch.float32)
 
 
-def bounded_top_k(chunk_scores, num_cols: int, k: int, chunk: int,
-                  floor: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def bounded_top_k(chunk_scores, num_cols: int, k: int, chunk: int, floor: torch.Tensor | None = None,
+                  col_index: torch.Tensor | None = None, bound=None) -> tuple[torch.Tensor, torch.Tensor]:
     """The k best columns of every row, reading the columns `chunk` at a time.
 
-    chunk_scores(a, b) -> (B, b - a) float32 scores of columns a..b-1 (may be a
-    reused buffer: nothing is kept from it). floor (B,): a score that at least
-    k columns of the row reach (e.g. the k-th best of a subset of its columns);
-    default: the k-th best of the first chunk. A chunk only contributes the
-    entries >= the row's current k-th best (rows whose maximum is below it are
-    skipped), kept as exact (score desc, index asc) keys, so the result is the
-    first k of a stable full sort and the work beyond the scoring is small.
+    chunk_scores(a, b, rows) -> (len(rows), b - a) float32 scores of columns a..b-1
+    for those rows (rows None: all). floor (B,): a score that at least k columns of
+    the row reach (e.g. the k-th best of a subset of its columns); default: the
+    k-th best of the first chunk. col_index (num_cols,): the item index of each
+    column (ties are broken by it; default the column itself). bound(a) -> (B,):
+    no score in columns >= a exceeds it; a row whose bound is below its current
+    k-th best is done. A chunk only contributes the entries >= the row's current
+    k-th best, kept as exact (score desc, index asc) keys, so the result is the
+    first k of a stable full sort.
     -> indices (B, k) int64, scores (B, k) float32, best first."""
     chunk = max(chunk, k + 1)
     if floor is None:
-        floor = chunk_scores(0, min(chunk, num_cols)).topk(k, dim=1).values[:, -1].clone()
+        floor = chunk_scores(0, min(chunk, num_cols), None).topk(k, dim=1).values[:, -1].clone()
     thr = floor
     B, dev = len(thr), thr.device
     best = torch.full((B, k), _EMPTY, dtype=torch.int64, device=dev)
     for a in range(0, num_cols, chunk):
-        s = chunk_scores(a, min(a + chunk, num_cols))
-        active = torch.nonzero(s.amax(dim=1) >= thr, as_tuple=True)[0]
+        b = min(a + chunk, num_cols)
+        rows = None
+        if bound is not None:
+            rows = torch.nonzero(bound(a) >= thr, as_tuple=True)[0]
+            if len(rows) == 0:
+                break  # columns are visited by decreasing bound: no row can improve any more
+            if len(rows) == B:
+                rows = None
+        s = chunk_scores(a, b, rows)
+        sub_thr = thr if rows is None else thr[rows]
+        active = torch.nonzero(s.amax(dim=1) >= sub_thr, as_tuple=True)[0]
         if len(active) == 0:
             continue
-        r, cols = torch.nonzero(s[active] >= thr[active, None], as_tuple=True)
-        keys = _sort_keys(s[active[r], cols], cols + a)
+        r, cols = torch.nonzero(s[active] >= sub_thr[active, None], as_tuple=True)
+        index = cols + a if col_index is None else col_index[cols + a]
+        keys = _sort_keys(s[active[r], cols], index)
+        if rows is not None:
+            active = rows[active]  # rows of the batch
         # merge with the active rows' k best: keys descending, then rows ascending (stable)
         T = len(active)
         r = torch.cat([torch.arange(T, device=dev).repeat_interleave(k), r])
