@@ -48,7 +48,7 @@ class Config:
     beta1: float = 0.9
     beta2: float = 0.98
     grad_clip: float = 1.0         # 0 disables clipping
-    loss: str = "auto"             # output layer: "full" softmax, "sampled" softmax, "auto" = full up to 50,000 items
+    loss: str = "auto"             # output layer: "full" softmax, "sampled" softmax, "auto" = full up to 20,000 items
     num_negatives: int = 1024      # sampled softmax: negatives drawn each step, shared by all its targets
     negatives: str = "popularity"  # sampled softmax negatives: "popularity", "uniform" or "in_batch"
     # evaluation and checkpoints
