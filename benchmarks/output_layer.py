@@ -92,9 +92,20 @@ for name, ds in datasets():
     print(name, json.dumps(r), flush=True)
     results[name] = r
 
+
+
+def cpu_model() -> str:
+    try:
+        return next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown"
+
+
 write_json(args.out, {
     "command": "OMP_WAIT_POLICY=PASSIVE python " + " ".join(sys.argv),
-    "machine": f"{os.cpu_count()}-core CPU ({platform.machine()}), no GPU, torch {torch.__version__}, {args.threads} threads",
+    "machine": f"{os.cpu_count()}-core CPU ({cpu_model()}, {platform.machine()}), no GPU, torch {torch.__version__}, "
+               f"{args.threads} threads; load average at the end {os.getloadavg()[0]:.1f} (a shared machine: "
+               "absolute rates are lower bounds, the full/sampled ratios are what the rule uses)",
     "date": datetime.date.today().isoformat(),
     "setting": f"default Config (n_layer 2, n_embd 64, batch 64 x 50), {args.steps} steps after 3 warm-up steps; "
                f"sampled = {Config().num_negatives} shared negatives a step",

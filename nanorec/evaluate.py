@@ -7,6 +7,10 @@ Protocol: leave-one-out, no sampled negatives, the user's own
 history items ranked last (S3-Rec sets their score to 0 instead; the difference
 is negligible), ties broken by item index (lower first), so a scorer with many
 equal scores (popularity) ranks deterministically.
+
+A scorer with `factors` (the GPT: scores = q @ items.T) is ranked by
+`factor_ranks`, chunk by chunk over the catalogue with the same rule, so a
+validation pass over 720k users never holds a users x items matrix.
 """
 from __future__ import annotations
 

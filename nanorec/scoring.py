@@ -152,23 +152,25 @@ def upper_bound(q_norm: torch.Tensor, item_norm) -> torch.Tensor:
     return q_norm * float(item_norm) * (1 + 1e-4) + 1e-30
 
 
-_BY_NORM = {}
+_BY_NORM = (None, None, None)  # (key, the tensor it was made from, value): one entry, replaced whole
 
 
 def by_norm(items: torch.Tensor):
     """Items by decreasing norm: (order (V,) position -> item, where (V,) item -> position,
-    the reordered (V, C) matrix, their norms (V,)). Cached per tensor version, so a
-    model's table is reordered once, not once per batch."""
-    key = (items.data_ptr(), items._version, tuple(items.shape), str(items.device))
-    hit = _BY_NORM.get("key") == key
-    if not hit:
+    the reordered (V, C) matrix, their norms (V,) as numpy). Cached per tensor storage
+    and version, so a model's table is reordered once, not once per batch; the cache
+    holds the tensor, so its memory cannot be reused by another table meanwhile."""
+    global _BY_NORM
+    key = (items.data_ptr(), items._version, tuple(items.shape), str(items.device), items.dtype)
+    cached_key, _, value = _BY_NORM
+    if cached_key != key:
         norms = items.norm(dim=1)
         order = torch.argsort(norms, descending=True, stable=True)
         where = torch.empty_like(order)
         where[order] = torch.arange(len(order), device=order.device)
-        _BY_NORM.clear()
-        _BY_NORM.update(key=key, value=(order, where, items[order].contiguous(), norms[order].cpu().numpy()))
-    return _BY_NORM["value"]
+        value = (order, where, items[order].contiguous(), norms[order].cpu().numpy())
+        _BY_NORM = (key, items, value)
+    return value
 
 
 class SeenPositions:

@@ -9,7 +9,10 @@ Reads top to bottom, like nanoGPT's train.py:
   2. set up: device, processes (torchrun), model, optimizer, resumed state;
   3. one flat loop over a resumable stream of packed batches: warmup + cosine
      LR, grad clipping, validation every eval_interval steps (best weights by
-     validation NDCG@10, early stopping), checkpoints every checkpoint_interval;
+     validation NDCG@10, early stopping; valid_users > 0 scores a fixed seeded
+     sample of the validation users), checkpoints every checkpoint_interval.
+     The output layer's loss is the full or the sampled softmax (loss=auto
+     picks by catalogue size, see loss.py);
   4. the selected weights scored once on validation and on the test split.
 Started by torchrun, the same loop runs data parallel (see distributed.py).
 The files of a run folder are listed in rundir.py.

@@ -149,6 +149,17 @@ def test_chunked_ranks_equal_the_dense_ranks():
     assert loss == pytest.approx(ref, rel=1e-5)
 
 
+def test_norm_order_cache_follows_in_place_updates():
+    from nanorec.scoring import by_norm
+    w = torch.randn(50, 4)
+    order, where, ranked, norms = by_norm(w.detach())
+    assert torch.equal(ranked, w[order]) and torch.equal(where[order], torch.arange(50))
+    assert (np.diff(norms) <= 0).all()
+    with torch.no_grad():
+        w[order[-1]] *= 1000  # the smallest row becomes the largest
+    assert by_norm(w.detach())[0][0] == order[-1]
+
+
 def test_user_rows_vectorised_matches_the_dict_rule():
     known = np.array([17, 3, 99, 5])
     assert user_rows(known, np.array([5, 17, 4, 99])).tolist() == [3, 0, -1, 2]
