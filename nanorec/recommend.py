@@ -21,9 +21,10 @@ end), so memory does not grow with the number of users. Under torchrun
 
     torchrun --standalone --nproc_per_node=4 -m nanorec.cli recommend --run-dir R --data D --out F
 
-(--run-dir: torchrun's own parser would take --run for its --run-path), each process takes a contiguous slice of the users (whole batches), writes its
-part, and rank 0 merges the parts into ONE output, checks that every user is
-there once in input order, and removes the parts.
+(--run-dir: torchrun's own parser would take --run for its --run-path), each
+process takes a contiguous slice of the users (whole batches), writes its part,
+and rank 0 merges the parts into ONE output, checks that every user is there
+once in input order, and removes the parts.
 """
 from __future__ import annotations
 

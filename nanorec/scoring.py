@@ -109,8 +109,8 @@ def top_k(scorer: Scorer, histories: Sequences, users=None, k: int = 10,
     Exactly the first k of a stable full sort of each row by descending score
     (ties: lower item index first), seen items at SEEN_SCORE, padding never.
     A scorer with `factors` (gpt_scorer: scores = q @ items.T) is scored `chunk`
-    items at a time (default 2048 on CPU, 65536 on GPU) into one reused buffer,
-    so no (B, N+1) matrix exists, and items are visited by decreasing norm: a
+    items at a time (default 2048 on CPU, 65536 on GPU), so no (B, N+1) matrix
+    exists, and items are visited by decreasing norm: a
     row stops once |q| x the largest norm left is below its k-th best score
     (Cauchy-Schwarz, so still exact), which for a trained model is usually after
     the first chunk. Any other scorer's (B, N+1) output is reduced the same way."""
