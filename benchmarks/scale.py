@@ -225,6 +225,8 @@ def main():
         pop = lp["popularity_valid_MAP@10_all"]
         phases["budget"] = {
             "minutes": args.budget_minutes, "steps": budget_steps, "train_seconds": mb["train_seconds"],
+            "note": f"steps = minutes at the one-epoch run's {sps} s/step; train_seconds is what they took here "
+                    "(longer when other jobs share the machine)",
             "epochs": mb["epochs"], "best_step": mb["best_step"],
             "valid_full_MAP@10": mb["valid"]["MAP@10"], "valid_full_NDCG@10": mb["valid"]["NDCG@10"],
             "popularity_valid_MAP@10": pop, "ratio_to_popularity": round(mb["valid"]["MAP@10"] / pop, 2),

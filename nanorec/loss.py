@@ -22,15 +22,16 @@ count so that the sampled loss estimates the full one
 a generator seeded by (seed, step, rank): a resumed run draws the same ones.
 
 loss=auto: the exact full softmax up to AUTO_SAMPLED_ABOVE (20,000) items,
-sampled above. Measured training throughput of the default model with both
-(benchmarks/results/output_layer.json, written by benchmarks/output_layer.py;
-the figures live there, not here): the full softmax's step is about 3x the
-sampled step at Beauty's 12k items, about 6x at 24k, 9x at 48k and 16x at 75k.
-Up to 20k items (LastFM, Beauty, Sports) the exact loss costs a few times more
-and keeps every published benchmark comparable; beyond, the sampled loss is
-what makes an epoch take minutes instead of hours. Whether sampled softmax
-matches the full one's validation NDCG@10 at equal wall time has not been
-measured, so the exact loss stays the default below the threshold.
+sampled above. The rule comes from the training throughput of the default
+model with both losses at 12k (Beauty), 24k, 48k and 75k items, measured by
+benchmarks/output_layer.py and recorded with the machine and date in
+benchmarks/results/output_layer.json: the full softmax's step grows linearly with the catalogue while the sampled step stays flat, so
+the full/sampled ratio is a few times at Beauty's size and more than ten times
+at the challenge's. Up to 20k items (LastFM, Beauty, Sports) the exact loss
+costs a few times more and keeps every published benchmark comparable; beyond,
+the sampled loss is what makes an epoch take minutes instead of hours. Whether
+sampled softmax reaches the full one's validation NDCG@10 at equal wall time
+has not been measured, so the exact loss stays the default below the threshold.
 """
 from __future__ import annotations
 
