@@ -26,6 +26,7 @@ COMMANDS = {
     "recommend": ("nanorec.recommend", "top-k lists per user, or a challenge submission"),
     "serve": ("nanorec.serve", "HTTP API for top-k recommendations (needs the serve extra)"),
     "embed": ("nanorec.embed", "build frozen item content tables (images, text, attributes)"),
+    "synth": ("nanorec.synth_cli", "a challenge-shaped synthetic purchase log of any size (seconds for millions of rows)"),
     "leaderboard": ("nanorec.leaderboard", "run baselines and GPT variants, write leaderboard.{md,json,png}"),
 }
 

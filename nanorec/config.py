@@ -50,9 +50,13 @@ class Config:
     beta1: float = 0.9
     beta2: float = 0.98
     grad_clip: float = 1.0         # 0 disables clipping
+    loss: str = "auto"             # output layer: "full" softmax, "sampled" softmax, "auto" = full up to 20,000 items
+    num_negatives: int = 1024      # sampled softmax: negatives drawn each step, shared by all its targets
+    negatives: str = "popularity"  # sampled softmax negatives: "popularity", "uniform" or "in_batch"
     # evaluation and checkpoints
     eval_interval: int = 200       # steps between validation passes
     eval_batch_size: int = 1024
+    valid_users: int = 0           # validation during training on a fixed seeded sample of this many users; 0 = all
     patience: int = 5              # stop after this many validations without a better NDCG@10; 0 = never
     checkpoint_interval: int = 200 # steps between resumable checkpoints (ckpt.pt)
     # system
@@ -145,6 +149,10 @@ RULES = {
     "beta1": (lambda x: 0 <= x < 1, "a number in [0, 1)"),
     "beta2": (lambda x: 0 <= x < 1, "a number in [0, 1)"),
     "grad_clip": (_non_negative, "a number >= 0 (0 = no clipping)"),
+    "loss": (lambda x: x in ("auto", "full", "sampled"), "auto, full or sampled"),
+    "num_negatives": (lambda x: 1 <= x <= 1_000_000, "an integer in 1..1000000"),
+    "negatives": (lambda x: x in ("popularity", "uniform", "in_batch"), "popularity, uniform or in_batch"),
+    "valid_users": (_non_negative, "an integer >= 0 (0 = all validation users)"),
     "eval_interval": (_positive, "an integer >= 1"),
     "eval_batch_size": (lambda x: 1 <= x <= 1_000_000, "an integer in 1..1000000"),
     "patience": (_non_negative, "an integer >= 0 (0 = never stop early)"),

@@ -7,6 +7,10 @@ Protocol: leave-one-out, no sampled negatives, the user's own
 history items ranked last (S3-Rec sets their score to 0 instead; the difference
 is negligible), ties broken by item index (lower first), so a scorer with many
 equal scores (popularity) ranks deterministically.
+
+A scorer with `factors` (the GPT: scores = q @ items.T) is ranked by
+`factor_ranks`, chunk by chunk over the catalogue with the same rule, so a
+validation pass over 720k users never holds a users x items matrix.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import numpy as np
 import torch
 
 from .data import EvalSet, Sequences
-from .scoring import Scorer, as_scores, mask_seen
+from .scoring import Scorer, SeenPositions, as_scores, by_norm, mask_seen, upper_bound
 
 KS = (5, 10, 20)
 PROTOCOL = "full ranking over all {n} items, history excluded (ranked last), leave-one-out, {m} users"
@@ -44,6 +48,85 @@ def target_ranks(scores: torch.Tensor, histories: Sequences, targets: torch.Tens
         before[:, 0] = False
         ranks[tied] += before.sum(1)
     return ranks
+
+
+@torch.no_grad()
+def factor_ranks(q: torch.Tensor, items: torch.Tensor, histories: Sequences, targets: np.ndarray,
+                 exclude_seen: bool = True, with_loss: bool = False, chunk: int = 0) -> tuple[np.ndarray, float]:
+    """`target_ranks` for scores = q @ items.T, computed `chunk` items at a time (no
+    (B, N+1) matrix), by the same rule: padding and (by default) history items -inf,
+    ties broken by item index. q (B, C), items (N+1, C).
+    -> (ranks (B,), summed cross-entropy of the targets over items 1..N, 0.0 unless with_loss).
+
+    Items are visited by decreasing norm; a row is done once |q| x the largest norm
+    left is below its target's score (nothing left can outrank or tie it), so for
+    a trained model most rows stop after the first chunk. A target that is in the
+    history (score -inf) has its rank in closed form: every unseen item is above
+    it, and the seen ones with a lower index. The loss needs every item: with_loss
+    scores all of them."""
+    dev, V, B = q.device, items.shape[0], len(q)
+    chunk = chunk or (2048 if dev.type == "cpu" else 65536)
+    targets = np.asarray(targets, dtype=np.int64)
+    tg = torch.from_numpy(targets).to(dev)
+    t_raw = torch.mm(q, items[tg].T).diagonal().clone()  # (B,) the targets' scores, same kernel as the chunks
+    order, where, ranked, norms = by_norm(items)
+    seen = SeenPositions(histories if exclude_seen else None, where)
+    pad = int(where[0])
+    t = t_raw.clone()
+    greater = torch.zeros(B, dtype=torch.int64, device=dev)
+    tied_before = torch.zeros(B, dtype=torch.int64, device=dev)
+    done = torch.zeros(B, dtype=torch.bool, device=dev)
+    if exclude_seen and len(histories.items):
+        rows_np = np.repeat(np.arange(B), histories.lengths)
+        pairs = np.unique(rows_np * V + histories.items)  # distinct (row, item)
+        pr, pi = pairs // V, pairs % V
+        seen_target = np.zeros(B, dtype=bool)
+        seen_target[pr[pi == targets[pr]]] = True
+        t[torch.from_numpy(seen_target).to(dev)] = -math.inf
+        if not with_loss:  # closed form: unseen items 1..N above, seen ones with a lower index tied before
+            n_seen = np.bincount(pr, minlength=B)
+            n_before = np.bincount(pr[pi < targets[pr]], minlength=B)
+            st = torch.from_numpy(seen_target).to(dev)
+            greater[st] = torch.from_numpy(V - 1 - n_seen).to(dev)[st]
+            tied_before[st] = torch.from_numpy(n_before).to(dev)[st]
+            done |= st
+    qn = q.norm(dim=1)
+    top = torch.full((B,), -math.inf, device=dev)
+    total = torch.zeros(B, dtype=torch.float64, device=dev)
+
+    def count(mask):  # per-row count of a boolean matrix (a byte sum: several times faster than bool.sum)
+        return mask.view(torch.uint8).sum(1, dtype=torch.int32).long()
+
+    for a in range(0, V, chunk):
+        b = min(a + chunk, V)
+        if with_loss:
+            rows = torch.arange(B, device=dev)
+        else:  # rows that an item at positions >= a could still outrank or tie
+            rows = torch.nonzero(~done & (upper_bound(qn, norms[a]) >= t), as_tuple=True)[0]
+            if len(rows) == 0:
+                break
+        s = torch.mm(q[rows], ranked[a:b].T)
+        if a <= pad < b:
+            s[:, pad - a] = -math.inf
+        if with_loss:  # a running logsumexp over items 1..N, history included
+            new_top = torch.maximum(top, s.amax(dim=1))
+            total = total * torch.exp(top - new_top).double() + torch.exp_(s - new_top[:, None]).sum(1).double()
+            top = new_top
+        seen.mask(s, a, b, None if with_loss else rows, -math.inf)
+        tr = t[rows]
+        gt = count(s > tr[:, None])
+        greater[rows] += gt
+        ties = torch.nonzero(count(s >= tr[:, None]) > gt, as_tuple=True)[0]  # rows with an equal score here
+        if len(ties):
+            idx = order[a:b]  # the item index of each position
+            before = (s[ties] == tr[ties, None]) & (idx[None, :] < tg[rows[ties], None]) & (idx[None, :] > 0)
+            tied_before[rows[ties]] += before.sum(1)
+        pos = where[tg[rows]]  # the target never outranks itself
+        own = torch.nonzero((pos >= a) & (pos < b), as_tuple=True)[0]
+        greater[rows[own]] -= (s[own, pos[own] - a] > tr[own]).long()
+    ranks = (greater + tied_before + 1).cpu().numpy()
+    loss = float((torch.log(total) + top.double() - t_raw.double()).sum()) if with_loss else 0.0
+    return ranks, loss
 
 
 def metrics_from_ranks(ranks: np.ndarray, ks=KS) -> dict[str, float]:
@@ -78,9 +161,15 @@ def evaluate(scorer: Scorer, evalset: EvalSet, exclude_seen: bool = True, batch_
     # scattered back to the original order.
     by_length = np.argsort(evalset.histories.lengths, kind="stable")
     starts = range(0, n, batch_size)
+    factors = getattr(scorer, "factors", None)  # a GPT: score the catalogue in chunks
     for s in tqdm(starts, desc="ranking", unit="batch", disable=None if progress else True, leave=False):
         rows = by_length[s:s + batch_size]
         hist = evalset.histories.take(rows)
+        if factors is not None:
+            q, items = factors(hist, evalset.users[rows])
+            ranks[rows], batch_loss = factor_ranks(q, items, hist, evalset.targets[rows], exclude_seen, with_loss)
+            loss_sum += batch_loss
+            continue
         scores = as_scores(scorer(hist, evalset.users[rows]))  # ranking writes into it
         targets = torch.from_numpy(evalset.targets[rows])
         if with_loss:  # before ranking masks the history

@@ -12,8 +12,32 @@ in benchmarks/results/*.json (throughput_beauty.json: training tokens/s of the
 default config with this loss).
 
 Item 0 (padding) is excluded from the softmax: it is never a valid prediction.
+
+Large catalogues: sampled softmax. The full softmax costs M x (N+1) x C per
+step whatever the model, so it grows linearly with the catalogue. `OutputLoss`
+(config key `loss`) chooses between it and a sampled softmax with logQ
+correction: each step draws `num_negatives` negatives shared by all of the
+step's targets (`negatives`: popularity-proportional, uniform, or the batch's
+own targets), scores only those, and subtracts log of each candidate's expected
+count so that the sampled loss estimates the full one
+(`sampled_softmax_cross_entropy` has the exact definition). The draws come from
+a generator seeded by (seed, step, rank): a resumed run draws the same ones.
+
+loss=auto: the exact full softmax up to AUTO_SAMPLED_ABOVE (20,000) items,
+sampled above. The rule comes from the training throughput of the default
+model with both losses at 12k (Beauty), 24k, 48k and 75k items, measured by
+benchmarks/output_layer.py and recorded with the machine and date in
+benchmarks/results/output_layer.json: the full softmax's step grows linearly with the catalogue while the sampled step stays flat, so
+the full/sampled ratio is a few times at Beauty's size and more than ten times
+at the challenge's. Up to 20k items (LastFM, Beauty, Sports) the exact loss
+costs a few times more and keeps every published benchmark comparable; beyond,
+the sampled loss is what makes an epoch take minutes instead of hours. Whether
+sampled softmax reaches the full one's validation NDCG@10 at equal wall time
+has not been measured, so the exact loss stays the default below the threshold.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -64,3 +88,130 @@ def full_softmax_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: t
     if h.shape[0] == 0:
         return (h.sum() + weight.sum()) * 0.0
     return _ChunkedSoftmaxCE.apply(h, weight, targets, chunk)
+
+
+# -----------------------------------------------------------------------------
+# sampled softmax with logQ correction: the output layer for large catalogues
+
+NEGATIVES = ("uniform", "popularity", "in_batch")
+LOSSES = ("auto", "full", "sampled")
+
+# loss=auto: the exact full softmax up to this many items, sampled softmax above.
+# See the module docstring (paragraph "loss=auto") for where the rule comes from.
+AUTO_SAMPLED_ABOVE = 20_000
+
+
+def resolve_loss(loss: str, num_items: int) -> str:
+    """cfg.loss -> "full" or "sampled" for a catalogue of num_items items."""
+    if loss == "auto":
+        return "sampled" if num_items > AUTO_SAMPLED_ABOVE else "full"
+    if loss not in ("full", "sampled"):
+        raise ValueError(f"loss={loss!r}: expected one of {', '.join(LOSSES)}")
+    return loss
+
+
+def sampled_softmax_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                                  negatives: torch.Tensor, log_q_negatives: torch.Tensor,
+                                  log_q_targets: torch.Tensor) -> torch.Tensor:
+    """mean_i [ logsumexp_{c in {y_i} + S} (h_i . w_c - log Q_c) - (h_i . w_{y_i} - log Q_{y_i}) ].
+
+    h (M, C) hidden states, weight (V, C) the tied item embedding, targets (M,),
+    negatives (S,) item indices shared by every row, log_q_negatives (S,) and
+    log_q_targets (M,): log of each candidate's expected count among the S
+    draws (S * q_c for draws with replacement from q), subtracted from every
+    logit, the target's included (the logQ correction of sampled softmax, as in
+    TensorFlow's sampled_softmax_loss). A negative equal to the row's own target
+    (an accidental hit) is removed from that row (its logit is -inf); the target
+    itself always stays. Plain autograd: the (M, S) logits are small.
+    """
+    if h.shape[0] == 0:
+        return (h.sum() + weight.sum()) * 0.0
+    hf, wf = h.float(), weight.float()
+    pos = (hf * wf[targets]).sum(-1) - log_q_targets                      # (M,)
+    neg = hf @ wf[negatives].T - log_q_negatives[None, :]                  # (M, S)
+    neg = neg.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
+    lse = torch.logsumexp(torch.cat([pos[:, None], neg], dim=1), dim=1)
+    return (lse - pos).mean()
+
+
+def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
+    """A CPU generator that depends only on (seed, step, rank): a resumed run draws
+    the same negatives at the same step."""
+    import numpy as np
+    state = np.random.SeedSequence([seed, step, rank, 0x5A3]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 31 ^ int(state[1]))
+
+
+class OutputLoss:
+    """The training loss of the output layer: "full" (exact, chunked) or "sampled".
+
+    Sampled: each step draws `num_negatives` negatives shared by all target slots
+    of the batch (with replacement), from
+      - "uniform": every item 1..N alike, q = 1/N;
+      - "popularity": q proportional to (training count + 1): the +1 keeps
+        never-bought items sampleable, so they are still pushed down;
+      - "in_batch": the batch's own targets (slots drawn uniformly), q = the
+        item's share of the batch's target slots;
+    and corrects each logit by log(S q) (see `sampled_softmax_cross_entropy`).
+    `for_step(step, rank)` returns the loss function of one step, called as
+    loss(h, weight, targets); its draws depend only on (seed, step, rank).
+    """
+
+    def __init__(self, kind: str, num_items: int, counts=None, num_negatives: int = 1024,
+                 negatives: str = "popularity", seed: int = 0):
+        if kind not in ("full", "sampled"):
+            raise ValueError(f"kind={kind!r}: expected full or sampled (resolve auto first)")
+        if negatives not in NEGATIVES:
+            raise ValueError(f"negatives={negatives!r}: expected one of {', '.join(NEGATIVES)}")
+        self.kind, self.num_items, self.num_negatives, self.negatives, self.seed = \
+            kind, num_items, num_negatives, negatives, seed
+        self.log_q = None
+        if kind == "sampled" and negatives == "popularity":
+            import numpy as np
+            c = np.ones(num_items + 1, dtype=np.float64) if counts is None else np.asarray(counts, np.float64) + 1.0
+            c[0] = 0.0  # padding is never a candidate
+            q = torch.from_numpy(c / c.sum())
+            self.cdf = torch.cumsum(q, 0)
+            self.cdf[-1] = 1.0
+            with torch.no_grad():
+                self.log_q = torch.log(q).float()
+
+    def describe(self) -> str:
+        if self.kind == "full":
+            return f"full softmax over {self.num_items:,} items"
+        return (f"sampled softmax over {self.num_items:,} items: {self.num_negatives:,} shared {self.negatives} "
+                f"negatives a step, logQ-corrected (the training loss is the sampled loss)")
+
+    def draw(self, targets: torch.Tensor, generator: torch.Generator):
+        """(negatives (S,), log_q_negatives (S,), log_q_targets (M,)) on targets' device."""
+        S, dev = self.num_negatives, targets.device
+        log_s = math.log(S)
+        if self.negatives == "uniform":
+            neg = torch.randint(1, self.num_items + 1, (S,), generator=generator)
+            lq = torch.full((S,), log_s - math.log(self.num_items))
+            return neg.to(dev), lq.to(dev), torch.full(targets.shape, log_s - math.log(self.num_items), device=dev)
+        if self.negatives == "popularity":
+            u = torch.rand(S, generator=generator, dtype=torch.float64)
+            neg = torch.searchsorted(self.cdf, u, right=True).clamp_(1, self.num_items)
+            log_q = self.log_q.to(dev)
+            return neg.to(dev), (log_q[neg.to(dev)] + log_s), log_q[targets] + log_s
+        # in_batch: slots drawn uniformly from the batch's targets
+        M = targets.shape[0]
+        slots = torch.randint(0, M, (S,), generator=generator).to(dev)
+        counts = torch.bincount(targets, minlength=self.num_items + 1).float()
+        log_q = torch.log(counts.clamp_min(1.0) / M) + log_s  # every target occurs at least once
+        neg = targets[slots]
+        return neg, log_q[neg], log_q[targets]
+
+    def for_step(self, step: int, rank: int = 0):
+        if self.kind == "full":
+            return full_softmax_cross_entropy
+        gen = step_generator(self.seed, step, rank)
+
+        def loss(h, weight, targets):
+            if h.shape[0] == 0:
+                return (h.sum() + weight.sum()) * 0.0
+            neg, lq_neg, lq_t = self.draw(targets, gen)
+            return sampled_softmax_cross_entropy(h, weight, targets, neg, lq_neg, lq_t)
+
+        return loss

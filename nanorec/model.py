@@ -188,19 +188,21 @@ class GPT(nn.Module):
         logits[..., 0] = float("-inf")
         return logits
 
-    def forward(self, tokens, pos_ids, seq_ids, targets=None):
+    def forward(self, tokens, pos_ids, seq_ids, targets=None, loss_fn=None):
         """Training: mean cross-entropy over every slot whose target is not -100.
 
         Logits are computed only at those slots: padding costs no output-layer FLOPs,
         and the output layer over the full catalogue dominates the cost.
-        Without targets, returns the (B, T, C) hidden states.
+        loss_fn(h (M, C), items (N+1, C), targets (M,)) -> scalar: the output layer's
+        loss, default the exact full softmax (`loss.OutputLoss.for_step` makes the
+        sampled one). Without targets, returns the (B, T, C) hidden states.
         """
         items = self.item_embeddings()  # (N+1, C), computed once for input and output
         h = self.hidden(tokens, pos_ids, seq_ids, items)
         if targets is None:
             return h
         keep = targets != IGNORE  # (B, T)
-        return full_softmax_cross_entropy(h[keep], items, targets[keep])  # h[keep]: (M, C)
+        return (loss_fn or full_softmax_cross_entropy)(h[keep], items, targets[keep])  # h[keep]: (M, C)
 
     def configure_optimizer(self, weight_decay, learning_rate, betas, device_type):
         """AdamW with two groups: matrices of Linear layers decay; biases, LayerNorm
@@ -216,10 +218,16 @@ class GPT(nn.Module):
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
 
     @torch.no_grad()
+    def query(self, tokens, pos_ids, seq_ids, last):
+        """The two factors of `score`: (h_last (B, C), items (N+1, C)), scores = h_last @ items.T
+        with padding (column 0) at -inf. Lets a caller score the catalogue in chunks."""
+        items = self.item_embeddings()
+        h = self.hidden(tokens, pos_ids, seq_ids, items)  # (B, T, C)
+        return h[torch.arange(h.shape[0], device=h.device), last], items  # (B, C)
+
+    @torch.no_grad()
     def score(self, tokens, pos_ids, seq_ids, last):
         """Scores over all items for the slot after each row's last item.
         tokens/pos_ids/seq_ids (B, T), last (B,) column index -> (B, N+1)."""
-        items = self.item_embeddings()
-        h = self.hidden(tokens, pos_ids, seq_ids, items)  # (B, T, C)
-        h_last = h[torch.arange(h.shape[0], device=h.device), last]  # (B, C)
+        h_last, items = self.query(tokens, pos_ids, seq_ids, last)
         return self.logits(h_last, items).float()

@@ -14,6 +14,17 @@ its test.csv; the output is then `user_id,predictions` (10 original ids,
 space-separated, best first). Otherwise a long table
 `user_id,item_id,score,rank,source`. Scoring goes through nanorec.scoring, as
 evaluation and the server do.
+
+At scale: users are taken batch by batch in input order and each batch is
+written as soon as it is scored (to a temporary file, renamed into place at the
+end), so memory does not grow with the number of users. Under torchrun
+
+    torchrun --standalone --nproc_per_node=4 -m nanorec.cli recommend --run-dir R --data D --out F
+
+(--run-dir: torchrun's own parser would take --run for its --run-path), each
+process takes a contiguous slice of the users (whole batches), writes its part,
+and rank 0 merges the parts into ONE output, checks that every user is there
+once in input order, and removes the parts.
 """
 from __future__ import annotations
 
@@ -36,8 +47,8 @@ from .scoring import recommend_lists
 def histories_in_run_vocab(ds: Dataset, run_item_ids: np.ndarray) -> tuple[Sequences, int]:
     """The data set's full histories re-indexed to the run's item vocabulary.
     Items the model never saw are dropped from the histories (returned count)."""
-    run_index = {str(x): i for i, x in enumerate(run_item_ids.tolist()) if i > 0}
-    remap = np.array([0] + [run_index.get(str(x), 0) for x in ds.item_ids[1:].tolist()], dtype=np.int64)
+    rows = user_rows(run_item_ids[1:], ds.item_ids[1:])  # the same id matching as users' (ints, else strings)
+    remap = np.concatenate([[0], np.where(rows >= 0, rows + 1, 0)]).astype(np.int64)
     items = remap[ds.sequences.items]
     known = items > 0
     lengths = np.add.reduceat(known.astype(np.int64), ds.sequences.offsets[:-1]) if len(items) else np.zeros(len(ds.user_ids), np.int64)
@@ -67,16 +78,9 @@ def read_user_list(path: str, user_col: str = "user_id") -> np.ndarray:
     return users
 
 
-def recommend(run_dir: str, data_path=None, k: int = 10, mode: str = "oneshot", exclude_seen: bool = True,
-              users=None, device: str = "auto", batch_size: int = 512, temperature: float = 0.0,
-              top_k: int = 0, seed: int = 0, progress: bool = False):
-    """Lists from a run folder -> (user_ids (U,), items (U, k) original ids, scores (U, k), cold (U,) bool).
-
-    Histories come from `data_path` (a log in the run's vocabulary) or, when it is
-    None, from the run's own histories.parquet. Default users: a challenge
-    folder's test.csv, else every user with a history."""
-    check_options(argparse.Namespace(k=k, mode=mode, temperature=temperature, top_k_sample=top_k, seed=seed,
-                                     batch_size=batch_size))
+def prepare(run_dir: str, data_path=None, k: int = 10, users=None, device: str = "auto"):
+    """Everything a list needs, checked before any scoring:
+    -> (scorer, num_items, item_ids, known_users, hist, users)."""
     device = pick_device(device)
     cfg, scorer, item_ids, num_items = rundir.load_scorer(run_dir, device)
     if not 1 <= k <= num_items:
@@ -94,10 +98,24 @@ def recommend(run_dir: str, data_path=None, k: int = 10, mode: str = "oneshot", 
         if ds.kind == "challenge" and ds.test_users is None and users is None:
             raise DataError(f"{data_path}: a challenge folder without test.csv; say which users with --users FILE")
         default_users = ds.test_users if ds.test_users is not None else ds.user_ids
-    users = default_users if users is None else users
+    users = np.asarray(default_users if users is None else users)
+    return scorer, num_items, item_ids, known_users, hist, users
+
+
+def recommend(run_dir: str, data_path=None, k: int = 10, mode: str = "oneshot", exclude_seen: bool = True,
+              users=None, device: str = "auto", batch_size: int = 512, temperature: float = 0.0,
+              top_k: int = 0, seed: int = 0, progress: bool = False):
+    """Lists from a run folder -> (user_ids (U,), items (U, k) original ids, scores (U, k), cold (U,) bool).
+
+    Histories come from `data_path` (a log in the run's vocabulary) or, when it is
+    None, from the run's own histories.parquet. Default users: a challenge
+    folder's test.csv, else every user with a history."""
+    check_options(argparse.Namespace(k=k, mode=mode, temperature=temperature, top_k_sample=top_k, seed=seed,
+                                     batch_size=batch_size))
+    scorer, num_items, item_ids, known_users, hist, users = prepare(run_dir, data_path, k, users, device)
     items, scores, cold = recommend_users(scorer, num_items, known_users, hist, users, k,
                                           exclude_seen, mode, batch_size, temperature, top_k, seed, progress)
-    return np.asarray(users), item_ids[items], scores, cold
+    return users, item_ids[items], scores, cold
 
 
 def recommend_users(scorer, num_items: int, known_users: np.ndarray, hist: Sequences, users, k: int = 10,
@@ -107,35 +125,71 @@ def recommend_users(scorer, num_items: int, known_users: np.ndarray, hist: Seque
     known_users (U0,) original ids, row u of `hist`; users (U,) the ids to recommend for.
     -> items (U, k) internal indices, scores (U, k) (NaN for cold users), cold (U,) bool.
     Cold users (unknown, or no item the model knows) get the most popular items
-    of `hist`; their scores are NaN, since counts are not on the model's scale."""
+    of `hist`; their scores are NaN, since counts are not on the model's scale.
+    The lists of `iter_recommendations`, gathered."""
+    users = np.asarray(users)
+    out_items = np.zeros((len(users), k), dtype=np.int64)
+    out_scores = np.full((len(users), k), np.nan, dtype=np.float32)
+    cold = np.ones(len(users), dtype=bool)
+    for lo, hi, it, sc, cd in iter_recommendations(scorer, num_items, known_users, hist, users, k, exclude_seen,
+                                                   mode, batch_size, temperature, top_k, seed, progress=progress):
+        out_items[lo:hi], out_scores[lo:hi], cold[lo:hi] = it, sc, cd
+    return out_items, out_scores, cold
+
+
+def iter_recommendations(scorer, num_items: int, known_users: np.ndarray, hist: Sequences, users, k: int = 10,
+                         exclude_seen: bool = True, mode: str = "oneshot", batch_size: int = 512,
+                         temperature: float = 0.0, top_k: int = 0, seed: int = 0, start: int = 0,
+                         stop: int | None = None, progress: bool = False):
+    """Lists of users[start:stop], batch by batch in input order:
+    yields (lo, hi, items (hi-lo, k) internal indices, scores (NaN for cold), cold (hi-lo,) bool).
+    Batches start at multiples of batch_size (start must be one), and a batch's
+    sampling seed is seed + its first position, so any slicing into whole
+    batches (the shards of a torchrun) gives the lists of one pass."""
     from tqdm.auto import tqdm
 
     users = np.asarray(users)
-    rows = user_rows(known_users, users)
-    warm = np.nonzero(rows >= 0)[0]
-    warm = warm[hist.lengths[rows[warm]] > 0]
-    cold = np.ones(len(users), dtype=bool)
-    cold[warm] = False
-
-    out_items = np.zeros((len(users), k), dtype=np.int64)
-    out_scores = np.full((len(users), k), np.nan, dtype=np.float32)
-    out_items[cold] = popular_items(hist, num_items, k)
-    for s in tqdm(range(0, len(warm), batch_size), desc="recommend", unit="batch",
-                  disable=None if progress else True):  # None: quiet when not a terminal
-        idx = warm[s:s + batch_size]
-        it, sc = recommend_lists(scorer, hist.take(rows[idx]), rows[idx], k, exclude_seen, mode,
-                                 temperature, top_k, seed + s)
-        out_items[idx], out_scores[idx] = it, sc
-    return out_items, out_scores, cold
+    stop = len(users) if stop is None else stop
+    rows = user_rows(known_users, users[start:stop])
+    has = np.zeros(len(rows), dtype=bool)
+    has[rows >= 0] = hist.lengths[rows[rows >= 0]] > 0
+    popular = popular_items(hist, num_items, k)
+    bar = tqdm(total=stop - start, desc="recommend", unit="user", unit_scale=True, dynamic_ncols=True,
+               disable=None if progress else True)  # None: quiet when not a terminal
+    try:
+        for lo in range(start, stop, batch_size):
+            hi = min(lo + batch_size, stop)
+            warm = np.nonzero(has[lo - start:hi - start])[0]
+            items = np.empty((hi - lo, k), dtype=np.int64)
+            items[:] = popular
+            scores = np.full((hi - lo, k), np.nan, dtype=np.float32)
+            cold = np.ones(hi - lo, dtype=bool)
+            if len(warm):
+                r = rows[lo - start + warm]
+                items[warm], scores[warm] = recommend_lists(scorer, hist.take(r), r, k, exclude_seen, mode,
+                                                            temperature, top_k, seed + lo)
+                cold[warm] = False
+            bar.update(hi - lo)
+            yield lo, hi, items, scores, cold
+    finally:
+        bar.close()
 
 
 def user_rows(known_users: np.ndarray, users: np.ndarray) -> np.ndarray:
     """(U,) row of each user in known_users, -1 when unknown. Integer ids match
-    integers; otherwise ids match as strings (a CSV of "17" finds user 17)."""
-    ints = known_users.dtype.kind in "iu" and users.dtype.kind in "iu"
-    key = (lambda u: u) if ints else str
-    row_of = {key(u): r for r, u in enumerate(known_users.tolist())}
-    return np.array([row_of.get(key(u), -1) for u in users.tolist()], dtype=np.int64)
+    integers; otherwise ids match as strings (a CSV of "17" finds user 17).
+    Vectorised: a sort of the known ids and a binary search, no per-user objects;
+    a repeated known id resolves to its last row."""
+    known_users, users = np.asarray(known_users), np.asarray(users)
+    if not (known_users.dtype.kind in "iu" and users.dtype.kind in "iu"):
+        known_users, users = known_users.astype(str), users.astype(str)
+    if len(known_users) == 0:
+        return np.full(len(users), -1, dtype=np.int64)
+    order = np.argsort(known_users, kind="stable")
+    ordered = known_users[order]
+    pos = np.searchsorted(ordered, users, side="right") - 1
+    found = (pos >= 0) & (ordered[np.maximum(pos, 0)] == users)
+    return np.where(found, order[np.maximum(pos, 0)], -1).astype(np.int64)
 
 
 def popular_items(histories: Sequences, num_items: int, k: int) -> np.ndarray:
@@ -148,23 +202,40 @@ def popular_items(histories: Sequences, num_items: int, k: int) -> np.ndarray:
 # -----------------------------------------------------------------------------
 # writers (atomic: a temp file renamed into place, never a half-written output)
 
+def _ids(a: np.ndarray) -> np.ndarray:
+    """An id array polars takes without per-element Python objects (object ids -> str)."""
+    a = np.asarray(a)
+    return a.astype(str) if a.dtype == object else a
+
+
+def list_frame(fmt: str, users, items, scores=None, cold=None):
+    """One batch of lists as a polars frame: "submission" (user_id,predictions, the
+    ids space-separated, best first) or "long" (user_id,item_id,score,rank,source;
+    source "model" or "popularity" for cold users, whose score is empty)."""
+    import polars as pl
+    users, items = _ids(users), _ids(items)
+    k = items.shape[1]
+    if fmt == "submission":
+        cols = [pl.Series(f"p{j}", items[:, j]).cast(pl.Utf8) for j in range(k)]
+        preds = pl.select(pl.concat_str(cols, separator=" ").alias("predictions")).to_series() if len(items) \
+            else pl.Series("predictions", [], dtype=pl.Utf8)
+        return pl.DataFrame({"user_id": users, "predictions": preds})
+    df = pl.DataFrame({"user_id": np.repeat(users, k), "item_id": items.reshape(-1),
+                       "score": np.asarray(scores, dtype=np.float32).reshape(-1),
+                       "rank": np.tile(np.arange(1, k + 1), len(users)),
+                       "source": np.where(np.repeat(cold, k), "popularity", "model")})
+    return df.with_columns(pl.col("score").fill_nan(None))
+
+
 def write_submission(path: str, users, items) -> None:
     """Challenge format: user_id,predictions with the ids space-separated, best first."""
-    import polars as pl
-    preds = [" ".join(str(x) for x in row) for row in items.tolist()]
-    write_frame(path, pl.DataFrame({"user_id": list(users.tolist()), "predictions": preds}))
+    write_frame(path, list_frame("submission", users, items))
 
 
 def write_long(path: str, users, items, scores, cold) -> None:
     """One row per (user, rank): user_id,item_id,score,rank,source; source is
     "model" or "popularity" (cold users, whose score is empty)."""
-    import polars as pl
-    k = items.shape[1]
-    df = pl.DataFrame({"user_id": np.repeat(users, k).tolist(), "item_id": items.reshape(-1).tolist(),
-                       "score": scores.reshape(-1), "rank": np.tile(np.arange(1, k + 1), len(users)),
-                       "source": np.where(np.repeat(cold, k), "popularity", "model")})
-    df = df.with_columns(pl.col("score").fill_nan(None))
-    write_frame(path, df)
+    write_frame(path, list_frame("long", users, items, scores, cold))
 
 
 def write_frame(path: str, df) -> None:
@@ -175,13 +246,127 @@ def write_frame(path: str, df) -> None:
         atomic_write(path, df.write_csv)
 
 
+class _FrameAppender:
+    """Frames appended to one open file: CSV (one header) or Parquet (one row group each)."""
+
+    def __init__(self, path: str, parquet: bool):
+        self.path, self.parquet, self.file, self.writer, self.schema = path, parquet, None, None, None
+
+    def add(self, df) -> None:
+        if self.parquet:
+            import pyarrow.parquet as pq
+            table = df.to_arrow()
+            if self.writer is None:
+                self.schema = table.schema
+                self.writer = pq.ParquetWriter(self.path, self.schema)
+            self.writer.write_table(table.cast(self.schema))
+        else:
+            if self.file is None:
+                self.file = open(self.path, "wb")
+                df.write_csv(self.file, include_header=True)
+            else:
+                df.write_csv(self.file, include_header=False)
+
+    def close(self, empty) -> None:
+        """empty: a frame with the columns, written when nothing was (a header / a schema)."""
+        if self.writer is None and self.file is None:
+            self.add(empty)
+        if self.writer is not None:
+            self.writer.close()
+        if self.file is not None:
+            self.file.close()
+
+
+def stream_lists(path: str, fmt: str, batches, users, item_ids) -> int:
+    """Write the lists of `iter_recommendations` batches as they come: appended to a
+    temporary file, renamed to `path` at the end (.parquet by its name, else CSV).
+    users: the ids the batches index; item_ids: internal index -> original id.
+    -> the number of cold users written."""
+    n_cold = 0
+
+    def write(tmp):
+        nonlocal n_cold
+        out = _FrameAppender(tmp, path.lower().endswith(".parquet"))
+        for lo, hi, items, scores, cold in batches:
+            out.add(list_frame(fmt, users[lo:hi], item_ids[items], scores, cold))
+            n_cold += int(cold.sum())
+        k = item_ids[np.zeros((0, 1), np.int64)]
+        out.close(list_frame(fmt, users[:0], k, np.zeros((0, 1), np.float32), np.zeros(0, bool)))
+
+    atomic_write(path, write)
+    return n_cold
+
+
+# -----------------------------------------------------------------------------
+# torchrun: contiguous shards, parts merged by rank 0
+
+def shard_range(n: int, batch_size: int, rank: int, world: int) -> tuple[int, int]:
+    """[lo, hi) of the users that process `rank` of `world` lists: whole batches, contiguous."""
+    batches = -(-n // batch_size)
+    b0, b1 = batches * rank // world, batches * (rank + 1) // world
+    return min(b0 * batch_size, n), min(b1 * batch_size, n)
+
+
+def part_path(out: str, rank: int, world: int) -> str:
+    folder, name = os.path.split(os.path.abspath(out))
+    return os.path.join(folder, f".{name}.part{rank}-of-{world}")
+
+
+def merge_parts(out: str, parts: list[str], users, k: int, fmt: str) -> None:
+    """The parts (in rank order) as ONE file at `out`, atomically, checked: every user of
+    `users` present once (k rows each in the long format), in input order."""
+    import shutil
+
+    import polars as pl
+    parquet = out.lower().endswith(".parquet")
+
+    def write(tmp):
+        if parquet:
+            import pyarrow.parquet as pq
+            writer = None
+            for part in parts:
+                f = pq.ParquetFile(part)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, f.schema_arrow)
+                for i in range(f.num_row_groups):
+                    writer.write_table(f.read_row_group(i).cast(f.schema_arrow))
+            writer.close()
+            got = pl.read_parquet(tmp, columns=["user_id"])["user_id"]
+        else:
+            with open(tmp, "wb") as dst:
+                for i, part in enumerate(parts):
+                    with open(part, "rb") as src:
+                        if i:
+                            src.readline()  # each part has the header
+                        shutil.copyfileobj(src, dst, 1 << 20)
+            got = pl.read_csv(tmp, columns=["user_id"], schema_overrides={"user_id": pl.Utf8})["user_id"]
+        expected = np.asarray(users).astype(str)
+        expected = np.repeat(expected, k) if fmt == "long" else expected
+        got = got.cast(pl.Utf8).to_numpy().astype(str)
+        if len(got) != len(expected) or not np.array_equal(got, expected):
+            bad = next((i for i in range(min(len(got), len(expected))) if got[i] != expected[i]), min(len(got), len(expected)))
+            raise DataError(f"{out}: the merged parts do not list every user once in input order "
+                            f"(row {bad}: {len(got):,} rows for {len(expected):,} expected)")
+
+    try:
+        atomic_write(out, write)
+    finally:
+        for part in parts:
+            if os.path.exists(part):
+                os.remove(part)
+
+
 def main(argv) -> int:
     p = argparse.ArgumentParser(prog="nanorec recommend", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="examples:\n"
                                        "  nanorec recommend --run runs/kaggle --data data/kaggle --out submission.csv\n"
-                                       "  nanorec recommend --run runs/beauty --data Beauty.txt --k 20 --out recs.csv")
-    p.add_argument("--run", required=True, help="run directory written by `nanorec train`")
+                                       "  nanorec recommend --run runs/beauty --data Beauty.txt --k 20 --out recs.csv\n"
+                                       "  torchrun --standalone --nproc_per_node=2 -m nanorec.cli recommend "
+                                       "--run-dir runs/kaggle --data data/kaggle --out submission.csv")
+    p.add_argument("--run", "--run-dir", dest="run", required=True,
+                   help="run directory written by `nanorec train` (under torchrun spell it --run-dir: "
+                        "torchrun's own parser mistakes --run for its --run-path)")
     p.add_argument("--data", help="interactions whose histories are continued (default: the run's own histories)")
     p.add_argument("--out", required=True, help="output .csv (or .parquet)")
     p.add_argument("--users", help="CSV/Parquet of users: the run's user column (user_col), else user_id "
@@ -206,17 +391,35 @@ def main(argv) -> int:
     check_writable_folder(args.out, "--out list")  # fail before the work, not after it
     user_col = rundir.read_config(args.run).user_col if os.path.isdir(args.run) else "user_id"
     users = read_user_list(args.users, user_col) if args.users else None
-    users, items, scores, cold = recommend(args.run, args.data, args.k, args.mode, args.exclude_seen, users,
-                                           args.device, args.batch_size, args.temperature, args.top_k_sample,
-                                           args.seed, progress=True)
-    is_challenge = args.data is not None and os.path.isdir(args.data)
-    fmt = args.format if args.format != "auto" else ("submission" if is_challenge else "long")
-    if fmt == "submission":
-        write_submission(args.out, users, items)
-    else:
-        write_long(args.out, users, items, scores, cold)
-    print(f"wrote {args.out}: {len(users):,} users x {args.k} items ({args.mode}); "
-          f"{int(cold.sum()):,} cold users got the most popular items")
+    from . import distributed
+    dd, device = distributed.setup(pick_device(args.device))  # under torchrun: one process per shard
+    try:
+        scorer, num_items, item_ids, known, hist, users = prepare(args.run, args.data, args.k, users, device)
+        is_challenge = args.data is not None and os.path.isdir(args.data)
+        fmt = args.format if args.format != "auto" else ("submission" if is_challenge else "long")
+        lo, hi = shard_range(len(users), args.batch_size, dd.rank, dd.world)
+        batches = iter_recommendations(scorer, num_items, known, hist, users, args.k, args.exclude_seen, args.mode,
+                                       args.batch_size, args.temperature, args.top_k_sample, args.seed,
+                                       start=lo, stop=hi, progress=dd.main)
+        if not dd.enabled:
+            n_cold = stream_lists(args.out, fmt, batches, users, item_ids)
+        else:
+            stream_lists(part_path(args.out, dd.rank, dd.world) + os.path.splitext(args.out)[1], fmt, batches,
+                         users, item_ids)
+            distributed.barrier(dd)
+            if dd.main:
+                ext = os.path.splitext(args.out)[1]
+                merge_parts(args.out, [part_path(args.out, r, dd.world) + ext for r in range(dd.world)],
+                            users, args.k, fmt)
+                rows = user_rows(known, users)
+                n_cold = int(len(users) - (hist.lengths[rows[rows >= 0]] > 0).sum())
+            distributed.barrier(dd)
+    finally:
+        distributed.cleanup(dd)
+    if dd.main:
+        print(f"wrote {args.out}: {len(users):,} users x {args.k} items ({args.mode})"
+              + (f" from {dd.world} processes" if dd.enabled else "")
+              + f"; {n_cold:,} cold users got the most popular items")
     return 0
 
 

@@ -87,3 +87,150 @@ def write_challenge(folder: str, test_fraction: float = 0.5, cold_users: int = 5
     with open(os.path.join(folder, "id_mappings.json"), "w") as f:
         json.dump(mapping, f)
     return folder
+
+
+# -----------------------------------------------------------------------------
+# the challenge-sized generator: vectorised, millions of rows in seconds
+
+# The challenge's shape: 2.43M purchases by 720k users of 78k items, 412k users to recommend for.
+CHALLENGE_ROWS_PER_USER = 2_430_000 / 720_000
+CHALLENGE_ROWS_PER_ITEM = 2_430_000 / 78_000
+CHALLENGE_TEST_FRACTION = 412_000 / 720_000
+
+
+def challenge_lengths(num_rows: int, num_users: int, rng: np.random.Generator, p_two: float = 0.7,
+                      max_len: int = 200) -> np.ndarray:
+    """(num_users,) history lengths summing to exactly num_rows: a share p_two of
+    users with two purchases (less when the mean is too low for the rest to have
+    three or more), the rest 3 + a geometric tail. Needs 2 <= rows / users <= max_len."""
+    mean = num_rows / num_users
+    long_mean = (mean - 2 * p_two) / (1 - p_two) if p_two < 1 else 3.0
+    if long_mean < 3:  # too few rows for p_two: every long history has three items
+        p_two = max(0.0, 1.0 - (mean - 2.0))
+        long_mean = 3.0
+    is_long = rng.random(num_users) >= p_two
+    extra = rng.geometric(1.0 / (long_mean - 2.0), size=num_users) - 1 if long_mean > 3 else np.zeros(num_users, np.int64)
+    lengths = np.where(is_long, np.minimum(3 + extra, max_len), 2).astype(np.int64)
+    # make the total exact: spread the difference over random users, within [2, max_len]
+    diff = num_rows - int(lengths.sum())
+    while diff:
+        if diff > 0:
+            room = np.nonzero(is_long & (lengths < max_len))[0]
+            if not len(room):
+                room = np.nonzero(lengths < max_len)[0]
+            pick = rng.choice(room, size=min(diff, len(room)), replace=False)
+            lengths[pick] += 1
+        else:
+            room = np.nonzero(lengths > 3)[0]
+            if not len(room):
+                room = np.nonzero(lengths > 2)[0]
+            pick = rng.choice(room, size=min(-diff, len(room)), replace=False)
+            lengths[pick] -= 1
+        diff = num_rows - int(lengths.sum())
+    return lengths
+
+
+def generate_fast(num_rows: int = 2_430_000, num_items: int | None = None, num_users: int | None = None,
+                  seed: int = 0, p_two: float = 0.7, p_transition: float = 0.7, p_repeat: float = 0.1,
+                  zipf: float = 1.1, max_len: int = 200):
+    """The challenge-shaped log at any size, vectorised (no per-user Python loop):
+    a loop over positions 0..max_len-1 draws everyone's next item at once.
+
+    Same signals as `generate`: Zipf popularity (exponent `zipf`, popular items
+    not simply the low ids), 3 follow-up items per item (weights 0.6/0.3/0.1,
+    drawn uniformly), repeats of an earlier item of the user, popularity draws.
+    Lengths from `challenge_lengths` (p_two of users with two purchases).
+    num_items / num_users default to the challenge's rows per item / per user.
+    Returns (users, items, timestamps) int64 arrays, items 0..num_items-1, rows
+    grouped by user (users 0..num_users-1) and in chronological order within a user.
+    Same seed, same data."""
+    num_users = num_users or max(1, round(num_rows / CHALLENGE_ROWS_PER_USER))
+    num_items = num_items or max(4, round(num_rows / CHALLENGE_ROWS_PER_ITEM))
+    if num_rows < 2 * num_users or num_rows > max_len * num_users:
+        raise ValueError(f"{num_rows} rows for {num_users} users: every user needs 2..{max_len} rows")
+    rng = np.random.default_rng([seed, 7])
+    lengths = challenge_lengths(num_rows, num_users, rng, p_two, max_len)
+    offsets = np.zeros(num_users + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+
+    cdf = np.cumsum(1.0 / np.arange(1, num_items + 1) ** zipf)
+    cdf /= cdf[-1]
+    perm = rng.permutation(num_items)  # rank -> item: popular items are not simply the low ids
+
+    def popular(n):
+        return perm[np.minimum(np.searchsorted(cdf, rng.random(n), side="right"), num_items - 1)]
+
+    # follow-ups: never the item itself
+    follow = (np.arange(num_items)[:, None] + 1 + rng.integers(0, max(num_items - 1, 1), size=(num_items, 3))) % num_items
+    follow_cdf = np.cumsum([0.6, 0.3, 0.1])
+
+    items = np.empty(num_rows, dtype=np.int64)
+    items[offsets[:-1]] = popular(num_users)
+    order = np.argsort(-lengths, kind="stable")  # users by length: the ones still going are a prefix
+    sorted_len = lengths[order]
+    for t in range(1, int(lengths.max())):
+        active = order[:np.searchsorted(-sorted_len, -t, side="left")]  # users with length > t
+        n = len(active)
+        pos = offsets[active] + t
+        prev = items[pos - 1]
+        r = rng.random(n)
+        nxt = popular(n)
+        trans = r < p_transition
+        slot = np.minimum(np.searchsorted(follow_cdf, rng.random(int(trans.sum())), side="right"), 2)
+        nxt[trans] = follow[prev[trans], slot]
+        rep = (r >= p_transition) & (r < p_transition + p_repeat)
+        back = (rng.random(int(rep.sum())) * t).astype(np.int64)  # an earlier position of the same user
+        nxt[rep] = items[offsets[active[rep]] + back]
+        items[pos] = nxt
+
+    users = np.repeat(np.arange(num_users, dtype=np.int64), lengths)
+    # times: each user starts somewhere in a year and buys every few hours to weeks (ms, like the challenge)
+    start = 1_600_000_000_000 + rng.integers(0, 365 * 86_400_000, size=num_users)
+    gaps = rng.integers(3_600_000, 30 * 86_400_000, size=num_rows)
+    gaps[offsets[:-1]] = 0
+    within = np.cumsum(gaps) - np.repeat(np.cumsum(gaps)[offsets[:-1]], lengths)
+    times = np.repeat(start, lengths) + within
+    return users, items, times
+
+
+def write_fast(out: str, num_rows: int, num_items: int | None = None, num_users: int | None = None,
+               seed: int = 0, challenge: bool | None = None, test_fraction: float = CHALLENGE_TEST_FRACTION,
+               cold_users: int = 0, **kwargs) -> dict:
+    """`generate_fast` written out, every file atomically:
+
+    - a challenge folder (out without a .csv/.parquet suffix, or challenge=True):
+      train.csv (user_id,item_id,rating,timestamp; rows in time order, ids from 0),
+      test.csv (user_id,predictions placeholder: a seeded share `test_fraction` of
+      the users plus `cold_users` users without history), id_mappings.json;
+    - an event log (.parquet or .csv file): user_id,item_id,timestamp.
+    Returns a summary dict (rows, users, items, test users, share of two-item users)."""
+    import polars as pl
+    from .files import atomic_write, write_json
+
+    users, items, times = generate_fast(num_rows, num_items, num_users, seed, **kwargs)
+    n_users = int(users[-1]) + 1
+    n_items = num_items or max(4, round(num_rows / CHALLENGE_ROWS_PER_ITEM))
+    lengths = np.bincount(users, minlength=n_users)
+    summary = {"rows": int(num_rows), "users": n_users, "items": int(n_items),
+               "items_bought": int(len(np.unique(items))), "two_item_share": round(float(np.mean(lengths == 2)), 4)}
+    if challenge is None:
+        challenge = not out.lower().endswith((".csv", ".parquet"))
+    rng = np.random.default_rng([seed, 8])
+    order = np.argsort(times, kind="stable")  # a log is in time order; readers sort per user themselves
+    if not challenge:
+        df = pl.DataFrame({"user_id": users[order], "item_id": items[order], "timestamp": times[order]})
+        atomic_write(out, df.write_parquet if out.lower().endswith(".parquet") else df.write_csv)
+        return summary
+    os.makedirs(out, exist_ok=True)
+    df = pl.DataFrame({"user_id": users[order], "item_id": items[order],
+                       "rating": rng.integers(1, 6, size=num_rows)[order], "timestamp": times[order]})
+    atomic_write(os.path.join(out, "train.csv"), df.write_csv)
+    test = np.sort(rng.choice(n_users, size=max(1, int(round(n_users * test_fraction))), replace=False))
+    test = np.concatenate([test, n_users + np.arange(cold_users)])
+    atomic_write(os.path.join(out, "test.csv"),
+                 pl.DataFrame({"user_id": test, "predictions": ["0"] * len(test)}).write_csv)
+    write_json(os.path.join(out, "id_mappings.json"),
+               {"user_mapping": {f"U{u:07d}": u for u in range(n_users + cold_users)},
+                "item_mapping": {f"B{i:07d}": i for i in range(n_items)}}, indent=None)
+    summary["test_users"] = int(len(test))
+    return summary

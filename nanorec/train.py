@@ -9,7 +9,10 @@ Reads top to bottom, like nanoGPT's train.py:
   2. set up: device, processes (torchrun), model, optimizer, resumed state;
   3. one flat loop over a resumable stream of packed batches: warmup + cosine
      LR, grad clipping, validation every eval_interval steps (best weights by
-     validation NDCG@10, early stopping), checkpoints every checkpoint_interval;
+     validation NDCG@10, early stopping; valid_users > 0 scores a fixed seeded
+     sample of the validation users), checkpoints every checkpoint_interval.
+     The output layer's loss is the full or the sampled softmax (loss=auto
+     picks by catalogue size, see loss.py);
   4. the selected weights scored once on validation and on the test split.
 Started by torchrun, the same loop runs data parallel (see distributed.py).
 The files of a run folder are listed in rundir.py.
@@ -30,10 +33,11 @@ import torch
 from . import distributed, rundir, tracking
 from .config import Config, apply_overrides, check_dashed_keys, describe
 from .curves import plot_curves
-from .data import load_like, split
+from .data import EvalSet, item_counts, load_like, split
 from .devices import autocast, pick_device
 from .errors import DataError, UsageError
 from .evaluate import evaluate, format_metrics, protocol_line
+from .loss import OutputLoss, resolve_loss
 from .model import GPT
 from .packing import IGNORE, pack
 from .scoring import gpt_scorer
@@ -195,6 +199,11 @@ def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False
         + (f"; ignored columns: {', '.join(ds.ignored_columns)}" if ds.ignored_columns else ""))
     for line in coverage:
         log(line)
+    # validation during training: all users, or a fixed seeded sample (the final report uses all)
+    sp_during = dataclasses.replace(sp, valid=validation_sample(sp.valid, cfg.valid_users, cfg.seed))
+    if sp.valid is not None and len(sp_during.valid.targets) < len(sp.valid.targets):
+        log(f"validation during training: a fixed sample of {len(sp_during.valid.targets):,} of "
+            f"{len(sp.valid.targets):,} users (valid_users={cfg.valid_users}); the final report uses all")
 
     model = GPT(cfg, ds.num_items, content).to(device)
     optimizer = model.configure_optimizer(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2),
@@ -202,6 +211,9 @@ def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False
     log(f"model: {model.num_params():,} parameters, {cfg.n_layer} layers, {cfg.n_head} heads, "
         f"d={cfg.n_embd}, attention={cfg.attention}, device={device}"
         + (f", {dd.world} processes x {cfg.batch_size / dd.world:g} rows" if dd.enabled else ""))
+    output = OutputLoss(resolve_loss(cfg.loss, ds.num_items), ds.num_items, item_counts(sp.train, ds.num_items),
+                        cfg.num_negatives, cfg.negatives, cfg.seed)
+    log(f"output layer: {output.describe()} (loss={cfg.loss})")
     train_model = distributed.wrap(model, dd, device)  # DDP under torchrun, else the model itself
     train_model = torch.compile(train_model) if cfg.compile else train_model
     ckpt_path = os.path.join(out_dir, rundir.CKPT)
@@ -240,7 +252,8 @@ def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False
         for group in optimizer.param_groups:
             group["lr"] = lr
         with ctx:
-            loss = train_model(tokens, pos_ids, seq_ids, targets)
+            # sampled negatives depend on (seed, step, rank) only: a resume draws the same ones
+            loss = train_model(tokens, pos_ids, seq_ids, targets, loss_fn=output.for_step(state.step, dd.rank))
         optimizer.zero_grad(set_to_none=True)
         (loss * weight).backward()  # weight is 1.0 on a single process
         if cfg.grad_clip > 0:
@@ -258,7 +271,7 @@ def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False
             train_loss = distributed.global_mean(loss_sum.item() / state.loss_steps, 1.0, dd, device)
             state.train_seconds += time.time() - t0
             if dd.main:  # rank 0 validates and decides; the others wait for its decision
-                stop = validate_and_select(model, scorer, sp, cfg, state, train_loss, lr, out_dir, log)
+                stop = validate_and_select(model, scorer, sp_during, cfg, state, train_loss, lr, out_dir, log)
                 if trackers is not None:
                     trackers.log(state.history[-1])
                 if on_validation is not None and on_validation(state.step, state.history[-1]):
@@ -308,18 +321,30 @@ def validate_and_select(model, scorer, sp, cfg: Config, state: TrainState, train
     rate = state.train_tokens / max(state.train_seconds, 1e-9)  # training time only
     record = {"step": state.step, "epoch": state.epoch, "train_loss": round(train_loss, 4)}
     if sp.valid is not None:
-        record.update({"valid_loss": round(m["loss"], 4), **{k: m[k] for k in ("NDCG@10", "HR@10", "MAP@10")}})
+        record.update({"valid_loss": round(m["loss"], 4), **{k: m[k] for k in ("NDCG@10", "HR@10", "MAP@10")},
+                       "valid_users": m["users"]})
     record.update({
                    "lr": lr, "train_seconds": round(state.train_seconds, 2),
                    "valid_seconds": round(time.time() - t_valid, 2)})
     state.history.append(record)
     rundir.append_history(out_dir, record)
-    valid = f"valid loss {m['loss']:.4f} {format_metrics(m)}{' *' if improved else ''}" if sp.valid else "no validation"
+    valid = (f"valid ({m['users']:,} users) loss {m['loss']:.4f} {format_metrics(m)}{' *' if improved else ''}"
+             if sp.valid else "no validation")
     log(f"step {state.step} epoch {state.epoch}: loss {train_loss:.4f} lr {lr:.2e} | {valid} | {rate:,.0f} train tokens/s")
     if cfg.patience and state.bad_evals >= cfg.patience and not cfg.all_data and sp.valid is not None:
         log(f"early stop: no better validation NDCG@10 in {state.bad_evals} evaluations")
         return True
     return False
+
+
+def validation_sample(valid: EvalSet | None, n: int, seed: int) -> EvalSet | None:
+    """The validation users scored during training: all of them (n = 0 or n >= all),
+    else a fixed sample of n drawn once from (seed, 1), in the set's order. A
+    subset of the validation set, so it never holds a test target."""
+    if valid is None or n <= 0 or n >= len(valid.targets):
+        return valid
+    rows = np.sort(np.random.default_rng([seed, 1]).choice(len(valid.targets), size=n, replace=False))
+    return EvalSet(valid.users[rows], valid.histories.take(rows), valid.targets[rows])
 
 
 def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_dir: str, log) -> dict:
