@@ -36,7 +36,8 @@ class Config:
     dropout: float = 0.5           # small data, many items: strong dropout generalises better
     bias: bool = True              # bias in Linear and LayerNorm layers
     attention: str = "sdpa"        # "sdpa" (boolean mask, reference) or "flex" (FlexAttention block mask, compiled)
-    fuse_transitions: bool = True  # add w * log(transition probabilities) to the GPT's log-probs; w (0 included) chosen on validation
+    fuse_transitions: str = "auto" # add w * log(transition probs) to the GPT's log-probs, w (0 included) chosen on
+                                   # validation: "true", "false", or "auto" = true up to 20,000 items (fusion.py)
     packing: bool = True           # many users per row; False = one user per row, left-aligned, padded
     # optimisation
     batch_size: int = 64           # rows of block_size tokens per step (~450 Beauty users)
@@ -106,6 +107,8 @@ class Config:
             raise DataError(f"{path}: expected a JSON object of config keys")
         known = {f.name for f in fields(cls)}
         d = {**LEGACY, **d}  # keys a run written before they existed did not use
+        if isinstance(d.get("fuse_transitions"), bool):  # briefly a bool
+            d["fuse_transitions"] = str(d["fuse_transitions"]).lower()
         unknown = sorted(set(d) - known)
         if unknown:
             raise DataError(f"{path}: unknown config key {unknown[0]!r} (written by another nanorec version?)")
@@ -116,7 +119,7 @@ class Config:
 
 
 # config.json written before a key existed: the value that run actually used
-LEGACY = {"fuse_transitions": False}
+LEGACY = {"fuse_transitions": "false"}
 
 PYTYPES = {"str": str, "int": int, "float": float, "bool": bool}
 
@@ -132,6 +135,7 @@ def _non_negative(x) -> bool:
 # key -> (check, what a good value is): shown in `nanorec train --help`
 RULES = {
     "method": (lambda x: x in ("gpt", "popularity", "transitions", "svd"), "gpt, popularity, transitions or svd"),
+    "fuse_transitions": (lambda x: x in ("auto", "true", "false"), "auto, true or false"),
     "holdout": (lambda x: x in ("loo", "last", "none"), "loo, last or none"),
     "block_size": (lambda x: 1 <= x <= 100_000, "an integer in 1..100000"),
     "n_layer": (lambda x: 1 <= x <= 64, "an integer in 1..64"),

@@ -8,7 +8,10 @@ item bought a handful of times is rarely ranked high, even right after the
 item it always follows; the transition counts remember exactly that. The
 weight w is chosen on validation NDCG@10 from a small grid (w = 0 is the plain
 GPT, so fusion can only be kept when validation says it helps); the test split
-is never consulted. With `fuse_transitions=true` training fits the transitions
+is never consulted. `fuse_transitions=auto` (the default) fuses catalogues of at
+most AUTO_MAX_ITEMS items: above that the GPT is scored by norm-pruned chunks of
+items (scoring.py), and fusion's full log-softmax would give that back; say
+`fuse_transitions=true` to fuse anyway. With fusion on, training fits the transitions
 on the training split after the GPT, writes them to the run folder
 (transitions.safetensors) and the chosen weight to metrics.json, and every
 scorer of the run (evaluate, recommend, serve, the API) uses the fused score.
@@ -21,8 +24,14 @@ import torch
 
 from .scoring import Scorer, as_scores
 
+AUTO_MAX_ITEMS = 20_000  # the same catalogue size at which loss=auto turns to the sampled softmax
 WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 FLOOR = 1e-6  # transitions give every item at least their popularity back-off; this only guards log(0)
+
+
+def enabled(setting: str, num_items: int) -> bool:
+    """The fuse_transitions setting for a catalogue of num_items items."""
+    return setting == "true" or (setting == "auto" and num_items <= AUTO_MAX_ITEMS)
 
 
 def fused_scorer(gpt: Scorer, transitions: Scorer, weight: float) -> Scorer:

@@ -244,7 +244,7 @@ def main(argv) -> int:
     if not methods:
         raise UsageError(f"--methods {args.methods!r}: no method named (methods: {', '.join(METHODS)})")
     # the seed's journey: plain GPT rows (fusion is a later lever; fuse_transitions=true adds it to every row)
-    base_cfg = apply_overrides(Config(data=args.data, progress=False, fuse_transitions=False), args.overrides)
+    base_cfg = apply_overrides(Config(data=args.data, progress=False, fuse_transitions="false"), args.overrides)
     check_output_folder(args.out, "--out folder")
     json_path = os.path.join(args.out, "leaderboard.json")
     earlier = read_earlier(json_path) if args.resume and os.path.exists(json_path) else None

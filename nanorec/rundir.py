@@ -322,8 +322,8 @@ def load_scorer(run_dir: str, device: str = "cpu"):
         from .scoring import gpt_scorer
         cfg, model, item_ids = load_run(run_dir, device)
         scorer = gpt_scorer(model, device)
-        if cfg.fuse_transitions:
-            from .fusion import fused_scorer
+        from .fusion import enabled, fused_scorer
+        if enabled(cfg.fuse_transitions, model.num_items):
             trans = load_baseline("transitions", os.path.join(run_dir, TRANSITIONS), model.num_items)
             scorer = fused_scorer(scorer, trans.score, read_fusion(run_dir))
         return cfg, scorer, item_ids, model.num_items

@@ -350,7 +350,8 @@ def validation_sample(valid: EvalSet | None, n: int, seed: int) -> EvalSet | Non
 def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_dir: str, log) -> dict:
     rundir.load_weights(model, os.path.join(out_dir, rundir.WEIGHTS))
     results, protocol = {}, {}
-    if cfg.fuse_transitions:  # the selected GPT + transitions, weight chosen on validation (fusion.py)
+    from .fusion import enabled
+    if enabled(cfg.fuse_transitions, ds.num_items):  # the selected GPT + transitions (fusion.py)
         scorer, results["fusion"] = fuse(scorer, ds, sp, cfg, out_dir, log)
     t_valid = time.time()
     if sp.valid is not None:
@@ -390,8 +391,10 @@ def fuse(scorer, ds, sp, cfg: Config, out_dir: str, log):
     """Fit transitions on the training split, choose the fusion weight on validation, save them."""
     from .baselines.transitions import Transitions
     from .fusion import choose_weight, fused_scorer
-    trans = Transitions().fit(sp.train, ds.num_items, sp.valid)
-    weight, grid = choose_weight(scorer, trans.score, sp.valid, cfg.eval_batch_size) if sp.valid else (0.5, {})
+    # chosen on the validation users scored during training (valid_users: all, or the sample)
+    valid = validation_sample(sp.valid, cfg.valid_users, cfg.seed)
+    trans = Transitions().fit(sp.train, ds.num_items, valid)
+    weight, grid = choose_weight(scorer, trans.score, valid, cfg.eval_batch_size) if valid else (0.5, {})
     rundir.save_baseline(trans, os.path.join(out_dir, rundir.TRANSITIONS))
     rundir.save_fusion(out_dir, weight)
     log(f"fusion with transitions: weight {weight} (validation NDCG@10 by weight: "

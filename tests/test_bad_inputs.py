@@ -189,7 +189,7 @@ CONFIG_BAD = [
     (["--", "=3"], ["unknown config key ''"]),
     (["method=lightgcn"], ["method='lightgcn'", "transitions"]),
     (["holdout=random"], ["holdout='random'", "loo, last or none"]),
-    (["fuse_transitions=sometimes"], ["fuse_transitions='sometimes'", "true or false"]),
+    (["fuse_transitions=sometimes"], ["fuse_transitions='sometimes'", "auto, true or false"]),
     (["track=wandb"], ["track='wandb'", "tensorboard"]),
 ]
 

@@ -29,5 +29,8 @@ def test_a_config_from_before_fusion_loads_unfused(tmp_path):
     d = Config().to_dict()
     del d["fuse_transitions"]  # config.json of a run written before the key existed
     json.dump(d, open(tmp_path / "c.json", "w"))
-    assert Config.load(str(tmp_path / "c.json")).fuse_transitions is False
-    assert Config().fuse_transitions is True
+    assert Config.load(str(tmp_path / "c.json")).fuse_transitions == "false"
+    assert Config().fuse_transitions == "auto"
+    d["fuse_transitions"] = True  # a config.json from when the key was a bool
+    json.dump(d, open(tmp_path / "c.json", "w"))
+    assert Config.load(str(tmp_path / "c.json")).fuse_transitions == "true"
