@@ -7,7 +7,7 @@ EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "shop_events
 
 
 def test_shop_events_example(tmp_path):
-    out = subprocess.run([sys.executable, EXAMPLE, "--steps", "120", "--out", str(tmp_path / "runs")],
+    out = subprocess.run([sys.executable, EXAMPLE, "--steps", "60", "--out", str(tmp_path / "runs")],
                          capture_output=True, text=True, timeout=600,
                          env={**os.environ, "OMP_NUM_THREADS": "2"})
     assert out.returncode == 0, out.stderr[-3000:]
