@@ -12,8 +12,9 @@ export OMP_WAIT_POLICY ?= PASSIVE
 quickstart: $(VENV)/.installed
 	$(BIN)/nanorec quickstart
 
+# two workers (pytest-xdist): the suite is mostly single-process work, one per core
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 setup: $(VENV)/.installed
 
