@@ -129,23 +129,21 @@ class Recommender:
 
     def recommend_history(self, history: Iterable, k: int = 10, exclude_seen: bool = True, mode: str = "oneshot"):
         """Top-k for one raw history of original item ids, oldest first (unknown ids are skipped).
-        Returns a DataFrame: item_id, score, rank, source."""
-        from .data import Sequences
-        from .recommend import popular_items
-        from .scoring import recommend_lists
+        Returns a DataFrame: item_id, score, rank, source ("popularity", with null scores, when
+        no id of the history is known)."""
+        import polars as pl
+
+        from .recommend import item_lookup, list_for_history, popular_items
 
         self._require_fitted()
         self._check_k(k)
-        index = self._item_index()
-        known = np.array([index[str(x)] for x in history if str(x) in index], dtype=np.int64)
-        if len(known):
-            one = Sequences(np.array([0, len(known)], dtype=np.int64), known)
-            items, scores = recommend_lists(self._scorer, one, None, k, exclude_seen, mode)
-            items, scores, source = items[0], scores[0], "model"
-        else:
-            items, scores, source = popular_items(self._histories, self._num_items, k), np.full(k, np.nan), "popularity"
-        import polars as pl
-        df = pl.DataFrame({"item_id": self._item_ids[items].tolist(), "score": np.asarray(scores, np.float32),
+        if self._lookup is None:  # built once per loaded model, as the server does
+            self._lookup = item_lookup(self._item_ids)
+            self._popular = popular_items(self._histories, self._num_items, self._num_items)
+        known, _ = self._lookup(history)
+        items, scores, source = list_for_history(self._scorer, self._popular, known, k, exclude_seen, mode)
+        scores = np.full(k, np.nan, np.float32) if scores is None else np.asarray(scores, np.float32)
+        df = pl.DataFrame({"item_id": self._item_ids[items].tolist(), "score": scores,
                            "rank": np.arange(1, k + 1), "source": [source] * k}).with_columns(pl.col("score").fill_nan(None))
         return df.to_pandas() if self._frame_kind == "pandas" else df
 
@@ -192,6 +190,7 @@ class Recommender:
         cfg, scorer, item_ids, num_items = rundir.load_scorer(run_dir, pick_device(device))
         self.config, self._scorer, self._item_ids, self._num_items = cfg, scorer, item_ids, num_items
         self._user_ids, self._histories = rundir.read_histories(run_dir)
+        self._lookup = self._popular = None  # recommend_history's id lookup and popularity order, on first use
         self.run_dir = run_dir
 
     def _require_fitted(self) -> None:
@@ -201,11 +200,6 @@ class Recommender:
     def _check_k(self, k) -> None:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= self._num_items:
             raise UsageError(f"k={k!r}: expected an integer in 1..{self._num_items}")
-
-    def _item_index(self) -> dict:
-        if not hasattr(self, "_index"):
-            self._index = {str(x): i for i, x in enumerate(self._item_ids.tolist()) if i > 0}
-        return self._index
 
     def _frame(self, users, items, scores, cold):
         import polars as pl

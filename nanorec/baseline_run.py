@@ -13,7 +13,7 @@ import os
 import time
 
 from . import rundir
-from .evaluate import evaluate, format_metrics, protocol_line
+from .evaluate import format_metrics, score_splits
 from .files import write_json
 
 
@@ -26,20 +26,14 @@ def fit(cfg, out_dir: str, ds, sp, fp, resume: bool, score_test: bool, log) -> d
     model.fit(sp.train, ds.num_items, sp.valid)
     rundir.save_baseline(model, os.path.join(out_dir, rundir.BASELINE))
     train_seconds = time.time() - t0
-    results, protocol = {}, {}
-    if sp.valid is not None:
-        results["valid"] = evaluate(model.score, sp.valid, batch_size=cfg.eval_batch_size)
-        protocol["valid"] = protocol_line(ds.num_items, len(sp.valid.targets))
-    t_test = time.time()
-    if sp.test is not None and score_test:
-        results["test"], ranks = evaluate(model.score, sp.test, batch_size=cfg.eval_batch_size, return_ranks=True)
-        rundir.save_array(os.path.join(out_dir, rundir.TEST_RANKS), ranks)
-        protocol["test"] = protocol_line(ds.num_items, len(sp.test.targets))
+    results = score_splits(model.score, sp.valid, sp.test if score_test else None, ds.num_items, cfg.eval_batch_size)
+    if "test_ranks" in results:
+        rundir.save_array(os.path.join(out_dir, rundir.TEST_RANKS), results.pop("test_ranks"))
+    protocol = results["protocol"]
     selection = getattr(model, "selection", None)
-    results.update({"method": cfg.method, "holdout": cfg.holdout, "protocol": protocol,
+    results.update({"method": cfg.method, "holdout": cfg.holdout,
                     "selection": {str(k): v for k, v in selection.items()} if selection else "none (no hyper-parameters)",
-                    "train_seconds": round(train_seconds, 2), "test_seconds": round(time.time() - t_test, 2),
-                    "history": []})
+                    "train_seconds": round(train_seconds, 2), "history": []})
     write_json(os.path.join(out_dir, rundir.METRICS), results)
     for split in ("valid", "test"):
         if split in results:

@@ -183,6 +183,24 @@ def evaluate(scorer: Scorer, evalset: EvalSet, exclude_seen: bool = True, batch_
     return (metrics, ranks) if return_ranks else metrics
 
 
+def score_splits(scorer: Scorer, valid: EvalSet | None, test: EvalSet | None, num_items: int,
+                 batch_size: int = 512) -> dict:
+    """The end of every run, GPT or baseline: validation, then the test split once.
+    -> {"valid": metrics, "test": metrics, "protocol": {split: line}, "test_ranks": (M,),
+        "valid_seconds": s, "test_seconds": s} (a split that is None is left out)."""
+    import time
+    out = {"protocol": {}}
+    for name, evalset in (("valid", valid), ("test", test)):
+        t0 = time.time()
+        if evalset is not None:
+            out[name], ranks = evaluate(scorer, evalset, batch_size=batch_size, return_ranks=True)
+            out["protocol"][name] = protocol_line(num_items, len(evalset.targets))
+            if name == "test":
+                out["test_ranks"] = ranks
+        out[f"{name}_seconds"] = round(time.time() - t0, 2)
+    return out
+
+
 def protocol_line(num_items: int, users: int, exclude_seen: bool = True) -> str:
     p = PROTOCOL.format(n=num_items, m=users)
     return p if exclude_seen else p.replace("history excluded (ranked last)", "history included")

@@ -192,6 +192,31 @@ def user_rows(known_users: np.ndarray, users: np.ndarray) -> np.ndarray:
     return np.where(found, order[np.maximum(pos, 0)], -1).astype(np.int64)
 
 
+def item_lookup(item_ids: np.ndarray):
+    """For raw histories (the server's requests, the API's recommend_history): built once,
+    -> known(raw ids) -> (internal indices of the known ones, in order; how many were unknown).
+    Ids match as text, so 17 and "17" are the same item."""
+    index = {str(x): i for i, x in enumerate(item_ids.tolist()) if i > 0}
+
+    def known(raw) -> tuple[np.ndarray, int]:
+        raw = list(raw)
+        found = [index[str(x)] for x in raw if str(x) in index]
+        return np.array(found, dtype=np.int64), len(raw) - len(found)
+
+    return known
+
+
+def list_for_history(scorer, popular: np.ndarray, history: np.ndarray, k: int, exclude_seen: bool = True,
+                     mode: str = "oneshot") -> tuple[np.ndarray, np.ndarray | None, str]:
+    """One history of internal indices -> (items (k,), scores (k,), "model"), or for an
+    empty history the first k of `popular` with scores None and source "popularity"."""
+    if len(history) == 0:  # nothing for the model to continue
+        return popular[:k], None, "popularity"
+    one = Sequences(np.array([0, len(history)], dtype=np.int64), np.asarray(history, dtype=np.int64))
+    items, scores = recommend_lists(scorer, one, None, k, exclude_seen, mode)
+    return items[0], scores[0], "model"
+
+
 def popular_items(histories: Sequences, num_items: int, k: int) -> np.ndarray:
     """(k,) the k most frequent item indices of the histories (ties: lower index first); never padding."""
     counts = item_counts(histories, num_items).astype(np.float64)

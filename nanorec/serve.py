@@ -31,11 +31,10 @@ import math
 
 import numpy as np
 
-from .data import Sequences, item_counts, load_like
+from .data import load_like
 from .devices import DEVICE_HELP, pick_device
 from .errors import DataError, UsageError
 from .rundir import load_scorer, read_histories
-from .scoring import top_k
 
 MAX_K = 1000               # longest list one request may ask for (and never more than the items)
 MAX_HISTORY = 10_000       # default --max-history
@@ -198,7 +197,7 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
     from fastapi.responses import JSONResponse
     from pydantic import ValidationError
 
-    from .recommend import histories_in_run_vocab
+    from .recommend import histories_in_run_vocab, item_lookup, list_for_history, popular_items
 
     cfg, scorer, item_ids, num_items = load_scorer(run_dir, device)
     if data_path is None:  # the run's own histories
@@ -213,11 +212,9 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
             raise DataError(f"{data_path}: none of its items is in the vocabulary of the run in {run_dir}; "
                             f"use data with the run's item ids")
     row_of = {str(u): r for r, u in enumerate(user_ids.tolist())}
-    index_of = {str(x): i for i, x in enumerate(item_ids.tolist()) if i > 0}
-    counts = item_counts(hist, num_items).astype(np.float64)
-    counts[0] = -1  # padding ranks last, so a popularity list never holds it
-    popular = np.argsort(-counts, kind="stable")
+    known_items = item_lookup(item_ids)
     max_k = min(MAX_K, num_items)
+    popular = popular_items(hist, num_items, max_k)
     HistoryRequest = request_model(max_k, max_history)
 
     def original(i):
@@ -225,11 +222,9 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
         return x.item() if hasattr(x, "item") else x
 
     def answer(history: np.ndarray, k: int, exclude_seen: bool) -> dict:
-        if len(history) == 0:  # nothing for the model to continue
-            return {"items": [original(i) for i in popular[:k]], "scores": None, "source": "popularity"}
-        one = Sequences(np.array([0, len(history)], dtype=np.int64), history)
-        items, scores = top_k(scorer, one, None, k, exclude_seen)
-        return {"items": [original(i) for i in items[0]], "scores": scores[0].tolist(), "source": "model"}
+        items, scores, source = list_for_history(scorer, popular, history, k, exclude_seen)
+        return {"items": [original(i) for i in items], "scores": None if scores is None else scores.tolist(),
+                "source": source}
 
     async def history_request(request: Request) -> HistoryRequest:
         """The body parsed strictly (BodyLimit has capped its size already)."""
@@ -267,9 +262,8 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
 
     @app.post("/recommendations", openapi_extra=body_doc)
     def for_history(req: HistoryRequest = Depends(history_request)):
-        known = [index_of[str(x)] for x in req.history if str(x) in index_of]
-        result = answer(np.array(known, dtype=np.int64), req.k, req.exclude_seen)
-        return {**result, "unknown_items": len(req.history) - len(known)}
+        known, unknown = known_items(req.history)
+        return {**answer(known, req.k, req.exclude_seen), "unknown_items": unknown}
 
     return app
 

@@ -36,7 +36,7 @@ from .curves import plot_curves
 from .data import EvalSet, item_counts, load_like, split
 from .devices import autocast, pick_device
 from .errors import DataError, UsageError
-from .evaluate import evaluate, format_metrics, protocol_line
+from .evaluate import evaluate, format_metrics, score_splits
 from .loss import OutputLoss, resolve_loss
 from .model import GPT
 from .packing import IGNORE, pack
@@ -349,31 +349,23 @@ def validation_sample(valid: EvalSet | None, n: int, seed: int) -> EvalSet | Non
 
 def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_dir: str, log) -> dict:
     rundir.load_weights(model, os.path.join(out_dir, rundir.WEIGHTS))
-    results, protocol = {}, {}
+    results = {}
     from .fusion import enabled
     if enabled(cfg.fuse_transitions, ds.num_items):  # the selected GPT + transitions (fusion.py)
         scorer, results["fusion"] = fuse(scorer, ds, sp, cfg, out_dir, log)
-    t_valid = time.time()
-    if sp.valid is not None:
-        results["valid"] = evaluate(scorer, sp.valid, batch_size=cfg.eval_batch_size)
-        protocol["valid"] = protocol_line(ds.num_items, len(sp.valid.targets))
-    valid_seconds = time.time() - t_valid
-    t_test = time.time()
-    if sp.test is not None:
-        results["test"], test_ranks = evaluate(scorer, sp.test, batch_size=cfg.eval_batch_size, return_ranks=True)
-        rundir.save_array(os.path.join(out_dir, rundir.TEST_RANKS), test_ranks)  # per-user ranks, for breakdowns
-        protocol["test"] = protocol_line(ds.num_items, len(sp.test.targets))
+    results.update(score_splits(scorer, sp.valid, sp.test, ds.num_items, cfg.eval_batch_size))
+    if "test_ranks" in results:  # per-user ranks, for breakdowns
+        rundir.save_array(os.path.join(out_dir, rundir.TEST_RANKS), results.pop("test_ranks"))
+    protocol = results["protocol"]
     results.update({
         "best_step": state.best_step, "steps": state.step, "epochs": state.epoch,
         "holdout": cfg.holdout,
         "selection": "last step (holdout=none: no validation)" if sp.valid is None
                      else "last step (all_data: validation targets were trained on)" if cfg.all_data
                      else "best validation NDCG@10",
-        "protocol": protocol,
         "packing_efficiency": round(pack(sp.train, cfg.block_size, packing=cfg.packing).efficiency, 4),
         "train_seconds": round(state.train_seconds, 1),
         "train_tokens_per_second": round(state.train_tokens / max(state.train_seconds, 1e-9)),
-        "valid_seconds": round(valid_seconds, 2), "test_seconds": round(time.time() - t_test, 2),
         "history": state.history,
     })
     from .files import write_json
