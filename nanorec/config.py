@@ -54,6 +54,8 @@ class Config:
     loss: str = "auto"             # output layer: "full" softmax, "sampled" softmax, "auto" = full up to 20,000 items
     num_negatives: int = 1024      # sampled softmax: negatives drawn each step, shared by all its targets
     negatives: str = "popularity"  # sampled softmax negatives: "popularity", "uniform" or "in_batch"
+    future_decay: float = 0.0      # soft labels: each target also credits the user's next 2 items with weights
+                                   # decay, decay^2 (normalised); 0 = the next item only
     # evaluation and checkpoints
     eval_interval: int = 200       # steps between validation passes
     eval_batch_size: int = 1024
@@ -64,7 +66,7 @@ class Config:
     seed: int = 1337
     device: str = "auto"           # "auto" = cuda when available, else cpu
     dtype: str = "auto"            # "auto" = bf16 autocast on cuda, fp32 on cpu; or "float32" / "bfloat16"
-    compile: bool = False          # torch.compile the model (worth it on GPU)
+    compile: bool = False          # torch.compile the transformer for training (GPU with bf16; see benchmarks)
     threads: int = 0               # torch CPU threads; 0 = leave torch's default
     progress: bool = True          # tqdm progress bars (shown on a terminal only)
     track: str = ""                # also log to "tensorboard" and/or "mlflow" (comma-separated; needs the package)
@@ -119,7 +121,7 @@ class Config:
 
 
 # config.json written before a key existed: the value that run actually used
-LEGACY = {"fuse_transitions": "false"}
+LEGACY = {"fuse_transitions": "false", "future_decay": 0.0}
 
 PYTYPES = {"str": str, "int": int, "float": float, "bool": bool}
 
@@ -156,6 +158,7 @@ RULES = {
     "loss": (lambda x: x in ("auto", "full", "sampled"), "auto, full or sampled"),
     "num_negatives": (lambda x: 1 <= x <= 1_000_000, "an integer in 1..1000000"),
     "negatives": (lambda x: x in ("popularity", "uniform", "in_batch"), "popularity, uniform or in_batch"),
+    "future_decay": (lambda x: 0.0 <= x < 1.0, "a number in [0, 1)"),
     "valid_users": (_non_negative, "an integer >= 0 (0 = all validation users)"),
     "eval_interval": (_positive, "an integer >= 1"),
     "eval_batch_size": (lambda x: 1 <= x <= 1_000_000, "an integer in 1..1000000"),

@@ -23,6 +23,12 @@ count so that the sampled loss estimates the full one
 (`sampled_softmax_cross_entropy` has the exact definition). The draws come from
 a generator seeded by (seed, step, rank): a resumed run draws the same ones.
 
+Soft labels (config key future_decay, off by default): a slot's target is
+spread over the user's next FUTURE_HORIZON training items with weights decay^k,
+normalised (the next item always counts most). Both losses take the targets as
+(M,) or (M, H). On the benchmarks it did not help (benchmarks/README.md, "Levers
+for accuracy"), so it stays off.
+
 loss=auto: the exact full softmax up to AUTO_SAMPLED_ABOVE (20,000) items,
 sampled above. The rule comes from the training throughput of the default
 model with both losses at 12k (Beauty), 24k, 48k and 75k items, measured by
@@ -31,9 +37,10 @@ benchmarks/results/output_layer.json: the full softmax's step grows linearly wit
 the full/sampled ratio is a few times at Beauty's size and more than ten times
 at the challenge's. Up to 20k items (LastFM, Beauty, Sports) the exact loss
 costs a few times more and keeps every published benchmark comparable; beyond,
-the sampled loss is what makes an epoch take minutes instead of hours. Whether
-sampled softmax reaches the full one's validation NDCG@10 at equal wall time
-has not been measured, so the exact loss stays the default below the threshold.
+the sampled loss is what makes an epoch take minutes instead of hours. Below the
+threshold the exact loss is also the more accurate one: with 3x and 5x the
+steps, the sampled loss stayed below the full one on validation NDCG@10 on
+Beauty and Sports (benchmarks/README.md, "Levers for accuracy").
 """
 from __future__ import annotations
 
@@ -45,8 +52,8 @@ import torch
 class _ChunkedSoftmaxCE(torch.autograd.Function):
 
     @staticmethod
-    def forward(ctx, h, weight, targets, chunk):
-        # h (M, C), weight (V, C), targets (M,) in 1..V-1 -> mean loss (scalar)
+    def forward(ctx, h, weight, targets, label_weights, chunk):
+        # h (M, C), weight (V, C), targets (M, H) in 1..V-1, label_weights (M, H) rows summing to 1 -> mean loss
         M = h.shape[0]
         with torch.autocast(h.device.type, enabled=False):
             h32, w32 = h.float(), weight.float()
@@ -54,16 +61,16 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
             grad_w = torch.zeros_like(w32)
             total = h32.new_zeros(())
             for s in range(0, M, chunk):
-                hc, tc = h32[s:s + chunk], targets[s:s + chunk]
+                hc, tc, lc = h32[s:s + chunk], targets[s:s + chunk], label_weights[s:s + chunk]
                 logits = hc @ w32.T  # (c, V)
                 logits[:, 0] = float("-inf")
-                target_logit = logits.gather(1, tc[:, None]).squeeze(1)  # (c,)
+                target_logit = (logits.gather(1, tc) * lc).sum(1)  # (c,) the label-weighted target logit
                 top = logits.amax(dim=1, keepdim=True)  # (c, 1), for a stable exp
                 probs = logits.sub_(top).exp_()  # in place: unnormalised softmax, one pass
                 norm = probs.sum(dim=1)  # (c,)
                 total += (norm.log() + top.squeeze(1) - target_logit).sum()
                 probs.mul_((1.0 / norm)[:, None])
-                probs[torch.arange(len(tc), device=h.device), tc] -= 1.0  # d loss / d logits (unscaled)
+                probs.scatter_add_(1, tc, -lc)  # d loss / d logits (unscaled): softmax - labels
                 grad_h[s:s + chunk] = probs @ w32
                 grad_w.addmm_(probs.T, hc)
         ctx.save_for_backward(grad_h, grad_w)
@@ -75,19 +82,37 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
     def backward(ctx, grad_out):
         grad_h, grad_w = ctx.saved_tensors
         scale = grad_out / ctx.M
-        return (grad_h * scale).to(ctx.dtypes[0]), (grad_w * scale).to(ctx.dtypes[1]), None, None
+        return (grad_h * scale).to(ctx.dtypes[0]), (grad_w * scale).to(ctx.dtypes[1]), None, None, None
+
+
+def soft_labels(targets: torch.Tensor, decay: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """targets (M,) or (M, H) (column k: the item k+1 steps ahead, IGNORE where the
+    history ended) -> (targets (M, H) with IGNORE replaced by item 1, label weights
+    (M, H)): decay^k for the items that exist, each row normalised to sum 1.
+    One column (or decay 0) is the ordinary one-hot label."""
+    if targets.dim() == 1:
+        targets = targets[:, None]
+    H = targets.shape[1]
+    present = targets >= 1
+    powers = torch.tensor([decay ** k for k in range(H)], device=targets.device)  # 0.0 ** 0 == 1
+    w = powers[None, :] * present
+    w = w / w.sum(1, keepdim=True)
+    return torch.where(present, targets, torch.ones_like(targets)), w
 
 
 def full_softmax_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                               chunk: int = 1024) -> torch.Tensor:
-    """mean_i [ logsumexp_j (h_i . w_j) - h_i . w_{y_i} ] over items j >= 1.
+                               chunk: int = 1024, decay: float = 0.0) -> torch.Tensor:
+    """mean_i [ logsumexp_j (h_i . w_j) - sum_k l_ik h_i . w_{y_ik} ] over items j >= 1.
 
     h (M, C) hidden states at the slots that have a target, weight (V, C) the
-    tied item embedding, targets (M,) item indices. Returns a scalar.
+    tied item embedding, targets (M,) item indices, or (M, H) with the user's
+    next H items (soft labels l_ik from `soft_labels`: decay^k, normalised; the
+    first column is always present). Returns a scalar.
     """
     if h.shape[0] == 0:
         return (h.sum() + weight.sum()) * 0.0
-    return _ChunkedSoftmaxCE.apply(h, weight, targets, chunk)
+    targets, labels = soft_labels(targets, decay)
+    return _ChunkedSoftmaxCE.apply(h, weight, targets, labels, chunk)
 
 
 # -----------------------------------------------------------------------------
@@ -95,6 +120,9 @@ def full_softmax_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: t
 
 NEGATIVES = ("uniform", "popularity", "in_batch")
 LOSSES = ("auto", "full", "sampled")
+
+# soft labels (future_decay > 0): each target slot also credits the user's items this many steps ahead at most
+FUTURE_HORIZON = 3
 
 # loss=auto: the exact full softmax up to this many items, sampled softmax above.
 # See the module docstring (paragraph "loss=auto") for where the rule comes from.
@@ -112,26 +140,33 @@ def resolve_loss(loss: str, num_items: int) -> str:
 
 def sampled_softmax_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                                   negatives: torch.Tensor, log_q_negatives: torch.Tensor,
-                                  log_q_targets: torch.Tensor) -> torch.Tensor:
-    """mean_i [ logsumexp_{c in {y_i} + S} (h_i . w_c - log Q_c) - (h_i . w_{y_i} - log Q_{y_i}) ].
+                                  log_q_targets: torch.Tensor, decay: float = 0.0) -> torch.Tensor:
+    """mean_i [ logsumexp_{c in Y_i + S} (h_i . w_c - log Q_c) - sum_k l_ik (h_i . w_{y_ik} - log Q_{y_ik}) ].
 
-    h (M, C) hidden states, weight (V, C) the tied item embedding, targets (M,),
+    h (M, C) hidden states, weight (V, C) the tied item embedding, targets (M,)
+    (or (M, H) with soft labels l_ik, as in `full_softmax_cross_entropy`),
     negatives (S,) item indices shared by every row, log_q_negatives (S,) and
-    log_q_targets (M,): log of each candidate's expected count among the S
-    draws (S * q_c for draws with replacement from q), subtracted from every
-    logit, the target's included (the logQ correction of sampled softmax, as in
-    TensorFlow's sampled_softmax_loss). A negative equal to the row's own target
-    (an accidental hit) is removed from that row (its logit is -inf); the target
-    itself always stays. Plain autograd: the (M, S) logits are small.
+    log_q_targets (shaped like targets): log of each candidate's expected
+    count among the S draws (S * q_c for draws with replacement from q),
+    subtracted from every logit, the targets' included (the logQ correction of
+    sampled softmax, as in TensorFlow's sampled_softmax_loss). A negative equal
+    to one of the row's own targets (an accidental hit) is removed from that row
+    (its logit is -inf); the targets themselves always stay. Plain autograd:
+    the (M, H + S) logits are small.
     """
     if h.shape[0] == 0:
         return (h.sum() + weight.sum()) * 0.0
+    if log_q_targets.dim() == 1:
+        log_q_targets = log_q_targets[:, None]
+    targets, labels = soft_labels(targets, decay)                          # (M, H), (M, H)
     hf, wf = h.float(), weight.float()
-    pos = (hf * wf[targets]).sum(-1) - log_q_targets                      # (M,)
+    pos = torch.einsum("mc,mhc->mh", hf, wf[targets]) - log_q_targets      # (M, H)
+    pos = pos.masked_fill(labels == 0, float("-inf"))                      # absent future items are no candidates
     neg = hf @ wf[negatives].T - log_q_negatives[None, :]                  # (M, S)
-    neg = neg.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
-    lse = torch.logsumexp(torch.cat([pos[:, None], neg], dim=1), dim=1)
-    return (lse - pos).mean()
+    hit = ((negatives[None, :, None] == targets[:, None, :]) & (labels > 0)[:, None, :]).any(-1)  # (M, S)
+    neg = neg.masked_fill(hit, float("-inf"))
+    lse = torch.logsumexp(torch.cat([pos, neg], dim=1), dim=1)
+    return (lse - (pos.masked_fill(labels == 0, 0.0) * labels).sum(1)).mean()
 
 
 def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
@@ -155,16 +190,19 @@ class OutputLoss:
     and corrects each logit by log(S q) (see `sampled_softmax_cross_entropy`).
     `for_step(step, rank)` returns the loss function of one step, called as
     loss(h, weight, targets); its draws depend only on (seed, step, rank).
+    targets (M,), or (M, H) with the user's next H items: soft labels with
+    weights decay^k (config key future_decay; see `soft_labels`).
     """
 
     def __init__(self, kind: str, num_items: int, counts=None, num_negatives: int = 1024,
-                 negatives: str = "popularity", seed: int = 0):
+                 negatives: str = "popularity", seed: int = 0, decay: float = 0.0):
         if kind not in ("full", "sampled"):
             raise ValueError(f"kind={kind!r}: expected full or sampled (resolve auto first)")
         if negatives not in NEGATIVES:
             raise ValueError(f"negatives={negatives!r}: expected one of {', '.join(NEGATIVES)}")
         self.kind, self.num_items, self.num_negatives, self.negatives, self.seed = \
             kind, num_items, num_negatives, negatives, seed
+        self.decay = decay
         self.log_q = None
         if kind == "sampled" and negatives == "popularity":
             import numpy as np
@@ -177,14 +215,17 @@ class OutputLoss:
                 self.log_q = torch.log(q).float()
 
     def describe(self) -> str:
+        soft = (f"; soft labels over the next {FUTURE_HORIZON} items, weights {self.decay}^k"
+                if self.decay > 0 else "")
         if self.kind == "full":
-            return f"full softmax over {self.num_items:,} items"
+            return f"full softmax over {self.num_items:,} items" + soft
         return (f"sampled softmax over {self.num_items:,} items: {self.num_negatives:,} shared {self.negatives} "
-                f"negatives a step, logQ-corrected (the training loss is the sampled loss)")
+                f"negatives a step, logQ-corrected (the training loss is the sampled loss)" + soft)
 
     def draw(self, targets: torch.Tensor, generator: torch.Generator):
-        """(negatives (S,), log_q_negatives (S,), log_q_targets (M,)) on targets' device."""
+        """(negatives (S,), log_q_negatives (S,), log_q_targets shaped like targets) on targets' device."""
         S, dev = self.num_negatives, targets.device
+        targets = targets.clamp_min(1)  # absent future items (IGNORE): any item's q, masked by the loss
         log_s = math.log(S)
         if self.negatives == "uniform":
             neg = torch.randint(1, self.num_items + 1, (S,), generator=generator)
@@ -196,22 +237,23 @@ class OutputLoss:
             log_q = self.log_q.to(dev)
             return neg.to(dev), (log_q[neg.to(dev)] + log_s), log_q[targets] + log_s
         # in_batch: slots drawn uniformly from the batch's targets
-        M = targets.shape[0]
+        first = targets if targets.dim() == 1 else targets[:, 0]  # the batch's next items
+        M = first.shape[0]
         slots = torch.randint(0, M, (S,), generator=generator).to(dev)
-        counts = torch.bincount(targets, minlength=self.num_items + 1).float()
+        counts = torch.bincount(first, minlength=self.num_items + 1).float()
         log_q = torch.log(counts.clamp_min(1.0) / M) + log_s  # every target occurs at least once
-        neg = targets[slots]
+        neg = first[slots]
         return neg, log_q[neg], log_q[targets]
 
     def for_step(self, step: int, rank: int = 0):
         if self.kind == "full":
-            return full_softmax_cross_entropy
+            return lambda h, weight, targets: full_softmax_cross_entropy(h, weight, targets, decay=self.decay)
         gen = step_generator(self.seed, step, rank)
 
         def loss(h, weight, targets):
             if h.shape[0] == 0:
                 return (h.sum() + weight.sum()) * 0.0
             neg, lq_neg, lq_t = self.draw(targets, gen)
-            return sampled_softmax_cross_entropy(h, weight, targets, neg, lq_neg, lq_t)
+            return sampled_softmax_cross_entropy(h, weight, targets, neg, lq_neg, lq_t, self.decay)
 
         return loss

@@ -138,6 +138,7 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.h = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
         self.ln_f = LayerNorm(cfg.n_embd, cfg.bias)
+        self._train_hidden = None  # compile_for_training() sets a compiled `hidden` for training steps
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
             if name.endswith("c_proj.weight"):
@@ -193,16 +194,26 @@ class GPT(nn.Module):
 
         Logits are computed only at those slots: padding costs no output-layer FLOPs,
         and the output layer over the full catalogue dominates the cost.
-        loss_fn(h (M, C), items (N+1, C), targets (M,)) -> scalar: the output layer's
-        loss, default the exact full softmax (`loss.OutputLoss.for_step` makes the
-        sampled one). Without targets, returns the (B, T, C) hidden states.
+        targets (B, T), or (B, T, H) with the same user's next H items (soft labels;
+        the slot is trained when the first is not -100).
+        loss_fn(h (M, C), items (N+1, C), targets (M,) or (M, H)) -> scalar: the output
+        layer's loss, default the exact full softmax (`loss.OutputLoss.for_step` makes
+        the configured one). Without targets, returns the (B, T, C) hidden states.
         """
         items = self.item_embeddings()  # (N+1, C), computed once for input and output
-        h = self.hidden(tokens, pos_ids, seq_ids, items)
+        h = (self._train_hidden or self.hidden)(tokens, pos_ids, seq_ids, items)
         if targets is None:
             return h
-        keep = targets != IGNORE  # (B, T)
+        keep = (targets if targets.dim() == 2 else targets[..., 0]) != IGNORE  # (B, T)
         return (loss_fn or full_softmax_cross_entropy)(h[keep], items, targets[keep])  # h[keep]: (M, C)
+
+    def compile_for_training(self) -> None:
+        """torch.compile the transformer (`hidden`: embeddings to the last LayerNorm) for
+        training steps. The loss stays eager: it selects the target slots with a boolean
+        mask, a count that changes every batch, and a graph holding it recompiled at each
+        new count until torch gave up (benchmarks/results/gpu_beauty.json: whole-model
+        compile ran slower than no compile). Scoring stays eager too: its batch shapes vary."""
+        self._train_hidden = torch.compile(self.hidden)
 
     def configure_optimizer(self, weight_decay, learning_rate, betas, device_type):
         """AdamW with two groups: matrices of Linear layers decay; biases, LayerNorm

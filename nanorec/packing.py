@@ -36,6 +36,13 @@ class Packed:
     targets: np.ndarray  # (R, T) int64, IGNORE on padding
     seq_ids: np.ndarray  # (R, T) int64, -1 on padding
     pos_ids: np.ndarray  # (R, T) int64, 0 on padding
+    future: np.ndarray | None = None  # (R, T, H-1) int64: the items 2..H steps ahead, IGNORE past the end
+
+    def target_slots(self, rows) -> np.ndarray:
+        """Targets of the given rows: (B, T), or (B, T, H) with the future items (soft labels)."""
+        if self.future is None:
+            return self.targets[rows]
+        return np.concatenate([self.targets[rows][..., None], self.future[rows]], axis=-1)
 
     @property
     def efficiency(self) -> float:
@@ -62,11 +69,13 @@ def _next_fit(lengths: np.ndarray, block_size: int) -> tuple[np.ndarray, np.ndar
 
 
 def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = None,
-         packing: bool = True) -> Packed:
+         packing: bool = True, horizon: int = 1) -> Packed:
     """Pack users (in shuffled order when `rng` is given) into rows of block_size tokens.
 
     packing=False puts one user per row (left-aligned, padded): the unpacked reference.
     Users with fewer than two items have nothing to learn and are left out.
+    horizon H > 1 also records, for every slot, the same user's items 2..H steps
+    ahead (`future`, IGNORE where the history ends): the soft labels of loss.py.
     """
     lengths = seqs.lengths
     users = np.nonzero(lengths >= 2)[0]
@@ -95,7 +104,17 @@ def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = Non
     seq_ids[slot] = np.repeat(sids, n_tok)
     pos_ids[slot] = within
     shape = (n_rows, block_size)
-    return Packed(tokens.reshape(shape), targets.reshape(shape), seq_ids.reshape(shape), pos_ids.reshape(shape))
+    future = None
+    if horizon > 1:
+        # the item k+1 steps after slot `within` exists while within + k < n_tok (the last token's target is the last item)
+        future = np.full((n_rows * block_size, horizon - 1), IGNORE, dtype=np.int64)
+        left = np.repeat(n_tok, n_tok) - within  # targets from this slot to the end of the history, >= 1
+        for k in range(1, horizon):
+            ok = left > k
+            future[slot[ok], k - 1] = seqs.items[src[ok] + 1 + k]
+        future = future.reshape(*shape, horizon - 1)
+    return Packed(tokens.reshape(shape), targets.reshape(shape), seq_ids.reshape(shape), pos_ids.reshape(shape),
+                  future)
 
 
 def left_aligned(histories: Sequences, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -37,7 +37,7 @@ from .data import EvalSet, item_counts, load_like, split
 from .devices import autocast, pick_device
 from .errors import DataError, UsageError
 from .evaluate import evaluate, format_metrics, score_splits
-from .loss import OutputLoss, resolve_loss
+from .loss import FUTURE_HORIZON, OutputLoss, resolve_loss
 from .model import GPT
 from .packing import IGNORE, pack
 from .scoring import gpt_scorer
@@ -91,7 +91,8 @@ def epoch_batches(train_seqs, cfg: Config, epoch: int):
     """The packed rows of one epoch and its batches of row indices.
     The shuffle depends only on (seed, epoch): a resumed run sees the same batches."""
     rng = np.random.default_rng([cfg.seed, epoch])
-    packed = pack(train_seqs, cfg.block_size, rng, packing=cfg.packing)
+    horizon = FUTURE_HORIZON if cfg.future_decay > 0 else 1
+    packed = pack(train_seqs, cfg.block_size, rng, packing=cfg.packing, horizon=horizon)
     order = rng.permutation(len(packed))
     batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
     return packed, batches
@@ -212,10 +213,11 @@ def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False
         f"d={cfg.n_embd}, attention={cfg.attention}, device={device}"
         + (f", {dd.world} processes x {cfg.batch_size / dd.world:g} rows" if dd.enabled else ""))
     output = OutputLoss(resolve_loss(cfg.loss, ds.num_items), ds.num_items, item_counts(sp.train, ds.num_items),
-                        cfg.num_negatives, cfg.negatives, cfg.seed)
+                        cfg.num_negatives, cfg.negatives, cfg.seed, cfg.future_decay)
     log(f"output layer: {output.describe()} (loss={cfg.loss})")
     train_model = distributed.wrap(model, dd, device)  # DDP under torchrun, else the model itself
-    train_model = torch.compile(train_model) if cfg.compile else train_model
+    if cfg.compile:
+        model.compile_for_training()
     ckpt_path = os.path.join(out_dir, rundir.CKPT)
     state = TrainState()
     if ck is not None:
@@ -246,7 +248,8 @@ def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False
         # this process's share of the global batch; weight makes DDP's average the global mean
         rows, weight = distributed.shard_rows(batch_rows, packed.targets, dd)
         t = lambda a: torch.from_numpy(a[rows]).to(device, non_blocking=True)
-        tokens, targets, seq_ids, pos_ids = t(packed.tokens), t(packed.targets), t(packed.seq_ids), t(packed.pos_ids)
+        tokens, seq_ids, pos_ids = t(packed.tokens), t(packed.seq_ids), t(packed.pos_ids)
+        targets = torch.from_numpy(packed.target_slots(rows)).to(device, non_blocking=True)  # (B, T) or (B, T, H)
 
         lr = get_lr(state.step, cfg)
         for group in optimizer.param_groups:

@@ -191,6 +191,10 @@ CONFIG_BAD = [
     (["holdout=random"], ["holdout='random'", "loo, last or none"]),
     (["fuse_transitions=sometimes"], ["fuse_transitions='sometimes'", "auto, true or false"]),
     (["track=wandb"], ["track='wandb'", "tensorboard"]),
+    (["future_decay=1"], ["future_decay=1.0", "[0, 1)"]),
+    (["future_decay=-0.2"], ["future_decay=-0.2", "[0, 1)"]),
+    (["future_decay=inf"], ["future_decay='inf'", "finite"]),
+    (["future_decay=some"], ["future_decay='some'", "float"]),
 ]
 
 

@@ -1,0 +1,90 @@
+"""The headline row of one data set: finished runs of one configuration (one run per
+seed), their test figures and the mean over seeds.
+
+    python benchmarks/seeds.py DATA RUN [RUN ...] --out benchmarks/results/seeds_<name>.json
+
+Each run is read as it was selected on validation: a run trained with fusion on
+(fuse_transitions=auto/true) has its fused test figures and per-user test ranks
+in the run folder; a run trained without it gets the same fusion applied here
+(transitions fitted on its training split, the weight chosen on validation NDCG@10,
+the test split scored once), so older runs count the same way. Cold targets: test
+items with at most 5 training interactions. Also reported per run: the GPT's own
+best validation NDCG@10 (history.jsonl), the fusion weight, training seconds, device.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from nanorec import rundir
+from nanorec.data import item_counts, load_like, split
+from nanorec.evaluate import metrics_from_ranks
+
+p = argparse.ArgumentParser()
+p.add_argument("data")
+p.add_argument("runs", nargs="+")
+p.add_argument("--out", required=True)
+args = p.parse_args()
+torch.set_num_threads(2)
+
+at10 = lambda m: {k: round(v, 4) for k, v in m.items() if k in ("HR@10", "NDCG@10")}
+rows = []
+for run in args.runs:
+    t0 = time.time()
+    cfg = rundir.read_config(run)
+    ds = load_like(cfg, args.data)
+    sp = split(ds, all_data=cfg.all_data, holdout=cfg.holdout)
+    history = [json.loads(x) for x in open(os.path.join(run, "history.jsonl")) if x.strip()]
+    metrics = json.load(open(os.path.join(run, "metrics.json")))
+    if "fusion" in metrics:
+        valid, test = metrics["valid"], metrics["test"]
+        ranks = np.load(os.path.join(run, rundir.TEST_RANKS))
+        weight, how = metrics["fusion"]["weight"], "fused in training (fuse_transitions)"
+    else:  # a run from before fusion was built in: the same procedure, here
+        from nanorec.baselines.transitions import Transitions
+        from nanorec.evaluate import evaluate
+        from nanorec.fusion import choose_weight, fused_scorer
+        from nanorec.scoring import gpt_scorer
+        _, model, _ = rundir.load_run(run)
+        gpt = gpt_scorer(model)
+        trans = Transitions().fit(sp.train, ds.num_items, sp.valid)
+        weight, _ = choose_weight(gpt, trans.score, sp.valid)
+        fused = fused_scorer(gpt, trans.score, weight)
+        valid = evaluate(fused, sp.valid)
+        test, ranks = evaluate(fused, sp.test, return_ranks=True)
+        how = "fused here (benchmarks/seeds.py), as training does with fuse_transitions"
+    cold = item_counts(sp.train, ds.num_items)[sp.test.targets] <= 5
+    log = open(os.path.join(run, rundir.LOG)).read()
+    device = "cuda" if "device=cuda" in log else "cpu"
+    rows.append({"run": run, "seed": cfg.seed, "device": device, "dtype": cfg.dtype, "fusion": how,
+                 "fusion_weight": weight,
+                 "valid_gpt_alone_NDCG@10": round(max(h["NDCG@10"] for h in history if "NDCG@10" in h), 4),
+                 "valid": at10(valid), "test": at10(test),
+                 "test_cold_target": at10(metrics_from_ranks(ranks[cold])), "cold_target_users": int(cold.sum()),
+                 "train_seconds": metrics.get("train_seconds"), "best_step": metrics.get("best_step")})
+    print(json.dumps(rows[-1]), f"({time.time() - t0:.0f} s)", flush=True)
+
+
+def mean_sd(key, metric):
+    xs = [r[key][metric] for r in rows]
+    return [round(statistics.mean(xs), 4), round(statistics.stdev(xs), 4) if len(xs) > 1 else 0.0]
+
+
+result = {"command": "python benchmarks/seeds.py " + " ".join([args.data, *args.runs, "--out", args.out]),
+          "machine": f"read on {os.cpu_count()}-core CPU ({platform.machine()}), torch {torch.__version__}; "
+                     "each run's training device is in its row",
+          "date": time.strftime("%Y-%m-%d"),
+          "protocol": "full ranking over all items, leave-one-out (test = last item, validation = second to last), "
+                      "history excluded; checkpoint and fusion weight chosen on validation NDCG@10, test scored once",
+          "rows": rows,
+          "mean_sd": {f"{split} {m}": mean_sd(split, m) for split in ("valid", "test", "test_cold_target")
+                      for m in ("HR@10", "NDCG@10")}}
+os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+with open(args.out, "w") as f:
+    json.dump(result, f, indent=2)
+print(json.dumps(result["mean_sd"], indent=1))
