@@ -1,7 +1,12 @@
 #!/bin/bash
+# Run on the device machine from the repository root (results land in $OUT). Prepared here first:
+#   mkdir -p .gpu/data && cp ../shared/data/{beauty/Beauty.txt,sports/Sports_and_Outdoors.txt,lastfm/LastFM.txt} .gpu/data/
+#   nanorec embed attributes --data ../shared/data/beauty/Beauty.txt --out .gpu/data/beauty.safetensors   (sports, lastfm alike)
+# (.gpu/ is git-ignored locally and carried to the device). That machine has torch but no polars: the stub
+# stands in for the one polars call training makes (writing histories.parquet, through pyarrow).
 # device driver: GPU checks alone, then the accuracy sweep until the deadline
 T0=$(date +%s)
-mkdir -p /tmp/site/polars && cp .gpu/shim_polars.py /tmp/site/polars/__init__.py
+mkdir -p /tmp/site/polars && cp benchmarks/sweeps/polars_stub.py /tmp/site/polars/__init__.py
 export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name(0))"
