@@ -30,7 +30,6 @@ p.add_argument("data")
 p.add_argument("runs", nargs="+")
 p.add_argument("--out", required=True)
 args = p.parse_args()
-torch.set_num_threads(2)
 
 at10 = lambda m: {k: round(v, 4) for k, v in m.items() if k in ("HR@10", "NDCG@10")}
 rows = []

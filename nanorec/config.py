@@ -35,7 +35,8 @@ class Config:
     n_embd: int = 64
     dropout: float = 0.5           # small data, many items: strong dropout generalises better
     bias: bool = True              # bias in Linear and LayerNorm layers
-    attention: str = "sdpa"        # "sdpa" (boolean mask, reference) or "flex" (FlexAttention block mask, compiled)
+    attention: str = "sdpa"        # "sdpa" (boolean mask, reference) or "flex" (FlexAttention block mask; CUDA
+                                   # training only, and it turns compile on)
     fuse_transitions: str = "auto" # add w * log(transition probs) to the GPT's log-probs, w (0 included) chosen on
                                    # validation: "true", "false", or "auto" = true up to 20,000 items (fusion.py)
     packing: bool = True           # many users per row; False = one user per row, left-aligned, padded
@@ -66,7 +67,8 @@ class Config:
     seed: int = 1337
     device: str = "auto"           # "auto" = cuda when available, else cpu
     dtype: str = "auto"            # "auto" = bf16 autocast on cuda, fp32 on cpu; or "float32" / "bfloat16"
-    compile: bool = False          # torch.compile the transformer for training (GPU with bf16; see benchmarks)
+    compile: bool = False          # torch.compile the transformer for training steps (on CUDA with bf16 1.3x
+                                   # faster steps; with float32 it measured slower: benchmarks/README.md)
     threads: int = 0               # torch CPU threads; 0 = leave torch's default
     progress: bool = True          # tqdm progress bars (shown on a terminal only)
     track: str = ""                # also log to "tensorboard" and/or "mlflow" (comma-separated; needs the package)

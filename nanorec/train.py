@@ -216,7 +216,7 @@ def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False
                         cfg.num_negatives, cfg.negatives, cfg.seed, cfg.future_decay)
     log(f"output layer: {output.describe()} (loss={cfg.loss})")
     train_model = distributed.wrap(model, dd, device)  # DDP under torchrun, else the model itself
-    if cfg.compile:
+    if cfg.compile or cfg.attention == "flex":  # flex uncompiled rebuilds its block mask eagerly: 10x slower steps
         model.compile_for_training()
     ckpt_path = os.path.join(out_dir, rundir.CKPT)
     state = TrainState()
