@@ -170,7 +170,8 @@ sync()
 valid_s = time.time() - t0
 
 result = {
-    "command": f"python benchmarks/gpu_check.py {args.data} --steps {args.steps}",
+    "command": f"python benchmarks/gpu_check.py {args.data} --steps {args.steps}"
+               + (f" --only '{args.only}'" if args.only else ""),
     "machine": (torch.cuda.get_device_name(0) if cuda else f"{os.cpu_count()}-core CPU ({platform.machine()})")
                + f", torch {torch.__version__}",
     "date": time.strftime("%Y-%m-%d"),
