@@ -51,7 +51,7 @@ for run in args.runs:
         "command": f"nanorec train --data {cfg['data']} --out {run} {' '.join(changed)}".rstrip(),
         "valid": {k: round(m["valid"][k], 4) for k in keep},
         "best_step": m["best_step"], "steps": m["steps"],
-        "seconds": round(m["train_seconds"] + m["eval_seconds"]),
+        "seconds": round(m["train_seconds"] + m.get("eval_seconds", 0)),  # eval_seconds: older runs only
         **({"test": {k: round(m["test"][k], 4) for k in keep}, "test_bootstrap_95": bootstrap_95(run)}
            if run == args.selected else {}),
     })
