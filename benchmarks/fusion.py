@@ -17,10 +17,10 @@ import numpy as np
 import torch
 
 from nanorec import rundir
-from nanorec.baselines.transitions import Transitions
 from nanorec.data import item_counts, load_like, split
 from nanorec.evaluate import evaluate, metrics_from_ranks
-from nanorec.fusion import choose_weight, fused_scorer
+from nanorec import fusion
+from nanorec.fusion import fused_scorer
 from nanorec.scoring import gpt_scorer
 
 p = argparse.ArgumentParser()
@@ -37,8 +37,7 @@ for run in args.runs:
     ds = load_like(cfg, args.data)
     sp = split(ds, all_data=cfg.all_data, holdout=cfg.holdout)
     gpt = gpt_scorer(model)
-    trans = Transitions().fit(sp.train, ds.num_items, sp.valid)
-    weight, grid = choose_weight(gpt, trans.score, sp.valid)
+    trans, weight, grid = fusion.fit(gpt, sp.train, ds.num_items, sp.valid)
     counts = item_counts(sp.train, ds.num_items)
     cold = counts[sp.test.targets] <= 5
     row = {"run": run, "seed": cfg.seed, "valid_NDCG@10_by_weight": grid, "weight": weight}

@@ -45,15 +45,13 @@ for run in args.runs:
         ranks = np.load(os.path.join(run, rundir.TEST_RANKS))
         weight, how = metrics["fusion"]["weight"], "fused in training (fuse_transitions)"
     else:  # a run from before fusion was built in: the same procedure, here
-        from nanorec.baselines.transitions import Transitions
+        from nanorec import fusion
         from nanorec.evaluate import evaluate
-        from nanorec.fusion import choose_weight, fused_scorer
         from nanorec.scoring import gpt_scorer
         _, model, _ = rundir.load_run(run)
         gpt = gpt_scorer(model)
-        trans = Transitions().fit(sp.train, ds.num_items, sp.valid)
-        weight, _ = choose_weight(gpt, trans.score, sp.valid)
-        fused = fused_scorer(gpt, trans.score, weight)
+        trans, weight, _ = fusion.fit(gpt, sp.train, ds.num_items, sp.valid)
+        fused = fusion.fused_scorer(gpt, trans.score, weight)
         valid = evaluate(fused, sp.valid)
         test, ranks = evaluate(fused, sp.test, return_ranks=True)
         how = "fused here (benchmarks/seeds.py), as training does with fuse_transitions"

@@ -56,3 +56,15 @@ def choose_weight(gpt: Scorer, transitions: Scorer, valid, batch_size: int = 102
               for w in WEIGHTS}
     best = max(WEIGHTS, key=lambda w: (scores[w], -w))  # ties: the smaller weight
     return best, scores
+
+
+def fit(gpt: Scorer, train, num_items: int, valid, batch_size: int = 1024):
+    """Transitions fitted on the training split (window and decay chosen on `valid`) and
+    the fusion weight chosen on `valid` -> (transitions, weight, {weight: NDCG@10}).
+    Without validation users there is nothing to choose on: weight 0.5."""
+    from .baselines.transitions import Transitions
+    trans = Transitions().fit(train, num_items, valid)
+    if valid is None:
+        return trans, 0.5, {}
+    weight, grid = choose_weight(gpt, trans.score, valid, batch_size)
+    return trans, weight, grid

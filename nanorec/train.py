@@ -384,17 +384,15 @@ def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_
 
 def fuse(scorer, ds, sp, cfg: Config, out_dir: str, log):
     """Fit transitions on the training split, choose the fusion weight on validation, save them."""
-    from .baselines.transitions import Transitions
-    from .fusion import choose_weight, fused_scorer
+    from . import fusion
     # chosen on the validation users scored during training (valid_users: all, or the sample)
     valid = validation_sample(sp.valid, cfg.valid_users, cfg.seed)
-    trans = Transitions().fit(sp.train, ds.num_items, valid)
-    weight, grid = choose_weight(scorer, trans.score, valid, cfg.eval_batch_size) if valid else (0.5, {})
+    trans, weight, grid = fusion.fit(scorer, sp.train, ds.num_items, valid, cfg.eval_batch_size)
     rundir.save_baseline(trans, os.path.join(out_dir, rundir.TRANSITIONS))
     rundir.save_fusion(out_dir, weight)
     log(f"fusion with transitions: weight {weight} (validation NDCG@10 by weight: "
         + ", ".join(f"{w}: {v:.4f}" for w, v in grid.items()) + ")")
-    return fused_scorer(scorer, trans.score, weight), {"weight": weight, "valid_NDCG@10_by_weight": grid}
+    return fusion.fused_scorer(scorer, trans.score, weight), {"weight": weight, "valid_NDCG@10_by_weight": grid}
 
 
 def parse_args(argv):

@@ -32,14 +32,17 @@ class Transitions:
         self.window, self.decay, self.pop_weight, self.grid = window, decay, pop_weight, grid
         self.selection: dict[str, float] = {}
 
-    def fit(self, train: Sequences, num_items: int, valid: EvalSet | None = None) -> "Transitions":
-        n = num_items + 1
-        # consecutive pairs (a -> b) inside each row: drop the pair that would cross a row boundary
+    def pairs(self, train: Sequences) -> tuple[np.ndarray, np.ndarray]:
+        """(a, b) item pairs counted as "b follows a": consecutive items of one row."""
         src, dst = train.items[:-1], train.items[1:]
         same_row = np.ones(len(src), dtype=bool)
         ends = train.offsets[1:-1] - 1  # index of each row's last item (except the final row's)
-        same_row[ends[(ends >= 0) & (ends < len(src))]] = False
-        src, dst = src[same_row], dst[same_row]
+        same_row[ends[(ends >= 0) & (ends < len(src))]] = False  # the pair that would cross a row boundary
+        return src[same_row], dst[same_row]
+
+    def fit(self, train: Sequences, num_items: int, valid: EvalSet | None = None) -> "Transitions":
+        n = num_items + 1
+        src, dst = self.pairs(train)
         counts = sp.csr_matrix((np.ones(len(src), np.float32), (src, dst)), shape=(n, n))  # duplicates summed
         out = np.asarray(counts.sum(1)).ravel()  # (N+1,) outgoing transitions per item
         self.P = sp.diags(1.0 / np.maximum(out, 1)).astype(np.float32) @ counts  # (N+1, N+1) row-stochastic CSR
