@@ -17,10 +17,11 @@ import numpy as np
 import torch
 
 from nanorec import rundir
-from nanorec.data import item_counts, load_like, split
+from nanorec.data import load_like, split
 from nanorec.evaluate import evaluate, metrics_from_ranks
 from nanorec import fusion
 from nanorec.fusion import fused_scorer
+from nanorec.leaderboard import cold_target_mask
 from nanorec.scoring import gpt_scorer
 
 p = argparse.ArgumentParser()
@@ -38,8 +39,7 @@ for run in args.runs:
     sp = split(ds, all_data=cfg.all_data, holdout=cfg.holdout)
     gpt = gpt_scorer(model)
     trans, weight, grid = fusion.fit(gpt, sp.train, ds.num_items, sp.valid)
-    counts = item_counts(sp.train, ds.num_items)
-    cold = counts[sp.test.targets] <= 5
+    cold = cold_target_mask(ds, sp)
     row = {"run": run, "seed": cfg.seed, "valid_NDCG@10_by_weight": grid, "weight": weight}
     for name, scorer in (("gpt", gpt), ("fused", fused_scorer(gpt, trans.score, weight))):
         m, ranks = evaluate(scorer, sp.test, return_ranks=True)

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from nanorec import rundir
-from nanorec.data import item_counts, load_like, split
+from nanorec.data import load_like, split
 from nanorec.evaluate import metrics_from_ranks
+from nanorec.leaderboard import cold_target_mask
 
 p = argparse.ArgumentParser()
 p.add_argument("data")
@@ -55,7 +56,7 @@ for run in args.runs:
         valid = evaluate(fused, sp.valid)
         test, ranks = evaluate(fused, sp.test, return_ranks=True)
         how = "fused here (benchmarks/seeds.py), as training does with fuse_transitions"
-    cold = item_counts(sp.train, ds.num_items)[sp.test.targets] <= 5
+    cold = cold_target_mask(ds, sp)
     log = open(os.path.join(run, rundir.LOG)).read()
     device = "cuda" if "device=cuda" in log else "cpu"
     rows.append({"run": run, "seed": cfg.seed, "device": device, "dtype": cfg.dtype, "fusion": how,

@@ -90,8 +90,8 @@ def soft_labels(targets: torch.Tensor, decay: float) -> tuple[torch.Tensor, torc
     history ended) -> (targets (M, H) with IGNORE replaced by item 1, label weights
     (M, H)): decay^k for the items that exist, each row normalised to sum 1.
     One column (or decay 0) is the ordinary one-hot label."""
-    if targets.dim() == 1:
-        targets = targets[:, None]
+    if targets.dim() == 1:  # the default: one-hot, nothing to weigh (and no tensor to build each step)
+        return targets[:, None], torch.ones(len(targets), 1, device=targets.device)
     H = targets.shape[1]
     present = targets >= 1
     powers = torch.tensor([decay ** k for k in range(H)], device=targets.device)  # 0.0 ** 0 == 1
