@@ -1,9 +1,9 @@
-"""Transition fusion applied to finished GPT runs: validation grid, test once for the chosen weight.
+"""Fusion applied to finished GPT runs: validation grid, test once for the chosen weights.
 
     python benchmarks/fusion.py DATA RUN [RUN ...] --out benchmarks/results/fusion_beauty.json
 
-For each run: the transitions are fitted on its training split (window/decay on
-validation), the fusion weight is chosen on validation NDCG@10 (nanorec.fusion.WEIGHTS),
+For each run: transitions and co-occurrence are fitted on its training split (window/decay
+on validation), the terms' weights are chosen on validation NDCG@10 (nanorec.fusion),
 then the test split is scored once, with the plain GPT and with the fused scorer, overall
 and on cold targets (test item with <= 5 training interactions).
 """
@@ -37,11 +37,12 @@ for run in args.runs:
     cfg, model, _ = rundir.load_run(run)
     ds = load_like(cfg, args.data)
     sp = split(ds, all_data=cfg.all_data, holdout=cfg.holdout)
-    gpt = gpt_scorer(model)
-    trans, weight, grid = fusion.fit(gpt, sp.train, ds.num_items, sp.valid)
+    gpt, content = gpt_scorer(model), fusion.content_term(model)
+    tables, weights, grid = fusion.fit(gpt, sp.train, ds.num_items, sp.valid, content=content)
     cold = cold_target_mask(ds, sp)
-    row = {"run": run, "seed": cfg.seed, "valid_NDCG@10_by_weight": grid, "weight": weight}
-    for name, scorer in (("gpt", gpt), ("fused", fused_scorer(gpt, trans.score, weight))):
+    row = {"run": run, "seed": cfg.seed, "valid_NDCG@10_by_weights": grid,
+           "weights": dict(zip(fusion.SIGNALS, weights))}
+    for name, scorer in (("gpt", gpt), ("fused", fused_scorer(gpt, fusion.fused_terms(tables, content), weights))):
         m, ranks = evaluate(scorer, sp.test, return_ranks=True)
         row[f"test_{name}"] = {k: round(v, 4) for k, v in m.items() if k.endswith("@10")}
         row[f"test_{name}_cold_target"] = {k: round(v, 4) for k, v in metrics_from_ranks(ranks[cold]).items()

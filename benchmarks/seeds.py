@@ -3,13 +3,14 @@ seed), their test figures and the mean over seeds.
 
     python benchmarks/seeds.py DATA RUN [RUN ...] --out benchmarks/results/seeds_<name>.json
 
-Each run is read as it was selected on validation: a run trained with fusion on
-(fuse_transitions=auto/true) has its fused test figures and per-user test ranks
-in the run folder; a run trained without it gets the same fusion applied here
-(transitions fitted on its training split, the weight chosen on validation NDCG@10,
-the test split scored once), so older runs count the same way. Cold targets: test
+Each run is read as it was selected on validation: a run trained with today's fusion
+(fuse_transitions=auto/true: transitions + co-occurrence + content) has its fused test figures
+and per-user test ranks in the run folder; a run trained without it, or with the
+earlier fusions with fewer terms, gets today's fusion applied here (fusion.fit: the
+tables fitted on its training split, the weights chosen on validation NDCG@10, the
+test split scored once), so older runs count the same way. Cold targets: test
 items with at most 5 training interactions. Also reported per run: the GPT's own
-best validation NDCG@10 (history.jsonl), the fusion weight, training seconds, device.
+best validation NDCG@10 (history.jsonl), the fusion weights, training seconds, device.
 """
 import argparse
 import json
@@ -41,18 +42,20 @@ for run in args.runs:
     sp = split(ds, all_data=cfg.all_data, holdout=cfg.holdout)
     history = [json.loads(x) for x in open(os.path.join(run, "history.jsonl")) if x.strip()]
     metrics = json.load(open(os.path.join(run, "metrics.json")))
-    if "fusion" in metrics:
+    if "content" in metrics.get("fusion", {}).get("weights", {}):
         valid, test = metrics["valid"], metrics["test"]
         ranks = np.load(os.path.join(run, rundir.TEST_RANKS))
-        weight, how = metrics["fusion"]["weight"], "fused in training (fuse_transitions)"
-    else:  # a run from before fusion was built in: the same procedure, here
+        weights, how = metrics["fusion"]["weights"], "fused in training (fuse_transitions)"
+        grid = metrics["fusion"]["valid_NDCG@10_by_weights"]
+    else:  # a run from before today's fusion: the same procedure, here
         from nanorec import fusion
         from nanorec.evaluate import evaluate
         from nanorec.scoring import gpt_scorer
         _, model, _ = rundir.load_run(run)
-        gpt = gpt_scorer(model)
-        trans, weight, _ = fusion.fit(gpt, sp.train, ds.num_items, sp.valid)
-        fused = fusion.fused_scorer(gpt, trans.score, weight)
+        gpt, content = gpt_scorer(model), fusion.content_term(model)
+        tables, ws, grid = fusion.fit(gpt, sp.train, ds.num_items, sp.valid, content=content)
+        fused = fusion.fused_scorer(gpt, fusion.fused_terms(tables, content), ws)
+        weights = dict(zip(fusion.SIGNALS, ws))
         valid = evaluate(fused, sp.valid)
         test, ranks = evaluate(fused, sp.test, return_ranks=True)
         how = "fused here (benchmarks/seeds.py), as training does with fuse_transitions"
@@ -60,7 +63,14 @@ for run in args.runs:
     log = open(os.path.join(run, rundir.LOG)).read()
     device = "cuda" if "device=cuda" in log else "cpu"
     rows.append({"run": run, "seed": cfg.seed, "device": device, "dtype": cfg.dtype, "fusion": how,
-                 "fusion_weight": weight,
+                 "fusion_weights": weights,
+                 # validation only, from the weight grid: the GPT alone, the transitions alone (w2 = w3 = 0),
+                 # both tables (w3 = 0): what each term adds
+                 "valid_by_terms_NDCG@10": {
+                     "gpt": round(grid["0.0,0.0,0.0"], 4),
+                     "+transitions": round(max(v for k, v in grid.items() if k.endswith(",0.0,0.0")), 4),
+                     "+cooccurrence": round(max(v for k, v in grid.items() if k.endswith(",0.0")), 4),
+                     "+content": round(max(grid.values()), 4)},
                  "valid_gpt_alone_NDCG@10": round(max(h["NDCG@10"] for h in history if "NDCG@10" in h), 4),
                  "valid": at10(valid), "test": at10(test),
                  "test_cold_target": at10(metrics_from_ranks(ranks[cold])), "cold_target_users": int(cold.sum()),

@@ -54,10 +54,13 @@ for name, rec in models.items():
 best = max(models, key=lambda name: models[name].metrics["valid"]["NDCG@10"])  # chosen on validation, not test
 print(f"best on validation: {best}")
 
-# %% 3. the model to ship: every event is a training target, for the step count validation chose
+# %% 3. the model to ship: every event is a training target, for the step count and fusion weights
+# validation chose (a holdout=none run has no validation of its own to choose them on)
 steps = models["GPT"].metrics["best_step"]
+fused = models["GPT"].metrics.get("fusion", {}).get("weights")  # {"transitions": w1, "cooccurrence": w2}
+weights = {"fusion_weights": ",".join(str(w) for w in fused.values())} if fused else {}
 ship = Recommender(n_layer=2, n_embd=64, block_size=20, dropout=0.2, learning_rate=3e-3, warmup_steps=50,
-                   holdout="none", **{**common, "max_steps": max(steps, 1)})
+                   holdout="none", **{**common, "max_steps": max(steps, 1)}, **weights)
 ship.fit(events, out=os.path.join(args.out, "ship"), overwrite=True, **columns)
 
 # %% 4. top-10 for every customer, and for a raw basket

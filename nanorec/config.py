@@ -37,8 +37,11 @@ class Config:
     bias: bool = True              # bias in Linear and LayerNorm layers
     attention: str = "sdpa"        # "sdpa" (boolean mask, reference) or "flex" (FlexAttention block mask; CUDA
                                    # training only, and it turns compile on)
-    fuse_transitions: str = "auto" # add w * log(transition probs) to the GPT's log-probs, w (0 included) chosen on
-                                   # validation: "true", "false", or "auto" = true up to 20,000 items (fusion.py)
+    fuse_transitions: str = "auto" # add w1 * log(transition probs) + w2 * log(co-occurrence probs) + w3 * content
+                                   # cosine to the GPT's log-probs, weights (0 included) chosen on validation:
+                                   # "true", "false", or "auto" = true up to 20,000 items (fusion.py)
+    fusion_weights: str = "auto"   # "auto" = chosen on validation; "w1,w2[,w3]" = fixed, e.g. the weights a validated
+                                   # run chose, for a holdout=none run that has no validation to choose on
     packing: bool = True           # many users per row; False = one user per row, left-aligned, padded
     # optimisation
     batch_size: int = 64           # rows of block_size tokens per step (~450 Beauty users)
@@ -96,6 +99,8 @@ class Config:
             raise UsageError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
         if self.min_lr > self.learning_rate:
             raise UsageError(f"min_lr={self.min_lr} is above learning_rate={self.learning_rate}")
+        if self.fusion_weights != "auto" and parse_weights(self.fusion_weights)[2] and not self.content:
+            raise UsageError(f"fusion_weights={self.fusion_weights}: a content weight (the third) needs content=")
         return self
 
     def save(self, path: str) -> None:
@@ -123,7 +128,7 @@ class Config:
 
 
 # config.json written before a key existed: the value that run actually used
-LEGACY = {"fuse_transitions": "false", "future_decay": 0.0}
+LEGACY = {"fuse_transitions": "false", "future_decay": 0.0, "fusion_weights": "auto"}
 
 PYTYPES = {"str": str, "int": int, "float": float, "bool": bool}
 
@@ -136,10 +141,24 @@ def _non_negative(x) -> bool:
     return x >= 0
 
 
+def parse_weights(text: str) -> tuple[float, float, float] | None:
+    """fusion_weights "w1,w2[,w3]" -> (w1, w2, w3) (w3 = 0 when left out), or None when it
+    is not two or three finite numbers in 0..100."""
+    parts = text.split(",")
+    try:
+        ws = tuple(float(p) for p in parts)
+    except ValueError:
+        return None
+    ok = len(ws) in (2, 3) and all(math.isfinite(w) and 0 <= w <= 100 for w in ws)
+    return (ws + (0.0,))[:3] if ok else None
+
+
 # key -> (check, what a good value is): shown in `nanorec train --help`
 RULES = {
     "method": (lambda x: x in ("gpt", "popularity", "transitions", "svd"), "gpt, popularity, transitions or svd"),
     "fuse_transitions": (lambda x: x in ("auto", "true", "false"), "auto, true or false"),
+    "fusion_weights": (lambda x: x == "auto" or parse_weights(x) is not None,
+                       "auto, or two or three numbers in 0..100: w1,w2[,w3] (transitions, co-occurrence, content)"),
     "holdout": (lambda x: x in ("loo", "last", "none"), "loo, last or none"),
     "block_size": (lambda x: 1 <= x <= 100_000, "an integer in 1..100000"),
     "n_layer": (lambda x: 1 <= x <= 64, "an integer in 1..64"),

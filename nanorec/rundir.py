@@ -6,7 +6,8 @@
                        serve continue when no --data is given
     data.json          fingerprint of the training data (users, items, interactions, a hash):
                        `--resume`, evaluate and recommend refuse data that does not match
-    transitions.safetensors, fusion.json   fuse_transitions=true: the transitions and their weight
+    transitions.safetensors, cooccurrence.safetensors, fusion.json
+                       fusion on (fusion.py): the two item-to-item tables and the terms' weights
     baseline.safetensors  a baseline's fitted arrays (method=popularity|transitions|svd), instead of weights
     model.safetensors  the selected weights (best validation NDCG@10; the last ones without selection)
     ckpt.pt            the latest resumable state (plain tensors and strings: weights_only-loadable)
@@ -32,16 +33,17 @@ from .files import atomic_write, write_json
 
 CONFIG, ITEMS, DATA, WEIGHTS = "config.json", "items.json", "data.json", "model.safetensors"
 BASELINE = "baseline.safetensors"
-TRANSITIONS, FUSION = "transitions.safetensors", "fusion.json"  # fuse_transitions=true (fusion.py)
+TRANSITIONS, COOCCURRENCE, FUSION = "transitions.safetensors", "cooccurrence.safetensors", "fusion.json"
+FUSION_FILES = {"transitions": TRANSITIONS, "cooccurrence": COOCCURRENCE}  # the fusion tables -> file
 HISTORIES = "histories.parquet"
 CKPT, METRICS, HISTORY, TEST_RANKS, LOG = "ckpt.pt", "metrics.json", "history.jsonl", "test_ranks.npy", "train.log"
-RUN_FILES = (CONFIG, ITEMS, DATA, HISTORIES, WEIGHTS, BASELINE, TRANSITIONS, FUSION, CKPT, METRICS, HISTORY, TEST_RANKS, LOG, "curves.png")
+RUN_FILES = (CONFIG, ITEMS, DATA, HISTORIES, WEIGHTS, BASELINE, TRANSITIONS, COOCCURRENCE, FUSION, CKPT, METRICS, HISTORY, TEST_RANKS, LOG, "curves.png")
 
 # Keys a resumed run may change: they steer how long and how visibly it goes
 # on, not what is being trained. Changing any other key would continue a
 # different model from this one's weights (or fail to load them).
 RESUMABLE_KEYS = ("max_steps", "patience", "eval_interval", "checkpoint_interval", "eval_batch_size",
-                  "progress", "threads", "device", "compile")
+                  "progress", "threads", "device", "compile", "fusion_weights")
 
 
 # -----------------------------------------------------------------------------
@@ -321,30 +323,49 @@ def load_scorer(run_dir: str, device: str = "cpu"):
         from .scoring import gpt_scorer
         cfg, model, item_ids = load_run(run_dir, device)
         scorer = gpt_scorer(model, device)
-        from .fusion import enabled, fused_scorer
+        from .fusion import content_term, enabled, fused_scorer, table_term
         if enabled(cfg.fuse_transitions, model.num_items):
-            trans = load_baseline("transitions", os.path.join(run_dir, TRANSITIONS), model.num_items)
-            scorer = fused_scorer(scorer, trans.score, read_fusion(run_dir))
+            weights = read_fusion(run_dir)
+            # a term whose weight is 0 is not needed (runs from before co-occurrence have no table for it)
+            terms = [table_term(load_baseline("transitions", os.path.join(run_dir, FUSION_FILES[name]),
+                                              model.num_items).score) if w else None
+                     for name, w in zip(FUSION_FILES, weights)]
+            content = content_term(model) if weights[2] else None
+            if weights[2] and content is None:
+                raise DataError(f"{os.path.join(run_dir, FUSION)}: a content weight, but the run has no content")
+            scorer = fused_scorer(scorer, terms + [content], weights)
         return cfg, scorer, item_ids, model.num_items
     item_ids = read_items(run_dir)
     model = load_baseline(cfg.method, os.path.join(run_dir, BASELINE), len(item_ids) - 1)
     return cfg, model.score, item_ids, len(item_ids) - 1
 
 
-def save_fusion(out: str, weight: float) -> None:
-    write_json(os.path.join(out, FUSION), {"transitions_weight": weight})
+def save_fusion(out: str, tables: list, weights: tuple) -> None:
+    """The fitted tables (transitions, cooccurrence) and the weights of fusion.SIGNALS,
+    as {"transitions_weight": 0.2, "cooccurrence_weight": 0.3, "content_weight": 0.0}."""
+    from .fusion import SIGNALS
+    for name, table in zip(FUSION_FILES, tables):
+        save_baseline(table, os.path.join(out, FUSION_FILES[name]))
+    write_json(os.path.join(out, FUSION), {f"{name}_weight": w for name, w in zip(SIGNALS, weights)})
 
 
-def read_fusion(run_dir: str) -> float:
+def read_fusion(run_dir: str) -> tuple[float, ...]:
+    """The weights of fusion.json in fusion.SIGNALS order; a signal the file does not name
+    (a run from before it existed) has weight 0."""
     from .data import read_json
+    from .fusion import SIGNALS
     path = os.path.join(run_dir, FUSION)
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file (the run did not finish its fusion step)")
     d = read_json(path)
-    w = d.get("transitions_weight") if isinstance(d, dict) else None
-    if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 100:
-        raise DataError(f"{path}: expected {{\"transitions_weight\": a number in 0..100}}")
-    return float(w)
+    weights = []
+    for name in SIGNALS:
+        w = d.get(f"{name}_weight", 0.0 if name != SIGNALS[0] else None) if isinstance(d, dict) else None
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 100:
+            raise DataError(f"{path}: expected {{\"transitions_weight\": a number in 0..100, "
+                            f"\"cooccurrence_weight\": ..., \"content_weight\": ...}}; {name}_weight is {w!r}")
+        weights.append(float(w))
+    return tuple(weights)
 
 
 def save_baseline(model, path: str) -> None:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from . import distributed, rundir, tracking
-from .config import Config, apply_overrides, check_dashed_keys, describe
+from .config import Config, apply_overrides, check_dashed_keys, describe, parse_weights
 from .curves import plot_curves
 from .data import EvalSet, item_counts, load_like, split
 from .devices import autocast, pick_device
@@ -354,8 +354,8 @@ def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_
     rundir.load_weights(model, os.path.join(out_dir, rundir.WEIGHTS))
     results = {}
     from .fusion import enabled
-    if enabled(cfg.fuse_transitions, ds.num_items):  # the selected GPT + transitions (fusion.py)
-        scorer, results["fusion"] = fuse(scorer, ds, sp, cfg, out_dir, log)
+    if enabled(cfg.fuse_transitions, ds.num_items):  # the selected GPT + item-to-item tables (fusion.py)
+        scorer, results["fusion"] = fuse(model, scorer, ds, sp, cfg, out_dir, log)
     results.update(score_splits(scorer, sp.valid, sp.test, ds.num_items, cfg.eval_batch_size))
     if "test_ranks" in results:  # per-user ranks, for breakdowns
         rundir.save_array(os.path.join(out_dir, rundir.TEST_RANKS), results.pop("test_ranks"))
@@ -382,17 +382,22 @@ def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_
     return results
 
 
-def fuse(scorer, ds, sp, cfg: Config, out_dir: str, log):
-    """Fit transitions on the training split, choose the fusion weight on validation, save them."""
+def fuse(model, scorer, ds, sp, cfg: Config, out_dir: str, log):
+    """Fit the item-to-item tables on the training split, choose the weights on validation, save them."""
     from . import fusion
-    # chosen on the validation users scored during training (valid_users: all, or the sample)
-    valid = validation_sample(sp.valid, cfg.valid_users, cfg.seed)
-    trans, weight, grid = fusion.fit(scorer, sp.train, ds.num_items, valid, cfg.eval_batch_size)
-    rundir.save_baseline(trans, os.path.join(out_dir, rundir.TRANSITIONS))
-    rundir.save_fusion(out_dir, weight)
-    log(f"fusion with transitions: weight {weight} (validation NDCG@10 by weight: "
-        + ", ".join(f"{w}: {v:.4f}" for w, v in grid.items()) + ")")
-    return fusion.fused_scorer(scorer, trans.score, weight), {"weight": weight, "valid_NDCG@10_by_weight": grid}
+    # chosen on the validation users scored during training (valid_users: all, or the sample);
+    # all_data trained the GPT and the tables on those targets, so they cannot choose: like holdout=none
+    valid = None if cfg.all_data else validation_sample(sp.valid, cfg.valid_users, cfg.seed)
+    fixed = None if cfg.fusion_weights == "auto" else parse_weights(cfg.fusion_weights)
+    content = fusion.content_term(model)
+    tables, weights, grid = fusion.fit(scorer, sp.train, ds.num_items, valid, cfg.eval_batch_size, fixed, content)
+    rundir.save_fusion(out_dir, tables, weights)
+    named = dict(zip(fusion.SIGNALS, weights))
+    how = (f"chosen on validation: NDCG@10 {max(grid.values()):.4f}, GPT alone {grid['0.0,0.0,0.0']:.4f}" if grid
+           else "fusion_weights" if fixed else "no untrained validation to choose on: the default")
+    log("fusion weights: " + ", ".join(f"{k} {w}" for k, w in named.items()) + f" ({how})")
+    return (fusion.fused_scorer(scorer, fusion.fused_terms(tables, content), weights),
+            {"weights": named, "valid_NDCG@10_by_weights": grid})
 
 
 def parse_args(argv):

@@ -191,6 +191,14 @@ CONFIG_BAD = [
     (["holdout=random"], ["holdout='random'", "loo, last or none"]),
     (["fuse_transitions=sometimes"], ["fuse_transitions='sometimes'", "auto, true or false"]),
     (["track=wandb"], ["track='wandb'", "tensorboard"]),
+    (["fusion_weights=0.2"], ["fusion_weights='0.2'", "w1,w2"]),
+    (["fusion_weights=0.2,0.3,0.1,0"], ["fusion_weights='0.2,0.3,0.1,0'", "w1,w2"]),
+    (["fusion_weights=0.2,0.3,1"], ["fusion_weights=0.2,0.3,1", "content="]),
+    (["fusion_weights=-1,0"], ["fusion_weights='-1,0'", "0..100"]),
+    (["fusion_weights=0,101"], ["fusion_weights='0,101'", "0..100"]),
+    (["fusion_weights=nan,0"], ["fusion_weights='nan,0'", "0..100"]),
+    (["fusion_weights=a,b"], ["fusion_weights='a,b'", "w1,w2"]),
+    (["fusion_weights="], ["fusion_weights=''", "auto"]),
     (["future_decay=1"], ["future_decay=1.0", "[0, 1)"]),
     (["future_decay=-0.2"], ["future_decay=-0.2", "[0, 1)"]),
     (["future_decay=inf"], ["future_decay='inf'", "finite"]),
@@ -1642,6 +1650,33 @@ def evaluate_fusion_transitions_missing(e, d):
     run = _fused_run(e, d)
     os.remove(os.path.join(run, "transitions.safetensors"))
     return Case(["evaluate", "--run", run, "--data", e.log], mentions=("transitions.safetensors", "no such file"),
+                keep=(run,))
+
+
+@case
+def recommend_fusion_cooccurrence_weight_negative(e, d):
+    run = _fused_run(e, d)
+    write(os.path.join(run, "fusion.json"), '{"transitions_weight": 0.2, "cooccurrence_weight": -1}')
+    out = os.path.join(d, "recs.csv")
+    return Case(["recommend", "--run", run, "--out", out], mentions=("fusion.json", "cooccurrence_weight"),
+                keep=(run,), absent=(out,))
+
+
+@case
+def recommend_fusion_content_weight_without_content(e, d):
+    run = _fused_run(e, d)
+    write(os.path.join(run, "fusion.json"), '{"transitions_weight": 0.2, "cooccurrence_weight": 0, "content_weight": 2}')
+    out = os.path.join(d, "recs.csv")
+    return Case(["recommend", "--run", run, "--out", out], mentions=("fusion.json", "content weight", "no content"),
+                keep=(run,), absent=(out,))
+
+
+@case
+def evaluate_fusion_cooccurrence_missing(e, d):
+    run = _fused_run(e, d)
+    write(os.path.join(run, "fusion.json"), '{"transitions_weight": 0.2, "cooccurrence_weight": 0.3}')
+    os.remove(os.path.join(run, "cooccurrence.safetensors"))
+    return Case(["evaluate", "--run", run, "--data", e.log], mentions=("cooccurrence.safetensors", "no such file"),
                 keep=(run,))
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from nanorec.baselines.cooccurrence import CoOccurrence
 from nanorec.baselines.lightgcn import LightGCN
 from nanorec.baselines.pop import Popularity
 from nanorec.baselines.svd import PureSVD
@@ -90,6 +91,33 @@ def test_transitions_selects_window_on_validation():
                               valid=evalset([[4, 1], [2, 3]], [2, 4]))
     assert len(model.selection) == len(Transitions.GRID)
     assert model.selection[f"window={model.window} decay={model.decay}"] == max(model.selection.values())
+
+
+# -----------------------------------------------------------------------------
+# co-occurrence
+
+def test_cooccurrence_counts_pairs_within_span_both_ways_inside_rows():
+    # span 2 in [1, 2, 3]: 1-2, 2-3 (distance 1), 1-3 (distance 2), each both ways;
+    # [1, 2, 4]: 1-2, 2-4, 1-4; [1, 5]: 1-5; [3, 4]: 3-4; [7] alone. Nothing crosses a row.
+    model = CoOccurrence(span=2).fit(Sequences.from_lists(TRAIN_T), num_items=7)
+    P = model.P.toarray()
+    # row 1: 2 twice, 3, 4, 5 once each -> 2/5, 1/5, 1/5, 1/5
+    np.testing.assert_allclose(P[1], [0, 0, 2 / 5, 1 / 5, 1 / 5, 1 / 5, 0, 0], rtol=1e-6)
+    # row 4: 2, 1, 3 once each (4 follows them; co-occurrence goes backwards too)
+    np.testing.assert_allclose(P[4], [0, 1 / 3, 1 / 3, 1 / 3, 0, 0, 0, 0], rtol=1e-6)
+    assert P[7].sum() == 0 and P[:, 7].sum() == 0  # a one-item row pairs with nothing
+    # span 1 is the transitions' pairs plus their reverses
+    t = Transitions().fit(Sequences.from_lists(TRAIN_T), num_items=7)
+    src, dst = CoOccurrence(span=1).pairs(Sequences.from_lists(TRAIN_T))
+    ts, td = t.pairs(Sequences.from_lists(TRAIN_T))
+    assert sorted(zip(src.tolist(), dst.tolist())) == sorted(zip([*ts, *td], [*td, *ts]))
+
+
+def test_a_saved_cooccurrence_table_scores_the_same_through_transitions():
+    model = CoOccurrence(span=3, window=2, decay=0.3).fit(Sequences.from_lists(TRAIN_T), num_items=7)
+    again = Transitions.from_state(model.state())
+    h = Sequences.from_lists([[4, 1], [2, 3], [7]])
+    np.testing.assert_array_equal(as_array(again.score(h, None)), as_array(model.score(h, None)))
 
 
 # -----------------------------------------------------------------------------

@@ -69,6 +69,7 @@ def train(tmp_path, name, rows, **overrides):
         "last_weights": ck["model"],
         "selected_weights": (out / "model.safetensors").read_bytes(),
         "transitions": (out / "transitions.safetensors").read_bytes(),
+        "cooccurrence": (out / "cooccurrence.safetensors").read_bytes(),
         "items": (out / "items.json").read_bytes(),
     }
 
@@ -87,7 +88,7 @@ def test_test_targets_reach_neither_training_nor_selection(tmp_path, settings):
     assert a["valid"] == b["valid"]
     assert same_weights(a["last_weights"], b["last_weights"])
     assert a["selected_weights"] == b["selected_weights"]
-    assert a["transitions"] == b["transitions"]
+    assert a["transitions"] == b["transitions"] and a["cooccurrence"] == b["cooccurrence"]
     ma, mb = a["metrics"], b["metrics"]
     assert ma["best_step"] == mb["best_step"] and ma["fusion"] == mb["fusion"] and ma["valid"] == mb["valid"]
     assert ma["test"] != mb["test"]  # the test split did change, and was scored
