@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import torch
 
 from .scoring import Scorer, as_scores
@@ -73,8 +74,10 @@ def content_term(model) -> Scorer | None:
     vectors = (torch.cat(parts, dim=1) / math.sqrt(len(parts))).detach().cpu()  # (N+1, sum D_i)
 
     def term(histories, users=None):
-        last = torch.from_numpy(histories.items[histories.offsets[1:] - 1])  # (B,) every history's last item
-        return vectors[last] @ vectors.T
+        last = np.zeros(len(histories), dtype=np.int64)  # (B,) an empty history: row 0 (padding, all 0)
+        has = histories.lengths > 0
+        last[has] = histories.items[histories.offsets[1:][has] - 1]  # every other history's last item
+        return vectors[torch.from_numpy(last)] @ vectors.T
 
     return term
 

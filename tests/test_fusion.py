@@ -64,6 +64,9 @@ def test_content_term_is_the_cosine_with_the_last_item():
     s2 = two(Sequences.from_lists([[1]]), None)  # the mean of the tables' cosines: (1 + 1)/2, (0.6 - 1)/2, ...
     np.testing.assert_allclose(s2[0].numpy(), [0, 1, -0.2, 0.9, 0], atol=1e-6)
     assert content_term(type("M", (), {"content": []})) is None
+    empty = term(Sequences.from_lists([[], [3], []]), None)  # an empty history has no last item: all 0
+    np.testing.assert_allclose(empty.numpy(), [[0] * 5, [0, 0.8, 0, 1, 0], [0] * 5], atol=1e-6)
+    assert term(Sequences.from_lists([[]]), None).abs().sum() == 0
 
 
 def test_the_weight_search_ranks_each_tuple_as_evaluate_does():
