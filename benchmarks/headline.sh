@@ -2,7 +2,7 @@
 # The README's headline row for one data set: attribute table, the default config with content at
 # seeds 1337, 1 and 2, then benchmarks/seeds.py (test figures per seed, their mean, cold targets).
 #   bash benchmarks/headline.sh beauty|sports|lastfm      (from the repository root, venv active)
-# ~16 / 25 / 6 minutes a seed on the 2-core CPU for Beauty / Sports / LastFM (training, then fusion and evaluation).
+# ~16 / 25-36 / 6 minutes a seed on the 2-core CPU for Beauty / Sports / LastFM (training, then fusion and evaluation).
 set -euo pipefail
 case "${1:-}" in
   beauty) data=../shared/data/beauty/Beauty.txt ;;
