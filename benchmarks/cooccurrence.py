@@ -23,11 +23,9 @@ from nanorec.baselines.transitions import Transitions
 from nanorec.data import load_like, split
 from nanorec.evaluate import evaluate
 from nanorec import fusion
-from nanorec.fusion import fused_scorer
 from nanorec.scoring import gpt_scorer
 
 W2 = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
-
 
 p = argparse.ArgumentParser()
 p.add_argument("data")
@@ -42,14 +40,14 @@ for run in args.runs:
     ds = load_like(cfg, args.data)
     sp_ = split(ds, all_data=cfg.all_data, holdout=cfg.holdout)
     gpt = gpt_scorer(model)
-    trans = fusion.table_term(Transitions().fit(sp_.train, ds.num_items, sp_.valid).score)
-    by_w1 = fusion.grid_ndcg(gpt, [trans], [(w,) for w in fusion.WEIGHTS], sp_.valid, 1024)
-    w1 = max(by_w1, key=lambda ws: (by_w1[ws], -ws[0]))
-    fused = fused_scorer(gpt, [trans], w1)
+    trans = Transitions().fit(sp_.train, ds.num_items, sp_.valid)
     cooc = CoOccurrence().fit(sp_.train, ds.num_items, sp_.valid)
-    cooc_term = fusion.table_term(cooc.score)
-    by_w2 = {w2: round(evaluate(fused_scorer(fused, [cooc_term], (w2,)), sp_.valid)["NDCG@10"], 4) for w2 in W2}
-    rows.append({"run": run, "seed": cfg.seed, "w1_transitions": w1[0],
+    terms = fusion.fused_terms([trans, cooc], None)
+    by_w1 = fusion.grid_ndcg(gpt, terms, [(w, 0.0, 0.0) for w in fusion.WEIGHTS], sp_.valid, 1024)
+    w1 = max(by_w1, key=lambda ws: (by_w1[ws], -ws[0]))[0]
+    by_w2 = {w2: round(v, 4) for (_, w2, _), v in
+             fusion.grid_ndcg(gpt, terms, [(w1, w2, 0.0) for w2 in W2], sp_.valid, 1024).items()}
+    rows.append({"run": run, "seed": cfg.seed, "w1_transitions": w1,
                  "cooccurrence_window_decay": [cooc.window, cooc.decay],
                  "cooccurrence_alone_valid_NDCG@10": round(evaluate(cooc.score, sp_.valid)["NDCG@10"], 4),
                  "valid_NDCG@10_by_w2": by_w2, "seconds": round(time.time() - t0)})

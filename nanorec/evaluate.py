@@ -191,12 +191,12 @@ def length_batches(evalset: EvalSet, batch_size: int):
         yield rows, evalset.histories.take(rows)
 
 
-def evaluate_variants(variants, evalset: EvalSet, count: int, batch_size: int = 512) -> list[dict]:
-    """Metrics of `count` scorers that share most of their work: variants(histories, users)
+def evaluate_variants(variants, evalset: EvalSet, n_variants: int, batch_size: int = 512) -> list[dict]:
+    """Metrics of `n_variants` scorers that share most of their work: variants(histories, users)
     yields the (B, N+1) scores of each in turn, so a batch's common part (a GPT's forward
     pass, say) runs once and only one variant's matrix is alive at a time. Ranked by
     `target_ranks`, exactly as `evaluate` ranks a single scorer. -> [metrics] per variant."""
-    ranks = np.zeros((count, len(evalset.targets)), dtype=np.int64)
+    ranks = np.zeros((n_variants, len(evalset.targets)), dtype=np.int64)
     for rows, hist in length_batches(evalset, batch_size):
         targets = torch.from_numpy(evalset.targets[rows])
         for i, scores in enumerate(variants(hist, evalset.users[rows])):

@@ -28,7 +28,6 @@ recommend, serve, the API) uses the fused score.
 """
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
