@@ -3,13 +3,11 @@ seed), their test figures and the mean over seeds.
 
     python benchmarks/seeds.py DATA RUN [RUN ...] --out benchmarks/results/seeds_<name>.json
 
-Each run is read as it was selected on validation: a run trained with today's fusion
-(fuse_transitions=auto/true: transitions + co-occurrence + content) has its fused test figures
-and per-user test ranks in the run folder; a run trained without it, or with the
-earlier fusions with fewer terms, gets today's fusion applied here (fusion.fit: the
-tables fitted on its training split, the weights chosen on validation NDCG@10, the
-test split scored once), so older runs count the same way. Cold targets: test
-items with at most 5 training interactions. Also reported per run: the GPT's own
+Each run is read as it was selected on validation: a run trained with the default fusion
+(fuse_transitions=auto: transitions + co-occurrence + content, weights chosen on validation)
+has its fused test figures and per-user test ranks in the run folder; nothing is re-scored
+here. (Until 2026-11-28 this script also re-fused older runs; seeds_*.json dated then were
+made that way.) Cold targets: test items with at most 5 training interactions. Also reported per run: the GPT's own
 best validation NDCG@10 (history.jsonl), the fusion weights, training seconds, device.
 """
 import argparse
@@ -42,23 +40,12 @@ for run in args.runs:
     sp = split(ds, all_data=cfg.all_data, holdout=cfg.holdout)
     history = [json.loads(x) for x in open(os.path.join(run, "history.jsonl")) if x.strip()]
     metrics = json.load(open(os.path.join(run, "metrics.json")))
-    if "content" in metrics.get("fusion", {}).get("weights", {}):
-        valid, test = metrics["valid"], metrics["test"]
-        ranks = np.load(os.path.join(run, rundir.TEST_RANKS))
-        weights, how = metrics["fusion"]["weights"], "fused in training (fuse_transitions)"
-        grid = metrics["fusion"]["valid_NDCG@10_by_weights"]
-    else:  # a run from before today's fusion: the same procedure, here
-        from nanorec import fusion
-        from nanorec.evaluate import evaluate
-        from nanorec.scoring import gpt_scorer
-        _, model, _ = rundir.load_run(run)
-        gpt, content = gpt_scorer(model), fusion.content_term(model)
-        tables, ws, grid = fusion.fit(gpt, sp.train, ds.num_items, sp.valid, content=content)
-        fused = fusion.fused_scorer(gpt, fusion.fused_terms(tables, content), ws)
-        weights = dict(zip(fusion.SIGNALS, ws))
-        valid = evaluate(fused, sp.valid)
-        test, ranks = evaluate(fused, sp.test, return_ranks=True)
-        how = "fused here (benchmarks/seeds.py), as training does with fuse_transitions"
+    if "valid_NDCG@10_by_weights" not in metrics.get("fusion", {}):
+        raise SystemExit(f"{run}: not fused in training (train it with today's defaults: fuse_transitions=auto)")
+    valid, test = metrics["valid"], metrics["test"]
+    ranks = np.load(os.path.join(run, rundir.TEST_RANKS))
+    weights, grid = metrics["fusion"]["weights"], metrics["fusion"]["valid_NDCG@10_by_weights"]
+    how = "fused in training (fuse_transitions)"
     cold = cold_target_mask(ds, sp)
     log = open(os.path.join(run, rundir.LOG)).read()
     device = "cuda" if "device=cuda" in log else "cpu"

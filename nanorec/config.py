@@ -39,7 +39,7 @@ class Config:
                                    # training only, and it turns compile on)
     fuse_transitions: str = "auto" # add w1 * log(transition probs) + w2 * log(co-occurrence probs) + w3 * content
                                    # cosine to the GPT's log-probs, weights (0 included) chosen on validation:
-                                   # "true", "false", or "auto" = true up to 20,000 items (fusion.py)
+                                   # "true" or "auto" (the same: exact at any catalogue size, fusion.py), "false"
     fusion_weights: str = "auto"   # "auto" = chosen on validation; "w1,w2[,w3]" = fixed, e.g. the weights a validated
                                    # run chose, for a holdout=none run that has no validation to choose on
     packing: bool = True           # many users per row; False = one user per row, left-aligned, padded
@@ -63,7 +63,9 @@ class Config:
     # evaluation and checkpoints
     eval_interval: int = 200       # steps between validation passes
     eval_batch_size: int = 1024
-    valid_users: int = 0           # validation during training on a fixed seeded sample of this many users; 0 = all
+    valid_users: int = 0           # validation (checkpoints, early stopping, fusion weights) on a fixed seeded sample
+                                   # of this many users; 0 = auto: all of them while users x items <= 2e9, else a
+                                   # sample of 2e9 / items users (train.VALID_WORK says why); N >= all users: all
     patience: int = 5              # stop after this many validations without a better NDCG@10; 0 = never
     checkpoint_interval: int = 200 # steps between resumable checkpoints (ckpt.pt)
     # system
@@ -180,7 +182,7 @@ RULES = {
     "num_negatives": (lambda x: 1 <= x <= 1_000_000, "an integer in 1..1000000"),
     "negatives": (lambda x: x in ("popularity", "uniform", "in_batch"), "popularity, uniform or in_batch"),
     "future_decay": (lambda x: 0.0 <= x < 1.0, "a number in [0, 1)"),
-    "valid_users": (_non_negative, "an integer >= 0 (0 = all validation users)"),
+    "valid_users": (_non_negative, "an integer >= 0 (0 = auto)"),
     "eval_interval": (_positive, "an integer >= 1"),
     "eval_batch_size": (lambda x: 1 <= x <= 1_000_000, "an integer in 1..1000000"),
     "patience": (_non_negative, "an integer >= 0 (0 = never stop early)"),

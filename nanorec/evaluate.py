@@ -8,9 +8,10 @@ history items ranked last (S3-Rec sets their score to 0 instead; the difference
 is negligible), ties broken by item index (lower first), so a scorer with many
 equal scores (popularity) ranks deterministically.
 
-A scorer with `factors` (the GPT: scores = q @ items.T) is ranked by
-`factor_ranks`, chunk by chunk over the catalogue with the same rule, so a
-validation pass over 720k users never holds a users x items matrix.
+A scorer with `factors` (the GPT, the count tables, their fusion: see
+scoring.Factored) is ranked by `factor_ranks`, chunk by chunk over the catalogue
+with the same rule, so a validation pass over 720k users never holds a users x
+items matrix.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from .data import EvalSet, Sequences
-from .scoring import Scorer, SeenPositions, as_scores, by_norm, mask_seen, upper_bound
+from .scoring import Factored, Ordered, Scorer, as_scores, mask_seen
 
 KS = (5, 10, 20)
 PROTOCOL = "full ranking over all {n} items, history excluded (ranked last), leave-one-out, {m} users"
@@ -58,27 +59,32 @@ def target_ranks(scores: torch.Tensor, histories: Sequences, targets: torch.Tens
 
 
 @torch.no_grad()
-def factor_ranks(q: torch.Tensor, items: torch.Tensor, histories: Sequences, targets: np.ndarray,
-                 exclude_seen: bool = True, with_loss: bool = False, chunk: int = 0) -> tuple[np.ndarray, float]:
-    """`target_ranks` for scores = q @ items.T, computed `chunk` items at a time (no
-    (B, N+1) matrix), by the same rule: padding and (by default) history items -inf,
-    ties broken by item index. q (B, C), items (N+1, C).
+def factor_ranks(f: Factored, histories: Sequences, targets: np.ndarray, exclude_seen: bool = True,
+                 with_loss: bool = False, chunk: int = 0, max_rank: int = 0) -> tuple[np.ndarray, float]:
+    """`target_ranks` for factored scores (scoring.Factored: q @ items.T + bias + sparse
+    additions), computed `chunk` items at a time (no (B, N+1) matrix), by the same rule:
+    padding and (by default) history items -inf, ties broken by item index.
     -> (ranks (B,), summed cross-entropy of the targets over items 1..N, 0.0 unless with_loss).
 
-    Items are visited by decreasing norm; a row is done once |q| x the largest norm
-    left is below its target's score (nothing left can outrank or tie it), so for
-    a trained model most rows stop after the first chunk. A target that is in the
-    history (score -inf) has its rank in closed form: every unseen item is above
-    it, and the seen ones with a lower index. The loss needs every item: with_loss
-    scores all of them."""
-    dev, V, B = q.device, items.shape[0], len(q)
+    Items are visited best bound first (scoring.Ordered); a row is done once its bound
+    is below its target's score (nothing left can outrank or tie it), so for a trained
+    model most rows stop after the first chunk. max_rank > 0: a row is also done once
+    max_rank items are above its target (its rank is then only known to exceed
+    max_rank: enough for metrics at cutoffs <= max_rank, and much faster when most
+    targets rank low). A target that is in the history (score -inf) has its rank in
+    closed form: every unseen item is above it, and the seen ones with a lower index.
+    The loss needs every item: with_loss scores all of them."""
+    q, dev, V, B = f.q, f.q.device, f.items.shape[0], len(f.q)
     chunk = chunk or (2048 if dev.type == "cpu" else 65536)
     targets = np.asarray(targets, dtype=np.int64)
     tg = torch.from_numpy(targets).to(dev)
-    t_raw = torch.mm(q, items[tg].T).diagonal().clone()  # (B,) the targets' scores, same kernel as the chunks
-    order, where, ranked, norms = by_norm(items)
-    seen = SeenPositions(histories if exclude_seen else None, where)
-    pad = int(where[0])
+    cat = Ordered(f, histories if exclude_seen else None)
+    t_raw = torch.mm(q, f.items[tg].T).diagonal().clone()  # (B,) the targets' scores, added up as the chunks are
+    if f.bias is not None:
+        t_raw += f.bias[tg]
+    if cat.extra is not None:
+        t_raw += torch.from_numpy(f.extra.lookup(np.arange(B), targets, V)).to(dev)
+    order, where = cat.order, cat.where
     t = t_raw.clone()
     greater = torch.zeros(B, dtype=torch.int64, device=dev)
     tied_before = torch.zeros(B, dtype=torch.int64, device=dev)
@@ -97,7 +103,6 @@ def factor_ranks(q: torch.Tensor, items: torch.Tensor, histories: Sequences, tar
             greater[st] = torch.from_numpy(V - 1 - n_seen).to(dev)[st]
             tied_before[st] = torch.from_numpy(n_before).to(dev)[st]
             done |= st
-    qn = q.norm(dim=1)
     top = torch.full((B,), -math.inf, device=dev)
     total = torch.zeros(B, dtype=torch.float64, device=dev)
 
@@ -106,17 +111,15 @@ def factor_ranks(q: torch.Tensor, items: torch.Tensor, histories: Sequences, tar
         if with_loss:
             rows = torch.arange(B, device=dev)
         else:  # rows that an item at positions >= a could still outrank or tie
-            rows = torch.nonzero(~done & (upper_bound(qn, norms[a]) >= t), as_tuple=True)[0]
+            rows = torch.nonzero(~done & (cat.bound(a) >= t), as_tuple=True)[0]
             if len(rows) == 0:
                 break
-        s = torch.mm(q[rows], ranked[a:b].T)
-        if a <= pad < b:
-            s[:, pad - a] = -math.inf
+        s = cat.scores(a, b, None if with_loss else rows, None)
         if with_loss:  # a running logsumexp over items 1..N, history included
             new_top = torch.maximum(top, s.amax(dim=1))
             total = total * torch.exp(top - new_top).double() + torch.exp_(s - new_top[:, None]).sum(1).double()
             top = new_top
-        seen.mask(s, a, b, None if with_loss else rows, -math.inf)
+        cat.seen.mask(s, a, b, None if with_loss else rows, -math.inf)
         tr = t[rows]
         gt = count(s > tr[:, None])
         greater[rows] += gt
@@ -128,6 +131,8 @@ def factor_ranks(q: torch.Tensor, items: torch.Tensor, histories: Sequences, tar
         pos = where[tg[rows]]  # the target never outranks itself
         own = torch.nonzero((pos >= a) & (pos < b), as_tuple=True)[0]
         greater[rows[own]] -= (s[own, pos[own] - a] > tr[own]).long()
+        if max_rank and not with_loss:
+            done |= greater + tied_before >= max_rank
     ranks = (greater + tied_before + 1).cpu().numpy()
     loss = float((torch.log(total) + top.double() - t_raw.double()).sum()) if with_loss else 0.0
     return ranks, loss
@@ -151,21 +156,25 @@ def metrics_from_ranks(ranks: np.ndarray, ks=KS) -> dict[str, float]:
 
 
 def evaluate(scorer: Scorer, evalset: EvalSet, exclude_seen: bool = True, batch_size: int = 512,
-             progress: bool = False, return_ranks: bool = False, with_loss: bool = False):
+             progress: bool = False, return_ranks: bool = False, with_loss: bool = False, max_rank: int = max(KS)):
     """Score every user of `evalset` in batches and return the metrics dict
     (and the per-user ranks when `return_ranks`). with_loss: the scores are
-    logits; also report "loss", the mean cross-entropy of the targets over all items."""
+    logits; also report "loss", the mean cross-entropy of the targets over all items.
+    Ranks are exact up to max_rank (default the largest cutoff reported, 20); a rank
+    below that is given as max_rank + 1, so a factored scorer stops each user as soon as
+    max_rank items are above its target (most users, for a rare target, on a large
+    catalogue). A selection pass that reads NDCG@10 only passes max_rank=10."""
     from tqdm.auto import tqdm
 
     n = len(evalset.targets)
     ranks = np.zeros(n, dtype=np.int64)
     loss_sum = 0.0
-    factors = getattr(scorer, "factors", None)  # a GPT: score the catalogue in chunks
+    factors = getattr(scorer, "factors", None)  # scored in chunks of the catalogue
     for rows, hist in tqdm(length_batches(evalset, batch_size), desc="ranking", unit="batch",
                            total=-(-n // batch_size), disable=None if progress else True, leave=False):
         if factors is not None:
-            q, items = factors(hist, evalset.users[rows])
-            ranks[rows], batch_loss = factor_ranks(q, items, hist, evalset.targets[rows], exclude_seen, with_loss)
+            ranks[rows], batch_loss = factor_ranks(factors(hist, evalset.users[rows]), hist, evalset.targets[rows],
+                                                   exclude_seen, with_loss, max_rank=max_rank)
             loss_sum += batch_loss
             continue
         scores = as_scores(scorer(hist, evalset.users[rows]))  # ranking writes into it
@@ -174,7 +183,8 @@ def evaluate(scorer: Scorer, evalset: EvalSet, exclude_seen: bool = True, batch_
             lse = torch.logsumexp(scores[:, 1:].float(), dim=1)
             loss_sum += float((lse - scores.float().gather(1, targets[:, None]).squeeze(1)).sum())
         ranks[rows] = target_ranks(scores, hist, targets, exclude_seen).numpy()
-    metrics = metrics_from_ranks(ranks)
+    ranks = np.minimum(ranks, max_rank + 1)
+    metrics = metrics_from_ranks(ranks, [k for k in KS if k <= max_rank])
     if with_loss:
         metrics["loss"] = loss_sum / max(n, 1)
     metrics["users"] = n
@@ -191,17 +201,17 @@ def length_batches(evalset: EvalSet, batch_size: int):
         yield rows, evalset.histories.take(rows)
 
 
-def evaluate_variants(variants, evalset: EvalSet, n_variants: int, batch_size: int = 512) -> list[dict]:
+def evaluate_variants(variants, evalset: EvalSet, n_variants: int, batch_size: int = 512,
+                      max_rank: int = 0) -> list[dict]:
     """Metrics of `n_variants` scorers that share most of their work: variants(histories, users)
-    yields the (B, N+1) scores of each in turn, so a batch's common part (a GPT's forward
-    pass, say) runs once and only one variant's matrix is alive at a time. Ranked by
-    `target_ranks`, exactly as `evaluate` ranks a single scorer. -> [metrics] per variant."""
+    yields each one's scores in turn as a scoring.Factored, so a batch's common part (a GPT's
+    forward pass, the tables' rows) runs once. Ranked by `factor_ranks`, exactly as `evaluate`
+    ranks a factored scorer (max_rank as there). -> [metrics] per variant."""
     ranks = np.zeros((n_variants, len(evalset.targets)), dtype=np.int64)
     for rows, hist in length_batches(evalset, batch_size):
-        targets = torch.from_numpy(evalset.targets[rows])
-        for i, scores in enumerate(variants(hist, evalset.users[rows])):
-            ranks[i, rows] = target_ranks(as_scores(scores), hist, targets).numpy()
-    return [metrics_from_ranks(r) for r in ranks]
+        for i, f in enumerate(variants(hist, evalset.users[rows])):
+            ranks[i, rows] = factor_ranks(f, hist, evalset.targets[rows], max_rank=max_rank)[0]
+    return [metrics_from_ranks(r, [k for k in KS if not max_rank or k <= max_rank]) for r in ranks]
 
 
 def score_splits(scorer: Scorer, valid: EvalSet | None, test: EvalSet | None, num_items: int,

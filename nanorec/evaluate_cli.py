@@ -43,7 +43,8 @@ def main(argv) -> int:
     ds = load_like(cfg, args.data)
     rundir.check_same_vocabulary(args.run, ds.item_ids, args.data)
     sp = split(ds, all_data=cfg.all_data, holdout=cfg.holdout)
-    evalset = sp.test if args.split == "test" else sp.valid
+    from .train import validation_sample  # the validation users the run selected on and reported
+    evalset = sp.test if args.split == "test" else validation_sample(sp.valid, cfg.valid_users, cfg.seed, ds.num_items)
     if evalset is None:
         if cfg.holdout == "none":
             raise DataError(f"{args.run}: trained with holdout=none (every event trained on): nothing is held out to evaluate")

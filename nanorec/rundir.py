@@ -13,7 +13,7 @@
     ckpt.pt            the latest resumable state (plain tensors and strings: weights_only-loadable)
     metrics.json       {"valid": {...}, "test": {...}, "best_step": ..., "history": [...], ...}
     history.jsonl      one JSON line per validation pass (step, losses, metrics, seconds)
-    test_ranks.npy     (M,) rank of each test user's target, for breakdowns
+    test_ranks.npy     (M,) rank of each test user's target (1..20; 21 = below the top 20), for breakdowns
     train.log          what was printed
 
 Nothing here unpickles: weights are safetensors, checkpoints load with weights_only=True.
@@ -323,21 +323,30 @@ def load_scorer(run_dir: str, device: str = "cpu"):
         from .scoring import gpt_scorer
         cfg, model, item_ids = load_run(run_dir, device)
         scorer = gpt_scorer(model, device)
-        from .fusion import content_term, enabled, fused_scorer, table_term
-        if enabled(cfg.fuse_transitions, model.num_items):
+        from . import fusion
+        if fused(run_dir, cfg, model.num_items):
             weights = read_fusion(run_dir)
-            # a term whose weight is 0 is not needed (runs from before co-occurrence have no table for it)
-            terms = [table_term(load_baseline("transitions", os.path.join(run_dir, FUSION_FILES[name]),
-                                              model.num_items).score) if w else None
-                     for name, w in zip(FUSION_FILES, weights)]
-            content = content_term(model) if weights[2] else None
+            # a table whose weight is 0 is not needed (runs from before co-occurrence have no table for it)
+            tables = [load_baseline("transitions", os.path.join(run_dir, FUSION_FILES[name]), model.num_items)
+                      if w else None for name, w in zip(FUSION_FILES, weights)]
+            content = fusion.content_term(model) if weights[2] else None
             if weights[2] and content is None:
                 raise DataError(f"{os.path.join(run_dir, FUSION)}: a content weight, but the run has no content")
-            scorer = fused_scorer(scorer, terms + [content], weights)
+            scorer = fusion.fused_scorer(scorer, tables, content, weights)
         return cfg, scorer, item_ids, model.num_items
     item_ids = read_items(run_dir)
     model = load_baseline(cfg.method, os.path.join(run_dir, BASELINE), len(item_ids) - 1)
     return cfg, model.score, item_ids, len(item_ids) - 1
+
+
+def fused(run_dir: str, cfg, num_items: int) -> bool:
+    """Whether a finished GPT run scores with fusion: fuse_transitions true or auto; a run
+    written before fusion was exact had auto off above fusion.LEGACY_AUTO_MAX_ITEMS items
+    (it has no fusion.json)."""
+    from .fusion import LEGACY_AUTO_MAX_ITEMS, enabled
+    legacy = cfg.fuse_transitions == "auto" and num_items > LEGACY_AUTO_MAX_ITEMS \
+        and not os.path.exists(os.path.join(run_dir, FUSION))
+    return enabled(cfg.fuse_transitions) and not legacy
 
 
 def save_fusion(out: str, tables: list, weights: tuple) -> None:

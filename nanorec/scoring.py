@@ -10,12 +10,20 @@ parameters such as LightGCN; may be None) to scores over the item vocabulary:
 
     scorer(histories: Sequences (B rows), users: (B,) int64 | None) -> (B, N+1), higher is better
 
-Column 0 is padding and never recommended. Every baseline's `.score` method is
-a scorer, and `gpt_scorer(model)` makes one from a GPT.
+Column 0 is padding and never recommended. Every baseline's `.score` is a
+scorer, and `gpt_scorer(model)` makes one from a GPT.
+
+A scorer may also carry `factors(histories, users) -> Factored`: the same scores
+as a dot product plus a per-item bias plus a few sparse additions per row. The
+GPT (logits = q @ items.T), the count tables (popularity back-off + the rows of
+the user's last items) and their fusion all have this form, and `top_k` and
+`evaluate.factor_ranks` use it to visit the catalogue in chunks, best bound
+first, and stop early, exactly: no (B, N+1) matrix exists at any catalogue size.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -33,13 +41,84 @@ Scorer = Callable[[Sequences, "np.ndarray | None"], "torch.Tensor | np.ndarray"]
 SEEN_SCORE = torch.finfo(torch.float32).min
 
 
+@dataclass
+class Sparse:
+    """Sparse additions to a batch's scores: value[e] is added at (row[e], item[e]).
+    Pairs are distinct. rows, items (E,) int64 and values (E,) float32, numpy. memo:
+    shared by Sparse objects with the same pairs and other values (a weight search),
+    so the pairs are sorted by position once."""
+    rows: np.ndarray
+    items: np.ndarray
+    values: np.ndarray
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_matrix(cls, m) -> "Sparse":
+        """From a scipy.sparse (B, V) matrix (its stored entries)."""
+        m = m.tocoo()
+        return cls(m.row.astype(np.int64), m.col.astype(np.int64), m.data.astype(np.float32))
+
+    def lookup(self, rows: np.ndarray, items: np.ndarray, num_items: int) -> np.ndarray:
+        """The value at each (rows[i], items[i]), 0 where there is none. -> (len(rows),) float32"""
+        keys = self.rows * num_items + self.items
+        o = np.argsort(keys, kind="stable")
+        want = np.asarray(rows, np.int64) * num_items + np.asarray(items, np.int64)
+        at = np.minimum(np.searchsorted(keys[o], want), max(len(keys) - 1, 0))
+        out = np.zeros(len(want), np.float32)
+        if len(keys):
+            hit = keys[o][at] == want
+            out[hit] = self.values[o][at[hit]]
+        return out
+
+
+@dataclass
+class Factored:
+    """A batch's scores in factored form:
+
+        scores (B, V) = q @ items.T  +  bias[None, :]  +  extra (sparse)
+
+    q (B, C) and items (V, C) float32 on one device (C may be 0: no dot product);
+    bias (V,) on that device or None; extra a `Sparse` or None. The GPT's logits
+    are q @ items.T; a count table is a bias (its popularity back-off) plus the
+    rows of the user's last items (extra); the fused score is their weighted sum
+    (fusion.py). Padding (item 0) is -inf whatever the factors say."""
+    q: torch.Tensor
+    items: torch.Tensor
+    bias: torch.Tensor | None = None
+    extra: Sparse | None = None
+
+    def dense(self) -> torch.Tensor:
+        """The (B, V) scores as one matrix, padding -inf (for small batches and generation)."""
+        s = torch.mm(self.q, self.items.T)
+        if self.bias is not None:
+            s += self.bias[None, :]
+        if self.extra is not None and len(self.extra.rows):
+            e = self.extra
+            idx = (torch.from_numpy(e.rows).to(s.device), torch.from_numpy(e.items).to(s.device))
+            s.index_put_(idx, torch.from_numpy(e.values).to(s.device), accumulate=True)
+        s[:, 0] = -math.inf
+        return s
+
+
+def from_factors(factors) -> Scorer:
+    """A scorer whose scores are `factors(histories, users).dense()`, carrying `factors`
+    so that ranking and top-k never build the dense matrix."""
+
+    @torch.no_grad()
+    def score(histories: Sequences, users=None) -> torch.Tensor:
+        return factors(histories, users).dense().float().cpu()
+
+    score.factors = factors
+    return score
+
+
 def gpt_scorer(model, device: str = "cpu") -> Scorer:
     """A scorer from a GPT: each history's last block_size items, positions
     from 0, the logits after its last item. (B histories) -> (B, N+1) float32 on the CPU.
 
-    The scorer also carries `factors(histories, users) -> (q (B, C), items (N+1, C))`,
-    float32 on `device`, with scores = q @ items.T (padding excluded by the caller):
-    `top_k` uses it to score the catalogue in chunks instead of as one (B, N+1) matrix.
+    The scorer also carries `factors(histories, users) -> Factored(q (B, C), items (N+1, C))`,
+    float32 on `device`, with scores = q @ items.T: `top_k` and `evaluate` use it to
+    score the catalogue in chunks instead of as one (B, N+1) matrix.
     Histories are run in groups of similar length, so a batch of mostly short
     histories is not padded to its longest one."""
     cfg = model.cfg
@@ -73,7 +152,7 @@ def gpt_scorer(model, device: str = "cpu") -> Scorer:
         if q is None:  # no histories at all
             items = model.item_embeddings()
             q = torch.empty(0, items.shape[1], dtype=torch.float32, device=items.device)
-        return q, items.detach().float()
+        return Factored(q, items.detach().float())
 
     score.factors = factors
     return score
@@ -108,12 +187,13 @@ def top_k(scorer: Scorer, histories: Sequences, users=None, k: int = 10,
 
     Exactly the first k of a stable full sort of each row by descending score
     (ties: lower item index first), seen items at SEEN_SCORE, padding never.
-    A scorer with `factors` (gpt_scorer: scores = q @ items.T) is scored `chunk`
-    items at a time (default 2048 on CPU, 65536 on GPU), so no (B, N+1) matrix
-    exists, and items are visited by decreasing norm: a
-    row stops once |q| x the largest norm left is below its k-th best score
-    (Cauchy-Schwarz, so still exact), which for a trained model is usually after
-    the first chunk. Any other scorer's (B, N+1) output is reduced the same way."""
+    A scorer with `factors` (the GPT, the count tables, their fusion) is scored
+    `chunk` items at a time (default 2048 on CPU, 65536 on GPU), so no (B, N+1)
+    matrix exists, and items are visited best bound first (`Ordered`): a row stops
+    once its bound is below its k-th best score (Cauchy-Schwarz for the dot
+    product, exact maxima for the bias and the sparse additions, so still exact),
+    which for a trained model is usually after the first chunk. Any other
+    scorer's (B, N+1) output is reduced the same way."""
     with torch.no_grad():
         return _top_k(scorer, histories, users, k, exclude_seen, chunk)
 
@@ -124,26 +204,11 @@ def _top_k(scorer, histories, users, k, exclude_seen, chunk):
         scores = score_histories(scorer, histories, users, exclude_seen)
         idx, vals = bounded_top_k(lambda a, b, rows: scores[:, a:b], scores.shape[1], k, chunk or 8192)
         return idx.numpy(), vals.numpy()
-    q, items = factors(histories, users)
-    dev, V = q.device, items.shape[0]
-    chunk = max(chunk or (2048 if dev.type == "cpu" else 65536), k + 1)
-    order, where, ranked, norms = by_norm(items)
-    seen = SeenPositions(histories if exclude_seen else None, where)
-    pad = int(where[0])
-    qn = q.norm(dim=1)
-
-    def chunk_scores(a, b, rows):
-        s = torch.mm(q if rows is None else q[rows], ranked[a:b].T)
-        if a <= pad < b:
-            s[:, pad - a] = -math.inf
-        seen.mask(s, a, b, rows, SEEN_SCORE)
-        return s
-
-    def bound(a):  # no score in positions >= a can exceed this
-        return upper_bound(qn, norms[a])
-
-    floor = _probe_floor(q, items, seen, order, where, k, chunk)
-    idx, vals = bounded_top_k(chunk_scores, V, k, chunk, floor, order, bound)
+    cat = Ordered(factors(histories, users), histories if exclude_seen else None)
+    chunk = max(chunk or (2048 if cat.device.type == "cpu" else 65536), k + 1)
+    floor = _probe_floor(cat, k, chunk)
+    idx, vals = bounded_top_k(lambda a, b, rows: cat.scores(a, b, rows, SEEN_SCORE), cat.num_items, k, chunk,
+                              floor, cat.order, cat.bound)
     return idx.cpu().numpy(), vals.cpu().numpy()
 
 
@@ -152,7 +217,7 @@ def upper_bound(q_norm: torch.Tensor, item_norm) -> torch.Tensor:
     return q_norm * float(item_norm) * (1 + 1e-4) + 1e-30
 
 
-_BY_NORM = (None, None, None)  # (key, the tensor it was made from, value): one entry, replaced whole
+_ORDER = (None, None, None)  # (key, the tensor it was made from, value): one entry, replaced whole
 
 
 def by_norm(items: torch.Tensor):
@@ -160,61 +225,177 @@ def by_norm(items: torch.Tensor):
     the reordered (V, C) matrix, their norms (V,) as numpy). Cached per tensor storage
     and version, so a model's table is reordered once, not once per batch; the cache
     holds the tensor, so its memory cannot be reused by another table meanwhile."""
-    global _BY_NORM
-    key = (items.data_ptr(), items._version, tuple(items.shape), str(items.device), items.dtype)
-    cached_key, _, value = _BY_NORM
+    return _ordered(items, items.norm(dim=1) if items.shape[1] else None, items)
+
+
+def by_bias(items: torch.Tensor, bias: torch.Tensor):
+    """`by_norm` for scores without a dot product (items (V, 0)): by decreasing bias."""
+    return _ordered(bias, bias, items)
+
+
+def _ordered(key_tensor, key_values, items):
+    global _ORDER
+    key = (key_tensor.data_ptr(), key_tensor._version, tuple(key_tensor.shape), str(key_tensor.device),
+           key_tensor.dtype, tuple(items.shape))
+    cached_key, _, value = _ORDER
     if cached_key != key:
-        norms = items.norm(dim=1)
-        order = torch.argsort(norms, descending=True, stable=True)
+        V = items.shape[0]
+        if key_values is None:
+            key_values = torch.zeros(V, device=items.device)
+        order = torch.argsort(key_values, descending=True, stable=True)
         where = torch.empty_like(order)
-        where[order] = torch.arange(len(order), device=order.device)
-        value = (order, where, items[order].contiguous(), norms[order].cpu().numpy())
-        _BY_NORM = (key, items, value)
+        where[order] = torch.arange(V, device=order.device)
+        norms = items.norm(dim=1)[order].cpu().numpy() if items.shape[1] else np.zeros(V, np.float32)
+        value = (order, where, items[order].contiguous(), norms)
+        _ORDER = (key, key_tensor, value)
     return value
 
 
-class SeenPositions:
-    """The (row, item) pairs of a batch's histories as (row, position) pairs sorted
-    by position, so a block of positions [a, b) finds its pairs by binary search."""
+class Pairs:
+    """(row, item[, value]) pairs of a batch (seen items, or a `Sparse`'s additions) as
+    (row, position) pairs sorted by position, so a block of positions [a, b) finds its
+    pairs by binary search. With values, also each row's largest value from a position
+    on (`max_from`), which is what a row's score bound needs."""
 
-    def __init__(self, histories: Sequences | None, where: torch.Tensor):
-        if histories is None or len(histories.items) == 0:
-            self.rows = self.pos = np.zeros(0, np.int64)
-            return
+    def __init__(self, rows: np.ndarray, items: np.ndarray, where: torch.Tensor, n_rows: int,
+                 values: np.ndarray | None = None, memo: dict | None = None):
+        key = (where.data_ptr(), where._version, len(where))
+        if memo is not None and memo.get("key") == key:
+            o, by_row, pos = memo["sorted"]
+        else:
+            pos = where.cpu().numpy()[items] if len(items) else np.zeros(0, np.int64)
+            o = np.argsort(pos, kind="stable")
+            by_row = np.lexsort((pos, rows)) if values is not None else None
+            if memo is not None:
+                memo.update(key=key, sorted=(o, by_row, pos), where=where)  # holds `where`: its address stays its own
+        self.rows, self.pos, self.n, self.V = rows[o], pos[o], n_rows, len(where)
+        self.values = None if values is None else values[o]
+        if values is not None and len(pos):  # per row, the largest value at this position or after
+            self.keys = rows[by_row] * self.V + pos[by_row]  # ascending
+            v = values[by_row].astype(np.float64)
+            big = 2 * float(np.abs(v).max()) + 1.0  # a later row's values never win a reversed running max
+            shift = rows[by_row] * big
+            self.suffix_max = np.maximum.accumulate((v - shift)[::-1])[::-1] + shift
+
+    @classmethod
+    def seen(cls, histories: Sequences | None, where: torch.Tensor) -> "Pairs":
+        """The items of each row's history (none when histories is None)."""
+        if histories is None:
+            return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), where, 0)
         rows = np.repeat(np.arange(len(histories)), histories.lengths)
-        pos = where.cpu().numpy()[histories.items]
-        o = np.argsort(pos, kind="stable")
-        self.rows, self.pos = rows[o], pos[o]
-        self.n = len(histories)
+        return cls(rows, histories.items, where, len(histories))
 
-    def mask(self, s: torch.Tensor, a: int, b: int, rows, value: float) -> None:
-        """In place: s (rows of the batch, b - a) gets `value` at the seen pairs."""
+    def _in(self, a: int, b: int, rows):
+        """The pairs at positions [a, b): (index into self, row of s, column of s)."""
         lo, hi = np.searchsorted(self.pos, [a, b])
-        if hi <= lo:
-            return
+        i = np.arange(lo, hi)
         r, p = self.rows[lo:hi], self.pos[lo:hi] - a
-        if rows is not None:  # s holds only these rows of the batch
+        if rows is not None and len(i):  # s holds only these rows of the batch
             slot = np.full(self.n, -1, dtype=np.int64)
             slot[rows.cpu().numpy()] = np.arange(len(rows))
             r = slot[r]
             keep = r >= 0
-            r, p = r[keep], p[keep]
-        s[torch.from_numpy(r).to(s.device), torch.from_numpy(p).to(s.device)] = value
+            i, r, p = i[keep], r[keep], p[keep]
+        return i, r, p
+
+    def mask(self, s: torch.Tensor, a: int, b: int, rows, value: float) -> None:
+        """In place: s (rows of the batch, b - a) gets `value` at the pairs."""
+        i, r, p = self._in(a, b, rows)
+        if len(i):
+            s[torch.from_numpy(r).to(s.device), torch.from_numpy(p).to(s.device)] = value
+
+    def add(self, s: torch.Tensor, a: int, b: int, rows) -> None:
+        """In place: s (rows of the batch, b - a) += the pairs' values."""
+        i, r, p = self._in(a, b, rows)
+        if len(i):
+            idx = (torch.from_numpy(r).to(s.device), torch.from_numpy(p).to(s.device))
+            s.index_put_(idx, torch.from_numpy(self.values[i]).to(s.device), accumulate=True)
+
+    def max_from(self, a: int) -> np.ndarray:
+        """(n_rows,) each row's largest value at positions >= a, at least 0 (none: 0)."""
+        out = np.zeros(self.n, np.float64)
+        if self.values is None or not len(self.pos):
+            return out
+        want = np.arange(self.n) * self.V + a
+        at = np.searchsorted(self.keys, want)
+        ok = at < len(self.keys)
+        ok[ok] = self.keys[at[ok]] // self.V == np.arange(self.n)[ok]
+        out[ok] = np.maximum(self.suffix_max[at[ok]], 0.0)
+        return out
 
 
-def _probe_floor(q, items, seen: SeenPositions, order, where, k, size):
+class Ordered:
+    """A `Factored` batch with its items in the order the chunked passes visit them
+    (by decreasing norm; by decreasing bias when there is no dot product), the seen
+    items and the sparse additions located by position, and `bound(a)`: per row, a
+    score that no item at position >= a can exceed,
+
+        |q| x (largest item norm from a on)  +  (largest bias from a on)  +  (row's largest addition from a on)
+
+    so a row whose k-th best (or target) score is above its bound is done (exact)."""
+
+    def __init__(self, f: Factored, seen: Sequences | None):
+        self.f, self.q = f, f.q
+        self.device, self.num_items = f.q.device, f.items.shape[0]
+        ordered = by_norm(f.items) if f.items.shape[1] or f.bias is None else by_bias(f.items, f.bias)
+        self.order, self.where, self.ranked, self.norms = ordered
+        self.bias = None if f.bias is None else f.bias[self.order].contiguous()
+        self.bias_max = np.zeros(self.num_items) if f.bias is None else \
+            np.maximum.accumulate(self.bias.double().cpu().numpy()[::-1])[::-1]
+        self.pad = int(self.where[0])
+        self.seen = Pairs.seen(seen, self.where)
+        e = f.extra
+        self.extra = None if e is None or not len(e.rows) else \
+            Pairs(e.rows, e.items, self.where, len(f.q), e.values, e.memo)
+        self.qn = f.q.norm(dim=1)
+
+    def scores(self, a: int, b: int, rows, seen_value: float | None) -> torch.Tensor:
+        """(len(rows) or B, b - a) scores of positions [a, b); padding -inf, seen items seen_value
+        (None: left as they are)."""
+        s = torch.mm(self.q if rows is None else self.q[rows], self.ranked[a:b].T)
+        if self.bias is not None:
+            s += self.bias[None, a:b]
+        if self.extra is not None:
+            self.extra.add(s, a, b, rows)
+        if a <= self.pad < b:
+            s[:, self.pad - a] = -math.inf
+        if seen_value is not None:
+            self.seen.mask(s, a, b, rows, seen_value)
+        return s
+
+    def bound(self, a: int) -> torch.Tensor:
+        """(B,) no score at positions >= a exceeds it (room left for float rounding)."""
+        dot = upper_bound(self.qn, self.norms[a]).double()
+        rest = torch.full_like(dot, float(self.bias_max[a]))
+        if self.extra is not None:
+            rest += torch.from_numpy(self.extra.max_from(a)).to(dot.device)
+        return (dot + rest + 1e-5 * (dot.abs() + rest.abs()) + 1e-30).float()
+
+
+def _probe_floor(cat: Ordered, k: int, size: int) -> torch.Tensor:
     """(B,) each row's k-th best score among `size` probe items, the best ones for the
     batch's mean query: a high floor from the start, so that rows stop early."""
-    V = items.shape[0]
+    f, V, dev = cat.f, cat.num_items, cat.device
     size = min(size, V)
-    probe = (items @ q.mean(dim=0)).topk(size).indices  # (P,) item indices
-    s = q @ items[probe].T  # (B, P)
-    col = torch.full((V,), -1, dtype=torch.int64, device=q.device)
-    col[probe] = torch.arange(size, device=q.device)
-    if len(seen.pos):
-        c = col[order[torch.from_numpy(seen.pos).to(q.device)]]  # seen position -> item -> probe column
+    guess = f.items @ f.q.mean(dim=0)
+    if f.bias is not None:
+        guess = guess + f.bias
+    probe = guess.topk(size).indices  # (P,) item indices
+    s = f.q @ f.items[probe].T  # (B, P)
+    if f.bias is not None:
+        s += f.bias[probe][None, :]
+    col = torch.full((V,), -1, dtype=torch.int64, device=dev)
+    col[probe] = torch.arange(size, device=dev)
+    for pairs, value in ((cat.extra, None), (cat.seen, SEEN_SCORE)):
+        if pairs is None or not len(pairs.pos):
+            continue
+        c = col[cat.order[torch.from_numpy(pairs.pos).to(dev)]]  # position -> item -> probe column
         hit = c >= 0
-        s[torch.from_numpy(seen.rows).to(q.device)[hit], c[hit]] = SEEN_SCORE
+        r = torch.from_numpy(pairs.rows).to(dev)[hit]
+        if value is None:  # the sparse additions
+            s.index_put_((r, c[hit]), torch.from_numpy(pairs.values).to(dev)[hit], accumulate=True)
+        else:
+            s[r, c[hit]] = value
     if col[0] >= 0:  # padding
         s[:, col[0]] = -math.inf
     return s.topk(k, dim=1).values[:, -1].clone()

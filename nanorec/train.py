@@ -180,6 +180,9 @@ def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False
     # -------------------------------------------------------------------------
     # 1. check everything before anything is written
     device, ds, sp, fp, (content, coverage), ck = check_run(cfg, out_dir, resume, overwrite, dataset)
+    # validation: all users, or a fixed seeded sample (valid_users); it selects and it is what is reported
+    n_valid = len(sp.valid.targets) if sp.valid is not None else 0
+    sp = dataclasses.replace(sp, valid=validation_sample(sp.valid, cfg.valid_users, cfg.seed, ds.num_items))
     if cfg.method != "gpt":  # a baseline: fitted, not trained; the same run folder (baseline_run.py)
         from . import baseline_run
         return baseline_run.fit(cfg, out_dir, ds, sp, fp, resume, score_test, Logger(os.path.join(out_dir, rundir.LOG), quiet))
@@ -196,15 +199,13 @@ def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False
     n_targets = int(np.maximum(np.minimum(sp.train.lengths - 1, cfg.block_size), 0).sum())
     log(f"data {ds.path}: {len(ds.user_ids):,} users, {ds.num_items:,} items, "
         f"{len(ds.sequences.items):,} interactions; {n_targets:,} training targets; holdout={cfg.holdout}: "
-        f"valid {len(sp.valid.targets) if sp.valid else 0:,} users, test {len(sp.test.targets) if sp.test else 0:,} users"
+        f"valid {n_valid:,} users, test {len(sp.test.targets) if sp.test else 0:,} users"
         + (f"; ignored columns: {', '.join(ds.ignored_columns)}" if ds.ignored_columns else ""))
     for line in coverage:
         log(line)
-    # validation during training: all users, or a fixed seeded sample (the final report uses all)
-    sp_during = dataclasses.replace(sp, valid=validation_sample(sp.valid, cfg.valid_users, cfg.seed))
-    if sp.valid is not None and len(sp_during.valid.targets) < len(sp.valid.targets):
-        log(f"validation during training: a fixed sample of {len(sp_during.valid.targets):,} of "
-            f"{len(sp.valid.targets):,} users (valid_users={cfg.valid_users}); the final report uses all")
+    if sp.valid is not None and len(sp.valid.targets) < n_valid:
+        log(f"validation: a fixed sample of {len(sp.valid.targets):,} of {n_valid:,} users (valid_users={cfg.valid_users}"
+            + (", auto: users x items above train.VALID_WORK" if cfg.valid_users == 0 else "") + ")")
 
     model = GPT(cfg, ds.num_items, content).to(device)
     optimizer = model.configure_optimizer(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2),
@@ -274,7 +275,7 @@ def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False
             train_loss = distributed.global_mean(loss_sum.item() / state.loss_steps, 1.0, dd, device)
             state.train_seconds += time.time() - t0
             if dd.main:  # rank 0 validates and decides; the others wait for its decision
-                stop = validate_and_select(model, scorer, sp_during, cfg, state, train_loss, lr, out_dir, log)
+                stop = validate_and_select(model, scorer, sp, cfg, state, train_loss, lr, out_dir, log)
                 if trackers is not None:
                     trackers.log(state.history[-1])
                 if on_validation is not None and on_validation(state.step, state.history[-1]):
@@ -340,11 +341,32 @@ def validate_and_select(model, scorer, sp, cfg: Config, state: TrainState, train
     return False
 
 
-def validation_sample(valid: EvalSet | None, n: int, seed: int) -> EvalSet | None:
-    """The validation users scored during training: all of them (n = 0 or n >= all),
-    else a fixed sample of n drawn once from (seed, 1), in the set's order. A
-    subset of the validation set, so it never holds a test target."""
-    if valid is None or n <= 0 or n >= len(valid.targets):
+# valid_users=0 (auto): validate on every validation user while users x items stays under this many
+# scores, else on a fixed sample of VALID_WORK // items users. One validation pass costs about that
+# many scores (the loss needs them all), so auto bounds its time whatever the size: ~10 s at 20,000
+# users x 78k items on this 2-core CPU (benchmarks/results/scale_cpu.json, valid_sample_seconds), and
+# every validation user of LastFM, Beauty, Sports and Beauty + Sports (57,961 x 30,458 = 1.8e9) is kept.
+# The sample's own noise: NDCG@10 standard error ~ sd / sqrt(users), about 0.002 at 27k users
+# (scale_cpu.json: popularity's validation MAP@10 on all 720k users 0.0499, on a 20k sample 0.0503).
+VALID_WORK = 2_000_000_000
+
+
+def validation_users(n_valid: int, setting: int, num_items: int) -> int:
+    """How many validation users are scored: valid_users, or its auto rule (0)."""
+    if setting == 0:
+        setting = max(1, VALID_WORK // max(num_items, 1))
+    return min(setting, n_valid)
+
+
+def validation_sample(valid: EvalSet | None, n: int, seed: int, num_items: int = 0) -> EvalSet | None:
+    """The validation users that select (checkpoints, early stopping, fusion weights) and
+    are reported: all of them, or a fixed sample of n drawn once from (seed, 1), in the
+    set's order (n = 0: the auto rule, validation_users). A subset of the validation set,
+    so it never holds a test target."""
+    if valid is None:
+        return valid
+    n = validation_users(len(valid.targets), n, num_items) if n == 0 else n
+    if n >= len(valid.targets):
         return valid
     rows = np.sort(np.random.default_rng([seed, 1]).choice(len(valid.targets), size=n, replace=False))
     return EvalSet(valid.users[rows], valid.histories.take(rows), valid.targets[rows])
@@ -354,7 +376,7 @@ def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_
     rundir.load_weights(model, os.path.join(out_dir, rundir.WEIGHTS))
     results = {}
     from .fusion import enabled
-    if enabled(cfg.fuse_transitions, ds.num_items):  # the selected GPT + item-to-item tables (fusion.py)
+    if enabled(cfg.fuse_transitions):  # the selected GPT + item-to-item tables (fusion.py)
         scorer, results["fusion"] = fuse(model, scorer, ds, sp, cfg, out_dir, log)
     results.update(score_splits(scorer, sp.valid, sp.test, ds.num_items, cfg.eval_batch_size))
     if "test_ranks" in results:  # per-user ranks, for breakdowns
@@ -385,9 +407,9 @@ def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_
 def fuse(model, scorer, ds, sp, cfg: Config, out_dir: str, log):
     """Fit the item-to-item tables on the training split, choose the weights on validation, save them."""
     from . import fusion
-    # chosen on the validation users scored during training (valid_users: all, or the sample);
-    # all_data trained the GPT and the tables on those targets, so they cannot choose: like holdout=none
-    valid = None if cfg.all_data else validation_sample(sp.valid, cfg.valid_users, cfg.seed)
+    # chosen on the validation users (valid_users: all, or the sample); all_data trained the GPT and
+    # the tables on those targets, so they cannot choose: like holdout=none
+    valid = None if cfg.all_data else sp.valid
     fixed = None if cfg.fusion_weights == "auto" else parse_weights(cfg.fusion_weights)
     content = fusion.content_term(model)
     tables, weights, grid = fusion.fit(scorer, sp.train, ds.num_items, valid, cfg.eval_batch_size, fixed, content)
@@ -396,7 +418,7 @@ def fuse(model, scorer, ds, sp, cfg: Config, out_dir: str, log):
     how = (f"chosen on validation: NDCG@10 {max(grid.values()):.4f}, GPT alone {grid['0.0,0.0,0.0']:.4f}" if grid
            else "fusion_weights" if fixed else "no untrained validation to choose on: the default")
     log("fusion weights: " + ", ".join(f"{k} {w}" for k, w in named.items()) + f" ({how})")
-    return (fusion.fused_scorer(scorer, fusion.fused_terms(tables, content), weights),
+    return (fusion.fused_scorer(scorer, tables, content, weights),
             {"weights": named, "valid_NDCG@10_by_weights": grid})
 
 

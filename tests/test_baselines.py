@@ -32,7 +32,7 @@ def test_popularity_ranks_by_count_and_evaluator_gives_hand_computed_metrics():
     model = Popularity().fit(train, num_items=8)
     s = as_array(model.score(Sequences.from_lists([[1], [2]]), np.array([0, 1])))
     assert s.shape == (2, 9) and s.dtype == np.float32
-    np.testing.assert_array_equal(s[0], [0, 4, 2, 5, 1, 3, 1, 0, 0])
+    np.testing.assert_array_equal(s[0], [-np.inf, 4, 2, 5, 1, 3, 1, 0, 0])  # padding is never a recommendation
     assert np.argmax(s[1]) == 3
 
     # history [3] target 1 -> rank 1; [2] target 5 -> 3 1 5: rank 3; [1] target 7 -> 3 5 2 4 6 7: rank 6
@@ -69,7 +69,8 @@ def test_transitions_recommend_the_follower_then_back_off_to_popularity():
     s = as_array(model.score(Sequences.from_lists([[4, 1], [2, 3]]), np.array([0, 1])))
     assert s.shape == (2, 8) and s.dtype == np.float32
     prior = 1e-3 * np.array([0, 3, 2, 2, 2, 1, 0, 1]) / 3
-    np.testing.assert_allclose(s[0], prior + [0, 0, 2 / 3, 0, 0, 1 / 3, 0, 0], rtol=1e-5)
+    np.testing.assert_allclose(s[0][1:], (prior + [0, 0, 2 / 3, 0, 0, 1 / 3, 0, 0])[1:], rtol=1e-5)
+    assert s[0][0] == -np.inf  # padding
     # after 1: 2 (always-most-frequent follower), then 5, then the rest by popularity
     order = np.argsort(-s[0][1:], kind="stable") + 1
     assert order.tolist() == [2, 5, 1, 3, 4, 7, 6]
@@ -82,8 +83,8 @@ def test_transitions_window_mixes_earlier_items_with_decay():
     model = Transitions(window=2, decay=0.5, pop_weight=0.0).fit(Sequences.from_lists(TRAIN_T), num_items=7)
     s = as_array(model.score(Sequences.from_lists([[2, 3], [3]]), np.array([0, 1])))
     # [2, 3]: P[3] + 0.5 P[2] -> item 3: 0.25, item 4: 1 + 0.25; a one-item history uses P[3] only
-    np.testing.assert_allclose(s[0], [0, 0, 0, 0.25, 1.25, 0, 0, 0], rtol=1e-6)
-    np.testing.assert_allclose(s[1], [0, 0, 0, 0, 1.0, 0, 0, 0], rtol=1e-6)
+    np.testing.assert_allclose(s[0][1:], [0, 0, 0.25, 1.25, 0, 0, 0], rtol=1e-6)
+    np.testing.assert_allclose(s[1][1:], [0, 0, 0, 1.0, 0, 0, 0], rtol=1e-6)
 
 
 def test_transitions_selects_window_on_validation():

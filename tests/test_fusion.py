@@ -13,35 +13,89 @@ from nanorec.cli import main as cli
 from nanorec.content import save_table
 from nanorec.data import EvalSet, Sequences, load_like, split
 from nanorec.evaluate import evaluate
-from nanorec.fusion import (CONTENT_WEIGHTS, NO_VALIDATION, SIGNALS, WEIGHTS, choose_weights, content_term,
-                            fused_scorer, table_term)
-from nanorec.scoring import gpt_scorer
+from nanorec.fusion import CONTENT_WEIGHTS, NO_VALIDATION, SIGNALS, WEIGHTS, choose_weights, content_term, fused_scorer
+from nanorec.scoring import Factored, Sparse, from_factors, gpt_scorer
 from nanorec.synthetic import write_csv
 
 TINY = ["max_steps=60", "eval_interval=30", "n_embd=16", "n_head=1", "n_layer=1", "block_size=8", "batch_size=16",
         "threads=1", "fuse_transitions=true"]
 
 
+class Table:  # a count table with dense rows given by hand, in the factored form fusion reads
+    def __init__(self, rows, prior):
+        self.rows, self.prior = rows, prior  # rows (users, N+1) >= 0, prior (N+1,)
+
+    def factors(self, histories, users=None):
+        r = self.rows[users]
+        b, i = np.nonzero(r)
+        return Factored(torch.zeros(len(r), 0), torch.zeros(r.shape[1], 0), torch.from_numpy(self.prior),
+                        Sparse(b.astype(np.int64), i.astype(np.int64), r[b, i]))
+
+    def dense(self, users):
+        return self.rows[users] + self.prior[None, :]
+
+
+class Vectors:  # a content term given by hand: cosines = unit rows
+    def __init__(self, q, items):
+        self.q, self.items = q, items
+
+    def factors(self, histories, users=None):
+        return Factored(self.q[torch.from_numpy(np.asarray(users))], self.items)
+
+
+def hand_case(rng, n_users, n_items, sparse=0.3):
+    """A GPT (logits as factors), two tables (prior + sparse rows), content vectors, all keyed on the user."""
+    q = torch.from_numpy(rng.normal(size=(n_users, 4)).astype(np.float32))
+    w = torch.from_numpy(rng.normal(size=(n_items + 1, 4)).astype(np.float32))
+    gpt = from_factors(lambda h, u: Factored(q[torch.from_numpy(np.asarray(u))], w))
+    tables = []
+    for _ in range(2):
+        rows = (rng.random((n_users, n_items + 1)) * (rng.random((n_users, n_items + 1)) < sparse)).astype(np.float32)
+        rows[:, 0] = 0
+        tables.append(Table(rows, (1e-4 * rng.random(n_items + 1)).astype(np.float32)))
+    unit = lambda x: torch.nn.functional.normalize(torch.from_numpy(x.astype(np.float32)), dim=1)
+    content = Vectors(unit(rng.normal(size=(n_users, 3))), unit(rng.normal(size=(n_items + 1, 3))))
+    return gpt, q @ w.T, tables, content
+
+
 def test_fused_scores_follow_the_formula():
-    hist = Sequences.from_lists([[1, 2], [3]])
-    g = torch.tensor([[0.0, 1.0, 2.0, 3.0], [0.0, 3.0, 2.0, 1.0]])
-    t = np.array([[0.0, 0.1, 0.2, 0.7], [0.0, 0.6, 0.3, 0.1]], dtype=np.float32)
-    c = np.array([[0.0, 0.5, 0.5, 0.0], [0.0, 0.2, 0.2, 0.6]], dtype=np.float32)
-    s = torch.tensor([[0.0, 1.0, -0.5, 0.25], [0.0, 0.0, 1.0, 0.5]])
-    gpt = lambda h, u: g.clone()
-    terms = [table_term(lambda h, u: t.copy()), table_term(lambda h, u: c.copy()), lambda h, u: s.clone()]
-    assert fused_scorer(gpt, terms, (0.0, 0.0, 0.0)) is gpt
-    out = fused_scorer(gpt, terms, (0.5, 0.2, 2.0))(hist, None)
-    gg = g.clone()
-    gg[:, 0] = -np.inf
-    logp = torch.log_softmax(gg, 1)
-    log_t, log_c = torch.log(torch.from_numpy(t) + 1e-6), torch.log(torch.from_numpy(c) + 1e-6)
-    torch.testing.assert_close(out[:, 1:], (logp + 0.5 * log_t + 0.2 * log_c + 2.0 * s)[:, 1:])
+    rng = np.random.default_rng(1)
+    gpt, g, tables, content = hand_case(rng, 3, 6)
+    users = np.arange(3)
+    hist = Sequences.from_lists([[1, 2], [3], []])
+    assert fused_scorer(gpt, tables, content, (0.0, 0.0, 0.0)) is gpt
+    out = fused_scorer(gpt, tables, content, (0.5, 0.2, 2.0))(hist, users)
+    log_t, log_c = (torch.log(torch.from_numpy(t.dense(users)) + 1e-6) for t in tables)
+    cos = content.q @ content.items.T
+    torch.testing.assert_close(out[:, 1:], (g + 0.5 * log_t + 0.2 * log_c + 2.0 * cos)[:, 1:])
     assert torch.isinf(out[:, 0]).all()
-    # a zero weight drops its term: it is never called (None stands for a run without content)
-    boom = lambda h, u: (_ for _ in ()).throw(AssertionError("a weight-0 term was scored"))
-    out = fused_scorer(gpt, [terms[0], boom, None], (0.5, 0.0, 0.0))(hist, None)
-    torch.testing.assert_close(out[:, 1:], (logp + 0.5 * log_t)[:, 1:])
+    # a zero weight drops its term: it is never scored (None stands for a run without content)
+    boom = type("Boom", (), {"factors": lambda self, h, u=None: (_ for _ in ()).throw(AssertionError("scored"))})()
+    out = fused_scorer(gpt, [tables[0], boom], None, (0.5, 0.0, 0.0))(hist, users)
+    torch.testing.assert_close(out[:, 1:], (g + 0.5 * log_t)[:, 1:])
+
+
+def test_fused_top_k_and_ranks_equal_a_full_sort_of_the_dense_scores():
+    """The factored fusion (bias + sparse corrections + content columns) ranks and cuts lists
+    exactly as sorting its dense matrix would, whatever the chunk size."""
+    from nanorec.evaluate import factor_ranks, target_ranks
+    from nanorec.scoring import top_k
+    rng = np.random.default_rng(2)
+    n_users, n_items = 40, 300
+    gpt, _, tables, content = hand_case(rng, n_users, n_items, sparse=0.05)
+    users = np.arange(n_users)
+    hist = Sequences.from_lists([list(rng.integers(1, n_items + 1, size=rng.integers(0, 6))) for _ in users])
+    targets = rng.integers(1, n_items + 1, size=n_users)
+    scorer = fused_scorer(gpt, tables, content, (1.0, 0.3, 2.0))
+    dense = scorer(hist, users)
+    want = target_ranks(dense.clone(), hist, torch.from_numpy(targets)).numpy()
+    for chunk in (16, 100, 4096):
+        assert (factor_ranks(scorer.factors(hist, users), hist, targets, chunk=chunk)[0] == want).all()
+        items, _ = top_k(scorer, hist, users, k=10, chunk=chunk)
+        d = dense.clone()
+        for r in range(n_users):
+            d[r, hist[r]] = torch.finfo(torch.float32).min
+        assert (items == torch.sort(d, dim=1, descending=True, stable=True).indices[:, :10].numpy()).all()
 
 
 class Content(torch.nn.Module):  # what content_term reads of a GPT's content input
@@ -55,18 +109,18 @@ def test_content_term_is_the_cosine_with_the_last_item():
     b = torch.tensor([[0], [1], [-1], [2], [0]], dtype=torch.float32)
     has = torch.tensor([False, True, True, True, False])
     one = type("M", (), {"content": [Content(a, has)]})
-    term = content_term(one)
-    s = term(Sequences.from_lists([[2, 1], [4], [3]]), None)
-    np.testing.assert_allclose(s[0].numpy(), [0, 1, 0.6, 0.8, 0], atol=1e-6)  # last item 1 = (0.6, 0.8)
-    np.testing.assert_allclose(s[1].numpy(), [0, 0, 0, 0, 0], atol=1e-6)  # no content: 0 everywhere
-    np.testing.assert_allclose(s[2].numpy(), [0, 0.8, 0, 1, 0], atol=1e-6)
-    two = content_term(type("M", (), {"content": [Content(a, has), Content(b, has)]}))
-    s2 = two(Sequences.from_lists([[1]]), None)  # the mean of the tables' cosines: (1 + 1)/2, (0.6 - 1)/2, ...
-    np.testing.assert_allclose(s2[0].numpy(), [0, 1, -0.2, 0.9, 0], atol=1e-6)
+    term = lambda h, u=None, m=one: content_term(m).factors(h, u).dense()[:, 1:]
+    s = term(Sequences.from_lists([[2, 1], [4], [3]]))
+    np.testing.assert_allclose(s[0].numpy(), [1, 0.6, 0.8, 0], atol=1e-6)  # last item 1 = (0.6, 0.8)
+    np.testing.assert_allclose(s[1].numpy(), [0, 0, 0, 0], atol=1e-6)  # no content: 0 everywhere
+    np.testing.assert_allclose(s[2].numpy(), [0.8, 0, 1, 0], atol=1e-6)
+    two = type("M", (), {"content": [Content(a, has), Content(b, has)]})
+    s2 = term(Sequences.from_lists([[1]]), m=two)  # the mean of the tables' cosines: (1 + 1)/2, (0.6 - 1)/2, ...
+    np.testing.assert_allclose(s2[0].numpy(), [1, -0.2, 0.9, 0], atol=1e-6)
     assert content_term(type("M", (), {"content": []})) is None
-    empty = term(Sequences.from_lists([[], [3], []]), None)  # an empty history has no last item: all 0
-    np.testing.assert_allclose(empty.numpy(), [[0] * 5, [0, 0.8, 0, 1, 0], [0] * 5], atol=1e-6)
-    assert term(Sequences.from_lists([[]]), None).abs().sum() == 0
+    empty = term(Sequences.from_lists([[], [3], []]))  # an empty history has no last item: all 0
+    np.testing.assert_allclose(empty.numpy(), [[0] * 4, [0.8, 0, 1, 0], [0] * 4], atol=1e-6)
+    assert term(Sequences.from_lists([[]])).abs().sum() == 0
 
 
 def test_the_weight_search_ranks_each_tuple_as_evaluate_does():
@@ -74,23 +128,18 @@ def test_the_weight_search_ranks_each_tuple_as_evaluate_does():
     n_users, n_items = 60, 25
     hist = Sequences.from_lists([list(rng.integers(1, n_items + 1, size=rng.integers(1, 5))) for _ in range(n_users)])
     valid = EvalSet(np.arange(n_users), hist, rng.integers(1, n_items + 1, size=n_users))
-    g = torch.from_numpy(rng.normal(size=(n_users, n_items + 1)).astype(np.float32))
-    tables = [rng.random((n_users, n_items + 1)).astype(np.float32) for _ in range(2)]
-    sim = torch.from_numpy(rng.uniform(-1, 1, size=(n_users, n_items + 1)).astype(np.float32))
-    # scorers keyed on the users, so every batch order gives each user its own row
-    gpt = lambda h, u: g[u].clone()
-    terms = [table_term(lambda h, u, T=T: T[u].copy()) for T in tables] + [lambda h, u: sim[u].clone()]
-    best, grid = choose_weights(gpt, terms, valid, batch_size=16)
+    gpt, _, tables, content = hand_case(rng, n_users, n_items)
+    best, grid = choose_weights(gpt, tables, content, valid, batch_size=16)
     tried = {tuple(float(w) for w in k.split(",")): v for k, v in grid.items()}
     for ws, ndcg in tried.items():  # every tuple tried is ranked exactly as evaluate ranks its fused scorer
-        assert ndcg == evaluate(fused_scorer(gpt, terms, ws), valid, batch_size=7)["NDCG@10"]
+        assert ndcg == evaluate(fused_scorer(gpt, tables, content, ws), valid, batch_size=7)["NDCG@10"]
     assert tried[best] == max(tried.values())
     # one weight at a time: the last step (content) and the one before it (w1, content 0) found their lines' best
     b1, b2, _ = best
     assert all(tried[(b1, b2, w)] <= tried[best] for w in CONTENT_WEIGHTS)
     assert all(tried[(w, b2, 0.0)] <= tried[(b1, b2, 0.0)] for w in WEIGHTS)
     assert all((w, 0.0, 0.0) in tried for w in WEIGHTS)  # the first line: w1 alone, the GPT included
-    best2, grid2 = choose_weights(gpt, terms[:2] + [None], valid, batch_size=16)  # no content: no w3 search
+    best2, grid2 = choose_weights(gpt, tables, None, valid, batch_size=16)  # no content: no w3 search
     assert best2[2] == 0.0 and all(k.endswith(",0.0") for k in grid2)
 
 
@@ -127,7 +176,7 @@ def test_training_with_fusion_chooses_on_validation_and_evaluate_agrees(tmp_path
     assert cli(["evaluate", "--run", run, "--data", data, "--json", old]) == 0
     cfg, model, _ = rundir.load_run(run)
     trans = Transitions.from_state(load_file(os.path.join(run, "transitions.safetensors")))
-    want = evaluate(fused_scorer(gpt_scorer(model), [table_term(trans.score)], (0.3,)),
+    want = evaluate(fused_scorer(gpt_scorer(model), [trans, None], None, (0.3,)),
                     split(load_like(cfg, data)).test)["NDCG@10"]
     assert json.load(open(old))["NDCG@10"] == want
 

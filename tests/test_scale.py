@@ -1,6 +1,7 @@
 """The challenge-scale pieces on tiny data: sampled softmax, the bounded top-k and the
 chunked ranks, streaming and torchrun-sharded recommend, the validation sample,
 the vectorised generator and its CLI."""
+import json
 import math
 import os
 import subprocess
@@ -19,7 +20,7 @@ from nanorec.evaluate import factor_ranks, target_ranks
 from nanorec.loss import AUTO_SAMPLED_ABOVE, OutputLoss, resolve_loss, sampled_softmax_cross_entropy, step_generator
 from nanorec.recommend import (iter_recommendations, merge_parts, part_path, recommend_users, shard_range,
                                stream_lists, user_rows)
-from nanorec.scoring import SEEN_SCORE, score_histories, top_k
+from nanorec.scoring import SEEN_SCORE, Factored, score_histories, top_k
 from nanorec.synthetic import generate_fast, write_fast
 from nanorec.train import run, validation_sample
 
@@ -114,7 +115,7 @@ def test_bounded_top_k_equals_a_full_stable_sort(exclude_seen):
     Q, W, hist = tied_problem()
     dense = lambda h, u: Q @ W.T  # noqa: E731
     factored = lambda h, u: Q @ W.T  # noqa: E731
-    factored.factors = lambda h, u: (Q, W)
+    factored.factors = lambda h, u: Factored(Q, W)
     full = score_histories(dense, hist, None, exclude_seen).numpy()
     expected = np.argsort(-full, axis=1, kind="stable")[:, :10]  # ties: lower item index first
     for scorer in (dense, factored):
@@ -129,7 +130,7 @@ def test_bounded_top_k_equals_a_full_stable_sort(exclude_seen):
     Q1, W1 = Q[:1], W[:6]
     one = Sequences.from_lists([[1, 2, 3]])
     f = lambda h, u: Q1 @ W1.T  # noqa: E731
-    f.factors = lambda h, u: (Q1, W1)
+    f.factors = lambda h, u: Factored(Q1, W1)
     items, scores = top_k(f, one, None, 5, True, chunk=2)
     assert set(items[0, :2]) == {4, 5} and (scores[0, 2:] == SEEN_SCORE).all()
 
@@ -142,7 +143,7 @@ def test_chunked_ranks_equal_the_dense_ranks():
     for exclude_seen in (True, False):
         dense = target_ranks(Q @ W.T, hist, torch.from_numpy(targets), exclude_seen).numpy()
         for chunk in (7, 64):
-            ranks, loss = factor_ranks(Q, W, hist, targets, exclude_seen, with_loss=True, chunk=chunk)
+            ranks, loss = factor_ranks(Factored(Q, W), hist, targets, exclude_seen, with_loss=True, chunk=chunk)
             np.testing.assert_array_equal(ranks, dense)
     scores = Q @ W.T
     ref = float((torch.logsumexp(scores[:, 1:], 1) - scores[torch.arange(len(targets)), torch.from_numpy(targets)]).sum())
@@ -248,15 +249,40 @@ def test_validation_sample_is_seeded_and_never_holds_test_targets(tiny_run, tmp_
         assert a.targets[i] == full[-2]  # the validation target, never the test item
         assert a.histories[i].tolist() == full[:-2].tolist()
     assert validation_sample(sp.valid, 0, 5) is sp.valid and validation_sample(sp.valid, 10**6, 5) is sp.valid
-    # during training the sample is scored; the final report uses every validation user
-    import json
-    m = json.load(open(os.path.join(run_dir, "metrics.json")))
-    assert m["valid"]["users"] > 0
+    # the sample selects and is what the run reports (and what `nanorec evaluate --split valid` scores)
     cfg = Config(data=data, valid_users=50, **TINY)
     m = run(cfg, str(tmp_path / "sampled"), quiet=True)
     assert [h["valid_users"] for h in m["history"]] == [50, 50]
-    assert m["valid"]["users"] > 50
+    assert m["valid"]["users"] == 50  # fused (the default): the weight search's best on the same 50 users
+    assert m["valid"]["NDCG@10"] == max(m["fusion"]["valid_NDCG@10_by_weights"].values())
     assert "a fixed sample of 50" in open(tmp_path / "sampled" / "train.log").read()
+    out = str(tmp_path / "valid.json")
+    assert cli_main(["evaluate", "--run", str(tmp_path / "sampled"), "--data", data, "--split", "valid",
+                     "--json", out]) == 0
+    assert json.load(open(out))["NDCG@10"] == m["valid"]["NDCG@10"]
+
+
+def test_auto_validation_users_on_both_sides_of_the_work_line(tiny_run, tmp_path, monkeypatch):
+    """valid_users=0: every validation user while users x items <= VALID_WORK, a sample of
+    VALID_WORK // items users above; one user more past the line costs no more work."""
+    import nanorec.train as train
+    items = 2_000
+    line = train.VALID_WORK // items  # 1,000,000 users
+    assert train.validation_users(line, 0, items) == line  # at the line: all
+    assert train.validation_users(line + 1, 0, items) == line  # above: the sample, same work
+    assert train.validation_users(line + 1, 0, items + 1) == train.VALID_WORK // (items + 1)
+    assert train.validation_users(10, 0, 10**12) == 1  # at least one user
+    assert train.validation_users(500, 7, items) == 7 and train.validation_users(5, 7, items) == 5
+    # in a run: the tiny log's validation users x items just above the line -> sampled
+    root, data, run_dir = tiny_run
+    ds = load(data)
+    n_valid, n_items = len(split(ds).valid.targets), ds.num_items
+    monkeypatch.setattr(train, "VALID_WORK", (n_valid - 1) * n_items)
+    m = run(Config(data=data, **TINY), str(tmp_path / "auto_above"), quiet=True)
+    assert m["valid"]["users"] == n_valid - 1
+    monkeypatch.setattr(train, "VALID_WORK", n_valid * n_items)
+    m = run(Config(data=data, **TINY), str(tmp_path / "auto_at"), quiet=True)
+    assert m["valid"]["users"] == n_valid
 
 
 def test_sampled_loss_trains_and_resumes_identically(tiny_run, tmp_path):

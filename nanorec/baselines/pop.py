@@ -5,13 +5,14 @@ import numpy as np
 import torch
 
 from ..data import EvalSet, Sequences, item_counts
+from ..scoring import Factored, from_factors
 
 
 class Popularity:
     """Item counts over the sequences given to `fit`.
 
     Contract: score(histories (B rows), users (B,)) -> (B, N+1) float32 tensor,
-    every row the same count vector (a fresh tensor); column 0 (padding) is 0.
+    every row the same count vector (a fresh tensor); column 0 (padding) is -inf.
     No hyper-parameters. Which interactions are counted is the caller's choice:
     leak-free (`ds.sequences.drop_last(1)`) or, as the published PopRec does,
     all interactions including the test targets (`ds.sequences`).
@@ -21,8 +22,15 @@ class Popularity:
         self.counts = torch.from_numpy(item_counts(train, num_items).astype(np.float32))  # (N+1,)
         return self
 
-    def score(self, histories: Sequences, users: np.ndarray) -> torch.Tensor:
-        return self.counts.repeat(len(histories), 1)  # (B, N+1), a fresh copy: the evaluator writes into it
+    def factors(self, histories: Sequences, users=None) -> Factored:
+        """Every row the counts: a bias alone (scoring.Factored), ranked in chunks of the catalogue."""
+        B, n = len(histories), len(self.counts)
+        return Factored(torch.zeros(B, 0), torch.zeros(n, 0), self.counts)
+
+    @property
+    def score(self):
+        """A scorer: (B histories) -> (B, N+1), every row the counts (padding -inf), with `factors`."""
+        return from_factors(self.factors)
 
     # a fitted model as plain arrays (a run folder's baseline.safetensors) and back
     def state(self) -> dict:

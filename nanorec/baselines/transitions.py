@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from ..data import EvalSet, Sequences, item_counts
+from ..scoring import Factored, Sparse, from_factors
 
 
 class Transitions:
@@ -17,7 +19,8 @@ class Transitions:
     of the few items before it, backed off to popularity so every item has a score
     (pop_weight is small: it only orders the items no transition reaches).
 
-    Contract: score(histories (B rows), users (B,), ignored) -> (B, N+1) float32 ndarray.
+    Contract: score(histories (B rows), users (B,), ignored) -> (B, N+1) float32 tensor, and
+    factors(histories, users) -> the same scores as a scoring.Factored (bias + sparse rows).
     Hyper-parameters: window (last items used, default 1), decay (weight of each step
     further back, default 0.5), pop_weight (popularity back-off, default 1e-4).
     With `valid` given, `fit` keeps the (window, decay) of `grid` with the best validation
@@ -53,13 +56,17 @@ class Transitions:
             best = -1.0
             for window, decay in self.grid:
                 self.window, self.decay = window, decay
-                ndcg = self.selection[f"window={window} decay={decay}"] = evaluate(self.score, valid)["NDCG@10"]
+                ndcg = self.selection[f"window={window} decay={decay}"] = \
+                    evaluate(self.score, valid, max_rank=10)["NDCG@10"]
                 if ndcg > best:
                     best, chosen = ndcg, (window, decay)
             self.window, self.decay = chosen
         return self
 
-    def score(self, histories: Sequences, users: np.ndarray) -> np.ndarray:
+    def factors(self, histories: Sequences, users=None) -> Factored:
+        """The scores in factored form (scoring.Factored): bias = the popularity back-off,
+        extra = sum_j decay^j P[h_{T-j}], sparse (the items that follow the last items);
+        no dot product. Ranking and top-k use it in chunks; `score` is its dense form."""
         B, n = len(histories), self.P.shape[0]
         lengths = histories.lengths
         rows, cols, vals = [], [], []
@@ -69,9 +76,16 @@ class Transitions:
             cols.append(histories.items[histories.offsets[1:][has] - 1 - j])
             vals.append(np.full(has.sum(), self.decay ** j, np.float32))
         W = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(B, n))
-        scores = (W @ self.P).toarray()  # (B, N+1)
-        scores += self.prior[None, :]
-        return scores.astype(np.float32, copy=False)
+        return Factored(torch.zeros(B, 0), torch.zeros(n, 0), self._prior_t, Sparse.from_matrix(W @ self.P))
+
+    @property
+    def score(self):
+        """A scorer (scoring.py): (B histories) -> (B, N+1), with `factors`."""
+        return from_factors(self.factors)
+
+    @property
+    def _prior_t(self) -> torch.Tensor:
+        return torch.from_numpy(self.prior)  # shares the array's memory: the same tensor to scoring's cache
 
     # a fitted model as plain arrays (a run folder's baseline.safetensors) and back
     def state(self) -> dict:
