@@ -28,7 +28,7 @@ class Config:
     all_data: bool = False         # also train on validation targets (for the step count chosen on validation)
     content: str = ""              # comma-separated frozen content tables (.safetensors), added as proj(content[item])
     # model
-    method: str = "gpt"            # gpt, or a baseline that ships the same way: popularity, transitions, svd
+    method: str = "gpt"            # gpt, or a baseline that ships the same way: popularity, transitions, cooccurrence, svd
     block_size: int = 50           # packed row length = longest history the model sees (most recent items kept)
     n_layer: int = 2
     n_head: int = 2
@@ -157,7 +157,8 @@ def parse_weights(text: str) -> tuple[float, float, float] | None:
 
 # key -> (check, what a good value is): shown in `nanorec train --help`
 RULES = {
-    "method": (lambda x: x in ("gpt", "popularity", "transitions", "svd"), "gpt, popularity, transitions or svd"),
+    "method": (lambda x: x in ("gpt", "popularity", "transitions", "cooccurrence", "svd"),
+               "gpt, popularity, transitions, cooccurrence or svd"),
     "fuse_transitions": (lambda x: x in ("auto", "true", "false"), "auto, true or false"),
     "fusion_weights": (lambda x: x == "auto" or parse_weights(x) is not None,
                        "auto, or two or three numbers in 0..100: w1,w2[,w3] (transitions, co-occurrence, content)"),

@@ -8,7 +8,7 @@
                        `--resume`, evaluate and recommend refuse data that does not match
     transitions.safetensors, cooccurrence.safetensors, fusion.json
                        fusion on (fusion.py): the two item-to-item tables and the terms' weights
-    baseline.safetensors  a baseline's fitted arrays (method=popularity|transitions|svd), instead of weights
+    baseline.safetensors  a baseline's fitted arrays (method=popularity|transitions|cooccurrence|svd), instead of weights
     model.safetensors  the selected weights (best validation NDCG@10; the last ones without selection)
     ckpt.pt            the latest resumable state (plain tensors and strings: weights_only-loadable)
     metrics.json       {"valid": {...}, "test": {...}, "best_step": ..., "history": [...], ...}

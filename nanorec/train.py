@@ -313,8 +313,9 @@ def validate_and_select(model, scorer, sp, cfg: Config, state: TrainState, train
     t_valid = time.time()
     if sp.valid is None:
         m = {"loss": float("nan"), "NDCG@10": float("nan"), "HR@10": float("nan"), "MAP@10": float("nan")}
-    else:
-        m = evaluate(scorer, sp.valid, batch_size=cfg.eval_batch_size, with_loss=True)
+    else:  # ranks of every validation user; the loss (a full pass over the catalogue each) of the first ones
+        m = evaluate(scorer, sp.valid, batch_size=cfg.eval_batch_size)
+        m["loss"] = evaluate(scorer, loss_users(sp.valid), batch_size=cfg.eval_batch_size, with_loss=True)["loss"]
     improved = m["NDCG@10"] > state.best_ndcg
     if improved or cfg.all_data or sp.valid is None:  # no selection of its own: keep the last
         state.best_step, state.bad_evals = state.step, 0
@@ -342,13 +343,28 @@ def validate_and_select(model, scorer, sp, cfg: Config, state: TrainState, train
 
 
 # valid_users=0 (auto): validate on every validation user while users x items stays under this many
-# scores, else on a fixed sample of VALID_WORK // items users. One validation pass costs about that
-# many scores (the loss needs them all), so auto bounds its time whatever the size: ~10 s at 20,000
-# users x 78k items on this 2-core CPU (benchmarks/results/scale_cpu.json, valid_sample_seconds), and
-# every validation user of LastFM, Beauty, Sports and Beauty + Sports (57,961 x 30,458 = 1.8e9) is kept.
+# scores, else on a fixed sample of VALID_WORK // items users. A validation pass (and each fusion
+# weight tried) costs at most about that many scores, so auto bounds its time whatever the size
+# (benchmarks/results/seed_scale_cpu.json: validation seconds at 26,797 users x 74,633 items), and every
+# validation user of LastFM, Beauty, Sports and Beauty + Sports (57,961 x 30,458 = 1.8e9) is kept.
 # The sample's own noise: NDCG@10 standard error ~ sd / sqrt(users), about 0.002 at 27k users
 # (scale_cpu.json: popularity's validation MAP@10 on all 720k users 0.0499, on a 20k sample 0.0503).
 VALID_WORK = 2_000_000_000
+
+
+# The validation loss (a curve to watch, never a selection criterion) is the mean over the first this
+# many validation users: it needs every item's score for each user, while NDCG@10 and HR@10 stop a user
+# as soon as its rank is known to be beyond 20 (evaluate.factor_ranks), so on a large catalogue the
+# loss over every user would cost most of a validation pass (standard error at 5,000 users: ~0.03).
+VALID_LOSS_USERS = 5_000
+
+
+def loss_users(valid: EvalSet) -> EvalSet:
+    """The first VALID_LOSS_USERS users of a validation set (all of a smaller one)."""
+    if len(valid.targets) <= VALID_LOSS_USERS:
+        return valid
+    rows = np.arange(VALID_LOSS_USERS)
+    return EvalSet(valid.users[rows], valid.histories.take(rows), valid.targets[rows])
 
 
 def validation_users(n_valid: int, setting: int, num_items: int) -> int:
@@ -407,6 +423,7 @@ def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_
 def fuse(model, scorer, ds, sp, cfg: Config, out_dir: str, log):
     """Fit the item-to-item tables on the training split, choose the weights on validation, save them."""
     from . import fusion
+    t0 = time.time()
     # chosen on the validation users (valid_users: all, or the sample); all_data trained the GPT and
     # the tables on those targets, so they cannot choose: like holdout=none
     valid = None if cfg.all_data else sp.valid
@@ -419,7 +436,7 @@ def fuse(model, scorer, ds, sp, cfg: Config, out_dir: str, log):
            else "fusion_weights" if fixed else "no untrained validation to choose on: the default")
     log("fusion weights: " + ", ".join(f"{k} {w}" for k, w in named.items()) + f" ({how})")
     return (fusion.fused_scorer(scorer, tables, content, weights),
-            {"weights": named, "valid_NDCG@10_by_weights": grid})
+            {"weights": named, "valid_NDCG@10_by_weights": grid, "seconds": round(time.time() - t0, 1)})
 
 
 def parse_args(argv):

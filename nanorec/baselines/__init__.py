@@ -6,7 +6,8 @@ def shippable() -> dict:
     recommended from and served exactly like a GPT run (`nanorec train method=NAME`).
     Each has fit(train, num_items, valid) / score(histories, users) / state() / from_state(state).
     LightGCN and content kNN need per-user embeddings or content tables: leaderboard only."""
+    from .cooccurrence import CoOccurrence
     from .pop import Popularity
     from .svd import PureSVD
     from .transitions import Transitions
-    return {"popularity": Popularity, "transitions": Transitions, "svd": PureSVD}
+    return {"popularity": Popularity, "transitions": Transitions, "cooccurrence": CoOccurrence, "svd": PureSVD}
