@@ -8,20 +8,26 @@ The inputs understood, chosen by what the path (or object) is:
   ``test.csv`` (user_id,...), optionally ``id_mappings.json`` and
   ``item_metadata.csv``; encoded ids start at 0 and item 0 is a real item;
 - an event log: a ``.csv``, ``.tsv`` (either optionally ``.gz``), ``.parquet``
-  file, a folder of Parquet files (read in sorted file name order), or an
-  in-memory pandas / polars DataFrame or pyarrow Table, with columns named by
-  the caller (default ``user_id,item_id,timestamp``). Rows are ordered by the
-  time column, ties kept in file order; ``time_col="none"`` keeps file order.
-  An optional ``filter`` (``column=value[,value...]``) keeps matching rows and
-  an optional ``weight_col`` gives each event a weight (rows <= 0 dropped).
+  file, a folder of Parquet files (subfolders included: a hive layout's
+  ``key=value`` folder names become columns; files read in sorted path order,
+  one schema checked across them), or an in-memory pandas / polars DataFrame
+  or pyarrow Table, with columns named by the caller (default
+  ``user_id,item_id,timestamp``). Rows are ordered by the time column, ties kept
+  in file order; ``time_col="none"`` keeps file order. Times are numbers, dates,
+  ISO date text, or text read with ``time_format`` (strptime): a day/month date
+  such as 03/01/2024 is never guessed. An optional ``filter``
+  (``column=value[,value...]``) keeps matching rows and an optional
+  ``weight_col`` gives each event a weight (rows <= 0 dropped).
 
 Every bad input raises DataError with one line: the file, with ``:line`` for a
 text file's row or ``row N (from 0)`` for a Parquet file's or a frame's, the
 column, the bad value and the problem.
 
 Items get internal indices 1..N (0 is padding and never a recommendation);
-``Dataset.item_ids[i]`` is the original id of index i. Ids stay integers
-(int64) when the column is integer (or whole-number floats), else strings.
+``Dataset.item_ids[i]`` is the original id of index i, one type per column: ids
+stay integers (int64) when the column is integer (or whole-number floats), else
+strings; a CSV/TSV column is integer only when every value is written as one
+(17, not 017, +17 or " 17"), else its values are kept as written.
 Sequences are stored flat (CSR): ``offsets`` (U+1,) and ``items`` (total,),
 so 2.5M interactions cost two numpy arrays, not millions of Python lists.
 """
@@ -203,7 +209,7 @@ _I64_MIN, _I64_MAX = -(2 ** 63), 2 ** 63 - 1
 
 
 def load(source, user_col: str = "user_id", item_col: str = "item_id", time_col: str | None = "timestamp",
-         filter: str | None = None, weight_col: str | None = None) -> Dataset:
+         filter: str | None = None, weight_col: str | None = None, time_format: str | None = None) -> Dataset:
     """Read any supported input; raise DataError with a one-line reason on bad input.
 
     source: a path (S3-Rec .txt, challenge folder, event log file or folder of
@@ -212,9 +218,12 @@ def load(source, user_col: str = "user_id", item_col: str = "item_id", time_col:
     rows kept when the column, as a string, equals one of the values) and
     `weight_col` (a numeric column; rows with weight <= 0 dropped; the weights
     land in `Dataset.weights`, which nothing consumes yet) apply to event logs.
-    time_col="none" (or None) keeps file order."""
+    time_col="none" (or None) keeps file order. `time_format` (a strptime format such
+    as "%d/%m/%Y") reads a text time column; without it only ISO dates and numbers are
+    read, and a day/month date such as 03/01/2024 is an error (which is the day?)."""
     if not isinstance(source, (str, os.PathLike)):
-        return from_frame(source, user_col, item_col, time_col, filter=filter, weight_col=weight_col)
+        return from_frame(source, user_col, item_col, time_col, filter=filter, weight_col=weight_col,
+                          time_format=time_format)
     path = os.fspath(source)
     if not path.strip():
         raise UsageError("empty data path: expected a file or folder of interactions")
@@ -222,32 +231,34 @@ def load(source, user_col: str = "user_id", item_col: str = "item_id", time_col:
         raise DataError(f"{path}: no such file or folder")
     if os.path.isdir(path):
         if os.path.exists(os.path.join(path, "train.csv")):
-            _event_options_only(path, "a challenge folder", filter, weight_col)
+            _event_options_only(path, "a challenge folder", filter, weight_col, time_format)
             return read_challenge(path)
         if _parquet_files(path):
-            return read_table(path, user_col, item_col, time_col, filter=filter, weight_col=weight_col)
+            return read_table(path, user_col, item_col, time_col, filter=filter, weight_col=weight_col,
+                              time_format=time_format)
         raise DataError(f"{path}: a folder must be a challenge folder with train.csv (and test.csv) "
                         "or a folder of .parquet files")
     lower = path.lower()
     if lower.endswith(".txt"):
-        _event_options_only(path, "an S3-Rec .txt file", filter, weight_col)
+        _event_options_only(path, "an S3-Rec .txt file", filter, weight_col, time_format)
         return read_s3rec(path)
     if lower.endswith(_EVENT_LOG_SUFFIXES):
-        return read_table(path, user_col, item_col, time_col, filter=filter, weight_col=weight_col)
+        return read_table(path, user_col, item_col, time_col, filter=filter, weight_col=weight_col,
+                          time_format=time_format)
     raise DataError(f"{path}: unknown format (expected .txt, .csv, .tsv, .csv.gz, .tsv.gz, .parquet, "
                     "a folder of .parquet files or a challenge folder)")
 
 
 def load_like(cfg, source=None) -> Dataset:
-    """`load` with a run's column, filter and weight settings (any object with
-    Config's attributes); `source` defaults to cfg.data (a path or a frame)."""
+    """`load` with a run's column, filter, weight and time format settings (any object
+    with Config's attributes); `source` defaults to cfg.data (a path or a frame)."""
     return load(cfg.data if source is None else source, cfg.user_col, cfg.item_col, cfg.time_col,
-                filter=cfg.filter or None, weight_col=cfg.weight_col or None)
+                filter=cfg.filter or None, weight_col=cfg.weight_col or None, time_format=cfg.time_format or None)
 
 
-def _event_options_only(path, what, filter, weight_col):
+def _event_options_only(path, what, filter, weight_col, time_format=None):
     # Silently ignoring a filter would train on rows the user meant to drop.
-    for key, value in (("filter", filter), ("weight_col", weight_col)):
+    for key, value in (("filter", filter), ("weight_col", weight_col), ("time_format", time_format)):
         if value:
             raise UsageError(f"{key}={value!r}: applies to event logs (.csv/.tsv/.parquet, frames), "
                              f"not to {what} ({path})")
@@ -283,6 +294,8 @@ def _show(value, limit: int = 40) -> str:
 # S3-Rec .txt
 
 _ASCII_INT = re.compile(r"[+-]?[0-9]+")
+# an integer written as str(int) writes it: no sign but "-", no leading zero, no space
+_CANONICAL_INT = r"^(0|-?[1-9][0-9]*)$"
 
 
 def read_s3rec(path: str) -> Dataset:
@@ -411,13 +424,14 @@ def _read_frame(path: str):
 
 
 def _read_text_table(path: str):
+    """A .csv/.tsv(.gz) file as a polars DataFrame of text (String) columns."""
     pl = _polars()
     lower = path.lower()
     sep = "\t" if lower.endswith((".tsv", ".tsv.gz")) else ","
     if lower.endswith(".gz"):
         data = _gunzip(path)
         header = data[:data.find(b"\n")] if b"\n" in data else data
-        source = lambda: io.BytesIO(data)  # noqa: E731  (a fresh stream for the second try)
+        source = lambda: io.BytesIO(data)  # noqa: E731
     else:
         try:
             with open(path, "rb") as f:
@@ -427,17 +441,12 @@ def _read_text_table(path: str):
         source = lambda: path  # noqa: E731
     _check_separator(path, header, sep)
     try:
-        return pl.read_csv(source(), separator=sep, infer_schema_length=10000)
+        # Every column as text, each value exactly as written: type inference would turn the
+        # id 005461 into 5461. The column checks type each column by its role (_text_ids,
+        # _timestamps, _weights).
+        return pl.read_csv(source(), separator=sep, infer_schema=False)
     except pl.exceptions.PolarsError as e:
         msg = str(e)
-    if msg.startswith("could not parse"):
-        # A value past the first 10000 rows does not fit the inferred type (an id
-        # beyond int64, a word among numbers): read every column as text; the
-        # column checks below then name the row.
-        try:
-            return pl.read_csv(source(), separator=sep, infer_schema=False)
-        except pl.exceptions.PolarsError as e:
-            msg = str(e)
     if "utf-8" in msg.lower():
         raise DataError(_non_utf8_line(path, data if lower.endswith(".gz") else None)) from None
     raise DataError(f"{path}: cannot be read as a table ({_first_line(msg)})") from None
@@ -494,35 +503,136 @@ def _read_parquet(path: str):
 
 
 def _parquet_files(folder: str) -> list[str]:
-    # "_SUCCESS", "_metadata" and ".crc" files that Spark writes alongside are not data
-    try:
-        names = os.listdir(folder)
-    except OSError as e:
-        raise DataError(f"{folder}: cannot list the folder ({e.strerror})") from None
-    return sorted(f for f in names
-                  if f.lower().endswith((".parquet", ".pq")) and not f.startswith((".", "_"))
-                  and os.path.isfile(os.path.join(folder, f)))
+    """Every Parquet file under `folder`, subfolders included (a hive layout such as
+    day=2024-01-01/part-0.parquet), in sorted path order. Names starting with "." or "_"
+    (Spark's _SUCCESS, _temporary/, .crc files) are not data."""
+    def unreadable(e):
+        raise DataError(f"{e.filename or folder}: cannot list the folder ({e.strerror})")
+    found = []
+    for root, dirs, names in os.walk(folder, onerror=unreadable):
+        dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
+        found += [os.path.join(root, f) for f in names
+                  if f.lower().endswith((".parquet", ".pq")) and not f.startswith((".", "_"))]
+    return sorted(found, key=lambda f: os.path.relpath(f, folder).split(os.sep))
 
 
 def _read_parquet_folder(folder: str):
-    """(one frame of all the folder's Parquet files in sorted name order, _Where naming each file)."""
-    pl = _polars()
-    files = [os.path.join(folder, f) for f in _parquet_files(folder)]
+    """(one frame of every Parquet file under the folder in sorted path order, _Where naming each file).
+
+    One schema for all files: a column's type may differ only in width (int32 and int64,
+    float32 and float64, string and large string, timestamp units with one time zone);
+    any other difference (epoch integers in one file, datetimes in another) is an error
+    naming the two files. Folder names key=value (hive partitions) become string columns,
+    integers when every value is spelled as one."""
+    pa, pads = _pyarrow()
+    files = _parquet_files(folder)
     if not files:
         raise DataError(f"{folder}: is a folder without .parquet files, expected a table")
-    frames = [_read_parquet(f) for f in files]
-    columns = frames[0].columns
-    for f, df in zip(files[1:], frames[1:]):
-        if set(df.columns) != set(columns):
-            raise DataError(f"{f}: columns {', '.join(df.columns)} differ from {os.path.basename(files[0])}'s "
-                            f"({', '.join(columns)})")
+    schemas = [_parquet_schema(f) for f in files]
+    names = schemas[0].names
+    for f, schema in zip(files[1:], schemas[1:]):
+        if set(schema.names) != set(names):
+            raise DataError(f"{f}: columns {', '.join(schema.names)} differ from {_relative(folder, files[0])}'s "
+                            f"({', '.join(names)})")
+    keys = _partition_keys(folder, files)
+    both = next((k for k in keys if k in names), None)
+    if both is not None:
+        raise DataError(f"{folder}: {both!r} is both a column of the files and a folder name ({both}=...); "
+                        "rename one of them")
+    fields = [pa.field(n, _folder_column_type(folder, files, schemas, n)) for n in names]
+    fields += [pa.field(k, pa.string()) for k in keys]
+    partitioning = pads.partitioning(pa.schema(fields[len(names):]), flavor="hive") if keys else None
+    dataset = pads.dataset(files, schema=pa.schema(fields), format="parquet", partitioning=partitioning,
+                           partition_base_dir=folder)
+    tables, parts, first = [], [], 0
+    for fragment in dataset.get_fragments():  # the files in the order given
+        try:
+            table = fragment.to_table(schema=dataset.schema)
+        except (pa.ArrowException, OSError) as e:
+            raise DataError(f"{fragment.path}: cannot be read as a table ({_first_line(str(e))})") from None
+        tables.append(table)
+        parts.append((fragment.path, first))
+        first += table.num_rows
+    df = _polars().from_arrow(pa.concat_tables(tables))
+    return _integer_spellings(df, keys), _Where(folder, parts=tuple(parts))
+
+
+def _pyarrow():
+    import pyarrow as pa  # imported late, like polars
+    import pyarrow.dataset as pads
+    return pa, pads
+
+
+def _parquet_schema(path: str):
+    import pyarrow.parquet as pq
     try:
-        # relaxed: int32 in one file and int64 in the next is the same column
-        df = pl.concat([d.select(columns) for d in frames], how="vertical_relaxed")
-    except pl.exceptions.PolarsError as e:
-        raise DataError(f"{folder}: the Parquet files' column types do not match ({_first_line(str(e))})") from None
-    starts = np.concatenate([[0], np.cumsum([d.height for d in frames])[:-1]])
-    return df, _Where(folder, parts=tuple(zip(files, starts.tolist())))
+        return pq.read_schema(path)
+    except Exception as e:  # noqa: BLE001  pyarrow's errors share no base class with OSError
+        raise DataError(f"{path}: cannot be read as a table ({_first_line(str(e))})") from None
+
+
+def _relative(folder: str, path: str) -> str:
+    return os.path.relpath(path, folder)
+
+
+def _partition_keys(folder: str, files) -> list[str]:
+    """The keys of the key=value folder names between `folder` and its files, in order of appearance."""
+    keys = []
+    for f in files:
+        for part in os.path.dirname(_relative(folder, f)).split(os.sep):
+            key = part.partition("=")[0]
+            if "=" in part and key and key not in keys:
+                keys.append(key)
+    return keys
+
+
+def _folder_column_type(folder, files, schemas, name):
+    """The one type of column `name` across the folder's files, or a DataError naming two files that differ."""
+    types = [s.field(name).type for s in schemas]
+    for j in range(1, len(types)):
+        if _one_type(types[:j + 1]) is None:
+            i = next(i for i in range(j) if _one_type([types[i], types[j]]) is None)
+            raise DataError(f"{folder}: column {name!r} is {types[i]} in {_relative(folder, files[i])} but "
+                            f"{types[j]} in {_relative(folder, files[j])}; every file must store a column "
+                            "with one type")
+    return _one_type(types)
+
+
+def _one_type(types):
+    """The type that holds values of every type in `types` without changing their kind, or None."""
+    pa = _pyarrow()[0]
+    types = [t.value_type if pa.types.is_dictionary(t) else t for t in types]  # categorical strings are strings
+    types = [t for t in types if not pa.types.is_null(t)]  # an all-empty column fits any type
+    if not types:
+        return pa.null()
+    if all(t == types[0] for t in types):
+        return types[0]
+    is_text = lambda t: pa.types.is_string(t) or pa.types.is_large_string(t) or str(t) == "string_view"  # noqa: E731
+    if all(pa.types.is_integer(t) for t in types):
+        return pa.int64()
+    if all(pa.types.is_floating(t) for t in types):
+        return pa.float64()
+    if all(is_text(t) for t in types):
+        return pa.large_string()
+    if all(pa.types.is_date(t) for t in types):
+        return pa.date32()
+    if all(pa.types.is_timestamp(t) for t in types) and len({t.tz for t in types}) == 1:
+        finest = max(types, key=lambda t: ("s", "ms", "us", "ns").index(t.unit))
+        return pa.timestamp(finest.unit, finest.tz)
+    return None
+
+
+def _integer_spellings(df, columns):
+    """Text columns (hive partition values) as int64 when every value is spelled as an integer
+    (no sign, leading zero or space that the integer would lose), else left as text."""
+    pl = _polars()
+    for c in columns:
+        s = df[c].drop_nulls()
+        if len(s) and s.str.contains(_CANONICAL_INT).all():
+            ints = df[c].cast(pl.Int64, strict=False)
+            if ints.null_count() == df[c].null_count():  # all within int64
+                df = df.with_columns(ints)
+    return df
 
 
 # -----------------------------------------------------------------------------
@@ -543,8 +653,33 @@ def _frame_to_polars(frame):
     pd = sys.modules.get("pandas")
     if pd is not None and isinstance(frame, pd.DataFrame):
         names = tuple(str(n) for n in frame.index.names if n is not None)
-        return _convert(pl.from_pandas, frame, [str(c) for c in frame.columns]), names
+        try:
+            return pl.from_pandas(frame), names
+        except Exception:  # noqa: BLE001  see _convert
+            return _convert(pl.from_pandas, _mixed_ids_as_text(pd, frame), [str(c) for c in frame.columns]), names
     return None
+
+
+def _mixed_ids_as_text(pd, frame):
+    """pandas object columns that mix integers and strings (pd.concat of a day whose skus
+    were all numbers with one whose were not) as the text of each value, so that 42 and
+    '42' are one id; other columns as they are."""
+    def is_int(v):
+        return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+    out = frame
+    for j, c in enumerate(frame.columns):
+        if frame.dtypes.iloc[j] != object:
+            continue
+        values = frame.iloc[:, j].tolist()
+        missing = [v is None or (not isinstance(v, str) and not is_int(v) and bool(pd.isna(v))) for v in values]
+        if not all(m or isinstance(v, str) or is_int(v) for v, m in zip(values, missing)):
+            continue
+        if out is frame:
+            out = frame.copy()
+        out.iloc[:, j] = pd.Series([None if m else v if isinstance(v, str) else str(int(v))
+                                    for v, m in zip(values, missing)], index=frame.index, dtype=object)
+    return out
 
 
 def _convert(to_polars, frame, columns):
@@ -566,7 +701,7 @@ def _converts(to_polars, frame, col) -> bool:
 
 
 def from_frame(frame, user_col: str = "user_id", item_col: str = "item_id", time_col: str | None = "timestamp",
-               filter: str | None = None, weight_col: str | None = None) -> Dataset:
+               filter: str | None = None, weight_col: str | None = None, time_format: str | None = None) -> Dataset:
     """An event log already in memory: a pandas or polars DataFrame or a pyarrow
     Table. Converted to polars without a temporary file; integer ids stay int64,
     string ids stay strings. Name "dataframe", path "<dataframe>"; errors name
@@ -577,14 +712,14 @@ def from_frame(frame, user_col: str = "user_id", item_col: str = "item_id", time
                          f"not {type(frame).__module__}.{type(frame).__name__}")
     df, index_names = converted
     return _events(df, _Where("<dataframe>", index_names=index_names), "dataframe",
-                   user_col, item_col, time_col, filter, weight_col)
+                   user_col, item_col, time_col, filter, weight_col, time_format)
 
 
 # -----------------------------------------------------------------------------
 # event logs: columns -> Dataset
 
 def read_table(path: str, user_col="user_id", item_col="item_id", time_col="timestamp",
-               filter: str | None = None, weight_col: str | None = None) -> Dataset:
+               filter: str | None = None, weight_col: str | None = None, time_format: str | None = None) -> Dataset:
     """An event log file (.csv/.tsv, optionally .gz, .parquet) or a folder of Parquet files."""
     if os.path.isdir(path):
         df, where = _read_parquet_folder(path)
@@ -592,10 +727,10 @@ def read_table(path: str, user_col="user_id", item_col="item_id", time_col="time
     else:
         df, where = _read_frame(path), _as_where(path)
         name = re.sub(r"\.(csv|tsv)\.gz$|\.[^.]*$", "", os.path.basename(path), flags=re.I)
-    return _events(df, where, name, user_col, item_col, time_col, filter, weight_col)
+    return _events(df, where, name, user_col, item_col, time_col, filter, weight_col, time_format)
 
 
-def _events(df, where: _Where, name, user_col, item_col, time_col, filter, weight_col) -> Dataset:
+def _events(df, where: _Where, name, user_col, item_col, time_col, filter, weight_col, time_format=None) -> Dataset:
     path = where.path
     if df.height == 0:
         raise DataError(f"{path}: no interactions (no data rows)")
@@ -632,7 +767,9 @@ def _events(df, where: _Where, name, user_col, item_col, time_col, filter, weigh
 
     users = _ids(where, df, user_col)
     items = _ids(where, df, item_col)
-    times = _timestamps(where, df, time_col) if time_col else np.zeros(len(users))
+    if time_format and not time_col:
+        raise UsageError(f"time_format={time_format!r}: reads the time column, but time_col=none keeps file order")
+    times = _timestamps(where, df, time_col, time_format) if time_col else np.zeros(len(users))
     user_ids, codes, order = _chronological(users, times)
     return _finish(name, path, "table", user_ids, codes[order], items[order],
                    weights=None if weights is None else weights[order], ignored_columns=ignored)
@@ -701,8 +838,9 @@ def _bad_type(where, s, col, expected):
 
 
 def _ids(where, df, col):
-    """Original ids: int64 for integer columns (and floats that are all whole
-    numbers, as pandas makes of an integer column with a gap), else strings.
+    """Original ids, one type per column: int64 for integer columns (and floats that
+    are all whole numbers, as pandas makes of an integer column with a gap), else
+    strings; a text file's column by how its values are written (_text_ids).
     NaN, inf, fractions, ids beyond int64, booleans, lists and structs are errors."""
     pl = _polars()
     where = _as_where(where)
@@ -716,11 +854,7 @@ def _ids(where, df, col):
     if dt == pl.Categorical or dt == pl.Enum:
         return s.cast(pl.Utf8).to_numpy().astype(object)
     if dt == pl.Utf8:
-        if where.text:
-            numeric = _text_numbers(where, s, col)
-            if numeric is not None:
-                return numeric
-        return s.to_numpy().astype(object)
+        return _text_ids(where, s, col) if where.text else s.to_numpy().astype(object)
     _bad_type(where, s, col, "integer or string ids")
 
 
@@ -759,32 +893,51 @@ def _whole_numbers(where, s, col):
     return ints.to_numpy()
 
 
-def _text_numbers(where, s, col):
-    """A text file's column that is all numbers but came in as text (the all-text
-    re-read after a parse failure, or integers beyond what polars infers):
-    typed as polars would have, so that the bad row is named. None: real text."""
+# how str(int) and str(float) write numbers: no "+", no leading zero, no space
+_PLAIN_NUMBER = r"^(-?(0|[1-9][0-9]*)(\.[0-9]+)?|[+-]?(?i:nan|inf|infinity))$"
+
+
+def _text_ids(where, s, col):
+    """A text file's id column, typed by how every value is written: int64 when each is
+    an integer written plainly (17, -3, what str(int) gives); whole numbers when each is a
+    plain number and some are written as floats (17.0, as pandas writes an integer column
+    with a gap; 2.5 and nan are errors); else strings exactly as written, so that 005461,
+    +17 and ' 17' keep their spelling (read as 17 they would be another customer)."""
     pl = _polars()
-    stripped = s.str.strip_chars()
-    if stripped.str.contains(r"^[+-]?[0-9]+$").all():
-        ints = stripped.cast(pl.Int64, strict=False)
+    if s.str.contains(_CANONICAL_INT).all():
+        ints = s.cast(pl.Int64, strict=False)
         if ints.null_count():
             i = _first(ints.is_null())
             raise DataError(f"{where.row(i)}: column {col!r} is {_show(s[i])}, beyond the int64 range of ids")
         return ints.to_numpy()
-    floats = stripped.cast(pl.Float64, strict=False)
-    if floats.null_count() == 0:
-        return _whole_numbers(where, floats, col)
-    return None
+    if s.str.contains(_PLAIN_NUMBER).all():
+        floats = s.cast(pl.Float64, strict=False)
+        if floats.null_count() == 0:
+            return _whole_numbers(where, floats, col)
+    if s.str.to_lowercase().is_in(["true", "false"]).all():  # a flag column named by mistake
+        raise DataError(f"{where.path}: column {col!r} has type Boolean (every value true or false), "
+                        "expected integer or string ids")
+    return s.to_numpy().astype(object)
 
 
 def _integer_column(where, df, col):
-    """An id column that must be integer (challenge folders), or a DataError naming the first bad row."""
+    """An id column that must be integer (challenge folders: encoded ids, so +7 and 007
+    are 7), or a DataError naming the first bad row."""
+    pl = _polars()
     where = _as_where(where)
     ids = _ids(where, df, col)
-    if ids.dtype == object:
-        bad = next(i for i, x in enumerate(ids) if not _ASCII_INT.fullmatch(str(x).strip()))
-        raise DataError(f"{where.row(bad)}: column {col!r} is {_show(ids[bad])}, expected an integer id")
-    return ids
+    if ids.dtype != object:
+        return ids
+    text = df[col].cast(pl.Utf8).str.strip_chars()
+    bad = ~text.str.contains(r"^[+-]?[0-9]+$")
+    if bad.any():
+        i = _first(bad)
+        raise DataError(f"{where.row(i)}: column {col!r} is {_show(ids[i])}, expected an integer id")
+    ints = text.cast(pl.Int64, strict=False)
+    if ints.null_count():
+        i = _first(ints.is_null())
+        raise DataError(f"{where.row(i)}: column {col!r} is {_show(ids[i])}, beyond the int64 range of ids")
+    return ints.to_numpy()
 
 
 def _finite(where, f, col, original):
@@ -795,14 +948,18 @@ def _finite(where, f, col, original):
     return f
 
 
-def _timestamps(where, df, col):
+def _timestamps(where, df, col, time_format=None):
     """Sortable times: integers as int64 (ns timestamps stay exact), other numbers as
-    float64, dates and datetimes as their integer value, date strings parsed."""
+    float64, dates and datetimes as their integer value, date text parsed: with
+    `time_format` exactly as it says, else ISO dates (year first) only; a day/month
+    date is an error, since 03/01/2024 is 3 January to some and March 1 to others."""
     pl = _polars()
     where = _as_where(where)
     s = df[col]
     _no_nulls(where, s, col)
     dt = s.dtype
+    if time_format:
+        return _formatted_times(where, s, col, time_format)
     if dt in _fits_int64(pl):
         return s.cast(pl.Int64).to_numpy()
     if dt.is_numeric():
@@ -813,9 +970,15 @@ def _timestamps(where, df, col):
         s, dt = s.cast(pl.Utf8), pl.Utf8
     if dt != pl.Utf8:
         _bad_type(where, s, col, "numbers, dates or date strings")
-    numbers = s.str.strip_chars().cast(pl.Float64, strict=False)
+    stripped = s.str.strip_chars()
+    if stripped.str.contains(r"^-?[0-9]+$").all():
+        ints = stripped.cast(pl.Int64, strict=False)  # exact: epoch nanoseconds do not fit a float64
+        if ints.null_count() == 0:
+            return ints.to_numpy()
+    numbers = stripped.cast(pl.Float64, strict=False)
     if numbers.null_count() == 0:
         return _finite(where, numbers, col, s).to_numpy()
+    _no_day_month_dates(where, s, col)
     try:
         parsed = s.str.to_datetime(strict=False)
     except pl.exceptions.PolarsError:  # no date format fits the first value
@@ -824,6 +987,51 @@ def _timestamps(where, df, col):
         i = _first(parsed.is_null())
         like = f" like {_show(s[_first(parsed.is_not_null())])}" if parsed.null_count() < len(s) else ""
         raise DataError(f"{where.row(i)}: column {col!r} is {_show(s[i])}, expected a number or a date{like}")
+    return parsed.cast(pl.Int64).to_numpy()
+
+
+# 03/01/2024, 3-1-24, 03.01.2024 10:00: day and month first, in an order only the writer knows
+_DAY_MONTH = r"^\s*([0-9]{1,2})([-/.])([0-9]{1,2})[-/.][0-9]{2,4}\b"
+
+
+def _no_day_month_dates(where, s, col):
+    """polars reads 03/01/2024 as 3 January, pandas as March 1: never guess, ask for time_format."""
+    pl = _polars()
+    ambiguous = s.str.contains(_DAY_MONTH)
+    if not ambiguous.any():
+        return
+    i = _first(ambiguous)
+    dates = s.filter(ambiguous)
+    sep = dates.str.extract(_DAY_MONTH, 2)[0]
+    first, second = (dates.str.extract(_DAY_MONTH, g).cast(pl.Int64) for g in (1, 3))
+    day_first, month_first = f"%d{sep}%m{sep}%Y", f"%m{sep}%d{sep}%Y"
+    if (first > 12).any() and not (second > 12).any():
+        say = f"time_format={day_first} (its first numbers go above 12: days)"
+    elif (second > 12).any() and not (first > 12).any():
+        say = f"time_format={month_first} (its second numbers go above 12: days)"
+    else:
+        say = f"time_format={day_first} (day first) or time_format={month_first} (month first)"
+    raise DataError(f"{where.row(i)}: column {col!r} is {_show(s[i])}, a date with the day and the month first, "
+                    f"in an order nanorec does not guess: set {say}")
+
+
+def _formatted_times(where, s, col, time_format: str):
+    """A time column read with the user's strptime format: every value must match it."""
+    pl = _polars()
+    if s.dtype == pl.Date or s.dtype == pl.Datetime:
+        raise DataError(f"{where.path}: column {col!r} already holds dates ({s.dtype}); "
+                        f"time_format={time_format} reads text: leave it out")
+    if not (s.dtype.is_integer() or s.dtype in (pl.Utf8, pl.Categorical, pl.Enum)):  # 20240103.0 is no text
+        _bad_type(where, s, col, f"text or integers to read with time_format={time_format}")
+    try:
+        parsed = s.cast(pl.Utf8).str.strip_chars().str.strptime(pl.Datetime, time_format, strict=False)
+    except pl.exceptions.PolarsError as e:
+        raise UsageError(f"time_format={time_format!r}: not a date format polars reads "
+                         f"({_first_line(str(e))})") from None
+    if parsed.null_count():
+        i = _first(parsed.is_null())
+        raise DataError(f"{where.row(i)}: column {col!r} is {_show(s[i])}, which does not match "
+                        f"time_format={time_format}")
     return parsed.cast(pl.Int64).to_numpy()
 
 
