@@ -53,7 +53,7 @@ class Recommender:
 
     def fit(self, data, user_col: str | None = None, item_col: str | None = None, time_col: str | None = None,
             *, filter: str | None = None, out: str | None = None, overwrite: bool = False,
-            quiet: bool = True) -> "Recommender":
+            quiet: bool = True, time_format: str | None = None) -> "Recommender":
         """Train on `data`: a pandas / polars DataFrame, a pyarrow Table, or a path
         (S3-Rec .txt, .csv/.tsv(.gz)/.parquet, a Parquet folder, a challenge folder).
 
@@ -65,7 +65,7 @@ class Recommender:
         from .train import run
 
         changes = {k: v for k, v in (("user_col", user_col), ("item_col", item_col),
-                                     ("time_col", time_col), ("filter", filter)) if v is not None}
+                                     ("time_col", time_col), ("filter", filter), ("time_format", time_format)) if v is not None}
         cfg = dataclasses.replace(self.config, **changes)
         if isinstance(data, (str, os.PathLike)):
             cfg.data = os.fspath(data)

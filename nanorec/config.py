@@ -22,6 +22,8 @@ class Config:
     user_col: str = "user_id"      # column names for .csv/.parquet input
     item_col: str = "item_id"
     time_col: str = "timestamp"    # "none" = file order (a missing time column is an error otherwise)
+    time_format: str = ""          # how a text time column is written, e.g. %d/%m/%Y (day first) or %m/%d/%Y %H:%M;
+                                   # "" = ISO dates (2024-01-31, 2024-01-31T12:00) or numbers: 03/01/2024 is an error
     filter: str = ""               # keep only rows whose column equals a value, e.g. "event_type=purchase,cart"
     weight_col: str = ""           # numeric column of per-event weights (rows with weight <= 0 are dropped)
     holdout: str = "loo"           # loo: valid/test = 2nd-last/last item | last: valid = last | none: train on all
@@ -130,7 +132,7 @@ class Config:
 
 
 # config.json written before a key existed: the value that run actually used
-LEGACY = {"fuse_transitions": "false", "future_decay": 0.0, "fusion_weights": "auto"}
+LEGACY = {"fuse_transitions": "false", "future_decay": 0.0, "fusion_weights": "auto", "time_format": ""}
 
 PYTYPES = {"str": str, "int": int, "float": float, "bool": bool}
 
@@ -163,6 +165,7 @@ RULES = {
     "fusion_weights": (lambda x: x == "auto" or parse_weights(x) is not None,
                        "auto, or two or three numbers in 0..100: w1,w2[,w3] (transitions, co-occurrence, content)"),
     "holdout": (lambda x: x in ("loo", "last", "none"), "loo, last or none"),
+    "time_format": (lambda x: x == "" or "%" in x, "empty (ISO dates or numbers) or a strptime format such as %d/%m/%Y"),
     "block_size": (lambda x: 1 <= x <= 100_000, "an integer in 1..100000"),
     "n_layer": (lambda x: 1 <= x <= 64, "an integer in 1..64"),
     "n_head": (lambda x: 1 <= x <= 64, "an integer in 1..64"),

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -263,8 +264,40 @@ def parquet_folder(d, frames):
     return str(folder)
 
 
-def test_bad_table_is_large_enough():
-    assert len(BAD) >= 40
+# cases with one bad line or row by construction: removing the line the error names makes
+# the input load, so the line number points at the culprit (not at its neighbour, nor the header)
+ONE_BAD_ROW = ["txt_id_beyond_int64", "txt_underscore_id", "txt_user_twice", "csv_id_beyond_int64",
+               "csv_id_beyond_int128", "csv_id_beyond_int64_after_10k_rows", "csv_time_not_a_date", "csv_time_nan",
+               "csv_nan_id", "csv_not_utf8", "weight_not_a_number", "challenge_test_duplicate_user",
+               "parquet_uint64_beyond_int64", "parquet_time_not_a_date", "parquet_time_null", "parquet_time_nan",
+               "parquet_nan_item_id", "parquet_fractional_id", "parquet_inf_id", "parquet_huge_float_id",
+               "weight_nan", "parquet_folder_bad_row_names_its_file"]
+
+
+@pytest.mark.parametrize("name", ONE_BAD_ROW)
+def test_removing_the_named_row_makes_the_input_load(name, tmp_path, monkeypatch):
+    import re
+    import tests.test_data as me
+    calls, real_load = [], load
+    monkeypatch.setattr(me, "load", lambda *a, **k: calls.append((a, k)) or real_load(*a, **k))
+    thunk, _ = BAD[name](tmp_path)
+    with pytest.raises(DataError) as e:
+        thunk()
+    text_line = re.match(r"(.+?):(\d+): ", str(e.value))
+    parquet_row = re.match(r"(.+?): row (\d+) \(from 0\)", str(e.value))
+    if text_line:
+        path, line = text_line.group(1), int(text_line.group(2))
+        with open(path, "rb") as f:
+            lines = f.read().split(b"\n")
+        del lines[line - 1]
+        write_bytes(Path(path), b"\n".join(lines))
+    else:
+        path, row = parquet_row.group(1), int(parquet_row.group(2))
+        df = pl.read_parquet(path)
+        pl.concat([df[:row], df[row + 1:]]).write_parquet(path)
+    args, kwargs = calls[-1]
+    ds = real_load(*args, **kwargs)
+    assert len(ds.sequences.items) > 0
 
 
 @pytest.mark.parametrize("name", list(BAD))
@@ -363,7 +396,7 @@ def test_pandas_index_and_mixed_columns_are_named():
     df = pd.DataFrame(EVENTS).set_index("user_id")
     with pytest.raises(DataError, match=r"<dataframe>: missing column 'user_id'.*reset_index"):
         load(df)
-    mixed = pd.DataFrame({**EVENTS, "item_id": [1, "x", 2, 3, 4, 5]})
+    mixed = pd.DataFrame({**EVENTS, "item_id": [1.5, "x", 2, 3, 4, 5]})
     with pytest.raises(DataError, match=r"<dataframe>: column 'item_id' cannot be converted"):
         load(mixed)
 

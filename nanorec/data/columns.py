@@ -1,0 +1,355 @@
+"""Column typing and checks: a polars column of ids, times, weights or a filter
+as numpy, or a DataError naming the file, the row, the column and the bad value.
+
+Ids get one type per column: int64 for integer columns (and whole-number floats),
+else strings; a CSV/TSV column (read as text) is integer only when every value is
+written as one (17, not 017, +17 or " 17"), else its values are kept as written.
+Times are numbers, dates, ISO date text, or text read with ``time_format``; a
+day/month date such as 03/01/2024 is never guessed. Rows are named as
+``file:line`` for text files, ``row N (from 0)`` for Parquet files and frames.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DataError, UsageError
+
+
+_I64_MIN, _I64_MAX = -(2 ** 63), 2 ** 63 - 1
+
+
+# an integer written as str(int) writes it: no sign but "-", no leading zero, no space
+_CANONICAL_INT = r"^(0|-?[1-9][0-9]*)$"
+
+
+# -----------------------------------------------------------------------------
+# where a row came from (for error messages)
+
+@dataclass(frozen=True)
+class _Where:
+    """Names a row of a frame in an error message.
+
+    Text files count lines (the header is line 1, so data row r is on line
+    r + 2; a quoted field spanning lines would shift this). Parquet files and
+    in-memory frames have no lines: "row N (from 0)", as df.row(N) / iloc[N]
+    count. A folder names the Parquet file the row came from. `rows` maps the
+    rows left after a filter back to the original ones."""
+    path: str
+    text: bool = False
+    parts: tuple = ()            # folder: ((file path, first row), ...)
+    rows: np.ndarray | None = None
+    index_names: tuple = ()      # pandas: named index levels, for a hint when a column is missing
+
+    def row(self, r: int) -> str:
+        r = int(self.rows[r]) if self.rows is not None else int(r)
+        if self.text:
+            return f"{self.path}:{r + 2}"
+        for file, first in reversed(self.parts):
+            if r >= first:
+                return f"{file}: row {r - first} (from 0)"
+        return f"{self.path}: row {r} (from 0)"
+
+
+def _as_where(where) -> _Where:
+    """Accepts a plain path, as older callers (recommend.read_user_list) pass."""
+    if isinstance(where, _Where):
+        return where
+    lower = os.fspath(where).lower()
+    return _Where(os.fspath(where), text=lower.endswith((".csv", ".tsv", ".csv.gz", ".tsv.gz")))
+
+
+def _polars():
+    import polars as pl  # imported late: `nanorec --help` and the .txt path need no polars
+    return pl
+
+
+def _first_line(msg: str) -> str:
+    return msg.strip().splitlines()[0] if msg.strip() else "unknown error"
+
+
+def _show(value, limit: int = 40) -> str:
+    """repr of a bad value, cut so that one error stays one readable line."""
+    r = repr(value)
+    return r if len(r) <= limit else r[:limit - 3] + "..."
+
+
+# -----------------------------------------------------------------------------
+# event logs: required columns and the filter
+
+def _columns_list(df) -> str:
+    cols = df.columns
+    shown = ", ".join(cols[:30])
+    return shown + (f", ... ({len(cols) - 30} more)" if len(cols) > 30 else "")
+
+
+def _require_columns(where, df, cols, what=None):
+    where = _as_where(where)
+    for c in cols:
+        if c not in df.columns:
+            kind = (what or {}).get(c, "column")
+            hint = f"; {c!r} is the index: call reset_index() first" if c in where.index_names else ""
+            raise DataError(f"{where.path}: missing {kind} {c!r} (columns are {_columns_list(df)}){hint}")
+
+
+def _require_time_column(where, df, time_col):
+    if time_col and time_col not in df.columns:
+        hint = f"; {time_col!r} is the index: call reset_index() first" if time_col in where.index_names else ""
+        raise DataError(f"{where.path}: missing time column {time_col!r} (columns are {_columns_list(df)}); "
+                        f"set time_col to one of them, or time_col=none to keep file order{hint}")
+
+
+def _parse_filter(text: str):
+    col, eq, rest = str(text).partition("=")
+    values = [v.strip() for v in rest.split(",") if v.strip()]
+    if not eq or not col.strip() or not values:
+        raise UsageError(f"filter={text!r}: expected column=value[,value...], e.g. event_type=purchase")
+    return col.strip(), values
+
+
+def _filter_mask(where, df, col, values) -> np.ndarray:
+    pl = _polars()
+    try:
+        as_text = df[col].cast(pl.Utf8)
+    except pl.exceptions.PolarsError:
+        raise DataError(f"{where.path}: filter column {col!r} has type {df[col].dtype}, "
+                        "which cannot be compared with text values") from None
+    return as_text.is_in(values).fill_null(False).to_numpy()
+
+
+def _examples(s, k: int = 5) -> str:
+    vals = s.cast(_polars().Utf8, strict=False).drop_nulls().unique(maintain_order=True).head(k).to_list()
+    return ", ".join(_show(v) for v in vals) or "only empty values"
+
+
+# -----------------------------------------------------------------------------
+# columns -> numpy, with the first bad row named
+
+def _first(mask) -> int:
+    """Index of the first True of a boolean Series."""
+    return int(mask.arg_max())
+
+
+def _no_nulls(where, s, col):
+    if s.null_count():
+        raise DataError(f"{where.row(_first(s.is_null()))}: column {col!r} is empty")
+
+
+def _bad_type(where, s, col, expected):
+    raise DataError(f"{where.path}: column {col!r} has type {s.dtype}, expected {expected}")
+
+
+def _ids(where, df, col):
+    """Original ids, one type per column: int64 for integer columns (and floats that
+    are all whole numbers, as pandas makes of an integer column with a gap), else
+    strings; a text file's column by how its values are written (_text_ids).
+    NaN, inf, fractions, ids beyond int64, booleans, lists and structs are errors."""
+    pl = _polars()
+    where = _as_where(where)
+    s = df[col]
+    _no_nulls(where, s, col)
+    dt = s.dtype
+    if dt.is_integer():
+        return _int64(where, s, col)
+    if dt.is_float() or dt.is_decimal():
+        return _whole_numbers(where, s, col)
+    if dt == pl.Categorical or dt == pl.Enum:
+        return s.cast(pl.Utf8).to_numpy().astype(object)
+    if dt == pl.Utf8:
+        return _text_ids(where, s, col) if where.text else s.to_numpy().astype(object)
+    _bad_type(where, s, col, "integer or string ids")
+
+
+def _fits_int64(pl):
+    return (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32)
+
+
+def _int64(where, s, col):
+    pl = _polars()
+    if s.dtype not in _fits_int64(pl):  # UInt64, Int128, ...: values may not fit
+        out = s > _I64_MAX
+        if s.dtype.is_signed_integer():  # an unsigned series cannot even be compared with a negative
+            out = out | (s < _I64_MIN)
+        if out.any():
+            i = _first(out)
+            raise DataError(f"{where.row(i)}: column {col!r} is {_show(s[i])}, beyond the int64 range of ids")
+    return s.cast(pl.Int64).to_numpy()
+
+
+def _whole_numbers(where, s, col):
+    """A float (or decimal) id column as int64 when every value is a whole number in range."""
+    pl = _polars()
+    ints = s.cast(pl.Int64, strict=False)  # NaN, inf and out-of-range values become null
+    bad = (ints.is_null() | (ints.cast(s.dtype) != s)).fill_null(True)
+    if bad.any():
+        i = _first(bad)
+        v = s[i]
+        f = float(v)
+        if f != f or f in (float("inf"), float("-inf")):
+            problem = "not a number; ids must be integers or strings"
+        elif not _I64_MIN <= f <= _I64_MAX:
+            problem = "beyond the int64 range of ids"
+        else:
+            problem = "not a whole number; a float id column must hold whole numbers"
+        raise DataError(f"{where.row(i)}: column {col!r} is {_show(v)}, {problem}")
+    return ints.to_numpy()
+
+
+# how str(int) and str(float) write numbers: no "+", no leading zero, no space
+_PLAIN_NUMBER = r"^(-?(0|[1-9][0-9]*)(\.[0-9]+)?|[+-]?(?i:nan|inf|infinity))$"
+
+
+def _text_ids(where, s, col):
+    """A text file's id column, typed by how every value is written: int64 when each is
+    an integer written plainly (17, -3, what str(int) gives); whole numbers when each is a
+    plain number and some are written as floats (17.0, as pandas writes an integer column
+    with a gap; 2.5 and nan are errors); else strings exactly as written, so that 005461,
+    +17 and ' 17' keep their spelling (read as 17 they would be another customer)."""
+    pl = _polars()
+    if s.str.contains(_CANONICAL_INT).all():
+        ints = s.cast(pl.Int64, strict=False)
+        if ints.null_count():
+            i = _first(ints.is_null())
+            raise DataError(f"{where.row(i)}: column {col!r} is {_show(s[i])}, beyond the int64 range of ids")
+        return ints.to_numpy()
+    if s.str.contains(_PLAIN_NUMBER).all():
+        floats = s.cast(pl.Float64, strict=False)
+        if floats.null_count() == 0:
+            return _whole_numbers(where, floats, col)
+    if s.str.to_lowercase().is_in(["true", "false"]).all():  # a flag column named by mistake
+        raise DataError(f"{where.path}: column {col!r} has type Boolean (every value true or false), "
+                        "expected integer or string ids")
+    return s.to_numpy().astype(object)
+
+
+def _integer_column(where, df, col):
+    """An id column that must be integer (challenge folders: encoded ids, so +7 and 007
+    are 7), or a DataError naming the first bad row."""
+    pl = _polars()
+    where = _as_where(where)
+    ids = _ids(where, df, col)
+    if ids.dtype != object:
+        return ids
+    text = df[col].cast(pl.Utf8).str.strip_chars()
+    bad = ~text.str.contains(r"^[+-]?[0-9]+$")
+    if bad.any():
+        i = _first(bad)
+        raise DataError(f"{where.row(i)}: column {col!r} is {_show(ids[i])}, expected an integer id")
+    ints = text.cast(pl.Int64, strict=False)
+    if ints.null_count():
+        i = _first(ints.is_null())
+        raise DataError(f"{where.row(i)}: column {col!r} is {_show(ids[i])}, beyond the int64 range of ids")
+    return ints.to_numpy()
+
+
+def _finite(where, f, col, original):
+    bad = f.is_nan() | f.is_infinite()
+    if bad.any():
+        i = _first(bad)
+        raise DataError(f"{where.row(i)}: column {col!r} is {_show(original[i])}, expected a finite number")
+    return f
+
+
+def _timestamps(where, df, col, time_format=None):
+    """Sortable times: integers as int64 (ns timestamps stay exact), other numbers as
+    float64, dates and datetimes as their integer value, date text parsed: with
+    `time_format` exactly as it says, else ISO dates (year first) only; a day/month
+    date is an error, since 03/01/2024 is 3 January to some and March 1 to others."""
+    pl = _polars()
+    where = _as_where(where)
+    s = df[col]
+    _no_nulls(where, s, col)
+    dt = s.dtype
+    if time_format:
+        return _formatted_times(where, s, col, time_format)
+    if dt in _fits_int64(pl):
+        return s.cast(pl.Int64).to_numpy()
+    if dt.is_numeric():
+        return _finite(where, s.cast(pl.Float64), col, s).to_numpy()
+    if dt == pl.Date or dt == pl.Datetime:
+        return s.cast(pl.Int64).to_numpy()
+    if dt == pl.Categorical or dt == pl.Enum:
+        s, dt = s.cast(pl.Utf8), pl.Utf8
+    if dt != pl.Utf8:
+        _bad_type(where, s, col, "numbers, dates or date strings")
+    stripped = s.str.strip_chars()
+    if stripped.str.contains(r"^-?[0-9]+$").all():
+        ints = stripped.cast(pl.Int64, strict=False)  # exact: epoch nanoseconds do not fit a float64
+        if ints.null_count() == 0:
+            return ints.to_numpy()
+    numbers = stripped.cast(pl.Float64, strict=False)
+    if numbers.null_count() == 0:
+        return _finite(where, numbers, col, s).to_numpy()
+    _no_day_month_dates(where, s, col)
+    try:
+        parsed = s.str.to_datetime(strict=False)
+    except pl.exceptions.PolarsError:  # no date format fits the first value
+        parsed = pl.Series([None] * len(s), dtype=pl.Datetime)
+    if parsed.null_count():
+        i = _first(parsed.is_null())
+        like = f" like {_show(s[_first(parsed.is_not_null())])}" if parsed.null_count() < len(s) else ""
+        raise DataError(f"{where.row(i)}: column {col!r} is {_show(s[i])}, expected a number or a date{like}")
+    return parsed.cast(pl.Int64).to_numpy()
+
+
+# 03/01/2024, 3-1-24, 03.01.2024 10:00: day and month first, in an order only the writer knows
+_DAY_MONTH = r"^\s*([0-9]{1,2})([-/.])([0-9]{1,2})[-/.][0-9]{2,4}\b"
+
+
+def _no_day_month_dates(where, s, col):
+    """polars reads 03/01/2024 as 3 January, pandas as March 1: never guess, ask for time_format."""
+    pl = _polars()
+    ambiguous = s.str.contains(_DAY_MONTH)
+    if not ambiguous.any():
+        return
+    i = _first(ambiguous)
+    dates = s.filter(ambiguous)
+    sep = dates.str.extract(_DAY_MONTH, 2)[0]
+    first, second = (dates.str.extract(_DAY_MONTH, g).cast(pl.Int64) for g in (1, 3))
+    day_first, month_first = f"%d{sep}%m{sep}%Y", f"%m{sep}%d{sep}%Y"
+    if (first > 12).any() and not (second > 12).any():
+        say = f"time_format={day_first} (its first numbers go above 12: days)"
+    elif (second > 12).any() and not (first > 12).any():
+        say = f"time_format={month_first} (its second numbers go above 12: days)"
+    else:
+        say = f"time_format={day_first} (day first) or time_format={month_first} (month first)"
+    raise DataError(f"{where.row(i)}: column {col!r} is {_show(s[i])}, a date with the day and the month first, "
+                    f"in an order nanorec does not guess: set {say}")
+
+
+def _formatted_times(where, s, col, time_format: str):
+    """A time column read with the user's strptime format: every value must match it."""
+    pl = _polars()
+    if s.dtype == pl.Date or s.dtype == pl.Datetime:
+        raise DataError(f"{where.path}: column {col!r} already holds dates ({s.dtype}); "
+                        f"time_format={time_format} reads text: leave it out")
+    if not (s.dtype.is_integer() or s.dtype in (pl.Utf8, pl.Categorical, pl.Enum)):  # 20240103.0 is no text
+        _bad_type(where, s, col, f"text or integers to read with time_format={time_format}")
+    try:
+        parsed = s.cast(pl.Utf8).str.strip_chars().str.strptime(pl.Datetime, time_format, strict=False)
+    except pl.exceptions.PolarsError as e:
+        raise UsageError(f"time_format={time_format!r}: not a date format polars reads "
+                         f"({_first_line(str(e))})") from None
+    if parsed.null_count():
+        i = _first(parsed.is_null())
+        raise DataError(f"{where.row(i)}: column {col!r} is {_show(s[i])}, which does not match "
+                        f"time_format={time_format}")
+    return parsed.cast(pl.Int64).to_numpy()
+
+
+def _weights(where, df, col) -> np.ndarray:
+    pl = _polars()
+    s = df[col]
+    _no_nulls(where, s, col)
+    if s.dtype == pl.Utf8:
+        f = s.str.strip_chars().cast(pl.Float64, strict=False)
+        if f.null_count():
+            i = _first(f.is_null())
+            raise DataError(f"{where.row(i)}: column {col!r} is {_show(s[i])}, expected a number (a weight)")
+    elif s.dtype.is_numeric():
+        f = s.cast(pl.Float64)
+    else:
+        _bad_type(where, s, col, "numbers (weights)")
+    return _finite(where, f, col, s).to_numpy()

@@ -1,0 +1,309 @@
+"""The readers: any supported input -> Dataset (see the package docstring for the
+formats). `load` chooses the reader by what the path (or object) is; every bad
+input raises DataError (or UsageError) with one line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+
+import numpy as np
+
+from ..errors import DataError, UsageError
+from .columns import (_I64_MAX, _I64_MIN, _as_where, _examples, _filter_mask, _ids, _integer_column, _parse_filter,
+                      _polars, _require_columns, _require_time_column, _show, _timestamps, _Where, _weights)
+from .sequences import Dataset, Sequences
+from .tables import _frame_to_polars, _parquet_files, _read_frame, _read_parquet_folder
+
+
+# -----------------------------------------------------------------------------
+# readers
+
+_EVENT_LOG_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet", ".pq")
+
+
+def load(source, user_col: str = "user_id", item_col: str = "item_id", time_col: str | None = "timestamp",
+         filter: str | None = None, weight_col: str | None = None, time_format: str | None = None) -> Dataset:
+    """Read any supported input; raise DataError with a one-line reason on bad input.
+
+    source: a path (S3-Rec .txt, challenge folder, event log file or folder of
+    Parquet files) or an in-memory frame (pandas / polars DataFrame, pyarrow
+    Table; see `from_frame`). The column arguments, `filter` ("column=value[,value...]",
+    rows kept when the column, as a string, equals one of the values) and
+    `weight_col` (a numeric column; rows with weight <= 0 dropped; the weights
+    land in `Dataset.weights`, which nothing consumes yet) apply to event logs.
+    time_col="none" (or None) keeps file order. `time_format` (a strptime format such
+    as "%d/%m/%Y") reads a text time column; without it only ISO dates and numbers are
+    read, and a day/month date such as 03/01/2024 is an error (which is the day?)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return from_frame(source, user_col, item_col, time_col, filter=filter, weight_col=weight_col,
+                          time_format=time_format)
+    path = os.fspath(source)
+    if not path.strip():
+        raise UsageError("empty data path: expected a file or folder of interactions")
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such file or folder")
+    if os.path.isdir(path):
+        if os.path.exists(os.path.join(path, "train.csv")):
+            _event_options_only(path, "a challenge folder", filter, weight_col, time_format)
+            return read_challenge(path)
+        if _parquet_files(path):
+            return read_table(path, user_col, item_col, time_col, filter=filter, weight_col=weight_col,
+                              time_format=time_format)
+        raise DataError(f"{path}: a folder must be a challenge folder with train.csv (and test.csv) "
+                        "or a folder of .parquet files")
+    lower = path.lower()
+    if lower.endswith(".txt"):
+        _event_options_only(path, "an S3-Rec .txt file", filter, weight_col, time_format)
+        return read_s3rec(path)
+    if lower.endswith(_EVENT_LOG_SUFFIXES):
+        return read_table(path, user_col, item_col, time_col, filter=filter, weight_col=weight_col,
+                          time_format=time_format)
+    raise DataError(f"{path}: unknown format (expected .txt, .csv, .tsv, .csv.gz, .tsv.gz, .parquet, "
+                    "a folder of .parquet files or a challenge folder)")
+
+
+def load_like(cfg, source=None) -> Dataset:
+    """`load` with a run's column, filter, weight and time format settings (any object
+    with Config's attributes); `source` defaults to cfg.data (a path or a frame)."""
+    return load(cfg.data if source is None else source, cfg.user_col, cfg.item_col, cfg.time_col,
+                filter=cfg.filter or None, weight_col=cfg.weight_col or None, time_format=cfg.time_format or None)
+
+
+def _event_options_only(path, what, filter, weight_col, time_format=None):
+    # Silently ignoring a filter would train on rows the user meant to drop.
+    for key, value in (("filter", filter), ("weight_col", weight_col), ("time_format", time_format)):
+        if value:
+            raise UsageError(f"{key}={value!r}: applies to event logs (.csv/.tsv/.parquet, frames), "
+                             f"not to {what} ({path})")
+
+
+def _finish(name, path, kind, user_ids, user_codes, item_orig, weights=None, **extra) -> Dataset:
+    """Encode items (sorted original ids -> 1..N) and build CSR rows from
+    (user_code, item) pairs that are already in chronological order per user."""
+    if len(item_orig) == 0:
+        raise DataError(f"{path}: no interactions")
+    uniq, inverse = np.unique(item_orig, return_inverse=True)
+    items = inverse.astype(np.int64) + 1  # 0 is padding
+    order = np.argsort(user_codes, kind="stable")  # group by user, keep chronological order
+    counts = np.bincount(user_codes, minlength=len(user_ids))
+    offsets = np.zeros(len(user_ids) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    item_ids = np.empty(len(uniq) + 1, dtype=uniq.dtype if uniq.dtype != object else object)
+    item_ids[1:] = uniq
+    item_ids[0] = -1 if item_ids.dtype.kind in "iu" else ""
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float32)[order]
+    return Dataset(name=name, path=path, kind=kind, user_ids=np.asarray(user_ids),
+                   item_ids=item_ids, sequences=Sequences(offsets, items[order]), weights=weights, **extra)
+
+
+# -----------------------------------------------------------------------------
+# S3-Rec .txt
+
+_ASCII_INT = re.compile(r"[+-]?[0-9]+")
+
+
+def read_s3rec(path: str) -> Dataset:
+    users, user_codes, items = [], [], []
+    line_of_user = {}
+    with open(path, "rb") as f:  # bytes: a non-UTF-8 line is reported by number, not as a traceback
+        for lineno, raw in enumerate(f, 1):
+            fields = _decode_line(path, lineno, raw).split()
+            if not fields:
+                continue
+            ids = _int_fields(path, lineno, fields)
+            if len(ids) < 2:
+                raise DataError(f"{path}:{lineno}: a line needs a user id and at least one item id")
+            if ids[0] in line_of_user:
+                raise DataError(f"{path}:{lineno}: user id {ids[0]} already has line {line_of_user[ids[0]]}; "
+                                "a user's items belong on one line")
+            line_of_user[ids[0]] = lineno
+            user_codes.extend([len(users)] * (len(ids) - 1))
+            users.append(ids[0])
+            items.extend(ids[1:])
+    if not users:
+        raise DataError(f"{path}: no interactions (empty file)")
+    stem = os.path.basename(path)[:-4]
+    attrs = os.path.join(os.path.dirname(path), f"{stem}_item2attributes.json")
+    return _finish(stem, path, "s3rec", np.array(users, dtype=np.int64),
+                   np.array(user_codes, dtype=np.int64), np.array(items, dtype=np.int64),
+                   attributes_path=attrs if os.path.exists(attrs) else None)
+
+
+def _decode_line(path, lineno, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a BOM is not part of the first id
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}:{lineno}: not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1}); "
+                        "expected lines of integer ids") from None
+
+
+def _int_fields(path, lineno, fields) -> list[int]:
+    """The fields as ints: ASCII digits only (int() also takes '1_000' and other scripts' digits)
+    and within int64, or a DataError naming the field."""
+    try:
+        ids = [int(x) for x in fields]
+        plain = all(x.isascii() and "_" not in x for x in fields)
+    except ValueError:
+        plain = False
+    if not plain:
+        k = next(i for i, x in enumerate(fields) if not _ASCII_INT.fullmatch(x))
+        raise DataError(f"{path}:{lineno}: field {k + 1} is {_show(fields[k])}, expected an integer id")
+    if max(ids) > _I64_MAX or min(ids) < _I64_MIN:
+        k = next(i for i, v in enumerate(ids) if not _I64_MIN <= v <= _I64_MAX)
+        raise DataError(f"{path}:{lineno}: field {k + 1} is {_show(fields[k])}, beyond the int64 range of ids")
+    return ids
+
+
+def read_json(path: str):
+    """A JSON file's content, or a DataError naming the file (and line) and the problem."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as e:  # a folder, no permission
+        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not valid JSON (not UTF-8 text)") from None
+
+
+# -----------------------------------------------------------------------------
+# in-memory frames
+
+def from_frame(frame, user_col: str = "user_id", item_col: str = "item_id", time_col: str | None = "timestamp",
+               filter: str | None = None, weight_col: str | None = None, time_format: str | None = None) -> Dataset:
+    """An event log already in memory: a pandas or polars DataFrame or a pyarrow
+    Table. Converted to polars without a temporary file; integer ids stay int64,
+    string ids stay strings. Name "dataframe", path "<dataframe>"; errors name
+    rows by position (from 0). Other arguments as in `load`."""
+    converted = _frame_to_polars(frame)
+    if converted is None:
+        raise UsageError(f"load: expected a path, a pandas or polars DataFrame or a pyarrow Table, "
+                         f"not {type(frame).__module__}.{type(frame).__name__}")
+    df, index_names = converted
+    return _events(df, _Where("<dataframe>", index_names=index_names), "dataframe",
+                   user_col, item_col, time_col, filter, weight_col, time_format)
+
+
+# -----------------------------------------------------------------------------
+# event logs: columns -> Dataset
+
+def read_table(path: str, user_col="user_id", item_col="item_id", time_col="timestamp",
+               filter: str | None = None, weight_col: str | None = None, time_format: str | None = None) -> Dataset:
+    """An event log file (.csv/.tsv, optionally .gz, .parquet) or a folder of Parquet files."""
+    if os.path.isdir(path):
+        df, where = _read_parquet_folder(path)
+        name = os.path.basename(os.path.normpath(path))
+    else:
+        df, where = _read_frame(path), _as_where(path)
+        name = re.sub(r"\.(csv|tsv)\.gz$|\.[^.]*$", "", os.path.basename(path), flags=re.I)
+    return _events(df, where, name, user_col, item_col, time_col, filter, weight_col, time_format)
+
+
+def _events(df, where: _Where, name, user_col, item_col, time_col, filter, weight_col, time_format=None) -> Dataset:
+    path = where.path
+    if df.height == 0:
+        raise DataError(f"{path}: no interactions (no data rows)")
+    time_col = None if time_col is None or str(time_col).lower() == "none" else time_col
+    roles = [c for c in (user_col, item_col, time_col) if c]
+    if len(set(roles)) < len(roles):
+        raise UsageError(f"user_col={user_col!r}, item_col={item_col!r}, time_col={time_col!r}: "
+                         "each must name a different column")
+    filter_col, values = _parse_filter(filter) if filter else (None, None)
+    _require_columns(where, df, [user_col, item_col])
+    _require_time_column(where, df, time_col)
+    _require_columns(where, df, [c for c in (weight_col, filter_col) if c],
+                     what={weight_col: "weight column", filter_col: "filter column"})
+    used = {user_col, item_col, time_col, weight_col, filter_col}
+    ignored = [c for c in df.columns if c not in used]
+
+    keep = np.ones(df.height, dtype=bool)
+    if filter_col:
+        keep = _filter_mask(where, df, filter_col, values)
+        if not keep.any():
+            raise DataError(f"{path}: no interactions left after filter {filter!r} "
+                            f"(column {filter_col!r} has e.g. {_examples(df[filter_col])})")
+        df, where = df.filter(_polars().Series(keep)), dataclasses.replace(where, rows=np.nonzero(keep)[0])
+    weights = None
+    if weight_col:
+        weights = _weights(where, df, weight_col)
+        positive = weights > 0
+        if not positive.any():
+            raise DataError(f"{path}: no interactions left: every {weight_col!r} weight is <= 0")
+        if not positive.all():  # a zero or negative weight is no event
+            rows = where.rows if where.rows is not None else np.arange(len(positive))
+            df, where = df.filter(_polars().Series(positive)), dataclasses.replace(where, rows=rows[positive])
+            weights = weights[positive]
+
+    users = _ids(where, df, user_col)
+    items = _ids(where, df, item_col)
+    if time_format and not time_col:
+        raise UsageError(f"time_format={time_format!r}: reads the time column, but time_col=none keeps file order")
+    times = _timestamps(where, df, time_col, time_format) if time_col else np.zeros(len(users))
+    user_ids, codes, order = _chronological(users, times)
+    return _finish(name, path, "table", user_ids, codes[order], items[order],
+                   weights=None if weights is None else weights[order], ignored_columns=ignored)
+
+
+def _chronological(user_raw, times):
+    """Users in order of first appearance; rows sorted by (user, time), ties in file order."""
+    uniq, first, codes = np.unique(user_raw, return_index=True, return_inverse=True)
+    # renumber users by first appearance so output order follows the file
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(uniq))
+    codes = rank[codes]
+    user_ids = uniq[np.argsort(first, kind="stable")]
+    order = np.lexsort((np.arange(len(codes)), times, codes))
+    return user_ids, codes, order
+
+
+# -----------------------------------------------------------------------------
+# challenge folder
+
+def read_challenge(folder: str) -> Dataset:
+    train_path = os.path.join(folder, "train.csv")
+    where = _as_where(train_path)
+    df = _read_frame(train_path)
+    if df.height == 0:
+        raise DataError(f"{train_path}: no interactions (no data rows)")
+    _require_columns(where, df, ["user_id", "item_id", "timestamp"])
+    users = _integer_column(where, df, "user_id")
+    items = _integer_column(where, df, "item_id")
+    times = _timestamps(where, df, "timestamp")
+    user_ids, codes, order = _chronological(users, times)
+    ignored = [c for c in df.columns if c not in ("user_id", "item_id", "timestamp")]
+
+    test_path = os.path.join(folder, "test.csv")
+    test_users = _read_test_users(test_path) if os.path.exists(test_path) else None
+    mapping = os.path.join(folder, "id_mappings.json")
+    if os.path.exists(mapping):
+        read_json(mapping)  # fail early on a broken file, before any training
+    meta = os.path.join(folder, "item_metadata.csv")
+    return _finish(os.path.basename(os.path.normpath(folder)), folder, "challenge", user_ids,
+                   codes[order], items[order], test_users=test_users,
+                   metadata_path=meta if os.path.exists(meta) else None, ignored_columns=ignored)
+
+
+def _read_test_users(path: str) -> np.ndarray:
+    """test.csv's user ids: at least one, each once (a submission has one row per user)."""
+    where = _as_where(path)
+    df = _read_frame(path)
+    _require_columns(where, df, ["user_id"])
+    if df.height == 0:
+        raise DataError(f"{path}: no users (no data rows)")
+    users = _integer_column(where, df, "user_id")
+    uniq, first = np.unique(users, return_index=True)
+    if len(uniq) != len(users):
+        again = np.ones(len(users), dtype=bool)
+        again[first] = False
+        i = int(np.argmax(again))
+        before = int(np.argmax(users == users[i]))
+        raise DataError(f"{where.row(i)}: user_id {users[i]} appears again (first on line {before + 2}); "
+                        "test.csv lists each user once")
+    return users

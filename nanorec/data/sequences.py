@@ -1,0 +1,165 @@
+"""Per-user chronological item sequences: the CSR Sequences, the loaded Dataset,
+and the holdout splits (which items train, which select the model, which test it).
+
+Items get internal indices 1..N (0 is padding and never a recommendation);
+``Dataset.item_ids[i]`` is the original id of index i. Sequences are stored flat
+(CSR): ``offsets`` (U+1,) and ``items`` (total,), so 2.5M interactions cost two
+numpy arrays, not millions of Python lists.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+# -----------------------------------------------------------------------------
+# flat per-user sequences
+
+@dataclass
+class Sequences:
+    """Variable-length integer sequences in CSR form: row u is items[offsets[u]:offsets[u+1]]."""
+    offsets: np.ndarray  # (U+1,) int64, offsets[0] == 0
+    items: np.ndarray    # (offsets[-1],) int64
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, u: int) -> np.ndarray:
+        return self.items[self.offsets[u]:self.offsets[u + 1]]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @classmethod
+    def from_lists(cls, seqs) -> "Sequences":
+        lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        items = np.concatenate([np.asarray(s, dtype=np.int64) for s in seqs]) if len(seqs) else np.zeros(0, np.int64)
+        return cls(offsets, items.astype(np.int64, copy=False))
+
+    def to_lists(self) -> list[list[int]]:
+        return [self[u].tolist() for u in range(len(self))]
+
+    def drop_last(self, k: int) -> "Sequences":
+        """Every row without its last k items (rows shorter than k become empty)."""
+        if k == 0:
+            return self
+        new_len = np.maximum(self.lengths - k, 0)
+        return self._keep_prefix(new_len)
+
+    def _keep_prefix(self, new_len: np.ndarray) -> "Sequences":
+        pos = np.arange(len(self.items)) - np.repeat(self.offsets[:-1], self.lengths)  # position inside its row
+        keep = pos < np.repeat(new_len, self.lengths)
+        offsets = np.zeros(len(self) + 1, dtype=np.int64)
+        np.cumsum(new_len, out=offsets[1:])
+        return Sequences(offsets, self.items[keep])
+
+    def take(self, rows: np.ndarray) -> "Sequences":
+        """A new Sequences of the given rows, in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        lengths = self.lengths[rows]
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        starts = np.repeat(self.offsets[:-1][rows], lengths)
+        within = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)
+        return Sequences(offsets, self.items[starts + within])
+
+
+def item_counts(seqs: Sequences, num_items: int) -> np.ndarray:
+    """(N+1,) interaction counts per item index; index 0 (padding) is 0."""
+    counts = np.bincount(seqs.items, minlength=num_items + 1).astype(np.int64)
+    counts[0] = 0
+    return counts
+
+
+# -----------------------------------------------------------------------------
+# the loaded data set
+
+@dataclass
+class Dataset:
+    name: str
+    path: str
+    kind: str                 # "s3rec" | "challenge" | "table"
+    user_ids: np.ndarray      # (U,) original user ids, row u of `sequences`
+    item_ids: np.ndarray      # (N+1,) original item ids; item_ids[0] is the padding slot
+    sequences: Sequences      # full chronological histories, internal item indices 1..N
+    test_users: np.ndarray | None = None      # challenge: the user ids of test.csv (original)
+    attributes_path: str | None = None        # S3-Rec: the sibling *_item2attributes.json
+    metadata_path: str | None = None          # challenge: item_metadata.csv
+    # event logs: the columns read but not used (callers print "ignored columns: a, b")
+    ignored_columns: list[str] = field(default_factory=list)
+    # event logs with weight_col: (total,) float32, parallel to sequences.items (> 0);
+    # None without a weight column. Nothing consumes it yet (training ignores it).
+    weights: np.ndarray | None = None
+
+    @property
+    def num_items(self) -> int:
+        return len(self.item_ids) - 1
+
+    @property
+    def has_test_targets(self) -> bool:
+        # A challenge folder's test answers are hidden: its last train item is validation.
+        return self.kind != "challenge"
+
+    def item_index(self) -> dict:
+        """original id -> internal index."""
+        return {k: i for i, k in enumerate(self.item_ids.tolist()) if i > 0}
+
+    def user_index(self) -> dict:
+        return {k: u for u, k in enumerate(self.user_ids.tolist())}
+
+
+# -----------------------------------------------------------------------------
+# splits: which items are learned from, which select the model, which test it
+
+HOLDOUTS = ("loo", "last", "none")
+
+
+@dataclass
+class EvalSet:
+    users: np.ndarray        # (M,) rows of Dataset.user_ids
+    histories: Sequences     # (M rows) what the model sees
+    targets: np.ndarray      # (M,) internal index of the held-out item
+
+
+@dataclass
+class Split:
+    train: Sequences         # one row per user: what training learns from
+    valid: EvalSet | None    # None with holdout="none" (no selection: a fixed number of steps)
+    test: EvalSet | None     # None for a challenge folder (no answers) and holdout="last"/"none"
+
+
+def _eval_set(seqs: Sequences, drop: int) -> EvalSet:
+    """Target = the item `drop` places before the end; history = everything before it.
+    Users whose history would be empty are left out (nothing to condition on)."""
+    rows = np.nonzero(seqs.lengths >= drop + 2)[0]
+    sub = seqs.take(rows)
+    targets = sub.items[sub.offsets[1:] - 1 - drop]
+    return EvalSet(rows, sub.drop_last(drop + 1), targets)
+
+
+def split(ds: Dataset, all_data: bool = False, holdout: str = "loo") -> Split:
+    """Which of each user's items train, validate and test.
+
+    holdout="loo" (leave-one-out, the benchmarks' protocol): test = last item,
+      valid = second to last, train = the rest. A challenge folder's test answers
+      are hidden, so there valid = its last train.csv item and there is no test.
+    holdout="last": valid = last item, train = the rest, no test (a shop's model,
+      selected on every user's most recent event).
+    holdout="none": every item is a training target; no validation, no test
+      (the model to ship, trained for a step count chosen on a validated run).
+    all_data: training also learns the validation targets (loo: the test target stays unseen).
+    """
+    if holdout not in HOLDOUTS:
+        raise ValueError(f"holdout={holdout!r}: expected one of {', '.join(HOLDOUTS)}")
+    seqs = ds.sequences
+    if holdout == "none":
+        return Split(train=seqs, valid=None, test=None)
+    held = 2 if holdout == "loo" and ds.has_test_targets else 1
+    valid = _eval_set(seqs, held - 1)
+    test = _eval_set(seqs, 0) if held == 2 else None
+    train = seqs.drop_last(held - 1 if all_data else held)
+    return Split(train=train, valid=valid, test=test)

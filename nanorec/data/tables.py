@@ -1,0 +1,307 @@
+"""Every event log table as a polars DataFrame: .csv/.tsv (optionally .gz) files
+(every column as text, values exactly as written), .parquet files, folders of
+Parquet files (subfolders and hive partitions included, one schema checked across
+the files, read with pyarrow.dataset), and in-memory pandas / polars / pyarrow frames.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import sys
+import zlib
+
+import numpy as np
+
+from ..errors import DataError
+from .columns import _CANONICAL_INT, _first_line, _polars, _Where
+
+
+# -----------------------------------------------------------------------------
+# reading event log files into polars frames
+
+def _read_frame(path: str):
+    """A .csv/.tsv(.gz)/.parquet file (or a folder of Parquet files) as a polars DataFrame."""
+    lower = path.lower()
+    if os.path.isdir(path):
+        return _read_parquet_folder(path)[0]
+    if lower.endswith((".parquet", ".pq")):
+        return _read_parquet(path)
+    return _read_text_table(path)
+
+
+def _read_text_table(path: str):
+    """A .csv/.tsv(.gz) file as a polars DataFrame of text (String) columns."""
+    pl = _polars()
+    lower = path.lower()
+    sep = "\t" if lower.endswith((".tsv", ".tsv.gz")) else ","
+    if lower.endswith(".gz"):
+        data = _gunzip(path)
+        header = data[:data.find(b"\n")] if b"\n" in data else data
+        source = lambda: io.BytesIO(data)  # noqa: E731
+    else:
+        try:
+            with open(path, "rb") as f:
+                header = f.readline(1 << 16)
+        except OSError as e:
+            raise DataError(f"{path}: cannot be read ({e.strerror})") from None
+        source = lambda: path  # noqa: E731
+    _check_separator(path, header, sep)
+    try:
+        # Every column as text, each value exactly as written: type inference would turn the
+        # id 005461 into 5461. The column checks type each column by its role (_text_ids,
+        # _timestamps, _weights).
+        return pl.read_csv(source(), separator=sep, infer_schema=False)
+    except pl.exceptions.PolarsError as e:
+        msg = str(e)
+    if "utf-8" in msg.lower():
+        raise DataError(_non_utf8_line(path, data if lower.endswith(".gz") else None)) from None
+    raise DataError(f"{path}: cannot be read as a table ({_first_line(msg)})") from None
+
+
+def _gunzip(path: str) -> bytes:
+    try:
+        with gzip.open(path, "rb") as f:
+            return f.read()
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: not a readable gzip file ({_first_line(str(e)) or type(e).__name__})") from None
+
+
+def _non_utf8_line(path, data: bytes | None) -> str:
+    """The message for a text table that is not UTF-8, naming the first bad line."""
+    if data is None:
+        with open(path, "rb") as f:
+            data = f.read()
+    for lineno, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            return (f"{path}:{lineno}: not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1}); "
+                    "save it as UTF-8")
+    return f"{path}: not UTF-8 text; save it as UTF-8"
+
+
+_SEPARATORS = {",": "commas", "\t": "tabs", ";": "semicolons", "|": "pipes"}
+
+
+def _check_separator(path, header: bytes, sep: str):
+    """A header without the expected separator but with another one is a misnamed
+    file: reading it would give one column named 'user_id\\titem_id...'."""
+    text = header.decode("utf-8", errors="replace")
+    if sep in text:
+        return
+    for other, name in _SEPARATORS.items():
+        if other != sep and other in text:
+            if other == "\t":
+                hint = "a tab-separated file? name it .tsv"
+            elif other == ",":
+                hint = "a comma-separated file? name it .csv"
+            else:
+                hint = f"a {name[:-1]}-separated file? save it with commas (.csv) or tabs (.tsv)"
+            raise DataError(f"{path}: header has {name} but no {_SEPARATORS[sep]}: {hint}")
+
+
+def _read_parquet(path: str):
+    pl = _polars()
+    try:
+        return pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot be read as a table ({_first_line(str(e))})") from None
+
+
+def _parquet_files(folder: str) -> list[str]:
+    """Every Parquet file under `folder`, subfolders included (a hive layout such as
+    day=2024-01-01/part-0.parquet), in sorted path order. Names starting with "." or "_"
+    (Spark's _SUCCESS, _temporary/, .crc files) are not data."""
+    def unreadable(e):
+        raise DataError(f"{e.filename or folder}: cannot list the folder ({e.strerror})")
+    found = []
+    for root, dirs, names in os.walk(folder, onerror=unreadable):
+        dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
+        found += [os.path.join(root, f) for f in names
+                  if f.lower().endswith((".parquet", ".pq")) and not f.startswith((".", "_"))]
+    return sorted(found, key=lambda f: os.path.relpath(f, folder).split(os.sep))
+
+
+def _read_parquet_folder(folder: str):
+    """(one frame of every Parquet file under the folder in sorted path order, _Where naming each file).
+
+    One schema for all files: a column's type may differ only in width (int32 and int64,
+    float32 and float64, string and large string, timestamp units with one time zone);
+    any other difference (epoch integers in one file, datetimes in another) is an error
+    naming the two files. Folder names key=value (hive partitions) become string columns,
+    integers when every value is spelled as one."""
+    pa, pads = _pyarrow()
+    files = _parquet_files(folder)
+    if not files:
+        raise DataError(f"{folder}: is a folder without .parquet files, expected a table")
+    schemas = [_parquet_schema(f) for f in files]
+    names = schemas[0].names
+    for f, schema in zip(files[1:], schemas[1:]):
+        if set(schema.names) != set(names):
+            raise DataError(f"{f}: columns {', '.join(schema.names)} differ from {_relative(folder, files[0])}'s "
+                            f"({', '.join(names)})")
+    keys = _partition_keys(folder, files)
+    both = next((k for k in keys if k in names), None)
+    if both is not None:
+        raise DataError(f"{folder}: {both!r} is both a column of the files and a folder name ({both}=...); "
+                        "rename one of them")
+    fields = [pa.field(n, _folder_column_type(folder, files, schemas, n)) for n in names]
+    fields += [pa.field(k, pa.string()) for k in keys]
+    partitioning = pads.partitioning(pa.schema(fields[len(names):]), flavor="hive") if keys else None
+    dataset = pads.dataset(files, schema=pa.schema(fields), format="parquet", partitioning=partitioning,
+                           partition_base_dir=folder)
+    tables, parts, first = [], [], 0
+    for fragment in dataset.get_fragments():  # the files in the order given
+        try:
+            table = fragment.to_table(schema=dataset.schema)
+        except (pa.ArrowException, OSError) as e:
+            raise DataError(f"{fragment.path}: cannot be read as a table ({_first_line(str(e))})") from None
+        tables.append(table)
+        parts.append((fragment.path, first))
+        first += table.num_rows
+    df = _polars().from_arrow(pa.concat_tables(tables))
+    return _integer_spellings(df, keys), _Where(folder, parts=tuple(parts))
+
+
+def _pyarrow():
+    import pyarrow as pa  # imported late, like polars
+    import pyarrow.dataset as pads
+    return pa, pads
+
+
+def _parquet_schema(path: str):
+    import pyarrow.parquet as pq
+    try:
+        return pq.read_schema(path)
+    except Exception as e:  # noqa: BLE001  pyarrow's errors share no base class with OSError
+        raise DataError(f"{path}: cannot be read as a table ({_first_line(str(e))})") from None
+
+
+def _relative(folder: str, path: str) -> str:
+    return os.path.relpath(path, folder)
+
+
+def _partition_keys(folder: str, files) -> list[str]:
+    """The keys of the key=value folder names between `folder` and its files, in order of appearance."""
+    keys = []
+    for f in files:
+        for part in os.path.dirname(_relative(folder, f)).split(os.sep):
+            key = part.partition("=")[0]
+            if "=" in part and key and key not in keys:
+                keys.append(key)
+    return keys
+
+
+def _folder_column_type(folder, files, schemas, name):
+    """The one type of column `name` across the folder's files, or a DataError naming two files that differ."""
+    types = [s.field(name).type for s in schemas]
+    for j in range(1, len(types)):
+        if _one_type(types[:j + 1]) is None:
+            i = next(i for i in range(j) if _one_type([types[i], types[j]]) is None)
+            raise DataError(f"{folder}: column {name!r} is {types[i]} in {_relative(folder, files[i])} but "
+                            f"{types[j]} in {_relative(folder, files[j])}; every file must store a column "
+                            "with one type")
+    return _one_type(types)
+
+
+def _one_type(types):
+    """The type that holds values of every type in `types` without changing their kind, or None."""
+    pa = _pyarrow()[0]
+    types = [t.value_type if pa.types.is_dictionary(t) else t for t in types]  # categorical strings are strings
+    types = [t for t in types if not pa.types.is_null(t)]  # an all-empty column fits any type
+    if not types:
+        return pa.null()
+    if all(t == types[0] for t in types):
+        return types[0]
+    is_text = lambda t: pa.types.is_string(t) or pa.types.is_large_string(t) or str(t) == "string_view"  # noqa: E731
+    if all(pa.types.is_integer(t) for t in types):
+        return pa.int64()
+    if all(pa.types.is_floating(t) for t in types):
+        return pa.float64()
+    if all(is_text(t) for t in types):
+        return pa.large_string()
+    if all(pa.types.is_date(t) for t in types):
+        return pa.date32()
+    if all(pa.types.is_timestamp(t) for t in types) and len({t.tz for t in types}) == 1:
+        finest = max(types, key=lambda t: ("s", "ms", "us", "ns").index(t.unit))
+        return pa.timestamp(finest.unit, finest.tz)
+    return None
+
+
+def _integer_spellings(df, columns):
+    """Text columns (hive partition values) as int64 when every value is spelled as an integer
+    (no sign, leading zero or space that the integer would lose), else left as text."""
+    pl = _polars()
+    for c in columns:
+        s = df[c].drop_nulls()
+        if len(s) and s.str.contains(_CANONICAL_INT).all():
+            ints = df[c].cast(pl.Int64, strict=False)
+            if ints.null_count() == df[c].null_count():  # all within int64
+                df = df.with_columns(ints)
+    return df
+
+
+# -----------------------------------------------------------------------------
+# in-memory frames
+
+def _frame_to_polars(frame):
+    """(polars DataFrame, pandas index names) for a pandas / polars DataFrame or a
+    pyarrow Table, or None for anything else. pandas and pyarrow are looked up in
+    sys.modules, not imported: a frame of theirs means they already are."""
+    pl = _polars()
+    if isinstance(frame, pl.LazyFrame):
+        frame = frame.collect()
+    if isinstance(frame, pl.DataFrame):
+        return frame, ()
+    pa = sys.modules.get("pyarrow")
+    if pa is not None and isinstance(frame, (pa.Table, pa.RecordBatch)):
+        return _convert(pl.from_arrow, frame, frame.column_names), ()
+    pd = sys.modules.get("pandas")
+    if pd is not None and isinstance(frame, pd.DataFrame):
+        names = tuple(str(n) for n in frame.index.names if n is not None)
+        try:
+            return pl.from_pandas(frame), names
+        except Exception:  # noqa: BLE001  see _convert
+            return _convert(pl.from_pandas, _mixed_ids_as_text(pd, frame), [str(c) for c in frame.columns]), names
+    return None
+
+
+def _mixed_ids_as_text(pd, frame):
+    """pandas object columns that mix integers and strings (pd.concat of a day whose skus
+    were all numbers with one whose were not) as the text of each value, so that 42 and
+    '42' are one id; other columns as they are."""
+    def is_int(v):
+        return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+    out = frame
+    for j, c in enumerate(frame.columns):
+        if frame.dtypes.iloc[j] != object:
+            continue
+        values = frame.iloc[:, j].tolist()
+        missing = [v is None or (not isinstance(v, str) and not is_int(v) and bool(pd.isna(v))) for v in values]
+        if not all(m or isinstance(v, str) or is_int(v) for v, m in zip(values, missing)):
+            continue
+        if out is frame:
+            out = frame.copy()
+        out.iloc[:, j] = pd.Series([None if m else v if isinstance(v, str) else str(int(v))
+                                    for v, m in zip(values, missing)], index=frame.index, dtype=object)
+    return out
+
+
+def _convert(to_polars, frame, columns):
+    try:
+        return to_polars(frame)
+    except Exception as e:  # noqa: BLE001  pyarrow's conversion errors share no base class with polars'
+        bad = next((c for c in columns if not _converts(to_polars, frame, c)), None)
+        where = f"column {bad!r}" if bad is not None else "a column"
+        raise DataError(f"<dataframe>: {where} cannot be converted ({_first_line(str(e))}); "
+                        "mixed types in one column?") from None
+
+
+def _converts(to_polars, frame, col) -> bool:
+    try:
+        to_polars(frame[[col]] if hasattr(frame, "iloc") else frame.select([col]))
+        return True
+    except Exception:  # noqa: BLE001
+        return False
