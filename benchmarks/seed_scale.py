@@ -82,7 +82,7 @@ def main():
             "steps": m["steps"], "best_step": m["best_step"], "epochs": m["epochs"],
             "train_seconds": m["train_seconds"], "validations_during_training_seconds":
                 round(sum(h["valid_seconds"] for h in m["history"]), 1),
-            "fusion_seconds": m["fusion"]["seconds"], "final_valid_seconds": m["valid_seconds"],
+            "fusion_seconds": m["fusion_seconds"], "final_valid_seconds": m["valid_seconds"],
             "valid_users": m["valid"]["users"], "output_layer": next(
                 ln for ln in open(os.path.join(run, "train.log")) if ln.startswith("output layer")).strip(),
             "fusion_weights": m["fusion"]["weights"],

@@ -9,11 +9,13 @@ then use it exactly as they use a GPT.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
 from . import rundir
-from .evaluate import format_metrics, score_splits
+from .data import item_counts
+from .evaluate import format_metrics, score_report
 from .files import write_json
 
 
@@ -26,7 +28,8 @@ def fit(cfg, out_dir: str, ds, sp, fp, resume: bool, score_test: bool, log) -> d
     model.fit(sp.train, ds.num_items, sp.valid)
     rundir.save_baseline(model, os.path.join(out_dir, rundir.BASELINE))
     train_seconds = time.time() - t0
-    results = score_splits(model.score, sp.valid, sp.test if score_test else None, ds.num_items, cfg.eval_batch_size)
+    results = score_report(model.score, sp if score_test else dataclasses.replace(sp, test=None), ds.num_items,
+                           item_counts(sp.train, ds.num_items), cfg.eval_batch_size, split_time=cfg.split_time, seed=cfg.seed)
     if "test_ranks" in results:
         rundir.save_array(os.path.join(out_dir, rundir.TEST_RANKS), results.pop("test_ranks"))
     protocol = results["protocol"]

@@ -28,6 +28,7 @@ COMMANDS = {
     "embed": ("nanorec.embed", "build frozen item content tables (images, text, attributes)"),
     "synth": ("nanorec.synth_cli", "a challenge-shaped synthetic purchase log of any size (seconds for millions of rows)"),
     "leaderboard": ("nanorec.leaderboard", "run baselines and GPT variants, write leaderboard.{md,json,png}"),
+    "inspect": ("nanorec.inspect_page", "a static HTML page of a run: users' histories beside their lists, metrics, curves"),
 }
 
 

@@ -26,7 +26,12 @@ class Config:
                                    # "" = ISO dates (2024-01-31, 2024-01-31T12:00) or numbers: 03/01/2024 is an error
     filter: str = ""               # keep only rows whose column equals a value, e.g. "event_type=purchase,cart"
     weight_col: str = ""           # numeric column of per-event weights (rows with weight <= 0 are dropped)
-    holdout: str = "loo"           # loo: valid/test = 2nd-last/last item | last: valid = last | none: train on all
+    holdout: str = "loo"           # loo: valid/test = 2nd-last/last item | last: valid = last | none: train on all |
+                                   # time: test = every event at/after split_time (all of a user's next items),
+                                   # valid = the same fraction of the events before it (a date: their last 10%),
+                                   # train = what comes before that
+    split_time: str = ""           # holdout=time: an ISO date/time (2024-03-01, 2024-03-01T12:00) or a fraction of
+                                   # the log's events in time order (0.9: the last 10% of events are the test window)
     all_data: bool = False         # also train on validation targets (for the step count chosen on validation)
     content: str = ""              # comma-separated frozen content tables (.safetensors), added as proj(content[item])
     # model
@@ -103,6 +108,10 @@ class Config:
             raise UsageError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
         if self.min_lr > self.learning_rate:
             raise UsageError(f"min_lr={self.min_lr} is above learning_rate={self.learning_rate}")
+        if self.holdout == "time" and not self.split_time:
+            raise UsageError("holdout=time needs split_time= (an ISO date/time like 2024-03-01, or a fraction like 0.9)")
+        if self.split_time and self.holdout != "time":
+            raise UsageError(f"split_time={self.split_time}: applies to holdout=time only (holdout={self.holdout})")
         if self.fusion_weights != "auto" and parse_weights(self.fusion_weights)[2] and not self.content:
             raise UsageError(f"fusion_weights={self.fusion_weights}: a content weight (the third) needs content=")
         return self
@@ -132,7 +141,8 @@ class Config:
 
 
 # config.json written before a key existed: the value that run actually used
-LEGACY = {"fuse_transitions": "false", "future_decay": 0.0, "fusion_weights": "auto", "time_format": ""}
+LEGACY = {"fuse_transitions": "false", "future_decay": 0.0, "fusion_weights": "auto", "time_format": "",
+          "split_time": ""}
 
 PYTYPES = {"str": str, "int": int, "float": float, "bool": bool}
 
@@ -143,6 +153,11 @@ def _positive(x) -> bool:
 
 def _non_negative(x) -> bool:
     return x >= 0
+
+
+def _split_time_ok(text: str) -> bool:
+    from .data import parse_split_time
+    return parse_split_time(text) is not None
 
 
 def parse_weights(text: str) -> tuple[float, float, float] | None:
@@ -164,8 +179,11 @@ RULES = {
     "fuse_transitions": (lambda x: x in ("auto", "true", "false"), "auto, true or false"),
     "fusion_weights": (lambda x: x == "auto" or parse_weights(x) is not None,
                        "auto, or two or three numbers in 0..100: w1,w2[,w3] (transitions, co-occurrence, content)"),
-    "holdout": (lambda x: x in ("loo", "last", "none"), "loo, last or none"),
+    "holdout": (lambda x: x in ("loo", "last", "none", "time"), "loo, last, none or time"),
     "time_format": (lambda x: x == "" or "%" in x, "empty (ISO dates or numbers) or a strptime format such as %d/%m/%Y"),
+    "split_time": (lambda x: x == "" or _split_time_ok(x),
+                   "an ISO date/time (2024-03-01, 2024-03-01T12:00:00) or a number: a fraction of the events "
+                   "in (0, 1), else a time in the time column's own units"),
     "block_size": (lambda x: 1 <= x <= 100_000, "an integer in 1..100000"),
     "n_layer": (lambda x: 1 <= x <= 64, "an integer in 1..64"),
     "n_head": (lambda x: 1 <= x <= 64, "an integer in 1..64"),

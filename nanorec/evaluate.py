@@ -243,3 +243,183 @@ def format_metrics(m: dict, ks=(10,)) -> str:
         parts += [f"HR@{k} {m[f'HR@{k}']:.4f}", f"NDCG@{k} {m[f'NDCG@{k}']:.4f}",
                   f"MRR@{k} {m[f'MRR@{k}']:.4f}", f"MAP@{k} {m[f'MAP@{k}']:.4f}"]
     return "  ".join(parts)
+
+
+# -----------------------------------------------------------------------------
+# lists: multi-target accuracy (holdout=time) and beyond-accuracy metrics, from exact top-K lists
+
+BEYOND_WORK = 2_000_000_000  # holdout=none: beyond-accuracy lists for at most this many users x items
+TIME_PROTOCOL = ("full ranking over all {n} items, history excluded (ranked last), time split at {t}: "
+                 "every item of the window after it, {m} users")
+VALID_TIME_PROTOCOL = ("full ranking over all {n} items, history excluded (ranked last), time split: each user's "
+                       "first event of the validation window, {m} users")
+
+
+def top_lists(scorer: Scorer, evalset, k: int = max(KS), batch_size: int = 512) -> np.ndarray:
+    """(M, k) each user's exact top-k items (scoring.top_k: ties to the lower index, history
+    excluded, ranked last), in the order of `evalset` (anything with .users, .histories and
+    one .targets entry per user: an EvalSet or a data.TargetSets)."""
+    from .scoring import top_k
+    lists = np.zeros((len(evalset.users), k), dtype=np.int64)
+    for rows, hist in length_batches(evalset, batch_size):
+        lists[rows] = top_k(scorer, hist, evalset.users[rows], k)[0]
+    return lists
+
+
+def list_hits(lists: np.ndarray, targets: Sequences) -> np.ndarray:
+    """(M, K) bool: lists[u, j] is one of user u's targets (targets: M rows of distinct items)."""
+    V = int(max(lists.max(initial=0), targets.items.max(initial=0))) + 1
+    rows = np.repeat(np.arange(len(targets)), targets.lengths)
+    keys = np.arange(len(lists))[:, None] * V + lists
+    return np.isin(keys, rows * V + targets.items)
+
+
+def set_metrics(lists: np.ndarray, targets: Sequences, ks=KS) -> dict[str, float]:
+    """HR@K, Recall@K, NDCG@K, MRR@K, MAP@K of top lists (M, >= max K) against each user's SET
+    of targets T (M rows of distinct items, each row non-empty), averaged over users:
+
+        HR@K     1 if any of the first K is in T
+        Recall@K |hits in the first K| / |T|
+        NDCG@K   sum over hits at positions p (1-based) of 1/log2(p+1), divided by the same sum
+                 for an ideal list (min(|T|, K) hits on top)
+        MRR@K    1 / position of the first hit (0 without one)
+        MAP@K    sum over hits at p of precision@p, divided by min(|T|, K) (the challenge's MAP@K)
+
+    With one target per user these equal metrics_from_ranks' (MAP@K = MRR@K)."""
+    hits = list_hits(lists, targets).astype(np.float64)
+    if hits.shape[1] < max(ks):  # a catalogue smaller than the cutoff: the missing places are misses
+        hits = np.pad(hits, ((0, 0), (0, max(ks) - hits.shape[1])))
+    n_t = targets.lengths.astype(np.float64)
+    out = {}
+    for k in ks:
+        h = hits[:, :k]
+        pos = np.arange(1, k + 1, dtype=np.float64)
+        disc = 1.0 / np.log2(pos + 1)
+        ideal = np.cumsum(disc)[np.minimum(n_t, k).astype(np.int64) - 1]
+        first = np.where(h.any(1), h.argmax(1) + 1, np.inf)
+        mean = (lambda x: float(x.mean())) if len(h) else (lambda x: 0.0)
+        out[f"HR@{k}"] = mean(h.any(1))
+        out[f"Recall@{k}"] = mean(h.sum(1) / n_t)
+        out[f"NDCG@{k}"] = mean((h * disc).sum(1) / ideal)
+        out[f"MRR@{k}"] = mean(1.0 / first)
+        out[f"MAP@{k}"] = mean((h * np.cumsum(h, 1) / pos).sum(1) / np.minimum(n_t, k))
+    return out
+
+
+def beyond_metrics(lists: np.ndarray, histories: Sequences, counts: np.ndarray, num_items: int,
+                   ks=KS, vectors: torch.Tensor | None = None) -> dict[str, float]:
+    """Beyond-accuracy metrics of top lists (M, >= max K), for each cutoff K:
+
+        coverage@K      distinct items in all the users' first K / catalogue size (num_items)
+        novelty@K       mean self-information -log2(share(i)) of the recommended items, share(i) =
+                        count(i) / all counts (an item never seen in training counts as seen once)
+        avg_pop@K       average recommended popularity: mean count(i) of the recommended items
+        pop_ratio@K     avg_pop@K / the mean count of the users' own history items (> 1: the lists
+                        are more popular than what the users buy)
+        ILS@K           intra-list similarity, only with `vectors` (N+1, D) unit rows of content
+                        (zero rows: no content): the mean cosine of the pairs of items of a list
+                        that both have content, averaged over lists with such a pair
+
+    counts (N+1,): interactions per item in the training split (data.item_counts)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    info = -np.log2(np.maximum(counts, 1.0) / max(counts[1:].sum(), 1.0))  # (N+1,)
+    h_rows = np.repeat(np.arange(len(histories)), histories.lengths)
+    has_hist = histories.lengths > 0
+    per_user = np.bincount(h_rows, weights=counts[histories.items], minlength=len(histories))
+    hist_pop = float((per_user[has_hist] / histories.lengths[has_hist]).mean()) if has_hist.any() else 0.0
+    out = {}
+    for k in ks:
+        top = lists[:, :k]
+        out[f"coverage@{k}"] = float(len(np.unique(top)) / max(num_items, 1)) if top.size else 0.0
+        out[f"novelty@{k}"] = float(info[top].mean()) if top.size else 0.0
+        out[f"avg_pop@{k}"] = float(counts[top].mean()) if top.size else 0.0
+        out[f"pop_ratio@{k}"] = out[f"avg_pop@{k}"] / hist_pop if hist_pop else 0.0
+        if vectors is not None:
+            out[f"ILS@{k}"] = intra_list_similarity(top, vectors)
+    return out
+
+
+def intra_list_similarity(top: np.ndarray, vectors: torch.Tensor, batch: int = 4096) -> float:
+    """Mean over lists of the mean pairwise cosine of their items' content (pairs where both
+    items have content; lists with no such pair are left out). vectors (N+1, D) unit rows."""
+    has = (vectors.norm(dim=1) > 0).cpu()
+    total, lists_counted = 0.0, 0
+    k = top.shape[1]
+    upper = torch.triu(torch.ones(k, k, dtype=torch.bool), diagonal=1)
+    for a in range(0, len(top), batch):
+        idx = torch.from_numpy(top[a:a + batch])
+        v = vectors.cpu()[idx].float()                  # (B, k, D)
+        sim = v @ v.transpose(1, 2)                     # (B, k, k)
+        ok = has[idx][:, :, None] & has[idx][:, None, :] & upper  # (B, k, k) pairs with content
+        n = ok.sum((1, 2))
+        keep = n > 0
+        total += float(((sim * ok).sum((1, 2))[keep] / n[keep]).sum())
+        lists_counted += int(keep.sum())
+    return total / lists_counted if lists_counted else 0.0
+
+
+def score_report(scorer: Scorer, sp, num_items: int, train_counts: np.ndarray, batch_size: int = 512,
+                 vectors: torch.Tensor | None = None, split_time: str = "", seed: int = 0) -> dict:
+    """The end of every run (GPT, baseline, the baselines beside a run): `score_splits` for the
+    single-target splits (loo/last: the same figures as ever), plus
+
+    - holdout=time (sp.test a data.TargetSets): the test split from each user's exact top-20 list,
+      multi-target (`set_metrics`); the cold users (no event before the split time) apart, scored on
+      the training split's most popular items, the list recommend gives them ("test_cold");
+    - "beyond": `beyond_metrics` of the same lists: the test users' (else the validation users', else
+      for holdout=none a fixed sample of users on their whole histories, at most BEYOND_WORK / items).
+    -> score_splits' dict with "beyond" (and "test_cold") added."""
+    import time
+    from .data import EvalSet, TargetSets
+    multi = isinstance(sp.test, TargetSets)
+    out = score_splits(scorer, sp.valid, None if multi else sp.test, num_items, batch_size)
+    t0 = time.time()
+    if multi:
+        lists = top_lists(scorer, sp.test, min(max(KS), num_items), batch_size)
+        out["test"] = {**set_metrics(lists, sp.test.targets), "users": len(sp.test.users),
+                       "targets_per_user": round(float(sp.test.targets.lengths.mean()), 4)}
+        out["protocol"]["test"] = TIME_PROTOCOL.format(n=num_items, t=split_time, m=len(sp.test.users))
+        if sp.valid is not None:
+            out["protocol"]["valid"] = VALID_TIME_PROTOCOL.format(n=num_items, m=len(sp.valid.targets))
+        cold = sp.test.cold_users
+        popular = np.lexsort((np.arange(len(train_counts)), -np.asarray(train_counts, np.float64)))
+        popular = popular[popular > 0][:max(KS)]  # the training split's most popular items, ties to the lower index
+        out["test_cold"] = {**set_metrics(np.tile(popular, (len(cold), 1)), sp.test.cold_targets),
+                            "users": len(cold), "list": "most popular items of the training split"}
+        beyond_split, evalset = "test", sp.test
+    else:
+        beyond_split, evalset = ("test", sp.test) if sp.test is not None else ("valid", sp.valid)
+        if evalset is None:  # holdout=none: the lists that ship, for a fixed sample of users
+            rows = np.nonzero(sp.train.lengths > 0)[0]
+            n = max(1, BEYOND_WORK // max(num_items, 1))
+            if len(rows) > n:
+                rows = np.sort(np.random.default_rng([seed, 2]).choice(rows, size=n, replace=False))
+            beyond_split = "all users (holdout=none: whole histories)"
+            evalset = EvalSet(rows, sp.train.take(rows), np.zeros(len(rows), np.int64))
+        lists = top_lists(scorer, evalset, min(max(KS), num_items), batch_size)
+    out["beyond"] = {"split": beyond_split, "users": len(evalset.users),
+                     **beyond_metrics(lists, evalset.histories, train_counts, num_items, KS, vectors)}
+    out["test_seconds" if multi else "beyond_seconds"] = round(time.time() - t0, 2)
+    return out
+
+
+def format_beyond(m: dict, k: int = 10) -> str:
+    """One line of a "beyond" dict at cutoff k."""
+    parts = [f"coverage@{k} {m[f'coverage@{k}']:.4f}", f"novelty@{k} {m[f'novelty@{k}']:.2f}",
+             f"avg_pop@{k} {m[f'avg_pop@{k}']:.1f} (x{m[f'pop_ratio@{k}']:.2f} the histories')"]
+    if f"ILS@{k}" in m:
+        parts.append(f"ILS@{k} {m[f'ILS@{k}']:.4f}")
+    return "  ".join(parts)
+
+
+def evaluate_split(scorer: Scorer, evalset, batch_size: int = 512, num_items: int = max(KS), **kwargs) -> dict:
+    """`evaluate` for an EvalSet (one target per user; kwargs passed on); for a data.TargetSets
+    (holdout=time's test split) the multi-target metrics of each user's exact top-20 list."""
+    from .data import TargetSets
+    if not isinstance(evalset, TargetSets):
+        return evaluate(scorer, evalset, batch_size=batch_size, **kwargs)
+    if not kwargs.get("exclude_seen", True):
+        from .errors import UsageError
+        raise UsageError("exclude_seen=False: holdout=time's test lists always exclude the history")
+    lists = top_lists(scorer, evalset, min(max(KS), num_items), batch_size)
+    return {**set_metrics(lists, evalset.targets), "users": len(evalset.users)}

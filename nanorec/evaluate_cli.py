@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 
 from . import rundir
-from .data import load_like, split
+from .data import load_like, split_like
 from .devices import DEVICE_HELP, pick_device
 from .errors import DataError, UsageError
-from .evaluate import evaluate, format_metrics, protocol_line
+from .evaluate import evaluate_split, format_metrics, protocol_line
 from .files import check_writable_folder, write_json
 from .scoring import list_scorer
 
@@ -42,7 +42,7 @@ def main(argv) -> int:
     cfg, scorer, item_ids, num_items = rundir.load_scorer(args.run, device)
     ds = load_like(cfg, args.data)
     rundir.check_same_vocabulary(args.run, ds.item_ids, args.data)
-    sp = split(ds, all_data=cfg.all_data, holdout=cfg.holdout)
+    sp = split_like(ds, cfg)
     from .train import validation_sample  # the validation users the run selected on and reported
     evalset = sp.test if args.split == "test" else validation_sample(sp.valid, cfg.valid_users, cfg.seed, ds.num_items)
     if evalset is None:
@@ -54,7 +54,7 @@ def main(argv) -> int:
     exclude_seen = not args.include_seen
     if args.mode == "generative":
         scorer = list_scorer(scorer, num_items, min(args.list_length, num_items), exclude_seen)
-    m = evaluate(scorer, evalset, exclude_seen=exclude_seen, batch_size=cfg.eval_batch_size, progress=True)
+    m = evaluate_split(scorer, evalset, num_items=num_items, exclude_seen=exclude_seen, batch_size=cfg.eval_batch_size, progress=True)
     print(f"{args.split} [{protocol_line(ds.num_items, m['users'], exclude_seen)}, {args.mode}]: "
           f"{format_metrics(m, ks=(5, 10, 20))}")
     if args.json:

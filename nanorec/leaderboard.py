@@ -10,7 +10,15 @@ it finished and `--resume` skips it), leaderboard.md and leaderboard.png
 key=value overrides apply to every GPT run (e.g. max_steps=2000).
 
 Besides the whole test set, every method is also scored on the "cold-target"
-users: those whose test item has at most 5 training interactions.
+users: those whose test item has at most 5 training interactions. Every row also
+has beyond-accuracy columns (coverage@10, novelty@10, average recommended
+popularity@10: evaluate.beyond_metrics) from each test user's top-20 list.
+
+--split-time X: the time-split mode (holdout=time, see nanorec train --help):
+an event log with times; every method trains on the events before X (its
+validation window inside them) and is scored on each user's items after X,
+multi-target (Recall@10 replaces the cold-target column; content methods and the
+published popularity, which need leave-one-out files, are left out).
 """
 from __future__ import annotations
 
@@ -22,9 +30,10 @@ import time
 import numpy as np
 
 from .config import Config, apply_overrides
-from .data import Dataset, item_counts, load, split
+from .data import Dataset, TargetSets, item_counts, load, split, time_split
 from .errors import DataError, UsageError
-from .evaluate import evaluate, metrics_from_ranks, protocol_line
+from .evaluate import (KS, TIME_PROTOCOL, beyond_metrics, evaluate, evaluate_split, metrics_from_ranks, protocol_line,
+                       top_lists)
 from .files import atomic_write, check_output_folder, write_json, write_text
 
 # Published full-ranking results on the S3-Rec files (HR@10, NDCG@10), leave-one-out over all items:
@@ -75,11 +84,26 @@ def cold_target_mask(ds: Dataset, sp, max_count: int = 5) -> np.ndarray:
     return counts[sp.test.targets] <= max_count
 
 
+# the time-split mode leaves out what needs leave-one-out files (attributes) or counts the test targets
+NOT_IN_TIME_MODE = ("popularity_published", "content_knn", "gpt_content", "gpt_content_decay", "gpt_all_data")
+
+
+def scored_on_test(scorer, ds, sp, batch_size: int = 512):
+    """(test metrics, per-user ranks or None in the time-split mode, beyond-accuracy metrics of
+    each test user's top-20 list)."""
+    if isinstance(sp.test, TargetSets):
+        test_m, ranks = evaluate_split(scorer, sp.test, batch_size, ds.num_items), None
+    else:
+        test_m, ranks = evaluate(scorer, sp.test, batch_size=batch_size, return_ranks=True)
+    lists = top_lists(scorer, sp.test, min(max(KS), ds.num_items), batch_size)
+    return test_m, ranks, beyond_metrics(lists, sp.test.histories, item_counts(sp.train, ds.num_items), ds.num_items)
+
+
 def _row(method, test_m, ranks, cold, valid_m=None, train_s=0.0, rec_s=0.0, config=None, extra=None):
     row = {"method": method, "label": METHODS[method],
            "test": {k: test_m[k] for k in test_m if "@" in k},
-           "test_cold_target": {k: v for k, v in metrics_from_ranks(ranks[cold]).items()},
-           "cold_target_users": int(cold.sum()),
+           "test_cold_target": None if ranks is None else metrics_from_ranks(ranks[cold]),
+           "cold_target_users": 0 if ranks is None else int(cold.sum()),
            "valid": {k: valid_m[k] for k in valid_m if "@" in k} if valid_m else None,
            "train_seconds": round(train_s, 1), "recommend_seconds": round(rec_s, 1), "config": config or {}}
     row.update(extra or {})
@@ -92,8 +116,9 @@ def run_baseline(method, ds, sp, cold, attributes_path, log):
     t0 = time.time()
     config = {}
     if method == "popularity":
-        model = Popularity().fit(ds.sequences.drop_last(1), ds.num_items)  # all the model may see at test time
-        config = {"counts": "items[:-1] (no test targets)"}
+        timed = isinstance(sp.test, TargetSets)  # the time split: what the other methods train on
+        model = Popularity().fit(sp.train if timed else ds.sequences.drop_last(1), ds.num_items)  # all it may see
+        config = {"counts": "the training split" if timed else "items[:-1] (no test targets)"}
     elif method == "popularity_published":
         model = Popularity().fit(ds.sequences, ds.num_items)
         config = {"counts": "all interactions, test targets included"}
@@ -125,8 +150,8 @@ def run_baseline(method, ds, sp, cold, attributes_path, log):
     train_s = time.time() - t0
     valid_m = evaluate(model.score, sp.valid) if method not in ("popularity", "popularity_published") else None
     t1 = time.time()
-    test_m, ranks = evaluate(model.score, sp.test, return_ranks=True)
-    return _row(method, test_m, ranks, cold, valid_m, train_s, time.time() - t1, config)
+    test_m, ranks, beyond = scored_on_test(model.score, ds, sp)
+    return _row(method, test_m, ranks, cold, valid_m, train_s, time.time() - t1, config, {"beyond": beyond})
 
 
 def run_gpt(method, ds, sp, cold, base_cfg: Config, out_dir, attributes_path, done, log):
@@ -141,10 +166,9 @@ def run_gpt(method, ds, sp, cold, base_cfg: Config, out_dir, attributes_path, do
         cfg, model, _ = load_run(packed_dir)
         t0 = time.time()
         valid_m = None  # nothing is selected for this row (the packed run's weights): test only, half the cost
-        test_m, ranks = evaluate(list_scorer(gpt_scorer(model), model.num_items, 20), sp.test, batch_size=256,
-                                 return_ranks=True)
+        test_m, ranks, beyond = scored_on_test(list_scorer(gpt_scorer(model), model.num_items, 20), ds, sp, 256)
         return _row(method, test_m, ranks, cold, valid_m, done["gpt_packed"]["train_seconds"], time.time() - t0,
-                    done["gpt_packed"]["config"], {"run": packed_dir})
+                    done["gpt_packed"]["config"], {"run": packed_dir, "beyond": beyond})
 
     changes = {k: (v.format(attributes=attributes_path) if isinstance(v, str) else v)
                for k, v in GPT_VARIANTS[method].items()}
@@ -161,29 +185,39 @@ def run_gpt(method, ds, sp, cold, base_cfg: Config, out_dir, attributes_path, do
     metrics = run(cfg, run_dir, overwrite=True, quiet=True)  # a row not in leaderboard.json is redone whole
     train_s = time.time() - t0
     test_m, rec_s = metrics["test"], metrics["test_seconds"]  # measured: the final test pass alone
-    ranks = np.load(os.path.join(run_dir, "test_ranks.npy"))
+    ranks = None if isinstance(sp.test, TargetSets) else np.load(os.path.join(run_dir, "test_ranks.npy"))
     return _row(method, test_m, ranks, cold, metrics["valid"], train_s, rec_s, cfg.to_dict(),
-                {"best_step": metrics["best_step"], "steps": metrics["steps"], "run": run_dir})
+                {"best_step": metrics["best_step"], "steps": metrics["steps"], "run": run_dir,
+                 "beyond": metrics.get("beyond")})
 
 
 def write_outputs(out_dir, ds, sp, rows, meta):
     write_json(os.path.join(out_dir, "leaderboard.json"), {**meta, "rows": rows})
+    timed = isinstance(sp.test, TargetSets)
     lines = [f"# Leaderboard: {ds.name}", "",
              f"Protocol: {meta['protocol']}. Test scored once per method; selection on validation only.",
              f"Machine: {meta['machine']}; date {meta['date']}; command: `{meta['command']}`", "",
-             "| method | HR@10 | NDCG@10 | MRR@10 | MAP@10 | cold-target NDCG@10 | train s (with validation) | test scoring s |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             f"| method | HR@10 | NDCG@10 | MRR@10 | MAP@10 | {'Recall@10' if timed else 'cold-target NDCG@10'} | "
+             "coverage@10 | novelty@10 | avg pop@10 (x histories) | train s (with validation) | test scoring s |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        t = r["test"]
+        t, b = r["test"], r.get("beyond")
+        side = t["Recall@10"] if timed else r["test_cold_target"]["NDCG@10"]
+        beyond = (f"{b['coverage@10']:.4f} | {b['novelty@10']:.2f} | {b['avg_pop@10']:.1f} (x{b['pop_ratio@10']:.2f})"
+                  if b else "- | - | -")
         lines.append(f"| {r['label']} | {t['HR@10']:.4f} | {t['NDCG@10']:.4f} | {t['MRR@10']:.4f} | "
-                     f"{t['MAP@10']:.4f} | {r['test_cold_target']['NDCG@10']:.4f} | {r['train_seconds']:.0f} | "
+                     f"{t['MAP@10']:.4f} | {side:.4f} | {beyond} | {r['train_seconds']:.0f} | "
                      f"{r['recommend_seconds']:.0f} |")
     pub = PUBLISHED.get(ds.name, {})
     if pub:
         lines += ["", "Published (same files, same protocol): " +
                   "; ".join(f"{k} HR@10 {h:.4f} / NDCG@10 {n:.4f}" for k, (h, n) in pub.items())]
-    lines += ["", f"Cold-target users: test users whose target item has <= 5 training interactions "
-                  f"({rows[0]['cold_target_users'] if rows else 0:,} of {len(sp.test.targets):,})."]
+    if not timed:
+        lines += ["", f"Cold-target users: test users whose target item has <= 5 training interactions "
+                      f"({rows[0]['cold_target_users'] if rows else 0:,} of {len(sp.test.targets):,})."]
+    lines += ["", "Beyond accuracy (each test user's top 10): coverage = distinct items recommended / catalogue; "
+                  "novelty = mean -log2(training popularity share); avg pop = mean training count of the recommended "
+                  "items (x: its ratio to the users' own histories')."]
     write_text(os.path.join(out_dir, "leaderboard.md"), "\n".join(lines) + "\n")
     try:
         _plot(os.path.join(out_dir, "leaderboard.png"), ds.name, rows, pub)
@@ -235,16 +269,26 @@ def main(argv) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset, in this order")
     p.add_argument("--resume", action="store_true", help="keep rows already in OUT/leaderboard.json")
+    p.add_argument("--split-time", help="time-split mode: holdout=time at this ISO date/time or fraction of the "
+                   "events (an event log with times; see nanorec train --help, split_time)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every GPT run")
     args = p.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.split_time is not None:  # the default list without what the time split cannot run; a named one is refused
+        if args.methods == ",".join(METHODS):
+            methods = [m for m in methods if m not in NOT_IN_TIME_MODE]
+        bad = [m for m in methods if m in NOT_IN_TIME_MODE]
+        if bad:
+            raise UsageError(f"--methods: {bad[0]} is not available with --split-time "
+                             f"(leave-one-out files only: {', '.join(NOT_IN_TIME_MODE)})")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise UsageError(f"unknown method {unknown[0]!r} (methods: {', '.join(METHODS)})")
     if not methods:
         raise UsageError(f"--methods {args.methods!r}: no method named (methods: {', '.join(METHODS)})")
     # the seed's journey: plain GPT rows (fusion is a later lever; fuse_transitions=true adds it to every row)
-    base_cfg = apply_overrides(Config(data=args.data, progress=False, fuse_transitions="false"), args.overrides)
+    timed = {"holdout": "time", "split_time": args.split_time} if args.split_time is not None else {}
+    base_cfg = apply_overrides(Config(data=args.data, progress=False, fuse_transitions="false", **timed), args.overrides)
     check_output_folder(args.out, "--out folder")
     json_path = os.path.join(args.out, "leaderboard.json")
     earlier = read_earlier(json_path) if args.resume and os.path.exists(json_path) else None
@@ -253,10 +297,10 @@ def main(argv) -> int:
         if method in methods and not kept and (needs not in methods or methods.index(needs) > methods.index(method)):
             raise UsageError(f"--methods: {method} needs {needs} before it (in --methods, or kept by --resume)")
     ds = load(args.data)
-    sp = split(ds)
+    sp = time_split(ds, args.split_time) if timed else split(ds)
     if sp.test is None:
         raise UsageError(f"{args.data}: the leaderboard needs test targets (leave-one-out data)")
-    cold = cold_target_mask(ds, sp)
+    cold = None if timed else cold_target_mask(ds, sp)
     attributes_path = None
     if any(m in methods for m in ("content_knn", "gpt_content", "gpt_content_decay", "gpt_all_data")):
         if not ds.attributes_path:
@@ -269,7 +313,8 @@ def main(argv) -> int:
 
     os.makedirs(args.out, exist_ok=True)
     done = {r["method"]: r for r in earlier["rows"]} if earlier else {}
-    meta = {"data": args.data, "protocol": protocol_line(ds.num_items, len(sp.test.targets)),
+    meta = {"data": args.data, "protocol": TIME_PROTOCOL.format(n=ds.num_items, t=args.split_time, m=len(sp.test.users))
+            if timed else protocol_line(ds.num_items, len(sp.test.targets)),
             "machine": f"{os.cpu_count()}-core CPU ({platform.machine()}), no GPU",
             "date": time.strftime("%Y-%m-%d"),
             "command": "nanorec leaderboard " + " ".join(argv), "seed_challenge_map10": SEED_MAP10}

@@ -33,10 +33,10 @@ import torch
 from . import distributed, rundir, tracking
 from .config import Config, apply_overrides, check_dashed_keys, describe, parse_weights
 from .curves import plot_curves
-from .data import EvalSet, item_counts, load_like, split
+from .data import EvalSet, item_counts, load_like, split_like
 from .devices import autocast, pick_device
 from .errors import DataError, UsageError
-from .evaluate import evaluate, format_metrics, score_splits
+from .evaluate import evaluate, format_metrics, score_report
 from .loss import FUTURE_HORIZON, OutputLoss, resolve_loss
 from .model import GPT
 from .packing import IGNORE, pack
@@ -155,7 +155,7 @@ def check_run(cfg: Config, out_dir: str, resume: bool, overwrite: bool, dataset=
     if ds.weights is not None:
         raise UsageError("weight_col: per-event loss weights are read but not used in training yet; "
                          "use filter= to choose the events instead")
-    sp = split(ds, all_data=cfg.all_data, holdout=cfg.holdout)
+    sp = split_like(ds, cfg)
     if sp.train.lengths.max(initial=0) < 2:
         hint = "; holdout=none trains on every event" if cfg.holdout != "none" else ""
         raise DataError(f"{ds.path}: no user has two training items (holdout={cfg.holdout}): nothing to learn{hint}")
@@ -390,11 +390,14 @@ def validation_sample(valid: EvalSet | None, n: int, seed: int, num_items: int =
 
 def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_dir: str, log) -> dict:
     rundir.load_weights(model, os.path.join(out_dir, rundir.WEIGHTS))
-    results = {}
+    results, tables = {}, None
     from .fusion import enabled
     if enabled(cfg.fuse_transitions):  # the selected GPT + item-to-item tables (fusion.py)
-        scorer, results["fusion"] = fuse(model, scorer, ds, sp, cfg, out_dir, log)
-    results.update(score_splits(scorer, sp.valid, sp.test, ds.num_items, cfg.eval_batch_size))
+        scorer, results["fusion"], tables, results["fusion_seconds"] = fuse(model, scorer, ds, sp, cfg, out_dir, log)
+    from .fusion import content_term
+    vectors = content_term(model).vectors if len(model.content) else None  # intra-list similarity
+    results.update(score_report(scorer, sp, ds.num_items, item_counts(sp.train, ds.num_items), cfg.eval_batch_size,
+                                vectors, cfg.split_time, cfg.seed))
     if "test_ranks" in results:  # per-user ranks, for breakdowns
         rundir.save_array(os.path.join(out_dir, rundir.TEST_RANKS), results.pop("test_ranks"))
     protocol = results["protocol"]
@@ -409,6 +412,9 @@ def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_
         "train_tokens_per_second": round(state.train_tokens / max(state.train_seconds, 1e-9)),
         "history": state.history,
     })
+    from . import beside
+    # popularity and transitions on the same split (a fused run's own transitions table is that baseline)
+    results["baselines"] = beside.baselines(ds, sp, cfg, transitions=tables[0] if tables else None)
     from .files import write_json
     write_json(os.path.join(out_dir, rundir.METRICS), results)
     plot_curves(state.history, os.path.join(out_dir, "curves.png"), f"{ds.name}: {cfg.n_layer} layers, d={cfg.n_embd}")
@@ -416,12 +422,13 @@ def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_
         log(f"valid [{protocol['valid']}] (step {state.best_step}): {format_metrics(results['valid'], ks=(10,))}")
     if "test" in results:
         log(f"test  [{protocol['test']}] (step {state.best_step}): {format_metrics(results['test'], ks=(10,))}")
-    log(f"wrote {out_dir}/{rundir.WEIGHTS}, {rundir.METRICS} ({state.train_seconds:.0f} s training)")
+    log(f"wrote {out_dir}/{rundir.WEIGHTS}, {rundir.METRICS} ({state.train_seconds:.0f} s training)" + beside.summary(results))
     return results
 
 
 def fuse(model, scorer, ds, sp, cfg: Config, out_dir: str, log):
-    """Fit the item-to-item tables on the training split, choose the weights on validation, save them."""
+    """Fit the item-to-item tables on the training split, choose the weights on validation, save them.
+    -> (the fused scorer, metrics.json's "fusion" entry, the tables [transitions, cooccurrence], seconds)."""
     from . import fusion
     t0 = time.time()
     # chosen on the validation users (valid_users: all, or the sample); all_data trained the GPT and
@@ -436,7 +443,7 @@ def fuse(model, scorer, ds, sp, cfg: Config, out_dir: str, log):
            else "fusion_weights" if fixed else "no untrained validation to choose on: the default")
     log("fusion weights: " + ", ".join(f"{k} {w}" for k, w in named.items()) + f" ({how})")
     return (fusion.fused_scorer(scorer, tables, content, weights),
-            {"weights": named, "valid_NDCG@10_by_weights": grid, "seconds": round(time.time() - t0, 1)})
+            {"weights": named, "valid_NDCG@10_by_weights": grid}, tables, round(time.time() - t0, 1))
 
 
 def parse_args(argv):

@@ -105,8 +105,8 @@ def tune(base: Config, out_dir: str, space: str = DEFAULT_SPACE, trials: int = 2
         import optuna
     except ImportError:
         raise UsageError("tuning needs Optuna: pip install 'nanorec[tune]'") from None
-    from .data import load_like, split
-    from .evaluate import evaluate
+    from .data import load_like, split_like
+    from .evaluate import evaluate_split
     from .files import write_json
     from .scoring import gpt_scorer
     from .train import run
@@ -161,10 +161,10 @@ def tune(base: Config, out_dir: str, space: str = DEFAULT_SPACE, trials: int = 2
                     "valid_NDCG@10": t.value, "run": t.user_attrs.get("run_dir")} for t in study.trials],
         "best": {"number": winner.number, "params": winner.params, "valid_NDCG@10": winner.value, "run": best_dir},
     }
-    sp = split(ds, all_data=base.all_data, holdout=base.holdout)
+    sp = split_like(ds, base)
     if sp.test is not None:
         _, model, _ = rundir.load_run(best_dir)
-        summary["best"]["test"] = evaluate(gpt_scorer(model), sp.test, batch_size=base.eval_batch_size)
+        summary["best"]["test"] = evaluate_split(gpt_scorer(model), sp.test, base.eval_batch_size, ds.num_items)
     write_json(os.path.join(out_dir, "study.json"), summary)
     return summary
 

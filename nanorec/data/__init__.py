@@ -38,6 +38,7 @@ The package, one job a module:
   challenge folders), read_json
 - tables.py: files and in-memory frames as polars DataFrames (text, Parquet, folders)
 - columns.py: id / time / weight / filter column typing and checks, row naming
+- time_split.py: holdout=time (one global split time; the test split's sets of next items)
 """
 from ..errors import DataError, UsageError  # noqa: F401  (re-exported: `from nanorec.data import DataError` keeps working)
 from .columns import _ids  # noqa: F401  (recommend.read_user_list types a users file's ids as the readers do)
@@ -45,3 +46,5 @@ from .readers import (from_frame, load, load_like, read_challenge, read_json, re
                       read_table)
 from .sequences import HOLDOUTS, Dataset, EvalSet, Sequences, Split, item_counts, split  # noqa: F401
 from .tables import _read_frame  # noqa: F401  (recommend.read_user_list reads a users file as the readers do)
+from .time_split import (VALID_SHARE_OF_DATES, TargetSets, parse_split_time, show_time, split_like,  # noqa: F401
+                         split_times, time_split)

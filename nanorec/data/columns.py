@@ -319,6 +319,24 @@ def _no_day_month_dates(where, s, col):
                     f"in an order nanorec does not guess: set {say}")
 
 
+def _time_unit(s, time_format=None) -> str | None:
+    """What one step of `_timestamps`' output is for this column (see Dataset.time_unit)."""
+    pl = _polars()
+    if time_format:  # _formatted_times parses to polars' default Datetime unit
+        return "us"
+    dt = s.dtype
+    if dt == pl.Date:
+        return "d"
+    if dt == pl.Datetime:
+        return dt.time_unit
+    if dt in (pl.Utf8, pl.Categorical, pl.Enum):
+        head = s.cast(pl.Utf8).drop_nulls().head(100)
+        if head.str.strip_chars().cast(pl.Float64, strict=False).null_count() == 0:
+            return None  # numbers written as text
+        return head.str.to_datetime(strict=False).dtype.time_unit
+    return None
+
+
 def _formatted_times(where, s, col, time_format: str):
     """A time column read with the user's strptime format: every value must match it."""
     pl = _polars()

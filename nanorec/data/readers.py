@@ -13,7 +13,8 @@ import numpy as np
 
 from ..errors import DataError, UsageError
 from .columns import (_I64_MAX, _I64_MIN, _as_where, _examples, _filter_mask, _ids, _integer_column, _parse_filter,
-                      _polars, _require_columns, _require_time_column, _show, _timestamps, _Where, _weights)
+                      _polars, _require_columns, _require_time_column, _show, _time_unit, _timestamps, _Where,
+                      _weights)
 from .sequences import Dataset, Sequences
 from .tables import _frame_to_polars, _parquet_files, _read_frame, _read_parquet_folder
 
@@ -247,8 +248,11 @@ def _events(df, where: _Where, name, user_col, item_col, time_col, filter, weigh
         raise UsageError(f"time_format={time_format!r}: reads the time column, but time_col=none keeps file order")
     times = _timestamps(where, df, time_col, time_format) if time_col else np.zeros(len(users))
     user_ids, codes, order = _chronological(users, times)
+    # `order` sorts by user first, so times[order] is already in the CSR order _finish builds
     return _finish(name, path, "table", user_ids, codes[order], items[order],
-                   weights=None if weights is None else weights[order], ignored_columns=ignored)
+                   weights=None if weights is None else weights[order], ignored_columns=ignored,
+                   times=times[order] if time_col else None,
+                   time_unit=_time_unit(df[time_col], time_format) if time_col else None)
 
 
 def _chronological(user_raw, times):

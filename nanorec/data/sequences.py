@@ -94,6 +94,12 @@ class Dataset:
     # event logs with weight_col: (total,) float32, parallel to sequences.items (> 0);
     # None without a weight column. Nothing consumes it yet (training ignores it).
     weights: np.ndarray | None = None
+    # event logs with a time column: (total,) each event's sortable time, parallel to
+    # sequences.items (None: time_col=none, S3-Rec .txt, challenge folders); what holdout=time
+    # splits on. time_unit says what one step of it is: "ns"/"us"/"ms" (datetimes and date
+    # strings, from the epoch), "d" (dates), None (plain numbers: the column's own units).
+    times: np.ndarray | None = None
+    time_unit: str | None = None
 
     @property
     def num_items(self) -> int:

@@ -1,0 +1,185 @@
+"""holdout=time: one global split time for every user, as a shop judges a model.
+
+`time_split` divides the log at one time (an ISO date/time, a time in the column's own
+units, or a fraction of the log's events): training and selection see only what came
+before it; the test split holds each user's set of next items after it (multi-target,
+`TargetSets`). `split_like` picks this or the leave-one-out splits from a run's config.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DataError, UsageError
+from .sequences import Dataset, EvalSet, Sequences, Split, split
+
+
+@dataclass
+class TargetSets:
+    """A multi-target evaluation set: each user's history before a split time and the set of
+    items the user bought in the window after it (holdout=time's test split)."""
+    users: np.ndarray        # (M,) rows of Dataset.user_ids, each with history and targets
+    histories: Sequences     # (M rows) every event before the split time
+    targets: Sequences       # (M rows) the distinct items of the window, in first-bought order
+    cold_users: np.ndarray   # (C,) users with window events but no event before the split time
+    cold_targets: Sequences  # (C rows) their distinct window items (reported apart: popularity fallback)
+
+
+def parse_split_time(text: str):
+    """split_time's value -> ("fraction", f) for 0 < f < 1, ("number", x) for any other number
+    (a time in the column's own units), ("iso", datetime) for an ISO date or date-time, or None."""
+    import datetime as _dt
+    text = str(text).strip()
+    try:
+        x = float(text)
+    except ValueError:
+        x = None
+    if x is not None:
+        if not np.isfinite(x):
+            return None
+        return ("fraction", x) if 0 < x < 1 else ("number", x)
+    try:
+        return "iso", _dt.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    except ValueError:
+        return None
+
+
+_PER_DAY_US = 86_400 * 10 ** 6
+
+
+def _iso_to_column(when, unit: str | None, text: str, where: str):
+    """An ISO date/time as a value of the time column (an integer: events t < value are before it)."""
+    import datetime as _dt
+    if unit is None:
+        raise DataError(f"split_time={text}: {where}'s time column holds plain numbers, not dates; give "
+                        "split_time as a number in the column's units or a fraction of the log's events like 0.9")
+    if when.tzinfo is not None:  # the reader keeps a zone-aware column in UTC; naive values as written
+        when = when.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+    d = when - _dt.datetime(1970, 1, 1)
+    us = (d.days * 86_400 + d.seconds) * 10 ** 6 + d.microseconds
+    if unit == "ns":
+        return us * 1000
+    per = {"us": 1, "ms": 1000, "d": _PER_DAY_US}[unit]
+    return -(-us // per)  # integer t < us / per  <=>  t < ceil(us / per)
+
+
+def show_time(value, unit: str | None) -> str:
+    """A value of a time column as a person reads it (ISO for dates and datetimes)."""
+    import datetime as _dt
+    if unit is None:
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    us = int(value) * {"ns": 1, "us": 1, "ms": 1000, "d": _PER_DAY_US}[unit] // (1000 if unit == "ns" else 1)
+    return (_dt.datetime(1970, 1, 1) + _dt.timedelta(microseconds=us)).isoformat(sep=" ")
+
+
+VALID_SHARE_OF_DATES = 0.9  # a split_time given as a time: validation = the last 10% of the events before it
+
+
+def split_times(ds: Dataset, split_time: str) -> tuple:
+    """-> (valid_time, test_time). The test window is every event at or after test_time: split_time
+    itself, or for a fraction f the time of the event at position floor(f x events) in time order
+    (about a share f of the events come before it). The validation window applies the same rule
+    inside the events before test_time: valid_time is the time of the event at position
+    floor(f x those events) (f = VALID_SHARE_OF_DATES = 0.9 when split_time is a time), so it
+    depends on nothing at or after test_time. Ties at a window's first time go into that window."""
+    where = ds.path
+    if ds.times is None:
+        why = {"s3rec": "an S3-Rec .txt file has no times", "challenge": "a challenge folder's test is hidden "
+               "(test.csv); holdout=time splits an event log"}.get(ds.kind, "time_col=none: the rows have no times")
+        raise UsageError(f"holdout=time needs a time column ({where}: {why}); set time_col= or use holdout=loo")
+    parsed = parse_split_time(split_time)
+    if parsed is None:
+        raise UsageError(f"split_time={split_time!r}: expected an ISO date/time (2024-03-01, 2024-03-01T12:00) "
+                         "or a fraction of the log's events like 0.9")
+    kind, value = parsed
+    ordered = np.sort(ds.times)  # (total,)
+    n = len(ordered)
+    if kind == "iso":
+        test = _iso_to_column(value, ds.time_unit, split_time, where)
+    elif kind == "fraction":
+        test = ordered[min(int(value * n), n - 1)]
+    else:
+        test = value
+    if ordered.dtype.kind in "iu":  # integer t < x  <=>  t < ceil(x): exact comparisons on int64 times
+        test = int(test) if isinstance(test, (int, np.integer)) else int(np.ceil(test))
+    span = f"the log runs from {show_time(ordered[0], ds.time_unit)} to {show_time(ordered[-1], ds.time_unit)}"
+    n_before = int(np.searchsorted(ordered, test, side="left"))  # events t < test
+    if n_before == 0:
+        raise DataError(f"split_time={split_time}: no event before it ({where}: {span})")
+    if n_before == n:
+        raise DataError(f"split_time={split_time}: no event at or after it, nothing to test ({where}: {span})")
+    share = value if kind == "fraction" else VALID_SHARE_OF_DATES
+    valid = ordered[int(share * n_before)]
+    if valid <= ordered[0]:
+        raise DataError(f"split_time={split_time}: only {n_before:,} events before it, too few to hold a validation "
+                        f"window and training events before that ({where}: {span}); choose a later split_time")
+    return valid, test
+
+
+def time_split(ds: Dataset, split_time: str, all_data: bool = False) -> Split:
+    """holdout=time: one split time for everyone, as a shop judges a model ("trained on everything
+    before Monday, how good are next week's lists?").
+
+    test: every user with events both before and at/after the split time; history = every event
+      before it, targets = the distinct items of the user's window after it (multi-target; an item
+      the user had bought before still counts: the lists exclude the history, as under loo).
+      Users whose first event is at/after it are cold: TargetSets.cold_users, reported apart.
+    valid: the last events before the split time, by the same rule (split_times), from training data
+      only. It is a
+      single-target set so that early stopping, fusion's weight search and the baselines' own
+      selection work unchanged: each user with an event in [valid time, split time) and one before
+      it gets the FIRST event of that window as its target (the rest of the window is ignored for
+      selection), history = the events before the valid time.
+    train: the events before the valid time (all_data: every event before the split time).
+    No event at or after the split time reaches training or selection."""
+    t_valid, t_test = split_times(ds, split_time)
+    seqs, times = ds.sequences, ds.times
+    row = np.repeat(np.arange(len(seqs)), seqs.lengths)
+    n_test = np.bincount(row[times < t_test], minlength=len(seqs))   # (U,) events before the split time
+    n_valid = np.bincount(row[times < t_valid], minlength=len(seqs))  # (U,) events before the valid time
+    # validation: first event of [t_valid, t_test) as the one target
+    vrows = np.nonzero((n_valid >= 1) & (n_test > n_valid))[0]
+    if len(vrows) == 0:
+        raise DataError(f"split_time={split_time}: no user has an event in the validation window "
+                        f"[{show_time(t_valid, ds.time_unit)}, {show_time(t_test, ds.time_unit)}) and one before it; "
+                        "choose a later split_time")
+    valid = EvalSet(vrows, seqs._keep_prefix(n_valid).take(vrows), seqs.items[seqs.offsets[vrows] + n_valid[vrows]])
+    # test: everything after the split time, as a set per user
+    after = seqs.lengths > n_test
+    warm, cold = np.nonzero(after & (n_test >= 1))[0], np.nonzero(after & (n_test == 0))[0]
+    if len(warm) == 0:
+        raise DataError(f"split_time={split_time}: no user has events both before and after it; nothing to test")
+    window = _suffix(seqs, n_test)
+    test = TargetSets(warm, seqs._keep_prefix(n_test).take(warm), _distinct(window.take(warm)),
+                      cold, _distinct(window.take(cold)))
+    train = seqs._keep_prefix(n_test if all_data else n_valid)
+    return Split(train=train, valid=valid, test=test)
+
+
+def _suffix(seqs: Sequences, start: np.ndarray) -> Sequences:
+    """Every row from position start[u] on."""
+    pos = np.arange(len(seqs.items)) - np.repeat(seqs.offsets[:-1], seqs.lengths)
+    keep = pos >= np.repeat(start, seqs.lengths)
+    offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+    np.cumsum(np.maximum(seqs.lengths - start, 0), out=offsets[1:])
+    return Sequences(offsets, seqs.items[keep])
+
+
+def _distinct(seqs: Sequences) -> Sequences:
+    """Each row's distinct items, in order of first occurrence."""
+    row = np.repeat(np.arange(len(seqs)), seqs.lengths)
+    V = int(seqs.items.max(initial=0)) + 1
+    _, first = np.unique(row * V + seqs.items, return_index=True)
+    first = np.sort(first)
+    offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row[first], minlength=len(seqs)), out=offsets[1:])
+    return Sequences(offsets, seqs.items[first])
+
+
+def split_like(ds: Dataset, cfg) -> Split:
+    """The split a run's config asks for (any object with Config's holdout, split_time, all_data):
+    `time_split` for holdout=time, else `split`."""
+    if cfg.holdout == "time":
+        return time_split(ds, cfg.split_time, cfg.all_data)
+    return split(ds, all_data=cfg.all_data, holdout=cfg.holdout)
