@@ -91,7 +91,7 @@ class Recommender:
         changes = _column_arguments(user_col=user_col, item_col=item_col, time_col=time_col, filter=filter)
         _check_bool(overwrite, "overwrite")
         _check_bool(quiet, "quiet")
-        out = None if out is None else _path_argument(out, "fit(out=...)")
+        out = None if out is None else _path_argument(out, "out={!r}")
         if data is None:
             raise UsageError("fit(data=None): expected a DataFrame (pandas or polars), a pyarrow Table or a path")
         cfg = dataclasses.replace(self.config, **changes)
@@ -121,7 +121,7 @@ class Recommender:
 
         base = cls(**config).config
         changes = _column_arguments(user_col=user_col, item_col=item_col, time_col=time_col, filter=filter)
-        out = None if out is None else _path_argument(out, "tune(out=...)")
+        out = None if out is None else _path_argument(out, "out={!r}")
         base = dataclasses.replace(base, **changes, progress=False)
         if isinstance(data, (str, os.PathLike)):
             base.data, dataset = os.fspath(data), None
@@ -190,7 +190,7 @@ class Recommender:
         """Copy the run folder to `path` (refused when `path` holds files, unless overwrite=True,
         which replaces a nanorec run there). Returns path."""
         self._require_fitted()
-        path = _path_argument(path, "save")
+        path = _path_argument(path, "save({!r})")
         _check_bool(overwrite, "overwrite")
         if os.path.abspath(path) == os.path.abspath(self.run_dir):
             return path
@@ -199,7 +199,10 @@ class Recommender:
         if os.path.isdir(path) and os.listdir(path):
             if not overwrite:
                 raise UsageError(f"{path}: the folder is not empty; pass overwrite=True to replace it")
-            rundir.read_config(path)  # overwrite replaces a nanorec run, never another folder's files
+            try:  # overwrite replaces a nanorec run, never another folder's files
+                rundir.read_config(path)
+            except DataError as e:
+                raise DataError(f"{path}: overwrite=True replaces a nanorec run, and this folder is not one ({e})") from None
         ancestor = os.path.abspath(path)  # the folder will be created: its first existing ancestor must be a folder
         while not os.path.exists(ancestor):
             ancestor = os.path.dirname(ancestor)
@@ -222,7 +225,7 @@ class Recommender:
     def load(cls, path, device: str = "cpu", frame: str = "polars") -> "Recommender":
         """A Recommender from a run folder written by `save`, `fit` or `nanorec train`.
         frame: the type of the frames `recommend` returns, "polars" (default) or "pandas"."""
-        path = _path_argument(path, "load")
+        path = _path_argument(path, "load({!r})")
         if frame not in FRAMES:
             raise UsageError(f"frame={frame!r}: expected one of {', '.join(map(repr, FRAMES))}")
         rec = cls.__new__(cls)
@@ -314,15 +317,16 @@ def _check_bool(value, name: str) -> None:
 
 
 def _path_argument(path, what: str) -> str:
-    """save/load's path: a non-empty str or os.PathLike, else one UsageError line."""
+    """A run folder's path argument: a non-empty str or os.PathLike, else one UsageError line.
+    what: how the call is shown, with {!r} for the value ("save({!r})", "out={!r}")."""
     if not isinstance(path, (str, os.PathLike)):
-        raise UsageError(f"{what}({_short(path)}): expected the path of a run folder (a str or os.PathLike), "
-                         f"not a {type(path).__name__}")
+        raise UsageError(f"{what.format(path)[:60]}: expected the path of a run folder (a str or os.PathLike), "
+                         f"not {type(path).__name__}")
     path = os.fspath(path)
     if isinstance(path, bytes):
         path = os.fsdecode(path)
     if not path.strip():
-        raise UsageError(f"{what}({path!r}): empty path; expected the path of a run folder")
+        raise UsageError(f"{what.format(path)}: empty path; expected the path of a run folder")
     return path
 
 

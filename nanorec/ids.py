@@ -139,7 +139,7 @@ def from_python(values, known: np.ndarray, name: str, allow_empty: bool = False,
     series = _series_kind(values)
     if isinstance(values, (str, bytes)) or not (isinstance(values, (list, tuple, np.ndarray)) or series):
         raise UsageError(f"{name}={_show(values)}: expected a list (or tuple, numpy array, pandas or polars "
-                         f"Series) of ids, not a {type(values).__name__}" +
+                         f"Series) of ids, not {type(values).__name__}" +
                          (f"; for one id write {name}=[{values!r}]" if isinstance(values, (str, int)) else ""))
     if series == "pandas":
         values = values.tolist()  # NaN and pandas.NA stay visible (to_numpy would make them floats)
