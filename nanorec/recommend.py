@@ -12,8 +12,15 @@ training) get the most popular items, marked `source=popularity` with no score
 (counts are not on the model's scale). A challenge folder's default users are
 its test.csv; the output is then `user_id,predictions` (10 original ids,
 space-separated, best first). Otherwise a long table
-`user_id,item_id,score,rank,source`. Scoring goes through nanorec.scoring, as
-evaluation and the server do.
+`user_id,item_id,score,rank,source`. The run is opened by `Run.open` and its
+histories prepared by `histories_for`, as the server and the Python API do;
+scoring goes through nanorec.scoring, as evaluation does. Ids match by their
+exact text (ids.py): a --users file whose ids are of another type than the
+run's (strings for a run trained on integer ids) is an error when none is
+known, a warning line naming how many are known otherwise. With
+--exclude-seen a list holds the user's own items only at its end, ranked last,
+when fewer than k unseen items are left (the server and the Python API return
+a shorter list instead).
 
 At scale: users are taken batch by batch in input order and each batch is
 written as soon as it is scored (to a temporary file, renamed into place at the
