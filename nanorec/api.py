@@ -180,7 +180,7 @@ class Recommender:
         items, scores, source = list_for_history(self._run.scorer, self._popular, known, k, exclude_seen, mode)
         n = len(items)
         scores = np.full(n, np.nan, np.float32) if scores is None else np.asarray(scores, np.float32)
-        return self._out(pl_frame({"item_id": _plain_ids(self._run.item_ids[items]), "score": scores,
+        return self._out(_pl_frame({"item_id": _plain_ids(self._run.item_ids[items]), "score": scores,
                                    "rank": np.arange(1, n + 1), "source": [source] * n}))
 
     # -------------------------------------------------------------------------
@@ -273,7 +273,7 @@ class Recommender:
         keep = ~seen_fill(scores).reshape(-1) if exclude_seen else np.ones(items.size, bool)
         uid = np.repeat(users, k)[keep]
         rank = np.tile(np.arange(1, k + 1), len(users))[keep]
-        return self._out(pl_frame({"user_id": _plain_ids(uid), "item_id": _plain_ids(self._run.item_ids[items].reshape(-1)[keep]),
+        return self._out(_pl_frame({"user_id": _plain_ids(uid), "item_id": _plain_ids(self._run.item_ids[items].reshape(-1)[keep]),
                                    "score": scores.reshape(-1)[keep], "rank": rank,
                                    "source": np.where(np.repeat(cold, k), "popularity", "model")[keep]}))
 
@@ -287,7 +287,7 @@ class Recommender:
         return f"Recommender(n_layer={self.config.n_layer}, n_embd={self.config.n_embd}, {state})"
 
 
-def pl_frame(columns: dict):
+def _pl_frame(columns: dict):
     import polars as pl
     return pl.DataFrame(columns)
 

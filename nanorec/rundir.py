@@ -171,7 +171,7 @@ def read_histories(run_dir: str, num_items: int | None = None):
     try:
         df = pl.read_parquet(path)
     except Exception as e:  # polars raises several unrelated types for a damaged file
-        raise DataError(f"{path}: not a readable Parquet file ({_first_line(e)})") from None
+        raise DataError(f"{path}: not a readable Parquet file ({first_line(e)})") from None
     if df.columns != ["user_id", "item"] or not df["item"].dtype.is_integer():
         raise DataError(f"{path}: expected columns user_id, item (an integer item index)")
     if df["user_id"].null_count() or df["item"].null_count():
@@ -315,7 +315,7 @@ def read_test_ranks(run_dir: str) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError) as e:
-        raise DataError(f"{path}: not a readable .npy file ({_first_line(e)})") from None
+        raise DataError(f"{path}: not a readable .npy file ({first_line(e)})") from None
 
 
 def load_weights(model, path: str) -> None:
@@ -341,7 +341,7 @@ def _read_safetensors(path: str) -> dict:
     try:
         return load_file(path)
     except Exception as e:  # noqa: BLE001 - any failure to parse the file means it is damaged
-        raise DataError(f"{path}: not a readable safetensors file ({_first_line(e)})") from None
+        raise DataError(f"{path}: not a readable safetensors file ({first_line(e)})") from None
 
 
 def load_checkpoint(path: str, device: str = "cpu") -> dict:
@@ -352,7 +352,7 @@ def load_checkpoint(path: str, device: str = "cpu") -> dict:
         ck = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # noqa: BLE001 - a damaged file can fail anywhere in the (weights-only) unpickler
         # (seen: RuntimeError, EOFError, UnpicklingError, BadZipFile, IndexError "pop from empty list")
-        reason = "not a weights-only torch file" if isinstance(e, pickle.UnpicklingError) else _first_line(e)
+        reason = "not a weights-only torch file" if isinstance(e, pickle.UnpicklingError) else first_line(e)
         raise DataError(f"{path}: not a readable checkpoint ({reason}); "
                         f"start again with --overwrite, or restore the file") from None
     need = {"model", "optimizer", "state", "config", "rng_cpu"}
@@ -365,7 +365,7 @@ def _load_state(module, state: dict, path: str) -> None:
     try:
         module.load_state_dict(state)
     except RuntimeError as e:
-        raise DataError(f"{path}: weights do not fit the model of {CONFIG} ({_first_line(e)})") from None
+        raise DataError(f"{path}: weights do not fit the model of {CONFIG} ({first_line(e)})") from None
 
 
 def load_state(module, state: dict, path: str) -> None:
@@ -416,7 +416,7 @@ def read_baseline(path: str, method: str) -> dict:
     try:
         return load_file(path)
     except Exception as e:  # noqa: BLE001 - any failure to parse the file means it is damaged
-        raise DataError(f"{path}: not a readable {method} model ({_first_line(e)})") from None
+        raise DataError(f"{path}: not a readable {method} model ({first_line(e)})") from None
 
 
 def require_folder(run_dir: str) -> None:
@@ -430,6 +430,6 @@ def _plain(x):
     return x.item() if hasattr(x, "item") else x
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0][:200] if text else type(e).__name__
