@@ -18,6 +18,7 @@ import time
 import numpy as np
 import torch
 
+from nanorec import rundir
 from nanorec.config import Config
 from nanorec.evaluate import metrics_from_ranks
 
@@ -32,7 +33,7 @@ args = p.parse_args()
 def bootstrap_95(run, reps=2000):
     """95% bootstrap intervals of test HR@10 and NDCG@10 over users, from the run's test_ranks.npy
     (1-based rank of each user's target): how far a difference from a published figure is noise."""
-    ranks = np.load(os.path.join(run, "test_ranks.npy"))
+    ranks = rundir.read_test_ranks(run)
     rng = np.random.default_rng(0)
     samples = [metrics_from_ranks(ranks[rng.integers(0, len(ranks), len(ranks))], ks=(10,)) for _ in range(reps)]
     return {k: [round(float(q), 4) for q in np.percentile([m[k] for m in samples], [2.5, 97.5])]
@@ -43,8 +44,8 @@ defaults = Config().to_dict()
 keep = ("HR@10", "NDCG@10", "MRR@10", "MAP@10")
 rows = []
 for run in args.runs:
-    cfg = json.load(open(os.path.join(run, "config.json")))
-    m = json.load(open(os.path.join(run, "metrics.json")))
+    cfg = rundir.read_config(run).to_dict()
+    m = rundir.read_metrics(run)
     changed = [f"{k}={v}" for k, v in cfg.items() if k not in ("data", "progress") and v != defaults.get(k)]
     rows.append({
         "run": run,

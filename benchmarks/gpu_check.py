@@ -29,7 +29,7 @@ from nanorec.data import load, split
 from nanorec.devices import autocast
 from nanorec.evaluate import evaluate
 from nanorec.model import GPT
-from nanorec.scoring import gpt_scorer
+from nanorec.run import shipped_scorer
 from nanorec.train import epoch_batches
 
 p = argparse.ArgumentParser()
@@ -165,7 +165,7 @@ for a, b_ in (("sdpa fp32", "sdpa fp32 padded"), ("sdpa bf16", "sdpa bf16 padded
 # 3. one full-ranking validation pass
 sync()
 t0 = time.time()
-m = evaluate(gpt_scorer(trained, dev), sp.valid, batch_size=base.eval_batch_size)
+m = evaluate(shipped_scorer(trained, dev), sp.valid, batch_size=base.eval_batch_size)
 sync()
 valid_s = time.time() - t0
 

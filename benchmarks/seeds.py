@@ -17,7 +17,6 @@ import platform
 import statistics
 import time
 
-import numpy as np
 import torch
 
 from nanorec import rundir
@@ -38,12 +37,12 @@ for run in args.runs:
     cfg = rundir.read_config(run)
     ds = load_like(cfg, args.data)
     sp = split(ds, all_data=cfg.all_data, holdout=cfg.holdout)
-    history = [json.loads(x) for x in open(os.path.join(run, "history.jsonl")) if x.strip()]
-    metrics = json.load(open(os.path.join(run, "metrics.json")))
+    history = rundir.read_history(run)
+    metrics = rundir.read_metrics(run)
     if "valid_NDCG@10_by_weights" not in metrics.get("fusion", {}):
         raise SystemExit(f"{run}: not fused in training (train it with today's defaults: fuse_transitions=auto)")
     valid, test = metrics["valid"], metrics["test"]
-    ranks = np.load(os.path.join(run, rundir.TEST_RANKS))
+    ranks = rundir.read_test_ranks(run)
     weights, grid = metrics["fusion"]["weights"], metrics["fusion"]["valid_NDCG@10_by_weights"]
     how = "fused in training (fuse_transitions)"
     cold = cold_target_mask(ds, sp)

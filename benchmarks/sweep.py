@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 
+from nanorec import rundir
+
 p = argparse.ArgumentParser()
 p.add_argument("jobs")
 p.add_argument("--root", default="runs/sweep")
@@ -47,17 +49,14 @@ def summary(name, data, overrides, status, wall):
     run = os.path.join(args.root, name)
     row = {"name": name, "data": os.path.basename(data), "overrides": " ".join(overrides), "status": status,
            "wall_s": round(wall, 1)}
-    hist = os.path.join(run, "history.jsonl")
-    if os.path.exists(hist):
-        h = [json.loads(x) for x in open(hist) if x.strip()]
-        h = [r for r in h if "NDCG@10" in r]
+    if os.path.isdir(run):  # a stopped job's history may end in a torn line: read_history skips it
+        h = [r for r in rundir.read_history(run) if "NDCG@10" in r]
         if h:
             best = max(h, key=lambda r: r["NDCG@10"])
             row.update({"best_valid_NDCG@10": best["NDCG@10"], "best_valid_HR@10": best["HR@10"],
                         "best_step": best["step"], "last_step": h[-1]["step"]})
-    met = os.path.join(run, "metrics.json")
-    if os.path.exists(met):
-        m = json.load(open(met))
+    if os.path.exists(os.path.join(run, rundir.METRICS)):
+        m = rundir.read_metrics(run)
         row.update({"final_valid": {k: m["valid"][k] for k in ("HR@10", "NDCG@10")} if "valid" in m else None,
                     "fusion_weight": m.get("fusion", {}).get("weight"), "train_seconds": m.get("train_seconds"),
                     "epochs": m.get("epochs")})

@@ -19,7 +19,7 @@ import torch
 from nanorec.config import Config
 from nanorec.data import load, split
 from nanorec.evaluate import evaluate
-from nanorec.scoring import gpt_scorer
+from nanorec.run import shipped_scorer
 from nanorec.model import GPT
 from nanorec.train import epoch_batches
 
@@ -54,7 +54,7 @@ for i in range(args.steps):
     tokens += step(batches[(5 + i) % len(batches)])
 train_s = time.time() - t0
 t1 = time.time()
-evaluate(gpt_scorer(model, "cpu"), sp.valid, batch_size=cfg.eval_batch_size, with_loss=True)
+evaluate(shipped_scorer(model, "cpu"), sp.valid, batch_size=cfg.eval_batch_size, with_loss=True)
 eval_s = time.time() - t1
 
 tokens_per_step = tokens / args.steps

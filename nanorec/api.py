@@ -9,7 +9,28 @@
 The CLI is a thin layer over the same functions: `fit` is `nanorec train`
 (train.run), `recommend` is `nanorec recommend` (recommend.recommend_users),
 and a saved Recommender is a run folder that `nanorec recommend/serve/evaluate`
-read as they read any other.
+read as they read any other; it is opened by `Run.open` and its histories
+prepared by `recommend.histories_for`, as the CLI and the server do.
+
+Arguments are checked as strictly as the CLI's options, and every refusal is a
+`UsageError` or `DataError` with one line naming the argument:
+- users / history: a list, tuple, 1-D numpy array or pandas / polars Series of
+  ids (a bare string or number is refused, never iterated); None, NaN and
+  pandas.NA are refused, and so are booleans, nested lists and non-integral
+  floats; an integral float (pandas makes them of integer columns with a gap) is
+  that integer only where the run's ids are integers. Ids match by their exact
+  text (nanorec/ids.py). Given ids of another type than the run's (strings for a
+  run trained on integer ids) are an error when none is known, a warning when some
+  are not. users must not be empty or list a user twice.
+- k: an int (not a bool) in 1..items; exclude_seen: a bool; mode: "oneshot" or
+  "generative", checked on every call.
+- exclude_seen=True never returns an item of the user's history: a user with fewer
+  than k unseen items gets a shorter list (`nanorec recommend` fills its files to
+  k with seen items, ranked last).
+
+Frames out: the type follows the frame given to `fit` (pandas in, pandas out;
+polars, pyarrow or a path: polars). `load` has no frame to follow: polars unless
+`frame="pandas"`; `rec.frame` says which, and may be set.
 """
 from __future__ import annotations
 
@@ -17,15 +38,18 @@ import dataclasses
 import os
 import shutil
 import tempfile
-from typing import Any, Iterable
+import warnings
+from typing import Any
 
 import numpy as np
 
-from . import rundir
+from . import ids, rundir
 from .config import Config
 from .errors import DataError, UsageError
 
 _FIELDS = {f.name for f in dataclasses.fields(Config)}
+FRAMES = ("polars", "pandas")
+MODES = ("oneshot", "generative")
 
 
 class Recommender:
@@ -45,8 +69,8 @@ class Recommender:
             raise UsageError(f"unknown config key {unknown[0]!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
         self.config = Config(**config).validate()
         self.run_dir: str | None = None
-        self._scorer = None
-        self._frame_kind = "polars"
+        self._run = None
+        self.frame = "polars"  # the type of the frames out: fit's frame's, see the module docstring
 
     # -------------------------------------------------------------------------
     # training
@@ -64,8 +88,13 @@ class Recommender:
         from .data import load_like
         from .train import run
 
-        changes = {k: v for k, v in (("user_col", user_col), ("item_col", item_col),
-                                     ("time_col", time_col), ("filter", filter), ("time_format", time_format)) if v is not None}
+        changes = _column_arguments(user_col=user_col, item_col=item_col, time_col=time_col, filter=filter,
+                                    time_format=time_format)
+        _check_bool(overwrite, "overwrite")
+        _check_bool(quiet, "quiet")
+        out = None if out is None else _path_argument(out, "out={!r}")
+        if data is None:
+            raise UsageError("fit(data=None): expected a DataFrame (pandas or polars), a pyarrow Table or a path")
         cfg = dataclasses.replace(self.config, **changes)
         if isinstance(data, (str, os.PathLike)):
             cfg.data = os.fspath(data)
@@ -73,7 +102,7 @@ class Recommender:
         else:
             cfg.data = "<dataframe>"
             dataset = load_like(cfg, data)
-            self._frame_kind = "pandas" if type(data).__module__.startswith("pandas") else "polars"
+            self.frame = _frame_of(data)
         cfg.validate()
         out = out or tempfile.mkdtemp(prefix="nanorec-run-")
         run(cfg, out, overwrite=overwrite, quiet=quiet, dataset=dataset)
@@ -92,8 +121,8 @@ class Recommender:
         from .tune import DEFAULT_SPACE, tune
 
         base = cls(**config).config
-        changes = {k: v for k, v in (("user_col", user_col), ("item_col", item_col),
-                                     ("time_col", time_col), ("filter", filter)) if v is not None}
+        changes = _column_arguments(user_col=user_col, item_col=item_col, time_col=time_col, filter=filter)
+        out = None if out is None else _path_argument(out, "out={!r}")
         base = dataclasses.replace(base, **changes, progress=False)
         if isinstance(data, (str, os.PathLike)):
             base.data, dataset = os.fspath(data), None
@@ -101,126 +130,208 @@ class Recommender:
             base.data, dataset = "<dataframe>", load_like(base, data)
         out = out or tempfile.mkdtemp(prefix="nanorec-study-")
         summary = tune(base, out, space or DEFAULT_SPACE, trials, dataset=dataset, log=lambda *_: None)
-        rec = cls.load(summary["best"]["run"])
+        rec = cls.load(summary["best"]["run"], frame=_frame_of(data) if dataset is not None else "polars")
         rec.study = summary
-        if dataset is not None:
-            rec._frame_kind = "pandas" if type(data).__module__.startswith("pandas") else "polars"
         return rec
 
     # -------------------------------------------------------------------------
     # recommending
 
-    def recommend(self, users: Iterable | None = None, k: int = 10, exclude_seen: bool = True,
-                  mode: str = "oneshot"):
+    def recommend(self, users=None, k: int = 10, exclude_seen: bool = True, mode: str = "oneshot"):
         """Top-k lists for `users` (original ids; default: every user seen in fit).
 
-        Returns a DataFrame (pandas if fit was given pandas, else polars) with one
-        row per (user, rank): user_id, item_id, score, rank, source. source is
-        "model", or "popularity" for a user the model cannot continue (unknown, or
-        no known item), whose score is null: counts are not on the model's scale."""
+        Returns a DataFrame (see `frame`) with one row per (user, rank): user_id, item_id,
+        score, rank, source. source is "model", or "popularity" for a user the model cannot
+        continue (unknown, or no known item), whose score is null: counts are not on the
+        model's scale. exclude_seen: a user's own items are never listed (fewer than k rows
+        when fewer unseen items are left)."""
         from .recommend import recommend_users
 
-        self._require_fitted()
-        self._check_k(k)
-        users = self._user_ids if users is None else _as_array(users)
-        items, scores, cold = recommend_users(self._scorer, self._num_items, self._user_ids,
-                                              self._histories, users, k, exclude_seen, mode)
-        return self._frame(users, items, scores, cold)
+        self._check_call(k, exclude_seen, mode)
+        known = self._users
+        if users is None:
+            users = known
+        else:
+            users = ids.from_python(users, known, "users")
+            note = ids.check_kinds(known, users, ids.rows(known, users) >= 0, "users", "user")
+            if note:
+                warnings.warn(note, stacklevel=2)
+        items, scores, cold = recommend_users(self._run.scorer, self._run.num_items, known, self._histories,
+                                              users, k, exclude_seen, mode)
+        return self._frame(users, items, scores, cold, exclude_seen)
 
-    def recommend_history(self, history: Iterable, k: int = 10, exclude_seen: bool = True, mode: str = "oneshot"):
-        """Top-k for one raw history of original item ids, oldest first (unknown ids are skipped).
+    def recommend_history(self, history, k: int = 10, exclude_seen: bool = True, mode: str = "oneshot"):
+        """Top-k for one raw history of original item ids, oldest first (unknown ids are skipped;
+        the same checks as `users`, but an empty history or a repeated item is a history).
         Returns a DataFrame: item_id, score, rank, source ("popularity", with null scores, when
         no id of the history is known)."""
-        import polars as pl
+        from .recommend import list_for_history, popular_items
 
-        from .recommend import item_lookup, list_for_history, popular_items
-
-        self._require_fitted()
-        self._check_k(k)
+        self._check_call(k, exclude_seen, mode)
+        vocab = self._run.item_ids[1:]
+        history = ids.from_python(history, vocab, "history", allow_empty=True, allow_repeats=True)
         if self._lookup is None:  # built once per loaded model, as the server does
-            self._lookup = item_lookup(self._item_ids)
-            self._popular = popular_items(self._histories, self._num_items, self._num_items)
-        known, _ = self._lookup(history)
-        items, scores, source = list_for_history(self._scorer, self._popular, known, k, exclude_seen, mode)
-        scores = np.full(k, np.nan, np.float32) if scores is None else np.asarray(scores, np.float32)
-        df = pl.DataFrame({"item_id": self._item_ids[items].tolist(), "score": scores,
-                           "rank": np.arange(1, k + 1), "source": [source] * k}).with_columns(pl.col("score").fill_nan(None))
-        return df.to_pandas() if self._frame_kind == "pandas" else df
+            self._lookup = ids.item_rows(self._run.item_ids)
+            self._popular = popular_items(self._histories, self._run.num_items, self._run.num_items)
+        known, unknown = self._lookup(history)
+        if unknown and not len(known):
+            detail = ids.kinds_differ(vocab, history, "item")
+            if detail:
+                raise DataError(f"history: none of its {len(history):,} item ids is known to the run ({detail})")
+        items, scores, source = list_for_history(self._run.scorer, self._popular, known, k, exclude_seen, mode)
+        n = len(items)
+        scores = np.full(n, np.nan, np.float32) if scores is None else np.asarray(scores, np.float32)
+        return self._out(_pl_frame({"item_id": _plain_ids(self._run.item_ids[items]), "score": scores,
+                                   "rank": np.arange(1, n + 1), "source": [source] * n}))
 
     # -------------------------------------------------------------------------
     # files
 
-    def save(self, path: str, overwrite: bool = False) -> str:
-        """Copy the run folder to `path` (refused when `path` holds files, unless overwrite). Returns path."""
+    def save(self, path, overwrite: bool = False) -> str:
+        """Copy the run folder to `path` (refused when `path` holds files, unless overwrite=True,
+        which replaces a nanorec run there). Returns path."""
         self._require_fitted()
+        path = _path_argument(path, "save({!r})")
+        _check_bool(overwrite, "overwrite")
         if os.path.abspath(path) == os.path.abspath(self.run_dir):
             return path
         if os.path.exists(path) and not os.path.isdir(path):
             raise DataError(f"{path}: exists and is not a folder")
-        if os.path.isdir(path) and os.listdir(path) and not overwrite:
-            raise UsageError(f"{path}: the folder is not empty; pass overwrite=True to replace it")
-        os.makedirs(path, exist_ok=True)
+        if os.path.isdir(path) and os.listdir(path):
+            if not overwrite:
+                raise UsageError(f"{path}: the folder is not empty; pass overwrite=True to replace it")
+            try:  # overwrite replaces a nanorec run, never another folder's files
+                rundir.read_config(path)
+            except DataError as e:
+                raise DataError(f"{path}: overwrite=True replaces a nanorec run, and this folder is not one ({e})") from None
+        ancestor = os.path.abspath(path)  # the folder will be created: its first existing ancestor must be a folder
+        while not os.path.exists(ancestor):
+            ancestor = os.path.dirname(ancestor)
+        if not os.path.isdir(ancestor):
+            raise DataError(f"{path}: cannot create the folder ({ancestor} is a file)")
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as e:
+            raise DataError(f"{path}: cannot create the folder ({e.strerror})") from None
         from .files import atomic_write
         for name in rundir.RUN_FILES:
-            src = os.path.join(self.run_dir, name)
+            src, dst = os.path.join(self.run_dir, name), os.path.join(path, name)
             if os.path.isfile(src):
-                atomic_write(os.path.join(path, name), lambda tmp, src=src: shutil.copyfile(src, tmp))
+                atomic_write(dst, lambda tmp, src=src: shutil.copyfile(src, tmp))
+            elif os.path.isfile(dst):  # a file of the run replaced: one folder, one run
+                os.remove(dst)
         return path
 
     @classmethod
-    def load(cls, path: str, device: str = "cpu") -> "Recommender":
-        """A Recommender from a run folder written by `save`, `fit` or `nanorec train`."""
+    def load(cls, path, device: str = "cpu", frame: str = "polars") -> "Recommender":
+        """A Recommender from a run folder written by `save`, `fit` or `nanorec train`.
+        frame: the type of the frames `recommend` returns, "polars" (default) or "pandas"."""
+        path = _path_argument(path, "load({!r})")
+        if frame not in FRAMES:
+            raise UsageError(f"frame={frame!r}: expected one of {', '.join(map(repr, FRAMES))}")
         rec = cls.__new__(cls)
-        rec.run_dir, rec._frame_kind = None, "polars"
-        rec.config = rundir.read_config(path)
+        rec.run_dir, rec._run, rec.frame = None, None, frame
         rec._attach(path, device)
         return rec
 
     @property
     def metrics(self) -> dict:
-        from .data import read_json
         self._require_fitted()
-        return read_json(os.path.join(self.run_dir, rundir.METRICS))
+        return rundir.read_metrics(self.run_dir)
 
     # -------------------------------------------------------------------------
     # internals
 
     def _attach(self, run_dir: str, device: str = "cpu") -> None:
         from .devices import pick_device
-        cfg, scorer, item_ids, num_items = rundir.load_scorer(run_dir, pick_device(device))
-        self.config, self._scorer, self._item_ids, self._num_items = cfg, scorer, item_ids, num_items
-        self._user_ids, self._histories = rundir.read_histories(run_dir)
+        from .recommend import histories_for
+        from .run import Run
+        self._run = Run.open(run_dir, pick_device(device))
+        self.config = self._run.config
+        self._users, self._histories, _ = histories_for(self._run)
         self._lookup = self._popular = None  # recommend_history's id lookup and popularity order, on first use
         self.run_dir = run_dir
 
     def _require_fitted(self) -> None:
-        if self._scorer is None:
+        if self._run is None:
             raise UsageError("this Recommender is not fitted: call fit(data) or Recommender.load(path)")
 
-    def _check_k(self, k) -> None:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= self._num_items:
-            raise UsageError(f"k={k!r}: expected an integer in 1..{self._num_items}")
+    def _check_call(self, k, exclude_seen, mode) -> None:
+        """The arguments every list takes, checked on every call (before anything is scored)."""
+        self._require_fitted()
+        n = self._run.num_items
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
+            raise UsageError(f"k={_short(k)}: expected an integer in 1..{n}")
+        _check_bool(exclude_seen, "exclude_seen")
+        if not isinstance(mode, str) or mode not in MODES:
+            raise UsageError(f"mode={_short(mode)}: expected {' or '.join(map(repr, MODES))}")
 
-    def _frame(self, users, items, scores, cold):
-        import polars as pl
+    def _frame(self, users, items, scores, cold, exclude_seen: bool):
+        """(U,) users, (U, k) items, scores, (U,) cold -> the long frame; seen items filling
+        a list's end are left out (exclude_seen)."""
+        from .recommend import seen_fill
         k = items.shape[1]
-        uid = np.repeat(users, k)
-        df = pl.DataFrame({"user_id": uid.tolist() if uid.dtype == object else uid,
-                           "item_id": self._item_ids[items].reshape(-1).tolist(),
-                           "score": scores.reshape(-1), "rank": np.tile(np.arange(1, k + 1), len(users)),
-                           "source": np.where(np.repeat(cold, k), "popularity", "model")})
+        keep = ~seen_fill(scores).reshape(-1) if exclude_seen else np.ones(items.size, bool)
+        uid = np.repeat(users, k)[keep]
+        rank = np.tile(np.arange(1, k + 1), len(users))[keep]
+        return self._out(_pl_frame({"user_id": _plain_ids(uid), "item_id": _plain_ids(self._run.item_ids[items].reshape(-1)[keep]),
+                                   "score": scores.reshape(-1)[keep], "rank": rank,
+                                   "source": np.where(np.repeat(cold, k), "popularity", "model")[keep]}))
+
+    def _out(self, df):
+        import polars as pl
         df = df.with_columns(pl.col("score").fill_nan(None))
-        return df.to_pandas() if self._frame_kind == "pandas" else df
+        return df.to_pandas() if self.frame == "pandas" else df
 
     def __repr__(self) -> str:
         state = f"run_dir={self.run_dir!r}" if self.run_dir else "not fitted"
         return f"Recommender(n_layer={self.config.n_layer}, n_embd={self.config.n_embd}, {state})"
 
 
-def _as_array(users) -> np.ndarray:
-    if hasattr(users, "to_numpy"):  # pandas / polars Series
-        users = users.to_numpy()
-    arr = np.asarray(list(users) if not isinstance(users, np.ndarray) else users)
-    if arr.dtype.kind not in "iu":
-        arr = arr.astype(object)
-    return arr
+def _pl_frame(columns: dict):
+    import polars as pl
+    return pl.DataFrame(columns)
+
+
+def _plain_ids(a: np.ndarray):
+    """An id array polars takes (object ids -> a list of Python values)."""
+    a = np.asarray(a)
+    return a.tolist() if a.dtype == object else a
+
+
+def _frame_of(data) -> str:
+    return "pandas" if type(data).__module__.startswith("pandas") else "polars"
+
+
+def _column_arguments(**given) -> dict:
+    """fit/tune's column, filter and time_format arguments that were given (None: the config's), each a str."""
+    for name, value in given.items():
+        if value is not None and not isinstance(value, str):
+            raise UsageError(f"{name}={_short(value)}: expected a column name (a str)" if name not in ("filter", "time_format")
+                             else f"filter={_short(value)}: expected \"column=value[,value...]\" (a str)" if name == "filter"
+                             else f"time_format={_short(value)}: expected a strptime format such as \"%d/%m/%Y\" (a str)")
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _check_bool(value, name: str) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise UsageError(f"{name}={_short(value)}: expected True or False")
+
+
+def _path_argument(path, what: str) -> str:
+    """A run folder's path argument: a non-empty str or os.PathLike, else one UsageError line.
+    what: how the call is shown, with {!r} for the value ("save({!r})", "out={!r}")."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise UsageError(f"{what.format(path)[:60]}: expected the path of a run folder (a str or os.PathLike), "
+                         f"not {type(path).__name__}")
+    path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not path.strip():
+        raise UsageError(f"{what.format(path)}: empty path; expected the path of a run folder")
+    return path
+
+
+def _short(x, limit: int = 40) -> str:
+    text = repr(x)
+    return text if len(text) <= limit else text[:limit - 3] + "..."

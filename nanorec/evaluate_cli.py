@@ -3,9 +3,11 @@
     nanorec evaluate --run RUN_DIR --data PATH [--split valid|test] [--include-seen]
                      [--mode oneshot|generative] [--json FILE]
 
-Prints one line: the protocol beside the metrics. Training scored the run with
-the same scorer and evaluator, so on the training data the numbers equal
-metrics.json's.
+Prints one line: the protocol beside the metrics. The run is opened by
+`Run.open` (the scorer it ships, fused when it was trained with fusion);
+training scored it with the same scorer and evaluator, so on the training data
+the numbers equal metrics.json's, and `nanorec tune`'s winner's test figure
+equals `nanorec evaluate --run STUDY/best --split test`.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from .devices import DEVICE_HELP, pick_device
 from .errors import DataError, UsageError
 from .evaluate import evaluate_split, format_metrics, protocol_line
 from .files import check_writable_folder, write_json
+from .run import Run
 from .scoring import list_scorer
 
 
@@ -38,8 +41,8 @@ def main(argv) -> int:
     if args.json:
         check_writable_folder(args.json, "--json metrics")
 
-    device = pick_device(args.device)
-    cfg, scorer, item_ids, num_items = rundir.load_scorer(args.run, device)
+    run = Run.open(args.run, pick_device(args.device))  # the scorer the run ships (fused when fused)
+    cfg, scorer, num_items = run.config, run.scorer, run.num_items
     ds = load_like(cfg, args.data)
     rundir.check_same_vocabulary(args.run, ds.item_ids, args.data)
     sp = split_like(ds, cfg)

@@ -35,6 +35,7 @@ from .errors import DataError, UsageError
 from .evaluate import (KS, TIME_PROTOCOL, beyond_metrics, evaluate, evaluate_split, metrics_from_ranks, protocol_line,
                        top_lists)
 from .files import atomic_write, check_output_folder, write_json, write_text
+from .rundir import read_test_ranks
 
 # Published full-ranking results on the S3-Rec files (HR@10, NDCG@10), leave-one-out over all items:
 # SASRec as reported in the S3-Rec paper, the best published (BSARec / TV-Rec), and the
@@ -54,8 +55,8 @@ SEED_MAP10 = {"svd": 0.00245, "content_knn": 0.00723, "lightgcn": 0.04754, "gpt_
 
 # method -> label; the GPT rows follow the seed's journey.
 METHODS = {
-    "popularity": "popularity (leak-free counts)",
-    "popularity_published": "popularity, counts include test targets (as published)",
+    "popularity": "popularity (training split counts)",
+    "popularity_published": "popularity_published: counts include test targets (leaky, as published)",
     "transitions": "item-to-item transitions",
     "svd": "PureSVD",
     "content_knn": "content kNN (attributes, Faiss)",
@@ -115,10 +116,9 @@ def run_baseline(method, ds, sp, cold, attributes_path, log):
 
     t0 = time.time()
     config = {}
-    if method == "popularity":
-        timed = isinstance(sp.test, TargetSets)  # the time split: what the other methods train on
-        model = Popularity().fit(sp.train if timed else ds.sequences.drop_last(1), ds.num_items)  # all it may see
-        config = {"counts": "the training split" if timed else "items[:-1] (no test targets)"}
+    if method == "popularity":  # the one popularity: `nanorec train method=popularity` fits exactly this
+        model = Popularity().fit(sp.train, ds.num_items)
+        config = {"counts": "the training split (as nanorec train method=popularity)"}
     elif method == "popularity_published":
         model = Popularity().fit(ds.sequences, ds.num_items)
         config = {"counts": "all interactions, test targets included"}
@@ -148,25 +148,25 @@ def run_baseline(method, ds, sp, cold, attributes_path, log):
     else:
         raise ValueError(method)
     train_s = time.time() - t0
-    valid_m = evaluate(model.score, sp.valid) if method not in ("popularity", "popularity_published") else None
+    valid_m = evaluate(model.score, sp.valid) if method != "popularity_published" else None  # it counted them
     t1 = time.time()
     test_m, ranks, beyond = scored_on_test(model.score, ds, sp)
     return _row(method, test_m, ranks, cold, valid_m, train_s, time.time() - t1, config, {"beyond": beyond})
 
 
 def run_gpt(method, ds, sp, cold, base_cfg: Config, out_dir, attributes_path, done, log):
-    from .rundir import load_run
-    from .scoring import gpt_scorer, list_scorer
+    from .run import Run
+    from .scoring import list_scorer
     from .train import run
 
     if method == "gpt_generative":  # the packed model, decoded generatively: no new training
         packed_dir = os.path.join(out_dir, "runs", "gpt_packed")
         if "gpt_packed" not in done:
             raise RuntimeError("gpt_generative needs gpt_packed first")
-        cfg, model, _ = load_run(packed_dir)
+        packed = Run.open(packed_dir)  # as the run ships (the GPT alone: the leaderboard's rows are unfused)
         t0 = time.time()
         valid_m = None  # nothing is selected for this row (the packed run's weights): test only, half the cost
-        test_m, ranks, beyond = scored_on_test(list_scorer(gpt_scorer(model), model.num_items, 20), ds, sp, 256)
+        test_m, ranks, beyond = scored_on_test(list_scorer(packed.scorer, packed.num_items, 20), ds, sp, 256)
         return _row(method, test_m, ranks, cold, valid_m, done["gpt_packed"]["train_seconds"], time.time() - t0,
                     done["gpt_packed"]["config"], {"run": packed_dir, "beyond": beyond})
 
@@ -185,7 +185,7 @@ def run_gpt(method, ds, sp, cold, base_cfg: Config, out_dir, attributes_path, do
     metrics = run(cfg, run_dir, overwrite=True, quiet=True)  # a row not in leaderboard.json is redone whole
     train_s = time.time() - t0
     test_m, rec_s = metrics["test"], metrics["test_seconds"]  # measured: the final test pass alone
-    ranks = None if isinstance(sp.test, TargetSets) else np.load(os.path.join(run_dir, "test_ranks.npy"))
+    ranks = None if isinstance(sp.test, TargetSets) else read_test_ranks(run_dir)
     return _row(method, test_m, ranks, cold, metrics["valid"], train_s, rec_s, cfg.to_dict(),
                 {"best_step": metrics["best_step"], "steps": metrics["steps"], "run": run_dir,
                  "beyond": metrics.get("beyond")})

@@ -12,8 +12,15 @@ training) get the most popular items, marked `source=popularity` with no score
 (counts are not on the model's scale). A challenge folder's default users are
 its test.csv; the output is then `user_id,predictions` (10 original ids,
 space-separated, best first). Otherwise a long table
-`user_id,item_id,score,rank,source`. Scoring goes through nanorec.scoring, as
-evaluation and the server do.
+`user_id,item_id,score,rank,source`. The run is opened by `Run.open` and its
+histories prepared by `histories_for`, as the server and the Python API do;
+scoring goes through nanorec.scoring, as evaluation does. Ids match by their
+exact text (ids.py): a --users file whose ids are of another type than the
+run's (strings for a run trained on integer ids) is an error when none is
+known, a warning line naming how many are known otherwise. With
+--exclude-seen a list holds the user's own items only at its end, ranked last,
+when fewer than k unseen items are left (the server and the Python API return
+a shorter list instead).
 
 At scale: users are taken batch by batch in input order and each batch is
 written as soon as it is scored (to a temporary file, renamed into place at the
@@ -30,15 +37,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 import numpy as np
 
-from . import rundir
+from . import ids, rundir
 from .data import Dataset, Sequences, item_counts, load_like
 from .devices import DEVICE_HELP, pick_device
 from .errors import DataError, UsageError
 from .files import atomic_write, check_writable_folder
-from .scoring import recommend_lists
+from .run import Run
+from .scoring import SEEN_SCORE, recommend_lists
 
 
 # -----------------------------------------------------------------------------
@@ -47,7 +56,7 @@ from .scoring import recommend_lists
 def histories_in_run_vocab(ds: Dataset, run_item_ids: np.ndarray) -> tuple[Sequences, int]:
     """The data set's full histories re-indexed to the run's item vocabulary.
     Items the model never saw are dropped from the histories (returned count)."""
-    rows = user_rows(run_item_ids[1:], ds.item_ids[1:])  # the same id matching as users' (ints, else strings)
+    rows = ids.rows(run_item_ids[1:], ds.item_ids[1:])  # the one id rule (ids.py)
     remap = np.concatenate([[0], np.where(rows >= 0, rows + 1, 0)]).astype(np.int64)
     items = remap[ds.sequences.items]
     known = items > 0
@@ -78,28 +87,52 @@ def read_user_list(path: str, user_col: str = "user_id") -> np.ndarray:
     return users
 
 
-def prepare(run_dir: str, data_path=None, k: int = 10, users=None, device: str = "auto"):
-    """Everything a list needs, checked before any scoring:
-    -> (scorer, num_items, item_ids, known_users, hist, users)."""
-    device = pick_device(device)
-    cfg, scorer, item_ids, num_items = rundir.load_scorer(run_dir, device)
-    if not 1 <= k <= num_items:
-        raise UsageError(f"--k {k}: must be between 1 and the {num_items:,} items the model knows")
+def histories_for(run: Run, data_path=None, warn=print) -> tuple[np.ndarray, Sequences, np.ndarray | None]:
+    """The one preparation of the histories a list continues (the CLI, the server and the
+    Python API all come here), in the run's vocabulary:
+    -> (known_users (U0,), hist (U0 rows), default_users).
+    data_path None: the run's own (histories.parquet); default users: all of them.
+    Else the log's (a newer log may add items: those the run never saw are dropped; none
+    known is the wrong data); default users: a challenge folder's test.csv, else every user
+    of the log (None: a challenge folder without test.csv, which must name its users)."""
     if data_path is None:
-        known_users, hist = rundir.read_histories(run_dir)
-        default_users = known_users
-    else:
-        ds = load_like(cfg, data_path)
-        hist, dropped = histories_in_run_vocab(ds, item_ids)
-        if dropped and len(hist.items) == 0:  # a newer log may add items; none known is the wrong data
-            raise DataError(f"{data_path}: none of its items is in the vocabulary of the run in {run_dir} "
-                            f"({rundir.ITEMS}); use data with the run's item ids")
-        known_users = ds.user_ids
-        if ds.kind == "challenge" and ds.test_users is None and users is None:
+        if run.histories is None:
+            raise DataError(f"{run.run_dir}: no {rundir.HISTORIES} (a run from an older nanorec): pass --data")
+        return run.user_ids, run.histories, run.user_ids
+    ds = load_like(run.config, data_path)
+    hist, dropped = histories_in_run_vocab(ds, run.item_ids)
+    if dropped and len(hist.items) == 0:  # a newer log may add items; none known is the wrong data
+        detail = ids.kinds_differ(run.item_ids[1:], ds.item_ids[1:], "item")
+        raise DataError(f"{data_path}: none of its items is in the vocabulary of the run in {run.run_dir} "
+                        f"({rundir.ITEMS}" + (f"; {detail}" if detail else "") + "); use data with the run's item ids")
+    if dropped:  # ids of another type than the run's are never dropped without a word
+        known = ids.rows(run.item_ids[1:], ds.item_ids[1:]) >= 0
+        note = ids.check_kinds(run.item_ids[1:], ds.item_ids[1:], known, data_path, "item")
+        if note:
+            warn(note)
+    default = ds.test_users if ds.test_users is not None else (None if ds.kind == "challenge" else ds.user_ids)
+    return ds.user_ids, hist, default
+
+
+def prepare(run_dir: str, data_path=None, k: int = 10, users=None, device: str = "auto", users_from: str = "--users"):
+    """Everything a list needs, checked before any scoring:
+    -> (scorer, num_items, item_ids, known_users, hist, users).
+    users: the ids to list (default: histories_for's); given ids of another type than the
+    run's users are an error when none is known, a warning line (stderr) when some are not."""
+    run = Run.open(run_dir, pick_device(device))
+    if not 1 <= k <= run.num_items:
+        raise UsageError(f"--k {k}: must be between 1 and the {run.num_items:,} items the model knows")
+    warn = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    known_users, hist, default_users = histories_for(run, data_path, warn)
+    if users is None:
+        if default_users is None:
             raise DataError(f"{data_path}: a challenge folder without test.csv; say which users with --users FILE")
-        default_users = ds.test_users if ds.test_users is not None else ds.user_ids
-    users = np.asarray(default_users if users is None else users)
-    return scorer, num_items, item_ids, known_users, hist, users
+        users = default_users
+    else:
+        note = ids.check_kinds(known_users, users, ids.rows(known_users, users) >= 0, users_from, "user")
+        if note:
+            warn(note)
+    return run.scorer, run.num_items, run.item_ids, known_users, hist, np.asarray(users)
 
 
 def recommend(run_dir: str, data_path=None, k: int = 10, mode: str = "oneshot", exclude_seen: bool = True,
@@ -150,7 +183,7 @@ def iter_recommendations(scorer, num_items: int, known_users: np.ndarray, hist: 
 
     users = np.asarray(users)
     stop = len(users) if stop is None else stop
-    rows = user_rows(known_users, users[start:stop])
+    rows = ids.rows(known_users, users[start:stop])
     has = np.zeros(len(rows), dtype=bool)
     has[rows >= 0] = hist.lengths[rows[rows >= 0]] > 0
     popular = popular_items(hist, num_items, k)
@@ -175,46 +208,26 @@ def iter_recommendations(scorer, num_items: int, known_users: np.ndarray, hist: 
         bar.close()
 
 
-def user_rows(known_users: np.ndarray, users: np.ndarray) -> np.ndarray:
-    """(U,) row of each user in known_users, -1 when unknown. Integer ids match
-    integers; otherwise ids match as strings (a CSV of "17" finds user 17).
-    Vectorised: a sort of the known ids and a binary search, no per-user objects;
-    a repeated known id resolves to its last row."""
-    known_users, users = np.asarray(known_users), np.asarray(users)
-    if not (known_users.dtype.kind in "iu" and users.dtype.kind in "iu"):
-        known_users, users = known_users.astype(str), users.astype(str)
-    if len(known_users) == 0:
-        return np.full(len(users), -1, dtype=np.int64)
-    order = np.argsort(known_users, kind="stable")
-    ordered = known_users[order]
-    pos = np.searchsorted(ordered, users, side="right") - 1
-    found = (pos >= 0) & (ordered[np.maximum(pos, 0)] == users)
-    return np.where(found, order[np.maximum(pos, 0)], -1).astype(np.int64)
-
-
-def item_lookup(item_ids: np.ndarray):
-    """For raw histories (the server's requests, the API's recommend_history): built once,
-    -> known(raw ids) -> (internal indices of the known ones, in order; how many were unknown).
-    Ids match as text, so 17 and "17" are the same item."""
-    index = {str(x): i for i, x in enumerate(item_ids.tolist()) if i > 0}
-
-    def known(raw) -> tuple[np.ndarray, int]:
-        raw = list(raw)
-        found = [index[str(x)] for x in raw if str(x) in index]
-        return np.array(found, dtype=np.int64), len(raw) - len(found)
-
-    return known
-
-
 def list_for_history(scorer, popular: np.ndarray, history: np.ndarray, k: int, exclude_seen: bool = True,
                      mode: str = "oneshot") -> tuple[np.ndarray, np.ndarray | None, str]:
-    """One history of internal indices -> (items (k,), scores (k,), "model"), or for an
-    empty history the first k of `popular` with scores None and source "popularity"."""
+    """One history of internal indices -> (items (<= k,), scores, "model"), or for an
+    empty history the first k of `popular` with scores None and source "popularity".
+    exclude_seen: never an item of the history, so a list is shorter than k when fewer
+    unseen items are left (see `seen_fill`)."""
     if len(history) == 0:  # nothing for the model to continue
         return popular[:k], None, "popularity"
     one = Sequences(np.array([0, len(history)], dtype=np.int64), np.asarray(history, dtype=np.int64))
     items, scores = recommend_lists(scorer, one, None, k, exclude_seen, mode)
-    return items[0], scores[0], "model"
+    keep = ~seen_fill(scores[0]) if exclude_seen else slice(None)
+    return items[0][keep], scores[0][keep], "model"
+
+
+def seen_fill(scores: np.ndarray) -> np.ndarray:
+    """(..., k) bool: the entries of a list that are seen items filling its end (scoring
+    ranks them last at SEEN_SCORE when fewer than k unseen items are left). The server and
+    the Python API leave them out (a list never holds a seen item with exclude_seen);
+    `nanorec recommend` keeps exactly k ids a user, ranked last, as a submission needs."""
+    return np.asarray(scores) == SEEN_SCORE
 
 
 def popular_items(histories: Sequences, num_items: int, k: int) -> np.ndarray:
@@ -436,7 +449,7 @@ def main(argv) -> int:
                 ext = os.path.splitext(args.out)[1]
                 merge_parts(args.out, [part_path(args.out, r, dd.world) + ext for r in range(dd.world)],
                             users, args.k, fmt)
-                rows = user_rows(known, users)
+                rows = ids.rows(known, users)
                 n_cold = int(len(users) - (hist.lengths[rows[rows >= 0]] > 0).sum())
             distributed.barrier(dd)
     finally:

@@ -1,11 +1,14 @@
-"""The run directory: every file a training run writes, and the only code that reads them back.
+"""The run directory: the names of the files a training run writes, their checked reads and
+their writes. File I/O only: opening a run for scoring (building the model, the fused scorer,
+a baseline) is run.py's `Run.open`.
 
     config.json        the resolved Config (every key; unknown keys are refused on load)
     items.json         internal index -> original item id (index 0 = padding, null)
     histories.parquet  every user's history (user_id, item index) in order: what recommend and
                        serve continue when no --data is given
-    data.json          fingerprint of the training data (users, items, interactions, a hash):
-                       `--resume`, evaluate and recommend refuse data that does not match
+    data.json          fingerprint of the training data (users, items, interactions, a hash) and
+                       items_sha256, the hash of items.json's ids: `--resume`, evaluate and
+                       recommend refuse data that does not match; Run.open refuses an edited items.json
     transitions.safetensors, cooccurrence.safetensors, fusion.json
                        fusion on (fusion.py): the two item-to-item tables and the terms' weights
     baseline.safetensors  a baseline's fitted arrays (method=popularity|transitions|cooccurrence|svd), instead of weights
@@ -17,7 +20,8 @@
     train.log          what was printed
 
 Nothing here unpickles: weights are safetensors, checkpoints load with weights_only=True.
-Every file is written through `files.atomic_write`.
+Every file is written through `files.atomic_write`, except history.jsonl and train.log,
+which are appended to (a torn last line of history.jsonl is skipped by `read_history`).
 """
 from __future__ import annotations
 
@@ -95,13 +99,21 @@ def fingerprint(ds) -> dict:
     h.update(np.ascontiguousarray(ds.sequences.offsets, dtype=np.int64).tobytes())
     h.update(np.ascontiguousarray(ds.sequences.items, dtype=np.int64).tobytes())
     return {"users": int(len(ds.user_ids)), "items": int(ds.num_items),
-            "interactions": int(len(ds.sequences.items)), "sha256": h.hexdigest()}
+            "interactions": int(len(ds.sequences.items)), "sha256": h.hexdigest(),
+            "items_sha256": items_digest(ds.item_ids)}
+
+
+def items_digest(item_ids: np.ndarray) -> str:
+    """sha256 of the vocabulary's original ids (N+1,) as items.json holds them (slot 0 skipped):
+    recorded in data.json at training, checked by Run.open (an edited items.json is refused)."""
+    body = [_plain(x) for x in np.asarray(item_ids)[1:].tolist()]
+    return hashlib.sha256(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
 
 
 def check_same_data(run_dir: str, fp: dict, data_path: str) -> None:
     """The data given now must be the data the run was trained on."""
     saved = read_fingerprint(run_dir)
-    if saved is None or saved == fp:
+    if saved is None or all(saved[k] == fp[k] for k in saved.keys() & fp.keys()):  # a key older runs lack is skipped
         return
     diffs = [f"{k} {saved[k]:,} vs {fp[k]:,}" for k in ("users", "items", "interactions") if saved.get(k) != fp.get(k)]
     what = "; ".join(diffs) if diffs else "same sizes, different contents"
@@ -148,8 +160,9 @@ def save_histories(path: str, user_ids: np.ndarray, seqs) -> None:
     atomic_write(path, df.write_parquet)
 
 
-def read_histories(run_dir: str):
-    """(user_ids (U,), Sequences) from histories.parquet, users in first-appearance order."""
+def read_histories(run_dir: str, num_items: int | None = None):
+    """(user_ids (U,), Sequences) from histories.parquet, users in first-appearance order.
+    num_items: the run's vocabulary size; every item index must be in 1..num_items."""
     import polars as pl
     from .data import Sequences
     path = os.path.join(run_dir, HISTORIES)
@@ -158,9 +171,15 @@ def read_histories(run_dir: str):
     try:
         df = pl.read_parquet(path)
     except Exception as e:  # polars raises several unrelated types for a damaged file
-        raise DataError(f"{path}: not a readable Parquet file ({_first_line(e)})") from None
-    if df.columns != ["user_id", "item"]:
-        raise DataError(f"{path}: expected columns user_id, item")
+        raise DataError(f"{path}: not a readable Parquet file ({first_line(e)})") from None
+    if df.columns != ["user_id", "item"] or not df["item"].dtype.is_integer():
+        raise DataError(f"{path}: expected columns user_id, item (an integer item index)")
+    if df["user_id"].null_count() or df["item"].null_count():
+        raise DataError(f"{path}: a missing user_id or item")
+    if num_items is not None and df.height and not 1 <= df["item"].min() <= df["item"].max() <= num_items:
+        bad = df["item"].filter((df["item"] < 1) | (df["item"] > num_items))[0]
+        raise DataError(f"{path}: item index {bad} outside the run's 1..{num_items:,} ({ITEMS}); "
+                        f"the file was edited: restore it, or pass --data")
     users = df["user_id"].to_numpy()
     if users.dtype.kind not in "iu":
         users = users.astype(object)
@@ -205,10 +224,24 @@ def rewrite_history(out: str, records: list) -> None:
 # reading: every failure is a DataError naming the file
 
 def read_config(run_dir: str) -> Config:
-    _require_folder(run_dir)
+    """config.json, checked: every key of Config must be there (a key missing is a DataError
+    naming it, never today's default), except config.LEGACY's, which runs written before
+    they existed lack (they take the value those runs actually used)."""
+    import dataclasses
+
+    from .config import LEGACY
+    from .data import read_json
+    require_folder(run_dir)
     path = os.path.join(run_dir, CONFIG)
     if not os.path.exists(path):
         raise DataError(f"{run_dir}: not a run folder ({CONFIG} is missing)")
+    saved = read_json(path)
+    if isinstance(saved, dict):
+        missing = [f.name for f in dataclasses.fields(Config) if f.name not in saved and f.name not in LEGACY]
+        if missing:
+            raise DataError(f"{path}: config key {missing[0]!r} is missing"
+                            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                            + "; restore the file, or train the run again")
     return Config.load(path)
 
 
@@ -245,6 +278,46 @@ def read_fingerprint(run_dir: str) -> dict | None:
     return fp
 
 
+def read_metrics(run_dir: str) -> dict:
+    """metrics.json of a finished run (a DataError naming the file when absent or broken)."""
+    from .data import read_json
+    path = os.path.join(run_dir, METRICS)
+    m = read_json(path)
+    if not isinstance(m, dict):
+        raise DataError(f"{path}: expected a JSON object of metrics")
+    return m
+
+
+def read_history(run_dir: str) -> list[dict]:
+    """history.jsonl: one record per validation pass, in order; a torn last line (a run
+    killed while appending) is skipped. [] when the run has made no pass yet."""
+    path = os.path.join(run_dir, HISTORY)
+    if not os.path.exists(path):
+        return []
+    records = []
+    with open(path) as f:
+        lines = [x for x in f.read().split("\n") if x.strip()]
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break  # the torn last line
+            raise DataError(f"{path}:{i + 1}: not a JSON record") from None
+    return records
+
+
+def read_test_ranks(run_dir: str) -> np.ndarray:
+    """test_ranks.npy: (M,) rank of each test user's target (1..20; 21 = below the top 20)."""
+    path = os.path.join(run_dir, TEST_RANKS)
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such file (the run did not score its test split)")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise DataError(f"{path}: not a readable .npy file ({first_line(e)})") from None
+
+
 def load_weights(model, path: str) -> None:
     """Load safetensors weights into `model`, or a DataError naming the file."""
     if not os.path.exists(path):
@@ -268,7 +341,7 @@ def _read_safetensors(path: str) -> dict:
     try:
         return load_file(path)
     except Exception as e:  # noqa: BLE001 - any failure to parse the file means it is damaged
-        raise DataError(f"{path}: not a readable safetensors file ({_first_line(e)})") from None
+        raise DataError(f"{path}: not a readable safetensors file ({first_line(e)})") from None
 
 
 def load_checkpoint(path: str, device: str = "cpu") -> dict:
@@ -279,7 +352,7 @@ def load_checkpoint(path: str, device: str = "cpu") -> dict:
         ck = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # noqa: BLE001 - a damaged file can fail anywhere in the (weights-only) unpickler
         # (seen: RuntimeError, EOFError, UnpicklingError, BadZipFile, IndexError "pop from empty list")
-        reason = "not a weights-only torch file" if isinstance(e, pickle.UnpicklingError) else _first_line(e)
+        reason = "not a weights-only torch file" if isinstance(e, pickle.UnpicklingError) else first_line(e)
         raise DataError(f"{path}: not a readable checkpoint ({reason}); "
                         f"start again with --overwrite, or restore the file") from None
     need = {"model", "optimizer", "state", "config", "rng_cpu"}
@@ -292,61 +365,12 @@ def _load_state(module, state: dict, path: str) -> None:
     try:
         module.load_state_dict(state)
     except RuntimeError as e:
-        raise DataError(f"{path}: weights do not fit the model of {CONFIG} ({_first_line(e)})") from None
+        raise DataError(f"{path}: weights do not fit the model of {CONFIG} ({first_line(e)})") from None
 
 
 def load_state(module, state: dict, path: str) -> None:
     """module.load_state_dict(state), or a DataError naming the file whose state it is."""
     _load_state(module, state, path)
-
-
-def load_run(run_dir: str, device: str = "cpu", weights: str = WEIGHTS):
-    """(cfg, model in eval mode, item_ids) from a finished run folder; no unpickling."""
-    from .content import load_content
-    from .model import GPT
-    _require_folder(run_dir)
-    cfg = read_config(run_dir)
-    item_ids = read_items(run_dir)
-    content = load_content(cfg.content, item_ids, log=None) if cfg.content else []
-    model = GPT(cfg, len(item_ids) - 1, content)
-    load_weights(model, os.path.join(run_dir, weights))
-    model.to(device).eval()
-    return cfg, model, item_ids
-
-
-def load_scorer(run_dir: str, device: str = "cpu"):
-    """(cfg, scorer, item_ids, num_items) from any finished run folder, GPT or baseline:
-    what recommend, evaluate, serve and the Python API score with."""
-    _require_folder(run_dir)
-    cfg = read_config(run_dir)
-    if cfg.method == "gpt":
-        from .scoring import gpt_scorer
-        cfg, model, item_ids = load_run(run_dir, device)
-        scorer = gpt_scorer(model, device)
-        from . import fusion
-        if fused(run_dir, cfg, model.num_items):
-            weights = read_fusion(run_dir)
-            # a table whose weight is 0 is not needed (runs from before co-occurrence have no table for it)
-            tables = [load_baseline("transitions", os.path.join(run_dir, FUSION_FILES[name]), model.num_items)
-                      if w else None for name, w in zip(FUSION_FILES, weights)]
-            content = fusion.content_term(model) if weights[2] else None
-            if weights[2] and content is None:
-                raise DataError(f"{os.path.join(run_dir, FUSION)}: a content weight, but the run has no content")
-            scorer = fusion.fused_scorer(scorer, tables, content, weights)
-        return cfg, scorer, item_ids, model.num_items
-    item_ids = read_items(run_dir)
-    model = load_baseline(cfg.method, os.path.join(run_dir, BASELINE), len(item_ids) - 1)
-    return cfg, model.score, item_ids, len(item_ids) - 1
-
-
-def fused(run_dir: str, cfg, num_items: int) -> bool:
-    """Whether a finished GPT run scores with fusion: fuse_transitions true or auto; a run
-    written before fusion was exact had auto off above fusion.LEGACY_AUTO_MAX_ITEMS items
-    (it has no fusion.json)."""
-    from .fusion import LEGACY_AUTO_MAX_ITEMS, enabled
-    legacy = cfg.fuse_transitions == "auto" and num_items > LEGACY_AUTO_MAX_ITEMS \
-        and not os.path.exists(os.path.join(run_dir, FUSION))
-    return enabled(cfg.fuse_transitions) and not legacy
 
 
 def save_fusion(out: str, tables: list, weights: tuple) -> None:
@@ -383,28 +407,20 @@ def save_baseline(model, path: str) -> None:
     atomic_write(path, lambda tmp: save_file(arrays, tmp))
 
 
-def load_baseline(method: str, path: str, num_items: int):
+def read_baseline(path: str, method: str) -> dict:
+    """A baseline's fitted arrays (baseline.safetensors, or a fusion table) as {name: array};
+    run.load_baseline rebuilds the model from them."""
     from safetensors.numpy import load_file
-    from .baselines import shippable
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file (the {method} run did not finish)")
     try:
-        state = load_file(path)
-        model = shippable()[method].from_state(state)
-    except Exception as e:  # noqa: BLE001 - any failure to parse or rebuild it means the file is damaged
-        raise DataError(f"{path}: not a readable {method} model ({_first_line(e)})") from None
-    width = len(model.score(_one_item_history(), None)[0])
-    if width != num_items + 1:
-        raise DataError(f"{path}: scores {width - 1} items, but {ITEMS} has {num_items}")
-    return model
+        return load_file(path)
+    except Exception as e:  # noqa: BLE001 - any failure to parse the file means it is damaged
+        raise DataError(f"{path}: not a readable {method} model ({first_line(e)})") from None
 
 
-def _one_item_history():
-    from .data import Sequences
-    return Sequences(np.array([0, 1], dtype=np.int64), np.array([1], dtype=np.int64))
-
-
-def _require_folder(run_dir: str) -> None:
+def require_folder(run_dir: str) -> None:
+    """A DataError unless run_dir is an existing folder."""
     if not os.path.isdir(run_dir):
         what = "not a run folder (a file)" if os.path.exists(run_dir) else "no such run folder"
         raise DataError(f"{run_dir}: {what}")
@@ -414,6 +430,6 @@ def _plain(x):
     return x.item() if hasattr(x, "item") else x
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0][:200] if text else type(e).__name__

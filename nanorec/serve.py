@@ -11,9 +11,11 @@
                                                 "exclude_seen": true}
          {"items": [...], "scores": [...] | null, "source": ..., "unknown_items": <count>}
 
-Ids are the original ones (as in the data). Lists come from the model
-("source": "model", "scores": its scores, best first) by the same scoring code
-as `nanorec recommend`. A user or history the model cannot use (unknown user,
+Ids are the original ones (as in the data), matched by their exact text
+(nanorec/ids.py). Lists come from the model ("source": "model", "scores": its
+scores, best first) by the same scoring code as `nanorec recommend`; with
+exclude_seen a list never holds an item of the history, so it is shorter than
+k when fewer unseen items are left. A user or history the model cannot use (unknown user,
 no known item) gets the most popular items with "source": "popularity" and
 "scores": null: counts are not on the model's scale, so they are not scores.
 
@@ -28,13 +30,14 @@ is 422. Unknown item ids are counted, never echoed back.
 import argparse
 import json
 import math
+import sys
 
 import numpy as np
 
-from .data import load_like
+from . import ids
 from .devices import DEVICE_HELP, pick_device
-from .errors import DataError, UsageError
-from .rundir import load_scorer, read_histories
+from .errors import UsageError
+from .run import Run
 
 MAX_K = 1000               # longest list one request may ask for (and never more than the items)
 MAX_HISTORY = 10_000       # default --max-history
@@ -197,22 +200,14 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
     from fastapi.responses import JSONResponse
     from pydantic import ValidationError
 
-    from .recommend import histories_in_run_vocab, item_lookup, list_for_history, popular_items
+    from .recommend import histories_for, list_for_history, popular_items
 
-    cfg, scorer, item_ids, num_items = load_scorer(run_dir, device)
-    if data_path is None:  # the run's own histories
-        user_ids, hist = read_histories(run_dir)
-    else:
-        ds = load_like(cfg, data_path)
-        user_ids = ds.user_ids
-        # --data may be a newer log than the training data: its histories are
-        # continued, indexed by the run's vocabulary (items the run never saw dropped)
-        hist, dropped = histories_in_run_vocab(ds, item_ids)
-        if dropped and len(hist.items) == 0:  # every item unknown: the wrong data, not a newer log
-            raise DataError(f"{data_path}: none of its items is in the vocabulary of the run in {run_dir}; "
-                            f"use data with the run's item ids")
-    row_of = {str(u): r for r, u in enumerate(user_ids.tolist())}
-    known_items = item_lookup(item_ids)
+    run = Run.open(run_dir, device)
+    scorer, item_ids, num_items = run.scorer, run.item_ids, run.num_items
+    # the run's own histories, or --data's (a newer log: continued in the run's vocabulary)
+    user_ids, hist, _ = histories_for(run, data_path, warn=lambda line: print(line, file=sys.stderr))
+    users = ids.Index(user_ids)  # a path's user id is text: matched by the one id rule (ids.py)
+    known_items = ids.item_rows(item_ids)
     max_k = min(MAX_K, num_items)
     popular = popular_items(hist, num_items, max_k)
     HistoryRequest = request_model(max_k, max_history)
@@ -252,9 +247,9 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
 
     @app.get("/users/{user_id}/recommendations")
     def for_user(user_id: str, k: int = Query(min(10, max_k), ge=1, le=max_k), exclude_seen: bool = True):
-        r = row_of.get(user_id)
-        history = hist[r] if r is not None else np.zeros(0, np.int64)
-        return {"user_id": user_id, "known_user": r is not None, **answer(history, k, exclude_seen)}
+        r = int(users.rows(np.array([user_id]))[0])
+        history = hist[r] if r >= 0 else np.zeros(0, np.int64)
+        return {"user_id": user_id, "known_user": r >= 0, **answer(history, k, exclude_seen)}
 
     # the body is read by history_request, so its schema is given to the docs by hand
     body_doc = {"requestBody": {"required": True, "content": {

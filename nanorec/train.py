@@ -442,7 +442,8 @@ def fuse(model, scorer, ds, sp, cfg: Config, out_dir: str, log):
     how = (f"chosen on validation: NDCG@10 {max(grid.values()):.4f}, GPT alone {grid['0.0,0.0,0.0']:.4f}" if grid
            else "fusion_weights" if fixed else "no untrained validation to choose on: the default")
     log("fusion weights: " + ", ".join(f"{k} {w}" for k, w in named.items()) + f" ({how})")
-    return (fusion.fused_scorer(scorer, tables, content, weights),
+    from .run import shipped_scorer  # the scorer the run ships: the one Run.open builds
+    return (shipped_scorer(model, fusion=(tables, weights), gpt=scorer),
             {"weights": named, "valid_NDCG@10_by_weights": grid}, tables, round(time.time() - t0, 1))
 
 

@@ -24,7 +24,6 @@ import math
 import os
 import shutil
 
-from . import rundir
 from .config import PYTYPES, RULES, Config, apply_overrides
 from .errors import DataError, UsageError
 
@@ -108,7 +107,7 @@ def tune(base: Config, out_dir: str, space: str = DEFAULT_SPACE, trials: int = 2
     from .data import load_like, split_like
     from .evaluate import evaluate_split
     from .files import write_json
-    from .scoring import gpt_scorer
+    from .run import Run
     from .train import run
 
     params = parse_space(space)
@@ -162,9 +161,8 @@ def tune(base: Config, out_dir: str, space: str = DEFAULT_SPACE, trials: int = 2
         "best": {"number": winner.number, "params": winner.params, "valid_NDCG@10": winner.value, "run": best_dir},
     }
     sp = split_like(ds, base)
-    if sp.test is not None:
-        _, model, _ = rundir.load_run(best_dir)
-        summary["best"]["test"] = evaluate_split(gpt_scorer(model), sp.test, base.eval_batch_size, ds.num_items)
+    if sp.test is not None:  # the model the study ships, as `nanorec evaluate --run best` scores it (fused when fused)
+        summary["best"]["test"] = evaluate_split(Run.open(best_dir).scorer, sp.test, base.eval_batch_size, ds.num_items)
     write_json(os.path.join(out_dir, "study.json"), summary)
     return summary
 

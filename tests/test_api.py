@@ -157,3 +157,41 @@ def test_a_baseline_ships_like_a_gpt_run(shop, tmp_path, method):
     client = TestClient(create_app(run))
     r = client.get("/users/c3/recommendations", params={"k": 4})
     assert r.status_code == 200 and r.json()["items"] == api.filter(pl.col("user_id") == "c3")["item_id"].to_list()
+
+
+def test_one_run_gives_the_same_lists_through_the_api_the_cli_and_the_server(fitted, tmp_path):
+    """Run.open is the one way into a run: a fused run's lists from the Python API,
+    `nanorec recommend` and the server are the same, and they are the lists of the
+    scorer Run.open builds (the GPT plus the fusion terms)."""
+    from nanorec.run import Run
+    from nanorec.scoring import recommend_lists
+    rec, _ = fitted
+    assert os.path.exists(os.path.join(rec.run_dir, "fusion.json"))  # fuse_transitions=auto: fused
+    users = ["c1", "c3", "c17", "nobody"]
+    api = rec.recommend(users=users, k=5)
+    by_user = {u: api.filter(pl.col("user_id") == u) for u in users}
+    assert by_user["nobody"]["source"].to_list() == ["popularity"] * 5
+
+    users_file = str(tmp_path / "users.csv")
+    pl.DataFrame({"customer": users}).write_csv(users_file)  # the run's user column
+    out = str(tmp_path / "recs.csv")
+    assert cli(["recommend", "--run", rec.run_dir, "--users", users_file, "--out", out, "--k", "5"]) == 0
+    got = pl.read_csv(out, schema_overrides={"user_id": pl.Utf8})
+    assert got.select("user_id", "item_id", "rank", "source").equals(api.select("user_id", "item_id", "rank", "source"))
+
+    run = Run.open(rec.run_dir)
+    rows = [run.user_ids.tolist().index(u) for u in users[:3]]
+    items, scores = recommend_lists(run.scorer, run.histories.take(rows), None, 5)
+    assert run.item_ids[items].tolist() == [by_user[u]["item_id"].to_list() for u in users[:3]]
+    assert np.allclose(scores, np.stack([by_user[u]["score"].to_numpy() for u in users[:3]]))
+
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+    from nanorec.serve import create_app
+    client = TestClient(create_app(rec.run_dir))
+    for u in users:
+        r = client.get(f"/users/{u}/recommendations", params={"k": 5}).json()
+        assert r["items"] == by_user[u]["item_id"].to_list(), u
+    history = ["sku3", "sku9", "sku1"]
+    served = client.post("/recommendations", json={"history": history, "k": 4}).json()
+    assert served["items"] == rec.recommend_history(history, k=4)["item_id"].to_list()

@@ -1565,9 +1565,9 @@ def py_train_run_resume_and_overwrite(e, d):
 
 @case
 def py_load_run_missing(e, d):
-    from nanorec.rundir import load_run
+    from nanorec.run import Run
     run = os.path.join(d, "norun")
-    return Case(call=lambda: load_run(run), mentions=(run, "no such run folder"), error=DataError)
+    return Case(call=lambda: Run.open(run), mentions=(run, "no such run folder"), error=DataError)
 
 
 # -----------------------------------------------------------------------------

@@ -99,3 +99,36 @@ def test_recommend_generative_include_seen(trained):
     repeats = sum(bool(set(items) & seen[u]) for u, items in included.items())
     assert repeats > 0, "no list repeats a purchase with --include-seen"
     assert all(len(set(items)) == k for items in included.values())  # still no item twice in one list
+
+
+@pytest.mark.parametrize("edit, mentions", [
+    ("swap_items", ("items.json", "differ from the ones the run was trained on")),
+    ("drop_item", ("items.json", "but the run was trained on")),
+    ("drop_config_key", ("config.json", "'dropout'", "missing")),
+])
+def test_an_edited_run_is_refused_before_scoring(trained, tmp_path, edit, mentions):
+    """Run.open checks items.json against data.json (a swapped or removed id would put every
+    score on the wrong item) and config.json's keys (a missing one is not today's default)."""
+    import shutil
+    data, run, _ = trained
+    copy = str(tmp_path / "run")
+    shutil.copytree(run, copy)
+    if edit == "drop_config_key":
+        path = os.path.join(copy, "config.json")
+        cfg = json.load(open(path))
+        del cfg["dropout"]
+    else:
+        path = os.path.join(copy, "items.json")
+        cfg = json.load(open(path))
+        if edit == "swap_items":
+            cfg[1], cfg[2] = cfg[2], cfg[1]
+        else:
+            cfg.pop()
+    json.dump(cfg, open(path, "w"))
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli_main(["evaluate", "--run", copy, "--data", data, "--json", str(tmp_path / "m.json")])
+    lines = [x for x in err.getvalue().splitlines() if x.strip()]
+    assert code == 2 and len(lines) == 1 and path in lines[0], lines
+    assert all(m in lines[0] for m in mentions), lines[0]
+    assert not os.path.exists(tmp_path / "m.json")

@@ -13,6 +13,7 @@ from nanorec.cli import main as cli
 from nanorec.content import save_table
 from nanorec.data import EvalSet, Sequences, load_like, split
 from nanorec.evaluate import evaluate
+from nanorec.run import load_gpt
 from nanorec.fusion import CONTENT_WEIGHTS, NO_VALIDATION, SIGNALS, WEIGHTS, choose_weights, content_term, fused_scorer
 from nanorec.scoring import Factored, Sparse, from_factors, gpt_scorer
 from nanorec.synthetic import write_csv
@@ -174,7 +175,7 @@ def test_training_with_fusion_chooses_on_validation_and_evaluate_agrees(tmp_path
     os.remove(os.path.join(run, "cooccurrence.safetensors"))
     old = str(tmp_path / "old.json")
     assert cli(["evaluate", "--run", run, "--data", data, "--json", old]) == 0
-    cfg, model, _ = rundir.load_run(run)
+    cfg, model = rundir.read_config(run), load_gpt(run)
     trans = Transitions.from_state(load_file(os.path.join(run, "transitions.safetensors")))
     want = evaluate(fused_scorer(gpt_scorer(model), [trans, None], None, (0.3,)),
                     split(load_like(cfg, data)).test)["NDCG@10"]

@@ -19,7 +19,8 @@ from nanorec.errors import UsageError
 from nanorec.evaluate import factor_ranks, target_ranks
 from nanorec.loss import AUTO_SAMPLED_ABOVE, OutputLoss, resolve_loss, sampled_softmax_cross_entropy, step_generator
 from nanorec.recommend import (iter_recommendations, merge_parts, part_path, recommend_users, shard_range,
-                               stream_lists, user_rows)
+                               stream_lists)
+from nanorec.ids import rows as user_rows  # the one id rule (was recommend.user_rows)
 from nanorec.scoring import SEEN_SCORE, Factored, score_histories, top_k
 from nanorec.synthetic import generate_fast, write_fast
 from nanorec.train import run, validation_sample
