@@ -78,12 +78,16 @@ def factor_ranks(f: Factored, histories: Sequences, targets: np.ndarray, exclude
     chunk = chunk or (2048 if dev.type == "cpu" else 65536)
     targets = np.asarray(targets, dtype=np.int64)
     tg = torch.from_numpy(targets).to(dev)
-    cat = Ordered(f, histories if exclude_seen else None)
+    cat = Ordered(f, histories if exclude_seen else None, chunk)
     t_raw = torch.mm(q, f.items[tg].T).diagonal().clone()  # (B,) the targets' scores, added up as the chunks are
     if f.bias is not None:
         t_raw += f.bias[tg]
-    if cat.extra is not None:
-        t_raw += torch.from_numpy(f.extra.lookup(np.arange(B), targets, V)).to(dev)
+    c = cat.cand  # the pairs the sparse extras reach: scored one by one, left out of the chunks
+    if c is not None:
+        if with_loss:
+            raise ValueError("factor_ranks: with_loss is for plain logits (no sparse extras)")
+        own = c.items == targets[c.rows]  # a target among its row's candidates: its exact score
+        t_raw[torch.from_numpy(c.rows[own]).to(dev)] = c.scores[torch.from_numpy(own).to(dev)]
     order, where = cat.order, cat.where
     t = t_raw.clone()
     greater = torch.zeros(B, dtype=torch.int64, device=dev)
@@ -103,6 +107,16 @@ def factor_ranks(f: Factored, histories: Sequences, targets: np.ndarray, exclude
             greater[st] = torch.from_numpy(V - 1 - n_seen).to(dev)[st]
             tied_before[st] = torch.from_numpy(n_before).to(dev)[st]
             done |= st
+    if c is not None:  # the candidates above (or tied before) the target, unseen ones only
+        cr = torch.from_numpy(c.rows).to(dev)
+        ct = t[cr]
+        ok = torch.from_numpy(~c.seen).to(dev) & ~done[cr]
+        above = ok & (c.scores > ct)
+        tie = ok & (c.scores == ct) & (torch.from_numpy(c.items < targets[c.rows]).to(dev))
+        greater += torch.bincount(cr[above], minlength=B)
+        tied_before += torch.bincount(cr[tie], minlength=B)
+        if max_rank:
+            done |= greater + tied_before >= max_rank
     top = torch.full((B,), -math.inf, device=dev)
     total = torch.zeros(B, dtype=torch.float64, device=dev)
 

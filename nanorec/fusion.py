@@ -91,60 +91,52 @@ def content_term(model) -> ContentVectors | None:
 
 
 def table_log(f: Factored, device) -> tuple[torch.Tensor, Sparse]:
-    """A count table's factored probabilities (bias = popularity back-off, extra = the rows
+    """A count table's factored probabilities (bias = popularity back-off, one extra = the rows
     of the user's last items) -> their floored logs in the same form:
         log(backoff + rows + FLOOR) = log(backoff + FLOOR)  +  log1p(rows / (backoff + FLOOR))
     a per-item bias, plus a correction only where the rows are non-zero."""
     prior = f.bias.clamp_min(0).double()
     bias = torch.log(prior + FLOOR).float().to(device)
-    e = f.extra
+    e, = f.extras
     base = prior.numpy()[e.items] + FLOOR
     return bias, Sparse(e.rows, e.items, np.log1p(np.maximum(e.values, 0) / base).astype(np.float32))
 
 
 class BatchTerms:
     """One batch's terms, each computed once (the GPT's forward pass, each table's rows,
-    the content of the last items); `fused(weights)` combines them for any weights, so a
+    the content of the last items); `fused(weights)` combines them for any weights without
+    copying them (a table's correction enters as its Sparse scaled by its weight), so a
     weight search pays for the expensive parts once per batch."""
 
     def __init__(self, gpt: Scorer, tables: list, content: ContentVectors | None, histories, users):
         self.gpt = gpt.factors(histories, users)
         dev = self.gpt.q.device
         self.logs = [None if t is None else table_log(t.factors(histories, users), dev) for t in tables]
-        live = [s for s in self.logs if s is not None]
-        # the tables' corrections on the union of their pairs, one value vector per table
-        V = self.gpt.items.shape[0]
-        keys = [s.rows * V + s.items for _, s in live]
-        union, inverse = np.unique(np.concatenate(keys), return_inverse=True) if keys else (np.zeros(0, np.int64), None)
-        self.pairs = (union // V, union % V)
-        self.values, start = [], 0
-        for (_, s), k in zip(live, keys):
-            v = np.zeros(len(union), np.float32)
-            v[inverse[start:start + len(k)]] = s.values
-            self.values.append(v)
-            start += len(k)
-        self.memo: dict = {}  # the union's sorted positions, shared by every weight tuple of the batch
         self.content = None if content is None else content.factors(histories, users)
         if self.content is not None:
             self.content = Factored(self.content.q.to(dev), self.content.items.to(dev))
             self.items_with_content = torch.cat([self.gpt.items, self.content.items], dim=1)
 
+    def table(self, i: int) -> Factored | None:
+        """Table i's term alone (weight 1), or None when it was not scored."""
+        if self.logs[i] is None:
+            return None
+        q, items = self.gpt.q[:, :0], self.gpt.items[:, :0]
+        return Factored(q, items, self.logs[i][0], (self.logs[i][1],))
+
     def fused(self, weights: tuple) -> Factored:
         """The fused scores for weights (w1, w2, w3) in SIGNALS order, as one Factored."""
-        w_tables, w3 = weights[:len(self.logs)], weights[2] if len(weights) > 2 else 0.0
+        w3 = weights[2] if len(weights) > 2 else 0.0
         q, items = self.gpt.q, self.gpt.items
         if w3 and self.content is not None:
             q, items = torch.cat([q, w3 * self.content.q], dim=1), self.items_with_content
-        bias, values, i = None, None, 0
-        for w, log in zip(w_tables, self.logs):
-            if log is None:
+        bias, extras = None, []
+        for w, log in zip(weights, self.logs):
+            if log is None or not w:
                 continue
-            if w:
-                bias = w * log[0] if bias is None else bias + w * log[0]
-                values = w * self.values[i] if values is None else values + w * self.values[i]
-            i += 1
-        extra = None if values is None else Sparse(self.pairs[0], self.pairs[1], values, self.memo)
-        return Factored(q, items, bias, extra)
+            bias = w * log[0] if bias is None else bias + w * log[0]
+            extras.append(log[1].scaled(w))
+        return Factored(q, items, bias, tuple(extras))
 
 
 def fused_scorer(gpt: Scorer, tables: list, content: ContentVectors | None, weights: tuple) -> Scorer:

@@ -87,15 +87,13 @@ def term_table(parts, histories, users, lists: np.ndarray) -> tuple[np.ndarray, 
     A dense pass per term over the catalogue: for the handful of users of a page that is cheap."""
     import torch
     from .fusion import BatchTerms
-    from .scoring import Factored
     gpt, tables, content, weights = parts
     bt = BatchTerms(gpt, tables, content, histories, users)
-    B, V = len(lists), bt.gpt.items.shape[0]
+    B = len(lists)
     dense = [bt.gpt.dense().double().cpu()]  # (B, V) each
-    for w, log in zip(weights[:2], bt.logs):
-        on = w and log is not None
-        dense.append(w * Factored(torch.zeros(B, 0), torch.zeros(V, 0), log[0].cpu(), log[1]).dense().double()
-                     if on else None)
+    for i, w in enumerate(weights[:2]):
+        term = bt.table(i) if w else None
+        dense.append(w * term.dense().double().cpu() if term is not None else None)
     dense.append(weights[2] * bt.content.dense().double().cpu() if weights[2] and bt.content is not None else None)
     rows, idx = torch.arange(B)[:, None], torch.from_numpy(lists)
     terms, lift = np.zeros(lists.shape + (4,)), np.zeros(lists.shape + (4,))

@@ -43,59 +43,54 @@ SEEN_SCORE = torch.finfo(torch.float32).min
 
 @dataclass
 class Sparse:
-    """Sparse additions to a batch's scores: value[e] is added at (row[e], item[e]).
-    Pairs are distinct. rows, items (E,) int64 and values (E,) float32, numpy. memo:
-    shared by Sparse objects with the same pairs and other values (a weight search),
-    so the pairs are sorted by position once."""
+    """Sparse additions to a batch's scores: scale * values[e] is added at (rows[e], items[e]).
+    rows, items (E,) int64 and values (E,) float32, numpy; pairs distinct and sorted by
+    (row, item), as a CSR matrix stores them. Several Sparse may share their arrays and
+    `memo` with other scales (a weight search): the pairs are then located once per batch."""
     rows: np.ndarray
     items: np.ndarray
     values: np.ndarray
+    scale: float = 1.0
     memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_matrix(cls, m) -> "Sparse":
         """From a scipy.sparse (B, V) matrix (its stored entries)."""
+        m = m.tocsr()
+        m.sum_duplicates()  # also sorts each row's items
         m = m.tocoo()
         return cls(m.row.astype(np.int64), m.col.astype(np.int64), m.data.astype(np.float32))
 
-    def lookup(self, rows: np.ndarray, items: np.ndarray, num_items: int) -> np.ndarray:
-        """The value at each (rows[i], items[i]), 0 where there is none. -> (len(rows),) float32"""
-        keys = self.rows * num_items + self.items
-        o = np.argsort(keys, kind="stable")
-        want = np.asarray(rows, np.int64) * num_items + np.asarray(items, np.int64)
-        at = np.minimum(np.searchsorted(keys[o], want), max(len(keys) - 1, 0))
-        out = np.zeros(len(want), np.float32)
-        if len(keys):
-            hit = keys[o][at] == want
-            out[hit] = self.values[o][at[hit]]
-        return out
+    def scaled(self, scale: float) -> "Sparse":
+        """The same pairs and values (shared, not copied) times another scale."""
+        return Sparse(self.rows, self.items, self.values, scale, self.memo)
 
 
 @dataclass
 class Factored:
     """A batch's scores in factored form:
 
-        scores (B, V) = q @ items.T  +  bias[None, :]  +  extra (sparse)
+        scores (B, V) = q @ items.T  +  bias[None, :]  +  sum of the sparse extras
 
     q (B, C) and items (V, C) float32 on one device (C may be 0: no dot product);
-    bias (V,) on that device or None; extra a `Sparse` or None. The GPT's logits
+    bias (V,) on that device or None; extras a tuple of `Sparse`. The GPT's logits
     are q @ items.T; a count table is a bias (its popularity back-off) plus the
-    rows of the user's last items (extra); the fused score is their weighted sum
+    rows of the user's last items (an extra); the fused score is their weighted sum
     (fusion.py). Padding (item 0) is -inf whatever the factors say."""
     q: torch.Tensor
     items: torch.Tensor
     bias: torch.Tensor | None = None
-    extra: Sparse | None = None
+    extras: tuple = ()
 
     def dense(self) -> torch.Tensor:
         """The (B, V) scores as one matrix, padding -inf (for small batches and generation)."""
         s = torch.mm(self.q, self.items.T)
         if self.bias is not None:
             s += self.bias[None, :]
-        if self.extra is not None and len(self.extra.rows):
-            e = self.extra
-            idx = (torch.from_numpy(e.rows).to(s.device), torch.from_numpy(e.items).to(s.device))
-            s.index_put_(idx, torch.from_numpy(e.values).to(s.device), accumulate=True)
+        for e in self.extras:
+            if len(e.rows):
+                idx = (torch.from_numpy(e.rows).to(s.device), torch.from_numpy(e.items).to(s.device))
+                s.index_put_(idx, torch.from_numpy(e.values * np.float32(e.scale)).to(s.device), accumulate=True)
         s[:, 0] = -math.inf
         return s
 
@@ -204,11 +199,18 @@ def _top_k(scorer, histories, users, k, exclude_seen, chunk):
         scores = score_histories(scorer, histories, users, exclude_seen)
         idx, vals = bounded_top_k(lambda a, b, rows: scores[:, a:b], scores.shape[1], k, chunk or 8192)
         return idx.numpy(), vals.numpy()
-    cat = Ordered(factors(histories, users), histories if exclude_seen else None)
-    chunk = max(chunk or (2048 if cat.device.type == "cpu" else 65536), k + 1)
+    f = factors(histories, users)
+    chunk = max(chunk or (2048 if f.q.device.type == "cpu" else 65536), k + 1)
+    cat = Ordered(f, histories if exclude_seen else None, chunk)
     floor = _probe_floor(cat, k, chunk)
+    initial = None
+    if cat.cand is not None:
+        c = cat.cand
+        scores = c.scores.clone()
+        scores[torch.from_numpy(c.seen).to(scores.device)] = SEEN_SCORE
+        initial = (torch.from_numpy(c.rows).to(scores.device), torch.from_numpy(c.items).to(scores.device), scores)
     idx, vals = bounded_top_k(lambda a, b, rows: cat.scores(a, b, rows, SEEN_SCORE), cat.num_items, k, chunk,
-                              floor, cat.order, cat.bound)
+                              floor, cat.order, cat.bound, initial)
     return idx.cpu().numpy(), vals.cpu().numpy()
 
 
@@ -252,90 +254,69 @@ def _ordered(key_tensor, key_values, items):
 
 
 class Pairs:
-    """(row, item[, value]) pairs of a batch (seen items, or a `Sparse`'s additions) as
-    (row, position) pairs sorted by position, so a block of positions [a, b) finds its
-    pairs by binary search. With values, also each row's largest value from a position
-    on (`max_from`), which is what a row's score bound needs."""
+    """(row, item) pairs of a batch (its seen items, or the candidates of its sparse extras)
+    bucketed by chunk of positions (a chunk = `chunk` consecutive positions of the visiting
+    order), so chunk [a, a + chunk) finds its pairs at once. Bucketing is a stable radix
+    sort on the chunk number: linear in the pairs, which matters when a batch holds
+    millions of them."""
 
-    def __init__(self, rows: np.ndarray, items: np.ndarray, where: torch.Tensor, n_rows: int,
-                 values: np.ndarray | None = None, memo: dict | None = None):
-        key = (where.data_ptr(), where._version, len(where))
-        if memo is not None and memo.get("key") == key:
-            o, by_row, pos = memo["sorted"]
-        else:
-            pos = where.cpu().numpy()[items] if len(items) else np.zeros(0, np.int64)
-            o = np.argsort(pos, kind="stable")
-            by_row = np.lexsort((pos, rows)) if values is not None else None
-            if memo is not None:
-                memo.update(key=key, sorted=(o, by_row, pos), where=where)  # holds `where`: its address stays its own
-        self.rows, self.pos, self.n, self.V = rows[o], pos[o], n_rows, len(where)
-        self.values = None if values is None else values[o]
-        if values is not None and len(pos):  # per row, the largest value at this position or after
-            self.keys = rows[by_row] * self.V + pos[by_row]  # ascending
-            v = values[by_row].astype(np.float64)
-            big = 2 * float(np.abs(v).max()) + 1.0  # a later row's values never win a reversed running max
-            shift = rows[by_row] * big
-            self.suffix_max = np.maximum.accumulate((v - shift)[::-1])[::-1] + shift
+    def __init__(self, rows: np.ndarray, items: np.ndarray, where: torch.Tensor, n_rows: int, chunk: int):
+        n_chunks = -(-len(where) // chunk)
+        pos = where.cpu().numpy()[items] if len(items) else np.zeros(0, np.int64)
+        cid = (pos // chunk).astype(np.int16 if n_chunks < 2 ** 15 else np.int32)
+        o = np.argsort(cid, kind="stable")  # radix sort: linear
+        self.starts = np.searchsorted(cid[o], np.arange(n_chunks + 1))
+        self.rows, self.pos, self.n, self.chunk = rows[o], pos[o], n_rows, chunk
 
     @classmethod
-    def seen(cls, histories: Sequences | None, where: torch.Tensor) -> "Pairs":
+    def seen(cls, histories: Sequences | None, where: torch.Tensor, chunk: int) -> "Pairs":
         """The items of each row's history (none when histories is None)."""
         if histories is None:
-            return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), where, 0)
+            return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), where, 0, chunk)
         rows = np.repeat(np.arange(len(histories)), histories.lengths)
-        return cls(rows, histories.items, where, len(histories))
+        return cls(rows, histories.items, where, len(histories), chunk)
 
-    def _in(self, a: int, b: int, rows):
-        """The pairs at positions [a, b): (index into self, row of s, column of s)."""
-        lo, hi = np.searchsorted(self.pos, [a, b])
-        i = np.arange(lo, hi)
+    def mask(self, s: torch.Tensor, a: int, b: int, rows, value: float) -> None:
+        """In place: s (rows of the batch, b - a; a a chunk start) gets `value` at the pairs."""
+        c = a // self.chunk
+        lo, hi = self.starts[c], self.starts[min(c + 1, len(self.starts) - 1)]
+        if hi <= lo:
+            return
         r, p = self.rows[lo:hi], self.pos[lo:hi] - a
-        if rows is not None and len(i):  # s holds only these rows of the batch
+        if rows is not None:  # s holds only these rows of the batch
             slot = np.full(self.n, -1, dtype=np.int64)
             slot[rows.cpu().numpy()] = np.arange(len(rows))
             r = slot[r]
             keep = r >= 0
-            i, r, p = i[keep], r[keep], p[keep]
-        return i, r, p
+            r, p = r[keep], p[keep]
+        s[torch.from_numpy(r).to(s.device), torch.from_numpy(p).to(s.device)] = value
 
-    def mask(self, s: torch.Tensor, a: int, b: int, rows, value: float) -> None:
-        """In place: s (rows of the batch, b - a) gets `value` at the pairs."""
-        i, r, p = self._in(a, b, rows)
-        if len(i):
-            s[torch.from_numpy(r).to(s.device), torch.from_numpy(p).to(s.device)] = value
-
-    def add(self, s: torch.Tensor, a: int, b: int, rows) -> None:
-        """In place: s (rows of the batch, b - a) += the pairs' values."""
-        i, r, p = self._in(a, b, rows)
-        if len(i):
-            idx = (torch.from_numpy(r).to(s.device), torch.from_numpy(p).to(s.device))
-            s.index_put_(idx, torch.from_numpy(self.values[i]).to(s.device), accumulate=True)
-
-    def max_from(self, a: int) -> np.ndarray:
-        """(n_rows,) each row's largest value at positions >= a, at least 0 (none: 0)."""
-        out = np.zeros(self.n, np.float64)
-        if self.values is None or not len(self.pos):
-            return out
-        want = np.arange(self.n) * self.V + a
-        at = np.searchsorted(self.keys, want)
-        ok = at < len(self.keys)
-        ok[ok] = self.keys[at[ok]] // self.V == np.arange(self.n)[ok]
-        out[ok] = np.maximum(self.suffix_max[at[ok]], 0.0)
-        return out
+    def probe(self, s: torch.Tensor, col: torch.Tensor, order: torch.Tensor, value: float) -> None:
+        """In place on probe scores s (B, P): the pairs whose item is a probe column (col: item ->
+        column or -1) get `value`."""
+        if not len(self.pos):
+            return
+        c = col[order[torch.from_numpy(self.pos).to(s.device)]]  # position -> item -> probe column
+        hit = c >= 0
+        s[torch.from_numpy(self.rows).to(s.device)[hit], c[hit]] = value
 
 
 class Ordered:
     """A `Factored` batch with its items in the order the chunked passes visit them
     (by decreasing norm; by decreasing bias when there is no dot product), the seen
-    items and the sparse additions located by position, and `bound(a)`: per row, a
-    score that no item at position >= a can exceed,
+    items located by chunk, the items the sparse extras reach scored apart (`cand`,
+    one by one, exactly) and left out of the chunks, and `bound(a)`: per row, a score
+    that no other item at position >= a can exceed,
 
-        |q| x (largest item norm from a on)  +  (largest bias from a on)  +  (row's largest addition from a on)
+        |q| x (largest item norm from a on)  +  (largest bias from a on)
 
-    so a row whose k-th best (or target) score is above its bound is done (exact)."""
+    so a row whose k-th best (or target) score is above its bound is done (exact):
+    a few hundred items per user with a large sparse addition would otherwise keep
+    every row's bound high to the end of the catalogue.
+    Chunks are `chunk` positions long, and the passes visit them from position 0."""
 
-    def __init__(self, f: Factored, seen: Sequences | None):
-        self.f, self.q = f, f.q
+    def __init__(self, f: Factored, seen: Sequences | None, chunk: int):
+        self.f, self.q, self.chunk = f, f.q, chunk
         self.device, self.num_items = f.q.device, f.items.shape[0]
         ordered = by_norm(f.items) if f.items.shape[1] or f.bias is None else by_bias(f.items, f.bias)
         self.order, self.where, self.ranked, self.norms = ordered
@@ -343,10 +324,9 @@ class Ordered:
         self.bias_max = np.zeros(self.num_items) if f.bias is None else \
             np.maximum.accumulate(self.bias.double().cpu().numpy()[::-1])[::-1]
         self.pad = int(self.where[0])
-        self.seen = Pairs.seen(seen, self.where)
-        e = f.extra
-        self.extra = None if e is None or not len(e.rows) else \
-            Pairs(e.rows, e.items, self.where, len(f.q), e.values, e.memo)
+        self.seen = Pairs.seen(seen, self.where, chunk)
+        live = [e for e in f.extras if len(e.rows) and e.scale]
+        self.cand = Candidates(f, live, self.where, chunk, seen) if live else None
         self.qn = f.q.norm(dim=1)
 
     def scores(self, a: int, b: int, rows, seen_value: float | None) -> torch.Tensor:
@@ -355,21 +335,74 @@ class Ordered:
         s = torch.mm(self.q if rows is None else self.q[rows], self.ranked[a:b].T)
         if self.bias is not None:
             s += self.bias[None, a:b]
-        if self.extra is not None:
-            self.extra.add(s, a, b, rows)
         if a <= self.pad < b:
             s[:, self.pad - a] = -math.inf
         if seen_value is not None:
             self.seen.mask(s, a, b, rows, seen_value)
+        if self.cand is not None:  # scored one by one, exactly (Candidates): out of the chunks
+            self.cand.pairs.mask(s, a, b, rows, -math.inf)
         return s
 
     def bound(self, a: int) -> torch.Tensor:
         """(B,) no score at positions >= a exceeds it (room left for float rounding)."""
         dot = upper_bound(self.qn, self.norms[a]).double()
         rest = torch.full_like(dot, float(self.bias_max[a]))
-        if self.extra is not None:
-            rest += torch.from_numpy(self.extra.max_from(a)).to(dot.device)
         return (dot + rest + 1e-5 * (dot.abs() + rest.abs()) + 1e-30).float()
+
+
+class Candidates:
+    """The (row, item) pairs that a batch's sparse extras reach, each scored exactly:
+
+        score = q[row] . items[item] + bias[item] + sum of the extras at (row, item)
+
+    (their union when there are several extras; seen pairs are flagged). The pairs are
+    located (`pairs`) so the chunked passes leave them out. Work is linear in the pairs;
+    the union, the location and the dot products are kept in the first extra's memo, so
+    a weight search that only rescales the extras computes them once per batch."""
+
+    def __init__(self, f: Factored, live: list, where: torch.Tensor, chunk: int, seen: Sequences | None):
+        V, dev, memo = f.items.shape[0], f.q.device, live[0].memo
+        ukey = tuple(id(e.values) for e in live)
+        if memo.get("union_key") != ukey:
+            keys = [e.rows * V + e.items for e in live]  # each ascending
+            union = keys[0] if len(keys) == 1 else np.unique(np.concatenate(keys))
+            memo.update(union_key=ukey, union=union, at=[np.searchsorted(union, k) for k in keys],
+                        union_refs=[e.values for e in live])
+        union, at = memo["union"], memo["at"]
+        self.rows, self.items = union // V, union % V
+        pkey = (where.data_ptr(), where._version, len(where), chunk, ukey)
+        if memo.get("pairs_key") != pkey:
+            memo.update(pairs_key=pkey, pairs=Pairs(self.rows, self.items, where, len(f.q), chunk), where_ref=where)
+        self.pairs = memo["pairs"]
+        dkey = (f.q.data_ptr(), f.q._version, tuple(f.q.shape), f.items.data_ptr(), f.items._version, ukey)
+        if memo.get("dot_key") != dkey:
+            memo.update(dot_key=dkey, dot=_pair_dots(f.q, f.items, self.rows, self.items), dot_refs=(f.q, f.items))
+        scores = memo["dot"].clone()  # (U,) float32 on the device
+        items_t = torch.from_numpy(self.items).to(dev)
+        if f.bias is not None:
+            scores += f.bias[items_t]
+        for e, idx in zip(live, at):  # one extra at a time, as Factored.dense adds them
+            scores.index_add_(0, torch.from_numpy(idx).to(dev), torch.from_numpy(e.values * np.float32(e.scale)).to(dev))
+        scores[items_t == 0] = -math.inf
+        self.scores = scores
+        self.seen = np.zeros(len(union), dtype=bool)
+        if seen is not None and len(seen.items):  # the histories are short: sort them, search the pairs
+            hist = np.sort(np.repeat(np.arange(len(seen)), seen.lengths) * V + seen.items)
+            at_h = np.minimum(np.searchsorted(hist, union), len(hist) - 1)
+            self.seen = hist[at_h] == union
+
+
+def _pair_dots(q: torch.Tensor, items: torch.Tensor, rows: np.ndarray, cols: np.ndarray,
+               block: int = 1 << 18) -> torch.Tensor:
+    """(E,) q[rows[e]] . items[cols[e]], in blocks of pairs (bounded memory)."""
+    out = torch.zeros(len(rows), dtype=torch.float32, device=q.device)
+    if q.shape[1] == 0:
+        return out
+    for a in range(0, len(rows), block):
+        r = torch.from_numpy(rows[a:a + block]).to(q.device)
+        c = torch.from_numpy(cols[a:a + block]).to(q.device)
+        out[a:a + block] = (q[r] * items[c]).sum(1)
+    return out
 
 
 def _probe_floor(cat: Ordered, k: int, size: int) -> torch.Tensor:
@@ -386,16 +419,9 @@ def _probe_floor(cat: Ordered, k: int, size: int) -> torch.Tensor:
         s += f.bias[probe][None, :]
     col = torch.full((V,), -1, dtype=torch.int64, device=dev)
     col[probe] = torch.arange(size, device=dev)
-    for pairs, value in ((cat.extra, None), (cat.seen, SEEN_SCORE)):
-        if pairs is None or not len(pairs.pos):
-            continue
-        c = col[cat.order[torch.from_numpy(pairs.pos).to(dev)]]  # position -> item -> probe column
-        hit = c >= 0
-        r = torch.from_numpy(pairs.rows).to(dev)[hit]
-        if value is None:  # the sparse additions
-            s.index_put_((r, c[hit]), torch.from_numpy(pairs.values).to(dev)[hit], accumulate=True)
-        else:
-            s[r, c[hit]] = value
+    cat.seen.probe(s, col, cat.order, SEEN_SCORE)
+    if cat.cand is not None:  # the candidates' own scores are merged apart: here they only must not count
+        cat.cand.pairs.probe(s, col, cat.order, -math.inf)
     if col[0] >= 0:  # padding
         s[:, col[0]] = -math.inf
     return s.topk(k, dim=1).values[:, -1].clone()
@@ -419,7 +445,7 @@ def _from_keys(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def bounded_top_k(chunk_scores, num_cols: int, k: int, chunk: int, floor: torch.Tensor | None = None,
-                  col_index: torch.Tensor | None = None, bound=None) -> tuple[torch.Tensor, torch.Tensor]:
+                  col_index: torch.Tensor | None = None, bound=None, initial=None) -> tuple[torch.Tensor, torch.Tensor]:
     """The k best columns of every row, reading the columns `chunk` at a time.
 
     chunk_scores(a, b, rows) -> (len(rows), b - a) float32 scores of columns a..b-1
@@ -428,9 +454,10 @@ def bounded_top_k(chunk_scores, num_cols: int, k: int, chunk: int, floor: torch.
     k-th best of the first chunk. col_index (num_cols,): the item index of each
     column (ties are broken by it; default the column itself). bound(a) -> (B,):
     no score in columns >= a exceeds it; a row whose bound is below its current
-    k-th best is done. A chunk only contributes the entries >= the row's current
-    k-th best, kept as exact (score desc, index asc) keys, so the result is the
-    first k of a stable full sort.
+    k-th best is done. initial (rows (E,), index (E,), scores (E,)): entries scored
+    apart (left out of chunk_scores), merged first. A chunk only contributes the
+    entries >= the row's current k-th best, kept as exact (score desc, index asc)
+    keys, so the result is the first k of a stable full sort.
     -> indices (B, k) int64, scores (B, k) float32, best first."""
     chunk = max(chunk, k + 1)
     if floor is None:
@@ -438,6 +465,9 @@ def bounded_top_k(chunk_scores, num_cols: int, k: int, chunk: int, floor: torch.
     thr = floor
     B, dev = len(thr), thr.device
     best = torch.full((B, k), _EMPTY, dtype=torch.int64, device=dev)
+    if initial is not None and len(initial[0]):
+        r, index, scores = initial
+        _merge(best, thr, torch.arange(B, device=dev), r, _sort_keys(scores, index), k)
     for a in range(0, num_cols, chunk):
         b = min(a + chunk, num_cols)
         rows = None
@@ -457,22 +487,29 @@ def bounded_top_k(chunk_scores, num_cols: int, k: int, chunk: int, floor: torch.
         keys = _sort_keys(s[active[r], cols], index)
         if rows is not None:
             active = rows[active]  # rows of the batch
-        # merge with the active rows' k best: keys descending, then rows ascending (stable)
-        T = len(active)
-        r = torch.cat([torch.arange(T, device=dev).repeat_interleave(k), r])
-        keys = torch.cat([best[active].reshape(-1), keys])
-        o1 = torch.sort(keys, descending=True, stable=True).indices
-        r, keys = r[o1], keys[o1]
-        o2 = torch.sort(r, stable=True).indices
-        r, keys = r[o2], keys[o2]
-        starts = torch.zeros(T + 1, dtype=torch.int64, device=dev)
-        starts[1:] = torch.cumsum(torch.bincount(r, minlength=T), 0)
-        within = torch.arange(len(r), device=dev) - starts[r]
-        new = keys[within < k].reshape(T, k)
-        best[active] = new
-        full = new[:, -1] != _EMPTY
-        thr[active[full]] = torch.maximum(thr[active[full]], _from_keys(new[full, -1])[1])
+        _merge(best, thr, active, r, keys, k)
     return _from_keys(best)
+
+
+def _merge(best: torch.Tensor, thr: torch.Tensor, active: torch.Tensor, r: torch.Tensor, keys: torch.Tensor,
+           k: int) -> None:
+    """In place: rows `active` of best (B, k) keys take the k largest of their own keys and
+    the new `keys` (r: each new key's index into `active`); thr rises to a full row's k-th."""
+    dev, T = best.device, len(active)
+    # merge with the active rows' k best: keys descending, then rows ascending (stable)
+    r = torch.cat([torch.arange(T, device=dev).repeat_interleave(k), r])
+    keys = torch.cat([best[active].reshape(-1), keys])
+    o1 = torch.sort(keys, descending=True, stable=True).indices
+    r, keys = r[o1], keys[o1]
+    o2 = torch.sort(r, stable=True).indices
+    r, keys = r[o2], keys[o2]
+    starts = torch.zeros(T + 1, dtype=torch.int64, device=dev)
+    starts[1:] = torch.cumsum(torch.bincount(r, minlength=T), 0)
+    within = torch.arange(len(r), device=dev) - starts[r]
+    new = keys[within < k].reshape(T, k)
+    best[active] = new
+    full = new[:, -1] != _EMPTY
+    thr[active[full]] = torch.maximum(thr[active[full]], _from_keys(new[full, -1])[1])
 
 
 _EMPTY = -(2 ** 63)  # a key below every real one: a slot not filled yet
