@@ -324,13 +324,12 @@ def temp_folder(out: str) -> str:
 
 def unfinished_folders(out: str) -> list[str]:
     """temp_folder folders of `out` that no running writer is building, newest first: what a
-    killed (or failed) writer left (a run's --resume continues one). This process's own are
-    unfinished unless it is writing `out` now."""
+    killed (or failed) writer left (a run's --resume continues one). This process's own count:
+    it asks before it builds one (a failed earlier attempt of an API caller's is unfinished)."""
     out = os.path.realpath(out)
-    writing = OutputLock(out).path in _HELD
     found = [(os.path.getmtime(path), os.path.join(path, os.path.basename(out)))
              for path, kind, pid in _siblings(out)
-             if kind == NEW and (not _pid_alive(pid) if pid != os.getpid() else not writing)]
+             if kind == NEW and (pid == os.getpid() or not _pid_alive(pid))]
     return [work for _, work in sorted(found, reverse=True) if os.path.isdir(work)]
 
 

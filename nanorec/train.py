@@ -185,7 +185,7 @@ def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False
     try:
         return _run(folder, cfg, out_dir, resume, overwrite, quiet, dataset, score_test, on_validation)
     finally:
-        folder.close()  # an unfinished new run leaves nothing behind; the lock is released
+        folder.close()  # the lock released; a new run that stopped before its first checkpoint removed
 
 
 def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet: bool,
@@ -454,12 +454,17 @@ def parse_args(argv):
                "  torchrun --standalone --nproc_per_node=4 -m nanorec.cli train --data Beauty.txt --out runs/b4\n"
                "      # data parallel: batch_size stays the global batch, split across the processes")
     p.add_argument("--data", help="interactions: S3-Rec .txt, .csv/.tsv/.parquet, or a challenge folder")
-    p.add_argument("--out", required=True, help="run folder to write (must be empty or absent, unless --overwrite)")
+    p.add_argument("--out", required=True,
+                   help="run folder to write (must be empty or absent, unless --overwrite); a new run is built in a "
+                        "hidden folder beside it and renamed to --out when complete; one writer at a time")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true",
-                      help="continue from RUN_DIR/ckpt.pt with its saved config (only "
+                      help="continue from RUN_DIR/ckpt.pt (or a new run into RUN_DIR that was killed before it "
+                           "was complete) with its saved config (only "
                            + ", ".join(rundir.RESUMABLE_KEYS) + " may change)")
-    mode.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    mode.add_argument("--overwrite", action="store_true",
+                      help="replace the run already in --out (only when the new one is complete; a folder holding "
+                           "files that are not a run's is refused)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or log lines on the terminal")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     check_dashed_keys(argv, p._option_string_actions)

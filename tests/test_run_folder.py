@@ -119,6 +119,8 @@ def test_a_full_disk_at_any_write_of_an_overwrite_keeps_the_old_run_byte_identic
     assert code == 0, lines
     assert snapshot(run) != before and sorted(os.listdir(tmp_path)) == ["run"]
     assert '"seed": 9' in open(os.path.join(run, "config.json")).read()
+    log = open(os.path.join(run, "train.log")).read()  # the interrupted run's log, continued
+    assert "resumed from step" in log and log.count(f": renamed to {run} when complete") == 2, log
 
 
 @pytest.mark.subprocess
