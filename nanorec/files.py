@@ -375,7 +375,10 @@ def recover_folder(out: str, keep: str | None = None) -> list[str]:
     done = []
     for path, kind, pid in _siblings(out):
         if kind == OLD and not os.path.lexists(out):
-            os.rename(path, out)
+            try:
+                os.rename(path, out)
+            except OSError as e:
+                raise DataError(f"{out}: cannot put back the previous folder {path} ({e.strerror})") from None
             done.append(f"{out}: put back the previous folder that process {pid} had moved aside "
                         f"before it was interrupted")
         elif path != keep:

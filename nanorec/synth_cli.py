@@ -124,10 +124,12 @@ def main(argv) -> int:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file, or a folder synth wrote")
     args = p.parse_args(argv)
     users, items = check_args(args)
-    from .files import OutputLock
+    from .files import OutputLock, recover_folder
     from .synthetic import write_fast
     t0 = time.time()
     with OutputLock(args.out, "--out"):
+        for line in recover_folder(args.out):  # what a killed synth into this folder left beside it
+            print(line)
         check_out(args)  # again, under the lock: another synth may have finished meanwhile
         s = write_fast(args.out, args.rows, items, users, args.seed, challenge=True if args.challenge else None)
     test = f", {s['test_users']:,} test users" if "test_users" in s else ""

@@ -146,14 +146,14 @@ def tune(base: Config, out_dir: str, space: str | None = DEFAULT_SPACE, trials: 
     ds = dataset if dataset is not None else load_like(base)  # read once, checked before any trial
 
     with OutputLock(out_dir, "--out"):
-        check_study_outputs(out_dir, overwrite)  # again, under the lock
         trials_dir = os.path.join(out_dir, TRIALS)
         try:
             os.makedirs(trials_dir, exist_ok=True)
         except OSError as e:
             raise DataError(f"{trials_dir}: cannot create the folder ({e.strerror})") from None
-        for line in recover_trials(trials_dir):
-            log(line)
+        for line in recover_folder(os.path.join(out_dir, BEST)) + recover_trials(trials_dir):
+            log(line)  # what a killed tune left beside best/ and its trials
+        check_study_outputs(out_dir, overwrite)  # again, under the lock
         try:
             study = open_study(optuna, out_dir, base, space, params)
             search(optuna, study, base, params, trials, out_dir, ds, log)
@@ -241,16 +241,15 @@ def open_study(optuna, out_dir: str, base: Config, space: str, params: list[Para
         raise UsageError(f"method={base.method}: the study in {out_dir} searches method={method}; "
                          f"use that, or another --out")
     saved = study.user_attrs.get("space")  # None: a study from an older nanorec, judged by its trials
+    drawn = {}
+    for t in study.trials:
+        drawn.update(t.distributions)
     if saved is not None:
-        same = _by_key(parse_space(saved) if saved else []) == _by_key(params)
+        same, was = _by_key(parse_space(saved) if saved else []) == _by_key(params), f"--space {saved!r}"
     else:
-        drawn = {}
-        for t in study.trials:
-            drawn.update(t.distributions)
-        same = not drawn or drawn == distributions(optuna, params)
+        same, was = not drawn or drawn == distributions(optuna, params), f"other ranges of {', '.join(sorted(drawn))}"
     if not same:
-        raise UsageError(f"--space {space!r}: the study in {out_dir} was run with --space "
-                         f"{saved if saved is not None else 'of other ranges'!r}; use the same --space, "
+        raise UsageError(f"--space {space!r}: the study in {out_dir} was run with {was}; use the same --space, "
                          f"or another --out for a new study")
     study.set_user_attr("space", space)
     study.set_user_attr("method", base.method)

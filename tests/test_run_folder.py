@@ -123,6 +123,27 @@ def test_a_full_disk_at_any_write_of_an_overwrite_keeps_the_old_run_byte_identic
     assert "resumed from step" in log and log.count(f": renamed to {run} when complete") == 2, log
 
 
+@pytest.mark.parametrize("command", ["tune", "synth"])
+def test_a_full_disk_is_one_line_for_tune_and_synth_and_keeps_what_was_there(old, tmp_path, monkeypatch, command):
+    data = old[0]
+    mine = tmp_path / "mine.csv"
+    mine.write_text("user_id,item_id,timestamp\n1,2,3\n")
+    argv = {"tune": ["tune", "--data", data, "--out", str(tmp_path / "study"), "method=popularity"],
+            "synth": ["synth", "--out", str(mine), "--rows", "100", "--overwrite"]}[command]
+    before = snapshot(str(tmp_path))
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    code, lines = run_cli(argv)
+    monkeypatch.undo()
+    assert code == 2 and len(lines) == 1 and "No space left on device" in lines[0], lines
+    after = snapshot(str(tmp_path))
+    assert {k: v for k, v in after.items() if not k.startswith("study")} == before  # the study's own folder aside
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".")], os.listdir(tmp_path)
+
+
 @pytest.mark.subprocess
 def test_a_file_size_limit_inside_safetensors_is_one_line_and_keeps_the_old_run(old, tmp_path):
     """A real write failure inside a library's own writer (safetensors, in Rust: "File too large"
