@@ -57,6 +57,8 @@ def _train_cmd(data, out, *extra):
             *over, "max_steps=240", "eval_interval=40", "checkpoint_interval=20", "patience=0", "threads=1", *extra]
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_resume_after_sigkill_matches_uninterrupted_run(synthetic, tmp_path):
     full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
     subprocess.run(_train_cmd(synthetic, full), check=True, capture_output=True)
