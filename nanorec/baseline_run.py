@@ -16,13 +16,16 @@ import time
 from . import rundir
 from .data import item_counts
 from .evaluate import format_metrics, score_report
-from .files import write_json
+from .files import final_path, write_json
 
 
-def fit(cfg, out_dir: str, ds, sp, fp, resume: bool, score_test: bool, log) -> dict:
+def fit(cfg, out_dir: str, ds, sp, score_test: bool, log, notes=()) -> dict:
+    """Fit, score and write into `out_dir`, the folder train.run's RunFolder started
+    (a new run's hidden sibling, renamed into place by its commit). notes: lines for the log."""
     from .baselines import shippable
 
-    rundir.start_run(out_dir, cfg, ds, fp, resume)
+    for line in notes:
+        log(line)
     t0 = time.time()
     model = shippable()[cfg.method]()
     model.fit(sp.train, ds.num_items, sp.valid)
@@ -41,5 +44,5 @@ def fit(cfg, out_dir: str, ds, sp, fp, resume: bool, score_test: bool, log) -> d
     for split in ("valid", "test"):
         if split in results:
             log(f"{split} [{protocol[split]}] ({cfg.method}): {format_metrics(results[split], ks=(10,))}")
-    log(f"wrote {out_dir}/{rundir.BASELINE}, {rundir.METRICS} ({train_seconds:.1f} s fitting)")
+    log(f"wrote {final_path(out_dir)}/{rundir.BASELINE}, {rundir.METRICS} ({train_seconds:.1f} s fitting)")
     return results

@@ -20,8 +20,12 @@ a baseline) is run.py's `Run.open`.
     train.log          what was printed
 
 Nothing here unpickles: weights are safetensors, checkpoints load with weights_only=True.
-Every file is written through `files.atomic_write`, except history.jsonl and train.log,
-which are appended to (a torn last line of history.jsonl is skipped by `read_history`).
+Every file is written through `files.atomic_write`, except the two logs (history.jsonl and
+train.log), which are appended a line at a time (a torn last line is skipped by readers).
+
+A run folder is written as a transaction (RunFolder): a new run is built in a hidden sibling
+of --out and renamed into place when complete, so --overwrite replaces the old run only at
+that rename, and a lock beside the folder refuses a second writer (files.py).
 """
 from __future__ import annotations
 
@@ -33,7 +37,8 @@ import numpy as np
 
 from .config import Config
 from .errors import DataError, UsageError
-from .files import atomic_write, write_json
+from .files import (OutputLock, append_line, atomic_write, discard_folder, publish_folder, recover_folder, temp_folder,
+                    unfinished_folders, write_json)
 
 CONFIG, ITEMS, DATA, WEIGHTS = "config.json", "items.json", "data.json", "model.safetensors"
 BASELINE = "baseline.safetensors"
@@ -42,6 +47,7 @@ FUSION_FILES = {"transitions": TRANSITIONS, "cooccurrence": COOCCURRENCE}  # the
 HISTORIES = "histories.parquet"
 CKPT, METRICS, HISTORY, TEST_RANKS, LOG = "ckpt.pt", "metrics.json", "history.jsonl", "test_ranks.npy", "train.log"
 RUN_FILES = (CONFIG, ITEMS, DATA, HISTORIES, WEIGHTS, BASELINE, TRANSITIONS, COOCCURRENCE, FUSION, CKPT, METRICS, HISTORY, TEST_RANKS, LOG, "curves.png")
+RUN_FOLDERS = ("tensorboard",)  # track=tensorboard's event files
 
 # Keys a resumed run may change: they steer how long and how visibly it goes
 # on, not what is being trained. Changing any other key would continue a
@@ -54,30 +60,60 @@ RESUMABLE_KEYS = ("max_steps", "patience", "eval_interval", "checkpoint_interval
 # checks: nothing on disk changes here
 
 def check_out_dir(out: str, resume: bool, overwrite: bool) -> None:
-    """A fresh run needs an empty (or absent) folder unless overwrite; a resume needs a checkpoint."""
+    """A fresh run needs an empty (or absent) folder unless overwrite; a resume needs a checkpoint
+    (in --out, or in the folder an interrupted new run was being built in: resume_dir)."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise DataError(f"{out}: exists and is not a folder")
     if resume and overwrite:
         raise UsageError("--resume continues the run in --out, --overwrite replaces it: choose one")
+    OutputLock(out, "--out").check()
     if resume:
-        if not os.path.exists(os.path.join(out, CKPT)):
+        if not os.path.exists(os.path.join(resume_dir(out), CKPT)):
             raise DataError(f"{out}: nothing to resume (no {CKPT})")
         return
     if os.path.isdir(out) and os.listdir(out) and not overwrite:
         raise UsageError(f"{out}: the folder is not empty (it holds {', '.join(sorted(os.listdir(out))[:3])}...); "
                          f"use --overwrite to replace its run, --resume to continue it, or another --out")
-    ours = [name for name in RUN_FILES if os.path.isfile(os.path.join(out, name))]
-    if overwrite and ours:  # start_run deletes these names: only a nanorec run's (a model folder has a config.json too)
-        try:
-            read_config(out)
-        except DataError as e:
-            raise DataError(f"{out}: --overwrite replaces a nanorec run, and this folder's {CONFIG} is not one's "
-                            f"({e}); choose another --out, or remove {', '.join(ours[:3])} yourself") from None
+    interrupted = interrupted_run(out)
+    if interrupted and not overwrite:
+        raise UsageError(f"{out}: a run into it was interrupted before it was complete (its files are in "
+                         f"{os.path.dirname(interrupted)}); use --resume to continue it, --overwrite to start again, "
+                         f"or another --out")
+    if overwrite and os.path.isdir(out):
+        _check_replaceable(out)
     ancestor = os.path.abspath(out)  # the folder will be created: its first existing ancestor must be a folder
     while not os.path.exists(ancestor):
         ancestor = os.path.dirname(ancestor)
     if not os.path.isdir(ancestor):
         raise DataError(f"{out}: cannot create the run folder ({ancestor} is a file)")
+
+
+def interrupted_run(out: str) -> str | None:
+    """The folder a new run (fresh or --overwrite) into `out` was being built in when its process
+    was killed, if it got as far as a checkpoint (files.temp_folder: renamed to `out` when complete)."""
+    return next((work for work in unfinished_folders(out) if os.path.exists(os.path.join(work, CKPT))), None)
+
+
+def resume_dir(out: str) -> str:
+    """The run --resume continues: an interrupted new run of `out` (the newest), else `out` itself."""
+    return interrupted_run(out) or out
+
+
+def _check_replaceable(out: str) -> None:
+    """--overwrite replaces the folder whole: it must hold a nanorec run's files and nothing else."""
+    others = sorted(n for n in os.listdir(out) if n not in RUN_FILES and n not in RUN_FOLDERS
+                    and not (n.startswith(".") and n.endswith(".tmp")))  # a killed write's temporary file
+    if others:
+        raise DataError(f"{out}: --overwrite replaces the run folder whole, and it also holds "
+                        f"{', '.join(others[:3])}{'...' if len(others) > 3 else ''} (not a run's); "
+                        f"move {'them' if len(others) > 1 else 'it'} out, or choose another --out")
+    ours = [name for name in RUN_FILES if os.path.isfile(os.path.join(out, name))]
+    if ours:
+        try:  # a model folder has a config.json and a model.safetensors too
+            read_config(out)
+        except DataError as e:
+            raise DataError(f"{out}: --overwrite replaces a nanorec run, and this folder's {CONFIG} is not one's "
+                            f"({e}); choose another --out, or remove {', '.join(ours[:3])} yourself") from None
 
 
 def resume_config(out: str, overrides_cfg: Config) -> None:
@@ -132,24 +168,64 @@ def check_same_vocabulary(run_dir: str, item_ids: np.ndarray, data_path: str) ->
 # -----------------------------------------------------------------------------
 # writing (rank 0, after every check has passed)
 
-def start_run(out: str, cfg: Config, ds, fp: dict, resume: bool) -> None:
-    """Create the folder; a fresh run removes an older run's files (the caller checked
-    --overwrite), then writes config, items, histories and the data fingerprint."""
-    item_ids = ds.item_ids
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as e:
-        raise DataError(f"{out}: cannot create the run folder ({e.strerror})") from None
-    if not resume:
-        for name in RUN_FILES:
-            path = os.path.join(out, name)
-            if os.path.isfile(path):
-                os.remove(path)
-    cfg.save(os.path.join(out, CONFIG))
-    write_json(os.path.join(out, ITEMS), [None] + [_plain(x) for x in item_ids[1:].tolist()], indent=None)
-    write_json(os.path.join(out, DATA), fp)
-    if not resume or not os.path.exists(os.path.join(out, HISTORIES)):
-        save_histories(os.path.join(out, HISTORIES), ds.user_ids, ds.sequences)
+class RunFolder:
+    """A run folder written as a transaction, by one writer at a time:
+
+        folder = RunFolder(out, resume, overwrite)
+        try:
+            work = folder.start(cfg, ds, fp)   # the lock; config, items, data, histories
+            ...every other file of the run, into work...
+            folder.commit()                    # a new run renamed into place
+        finally:
+            folder.close()                     # the lock released
+
+    A new run (fresh, or --overwrite) is built in a hidden sibling of `out` (files.temp_folder)
+    and renamed into place by commit: until then `out` holds the old run, whole, and a crash at
+    any instant leaves the old run or the new one. A new run that stops (killed, interrupted, a
+    full disk) after its first checkpoint stays where it was built, for --resume (resume_dir)
+    or until an --overwrite replaces it (files.recover_folder); before one, it is removed.
+    --resume continues inside the run folder, every file atomic, under the same lock.
+    `notes`: lines for the run's log."""
+
+    def __init__(self, out: str, resume: bool, overwrite: bool):
+        self.out, self.resume, self.overwrite = out, resume, overwrite
+        self.lock, self.work, self.committed, self.notes = None, None, False, []
+
+    def start(self, cfg: Config, ds, fp: dict) -> str:
+        """Take the lock, check --out again under it, write the run's first files; -> the folder to write."""
+        self.lock = OutputLock(self.out, "--out").acquire()
+        if self.lock.previous and self.lock.previous != os.getpid():
+            self.notes.append(f"{self.out}: took over the lock of process {self.lock.previous} (no longer running)")
+        resumed = resume_dir(self.out) if self.resume else None
+        self.notes += recover_folder(self.out, keep=resumed if resumed != self.out else None)
+        check_out_dir(self.out, self.resume, self.overwrite)  # again: another writer may have finished meanwhile
+        self.work = resumed or temp_folder(self.out)
+        if self.work != self.out:
+            self.notes.append(f"writing {self.work}: renamed to {self.out} when complete")
+        out, item_ids = self.work, ds.item_ids
+        cfg.save(os.path.join(out, CONFIG))
+        write_json(os.path.join(out, ITEMS), [None] + [_plain(x) for x in item_ids[1:].tolist()], indent=None)
+        write_json(os.path.join(out, DATA), fp)
+        if not self.resume or not os.path.exists(os.path.join(out, HISTORIES)):
+            save_histories(os.path.join(out, HISTORIES), ds.user_ids, ds.sequences)
+        return self.work
+
+    def commit(self) -> None:
+        """The run is complete: a new one replaces `out` (the old run, if any, removed after)."""
+        if self.work is not None and self.work != self.out:
+            publish_folder(self.work, self.out)
+        self.committed = True
+        self.close()
+
+    def close(self) -> None:
+        """Always, last: a new run that stopped before its first checkpoint is removed (one with a
+        checkpoint stays for --resume, as after a kill); the lock is released."""
+        if self.work is not None and self.work != self.out and not self.committed \
+                and not os.path.exists(os.path.join(self.work, CKPT)):
+            discard_folder(self.work)
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
 
 def save_histories(path: str, user_ids: np.ndarray, seqs) -> None:
@@ -198,7 +274,11 @@ def save_weights(model, path: str) -> None:
 
 def save_checkpoint(state: dict, path: str) -> None:
     import torch
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+    def write(tmp):
+        with open(tmp, "wb") as f:  # a Python file: a full disk surfaces as an OSError, not torch's "unexpected pos"
+            torch.save(state, f)
+    atomic_write(path, write)
 
 
 def save_array(path: str, arr: np.ndarray) -> None:
@@ -210,8 +290,7 @@ def save_array(path: str, arr: np.ndarray) -> None:
 
 def append_history(out: str, record: dict) -> None:
     """One line per validation pass; appended (a torn last line is skipped by readers)."""
-    with open(os.path.join(out, HISTORY), "a") as f:
-        f.write(json.dumps(record) + "\n")
+    append_line(os.path.join(out, HISTORY), json.dumps(record))
 
 
 def rewrite_history(out: str, records: list) -> None:

@@ -1,6 +1,7 @@
 """`nanorec synth`: a challenge-shaped synthetic purchase log of any size, in seconds.
 
     nanorec synth --out FOLDER|FILE.parquet|FILE.csv --rows N [--items M] [--users U] [--seed S] [--challenge]
+                  [--overwrite]
 
 A FOLDER (or --challenge) gets a challenge folder: train.csv, test.csv (a
 seeded 57% of the users, as in the challenge) and id_mappings.json; a .parquet
@@ -9,6 +10,11 @@ users buy two items, a Zipf popularity skew, and item follow-ups a sequence
 model can learn (see nanorec.synthetic.generate_fast). --items and --users
 default to the challenge's ratios (2.43M rows: 78k items, 720k users).
 Same seed, same files.
+
+The sizes are checked against the memory available before anything is
+allocated (about 100 bytes a row, 100 an item, 50 a user). An existing
+output is refused unless --overwrite; the file, or the folder, appears
+complete or not at all (written beside it and renamed into place).
 """
 from __future__ import annotations
 
@@ -20,8 +26,10 @@ from .errors import DataError, UsageError
 
 
 def check_args(args) -> tuple[int, int]:
-    """-> (users, items), or a one-line UsageError."""
-    from .synthetic import CHALLENGE_ROWS_PER_ITEM, CHALLENGE_ROWS_PER_USER
+    """-> (users, items), or a one-line UsageError / DataError. Nothing is allocated or written."""
+    from .synthetic import CHALLENGE_ROWS_PER_ITEM, CHALLENGE_ROWS_PER_USER, memory_needed
+    if not args.out.strip():
+        raise UsageError("--out: empty; expected a folder, or a .csv / .parquet file name")
     if not 2 <= args.rows <= 1_000_000_000:
         raise UsageError(f"--rows {args.rows}: must be in 2..1000000000")
     users = args.users if args.users is not None else max(1, round(args.rows / CHALLENGE_ROWS_PER_USER))
@@ -35,6 +43,17 @@ def check_args(args) -> tuple[int, int]:
         raise UsageError(f"--items {items}: must be in 4..100000000")
     if not 0 <= args.seed < 2**63:
         raise UsageError(f"--seed {args.seed}: must be in 0..2^63-1")
+    need, free = memory_needed(args.rows, items, users), available_memory()
+    if free is not None and need > MEMORY_SHARE * free:
+        raise UsageError(f"--rows {args.rows:,} --items {items:,} --users {users:,}: needs about {need / 1e9:.1f} GB "
+                         f"of memory, and {free / 1e9:.1f} GB is available; ask for fewer rows or items")
+    check_out(args)
+    return users, items
+
+
+def check_out(args) -> None:
+    """The output: a new file or folder, or (with --overwrite) one synth wrote."""
+    from .synthetic import CHALLENGE_FILES
     is_file = args.out.lower().endswith((".parquet", ".csv"))
     if args.challenge and is_file:
         raise UsageError(f"--out {args.out}: --challenge writes a folder, not a .parquet/.csv file")
@@ -44,18 +63,56 @@ def check_args(args) -> tuple[int, int]:
         folder = os.path.dirname(os.path.abspath(args.out))
         if not os.path.isdir(folder):
             raise DataError(f"{args.out}: folder {folder} does not exist")
-    else:
-        if os.path.exists(args.out) and not os.path.isdir(args.out):
-            raise DataError(f"{args.out}: exists and is not a folder")
-        if os.path.isdir(args.out) and os.listdir(args.out):
-            raise UsageError(f"--out {args.out}: the folder is not empty; choose a new one")
-    return users, items
+        if os.path.lexists(args.out) and not args.overwrite:
+            raise UsageError(f"--out {args.out}: the file exists; pass --overwrite to replace it, or choose another")
+        return
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise DataError(f"{args.out}: exists and is not a folder")
+    if os.path.isdir(args.out) and os.listdir(args.out):
+        if not args.overwrite:
+            raise UsageError(f"--out {args.out}: the folder is not empty; pass --overwrite to replace it, "
+                             f"or choose a new one")
+        others = sorted(set(os.listdir(args.out)) - set(CHALLENGE_FILES))
+        if others:
+            raise DataError(f"--out {args.out}: --overwrite replaces the folder whole, and it also holds "
+                            f"{', '.join(others[:3])} (not synth's); move {'them' if len(others) > 1 else 'it'} "
+                            f"out, or choose another --out")
+
+
+# --rows/--items/--users are refused when they need more than this share of the available memory
+MEMORY_SHARE = 0.8
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still take: the system's available memory, within the limit of
+    its cgroup (a container's); None where neither can be read."""
+    found = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        try:
+            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            pass
+    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2
+                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            with open(limit) as f, open(usage) as g:
+                cap, used = f.read().strip(), g.read().strip()
+        except OSError:
+            continue
+        if cap.isdigit() and used.isdigit() and int(cap) < 1 << 60:  # "max" or a huge number: no limit
+            found.append(max(0, int(cap) - int(used)))
+    return min(found) if found else None
 
 
 def main(argv) -> int:
     p = argparse.ArgumentParser(prog="nanorec synth", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="examples:\n"
+                                epilog=__doc__.split("\n\n")[-1] + "\n\nexamples:\n"
                                        "  nanorec synth --out data/synth --rows 2430000 --items 78000 --users 720000\n"
                                        "  nanorec synth --out log.parquet --rows 100000 --seed 1")
     p.add_argument("--out", required=True, help="a folder (challenge layout) or a .parquet/.csv event log")
@@ -64,11 +121,17 @@ def main(argv) -> int:
     p.add_argument("--users", type=int, help="users (default: rows / 3.375, the challenge's ratio)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--challenge", action="store_true", help="write a challenge folder (the default for a folder)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file, or a folder synth wrote")
     args = p.parse_args(argv)
     users, items = check_args(args)
+    from .files import OutputLock, recover_folder
     from .synthetic import write_fast
     t0 = time.time()
-    s = write_fast(args.out, args.rows, items, users, args.seed, challenge=True if args.challenge else None)
+    with OutputLock(args.out, "--out"):
+        for line in recover_folder(args.out):  # what a killed synth into this folder left beside it
+            print(line)
+        check_out(args)  # again, under the lock: another synth may have finished meanwhile
+        s = write_fast(args.out, args.rows, items, users, args.seed, challenge=True if args.challenge else None)
     test = f", {s['test_users']:,} test users" if "test_users" in s else ""
     print(f"wrote {args.out}: {s['rows']:,} rows, {s['users']:,} users, {s['items']:,} items "
           f"({s['items_bought']:,} bought){test}; {s['two_item_share']:.0%} of users have two purchases "

@@ -37,6 +37,7 @@ from .data import EvalSet, item_counts, load_like, split_like
 from .devices import autocast, pick_device
 from .errors import DataError, UsageError
 from .evaluate import evaluate, format_metrics, score_report
+from .files import append_line, final_path
 from .loss import FUTURE_HORIZON, OutputLoss, resolve_loss
 from .model import GPT
 from .packing import IGNORE, pack
@@ -71,8 +72,7 @@ class Logger:
             from tqdm.auto import tqdm
             tqdm.write(line)
         if self.path:
-            with open(self.path, "a") as f:
-                f.write(line + "\n")
+            append_line(self.path, line)
 
 
 def get_lr(step: int, cfg: Config) -> float:
@@ -148,7 +148,8 @@ def check_run(cfg: Config, out_dir: str, resume: bool, overwrite: bool, dataset=
     rundir.check_out_dir(out_dir, resume, overwrite)
     tracking.check(cfg.track)
     ck = None
-    if resume:
+    if resume:  # the run in out_dir, or the new one an interrupted process was building for it
+        out_dir = rundir.resume_dir(out_dir)
         rundir.resume_config(out_dir, cfg)
         ck = rundir.load_checkpoint(os.path.join(out_dir, rundir.CKPT))
     ds = dataset if dataset is not None else load_like(cfg)
@@ -176,7 +177,19 @@ def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False
 
     dataset: an already loaded `data.Dataset` (e.g. from a DataFrame) instead of reading cfg.data.
     score_test: False leaves the test split unscored (a tuner's trials select on validation only).
-    on_validation(step, record) -> bool: called after each validation pass; True stops the run."""
+    on_validation(step, record) -> bool: called after each validation pass; True stops the run.
+    The run folder is a transaction (rundir.RunFolder): a new run is built in a hidden sibling
+    of out_dir and renamed into place when complete (--overwrite replaces the old run only
+    then), and a second writer of out_dir is refused while this one holds its lock."""
+    folder = rundir.RunFolder(out_dir, resume, overwrite)
+    try:
+        return _run(folder, cfg, out_dir, resume, overwrite, quiet, dataset, score_test, on_validation)
+    finally:
+        folder.close()  # the lock released; a new run that stopped before its first checkpoint removed
+
+
+def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet: bool,
+         dataset, score_test: bool, on_validation) -> dict:
     # -------------------------------------------------------------------------
     # 1. check everything before anything is written
     device, ds, sp, fp, (content, coverage), ck = check_run(cfg, out_dir, resume, overwrite, dataset)
@@ -185,7 +198,10 @@ def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False
     sp = dataclasses.replace(sp, valid=validation_sample(sp.valid, cfg.valid_users, cfg.seed, ds.num_items))
     if cfg.method != "gpt":  # a baseline: fitted, not trained; the same run folder (baseline_run.py)
         from . import baseline_run
-        return baseline_run.fit(cfg, out_dir, ds, sp, fp, resume, score_test, Logger(os.path.join(out_dir, rundir.LOG), quiet))
+        work = folder.start(cfg, ds, fp)
+        results = baseline_run.fit(cfg, work, ds, sp, score_test, Logger(os.path.join(work, rundir.LOG), quiet), folder.notes)
+        folder.commit()
+        return results
 
     # -------------------------------------------------------------------------
     # 2. set up: processes, the run folder, model, optimizer, resumed state
@@ -193,9 +209,11 @@ def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False
         torch.set_num_threads(cfg.threads)
     dd, device = distributed.setup(device)  # under torchrun: one device per process
     torch.manual_seed(cfg.seed + dd.rank)   # rank 0's initial weights are broadcast; the rank varies dropout only
-    if dd.main:
-        rundir.start_run(out_dir, cfg, ds, fp, resume)
+    if dd.main:  # from here on out_dir is the folder written: a new run's hidden sibling, or the resumed run
+        out_dir = folder.start(cfg, ds, fp)
     log = Logger(os.path.join(out_dir, rundir.LOG) if dd.main else None, quiet or not dd.main)
+    for line in folder.notes:
+        log(line)
     n_targets = int(np.maximum(np.minimum(sp.train.lengths - 1, cfg.block_size), 0).sum())
     log(f"data {ds.path}: {len(ds.user_ids):,} users, {ds.num_items:,} items, "
         f"{len(ds.sequences.items):,} interactions; {n_targets:,} training targets; holdout={cfg.holdout}: "
@@ -302,6 +320,7 @@ def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False
                                cfg, state, out_dir, log)
     if trackers is not None:
         trackers.close()
+    folder.commit()  # a new run renamed into place
     distributed.cleanup(dd)
     return results
 
@@ -422,7 +441,8 @@ def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_
         log(f"valid [{protocol['valid']}] (step {state.best_step}): {format_metrics(results['valid'], ks=(10,))}")
     if "test" in results:
         log(f"test  [{protocol['test']}] (step {state.best_step}): {format_metrics(results['test'], ks=(10,))}")
-    log(f"wrote {out_dir}/{rundir.WEIGHTS}, {rundir.METRICS} ({state.train_seconds:.0f} s training)" + beside.summary(results))
+    log(f"wrote {final_path(out_dir)}/{rundir.WEIGHTS}, {rundir.METRICS} ({state.train_seconds:.0f} s training)"
+        + beside.summary(results))
     return results
 
 
@@ -460,12 +480,17 @@ def parse_args(argv):
                "  torchrun --standalone --nproc_per_node=4 -m nanorec.cli train --data Beauty.txt --out runs/b4\n"
                "      # data parallel: batch_size stays the global batch, split across the processes")
     p.add_argument("--data", help="interactions: S3-Rec .txt, .csv/.tsv/.parquet, or a challenge folder")
-    p.add_argument("--out", required=True, help="run folder to write (must be empty or absent, unless --overwrite)")
+    p.add_argument("--out", required=True,
+                   help="run folder to write (must be empty or absent, unless --overwrite); a new run is built in a "
+                        "hidden folder beside it and renamed to --out when complete; one writer at a time")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true",
-                      help="continue from RUN_DIR/ckpt.pt with its saved config (only "
+                      help="continue from RUN_DIR/ckpt.pt (or a new run into RUN_DIR that was killed before it "
+                           "was complete) with its saved config (only "
                            + ", ".join(rundir.RESUMABLE_KEYS) + " may change)")
-    mode.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    mode.add_argument("--overwrite", action="store_true",
+                      help="replace the run already in --out (only when the new one is complete; a folder holding "
+                           "files that are not a run's is refused)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or log lines on the terminal")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     check_dashed_keys(argv, p._option_string_actions)
@@ -476,9 +501,10 @@ def main(argv) -> int:
     args = parse_args(argv)
     if not args.out.strip():
         raise UsageError("--out: empty; expected the run folder")
-    if args.resume and not os.path.exists(os.path.join(args.out, rundir.CONFIG)):
+    resumed = rundir.resume_dir(args.out) if args.resume else None
+    if args.resume and not os.path.exists(os.path.join(resumed, rundir.CONFIG)):
         raise DataError(f"{args.out}: nothing to resume (no {rundir.CONFIG})")
-    cfg = rundir.read_config(args.out) if args.resume else Config()
+    cfg = rundir.read_config(resumed) if args.resume else Config()
     cfg = apply_overrides(cfg, args.overrides)
     if args.data:
         cfg.data = args.data

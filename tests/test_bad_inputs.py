@@ -1768,6 +1768,73 @@ def api_fit_missing_column(e, d):
 
 
 # -----------------------------------------------------------------------------
+# outputs that exist: never replaced without --overwrite, never more than nanorec wrote (issue 17)
+
+@case
+def train_overwrite_folder_with_other_files(e, d):
+    run = copy_run(e.run, d)
+    write(os.path.join(run, "notes.txt"), "kept here by the user\n")
+    return Case(train_argv(e, d, "--overwrite", out=run), mentions=(run, "notes.txt", "--overwrite"), keep=(run,))
+
+
+@case
+def tune_out_empty(e, d):
+    pytest.importorskip("optuna")
+    return Case(["tune", "--data", e.log, "--out", "", *TINY], mentions=("--out", "empty"))
+
+
+@case
+def tune_best_not_written_by_the_study(e, d):
+    pytest.importorskip("optuna")
+    out = os.path.join(d, "proj")
+    write(os.path.join(out, "best", "notes.txt"), "kept here by the user\n")
+    return Case(["tune", "--data", e.log, "--out", out, *TINY], mentions=(os.path.join(out, "best"), "--overwrite"),
+                keep=(out,))
+
+
+@case
+def tune_study_json_not_a_study(e, d):
+    pytest.importorskip("optuna")
+    out = os.path.join(d, "proj")
+    write(os.path.join(out, "study.json"), '{"my": "own file"}')
+    return Case(["tune", "--data", e.log, "--out", out, *TINY], mentions=("study.json", "--overwrite"), keep=(out,))
+
+
+@case
+def tune_space_for_a_baseline(e, d):
+    pytest.importorskip("optuna")
+    out = os.path.join(d, "study")
+    return Case(["tune", "--data", e.log, "--out", out, "--space", "dropout=0.1..0.5", "method=transitions"],
+                mentions=("--space", "method=transitions", "nothing to search"), absent=(out,))
+
+
+@case
+def synth_out_empty(e, d):
+    return Case(["synth", "--out", "", "--rows", "10"], mentions=("--out", "empty"))
+
+
+@case
+def synth_onto_an_existing_file(e, d):
+    path = shutil.copy(e.log, os.path.join(d, "mydata.csv"))
+    return Case(["synth", "--out", path, "--rows", "10"], mentions=(path, "exists", "--overwrite"), keep=(path,))
+
+
+@case
+def synth_overwrite_folder_with_other_files(e, d):
+    out = os.path.join(d, "synth")
+    write(os.path.join(out, "train.csv"), "user_id,item_id,rating,timestamp\n")
+    write(os.path.join(out, "notes.txt"), "kept here by the user\n")
+    return Case(["synth", "--out", out, "--rows", "10", "--overwrite"], mentions=(out, "notes.txt"), keep=(out,))
+
+
+@case
+def synth_more_rows_than_memory(e, d):
+    out = os.path.join(d, "big.csv")
+    return Case(["synth", "--out", out, "--rows", "1000000000"], mentions=("--rows 1,000,000,000", "GB", "available"),
+                absent=(out,))
+
+
+# -----------------------------------------------------------------------------
 # the harness
 
 def run_cli(argv):

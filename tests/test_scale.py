@@ -337,3 +337,34 @@ def test_synth_cli_writes_a_readable_challenge_folder_and_refuses_bad_values(tmp
         assert cli_main(["synth", *argv]) == 2
         err = capsys.readouterr().err
         assert err.startswith("nanorec synth: error: ") and err.count("\n") == 1, err
+
+
+def test_synth_checks_memory_before_allocating_and_never_replaces_an_output_unasked(tmp_path, capsys, monkeypatch):
+    import tracemalloc
+
+    import nanorec.synth_cli
+    from nanorec.synthetic import memory_needed
+    log = str(tmp_path / "mydata.csv")
+    with open(log, "w") as f:
+        f.write("user_id,item_id,timestamp\n1,2,3\n")
+    before = open(log, "rb").read()
+    assert cli_main(["synth", "--out", log, "--rows", "10"]) == 2
+    assert "exists" in capsys.readouterr().err and open(log, "rb").read() == before
+    assert cli_main(["synth", "--out", log, "--rows", "10", "--overwrite"]) == 0
+    assert load(log).sequences.items.shape == (10,)
+    assert sorted(os.listdir(tmp_path)) == ["mydata.csv"]  # no lock, no temporary file
+
+    # too big for the memory there is: one line, before a byte of it is allocated (numpy's
+    # allocations are traced); the catalogue counts, not only the rows
+    monkeypatch.setattr(nanorec.synth_cli, "available_memory", lambda: 4 * 10**9)
+    assert memory_needed(100, 100_000_000, 30) > 4 * 10**9 > memory_needed(100_000, 3_000, 30_000)
+    capsys.readouterr()
+    for argv in (["--rows", "100", "--items", "100000000"], ["--rows", "1000000000"]):
+        tracemalloc.start()
+        assert cli_main(["synth", "--out", str(tmp_path / "big.csv"), *argv]) == 2
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "GB of memory" in err and "4.0 GB is available" in err, err
+        assert peak < 50e6, peak
+    assert not os.path.exists(tmp_path / "big.csv")
