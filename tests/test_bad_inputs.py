@@ -188,7 +188,7 @@ CONFIG_BAD = [
     (["dropout"], ["'dropout'", "key=value", "dropout=..."]),
     (["--", "=3"], ["unknown config key ''"]),
     (["method=lightgcn"], ["method='lightgcn'", "transitions"]),
-    (["holdout=random"], ["holdout='random'", "loo, last or none"]),
+    (["holdout=random"], ["holdout='random'", "loo, last, none or time"]),
     (["fuse_transitions=sometimes"], ["fuse_transitions='sometimes'", "auto, true or false"]),
     (["track=wandb"], ["track='wandb'", "tensorboard"]),
     (["fusion_weights=0.2"], ["fusion_weights='0.2'", "w1,w2"]),

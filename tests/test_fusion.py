@@ -30,7 +30,7 @@ class Table:  # a count table with dense rows given by hand, in the factored for
         r = self.rows[users]
         b, i = np.nonzero(r)
         return Factored(torch.zeros(len(r), 0), torch.zeros(r.shape[1], 0), torch.from_numpy(self.prior),
-                        Sparse(b.astype(np.int64), i.astype(np.int64), r[b, i]))
+                        (Sparse(b.astype(np.int64), i.astype(np.int64), r[b, i]),))
 
     def dense(self, users):
         return self.rows[users] + self.prior[None, :]

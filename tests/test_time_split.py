@@ -162,11 +162,12 @@ def small_gpt(data, out, **kw):
 def test_gpt_test_metrics_equal_an_independent_evaluation(tmp_path):
     """A fused GPT run's multi-target test figures equal a plain re-computation from the saved run:
     dense scores, history last, a stable sort, the definitions written out in Python."""
-    from nanorec import rundir
+    from nanorec.run import Run
     events = synthetic_log(tmp_path)
     data = write_numeric(tmp_path / "log.csv", events)
     m = small_gpt(data, tmp_path / "run", split_time="0.8")
-    cfg, scorer, _, n = rundir.load_scorer(str(tmp_path / "run"))
+    run = Run.open(str(tmp_path / "run"))
+    cfg, scorer, n = run.config, run.scorer, run.num_items
     sp = split_like(load(data), cfg)
     ndcg, hr, recall = [], [], []
     for r in range(len(sp.test.users)):
