@@ -103,6 +103,15 @@ def global_mean(value: float, weight: float, d: Dist, device: str) -> float:
     return float(t.item()) / d.world
 
 
+def total(count: int, d: Dist, device: str) -> int:
+    """The sum of a count over every process (one all-reduce; the count itself on one process)."""
+    if not d.enabled:
+        return count
+    t = torch.tensor([count], dtype=torch.int64, device=device)
+    dist.all_reduce(t)
+    return int(t.item())
+
+
 def broadcast_flag(flag: bool, d: Dist, device: str) -> bool:
     """Rank 0's decision (e.g. early stop) for every process."""
     if not d.enabled:
