@@ -1583,10 +1583,24 @@ def train_holdout_loo_on_two_event_users(e, d):
 
 
 @case
-def train_weight_col_not_used_yet(e, d):
+def train_weight_col_with_a_baseline(e, d):
     p = write(os.path.join(d, "w.csv"), "user_id,item_id,timestamp,w\n1,1,1,1\n1,2,2,2\n1,3,3,1\n2,1,1,1\n2,3,2,1\n")
+    return Case(["train", "--data", p, "--out", os.path.join(d, "run"), "weight_col=w", "method=transitions", *TINY],
+                mentions=("weight_col", "method=transitions"), absent=(os.path.join(d, "run"),))
+
+
+@case
+def train_weight_col_nan(e, d):
+    p = write(os.path.join(d, "w.csv"), "user_id,item_id,timestamp,w\n1,1,1,1\n1,2,2,nan\n1,3,3,1\n")
     return Case(["train", "--data", p, "--out", os.path.join(d, "run"), "weight_col=w", *TINY],
-                mentions=("weight_col", "not used in training"), absent=(os.path.join(d, "run"),))
+                mentions=(p, "'w'"), absent=(os.path.join(d, "run"),))
+
+
+@case
+def train_weight_col_not_numeric(e, d):
+    p = write(os.path.join(d, "w.csv"), "user_id,item_id,timestamp,w\n1,1,1,1\n1,2,2,heavy\n1,3,3,1\n")
+    return Case(["train", "--data", p, "--out", os.path.join(d, "run"), "weight_col=w", *TINY],
+                mentions=(p, "'w'", "heavy"), absent=(os.path.join(d, "run"),))
 
 
 @case
