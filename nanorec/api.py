@@ -27,6 +27,11 @@ Arguments are checked as strictly as the CLI's options, and every refusal is a
 - exclude_seen=True never returns an item of the user's history: a user with fewer
   than k unseen items gets a shorter list (`nanorec recommend` fills its files to
   k with seen items, ranked last).
+- items / exclude_items (business filters): item ids, as for users, that alone may be
+  listed / that are never listed, applied before the lists are cut, for every method
+  and for the popularity fallback. An id the run does not know is a UsageError naming
+  how many and one of them; an empty allow list is refused (an empty exclude list is
+  no filter). A user left with fewer than k items gets a shorter list, never filler.
 
 Frames out: the type follows the frame given to `fit` (pandas in, pandas out;
 polars, pyarrow or a path: polars). `load` has no frame to follow: polars unless
@@ -137,17 +142,20 @@ class Recommender:
     # -------------------------------------------------------------------------
     # recommending
 
-    def recommend(self, users=None, k: int = 10, exclude_seen: bool = True, mode: str = "oneshot"):
+    def recommend(self, users=None, k: int = 10, exclude_seen: bool = True, mode: str = "oneshot",
+                  items=None, exclude_items=None):
         """Top-k lists for `users` (original ids; default: every user seen in fit).
 
         Returns a DataFrame (see `frame`) with one row per (user, rank): user_id, item_id,
         score, rank, source. source is "model", or "popularity" for a user the model cannot
         continue (unknown, or no known item), whose score is null: counts are not on the
         model's scale. exclude_seen: a user's own items are never listed (fewer than k rows
-        when fewer unseen items are left)."""
+        when fewer unseen items are left). items / exclude_items: original item ids that alone
+        may be listed / that never are (fewer than k rows when fewer are left)."""
         from .recommend import recommend_users
 
         self._check_call(k, exclude_seen, mode)
+        blocked = self._blocked(items, exclude_items)
         known = self._users
         if users is None:
             users = known
@@ -156,18 +164,20 @@ class Recommender:
             note = ids.check_kinds(known, users, ids.rows(known, users) >= 0, "users", "user")
             if note:
                 warnings.warn(note, stacklevel=2)
-        items, scores, cold = recommend_users(self._run.scorer, self._run.num_items, known, self._histories,
-                                              users, k, exclude_seen, mode)
-        return self._frame(users, items, scores, cold, exclude_seen)
+        lists, scores, cold = recommend_users(self._run.scorer, self._run.num_items, known, self._histories,
+                                              users, k, exclude_seen, mode, blocked=blocked)
+        return self._frame(users, lists, scores, cold, exclude_seen)
 
-    def recommend_history(self, history, k: int = 10, exclude_seen: bool = True, mode: str = "oneshot"):
+    def recommend_history(self, history, k: int = 10, exclude_seen: bool = True, mode: str = "oneshot",
+                          items=None, exclude_items=None):
         """Top-k for one raw history of original item ids, oldest first (unknown ids are skipped;
         the same checks as `users`, but an empty history or a repeated item is a history).
         Returns a DataFrame: item_id, score, rank, source ("popularity", with null scores, when
-        no id of the history is known)."""
+        no id of the history is known). items / exclude_items: as in `recommend`."""
         from .recommend import list_for_history, popular_items
 
         self._check_call(k, exclude_seen, mode)
+        blocked = self._blocked(items, exclude_items)
         vocab = self._run.item_ids[1:]
         history = ids.from_python(history, vocab, "history", allow_empty=True, allow_repeats=True)
         if self._lookup is None:  # built once per loaded model, as the server does
@@ -178,10 +188,11 @@ class Recommender:
             detail = ids.kinds_differ(vocab, history, "item")
             if detail:
                 raise DataError(f"history: none of its {len(history):,} item ids is known to the run ({detail})")
-        items, scores, source = list_for_history(self._run.scorer, self._popular, known, k, exclude_seen, mode)
-        n = len(items)
+        listed, scores, source = list_for_history(self._run.scorer, self._popular, known, k, exclude_seen, mode,
+                                                  blocked)
+        n = len(listed)
         scores = np.full(n, np.nan, np.float32) if scores is None else np.asarray(scores, np.float32)
-        return self._out(_pl_frame({"item_id": _plain_ids(self._run.item_ids[items]), "score": scores,
+        return self._out(_pl_frame({"item_id": _plain_ids(self._run.item_ids[listed]), "score": scores,
                                    "rank": np.arange(1, n + 1), "source": [source] * n}))
 
     # -------------------------------------------------------------------------
@@ -266,12 +277,27 @@ class Recommender:
         if not isinstance(mode, str) or mode not in MODES:
             raise UsageError(f"mode={_short(mode)}: expected {' or '.join(map(repr, MODES))}")
 
+    def _blocked(self, items, exclude_items):
+        """The business filters (original item ids, None: not given) as scoring's item mask."""
+        from .recommend import blocked_items
+        vocab = self._run.item_ids
+        allow = deny = None
+        if items is not None:
+            allow = ids.from_python(items, vocab[1:], "items", allow_empty=True)
+            if len(allow) == 0:
+                raise UsageError("items: empty; pass at least one item id that may be listed "
+                                 "(or None for every item)")
+        if exclude_items is not None:
+            deny = ids.from_python(exclude_items, vocab[1:], "exclude_items", allow_empty=True)
+            deny = deny if len(deny) else None  # nothing to exclude
+        return blocked_items(vocab, allow, deny, "items", "exclude_items", UsageError)
+
     def _frame(self, users, items, scores, cold, exclude_seen: bool):
         """(U,) users, (U, k) items, scores, (U,) cold -> the long frame; seen items filling
-        a list's end are left out (exclude_seen)."""
-        from .recommend import seen_fill
+        a list's end (exclude_seen) and empty slots (filters: `recommend.listed`) are left out."""
+        from .recommend import listed, seen_fill
         k = items.shape[1]
-        keep = ~seen_fill(scores).reshape(-1) if exclude_seen else np.ones(items.size, bool)
+        keep = listed(items).reshape(-1) & (~seen_fill(scores).reshape(-1) if exclude_seen else True)
         uid = np.repeat(users, k)[keep]
         rank = np.tile(np.arange(1, k + 1), len(users))[keep]
         return self._out(_pl_frame({"user_id": _plain_ids(uid), "item_id": _plain_ids(self._run.item_ids[items].reshape(-1)[keep]),

@@ -75,7 +75,8 @@ def wrap(model: torch.nn.Module, d: Dist, device: str) -> torch.nn.Module:
     return DDP(model, device_ids=ids)
 
 
-def shard_rows(rows: np.ndarray, targets: np.ndarray, d: Dist) -> tuple[np.ndarray, float]:
+def shard_rows(rows: np.ndarray, targets: np.ndarray, d: Dist,
+               slot_weights: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """This process's rows of one global batch, and its loss weight.
 
     rows: (B,) row indices of the global batch; targets: the epoch's (R, T) packed targets.
@@ -83,12 +84,18 @@ def shard_rows(rows: np.ndarray, targets: np.ndarray, d: Dist) -> tuple[np.ndarr
     the mean over processes of weight * local mean loss is the global mean loss.
     A process left without rows (B < W: a tiny last batch) gets row 0 with weight 0: it
     runs forward and backward (DDP needs every process in the all-reduce) and adds nothing.
+    slot_weights (R, T) (weight_col: the loss is a weighted mean): the shares are of the
+    batch's weight sum instead of its slot count, W * local sum / global sum.
     """
     if not d.enabled:
         return rows, 1.0
     local = rows[d.rank::d.world]
     if len(local) == 0:
         return rows[:1], 0.0
+    if slot_weights is not None:
+        w_global = float(slot_weights[rows].astype(np.float64).sum())
+        w_local = float(slot_weights[local].astype(np.float64).sum())
+        return local, d.world * w_local / w_global if w_global > 0 else 0.0
     n_global = int((targets[rows] != IGNORE).sum())
     n_local = int((targets[local] != IGNORE).sum())
     return local, d.world * n_local / max(n_global, 1)
@@ -101,6 +108,15 @@ def global_mean(value: float, weight: float, d: Dist, device: str) -> float:
     t = torch.tensor([value * weight], dtype=torch.float64, device=device)  # nccl wants CUDA tensors
     dist.all_reduce(t)
     return float(t.item()) / d.world
+
+
+def total(count: int, d: Dist, device: str) -> int:
+    """The sum of a count over every process (one all-reduce; the count itself on one process)."""
+    if not d.enabled:
+        return count
+    t = torch.tensor([count], dtype=torch.int64, device=device)
+    dist.all_reduce(t)
+    return int(t.item())
 
 
 def broadcast_flag(flag: bool, d: Dist, device: str) -> bool:

@@ -52,8 +52,9 @@ import torch
 class _ChunkedSoftmaxCE(torch.autograd.Function):
 
     @staticmethod
-    def forward(ctx, h, weight, targets, label_weights, chunk):
-        # h (M, C), weight (V, C), targets (M, H) in 1..V-1, label_weights (M, H) rows summing to 1 -> mean loss
+    def forward(ctx, h, weight, targets, label_weights, chunk, slot_weights=None):
+        # h (M, C), weight (V, C), targets (M, H) in 1..V-1, label_weights (M, H) rows summing to 1,
+        # slot_weights (M,) > 0 or None -> the mean loss (weighted: sum w * ce / sum w)
         M = h.shape[0]
         with torch.autocast(h.device.type, enabled=False):
             h32, w32 = h.float(), weight.float()
@@ -62,27 +63,31 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
             total = h32.new_zeros(())
             for s in range(0, M, chunk):
                 hc, tc, lc = h32[s:s + chunk], targets[s:s + chunk], label_weights[s:s + chunk]
+                wc = None if slot_weights is None else slot_weights[s:s + chunk].float()
                 logits = hc @ w32.T  # (c, V)
                 logits[:, 0] = float("-inf")
                 target_logit = (logits.gather(1, tc) * lc).sum(1)  # (c,) the label-weighted target logit
                 top = logits.amax(dim=1, keepdim=True)  # (c, 1), for a stable exp
                 probs = logits.sub_(top).exp_()  # in place: unnormalised softmax, one pass
                 norm = probs.sum(dim=1)  # (c,)
-                total += (norm.log() + top.squeeze(1) - target_logit).sum()
+                ce = norm.log() + top.squeeze(1) - target_logit  # (c,)
+                total += (ce if wc is None else ce * wc).sum()
                 probs.mul_((1.0 / norm)[:, None])
                 probs.scatter_add_(1, tc, -lc)  # d loss / d logits (unscaled): softmax - labels
+                if wc is not None:
+                    probs.mul_(wc[:, None])
                 grad_h[s:s + chunk] = probs @ w32
                 grad_w.addmm_(probs.T, hc)
         ctx.save_for_backward(grad_h, grad_w)
-        ctx.M = M
+        ctx.M = M if slot_weights is None else slot_weights.float().sum()
         ctx.dtypes = (h.dtype, weight.dtype)
-        return total / M
+        return total / ctx.M
 
     @staticmethod
     def backward(ctx, grad_out):
         grad_h, grad_w = ctx.saved_tensors
         scale = grad_out / ctx.M
-        return (grad_h * scale).to(ctx.dtypes[0]), (grad_w * scale).to(ctx.dtypes[1]), None, None, None
+        return (grad_h * scale).to(ctx.dtypes[0]), (grad_w * scale).to(ctx.dtypes[1]), None, None, None, None
 
 
 def soft_labels(targets: torch.Tensor, decay: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,18 +106,20 @@ def soft_labels(targets: torch.Tensor, decay: float) -> tuple[torch.Tensor, torc
 
 
 def full_softmax_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                               chunk: int = 1024, decay: float = 0.0) -> torch.Tensor:
+                               chunk: int = 1024, decay: float = 0.0,
+                               slot_weights: torch.Tensor | None = None) -> torch.Tensor:
     """mean_i [ logsumexp_j (h_i . w_j) - sum_k l_ik h_i . w_{y_ik} ] over items j >= 1.
 
     h (M, C) hidden states at the slots that have a target, weight (V, C) the
     tied item embedding, targets (M,) item indices, or (M, H) with the user's
     next H items (soft labels l_ik from `soft_labels`: decay^k, normalised; the
-    first column is always present). Returns a scalar.
+    first column is always present). slot_weights (M,) > 0 (weight_col: each target event's
+    weight): the weighted mean sum_i w_i ce_i / sum_i w_i instead. Returns a scalar.
     """
     if h.shape[0] == 0:
         return (h.sum() + weight.sum()) * 0.0
     targets, labels = soft_labels(targets, decay)
-    return _ChunkedSoftmaxCE.apply(h, weight, targets, labels, chunk)
+    return _ChunkedSoftmaxCE.apply(h, weight, targets, labels, chunk, slot_weights)
 
 
 # -----------------------------------------------------------------------------
@@ -140,7 +147,8 @@ def resolve_loss(loss: str, num_items: int) -> str:
 
 def sampled_softmax_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                                   negatives: torch.Tensor, log_q_negatives: torch.Tensor,
-                                  log_q_targets: torch.Tensor, decay: float = 0.0) -> torch.Tensor:
+                                  log_q_targets: torch.Tensor, decay: float = 0.0,
+                                  slot_weights: torch.Tensor | None = None) -> torch.Tensor:
     """mean_i [ logsumexp_{c in Y_i + S} (h_i . w_c - log Q_c) - sum_k l_ik (h_i . w_{y_ik} - log Q_{y_ik}) ].
 
     h (M, C) hidden states, weight (V, C) the tied item embedding, targets (M,)
@@ -152,7 +160,8 @@ def sampled_softmax_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets
     sampled softmax, as in TensorFlow's sampled_softmax_loss). A negative equal
     to one of the row's own targets (an accidental hit) is removed from that row
     (its logit is -inf); the targets themselves always stay. Plain autograd:
-    the (M, H + S) logits are small.
+    the (M, H + S) logits are small. slot_weights (M,) > 0: the weighted mean
+    sum_i w_i loss_i / sum_i w_i instead of the mean.
     """
     if h.shape[0] == 0:
         return (h.sum() + weight.sum()) * 0.0
@@ -166,7 +175,11 @@ def sampled_softmax_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets
     hit = ((negatives[None, :, None] == targets[:, None, :]) & (labels > 0)[:, None, :]).any(-1)  # (M, S)
     neg = neg.masked_fill(hit, float("-inf"))
     lse = torch.logsumexp(torch.cat([pos, neg], dim=1), dim=1)
-    return (lse - (pos.masked_fill(labels == 0, 0.0) * labels).sum(1)).mean()
+    per_slot = lse - (pos.masked_fill(labels == 0, 0.0) * labels).sum(1)  # (M,)
+    if slot_weights is None:
+        return per_slot.mean()
+    w = slot_weights.float()
+    return (per_slot * w).sum() / w.sum()
 
 
 def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
@@ -245,15 +258,18 @@ class OutputLoss:
         neg = first[slots]
         return neg, log_q[neg], log_q[targets]
 
-    def for_step(self, step: int, rank: int = 0):
+    def for_step(self, step: int, rank: int = 0, slot_weights: torch.Tensor | None = None):
+        """slot_weights (M,): the target slots' event weights (weight_col), in the order the
+        model selects the slots (row-major over the batch's non-IGNORE targets); None: unweighted."""
         if self.kind == "full":
-            return lambda h, weight, targets: full_softmax_cross_entropy(h, weight, targets, decay=self.decay)
+            return lambda h, weight, targets: full_softmax_cross_entropy(h, weight, targets, decay=self.decay,
+                                                                         slot_weights=slot_weights)
         gen = step_generator(self.seed, step, rank)
 
         def loss(h, weight, targets):
             if h.shape[0] == 0:
                 return (h.sum() + weight.sum()) * 0.0
             neg, lq_neg, lq_t = self.draw(targets, gen)
-            return sampled_softmax_cross_entropy(h, weight, targets, neg, lq_neg, lq_t, self.decay)
+            return sampled_softmax_cross_entropy(h, weight, targets, neg, lq_neg, lq_t, self.decay, slot_weights)
 
         return loss

@@ -16,6 +16,12 @@ its most recent block_size + 1 items: the model predicts the future from the
 recent past, and inference also sees the last block_size items with positions
 starting at 0, so training and inference agree.
 
+With per-event weights (weight_col) a fifth array travels along:
+
+    weights  (R, T)  float32, the weight of the event that is the slot's target, 0 on padding
+
+(`prefix_weights` takes the training split's share of Dataset.weights).
+
 The attention mask is built in ONE place, `attention_mask`: causal AND same user.
 """
 from __future__ import annotations
@@ -37,6 +43,7 @@ class Packed:
     seq_ids: np.ndarray  # (R, T) int64, -1 on padding
     pos_ids: np.ndarray  # (R, T) int64, 0 on padding
     future: np.ndarray | None = None  # (R, T, H-1) int64: the items 2..H steps ahead, IGNORE past the end
+    weights: np.ndarray | None = None  # (R, T) float32: the target event's weight, 0 on padding (weight_col)
 
     def target_slots(self, rows) -> np.ndarray:
         """Targets of the given rows: (B, T), or (B, T, H) with the future items (soft labels)."""
@@ -68,14 +75,25 @@ def _next_fit(lengths: np.ndarray, block_size: int) -> tuple[np.ndarray, np.ndar
     return rows, cols, sids
 
 
+def prefix_weights(full: Sequences, weights: np.ndarray, prefix: Sequences) -> np.ndarray:
+    """(prefix total,) the weights of `prefix`'s events: every row of `prefix` is the start of
+    the same row of `full` (a training split), and `weights` (full total,) is parallel to full.items."""
+    within = np.arange(len(prefix.items)) - np.repeat(prefix.offsets[:-1], prefix.lengths)
+    src = np.repeat(full.offsets[:-1], prefix.lengths) + within
+    assert np.array_equal(full.items[src], prefix.items), "the training split is not a prefix of the histories"
+    return np.asarray(weights, dtype=np.float32)[src]
+
+
 def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = None,
-         packing: bool = True, horizon: int = 1) -> Packed:
+         packing: bool = True, horizon: int = 1, weights: np.ndarray | None = None) -> Packed:
     """Pack users (in shuffled order when `rng` is given) into rows of block_size tokens.
 
     packing=False puts one user per row (left-aligned, padded): the unpacked reference.
     Users with fewer than two items have nothing to learn and are left out.
     horizon H > 1 also records, for every slot, the same user's items 2..H steps
     ahead (`future`, IGNORE where the history ends): the soft labels of loss.py.
+    weights (total,) float32 parallel to seqs.items (None: unweighted): each slot carries
+    its target event's weight (`Packed.weights`).
     """
     lengths = seqs.lengths
     users = np.nonzero(lengths >= 2)[0]
@@ -113,8 +131,13 @@ def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = Non
             ok = left > k
             future[slot[ok], k - 1] = seqs.items[src[ok] + 1 + k]
         future = future.reshape(*shape, horizon - 1)
+    slot_weights = None
+    if weights is not None:
+        slot_weights = np.zeros(n_rows * block_size, dtype=np.float32)
+        slot_weights[slot] = np.asarray(weights, dtype=np.float32)[src + 1]  # the target event's weight
+        slot_weights = slot_weights.reshape(shape)
     return Packed(tokens.reshape(shape), targets.reshape(shape), seq_ids.reshape(shape), pos_ids.reshape(shape),
-                  future)
+                  future, slot_weights)
 
 
 def left_aligned(histories: Sequences, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -22,6 +22,14 @@ known, a warning line naming how many are known otherwise. With
 when fewer than k unseen items are left (the server and the Python API return
 a shorter list instead).
 
+Business filters: --allow-items FILE (only these items) and --deny-items FILE
+(never these items), each a one-column table of item ids (the run's item column,
+else item_id, else its only column), read and matched as the readers read ids; an
+id the run does not know is an error. They are applied before the lists are cut
+(scoring.item_mask), for every method and for the popularity fallback of cold
+users; a user left with fewer than k items gets a shorter list (fewer rows in the
+long format, fewer ids in a submission), and one line on stderr says how many.
+
 At scale: users are taken batch by batch in input order and each batch is
 written as soon as it is scored (to a temporary file, renamed into place at the
 end), so memory does not grow with the number of users. Under torchrun
@@ -47,7 +55,7 @@ from .devices import DEVICE_HELP, pick_device
 from .errors import DataError, UsageError
 from .files import atomic_write, check_writable_folder
 from .run import Run
-from .scoring import SEEN_SCORE, recommend_lists
+from .scoring import SEEN_SCORE, item_mask, recommend_lists
 
 
 # -----------------------------------------------------------------------------
@@ -70,21 +78,60 @@ def histories_in_run_vocab(ds: Dataset, run_item_ids: np.ndarray) -> tuple[Seque
 def read_user_list(path: str, user_col: str = "user_id") -> np.ndarray:
     """The user column of a CSV/Parquet file: `user_col` (the run's), else `user_id`.
     Strings stay strings; an empty list or a repeated user is an error."""
+    return read_id_list(path, user_col, "user")
+
+
+def read_id_list(path: str, col: str, what: str) -> np.ndarray:
+    """The id column of a CSV/Parquet file (`what`: "user" or "item"): `col` (the run's),
+    else `{what}_id`, else (items) a file's only column. Typed as the readers type ids;
+    an empty list or a repeated id is an error."""
     from .data import _ids, _read_frame
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")
     df = _read_frame(path)
-    col = user_col if user_col in df.columns else "user_id"
-    if col not in df.columns:
-        raise DataError(f"{path}: missing column {user_col!r} (columns are {', '.join(df.columns)})")
+    name = col if col in df.columns else f"{what}_id"
+    if name not in df.columns and what == "item" and len(df.columns) == 1:
+        name = df.columns[0]
+    if name not in df.columns:
+        raise DataError(f"{path}: missing column {col!r} (columns are {', '.join(df.columns)})")
     if df.height == 0:
-        raise DataError(f"{path}: no users (no data rows)")
-    users = _ids(path, df, col)
-    _, first, counts = np.unique(users.astype(str), return_index=True, return_counts=True)
+        raise DataError(f"{path}: no {what}s (no data rows)")
+    values = _ids(path, df, name)
+    _, first, counts = np.unique(values.astype(str), return_index=True, return_counts=True)
     if (counts > 1).any():
-        dup = users.tolist()[np.sort(first[counts > 1])[0]]
-        raise DataError(f"{path}: user {dup!r} is listed more than once")
-    return users
+        dup = values.tolist()[np.sort(first[counts > 1])[0]]
+        raise DataError(f"{path}: {what} {dup!r} is listed more than once")
+    return values
+
+
+def filter_items(item_ids: np.ndarray, given: np.ndarray, where: str, error=DataError) -> np.ndarray:
+    """A filter's original item ids -> (n,) internal indices, by the one id rule (ids.py).
+    An id the run does not know is an `error` naming how many and one of them: a filter
+    is a promise about the lists, and a typo in it would silently be no filter at all."""
+    rows = ids.rows(item_ids[1:], given)
+    unknown = rows < 0
+    if unknown.any():
+        detail = ids.kinds_differ(item_ids[1:], given, "item")
+        example = np.asarray(given)[np.argmax(unknown)]
+        raise error(f"{where}: {int(unknown.sum()):,} of its {len(given):,} item ids are not items of the run "
+                    f"(e.g. {ids._show(example)})" + (f"; {detail}" if detail else ""))
+    return rows + 1
+
+
+def blocked_items(item_ids: np.ndarray, allow=None, deny=None, allow_from: str = "--allow-items",
+                  deny_from: str = "--deny-items", error=DataError):
+    """The business filters (original ids, None: not given) as scoring's one item mask
+    (N+1,) bool, True = never listed; None when neither is given."""
+    num_items = len(item_ids) - 1
+    allow = None if allow is None else filter_items(item_ids, allow, allow_from, error)
+    deny = None if deny is None else filter_items(item_ids, deny, deny_from, error)
+    return item_mask(num_items, allow, deny)
+
+
+def listed(items: np.ndarray) -> np.ndarray:
+    """(..., k) bool: the slots of a list that hold an item. A filtered list with fewer than k
+    items left ends with item 0 (padding: never an item), which writers and callers drop."""
+    return np.asarray(items) != 0
 
 
 def histories_for(run: Run, data_path=None, warn=print) -> tuple[np.ndarray, Sequences, np.ndarray | None]:
@@ -137,8 +184,10 @@ def prepare(run_dir: str, data_path=None, k: int = 10, users=None, device: str =
 
 def recommend(run_dir: str, data_path=None, k: int = 10, mode: str = "oneshot", exclude_seen: bool = True,
               users=None, device: str = "auto", batch_size: int = 512, temperature: float = 0.0,
-              top_k: int = 0, seed: int = 0, progress: bool = False):
+              top_k: int = 0, seed: int = 0, progress: bool = False, allow=None, deny=None):
     """Lists from a run folder -> (user_ids (U,), items (U, k) original ids, scores (U, k), cold (U,) bool).
+    allow / deny: original item ids (business filters; `blocked_items`); a slot with no
+    item left holds the padding id item_ids[0] (see `listed` on the internal indices).
 
     Histories come from `data_path` (a log in the run's vocabulary) or, when it is
     None, from the run's own histories.parquet. Default users: a challenge
@@ -146,26 +195,31 @@ def recommend(run_dir: str, data_path=None, k: int = 10, mode: str = "oneshot", 
     check_options(argparse.Namespace(k=k, mode=mode, temperature=temperature, top_k_sample=top_k, seed=seed,
                                      batch_size=batch_size))
     scorer, num_items, item_ids, known_users, hist, users = prepare(run_dir, data_path, k, users, device)
+    blocked = blocked_items(item_ids, allow, deny)
     items, scores, cold = recommend_users(scorer, num_items, known_users, hist, users, k,
-                                          exclude_seen, mode, batch_size, temperature, top_k, seed, progress)
+                                          exclude_seen, mode, batch_size, temperature, top_k, seed, progress,
+                                          blocked)
     return users, item_ids[items], scores, cold
 
 
 def recommend_users(scorer, num_items: int, known_users: np.ndarray, hist: Sequences, users, k: int = 10,
                     exclude_seen: bool = True, mode: str = "oneshot", batch_size: int = 512,
-                    temperature: float = 0.0, top_k: int = 0, seed: int = 0, progress: bool = False):
+                    temperature: float = 0.0, top_k: int = 0, seed: int = 0, progress: bool = False,
+                    blocked=None):
     """The one list maker of the CLI and the Python API.
     known_users (U0,) original ids, row u of `hist`; users (U,) the ids to recommend for.
     -> items (U, k) internal indices, scores (U, k) (NaN for cold users), cold (U,) bool.
     Cold users (unknown, or no item the model knows) get the most popular items
     of `hist`; their scores are NaN, since counts are not on the model's scale.
+    blocked: scoring.item_mask (business filters): a slot with no item left holds 0.
     The lists of `iter_recommendations`, gathered."""
     users = np.asarray(users)
     out_items = np.zeros((len(users), k), dtype=np.int64)
     out_scores = np.full((len(users), k), np.nan, dtype=np.float32)
     cold = np.ones(len(users), dtype=bool)
     for lo, hi, it, sc, cd in iter_recommendations(scorer, num_items, known_users, hist, users, k, exclude_seen,
-                                                   mode, batch_size, temperature, top_k, seed, progress=progress):
+                                                   mode, batch_size, temperature, top_k, seed, progress=progress,
+                                                   blocked=blocked):
         out_items[lo:hi], out_scores[lo:hi], cold[lo:hi] = it, sc, cd
     return out_items, out_scores, cold
 
@@ -173,12 +227,14 @@ def recommend_users(scorer, num_items: int, known_users: np.ndarray, hist: Seque
 def iter_recommendations(scorer, num_items: int, known_users: np.ndarray, hist: Sequences, users, k: int = 10,
                          exclude_seen: bool = True, mode: str = "oneshot", batch_size: int = 512,
                          temperature: float = 0.0, top_k: int = 0, seed: int = 0, start: int = 0,
-                         stop: int | None = None, progress: bool = False):
+                         stop: int | None = None, progress: bool = False, blocked=None):
     """Lists of users[start:stop], batch by batch in input order:
     yields (lo, hi, items (hi-lo, k) internal indices, scores (NaN for cold), cold (hi-lo,) bool).
     Batches start at multiples of batch_size (start must be one), and a batch's
     sampling seed is seed + its first position, so any slicing into whole
-    batches (the shards of a torchrun) gives the lists of one pass."""
+    batches (the shards of a torchrun) gives the lists of one pass.
+    blocked: scoring.item_mask, applied before the cut, to the popularity fallback too;
+    a slot with no item left holds item 0 (`listed`)."""
     from tqdm.auto import tqdm
 
     users = np.asarray(users)
@@ -186,21 +242,21 @@ def iter_recommendations(scorer, num_items: int, known_users: np.ndarray, hist: 
     rows = ids.rows(known_users, users[start:stop])
     has = np.zeros(len(rows), dtype=bool)
     has[rows >= 0] = hist.lengths[rows[rows >= 0]] > 0
-    popular = popular_items(hist, num_items, k)
+    popular = popular_items(hist, num_items, k, blocked)
     bar = tqdm(total=stop - start, desc="recommend", unit="user", unit_scale=True, dynamic_ncols=True,
                disable=None if progress else True)  # None: quiet when not a terminal
     try:
         for lo in range(start, stop, batch_size):
             hi = min(lo + batch_size, stop)
             warm = np.nonzero(has[lo - start:hi - start])[0]
-            items = np.empty((hi - lo, k), dtype=np.int64)
-            items[:] = popular
+            items = np.zeros((hi - lo, k), dtype=np.int64)
+            items[:, :len(popular)] = popular
             scores = np.full((hi - lo, k), np.nan, dtype=np.float32)
             cold = np.ones(hi - lo, dtype=bool)
             if len(warm):
                 r = rows[lo - start + warm]
                 items[warm], scores[warm] = recommend_lists(scorer, hist.take(r), r, k, exclude_seen, mode,
-                                                            temperature, top_k, seed + lo)
+                                                            temperature, top_k, seed + lo, blocked)
                 cold[warm] = False
             bar.update(hi - lo)
             yield lo, hi, items, scores, cold
@@ -209,16 +265,19 @@ def iter_recommendations(scorer, num_items: int, known_users: np.ndarray, hist: 
 
 
 def list_for_history(scorer, popular: np.ndarray, history: np.ndarray, k: int, exclude_seen: bool = True,
-                     mode: str = "oneshot") -> tuple[np.ndarray, np.ndarray | None, str]:
+                     mode: str = "oneshot", blocked=None) -> tuple[np.ndarray, np.ndarray | None, str]:
     """One history of internal indices -> (items (<= k,), scores, "model"), or for an
     empty history the first k of `popular` with scores None and source "popularity".
     exclude_seen: never an item of the history, so a list is shorter than k when fewer
-    unseen items are left (see `seen_fill`)."""
+    unseen items are left (see `seen_fill`). blocked: scoring.item_mask (business filters),
+    applied before the cut; the list is shorter when fewer than k items are left."""
     if len(history) == 0:  # nothing for the model to continue
+        if blocked is not None:
+            popular = popular[~blocked.numpy()[popular]]
         return popular[:k], None, "popularity"
     one = Sequences(np.array([0, len(history)], dtype=np.int64), np.asarray(history, dtype=np.int64))
-    items, scores = recommend_lists(scorer, one, None, k, exclude_seen, mode)
-    keep = ~seen_fill(scores[0]) if exclude_seen else slice(None)
+    items, scores = recommend_lists(scorer, one, None, k, exclude_seen, mode, blocked=blocked)
+    keep = listed(items[0]) & (~seen_fill(scores[0]) if exclude_seen else True)
     return items[0][keep], scores[0][keep], "model"
 
 
@@ -230,11 +289,15 @@ def seen_fill(scores: np.ndarray) -> np.ndarray:
     return np.asarray(scores) == SEEN_SCORE
 
 
-def popular_items(histories: Sequences, num_items: int, k: int) -> np.ndarray:
-    """(k,) the k most frequent item indices of the histories (ties: lower index first); never padding."""
+def popular_items(histories: Sequences, num_items: int, k: int, blocked=None) -> np.ndarray:
+    """(k,) the k most frequent item indices of the histories (ties: lower index first); never padding.
+    blocked (scoring.item_mask): never those items, so fewer than k when fewer are left."""
     counts = item_counts(histories, num_items).astype(np.float64)
     counts[0] = -1
-    return np.argsort(-counts, kind="stable")[:k]
+    order = np.argsort(-counts, kind="stable")
+    if blocked is not None:
+        order = order[~blocked.numpy()[order]]
+    return order[:k]
 
 
 # -----------------------------------------------------------------------------
@@ -246,13 +309,18 @@ def _ids(a: np.ndarray) -> np.ndarray:
     return a.astype(str) if a.dtype == object else a
 
 
-def list_frame(fmt: str, users, items, scores=None, cold=None):
+def list_frame(fmt: str, users, items, scores=None, cold=None, items_mask=None):
     """One batch of lists as a polars frame: "submission" (user_id,predictions, the
     ids space-separated, best first) or "long" (user_id,item_id,score,rank,source;
-    source "model" or "popularity" for cold users, whose score is empty)."""
+    source "model" or "popularity" for cold users, whose score is empty).
+    items_mask (U, k) bool (`listed`): the slots that hold an item; the others are left out."""
     import polars as pl
+    present = None if items_mask is None else np.asarray(items_mask)
     users, items = _ids(users), _ids(items)
     k = items.shape[1]
+    if fmt == "submission" and present is not None and not present.all():  # filtered: shorter lists
+        preds = [" ".join(str(x) for x in row[keep]) for row, keep in zip(items, present)]
+        return pl.DataFrame({"user_id": users, "predictions": pl.Series("predictions", preds, dtype=pl.Utf8)})
     if fmt == "submission":
         cols = [pl.Series(f"p{j}", items[:, j]).cast(pl.Utf8) for j in range(k)]
         preds = pl.select(pl.concat_str(cols, separator=" ").alias("predictions")).to_series() if len(items) \
@@ -262,6 +330,8 @@ def list_frame(fmt: str, users, items, scores=None, cold=None):
                        "score": np.asarray(scores, dtype=np.float32).reshape(-1),
                        "rank": np.tile(np.arange(1, k + 1), len(users)),
                        "source": np.where(np.repeat(cold, k), "popularity", "model")})
+    if present is not None and not present.all():
+        df = df.filter(pl.Series(present.reshape(-1)))
     return df.with_columns(pl.col("score").fill_nan(None))
 
 
@@ -315,23 +385,29 @@ class _FrameAppender:
             self.file.close()
 
 
-def stream_lists(path: str, fmt: str, batches, users, item_ids) -> int:
+def stream_lists(path: str, fmt: str, batches, users, item_ids, tally: dict | None = None) -> int:
     """Write the lists of `iter_recommendations` batches as they come: appended to a
     temporary file, renamed to `path` at the end (.parquet by its name, else CSV).
     users: the ids the batches index; item_ids: internal index -> original id.
+    Empty slots (filters left fewer than k items: `listed`) are left out, and
+    tally["short"] (when a dict is given) counts the users whose list is shorter than k.
     -> the number of cold users written."""
-    n_cold = 0
+    n_cold = n_short = 0
 
     def write(tmp):
-        nonlocal n_cold
+        nonlocal n_cold, n_short
         out = _FrameAppender(tmp, path.lower().endswith(".parquet"))
         for lo, hi, items, scores, cold in batches:
-            out.add(list_frame(fmt, users[lo:hi], item_ids[items], scores, cold))
+            present = listed(items)
+            out.add(list_frame(fmt, users[lo:hi], item_ids[items], scores, cold, present))
             n_cold += int(cold.sum())
+            n_short += int((~present.all(axis=1)).sum())
         k = item_ids[np.zeros((0, 1), np.int64)]
         out.close(list_frame(fmt, users[:0], k, np.zeros((0, 1), np.float32), np.zeros(0, bool)))
 
     atomic_write(path, write)
+    if tally is not None:
+        tally["short"] = n_short
     return n_cold
 
 
@@ -352,7 +428,8 @@ def part_path(out: str, rank: int, world: int) -> str:
 
 def merge_parts(out: str, parts: list[str], users, k: int, fmt: str) -> None:
     """The parts (in rank order) as ONE file at `out`, atomically, checked: every user of
-    `users` present once (k rows each in the long format), in input order."""
+    `users` present once (k rows each in the long format), in input order. k None (filtered
+    lists, which may be shorter): the long format's users in input order, each at most once."""
     import shutil
 
     import polars as pl
@@ -379,8 +456,14 @@ def merge_parts(out: str, parts: list[str], users, k: int, fmt: str) -> None:
                         shutil.copyfileobj(src, dst, 1 << 20)
             got = pl.read_csv(tmp, columns=["user_id"], schema_overrides={"user_id": pl.Utf8})["user_id"]
         expected = np.asarray(users).astype(str)
-        expected = np.repeat(expected, k) if fmt == "long" else expected
         got = got.cast(pl.Utf8).to_numpy().astype(str)
+        if fmt == "long" and k is None:  # runs of one user, in input order, users with no item absent
+            runs = got[np.r_[True, got[1:] != got[:-1]]] if len(got) else got
+            at = ids.rows(expected, runs)
+            if (at < 0).any() or (np.diff(at) <= 0).any():
+                raise DataError(f"{out}: the merged parts do not list the users in input order")
+            return
+        expected = np.repeat(expected, k) if fmt == "long" else expected
         if len(got) != len(expected) or not np.array_equal(got, expected):
             bad = next((i for i in range(min(len(got), len(expected))) if got[i] != expected[i]), min(len(got), len(expected)))
             raise DataError(f"{out}: the merged parts do not list every user once in input order "
@@ -410,6 +493,12 @@ def main(argv) -> int:
     p.add_argument("--users", help="CSV/Parquet of users: the run's user column (user_col), else user_id "
                         "(default: test.csv of a challenge folder, else every user with a history)")
     p.add_argument("--k", type=int, default=10, help="list length (default 10)")
+    p.add_argument("--allow-items", metavar="FILE",
+                   help="only these items may be listed: a one-column CSV/Parquet of item ids (the run's item "
+                        "column, else item_id, else its only column); applied before the lists are cut, for every "
+                        "method; a user left with fewer than k items gets a shorter list (one line on stderr says how many)")
+    p.add_argument("--deny-items", metavar="FILE",
+                   help="these items are never listed (same file format as --allow-items)")
     p.add_argument("--mode", choices=["oneshot", "generative"], default="oneshot")
     seen = p.add_mutually_exclusive_group()
     seen.add_argument("--exclude-seen", dest="exclude_seen", action="store_true", default=True,
@@ -427,28 +516,35 @@ def main(argv) -> int:
     args = p.parse_args(argv)
     check_options(args)
     check_writable_folder(args.out, "--out list")  # fail before the work, not after it
-    user_col = rundir.read_config(args.run).user_col if os.path.isdir(args.run) else "user_id"
+    run_cfg = rundir.read_config(args.run) if os.path.isdir(args.run) else None
+    user_col = run_cfg.user_col if run_cfg else "user_id"
+    item_col = run_cfg.item_col if run_cfg else "item_id"
     users = read_user_list(args.users, user_col) if args.users else None
+    allow = read_id_list(args.allow_items, item_col, "item") if args.allow_items else None
+    deny = read_id_list(args.deny_items, item_col, "item") if args.deny_items else None
     from . import distributed
     dd, device = distributed.setup(pick_device(args.device))  # under torchrun: one process per shard
     try:
         scorer, num_items, item_ids, known, hist, users = prepare(args.run, args.data, args.k, users, device)
+        blocked = blocked_items(item_ids, allow, deny, args.allow_items, args.deny_items)
         is_challenge = args.data is not None and os.path.isdir(args.data)
         fmt = args.format if args.format != "auto" else ("submission" if is_challenge else "long")
         lo, hi = shard_range(len(users), args.batch_size, dd.rank, dd.world)
         batches = iter_recommendations(scorer, num_items, known, hist, users, args.k, args.exclude_seen, args.mode,
                                        args.batch_size, args.temperature, args.top_k_sample, args.seed,
-                                       start=lo, stop=hi, progress=dd.main)
+                                       start=lo, stop=hi, progress=dd.main, blocked=blocked)
+        tally = {"short": 0}
         if not dd.enabled:
-            n_cold = stream_lists(args.out, fmt, batches, users, item_ids)
+            n_cold = stream_lists(args.out, fmt, batches, users, item_ids, tally)
         else:
             stream_lists(part_path(args.out, dd.rank, dd.world) + os.path.splitext(args.out)[1], fmt, batches,
-                         users, item_ids)
+                         users, item_ids, tally)
+            tally["short"] = distributed.total(tally["short"], dd, device)
             distributed.barrier(dd)
             if dd.main:
                 ext = os.path.splitext(args.out)[1]
                 merge_parts(args.out, [part_path(args.out, r, dd.world) + ext for r in range(dd.world)],
-                            users, args.k, fmt)
+                            users, args.k if blocked is None else None, fmt)
                 rows = ids.rows(known, users)
                 n_cold = int(len(users) - (hist.lengths[rows[rows >= 0]] > 0).sum())
             distributed.barrier(dd)
@@ -458,6 +554,11 @@ def main(argv) -> int:
         print(f"wrote {args.out}: {len(users):,} users x {args.k} items ({args.mode})"
               + (f" from {dd.world} processes" if dd.enabled else "")
               + f"; {n_cold:,} cold users got the most popular items")
+        if tally["short"]:
+            kept = "--allow-items/--deny-items" if allow is not None and deny is not None else \
+                "--allow-items" if allow is not None else "--deny-items"
+            print(f"{tally['short']:,} of {len(users):,} users got fewer than {args.k} items: {kept} left fewer "
+                  f"than {args.k} to list (their lists are shorter, never filled)", file=sys.stderr)
     return 0
 
 

@@ -19,6 +19,13 @@ GPT (logits = q @ items.T), the count tables (popularity back-off + the rows of
 the user's last items) and their fusion all have this form, and `top_k` and
 `evaluate.factor_ranks` use it to visit the catalogue in chunks, best bound
 first, and stop early, exactly: no (B, N+1) matrix exists at any catalogue size.
+
+Business filters (an allow list, a deny list) reach scoring as ONE item mask,
+`blocked` (N+1,) bool (`item_mask`), passed to `top_k` / `generate`: a blocked
+item scores -inf before any list is cut (densely, in every chunk, among the
+sparse candidates and in the probe), so a filtered list is the first k of the
+full sort with the blocked items removed. A row left with fewer than k items
+ends with (0, -inf) slots: callers drop them (`BLOCKED`), never fill them.
 """
 from __future__ import annotations
 
@@ -39,6 +46,24 @@ Scorer = Callable[[Sequences, "np.ndarray | None"], "torch.Tensor | np.ndarray"]
 # above padding's -inf, so a list longer than the user's unseen items is filled
 # with seen items, ranked last, and never with padding.
 SEEN_SCORE = torch.finfo(torch.float32).min
+# A blocked item (business filters) gets -inf, like padding: below seen items, never listed.
+BLOCKED = -math.inf
+
+
+def item_mask(num_items: int, allow: np.ndarray | None = None, deny: np.ndarray | None = None) -> torch.Tensor | None:
+    """The one form of the business filters: (N+1,) bool, True = never recommended.
+    allow: internal indices that alone may be listed (None: every item); deny: indices
+    never listed (None: none). Padding (0) is always blocked. None when neither is given."""
+    if allow is None and deny is None:
+        return None
+    blocked = torch.zeros(num_items + 1, dtype=torch.bool)
+    if allow is not None:
+        blocked[:] = True
+        blocked[torch.from_numpy(np.asarray(allow, dtype=np.int64))] = False
+    if deny is not None:
+        blocked[torch.from_numpy(np.asarray(deny, dtype=np.int64))] = True
+    blocked[0] = True
+    return blocked
 
 
 @dataclass
@@ -177,7 +202,8 @@ def score_histories(scorer: Scorer, histories: Sequences, users=None, exclude_se
 
 
 def top_k(scorer: Scorer, histories: Sequences, users=None, k: int = 10,
-          exclude_seen: bool = True, chunk: int = 0) -> tuple[np.ndarray, np.ndarray]:
+          exclude_seen: bool = True, chunk: int = 0, blocked: torch.Tensor | None = None
+          ) -> tuple[np.ndarray, np.ndarray]:
     """One-shot lists: the k best items of one scoring pass. -> items (B, k) int64, scores (B, k).
 
     Exactly the first k of a stable full sort of each row by descending score
@@ -188,26 +214,36 @@ def top_k(scorer: Scorer, histories: Sequences, users=None, k: int = 10,
     once its bound is below its k-th best score (Cauchy-Schwarz for the dot
     product, exact maxima for the bias and the sparse additions, so still exact),
     which for a trained model is usually after the first chunk. Any other
-    scorer's (B, N+1) output is reduced the same way."""
+    scorer's (B, N+1) output is reduced the same way.
+    blocked (N+1,) bool (`item_mask`): those items are BLOCKED (-inf) in every path before
+    the cut, seen or not; a row with fewer than k other items ends with (0, BLOCKED) slots."""
     with torch.no_grad():
-        return _top_k(scorer, histories, users, k, exclude_seen, chunk)
+        idx, vals = _top_k(scorer, histories, users, k, exclude_seen, chunk, blocked)
+        if blocked is not None:  # the -inf tail: no item (a bound may have stopped the row before it)
+            empty = ~(vals > BLOCKED)
+            idx[empty], vals[empty] = 0, BLOCKED
+        return idx, vals
 
 
-def _top_k(scorer, histories, users, k, exclude_seen, chunk):
+def _top_k(scorer, histories, users, k, exclude_seen, chunk, blocked):
     factors = getattr(scorer, "factors", None)
     if factors is None:
         scores = score_histories(scorer, histories, users, exclude_seen)
+        if blocked is not None:
+            scores[:, blocked] = BLOCKED
         idx, vals = bounded_top_k(lambda a, b, rows: scores[:, a:b], scores.shape[1], k, chunk or 8192)
         return idx.numpy(), vals.numpy()
     f = factors(histories, users)
     chunk = max(chunk or (2048 if f.q.device.type == "cpu" else 65536), k + 1)
-    cat = Ordered(f, histories if exclude_seen else None, chunk)
+    cat = Ordered(f, histories if exclude_seen else None, chunk, blocked)
     floor = _probe_floor(cat, k, chunk)
     initial = None
     if cat.cand is not None:
         c = cat.cand
         scores = c.scores.clone()
         scores[torch.from_numpy(c.seen).to(scores.device)] = SEEN_SCORE
+        if cat.blocked is not None:  # after the seen mask: a blocked item is never listed, seen or not
+            scores[cat.blocked[torch.from_numpy(c.items).to(scores.device)]] = BLOCKED
         initial = (torch.from_numpy(c.rows).to(scores.device), torch.from_numpy(c.items).to(scores.device), scores)
     idx, vals = bounded_top_k(lambda a, b, rows: cat.scores(a, b, rows, SEEN_SCORE), cat.num_items, k, chunk,
                               floor, cat.order, cat.bound, initial)
@@ -313,9 +349,11 @@ class Ordered:
     so a row whose k-th best (or target) score is above its bound is done (exact):
     a few hundred items per user with a large sparse addition would otherwise keep
     every row's bound high to the end of the catalogue.
-    Chunks are `chunk` positions long, and the passes visit them from position 0."""
+    Chunks are `chunk` positions long, and the passes visit them from position 0.
+    blocked (N+1,) bool (`item_mask`, None: none): those items score BLOCKED in every chunk,
+    and the bound only counts the open ones (-inf where none is left: the row is done)."""
 
-    def __init__(self, f: Factored, seen: Sequences | None, chunk: int):
+    def __init__(self, f: Factored, seen: Sequences | None, chunk: int, blocked: torch.Tensor | None = None):
         self.f, self.q, self.chunk = f, f.q, chunk
         self.device, self.num_items = f.q.device, f.items.shape[0]
         ordered = by_norm(f.items) if f.items.shape[1] or f.bias is None else by_bias(f.items, f.bias)
@@ -324,6 +362,11 @@ class Ordered:
         self.bias_max = np.zeros(self.num_items) if f.bias is None else \
             np.maximum.accumulate(self.bias.double().cpu().numpy()[::-1])[::-1]
         self.pad = int(self.where[0])
+        self.blocked = self.blocked_pos = None
+        if blocked is not None:
+            self.blocked = blocked.to(self.device)
+            self.blocked_pos = self.blocked[self.order]  # (V,) by position
+            self._bound_open_only()
         self.seen = Pairs.seen(seen, self.where, chunk)
         live = [e for e in f.extras if len(e.rows) and e.scale]
         self.cand = Candidates(f, live, self.where, chunk, seen) if live else None
@@ -341,10 +384,25 @@ class Ordered:
             self.seen.mask(s, a, b, rows, seen_value)
         if self.cand is not None:  # scored one by one, exactly (Candidates): out of the chunks
             self.cand.pairs.mask(s, a, b, rows, -math.inf)
+        if self.blocked_pos is not None:  # after the seen mask: blocked wins
+            s[:, self.blocked_pos[a:b]] = BLOCKED
         return s
+
+    def _bound_open_only(self) -> None:
+        """norms[a] and bias_max[a] over the open (unblocked) positions >= a only, and
+        open_from[a]: whether any open position >= a is left (exact: a blocked item is -inf)."""
+        open_ = ~self.blocked_pos.cpu().numpy()
+        norms = np.where(open_, self.norms, 0.0)
+        self.norms = np.maximum.accumulate(norms[::-1])[::-1].astype(np.float32)
+        bias = self.bias.double().cpu().numpy() if self.bias is not None else np.zeros(self.num_items)
+        bias = np.where(open_, bias, -np.inf)
+        self.bias_max = np.maximum.accumulate(bias[::-1])[::-1]
+        self.open_from = np.maximum.accumulate(open_[::-1])[::-1]
 
     def bound(self, a: int) -> torch.Tensor:
         """(B,) no score at positions >= a exceeds it (room left for float rounding)."""
+        if self.blocked_pos is not None and not self.open_from[a]:  # only blocked items left
+            return torch.full_like(self.qn, BLOCKED)
         dot = upper_bound(self.qn, self.norms[a]).double()
         rest = torch.full_like(dot, float(self.bias_max[a]))
         return (dot + rest + 1e-5 * (dot.abs() + rest.abs()) + 1e-30).float()
@@ -413,6 +471,8 @@ def _probe_floor(cat: Ordered, k: int, size: int) -> torch.Tensor:
     guess = f.items @ f.q.mean(dim=0)
     if f.bias is not None:
         guess = guess + f.bias
+    if cat.blocked is not None:  # probe the open items first: a floor they reach
+        guess = guess.masked_fill(cat.blocked, BLOCKED)
     probe = guess.topk(size).indices  # (P,) item indices
     s = f.q @ f.items[probe].T  # (B, P)
     if f.bias is not None:
@@ -424,6 +484,8 @@ def _probe_floor(cat: Ordered, k: int, size: int) -> torch.Tensor:
         cat.cand.pairs.probe(s, col, cat.order, -math.inf)
     if col[0] >= 0:  # padding
         s[:, col[0]] = -math.inf
+    if cat.blocked is not None:
+        s[:, cat.blocked[probe]] = BLOCKED
     return s.topk(k, dim=1).values[:, -1].clone()
 
 
@@ -472,7 +534,8 @@ def bounded_top_k(chunk_scores, num_cols: int, k: int, chunk: int, floor: torch.
         b = min(a + chunk, num_cols)
         rows = None
         if bound is not None:
-            rows = torch.nonzero(bound(a) >= thr, as_tuple=True)[0]
+            bnd = bound(a)
+            rows = torch.nonzero((bnd >= thr) & (bnd > -math.inf), as_tuple=True)[0]  # -inf: only blocked left
             if len(rows) == 0:
                 break  # columns are visited by decreasing bound: no row can improve any more
             if len(rows) == B:
@@ -516,11 +579,13 @@ _EMPTY = -(2 ** 63)  # a key below every real one: a slot not filled yet
 
 
 def generate(scorer: Scorer, histories: Sequences, users=None, k: int = 10, exclude_seen: bool = True,
-             temperature: float = 0.0, sample_top_k: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+             temperature: float = 0.0, sample_top_k: int = 0, seed: int = 0,
+             blocked: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Generative lists: k steps, each appending its item to the history before
     scoring again; an item never repeats within a list. temperature 0 = greedy;
     > 0 samples from softmax(scores / temperature), restricted to the
     sample_top_k best when > 0, with a seeded generator (reproducible lists).
+    blocked (N+1,) bool (`item_mask`): never chosen; a row with no item left gets (0, BLOCKED).
     -> items (B, k) int64, scores (B, k) (each item's score when it was chosen)."""
     gen = torch.Generator().manual_seed(seed)
     B = len(histories)
@@ -535,12 +600,21 @@ def generate(scorer: Scorer, histories: Sequences, users=None, k: int = 10, excl
             mask_seen(scores, histories)
         if step:  # never repeat an item in one list
             scores.scatter_(1, torch.from_numpy(chosen[:, :step]), -math.inf)
+        if blocked is not None:
+            scores[:, blocked] = BLOCKED
         if temperature > 0:
             logits = torch.where(scores > SEEN_SCORE, scores / temperature, scores)
             if sample_top_k > 0:
                 kth = logits.topk(min(sample_top_k, logits.shape[1]), dim=1).values[:, -1:]
                 logits[logits < kth] = -math.inf
-            nxt = torch.multinomial(torch.softmax(logits, dim=1), 1, generator=gen).squeeze(1)
+            if blocked is None:
+                nxt = torch.multinomial(torch.softmax(logits, dim=1), 1, generator=gen).squeeze(1)
+            else:  # a row with nothing left (all -inf) has no distribution: item 0, score BLOCKED
+                nxt = torch.zeros(B, dtype=torch.int64)
+                live = torch.nonzero(scores.amax(dim=1) > BLOCKED, as_tuple=True)[0]
+                if len(live):
+                    probs = torch.softmax(logits[live], dim=1)
+                    nxt[live] = torch.multinomial(probs, 1, generator=gen).squeeze(1)
         else:
             nxt = scores.argmax(dim=1)
         chosen[:, step] = nxt.numpy()
@@ -566,13 +640,13 @@ def _append_columns(offsets: np.ndarray, items: np.ndarray, extra: np.ndarray) -
 
 def recommend_lists(scorer: Scorer, histories: Sequences, users=None, k: int = 10, exclude_seen: bool = True,
                     mode: str = "oneshot", temperature: float = 0.0, sample_top_k: int = 0,
-                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """top_k (mode="oneshot") or generate (mode="generative")."""
+                    seed: int = 0, blocked: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """top_k (mode="oneshot") or generate (mode="generative"); blocked: `item_mask`."""
     if mode == "generative":
-        return generate(scorer, histories, users, k, exclude_seen, temperature, sample_top_k, seed)
+        return generate(scorer, histories, users, k, exclude_seen, temperature, sample_top_k, seed, blocked)
     if mode != "oneshot":
         raise ValueError(f"mode={mode!r}: expected oneshot or generative")
-    return top_k(scorer, histories, users, k, exclude_seen)
+    return top_k(scorer, histories, users, k, exclude_seen, blocked=blocked)
 
 
 def list_scorer(scorer: Scorer, num_items: int, k: int = 20, exclude_seen: bool = True) -> Scorer:

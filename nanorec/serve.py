@@ -1,15 +1,24 @@
 """`nanorec serve`: an HTTP API for top-k recommendations from a trained run.
 
     nanorec serve --run RUN_DIR [--data PATH] [--host 127.0.0.1] [--port 8000]
-                  [--max-history 10000] [--max-body-bytes 1000000]
+                  [--max-history 10000] [--max-body-bytes 1000000] [--deny-items FILE]
 
     GET  /health                               {"status": "ok", "items": N, "users": U}
-    GET  /users/{user_id}/recommendations?k=10&exclude_seen=true
+    GET  /users/{user_id}/recommendations?k=10&exclude_seen=true[&items=ID&items=ID...][&exclude_items=ID...]
          the user's history (from --data, else the run's own), continued:
          {"user_id": ..., "known_user": bool, "items": [...], "scores": [...] | null, "source": ...}
     POST /recommendations                      {"history": [item ids, oldest first], "k": 10,
-                                                "exclude_seen": true}
+                                                "exclude_seen": true, "items": [ids] (optional),
+                                                "exclude_items": [ids] (optional)}
          {"items": [...], "scores": [...] | null, "source": ..., "unknown_items": <count>}
+
+Business filters: "items" (only these may be listed) and "exclude_items" (never
+these), and the server-wide --deny-items FILE (a one-column table of item ids, as
+`nanorec recommend --deny-items` reads it), are applied before the list is cut,
+to the popularity fallback too. The file is re-read when its modification time
+or size changes (checked on each request), so a shop updates its out-of-stock
+list without a restart; a file that fails to load then keeps the previous list
+and logs one line. A list left with fewer than k items is returned shorter.
 
 Ids are the original ones (as in the data), matched by their exact text
 (nanorec/ids.py). Lists come from the model ("source": "model", "scores": its
@@ -23,14 +32,17 @@ Every bad request is a 4xx with a one-line {"detail": ...}: malformed JSON, or
 NaN/Infinity anywhere in it, is 400; a body over --max-body-bytes is 413;
 wrong types (booleans or floats as ids or k, a string k, ...), k outside
 1..min(1000, items), a history over --max-history items or an unknown field
-is 422. Unknown item ids are counted, never echoed back.
+is 422; so is a filter with an item the run does not know (counted, not echoed)
+or an empty "items". Unknown history ids are counted, never echoed back.
 """
 # no `from __future__ import annotations`: FastAPI and pydantic read the live annotations
 
 import argparse
 import json
 import math
+import os
 import sys
+import threading
 
 import numpy as np
 
@@ -186,21 +198,66 @@ def request_model(max_k: int, max_history: int):
                                                      description="original item ids, oldest first")
         k: StrictInt = Field(min(10, max_k), ge=1, le=max_k, description="length of the list")
         exclude_seen: StrictBool = Field(True, description="leave the history's items out of the list")
+        items: list[StrictInt | StrictStr] | None = Field(None, description="only these item ids may be listed")
+        exclude_items: list[StrictInt | StrictStr] | None = Field(None, description="these item ids are never listed")
 
     return HistoryRequest
+
+
+class DenyFile:
+    """The server-wide deny list (--deny-items FILE), re-read when the file's modification
+    time or size changes, checked on each request. The first load must succeed (a bad file
+    at start is an error); a later one that fails keeps the previous list and logs one line.
+    current() -> (n,) original item ids (None: no file)."""
+
+    def __init__(self, path: str | None, item_col: str, check, log=lambda line: print(line, file=sys.stderr)):
+        self.path, self.item_col, self.check, self.log = path, item_col, check, log
+        self.ids, self.stamp, self.lock = None, None, threading.Lock()
+        if path is not None:
+            self.ids, self.stamp = self._load(), self._stamp()
+
+    def _stamp(self):
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def _load(self) -> np.ndarray:
+        from .recommend import read_id_list
+        ids_ = read_id_list(self.path, self.item_col, "item")
+        self.check(ids_)  # every id known to the run (raises otherwise)
+        return ids_
+
+    def current(self):
+        if self.path is None:
+            return None
+        stamp = self._stamp()
+        if stamp != self.stamp:
+            with self.lock:
+                if stamp != self.stamp:
+                    try:
+                        self.ids = self._load()
+                        self.log(f"--deny-items {self.path}: reloaded, {len(self.ids):,} items")
+                    except Exception as e:  # noqa: BLE001 — any failure keeps the old list, said in one line
+                        self.log(f"--deny-items {self.path}: reload failed, keeping the previous "
+                                 f"{len(self.ids):,} items ({_short(e)})")
+                    self.stamp = stamp
+        return self.ids
 
 
 # -----------------------------------------------------------------------------
 # the app
 
 def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", max_history: int = MAX_HISTORY,
-               max_body_bytes: int = MAX_BODY_BYTES):
+               max_body_bytes: int = MAX_BODY_BYTES, deny_items: str | None = None):
     from fastapi import Depends, FastAPI, HTTPException, Query, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from pydantic import ValidationError
 
-    from .recommend import histories_for, list_for_history, popular_items
+    from .errors import NanorecError
+    from .recommend import blocked_items, filter_items, histories_for, list_for_history, popular_items
 
     run = Run.open(run_dir, device)
     scorer, item_ids, num_items = run.scorer, run.item_ids, run.num_items
@@ -209,15 +266,33 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
     users = ids.Index(user_ids)  # a path's user id is text: matched by the one id rule (ids.py)
     known_items = ids.item_rows(item_ids)
     max_k = min(MAX_K, num_items)
-    popular = popular_items(hist, num_items, max_k)
+    popular = popular_items(hist, num_items, num_items)  # all of them: filters may block the first ones
     HistoryRequest = request_model(max_k, max_history)
+    deny_file = DenyFile(deny_items, run.config.item_col,
+                         lambda given: filter_items(item_ids, given, f"--deny-items {deny_items}"))
 
     def original(i):
         x = item_ids[i]
         return x.item() if hasattr(x, "item") else x
 
-    def answer(history: np.ndarray, k: int, exclude_seen: bool) -> dict:
-        items, scores, source = list_for_history(scorer, popular, history, k, exclude_seen)
+    def blocked(allow, deny):
+        """The request's filters and the server-wide deny list as one item mask (422 on bad ids)."""
+        if allow is not None and len(allow) == 0:
+            raise HTTPException(422, "items: empty; give at least one item id that may be listed (or leave it out)")
+        server = deny_file.current()
+        deny = list(deny or [])
+        try:
+            # ids are checked by text, never echoed back: a count of the unknown ones
+            mask = blocked_items(item_ids, None if allow is None else np.array(allow, dtype=object),
+                                 np.array(deny, dtype=object) if deny else None, "items", "exclude_items")
+        except NanorecError as e:
+            raise HTTPException(422, str(e).split(" (e.g.")[0]) from None
+        if server is not None:
+            mask = blocked_items(item_ids, None, server) if mask is None else mask | blocked_items(item_ids, None, server)
+        return mask
+
+    def answer(history: np.ndarray, k: int, exclude_seen: bool, mask=None) -> dict:
+        items, scores, source = list_for_history(scorer, popular, history, k, exclude_seen, blocked=mask)
         return {"items": [original(i) for i in items], "scores": None if scores is None else scores.tolist(),
                 "source": source}
 
@@ -246,10 +321,12 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
         return {"status": "ok", "items": num_items, "users": len(user_ids)}
 
     @app.get("/users/{user_id}/recommendations")
-    def for_user(user_id: str, k: int = Query(min(10, max_k), ge=1, le=max_k), exclude_seen: bool = True):
+    def for_user(user_id: str, k: int = Query(min(10, max_k), ge=1, le=max_k), exclude_seen: bool = True,
+                 items: list[str] | None = Query(None), exclude_items: list[str] | None = Query(None)):
+        mask = blocked(items, exclude_items)
         r = int(users.rows(np.array([user_id]))[0])
         history = hist[r] if r >= 0 else np.zeros(0, np.int64)
-        return {"user_id": user_id, "known_user": r >= 0, **answer(history, k, exclude_seen)}
+        return {"user_id": user_id, "known_user": r >= 0, **answer(history, k, exclude_seen, mask)}
 
     # the body is read by history_request, so its schema is given to the docs by hand
     body_doc = {"requestBody": {"required": True, "content": {
@@ -257,8 +334,9 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
 
     @app.post("/recommendations", openapi_extra=body_doc)
     def for_history(req: HistoryRequest = Depends(history_request)):
+        mask = blocked(req.items, req.exclude_items)
         known, unknown = known_items(req.history)
-        return {**answer(known, req.k, req.exclude_seen), "unknown_items": unknown}
+        return {**answer(known, req.k, req.exclude_seen, mask), "unknown_items": unknown}
 
     return app
 
@@ -301,9 +379,14 @@ def main(argv) -> int:
                    help=f"longest history a POST may send, in items (default {MAX_HISTORY:,})")
     p.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES,
                    help=f"largest request body, in bytes (default {MAX_BODY_BYTES:,})")
+    p.add_argument("--deny-items", metavar="FILE",
+                   help="items never listed, for every request: a one-column CSV/Parquet of item ids (the run's "
+                        "item column, else item_id, else its only column); re-read when the file changes, no restart "
+                        "(a file that fails to load then keeps the previous list and logs one line)")
     args = p.parse_args(argv)
     check_options(args)
     uvicorn = import_uvicorn()
-    app = create_app(args.run, args.data, pick_device(args.device), args.max_history, args.max_body_bytes)
+    app = create_app(args.run, args.data, pick_device(args.device), args.max_history, args.max_body_bytes,
+                     args.deny_items)
     uvicorn.run(app, host=args.host.strip(), port=args.port)
     return 0

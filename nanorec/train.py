@@ -40,7 +40,7 @@ from .evaluate import evaluate, format_metrics, score_report
 from .files import append_line, final_path
 from .loss import FUTURE_HORIZON, OutputLoss, resolve_loss
 from .model import GPT
-from .packing import IGNORE, pack
+from .packing import IGNORE, pack, prefix_weights
 from .scoring import gpt_scorer
 
 
@@ -87,22 +87,23 @@ def get_lr(step: int, cfg: Config) -> float:
     return cfg.min_lr + coeff * (cfg.learning_rate - cfg.min_lr)
 
 
-def epoch_batches(train_seqs, cfg: Config, epoch: int):
-    """The packed rows of one epoch and its batches of row indices.
+def epoch_batches(train_seqs, cfg: Config, epoch: int, weights=None):
+    """The packed rows of one epoch and its batches of row indices (weights: weight_col's,
+    parallel to train_seqs.items, carried to the target slots).
     The shuffle depends only on (seed, epoch): a resumed run sees the same batches."""
     rng = np.random.default_rng([cfg.seed, epoch])
     horizon = FUTURE_HORIZON if cfg.future_decay > 0 else 1
-    packed = pack(train_seqs, cfg.block_size, rng, packing=cfg.packing, horizon=horizon)
+    packed = pack(train_seqs, cfg.block_size, rng, packing=cfg.packing, horizon=horizon, weights=weights)
     order = rng.permutation(len(packed))
     batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
     return packed, batches
 
 
-def batch_stream(train_seqs, cfg: Config, epoch: int, batch_in_epoch: int):
+def batch_stream(train_seqs, cfg: Config, epoch: int, batch_in_epoch: int, weights=None):
     """Endless (epoch, index, packed epoch, rows), starting after `batch_in_epoch`
     batches of `epoch`: the same stream whether or not the run was interrupted."""
     while True:
-        packed, batches = epoch_batches(train_seqs, cfg, epoch)
+        packed, batches = epoch_batches(train_seqs, cfg, epoch, weights)
         for i in range(batch_in_epoch, len(batches)):
             yield epoch, i, packed, batches[i]
         epoch, batch_in_epoch = epoch + 1, 0
@@ -153,9 +154,9 @@ def check_run(cfg: Config, out_dir: str, resume: bool, overwrite: bool, dataset=
         rundir.resume_config(out_dir, cfg)
         ck = rundir.load_checkpoint(os.path.join(out_dir, rundir.CKPT))
     ds = dataset if dataset is not None else load_like(cfg)
-    if ds.weights is not None:
-        raise UsageError("weight_col: per-event loss weights are read but not used in training yet; "
-                         "use filter= to choose the events instead")
+    if ds.weights is not None and cfg.method != "gpt":
+        raise UsageError(f"weight_col: per-event weights weight the GPT's training loss; method={cfg.method} "
+                         "does not take them (leave weight_col out)")
     sp = split_like(ds, cfg)
     if sp.train.lengths.max(initial=0) < 2:
         hint = "; holdout=none trains on every event" if cfg.holdout != "none" else ""
@@ -257,7 +258,8 @@ def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet
     # a resumed run that had already stopped early stays stopped
     stop = bool(cfg.patience and state.bad_evals >= cfg.patience and not cfg.all_data and sp.valid is not None)
     loss_sum = torch.tensor(state.loss_sum, dtype=torch.float64, device=device)  # no host sync per step
-    stream = batch_stream(sp.train, cfg, state.epoch, state.batch_in_epoch)
+    train_weights = None if ds.weights is None else prefix_weights(ds.sequences, ds.weights, sp.train)
+    stream = batch_stream(sp.train, cfg, state.epoch, state.batch_in_epoch, train_weights)
     model.train()
     t0 = time.time()
     while state.step < cfg.max_steps and not stop:
@@ -265,7 +267,7 @@ def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet
         if index == 0:
             log(f"epoch {epoch}: {len(packed):,} rows of {cfg.block_size}, packing efficiency {packed.efficiency:.1%}")
         # this process's share of the global batch; weight makes DDP's average the global mean
-        rows, weight = distributed.shard_rows(batch_rows, packed.targets, dd)
+        rows, weight = distributed.shard_rows(batch_rows, packed.targets, dd, packed.weights)
         t = lambda a: torch.from_numpy(a[rows]).to(device, non_blocking=True)
         tokens, seq_ids, pos_ids = t(packed.tokens), t(packed.seq_ids), t(packed.pos_ids)
         targets = torch.from_numpy(packed.target_slots(rows)).to(device, non_blocking=True)  # (B, T) or (B, T, H)
@@ -275,7 +277,8 @@ def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet
             group["lr"] = lr
         with ctx:
             # sampled negatives depend on (seed, step, rank) only: a resume draws the same ones
-            loss = train_model(tokens, pos_ids, seq_ids, targets, loss_fn=output.for_step(state.step, dd.rank))
+            loss = train_model(tokens, pos_ids, seq_ids, targets,
+                               loss_fn=output.for_step(state.step, dd.rank, slot_weights(packed, rows, device)))
         optimizer.zero_grad(set_to_none=True)
         (loss * weight).backward()  # weight is 1.0 on a single process
         if cfg.grad_clip > 0:
@@ -323,6 +326,15 @@ def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet
     folder.commit()  # a new run renamed into place
     distributed.cleanup(dd)
     return results
+
+
+def slot_weights(packed, rows, device):
+    """(M,) the weights of the rows' target slots (weight_col), in the order the model selects
+    the slots (row-major over targets != IGNORE); None when the run is unweighted."""
+    if packed.weights is None:
+        return None
+    keep = packed.targets[rows] != IGNORE
+    return torch.from_numpy(packed.weights[rows][keep]).to(device)
 
 
 def validate_and_select(model, scorer, sp, cfg: Config, state: TrainState, train_loss: float, lr: float,

@@ -1583,10 +1583,24 @@ def train_holdout_loo_on_two_event_users(e, d):
 
 
 @case
-def train_weight_col_not_used_yet(e, d):
+def train_weight_col_with_a_baseline(e, d):
     p = write(os.path.join(d, "w.csv"), "user_id,item_id,timestamp,w\n1,1,1,1\n1,2,2,2\n1,3,3,1\n2,1,1,1\n2,3,2,1\n")
+    return Case(["train", "--data", p, "--out", os.path.join(d, "run"), "weight_col=w", "method=transitions", *TINY],
+                mentions=("weight_col", "method=transitions"), absent=(os.path.join(d, "run"),))
+
+
+@case
+def train_weight_col_nan(e, d):
+    p = write(os.path.join(d, "w.csv"), "user_id,item_id,timestamp,w\n1,1,1,1\n1,2,2,nan\n1,3,3,1\n")
     return Case(["train", "--data", p, "--out", os.path.join(d, "run"), "weight_col=w", *TINY],
-                mentions=("weight_col", "not used in training"), absent=(os.path.join(d, "run"),))
+                mentions=(p, "'w'"), absent=(os.path.join(d, "run"),))
+
+
+@case
+def train_weight_col_not_numeric(e, d):
+    p = write(os.path.join(d, "w.csv"), "user_id,item_id,timestamp,w\n1,1,1,1\n1,2,2,heavy\n1,3,3,1\n")
+    return Case(["train", "--data", p, "--out", os.path.join(d, "run"), "weight_col=w", *TINY],
+                mentions=(p, "'w'", "heavy"), absent=(os.path.join(d, "run"),))
 
 
 @case
@@ -1836,6 +1850,64 @@ def synth_more_rows_than_memory(e, d):
 
 # -----------------------------------------------------------------------------
 # the harness
+
+# -----------------------------------------------------------------------------
+# business filters (--allow-items / --deny-items, the API's items / exclude_items)
+
+FILTER_FILES_BAD = {
+    "unknown_ids": ("item_id\n1\n99999\nnope\n", ["2 of its 3 item ids are not items of the run"]),
+    "empty_file": ("", ["allow.csv"]),
+    "header_only": ("item_id\n", ["no items (no data rows)"]),
+    "repeated_id": ("item_id\n1\n1\n", ["item 1 is listed more than once"]),
+    "two_columns_no_item_id": ("a,b\n1,2\n", ["missing column 'item_id'"]),
+}
+for _name, (_text, _m) in FILTER_FILES_BAD.items():
+    for _opt in ("--allow-items", "--deny-items"):
+        def _filter_case(e, d, text=_text, m=_m, opt=_opt):
+            f = write(os.path.join(d, "allow.csv"), text)
+            out = os.path.join(d, "recs.csv")
+            return Case(rec_argv(e, d, opt, f, out=out), mentions=(f, *m), absent=(out,))
+        CASES[f"recommend_filter_{_opt.strip('-').replace('-', '_')}_{_name}"] = _filter_case
+
+
+@case
+def recommend_filter_file_missing(e, d):
+    out = os.path.join(d, "recs.csv")
+    return Case(rec_argv(e, d, "--allow-items", os.path.join(d, "nope.csv"), out=out),
+                mentions=("nope.csv", "no such file"), absent=(out,))
+
+
+@case
+def serve_deny_items_unknown_id(e, d):
+    f = write(os.path.join(d, "deny.csv"), "item_id\n99999\n")
+    return Case(sv_argv(e, "--deny-items", f, "--port", "8765"), mentions=(f, "1 of its 1 item ids are not items"))
+
+
+@case
+def serve_deny_items_header_only(e, d):
+    f = write(os.path.join(d, "deny.csv"), "item_id\n")
+    return Case(sv_argv(e, "--deny-items", f, "--port", "8765"), mentions=(f, "no items"))
+
+
+def _api_filter_case(kwargs, mentions):
+    def build(e, d):
+        from nanorec import Recommender
+        rec = Recommender.load(e.run)
+        return Case(call=lambda: rec.recommend(k=3, **kwargs), mentions=tuple(mentions), error=UsageError)
+    return build
+
+
+API_FILTERS_BAD = [
+    (dict(items=[]), ["items: empty"]),
+    (dict(items=[1, 99999]), ["items: 1 of its 2 item ids are not items of the run", "99999"]),
+    (dict(exclude_items=["x1"]), ["exclude_items: 1 of its 1", "integers"]),
+    (dict(items="1"), ["items='1'", "expected a list"]),
+    (dict(items=[1, 1]), ["items: 1 is listed more than once"]),
+    (dict(exclude_items=[2.5]), ["exclude_items[0]=2.5"]),
+]
+for _i, (_kw, _m) in enumerate(API_FILTERS_BAD):
+    CASES[f"api_filter_{_i:02d}_{'_'.join(_kw)}"] = _api_filter_case(_kw, _m)
+
 
 def run_cli(argv):
     err, out = io.StringIO(), io.StringIO()
