@@ -91,7 +91,9 @@ def test_negatives_are_seeded_per_step_and_log_q_is_the_expected_count(kind):
 
 def test_auto_loss_rule_and_config_keys():
     assert resolve_loss("auto", 12_101) == "full"
-    assert resolve_loss("auto", AUTO_SAMPLED_ABOVE + 1) == "sampled"
+    # both sides of the line, and the sizes measured on either side (loss.py: equal_time.json)
+    assert resolve_loss("auto", AUTO_SAMPLED_ABOVE) == "full" and resolve_loss("auto", 18_357) == "full"
+    assert resolve_loss("auto", AUTO_SAMPLED_ABOVE + 1) == "sampled" and resolve_loss("auto", 30_458) == "sampled"
     assert resolve_loss("full", 10**6) == "full" and resolve_loss("sampled", 10) == "sampled"
     for bad in (dict(loss="approx"), dict(negatives="hard"), dict(num_negatives=0), dict(valid_users=-1)):
         with pytest.raises(UsageError):
