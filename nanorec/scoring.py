@@ -423,7 +423,9 @@ class Candidates:
         ukey = tuple(id(e.values) for e in live)
         if memo.get("union_key") != ukey:
             keys = [e.rows * V + e.items for e in live]  # each ascending
-            union = keys[0] if len(keys) == 1 else np.unique(np.concatenate(keys))
+            union = keys[0]
+            for k in keys[1:]:
+                union = _sorted_union(union, k)
             memo.update(union_key=ukey, union=union, at=[np.searchsorted(union, k) for k in keys],
                         union_refs=[e.values for e in live])
         union, at = memo["union"], memo["at"]
@@ -450,16 +452,25 @@ class Candidates:
             self.seen = hist[at_h] == union
 
 
+def _sorted_union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The union of two ascending arrays of distinct keys, ascending: a merge, not a sort."""
+    at = np.searchsorted(a, b)
+    new = (at == len(a)) | (a[np.minimum(at, len(a) - 1)] != b) if len(a) else np.ones(len(b), bool)
+    return np.insert(a, at[new], b[new])
+
+
 def _pair_dots(q: torch.Tensor, items: torch.Tensor, rows: np.ndarray, cols: np.ndarray,
                block: int = 1 << 18) -> torch.Tensor:
-    """(E,) q[rows[e]] . items[cols[e]], in blocks of pairs (bounded memory)."""
+    """(E,) q[rows[e]] . items[cols[e]], in blocks of pairs (bounded memory). The pairs come
+    row by row, so each row's query is multiplied with its items' matrix (one bmm over the
+    rows of a block, items padded to the block's longest row)."""
     out = torch.zeros(len(rows), dtype=torch.float32, device=q.device)
-    if q.shape[1] == 0:
+    if q.shape[1] == 0 or not len(rows):
         return out
     for a in range(0, len(rows), block):
         r = torch.from_numpy(rows[a:a + block]).to(q.device)
         c = torch.from_numpy(cols[a:a + block]).to(q.device)
-        out[a:a + block] = (q[r] * items[c]).sum(1)
+        out[a:a + block] = torch.bmm(items[c].unsqueeze(1), q[r].unsqueeze(2)).view(-1)
     return out
 
 
@@ -516,8 +527,8 @@ def bounded_top_k(chunk_scores, num_cols: int, k: int, chunk: int, floor: torch.
     k-th best of the first chunk. col_index (num_cols,): the item index of each
     column (ties are broken by it; default the column itself). bound(a) -> (B,):
     no score in columns >= a exceeds it; a row whose bound is below its current
-    k-th best is done. initial (rows (E,), index (E,), scores (E,)): entries scored
-    apart (left out of chunk_scores), merged first. A chunk only contributes the
+    k-th best is done. initial (rows (E,) ascending, index (E,), scores (E,)): entries
+    scored apart (left out of chunk_scores), merged first. A chunk only contributes the
     entries >= the row's current k-th best, kept as exact (score desc, index asc)
     keys, so the result is the first k of a stable full sort.
     -> indices (B, k) int64, scores (B, k) float32, best first."""
@@ -527,9 +538,15 @@ def bounded_top_k(chunk_scores, num_cols: int, k: int, chunk: int, floor: torch.
     thr = floor
     B, dev = len(thr), thr.device
     best = torch.full((B, k), _EMPTY, dtype=torch.int64, device=dev)
-    if initial is not None and len(initial[0]):
+    if initial is not None and len(initial[0]):  # grouped by row: each row's k best by one topk
         r, index, scores = initial
-        _merge(best, thr, torch.arange(B, device=dev), r, _sort_keys(scores, index), k)
+        counts = torch.bincount(r, minlength=B)
+        starts = torch.cumsum(counts, 0) - counts
+        mat = torch.full((B, max(int(counts.max()), k)), _EMPTY, dtype=torch.int64, device=dev)
+        mat[r, torch.arange(len(r), device=dev) - starts[r]] = _sort_keys(scores, index)
+        best = mat.topk(k, dim=1).values  # keys descending: (score desc, index asc)
+        full = best[:, -1] != _EMPTY
+        thr[full] = torch.maximum(thr[full], _from_keys(best[full, -1])[1])
     for a in range(0, num_cols, chunk):
         b = min(a + chunk, num_cols)
         rows = None

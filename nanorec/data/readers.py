@@ -34,7 +34,7 @@ def load(source, user_col: str = "user_id", item_col: str = "item_id", time_col:
     Table; see `from_frame`). The column arguments, `filter` ("column=value[,value...]",
     rows kept when the column, as a string, equals one of the values) and
     `weight_col` (a numeric column; rows with weight <= 0 dropped; the weights
-    land in `Dataset.weights`, which nothing consumes yet) apply to event logs.
+    land in `Dataset.weights`, which weight the GPT's training loss) apply to event logs.
     time_col="none" (or None) keeps file order. `time_format` (a strptime format such
     as "%d/%m/%Y") reads a text time column; without it only ISO dates and numbers are
     read, and a day/month date such as 03/01/2024 is an error (which is the day?)."""

@@ -92,7 +92,7 @@ class Dataset:
     # event logs: the columns read but not used (callers print "ignored columns: a, b")
     ignored_columns: list[str] = field(default_factory=list)
     # event logs with weight_col: (total,) float32, parallel to sequences.items (> 0);
-    # None without a weight column. Nothing consumes it yet (training ignores it).
+    # None without a weight column. Training weights each target slot's loss by it (packing.prefix_weights).
     weights: np.ndarray | None = None
     # event logs with a time column: (total,) each event's sortable time, parallel to
     # sequences.items (None: time_col=none, S3-Rec .txt, challenge folders); what holdout=time
