@@ -39,7 +39,7 @@ sampled above, chosen by validation quality at equal training time on this CPU
 - 30,458 items (Beauty + Sports in one catalogue): the sampled loss wins. Its step
   is 5.9x faster (0.10 s vs 0.59 s, idle, side by side: output_layer_large.json);
   at equal time it is far ahead at every point measured (benchmarks/results/
-  equal_time.json: e.g. 0.0386 vs 0.0145 validation NDCG@10 after ~3.8 minutes),
+  equal_time.json: e.g. 0.0412 vs 0.0145 validation NDCG@10 after 4.4 idle minutes),
   and reaches the full run's figure after 22 minutes several times sooner.
 - 74,633 items (the challenge-shaped `nanorec synth` log): the sampled step is
   13x faster (0.098 s vs 1.29 s); equal_time.json has both curves there too.
