@@ -29,7 +29,10 @@ no known item) gets the most popular items with "source": "popularity" and
 "scores": null: counts are not on the model's scale, so they are not scores.
 
 Every bad request is a 4xx with a one-line {"detail": ...}: malformed JSON, or
-NaN/Infinity anywhere in it, is 400; a body over --max-body-bytes is 413;
+NaN/Infinity anywhere in it, is 400; so is a body shorter than its Content-Length
+(or one not complete within 30 s: the connection is not held open); a body over
+--max-body-bytes is 413; a POST whose Content-Type is not JSON (text/plain, a
+form) is 415 (send Content-Type: application/json; none at all is read as JSON);
 wrong types (booleans or floats as ids or k, a string k, ...), k outside
 1..min(1000, items), a history over --max-history items or an unknown field
 is 422; so is a filter with an item the run does not know (counted, not echoed)
@@ -38,6 +41,7 @@ or an empty "items". Unknown history ids are counted, never echoed back.
 # no `from __future__ import annotations`: FastAPI and pydantic read the live annotations
 
 import argparse
+import asyncio
 import json
 import math
 import os
@@ -54,6 +58,7 @@ from .run import Run
 MAX_K = 1000               # longest list one request may ask for (and never more than the items)
 MAX_HISTORY = 10_000       # default --max-history
 MAX_BODY_BYTES = 1_000_000  # default --max-body-bytes
+BODY_SECONDS = 30.0        # a request body must arrive whole within this (a short body never holds a connection)
 EXTRA_MISSING = "the serve command needs the serve extra: pip install 'nanorec[serve]'"
 
 
@@ -64,10 +69,13 @@ class BodyLimit:
     """ASGI middleware: a request body over `max_bytes` is answered 413 before
     the app sees it. A declared Content-Length is checked before reading
     anything; a chunked body (no Content-Length) is counted while it arrives,
-    so at most max_bytes plus one chunk is ever held in memory."""
+    so at most max_bytes plus one chunk is ever held in memory. The whole body
+    must arrive within `seconds`: a client that declares more bytes than it
+    sends (or trickles them) is answered 400 and the connection closed, instead
+    of the server waiting on it forever."""
 
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int, seconds: float = BODY_SECONDS):
+        self.app, self.max_bytes, self.seconds = app, max_bytes, seconds
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -81,8 +89,15 @@ class BodyLimit:
             await _refuse(send, 413, self._too_large())
             return
         chunks, size = [], 0
+        deadline = asyncio.get_running_loop().time() + self.seconds
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
+            except asyncio.TimeoutError:
+                declared_text = f" of the {declared:,} declared" if declared >= 0 else ""
+                await _refuse(send, 400, f"request body incomplete: {size:,} bytes{declared_text} arrived "
+                                         f"within {self.seconds:g} s")
+                return
             if message["type"] != "http.request":  # the client went away mid-body
                 return
             chunk = message.get("body", b"")
@@ -183,6 +198,17 @@ def _merge_id_errors(errors: list) -> list:
     return out
 
 
+def refuse_non_json(content_type: "str | None") -> None:
+    """A body declared as something other than JSON (text/plain, a form) is 415, not
+    parsed as JSON anyway; no Content-Type at all is read as JSON."""
+    from fastapi import HTTPException
+    if content_type is None:
+        return
+    media = content_type.split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise HTTPException(415, f"Content-Type {media or '(empty)'}: expected application/json")
+
+
 def _short(e: BaseException) -> str:
     text = " ".join(str(e).split())
     return text if len(text) <= 200 else text[:197] + "..."
@@ -250,7 +276,8 @@ class DenyFile:
 # the app
 
 def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", max_history: int = MAX_HISTORY,
-               max_body_bytes: int = MAX_BODY_BYTES, deny_items: str | None = None):
+               max_body_bytes: int = MAX_BODY_BYTES, deny_items: str | None = None,
+               body_seconds: float = BODY_SECONDS):
     from fastapi import Depends, FastAPI, HTTPException, Query, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
@@ -298,6 +325,7 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
 
     async def history_request(request: Request) -> HistoryRequest:
         """The body parsed strictly (BodyLimit has capped its size already)."""
+        refuse_non_json(request.headers.get("content-type"))
         try:
             data = parse_json(await request.body())
         except BadJSON as e:
@@ -308,7 +336,7 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
             raise HTTPException(422, describe(e.errors(include_url=False, include_input=False))) from None
 
     app = FastAPI(title="nanorec", description="Next-item recommendations from a GPT over purchase histories.")
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, seconds=body_seconds)
 
     @app.exception_handler(RequestValidationError)
     async def short_validation_error(request, exc):

@@ -208,3 +208,76 @@ def test_data_with_none_of_the_runs_items_is_refused(trained, tmp_path, capsys):
     rc = cli.main(["serve", "--run", trained[0], "--data", str(other), "--device", "cpu"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "vocabulary" in err[0]
+
+
+# -----------------------------------------------------------------------------
+# content type and short bodies
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "text/plain; charset=utf-8"])
+def test_non_json_content_type_is_415(client, content_type):
+    r = client.post("/recommendations", content='{"history": [3, 5], "k": 4}', headers={"content-type": content_type})
+    assert r.status_code == 415 and "application/json" in r.json()["detail"] and len(r.text) < 300
+
+
+@pytest.mark.parametrize("content_type", [None, "application/json; charset=utf-8", "application/merge-patch+json"])
+def test_json_or_undeclared_content_type_is_read(client, content_type):
+    headers = {} if content_type is None else {"content-type": content_type}
+    r = client.post("/recommendations", content='{"history": [3, 5], "k": 4}', headers=headers)
+    assert r.status_code == 200 and len(r.json()["items"]) == 4
+
+
+def test_body_limit_answers_a_short_body_instead_of_waiting():
+    """A client that declares 100 bytes, sends 10 and then nothing: 400 once the
+    deadline passes, and the app never sees the half body."""
+    sent, reached_app, calls = [], [], [0]
+
+    async def receive():
+        calls[0] += 1
+        if calls[0] == 1:
+            return {"type": "http.request", "body": b"x" * 10, "more_body": True}
+        await asyncio.Event().wait()  # the rest never comes
+
+    async def send(message):
+        sent.append(message)
+
+    async def app(scope, receive, send):
+        reached_app.append(True)
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": [(b"content-length", b"100")]}
+    asyncio.run(BodyLimit(app, 1_000_000, seconds=0.2)(scope, receive, send))
+    assert sent[0]["status"] == 400 and not reached_app
+    assert (b"connection", b"close") in sent[0]["headers"]
+    assert "10 bytes of the 100 declared" in json.loads(sent[1]["body"])["detail"]
+
+
+def test_real_server_closes_a_connection_whose_body_is_short(trained):
+    """Over a real socket (uvicorn): Content-Length 100 with 10 bytes sent gets a
+    400 and a closed connection, not a connection held open."""
+    pytest.importorskip("fastapi")
+    uvicorn = pytest.importorskip("uvicorn")
+    import socket
+    import threading
+
+    from nanorec.serve import create_app
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(*trained, body_seconds=0.5), log_level="error"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):  # until it listens
+            if server.started:
+                break
+            threading.Event().wait(0.05)
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+            s.sendall(b"POST /recommendations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 100\r\n\r\n" + b'{"history"')
+            answer = b""
+            while chunk := s.recv(4096):  # ends when the server closes the connection
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400") and b"incomplete" in answer
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        listener.close()
