@@ -54,7 +54,8 @@ class Config:
     batch_size: int = 64           # rows of block_size tokens per step (~450 Beauty users)
     learning_rate: float = 1e-3
     min_lr: float = 1e-4           # cosine decay ends here
-    warmup_steps: int = 100
+    warmup_steps: int = 100        # steps of linear warmup; more than max_steps is allowed but warned at the
+                                   # start of training (the run never leaves warmup: no peak, no decay)
     decay_lr: bool = True          # linear warmup + cosine decay; False = constant learning_rate after warmup
     max_steps: int = 3000          # the cosine schedule's length; early stopping may end the run first
     decay_steps: int = 0           # length of the cosine decay; 0 = max_steps (all_data sets it to replay a schedule)

@@ -235,6 +235,9 @@ def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet
     output = OutputLoss(resolve_loss(cfg.loss, ds.num_items), ds.num_items, item_counts(sp.train, ds.num_items),
                         cfg.num_negatives, cfg.negatives, cfg.seed, cfg.future_decay)
     log(f"output layer: {output.describe()} (loss={cfg.loss})")
+    if cfg.warmup_steps > cfg.max_steps:  # allowed (a short trial run keeps its defaults) but rarely meant
+        log(f"warning: warmup_steps={cfg.warmup_steps} > max_steps={cfg.max_steps}: the run never leaves warmup "
+            f"(the learning rate rises to {cfg.max_steps / cfg.warmup_steps:.0%} of learning_rate and never decays)")
     train_model = distributed.wrap(model, dd, device)  # DDP under torchrun, else the model itself
     if cfg.compile or cfg.attention == "flex":  # flex uncompiled rebuilds its block mask eagerly: 10x slower steps
         model.compile_for_training()
@@ -262,10 +265,17 @@ def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet
     stream = batch_stream(sp.train, cfg, state.epoch, state.batch_in_epoch, train_weights)
     model.train()
     t0 = time.time()
+    # epoch lines: the first, every 10th, and any whose packing efficiency is more than 1 point outside the
+    # range logged so far (each epoch's shuffle moves it a little: a line per epoch would say nothing new)
+    efficiency_range = None  # (lowest, highest) logged
     while state.step < cfg.max_steps and not stop:
         epoch, index, packed, batch_rows = next(stream)
         if index == 0:
-            log(f"epoch {epoch}: {len(packed):,} rows of {cfg.block_size}, packing efficiency {packed.efficiency:.1%}")
+            lo, hi = efficiency_range or (packed.efficiency, packed.efficiency)
+            if efficiency_range is None or epoch % 10 == 0 or not lo - 0.01 <= packed.efficiency <= hi + 0.01:
+                log(f"epoch {epoch}: {len(packed):,} rows of {cfg.block_size}, "
+                    f"packing efficiency {packed.efficiency:.1%}")
+                efficiency_range = (min(lo, packed.efficiency), max(hi, packed.efficiency))
         # this process's share of the global batch; weight makes DDP's average the global mean
         rows, weight = distributed.shard_rows(batch_rows, packed.targets, dd, packed.weights)
         t = lambda a: torch.from_numpy(a[rows]).to(device, non_blocking=True)

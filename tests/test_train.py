@@ -90,3 +90,24 @@ def test_resume_after_sigkill_matches_uninterrupted_run(synthetic, tmp_path):
 def untimed(history):
     """History records without their wall-clock fields (the only part a resume cannot reproduce)."""
     return [{k: v for k, v in h.items() if not k.endswith("_seconds")} for h in history]
+
+
+@pytest.mark.parametrize("warmup_steps", [100, 50])
+def test_few_epoch_lines_and_one_warmup_warning(tmp_path, warmup_steps):
+    """A 50-step run of one batch per epoch (50 epochs, whose packing flips between
+    16 and 17 rows) logs the first epoch, every 10th and the first one outside the
+    efficiency range logged so far, not 50 lines; warmup longer than the run is
+    one warning line, a warmup that fits none."""
+    data = write_csv(str(tmp_path / "log.csv"), num_users=40, num_items=20, seed=1)
+    cfg = Config(data=data, block_size=12, n_layer=1, n_head=1, n_embd=16, batch_size=1024, max_steps=50,
+                 eval_interval=50, warmup_steps=warmup_steps, progress=False, fuse_transitions="false")
+    metrics = run(cfg, str(tmp_path / "run"), quiet=True)
+    lines = open(tmp_path / "run" / "train.log").read().splitlines()
+    epochs = [int(line.split(":")[0].split()[1]) for line in lines if line.startswith("epoch ")]
+    assert metrics["epochs"] >= 49  # one batch per epoch: every step starts one
+    assert epochs[0] == 0 and {10, 20, 30, 40} <= set(epochs) and len(epochs) <= 10, epochs  # not 50
+    warnings = [line for line in lines if "warmup_steps" in line]
+    if warmup_steps > 50:
+        assert len(warnings) == 1 and "warmup_steps=100 > max_steps=50" in warnings[0] and "50%" in warnings[0]
+    else:
+        assert warnings == []
