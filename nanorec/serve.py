@@ -4,6 +4,8 @@
                   [--max-history 10000] [--max-body-bytes 1000000] [--deny-items FILE]
 
     GET  /health                               {"status": "ok", "items": N, "users": U}
+    GET  /openapi.json                         the API's schema (OpenAPI); no /docs page: FastAPI's
+                                               loads from a CDN, blank offline
     GET  /users/{user_id}/recommendations?k=10&exclude_seen=true[&items=ID&items=ID...][&exclude_items=ID...]
          the user's history (from --data, else the run's own), continued:
          {"user_id": ..., "known_user": bool, "items": [...], "scores": [...] | null, "source": ...}
@@ -50,7 +52,7 @@ import threading
 
 import numpy as np
 
-from . import ids
+from . import __version__, ids
 from .devices import DEVICE_HELP, pick_device
 from .errors import UsageError
 from .run import Run
@@ -335,7 +337,9 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
         except ValidationError as e:
             raise HTTPException(422, describe(e.errors(include_url=False, include_input=False))) from None
 
-    app = FastAPI(title="nanorec", description="Next-item recommendations from a GPT over purchase histories.")
+    # no /docs or /redoc: FastAPI's pages load their scripts from a CDN (blank offline); the schema is /openapi.json
+    app = FastAPI(title="nanorec", description="Next-item recommendations from a GPT over purchase histories.",
+                  version=__version__, docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes, seconds=body_seconds)
 
     @app.exception_handler(RequestValidationError)

@@ -281,3 +281,16 @@ def test_real_server_closes_a_connection_whose_body_is_short(trained):
         server.should_exit = True
         thread.join(10)
         listener.close()
+
+
+def test_openapi_version_is_the_package_version_and_no_cdn_docs(client):
+    import os
+    import re
+
+    import nanorec
+    with open(os.path.join(os.path.dirname(nanorec.__file__), "..", "pyproject.toml")) as f:
+        packaged = re.search(r'^version = "(.+)"', f.read(), re.M).group(1)  # tomllib needs Python 3.11
+    schema = client.get("/openapi.json").json()
+    assert schema["info"]["version"] == nanorec.__version__ == packaged
+    assert "/recommendations" in schema["paths"]
+    assert client.get("/docs").status_code == 404 and client.get("/redoc").status_code == 404
