@@ -273,20 +273,31 @@ def check_dashed_keys(argv: list[str], options) -> None:
 
 
 def describe() -> str:
-    """Keys, defaults and their comments, for --help."""
+    """Keys, defaults and their comments, for --help. A comment continued on the
+    next source lines stays under its first line, and the key's [valid range]
+    follows the whole comment."""
     import inspect
     src = inspect.getsource(Config).splitlines()
-    out = []
+    field_indent = next(len(x) - len(x.lstrip()) for x in src if x.startswith(" ") and x.strip())
+    out, rule = [], None  # rule: the [valid range] still to append to the current key's last line
     for line in src[1:]:
         s = line.strip()
         if s.startswith(("def ", "@")):  # the fields end where the methods begin
             break
         if s.startswith("#") and not s.startswith("# "):
             continue
+        continued = s.startswith("# ") and len(line) - len(line.lstrip()) > field_indent
+        if continued and out:  # the previous key's comment, continued: aligned under its "#"
+            out.append(" " * out[-1].index("#") + s)
+            continue
+        if rule:
+            out[-1] += f"  [{rule}]"
+            rule = None
         if ":" in s and "=" in s and not s.startswith(("def", "return", "@", "class")):
-            key = s.split(":", 1)[0]
-            rule = RULES.get(key)
-            out.append("  " + s + (f"  [{rule[1]}]" if rule else ""))
-        elif s.startswith("# ") and not out[-1:] == [""]:
             out.append("  " + s)
+            rule = RULES[s.split(":", 1)[0]][1] if s.split(":", 1)[0] in RULES else None
+        elif s.startswith("# ") and not out[-1:] == [""]:  # a section heading
+            out.append("  " + s)
+    if rule:
+        out[-1] += f"  [{rule}]"
     return "\n".join(out)

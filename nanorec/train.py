@@ -496,6 +496,8 @@ def parse_args(argv):
         description="Train a GPT next-item recommender; every Config key can be set as key=value.",
         epilog="config keys (key=value, [valid range]):\n" + describe() + "\n\nexamples:\n"
                "  nanorec train --data Beauty.txt --out runs/beauty n_layer=2 dropout=0.5\n"
+               "  nanorec train --data events.csv --out runs/shop user_col=customer item_col=sku time_col=ts\n"
+               "      # an events table with its own column names (one row per event)\n"
                "  nanorec train --out runs/beauty --resume              # after a crash or kill\n"
                "  nanorec train --out runs/beauty --resume max_steps=6000   # go on for longer\n"
                "  nanorec train --data Beauty.txt --out runs/beauty --overwrite   # replace the old run\n"

@@ -111,3 +111,15 @@ def test_few_epoch_lines_and_one_warmup_warning(tmp_path, warmup_steps):
         assert len(warnings) == 1 and "warmup_steps=100 > max_steps=50" in warnings[0] and "50%" in warnings[0]
     else:
         assert warnings == []
+
+
+def test_train_help_keeps_comments_together_and_shows_an_events_example(capsys):
+    from nanorec.cli import main
+    assert main(["train", "--help"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any("--data events.csv --out runs/shop user_col=customer item_col=sku time_col=ts" in x for x in lines)
+    i = next(i for i, x in enumerate(lines) if x.strip().startswith("attention:"))
+    # the comment's second line sits under its first, and the valid range follows the whole comment
+    assert lines[i + 1].strip().startswith("# training only") and lines[i + 1].index("#") == lines[i].index("#")
+    assert lines[i].endswith("CUDA") and lines[i + 1].endswith("[sdpa or flex]")
+    assert lines[i + 2].strip().startswith("fuse_transitions:")
