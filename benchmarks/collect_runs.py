@@ -61,7 +61,7 @@ if best["run"] != args.selected:
     raise SystemExit(f"{args.selected} is not the best on validation ({best['run']} is): select on validation")
 result = {
     "command": "python benchmarks/collect_runs.py " + " ".join(args.runs) + f" --selected {args.selected} --out {args.out}",
-    "machine": f"{os.cpu_count()}-core CPU ({platform.machine()}), no GPU, torch {torch.__version__}",
+    "machine": f"{os.cpu_count()}-core CPU ({platform.machine()}), {torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}, torch {torch.__version__}",
     "date": time.strftime("%Y-%m-%d"),
     "selection": "best validation NDCG@10; test reported for the selected run only",
     "rows": rows,

@@ -56,7 +56,7 @@ ddp = measure("torchrun", [sys.executable, "-m", "torch.distributed.run", "--sta
 name = os.path.splitext(os.path.basename(args.data))[0].lower()
 result = {
     "command": f"OMP_WAIT_POLICY=PASSIVE python benchmarks/ddp_cpu.py {args.data} --steps {args.steps} --procs {args.procs}",
-    "machine": f"{os.cpu_count()}-core CPU ({platform.machine()}), no GPU, torch {torch.__version__}",
+    "machine": f"{os.cpu_count()}-core CPU ({platform.machine()}), {torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}, torch {torch.__version__}",
     "date": time.strftime("%Y-%m-%d"),
     "setting": f"default config, {args.steps} steps of 64 packed rows, one validation at the end",
     f"one_process_{args.procs}_threads": single,

@@ -103,7 +103,7 @@ def cpu_model() -> str:
 
 write_json(args.out, {
     "command": "OMP_WAIT_POLICY=PASSIVE python " + " ".join(sys.argv),
-    "machine": f"{os.cpu_count()}-core CPU ({cpu_model()}, {platform.machine()}), no GPU, torch {torch.__version__}, "
+    "machine": f"{os.cpu_count()}-core CPU ({cpu_model()}, {platform.machine()}), {torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}, torch {torch.__version__}, "
                f"{args.threads} threads; load average at the end {os.getloadavg()[0]:.1f} (a shared machine: "
                "absolute rates are lower bounds, the full/sampled ratios are what the rule uses)",
     "date": datetime.date.today().isoformat(),

@@ -132,7 +132,7 @@ def main():
     import torch
     result = {
         "command": "OMP_WAIT_POLICY=PASSIVE python benchmarks/seed_scale.py " + " ".join(sys.argv[1:]),
-        "machine": f"{os.cpu_count()}-core CPU ({cpu_model()}, {platform.machine()}), no GPU, torch {torch.__version__}, "
+        "machine": f"{os.cpu_count()}-core CPU ({cpu_model()}, {platform.machine()}), {torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}, torch {torch.__version__}, "
                    f"torch's default threads; load average at the end {os.getloadavg()[0]:.1f}",
         "date": datetime.date.today().isoformat(),
         "data": "nanorec synth --rows 2430000 --items 78000 --users 720000 --seed 0 (74,633 items bought)",

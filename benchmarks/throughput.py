@@ -64,7 +64,7 @@ projected = cfg.max_steps * step_s + n_evals * eval_s
 name = os.path.splitext(os.path.basename(args.data))[0].lower()
 result = {
     "command": f"OMP_WAIT_POLICY=PASSIVE python benchmarks/throughput.py {args.data} --steps {args.steps}",
-    "machine": f"{os.cpu_count()}-core CPU ({platform.machine()}), no GPU, torch {torch.__version__}, "
+    "machine": f"{os.cpu_count()}-core CPU ({platform.machine()}), {torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}, torch {torch.__version__}, "
                f"{torch.get_num_threads()} threads",
     "date": time.strftime("%Y-%m-%d"),
     "train_tokens_per_s": round(tokens / train_s),

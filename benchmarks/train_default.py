@@ -28,7 +28,7 @@ wall = time.time() - t0
 result = {
     "command": "python benchmarks/train_default.py " + " ".join(sys.argv[1:]),
     "equivalent": f"nanorec train --data {data} --out {out} " + " ".join(overrides),
-    "machine": f"{os.cpu_count()}-core CPU ({platform.machine()}), no GPU, torch {torch.__version__}, "
+    "machine": f"{os.cpu_count()}-core CPU ({platform.machine()}), {torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}, torch {torch.__version__}, "
                f"{torch.get_num_threads()} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')}",
     "date": time.strftime("%Y-%m-%d"),
     "wall_seconds": round(wall, 1),
