@@ -2,7 +2,8 @@
 
 Three panels: train and validation loss by step, validation NDCG@10 by step,
 and validation NDCG@10 by training time (validation time excluded), so two
-runs can be compared at equal steps or at equal wall time. Needs matplotlib
+runs can be compared at equal steps or at equal wall time. The curves are the
+GPT's; a fused run's shipped validation NDCG@10 is a dashed line beside them. Needs matplotlib
 (the baselines extra); without it the run just has no picture.
 """
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import math
 
 
-def plot_curves(history: list[dict], path: str, title: str = "") -> bool:
-    """Write the picture to `path` (atomically). -> False when matplotlib is missing or there is nothing to draw."""
+def plot_curves(history: list[dict], path: str, title: str = "", fused: float | None = None) -> bool:
+    """Write the picture to `path` (atomically). fused: the validation NDCG@10 of the model the run
+    ships when it is fused (the curves are the GPT's alone): drawn as a line, so the picture and
+    metrics.json tell one story. -> False when matplotlib is missing or there is nothing to draw."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -34,7 +37,11 @@ def plot_curves(history: list[dict], path: str, title: str = "") -> bool:
         ndcg = [h["NDCG@10"] for h in history]
         best = max(range(len(ndcg)), key=lambda i: ndcg[i] if not math.isnan(ndcg[i]) else -1)
         axes[1].plot(steps, ndcg, marker=".")
-        axes[1].axvline(steps[best], color="tab:red", linestyle=":", label=f"best {ndcg[best]:.4f} @ {steps[best]}")
+        axes[1].axvline(steps[best], color="tab:red", linestyle=":", label=f"GPT alone: best {ndcg[best]:.4f} @ {steps[best]}")
+        if fused is not None:
+            for ax in axes[1:]:
+                ax.axhline(fused, color="tab:green", linestyle="--", label=f"shipped (fused) {fused:.4f}")
+            axes[2].legend(fontsize=8)
         axes[1].legend(fontsize=8)
         axes[2].plot([h.get("train_seconds", 0) / 60 for h in history], ndcg, marker=".")
     else:

@@ -65,16 +65,9 @@ def choose_users(user_ids: np.ndarray, lengths: np.ndarray, asked: list[str], sa
 def fused_terms(run_dir: str, device: str = "cpu"):
     """(cfg, scorer, item_ids, parts) where parts = (gpt scorer, tables, content, weights) for a fused
     GPT run, else None (its scores are shown without terms). The run is opened the one way (Run.open)."""
-    from .run import Run, fused, read_fusion_parts
+    from .run import Run, fusion_terms
     run = Run.open(run_dir, device)
-    cfg, n = run.config, run.num_items
-    if cfg.method != "gpt" or not fused(run_dir, cfg, n):
-        return cfg, run.scorer, run.item_ids, None
-    from . import fusion
-    from .scoring import gpt_scorer
-    tables, weights = read_fusion_parts(run_dir, cfg, run.model)
-    content = fusion.content_term(run.model) if weights[2] else None
-    return cfg, run.scorer, run.item_ids, (gpt_scorer(run.model, device), tables, content, weights)
+    return run.config, run.scorer, run.item_ids, fusion_terms(run, device)
 
 
 def term_table(parts, histories, users, lists: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:

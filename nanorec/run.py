@@ -122,6 +122,18 @@ def fused(run_dir: str, cfg: Config, num_items: int) -> bool:
     return enabled(cfg.fuse_transitions) and not legacy
 
 
+def fusion_terms(run: "Run", device: str = "cpu"):
+    """A fused GPT run's terms apart, for showing what lifted each item (nanorec inspect):
+    (the GPT's own scorer, tables, content term or None, weights), or None for any other run."""
+    if run.config.method != "gpt" or not fused(run.run_dir, run.config, run.num_items):
+        return None
+    from . import fusion
+    from .scoring import gpt_scorer
+    tables, weights = read_fusion_parts(run.run_dir, run.config, run.model)
+    content = fusion.content_term(run.model) if weights[2] else None
+    return gpt_scorer(run.model, device), tables, content, weights
+
+
 def read_fusion_parts(run_dir: str, cfg: Config, model) -> tuple[list, tuple]:
     """(tables, weights) of a fused run: fusion.json's weights and the tables they use
     (a table whose weight is 0 is not read: runs from before co-occurrence have none)."""

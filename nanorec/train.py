@@ -458,7 +458,8 @@ def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_
     results["baselines"] = beside.baselines(ds, sp, cfg, transitions=tables[0] if tables else None)
     from .files import write_json
     write_json(os.path.join(out_dir, rundir.METRICS), results)
-    plot_curves(state.history, os.path.join(out_dir, "curves.png"), f"{ds.name}: {cfg.n_layer} layers, d={cfg.n_embd}")
+    plot_curves(state.history, os.path.join(out_dir, "curves.png"), f"{ds.name}: {cfg.n_layer} layers, d={cfg.n_embd}",
+                fused=results["valid"]["NDCG@10"] if "fusion" in results and "valid" in results else None)
     if "valid" in results:
         log(f"valid [{protocol['valid']}] (step {state.best_step}): {format_metrics(results['valid'], ks=(10,))}")
     if "test" in results:
