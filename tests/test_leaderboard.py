@@ -40,6 +40,11 @@ def test_leaderboard_end_to_end(tmp_path):
     shipped = json.load(open(os.path.join(pop_run, "metrics.json")))
     for split in ("valid", "test"):
         assert rows["popularity"][split] == {k: v for k, v in shipped[split].items() if "@" in k}
+    # beyond-accuracy columns for every method; the popularity row's equal the shipped run's metrics.json
+    assert all("coverage@10" in r["beyond"] and "novelty@10" in r["beyond"] and "avg_pop@10" in r["beyond"]
+               for r in rows.values())
+    assert {k: v for k, v in rows["popularity"]["beyond"].items() if "@" in k} == \
+        {k: v for k, v in shipped["beyond"].items() if "@" in k}
     assert rows["popularity_published"]["label"].startswith("popularity_published")
     assert rows["popularity_published"]["valid"] is None  # it counted the targets: nothing to validate
     # a finished GPT row scores as `nanorec evaluate` scores its run folder (Run.open)
