@@ -25,6 +25,7 @@ from nanorec import DataError, NanorecError, Recommender, UsageError
 from nanorec.cli import main as cli
 from nanorec.scoring import SEEN_SCORE
 from nanorec.synthetic import write_csv
+from tests.conftest import snapshot
 
 TINY = dict(n_layer=1, n_head=1, n_embd=16, block_size=8, max_steps=20, eval_interval=10, warmup_steps=2,
             batch_size=16, progress=False, threads=1)
@@ -62,14 +63,6 @@ def srec(env):
     return Recommender.load(env.srun)
 
 
-def snapshot(path):
-    """{relative path: sha256} of every file under path."""
-    out = {}
-    for dirpath, _, filenames in os.walk(path):
-        for f in filenames:
-            p = os.path.join(dirpath, f)
-            out[os.path.relpath(p, path)] = hashlib.sha256(open(p, "rb").read()).hexdigest()
-    return out
 
 
 # -----------------------------------------------------------------------------

@@ -3,7 +3,6 @@ and renamed into place when complete, so a failure at any point leaves the old r
 one writer at a time (a lock beside the folder); what a killed writer left is cleaned or resumed."""
 import contextlib
 import errno
-import hashlib
 import io
 import os
 import shutil
@@ -16,22 +15,13 @@ import pytest
 
 from nanorec.cli import main as cli_main
 from nanorec.synthetic import write_csv
+from tests.conftest import snapshot
 
 TINY = ["max_steps=4", "eval_interval=2", "checkpoint_interval=2", "n_embd=16", "n_layer=1", "n_head=1",
         "progress=false", "warmup_steps=1", "batch_size=8", "block_size=8", "threads=1"]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def snapshot(path):
-    """{relative path: sha256} of every file under `path` (None when absent)."""
-    if not os.path.lexists(path):
-        return None
-    out = {}
-    for dirpath, _, filenames in os.walk(path):
-        for f in filenames:
-            p = os.path.join(dirpath, f)
-            out[os.path.relpath(p, path)] = hashlib.sha256(open(p, "rb").read()).hexdigest()
-    return out
 
 
 def run_cli(argv):
