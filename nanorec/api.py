@@ -115,6 +115,30 @@ class Recommender:
         self._attach(out)
         return self
 
+    def update(self, data, *, out: str | None = None, overwrite: bool = False, quiet: bool = True,
+               **config: Any) -> "Recommender":
+        """A new Recommender: this run updated with new events `data` (a DataFrame, a pyarrow
+        Table or a path, with the run's columns), as `nanorec update` does (nanorec/update.py):
+        histories extended (new users added), new items added to the vocabulary (existing ids
+        keep their indices), training continued from this run's weights for max_steps steps
+        (default a tenth of the full run's) on the users with new events plus a replay of
+        others, fusion refitted. The new run is written to `out` (default: a new temporary
+        folder); this run's folder is never changed. config: keys an update may set
+        (update.UPDATE_KEYS, e.g. max_steps=300)."""
+        from .update import update
+        self._require_fitted()
+        _check_bool(overwrite, "overwrite")
+        _check_bool(quiet, "quiet")
+        unknown = sorted(set(config) - _FIELDS)
+        if unknown:
+            raise UsageError(f"unknown config key {unknown[0]!r}")
+        if data is None:
+            raise UsageError("update(data=None): expected a DataFrame (pandas or polars), a pyarrow Table or a path")
+        out = _path_argument(out, "out={!r}") if out is not None else tempfile.mkdtemp(prefix="nanorec-run-")
+        update(self.run_dir, data, out, config, overwrite=overwrite, quiet=quiet)
+        frame = self.frame if isinstance(data, (str, os.PathLike)) else _frame_of(data)
+        return type(self).load(out, frame=frame)
+
     @classmethod
     def tune(cls, data, space: str | None = None, trials: int = 20, out: str | None = None,
              user_col: str | None = None, item_col: str | None = None, time_col: str | None = None,

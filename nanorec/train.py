@@ -173,24 +173,26 @@ def check_run(cfg: Config, out_dir: str, resume: bool, overwrite: bool, dataset=
 
 
 def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False, quiet: bool = False,
-        dataset=None, score_test: bool = True, on_validation=None) -> dict:
+        dataset=None, score_test: bool = True, on_validation=None, start=None) -> dict:
     """Train per `cfg` into `out_dir`; returns the metrics dict also written to metrics.json.
 
     dataset: an already loaded `data.Dataset` (e.g. from a DataFrame) instead of reading cfg.data.
     score_test: False leaves the test split unscored (a tuner's trials select on validation only).
     on_validation(step, record) -> bool: called after each validation pass; True stops the run.
+    start: an update's starting point (update.Start): the weights a new run starts from, the
+    training rows its batches are drawn from, and metrics.json's "update" entry.
     The run folder is a transaction (rundir.RunFolder): a new run is built in a hidden sibling
     of out_dir and renamed into place when complete (--overwrite replaces the old run only
     then), and a second writer of out_dir is refused while this one holds its lock."""
     folder = rundir.RunFolder(out_dir, resume, overwrite)
     try:
-        return _run(folder, cfg, out_dir, resume, overwrite, quiet, dataset, score_test, on_validation)
+        return _run(folder, cfg, out_dir, resume, overwrite, quiet, dataset, score_test, on_validation, start)
     finally:
         folder.close()  # the lock released; a new run that stopped before its first checkpoint removed
 
 
 def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet: bool,
-         dataset, score_test: bool, on_validation) -> dict:
+         dataset, score_test: bool, on_validation, start=None) -> dict:
     # -------------------------------------------------------------------------
     # 1. check everything before anything is written
     device, ds, sp, fp, (content, coverage), ck = check_run(cfg, out_dir, resume, overwrite, dataset)
@@ -227,6 +229,8 @@ def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet
             + (", auto: users x items above train.VALID_WORK" if cfg.valid_users == 0 else "") + ")")
 
     model = GPT(cfg, ds.num_items, content).to(device)
+    if start is not None and ck is None:  # an update goes on from the old run's weights (update.py)
+        rundir.load_state(model, start.weights, start.source)
     optimizer = model.configure_optimizer(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2),
                                           device.split(":")[0])
     log(f"model: {model.num_params():,} parameters, {cfg.n_layer} layers, {cfg.n_head} heads, "
@@ -262,7 +266,10 @@ def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet
     stop = bool(cfg.patience and state.bad_evals >= cfg.patience and not cfg.all_data and sp.valid is not None)
     loss_sum = torch.tensor(state.loss_sum, dtype=torch.float64, device=device)  # no host sync per step
     train_weights = None if ds.weights is None else prefix_weights(ds.sequences, ds.weights, sp.train)
-    stream = batch_stream(sp.train, cfg, state.epoch, state.batch_in_epoch, train_weights)
+    train_seqs = sp.train
+    if start is not None:  # an update: the users with new events and a replay sample (update.py)
+        train_seqs, train_weights = start.batches_from(sp.train, train_weights)
+    stream = batch_stream(train_seqs, cfg, state.epoch, state.batch_in_epoch, train_weights)
     model.train()
     t0 = time.time()
     # epoch lines: the first, every 10th, and any whose packing efficiency is more than 1 point outside the
@@ -330,7 +337,7 @@ def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet
     # -------------------------------------------------------------------------
     # 4. the selected weights, scored once on validation and on the test split
     results = final_evaluation(model, scorer, ds, sp if score_test else dataclasses.replace(sp, test=None),
-                               cfg, state, out_dir, log)
+                               cfg, state, out_dir, log, extra={"update": start.record} if start else None)
     if trackers is not None:
         trackers.close()
     folder.commit()  # a new run renamed into place
@@ -429,7 +436,9 @@ def validation_sample(valid: EvalSet | None, n: int, seed: int, num_items: int =
     return EvalSet(valid.users[rows], valid.histories.take(rows), valid.targets[rows])
 
 
-def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_dir: str, log) -> dict:
+def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_dir: str, log,
+                     extra: dict | None = None) -> dict:
+    """The selected weights scored once; metrics.json written (with `extra`'s entries)."""
     rundir.load_weights(model, os.path.join(out_dir, rundir.WEIGHTS))
     results, tables = {}, None
     from .fusion import enabled
@@ -456,6 +465,7 @@ def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_
     from . import beside
     # popularity and transitions on the same split (a fused run's own transitions table is that baseline)
     results["baselines"] = beside.baselines(ds, sp, cfg, transitions=tables[0] if tables else None)
+    results.update(extra or {})
     from .files import write_json
     write_json(os.path.join(out_dir, rundir.METRICS), results)
     plot_curves(state.history, os.path.join(out_dir, "curves.png"), f"{ds.name}: {cfg.n_layer} layers, d={cfg.n_embd}",

@@ -1,0 +1,260 @@
+"""`nanorec update` / `Recommender.update`: a trained run extended with new events (new users,
+new items) into a new, ordinary run folder; the old run byte-identical; bad input one line.
+
+The data: a ring of 15 items (every user walks i -> i+1), then new events in which 50 users
+(40 known, 10 new) go 7 -> 99 -> 3 -> 4, item 99 never seen before. A model that learned the
+new events puts 99 right after 7 and nowhere else."""
+from __future__ import annotations
+
+import contextlib
+import glob
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import polars as pl
+import pytest
+
+from nanorec import Recommender
+from nanorec.cli import main as cli_main
+from nanorec.errors import DataError, NanorecError, UsageError
+from nanorec.run import Run
+from tests.conftest import snapshot
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(n_embd=16, n_layer=1, n_head=1, block_size=16, batch_size=8, threads=1, progress=False,
+            max_steps=300, eval_interval=100, warmup_steps=10, fuse_transitions="false", dropout=0.1,
+            learning_rate=5e-3)  # the GPT alone, fast to learn: what it ranks is what the update taught it
+NEW_ITEM = 99
+
+
+def ring_log(users=range(60), length=6, seed=0) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in users:
+        i = int(rng.integers(1, 16))
+        for t in range(length):
+            rows.append((u, i, t))
+            i = i % 15 + 1
+    return pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
+
+
+def new_events(users=(*range(40), *range(100, 110))) -> pl.DataFrame:
+    rows = [(u, item, 100 + t) for u in users for t, item in enumerate((7, NEW_ITEM, 3, 4))]
+    return pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
+
+
+def run_cli(argv):
+    """(exit status, stderr lines) of `nanorec ARGV`, in-process."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = cli_main(list(argv))
+    return code, [ln for ln in err.getvalue().splitlines() if ln.strip()]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A GPT run on the ring log, its data as a CSV, the new events as a CSV."""
+    root = str(tmp_path_factory.mktemp("update"))
+    log, new = os.path.join(root, "log.csv"), os.path.join(root, "new.csv")
+    ring_log().write_csv(log)
+    new_events().write_csv(new)
+    run = os.path.join(root, "run")
+    Recommender(**TINY).fit(log, out=run)
+    return root, log, new, run
+
+
+@pytest.fixture(scope="module")
+def updated(base):
+    root, log, new, run = base
+    before = snapshot(run)
+    rec = Recommender.load(run).update(new_events(), out=os.path.join(root, "updated"), max_steps=60)
+    assert snapshot(run) == before  # the old run is never written
+    return rec
+
+
+def ranks_of(rec, history, item, k=10):
+    """The item's rank after `history` (k + 1: below the top k)."""
+    top = rec.recommend_history(history, k=k, exclude_seen=False)["item_id"].to_list()
+    return top.index(item) + 1 if item in top else k + 1
+
+
+# -----------------------------------------------------------------------------
+# what an update makes
+
+def test_the_new_item_is_known_and_follows_the_transition_the_new_events_teach(base, updated):
+    old = Recommender.load(base[3])
+    assert NEW_ITEM not in old._run.item_ids.tolist() and NEW_ITEM in updated._run.item_ids.tolist()
+    # the learned transition: 99 first after 7 (the ring says 8, the old run's first), not after another item
+    assert ranks_of(old, [5, 6, 7], 8) == 1
+    assert ranks_of(updated, [5, 6, 7], NEW_ITEM) == 1 and ranks_of(updated, [7], NEW_ITEM) == 1
+    assert ranks_of(updated, [12], NEW_ITEM) > 5
+    # a new user whose events hold the new item: the model continues its history (4 -> 5)
+    lists = updated.recommend(users=[105], k=3)
+    assert lists["source"].to_list() == ["model"] * 3
+    assert lists["item_id"][0] == 5
+    assert updated.recommend(users=[0], k=3)["source"].to_list() == ["model"] * 3  # a known user, too
+    assert updated.metrics["update"] == {
+        "from_run": os.path.abspath(base[3]), "data": "<dataframe>", "new_events": 200, "new_users": 10,
+        "new_items": 1, "users_with_new_events": 50, "replayed_users": 20, "steps": 60, "full_steps": 300}
+
+
+def test_existing_ids_keep_their_indices_and_histories_are_extended(base, updated):
+    old = Run.open(base[3])
+    new = updated._run
+    n = old.num_items
+    assert new.item_ids[:n + 1].tolist() == old.item_ids.tolist() and new.item_ids[n + 1:].tolist() == [NEW_ITEM]
+    assert new.user_ids[:60].tolist() == old.user_ids.tolist()
+    assert new.user_ids[60:].tolist() == list(range(100, 110))
+    for u in (0, 39):  # known users with new events: the saved history, then the new events
+        assert new.histories[u].tolist() == old.histories[u].tolist() + [7, n + 1, 3, 4]
+    assert new.histories[45].tolist() == old.histories[45].tolist()  # no new events: unchanged
+    assert new.histories[65].tolist() == [7, n + 1, 3, 4]
+    assert new.config.max_steps == 60 and new.config.n_embd == 16
+
+
+def test_an_updated_run_is_an_ordinary_run_folder(base, updated, tmp_path):
+    """recommend and evaluate read it as any run (evaluate on the whole log gives metrics.json's
+    test figure: the extended data is that log), and it can be updated again."""
+    root, log, new, run = base
+    whole = str(tmp_path / "whole.csv")
+    pl.concat([ring_log(), new_events()]).write_csv(whole)  # 99 sorts last: the extended vocabulary's order
+    out = str(tmp_path / "ev.json")
+    code, lines = run_cli(["evaluate", "--run", updated.run_dir, "--data", whole, "--json", out, "--device", "cpu"])
+    assert code == 0, lines
+    assert json.load(open(out))["NDCG@10"] == pytest.approx(updated.metrics["test"]["NDCG@10"], abs=1e-6)
+    lists = str(tmp_path / "lists.csv")
+    assert run_cli(["recommend", "--run", updated.run_dir, "--out", lists, "--device", "cpu"])[0] == 0
+    assert pl.read_csv(lists)["user_id"].n_unique() == 70
+    again = updated.update(new_events(users=(1, 2, 200)), out=str(tmp_path / "again"))
+    assert again.metrics["update"]["full_steps"] == 300  # budgets are a share of the first run's
+    assert again.metrics["update"]["steps"] == 30 and again.metrics["update"]["new_users"] == 1
+
+
+def test_a_baseline_run_is_refitted_on_the_extended_histories(base, tmp_path):
+    root, log, new, run = base
+    rec = Recommender(method="transitions").fit(log, out=str(tmp_path / "t"))
+    assert ranks_of(rec, [7], 8) == 1
+    up = rec.update(new, out=str(tmp_path / "t2"))
+    # 40 + 10 users now go 7 -> 99 in training (their last two events are held out: 3, 4),
+    # against 7 -> 8 of the ring: both lead after 7
+    assert sorted(up.recommend_history([7], k=2, exclude_seen=False)["item_id"].to_list()) == [8, NEW_ITEM]
+    assert "update" not in up.metrics or up.metrics["update"]["new_items"] == 1
+
+
+def test_the_cli_writes_the_same_run_as_the_api(base, updated, tmp_path):
+    root, log, new, run = base
+    out = str(tmp_path / "cli")
+    code, lines = run_cli(["update", "--run", run, "--data", new, "--out", out, "--quiet", "max_steps=60"])
+    assert code == 0, lines
+    a, b = Run.open(out), updated._run
+    assert a.item_ids.tolist() == b.item_ids.tolist() and a.histories.items.tolist() == b.histories.items.tolist()
+    ma, mb = json.load(open(os.path.join(out, "metrics.json"))), updated.metrics
+    assert ma["valid"] == mb["valid"] and ma["test"] == mb["test"]  # same data, same seed: the same training
+
+
+# -----------------------------------------------------------------------------
+# bad input: one line, exit status 2, the old run unchanged, nothing at --out
+
+def _bad_cases(root, log, new, run):
+    def csv(name, df):
+        path = os.path.join(root, "bad", name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        df.write_csv(path)
+        return path
+    renamed = csv("renamed.csv", new_events().rename({"user_id": "customer"}))
+    text_items = csv("text_items.csv", new_events().with_columns(pl.format("sku{}", "item_id").alias("item_id")))
+    other = csv("other.csv", ring_log(users=range(500, 520)).with_columns(pl.col("item_id") + 1000))
+    empty = csv("empty.csv", new_events().head(0))
+    again = csv("again.csv", pl.concat([ring_log(), new_events()]))
+    return [
+        # (argv after `update --run RUN`, error substrings)
+        (["--data", renamed], ["renamed.csv", "missing column 'user_id'", "the run's settings"]),
+        (["--data", text_items], ["text_items.csv", "item ids are integers", "these are text"]),
+        (["--data", other], ["other.csv", "shares no user and no item", "another data set"]),
+        (["--data", empty], ["empty.csv", "no interactions"]),
+        (["--data", again], ["again.csv", "the run's own events again"]),
+        (["--data", new, "--out", run], ["--out", "is the run being updated"]),
+        (["--data", new, "--out", os.path.join(run, "sub")], ["--out", "inside the run being updated"]),
+        (["--data", new, "n_embd=32"], ["n_embd", "only max_steps"]),
+        (["--data", new, "max_steps=0"], ["max_steps=0", ">= 1"]),
+        (["--data", os.path.join(root, "nope.csv")], ["nope.csv", "no such file"]),
+        (["--data", new, "--resume"], ["nothing to resume"]),
+    ]
+
+
+def test_bad_input_is_one_line_and_changes_nothing(base, tmp_path):
+    root, log, new, run = base
+    before = snapshot(run)
+    for extra, mentions in _bad_cases(root, log, new, run):
+        out = str(tmp_path / "out")
+        argv = ["update", "--run", run, "--out", out, "--quiet", *extra]
+        if "--out" in extra:
+            argv = ["update", "--run", run, "--quiet", *extra]
+        code, lines = run_cli(argv)
+        assert code == 2 and len(lines) == 1, (extra, lines)
+        for m in mentions:
+            assert m in lines[0], (extra, m, lines[0])
+        assert not os.path.exists(out) and snapshot(run) == before, extra
+
+
+def test_runs_whose_folder_cannot_be_extended_are_refused(base, tmp_path):
+    root, log, new, run = base
+    timed = Recommender(method="popularity", holdout="time", split_time="0.8").fit(log, out=str(tmp_path / "t"))
+    with pytest.raises(UsageError, match="holdout=time.*no event times"):
+        timed.update(new)
+    with pytest.raises(UsageError, match="n_embd"):
+        Recommender.load(run).update(new, n_embd=8)
+    with pytest.raises(UsageError, match="unknown config key 'max_step'"):
+        Recommender.load(run).update(new, max_step=8)
+    with pytest.raises(UsageError, match="fitted"):
+        Recommender().update(new)
+    with pytest.raises(DataError, match="no interactions"):
+        Recommender.load(run).update(new_events().head(0))
+
+
+# -----------------------------------------------------------------------------
+# a killed update: the old run byte-identical, --resume finishes it as an uninterrupted one
+
+def _update_cmd(run, new, out, *extra):
+    return [sys.executable, "-m", "nanorec.cli", "update", "--run", run, "--data", new, "--out", out, "--quiet",
+            "eval_interval=20", "checkpoint_interval=10", "patience=0", *extra]
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_a_killed_update_leaves_the_old_run_and_resumes(base, tmp_path):
+    root, log, new, run = base
+    env = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1"}
+    before = snapshot(run)
+    full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
+    subprocess.run(_update_cmd(run, new, full, "max_steps=400"), check=True, capture_output=True, env=env)
+
+    proc = subprocess.Popen(_update_cmd(run, new, killed, "max_steps=400"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)
+
+    def reached_step_40():  # a validation and checkpoints in, most of the steps still to go
+        logs = glob.glob(os.path.join(str(tmp_path), ".killed.nanorec-new-*", "killed", "train.log"))
+        return bool(logs) and "step 40 " in open(logs[0]).read()
+
+    deadline = time.time() + 120
+    while not reached_step_40() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not os.path.exists(killed), "the update finished before it was killed"
+    assert snapshot(run) == before
+
+    code, lines = run_cli(["update", "--run", run, "--data", new, "--out", killed, "--quiet"])
+    assert code == 2 and "--resume" in lines[0], lines  # an interrupted update is never silently discarded
+    code, lines = run_cli(["update", "--run", run, "--data", new, "--out", killed, "--quiet", "--resume"])
+    assert code == 0, lines
+    a, b = (json.load(open(os.path.join(d, "metrics.json"))) for d in (full, killed))
+    untimed = lambda h: [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in h]  # noqa: E731
+    assert untimed(a["history"]) == untimed(b["history"]) and a["valid"] == b["valid"] and a["test"] == b["test"]
+    assert snapshot(run) == before
