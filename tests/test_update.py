@@ -197,10 +197,11 @@ def test_bad_input_is_one_line_and_changes_nothing(base, tmp_path):
         if "--out" in extra:
             argv = ["update", "--run", run, "--quiet", *extra]
         code, lines = run_cli(argv)
-        assert code == 2 and len(lines) == 1, (extra, lines)
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("nanorec update: error: "), (extra, lines)
         for m in mentions:
             assert m in lines[0], (extra, m, lines[0])
         assert not os.path.exists(out) and snapshot(run) == before, extra
+        assert os.listdir(tmp_path) == [], (extra, os.listdir(tmp_path))  # no lock, no hidden folder left
 
 
 def test_runs_whose_folder_cannot_be_extended_are_refused(base, tmp_path):
