@@ -51,7 +51,7 @@ import numpy as np
 
 from . import ids, rundir
 from .config import Config, apply_overrides, check_dashed_keys
-from .data import Dataset, Sequences, load_like, split_like
+from .data import Dataset, Sequences, load_like
 from .errors import DataError, UsageError
 
 # default budget: this share of the full run's max_steps (an update of an update keeps the

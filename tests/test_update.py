@@ -22,7 +22,7 @@ import pytest
 
 from nanorec import Recommender
 from nanorec.cli import main as cli_main
-from nanorec.errors import DataError, NanorecError, UsageError
+from nanorec.errors import DataError, UsageError
 from nanorec.run import Run
 from tests.conftest import snapshot
 
