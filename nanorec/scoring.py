@@ -497,7 +497,15 @@ def _probe_floor(cat: Ordered, k: int, size: int) -> torch.Tensor:
         s[:, col[0]] = -math.inf
     if cat.blocked is not None:
         s[:, cat.blocked[probe]] = BLOCKED
-    return s.topk(k, dim=1).values[:, -1].clone()
+    kth = s.topk(k, dim=1).values[:, -1]
+    # The chunks compute the same scores with other matrix shapes, so their float rounding may
+    # put the k-th item a hair below its probe score: a floor that high would drop it. Lower it
+    # by more than any rounding of |q| |w| + |bias| (a lower floor only means a little more work).
+    slack = cat.qn * float(cat.norms[0]) if f.items.shape[1] else torch.zeros_like(kth)
+    if f.bias is not None:
+        finite = f.bias[torch.isfinite(f.bias)]
+        slack = slack + (float(finite.abs().max()) if len(finite) else 0.0)
+    return kth - (slack * 1e-4 + 1e-30)
 
 
 _LOW32 = 2 ** 32 - 1

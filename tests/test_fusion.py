@@ -99,6 +99,24 @@ def test_fused_top_k_and_ranks_equal_a_full_sort_of_the_dense_scores():
         assert (items == torch.sort(d, dim=1, descending=True, stable=True).indices[:, :10].numpy()).all()
 
 
+def test_top_k_of_the_whole_catalogue_is_the_full_sort():
+    """k = every item, seen items kept: the list is the whole catalogue in sorted order.
+    The probe that sets each row's first floor computes the scores with other matrix shapes
+    than the chunks; its float rounding once put the last item a hair above its chunk score,
+    and the list came back one item short (index 2**32 - 1, score NaN)."""
+    from nanorec.scoring import top_k
+    for seed in range(60):
+        g = torch.Generator().manual_seed(seed)
+        n_items, n_users = int(torch.randint(5, 40, (1,), generator=g)), 7
+        f = Factored(torch.randn(n_users, 16, generator=g), torch.randn(n_items + 1, 16, generator=g),
+                     torch.randn(n_items + 1, generator=g) if seed % 2 else None)
+        scorer = from_factors(lambda h, u=None: f)
+        hist = Sequences.from_lists([[1]] * n_users)
+        items, _ = top_k(scorer, hist, k=n_items, exclude_seen=False)
+        want = torch.sort(f.dense(), dim=1, descending=True, stable=True).indices[:, :n_items].numpy()
+        assert (items == want).all(), seed
+
+
 class Content(torch.nn.Module):  # what content_term reads of a GPT's content input
     def __init__(self, table, has):
         super().__init__()
