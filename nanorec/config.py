@@ -27,9 +27,10 @@ class Config:
     filter: str = ""               # keep only rows whose column equals a value, e.g. "event_type=purchase,cart"
     weight_col: str = ""           # numeric column of per-event weights, each > 0: a target's weight in the GPT's loss
                                    # and in the transitions / co-occurrence counts (e.g. purchase 3, cart 2, view 1)
-    target_filter: str = ""        # the events that are targets, as filter=, e.g. "event_type=purchase": every event
-                                   # stays in the histories the model reads (views as context), but only matching
-                                   # ones are loss targets, validation/test targets and counted by the tables
+    target_filter: str = ""        # the events to predict, as filter=, e.g. "event_type=purchase": every event stays
+                                   # in the histories the model reads (views as context); only matching ones are the
+                                   # validation/test targets and, without weight_col, the loss targets and the pairs
+                                   # the count tables count (with weight_col every event is learned, with its weight)
     holdout: str = "loo"           # loo: valid/test = 2nd-last/last item | last: valid = last | none: train on all |
                                    # time: test = every event at/after split_time (all of a user's next items),
                                    # valid = the same fraction of the events before it (a date: their last 10%),

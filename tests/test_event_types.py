@@ -48,6 +48,18 @@ def test_target_filter_keeps_every_event_and_marks_the_targets():
         load(shop_frame(), target_filter="purchase")
 
 
+def test_with_weight_col_too_every_event_is_learned_from_and_purchases_are_still_the_holdout():
+    w = {V: 0.25, P: 2.0}
+    frame = shop_frame().with_columns(pl.col("event_type").replace_strict(w, return_dtype=pl.Float64).alias("w"))
+    ds = load(frame, target_filter="event_type=purchase", weight_col="w")
+    assert ds.weights[:8].tolist() == [0.25, 0.25, 2, 0.25, 2, 0.25, 2, 0.25]  # views are low-weight targets
+    sp = split(ds)
+    assert sp.test.targets.tolist() == idx(13, 13) and sp.valid.targets.tolist() == idx(12, 12)
+    assert sp.train[0].tolist() == idx(10, 11, 11, 12) and sp.train.weights[:4].tolist() == [0.25, 0.25, 2, 0.25]
+    p = pack(sp.train, 8, weights=sp.train.weights)
+    assert (p.targets != IGNORE).sum() == 3 + 2 + 2  # every next event of the three rows is a target
+
+
 def test_loo_targets_are_the_last_purchases_and_histories_keep_the_views():
     sp = split(load(shop_frame(), target_filter="event_type=purchase"))
     # u1: purchases at positions 2, 4, 6; test = the last (13), valid = the one before (12)

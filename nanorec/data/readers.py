@@ -36,8 +36,9 @@ def load(source, user_col: str = "user_id", item_col: str = "item_id", time_col:
     rows kept when the column, as a string, equals one of the values) and
     `weight_col` (a numeric column, every weight > 0: each event's weight as a target, in the
     GPT's loss and the count tables) and `target_filter` (the filter syntax: every event stays in
-    the histories, but only the matching ones are targets: of the loss, of validation and test,
-    of the count tables; the others get weight 0 in `Dataset.weights`) apply to event logs.
+    the histories, the matching ones are the validation and test targets (Sequences.targets) and,
+    without weight_col, the only ones learned from: the others get weight 0 in `Dataset.weights`;
+    with weight_col every event is learned from with its weight) apply to event logs.
     time_col="none" (or None) keeps file order. `time_format` (a strptime format such
     as "%d/%m/%Y") reads a text time column; without it only ISO dates and numbers are
     read, and a day/month date such as 03/01/2024 is an error (which is the day?)."""
@@ -86,7 +87,7 @@ def _event_options_only(path, what, filter, weight_col, time_format=None, target
                              f"not to {what} ({path})")
 
 
-def _finish(name, path, kind, user_ids, user_codes, item_orig, weights=None, **extra) -> Dataset:
+def _finish(name, path, kind, user_ids, user_codes, item_orig, weights=None, targets=None, **extra) -> Dataset:
     """Encode items (sorted original ids -> 1..N) and build CSR rows from
     (user_code, item) pairs that are already in chronological order per user."""
     if len(item_orig) == 0:
@@ -102,8 +103,10 @@ def _finish(name, path, kind, user_ids, user_codes, item_orig, weights=None, **e
     item_ids[0] = -1 if item_ids.dtype.kind in "iu" else ""
     if weights is not None:
         weights = np.asarray(weights, dtype=np.float32)[order]
+    if targets is not None:
+        targets = np.asarray(targets, dtype=bool)[order]
     return Dataset(name=name, path=path, kind=kind, user_ids=np.asarray(user_ids),
-                   item_ids=item_ids, sequences=Sequences(offsets, items[order], weights), **extra)
+                   item_ids=item_ids, sequences=Sequences(offsets, items[order], weights, targets), **extra)
 
 
 # -----------------------------------------------------------------------------
@@ -242,13 +245,15 @@ def _events(df, where: _Where, name, user_col, item_col, time_col, filter, weigh
                             f"(column {filter_col!r} has e.g. {_examples(df[filter_col])})")
         df, where = df.filter(_polars().Series(keep)), dataclasses.replace(where, rows=np.nonzero(keep)[0])
     weights = _weights(where, df, weight_col) if weight_col else None
+    is_target = None
     if target_col:
-        # every event stays in the histories; the others are context only: target weight 0
+        # every event stays in the histories; the matching ones are what validation and test hold out
         is_target = _filter_mask(where, df, target_col, target_values, "target_filter")
         if not is_target.any():
             raise DataError(f"{path}: no event matches target_filter {target_filter!r} "
                             f"(column {target_col!r} has e.g. {_examples(df[target_col])})")
-        weights = np.where(is_target, 1.0 if weights is None else weights, 0.0)
+        if weights is None:  # without weight_col only the targets are learned from: the others are context
+            weights = is_target.astype(np.float32)
 
     users = _ids(where, df, user_col)
     items = _ids(where, df, item_col)
@@ -258,7 +263,8 @@ def _events(df, where: _Where, name, user_col, item_col, time_col, filter, weigh
     user_ids, codes, order = _chronological(users, times)
     # `order` sorts by user first, so times[order] is already in the CSR order _finish builds
     return _finish(name, path, "table", user_ids, codes[order], items[order],
-                   weights=None if weights is None else weights[order], ignored_columns=ignored,
+                   weights=None if weights is None else weights[order],
+                   targets=None if is_target is None else is_target[order], ignored_columns=ignored,
                    times=times[order] if time_col else None,
                    time_unit=_time_unit(df[time_col], time_format) if time_col else None)
 

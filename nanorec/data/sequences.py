@@ -5,10 +5,10 @@ Items get internal indices 1..N (0 is padding and never a recommendation);
 ``Dataset.item_ids[i]`` is the original id of index i. Sequences are stored flat
 (CSR): ``offsets`` (U+1,) and ``items`` (total,), so 2.5M interactions cost two
 numpy arrays, not millions of Python lists. An event log read with weight_col or
-target_filter also has ``weights`` (total,): each event's weight as a target, 0 for an
-event that is context only (target_filter); rows cut from it (take, drop_last, the
-splits) keep their events' weights, so the training split carries them to packing and
-to the count tables.
+target_filter also has ``weights`` (total,): each event's weight in the loss and the count
+tables, 0 for an event that is context only; with target_filter also ``targets`` (total,)
+bool: the events that validation and test may hold out. Rows cut from it (take, drop_last,
+the splits) keep both, so the training split carries them to packing and the count tables.
 """
 from __future__ import annotations
 
@@ -25,13 +25,23 @@ class Sequences:
     """Variable-length integer sequences in CSR form: row u is items[offsets[u]:offsets[u+1]]."""
     offsets: np.ndarray  # (U+1,) int64, offsets[0] == 0
     items: np.ndarray    # (offsets[-1],) int64
-    # (offsets[-1],) float32 >= 0, each event's weight as a target (0: context only, never a
-    # target); None: every event is a target of weight 1
+    # (offsets[-1],) float32 >= 0, each event's weight as a training target (loss, count
+    # tables; 0: context only); None: every event weighs 1
     weights: np.ndarray | None = None
+    # (offsets[-1],) bool, the events validation and test hold out (target_filter's matches);
+    # None: those with weight > 0 (every event without weights)
+    targets: np.ndarray | None = None
 
     def is_target(self) -> np.ndarray | None:
-        """(total,) bool: the events that are targets (weight > 0); None when every event is."""
+        """(total,) bool: the events a holdout may pick as targets; None when every event is one."""
+        if self.targets is not None:
+            return self.targets
         return None if self.weights is None else self.weights > 0
+
+    def _cut(self, keep) -> tuple:
+        """(weights, targets) of the events `keep` selects (a mask or flat indices)."""
+        return (None if self.weights is None else self.weights[keep],
+                None if self.targets is None else self.targets[keep])
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -66,7 +76,7 @@ class Sequences:
         keep = pos < np.repeat(new_len, self.lengths)
         offsets = np.zeros(len(self) + 1, dtype=np.int64)
         np.cumsum(new_len, out=offsets[1:])
-        return Sequences(offsets, self.items[keep], None if self.weights is None else self.weights[keep])
+        return Sequences(offsets, self.items[keep], *self._cut(keep))
 
     def take(self, rows: np.ndarray) -> "Sequences":
         """A new Sequences of the given rows, in that order."""
@@ -77,7 +87,7 @@ class Sequences:
         starts = np.repeat(self.offsets[:-1][rows], lengths)
         within = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)
         src = starts + within
-        return Sequences(offsets, self.items[src], None if self.weights is None else self.weights[src])
+        return Sequences(offsets, self.items[src], *self._cut(src))
 
 
 def item_counts(seqs: Sequences, num_items: int) -> np.ndarray:
