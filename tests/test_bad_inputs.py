@@ -1677,6 +1677,20 @@ def train_target_filter_with_svd(e, d):
 
 
 @case
+def synth_event_types_one_name(e, d):
+    out = os.path.join(d, "shop.csv")
+    return Case(["synth", "--out", out, "--rows", "100", "--event-types", "view"],
+                mentions=("--event-types 'view'", "2 or 3"), absent=(out,))
+
+
+@case
+def synth_event_types_into_a_challenge_folder(e, d):
+    out = os.path.join(d, "shop")
+    return Case(["synth", "--out", out, "--rows", "100", "--event-types", "view,purchase"],
+                mentions=("--event-types", ".csv or .parquet"), absent=(out,))
+
+
+@case
 def train_track_tensorboard_missing(e, d):
     try:
         import torch.utils.tensorboard  # noqa: F401

@@ -238,3 +238,23 @@ def test_a_baseline_run_takes_target_filter_and_svd_refuses_it(tmp_path):
     with pytest.raises(UsageError, match="target_filter: .*method=svd"):
         run(Config(data=data, target_filter="event_type=purchase", method="svd", progress=False),
             str(tmp_path / "svd"), quiet=True)
+
+
+def test_synth_event_types_writes_a_shop_log(tmp_path):
+    from nanorec.synthetic import write_fast
+    out = str(tmp_path / "shop.csv")
+    s = write_fast(out, 600, 40, seed=3, event_types=("view", "cart", "purchase"))
+    df = pl.read_csv(out)
+    assert df.columns == ["user_id", "item_id", "timestamp", "event_type", "weight"]
+    assert (df["event_type"] == "purchase").sum() == 600 and s["rows"] == df.height
+    assert dict(zip(*np.unique(df["event_type"].to_numpy(), return_counts=True))).keys() == {"view", "cart", "purchase"}
+    assert df.group_by("event_type").agg(pl.col("weight").unique()).sort("event_type")["weight"].to_list() == \
+        [[2.0], [5.0], [1.0]]  # cart, purchase, view
+    buyers = set(df.filter(pl.col("event_type") == "purchase")["user_id"].to_list())
+    assert len(set(df["user_id"].to_list()) - buyers) > 0  # customers who only view
+    # a purchase is preceded (a minute before) by its cart or by a view of its category
+    ds = load(out, target_filter="event_type=purchase")
+    sp = split(ds)
+    prev = sp.test.histories.items[sp.test.histories.offsets[1:] - 1]
+    same_category = (ds.item_ids[prev] // 10) == (ds.item_ids[sp.test.targets] // 10)
+    assert same_category.mean() > 0.9
