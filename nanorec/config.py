@@ -25,7 +25,12 @@ class Config:
     time_format: str = ""          # how a text time column is written, e.g. %d/%m/%Y (day first) or %m/%d/%Y %H:%M;
                                    # "" = ISO dates (2024-01-31, 2024-01-31T12:00) or numbers: 03/01/2024 is an error
     filter: str = ""               # keep only rows whose column equals a value, e.g. "event_type=purchase,cart"
-    weight_col: str = ""           # numeric column of per-event weights (rows with weight <= 0 are dropped)
+    weight_col: str = ""           # numeric column of per-event weights, each > 0: a target's weight in the GPT's loss
+                                   # and in the transitions / co-occurrence counts (e.g. purchase 3, cart 2, view 1)
+    target_filter: str = ""        # the events to predict, as filter=, e.g. "event_type=purchase": every event stays
+                                   # in the histories the model reads (views as context); only matching ones are the
+                                   # validation/test targets and, without weight_col, the loss targets and the pairs
+                                   # the count tables count (with weight_col every event is learned, with its weight)
     holdout: str = "loo"           # loo: valid/test = 2nd-last/last item | last: valid = last | none: train on all |
                                    # time: test = every event at/after split_time (all of a user's next items),
                                    # valid = the same fraction of the events before it (a date: their last 10%),
@@ -161,6 +166,15 @@ def _split_time_ok(text: str) -> bool:
     return parse_split_time(text) is not None
 
 
+def _filter_ok(text: str) -> bool:
+    from .data.columns import _parse_filter
+    try:
+        _parse_filter(text, "target_filter")
+    except UsageError:
+        return False
+    return True
+
+
 def parse_weights(text: str) -> tuple[float, float, float] | None:
     """fusion_weights "w1,w2[,w3]" -> (w1, w2, w3) (w3 = 0 when left out), or None when it
     is not two or three finite numbers in 0..100."""
@@ -181,6 +195,7 @@ RULES = {
     "fusion_weights": (lambda x: x == "auto" or parse_weights(x) is not None,
                        "auto, or two or three numbers in 0..100: w1,w2[,w3] (transitions, co-occurrence, content)"),
     "holdout": (lambda x: x in ("loo", "last", "none", "time"), "loo, last, none or time"),
+    "target_filter": (lambda x: x == "" or _filter_ok(x), "empty (every event is a target) or column=value[,value...]"),
     "time_format": (lambda x: x == "" or "%" in x, "empty (ISO dates or numbers) or a strptime format such as %d/%m/%Y"),
     "split_time": (lambda x: x == "" or _split_time_ok(x),
                    "an ISO date/time (2024-03-01, 2024-03-01T12:00:00) or a number: a fraction of the events "

@@ -16,11 +16,14 @@ its most recent block_size + 1 items: the model predicts the future from the
 recent past, and inference also sees the last block_size items with positions
 starting at 0, so training and inference agree.
 
-With per-event weights (weight_col) a fifth array travels along:
+With per-event weights (weight_col, target_filter) a fifth array travels along:
 
     weights  (R, T)  float32, the weight of the event that is the slot's target, 0 on padding
 
-(`prefix_weights` takes the training split's share of Dataset.weights).
+(`prefix_weights` takes the training split's share of Dataset.weights). A target event of
+weight 0 (target_filter: a view, context only) is no target: its slot reads the view as a
+token but its target is IGNORE (and weight 0), so neither loss counts it; a user whose kept
+targets are all context is left out (a row of such users would have nothing to learn).
 
 The attention mask is built in ONE place, `attention_mask`: causal AND same user.
 """
@@ -84,6 +87,16 @@ def prefix_weights(full: Sequences, weights: np.ndarray, prefix: Sequences) -> n
     return np.asarray(weights, dtype=np.float32)[src]
 
 
+def _has_target(offsets, lengths, is_target, users, block_size) -> np.ndarray:
+    """(len(users),) bool: the user has a target event among the ones packing keeps as targets
+    (the last min(L - 1, block_size) events)."""
+    before = np.zeros(len(is_target) + 1, dtype=np.int64)  # (total+1,) target events before each event
+    np.cumsum(is_target, out=before[1:])
+    end = offsets[users] + lengths[users]
+    start = end - np.minimum(lengths[users] - 1, block_size)
+    return before[end] > before[start]
+
+
 def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = None,
          packing: bool = True, horizon: int = 1, weights: np.ndarray | None = None) -> Packed:
     """Pack users (in shuffled order when `rng` is given) into rows of block_size tokens.
@@ -92,11 +105,15 @@ def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = Non
     Users with fewer than two items have nothing to learn and are left out.
     horizon H > 1 also records, for every slot, the same user's items 2..H steps
     ahead (`future`, IGNORE where the history ends): the soft labels of loss.py.
-    weights (total,) float32 parallel to seqs.items (None: unweighted): each slot carries
-    its target event's weight (`Packed.weights`).
+    weights (total,) float32 >= 0 parallel to seqs.items (None: unweighted): each slot carries
+    its target event's weight (`Packed.weights`); a weight 0 event is never a target (IGNORE),
+    in `targets` or in `future`.
     """
     lengths = seqs.lengths
     users = np.nonzero(lengths >= 2)[0]
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float32)
+        users = users[_has_target(seqs.offsets, lengths, weights > 0, users, block_size)]
     if rng is not None:
         users = users[rng.permutation(len(users))]
     n_tok = np.minimum(lengths[users] - 1, block_size)  # tokens each user contributes
@@ -119,6 +136,9 @@ def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = Non
     pos_ids = np.zeros(n_rows * block_size, dtype=np.int64)
     tokens[slot] = seqs.items[src]
     targets[slot] = seqs.items[src + 1]
+    if weights is not None:
+        context = weights[src + 1] <= 0
+        targets[slot[context]] = IGNORE
     seq_ids[slot] = np.repeat(sids, n_tok)
     pos_ids[slot] = within
     shape = (n_rows, block_size)
@@ -129,12 +149,14 @@ def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = Non
         left = np.repeat(n_tok, n_tok) - within  # targets from this slot to the end of the history, >= 1
         for k in range(1, horizon):
             ok = left > k
+            if weights is not None:  # a context event is no soft label either
+                ok[ok] = weights[src[ok] + 1 + k] > 0
             future[slot[ok], k - 1] = seqs.items[src[ok] + 1 + k]
         future = future.reshape(*shape, horizon - 1)
     slot_weights = None
     if weights is not None:
         slot_weights = np.zeros(n_rows * block_size, dtype=np.float32)
-        slot_weights[slot] = np.asarray(weights, dtype=np.float32)[src + 1]  # the target event's weight
+        slot_weights[slot] = weights[src + 1]  # the target event's weight
         slot_weights = slot_weights.reshape(shape)
     return Packed(tokens.reshape(shape), targets.reshape(shape), seq_ids.reshape(shape), pos_ids.reshape(shape),
                   future, slot_weights)

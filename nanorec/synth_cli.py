@@ -1,7 +1,7 @@
 """`nanorec synth`: a challenge-shaped synthetic purchase log of any size, in seconds.
 
     nanorec synth --out FOLDER|FILE.parquet|FILE.csv --rows N [--items M] [--users U] [--seed S] [--challenge]
-                  [--overwrite]
+                  [--overwrite] [--event-types view,cart,purchase]
 
 A FOLDER (or --challenge) gets a challenge folder: train.csv, test.csv (a
 seeded 57% of the users, as in the challenge) and id_mappings.json; a .parquet
@@ -10,6 +10,12 @@ users buy two items, a Zipf popularity skew, and item follow-ups a sequence
 model can learn (see nanorec.synthetic.generate_fast). --items and --users
 default to the challenge's ratios (2.43M rows: 78k items, 720k users).
 Same seed, same files.
+
+--event-types (a .csv/.parquet log only) makes it a shop's log: --rows purchases,
+each after a few views of items of its category and, with three types, a cart,
+plus customers who only view; columns event_type and weight (1 view, 2 cart,
+5 purchase). Train on it with target_filter=event_type=purchase (views as
+context), filter=event_type=purchase (purchases only) or weight_col=weight.
 
 The sizes are checked against the memory available before anything is
 allocated (about 100 bytes a row, 100 an item, 50 a user). An existing
@@ -47,6 +53,13 @@ def check_args(args) -> tuple[int, int]:
     if free is not None and need > MEMORY_SHARE * free:
         raise UsageError(f"--rows {args.rows:,} --items {items:,} --users {users:,}: needs about {need / 1e9:.1f} GB "
                          f"of memory, and {free / 1e9:.1f} GB is available; ask for fewer rows or items")
+    if args.event_types is not None:
+        types = [t.strip() for t in args.event_types.split(",")]
+        if len(types) not in (2, 3) or not all(types) or len(set(types)) < len(types):
+            raise UsageError(f"--event-types {args.event_types!r}: expected 2 or 3 distinct names in funnel order, "
+                             "the purchase last, e.g. view,cart,purchase")
+        if not args.out.lower().endswith((".csv", ".parquet")):
+            raise UsageError(f"--event-types: writes an event log; --out {args.out} must be a .csv or .parquet file")
     check_out(args)
     return users, items
 
@@ -114,7 +127,8 @@ def main(argv) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n")[-1] + "\n\nexamples:\n"
                                        "  nanorec synth --out data/synth --rows 2430000 --items 78000 --users 720000\n"
-                                       "  nanorec synth --out log.parquet --rows 100000 --seed 1")
+                                       "  nanorec synth --out log.parquet --rows 100000 --seed 1\n"
+                                       "  nanorec synth --out shop.csv --rows 20000 --event-types view,cart,purchase")
     p.add_argument("--out", required=True, help="a folder (challenge layout) or a .parquet/.csv event log")
     p.add_argument("--rows", type=int, required=True, help="purchases (rows) to generate")
     p.add_argument("--items", type=int, help="catalogue size (default: rows / 31, the challenge's ratio)")
@@ -122,6 +136,9 @@ def main(argv) -> int:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--challenge", action="store_true", help="write a challenge folder (the default for a folder)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file, or a folder synth wrote")
+    p.add_argument("--event-types", metavar="VIEW,[CART,]PURCHASE",
+                   help="a shop's log (.csv/.parquet): views and carts around the purchases, event_type and weight "
+                        "columns (e.g. view,cart,purchase)")
     args = p.parse_args(argv)
     users, items = check_args(args)
     from .files import OutputLock, recover_folder
@@ -131,8 +148,12 @@ def main(argv) -> int:
         for line in recover_folder(args.out):  # what a killed synth into this folder left beside it
             print(line)
         check_out(args)  # again, under the lock: another synth may have finished meanwhile
-        s = write_fast(args.out, args.rows, items, users, args.seed, challenge=True if args.challenge else None)
+        types = tuple(t.strip() for t in args.event_types.split(",")) if args.event_types else None
+        s = write_fast(args.out, args.rows, items, users, args.seed, challenge=True if args.challenge else None,
+                       event_types=types)
     test = f", {s['test_users']:,} test users" if "test_users" in s else ""
+    if "shares" in s:
+        test += " (" + ", ".join(f"{v:.0%} {k}" for k, v in s["shares"].items()) + ")"
     print(f"wrote {args.out}: {s['rows']:,} rows, {s['users']:,} users, {s['items']:,} items "
           f"({s['items_bought']:,} bought){test}; {s['two_item_share']:.0%} of users have two purchases "
           f"({time.time() - t0:.1f} s)")

@@ -193,6 +193,67 @@ def generate_fast(num_rows: int = 2_430_000, num_items: int | None = None, num_u
     return users, items, times
 
 
+# A shop's event types, in funnel order, and the weight column written beside them (`add_event_types`)
+EVENT_TYPES = ("view", "cart", "purchase")
+TYPE_WEIGHTS = {"view": 1.0, "cart": 2.0, "purchase": 5.0}
+CATEGORY_SIZE = 10  # items i // 10 share a category: what a customer browses before buying one of them
+
+
+def add_event_types(users, items, times, types=EVENT_TYPES, seed: int = 0, views_per_purchase: float = 3.0,
+                    p_view_bought: float = 0.5, p_cart: float = 0.6, view_only_share: float = 0.3):
+    """A purchase log (generate_fast's arrays) as a shop's event log: before every purchase the
+    customer browses its category (Poisson(views_per_purchase) views of items in the bought
+    item's category, i // CATEGORY_SIZE, the bought item itself with probability p_view_bought),
+    then puts the item in the cart (p_cart; with "cart" in types), minutes before buying it. A
+    share view_only_share of extra customers only browse one category and buy nothing (the
+    customers who are cold when views are dropped). Views thus point at what is bought next,
+    which is what a model that reads them can use.
+
+    types: the names, in funnel order, of (view[, cart], purchase): 2 or 3 names, the last is
+    the purchase. -> (users, items, times, event type index into types) int64 arrays in time
+    order per user; shares come out near 70% views, 10% carts, 20% purchases (by default)."""
+    rng = np.random.default_rng([seed, 9])
+    num_items = int(items.max()) + 1
+    n_buyers = int(users.max()) + 1 if len(users) else 0
+    has_cart = len(types) == 3
+    buy_code, cart_code = len(types) - 1, 1
+
+    def category_items(bought, n):  # n items of each bought item's category
+        base = (np.repeat(bought, n) // CATEGORY_SIZE) * CATEGORY_SIZE
+        return np.minimum(base + rng.integers(0, CATEGORY_SIZE, size=int(n.sum())), num_items - 1)
+
+    # before purchase p: n_views[p] views, then (maybe) a cart, then the purchase
+    n_views = rng.poisson(views_per_purchase, size=len(items))
+    viewed = category_items(items, n_views)
+    own = rng.random(len(viewed)) < p_view_bought
+    viewed[own] = np.repeat(items, n_views)[own]
+    carts = rng.random(len(items)) < p_cart if has_cart else np.zeros(len(items), dtype=bool)
+    per = n_views + carts + 1  # events of each purchase's session
+    ev_user = np.repeat(users, per)
+    ev_item = np.empty(int(per.sum()), dtype=np.int64)
+    ev_type = np.empty(int(per.sum()), dtype=np.int64)
+    start = np.cumsum(per) - per
+    within = np.arange(len(ev_item)) - np.repeat(start, per)  # position inside its session
+    view_slot = within < np.repeat(n_views, per)
+    ev_item[view_slot], ev_type[view_slot] = viewed, 0
+    cart_slot = np.zeros(len(ev_item), dtype=bool)
+    cart_slot[(start + n_views)[carts]] = True
+    ev_item[cart_slot], ev_type[cart_slot] = items[carts], cart_code
+    buy_slot = start + per - 1
+    ev_item[buy_slot], ev_type[buy_slot] = items, buy_code
+    ev_time = np.repeat(times, per) - (np.repeat(per, per) - 1 - within) * 60_000  # a minute apart
+
+    # browsers: one category, 1..6 views, no purchase
+    n_browsers = int(round(n_buyers * view_only_share))
+    b_len = rng.integers(1, 7, size=n_browsers)
+    b_item = category_items(rng.choice(items, size=n_browsers) if len(items) else np.zeros(0, np.int64), b_len)
+    b_time = np.repeat(times.min() + rng.integers(0, max(int(times.max() - times.min()), 1), size=n_browsers),
+                       b_len) + (np.arange(int(b_len.sum())) - np.repeat(np.cumsum(b_len) - b_len, b_len)) * 60_000
+    return (np.concatenate([ev_user, n_buyers + np.repeat(np.arange(n_browsers), b_len)]),
+            np.concatenate([ev_item, b_item]), np.concatenate([ev_time, b_time]),
+            np.concatenate([ev_type, np.zeros(int(b_len.sum()), dtype=np.int64)]))
+
+
 # Bytes generate_fast + write_fast hold at their peak, per row, per catalogue item and per user:
 # the peak resident memory measured was 66 B a row (4M rows), 77 B a catalogue item (3M items,
 # 100 rows) and about 25 B a user (600k users), taken here with a margin. `memory_needed` is
@@ -215,7 +276,7 @@ CHALLENGE_FILES = ("train.csv", "test.csv", "id_mappings.json")
 
 def write_fast(out: str, num_rows: int, num_items: int | None = None, num_users: int | None = None,
                seed: int = 0, challenge: bool | None = None, test_fraction: float = CHALLENGE_TEST_FRACTION,
-               cold_users: int = 0, **kwargs) -> dict:
+               cold_users: int = 0, event_types: tuple | None = None, **kwargs) -> dict:
     """`generate_fast` written out:
 
     - a challenge folder (out without a .csv/.parquet suffix, or challenge=True):
@@ -224,7 +285,10 @@ def write_fast(out: str, num_rows: int, num_items: int | None = None, num_users:
       the users plus `cold_users` users without history), id_mappings.json; built in a
       hidden sibling and renamed into place complete (files.temp_folder; an existing
       folder is replaced only then, whole);
-    - an event log (.parquet or .csv file): user_id,item_id,timestamp, written atomically.
+    - an event log (.parquet or .csv file): user_id,item_id,timestamp, written atomically;
+      with event_types (names, e.g. ("view", "cart", "purchase")) also event_type and weight
+      columns (`add_event_types`: num_rows purchases plus the views and carts around them;
+      weight: TYPE_WEIGHTS by funnel stage, 1 / 2 / 5, for weight_col=weight).
     Returns a summary dict (rows, users, items, test users, share of two-item users)."""
     import polars as pl
     from .files import atomic_write, discard_folder, publish_folder, temp_folder
@@ -237,6 +301,17 @@ def write_fast(out: str, num_rows: int, num_items: int | None = None, num_users:
                "items_bought": int(len(np.unique(items))), "two_item_share": round(float(np.mean(lengths == 2)), 4)}
     rng = np.random.default_rng([seed, 8])
     order = np.argsort(times, kind="stable")  # a log is in time order; readers sort per user themselves
+    if event_types:
+        stage = ("view", "cart", "purchase") if len(event_types) == 3 else ("view", "purchase")
+        users, items, times, kind = add_event_types(users, items, times, tuple(event_types), seed)
+        order = np.argsort(times, kind="stable")
+        names, weights = np.array(event_types), np.array([TYPE_WEIGHTS[s] for s in stage])
+        df = pl.DataFrame({"user_id": users[order], "item_id": items[order], "timestamp": times[order],
+                           "event_type": names[kind[order]], "weight": weights[kind[order]]})
+        summary.update(rows=len(df), users=int(users.max()) + 1,
+                       shares={n: round(float(np.mean(kind == i)), 3) for i, n in enumerate(event_types)})
+        atomic_write(out, df.write_parquet if out.lower().endswith(".parquet") else df.write_csv)
+        return summary
     if not is_challenge(out, challenge):
         df = pl.DataFrame({"user_id": users[order], "item_id": items[order], "timestamp": times[order]})
         atomic_write(out, df.write_parquet if out.lower().endswith(".parquet") else df.write_csv)

@@ -154,9 +154,10 @@ def check_run(cfg: Config, out_dir: str, resume: bool, overwrite: bool, dataset=
         rundir.resume_config(out_dir, cfg)
         ck = rundir.load_checkpoint(os.path.join(out_dir, rundir.CKPT))
     ds = dataset if dataset is not None else load_like(cfg)
-    if ds.weights is not None and cfg.method != "gpt":
-        raise UsageError(f"weight_col: per-event weights weight the GPT's training loss; method={cfg.method} "
-                         "does not take them (leave weight_col out)")
+    if ds.weights is not None and cfg.method not in ("gpt", "transitions", "cooccurrence"):
+        key = "weight_col" if cfg.weight_col else "target_filter"
+        raise UsageError(f"{key}: per-event weights weight the GPT's loss and the transitions and cooccurrence "
+                         f"tables; method={cfg.method} does not take them (leave {key} out)")
     sp = split_like(ds, cfg)
     if sp.train.lengths.max(initial=0) < 2:
         hint = "; holdout=none trains on every event" if cfg.holdout != "none" else ""

@@ -16,6 +16,7 @@ Argparse-detected errors print a usage block before the error line; those cases
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -1585,8 +1586,8 @@ def train_holdout_loo_on_two_event_users(e, d):
 @case
 def train_weight_col_with_a_baseline(e, d):
     p = write(os.path.join(d, "w.csv"), "user_id,item_id,timestamp,w\n1,1,1,1\n1,2,2,2\n1,3,3,1\n2,1,1,1\n2,3,2,1\n")
-    return Case(["train", "--data", p, "--out", os.path.join(d, "run"), "weight_col=w", "method=transitions", *TINY],
-                mentions=("weight_col", "method=transitions"), absent=(os.path.join(d, "run"),))
+    return Case(["train", "--data", p, "--out", os.path.join(d, "run"), "weight_col=w", "method=svd", *TINY],
+                mentions=("weight_col", "method=svd"), absent=(os.path.join(d, "run"),))
 
 
 @case
@@ -1601,6 +1602,92 @@ def train_weight_col_not_numeric(e, d):
     p = write(os.path.join(d, "w.csv"), "user_id,item_id,timestamp,w\n1,1,1,1\n1,2,2,heavy\n1,3,3,1\n")
     return Case(["train", "--data", p, "--out", os.path.join(d, "run"), "weight_col=w", *TINY],
                 mentions=(p, "'w'", "heavy"), absent=(os.path.join(d, "run"),))
+
+
+def _weight_case(d, bad):
+    p = write(os.path.join(d, "w.csv"), f"user_id,item_id,timestamp,w\n1,1,1,1\n1,2,2,{bad}\n1,3,3,1\n2,1,1,1\n")
+    return Case(["train", "--data", p, "--out", os.path.join(d, "run"), "weight_col=w", *TINY],
+                mentions=(f"{p}:3", "'w'", repr(bad)), absent=(os.path.join(d, "run"),))
+
+
+@case
+def train_weight_col_zero(e, d):
+    """A weight 0 is an error naming its line, not a silently dropped event."""
+    case = _weight_case(d, "0")
+    return dataclasses.replace(case, mentions=case.mentions + ("<= 0",))
+
+
+@case
+def train_weight_col_negative(e, d):
+    case = _weight_case(d, "-2.5")
+    return dataclasses.replace(case, mentions=case.mentions + ("<= 0",))
+
+
+@case
+def train_weight_col_inf(e, d):
+    case = _weight_case(d, "inf")
+    return dataclasses.replace(case, mentions=case.mentions + ("finite",))
+
+
+@case
+def train_weight_col_boolean_parquet(e, d):
+    import polars as pl
+    p = os.path.join(d, "w.parquet")
+    pl.DataFrame({"user_id": [1, 1], "item_id": [1, 2], "timestamp": [1, 2], "w": [True, False]}).write_parquet(p)
+    return Case(["train", "--data", p, "--out", os.path.join(d, "run"), "weight_col=w", *TINY],
+                mentions=(p, "'w'", "Boolean", "weights"), absent=(os.path.join(d, "run"),))
+
+
+def _typed_log(d):
+    return write(os.path.join(d, "ev.csv"), "user_id,item_id,timestamp,event_type\n1,1,1,view\n1,2,2,purchase\n"
+                 "1,3,3,view\n2,1,1,view\n2,3,2,purchase\n")
+
+
+@case
+def train_target_filter_syntax(e, d):
+    return Case(["train", "--data", _typed_log(d), "--out", os.path.join(d, "run"), "target_filter=purchase", *TINY],
+                mentions=("target_filter='purchase'", "column=value"), absent=(os.path.join(d, "run"),))
+
+
+@case
+def train_target_filter_unknown_column(e, d):
+    p = _typed_log(d)
+    return Case(["train", "--data", p, "--out", os.path.join(d, "run"), "target_filter=kind=purchase", *TINY],
+                mentions=(p, "missing target_filter column 'kind'", "event_type"), absent=(os.path.join(d, "run"),))
+
+
+@case
+def train_target_filter_matches_nothing(e, d):
+    p = _typed_log(d)
+    return Case(["train", "--data", p, "--out", os.path.join(d, "run"), "target_filter=event_type=buy", *TINY],
+                mentions=(p, "no event matches target_filter", "'view'"), absent=(os.path.join(d, "run"),))
+
+
+@case
+def train_target_filter_on_a_challenge_folder(e, d):
+    return Case(["train", "--data", e.chal, "--out", os.path.join(d, "run"), "target_filter=event_type=purchase",
+                 *TINY], mentions=("target_filter='event_type=purchase'", "event logs", e.chal),
+                absent=(os.path.join(d, "run"),))
+
+
+@case
+def train_target_filter_with_svd(e, d):
+    return Case(["train", "--data", _typed_log(d), "--out", os.path.join(d, "run"), "target_filter=event_type=purchase",
+                 "method=svd", *TINY], mentions=("target_filter", "method=svd"), absent=(os.path.join(d, "run"),))
+
+
+@case
+def synth_event_types_one_name(e, d):
+    out = os.path.join(d, "shop.csv")
+    return Case(["synth", "--out", out, "--rows", "100", "--event-types", "view"],
+                mentions=("--event-types 'view'", "2 or 3"), absent=(out,))
+
+
+@case
+def synth_event_types_into_a_challenge_folder(e, d):
+    out = os.path.join(d, "shop")
+    return Case(["synth", "--out", out, "--rows", "100", "--event-types", "view,purchase"],
+                mentions=("--event-types", ".csv or .parquet"), absent=(out,))
 
 
 @case

@@ -411,11 +411,13 @@ def test_filter_and_weights(tmp_path):
     assert [ds.item_ids[i] for i in ds.sequences[1]] == [10, 14]
     assert ds.ignored_columns == ["qty", "note"] and ds.weights is None
 
-    ds = load(str(p), filter="event=purchase,cart", weight_col="qty")  # qty 0 drops user 1's cart row
+    with pytest.raises(DataError, match=r"shop.csv:4: column 'qty' is '0.0', a weight <= 0"):
+        load(str(p), filter="event=purchase,cart", weight_col="qty")  # a weight 0 is an error, never a silent drop
+    ds = load(str(p), filter="event=purchase", weight_col="qty")  # the filter drops the weight-0 row first
     assert [ds.item_ids[i] for i in ds.sequences[0]] == [11]
-    assert [ds.item_ids[i] for i in ds.sequences[1]] == [10, 14]
-    assert ds.weights.dtype == np.float32 and ds.weights.tolist() == [2.0, 3.0, 0.5]
-    assert len(ds.weights) == len(ds.sequences.items)
+    assert [ds.item_ids[i] for i in ds.sequences[1]] == [10]
+    assert ds.weights.dtype == np.float32 and ds.weights.tolist() == [2.0, 3.0]
+    assert ds.weights is ds.sequences.weights and len(ds.weights) == len(ds.sequences.items)
     assert ds.ignored_columns == ["note"]
     # a filter on an integer column compares the text of the values
     ds = load(str(p), filter="item_id=10")

@@ -16,20 +16,26 @@ class CoOccurrence(Transitions):
     first), which is where a next-item target that no transition reaches often sits.
     Rows are normalised, backed off to popularity, scored over the user's last items and
     saved exactly as in `Transitions` (so a saved table loads with `Transitions.from_state`).
+    With per-event weights each direction counts the weight of the event it points to (the
+    candidate: b's for a -> b, a's for b -> a), as in `Transitions`: under target_filter a
+    view near a purchase makes the purchase a candidate, never the view.
     """
 
     def __init__(self, span: int = 5, **kwargs):
         super().__init__(**kwargs)
         self.span = span
 
-    def pairs(self, train: Sequences) -> tuple[np.ndarray, np.ndarray]:
+    def pair_events(self, train: Sequences) -> tuple[np.ndarray, np.ndarray]:
+        """(i, j) flat event indices into train.items: every two events at most `span` apart in
+        one row, in both directions (i -> j and j -> i)."""
         row = np.repeat(np.arange(len(train.lengths)), train.lengths)  # (T,) the history of each item
+        index = np.arange(len(train.items))
         src, dst = [], []
         for d in range(1, self.span + 1):
             same = row[:-d] == row[d:]  # item i and item i + d belong to one history
-            a, b = train.items[:-d][same], train.items[d:][same]
+            a, b = index[:-d][same], index[d:][same]
             src += [a, b]
             dst += [b, a]
         if not src:
-            return train.items[:0], train.items[:0]
+            return index[:0], index[:0]
         return np.concatenate(src), np.concatenate(dst)

@@ -39,7 +39,11 @@ class Transitions:
     """Item-to-item transition counts over consecutive items of the training sequences.
 
     P[a, b] = (# times b directly follows a) / (# times a is followed by anything),
-    a scipy.sparse CSR (N+1, N+1). A history h_1..h_T is scored by
+    a scipy.sparse CSR (N+1, N+1). With per-event weights (train.weights: weight_col,
+    target_filter) each pair counts the weight of the event it points to, here the later
+    one, b's: a view followed by a purchase of weight 3 adds 3, a purchase followed by a
+    view (weight 0 under target_filter: context, never a target) adds nothing, so the
+    rows say what is bought next. The popularity back-off then counts target events only. A history h_1..h_T is scored by
         sum_{j<window} decay^j * P[h_{T-j}]  +  pop_weight * counts / counts.max()
     i.e. the transition row of the last item (window=1), optionally mixed with the rows
     of the few items before it, backed off to popularity so every item has a score
@@ -62,20 +66,32 @@ class Transitions:
         self.row_limit = row_limit
         self.selection: dict[str, float] = {}
 
-    def pairs(self, train: Sequences) -> tuple[np.ndarray, np.ndarray]:
-        """(a, b) item pairs counted as "b follows a": consecutive items of one row."""
-        src, dst = train.items[:-1], train.items[1:]
-        same_row = np.ones(len(src), dtype=bool)
+    def pair_events(self, train: Sequences) -> tuple[np.ndarray, np.ndarray]:
+        """(i, j) flat event indices into train.items, each pair counted as "j's item follows
+        i's": consecutive events of one row (j = i + 1)."""
+        i = np.arange(len(train.items) - 1)
+        same_row = np.ones(len(i), dtype=bool)
         ends = train.offsets[1:-1] - 1  # index of each row's last item (except the final row's)
-        same_row[ends[(ends >= 0) & (ends < len(src))]] = False  # the pair that would cross a row boundary
-        return src[same_row], dst[same_row]
+        same_row[ends[(ends >= 0) & (ends < len(i))]] = False  # the pair that would cross a row boundary
+        return i[same_row], i[same_row] + 1
+
+    def pairs(self, train: Sequences) -> tuple[np.ndarray, np.ndarray]:
+        """(a, b) item pairs counted as "b follows a"."""
+        i, j = self.pair_events(train)
+        return train.items[i], train.items[j]
 
     def fit(self, train: Sequences, num_items: int, valid: EvalSet | None = None) -> "Transitions":
         n = num_items + 1
-        src, dst = self.pairs(train)
-        counts = sp.csr_matrix((np.ones(len(src), np.float32), (src, dst)), shape=(n, n))  # duplicates summed
-        out = np.asarray(counts.sum(1)).ravel()  # (N+1,) outgoing transitions per item
-        self.P = sp.diags(1.0 / np.maximum(out, 1)).astype(np.float32) @ counts  # (N+1, N+1) row-stochastic CSR
+        i, j = self.pair_events(train)
+        if train.weights is None:
+            w = np.ones(len(i), np.float32)
+        else:  # the weight of the event the pair points to; weight 0 (context) pairs are no pairs
+            w = train.weights[j].astype(np.float32)
+            i, j, w = i[w > 0], j[w > 0], w[w > 0]
+        counts = sp.csr_matrix((w, (train.items[i], train.items[j])), shape=(n, n))  # duplicates summed
+        out = np.asarray(counts.sum(1)).ravel()  # (N+1,) outgoing (weighted) transitions per item
+        # 1 / out where out > 0 (the same as 1 / max(out, 1) for counts; weighted sums may be below 1)
+        self.P = sp.diags(1.0 / np.where(out > 0, out, 1)).astype(np.float32) @ counts  # (N+1, N+1) row-stochastic
         if self.row_limit:
             self.P = keep_strongest(self.P, self.row_limit)
         pop = item_counts(train, num_items).astype(np.float32)

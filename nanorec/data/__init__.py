@@ -16,8 +16,10 @@ The inputs understood, chosen by what the path (or object) is:
   in file order; ``time_col="none"`` keeps file order. Times are numbers, dates,
   ISO date text, or text read with ``time_format`` (strptime): a day/month date
   such as 03/01/2024 is never guessed. An optional ``filter``
-  (``column=value[,value...]``) keeps matching rows and an optional
-  ``weight_col`` gives each event a weight (rows <= 0 dropped).
+  (``column=value[,value...]``) keeps matching rows, an optional
+  ``weight_col`` gives each event a weight (> 0; anything else is an error) and
+  an optional ``target_filter`` (the same syntax) keeps every row but makes only
+  the matching ones the targets (the others are context: Sequences.weights 0).
 
 Every bad input raises DataError with one line: the file, with ``:line`` for a
 text file's row or ``row N (from 0)`` for a Parquet file's or a frame's, the

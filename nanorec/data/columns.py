@@ -101,20 +101,22 @@ def _require_time_column(where, df, time_col):
                         f"set time_col to one of them, or time_col=none to keep file order{hint}")
 
 
-def _parse_filter(text: str):
+def _parse_filter(text: str, key: str = "filter"):
+    """"column=value[,value...]" -> (column, [values]); `key` names the setting in the error
+    (filter, target_filter: one syntax)."""
     col, eq, rest = str(text).partition("=")
     values = [v.strip() for v in rest.split(",") if v.strip()]
     if not eq or not col.strip() or not values:
-        raise UsageError(f"filter={text!r}: expected column=value[,value...], e.g. event_type=purchase")
+        raise UsageError(f"{key}={text!r}: expected column=value[,value...], e.g. event_type=purchase")
     return col.strip(), values
 
 
-def _filter_mask(where, df, col, values) -> np.ndarray:
+def _filter_mask(where, df, col, values, key: str = "filter") -> np.ndarray:
     pl = _polars()
     try:
         as_text = df[col].cast(pl.Utf8)
     except pl.exceptions.PolarsError:
-        raise DataError(f"{where.path}: filter column {col!r} has type {df[col].dtype}, "
+        raise DataError(f"{where.path}: {key} column {col!r} has type {df[col].dtype}, "
                         "which cannot be compared with text values") from None
     return as_text.is_in(values).fill_null(False).to_numpy()
 
@@ -358,6 +360,9 @@ def _formatted_times(where, s, col, time_format: str):
 
 
 def _weights(where, df, col) -> np.ndarray:
+    """(rows,) float64 weights: numbers (or numbers written as text), each finite and > 0.
+    A weight <= 0 is an error, not a dropped row: a silent drop would change which events are
+    histories and targets without a word (to leave rows out, use filter=)."""
     pl = _polars()
     s = df[col]
     _no_nulls(where, s, col)
@@ -370,4 +375,10 @@ def _weights(where, df, col) -> np.ndarray:
         f = s.cast(pl.Float64)
     else:
         _bad_type(where, s, col, "numbers (weights)")
-    return _finite(where, f, col, s).to_numpy()
+    f = _finite(where, f, col, s)
+    bad = f <= 0
+    if bad.any():
+        i = _first(bad)
+        raise DataError(f"{where.row(i)}: column {col!r} is {_show(s[i])}, a weight <= 0; every weight must be "
+                        "> 0 (leave such rows out of the log, or drop them with filter=)")
+    return f.to_numpy()

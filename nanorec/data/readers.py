@@ -26,21 +26,25 @@ _EVENT_LOG_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet", ".pq")
 
 
 def load(source, user_col: str = "user_id", item_col: str = "item_id", time_col: str | None = "timestamp",
-         filter: str | None = None, weight_col: str | None = None, time_format: str | None = None) -> Dataset:
+         filter: str | None = None, weight_col: str | None = None, time_format: str | None = None,
+         target_filter: str | None = None) -> Dataset:
     """Read any supported input; raise DataError with a one-line reason on bad input.
 
     source: a path (S3-Rec .txt, challenge folder, event log file or folder of
     Parquet files) or an in-memory frame (pandas / polars DataFrame, pyarrow
     Table; see `from_frame`). The column arguments, `filter` ("column=value[,value...]",
     rows kept when the column, as a string, equals one of the values) and
-    `weight_col` (a numeric column; rows with weight <= 0 dropped; the weights
-    land in `Dataset.weights`, which weight the GPT's training loss) apply to event logs.
+    `weight_col` (a numeric column, every weight > 0: each event's weight as a target, in the
+    GPT's loss and the count tables) and `target_filter` (the filter syntax: every event stays in
+    the histories, the matching ones are the validation and test targets (Sequences.targets) and,
+    without weight_col, the only ones learned from: the others get weight 0 in `Dataset.weights`;
+    with weight_col every event is learned from with its weight) apply to event logs.
     time_col="none" (or None) keeps file order. `time_format` (a strptime format such
     as "%d/%m/%Y") reads a text time column; without it only ISO dates and numbers are
     read, and a day/month date such as 03/01/2024 is an error (which is the day?)."""
     if not isinstance(source, (str, os.PathLike)):
         return from_frame(source, user_col, item_col, time_col, filter=filter, weight_col=weight_col,
-                          time_format=time_format)
+                          time_format=time_format, target_filter=target_filter)
     path = os.fspath(source)
     if not path.strip():
         raise UsageError("empty data path: expected a file or folder of interactions")
@@ -48,40 +52,42 @@ def load(source, user_col: str = "user_id", item_col: str = "item_id", time_col:
         raise DataError(f"{path}: no such file or folder")
     if os.path.isdir(path):
         if os.path.exists(os.path.join(path, "train.csv")):
-            _event_options_only(path, "a challenge folder", filter, weight_col, time_format)
+            _event_options_only(path, "a challenge folder", filter, weight_col, time_format, target_filter)
             return read_challenge(path)
         if _parquet_files(path):
             return read_table(path, user_col, item_col, time_col, filter=filter, weight_col=weight_col,
-                              time_format=time_format)
+                              time_format=time_format, target_filter=target_filter)
         raise DataError(f"{path}: a folder must be a challenge folder with train.csv (and test.csv) "
                         "or a folder of .parquet files")
     lower = path.lower()
     if lower.endswith(".txt"):
-        _event_options_only(path, "an S3-Rec .txt file", filter, weight_col, time_format)
+        _event_options_only(path, "an S3-Rec .txt file", filter, weight_col, time_format, target_filter)
         return read_s3rec(path)
     if lower.endswith(_EVENT_LOG_SUFFIXES):
         return read_table(path, user_col, item_col, time_col, filter=filter, weight_col=weight_col,
-                          time_format=time_format)
+                          time_format=time_format, target_filter=target_filter)
     raise DataError(f"{path}: unknown format (expected .txt, .csv, .tsv, .csv.gz, .tsv.gz, .parquet, "
                     "a folder of .parquet files or a challenge folder)")
 
 
 def load_like(cfg, source=None) -> Dataset:
-    """`load` with a run's column, filter, weight and time format settings (any object
-    with Config's attributes); `source` defaults to cfg.data (a path or a frame)."""
+    """`load` with a run's column, filter, weight, target and time format settings (any object
+    with Config's attributes; target_filter may be absent); `source` defaults to cfg.data (a path or a frame)."""
     return load(cfg.data if source is None else source, cfg.user_col, cfg.item_col, cfg.time_col,
-                filter=cfg.filter or None, weight_col=cfg.weight_col or None, time_format=cfg.time_format or None)
+                filter=cfg.filter or None, weight_col=cfg.weight_col or None, time_format=cfg.time_format or None,
+                target_filter=getattr(cfg, "target_filter", "") or None)
 
 
-def _event_options_only(path, what, filter, weight_col, time_format=None):
+def _event_options_only(path, what, filter, weight_col, time_format=None, target_filter=None):
     # Silently ignoring a filter would train on rows the user meant to drop.
-    for key, value in (("filter", filter), ("weight_col", weight_col), ("time_format", time_format)):
+    for key, value in (("filter", filter), ("weight_col", weight_col), ("time_format", time_format),
+                       ("target_filter", target_filter)):
         if value:
             raise UsageError(f"{key}={value!r}: applies to event logs (.csv/.tsv/.parquet, frames), "
                              f"not to {what} ({path})")
 
 
-def _finish(name, path, kind, user_ids, user_codes, item_orig, weights=None, **extra) -> Dataset:
+def _finish(name, path, kind, user_ids, user_codes, item_orig, weights=None, targets=None, **extra) -> Dataset:
     """Encode items (sorted original ids -> 1..N) and build CSR rows from
     (user_code, item) pairs that are already in chronological order per user."""
     if len(item_orig) == 0:
@@ -97,8 +103,10 @@ def _finish(name, path, kind, user_ids, user_codes, item_orig, weights=None, **e
     item_ids[0] = -1 if item_ids.dtype.kind in "iu" else ""
     if weights is not None:
         weights = np.asarray(weights, dtype=np.float32)[order]
+    if targets is not None:
+        targets = np.asarray(targets, dtype=bool)[order]
     return Dataset(name=name, path=path, kind=kind, user_ids=np.asarray(user_ids),
-                   item_ids=item_ids, sequences=Sequences(offsets, items[order]), weights=weights, **extra)
+                   item_ids=item_ids, sequences=Sequences(offsets, items[order], weights, targets), **extra)
 
 
 # -----------------------------------------------------------------------------
@@ -178,7 +186,8 @@ def read_json(path: str):
 # in-memory frames
 
 def from_frame(frame, user_col: str = "user_id", item_col: str = "item_id", time_col: str | None = "timestamp",
-               filter: str | None = None, weight_col: str | None = None, time_format: str | None = None) -> Dataset:
+               filter: str | None = None, weight_col: str | None = None, time_format: str | None = None,
+               target_filter: str | None = None) -> Dataset:
     """An event log already in memory: a pandas or polars DataFrame or a pyarrow
     Table. Converted to polars without a temporary file; integer ids stay int64,
     string ids stay strings. Name "dataframe", path "<dataframe>"; errors name
@@ -189,14 +198,15 @@ def from_frame(frame, user_col: str = "user_id", item_col: str = "item_id", time
                          f"not {type(frame).__module__}.{type(frame).__name__}")
     df, index_names = converted
     return _events(df, _Where("<dataframe>", index_names=index_names), "dataframe",
-                   user_col, item_col, time_col, filter, weight_col, time_format)
+                   user_col, item_col, time_col, filter, weight_col, time_format, target_filter)
 
 
 # -----------------------------------------------------------------------------
 # event logs: columns -> Dataset
 
 def read_table(path: str, user_col="user_id", item_col="item_id", time_col="timestamp",
-               filter: str | None = None, weight_col: str | None = None, time_format: str | None = None) -> Dataset:
+               filter: str | None = None, weight_col: str | None = None, time_format: str | None = None,
+               target_filter: str | None = None) -> Dataset:
     """An event log file (.csv/.tsv, optionally .gz, .parquet) or a folder of Parquet files."""
     if os.path.isdir(path):
         df, where = _read_parquet_folder(path)
@@ -204,10 +214,11 @@ def read_table(path: str, user_col="user_id", item_col="item_id", time_col="time
     else:
         df, where = _read_frame(path), _as_where(path)
         name = re.sub(r"\.(csv|tsv)\.gz$|\.[^.]*$", "", os.path.basename(path), flags=re.I)
-    return _events(df, where, name, user_col, item_col, time_col, filter, weight_col, time_format)
+    return _events(df, where, name, user_col, item_col, time_col, filter, weight_col, time_format, target_filter)
 
 
-def _events(df, where: _Where, name, user_col, item_col, time_col, filter, weight_col, time_format=None) -> Dataset:
+def _events(df, where: _Where, name, user_col, item_col, time_col, filter, weight_col, time_format=None,
+            target_filter=None) -> Dataset:
     path = where.path
     if df.height == 0:
         raise DataError(f"{path}: no interactions (no data rows)")
@@ -217,11 +228,13 @@ def _events(df, where: _Where, name, user_col, item_col, time_col, filter, weigh
         raise UsageError(f"user_col={user_col!r}, item_col={item_col!r}, time_col={time_col!r}: "
                          "each must name a different column")
     filter_col, values = _parse_filter(filter) if filter else (None, None)
+    target_col, target_values = _parse_filter(target_filter, "target_filter") if target_filter else (None, None)
     _require_columns(where, df, [user_col, item_col])
     _require_time_column(where, df, time_col)
-    _require_columns(where, df, [c for c in (weight_col, filter_col) if c],
-                     what={weight_col: "weight column", filter_col: "filter column"})
-    used = {user_col, item_col, time_col, weight_col, filter_col}
+    _require_columns(where, df, [c for c in (weight_col, filter_col, target_col) if c],
+                     what={weight_col: "weight column", filter_col: "filter column",
+                           target_col: "target_filter column"})
+    used = {user_col, item_col, time_col, weight_col, filter_col, target_col}
     ignored = [c for c in df.columns if c not in used]
 
     keep = np.ones(df.height, dtype=bool)
@@ -231,16 +244,16 @@ def _events(df, where: _Where, name, user_col, item_col, time_col, filter, weigh
             raise DataError(f"{path}: no interactions left after filter {filter!r} "
                             f"(column {filter_col!r} has e.g. {_examples(df[filter_col])})")
         df, where = df.filter(_polars().Series(keep)), dataclasses.replace(where, rows=np.nonzero(keep)[0])
-    weights = None
-    if weight_col:
-        weights = _weights(where, df, weight_col)
-        positive = weights > 0
-        if not positive.any():
-            raise DataError(f"{path}: no interactions left: every {weight_col!r} weight is <= 0")
-        if not positive.all():  # a zero or negative weight is no event
-            rows = where.rows if where.rows is not None else np.arange(len(positive))
-            df, where = df.filter(_polars().Series(positive)), dataclasses.replace(where, rows=rows[positive])
-            weights = weights[positive]
+    weights = _weights(where, df, weight_col) if weight_col else None
+    is_target = None
+    if target_col:
+        # every event stays in the histories; the matching ones are what validation and test hold out
+        is_target = _filter_mask(where, df, target_col, target_values, "target_filter")
+        if not is_target.any():
+            raise DataError(f"{path}: no event matches target_filter {target_filter!r} "
+                            f"(column {target_col!r} has e.g. {_examples(df[target_col])})")
+        if weights is None:  # without weight_col only the targets are learned from: the others are context
+            weights = is_target.astype(np.float32)
 
     users = _ids(where, df, user_col)
     items = _ids(where, df, item_col)
@@ -250,7 +263,8 @@ def _events(df, where: _Where, name, user_col, item_col, time_col, filter, weigh
     user_ids, codes, order = _chronological(users, times)
     # `order` sorts by user first, so times[order] is already in the CSR order _finish builds
     return _finish(name, path, "table", user_ids, codes[order], items[order],
-                   weights=None if weights is None else weights[order], ignored_columns=ignored,
+                   weights=None if weights is None else weights[order],
+                   targets=None if is_target is None else is_target[order], ignored_columns=ignored,
                    times=times[order] if time_col else None,
                    time_unit=_time_unit(df[time_col], time_format) if time_col else None)
 

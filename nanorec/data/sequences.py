@@ -4,7 +4,11 @@ and the holdout splits (which items train, which select the model, which test it
 Items get internal indices 1..N (0 is padding and never a recommendation);
 ``Dataset.item_ids[i]`` is the original id of index i. Sequences are stored flat
 (CSR): ``offsets`` (U+1,) and ``items`` (total,), so 2.5M interactions cost two
-numpy arrays, not millions of Python lists.
+numpy arrays, not millions of Python lists. An event log read with weight_col or
+target_filter also has ``weights`` (total,): each event's weight in the loss and the count
+tables, 0 for an event that is context only; with target_filter also ``targets`` (total,)
+bool: the events that validation and test may hold out. Rows cut from it (take, drop_last,
+the splits) keep both, so the training split carries them to packing and the count tables.
 """
 from __future__ import annotations
 
@@ -21,6 +25,23 @@ class Sequences:
     """Variable-length integer sequences in CSR form: row u is items[offsets[u]:offsets[u+1]]."""
     offsets: np.ndarray  # (U+1,) int64, offsets[0] == 0
     items: np.ndarray    # (offsets[-1],) int64
+    # (offsets[-1],) float32 >= 0, each event's weight as a training target (loss, count
+    # tables; 0: context only); None: every event weighs 1
+    weights: np.ndarray | None = None
+    # (offsets[-1],) bool, the events validation and test hold out (target_filter's matches);
+    # None: those with weight > 0 (every event without weights)
+    targets: np.ndarray | None = None
+
+    def is_target(self) -> np.ndarray | None:
+        """(total,) bool: the events a holdout may pick as targets; None when every event is one."""
+        if self.targets is not None:
+            return self.targets
+        return None if self.weights is None else self.weights > 0
+
+    def _cut(self, keep) -> tuple:
+        """(weights, targets) of the events `keep` selects (a mask or flat indices)."""
+        return (None if self.weights is None else self.weights[keep],
+                None if self.targets is None else self.targets[keep])
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -55,7 +76,7 @@ class Sequences:
         keep = pos < np.repeat(new_len, self.lengths)
         offsets = np.zeros(len(self) + 1, dtype=np.int64)
         np.cumsum(new_len, out=offsets[1:])
-        return Sequences(offsets, self.items[keep])
+        return Sequences(offsets, self.items[keep], *self._cut(keep))
 
     def take(self, rows: np.ndarray) -> "Sequences":
         """A new Sequences of the given rows, in that order."""
@@ -65,12 +86,16 @@ class Sequences:
         np.cumsum(lengths, out=offsets[1:])
         starts = np.repeat(self.offsets[:-1][rows], lengths)
         within = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)
-        return Sequences(offsets, self.items[starts + within])
+        src = starts + within
+        return Sequences(offsets, self.items[src], *self._cut(src))
 
 
 def item_counts(seqs: Sequences, num_items: int) -> np.ndarray:
-    """(N+1,) interaction counts per item index; index 0 (padding) is 0."""
-    counts = np.bincount(seqs.items, minlength=num_items + 1).astype(np.int64)
+    """(N+1,) interaction counts per item index; index 0 (padding) is 0. With target_filter
+    only the target events count (a popularity of purchases, not of views)."""
+    is_target = seqs.is_target()
+    items = seqs.items if is_target is None else seqs.items[is_target]
+    counts = np.bincount(items, minlength=num_items + 1).astype(np.int64)
     counts[0] = 0
     return counts
 
@@ -91,8 +116,10 @@ class Dataset:
     metadata_path: str | None = None          # challenge: item_metadata.csv
     # event logs: the columns read but not used (callers print "ignored columns: a, b")
     ignored_columns: list[str] = field(default_factory=list)
-    # event logs with weight_col: (total,) float32, parallel to sequences.items (> 0);
-    # None without a weight column. Training weights each target slot's loss by it (packing.prefix_weights).
+    # event logs with weight_col or target_filter: (total,) float32, parallel to sequences.items:
+    # weight_col's value (1 without it), 0 for an event target_filter keeps as context only; None
+    # without either. The same array as sequences.weights (__post_init__). Training weights each
+    # target slot's loss by it (packing), the count tables each pair (baselines/transitions.py).
     weights: np.ndarray | None = None
     # event logs with a time column: (total,) each event's sortable time, parallel to
     # sequences.items (None: time_col=none, S3-Rec .txt, challenge folders); what holdout=time
@@ -100,6 +127,13 @@ class Dataset:
     # strings, from the epoch), "d" (dates), None (plain numbers: the column's own units).
     times: np.ndarray | None = None
     time_unit: str | None = None
+
+    def __post_init__(self):
+        # one array, two names: the splits cut sequences (and their weights); ds.weights reads them
+        if self.weights is None:
+            self.weights = self.sequences.weights
+        elif self.sequences.weights is None:
+            self.sequences.weights = self.weights
 
     @property
     def num_items(self) -> int:
@@ -138,17 +172,66 @@ class Split:
     test: EvalSet | None     # None for a challenge folder (no answers) and holdout="last"/"none"
 
 
+def last_targets(seqs: Sequences, j: int) -> np.ndarray:
+    """(U,) the position inside its row of each row's j-th last target event (j = 0: the last),
+    -1 where the row has at most j targets. Every event is a target unless seqs.weights says
+    otherwise (target_filter: the views before and after a purchase are context)."""
+    lengths = seqs.lengths
+    is_target = seqs.is_target()
+    if is_target is None:
+        return np.where(lengths > j, lengths - 1 - j, -1)
+    before = np.zeros(len(is_target) + 1, dtype=np.int64)  # (total+1,) targets before each event
+    np.cumsum(is_target, out=before[1:])
+    row = np.repeat(np.arange(len(seqs)), lengths)  # (total,)
+    from_end = before[seqs.offsets[1:]][row] - before[1:]  # (total,) targets after each event in its row
+    hit = np.nonzero(is_target & (from_end == j))[0]
+    out = np.full(len(seqs), -1, dtype=np.int64)
+    out[row[hit]] = hit - seqs.offsets[row[hit]]
+    return out
+
+
+def _first_targets(seqs: Sequences) -> np.ndarray:
+    """(U,) the position inside its row of each row's first target event, -1 for a row without one."""
+    is_target = seqs.is_target()
+    if is_target is None:
+        return np.where(seqs.lengths > 0, 0, -1)
+    row = np.repeat(np.arange(len(seqs)), seqs.lengths)  # (total,)
+    hit = np.nonzero(is_target)[0]
+    rows, first = np.unique(row[hit], return_index=True)
+    out = np.full(len(seqs), -1, dtype=np.int64)
+    out[rows] = hit[first] - seqs.offsets[rows]
+    return out
+
+
+def _kept_before(seqs: Sequences, k: int) -> np.ndarray:
+    """(U,) how many events of each row come before its k-th last target (k = 0: all of them).
+    A row with fewer than k targets keeps what comes before its first target (all of it when it
+    has none: context that no loss and no table counts). Without target_filter: max(L - k, 0)."""
+    if k == 0:
+        return seqs.lengths
+    cut = last_targets(seqs, k - 1)
+    if seqs.weights is None:
+        return np.maximum(cut, 0)
+    first = _first_targets(seqs)
+    return np.where(cut >= 0, cut, np.where(first >= 0, first, seqs.lengths))
+
+
 def _eval_set(seqs: Sequences, drop: int) -> EvalSet:
-    """Target = the item `drop` places before the end; history = everything before it.
-    Users whose history would be empty are left out (nothing to condition on)."""
-    rows = np.nonzero(seqs.lengths >= drop + 2)[0]
-    sub = seqs.take(rows)
-    targets = sub.items[sub.offsets[1:] - 1 - drop]
-    return EvalSet(rows, sub.drop_last(drop + 1), targets)
+    """Target = the `drop`-th last target event (drop = 0: the last; every event is a target
+    without target_filter); history = every event before it. Users whose history would be
+    empty are left out (nothing to condition on)."""
+    at = last_targets(seqs, drop)  # (U,)
+    rows = np.nonzero(at >= 1)[0]
+    targets = seqs.items[seqs.offsets[rows] + at[rows]]
+    return EvalSet(rows, seqs._keep_prefix(np.maximum(at, 0)).take(rows), targets)
 
 
 def split(ds: Dataset, all_data: bool = False, holdout: str = "loo") -> Split:
     """Which of each user's items train, validate and test.
+
+    With target_filter (seqs.weights 0 on context events) "item" below means target event:
+    test = the last target, valid = the one before, every event before them is history, and
+    training keeps the events before the held-out targets (the views in between are not seen).
 
     holdout="loo" (leave-one-out, the benchmarks' protocol): test = last item,
       valid = second to last, train = the rest. A challenge folder's test answers
@@ -167,5 +250,5 @@ def split(ds: Dataset, all_data: bool = False, holdout: str = "loo") -> Split:
     held = 2 if holdout == "loo" and ds.has_test_targets else 1
     valid = _eval_set(seqs, held - 1)
     test = _eval_set(seqs, 0) if held == 2 else None
-    train = seqs.drop_last(held - 1 if all_data else held)
+    train = seqs._keep_prefix(_kept_before(seqs, held - 1 if all_data else held))
     return Split(train=train, valid=valid, test=test)

@@ -132,37 +132,50 @@ def time_split(ds: Dataset, split_time: str, all_data: bool = False) -> Split:
       it gets the FIRST event of that window as its target (the rest of the window is ignored for
       selection), history = the events before the valid time.
     train: the events before the valid time (all_data: every event before the split time).
-    No event at or after the split time reaches training or selection."""
+    No event at or after the split time reaches training or selection.
+    With target_filter (seqs.weights 0 on context events) the targets (the validation event, the
+    test window's items) are target events only; histories keep every event before their time."""
     t_valid, t_test = split_times(ds, split_time)
     seqs, times = ds.sequences, ds.times
     row = np.repeat(np.arange(len(seqs)), seqs.lengths)
     n_test = np.bincount(row[times < t_test], minlength=len(seqs))   # (U,) events before the split time
     n_valid = np.bincount(row[times < t_valid], minlength=len(seqs))  # (U,) events before the valid time
-    # validation: first event of [t_valid, t_test) as the one target
-    vrows = np.nonzero((n_valid >= 1) & (n_test > n_valid))[0]
+    is_target = seqs.is_target()  # None: every event is a target
+    # validation: first (target) event of [t_valid, t_test) as the one target
+    in_window = (times >= t_valid) & (times < t_test)
+    if is_target is not None:
+        in_window &= is_target
+    hit = np.nonzero(in_window)[0]
+    vrows, first = np.unique(row[hit], return_index=True)
+    vrows = vrows[n_valid[vrows] >= 1]
     if len(vrows) == 0:
         raise DataError(f"split_time={split_time}: no user has an event in the validation window "
                         f"[{show_time(t_valid, ds.time_unit)}, {show_time(t_test, ds.time_unit)}) and one before it; "
                         "choose a later split_time")
-    valid = EvalSet(vrows, seqs._keep_prefix(n_valid).take(vrows), seqs.items[seqs.offsets[vrows] + n_valid[vrows]])
-    # test: everything after the split time, as a set per user
-    after = seqs.lengths > n_test
+    first_hit = np.full(len(seqs), -1, dtype=np.int64)
+    first_hit[row[hit[first]]] = hit[first]  # (U,) flat index of each user's first window target
+    valid = EvalSet(vrows, seqs._keep_prefix(n_valid).take(vrows), seqs.items[first_hit[vrows]])
+    # test: every (target) event after the split time, as a set per user
+    window = _suffix(seqs, n_test, is_target)
+    after = window.lengths > 0
     warm, cold = np.nonzero(after & (n_test >= 1))[0], np.nonzero(after & (n_test == 0))[0]
     if len(warm) == 0:
         raise DataError(f"split_time={split_time}: no user has events both before and after it; nothing to test")
-    window = _suffix(seqs, n_test)
     test = TargetSets(warm, seqs._keep_prefix(n_test).take(warm), _distinct(window.take(warm)),
                       cold, _distinct(window.take(cold)))
     train = seqs._keep_prefix(n_test if all_data else n_valid)
     return Split(train=train, valid=valid, test=test)
 
 
-def _suffix(seqs: Sequences, start: np.ndarray) -> Sequences:
-    """Every row from position start[u] on."""
+def _suffix(seqs: Sequences, start: np.ndarray, only: np.ndarray | None = None) -> Sequences:
+    """Every row from position start[u] on (only: (total,) bool, and only those events)."""
     pos = np.arange(len(seqs.items)) - np.repeat(seqs.offsets[:-1], seqs.lengths)
     keep = pos >= np.repeat(start, seqs.lengths)
+    if only is not None:
+        keep &= only
+    row = np.repeat(np.arange(len(seqs)), seqs.lengths)
     offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
-    np.cumsum(np.maximum(seqs.lengths - start, 0), out=offsets[1:])
+    np.cumsum(np.bincount(row[keep], minlength=len(seqs)), out=offsets[1:])
     return Sequences(offsets, seqs.items[keep])
 
 
