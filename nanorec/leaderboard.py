@@ -269,6 +269,13 @@ def _plot(path, name, rows, pub):
     plt.close(fig)
 
 
+def machine() -> str:
+    """The machine line of a board: CPU cores, and the GPU the GPT rows train on (device=auto) when there is one."""
+    import torch
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    return f"{os.cpu_count()}-core CPU ({platform.machine()}), {gpu}"
+
+
 def read_earlier(path: str) -> dict:
     """An earlier leaderboard.json to resume from, checked: a broken one is a DataError naming it."""
     from .data import read_json
@@ -337,7 +344,7 @@ def main(argv) -> int:
     done = {r["method"]: r for r in earlier["rows"]} if earlier else {}
     meta = {"data": args.data, "protocol": TIME_PROTOCOL.format(n=ds.num_items, t=args.split_time, m=len(sp.test.users))
             if timed else protocol_line(ds.num_items, len(sp.test.targets)),
-            "machine": f"{os.cpu_count()}-core CPU ({platform.machine()}), no GPU",
+            "machine": machine(),
             "date": time.strftime("%Y-%m-%d"),
             "command": "nanorec leaderboard " + " ".join(argv), "seed_challenge_map10": SEED_MAP10}
     if earlier:  # rows kept from an earlier invocation: say how they were made
