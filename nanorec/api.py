@@ -82,14 +82,19 @@ class Recommender:
 
     def fit(self, data, user_col: str | None = None, item_col: str | None = None, time_col: str | None = None,
             *, filter: str | None = None, out: str | None = None, overwrite: bool = False,
-            quiet: bool = True, time_format: str | None = None) -> "Recommender":
+            quiet: bool = False, time_format: str | None = None) -> "Recommender":
         """Train on `data`: a pandas / polars DataFrame, a pyarrow Table, or a path
         (S3-Rec .txt, .csv/.tsv(.gz)/.parquet, a Parquet folder, a challenge folder).
 
         Column names default to the config's (user_id, item_id, timestamp);
         time_col="none" keeps the rows' order. Frames are read in memory, never
         through a temporary file. The run is written to `out` (default: a new
-        temporary folder; `save` copies it where you want it). Returns self."""
+        temporary folder; `save` copies it where you want it). Returns self.
+
+        On a terminal or in a notebook, training shows a progress bar and its log lines
+        (validation figures, fusion weights; train.log keeps them too); elsewhere (output
+        to a file or a pipe) nothing is printed. quiet=True prints nothing anywhere;
+        progress=False (a config key) keeps the lines but drops the bar."""
         from .data import load_like
         from .train import run
 
@@ -110,7 +115,7 @@ class Recommender:
             self.frame = _frame_of(data)
         cfg.validate()
         out = out or tempfile.mkdtemp(prefix="nanorec-run-")
-        run(cfg, out, overwrite=overwrite, quiet=quiet, dataset=dataset)
+        run(cfg, out, overwrite=overwrite, quiet=quiet or not _on_screen(), dataset=dataset)
         self.config = cfg
         self._attach(out)
         return self
@@ -366,6 +371,17 @@ def _column_arguments(**given) -> dict:
 def _check_bool(value, name: str) -> None:
     if not isinstance(value, (bool, np.bool_)):
         raise UsageError(f"{name}={_short(value)}: expected True or False")
+
+
+def _on_screen() -> bool:
+    """Whether fit's progress has somewhere to be seen: stderr is a terminal (tqdm draws its bar
+    there), or this is a Jupyter kernel (tqdm.auto draws a widget; its stderr is no terminal)."""
+    import sys
+    if sys.stderr is not None and sys.stderr.isatty():
+        return True
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
 def _path_argument(path, what: str) -> str:

@@ -53,7 +53,8 @@ class Config:
                                    # cosine to the GPT's log-probs, weights (0 included) chosen on validation:
                                    # "true" or "auto" (the same: exact at any catalogue size, fusion.py), "false"
     fusion_weights: str = "auto"   # "auto" = chosen on validation; "w1,w2[,w3]" = fixed, e.g. the weights a validated
-                                   # run chose, for a holdout=none run that has no validation to choose on
+                                   # run chose, for a holdout=none run that has no validation to choose on (in
+                                   # Python also metrics.json's {"transitions": w1, ...} dict or a tuple)
     packing: bool = True           # many users per row; False = one user per row, left-aligned, padded
     # optimisation
     batch_size: int = 64           # rows of block_size tokens per step (~450 Beauty users)
@@ -97,6 +98,7 @@ class Config:
     def validate(self) -> "Config":
         """Every key's type and range (the RULES table below); raises UsageError
         naming the first bad key. Checked before anything is read or written."""
+        self.fusion_weights = weights_text(self.fusion_weights)
         for f in fields(self):
             value = getattr(self, f.name)
             want = PYTYPES[f.type]
@@ -175,14 +177,34 @@ def _filter_ok(text: str) -> bool:
     return True
 
 
+WEIGHT_NAMES = ("transitions", "cooccurrence", "content")  # fusion.SIGNALS (that module needs torch)
+
+
+def weights_text(value):
+    """fusion_weights given in Python as metrics.json holds them, {"transitions": w1, "cooccurrence":
+    w2[, "content": w3]}, or as a sequence (w1, w2[, w3]) -> the key's text "w1,w2[,w3]"; anything
+    else unchanged (a str is checked by RULES, another type refused by validate)."""
+    if isinstance(value, dict):
+        unknown = [k for k in value if k not in WEIGHT_NAMES]
+        if unknown or not {"transitions", "cooccurrence"} <= set(value):
+            raise UsageError(f"fusion_weights={value!r}: expected the keys {', '.join(WEIGHT_NAMES)} "
+                             "(as metrics.json's fusion weights; content may be left out)")
+        value = [value[k] for k in WEIGHT_NAMES if k in value]
+    if isinstance(value, (list, tuple)):
+        if not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in value):
+            raise UsageError(f"fusion_weights={value!r}: expected numbers")
+        return ",".join(repr(float(w)) for w in value)
+    return value
+
+
 def parse_weights(text: str) -> tuple[float, float, float] | None:
     """fusion_weights "w1,w2[,w3]" -> (w1, w2, w3) (w3 = 0 when left out), or None when it
     is not two or three finite numbers in 0..100."""
     parts = text.split(",")
-    try:
-        ws = tuple(float(p) for p in parts)
-    except ValueError:
+    # plain decimals only: float() also takes "1_0" (10), "１" and "infinity", which no one means here
+    if not all(re.fullmatch(r"(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", p.strip(), re.ASCII) for p in parts):
         return None
+    ws = tuple(float(p) for p in parts)
     ok = len(ws) in (2, 3) and all(math.isfinite(w) and 0 <= w <= 100 for w in ws)
     return (ws + (0.0,))[:3] if ok else None
 

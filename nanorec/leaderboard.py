@@ -7,6 +7,10 @@ then scored ONCE on the test split by the same full-ranking evaluator. Writes
 leaderboard.json (updated after every method, so an interrupted run keeps what
 it finished and `--resume` skips it), leaderboard.md and leaderboard.png
 (test NDCG@10 as bars, the published SASRec and best published results as lines).
+The GPT rows follow the seed's journey unfused; gpt_fused is the model as
+`nanorec train content=...` ships it (the default fusion of transitions,
+co-occurrence and content, its figure the run's metrics.json, as evaluate gives it),
+drawn in its own colour next to the GPT-alone rows.
 key=value overrides apply to every GPT run (e.g. max_steps=2000).
 
 Besides the whole test set, every method is also scored on the "cold-target"
@@ -66,6 +70,7 @@ METHODS = {
     "gpt_generative": "GPT, packed, generative decoding, no LR decay",
     "gpt_content": "GPT + attribute content, no LR decay",
     "gpt_content_decay": "GPT + attribute content, warmup + cosine LR decay",
+    "gpt_fused": "shipped: GPT + content + decay + fusion (transitions, co-occurrence, content)",
     "gpt_all_data": "GPT + content + decay, all data (valid targets trained on)",
 }
 
@@ -75,6 +80,9 @@ GPT_VARIANTS = {
     "gpt_packed": dict(decay_lr=False),
     "gpt_content": dict(decay_lr=False, content="{attributes}"),
     "gpt_content_decay": dict(content="{attributes}"),
+    # the model `nanorec train content=...` ships: the row above plus the default fusion (its GPT is trained
+    # again, the same seed and config: the GPT-alone figure beside it is gpt_content_decay's)
+    "gpt_fused": dict(content="{attributes}", fuse_transitions="auto"),
     "gpt_all_data": dict(content="{attributes}", all_data=True, patience=0),  # max_steps from gpt_content_decay
 }
 
@@ -86,7 +94,8 @@ def cold_target_mask(ds: Dataset, sp, max_count: int = 5) -> np.ndarray:
 
 
 # the time-split mode leaves out what needs leave-one-out files (attributes) or counts the test targets
-NOT_IN_TIME_MODE = ("popularity_published", "content_knn", "gpt_content", "gpt_content_decay", "gpt_all_data")
+NOT_IN_TIME_MODE = ("popularity_published", "content_knn", "gpt_content", "gpt_content_decay", "gpt_fused",
+                    "gpt_all_data")
 
 
 def scored_on_test(scorer, ds, sp, batch_size: int = 512):
@@ -225,19 +234,31 @@ def write_outputs(out_dir, ds, sp, rows, meta):
         pass
 
 
+# bar colours: the shipped model apart from the plain GPT rows and the baselines
+SHIPPED, GPT_COLOR, BASELINE_COLOR, SHIPPED_COLOR = "gpt_fused", "tab:blue", "tab:gray", "tab:green"
+
+
+def bars(rows) -> list[tuple[str, float, str]]:
+    """(label, test NDCG@10, colour) of each row's bar, top to bottom in the table's order:
+    the shipped (fused) model's bar next to the GPT-alone rows it fuses."""
+    def color(method):
+        return SHIPPED_COLOR if method == SHIPPED else GPT_COLOR if method.startswith("gpt") else BASELINE_COLOR
+    return [(r["label"], r["test"]["NDCG@10"], color(r["method"])) for r in rows]
+
+
 def _plot(path, name, rows, pub):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.6))
-    labels = [r["label"] for r in rows][::-1]
-    values = [r["test"]["NDCG@10"] for r in rows][::-1]
-    colors = ["tab:blue" if r["method"].startswith("gpt") else "tab:gray" for r in rows][::-1]
-    ax.barh(labels, values, color=colors)
+    fig, ax = plt.subplots(figsize=(10, 0.45 * len(rows) + 1.8))
+    labels, values, colors = zip(*bars(rows)[::-1]) if rows else ((), (), ())
+    drawn = ax.barh(labels, values, color=colors)
+    ax.bar_label(drawn, fmt="%.4f", padding=2, fontsize=7)  # the figure itself, as in leaderboard.md
+    ax.set_xlim(0, max([*values, *(n for _, n in pub.values()), 1e-3]) * 1.15)  # room for the labels
     for (label, (_, ndcg)), style in zip(pub.items(), ["--", ":", "-."]):
         ax.axvline(ndcg, color="tab:red", linestyle=style, label=f"{label}: {ndcg:.4f}")
-    ax.set_xlabel("test NDCG@10 (full ranking)")
+    ax.set_xlabel("test NDCG@10 (full ranking)\ngreen: the model as shipped (fused); blue: the GPT alone")
     ax.set_title(f"{name}: nanorec leaderboard")
     if pub:
         # along the bottom of the figure: inside the axes it would cover the longest bars
@@ -246,6 +267,13 @@ def _plot(path, name, rows, pub):
     fig.tight_layout(rect=(0, 0.3 / height if pub else 0, 1, 1))  # 0.3 inch kept for the legend
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
+
+
+def machine() -> str:
+    """The machine line of a board: CPU cores, and the GPU the GPT rows train on (device=auto) when there is one."""
+    import torch
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    return f"{os.cpu_count()}-core CPU ({platform.machine()}), {gpu}"
 
 
 def read_earlier(path: str) -> dict:
@@ -286,7 +314,8 @@ def main(argv) -> int:
         raise UsageError(f"unknown method {unknown[0]!r} (methods: {', '.join(METHODS)})")
     if not methods:
         raise UsageError(f"--methods {args.methods!r}: no method named (methods: {', '.join(METHODS)})")
-    # the seed's journey: plain GPT rows (fusion is a later lever; fuse_transitions=true adds it to every row)
+    # the seed's journey: plain GPT rows, then gpt_fused, the model as shipped (fusion on; fuse_transitions=true
+    # would add it to every row)
     timed = {"holdout": "time", "split_time": args.split_time} if args.split_time is not None else {}
     base_cfg = apply_overrides(Config(data=args.data, progress=False, fuse_transitions="false", **timed), args.overrides)
     check_output_folder(args.out, "--out folder")
@@ -302,7 +331,7 @@ def main(argv) -> int:
         raise UsageError(f"{args.data}: the leaderboard needs test targets (leave-one-out data)")
     cold = None if timed else cold_target_mask(ds, sp)
     attributes_path = None
-    if any(m in methods for m in ("content_knn", "gpt_content", "gpt_content_decay", "gpt_all_data")):
+    if any(m in methods for m in ("content_knn", "gpt_content", "gpt_content_decay", "gpt_fused", "gpt_all_data")):
         if not ds.attributes_path:
             raise UsageError(f"{args.data}: content methods need a sibling *_item2attributes.json")
         from .content import attribute_table, save_table
@@ -315,7 +344,7 @@ def main(argv) -> int:
     done = {r["method"]: r for r in earlier["rows"]} if earlier else {}
     meta = {"data": args.data, "protocol": TIME_PROTOCOL.format(n=ds.num_items, t=args.split_time, m=len(sp.test.users))
             if timed else protocol_line(ds.num_items, len(sp.test.targets)),
-            "machine": f"{os.cpu_count()}-core CPU ({platform.machine()}), no GPU",
+            "machine": machine(),
             "date": time.strftime("%Y-%m-%d"),
             "command": "nanorec leaderboard " + " ".join(argv), "seed_challenge_map10": SEED_MAP10}
     if earlier:  # rows kept from an earlier invocation: say how they were made

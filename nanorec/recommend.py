@@ -88,6 +88,8 @@ def read_id_list(path: str, col: str, what: str) -> np.ndarray:
     from .data import _ids, _read_frame
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")
+    if not os.path.isfile(path) and not os.path.isdir(path):  # a pipe (<(...)), a device: polars maps files
+        raise DataError(f"{path}: not a regular file (a pipe or a device); write the {what} ids to a file")
     df = _read_frame(path)
     name = col if col in df.columns else f"{what}_id"
     if name not in df.columns and what == "item" and len(df.columns) == 1:

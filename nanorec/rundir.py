@@ -18,6 +18,7 @@ a baseline) is run.py's `Run.open`.
     history.jsonl      one JSON line per validation pass (step, losses, metrics, seconds)
     test_ranks.npy     (M,) rank of each test user's target (1..20; 21 = below the top 20), for breakdowns
     train.log          what was printed
+    curves.png         the validation curves (curves.py; a fused run's shipped figure drawn beside them)
 
 Nothing here unpickles: weights are safetensors, checkpoints load with weights_only=True.
 Every file is written through `files.atomic_write`, except the two logs (history.jsonl and

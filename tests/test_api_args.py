@@ -366,3 +366,65 @@ def test_cli_users_file_of_another_id_type(env, tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("warning:") and "1 of 2 user ids" in err[0], err
     got = pl.read_csv(out, schema_overrides={"user_id": pl.Utf8})
     assert got["source"].to_list() == ["popularity"] * 2 + ["model"] * 2
+
+
+# -----------------------------------------------------------------------------
+# fit's progress: a bar on a terminal, nothing where no one watches, nothing with quiet=True
+
+SHOWN = dict(TINY, progress=True)  # the default: progress bars on
+
+
+def test_fit_prints_nothing_when_not_a_terminal(env, tmp_path, capfd):
+    """Output to a file or a pipe (here pytest's capture files): neither bar nor log lines, though
+    quiet is False by default; train.log has the lines."""
+    run = str(tmp_path / "run")
+    Recommender(**SHOWN).fit(env.log, out=run)
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+    assert "valid" in open(os.path.join(run, "train.log")).read()
+
+
+FIT_ON_A_TERMINAL = """
+import sys
+from nanorec import Recommender
+Recommender(**{settings!r}).fit({log!r}, out={out!r}, quiet={quiet})
+print("FIT_DONE")
+"""
+
+
+def _on_a_terminal(code: str) -> str:
+    """Everything a child process writes to its terminal (a pseudo-terminal: isatty() is True)."""
+    import pty
+    import subprocess
+    import sys
+    import fcntl
+    import struct
+    import termios
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a new pty is 0 columns wide
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=secondary, stdout=secondary, stderr=secondary)
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # EIO: the child closed its end
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    assert child.wait(timeout=300) == 0
+    os.close(primary)
+    return b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_fit_shows_a_progress_bar_on_a_terminal_and_quiet_hides_it(env, tmp_path):
+    shown = _on_a_terminal(FIT_ON_A_TERMINAL.format(settings=SHOWN, log=env.log, out=str(tmp_path / "a"),
+                                                    quiet=False))
+    assert "train:" in shown and f"{SHOWN['max_steps']}/{SHOWN['max_steps']}" in shown  # tqdm's bar, run to its end
+    assert "valid" in shown and shown.rstrip().endswith("FIT_DONE")  # the log lines above it
+    hidden = _on_a_terminal(FIT_ON_A_TERMINAL.format(settings=SHOWN, log=env.log, out=str(tmp_path / "b"),
+                                                     quiet=True))
+    assert hidden.strip() == "FIT_DONE"

@@ -4,6 +4,7 @@ import os
 import numpy as np
 
 from nanorec.cli import main
+from nanorec.leaderboard import SHIPPED_COLOR, bars
 from nanorec.synthetic import generate
 
 
@@ -26,7 +27,8 @@ def write_s3rec(folder):
 def test_leaderboard_end_to_end(tmp_path):
     data = write_s3rec(str(tmp_path))
     out = str(tmp_path / "lb")
-    methods = "popularity,popularity_published,transitions,gpt_packed,gpt_generative,gpt_content_decay,gpt_all_data"
+    methods = ("popularity,popularity_published,transitions,gpt_packed,gpt_generative,gpt_content_decay,gpt_fused,"
+               "gpt_all_data")
     code = main(["leaderboard", "--data", data, "--out", out, "--methods", methods,
                  "max_steps=60", "eval_interval=20", "n_embd=16", "n_layer=1", "block_size=8", "batch_size=16"])
     assert code == 0
@@ -51,6 +53,21 @@ def test_leaderboard_end_to_end(tmp_path):
     ev = str(tmp_path / "packed.json")
     assert main(["evaluate", "--run", rows["gpt_packed"]["run"], "--data", data, "--json", ev]) == 0
     assert json.load(open(ev))["NDCG@10"] == rows["gpt_packed"]["test"]["NDCG@10"]
+    # the shipped (fused) model has its row and its bar, with the figure of its run's metrics.json and of
+    # `nanorec evaluate` (the fused scorer Run.open builds), drawn apart from the GPT-alone rows
+    fused = rows["gpt_fused"]
+    shipped_fused = json.load(open(os.path.join(fused["run"], "metrics.json")))
+    assert any(shipped_fused["fusion"]["weights"].values())  # fused indeed: a weight was chosen on validation
+    assert fused["test"]["NDCG@10"] == shipped_fused["test"]["NDCG@10"]
+    assert main(["evaluate", "--run", fused["run"], "--data", data, "--json", ev]) == 0
+    assert json.load(open(ev))["NDCG@10"] == fused["test"]["NDCG@10"]
+    drawn = bars(board["rows"])
+    assert [b for b in drawn if b[2] == SHIPPED_COLOR] == [(fused["label"], shipped_fused["test"]["NDCG@10"],
+                                                             SHIPPED_COLOR)]
+    assert [b[0] for b in drawn].index(fused["label"]) == [b[0] for b in drawn].index(
+        rows["gpt_content_decay"]["label"]) + 1  # beside the GPT alone it fuses
+    assert f"| {fused['label']} | {fused['test']['HR@10']:.4f} | {fused['test']['NDCG@10']:.4f} |" in \
+        open(os.path.join(out, "leaderboard.md")).read()
     # all-data replays the selected run's schedule up to its chosen step
     chosen = rows["gpt_content_decay"]
     assert rows["gpt_all_data"]["config"]["max_steps"] == chosen["best_step"]
