@@ -78,6 +78,7 @@ def factor_ranks(f: Factored, histories: Sequences, targets: np.ndarray, exclude
     chunk = chunk or (2048 if dev.type == "cpu" else 65536)
     targets = np.asarray(targets, dtype=np.int64)
     tg = torch.from_numpy(targets).to(dev)
+    histories = histories.seen_items()  # what exclude_seen removes (purchases only under target_filter)
     cat = Ordered(f, histories if exclude_seen else None, chunk)
     t_raw = torch.mm(q, f.items[tg].T).diagonal().clone()  # (B,) the targets' scores, added up as the chunks are
     if f.bias is not None:

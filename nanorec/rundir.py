@@ -230,10 +230,16 @@ class RunFolder:
 
 
 def save_histories(path: str, user_ids: np.ndarray, seqs) -> None:
-    """Long format, one row per event in order: user_id (original), item (internal index)."""
+    """Long format, one row per event in order: user_id (original), item (internal index),
+    and under target_filter target (bool: a target event, which exclude_seen removes; a
+    context event, e.g. a view, is not removed)."""
     import polars as pl
     users = np.repeat(np.asarray(user_ids), seqs.lengths)
-    df = pl.DataFrame({"user_id": users.tolist() if users.dtype == object else users, "item": seqs.items})
+    columns = {"user_id": users.tolist() if users.dtype == object else users, "item": seqs.items}
+    is_target = seqs.is_target()
+    if is_target is not None and not is_target.all():
+        columns["target"] = is_target
+    df = pl.DataFrame(columns)
     atomic_write(path, df.write_parquet)
 
 
@@ -249,10 +255,11 @@ def read_histories(run_dir: str, num_items: int | None = None):
         df = pl.read_parquet(path)
     except Exception as e:  # polars raises several unrelated types for a damaged file
         raise DataError(f"{path}: not a readable Parquet file ({first_line(e)})") from None
-    if df.columns != ["user_id", "item"] or not df["item"].dtype.is_integer():
-        raise DataError(f"{path}: expected columns user_id, item (an integer item index)")
-    if df["user_id"].null_count() or df["item"].null_count():
-        raise DataError(f"{path}: a missing user_id or item")
+    if df.columns not in (["user_id", "item"], ["user_id", "item", "target"]) or not df["item"].dtype.is_integer() \
+            or ("target" in df.columns and df["target"].dtype != pl.Boolean):
+        raise DataError(f"{path}: expected columns user_id, item (an integer item index)[, target (bool)]")
+    if any(df[c].null_count() for c in df.columns):
+        raise DataError(f"{path}: a missing user_id, item or target")
     if num_items is not None and df.height and not 1 <= df["item"].min() <= df["item"].max() <= num_items:
         bad = df["item"].filter((df["item"] < 1) | (df["item"] > num_items))[0]
         raise DataError(f"{path}: item index {bad} outside the run's 1..{num_items:,} ({ITEMS}); "
@@ -264,7 +271,8 @@ def read_histories(run_dir: str, num_items: int | None = None):
     change[1:] = users[1:] != users[:-1]
     starts = np.nonzero(change)[0]
     offsets = np.append(starts, len(users)).astype(np.int64)
-    return users[starts], Sequences(offsets, df["item"].to_numpy().astype(np.int64))
+    targets = df["target"].to_numpy() if "target" in df.columns else None
+    return users[starts], Sequences(offsets, df["item"].to_numpy().astype(np.int64), targets=targets)
 
 
 def save_weights(model, path: str) -> None:

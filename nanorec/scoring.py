@@ -187,7 +187,9 @@ def as_scores(scores) -> torch.Tensor:
 
 
 def mask_seen(scores: torch.Tensor, histories: Sequences, value: float = SEEN_SCORE) -> None:
-    """In place: every item of row b's history gets `value` in row b."""
+    """In place: every item of row b's history (its target events under target_filter:
+    Sequences.seen_items) gets `value` in row b."""
+    histories = histories.seen_items()
     rows = torch.from_numpy(np.repeat(np.arange(len(histories)), histories.lengths))
     scores[rows, torch.from_numpy(histories.items)] = value
 
@@ -367,6 +369,7 @@ class Ordered:
             self.blocked = blocked.to(self.device)
             self.blocked_pos = self.blocked[self.order]  # (V,) by position
             self._bound_open_only()
+        seen = None if seen is None else seen.seen_items()  # what exclude_seen removes
         self.seen = Pairs.seen(seen, self.where, chunk)
         live = [e for e in f.extras if len(e.rows) and e.scale]
         self.cand = Candidates(f, live, self.where, chunk, seen) if live else None

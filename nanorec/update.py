@@ -34,7 +34,8 @@ Refused, each with one line (exit status 2 on the CLI):
 - the run's own events again: every known user's new events begin with the user's whole
   saved history (pass only the events after the run's data);
 - runs whose folder cannot be extended exactly: holdout=time (the run folder keeps no
-  event times to split on), weight_col (it keeps no event weights), and runs from before
+  event times to split on), weight_col (it keeps no event weights), target_filter (not
+  built: the new events' target flags), and runs from before
   histories.parquet; retrain those on the whole log.
 - config keys other than UPDATE_KEYS (an update continues the run's model: its shape and
   data settings are the run's).
@@ -234,6 +235,9 @@ def update(run_dir: str, data, out: str, changes: dict | None = None, resume: bo
     if cfg.weight_col:
         raise UsageError(f"{run_dir}: trained with weight_col={cfg.weight_col}, and a run folder keeps no event "
                          f"weights for its saved histories; retrain on the whole log")
+    if cfg.target_filter:  # the extension would have to carry each new event's target flag: not built
+        raise UsageError(f"{run_dir}: trained with target_filter={cfg.target_filter}; updating such a run is "
+                         f"not supported yet: retrain on the whole log")
     if old.histories is None:
         raise DataError(f"{run_dir}: no {rundir.HISTORIES} (a run from an older nanorec): retrain on the whole log")
     where = os.fspath(data) if isinstance(data, (str, os.PathLike)) else "<dataframe>"

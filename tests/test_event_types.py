@@ -220,6 +220,37 @@ def test_a_view_only_customer_is_warm_with_target_filter_and_cold_with_filter(tm
     assert set(top.filter(pl.col("user_id") == "viewer")["source"].to_list()) == {"popularity"}
 
 
+def test_exclude_seen_removes_purchases_not_views():
+    """Under target_filter a viewed item may well be bought next: exclude_seen removes the
+    user's target events (purchases) only, in the masks, the factored top-k and the ranks."""
+    import torch
+    from nanorec.evaluate import factor_ranks
+    from nanorec.scoring import Factored, from_factors, mask_seen, top_k
+    ds = load(shop_frame(), target_filter="event_type=purchase")
+    hist = ds.sequences.take(np.array([0, 2]))  # u1 (bought 11, 12, 13; viewed 10, 14 too), u3 (views only)
+    assert [hist.seen_items()[r].tolist() for r in range(2)] == [idx(11, 12, 13), []]
+    n = ds.num_items
+    f = Factored(torch.zeros(2, 1), torch.arange(n + 1, dtype=torch.float32)[:, None] * 0, torch.arange(n + 1.0))
+    scores = torch.zeros(2, n + 1)
+    mask_seen(scores, hist, -1.0)
+    assert (scores[0] == -1).nonzero().flatten().tolist() == idx(11, 12, 13)
+    assert (scores[1] == -1).sum() == 0
+    items, _ = top_k(from_factors(lambda h, u=None: f), hist, k=3)  # the bias ranks the last item first
+    # u1: 14 (index 5) and 10 (1) viewed, kept; then the bought ones, ranked last (lowest index first)
+    assert items.tolist() == [idx(14, 10, 11), idx(14, 13, 12)]
+    ranks = factor_ranks(f, hist, np.array(idx(10, 12)))[0]  # u1's viewed 10: 2nd; u3's viewed 12: 3rd
+    assert ranks.tolist() == [2, 3]
+
+
+def test_histories_parquet_keeps_the_target_flags(tmp_path):
+    from nanorec import rundir
+    ds = load(shop_frame(), target_filter="event_type=purchase")
+    rundir.save_histories(str(tmp_path / rundir.HISTORIES), ds.user_ids, ds.sequences)
+    users, seqs = rundir.read_histories(str(tmp_path), ds.num_items)
+    assert users.tolist() == ["u1", "u2", "u3"] and (seqs.items == ds.sequences.items).all()
+    assert seqs.seen_items().items.tolist() == ds.sequences.seen_items().items.tolist() == idx(11, 12, 13, 10, 12, 13)
+
+
 def test_a_baseline_run_takes_target_filter_and_svd_refuses_it(tmp_path):
     from safetensors.numpy import load_file
 

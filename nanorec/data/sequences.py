@@ -38,6 +38,17 @@ class Sequences:
             return self.targets
         return None if self.weights is None else self.weights > 0
 
+    def seen_items(self) -> "Sequences":
+        """The items exclude_seen removes from each row's list: its target events only (the
+        purchases under target_filter: a viewed item may well be bought next), every event
+        otherwise (self)."""
+        is_target = self.is_target()
+        if is_target is None or is_target.all():
+            return self
+        before = np.zeros(len(self.items) + 1, dtype=np.int64)  # (total+1,) target events before each event
+        np.cumsum(is_target, out=before[1:])
+        return Sequences(before[self.offsets], self.items[is_target])
+
     def _cut(self, keep) -> tuple:
         """(weights, targets) of the events `keep` selects (a mask or flat indices)."""
         return (None if self.weights is None else self.weights[keep],
