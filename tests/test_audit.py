@@ -35,8 +35,8 @@ Raw exceptions
   a failed tune trial prints Optuna's traceback; re-running gives "Record does not exist"
       -> test_tune::test_a_failed_trial_is_one_line_and_the_search_goes_on
   synth --rows 1000000000 (MemoryError) -> test_bad_inputs::test_bad_input[synth_more_rows_than_memory]
-  synth --rows 100 --items 100000000 (7.1 GB) -> not refused and untested: it now runs in bounded memory
-      (id_mappings streamed) but takes ~100 s and writes a 2.2 GB id_mappings.json for 100 rows
+  synth --rows 100 --items 100000000 (7.1 GB) -> test_bad_inputs::test_bad_input[synth_more_items_than_rows]
+      (more items than rows is refused before anything is allocated)
 Also
   a killed tune trial stays RUNNING, resume repeats its values -> test_tune::test_an_interrupted_trial_is_marked_failed_and_the_resumed_search_draws_new_values
   another --space on an existing study mixed in -> test_tune::test_an_interrupted_trial_is_marked_failed_and_the_resumed_search_draws_new_values

@@ -1929,6 +1929,14 @@ def synth_overwrite_folder_with_other_files(e, d):
 
 
 @case
+def synth_more_items_than_rows(e, d):
+    """100 rows over 100 million items: once 7.1 GB, then a 2.2 GB id file for 100 rows."""
+    out = os.path.join(d, "wide.csv")
+    return Case(["synth", "--out", out, "--rows", "100", "--items", "100000000"],
+                mentions=("--items 100,000,000", "--rows 100"), absent=(out,))
+
+
+@case
 def synth_more_rows_than_memory(e, d):
     out = os.path.join(d, "big.csv")
     return Case(["synth", "--out", out, "--rows", "1000000000"], mentions=("--rows 1,000,000,000", "GB", "available"),
