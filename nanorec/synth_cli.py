@@ -49,7 +49,7 @@ def check_args(args) -> tuple[int, int]:
         raise UsageError(f"--items {items}: must be in 4..100000000")
     if args.items is not None and items > max(args.rows, 4):  # most of such a catalogue is never bought: id files of items no row names
         raise UsageError(f"--items {items:,}: more items than --rows {args.rows:,}; most would never be bought "
-                         f"(the challenge has one item per {CHALLENGE_ROWS_PER_ITEM} rows)")
+                         f"(the challenge has one item per {CHALLENGE_ROWS_PER_ITEM:.0f} rows)")
     if not 0 <= args.seed < 2**63:
         raise UsageError(f"--seed {args.seed}: must be in 0..2^63-1")
     need, free = memory_needed(args.rows, items, users), available_memory()

@@ -361,7 +361,7 @@ def test_synth_checks_memory_before_allocating_and_never_replaces_an_output_unas
     monkeypatch.setattr(nanorec.synth_cli, "available_memory", lambda: 4 * 10**9)
     assert memory_needed(100, 100_000_000, 30) > 4 * 10**9 > memory_needed(100_000, 3_000, 30_000)
     capsys.readouterr()
-    for argv in (["--rows", "100", "--items", "100000000"], ["--rows", "1000000000"]):
+    for argv in (["--rows", "100000000", "--items", "100000000"], ["--rows", "1000000000"]):
         tracemalloc.start()
         assert cli_main(["synth", "--out", str(tmp_path / "big.csv"), *argv]) == 2
         peak = tracemalloc.get_traced_memory()[1]
