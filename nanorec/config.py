@@ -45,7 +45,8 @@ class Config:
     n_layer: int = 2
     n_head: int = 2
     n_embd: int = 64
-    dropout: float = 0.5           # small data, many items: strong dropout generalises better
+    dropout: float = -1.0          # -1 = auto: 0.5 with the full softmax, 0.1 with the sampled one (loss.py,
+                                   # AUTO_DROPOUT: measured per output layer); or a number in [0, 1)
     bias: bool = True              # bias in Linear and LayerNorm layers
     attention: str = "sdpa"        # "sdpa" (boolean mask, reference) or "flex" (FlexAttention block mask; CUDA
                                    # training only, and it turns compile on)
@@ -226,7 +227,7 @@ RULES = {
     "n_layer": (lambda x: 1 <= x <= 64, "an integer in 1..64"),
     "n_head": (lambda x: 1 <= x <= 64, "an integer in 1..64"),
     "n_embd": (lambda x: 1 <= x <= 8192, "an integer in 1..8192"),
-    "dropout": (lambda x: 0.0 <= x < 1.0, "a number in [0, 1)"),
+    "dropout": (lambda x: 0.0 <= x < 1.0 or x == -1.0, "a number in [0, 1), or -1 (auto)"),
     "attention": (lambda x: x in ("sdpa", "flex"), "sdpa or flex"),
     "batch_size": (lambda x: 1 <= x <= 1_000_000, "an integer in 1..1000000"),
     "learning_rate": (lambda x: 0 < x <= 10, "a number in (0, 10]"),

@@ -18,6 +18,7 @@ any device) and FlexAttention with the block mask from `packing.flex_block_mask`
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -25,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import Config
-from .loss import full_softmax_cross_entropy
+from .loss import full_softmax_cross_entropy, resolve_dropout
 from .packing import IGNORE, attention_mask, flex_block_mask
 
 _flex_attention = None
@@ -130,6 +131,8 @@ class GPT(nn.Module):
     def __init__(self, cfg: Config, num_items: int, content=()):
         """num_items N: item indices 1..N, 0 = padding. content: [(table (N+1, D), has_content (N+1,)), ...]."""
         super().__init__()
+        # dropout=-1 (auto) resolved once: the model's own cfg holds the rate its layers use
+        cfg = dataclasses.replace(cfg, dropout=resolve_dropout(cfg.dropout, cfg.loss, num_items))
         self.cfg = cfg
         self.num_items = num_items
         self.wte = nn.Embedding(num_items + 1, cfg.n_embd, padding_idx=0)

@@ -235,7 +235,8 @@ def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet
     optimizer = model.configure_optimizer(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2),
                                           device.split(":")[0])
     log(f"model: {model.num_params():,} parameters, {cfg.n_layer} layers, {cfg.n_head} heads, "
-        f"d={cfg.n_embd}, attention={cfg.attention}, device={device}"
+        f"d={cfg.n_embd}, dropout {model.cfg.dropout:g}{' (auto)' if cfg.dropout == -1 else ''}, "
+        f"attention={cfg.attention}, device={device}"
         + (f", {dd.world} processes x {cfg.batch_size / dd.world:g} rows" if dd.enabled else ""))
     output = OutputLoss(resolve_loss(cfg.loss, ds.num_items), ds.num_items, item_counts(sp.train, ds.num_items),
                         cfg.num_negatives, cfg.negatives, cfg.seed, cfg.future_decay)
