@@ -5,7 +5,7 @@
 Reads each run's history.jsonl (a finished run in ROOT/NAME, a stopped one in its hidden
 building folder ROOT/.NAME.nanorec-new-PID/NAME) for the jobs of
 benchmarks/sweeps/dropout_sampled.txt, plus the two default runs at dropout 0.5
-(runs/default_Beauty_Sports_drop05, runs/seed_scale/gpt). Figures: validation NDCG@10 of the
+(runs/default_Beauty_Sports_drop05, runs/seed_scale/gpt_drop05: the default runs of before, renamed). Figures: validation NDCG@10 of the
 GPT alone (the sweep turns fusion off; the default runs' history holds the GPT's own
 validation), at every validation step and the best. loss.AUTO_DROPOUT cites the result.
 """
@@ -22,7 +22,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--root", default="runs/sw16")
 p.add_argument("--out", default="benchmarks/results/dropout_sampled.json")
 p.add_argument("--default-bs", default="runs/default_Beauty_Sports_drop05")
-p.add_argument("--default-ss", default="runs/seed_scale/gpt")
+p.add_argument("--default-ss", default="runs/seed_scale/gpt_drop05")
 args = p.parse_args()
 
 RUNS = {  # name -> (data set, dropout, other keys)
