@@ -292,6 +292,16 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
     return dataclasses.replace(cfg, **changes).validate()
 
 
+def add_run_writer_options(p, resume_help: str, overwrite_help: str) -> None:
+    """The options every command that writes a run folder shares (train, update): --resume or
+    --overwrite, --quiet, and the key=value overrides."""
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help=resume_help)
+    mode.add_argument("--overwrite", action="store_true", help=overwrite_help)
+    p.add_argument("--quiet", action="store_true", help="no progress bar or log lines on the terminal")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+
+
 def check_dashed_keys(argv: list[str], options) -> None:
     """`--max_steps 10` (or `--max-steps=10`) where a config key is meant: argparse
     would say "unrecognized arguments"; say how to set it instead. `options` are

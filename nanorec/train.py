@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from . import distributed, rundir, tracking
-from .config import Config, apply_overrides, check_dashed_keys, describe, parse_weights
+from .config import Config, add_run_writer_options, apply_overrides, check_dashed_keys, describe, parse_weights
 from .curves import plot_curves
 from .data import EvalSet, item_counts, load_like, split_like
 from .devices import autocast, pick_device
@@ -520,16 +520,11 @@ def parse_args(argv):
     p.add_argument("--out", required=True,
                    help="run folder to write (must be empty or absent, unless --overwrite); a new run is built in a "
                         "hidden folder beside it and renamed to --out when complete; one writer at a time")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--resume", action="store_true",
-                      help="continue from RUN_DIR/ckpt.pt (or a new run into RUN_DIR that was killed before it "
-                           "was complete) with its saved config (only "
-                           + ", ".join(rundir.RESUMABLE_KEYS) + " may change)")
-    mode.add_argument("--overwrite", action="store_true",
-                      help="replace the run already in --out (only when the new one is complete; a folder holding "
-                           "files that are not a run's is refused)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or log lines on the terminal")
-    p.add_argument("overrides", nargs="*", metavar="key=value")
+    add_run_writer_options(
+        p, resume_help="continue from RUN_DIR/ckpt.pt (or a new run into RUN_DIR that was killed before it was "
+                       "complete) with its saved config (only " + ", ".join(rundir.RESUMABLE_KEYS) + " may change)",
+        overwrite_help="replace the run already in --out (only when the new one is complete; a folder holding "
+                       "files that are not a run's is refused)")
     check_dashed_keys(argv, p._option_string_actions)
     return p.parse_args(argv)
 

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import ids, rundir
-from .config import Config, apply_overrides, check_dashed_keys
+from .config import Config, add_run_writer_options, apply_overrides, check_dashed_keys
 from .data import Dataset, Sequences, load_like
 from .errors import DataError, UsageError
 
@@ -326,13 +326,8 @@ def parse_args(argv):
     p.add_argument("--data", help="the new events: a .csv/.tsv/.parquet log (or S3-Rec .txt) with the run's columns")
     p.add_argument("--out", required=True,
                    help="the new run folder (must be empty or absent, unless --overwrite; never --run)")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--resume", action="store_true",
-                      help="continue an update into --out that was killed (same --run and --data)")
-    mode.add_argument("--overwrite", action="store_true",
-                      help="replace the run already in --out (only when the new one is complete)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or log lines on the terminal")
-    p.add_argument("overrides", nargs="*", metavar="key=value")
+    add_run_writer_options(p, resume_help="continue an update into --out that was killed (same --run and --data)",
+                           overwrite_help="replace the run already in --out (only when the new one is complete)")
     check_dashed_keys(argv, p._option_string_actions)
     return p.parse_args(argv)
 
