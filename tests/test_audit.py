@@ -32,6 +32,7 @@ Raw exceptions
       test_run_folder::test_a_full_disk_is_one_line_for_tune_and_synth_and_keeps_what_was_there
   synth --out '' -> test_bad_inputs::test_bad_input[synth_out_empty]
   recommend --users <(...) (internal error) -> test_bad_inputs::test_bad_input[recommend_users_is_a_pipe] (fixed here)
+  train --data <(...) -> test_bad_inputs::test_bad_input[train_data_is_a_pipe]
   a failed tune trial prints Optuna's traceback; re-running gives "Record does not exist"
       -> test_tune::test_a_failed_trial_is_one_line_and_the_search_goes_on
   synth --rows 1000000000 (MemoryError) -> test_bad_inputs::test_bad_input[synth_more_rows_than_memory]

@@ -2020,6 +2020,18 @@ def recommend_users_is_a_pipe(e, d):
                 mentions=(pipe, "not a regular file"), absent=(out,))
 
 
+@case
+def train_data_is_a_pipe(e, d):
+    """`train --data <(...)`: a pipe has no file name to tell its format by; one line naming it,
+    and no run folder. The pipe is filled and closed for writing: a regressed reader cannot hang."""
+    read, written = os.pipe()
+    os.write(written, b"user_id,item_id,timestamp\n1,1,1\n1,2,2\n")
+    os.close(written)
+    pipe = f"/dev/fd/{read}"
+    out = os.path.join(d, "run")
+    return Case(["train", "--data", pipe, "--out", out, *TINY], mentions=(pipe,), absent=(out,))
+
+
 CASES["train_config_fusion_weights_underscore"] = _config_case(
     ["fusion_weights=1_0,2"], ["fusion_weights='1_0,2'", "w1,w2"])  # float('1_0') is 10: not a weight anyone typed
 CASES["train_config_fusion_weights_fullwidth_digit"] = _config_case(["fusion_weights=\uff11,2"], ["fusion_weights="])
