@@ -87,6 +87,8 @@ def main():
     p.add_argument("--cut", type=float, default=0.8, help="share of each user's events (before the last) in part 1")
     p.add_argument("--new-users", type=float, default=0.05, help="share of users with no part 1")
     p.add_argument("--out", default=None, help="results file (default benchmarks/results/update_NAME.json)")
+    p.add_argument("--work", default=None, help="folder for the three runs (default: a new temporary one); a "
+                   "finished initial run already there (same data, cut and config) is loaded, not fitted again")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     args = p.parse_args()
     cfg = apply_overrides(Config(), args.overrides)
@@ -97,11 +99,14 @@ def main():
     part1, part2 = frame(p1), frame(p2)
     import polars as pl
     both = pl.concat([part1, part2])
-    work = tempfile.mkdtemp(prefix="nanorec-update-bench-")
+    work = args.work or tempfile.mkdtemp(prefix="nanorec-update-bench-")
 
     t = time.time()
-    initial = Recommender(**config).fit(part1, out=os.path.join(work, "initial"))
-    t_initial = time.time() - t
+    if os.path.exists(os.path.join(work, "initial", "metrics.json")):  # not timed against: reused as it is
+        initial, t_initial = Recommender.load(os.path.join(work, "initial")), None
+    else:
+        initial = Recommender(**config).fit(part1, out=os.path.join(work, "initial"))
+        t_initial = time.time() - t
     t = time.time()
     updated = initial.update(part2, out=os.path.join(work, "updated"))
     t_update = time.time() - t
@@ -112,7 +117,8 @@ def main():
     rows = {}
     for name, rec, seconds in (("initial (no update)", initial, t_initial), ("update", updated, t_update),
                                ("retrain", retrain, t_retrain)):
-        rows[name] = {**after_metrics(rec, both, after_u, after_i, cfg.eval_batch_size), "seconds": round(seconds, 1)}
+        rows[name] = {**after_metrics(rec, both, after_u, after_i, cfg.eval_batch_size),
+                      "seconds": None if seconds is None else round(seconds, 1)}  # None: a reused initial run
         print(name, rows[name], flush=True)
     u, r = rows["update"], rows["retrain"]
     import torch
