@@ -14,7 +14,8 @@ What an update does, in order:
      tables starts at its content vector (its own row 0), any other at the mean of the
      trained item rows plus small noise, and then it is learned;
   4. train from the run's weights with the run's config for max_steps steps (default
-     UPDATE_SHARE of the full run's max_steps, far less than a retrain), on the users with
+     UPDATE_SHARE of the full run's max_steps, far less than a retrain; peak learning rate
+     UPDATE_LR_SCALE x the full run's), on the users with
      new events plus a replay sample of as many other users (REPLAY), with warmup and a
      cosine decay over those steps; validation, selection, the count tables and fusion are
      refitted on the extended data by train.run's own end of run. A baseline run
@@ -58,6 +59,11 @@ from .errors import DataError, UsageError
 # default budget: this share of the full run's max_steps (an update of an update keeps the
 # first run's figure, metrics.json "update" -> "full_steps", so budgets do not shrink)
 UPDATE_SHARE = 0.1
+# the update's peak learning rate: this many times the full run's. Its short schedule starts from
+# trained weights, and at the run's own rate it learns the new events too slowly: on Beauty
+# (benchmarks/results/update_beauty.json) 300 steps at 1x reached 0.918 of a full retrain's
+# NDCG@10 on the events after, 450 steps at 1x 0.923, 300 steps at 3x 0.954 (at 15% of its time).
+UPDATE_LR_SCALE = 3.0
 # replayed users (without new events, drawn at random) per user with new events: the old
 # targets the model keeps seeing so that it does not forget them while it learns the new ones
 REPLAY = 1.0
@@ -201,12 +207,15 @@ def replay_rows(touched: np.ndarray, num_users: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate([touched, replay]))
 
 
-def default_steps(run_dir: str, cfg: Config) -> tuple[int, int]:
-    """-> (the update's max_steps, the full run's max_steps it is a share of)."""
-    full = cfg.max_steps
+def default_budget(run_dir: str, cfg: Config) -> tuple[int, int, float]:
+    """-> (the update's max_steps, the full run's max_steps it is a share of, the full run's
+    learning_rate). An update of an update reads the first run's figures from metrics.json's
+    "update" entry, so budgets neither shrink nor compound."""
+    full, lr = cfg.max_steps, cfg.learning_rate
     if os.path.exists(os.path.join(run_dir, rundir.METRICS)):
-        full = rundir.read_metrics(run_dir).get("update", {}).get("full_steps", full)
-    return max(1, int(round(UPDATE_SHARE * full))), full
+        record = rundir.read_metrics(run_dir).get("update", {})
+        full, lr = record.get("full_steps", full), record.get("full_learning_rate", lr)
+    return max(1, int(round(UPDATE_SHARE * full))), full, lr
 
 
 # -----------------------------------------------------------------------------
@@ -252,7 +261,7 @@ def update(run_dir: str, data, out: str, changes: dict | None = None, resume: bo
     ext = extend(old, new, where)
     ds = ext.dataset
 
-    steps, full = default_steps(run_dir, cfg)
+    steps, full, full_lr = default_budget(run_dir, cfg)
     given_steps = changes.pop("max_steps", None)
     if resume:  # the interrupted update's own config (train.run checks that the data is the same)
         saved = rundir.resume_dir(out)
@@ -263,14 +272,16 @@ def update(run_dir: str, data, out: str, changes: dict | None = None, resume: bo
     else:  # the run's config, trained for the update's budget: a short warmup, a cosine over the steps
         steps = given_steps or steps
         new_cfg = dataclasses.replace(cfg, data=where, max_steps=steps, decay_steps=0,
-                                      warmup_steps=min(cfg.warmup_steps, steps // 10))
+                                      warmup_steps=min(cfg.warmup_steps, steps // 10),
+                                      learning_rate=UPDATE_LR_SCALE * full_lr)
         new_cfg = dataclasses.replace(new_cfg, **changes)
     new_cfg.validate()
 
     focus = replay_rows(ext.touched, len(ds.user_ids), cfg.seed)
     record = {"from_run": os.path.abspath(run_dir), "data": where, "new_events": ext.new_events,
               "new_users": ext.new_users, "new_items": ext.new_items, "users_with_new_events": len(ext.touched),
-              "replayed_users": int(len(focus) - len(ext.touched)), "steps": new_cfg.max_steps, "full_steps": full}
+              "replayed_users": int(len(focus) - len(ext.touched)), "steps": new_cfg.max_steps, "full_steps": full,
+              "full_learning_rate": full_lr}
     if not quiet:
         print_(f"update {run_dir} with {where}: {ext.new_events:,} new events, {ext.new_users:,} new users, "
                f"{ext.new_items:,} new items"
@@ -308,13 +319,14 @@ def parse_args(argv):
                "  histories: each user's saved history + the user's new events (new users added);\n"
                "  items: new ones get the indices after the run's (existing ids keep theirs), start from\n"
                "    their content vector (content=) or an average item's, and are learned;\n"
-               f"  training: max_steps (default {UPDATE_SHARE:g} x the full run's max_steps) on the users with new\n"
+               f"  training: max_steps (default {UPDATE_SHARE:g} x the full run's max_steps; learning_rate\n"
+               f"    {UPDATE_LR_SCALE:g} x the full run's) on the users with new\n"
                f"    events + {REPLAY:g} x as many replayed old users; fusion and count tables refitted;\n"
                "  a baseline run (method=transitions, ...) is refitted on the extended histories.\n"
                "The new events are read with the run's columns (user_col, item_col, time_col, filter) and\n"
                "come after the run's data. Refused: another data set's events (ids of another type, or no\n"
                "user and no item in common), the run's own events again, and runs trained with\n"
-               "holdout=time or weight_col (their folder keeps no times / weights: retrain those).\n\n"
+               "holdout=time, weight_col or target_filter (retrain those).\n\n"
                f"keys an update may set (key=value): {', '.join(UPDATE_KEYS)}\n\n"
                "examples:\n"
                "  nanorec update --run runs/shop --data events_this_week.csv --out runs/shop_w2\n"

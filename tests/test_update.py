@@ -24,6 +24,7 @@ from nanorec import Recommender
 from nanorec.cli import main as cli_main
 from nanorec.errors import DataError, UsageError
 from nanorec.run import Run
+from nanorec.update import UPDATE_LR_SCALE
 from tests.conftest import snapshot
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,7 +74,9 @@ def base(tmp_path_factory):
 def updated(base):
     root, log, new, run = base
     before = snapshot(run)
-    rec = Recommender.load(run).update(new_events(), out=os.path.join(root, "updated"), max_steps=60)
+    # the run's own rate (a tiny run trains at 5e-3; the default, UPDATE_LR_SCALE x it, overshoots here)
+    rec = Recommender.load(run).update(new_events(), out=os.path.join(root, "updated"), max_steps=60,
+                                       learning_rate=TINY["learning_rate"])
     assert snapshot(run) == before  # the old run is never written
     return rec
 
@@ -101,7 +104,8 @@ def test_the_new_item_is_known_and_follows_the_transition_the_new_events_teach(b
     assert updated.recommend(users=[0], k=3)["source"].to_list() == ["model"] * 3  # a known user, too
     assert updated.metrics["update"] == {
         "from_run": os.path.abspath(base[3]), "data": "<dataframe>", "new_events": 200, "new_users": 10,
-        "new_items": 1, "users_with_new_events": 50, "replayed_users": 20, "steps": 60, "full_steps": 300}
+        "new_items": 1, "users_with_new_events": 50, "replayed_users": 20, "steps": 60, "full_steps": 300,
+        "full_learning_rate": TINY["learning_rate"]}
 
 
 def test_existing_ids_keep_their_indices_and_histories_are_extended(base, updated):
@@ -133,6 +137,8 @@ def test_an_updated_run_is_an_ordinary_run_folder(base, updated, tmp_path):
     assert pl.read_csv(lists)["user_id"].n_unique() == 70
     again = updated.update(new_events(users=(1, 2, 200)), out=str(tmp_path / "again"))
     assert again.metrics["update"]["full_steps"] == 300  # budgets are a share of the first run's
+    # the default rate: a multiple of the first run's, read from the record (never of the update's own)
+    assert again.config.learning_rate == pytest.approx(UPDATE_LR_SCALE * TINY["learning_rate"])
     assert again.metrics["update"]["steps"] == 30 and again.metrics["update"]["new_users"] == 1
 
 
@@ -150,7 +156,8 @@ def test_a_baseline_run_is_refitted_on_the_extended_histories(base, tmp_path):
 def test_the_cli_writes_the_same_run_as_the_api(base, updated, tmp_path):
     root, log, new, run = base
     out = str(tmp_path / "cli")
-    code, lines = run_cli(["update", "--run", run, "--data", new, "--out", out, "--quiet", "max_steps=60"])
+    code, lines = run_cli(["update", "--run", run, "--data", new, "--out", out, "--quiet", "max_steps=60",
+                          f"learning_rate={TINY['learning_rate']}"])
     assert code == 0, lines
     a, b = Run.open(out), updated._run
     assert a.item_ids.tolist() == b.item_ids.tolist() and a.histories.items.tolist() == b.histories.items.tolist()
