@@ -2059,6 +2059,26 @@ def inspect_run_missing(e, d):
 
 
 @case
+def update_run_missing(e, d):
+    out = os.path.join(d, "updated")
+    return Case(["update", "--run", os.path.join(d, "nope"), "--data", e.log, "--out", out],
+                mentions=(os.path.join(d, "nope"),), absent=(out,))
+
+
+@case
+def update_out_is_the_run(e, d):
+    """--out equal to --run: the old run must never be written (tests/test_update.py has the rest)."""
+    return Case(["update", "--run", e.run, "--data", e.log, "--out", e.run], mentions=("--out",), keep=(e.run,))
+
+
+@case
+def update_data_missing(e, d):
+    missing, out = os.path.join(d, "week.csv"), os.path.join(d, "updated")
+    return Case(["update", "--run", e.run, "--data", missing, "--out", out], mentions=(missing,),
+                absent=(out,), keep=(e.run,))
+
+
+@case
 def inspect_out_parent_is_a_file(e, d):
     blocker = os.path.join(d, "blocker")
     write(blocker, "mine\n")
