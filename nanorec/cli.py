@@ -33,6 +33,15 @@ COMMANDS = {
 }
 
 
+def command_parser(name: str, doc: str, more: str = ""):
+    """A subcommand's parser from its module docstring: the first paragraph is the description,
+    the rest (plus `more`) the epilog of --help, printed as written."""
+    import argparse
+    head, _, rest = doc.partition("\n\n")
+    return argparse.ArgumentParser(prog=f"nanorec {name}", description=head,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter, epilog=rest + more)
+
+
 def usage() -> str:
     lines = ["usage: nanorec COMMAND [options]   (nanorec COMMAND --help for details)", "", "commands:"]
     lines += [f"  {name:<12} {help_}" for name, (_, help_) in COMMANDS.items()]

@@ -15,7 +15,6 @@ The page needs no server and nothing from the network: the CSS is inline, curves
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import json
@@ -23,6 +22,7 @@ import os
 
 import numpy as np
 
+from .cli import command_parser
 from .errors import DataError, UsageError
 
 TERMS = ("GPT logit", "transitions", "co-occurrence", "content")
@@ -219,9 +219,7 @@ def build(run_dir: str, out: str, items: str | None = None, users: list[str] | N
 
 
 def main(argv) -> int:
-    p = argparse.ArgumentParser(prog="nanorec inspect", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = command_parser("inspect", __doc__)
     p.add_argument("--run", required=True, help="a finished run folder")
     p.add_argument("--out", required=True, help="the HTML page to write")
     p.add_argument("--items", help="catalogue CSV: item_id,title[,image_url] (titles and images on the page)")

@@ -26,13 +26,13 @@ published popularity, which need leave-one-out files, are left out).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import time
 
 import numpy as np
 
+from .cli import command_parser
 from .config import Config, apply_overrides
 from .data import Dataset, TargetSets, item_counts, load, split, time_split
 from .errors import DataError, UsageError
@@ -290,9 +290,7 @@ def read_earlier(path: str) -> dict:
 def main(argv) -> int:
     from tqdm.auto import tqdm
 
-    p = argparse.ArgumentParser(prog="nanorec leaderboard", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1] + "\nmethods: " + ", ".join(METHODS))
+    p = command_parser("leaderboard", __doc__, "\nmethods: " + ", ".join(METHODS))
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset, in this order")

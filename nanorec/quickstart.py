@@ -9,12 +9,12 @@
 """
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
 import numpy as np
 
+from .cli import command_parser
 from .config import Config, apply_overrides, check_dashed_keys
 from .baselines.pop import Popularity
 from .data import load, split
@@ -31,8 +31,7 @@ QUICKSTART_OVERRIDES = dict(block_size=20, n_layer=2, n_head=2, n_embd=64, dropo
 
 
 def main(argv) -> int:
-    p = argparse.ArgumentParser(prog="nanorec quickstart", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    p = command_parser("quickstart", __doc__)
     p.add_argument("--out", default="runs/quickstart", help="folder for the data, the run and the submission")
     p.add_argument("--users", type=int, default=4000, help="synthetic users (default 4000)")
     p.add_argument("--items", type=int, default=1000, help="synthetic items (default 1000)")

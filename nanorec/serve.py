@@ -42,7 +42,6 @@ or an empty "items". Unknown history ids are counted, never echoed back.
 """
 # no `from __future__ import annotations`: FastAPI and pydantic read the live annotations
 
-import argparse
 import asyncio
 import json
 import math
@@ -54,6 +53,7 @@ import numpy as np
 
 from . import __version__, ids
 from .devices import DEVICE_HELP, pick_device
+from .cli import command_parser
 from .errors import UsageError
 from .run import Run
 
@@ -399,9 +399,7 @@ def import_uvicorn():
 
 
 def main(argv) -> int:
-    p = argparse.ArgumentParser(prog="nanorec serve", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = command_parser("serve", __doc__)
     p.add_argument("--run", required=True, help="run directory written by `nanorec train`")
     p.add_argument("--data", help="interactions whose user histories are served (default: the run's own histories)")
     p.add_argument("--host", default="127.0.0.1")

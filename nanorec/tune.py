@@ -31,7 +31,6 @@ integer key), `key=low..high:log` (log scale), or `key=a|b|c` (choices), e.g.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -41,7 +40,7 @@ import shutil
 
 from . import rundir
 from .config import PYTYPES, RULES, Config, apply_overrides
-from .cli import one_line
+from .cli import command_parser, one_line
 from .errors import DataError, NanorecError, UsageError
 from .files import OutputLock, disk_error, publish_folder, recover_folder, temp_folder
 
@@ -374,9 +373,7 @@ def _by_key(params: list[Param]) -> list[Param]:
 
 
 def main(argv) -> int:
-    p = argparse.ArgumentParser(prog="nanorec tune", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = command_parser("tune", __doc__)
     p.add_argument("--data", required=True, help="interactions (as for nanorec train)")
     p.add_argument("--out", required=True, help="study folder: trials/, best/, study.json, study.db")
     p.add_argument("--trials", type=int, default=20, help="number of trials (default 20; a baseline runs one)")
