@@ -35,6 +35,8 @@ p.add_argument("--synthetic", nargs="*", type=int, default=[], help="synthetic c
 p.add_argument("--steps", type=int, default=20)
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--negatives", nargs="*", default=["popularity", "uniform", "in_batch"])
+p.add_argument("--num-negatives", nargs="*", type=int, default=[Config().num_negatives],
+               help="sampled softmax: time each of these numbers of negatives (rows sampled_KIND_S beyond the first)")
 p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "output_layer.json"))
 args = p.parse_args()
 torch.set_num_threads(args.threads)
@@ -51,11 +53,12 @@ def datasets():
         yield f"synthetic_{n}_items", load(pl.DataFrame({"user_id": u, "item_id": i, "timestamp": t}))
 
 
-def throughput(cfg, ds, sp, kind, negatives):
+def throughput(cfg, ds, sp, kind, negatives, num_negatives=None):
     torch.manual_seed(cfg.seed)
     model = GPT(cfg, ds.num_items)
     opt = model.configure_optimizer(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), "cpu")
-    output = OutputLoss(kind, ds.num_items, item_counts(sp.train, ds.num_items), cfg.num_negatives, negatives, cfg.seed)
+    output = OutputLoss(kind, ds.num_items, item_counts(sp.train, ds.num_items), num_negatives or cfg.num_negatives,
+                        negatives, cfg.seed)
     packed, batches = epoch_batches(sp.train, cfg, 0)
 
     def step(i):
@@ -86,7 +89,8 @@ for name, ds in datasets():
     r = {"items": ds.num_items, "users": len(ds.user_ids), "interactions": len(ds.sequences.items),
          "full": throughput(cfg, ds, sp, "full", "popularity")}
     for neg in args.negatives:
-        r[f"sampled_{neg}"] = throughput(cfg, ds, sp, "sampled", neg)
+        for i, S in enumerate(args.num_negatives):
+            r[f"sampled_{neg}" + (f"_{S}" if i else "")] = throughput(cfg, ds, sp, "sampled", neg, S)
     r["speedup_sampled_popularity"] = round(r["sampled_popularity"]["tokens_per_s"] / r["full"]["tokens_per_s"], 1) \
         if "sampled_popularity" in r else None
     print(name, json.dumps(r), flush=True)
@@ -108,6 +112,6 @@ write_json(args.out, {
                "absolute rates are lower bounds, the full/sampled ratios are what the rule uses)",
     "date": datetime.date.today().isoformat(),
     "setting": f"default Config (n_layer 2, n_embd 64, batch 64 x 50), {args.steps} steps after 3 warm-up steps; "
-               f"sampled = {Config().num_negatives} shared negatives a step",
+               f"sampled = {args.num_negatives[0]} shared negatives a step (sampled_KIND_S: S negatives)",
     "results": results,
 })

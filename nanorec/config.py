@@ -71,7 +71,9 @@ class Config:
     beta2: float = 0.98
     grad_clip: float = 1.0         # 0 disables clipping
     loss: str = "auto"             # output layer: "full" softmax, "sampled" softmax, "auto" = full up to 20,000 items
-    num_negatives: int = 1024      # sampled softmax: negatives drawn each step, shared by all its targets
+    num_negatives: int = 0         # sampled softmax: negatives drawn each step, shared by all its targets; 0 = auto:
+                                   # 1,024 doubling with the epochs max_steps covers past 8, up to 4,096
+                                   # (loss.AUTO_NEGATIVES: measured per budget)
     negatives: str = "popularity"  # sampled softmax negatives: "popularity", "uniform" or "in_batch"
     future_decay: float = 0.0      # soft labels: each target also credits the user's next 2 items with weights
                                    # decay, decay^2 (normalised); 0 = the next item only
@@ -240,7 +242,7 @@ RULES = {
     "beta2": (lambda x: 0 <= x < 1, "a number in [0, 1)"),
     "grad_clip": (_non_negative, "a number >= 0 (0 = no clipping)"),
     "loss": (lambda x: x in ("auto", "full", "sampled"), "auto, full or sampled"),
-    "num_negatives": (lambda x: 1 <= x <= 1_000_000, "an integer in 1..1000000"),
+    "num_negatives": (lambda x: 0 <= x <= 1_000_000, "an integer in 0..1000000 (0 = auto)"),
     "negatives": (lambda x: x in ("popularity", "uniform", "in_batch"), "popularity, uniform or in_batch"),
     "future_decay": (lambda x: 0.0 <= x < 1.0, "a number in [0, 1)"),
     "valid_users": (_non_negative, "an integer >= 0 (0 = auto)"),

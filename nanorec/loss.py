@@ -44,8 +44,10 @@ sampled above, chosen by validation quality at equal training time on this CPU
 - 74,633 items (the challenge-shaped `nanorec synth` log): the sampled step is
   13x faster (0.098 s vs 1.29 s); equal_time.json has both curves there too.
 So the line lies between 18k and 30k items; 20,000 keeps the exact loss (and
-every published figure) for LastFM, Beauty and Sports. Sampled: 1,024 shared
-popularity negatives a step with logQ correction (num_negatives, negatives).
+every published figure) for LastFM, Beauty and Sports. Sampled: shared
+popularity negatives a step with logQ correction (negatives), 1,024 to 4,096 of
+them by the epochs the step budget covers (num_negatives=0, auto:
+`resolve_negatives`).
 """
 from __future__ import annotations
 
@@ -165,10 +167,90 @@ def resolve_dropout(dropout: float, loss: str, num_items: int) -> float:
     return AUTO_DROPOUT[resolve_loss(loss, num_items)] if dropout == -1.0 else dropout
 
 
+# num_negatives=0 (auto): the sampled softmax's negatives a step, by the epochs the step budget covers
+# (max_steps / batches an epoch). Validation NDCG@10 of the GPT alone, default 3,000 steps, dropout 0.1
+# (benchmarks/results/negatives_sampled.json): Beauty + Sports (30,458 items, 27 epochs in the budget)
+# 1,024 -> 0.0457, 2,048 -> 0.0472, 4,096 -> 0.0488, 8,192 -> 0.0486, 16,384 -> 0.0491; the seed-scale
+# synthetic log (74,633 items, 9 epochs) 1,024 -> 0.4967, 4,096 -> 0.5074. Idle seconds a step
+# (output_layer_large.json): 0.075 / 0.102 / 0.128 / 0.212 / 0.457 on Beauty + Sports, 0.086 (1,024) and
+# 0.126 (4,096) on the synthetic log. The step's cost does not depend on the data, so the choice is
+# what the time buys. Where the budget covers many epochs, more steps do not help (Beauty + Sports at
+# 1,024 negatives and 6,000 steps over-fits below the 3,000-step run: beauty_sports_6000_steps_dropout01.json)
+# and more negatives are the way to spend time, up to 4,096 (beyond it nothing measurable, at 1.7x and
+# 3.6x the step); where it covers few, more steps still help (the seed scale gains from step 2,000 to
+# 3,000) and the seed scale's 6-minute goal keeps the cheaper step (4,096 there: 380 s of training
+# alone). The rule: AUTO_NEGATIVES at AUTO_NEGATIVES_EPOCHS epochs or fewer, doubling per doubling of
+# the epochs (rounded on the log scale), at most AUTO_NEGATIVES_MAX: 1,024 up to 11.3 epochs, 2,048 up
+# to 22.6, then 4,096. Only two budgets were measured (9 and 27 epochs): the steps between are a
+# log-scale interpolation, not a measurement.
+AUTO_NEGATIVES, AUTO_NEGATIVES_EPOCHS, AUTO_NEGATIVES_MAX = 1024, 8.0, 4096
+
+
+def resolve_negatives(num_negatives: int, budget_epochs: float) -> int:
+    """cfg.num_negatives -> the negatives a step (0, auto: by the epochs max_steps covers)."""
+    if num_negatives > 0:
+        return num_negatives
+    doublings = round(math.log2(max(budget_epochs / AUTO_NEGATIVES_EPOCHS, 1.0)))
+    return min(AUTO_NEGATIVES << doublings, AUTO_NEGATIVES_MAX)
+
+
+class _ChunkedSampledCE(torch.autograd.Function):
+    """The sampled loss with its gradients computed in the forward pass, chunk by chunk, as
+    `_ChunkedSoftmaxCE` does for the full one: no (M, S) tensor is kept for backward, so the
+    cost grows with the number of negatives about as the full softmax's grows with the
+    catalogue (plain autograd kept ~6 (M, S) tensors: 4,096 negatives cost 7x 1,024)."""
+
+    @staticmethod
+    def forward(ctx, h, weight, targets, labels, negatives, lq_neg, lq_t, chunk, slot_weights=None):
+        # h (M, C), weight (V, C), targets/labels/lq_t (M, H), negatives/lq_neg (S,), slot_weights (M,) or None
+        M = h.shape[0]
+        dt = torch.float64 if h.dtype == torch.float64 else torch.float32  # bf16/fp16 in: fp32 here
+        with torch.autocast(h.device.type, enabled=False):
+            h32, lq_neg, lq_t = h.to(dt), lq_neg.to(dt), lq_t.to(dt)
+            w_neg = weight[negatives].to(dt)                                   # (S, C)
+            w_tgt = weight[targets].to(dt)                                     # (M, H, C)
+            grad_h = torch.empty_like(h32)
+            grad_neg = torch.zeros_like(w_neg)
+            grad_tgt = torch.empty_like(w_tgt)
+            total = h32.new_zeros(())
+            for s in range(0, M, chunk):
+                hc, tc, lc = h32[s:s + chunk], targets[s:s + chunk], labels[s:s + chunk]
+                pos = torch.einsum("mc,mhc->mh", hc, w_tgt[s:s + chunk]) - lq_t[s:s + chunk]  # (c, H)
+                pos.masked_fill_(lc == 0, float("-inf"))  # absent future items are no candidates
+                neg = hc @ w_neg.T - lq_neg[None, :]  # (c, S)
+                for k in range(tc.shape[1]):  # accidental hits: a negative equal to one of the row's targets
+                    neg.masked_fill_((negatives[None, :] == tc[:, k:k + 1]) & (lc[:, k:k + 1] > 0), float("-inf"))
+                top = torch.maximum(neg.amax(1), pos.amax(1))[:, None]  # (c, 1), for a stable exp
+                p_neg = neg.sub_(top).exp_()  # in place: unnormalised probabilities
+                p_pos = (pos - top).exp()
+                norm = p_neg.sum(1) + p_pos.sum(1)  # (c,)
+                ce = norm.log() + top.squeeze(1) - (pos.masked_fill(lc == 0, 0.0) * lc).sum(1)
+                wc = None if slot_weights is None else slot_weights[s:s + chunk].to(dt)
+                total += (ce if wc is None else ce * wc).sum()
+                scale = 1.0 / norm if wc is None else wc / norm  # (c,)
+                p_neg.mul_(scale[:, None])  # d loss / d neg logits
+                g_pos = p_pos * scale[:, None] - (lc if wc is None else lc * wc[:, None])  # (c, H)
+                grad_h[s:s + chunk] = p_neg @ w_neg + torch.einsum("mh,mhc->mc", g_pos, w_tgt[s:s + chunk])
+                grad_neg.addmm_(p_neg.T, hc)
+                grad_tgt[s:s + chunk] = g_pos[:, :, None] * hc[:, None, :]
+            grad_w = torch.zeros(weight.shape, dtype=dt, device=weight.device)
+            grad_w.index_add_(0, negatives, grad_neg).index_add_(0, targets.reshape(-1), grad_tgt.reshape(-1, h.shape[1]))
+        ctx.save_for_backward(grad_h, grad_w)
+        ctx.M = M if slot_weights is None else slot_weights.float().sum()
+        ctx.dtypes = (h.dtype, weight.dtype)
+        return total / ctx.M
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_h, grad_w = ctx.saved_tensors
+        scale = grad_out / ctx.M
+        return (grad_h * scale).to(ctx.dtypes[0]), (grad_w * scale).to(ctx.dtypes[1]), *([None] * 7)
+
+
 def sampled_softmax_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                                   negatives: torch.Tensor, log_q_negatives: torch.Tensor,
                                   log_q_targets: torch.Tensor, decay: float = 0.0,
-                                  slot_weights: torch.Tensor | None = None) -> torch.Tensor:
+                                  slot_weights: torch.Tensor | None = None, chunk: int = 1024) -> torch.Tensor:
     """mean_i [ logsumexp_{c in Y_i + S} (h_i . w_c - log Q_c) - sum_k l_ik (h_i . w_{y_ik} - log Q_{y_ik}) ].
 
     h (M, C) hidden states, weight (V, C) the tied item embedding, targets (M,)
@@ -179,27 +261,18 @@ def sampled_softmax_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets
     subtracted from every logit, the targets' included (the logQ correction of
     sampled softmax, as in TensorFlow's sampled_softmax_loss). A negative equal
     to one of the row's own targets (an accidental hit) is removed from that row
-    (its logit is -inf); the targets themselves always stay. Plain autograd:
-    the (M, H + S) logits are small. slot_weights (M,) > 0: the weighted mean
-    sum_i w_i loss_i / sum_i w_i instead of the mean.
+    (its logit is -inf); the targets themselves always stay. Computed in chunks
+    of rows with the gradients in the forward pass (`_ChunkedSampledCE`).
+    slot_weights (M,) > 0: the weighted mean sum_i w_i loss_i / sum_i w_i instead
+    of the mean.
     """
     if h.shape[0] == 0:
         return (h.sum() + weight.sum()) * 0.0
     if log_q_targets.dim() == 1:
         log_q_targets = log_q_targets[:, None]
     targets, labels = soft_labels(targets, decay)                          # (M, H), (M, H)
-    hf, wf = h.float(), weight.float()
-    pos = torch.einsum("mc,mhc->mh", hf, wf[targets]) - log_q_targets      # (M, H)
-    pos = pos.masked_fill(labels == 0, float("-inf"))                      # absent future items are no candidates
-    neg = hf @ wf[negatives].T - log_q_negatives[None, :]                  # (M, S)
-    hit = ((negatives[None, :, None] == targets[:, None, :]) & (labels > 0)[:, None, :]).any(-1)  # (M, S)
-    neg = neg.masked_fill(hit, float("-inf"))
-    lse = torch.logsumexp(torch.cat([pos, neg], dim=1), dim=1)
-    per_slot = lse - (pos.masked_fill(labels == 0, 0.0) * labels).sum(1)  # (M,)
-    if slot_weights is None:
-        return per_slot.mean()
-    w = slot_weights.float()
-    return (per_slot * w).sum() / w.sum()
+    return _ChunkedSampledCE.apply(h, weight, targets, labels, negatives, log_q_negatives, log_q_targets,
+                                   chunk, slot_weights)
 
 
 def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:

@@ -38,7 +38,7 @@ from .devices import autocast, pick_device
 from .errors import DataError, UsageError
 from .evaluate import evaluate, format_metrics, score_report
 from .files import append_line, final_path
-from .loss import FUTURE_HORIZON, OutputLoss, resolve_loss
+from .loss import FUTURE_HORIZON, OutputLoss, resolve_loss, resolve_negatives
 from .model import GPT
 from .packing import IGNORE, pack, prefix_weights
 from .scoring import gpt_scorer
@@ -238,9 +238,6 @@ def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet
         f"d={cfg.n_embd}, dropout {model.cfg.dropout:g}{' (auto)' if cfg.dropout == -1 else ''}, "
         f"attention={cfg.attention}, device={device}"
         + (f", {dd.world} processes x {cfg.batch_size / dd.world:g} rows" if dd.enabled else ""))
-    output = OutputLoss(resolve_loss(cfg.loss, ds.num_items), ds.num_items, item_counts(sp.train, ds.num_items),
-                        cfg.num_negatives, cfg.negatives, cfg.seed, cfg.future_decay)
-    log(f"output layer: {output.describe()} (loss={cfg.loss})")
     if cfg.warmup_steps > cfg.max_steps:  # allowed (a short trial run keeps its defaults) but rarely meant
         log(f"warning: warmup_steps={cfg.warmup_steps} > max_steps={cfg.max_steps}: the run never leaves warmup "
             f"(the learning rate rises to {cfg.max_steps / cfg.warmup_steps:.0%} of learning_rate and never decays)")
@@ -271,6 +268,12 @@ def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet
     train_seqs = sp.train
     if start is not None:  # an update: the users with new events and a replay sample (update.py)
         train_seqs, train_weights = start.batches_from(sp.train, train_weights)
+    budget_epochs = cfg.max_steps / len(epoch_batches(train_seqs, cfg, 0, train_weights)[1])  # num_negatives=0 reads it
+    output = OutputLoss(resolve_loss(cfg.loss, ds.num_items), ds.num_items, item_counts(sp.train, ds.num_items),
+                        resolve_negatives(cfg.num_negatives, budget_epochs), cfg.negatives, cfg.seed, cfg.future_decay)
+    log(f"output layer: {output.describe()} (loss={cfg.loss}"
+        + (f", num_negatives=0, auto: max_steps covers {budget_epochs:.1f} epochs" if output.kind == "sampled"
+           and cfg.num_negatives == 0 else "") + ")")
     stream = batch_stream(train_seqs, cfg, state.epoch, state.batch_in_epoch, train_weights)
     model.train()
     t0 = time.time()

@@ -65,6 +65,42 @@ def test_sampled_softmax_gradient_matches_its_definition():
     torch.testing.assert_close(a_w.grad, b_w.grad)
 
 
+def test_chunked_sampled_loss_equals_plain_autograd_with_soft_labels_and_weights():
+    """The chunked loss (gradients computed in the forward pass) against the same formula
+    written with plain autograd, over several chunks, soft labels with absent future items,
+    accidental hits on a later label column and weighted slots."""
+    from nanorec.loss import soft_labels
+    g = torch.Generator().manual_seed(3)
+    V, C, M = 11, 4, 7
+    h = torch.randn(M, C, generator=g, dtype=torch.float64)
+    w = torch.randn(V, C, generator=g, dtype=torch.float64)
+    y = torch.tensor([[1, 2, -100], [3, 4, 5], [3, -100, -100], [10, 9, 8], [2, 2, 7], [6, 5, -100], [4, 1, 3]])
+    negatives = torch.tensor([5, 5, 2, 9, 1, 3, 7])
+    lq_neg = torch.rand(len(negatives), generator=g, dtype=torch.float64)
+    lq_t = torch.rand(M, 3, generator=g, dtype=torch.float64)
+    sw = torch.rand(M, generator=g, dtype=torch.float64) + 0.5
+
+    def plain(h, w):
+        t, lab = soft_labels(y, 0.5)
+        pos = torch.einsum("mc,mhc->mh", h, w[t]) - lq_t
+        pos = pos.masked_fill(lab == 0, -math.inf)
+        neg = h @ w[negatives].T - lq_neg[None, :]
+        hit = ((negatives[None, :, None] == t[:, None, :]) & (lab > 0)[:, None, :]).any(-1)
+        lse = torch.logsumexp(torch.cat([pos, neg.masked_fill(hit, -math.inf)], 1), 1)
+        per = lse - (pos.masked_fill(lab == 0, 0.0) * lab).sum(1)
+        return (per * sw).sum() / sw.sum()
+
+    a_h, a_w = h.clone().requires_grad_(), w.clone().requires_grad_()
+    b_h, b_w = h.clone().requires_grad_(), w.clone().requires_grad_()
+    ours = sampled_softmax_cross_entropy(a_h, a_w, y, negatives, lq_neg, lq_t, decay=0.5, slot_weights=sw, chunk=3)
+    ref = plain(b_h, b_w)
+    (2.0 * ours).backward()  # an upstream gradient other than 1 reaches both gradients
+    (2.0 * ref).backward()
+    torch.testing.assert_close(ours, ref)
+    torch.testing.assert_close(a_h.grad, b_h.grad)
+    torch.testing.assert_close(a_w.grad, b_w.grad)
+
+
 @pytest.mark.parametrize("kind", ["popularity", "uniform", "in_batch"])
 def test_negatives_are_seeded_per_step_and_log_q_is_the_expected_count(kind):
     counts = np.array([0, 50, 30, 10, 5, 5, 0])  # item 6 never bought
@@ -108,13 +144,40 @@ def test_auto_dropout_follows_the_output_layer_on_both_sides_of_the_line():
         Config(dropout=-0.5).validate()
 
 
+def test_auto_negatives_double_with_the_epochs_of_the_budget():
+    """num_negatives=0 (auto): 1,024 up to the measured seed scale's epochs, 4,096 at Beauty + Sports'
+    (loss.py: negatives_sampled.json), doubling in between on the log scale, capped; explicit kept."""
+    from nanorec.loss import AUTO_NEGATIVES, AUTO_NEGATIVES_MAX, resolve_negatives
+    assert Config().num_negatives == 0
+    assert resolve_negatives(0, 0.5) == resolve_negatives(0, 8.98) == AUTO_NEGATIVES == 1024  # seed scale: 8.98 epochs
+    assert resolve_negatives(0, 11.2) == 1024 and resolve_negatives(0, 11.4) == 2048  # 8 x 2^0.5 = 11.31
+    assert resolve_negatives(0, 22.6) == 2048 and resolve_negatives(0, 22.7) == 4096  # 8 x 2^1.5 = 22.63
+    assert resolve_negatives(0, 27.0) == 4096 and resolve_negatives(0, 1e4) == AUTO_NEGATIVES_MAX == 4096
+    assert resolve_negatives(64, 27.0) == 64 and resolve_negatives(9000, 1.0) == 9000
+
+
+def test_auto_negatives_follow_the_budget_in_a_run(tiny_run, tmp_path):
+    """The same data with a budget of few epochs and of many: the run resolves, logs and trains
+    with the rule's number (the sampled loss draws that many negatives a step)."""
+    from nanorec.loss import resolve_negatives
+    root, data, run_dir = tiny_run
+    for steps in (2, 90):  # 3 batches an epoch: 0.7 and 30 epochs
+        cfg = Config(data=data, **dict(TINY, loss="sampled", max_steps=steps, eval_interval=steps, num_negatives=0))
+        run(cfg, str(tmp_path / f"s{steps}"), quiet=True)
+        log = open(tmp_path / f"s{steps}" / "train.log").read()
+        epochs = float(log.split("max_steps covers ")[1].split(" epochs")[0])
+        assert f"{resolve_negatives(0, epochs):,} shared popularity negatives" in log
+    assert "1,024 shared" in open(tmp_path / "s2" / "train.log").read()
+    assert "4,096 shared" in open(tmp_path / "s90" / "train.log").read()
+
+
 def test_auto_loss_rule_and_config_keys():
     assert resolve_loss("auto", 12_101) == "full"
     # both sides of the line, and the sizes measured on either side (loss.py: equal_time.json)
     assert resolve_loss("auto", AUTO_SAMPLED_ABOVE) == "full" and resolve_loss("auto", 18_357) == "full"
     assert resolve_loss("auto", AUTO_SAMPLED_ABOVE + 1) == "sampled" and resolve_loss("auto", 30_458) == "sampled"
     assert resolve_loss("full", 10**6) == "full" and resolve_loss("sampled", 10) == "sampled"
-    for bad in (dict(loss="approx"), dict(negatives="hard"), dict(num_negatives=0), dict(valid_users=-1)):
+    for bad in (dict(loss="approx"), dict(negatives="hard"), dict(num_negatives=-1), dict(valid_users=-1)):
         with pytest.raises(UsageError):
             Config(**bad).validate()
 
