@@ -56,7 +56,26 @@ import math
 import torch
 
 
-class _ChunkedSoftmaxCE(torch.autograd.Function):
+class _GradientsInForward(torch.autograd.Function):
+    """The two chunked losses' common end: forward has computed the summed loss and both
+    gradients (h, weight) chunk by chunk; `finish` keeps them and returns the mean, and
+    backward only scales them by the upstream gradient."""
+
+    @staticmethod
+    def finish(ctx, h, weight, grad_h, grad_w, total, slot_weights, n_inputs):
+        ctx.save_for_backward(grad_h, grad_w)
+        ctx.M = h.shape[0] if slot_weights is None else slot_weights.float().sum()
+        ctx.dtypes, ctx.n_inputs = (h.dtype, weight.dtype), n_inputs
+        return total / ctx.M
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_h, grad_w = ctx.saved_tensors
+        scale = grad_out / ctx.M
+        return (grad_h * scale).to(ctx.dtypes[0]), (grad_w * scale).to(ctx.dtypes[1]), *([None] * (ctx.n_inputs - 2))
+
+
+class _ChunkedSoftmaxCE(_GradientsInForward):
 
     @staticmethod
     def forward(ctx, h, weight, targets, label_weights, chunk, slot_weights=None):
@@ -85,16 +104,7 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
                     probs.mul_(wc[:, None])
                 grad_h[s:s + chunk] = probs @ w32
                 grad_w.addmm_(probs.T, hc)
-        ctx.save_for_backward(grad_h, grad_w)
-        ctx.M = M if slot_weights is None else slot_weights.float().sum()
-        ctx.dtypes = (h.dtype, weight.dtype)
-        return total / ctx.M
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        grad_h, grad_w = ctx.saved_tensors
-        scale = grad_out / ctx.M
-        return (grad_h * scale).to(ctx.dtypes[0]), (grad_w * scale).to(ctx.dtypes[1]), None, None, None, None
+        return _GradientsInForward.finish(ctx, h, weight, grad_h, grad_w, total, slot_weights, 6)
 
 
 def soft_labels(targets: torch.Tensor, decay: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -194,7 +204,7 @@ def resolve_negatives(num_negatives: int, budget_epochs: float) -> int:
     return min(AUTO_NEGATIVES << doublings, AUTO_NEGATIVES_MAX)
 
 
-class _ChunkedSampledCE(torch.autograd.Function):
+class _ChunkedSampledCE(_GradientsInForward):
     """The sampled loss with its gradients computed in the forward pass, chunk by chunk, as
     `_ChunkedSoftmaxCE` does for the full one: no (M, S) tensor is kept for backward, so the
     cost grows with the number of negatives about as the full softmax's grows with the
@@ -235,16 +245,7 @@ class _ChunkedSampledCE(torch.autograd.Function):
                 grad_tgt[s:s + chunk] = g_pos[:, :, None] * hc[:, None, :]
             grad_w = torch.zeros(weight.shape, dtype=dt, device=weight.device)
             grad_w.index_add_(0, negatives, grad_neg).index_add_(0, targets.reshape(-1), grad_tgt.reshape(-1, h.shape[1]))
-        ctx.save_for_backward(grad_h, grad_w)
-        ctx.M = M if slot_weights is None else slot_weights.float().sum()
-        ctx.dtypes = (h.dtype, weight.dtype)
-        return total / ctx.M
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        grad_h, grad_w = ctx.saved_tensors
-        scale = grad_out / ctx.M
-        return (grad_h * scale).to(ctx.dtypes[0]), (grad_w * scale).to(ctx.dtypes[1]), *([None] * 7)
+        return _GradientsInForward.finish(ctx, h, weight, grad_h, grad_w, total, slot_weights, 9)
 
 
 def sampled_softmax_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
