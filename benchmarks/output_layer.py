@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from nanorec.config import Config  # noqa: E402
 from nanorec.data import item_counts, load, split  # noqa: E402
 from nanorec.files import write_json  # noqa: E402
-from nanorec.loss import OutputLoss  # noqa: E402
+from nanorec.loss import AUTO_NEGATIVES, OutputLoss  # noqa: E402
 from nanorec.model import GPT  # noqa: E402
 from nanorec.train import epoch_batches  # noqa: E402
 
@@ -35,7 +35,7 @@ p.add_argument("--synthetic", nargs="*", type=int, default=[], help="synthetic c
 p.add_argument("--steps", type=int, default=20)
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--negatives", nargs="*", default=["popularity", "uniform", "in_batch"])
-p.add_argument("--num-negatives", nargs="*", type=int, default=[Config().num_negatives],
+p.add_argument("--num-negatives", nargs="*", type=int, default=[AUTO_NEGATIVES],
                help="sampled softmax: time each of these numbers of negatives (rows sampled_KIND_S beyond the first)")
 p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "output_layer.json"))
 args = p.parse_args()
@@ -57,7 +57,7 @@ def throughput(cfg, ds, sp, kind, negatives, num_negatives=None):
     torch.manual_seed(cfg.seed)
     model = GPT(cfg, ds.num_items)
     opt = model.configure_optimizer(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), "cpu")
-    output = OutputLoss(kind, ds.num_items, item_counts(sp.train, ds.num_items), num_negatives or cfg.num_negatives,
+    output = OutputLoss(kind, ds.num_items, item_counts(sp.train, ds.num_items), num_negatives or AUTO_NEGATIVES,
                         negatives, cfg.seed)
     packed, batches = epoch_batches(sp.train, cfg, 0)
 

@@ -301,7 +301,7 @@ class OutputLoss:
     weights decay^k (config key future_decay; see `soft_labels`).
     """
 
-    def __init__(self, kind: str, num_items: int, counts=None, num_negatives: int = 1024,
+    def __init__(self, kind: str, num_items: int, counts=None, num_negatives: int = AUTO_NEGATIVES,
                  negatives: str = "popularity", seed: int = 0, decay: float = 0.0):
         if kind not in ("full", "sampled"):
             raise ValueError(f"kind={kind!r}: expected full or sampled (resolve auto first)")

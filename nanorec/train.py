@@ -268,12 +268,14 @@ def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet
     train_seqs = sp.train
     if start is not None:  # an update: the users with new events and a replay sample (update.py)
         train_seqs, train_weights = start.batches_from(sp.train, train_weights)
-    budget_epochs = cfg.max_steps / len(epoch_batches(train_seqs, cfg, 0, train_weights)[1])  # num_negatives=0 reads it
-    output = OutputLoss(resolve_loss(cfg.loss, ds.num_items), ds.num_items, item_counts(sp.train, ds.num_items),
-                        resolve_negatives(cfg.num_negatives, budget_epochs), cfg.negatives, cfg.seed, cfg.future_decay)
-    log(f"output layer: {output.describe()} (loss={cfg.loss}"
-        + (f", num_negatives=0, auto: max_steps covers {budget_epochs:.1f} epochs" if output.kind == "sampled"
-           and cfg.num_negatives == 0 else "") + ")")
+    kind, negatives, auto_note = resolve_loss(cfg.loss, ds.num_items), cfg.num_negatives, ""
+    if kind == "sampled" and negatives == 0:  # auto: by the epochs max_steps covers (one packing of epoch 0, ~0.1 s)
+        budget_epochs = cfg.max_steps / len(epoch_batches(train_seqs, cfg, 0, train_weights)[1])
+        negatives = resolve_negatives(negatives, budget_epochs)
+        auto_note = f", num_negatives=0, auto: max_steps covers {budget_epochs:.1f} epochs"
+    output = OutputLoss(kind, ds.num_items, item_counts(sp.train, ds.num_items), negatives, cfg.negatives, cfg.seed,
+                        cfg.future_decay)
+    log(f"output layer: {output.describe()} (loss={cfg.loss}{auto_note})")
     stream = batch_stream(train_seqs, cfg, state.epoch, state.batch_in_epoch, train_weights)
     model.train()
     t0 = time.time()
