@@ -27,10 +27,9 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from nanorec.data import EvalSet, load_like, split_like  # noqa: E402
-from nanorec.evaluate import evaluate_split  # noqa: E402
+from nanorec.evaluate import evaluate_split, top_lists  # noqa: E402
 from nanorec.files import write_json  # noqa: E402
 from nanorec.run import Run, fusion_terms  # noqa: E402
-from nanorec.scoring import top_k  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("run")
@@ -67,9 +66,7 @@ def score_parts(run_dir: str, data: str, part_of, item_part_of=None) -> dict:
             m = evaluate_split(scorer, subset, num_items=run.num_items, batch_size=run.config.eval_batch_size)
             out[part][name] = {"HR@10": round(m["HR@10"], 4), "NDCG@10": round(m["NDCG@10"], 4)}
             if item_parts is not None and part != "all":
-                lists = np.concatenate([top_k(scorer, subset.histories.take(np.arange(a, min(a + 4096, len(rows)))),
-                                              subset.users[a:a + 4096], k=10)[0]
-                                        for a in range(0, len(rows), 4096)])
+                lists = top_lists(scorer, subset, k=10, batch_size=run.config.eval_batch_size)
                 out[part][name]["other_catalogue@10"] = round(float((item_parts[lists] != part).mean()), 5)
         print(run_dir, part, json.dumps(out[part]), flush=True)
     return out

@@ -1,4 +1,5 @@
-"""A content table made from the interactions alone: PureSVD item factors of the training split.
+"""A content table made from the interactions alone: PureSVD item factors of the training split,
+each component scaled by the square root of its singular value.
 
     python benchmarks/interaction_content.py runs/data/Beauty_Sports.txt runs/exp/bs_svd64.safetensors [--dim 64]
     nanorec train --data runs/data/Beauty_Sports.txt --out runs/exp/bs_svd64 \
@@ -17,10 +18,9 @@ import os
 import sys
 
 import numpy as np
-from scipy.sparse.linalg import svds
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from nanorec.baselines.svd import multi_hot  # noqa: E402
+from nanorec.baselines.svd import PureSVD  # noqa: E402
 from nanorec.config import Config  # noqa: E402
 from nanorec.content import save_table  # noqa: E402
 from nanorec.data import load_like, split_like  # noqa: E402
@@ -34,10 +34,9 @@ args = p.parse_args()
 cfg = Config(data=args.data)
 ds = load_like(cfg, args.data)
 train = split_like(ds, cfg).train
-x = multi_hot(train, ds.num_items).astype(np.float32)          # (U, N+1) 0/1
-_, s, vt = svds(x, k=args.dim, random_state=0)
-factors = vt.T * np.sqrt(s)                                     # (N+1, dim)
+svd = PureSVD(k=args.dim).fit(train, ds.num_items)                 # no validation: k = dim
+factors = svd.V * np.sqrt(svd.singular_values[:args.dim])          # (N+1, dim)
 factors /= np.maximum(np.linalg.norm(factors, axis=1, keepdims=True), 1e-8)
-rows = np.flatnonzero(np.asarray(x.sum(0)).ravel() > 0)         # padding column 0 is never set
+rows = np.flatnonzero(np.bincount(train.items, minlength=ds.num_items + 1)[1:]) + 1  # items with training events
 save_table(args.out, ds.item_ids[rows], factors[rows], {"made_by": f"PureSVD ({args.dim}) of the training split"})
 print(f"wrote {args.out}: {len(rows):,} of {ds.num_items:,} items, {args.dim} dims")

@@ -46,6 +46,7 @@ class PureSVD:
         _, s, vt = svds(X, k=max_k, v0=v0)
         order = np.argsort(-s)  # svds returns ascending singular values
         self.V_all = np.ascontiguousarray(vt[order].T, dtype=np.float32)  # (N+1, max_k), leading first
+        self.singular_values = s[order].astype(np.float32)  # (max_k,), for item vectors weighted by them
         if valid is None:
             self.V = self.V_all[:, :min(self.k, max_k)]
             return self
