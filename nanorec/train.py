@@ -34,13 +34,14 @@ from . import distributed, rundir, tracking
 from .config import Config, add_run_writer_options, apply_overrides, check_dashed_keys, describe, parse_weights
 from .curves import plot_curves
 from .data import EvalSet, item_counts, load_like, split_like
+from .data.tables import is_stream
 from .devices import autocast, pick_device
 from .errors import DataError, UsageError
 from .evaluate import evaluate, format_metrics, score_report
 from .files import append_line, final_path
 from .loss import FUTURE_HORIZON, OutputLoss, resolve_loss, resolve_negatives
 from .model import GPT
-from .packing import IGNORE, pack, prefix_weights
+from .packing import IGNORE, pack, prefix_weights, trainable_users
 from .scoring import gpt_scorer
 
 
@@ -104,6 +105,8 @@ def batch_stream(train_seqs, cfg: Config, epoch: int, batch_in_epoch: int, weigh
     batches of `epoch`: the same stream whether or not the run was interrupted."""
     while True:
         packed, batches = epoch_batches(train_seqs, cfg, epoch, weights)
+        if not batches:  # never an endless loop over empty epochs (check_targets refuses this first)
+            raise DataError("no training target: the training rows pack into no batch (nothing to learn)")
         for i in range(batch_in_epoch, len(batches)):
             yield epoch, i, packed, batches[i]
         epoch, batch_in_epoch = epoch + 1, 0
@@ -153,6 +156,9 @@ def check_run(cfg: Config, out_dir: str, resume: bool, overwrite: bool, dataset=
         out_dir = rundir.resume_dir(out_dir)
         rundir.resume_config(out_dir, cfg)
         ck = rundir.load_checkpoint(os.path.join(out_dir, rundir.CKPT))
+    if dataset is None and isinstance(cfg.data, str) and is_stream(cfg.data):
+        raise DataError(f"{cfg.data}: a pipe or FIFO can be read once, and a run reads its data again "
+                        "(--resume, evaluate); save it to a file and train on that")
     ds = dataset if dataset is not None else load_like(cfg)
     if ds.weights is not None and cfg.method not in ("gpt", "transitions", "cooccurrence"):
         key = "weight_col" if cfg.weight_col else "target_filter"
@@ -162,6 +168,7 @@ def check_run(cfg: Config, out_dir: str, resume: bool, overwrite: bool, dataset=
     if sp.train.lengths.max(initial=0) < 2:
         hint = "; holdout=none trains on every event" if cfg.holdout != "none" else ""
         raise DataError(f"{ds.path}: no user has two training items (holdout={cfg.holdout}): nothing to learn{hint}")
+    check_targets(ds, sp, cfg)
     fp = rundir.fingerprint(ds)
     if resume:  # the run folder's other files must fit too: the resumed run keeps them
         rundir.check_same_data(out_dir, fp, cfg.data)
@@ -171,6 +178,22 @@ def check_run(cfg: Config, out_dir: str, resume: bool, overwrite: bool, dataset=
     coverage = []  # the content tables' coverage lines, logged once there is a log
     content = load_content(cfg.content, ds.item_ids, log=coverage.append) if cfg.content else []
     return device, ds, sp, fp, (content, coverage), ck
+
+
+def check_targets(ds, sp, cfg: Config) -> None:
+    """Per-event weights (target_filter, weight_col) must leave a training target of weight > 0
+    where packing takes targets; none at all would leave every epoch without a batch."""
+    if ds.weights is None:
+        return
+    weights = prefix_weights(ds.sequences, ds.weights, sp.train)
+    if len(trainable_users(sp.train, cfg.block_size, weights)):
+        return
+    n = int((ds.weights > 0).sum())
+    why = f"target_filter={cfg.target_filter!r} matches {n:,} events" if cfg.target_filter else \
+        f"{n:,} events have a weight > 0"
+    hint = "; holdout=none trains on every event" if cfg.holdout != "none" else ""
+    raise DataError(f"{ds.path}: no training target left: {why}, none of them a training target (each is held "
+                    f"out for validation or test by holdout={cfg.holdout}, or first in its user's history){hint}")
 
 
 def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False, quiet: bool = False,
