@@ -1949,15 +1949,17 @@ def synth_more_rows_than_memory(e, d):
 # -----------------------------------------------------------------------------
 # business filters (--allow-items / --deny-items, the API's items / exclude_items)
 
-FILTER_FILES_BAD = {
-    "unknown_ids": ("item_id\n1\n99999\nnope\n", ["2 of its 3 item ids are not items of the run"]),
-    "empty_file": ("", ["allow.csv"]),
-    "header_only": ("item_id\n", ["no items (no data rows)"]),
-    "repeated_id": ("item_id\n1\n1\n", ["item 1 is listed more than once"]),
-    "two_columns_no_item_id": ("a,b\n1,2\n", ["missing column 'item_id'"]),
+FILTER_FILES_BAD = {  # name: (file text, the error line's words, the options it is an error for)
+    # an allow list with no id the run knows would list nothing (a deny list's unknown ids are counted instead)
+    "unknown_ids": ("item_id\n99999\nnope\n", ["2 item ids read", "no item could be listed"], ("--allow-items",)),
+    "empty_file": ("", ["allow.csv", "lists nothing"], ("--allow-items",)),  # an empty deny list denies nothing
+    "header_only": ("item_id\n", ["no items (no data rows)"], ("--allow-items",)),
+    "repeated_id": ("item_id\n1\n1\n", ["item 1 is listed more than once"], ("--allow-items", "--deny-items")),
+    "two_columns_no_item_id": ("a,b\n1,2\n", ["missing column 'item_id'"], ("--allow-items", "--deny-items")),
+    "not_utf8": (b"item_id\n\xff\xfe1\n", ["allow.csv:2", "not UTF-8"], ("--allow-items", "--deny-items")),
 }
-for _name, (_text, _m) in FILTER_FILES_BAD.items():
-    for _opt in ("--allow-items", "--deny-items"):
+for _name, (_text, _m, _opts) in FILTER_FILES_BAD.items():
+    for _opt in _opts:
         def _filter_case(e, d, text=_text, m=_m, opt=_opt):
             f = write(os.path.join(d, "allow.csv"), text)
             out = os.path.join(d, "recs.csv")
@@ -1973,15 +1975,14 @@ def recommend_filter_file_missing(e, d):
 
 
 @case
-def serve_deny_items_unknown_id(e, d):
-    f = write(os.path.join(d, "deny.csv"), "item_id\n99999\n")
-    return Case(sv_argv(e, "--deny-items", f, "--port", "8765"), mentions=(f, "1 of its 1 item ids are not items"))
+def serve_deny_items_repeated_id(e, d):
+    f = write(os.path.join(d, "deny.csv"), "item_id\n3\n3\n")
+    return Case(sv_argv(e, "--deny-items", f, "--port", "8765"), mentions=(f, "item 3 is listed more than once"))
 
 
 @case
-def serve_deny_items_header_only(e, d):
-    f = write(os.path.join(d, "deny.csv"), "item_id\n")
-    return Case(sv_argv(e, "--deny-items", f, "--port", "8765"), mentions=(f, "no items"))
+def serve_deny_items_is_a_folder(e, d):
+    return Case(sv_argv(e, "--deny-items", d, "--port", "8765"), mentions=(d, "is a folder"))
 
 
 def _api_filter_case(kwargs, mentions):

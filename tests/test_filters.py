@@ -174,7 +174,7 @@ def test_server_filters_and_reloaded_deny_list(runs, tmp_path):
     deny.write_text("item_id\n" + "\n".join(str(x) for x in A[:99]) + "\n")
     r = client.post("/recommendations", json={"history": [int(KNOWN[0])], "k": 10, "items": A}).json()
     assert r["items"] == [A[99]]
-    deny.write_text("item_id\nnot-an-item-of-the-run\n")
+    deny.write_bytes(b"item_id\n\xff\xfe not text\n")  # not a list of ids: the last good list stays
     r = client.post("/recommendations", json={"history": [int(KNOWN[0])], "k": 10, "items": A}).json()
     assert r["items"] == [A[99]]
     # bad filters: 422, one line, unknown ids counted not echoed
