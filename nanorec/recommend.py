@@ -56,7 +56,7 @@ from . import ids, rundir
 from .data import Dataset, Sequences, item_counts, load_like
 from .devices import DEVICE_HELP, pick_device
 from .errors import DataError, UsageError
-from .files import atomic_write, check_writable_folder
+from .files import atomic_write, check_writable_folder, is_stdout
 from .run import Run
 from .scoring import item_mask, recommend_lists
 
@@ -695,7 +695,8 @@ def main(argv) -> int:
     if dd.main:
         print(f"wrote {args.out}: {len(users):,} users x {args.k} items ({args.mode})"
               + (f" from {dd.world} processes" if dd.enabled else "")
-              + f"; {n_cold:,} cold users got the most popular items")
+              + f"; {n_cold:,} cold users got the most popular items",
+              file=sys.stderr if is_stdout(args.out) else sys.stdout)  # never into the lists themselves
         if tally["short"]:
             why = [opt for opt, path in (("--allow-items", args.allow_items), ("--deny-items", args.deny_items)) if path]
             why += ["their own items (never listed: --exclude-seen)"] if args.exclude_seen else []
