@@ -316,7 +316,7 @@ class Recommender:
         if _is_path(items) or _is_path(exclude_items):  # files: read as the CLI reads --allow/--deny-items
             def report(got, option):  # unknown ids are counted, not an error: said when there are some
                 if len(got.unknown):
-                    warnings.warn(got.line(option), stacklevel=4)
+                    warnings.warn(got.line(option), stacklevel=5)  # the caller's line
             files = filter_files(vocab, items if _is_path(items) else None,
                                  exclude_items if _is_path(exclude_items) else None, self._run.config.item_col,
                                  report, allow_option="items", deny_option="exclude_items")
