@@ -173,6 +173,8 @@ def render(run_dir: str, cfg, metrics: dict, user_ids, histories, rows, lists, s
             "".join(f"<th>{TERMS[t]}</th>" for t in used) + "<th>lifted most by</th>" if terms is not None else "") + "</tr>"
         body = []
         for j in range(min(k, lists.shape[1])):
+            if lists[b, j] == 0:  # the list is shorter (recommend_lists): fewer unseen items than k
+                break
             cells = f"<td>{j + 1}</td><td>{_item_cell(item_ids[lists[b, j]], catalogue)}</td>" \
                     f"<td class=num>{scores[b, j]:.3f}</td>"
             if terms is not None:
@@ -199,7 +201,7 @@ def build(run_dir: str, out: str, items: str | None = None, users: list[str] | N
 
     from . import rundir
     from .files import check_writable_folder, write_text
-    from .scoring import top_k
+    from .scoring import recommend_lists
     check_writable_folder(out, "--out page")
     catalogue = read_catalogue(items) if items else {}
     cfg, scorer, item_ids, parts = fused_terms(run_dir, device)
@@ -210,7 +212,7 @@ def build(run_dir: str, out: str, items: str | None = None, users: list[str] | N
     h = hist.take(rows)
     k = min(k, len(item_ids) - 1)
     with torch.no_grad():
-        lists, scores = top_k(scorer, h, rows, k)
+        lists, scores = recommend_lists(scorer, h, rows, k)  # the lists users get: never seen items as filler
         terms = term_table(parts, h, rows, lists) if parts is not None else None
     metrics_path = os.path.join(run_dir, rundir.METRICS)
     metrics = json.load(open(metrics_path)) if os.path.exists(metrics_path) else {}

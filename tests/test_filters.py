@@ -423,3 +423,62 @@ def test_a_real_server_reloads_its_deny_list_by_content(zeros, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+# -----------------------------------------------------------------------------
+# lists are never padded with seen items (score -3.4e38): shorter, and said
+
+def _seen(d) -> dict:
+    log = pl.read_csv(d / "log.csv", schema_overrides={"item_id": pl.Utf8})
+    return {int(key[0]): set(g["item_id"].to_list()) for key, g in log.group_by("user_id")}
+
+
+@pytest.mark.parametrize("mode", ["oneshot", "generative"])
+def test_lists_never_end_with_seen_items_at_k_the_catalogue_or_with_an_allow_list(zeros, tmp_path, mode):
+    rec, d = zeros
+    n = len(rec._run.item_ids) - 1
+    seen = _seen(d)
+    allow = tmp_path / "allow.csv"
+    eight = [str(x) for x in rec._run.item_ids[1:9]]
+    allow.write_text("\n".join(eight) + "\n")
+    for k, extra, may in ((n, [], set(rec._run.item_ids[1:].tolist())), (8, ["--allow-items", str(allow)], set(eight))):
+        out, err = tmp_path / "recs.csv", io.StringIO()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            assert cli(["recommend", "--run", rec.run_dir, "--out", str(out), "--k", str(k), "--mode", mode, *extra]) == 0
+        got = pl.read_csv(out, schema_overrides={"item_id": pl.Utf8})
+        lists = by_user(got)  # a user with no item left has no row
+        assert all(set(lists.get(u, [])) == may - seen[u] for u in seen), k  # every unseen item, no seen one
+        assert got["score"].min() > -1e38
+        short = sum(len(lists.get(u, [])) < k for u in seen)
+        assert short > 0 and f"{short:,} of {len(seen):,} users got fewer than {k} items" in err.getvalue(), err.getvalue()
+        assert "their own items (never listed: --exclude-seen)" in err.getvalue()
+
+
+def test_the_inspect_page_lists_no_seen_item_at_k_the_catalogue(zeros, tmp_path):
+    from html.parser import HTMLParser
+    rec, d = zeros
+    n = len(rec._run.item_ids) - 1
+    seen = _seen(d)
+    users = list(seen)[:3]
+    out = tmp_path / "page.html"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli(["inspect", "--run", rec.run_dir, "--out", str(out), "--k", str(n), "--sample", "0",
+                    "--users", ",".join(map(str, users))]) == 0
+
+    class Rows(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.lists, self.user = {}, None
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "div" and "data-user" in a:
+                self.user = int(a["data-user"])
+                self.lists[self.user] = []
+            if tag == "tr" and a.get("class") == "rec":
+                self.lists[self.user].append(a["data-item"])
+
+    page = Rows()
+    page.feed(out.read_text())
+    assert page.lists == {u: by_user(rec.recommend(users=[u], k=n))[u] for u in users}
+    assert all(len(page.lists[u]) == n - len(seen[u]) and not set(page.lists[u]) & seen[u] for u in users)
