@@ -2033,6 +2033,75 @@ def train_data_is_a_pipe(e, d):
     return Case(["train", "--data", pipe, "--out", out, *TINY], mentions=(pipe,), absent=(out,))
 
 
+def _with_column(e, d, name, values, col="w"):
+    """e.log with one more column (a list of values, or a function of the row index)."""
+    import polars as pl
+    df = pl.read_csv(e.log)
+    vals = [values(i) for i in range(df.height)] if callable(values) else values
+    path = os.path.join(d, name)
+    df.with_columns(pl.Series(col, vals)).write_csv(path)
+    return path
+
+
+@case
+def train_weight_zero_in_float32(e, d):
+    """A weight of 1e-50 is > 0 but 0 in float32 (all of them: nothing to learn; was a hang)."""
+    data = _with_column(e, d, "w.csv", lambda i: 1e-50 if i == 3 else 1.0)
+    out = os.path.join(d, "run")
+    return Case(train_argv(e, d, "weight_col=w", data=data, out=out), mentions=("w.csv:5", "1e-50", "0 in float32"),
+                absent=(out,))
+
+
+@case
+def train_weight_inf_in_float32(e, d):
+    """A weight of 1e39 is finite but inf in float32 (was IndexError 4294967295)."""
+    data = _with_column(e, d, "w.csv", lambda i: 1e39 if i == 3 else 1.0)
+    out = os.path.join(d, "run")
+    return Case(train_argv(e, d, "weight_col=w", data=data, out=out), mentions=("w.csv:5", "inf in float32"),
+                absent=(out,))
+
+
+@case
+def train_weights_sum_beyond_float32(e, d):
+    data = _with_column(e, d, "w.csv", lambda i: 1e37)
+    out = os.path.join(d, "run")
+    return Case(train_argv(e, d, "weight_col=w", data=data, out=out), mentions=("w.csv", "sums to", "float32"),
+                absent=(out,))
+
+
+@case
+def train_target_filter_leaves_no_training_target(e, d):
+    """Only each user's last event matches target_filter: every target is held out (was a hang past 150 s)."""
+    import polars as pl
+    users = pl.read_csv(e.log)["user_id"].to_list()
+    last = {u: i for i, u in enumerate(users)}  # each user's last row (the log is in time order per user)
+    data = _with_column(e, d, "typed.csv", lambda i: "purchase" if last[users[i]] == i else "view", col="event")
+    out = os.path.join(d, "run")
+    return Case(train_argv(e, d, "target_filter=event=purchase", data=data, out=out),
+                mentions=("typed.csv", "no training target left", "holdout=none"), absent=(out,))
+
+
+@case
+def recommend_data_pipe_of_no_known_format(e, d):
+    """`--data <(...)` whose bytes are no table: one line at once (a pipe has no suffix to go by)."""
+    read, written = os.pipe()
+    os.write(written, b"hello world\n")
+    os.close(written)
+    pipe = f"/dev/fd/{read}"
+    out = os.path.join(d, "recs.csv")
+    return Case(rec_argv(e, d, data=pipe, out=out), mentions=(pipe, "no suffix"), absent=(out,))
+
+
+@case
+def recommend_out_is_a_socket(e, d):
+    """--out a socket: one line (a character device or a FIFO is written to; a socket is no output)."""
+    import socket
+    path = os.path.join(d, "sock")
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(path)
+    return Case(rec_argv(e, d, out=path), mentions=(path, "socket"))
+
+
 CASES["train_config_fusion_weights_underscore"] = _config_case(
     ["fusion_weights=1_0,2"], ["fusion_weights='1_0,2'", "w1,w2"])  # float('1_0') is 10: not a weight anyone typed
 CASES["train_config_fusion_weights_fullwidth_digit"] = _config_case(["fusion_weights=\uff11,2"], ["fusion_weights="])
