@@ -270,7 +270,9 @@ def test_string_ids_survive_the_run_folder_and_the_users_file(tmp_path):
     with contextlib.redirect_stdout(io.StringIO()):
         assert cli_main(["train", "--data", events, "--out", run, "--quiet", "method=popularity",
                          "user_col=customer", "item_col=sku", "time_col=ts", "progress=false"]) == 0
-        assert cli_main(["recommend", "--run", run, "--users", users, "--out", recs, "--k", "2"]) == 0
+        # --include-seen: each customer has bought all 3 items, and a list never pads with seen ones
+        assert cli_main(["recommend", "--run", run, "--users", users, "--out", recs, "--k", "2",
+                         "--include-seen"]) == 0
     assert read_items(run)[1:].tolist() == ["0042", "0043", "42"]
     assert read_histories(run)[0].tolist() == ["005461", "5461", "000777"]
     out = pl.read_csv(recs, schema_overrides={"user_id": pl.Utf8, "item_id": pl.Utf8})
