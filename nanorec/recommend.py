@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from dataclasses import dataclass
 
@@ -155,6 +156,8 @@ def read_filter_file(path, item_ids: np.ndarray, col: str = "item_id", option: s
     if not values and _allows(option):
         raise DataError(f"{path}: no items (no data rows): an allow list of no items lists nothing")
     texts = np.asarray(values, dtype=object).astype(str) if values else np.zeros(0, dtype=str)
+    if ids.kind(item_ids[1:]) == "integers":  # 17.0 is 17 where ids are integers, as the readers read it
+        texts = np.asarray([_WHOLE.sub(r"\1", t) for t in texts.tolist()], dtype=str) if len(texts) else texts
     _, first, counts = np.unique(texts, return_index=True, return_counts=True)
     if (counts > 1).any():
         raise DataError(f"{path}: item {texts[np.sort(first[counts > 1])[0]]} is listed more than once")
@@ -227,13 +230,17 @@ def _filter_column(path: str, columns: list, col: str) -> str:
     raise DataError(f"{path}: missing column {col!r} (columns are {', '.join(map(str, columns))})")
 
 
+_WHOLE = re.compile(r"^(-?(?:0|[1-9][0-9]*))\.0+$")  # a whole number written as a float
+
+
 def _is_header(first: str, item_ids: np.ndarray) -> bool:
     """A one-column file's first line is a header unless it is an id the run knows, or an
-    integer written as one where the run's ids are integers."""
-    import re
-    if ids.rows(item_ids[1:], np.array([first]))[0] >= 0:
-        return False
-    return not (ids.kind(item_ids[1:]) == "integers" and re.fullmatch(r"0|-?[1-9][0-9]*", first))
+    integer written as one (17, or 17.0) where the run's ids are integers."""
+    if ids.kind(item_ids[1:]) == "integers":
+        first = _WHOLE.sub(r"\1", first)
+        if re.fullmatch(r"0|-?[1-9][0-9]*", first):
+            return False
+    return ids.rows(item_ids[1:], np.array([first]))[0] < 0
 
 
 def filter_items(item_ids: np.ndarray, given: np.ndarray, where: str, error=DataError) -> np.ndarray:

@@ -308,6 +308,9 @@ def test_a_first_line_the_run_knows_is_an_id_on_an_integer_run(runs, tmp_path):
     deny.write_text(f"{first}\n{second}\n")  # no header: the favourite item first
     denied = rec.recommend(k=10, exclude_items=deny)
     assert not np.isin(denied["item_id"].to_numpy(), [first, second]).any()
+    floats = tmp_path / "floats.csv"
+    floats.write_text(f"{float(first)}\n{float(second)}\n")  # pandas writes an integer column with a gap so
+    assert rec.recommend(k=10, exclude_items=floats).equals(denied)
     unknown_first = tmp_path / "unknown_first.csv"
     unknown_first.write_text(f"99999\n{first}\n")  # an integer on an integer run: an id, unknown
     with pytest.warns(UserWarning, match="2 item ids read, 1 not known to the run"):
