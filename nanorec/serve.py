@@ -238,14 +238,15 @@ def request_model(max_k: int, max_history: int):
 
 class DenyFile:
     """The server-wide deny list (--deny-items FILE), kept current by the file's content: on each
-    request the file is read and hashed (a list of 100,000 ids is about 1 MB), and parsed again
-    when the hash differs from the last one read. Size and mtime are not trusted: an emptied file
+    request the file is read and hashed (about 5 ms for 100,000 ids, 1.1 MB, on a 2-core CPU under
+    load; a few hundred ids cost nothing), and parsed again when the hash differs from the last one. Size and mtime are not trusted: an emptied file
     or a same-size rewrite that keeps the old mtime (cp -p, rsync -t, os.utime) is seen at once.
     The first load must succeed (a bad file at start is an error). Later, a file that
     disappears, cannot be read or is not a list of ids keeps the last good list: said once in
     the log, and in /health (`state()`) until the file is good again. The file is read by
     recommend.read_filter_file, as `nanorec recommend --deny-items` reads it; ids the run does
-    not know are counted (`state()`), and an empty file denies nothing.
+    not know are counted (`state()`), and an empty file denies nothing. A file rewritten in place
+    may be read half-written, as by any reader: write a new file and rename it over the old one.
     current() -> (n,) internal indices of the denied items (None: no file)."""
 
     def __init__(self, path: str | None, item_ids: np.ndarray, item_col: str,
