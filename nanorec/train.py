@@ -34,7 +34,6 @@ from . import distributed, rundir, tracking
 from .config import Config, add_run_writer_options, apply_overrides, check_dashed_keys, describe, parse_weights
 from .curves import plot_curves
 from .data import EvalSet, item_counts, load_like, split_like
-from .data.tables import is_stream
 from .devices import autocast, pick_device
 from .errors import DataError, UsageError
 from .evaluate import evaluate, format_metrics, score_report
@@ -156,9 +155,6 @@ def check_run(cfg: Config, out_dir: str, resume: bool, overwrite: bool, dataset=
         out_dir = rundir.resume_dir(out_dir)
         rundir.resume_config(out_dir, cfg)
         ck = rundir.load_checkpoint(os.path.join(out_dir, rundir.CKPT))
-    if dataset is None and isinstance(cfg.data, str) and is_stream(cfg.data):
-        raise DataError(f"{cfg.data}: a pipe or FIFO can be read once, and a run reads its data again "
-                        "(--resume, evaluate); save it to a file and train on that")
     ds = dataset if dataset is not None else load_like(cfg)
     if ds.weights is not None and cfg.method not in ("gpt", "transitions", "cooccurrence"):
         key = "weight_col" if cfg.weight_col else "target_filter"

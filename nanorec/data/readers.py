@@ -116,7 +116,12 @@ def _stream_format(path: str, data: bytes) -> tuple[str | None, bytes]:
 
 def load_like(cfg, source=None) -> Dataset:
     """`load` with a run's column, filter, weight, target and time format settings (any object
-    with Config's attributes; target_filter may be absent); `source` defaults to cfg.data (a path or a frame)."""
+    with Config's attributes; target_filter may be absent); `source` defaults to cfg.data (a path or a frame).
+    cfg.data that is a pipe or FIFO is refused (train): a run's data is read again (--resume, evaluate),
+    and a pipe read once would then be empty, or a FIFO wait forever for a writer."""
+    if source is None and isinstance(cfg.data, str) and is_stream(cfg.data):
+        raise DataError(f"{cfg.data}: a pipe or FIFO can be read once, and a run's data is read again "
+                        "(--resume, evaluate); save it to a file and train on that")
     return load(cfg.data if source is None else source, cfg.user_col, cfg.item_col, cfg.time_col,
                 filter=cfg.filter or None, weight_col=cfg.weight_col or None, time_format=cfg.time_format or None,
                 target_filter=getattr(cfg, "target_filter", "") or None)
