@@ -27,7 +27,9 @@ Arguments are checked as strictly as the CLI's options, and every refusal is a
   "generative", checked on every call.
 - exclude_seen=True never returns an item of the user's history: a user with fewer
   than k unseen items gets a shorter list (`nanorec recommend` fills its files to
-  k with seen items, ranked last).
+  k with seen items, ranked last). Under target_filter "seen" means the history's
+  target events (purchases) only; recommend_history's event_types (one value of the
+  target_filter column per history item, ids' rules: ints or strings) says which.
 - items / exclude_items (business filters): item ids, as for users, that alone may be
   listed / that are never listed, applied before the lists are cut, for every method
   and for the popularity fallback. An id the run does not know is a UsageError naming

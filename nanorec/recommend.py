@@ -22,6 +22,10 @@ known, a warning line naming how many are known otherwise. With
 when fewer than k unseen items are left (the server and the Python API return
 a shorter list instead).
 
+Event types: a run trained with target_filter (e.g. event_type=purchase) reads --data with
+it, so the log needs that column; exclude-seen removes the user's purchases (targets), never
+an item only viewed, and `--data <the run's own log>` gives exactly the run's lists.
+
 Business filters: --allow-items FILE (only these items) and --deny-items FILE
 (never these items), each a one-column table of item ids (the run's item column,
 else item_id, else its only column), read and matched as the readers read ids; an
@@ -144,8 +148,10 @@ def histories_for(run: Run, data_path=None, warn=print) -> tuple[np.ndarray, Seq
     -> (known_users (U0,), hist (U0 rows), default_users).
     data_path None: the run's own (histories.parquet); default users: all of them.
     Else the log's (a newer log may add items: those the run never saw are dropped; none
-    known is the wrong data); default users: a challenge folder's test.csv, else every user
-    of the log (None: a challenge folder without test.csv, which must name its users)."""
+    known is the wrong data), read as at training: under target_filter its column marks the
+    targets (exclude_seen removes those), and a value the run never saw is an error; default
+    users: a challenge folder's test.csv, else every user of the log (None: a challenge folder
+    without test.csv, which must name its users)."""
     if data_path is None:
         if run.histories is None:
             raise DataError(f"{run.run_dir}: no {rundir.HISTORIES} (a run from an older nanorec): pass --data")
