@@ -209,19 +209,22 @@ class Recommender:
         event_types: for a run trained with target_filter, each event's value of its column
         (e.g. ["view", "purchase", "view"], as long as `history`): only the matching events are
         targets, so exclude_seen removes those (the purchases), never items only viewed. None:
-        every event is a target. A value the run was not trained with is a UsageError."""
+        every event is a target. A value the run was not trained with is a UsageError.
+        history may also be a frame (pandas / polars DataFrame, pyarrow Table) with the run's item
+        column and, for event types, its target_filter column (rows oldest first)."""
         from .recommend import RawHistories, list_for_history, popular_items
 
         self._check_call(k, exclude_seen, mode)
         blocked = self._blocked(items, exclude_items)
+        if self._lookup is None:  # built once per loaded model, as the server does
+            self._lookup = RawHistories(self._run)
+            self._popular = popular_items(self._histories, self._run.num_items, self._run.num_items)
+        history, event_types = self._history_columns(history, event_types)
         vocab = self._run.item_ids[1:]
         history = ids.from_python(history, vocab, "history", allow_empty=True, allow_repeats=True)
         if event_types is not None:  # ints and strings, as ids are (a column's values, compared as text)
             event_types = ids.from_python(event_types, np.array([""], object), "event_types", allow_empty=True,
                                           allow_repeats=True)
-        if self._lookup is None:  # built once per loaded model, as the server does
-            self._lookup = RawHistories(self._run)
-            self._popular = popular_items(self._histories, self._run.num_items, self._run.num_items)
         known, unknown = self._lookup(history, event_types)
         if unknown and not len(known.items):
             detail = ids.kinds_differ(vocab, history, "item")
@@ -315,6 +318,23 @@ class Recommender:
         _check_bool(exclude_seen, "exclude_seen")
         if not isinstance(mode, str) or mode not in MODES:
             raise UsageError(f"mode={_short(mode)}: expected {' or '.join(map(repr, MODES))}")
+
+    def _history_columns(self, history, event_types):
+        """A frame history -> (its item column, its target_filter column or None); any other
+        history is returned as it is, with event_types."""
+        from .data.tables import _frame_to_polars
+        converted = None if isinstance(history, (list, tuple, np.ndarray, str, bytes)) else _frame_to_polars(history)
+        if converted is None:
+            return history, event_types
+        df, item_col = converted[0], self.config.item_col
+        if item_col not in df.columns:
+            raise UsageError(f"history: a frame needs the run's item column {item_col!r} "
+                             f"(its columns: {', '.join(df.columns[:10])})")
+        col = self._lookup.filter[0] if self._lookup.filter else None
+        if event_types is not None:
+            raise UsageError(f"event_types: a frame history carries them in its {col or 'target_filter'} column; "
+                             "leave event_types out")
+        return df[item_col], (df[col] if col in df.columns else None)
 
     def _blocked(self, items, exclude_items):
         """The business filters (original item ids, None: not given) as scoring's item mask."""

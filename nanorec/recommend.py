@@ -55,6 +55,7 @@ import numpy as np
 
 from . import ids, rundir
 from .data import Dataset, Sequences, item_counts, load_like
+from .data.columns import _parse_filter
 from .devices import DEVICE_HELP, pick_device
 from .errors import DataError, UsageError
 from .files import atomic_write, check_writable_folder
@@ -193,7 +194,7 @@ def check_event_types(given, known: list[str] | None, run: Run, where: str, erro
         return
     new = sorted(set(given) - set(known))
     if new:
-        col = run.config.target_filter.partition("=")[0].strip()
+        col = _parse_filter(run.config.target_filter, "target_filter")[0]
         shown = ", ".join(map(repr, known[:10])) + (f", ... ({len(known) - 10} more)" if len(known) > 10 else "")
         raise error(f"{where}: event type {new[0]!r} (column {col!r}) is not one the run in {run.run_dir} was "
                     f"trained with (its values: {shown})")
@@ -209,7 +210,6 @@ class RawHistories:
     left out, with their types). Bad event types are an `error` (one line)."""
 
     def __init__(self, run: Run, error=UsageError):
-        from .data.columns import _parse_filter
         self.run, self.error = run, error
         self.lookup = ids.item_rows(run.item_ids)
         self.filter = _parse_filter(run.config.target_filter, "target_filter") if run.config.target_filter else None

@@ -204,3 +204,28 @@ def test_training_log_says_targets_and_context_events_apart(shop):
     assert f"; {n_targets:,} training targets ({FILTER}), {n_context:,} context events;" in line
     plain_line = next(x for x in open(os.path.join(plain, "train.log")) if " training targets" in x)
     assert "context" not in plain_line
+
+
+def test_a_frame_history_carries_its_event_types(shop):
+    _, log, typed, plain = shop
+    events = user_events(log)
+    u = next(u for u, (_, types) in events.items() if {"view", "purchase"} <= set(types))
+    items, types = [int(i) for i in events[u][0]], events[u][1]
+    rec = Recommender.load(typed)
+    want = rec.recommend_history(items, k=K, event_types=types)["item_id"].to_list()
+    frame = pl.DataFrame({"item_id": items, "event_type": types, "timestamp": range(len(items))})
+    assert rec.recommend_history(frame, k=K)["item_id"].to_list() == want
+    pd = pytest.importorskip("pandas")
+    assert rec.recommend_history(frame.to_pandas(), k=K)["item_id"].to_list() == want
+    # without the column every event is a target, as with a list and no event_types
+    assert rec.recommend_history(frame.drop("event_type"), k=K)["item_id"].to_list() == \
+        rec.recommend_history(items, k=K)["item_id"].to_list()
+    with pytest.raises(UsageError, match="history: a frame needs the run's item column 'item_id'"):
+        rec.recommend_history(pd.DataFrame({"sku": items}))
+    with pytest.raises(UsageError, match="event_types: a frame history carries them in its event_type column"):
+        rec.recommend_history(frame, event_types=types)
+    with pytest.raises(UsageError, match=r"event_types\[1\] is missing"):
+        rec.recommend_history(pl.DataFrame({"item_id": [1, 2], "event_type": ["view", None]}))
+    # a run without target_filter reads a frame's items alone (its other columns are not its business)
+    p = Recommender.load(plain)
+    assert p.recommend_history(frame, k=K)["item_id"].to_list() == p.recommend_history(items, k=K)["item_id"].to_list()
