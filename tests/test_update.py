@@ -45,8 +45,8 @@ def ring_log(users=range(60), length=6, seed=0) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
 
 
-def new_events(users=(*range(40), *range(100, 110))) -> pl.DataFrame:
-    rows = [(u, item, 100 + t) for u in users for t, item in enumerate((7, NEW_ITEM, 3, 4))]
+def new_events(users=(*range(40), *range(100, 110)), t0=100) -> pl.DataFrame:
+    rows = [(u, item, t0 + t) for u in users for t, item in enumerate((7, NEW_ITEM, 3, 4))]
     return pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
 
 
@@ -135,7 +135,7 @@ def test_an_updated_run_is_an_ordinary_run_folder(base, updated, tmp_path):
     lists = str(tmp_path / "lists.csv")
     assert run_cli(["recommend", "--run", updated.run_dir, "--out", lists, "--device", "cpu"])[0] == 0
     assert pl.read_csv(lists)["user_id"].n_unique() == 70
-    again = updated.update(new_events(users=(1, 2, 200)), out=str(tmp_path / "again"))
+    again = updated.update(new_events(users=(1, 2, 200), t0=200), out=str(tmp_path / "again"))
     assert again.metrics["update"]["full_steps"] == 300  # budgets are a share of the first run's
     # the default rate: a multiple of the first run's, read from the record (never of the update's own)
     assert again.config.learning_rate == pytest.approx(UPDATE_LR_SCALE * TINY["learning_rate"])
