@@ -78,6 +78,10 @@ class Start:
     source: str            # the weights' file, for error lines
     focus: np.ndarray      # (F,) rows of the training split (users) the batches are drawn from
     record: dict           # metrics.json's "update" entry
+    # the end of run's beyond-accuracy figures on a fixed sample of this many users (the run's, the
+    # baselines' beside it), not every test user: that pass was a fifth of an update's time (a second
+    # full scoring pass, three times over) and says how varied the lists are, which a sample says too
+    beyond_users: int = 2_000
 
     def batches_from(self, train: Sequences, weights: np.ndarray | None = None):
         """The training split's focus rows, and their events' weights (parallel to train.items)."""
