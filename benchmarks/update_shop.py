@@ -16,7 +16,9 @@ week-10 purchase of an item not bought before; NDCG@10 / Recall@10 against that 
 (evaluate.set_metrics). New-item recall@10: of those week-10 targets that are items absent from
 weeks 1-7 (new to the initial run), the share found in the customer's top 10 (items first seen in
 week 10 are in no run's vocabulary: counted, and misses for every run). Also the list slots that
-hold new items. Writes benchmarks/results/update_<name>.json.
+hold new items. --mean-start adds an update whose new items start at the mean item vector (the start
+before neighbours' means: update.grown_weights without the histories), for comparison.
+Writes benchmarks/results/update_<name>.json.
 """
 from __future__ import annotations
 
@@ -85,6 +87,18 @@ def lists_metrics(rec, targets: dict, new_items: set) -> dict:
             "list_slots": int(sum(len(v) for v in top.values()))}
 
 
+def mean_start_update(initial, second, work: str):
+    """initial.update(second) with every new item started at the mean item vector (plus noise)."""
+    from nanorec import update
+    grown = update.grown_weights
+    update.grown_weights = lambda state, num_items, content_rows, seed, seqs=None: grown(state, num_items,
+                                                                                           content_rows, seed)
+    try:
+        return initial.update(second, out=os.path.join(work, "updated_mean_start"))
+    finally:
+        update.grown_weights = grown
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True)
@@ -92,6 +106,7 @@ def main():
     p.add_argument("--judge-days", type=int, default=7)
     p.add_argument("--update-days", type=int, default=14)
     p.add_argument("--work", default=None, help="folder for the runs (default: a new temporary one)")
+    p.add_argument("--mean-start", action="store_true", help="also an update whose new items start at the mean item")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     args = p.parse_args()
     cfg = apply_overrides(Config(target_filter="event_type=purchase"), args.overrides)
@@ -112,10 +127,12 @@ def main():
 
     initial, t_initial = timed(lambda: Recommender(**config).fit(first, out=os.path.join(work, "initial")))
     updated, t_update = timed(lambda: initial.update(second, out=os.path.join(work, "updated")))
+    runs = [("initial (no update)", initial, t_initial), ("update", updated, t_update)]
+    if args.mean_start:
+        runs.append(("update, new items at the mean item", *timed(lambda: mean_start_update(initial, second, work))))
     retrain, t_retrain = timed(lambda: Recommender(**config).fit(both, out=os.path.join(work, "retrain")))
     rows = {}
-    for name, rec, seconds in (("initial (no update)", initial, t_initial), ("update", updated, t_update),
-                               ("retrain", retrain, t_retrain)):
+    for name, rec, seconds in runs + [("retrain", retrain, t_retrain)]:
         rows[name] = {**lists_metrics(rec, targets, new_items), "seconds": seconds}
         print(name, rows[name], flush=True)
     u, r = rows["update"], rows["retrain"]
