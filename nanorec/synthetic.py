@@ -472,7 +472,7 @@ def generate_shop(num_rows: int = 300_000, num_items: int | None = None, num_use
     category (the anchor among them with SHOP_P_VIEW_ANCHOR), carts (the anchor, sometimes another
     viewed item), and with SHOP_P_BUY the anchor's purchase, last.
     -> dict: events (user, item, time in seconds from SHOP_START, kind 0 view / 1 cart / 2 purchase;
-    in time order per user), the catalogue, the tastes. Same seed, same shop."""
+    in time order per user), the catalogue, the tastes, each customer's arrival. Same seed, same shop."""
     rng = np.random.default_rng([seed, 11])
     num_items = num_items or max(20, round(num_rows / SHOP_ROWS_PER_ITEM))
     num_users = num_users or max(1, round(num_rows / SHOP_ROWS_PER_USER))
@@ -507,7 +507,8 @@ def generate_shop(num_rows: int = 300_000, num_items: int | None = None, num_use
         bought = s_buy[idx]
         last[u[bought]] = anchor[idx[bought]]
     events = _session_events(s_user, s_time, anchor, s_buy, cat, table, rng)
-    return {**events, "catalogue": cat, "taste_cat": taste_cat, "taste_w": taste_w, "num_users": num_users}
+    return {**events, "catalogue": cat, "taste_cat": taste_cat, "taste_w": taste_w, "num_users": num_users,
+            "arrival": arrival}
 
 
 def _session_events(s_user, s_time, anchor, s_buy, cat, table, rng) -> dict:
