@@ -178,17 +178,18 @@ def main():
     frames = {"weeks 1-7": events.filter(ts < week_start(8)),
               "weeks 8-9": events.filter((ts >= week_start(8)) & (ts < week_start(10))),
               "weeks 1-9": events.filter(ts < week_start(10))}
-    variants = {name: run_variant(name, keys, ceiling, frames, events, new_items, config, work)
-                for name, (keys, _) in VARIANTS.items()}
     result = {"command": "python benchmarks/lifecycle.py " + " ".join(sys.argv[1:]), "machine": MACHINE,
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
               "log": {k: v for k, v in summary.items() if k not in ("catalog", "ceiling")},
               "weeks": {"initial": "1-7", "update": "8-9", "judged": "10 (from " + week_start(10) + ")"},
-              "config": config, "protocol": __doc__.split("\n\n")[3].replace("\n", " "),
-              "ceiling": ceiling, "variants": variants, "runs": work}
+              "config": config, "protocol": __doc__.split("\n\n")[6].split("\n--small")[0].replace("\n", " "),
+              "ceiling": ceiling, "variants": {}, "runs": work}
     from nanorec.files import write_json
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    write_json(args.out, result)
+    for name, (keys, _) in VARIANTS.items():  # written after each variant: a stopped run keeps what it measured
+        result["variants"][name] = run_variant(name, keys, ceiling, frames, events, new_items, config, work)
+        result["finished"] = len(result["variants"]) == len(VARIANTS)
+        write_json(args.out, result)
     print(f"wrote {args.out}")
 
 

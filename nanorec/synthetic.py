@@ -551,7 +551,8 @@ def shop_ceiling(sim: dict, week: int = SHOP_WEEKS, k: int = 10, chunk: int = 10
     purchases excluded. Judged as the lifecycle benchmark judges a run: every distinct item the
     customer buys that week and had not bought before (multi-target, evaluate.set_metrics),
     known customers only, two ways: "any_event" (an event before the week: views as context) and
-    "earlier_purchase" (a purchase before it: purchases only). -> {way: {users, NDCG@10, ...}}."""
+    "earlier_purchase" (a purchase before it: purchases only); new-item recall@10: the share of
+    targets launched in the last SHOP_NEW_WEEKS weeks that the lists hold. -> {way: {users, NDCG@10, ...}}."""
     from .data import Sequences
     from .evaluate import set_metrics
     cat = sim["catalogue"]
@@ -598,7 +599,12 @@ def shop_ceiling(sim: dict, week: int = SHOP_WEEKS, k: int = 10, chunk: int = 10
             lists[lo:lo + chunk] = np.take_along_axis(top, np.argsort(-np.take_along_axis(p, top, 1), 1,
                                                                       kind="stable"), 1)
         m = set_metrics(lists, targets, ks=(k,)) if len(users) else {}
-        out[way] = {"users": int(len(users)), "targets": int(len(pairs)), **{n: round(v, 5) for n, v in m.items()}}
+        row = np.repeat(np.arange(len(users)), counts)
+        hit = np.isin(row * n_items + targets.items, np.arange(len(users))[:, None] * n_items + lists)  # (pairs,)
+        new = cat["new"][targets.items]
+        out[way] = {"users": int(len(users)), "targets": int(len(pairs)), **{n: round(v, 5) for n, v in m.items()},
+                    "new_item_targets": int(new.sum()),
+                    "new_item_recall@10": round(float(hit[new].mean()), 5) if new.any() else None}
     return out
 
 
