@@ -63,9 +63,14 @@ def check_args(args) -> tuple[int, int]:
     if args.items is not None and items > max(args.rows, 4):  # most of such a catalogue is never bought: id files of items no row names
         raise UsageError(f"--items {items:,}: more items than --rows {args.rows:,}; most would never be bought "
                          f"(the challenge has one item per {CHALLENGE_ROWS_PER_ITEM:.0f} rows)")
+    return check_rest(args, users, items, memory_needed(args.rows, items, users))
+
+
+def check_rest(args, users: int, items: int, need: int) -> tuple[int, int]:
+    """What every kind of log checks alike: the seed, the memory (`need` bytes), --event-types, the output."""
     if not 0 <= args.seed < 2**63:
         raise UsageError(f"--seed {args.seed}: must be in 0..2^63-1")
-    need, free = memory_needed(args.rows, items, users), available_memory()
+    free = available_memory()
     if free is not None and need > MEMORY_SHARE * free:
         raise UsageError(f"--rows {args.rows:,} --items {items:,} --users {users:,}: needs about {need / 1e9:.1f} GB "
                          f"of memory, and {free / 1e9:.1f} GB is available; ask for fewer rows or items")
@@ -89,15 +94,7 @@ def check_shop_args(args) -> tuple[int, int]:
         raise UsageError(f"--users {users}: with --shop, in 1..{args.rows} (--rows)")
     if not 20 <= items <= max(20, args.rows):
         raise UsageError(f"--items {items}: with --shop, in 20..{max(20, args.rows)} (--rows)")
-    if not 0 <= args.seed < 2**63:
-        raise UsageError(f"--seed {args.seed}: must be in 0..2^63-1")
-    need, free = memory_needed(4 * args.rows, 100 * items, users), available_memory()  # dense ceiling chunks
-    if free is not None and need > MEMORY_SHARE * free:
-        raise UsageError(f"--rows {args.rows:,} --items {items:,}: needs about {need / 1e9:.1f} GB of memory, and "
-                         f"{free / 1e9:.1f} GB is available; ask for fewer rows or items")
-    check_event_types(args)
-    check_out(args)
-    return users, items
+    return check_rest(args, users, items, memory_needed(4 * args.rows, 100 * items, users))  # + the ceiling's chunks
 
 
 def check_event_types(args) -> None:
