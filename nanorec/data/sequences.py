@@ -255,13 +255,14 @@ def _eval_set(seqs: Sequences, drop: int) -> EvalSet:
 def funnel_share(seqs: Sequences, drop: int) -> tuple[int, float]:
     """An event-typed log: (users, share of them) whose `drop`-th last purchase was viewed or
     carted since their purchase before it (in its own funnel): the share of held-out purchases
-    that "buy the item you just looked at" would find, the easy task `_eval_set` leaves out."""
+    that "buy the item you just looked at" would find, the easy task `_eval_set` leaves out.
+    The users are `_eval_set`'s: those with a purchase before the held-out one."""
     at, prev = last_targets(seqs, drop), last_targets(seqs, drop + 1)
-    rows = np.nonzero(at >= 1)[0]
+    rows = np.nonzero((at >= 1) & (prev >= 0))[0]
     if not len(rows):
         return 0, 0.0
     start, end = seqs.offsets[rows], seqs.offsets[rows] + at[rows]  # the target's flat index
-    lo = start + np.maximum(prev[rows] + 1, 0)  # first event after the purchase before (or the row's start)
+    lo = start + prev[rows] + 1  # the first event after the purchase before it
     n = end - lo  # (M,) events of each funnel
     funnel = np.repeat(lo, n) + np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)  # their flat indices
     same = seqs.items[funnel] == np.repeat(seqs.items[end], n)
