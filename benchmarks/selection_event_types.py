@@ -71,8 +71,13 @@ def weight_grid(run: Run, sets: TargetSets) -> dict:
     from nanorec import rundir
     tables = [load_baseline("transitions", os.path.join(run.run_dir, rundir.FUSION_FILES[name]), run.num_items)
               for name in rundir.FUSION_FILES]
-    return {f"{w1},{w2}": ndcg(fusion.fused_scorer(gpt, tables, None, (w1, w2, 0.0)), sets)
-            for w1 in fusion.WEIGHTS for w2 in fusion.WEIGHTS}
+    from nanorec.scoring import from_factors, top_k
+    terms = fusion.BatchTerms(gpt, tables, None, sets.histories, sets.users)  # the GPT and tables run once
+
+    def figure(weights):
+        lists = top_k(from_factors(lambda h, u=None: terms.fused(weights)), sets.histories, sets.users, 10)[0]
+        return round(set_metrics(lists, sets.targets, ks=(10,))["NDCG@10"], 4)
+    return {f"{w1},{w2}": figure((w1, w2, 0.0)) for w1 in fusion.WEIGHTS for w2 in fusion.WEIGHTS}
 
 
 def main():

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from .data import Sequences
+from .data.sequences import next_targets
 
 IGNORE = -100  # F.cross_entropy's ignore_index
 
@@ -95,18 +96,6 @@ def _has_target(offsets, lengths, is_target, users, block_size) -> np.ndarray:
     end = offsets[users] + lengths[users]
     start = end - np.minimum(lengths[users] - 1, block_size)
     return before[end] > before[start]
-
-
-def next_targets(seqs: Sequences, is_target: np.ndarray) -> np.ndarray:
-    """(total,) the flat index of the first target event at or after each event in its own row,
-    len(seqs.items) where the row has none left."""
-    n = len(seqs.items)
-    following = np.where(is_target, np.arange(n), n)
-    following = np.minimum.accumulate(following[::-1])[::-1]  # the next target anywhere after
-    row = np.repeat(np.arange(len(seqs)), seqs.lengths)
-    ok = following < n
-    ok[ok] = row[following[ok]] == row[ok]
-    return np.where(ok, following, n)
 
 
 def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = None,

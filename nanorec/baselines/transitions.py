@@ -6,6 +6,7 @@ import scipy.sparse as sp
 import torch
 
 from ..data import EvalSet, Sequences, item_counts
+from ..data.sequences import next_targets
 from ..scoring import Factored, Sparse, from_factors
 
 
@@ -55,10 +56,8 @@ def typed_pair_events(train: Sequences, span: int, both: bool) -> tuple[np.ndarr
         a, b = t[:-d][same], t[d:][same]
         src += [a, b] if both else [a]
         dst += [b, a] if both else [b]
-    following = np.where(is_target, np.arange(n), n)
-    following = np.minimum.accumulate(following[::-1])[::-1]  # (total,) next target at or after each event; n: none
-    c = np.nonzero(~is_target & (following < n))[0]
-    c = c[row[following[c]] == row[c]]  # context events followed by a target of their own history
+    following = next_targets(train, is_target)  # (total,) the next target of each event's history; n: none
+    c = np.nonzero(~is_target & (following < n))[0]  # context events followed by a target
     i, j = np.concatenate(src + [c]), np.concatenate(dst + [following[c]])
     other = train.items[i] != train.items[j]
     return i[other], j[other]

@@ -106,6 +106,18 @@ class Sequences:
         return Sequences(offsets, self.items[src], *self._cut(src))
 
 
+def next_targets(seqs: Sequences, is_target: np.ndarray) -> np.ndarray:
+    """(total,) the flat index of the first target event at or after each event in its own row,
+    len(seqs.items) where the row has none left."""
+    n = len(seqs.items)
+    following = np.where(is_target, np.arange(n), n)
+    following = np.minimum.accumulate(following[::-1])[::-1]  # the next target anywhere after
+    row = np.repeat(np.arange(len(seqs)), seqs.lengths)
+    ok = following < n
+    ok[ok] = row[following[ok]] == row[ok]
+    return np.where(ok, following, n)
+
+
 def item_counts(seqs: Sequences, num_items: int) -> np.ndarray:
     """(N+1,) interaction counts per item index; index 0 (padding) is 0. With target_filter
     only the target events count (a popularity of purchases, not of views)."""
