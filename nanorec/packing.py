@@ -97,8 +97,21 @@ def _has_target(offsets, lengths, is_target, users, block_size) -> np.ndarray:
     return before[end] > before[start]
 
 
+def next_targets(seqs: Sequences, is_target: np.ndarray) -> np.ndarray:
+    """(total,) the flat index of the first target event at or after each event in its own row,
+    len(seqs.items) where the row has none left."""
+    n = len(seqs.items)
+    following = np.where(is_target, np.arange(n), n)
+    following = np.minimum.accumulate(following[::-1])[::-1]  # the next target anywhere after
+    row = np.repeat(np.arange(len(seqs)), seqs.lengths)
+    ok = following < n
+    ok[ok] = row[following[ok]] == row[ok]
+    return np.where(ok, following, n)
+
+
 def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = None,
-         packing: bool = True, horizon: int = 1, weights: np.ndarray | None = None) -> Packed:
+         packing: bool = True, horizon: int = 1, weights: np.ndarray | None = None,
+         context_targets: bool = False) -> Packed:
     """Pack users (in shuffled order when `rng` is given) into rows of block_size tokens.
 
     packing=False puts one user per row (left-aligned, padded): the unpacked reference.
@@ -107,7 +120,10 @@ def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = Non
     ahead (`future`, IGNORE where the history ends): the soft labels of loss.py.
     weights (total,) float32 >= 0 parallel to seqs.items (None: unweighted): each slot carries
     its target event's weight (`Packed.weights`); a weight 0 event is never a target (IGNORE),
-    in `targets` or in `future`.
+    in `targets` or in `future`. context_targets (target_filter, Config.context_targets): a slot
+    whose next event is context learns the next target event of its history instead (the
+    purchase a view leads to, and after a purchase the next purchase: what next week's lists are
+    asked), with that event's weight.
     """
     lengths = seqs.lengths
     users = np.nonzero(lengths >= 2)[0]
@@ -136,8 +152,12 @@ def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = Non
     pos_ids = np.zeros(n_rows * block_size, dtype=np.int64)
     tokens[slot] = seqs.items[src]
     targets[slot] = seqs.items[src + 1]
+    target_event = src + 1  # (tokens,) the flat index of each slot's target event
     if weights is not None:
-        context = weights[src + 1] <= 0
+        if context_targets:
+            target_event = next_targets(seqs, weights > 0)[src + 1]  # == len(items) where none follows
+            targets[slot] = np.append(seqs.items, IGNORE)[target_event]
+        context = np.append(weights, 0.0)[target_event] <= 0
         targets[slot[context]] = IGNORE
     seq_ids[slot] = np.repeat(sids, n_tok)
     pos_ids[slot] = within
@@ -156,7 +176,7 @@ def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = Non
     slot_weights = None
     if weights is not None:
         slot_weights = np.zeros(n_rows * block_size, dtype=np.float32)
-        slot_weights[slot] = weights[src + 1]  # the target event's weight
+        slot_weights[slot] = np.append(weights, 0.0)[target_event]  # the target event's weight
         slot_weights = slot_weights.reshape(shape)
     return Packed(tokens.reshape(shape), targets.reshape(shape), seq_ids.reshape(shape), pos_ids.reshape(shape),
                   future, slot_weights)

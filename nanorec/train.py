@@ -93,7 +93,8 @@ def epoch_batches(train_seqs, cfg: Config, epoch: int, weights=None):
     The shuffle depends only on (seed, epoch): a resumed run sees the same batches."""
     rng = np.random.default_rng([cfg.seed, epoch])
     horizon = FUTURE_HORIZON if cfg.future_decay > 0 else 1
-    packed = pack(train_seqs, cfg.block_size, rng, packing=cfg.packing, horizon=horizon, weights=weights)
+    packed = pack(train_seqs, cfg.block_size, rng, packing=cfg.packing, horizon=horizon, weights=weights,
+                  context_targets=cfg.context_targets != "none")
     order = rng.permutation(len(packed))
     batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
     return packed, batches
@@ -225,6 +226,9 @@ def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet
         + (f"; ignored columns: {', '.join(ds.ignored_columns)}" if ds.ignored_columns else ""))
     for line in coverage:
         log(line)
+    if sp.valid is not None and cfg.holdout in ("loo", "last") and ds.sequences.has_context():
+        from .data import funnel_note
+        log(funnel_note(ds.sequences, 1 if sp.test is not None else 0))
     if sp.valid is not None and len(sp.valid.targets) < n_valid:
         log(f"validation: a fixed sample of {len(sp.valid.targets):,} of {n_valid:,} users (valid_users={cfg.valid_users}"
             + (", auto: users x items above train.VALID_WORK" if cfg.valid_users == 0 else "") + ")")

@@ -35,14 +35,43 @@ def keep_strongest(P: sp.csr_matrix, limit: int) -> sp.csr_matrix:
     return out
 
 
+def typed_pair_events(train: Sequences, span: int, both: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j) flat event indices of an event-typed log (Sequences.has_context: target_filter), each
+    pair counted as "j's item is bought after i's"; j is always a target event (a purchase) and
+    i's item is never j's:
+    - target -> target: purchases at most `span` purchases apart in one history, j after i
+      (both: also j before i);
+    - context -> target: each context event (a view, a cart) and the next purchase of its history.
+    Counting the event right before a purchase instead would count cart X -> buy X for nearly every
+    purchase of a shop: a pair no list can use (X is bought by the time a list is shown, and the
+    list excludes it). So same-item pairs are left out: the rows say "after A, people buy B"."""
+    is_target = train.is_target()
+    n = len(train.items)
+    row = np.repeat(np.arange(len(train)), train.lengths)  # (total,) the history of each event
+    t = np.nonzero(is_target)[0]  # (P,) the targets' flat indices, in history order
+    src, dst = [], []
+    for d in range(1, span + 1):
+        same = row[t[:-d]] == row[t[d:]]  # target k and target k + d belong to one history
+        a, b = t[:-d][same], t[d:][same]
+        src += [a, b] if both else [a]
+        dst += [b, a] if both else [b]
+    following = np.where(is_target, np.arange(n), n)
+    following = np.minimum.accumulate(following[::-1])[::-1]  # (total,) next target at or after each event; n: none
+    c = np.nonzero(~is_target & (following < n))[0]
+    c = c[row[following[c]] == row[c]]  # context events followed by a target of their own history
+    i, j = np.concatenate(src + [c]), np.concatenate(dst + [following[c]])
+    other = train.items[i] != train.items[j]
+    return i[other], j[other]
+
+
 class Transitions:
     """Item-to-item transition counts over consecutive items of the training sequences.
 
     P[a, b] = (# times b directly follows a) / (# times a is followed by anything),
     a scipy.sparse CSR (N+1, N+1). With per-event weights (train.weights: weight_col,
     target_filter) each pair counts the weight of the event it points to, here the later
-    one, b's: a view followed by a purchase of weight 3 adds 3, a purchase followed by a
-    view (weight 0 under target_filter: context, never a target) adds nothing, so the
+    one, b's. Under target_filter (views as context) the pairs are those of typed_pair_events:
+    consecutive purchases, and each view or cart with the next purchase of another item, so the
     rows say what is bought next. The popularity back-off then counts target events only. A history h_1..h_T is scored by
         sum_{j<window} decay^j * P[h_{T-j}]  +  pop_weight * counts / counts.max()
     i.e. the transition row of the last item (window=1), optionally mixed with the rows
@@ -68,7 +97,10 @@ class Transitions:
 
     def pair_events(self, train: Sequences) -> tuple[np.ndarray, np.ndarray]:
         """(i, j) flat event indices into train.items, each pair counted as "j's item follows
-        i's": consecutive events of one row (j = i + 1)."""
+        i's": consecutive events of one row (j = i + 1); in an event-typed log consecutive
+        purchases and each view / cart with the purchase after it (typed_pair_events)."""
+        if train.has_context():
+            return typed_pair_events(train, 1, both=False)
         i = np.arange(len(train.items) - 1)
         same_row = np.ones(len(i), dtype=bool)
         ends = train.offsets[1:-1] - 1  # index of each row's last item (except the final row's)

@@ -38,6 +38,11 @@ class Sequences:
             return self.targets
         return None if self.weights is None else self.weights > 0
 
+    def has_context(self) -> bool:
+        """Whether some events are context only (target_filter without weight_col: weight 0, never
+        learned, never held out): an event-typed log, whose views lead up to what is bought."""
+        return self.weights is not None and not bool((self.weights > 0).all())
+
     def seen_items(self) -> "Sequences":
         """The items exclude_seen removes from each row's list: its target events only (the
         purchases under target_filter: a viewed item may well be bought next), every event
@@ -230,18 +235,55 @@ def _kept_before(seqs: Sequences, k: int) -> np.ndarray:
 def _eval_set(seqs: Sequences, drop: int) -> EvalSet:
     """Target = the `drop`-th last target event (drop = 0: the last; every event is a target
     without target_filter); history = every event before it. Users whose history would be
-    empty are left out (nothing to condition on)."""
+    empty are left out (nothing to condition on).
+
+    An event-typed log (Sequences.has_context: views as context) ends the history at the purchase
+    before the target: the target's own funnel (the views and the cart right before it, in a shop
+    nearly always of the item bought) is left out, so validation and test measure the next purchase
+    from what came before, as next week's lists are judged, not "buy the item just carted" (a task
+    a model solves at NDCG@10 ~0.9 and that picks the wrong fusion weights and steps:
+    benchmarks/results/selection_event_types.json). Users without an earlier purchase are left out."""
     at = last_targets(seqs, drop)  # (U,)
-    rows = np.nonzero(at >= 1)[0]
+    keep = np.maximum(at, 0)
+    if seqs.has_context():
+        keep = np.where(at >= 0, last_targets(seqs, drop + 1) + 1, 0)  # through the purchase before it
+    rows = np.nonzero((at >= 1) & (keep >= 1))[0]
     targets = seqs.items[seqs.offsets[rows] + at[rows]]
-    return EvalSet(rows, seqs._keep_prefix(np.maximum(at, 0)).take(rows), targets)
+    return EvalSet(rows, seqs._keep_prefix(keep).take(rows), targets)
+
+
+def funnel_share(seqs: Sequences, drop: int) -> tuple[int, float]:
+    """An event-typed log: (users, share of them) whose `drop`-th last purchase was viewed or
+    carted since their purchase before it (in its own funnel): the share of held-out purchases
+    that "buy the item you just looked at" would find, the easy task `_eval_set` leaves out."""
+    at, prev = last_targets(seqs, drop), last_targets(seqs, drop + 1)
+    rows = np.nonzero(at >= 1)[0]
+    if not len(rows):
+        return 0, 0.0
+    start, end = seqs.offsets[rows], seqs.offsets[rows] + at[rows]  # the target's flat index
+    lo = start + np.maximum(prev[rows] + 1, 0)  # first event after the purchase before (or the row's start)
+    n = end - lo  # (M,) events of each funnel
+    funnel = np.repeat(lo, n) + np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)  # their flat indices
+    same = seqs.items[funnel] == np.repeat(seqs.items[end], n)
+    return len(rows), float((np.bincount(np.repeat(np.arange(len(rows)), n), same, len(rows)) > 0).mean())
+
+
+def funnel_note(seqs: Sequences, drop: int) -> str:
+    """The training log's line on an event-typed log's held-out purchases (`funnel_share`)."""
+    users, share = funnel_share(seqs, drop)
+    return (f"validation (views as context): {share:.0%} of {users:,} held-out purchases were viewed or carted "
+            "since the purchase before them" + (" (validation would be dominated by same-session repeats)"
+                                                if share >= 0.5 else "")
+            + "; their funnels are left out of the histories: validation measures the next purchase from the "
+            "events up to the purchase before it")
 
 
 def split(ds: Dataset, all_data: bool = False, holdout: str = "loo") -> Split:
     """Which of each user's items train, validate and test.
 
     With target_filter (seqs.weights 0 on context events) "item" below means target event:
-    test = the last target, valid = the one before, every event before them is history, and
+    test = the last target, valid = the one before, history = the events through the target before
+    each (the held-out purchase's own views and cart are left out: `_eval_set`), and
     training keeps the events before the held-out targets (the views in between are not seen).
 
     holdout="loo" (leave-one-out, the benchmarks' protocol): test = last item,
