@@ -3,23 +3,33 @@
     nanorec update --run RUN --data NEW --out RUN2 [key=value ...] [--resume | --overwrite]
 
 What an update does, in order:
-  1. read the run (Run.open: its config, vocabulary, saved histories and weights) and the
-     new events with the run's own column settings (user_col, item_col, time_col, filter,
-     time_format): an update's data has the run's columns;
+  1. read the run (Run.open: its config, vocabulary, saved histories and weights; histories.parquet
+     also keeps each event's target flag (target_filter), weight (weight_col, target_filter) and
+     time (a time column)) and the new events with the run's own settings (user_col, item_col,
+     time_col, filter, time_format, target_filter, weight_col): an update's data has the run's
+     columns, and its events are targets, context and weighted as the run's were;
   2. extend the run's data (`extend`): each user's saved history gets the user's new events
-     appended, in their order (the update's data is what came after the run's data); new
-     users are added after the run's users; new items get the indices after the run's
-     items, so every item and user keeps its index;
+     appended, in their order, with their flags, weights and times (the update's data is what
+     came after the run's data); new users are added after the run's users; new items get the
+     indices after the run's items, so every item and user keeps its index;
   3. grow the GPT's item table (`grown_weights`): a new item covered by the run's content
-     tables starts at its content vector (its own row 0), any other at the mean of the
-     trained item rows plus small noise, and then it is learned;
+     tables starts at its content vector (its own row 0), any other at the mean of the trained
+     rows of the old items next to it in the extended histories (the events just before and
+     after its own), or without one at the mean of all trained rows; then it is learned;
   4. train from the run's weights with the run's config for max_steps steps (default
      UPDATE_SHARE of the full run's max_steps, far less than a retrain; peak learning rate
-     UPDATE_LR_SCALE x the full run's), on the users with
-     new events plus a replay sample of as many other users (REPLAY), with warmup and a
-     cosine decay over those steps; validation, selection, the count tables and fusion are
-     refitted on the extended data by train.run's own end of run. A baseline run
-     (method=transitions, popularity, ...) is simply refitted on the extended histories;
+     UPDATE_LR_SCALE x the full run's), on the users with new events (every user with an
+     event of a new item among them) plus a replay sample of as many other users (REPLAY),
+     with warmup and a cosine decay over those steps; validation, selection, the count
+     tables (new items in them at once) and fusion are refitted on the extended data by
+     train.run's own end of run, whose beyond-accuracy figures take a fixed sample of users
+     (Start.beyond_users). A baseline run (method=transitions, popularity, ...) is simply
+     refitted on the extended histories. holdout=time: the update is judged on the newest
+     events: its split_time (`update_split_time`, or split_time= given) is the time of the new
+     events' event at the run's fraction (0.9 for a date), its validation window the events
+     just before (time_split's rule), its training what came before that. (The run's
+     histories hold every event, test window included: they are what recommend continues and
+     what the update extends; only training and selection stop at the split.);
   5. the result is an ordinary run folder (recommend, serve, evaluate, Recommender.load and
      update again), written by train.run's run-folder transaction: built beside --out and
      renamed into place when complete, one writer at a time, --overwrite replaces a run
@@ -27,19 +37,24 @@ What an update does, in order:
      metrics.json's "update" entry says where the run came from.
 
 Refused, each with one line (exit status 2 on the CLI):
-- --out equal to --run, or inside it (the old run is never written);
-- new events that the run's columns do not read (a missing user, item or time column);
-  an empty update (no rows, or none left after the run's filter);
+- --out equal to --run, or inside it (the old run is never written); --resume of an update
+  that is complete;
+- new events that the run's columns do not read (a missing user, item, time, weight or
+  target_filter column; no event matching target_filter); an empty update (no rows, or none
+  left after the run's filter);
 - another data set's events. The rule: user ids or item ids of another type than the
   run's (integers vs text), or events that share no user and no item with the run;
 - the run's own events again: every known user's new events begin with the user's whole
   saved history (pass only the events after the run's data);
-- runs whose folder cannot be extended exactly: holdout=time (the run folder keeps no
-  event times to split on), weight_col (it keeps no event weights), target_filter (not
-  built: the new events' target flags), and runs from before
-  histories.parquet; retrain those on the whole log.
+- events out of time order (a run with a time column): a known user's event older than the
+  user's last event in the run, or one already in it (same user, item and time). They are
+  refused, not merged: an update appends, and a log that overlaps the run is a mistake to
+  fix at its source (pass only the newer events) or a reason to retrain on the whole log;
+- a run folder that lacks what its config needs (event weights for weight_col, event times
+  for holdout=time: a folder written before nanorec kept them), and runs from before
+  histories.parquet; retrain those on the whole log;
 - config keys other than UPDATE_KEYS (an update continues the run's model: its shape and
-  data settings are the run's).
+  data settings are the run's), and values of the wrong type or range (as the CLI's).
 """
 from __future__ import annotations
 
@@ -466,15 +481,19 @@ def parse_args(argv):
         epilog="what it does:\n"
                "  histories: each user's saved history + the user's new events (new users added);\n"
                "  items: new ones get the indices after the run's (existing ids keep theirs), start from\n"
-               "    their content vector (content=) or an average item's, and are learned;\n"
+               "    their content vector (content=) or the mean of the old items next to them in the\n"
+               "    new events (else an average item's), and are learned;\n"
                f"  training: max_steps (default {UPDATE_SHARE:g} x the full run's max_steps; learning_rate\n"
                f"    {UPDATE_LR_SCALE:g} x the full run's) on the users with new\n"
                f"    events + {REPLAY:g} x as many replayed old users; fusion and count tables refitted;\n"
                "  a baseline run (method=transitions, ...) is refitted on the extended histories.\n"
-               "The new events are read with the run's columns (user_col, item_col, time_col, filter) and\n"
-               "come after the run's data. Refused: another data set's events (ids of another type, or no\n"
-               "user and no item in common), the run's own events again, and runs trained with\n"
-               "holdout=time, weight_col or target_filter (retrain those).\n\n"
+               "The new events are read with the run's settings (user_col, item_col, time_col, filter,\n"
+               "target_filter, weight_col) and come after the run's data. Refused with one line: another\n"
+               "data set's events (ids of another type, or no user and no item in common), the run's own\n"
+               "events again, and events older than the user's last event in the run or already in it\n"
+               "(refused, not merged: pass only the newer events). holdout=time runs: the update's test\n"
+               "window is its newest events (split_time= sets it; default the new events' time at the\n"
+               "run's fraction, 0.9 for a date), its validation the events just before.\n\n"
                f"keys an update may set (key=value): {', '.join(UPDATE_KEYS)}\n\n"
                "examples:\n"
                "  nanorec update --run runs/shop --data events_this_week.csv --out runs/shop_w2\n"

@@ -380,6 +380,25 @@ def test_an_updated_run_with_a_new_item_that_sorts_first_evaluates(base, tmp_pat
     assert code == 2 and "item vocabulary" in lines[0], lines  # other items: still refused
 
 
+def test_an_update_takes_its_beyond_accuracy_figures_on_a_sample():
+    """The end-of-run beyond-accuracy pass (a second scoring of every test user) on a fixed
+    sample: an update's lists are judged by the same figures at a fraction of the cost."""
+    from nanorec.baselines.pop import Popularity
+    from nanorec.data import from_frame, item_counts, split
+    from nanorec.evaluate import score_report
+    from nanorec.update import Start
+    ds = from_frame(ring_log())
+    sp = split(ds)
+    pop = Popularity().fit(sp.train, ds.num_items)
+    counts = item_counts(sp.train, ds.num_items)
+    whole = score_report(pop.score, sp, ds.num_items, counts)
+    some = score_report(pop.score, sp, ds.num_items, counts, beyond_users=7)
+    assert whole["beyond"]["users"] == 60 and some["beyond"]["users"] == 7
+    assert some["test"] == whole["test"]  # accuracy on every test user, as before
+    assert some["beyond"] == score_report(pop.score, sp, ds.num_items, counts, beyond_users=7)["beyond"]  # fixed
+    assert Start.beyond_users == 2_000
+
+
 def test_the_log_says_what_is_new_and_what_the_total_is(base, updated):
     root, log, new, run = base
     text = open(os.path.join(updated.run_dir, "train.log")).read()
