@@ -37,6 +37,7 @@ PURCHASE = "event_type=purchase"
 VARIANTS = {  # name -> (config keys, trained on: "before" T with loo/last, or "full" with holdout=time)
     "purchases_only": ({"filter": PURCHASE}, "before"),
     "context": ({"target_filter": PURCHASE}, "before"),
+    "context_none": ({"target_filter": PURCHASE, "context_targets": "none"}, "before"),
     "context_time": ({"target_filter": PURCHASE, "holdout": "time"}, "full"),
     "purchases_only_time": ({"filter": PURCHASE, "holdout": "time"}, "full"),
 }

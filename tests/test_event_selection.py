@@ -66,10 +66,10 @@ def test_validation_holds_out_the_next_purchase_from_the_events_before_its_funne
     loo = split(ds)
     assert orig(loo.test.histories) == [[5, 1, 1, 1], [5, 1, 1]]
     assert loo.valid is not None and len(loo.valid.targets) == 0
-    # the share of held-out purchases viewed or carted in their own funnel: both of the last ones
-    # (u1 viewed and carted 2, u2 viewed it), neither of the first ones that have a history
+    # the share of held-out purchases viewed or carted in their own funnel: both last ones (u1 viewed
+    # and carted 2, u2 viewed it); the first ones have no purchase before them (no validation user)
     assert funnel_share(ds.sequences, 0) == (2, 1.0)
-    assert funnel_share(ds.sequences, 1) == (2, 1.0)  # buy 1 after view 1 (and cart 1)
+    assert funnel_share(ds.sequences, 1) == (0, 0.0)
 
 
 def test_a_plain_log_keeps_every_event_before_the_target():
@@ -124,3 +124,27 @@ def test_training_log_says_how_many_held_out_purchases_were_in_their_funnel(tmp_
     # the synth log's purchases follow their own view or cart most of the time
     share = int(line.split("validation (views as context): ")[1].split("%")[0])
     assert 60 <= share <= 100 and "dominated by same-session repeats" in line
+
+
+def test_with_times_the_history_ends_before_the_held_out_purchase_s_session():
+    # u1: a purchase of 1 on day 1; an abandoned session on day 3 (views of 6 and 3); on day 5 views of
+    # 2, a cart of 2, the purchase of 2. The history of that purchase is days 1 and 3: next week's
+    # lists also see the abandoned session, never the session of the purchase they are judged on
+    day = lambda d, m: f"2024-01-0{d}T10:{m:02d}:00"  # noqa: E731
+    log = [(1, 5, day(1, 0), "view"), (1, 1, day(1, 2), "purchase"), (1, 6, day(3, 0), "view"),
+           (1, 3, day(3, 5), "view"), (1, 2, day(5, 0), "view"), (1, 2, day(5, 1), "cart"),
+           (1, 2, day(5, 2), "purchase"),
+           (2, 4, day(2, 0), "view"), (2, 4, day(4, 0), "purchase")]  # u2: a view, then a later session's purchase
+    u, i, t, e = zip(*log)
+    ds = load(pl.DataFrame({"user_id": u, "item_id": i, "timestamp": t, "event_type": e}),
+              target_filter="event_type=purchase")
+    sp = split(ds, holdout="last")
+    assert [ds.item_ids[r].tolist() for r in sp.valid.histories.to_lists()] == [[5, 1, 6, 3], [4]]
+    assert ds.item_ids[sp.valid.targets].tolist() == [2, 4]
+    # 31 minutes between two views of one visit: two sessions (SESSION_GAP is 30 minutes)
+    late = [(1, 5, "2024-01-01T10:00:00", "view"), (1, 6, "2024-01-01T10:31:00", "view"),
+            (1, 6, "2024-01-01T10:32:00", "purchase")]
+    u, i, t, e = zip(*late)
+    ds = load(pl.DataFrame({"user_id": u, "item_id": i, "timestamp": t, "event_type": e}),
+              target_filter="event_type=purchase")
+    assert [ds.item_ids[r].tolist() for r in split(ds, holdout="last").valid.histories.to_lists()] == [[5]]
