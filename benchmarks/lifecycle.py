@@ -115,6 +115,8 @@ def judge(rec, ds, users, histories, targets, new_items: set, batch_size: int) -
 
 def run_variant(name: str, keys: dict, ceiling: dict, frames: dict, log, new_items: set, config: dict,
                 work: str) -> dict:
+    """One variant's three runs (initial, update, retrain), each timed and judged on week 10, with
+    the generator's ceiling for the same customers (their count equals the ceiling's "users")."""
     cfg = apply_overrides(Config(**keys), [f"{k}={v}" for k, v in config.items()])
     ds, users, histories, targets = week10_targets(cfg, log)
     runs, recs = {}, {}

@@ -399,8 +399,8 @@ def _shop_catalogue(num_items: int, rng) -> dict:
         members, own = np.nonzero(category[:old] == c)[0], np.nonzero(category == c)[0]
         follow[own, 0] = members[rng.integers(0, len(members), size=len(own))]
     follow[:, 1:3] = rng.integers(0, old, size=(num_items, 2))
-    first3 = follow[:, :3]
-    first3[first3 == np.arange(num_items)[:, None]] = (first3[first3 == np.arange(num_items)[:, None]] + 1) % old
+    itself = follow[:, :3] == np.arange(num_items)[:, None]
+    follow[:, :3] = np.where(itself, (follow[:, :3] + 1) % old, follow[:, :3])
     weight[:, :3] = FOLLOW_WEIGHTS
     follow[:, 3] = follow[:, 0]  # an unused slot (weight 0) names a real item
     follow[parent, 3], weight[parent, 3] = np.arange(old, num_items), 1.0
@@ -569,7 +569,9 @@ def shop_ceiling(sim: dict, week: int = SHOP_WEEKS, k: int = 10, chunk: int = 10
     # each customer's last purchase before the week (-1: none) and earlier purchases
     pb = np.nonzero(buy & before)[0]
     last = np.full(sim["num_users"], -1, dtype=np.int64)
-    last[user[pb[np.lexsort((time[pb], user[pb]))]]] = item[pb[np.lexsort((time[pb], user[pb]))]]
+    by_user = pb[np.lexsort((time[pb], user[pb]))]  # (P,) by customer, then time
+    final = np.append(user[by_user][1:] != user[by_user][:-1], True) if len(by_user) else np.zeros(0, bool)
+    last[user[by_user[final]]] = item[by_user[final]]  # each customer's latest purchase
     n_items = len(q)
     earlier = np.unique(user[pb] * n_items + item[pb])
     wk = np.nonzero(buy & ~before)[0]

@@ -91,17 +91,19 @@ def test_synth_cli_shop_refuses_to_overwrite_its_catalogue(tmp_path):
 
 def tiny_shop() -> dict:
     """12 items: 0-5 in category 0 (popularity 1..6), 6-11 in category 1 (popularity 6..1);
-    item 0's follow-ups 7, 8, 9 (0.6 / 0.3 / 0.1). Customer 0 likes category 1 only and bought
-    item 0 in week 1; in week 10 buys item 9 and item 0 again (not a target: bought before).
+    every item's follow-ups 7, 8, 9 (0.6 / 0.3 / 0.1), item 6's 1, 2, 3. Customer 0 likes category 1
+    only and bought item 6, then item 0 (the last purchase) in week 1; in week 10 buys item 9 and item 0
+    again (not a target: bought before).
     Customer 1 likes category 0 only, viewed item 3 in week 1, buys items 5 and 4 in week 10.
     Customer 2 has no event before week 10 (not known)."""
     follow = np.tile(np.array([7, 8, 9, 7]), (12, 1))
+    follow[6] = [1, 2, 3, 1]
     weights = np.tile(np.array([0.6, 0.3, 0.1, 0.0]), (12, 1))
     cat = {"category": np.repeat([0, 1], 6), "pop": np.array([1, 2, 3, 4, 5, 6, 6, 5, 4, 3, 2, 1], float),
            "launch": np.full(12, -DAY_S), "follow": follow, "follow_w": weights, "num_categories": 2,
            "new": np.zeros(12, bool)}
     T = (SHOP_WEEKS - 1) * 7 * DAY_S
-    events = [(0, 0, DAY_S, 2), (1, 3, 2 * DAY_S, 0), (0, 9, T + DAY_S, 2), (0, 0, T + 2 * DAY_S, 2),
+    events = [(0, 6, DAY_S // 2, 2), (0, 0, DAY_S, 2), (1, 3, 2 * DAY_S, 0), (0, 9, T + DAY_S, 2), (0, 0, T + 2 * DAY_S, 2),
               (1, 5, T + DAY_S, 2), (1, 4, T + 3 * DAY_S, 2), (2, 1, T + DAY_S, 2)]
     user, item, time, kind = (np.array(c) for c in zip(*events))
     return {"user": user, "item": item, "time": time, "kind": kind, "catalogue": cat, "num_users": 3,
@@ -110,14 +112,14 @@ def tiny_shop() -> dict:
 
 
 def test_ceiling_of_a_tiny_shop_by_hand():
-    """Customer 0: P = 0.5 x follow-ups of item 0 + 0.5 x popularity share in category 1:
-    7: 0.3 + 0.5*5/21, 8: 0.15 + 0.5*4/21, 6: 0.5*6/21, 9: 0.05 + 0.5*3/21, ... so item 9 is
-    4th (0 excluded): NDCG@10 1/log2(5), MAP@10 1/4. Customer 1 (no purchase before: tastes
+    """Customer 0: P = 0.5 x follow-ups of item 0 (the last purchase) + 0.5 x popularity share in
+    category 1: 7: 0.3 + 0.5*5/21, 8: 0.15 + 0.5*4/21, 9: 0.05 + 0.5*3/21, ... (0 and 6 excluded)
+    so item 9 is 3rd: NDCG@10 1/log2(4), MAP@10 1/3 (after item 6 it would be 5th). Customer 1 (no purchase before: tastes
     only): 5 then 4 on top: NDCG@10 = MAP@10 = 1. Customer 2 is not known."""
     c = shop_ceiling(tiny_shop())
     assert c["any_event"]["users"] == 2 and c["any_event"]["targets"] == 3
-    assert c["any_event"]["NDCG@10"] == pytest.approx((1 / np.log2(5) + 1) / 2, abs=1e-5)
-    assert c["any_event"]["MAP@10"] == pytest.approx((0.25 + 1) / 2, abs=1e-5)
+    assert c["any_event"]["NDCG@10"] == pytest.approx((1 / np.log2(4) + 1) / 2, abs=1e-5)
+    assert c["any_event"]["MAP@10"] == pytest.approx((1 / 3 + 1) / 2, abs=1e-5)
     assert c["earlier_purchase"]["users"] == 1
-    assert c["earlier_purchase"]["NDCG@10"] == pytest.approx(1 / np.log2(5), abs=1e-5)
+    assert c["earlier_purchase"]["NDCG@10"] == pytest.approx(1 / np.log2(4), abs=1e-5)
     assert c["earlier_purchase"]["HR@10"] == 1.0
