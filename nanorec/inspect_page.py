@@ -496,7 +496,7 @@ def build(run_dir: str, out: str, items: str | None = None, users: list[str] | N
     note = ""
     if items:
         found = check_catalogue(catalogue, run.item_ids, items)
-        note = f"{items}: {found:,} of the run's {run.num_items:,} items"
+        note = f"{items}: has {found:,} of the {run.num_items:,} items of the run"
     metrics_path = os.path.join(run_dir, rundir.METRICS)
     metrics = rundir.read_metrics(run_dir) if os.path.exists(metrics_path) else {}
     new_items = new_item_count(metrics, run.num_items, metrics_path)
