@@ -38,13 +38,14 @@ from .cli import command_parser
 from .errors import DataError, UsageError
 
 TERMS = ("GPT logit", "transitions", "co-occurrence", "content")
-LEGEND = {  # the score columns, in TERMS order after "score"
-    "score": "what the list is ranked by; for a fused run the sum of the term columns (comparable within "
-             "one user's list only)",
+LEGEND = {  # the page's columns: the history's event, the list's score and terms (TERMS order)
+    "score": "what the list is ranked by: the sum of the term columns (comparable within one user's list only)",
     "GPT logit": "the model's own score for the item after this history",
     "transitions": "weight x log of how often the item followed the user's last items in training",
     "co-occurrence": "weight x log of how often the item was bought within a few events of them",
     "content": "weight x cosine of the item's content vector and the last item's",
+    "event": "the event's type in the log (green: a target, what the run predicts; grey: context, e.g. a view); "
+             "without --data only which events are targets",
     "lifted most by": "the term that put the item furthest above a typical item (its value minus its median "
                       "over the catalogue)",
 }
@@ -161,16 +162,18 @@ def data_events(run, data_path: str, rows: np.ndarray) -> Events:
     seqs, flags = ds.sequences, ds.sequences.is_target()
     known = np.concatenate([[0], id_rows(run.item_ids[1:], ds.item_ids[1:]) + 1])  # data index -> run index (0: unknown)
     col = event_column(cfg, ds)
-    types = None
+    types, said_types = None, f"event types from column {col!r}" if col else "no event type column"
     if col:  # the type column read as the item column of the same rows: the reader orders them the same way
-        typed = load(data_path, cfg.user_col, col, cfg.time_col, filter=cfg.filter or None,
-                     time_format=cfg.time_format or None)
-        types = typed.item_ids[typed.sequences.items].astype(str)
+        try:
+            typed = load(data_path, cfg.user_col, col, cfg.time_col, filter=cfg.filter or None,
+                         time_format=cfg.time_format or None)
+            types = typed.item_ids[typed.sequences.items].astype(str)
+        except DataError as e:  # e.g. an empty type in a row: the page goes on without types, and says why
+            said_types = f"no event types ({e})"
     cut = [slice(seqs.offsets[r], seqs.offsets[r + 1]) for r in rows]
     show, note = time_texts(ds.times, ds.time_unit) if ds.times is not None else (None, "")
     times = [None if show is None else [show(t) for t in ds.times[c].tolist()] for c in cut]
-    said = [f"event types from column {col!r}" if col else "no event type column",
-            f"times from column {cfg.time_col!r}{note}" if show is not None else "no times"]
+    said = [said_types, f"times from column {cfg.time_col!r}{note}" if show is not None else "no times"]
     return Events([ds.item_ids[seqs.items[c]] for c in cut], [known[seqs.items[c]] for c in cut],
                   [None if flags is None else flags[c] for c in cut],
                   [None if types is None else types[c] for c in cut], times,
@@ -346,13 +349,16 @@ def _metrics_table(metrics: dict) -> str:
     return "<table class=metrics>" + "".join(rows) + "</table>" if rows else "<p class=muted>no metrics</p>"
 
 
-def _legend(used: list[int] | None, ev: Events, any_new: bool) -> str:
+def _legend(used: list[int] | None, ev: Events, any_new: bool, method: str) -> str:
     """What the score columns and the marks mean (only those the page shows)."""
-    cols = ["score"] + ([TERMS[t] for t in used] + ["lifted most by"] if used is not None else [])
+    cols = (["event"] if any(t is not None for t in ev.targets + ev.types) else []) + ["score"] \
+        + ([TERMS[t] for t in used] + ["lifted most by"] if used is not None else [])
+    text = dict(LEGEND, score=LEGEND["score"] if used is not None else
+                f"what the list is ranked by: the run's score (method={method}; comparable within one user's list only)")
     marks = ["viewed"] if any(t is not None for t in ev.targets) else []
     marks += ["new"] if any_new else []
     marks += ["not in the run"] if any((i == 0).any() for i in ev.index) else []
-    return "<dl class=legend>" + "".join(f"<dt>{html.escape(c)}</dt><dd>{html.escape(LEGEND[c])}</dd>" for c in cols) \
+    return "<dl class=legend>" + "".join(f"<dt>{html.escape(c)}</dt><dd>{html.escape(text[c])}</dd>" for c in cols) \
         + "".join(f"<dt>{_tag(m, MARK_CLASS[m])}</dt><dd>{html.escape(MARKS[m])}</dd>" for m in marks) + "</dl>"
 
 
@@ -465,7 +471,7 @@ def render(p: Page) -> str:
     parts.append(f"<h2>Users ({len(p.rows)})</h2>"
                  "<p><input id=find type=search placeholder='find a user by id' autocomplete=off "
                  "aria-label='find a user by id'> <span id=found class=muted></span></p>"
-                 + _legend(None if p.terms is None else p.terms[2], p.events, any_new))
+                 + _legend(None if p.terms is None else p.terms[2], p.events, any_new, cfg.method))
     label = target_label(cfg)
     for b, r in enumerate(p.rows):
         ev = p.events
