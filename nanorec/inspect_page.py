@@ -135,14 +135,19 @@ def target_label(cfg) -> str:
 
 
 def run_events(run, rows: np.ndarray) -> Events:
-    """The run's own histories (histories.parquet): items and, for an event-typed run, target flags."""
+    """The run's own histories (histories.parquet): items, times where the run folder keeps them and,
+    for an event-typed run, target flags (the folder keeps no event types)."""
+    from .rundir import read_history_times
     seqs, flags = run.histories, run.histories.is_target()
+    times, unit = read_history_times(run.run_dir)
+    show, note = time_texts(times, unit) if times is not None else (None, "")
     cut = [slice(seqs.offsets[r], seqs.offsets[r + 1]) for r in rows]
-    source = "the run's saved histories (event types and times are not kept in a run folder: pass --data " \
-             "LOG to show them" + (f"; target events ({target_label(run.config)}) are marked" if flags is not None
-                                   else "") + ")"
+    said = ("times from the run folder" + note if show else "no times") \
+        + (f"; target events ({target_label(run.config)}) marked" if flags is not None else "")
     return Events([run.item_ids[seqs.items[c]] for c in cut], [seqs.items[c] for c in cut],
-                  [None if flags is None else flags[c] for c in cut], [None] * len(rows), [None] * len(rows), source)
+                  [None if flags is None else flags[c] for c in cut], [None] * len(rows),
+                  [None if show is None else [show(t) for t in times[c].tolist()] for c in cut],
+                  f"the run's saved histories ({said}; pass --data LOG for each event's type)")
 
 
 def event_column(cfg, ds) -> str | None:

@@ -88,7 +88,7 @@ def fused_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def shop_run(tmp_path_factory):
     """A small shop log (views, carts, purchases; Unix-millisecond times) and a run that predicts the
-    purchases with the rest as context (target_filter)."""
+    purchases with the rest as context (target_filter); the log's events per user, read with csv."""
     tmp = tmp_path_factory.mktemp("shop")
     log = str(tmp / "shop.csv")
     assert main(["synth", "--out", log, "--rows", "1500", "--event-types", "view,cart,purchase", "--seed", "1"]) == 0
@@ -155,6 +155,10 @@ def test_events_show_the_logs_type_and_time(shop_run):
                 for e in expected]
         assert [r["cells"][3] for r in shown["history"]] == when
     assert "read as Unix milliseconds" in open(out).read()
+    own = tmp / "own.html"  # the run's own histories: the same lists (the log's events keep their target flags)
+    assert inspect("--run", run_dir, "--users", ",".join(page.users), "--out", own) == 0
+    assert {u: [r["item"] for r in v["list"]] for u, v in parse(own).users.items()} == \
+        {u: [r["item"] for r in v["list"]] for u, v in page.users.items()}
 
 
 def test_viewed_items_are_marked_and_targets_are_said(shop_run):
@@ -168,6 +172,9 @@ def test_viewed_items_are_marked_and_targets_are_said(shop_run):
         viewed = {i for i, t, _ in events[u] if t != "purchase"} - bought
         assert [r["cells"][2] for r in shown["history"]] == \
             ["purchase" if t == "purchase" else "context" for _, t, _ in events[u][-20:]]
+        assert [r["cells"][3] for r in shown["history"]] == [  # the run folder keeps the times
+            (datetime.datetime(1970, 1, 1) + datetime.timedelta(milliseconds=ts)).strftime("%Y-%m-%d %H:%M:%S")
+            for _, _, ts in events[u][-20:]]
         for r in shown["list"]:
             assert r["item"] not in bought  # exclude_seen removes the purchases only
             assert ("viewed" in tags(r)) == (r["item"] in viewed)
