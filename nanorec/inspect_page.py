@@ -277,11 +277,12 @@ h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px} h3{margin
 table{border-collapse:collapse;width:100%} td,th{padding:3px 6px;border-bottom:1px solid #eee;text-align:left;vertical-align:middle}
 th{font-weight:600;background:#f3f3f3} .num{text-align:right;font-variant-numeric:tabular-nums;width:1%}
 td.when{white-space:nowrap;font-size:12px;color:#555}
-img.thumb{width:40px;height:40px;object-fit:cover;border-radius:4px;background:#eee;vertical-align:middle}
+img.thumb{width:40px;height:40px;flex:none;object-fit:cover;border-radius:4px;background:#eee}
+.it{display:flex;gap:8px;align-items:center}
 .tag{display:inline-block;padding:0 6px;border-radius:10px;background:#e6f0ff;font-size:12px;white-space:nowrap}
 .tag.gpt{background:#eee} .tag.ctx{background:#f1f1f1;color:#555} .tag.buy{background:#d9f2dd;color:#17612a}
 .tag.viewed{background:#fff0d6;color:#8a5300} .tag.new{background:#dff3ff;color:#035b8c}
-.tag.unknown{background:#fde2e2;color:#8c1d1d} .attrs{font-size:12px;color:#555}
+.tag.unknown{background:#fde2e2;color:#8c1d1d} .attrs{font-size:12px;color:#555} .attrs b{white-space:nowrap}
 .metrics td{font-size:13px} dl.legend{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;font-size:13px;margin:6px 0}
 dl.legend dt{font-weight:600} dl.legend dd{margin:0;color:#444}
 #find{font:inherit;padding:4px 8px;width:260px;border:1px solid #bbb;border-radius:6px}
@@ -314,17 +315,24 @@ def _tag(text: str, cls: str = "", title: str = "") -> str:
             + f">{html.escape(text)}</span>")
 
 
+def _short(text: str, most: int = 32) -> str:
+    """A catalogue value short enough for a table cell (the whole value is the cell's tooltip)."""
+    return text if len(text) <= most else text[:most - 1] + "\u2026"
+
+
 def _item_cell(item_id, catalogue: dict, marks: str = "") -> str:
     """An item as the page shows it: image, title (id), the catalogue's other columns, marks."""
     esc = html.escape
     entry = catalogue.get(str(item_id))
     if entry is None:
         return f"{esc(str(item_id))} {marks}".strip()
-    img = f'<img class="thumb" src="{esc(entry.image)}" alt=""> ' if entry.image and \
+    img = f'<img class="thumb" src="{esc(entry.image)}" alt="">' if entry.image and \
         not entry.image.lower().startswith("javascript:") else ""
-    name = f"{esc(entry.title)} <span class=muted>({esc(str(item_id))})</span>" if entry.title else esc(str(item_id))
-    attrs = " &middot; ".join(f"{esc(c)} <b>{esc(v)}</b>" for c, v in entry.extra)
-    return f"{img}{name} {marks}".strip() + (f"<br><span class=attrs>{attrs}</span>" if attrs else "")
+    name = esc(entry.title or str(item_id)) + ("" if str(item_id) in entry.title else
+                                                f" <span class=muted>({esc(str(item_id))})</span>")
+    attrs = " &middot; ".join(f"{esc(c)} <b title='{esc(v)}'>{esc(_short(v))}</b>" for c, v in entry.extra)
+    text = f"{name} {marks}".strip() + (f"<br><span class=attrs>{attrs}</span>" if attrs else "")
+    return f"<div class=it>{img}<div>{text}</div></div>" if img else text
 
 
 def _number(v) -> bool:
@@ -388,7 +396,8 @@ def _history(ev: Events, b: int, catalogue: dict, first_new: int, label: str) ->
         marks = _tag("not in the run", "unknown") if i == 0 else (_tag("new", "new") if i >= first_new else "")
         cells = f"<td class=muted>{j + 1}</td><td>{_item_cell(ev.items[b][j], catalogue, marks)}</td>"
         cells += f"<td>{_event_tag(ev, b, j, label)}</td>" if typed else ""
-        cells += f"<td class=when>{html.escape(ev.times[b][j])}</td>" if ev.times[b] is not None else ""
+        cells += f"<td class=when>{html.escape(ev.times[b][j]).replace(' ', '<br>', 1)}</td>" \
+            if ev.times[b] is not None else ""  # the date above the time of day: a narrower column
         rows.append(f"<tr class=ev data-item='{html.escape(str(ev.items[b][j]))}'>{cells}</tr>")
     head = "<tr><th>#</th><th>item</th>" + ("<th>event</th>" if typed else "") \
         + ("<th>when</th>" if ev.times[b] is not None else "") + "</tr>"

@@ -39,6 +39,8 @@ class Page(HTMLParser):
         elif tag == "td" and self.row is not None:
             self.row["cells"].append("")
             self.row["tags"].append([])
+        elif tag == "br" and self.row is not None and self.row["cells"]:
+            self.row["cells"][-1] += " "
         elif tag == "span" and self.row is not None and "tag" in (a.get("class") or "").split():
             self.row["tags"][-1].append("")
             self.in_tag = True
@@ -123,7 +125,7 @@ def test_page_holds_the_histories_and_the_shipped_lists(fused_run):
         assert [r["item"] for r in shown["list"]] == [str(x) for x in top["item_id"].to_list()]
         for r in shown["history"] + shown["list"]:  # the catalogue's other columns, beside the title
             i = int(r["item"])
-            assert f"category {('shoes', 'hats')[i % 2]} · price {i + 0.5:.2f}" in r["cells"][1]
+            assert f" category {('shoes', 'hats')[i % 2]} · price {i + 0.5:.2f}" in r["cells"][1]
     assert "&gt; &amp; co" in text and "> & co" not in text  # titles shown, escaped
     assert "<script src" not in text and text.count("<script>") == 1 and "https://example.com/" in text
     assert "40 of the 40 items of the run" in text
