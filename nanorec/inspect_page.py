@@ -102,16 +102,17 @@ def check_catalogue(catalogue: dict, item_ids: np.ndarray, path: str) -> int:
     return found
 
 
-def choose_users(user_ids: np.ndarray, lengths: np.ndarray, asked: list[str], sample: int, seed: int) -> np.ndarray:
+def choose_users(user_ids: np.ndarray, lengths: np.ndarray, asked: list[str], sample: int, seed: int,
+                 where: str = "the run's histories") -> np.ndarray:
     """Rows of the asked users (by their original id, as text), then a seeded sample of others with
-    a history."""
+    a history. where: what holds the users (said when an asked one is not there)."""
     text = [str(u) for u in user_ids.tolist()]
-    where = {u: r for r, u in enumerate(text)}
+    row_of = {u: r for r, u in enumerate(text)}
     rows = []
     for u in asked:
-        if u not in where:
-            raise DataError(f"--users: user {u!r} is not in the run's histories (e.g. {', '.join(text[:3])})")
-        rows.append(where[u])
+        if u not in row_of:
+            raise DataError(f"--users: user {u!r} is not in {where} (e.g. {', '.join(text[:3])})")
+        rows.append(row_of[u])
     pool = np.setdiff1d(np.nonzero(lengths > 0)[0], rows)
     if sample and len(pool):
         rows += sorted(np.random.default_rng(seed).choice(pool, size=min(sample, len(pool)), replace=False).tolist())
@@ -426,7 +427,8 @@ def _top_list(b: int, lists, scores, terms, catalogue: dict, item_ids, viewed: d
             cells += "".join(f"<td class=num>{values[b, j, t]:.3f}</td>" for t in used)
             cells += f"<td>{_tag(lifted[b][j], 'gpt' if lifted[b][j] == TERMS[0] else '')}</td>"
         body.append(f"<tr class=rec data-item='{esc(str(item_ids[i]))}'>{cells}</tr>")
-    short = f"<p class=muted>only {len(body)} items the user has not bought</p>" if len(body) < lists.shape[1] else ""
+    short = f"<p class=muted>only {len(body)} items left once the user's own are excluded</p>" \
+        if len(body) < lists.shape[1] else ""
     return f"<b>top {lists.shape[1]}</b><table>{head}{''.join(body)}</table>{short}"
 
 
@@ -521,7 +523,7 @@ def build(run_dir: str, out: str, items: str | None = None, users: list[str] | N
     metrics = rundir.read_metrics(run_dir) if os.path.exists(metrics_path) else {}
     new_items = new_item_count(metrics, run.num_items, metrics_path)
     user_ids, hist, _ = histories_for(run, data, warn=lambda line: print(line, file=sys.stderr))
-    rows = choose_users(user_ids, hist.lengths, users or [], sample, seed)
+    rows = choose_users(user_ids, hist.lengths, users or [], sample, seed, data or "the run's histories")
     if len(rows) == 0:
         raise UsageError("no user to show: give --users or --sample N >= 1")
     events = data_events(run, data, rows) if data else run_events(run, rows)
