@@ -75,7 +75,8 @@ def read_catalogue(path: str) -> dict:
     """item_id (as text) -> Entry, from a CSV with item_id and any of title, image_url and others."""
     import polars as pl
     if not os.path.isfile(path):
-        raise DataError(f"{path}: no such file (--items: a CSV with item_id[,title][,image_url][,...])")
+        what = "not a file" if os.path.exists(path) else "no such file"
+        raise DataError(f"{path}: {what} (--items: a CSV with item_id[,title][,image_url][,...])")
     try:
         df = pl.read_csv(path, infer_schema_length=0)  # every column as text: ids keep their exact spelling
     except Exception as e:  # noqa: BLE001 - polars raises several types for an unreadable file
@@ -152,9 +153,11 @@ def run_events(run, rows: np.ndarray) -> Events:
 
 
 def event_column(cfg, ds) -> str | None:
-    """The log's event type column: target_filter's, else a column named event_type the run left unused."""
-    if cfg.target_filter:
-        return cfg.target_filter.partition("=")[0].strip()
+    """The log's event type column: target_filter's, else filter's, else a column named event_type
+    the run left unused."""
+    for key in (cfg.target_filter, cfg.filter):
+        if key:
+            return key.partition("=")[0].strip()
     return "event_type" if "event_type" in ds.ignored_columns else None
 
 
