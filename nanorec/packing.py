@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from .data import Sequences
+from .data.sequences import next_targets
 
 IGNORE = -100  # F.cross_entropy's ignore_index
 
@@ -87,18 +88,34 @@ def prefix_weights(full: Sequences, weights: np.ndarray, prefix: Sequences) -> n
     return np.asarray(weights, dtype=np.float32)[src]
 
 
-def _has_target(offsets, lengths, is_target, users, block_size) -> np.ndarray:
-    """(len(users),) bool: the user has a target event among the ones packing keeps as targets
-    (the last min(L - 1, block_size) events)."""
+def _targets_kept(offsets, lengths, is_target, users, block_size) -> np.ndarray:
+    """(len(users),) how many target events each user has among the ones packing keeps as
+    targets (the last min(L - 1, block_size) events)."""
     before = np.zeros(len(is_target) + 1, dtype=np.int64)  # (total+1,) target events before each event
     np.cumsum(is_target, out=before[1:])
     end = offsets[users] + lengths[users]
-    start = end - np.minimum(lengths[users] - 1, block_size)
-    return before[end] > before[start]
+    start = end - np.maximum(np.minimum(lengths[users] - 1, block_size), 0)
+    return before[end] - before[start]
+
+
+def _has_target(offsets, lengths, is_target, users, block_size) -> np.ndarray:
+    """(len(users),) bool: the user has a target event among the ones packing keeps as targets."""
+    return _targets_kept(offsets, lengths, is_target, users, block_size) > 0
+
+
+def count_targets(seqs: Sequences, block_size: int, weights: np.ndarray | None = None) -> tuple[int, int]:
+    """(training targets, context events) of a training split as `pack` lays it out: the slots
+    whose target event has weight > 0, and the events of weight 0 (target_filter: views, carts),
+    read as history but never learned. Unweighted: every kept slot is a target, no context."""
+    users = np.arange(len(seqs))
+    is_target = np.ones(len(seqs.items), bool) if weights is None else np.asarray(weights) > 0
+    kept = _targets_kept(seqs.offsets, seqs.lengths, is_target, users, block_size)
+    return int(kept.sum()), int((~is_target).sum())
 
 
 def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = None,
-         packing: bool = True, horizon: int = 1, weights: np.ndarray | None = None) -> Packed:
+         packing: bool = True, horizon: int = 1, weights: np.ndarray | None = None,
+         context_targets: bool = False) -> Packed:
     """Pack users (in shuffled order when `rng` is given) into rows of block_size tokens.
 
     packing=False puts one user per row (left-aligned, padded): the unpacked reference.
@@ -107,7 +124,10 @@ def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = Non
     ahead (`future`, IGNORE where the history ends): the soft labels of loss.py.
     weights (total,) float32 >= 0 parallel to seqs.items (None: unweighted): each slot carries
     its target event's weight (`Packed.weights`); a weight 0 event is never a target (IGNORE),
-    in `targets` or in `future`.
+    in `targets` or in `future`. context_targets (target_filter, Config.context_targets): a slot
+    whose next event is context learns the next target event of its history instead (the
+    purchase a view leads to, and after a purchase the next purchase: what next week's lists are
+    asked), with that event's weight.
     """
     lengths = seqs.lengths
     users = np.nonzero(lengths >= 2)[0]
@@ -136,8 +156,12 @@ def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = Non
     pos_ids = np.zeros(n_rows * block_size, dtype=np.int64)
     tokens[slot] = seqs.items[src]
     targets[slot] = seqs.items[src + 1]
+    target_event = src + 1  # (tokens,) the flat index of each slot's target event
     if weights is not None:
-        context = weights[src + 1] <= 0
+        if context_targets:
+            target_event = next_targets(seqs, weights > 0)[src + 1]  # == len(items) where none follows
+            targets[slot] = np.append(seqs.items, IGNORE)[target_event]
+        context = np.append(weights, 0.0)[target_event] <= 0
         targets[slot[context]] = IGNORE
     seq_ids[slot] = np.repeat(sids, n_tok)
     pos_ids[slot] = within
@@ -156,7 +180,7 @@ def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = Non
     slot_weights = None
     if weights is not None:
         slot_weights = np.zeros(n_rows * block_size, dtype=np.float32)
-        slot_weights[slot] = weights[src + 1]  # the target event's weight
+        slot_weights[slot] = np.append(weights, 0.0)[target_event]  # the target event's weight
         slot_weights = slot_weights.reshape(shape)
     return Packed(tokens.reshape(shape), targets.reshape(shape), seq_ids.reshape(shape), pos_ids.reshape(shape),
                   future, slot_weights)

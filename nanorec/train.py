@@ -40,7 +40,7 @@ from .evaluate import evaluate, format_metrics, score_report
 from .files import append_line, final_path
 from .loss import FUTURE_HORIZON, OutputLoss, resolve_loss, resolve_negatives
 from .model import GPT
-from .packing import IGNORE, pack, prefix_weights
+from .packing import IGNORE, count_targets, pack, prefix_weights
 from .scoring import gpt_scorer
 
 
@@ -93,7 +93,8 @@ def epoch_batches(train_seqs, cfg: Config, epoch: int, weights=None):
     The shuffle depends only on (seed, epoch): a resumed run sees the same batches."""
     rng = np.random.default_rng([cfg.seed, epoch])
     horizon = FUTURE_HORIZON if cfg.future_decay > 0 else 1
-    packed = pack(train_seqs, cfg.block_size, rng, packing=cfg.packing, horizon=horizon, weights=weights)
+    packed = pack(train_seqs, cfg.block_size, rng, packing=cfg.packing, horizon=horizon, weights=weights,
+                  context_targets=cfg.context_targets != "none")
     order = rng.permutation(len(packed))
     batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
     return packed, batches
@@ -218,13 +219,17 @@ def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet
     log = Logger(os.path.join(out_dir, rundir.LOG) if dd.main else None, quiet or not dd.main)
     for line in folder.notes:
         log(line)
-    n_targets = int(np.maximum(np.minimum(sp.train.lengths - 1, cfg.block_size), 0).sum())
+    n_targets, n_context = count_targets(sp.train, cfg.block_size, sp.train.weights)  # views are no targets
+    context = f" ({cfg.target_filter}), {n_context:,} context events" if n_context else ""
     log(f"data {ds.path}: {len(ds.user_ids):,} users, {ds.num_items:,} items, "
-        f"{len(ds.sequences.items):,} interactions; {n_targets:,} training targets; holdout={cfg.holdout}: "
+        f"{len(ds.sequences.items):,} interactions; {n_targets:,} training targets{context}; holdout={cfg.holdout}: "
         f"valid {n_valid:,} users, test {len(sp.test.targets) if sp.test else 0:,} users"
         + (f"; ignored columns: {', '.join(ds.ignored_columns)}" if ds.ignored_columns else ""))
     for line in coverage:
         log(line)
+    if sp.valid is not None and cfg.holdout in ("loo", "last") and ds.sequences.has_context():
+        from .data import funnel_note
+        log(funnel_note(ds.sequences, 1 if sp.test is not None else 0))
     if sp.valid is not None and len(sp.valid.targets) < n_valid:
         log(f"validation: a fixed sample of {len(sp.valid.targets):,} of {n_valid:,} users (valid_users={cfg.valid_users}"
             + (", auto: users x items above train.VALID_WORK" if cfg.valid_users == 0 else "") + ")")
