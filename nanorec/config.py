@@ -94,6 +94,7 @@ class Config:
     threads: int = 0               # torch CPU threads; 0 = leave torch's default
     progress: bool = True          # tqdm progress bars (shown on a terminal only)
     track: str = ""                # also log to "tensorboard" and/or "mlflow" (comma-separated; needs the package)
+    exclude_seen: str = "auto"     # lists leave out a user's earlier items: "true", "false" (re-buys listed), "auto" = chosen on validation
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -255,6 +256,7 @@ RULES = {
                "auto, cpu, cuda, cuda:N or mps"),
     "dtype": (lambda x: x in ("auto", "float32", "bfloat16"), "auto, float32 or bfloat16"),
     "threads": (lambda x: 0 <= x <= 1024, "an integer in 0..1024 (0 = torch's default)"),
+    "exclude_seen": (lambda x: x in ("auto", "true", "false"), "auto, true or false"),
 }
 
 

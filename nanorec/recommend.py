@@ -20,7 +20,9 @@ run's (strings for a run trained on integer ids) is an error when none is
 known, a warning line naming how many are known otherwise. With
 --exclude-seen a list holds the user's own items only at its end, ranked last,
 when fewer than k unseen items are left (the server and the Python API return
-a shorter list instead).
+a shorter list instead); --include-seen lets them be listed anywhere (repeat purchases).
+Neither given: the run's own choice (its exclude_seen; for auto, the one training
+made on validation and metrics.json records: nanorec/seen.py).
 
 Event types: a run trained with target_filter (e.g. event_type=purchase) reads --data with
 it, so the log needs that column; exclude-seen removes the user's purchases (targets), never
@@ -259,7 +261,7 @@ def prepare(run_dir: str, data_path=None, k: int = 10, users=None, device: str =
     return run.scorer, run.num_items, run.item_ids, known_users, hist, np.asarray(users)
 
 
-def recommend(run_dir: str, data_path=None, k: int = 10, mode: str = "oneshot", exclude_seen: bool = True,
+def recommend(run_dir: str, data_path=None, k: int = 10, mode: str = "oneshot", exclude_seen: bool | None = None,
               users=None, device: str = "auto", batch_size: int = 512, temperature: float = 0.0,
               top_k: int = 0, seed: int = 0, progress: bool = False, allow=None, deny=None):
     """Lists from a run folder -> (user_ids (U,), items (U, k) original ids, scores (U, k), cold (U,) bool).
@@ -268,15 +270,22 @@ def recommend(run_dir: str, data_path=None, k: int = 10, mode: str = "oneshot", 
 
     Histories come from `data_path` (a log in the run's vocabulary) or, when it is
     None, from the run's own histories.parquet. Default users: a challenge
-    folder's test.csv, else every user with a history."""
+    folder's test.csv, else every user with a history. exclude_seen None: the run's choice."""
     check_options(argparse.Namespace(k=k, mode=mode, temperature=temperature, top_k_sample=top_k, seed=seed,
                                      batch_size=batch_size))
     scorer, num_items, item_ids, known_users, hist, users = prepare(run_dir, data_path, k, users, device)
+    exclude_seen = run_default_seen(run_dir, exclude_seen)
     blocked = blocked_items(item_ids, allow, deny)
     items, scores, cold = recommend_users(scorer, num_items, known_users, hist, users, k,
                                           exclude_seen, mode, batch_size, temperature, top_k, seed, progress,
                                           blocked)
     return users, item_ids[items], scores, cold
+
+
+def run_default_seen(run_dir: str, exclude_seen: bool | None) -> bool:
+    """exclude_seen as given, or (None) the run's own choice (seen.run_excludes)."""
+    from .seen import run_excludes
+    return run_excludes(run_dir, rundir.read_config(run_dir)) if exclude_seen is None else exclude_seen
 
 
 def recommend_users(scorer, num_items: int, known_users: np.ndarray, hist: Sequences, users, k: int = 10,
@@ -579,11 +588,11 @@ def main(argv) -> int:
                    help="these items are never listed (same file format as --allow-items)")
     p.add_argument("--mode", choices=["oneshot", "generative"], default="oneshot")
     seen = p.add_mutually_exclusive_group()
-    seen.add_argument("--exclude-seen", dest="exclude_seen", action="store_true", default=True,
-                      help="never recommend an item already in the history (default; such items only "
-                           "fill the end of a list longer than the user's unseen items)")
+    seen.add_argument("--exclude-seen", dest="exclude_seen", action="store_true", default=None,
+                      help="never recommend an item already in the history (such items only fill the end of a "
+                           "list longer than the user's unseen items); default: the run's choice (exclude_seen)")
     seen.add_argument("--include-seen", dest="exclude_seen", action="store_false",
-                      help="allow repeat purchases in the list")
+                      help="allow repeat purchases in the list; default: the run's choice (exclude_seen)")
     p.add_argument("--format", choices=["auto", "submission", "long"], default="auto",
                    help="auto = submission for a challenge folder, long table otherwise")
     p.add_argument("--temperature", type=float, default=0.0, help="generative: 0 = greedy, > 0 = sampling")
@@ -604,11 +613,12 @@ def main(argv) -> int:
     dd, device = distributed.setup(pick_device(args.device))  # under torchrun: one process per shard
     try:
         scorer, num_items, item_ids, known, hist, users = prepare(args.run, args.data, args.k, users, device)
+        exclude_seen = run_default_seen(args.run, args.exclude_seen)
         blocked = blocked_items(item_ids, allow, deny, args.allow_items, args.deny_items)
         is_challenge = args.data is not None and os.path.isdir(args.data)
         fmt = args.format if args.format != "auto" else ("submission" if is_challenge else "long")
         lo, hi = shard_range(len(users), args.batch_size, dd.rank, dd.world)
-        batches = iter_recommendations(scorer, num_items, known, hist, users, args.k, args.exclude_seen, args.mode,
+        batches = iter_recommendations(scorer, num_items, known, hist, users, args.k, exclude_seen, args.mode,
                                        args.batch_size, args.temperature, args.top_k_sample, args.seed,
                                        start=lo, stop=hi, progress=dd.main, blocked=blocked)
         tally = {"short": 0}
