@@ -75,7 +75,10 @@ def decide(scorer, valid, cfg, batch_size: int = 1024) -> tuple[bool, dict]:
     if valid is None or not len(valid.targets):
         return True, {"setting": "auto", "choice": "exclude",
                       "why": "no validation users to choose on (holdout=none): the default, exclude"}
+    import time
+
     from .evaluate import metrics_from_ranks
+    t0 = time.time()
     ranks = paired_ranks(scorer, valid, batch_size)
     ndcg = np.where(ranks <= 10, 1.0 / np.log2(ranks + 1.0), 0.0)  # (2, M) per-user NDCG@10
     diff = ndcg[1] - ndcg[0]
@@ -91,7 +94,8 @@ def decide(scorer, valid, cfg, batch_size: int = 1024) -> tuple[bool, dict]:
            + (" (all_data: the validation targets were trained on)" if cfg.all_data else ""))
     return not allow, {"setting": "auto", "choice": "allow" if allow else "exclude", "why": why,
                        "valid_NDCG@10": {"exclude": figures[0], "allow": figures[1]}, "gain": gain,
-                       "standard_error": se, "repeat_targets": share, "users": len(diff)}
+                       "standard_error": se, "repeat_targets": share, "users": len(diff),
+                       "seconds": round(time.time() - t0, 2)}
 
 
 def log_line(record: dict) -> str:

@@ -370,7 +370,8 @@ def validate_and_select(model, scorer, sp, cfg: Config, state: TrainState, train
     if sp.valid is None:
         m = {"loss": float("nan"), "NDCG@10": float("nan"), "HR@10": float("nan"), "MAP@10": float("nan")}
     else:  # ranks of every validation user; the loss (a full pass over the catalogue each) of the first ones
-        m = evaluate(scorer, sp.valid, batch_size=cfg.eval_batch_size)
+        # earlier items excluded unless exclude_seen=false (auto decides after the last step: seen.py)
+        m = evaluate(scorer, sp.valid, cfg.exclude_seen != "false", batch_size=cfg.eval_batch_size)
         m["loss"] = evaluate(scorer, loss_users(sp.valid), batch_size=cfg.eval_batch_size, with_loss=True)["loss"]
     improved = m["NDCG@10"] > state.best_ndcg
     if improved or cfg.all_data or sp.valid is None:  # no selection of its own: keep the last

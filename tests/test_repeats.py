@@ -242,3 +242,16 @@ def test_synth_repeat_rate(tmp_path):
     with contextlib.redirect_stderr(err):
         assert cli_main(["synth", "--out", str(tmp_path / "x.csv"), "--rows", "100", "--repeat-rate", "0.5"]) == 2
     assert "--repeat-rate 0.5: must be in 0..0.3" in err.getvalue() and not os.path.exists(tmp_path / "x.csv")
+
+
+def test_a_fixed_setting_is_the_runs_choice(runs, tmp_path):
+    """exclude_seen=false: no decision, the run lists earlier items and reports with them included."""
+    run = str(tmp_path / "fixed_false")
+    cli(["train", "--data", runs["chain"], "--out", run, "--quiet", "method=transitions", "exclude_seen=false", *TINY])
+    m = metrics(run)
+    assert m["exclude_seen"] == {"setting": "false", "choice": "allow", "why": "exclude_seen=false"}
+    assert "history included" in m["protocol"]["valid"] and "history included" in m["protocol"]["test"]
+    rec = Recommender.load(run)
+    every = rec.recommend(users=[0], k=12)["item_id"].to_list()  # the whole catalogue: the seen items too
+    assert sorted(every) == list(range(1, 13))
+    assert run_excludes(run, rec.config) is False
