@@ -14,17 +14,7 @@ from nanorec.cli import main as cli_main
 from nanorec.config import Config
 from nanorec.data import EvalSet, Sequences
 from nanorec.seen import decide, paired_ranks, repeat_share, run_excludes
-
-TINY = ["max_steps=4", "eval_interval=2", "n_embd=16", "n_layer=1", "n_head=1", "progress=false",
-        "warmup_steps=1", "batch_size=8", "block_size=8", "threads=1", "dropout=0.1", "device=cpu"]
-
-
-def cli(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli_main(argv)
-    assert code == 0, err.getvalue()
-    return out.getvalue()
+from tests.test_cli_evaluate import TINY, cli  # a tiny GPT's settings; the CLI run in-process, its stdout
 
 
 def write_log(path, histories):
