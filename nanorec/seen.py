@@ -123,7 +123,3 @@ def run_excludes(run_dir: str, cfg) -> bool:
         raise DataError(f"{path}: exclude_seen's choice {choice!r}: expected exclude or allow")
     return choice == "exclude"
 
-
-def given_or_run(given, run_default: bool) -> bool:
-    """A call's exclude_seen (None: the run's choice, `run_excludes`)."""
-    return run_default if given is None else bool(given)
