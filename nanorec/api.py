@@ -23,8 +23,9 @@ Arguments are checked as strictly as the CLI's options, and every refusal is a
   text (nanorec/ids.py). Given ids of another type than the run's (strings for a
   run trained on integer ids) are an error when none is known, a warning when some
   are not. users must not be empty or list a user twice.
-- k: an int (not a bool) in 1..items; exclude_seen: a bool; mode: "oneshot" or
-  "generative", checked on every call.
+- k: an int (not a bool) in 1..items; exclude_seen: a bool, or None (the default): the
+  run's own choice (its exclude_seen config; auto: chosen on validation at training, see
+  nanorec/seen.py); mode: "oneshot" or "generative", checked on every call.
 - exclude_seen=True never returns an item of the user's history: a user with fewer
   than k unseen items gets a shorter list (as from `nanorec recommend`). Under
   target_filter "seen" means the history's target events (purchases) only;
@@ -180,7 +181,7 @@ class Recommender:
     # -------------------------------------------------------------------------
     # recommending
 
-    def recommend(self, users=None, k: int = 10, exclude_seen: bool = True, mode: str = "oneshot",
+    def recommend(self, users=None, k: int = 10, exclude_seen: bool | None = None, mode: str = "oneshot",
                   items=None, exclude_items=None):
         """Top-k lists for `users` (original ids; default: every user seen in fit).
 
@@ -188,11 +189,11 @@ class Recommender:
         score, rank, source. source is "model", or "popularity" for a user the model cannot
         continue (unknown, or no known item), whose score is null: counts are not on the
         model's scale. exclude_seen: a user's own items are never listed (fewer than k rows
-        when fewer unseen items are left). items / exclude_items: original item ids that alone
+        when fewer unseen items are left); False: they may be (repeat purchases); None: the run's choice. items / exclude_items: original item ids that alone
         may be listed / that never are (fewer than k rows when fewer are left)."""
         from .recommend import recommend_users
 
-        self._check_call(k, exclude_seen, mode)
+        exclude_seen = self._check_call(k, exclude_seen, mode)
         blocked = self._blocked(items, exclude_items)
         known = self._users
         if users is None:
@@ -206,7 +207,7 @@ class Recommender:
                                               users, k, exclude_seen, mode, blocked=blocked)
         return self._frame(users, lists, scores, cold)
 
-    def recommend_history(self, history, k: int = 10, exclude_seen: bool = True, mode: str = "oneshot",
+    def recommend_history(self, history, k: int = 10, exclude_seen: bool | None = None, mode: str = "oneshot",
                           items=None, exclude_items=None, event_types=None):
         """Top-k for one raw history of original item ids, oldest first (unknown ids are skipped;
         the same checks as `users`, but an empty history or a repeated item is a history).
@@ -220,7 +221,7 @@ class Recommender:
         column and, for event types, its target_filter column (rows oldest first)."""
         from .recommend import RawHistories, list_for_history, popular_items
 
-        self._check_call(k, exclude_seen, mode)
+        exclude_seen = self._check_call(k, exclude_seen, mode)
         blocked = self._blocked(items, exclude_items)
         if self._lookup is None:  # built once per loaded model, as the server does
             self._lookup = RawHistories(self._run)
@@ -315,15 +316,18 @@ class Recommender:
         if self._run is None:
             raise UsageError("this Recommender is not fitted: call fit(data) or Recommender.load(path)")
 
-    def _check_call(self, k, exclude_seen, mode) -> None:
-        """The arguments every list takes, checked on every call (before anything is scored)."""
+    def _check_call(self, k, exclude_seen, mode) -> bool:
+        """The arguments every list takes, checked on every call (before anything is scored).
+        -> exclude_seen, None resolved to the run's choice (Run.exclude_seen)."""
         self._require_fitted()
         n = self._run.num_items
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
             raise UsageError(f"k={_short(k)}: expected an integer in 1..{n}")
-        _check_bool(exclude_seen, "exclude_seen")
+        if exclude_seen is not None:
+            _check_bool(exclude_seen, "exclude_seen")
         if not isinstance(mode, str) or mode not in MODES:
             raise UsageError(f"mode={_short(mode)}: expected {' or '.join(map(repr, MODES))}")
+        return self._run.exclude_seen if exclude_seen is None else exclude_seen
 
     def _history_columns(self, history, event_types):
         """A frame history -> (its item column, its target_filter column or None); any other

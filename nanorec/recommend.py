@@ -18,9 +18,11 @@ scoring goes through nanorec.scoring, as evaluation does. Ids match by their
 exact text (ids.py): a --users file whose ids are of another type than the
 run's (strings for a run trained on integer ids) is an error when none is
 known, a warning line naming how many are known otherwise. With
---exclude-seen (the default) a list never holds the user's own items: a user
-with fewer than k unseen items left gets a shorter list, as from the server and
-the Python API.
+--exclude-seen a list never holds the user's own items: a user with fewer than
+k unseen items left gets a shorter list, as from the server and the Python API;
+--include-seen lets them be listed anywhere (repeat purchases). Neither given:
+the run's own choice (its exclude_seen; for auto, the one training made on
+validation and metrics.json records: nanorec/seen.py).
 
 Event types: a run trained with target_filter (e.g. event_type=purchase) reads --data with
 it, so the log needs that column; exclude-seen removes the user's purchases (targets), never
@@ -414,7 +416,7 @@ def prepare(run_dir: str, data_path=None, k: int = 10, users=None, device: str =
     return run.scorer, run.num_items, run.item_ids, known_users, hist, np.asarray(users)
 
 
-def recommend(run_dir: str, data_path=None, k: int = 10, mode: str = "oneshot", exclude_seen: bool = True,
+def recommend(run_dir: str, data_path=None, k: int = 10, mode: str = "oneshot", exclude_seen: bool | None = None,
               users=None, device: str = "auto", batch_size: int = 512, temperature: float = 0.0,
               top_k: int = 0, seed: int = 0, progress: bool = False, allow=None, deny=None):
     """Lists from a run folder -> (user_ids (U,), items (U, k) original ids, scores (U, k), cold (U,) bool).
@@ -423,15 +425,22 @@ def recommend(run_dir: str, data_path=None, k: int = 10, mode: str = "oneshot", 
 
     Histories come from `data_path` (a log in the run's vocabulary) or, when it is
     None, from the run's own histories.parquet. Default users: a challenge
-    folder's test.csv, else every user with a history."""
+    folder's test.csv, else every user with a history. exclude_seen None: the run's choice."""
     check_options(argparse.Namespace(k=k, mode=mode, temperature=temperature, top_k_sample=top_k, seed=seed,
                                      batch_size=batch_size))
     scorer, num_items, item_ids, known_users, hist, users = prepare(run_dir, data_path, k, users, device)
+    exclude_seen = run_default_seen(run_dir, exclude_seen)
     blocked = blocked_items(item_ids, allow, deny)
     items, scores, cold = recommend_users(scorer, num_items, known_users, hist, users, k,
                                           exclude_seen, mode, batch_size, temperature, top_k, seed, progress,
                                           blocked)
     return users, item_ids[items], scores, cold
+
+
+def run_default_seen(run_dir: str, exclude_seen: bool | None) -> bool:
+    """exclude_seen as given, or (None) the run's own choice (seen.run_excludes)."""
+    from .seen import run_excludes
+    return run_excludes(run_dir, rundir.read_config(run_dir)) if exclude_seen is None else exclude_seen
 
 
 def recommend_users(scorer, num_items: int, known_users: np.ndarray, hist: Sequences, users, k: int = 10,
@@ -727,11 +736,11 @@ def main(argv) -> int:
                    help="these items are never listed (same file format as --allow-items)")
     p.add_argument("--mode", choices=["oneshot", "generative"], default="oneshot")
     seen = p.add_mutually_exclusive_group()
-    seen.add_argument("--exclude-seen", dest="exclude_seen", action="store_true", default=True,
-                      help="never recommend an item already in the history (default; a user with fewer than k "
-                           "unseen items gets a shorter list)")
+    seen.add_argument("--exclude-seen", dest="exclude_seen", action="store_true", default=None,
+                      help="never recommend an item already in the history (a user with fewer than k unseen "
+                           "items gets a shorter list); default: the run's choice (exclude_seen)")
     seen.add_argument("--include-seen", dest="exclude_seen", action="store_false",
-                      help="allow repeat purchases in the list")
+                      help="allow repeat purchases in the list; default: the run's choice (exclude_seen)")
     p.add_argument("--format", choices=["auto", "submission", "long"], default="auto",
                    help="auto = submission for a challenge folder, long table otherwise")
     p.add_argument("--temperature", type=float, default=0.0, help="generative: 0 = greedy, > 0 = sampling")
@@ -750,12 +759,13 @@ def main(argv) -> int:
     dd, device = distributed.setup(pick_device(args.device))  # under torchrun: one process per shard
     try:
         scorer, num_items, item_ids, known, hist, users = prepare(args.run, args.data, args.k, users, device)
+        exclude_seen = run_default_seen(args.run, args.exclude_seen)
         blocked = filter_files(item_ids, args.allow_items, args.deny_items, item_col,
                                report=lambda got, opt: print(got.line(opt), file=sys.stderr) if dd.main else None)
         is_challenge = args.data is not None and os.path.isdir(args.data)
         fmt = args.format if args.format != "auto" else ("submission" if is_challenge else "long")
         lo, hi = shard_range(len(users), args.batch_size, dd.rank, dd.world)
-        batches = iter_recommendations(scorer, num_items, known, hist, users, args.k, args.exclude_seen, args.mode,
+        batches = iter_recommendations(scorer, num_items, known, hist, users, args.k, exclude_seen, args.mode,
                                        args.batch_size, args.temperature, args.top_k_sample, args.seed,
                                        start=lo, stop=hi, progress=dd.main, blocked=blocked)
         tally = {"short": 0}
@@ -782,7 +792,7 @@ def main(argv) -> int:
               file=sys.stderr if is_stdout(args.out) else sys.stdout)  # never into the lists themselves
         if tally["short"]:
             why = [opt for opt, path in (("--allow-items", args.allow_items), ("--deny-items", args.deny_items)) if path]
-            why += ["their own items (never listed: --exclude-seen)"] if args.exclude_seen else []
+            why += ["their own items (never listed: --exclude-seen)"] if exclude_seen else []
             print(f"{tally['short']:,} of {len(users):,} users got fewer than {args.k} items: {' and '.join(why)} "
                   f"left fewer than {args.k} to list (their lists are shorter, never filled)", file=sys.stderr)
     return 0

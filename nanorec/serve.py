@@ -6,11 +6,11 @@
     GET  /health                               {"status": "ok", "items": N, "users": U[, "deny_items": {...}]}
     GET  /openapi.json                         the API's schema (OpenAPI); no /docs page: FastAPI's
                                                loads from a CDN, blank offline
-    GET  /users/{user_id}/recommendations?k=10&exclude_seen=true[&items=ID&items=ID...][&exclude_items=ID...]
+    GET  /users/{user_id}/recommendations?k=10[&exclude_seen=true|false][&items=ID&items=ID...][&exclude_items=ID...]
          the user's history (from --data, else the run's own), continued:
          {"user_id": ..., "known_user": bool, "items": [...], "scores": [...] | null, "source": ...}
     POST /recommendations                      {"history": [item ids, oldest first], "k": 10,
-                                                "exclude_seen": true, "items": [ids] (optional),
+                                                "exclude_seen": true|false (optional), "items": [ids] (optional),
                                                 "exclude_items": [ids] (optional),
                                                 "event_types": [one per history item] (optional)}
          {"items": [...], "scores": [...] | null, "source": ..., "unknown_items": <count>}
@@ -30,7 +30,9 @@ Ids are the original ones (as in the data), matched by their exact text
 (nanorec/ids.py). Lists come from the model ("source": "model", "scores": its
 scores, best first) by the same scoring code as `nanorec recommend`; with
 exclude_seen a list never holds an item of the history, so it is shorter than
-k when fewer unseen items are left. A user or history the model cannot use (unknown user,
+k when fewer unseen items are left. exclude_seen left out (or null): the run's own choice
+(its exclude_seen config; auto: chosen on validation at training, nanorec/seen.py), as
+`nanorec recommend` and the Python API default to. A user or history the model cannot use (unknown user,
 no known item) gets the most popular items with "source": "popularity" and
 "scores": null: counts are not on the model's scale, so they are not scores.
 
@@ -238,7 +240,8 @@ def request_model(max_k: int, max_history: int):
         history: list[StrictInt | StrictStr] = Field(default_factory=list, max_length=max_history,
                                                      description="original item ids, oldest first")
         k: StrictInt = Field(min(10, max_k), ge=1, le=max_k, description="length of the list")
-        exclude_seen: StrictBool = Field(True, description="leave the history's items out of the list")
+        exclude_seen: StrictBool | None = Field(None, description="leave the history's items out of the list "
+                                                "(null: the run's choice)")
         items: list[StrictInt | StrictStr] | None = Field(None, description="only these item ids may be listed")
         exclude_items: list[StrictInt | StrictStr] | None = Field(None, description="these item ids are never listed")
         event_types: list[StrictInt | StrictStr] | None = Field(
@@ -356,7 +359,8 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
             mask = denied if mask is None else mask | denied
         return mask
 
-    def answer(history, k: int, exclude_seen: bool, mask=None) -> dict:
+    def answer(history, k: int, exclude_seen: bool | None, mask=None) -> dict:
+        exclude_seen = run.exclude_seen if exclude_seen is None else exclude_seen  # None: the run's choice
         items, scores, source = list_for_history(scorer, popular, history, k, exclude_seen, blocked=mask)
         return {"items": [original(i) for i in items], "scores": None if scores is None else scores.tolist(),
                 "source": source}
@@ -391,7 +395,7 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
                 **({} if deny is None else {"deny_items": deny})}
 
     @app.get("/users/{user_id}/recommendations")
-    def for_user(user_id: str, k: int = Query(min(10, max_k), ge=1, le=max_k), exclude_seen: bool = True,
+    def for_user(user_id: str, k: int = Query(min(10, max_k), ge=1, le=max_k), exclude_seen: bool | None = None,
                  items: list[str] | None = Query(None), exclude_items: list[str] | None = Query(None)):
         mask = blocked(items, exclude_items)
         r = int(users.rows(np.array([user_id]))[0])

@@ -394,7 +394,8 @@ def validate_and_select(model, scorer, sp, cfg: Config, state: TrainState, train
     if sp.valid is None:
         m = {"loss": float("nan"), "NDCG@10": float("nan"), "HR@10": float("nan"), "MAP@10": float("nan")}
     else:  # ranks of every validation user; the loss (a full pass over the catalogue each) of the first ones
-        m = evaluate(scorer, sp.valid, batch_size=cfg.eval_batch_size)
+        # earlier items excluded unless exclude_seen=false (auto decides after the last step: seen.py)
+        m = evaluate(scorer, sp.valid, cfg.exclude_seen != "false", batch_size=cfg.eval_batch_size)
         m["loss"] = evaluate(scorer, loss_users(sp.valid), batch_size=cfg.eval_batch_size, with_loss=True)["loss"]
     improved = m["NDCG@10"] > state.best_ndcg
     if improved or cfg.all_data or sp.valid is None:  # no selection of its own: keep the last
@@ -478,9 +479,12 @@ def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_
     if enabled(cfg.fuse_transitions):  # the selected GPT + item-to-item tables (fusion.py)
         scorer, results["fusion"], tables, results["fusion_seconds"] = fuse(model, scorer, ds, sp, cfg, out_dir, log)
     from .fusion import content_term
+    from .seen import decide, log_line
+    exclude_seen, results["exclude_seen"] = decide(scorer, sp.valid, cfg, cfg.eval_batch_size)  # on the shipped scorer
+    log(log_line(results["exclude_seen"]))
     vectors = content_term(model).vectors if len(model.content) else None  # intra-list similarity
     results.update(score_report(scorer, sp, ds.num_items, item_counts(sp.train, ds.num_items), cfg.eval_batch_size,
-                                vectors, cfg.split_time, cfg.seed, beyond_users))
+                                vectors, cfg.split_time, cfg.seed, beyond_users, exclude_seen))
     if "test_ranks" in results:  # per-user ranks, for breakdowns
         rundir.save_array(os.path.join(out_dir, rundir.TEST_RANKS), results.pop("test_ranks"))
     protocol = results["protocol"]
@@ -498,7 +502,7 @@ def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_
     from . import beside
     # popularity and transitions on the same split (a fused run's own transitions table is that baseline)
     results["baselines"] = beside.baselines(ds, sp, cfg, transitions=tables[0] if tables else None,
-                                            beyond_users=beyond_users)
+                                            beyond_users=beyond_users, exclude_seen=exclude_seen)
     results.update(extra or {})
     from .files import write_json
     write_json(os.path.join(out_dir, rundir.METRICS), results)
