@@ -17,7 +17,8 @@ Why: a GPT's item vectors for rare items get mostly negative gradient, so an
 item bought a handful of times is rarely ranked high, even right after the
 item it always follows; the counts remember exactly that, and content says
 which items are alike when the counts are thin. The weights are chosen on
-validation NDCG@10 (one at a time, each on a grid, given the others); a weight
+validation NDCG@10 (one at a time, given the others, a search in log space that
+steps past the last value it tried while that one is best: `choose_weights`); a weight
 of 0 drops its term and all 0 is the plain GPT, so a term is only kept when
 validation says it helps; the test split is never consulted.
 
@@ -48,15 +49,6 @@ import torch
 from .scoring import Factored, Scorer, Sparse, from_factors
 
 SIGNALS = ("transitions", "cooccurrence", "content")  # the order of the weights everywhere
-# The grid of a table's weight (it scales a log-probability). Up to 1.0 it covers every choice made on
-# Beauty, Sports and LastFM (0.05-0.3). On the challenge-shaped `nanorec synth` log, whose follow-ups
-# are first-order, the transitions table alone beats the GPT alone on validation (0.5635 vs 0.4397):
-# a grid ending at 3 chose 3 and fused to 0.5564, below the table alone. Ending at 10 it chose 10
-# (0.5631, still rising); past it, on the same run and validation sample (w2 = 0.75), 20 -> 0.5635,
-# 50 -> 0.5634, 100 -> 0.5634, 1000 -> 0.5635: the table alone's figure, the GPT a tie-break. The grid
-# ends at 50, so the choice there (20) lies inside it (benchmarks/results/seed_scale_cpu.json).
-WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0)
-CONTENT_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)  # the grid of content's weight (it scales a cosine in [-1, 1])
 # The weights when there is nothing to choose on (holdout=none, all_data): the median of each weight
 # validation chose on Beauty, Sports and LastFM, three seeds each (benchmarks/results/seeds_*.json);
 # content's only where the run has content.
@@ -156,38 +148,97 @@ def fused_scorer(gpt: Scorer, tables: list, content: ContentVectors | None, weig
     return from_factors(lambda histories, users=None: BatchTerms(gpt, used, content, histories, users).fused(weights))
 
 
-def grid_ndcg(gpt: Scorer, tables: list, content, grid: list, valid, batch_size: int) -> dict:
-    """Validation NDCG@10 of every weight tuple of `grid`: each batch runs the GPT and the
-    terms once, then ranks every combination (exactly, up to rank 10). -> {weights: NDCG@10}."""
-    from .evaluate import evaluate_variants
-    used = [t if any(ws[i] for ws in grid) else None for i, t in enumerate(tables)]
-    content = content if any(ws[2] for ws in grid) else None
+class ValidationTerms:
+    """The validation users' terms, computed once (each batch's GPT forward pass, table rows and
+    content of the last items: `BatchTerms`) and kept: `ndcg(weights)` then ranks every target
+    under any weights from them, exactly as `evaluate` ranks that fused scorer (factor_ranks,
+    max_rank 10), so a weight search pays for the expensive parts once, not once per weight.
+    tables / content: None where no weight the search may try uses them."""
 
-    def variants(histories, users):
-        terms = BatchTerms(gpt, used, content, histories, users)
-        for weights in grid:
-            yield terms.fused(weights)
+    def __init__(self, gpt: Scorer, tables: list, content, valid, batch_size: int):
+        from .evaluate import length_batches
+        self.targets = valid.targets
+        self.batches = [(rows, hist, BatchTerms(gpt, tables, content, hist, valid.users[rows]))
+                        for rows, hist in length_batches(valid, batch_size)]
+        self.tried: dict = {}  # weights -> validation NDCG@10
 
-    metrics = evaluate_variants(variants, valid, len(grid), batch_size, max_rank=10)
-    return {weights: m["NDCG@10"] for weights, m in zip(grid, metrics)}
+    def ndcg(self, weights: tuple) -> float:
+        """Validation NDCG@10 of the fused scores under weights (w1, w2, w3), each tuple ranked once."""
+        from .evaluate import factor_ranks, metrics_from_ranks
+        weights = tuple(float(w) for w in weights)
+        if weights not in self.tried:
+            ranks = np.zeros(len(self.targets), dtype=np.int64)
+            for rows, hist, terms in self.batches:
+                ranks[rows] = factor_ranks(terms.fused(weights), hist, self.targets[rows], max_rank=10)[0]
+            self.tried[weights] = metrics_from_ranks(ranks, [10])["NDCG@10"]
+        return self.tried[weights]
+
+
+# The weight search: each weight on its own, the others fixed (coordinate ascent), over [0, inf) in
+# log space. A weight first takes the values of its ladder (and 0, which drops its term); while the
+# best value is the ladder's largest (smallest) it steps on by STEP past it, so the choice is never
+# the edge of what was tried (up to W_MAX, a weight at which the term alone decides the list and the
+# GPT only breaks ties); then GOLDEN golden-section steps in log space between the best's neighbours
+# refine it. Values are rounded to 3 significant digits (a plain number in fusion.json).
+# Why no fixed grid: on the challenge-shaped `nanorec synth` log (first-order follow-ups) the transitions
+# table alone beats the GPT on validation, and grids ending at 3, then 10, then 50 chose their top
+# value (benchmarks/results/seed_scale_cpu.json): the best weight is wherever the data puts it.
+LADDER = (0.1, 0.5, 2.5, 12.5)  # a table's weight: a log-probability's scale (Beauty, Sports, LastFM: 0.05-0.3)
+CONTENT_LADDER = (0.5, 2.5)  # content's weight scales a cosine in [-1, 1]
+STEP = 5.0
+W_MIN, W_MAX = 1e-3, 1e4
+GOLDEN = 4
+
+
+def _round(w: float) -> float:
+    return float(f"{w:.3g}")
+
+
+def search_line(ndcg, point: tuple, i: int, ladder) -> tuple:
+    """The best value of weight i of `point` (the others fixed) on validation (`ndcg(weights)`):
+    0, the ladder, a step past its edge while the edge is best, then golden-section refinement in
+    log space around the best. Ties: the smaller weight. -> the point with weight i set."""
+    at = lambda w: point[:i] + (w,) + point[i + 1:]  # noqa: E731
+    tried = {0.0, point[i], *ladder}
+    key = lambda w: (ndcg(at(w)), -w)  # noqa: E731
+    best = max(sorted(tried), key=key)
+    while best == max(tried) and best * STEP <= W_MAX:  # the best is the top edge: go on upwards
+        tried.add(_round(best * STEP))
+        best = max(sorted(tried), key=key)
+    positive = lambda: min(w for w in tried if w > 0)  # noqa: E731
+    while best and best == positive() and best / STEP >= W_MIN:  # the bottom edge (above 0): go on down
+        tried.add(_round(best / STEP))
+        best = max(sorted(tried), key=key)
+    if best:  # golden section on log(w) between the best's neighbours
+        lo, hi = math.log(best / STEP), math.log(best * STEP)
+        g = (math.sqrt(5) - 1) / 2
+        a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+        for _ in range(GOLDEN):
+            wa, wb = _round(math.exp(a)), _round(math.exp(b))
+            tried.update((wa, wb))
+            if key(wa) >= key(wb):
+                hi, b = b, a
+                a = hi - g * (hi - lo)
+            else:
+                lo, a = a, b
+                b = lo + g * (hi - lo)
+        best = max(sorted(tried), key=key)
+    return at(best)
 
 
 def choose_weights(gpt: Scorer, tables: list, content, valid, batch_size: int = 1024) -> tuple[tuple, dict]:
-    """The weights with the best validation NDCG@10, one term at a time (coordinate ascent):
-    w1 on its grid, then w2 given w1, w1 again given w2, then w3 given both (where the run has
-    content). Each step is one validation pass (grid_ndcg); the four cost about a third of
-    the full WEIGHTS x WEIGHTS grid, which matters on a large validation set.
-    Ties: the smallest weights. -> (weights, {"w1,w2,w3": NDCG@10} of every tuple tried)."""
-    grids = (WEIGHTS, WEIGHTS, CONTENT_WEIGHTS)
+    """The weights with the best validation NDCG@10, one term at a time (coordinate ascent, each
+    line by `search_line`): w1, then w2 given w1, w1 again given w2, then w3 given both (where the
+    run has content). The terms are computed once (`ValidationTerms`), each tuple ranked once.
+    Ties: the smaller weight. -> (weights, {"w1,w2,w3": NDCG@10} of every tuple tried)."""
+    terms = ValidationTerms(gpt, tables, content, valid, batch_size)
     order = (0, 1, 0, 2) if content is not None else (0, 1, 0)
-    scores: dict = {}
     best = (0.0, 0.0, 0.0)
-    for i in order:
-        tries = [best[:i] + (w,) + best[i + 1:] for w in grids[i]]
-        new = [ws for ws in tries if ws not in scores]
-        if new:
-            scores.update(grid_ndcg(gpt, tables, content, new, valid, batch_size))
-        best = max(scores, key=lambda ws: (scores[ws], [-w for w in ws]))
+    for i in order:  # a weight searched again starts from its value and its ladder neighbours
+        ladder = (best[i] / STEP, best[i] * STEP) if best[i] else CONTENT_LADDER if i == 2 else LADDER
+        best = search_line(terms.ndcg, best, i, tuple(_round(w) for w in ladder))
+    scores = terms.tried
+    best = max(scores, key=lambda ws: (scores[ws], [-w for w in ws]))
     return best, {",".join(str(w) for w in ws): v for ws, v in scores.items()}
 
 

@@ -14,7 +14,7 @@ from nanorec.content import save_table
 from nanorec.data import EvalSet, Sequences, load_like, split
 from nanorec.evaluate import evaluate
 from nanorec.run import load_gpt
-from nanorec.fusion import CONTENT_WEIGHTS, NO_VALIDATION, SIGNALS, WEIGHTS, choose_weights, content_term, fused_scorer
+from nanorec.fusion import LADDER, NO_VALIDATION, SIGNALS, choose_weights, content_term, fused_scorer
 from nanorec.scoring import Factored, Sparse, from_factors, gpt_scorer
 from nanorec.synthetic import write_csv
 
@@ -153,11 +153,10 @@ def test_the_weight_search_ranks_each_tuple_as_evaluate_does():
     for ws, ndcg in tried.items():  # every tuple tried is ranked exactly as evaluate ranks its fused scorer
         assert ndcg == evaluate(fused_scorer(gpt, tables, content, ws), valid, batch_size=7)["NDCG@10"]
     assert tried[best] == max(tried.values())
-    # one weight at a time: the last step (content) and the one before it (w1, content 0) found their lines' best
+    # one weight at a time: the last line (content) found its best; the first line tried w1 alone
     b1, b2, _ = best
-    assert all(tried[(b1, b2, w)] <= tried[best] for w in CONTENT_WEIGHTS)
-    assert all(tried[(w, b2, 0.0)] <= tried[(b1, b2, 0.0)] for w in WEIGHTS)
-    assert all((w, 0.0, 0.0) in tried for w in WEIGHTS)  # the first line: w1 alone, the GPT included
+    assert all(v <= tried[best] for (w1, w2, _), v in tried.items() if (w1, w2) == (b1, b2))
+    assert all((w, 0.0, 0.0) in tried for w in (0.0,) + LADDER)
     best2, grid2 = choose_weights(gpt, tables, None, valid, batch_size=16)  # no content: no w3 search
     assert best2[2] == 0.0 and all(k.endswith(",0.0") for k in grid2)
 
