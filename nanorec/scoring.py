@@ -237,8 +237,10 @@ def _top_k(scorer, histories, users, k, exclude_seen, chunk, blocked):
         return idx.numpy(), vals.numpy()
     f = factors(histories, users)
     chunk = max(chunk or (2048 if f.q.device.type == "cpu" else 65536), k + 1)
-    cat = Ordered(f, histories if exclude_seen else None, chunk, blocked)
+    cat = Ordered(f, histories if exclude_seen else None, chunk, blocked, k)
     floor = _probe_floor(cat, k, chunk)
+    if cat.cand is not None and cat.cand.floor is not None:  # k scored candidates reach theirs too
+        floor = torch.maximum(floor, cat.cand.floor)
     initial = None
     if cat.cand is not None:
         c = cat.cand
@@ -355,7 +357,8 @@ class Ordered:
     blocked (N+1,) bool (`item_mask`, None: none): those items score BLOCKED in every chunk,
     and the bound only counts the open ones (-inf where none is left: the row is done)."""
 
-    def __init__(self, f: Factored, seen: Sequences | None, chunk: int, blocked: torch.Tensor | None = None):
+    def __init__(self, f: Factored, seen: Sequences | None, chunk: int, blocked: torch.Tensor | None = None,
+                 k: int = 0):
         self.f, self.q, self.chunk = f, f.q, chunk
         self.device, self.num_items = f.q.device, f.items.shape[0]
         ordered = by_norm(f.items) if f.items.shape[1] or f.bias is None else by_bias(f.items, f.bias)
@@ -372,8 +375,11 @@ class Ordered:
         seen = None if seen is None else seen.seen_items()  # what exclude_seen removes
         self.seen = Pairs.seen(seen, self.where, chunk)
         live = [e for e in f.extras if len(e.rows) and e.scale]
-        self.cand = Candidates(f, live, self.where, chunk, seen) if live else None
         self.qn = f.q.norm(dim=1)
+        self.cand = None
+        if live:
+            item_norms = None if k <= 0 else ordered[3][self.where.cpu().numpy()]  # (V,) by item
+            self.cand = Candidates(f, live, self.where, chunk, seen, self.blocked, k, self.qn, item_norms)
 
     def scores(self, a: int, b: int, rows, seen_value: float | None) -> torch.Tensor:
         """(len(rows) or B, b - a) scores of positions [a, b); padding -inf, seen items seen_value
@@ -421,7 +427,9 @@ class Candidates:
     the union, the location and the dot products are kept in the first extra's memo, so
     a weight search that only rescales the extras computes them once per batch."""
 
-    def __init__(self, f: Factored, live: list, where: torch.Tensor, chunk: int, seen: Sequences | None):
+    def __init__(self, f: Factored, live: list, where: torch.Tensor, chunk: int, seen: Sequences | None,
+                 blocked: torch.Tensor | None = None, list_k: int = 0, qn: torch.Tensor | None = None,
+                 item_norms: np.ndarray | None = None):
         V, dev, memo = f.items.shape[0], f.q.device, live[0].memo
         ukey = tuple(id(e.values) for e in live)
         if memo.get("union_key") != ukey:
@@ -433,6 +441,16 @@ class Candidates:
                         union_refs=[e.values for e in live])
         union, at = memo["union"], memo["at"]
         self.rows, self.items = union // V, union % V
+        self.seen = np.zeros(len(union), dtype=bool)
+        if seen is not None and len(seen.items):  # the histories are short: sort them, search the pairs
+            hist = np.sort(np.repeat(np.arange(len(seen)), seen.lengths) * V + seen.items)
+            at_h = np.minimum(np.searchsorted(hist, union), len(hist) - 1)
+            self.seen = hist[at_h] == union
+        self.floor = None
+        if list_k > 0 and all(e.scale >= 0 and (not len(e.values) or e.values.min() >= 0) for e in live):
+            # top-k lists: only the pairs that can still reach a list are scored (extras >= 0)
+            self._prune(f, live, at, blocked, list_k, qn, item_norms, where, chunk)
+            return
         pkey = (where.data_ptr(), where._version, len(where), chunk, ukey)
         if memo.get("pairs_key") != pkey:
             memo.update(pairs_key=pkey, pairs=Pairs(self.rows, self.items, where, len(f.q), chunk), where_ref=where)
@@ -448,11 +466,68 @@ class Candidates:
             scores.index_add_(0, torch.from_numpy(idx).to(dev), torch.from_numpy(e.values * np.float32(e.scale)).to(dev))
         scores[items_t == 0] = -math.inf
         self.scores = scores
-        self.seen = np.zeros(len(union), dtype=bool)
-        if seen is not None and len(seen.items):  # the histories are short: sort them, search the pairs
-            hist = np.sort(np.repeat(np.arange(len(seen)), seen.lengths) * V + seen.items)
-            at_h = np.minimum(np.searchsorted(hist, union), len(hist) - 1)
-            self.seen = hist[at_h] == union
+
+    def _prune(self, f: Factored, live: list, at: list, blocked, k: int, qn: torch.Tensor, item_norms,
+               where: torch.Tensor, chunk: int) -> None:
+        """Keep only the pairs whose score can reach the row's k-th best, and score those exactly.
+
+        A pair's score is at most ub = |q| |item| + bias + its extras (no dot product needed);
+        the exact scores of each row's 2k pairs of highest ub (unseen, unblocked) give a floor
+        that k items reach. A pair with ub below its row's floor cannot be listed: it is
+        dropped, and the chunks score its item without the extras, lower still (extras >= 0,
+        as fusion's are: log1p of counts times weights >= 0), so below the floor there too.
+        A seen or blocked pair is dropped as well: the chunks give its item the same
+        SEEN_SCORE / BLOCKED. Sets `floor` (B,) (-inf where a row has fewer than k pairs)."""
+        dev, B, E = f.q.device, len(f.q), len(self.rows)
+        rows, items = self.rows, self.items
+        ub = np.zeros(E, dtype=np.float64)  # bias + extras, then + the dot product's bound
+        for e, idx in zip(live, at):
+            ub[idx] += e.values.astype(np.float64) * e.scale
+        if f.bias is not None:
+            ub += f.bias.double().cpu().numpy()[items]
+        dot = qn.double().cpu().numpy()[rows] * item_norms[items].astype(np.float64) * (1 + 1e-4)
+        ub += dot + 1e-5 * (np.abs(ub) + dot) + 1e-30
+        out = self.seen | (items == 0)
+        if blocked is not None:
+            out |= blocked.cpu().numpy()[items]
+        ub[out] = -np.inf
+        # each row's 2k pairs of highest ub (pairs come row by row), scored exactly: their k-th best is a floor
+        counts = np.bincount(rows, minlength=B)
+        starts = np.cumsum(counts) - counts
+        mat = torch.full((B, max(int(counts.max(initial=0)), 2 * k)), -math.inf, dtype=torch.float64)
+        mat[torch.from_numpy(rows), torch.from_numpy(np.arange(E) - starts[rows])] = torch.from_numpy(ub)
+        top = mat.topk(2 * k, dim=1)
+        real = torch.isfinite(top.values)
+        pick = (top.indices + torch.from_numpy(starts)[:, None])[real].numpy()
+        exact = torch.full((E,), math.nan, dtype=torch.float32, device=dev)
+        exact[torch.from_numpy(pick).to(dev)] = self._exact(f, live, at, pick)
+        best = torch.full((B, 2 * k), -math.inf, dtype=torch.float32, device=dev)
+        best[real.to(dev)] = exact[torch.from_numpy(pick).to(dev)]
+        floor = best.topk(k, dim=1).values[:, -1]
+        keep = np.nonzero((ub >= floor.double().cpu().numpy()[rows]) & ~out)[0]
+        keep_t = torch.from_numpy(keep).to(dev)
+        todo = keep[torch.isnan(exact[keep_t]).cpu().numpy()]  # the picked ones are scored already: same values
+        exact[torch.from_numpy(todo).to(dev)] = self._exact(f, live, at, todo)
+        self.rows, self.items, self.seen = rows[keep], items[keep], np.zeros(len(keep), dtype=bool)
+        self.scores = exact[keep_t]
+        self.pairs = Pairs(self.rows, self.items, where, B, chunk)
+        self.floor = floor
+
+    def _exact(self, f: Factored, live: list, at: list, sub: np.ndarray) -> torch.Tensor:
+        """(len(sub),) the exact scores of the union's pairs `sub`: the dot product, + bias, +
+        each extra in turn (0 where it has no entry), the order Factored.dense adds them in."""
+        dev, E = f.q.device, len(self.rows)
+        items = self.items[sub]
+        scores = _pair_dots(f.q, f.items, self.rows[sub], items)
+        items_t = torch.from_numpy(items).to(dev)
+        if f.bias is not None:
+            scores += f.bias[items_t]
+        for e, idx in zip(live, at):  # idx: each of the extra's pairs -> its union pair
+            value = np.zeros(E, dtype=np.float32)
+            value[idx] = e.values * np.float32(e.scale)
+            scores += torch.from_numpy(value[sub]).to(dev)
+        scores[items_t == 0] = -math.inf
+        return scores
 
 
 def _sorted_union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
