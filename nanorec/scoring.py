@@ -267,23 +267,23 @@ def by_norm(items: torch.Tensor):
     the reordered (V, C) matrix, their norms (V,) as numpy). Cached per tensor storage
     and version, so a model's table is reordered once, not once per batch; the cache
     holds the tensor, so its memory cannot be reused by another table meanwhile."""
-    return _ordered(items, items.norm(dim=1) if items.shape[1] else None, items)
+    return _ordered(items, (lambda: items.norm(dim=1)) if items.shape[1] else None, items)
 
 
 def by_bias(items: torch.Tensor, bias: torch.Tensor):
     """`by_norm` for scores without a dot product (items (V, 0)): by decreasing bias."""
-    return _ordered(bias, bias, items)
+    return _ordered(bias, lambda: bias, items)
 
 
 def _ordered(key_tensor, key_values, items):
+    """key_values: () -> (V,) the values to order by (called on a cache miss only), or None."""
     global _ORDER
     key = (key_tensor.data_ptr(), key_tensor._version, tuple(key_tensor.shape), str(key_tensor.device),
            key_tensor.dtype, tuple(items.shape))
     cached_key, _, value = _ORDER
     if cached_key != key:
         V = items.shape[0]
-        if key_values is None:
-            key_values = torch.zeros(V, device=items.device)
+        key_values = torch.zeros(V, device=items.device) if key_values is None else key_values()  # made on a miss only
         order = torch.argsort(key_values, descending=True, stable=True)
         where = torch.empty_like(order)
         where[order] = torch.arange(V, device=order.device)
@@ -433,19 +433,15 @@ class Candidates:
         V, dev, memo = f.items.shape[0], f.q.device, live[0].memo
         ukey = tuple(id(e.values) for e in live)
         if memo.get("union_key") != ukey:
-            keys = [e.rows * V + e.items for e in live]  # each ascending
-            union = keys[0]
-            for k in keys[1:]:
-                union = _sorted_union(union, k)
-            memo.update(union_key=ukey, union=union, at=[np.searchsorted(union, k) for k in keys],
-                        union_refs=[e.values for e in live])
+            union, at = _sorted_union([e.rows * V + e.items for e in live])  # each ascending
+            memo.update(union_key=ukey, union=union, at=at, union_refs=[e.values for e in live])
         union, at = memo["union"], memo["at"]
         self.rows, self.items = union // V, union % V
         self.seen = np.zeros(len(union), dtype=bool)
-        if seen is not None and len(seen.items):  # the histories are short: sort them, search the pairs
-            hist = np.sort(np.repeat(np.arange(len(seen)), seen.lengths) * V + seen.items)
-            at_h = np.minimum(np.searchsorted(hist, union), len(hist) - 1)
-            self.seen = hist[at_h] == union
+        if seen is not None and len(seen.items) and len(union):  # few history pairs: search them in the union
+            hist = np.repeat(np.arange(len(seen)), seen.lengths) * V + seen.items
+            at_h = np.minimum(np.searchsorted(union, hist), len(union) - 1)
+            self.seen[at_h[union[at_h] == hist]] = True
         self.floor = None
         if list_k > 0 and all(e.scale >= 0 and (not len(e.values) or e.values.min() >= 0) for e in live):
             # top-k lists: only the pairs that can still reach a list are scored (extras >= 0)
@@ -480,9 +476,11 @@ class Candidates:
         SEEN_SCORE / BLOCKED. Sets `floor` (B,) (-inf where a row has fewer than k pairs)."""
         dev, B, E = f.q.device, len(f.q), len(self.rows)
         rows, items = self.rows, self.items
-        ub = np.zeros(E, dtype=np.float64)  # bias + extras, then + the dot product's bound
+        extras = []  # (E,) each extra's scaled value at every pair (0 where it has none), float32 as added
         for e, idx in zip(live, at):
-            ub[idx] += e.values.astype(np.float64) * e.scale
+            extras.append(np.zeros(E, dtype=np.float32))
+            extras[-1][idx] = e.values * np.float32(e.scale)
+        ub = np.sum(extras, axis=0, dtype=np.float64)  # bias + extras, then + the dot product's bound
         if f.bias is not None:
             ub += f.bias.double().cpu().numpy()[items]
         dot = qn.double().cpu().numpy()[rows] * item_norms[items].astype(np.float64) * (1 + 1e-4)
@@ -494,47 +492,54 @@ class Candidates:
         # each row's 2k pairs of highest ub (pairs come row by row), scored exactly: their k-th best is a floor
         counts = np.bincount(rows, minlength=B)
         starts = np.cumsum(counts) - counts
-        mat = torch.full((B, max(int(counts.max(initial=0)), 2 * k)), -math.inf, dtype=torch.float64)
-        mat[torch.from_numpy(rows), torch.from_numpy(np.arange(E) - starts[rows])] = torch.from_numpy(ub)
+        mat = torch.full((B, max(int(counts.max(initial=0)), 2 * k)), -math.inf)  # float32: only picks the pairs
+        mat[torch.from_numpy(rows), torch.from_numpy(np.arange(E) - starts[rows])] = torch.from_numpy(ub.astype(np.float32))
         top = mat.topk(2 * k, dim=1)
         real = torch.isfinite(top.values)
         pick = (top.indices + torch.from_numpy(starts)[:, None])[real].numpy()
         exact = torch.full((E,), math.nan, dtype=torch.float32, device=dev)
-        exact[torch.from_numpy(pick).to(dev)] = self._exact(f, live, at, pick)
+        exact[torch.from_numpy(pick).to(dev)] = self._exact(f, extras, pick)
         best = torch.full((B, 2 * k), -math.inf, dtype=torch.float32, device=dev)
         best[real.to(dev)] = exact[torch.from_numpy(pick).to(dev)]
         floor = best.topk(k, dim=1).values[:, -1]
         keep = np.nonzero((ub >= floor.double().cpu().numpy()[rows]) & ~out)[0]
         keep_t = torch.from_numpy(keep).to(dev)
         todo = keep[torch.isnan(exact[keep_t]).cpu().numpy()]  # the picked ones are scored already: same values
-        exact[torch.from_numpy(todo).to(dev)] = self._exact(f, live, at, todo)
+        exact[torch.from_numpy(todo).to(dev)] = self._exact(f, extras, todo)
         self.rows, self.items, self.seen = rows[keep], items[keep], np.zeros(len(keep), dtype=bool)
         self.scores = exact[keep_t]
         self.pairs = Pairs(self.rows, self.items, where, B, chunk)
         self.floor = floor
 
-    def _exact(self, f: Factored, live: list, at: list, sub: np.ndarray) -> torch.Tensor:
+    def _exact(self, f: Factored, extras: list, sub: np.ndarray) -> torch.Tensor:
         """(len(sub),) the exact scores of the union's pairs `sub`: the dot product, + bias, +
-        each extra in turn (0 where it has no entry), the order Factored.dense adds them in."""
-        dev, E = f.q.device, len(self.rows)
+        each extra in turn (extras: (E,) its values at every pair, 0 where it has none), the
+        order in which Factored.dense adds them."""
+        dev = f.q.device
         items = self.items[sub]
         scores = _pair_dots(f.q, f.items, self.rows[sub], items)
         items_t = torch.from_numpy(items).to(dev)
         if f.bias is not None:
             scores += f.bias[items_t]
-        for e, idx in zip(live, at):  # idx: each of the extra's pairs -> its union pair
-            value = np.zeros(E, dtype=np.float32)
-            value[idx] = e.values * np.float32(e.scale)
+        for value in extras:
             scores += torch.from_numpy(value[sub]).to(dev)
         scores[items_t == 0] = -math.inf
         return scores
 
 
-def _sorted_union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The union of two ascending arrays of distinct keys, ascending: a merge, not a sort."""
-    at = np.searchsorted(a, b)
-    new = (at == len(a)) | (a[np.minimum(at, len(a) - 1)] != b) if len(a) else np.ones(len(b), bool)
-    return np.insert(a, at[new], b[new])
+def _sorted_union(keys: list) -> tuple[np.ndarray, list]:
+    """The union of ascending arrays of distinct keys, ascending, and where each array's keys
+    are in it -> (union (U,), [positions (len(keys[i]),) per array]). A stable sort of their
+    concatenation (sorted runs: a merge) and a running count of the new keys: linear."""
+    allk = np.concatenate(keys)
+    o = np.argsort(allk, kind="stable")
+    s = allk[o]
+    new = np.ones(len(s), dtype=bool)
+    new[1:] = s[1:] != s[:-1]
+    pos = np.empty(len(s), dtype=np.int64)
+    pos[o] = np.cumsum(new) - 1
+    ends = np.cumsum([len(k) for k in keys])
+    return s[new], np.split(pos, ends[:-1])
 
 
 def _pair_dots(q: torch.Tensor, items: torch.Tensor, rows: np.ndarray, cols: np.ndarray,

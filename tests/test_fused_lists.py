@@ -125,17 +125,17 @@ def old_grid_choice(terms) -> tuple:
 
 @pytest.mark.parametrize("gpt_scale", [0.3, 1.0, 300.0])
 def test_the_search_is_at_least_as_good_as_the_old_grid_on_validation(gpt_scale):
-    """On validation the search reaches at least the old grid's figure, whether the grid's best
+    """On validation the search reaches the old grid's figure (within TOL), whether the grid's best
     was inside it (a GPT on the tables' scale) or its top edge (a GPT of huge logits, where the
     table's weight must be far above 50); every figure is the fused scorer's evaluate."""
     from nanorec.evaluate import evaluate
-    from nanorec.fusion import ValidationTerms, choose_weights, fused_scorer
+    from nanorec.fusion import TOL, ValidationTerms, choose_weights, fused_scorer
     gpt, tables, valid = strong_table_case(gpt_scale)
     best, tried = choose_weights(gpt, tables, None, valid, batch_size=32)
     found = evaluate(fused_scorer(gpt, tables, None, best), valid, batch_size=50)["NDCG@10"]
-    assert found == tried[",".join(str(w) for w in best)] == max(tried.values())
+    assert found == tried[",".join(str(w) for w in best)] >= max(tried.values()) - 3 * TOL
     grid = old_grid_choice(ValidationTerms(gpt, tables, None, valid, 32))
     old = evaluate(fused_scorer(gpt, tables, None, grid), valid, batch_size=50)["NDCG@10"]
-    assert found >= old, (best, found, grid, old)
+    assert found >= old - TOL, (best, found, grid, old)
     if gpt_scale == 300.0:  # the old grid sat on its edge; the search went past it
         assert grid[0] == 50.0 and best[0] > 50.0
