@@ -92,11 +92,39 @@ def table_log(f: Factored, device) -> tuple[torch.Tensor, Sparse]:
     of the user's last items) -> their floored logs in the same form:
         log(backoff + rows + FLOOR) = log(backoff + FLOOR)  +  log1p(rows / (backoff + FLOOR))
     a per-item bias, plus a correction only where the rows are non-zero."""
-    prior = f.bias.clamp_min(0).double()
-    bias = torch.log(prior + FLOOR).float().to(device)
+    bias, base = _log_prior(f.bias, device)
     e, = f.extras
-    base = prior.numpy()[e.items] + FLOOR
-    return bias, Sparse(e.rows, e.items, np.log1p(np.maximum(e.values, 0) / base).astype(np.float32))
+    return bias, Sparse(e.rows, e.items, np.log1p(np.maximum(e.values, 0) / base[e.items]).astype(np.float32))
+
+
+_MEMO: dict = {}  # the few tensors every batch shares (fused bias, GPT + content item matrix), by their inputs
+
+
+def _memo(key: tuple, make):
+    """make() once per key, a key's tensors compared by storage and version (and held, so their
+    memory is not reused meanwhile); a few entries at most."""
+    k = tuple((x.data_ptr(), x._version, tuple(x.shape), str(x.device)) if torch.is_tensor(x) else x for x in key)
+    if k not in _MEMO:
+        if len(_MEMO) >= 8:
+            _MEMO.clear()
+        _MEMO[k] = (key, make())
+    return _MEMO[k][1]
+
+
+_LOG_PRIOR: dict = {}  # (the prior tensor's storage, version, device) -> (the prior, its log, backoff + FLOOR)
+
+
+def _log_prior(prior: torch.Tensor, device) -> tuple[torch.Tensor, np.ndarray]:
+    """(log(backoff + FLOOR) (V,) float32 on device, backoff + FLOOR (V,) float64): a table's
+    prior is one tensor for the run, so its log is taken once, not once per batch; the same
+    log tensor every batch also lets the catalogue's order by bias be reused."""
+    key = (prior.data_ptr(), prior._version, tuple(prior.shape), str(device))
+    if key not in _LOG_PRIOR:
+        if len(_LOG_PRIOR) >= 8:  # a few runs' tables at most
+            _LOG_PRIOR.clear()
+        base = prior.clamp_min(0).double() + FLOOR
+        _LOG_PRIOR[key] = (prior, torch.log(base).float().to(device), base.numpy())  # holds the prior: no reuse of its memory
+    return _LOG_PRIOR[key][1:]
 
 
 class BatchTerms:
@@ -112,7 +140,8 @@ class BatchTerms:
         self.content = None if content is None else content.factors(histories, users)
         if self.content is not None:
             self.content = Factored(self.content.q.to(dev), self.content.items.to(dev))
-            self.items_with_content = torch.cat([self.gpt.items, self.content.items], dim=1)
+            self.items_with_content = _memo(("cat", self.gpt.items, self.content.items),
+                                            lambda: torch.cat([self.gpt.items, self.content.items], dim=1))
 
     def table(self, i: int) -> Factored | None:
         """Table i's term alone (weight 1), or None when it was not scored."""
@@ -127,13 +156,12 @@ class BatchTerms:
         q, items = self.gpt.q, self.gpt.items
         if w3 and self.content is not None:
             q, items = torch.cat([q, w3 * self.content.q], dim=1), self.items_with_content
-        bias, extras = None, []
-        for w, log in zip(weights, self.logs):
-            if log is None or not w:
-                continue
-            bias = w * log[0] if bias is None else bias + w * log[0]
-            extras.append(log[1].scaled(w))
-        return Factored(q, items, bias, tuple(extras))
+        used = [(w, log) for w, log in zip(weights, self.logs) if log is not None and w]
+        bias = None
+        if used:  # the same weights and tables every batch: one bias tensor (its order by bias is reused too)
+            bias = _memo(("bias",) + tuple(x for w, log in used for x in (float(w), log[0])),
+                         lambda: sum((w * log[0] for w, log in used[1:]), used[0][0] * used[0][1][0]))
+        return Factored(q, items, bias, tuple(log[1].scaled(w) for w, log in used))
 
 
 def fused_scorer(gpt: Scorer, tables: list, content: ContentVectors | None, weights: tuple) -> Scorer:

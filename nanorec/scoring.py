@@ -293,6 +293,20 @@ def _ordered(key_tensor, key_values, items):
     return value
 
 
+_BIAS_ORDER = (None, None, None)  # (key, the tensors it was made from, value): one entry, replaced whole
+
+
+def _bias_by_position(bias: torch.Tensor, order: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+    """(bias in the visiting order (V,), its suffix maxima (V,) float64), cached per bias and
+    order tensor (a fused run's bias is one tensor for every batch)."""
+    global _BIAS_ORDER
+    key = tuple((t.data_ptr(), t._version, tuple(t.shape), str(t.device)) for t in (bias, order))
+    if _BIAS_ORDER[0] != key:
+        ranked = bias[order].contiguous()
+        _BIAS_ORDER = (key, (bias, order), (ranked, np.maximum.accumulate(ranked.double().cpu().numpy()[::-1])[::-1]))
+    return _BIAS_ORDER[2]
+
+
 class Pairs:
     """(row, item) pairs of a batch (its seen items, or the candidates of its sparse extras)
     bucketed by chunk of positions (a chunk = `chunk` consecutive positions of the visiting
@@ -363,9 +377,8 @@ class Ordered:
         self.device, self.num_items = f.q.device, f.items.shape[0]
         ordered = by_norm(f.items) if f.items.shape[1] or f.bias is None else by_bias(f.items, f.bias)
         self.order, self.where, self.ranked, self.norms = ordered
-        self.bias = None if f.bias is None else f.bias[self.order].contiguous()
-        self.bias_max = np.zeros(self.num_items) if f.bias is None else \
-            np.maximum.accumulate(self.bias.double().cpu().numpy()[::-1])[::-1]
+        self.bias, self.bias_max = (None, np.zeros(self.num_items)) if f.bias is None else \
+            _bias_by_position(f.bias, self.order)
         self.pad = int(self.where[0])
         self.blocked = self.blocked_pos = None
         if blocked is not None:
@@ -477,15 +490,20 @@ class Candidates:
         dev, B, E = f.q.device, len(f.q), len(self.rows)
         rows, items = self.rows, self.items
         extras = []  # (E,) each extra's scaled value at every pair (0 where it has none), float32 as added
+        size = np.zeros(E, dtype=np.float32)  # the parts' magnitudes: room for float32 rounding
         for e, idx in zip(live, at):
             extras.append(np.zeros(E, dtype=np.float32))
             extras[-1][idx] = e.values * np.float32(e.scale)
-        ub = np.sum(extras, axis=0, dtype=np.float64)  # bias + extras, then + the dot product's bound
+            size += extras[-1]
+        ub = size.copy()  # extras + bias + the dot product's bound
         if f.bias is not None:
-            ub += f.bias.double().cpu().numpy()[items]
-        dot = qn.double().cpu().numpy()[rows] * item_norms[items].astype(np.float64) * (1 + 1e-4)
-        ub += dot + 1e-5 * (np.abs(ub) + dot) + 1e-30
-        out = self.seen | (items == 0)
+            b = f.bias.cpu().numpy()[items]
+            ub += b
+            size += np.abs(b)
+        dot = qn.cpu().numpy()[rows] * item_norms[items] * np.float32(1 + 1e-4)
+        ub += dot
+        ub += np.float32(1e-4) * (size + dot) + np.float32(1e-30)
+        out = self.seen | (items == 0) | np.isnan(ub)  # nan: an infinite bias (the score is -inf)
         if blocked is not None:
             out |= blocked.cpu().numpy()[items]
         ub[out] = -np.inf
@@ -493,7 +511,7 @@ class Candidates:
         counts = np.bincount(rows, minlength=B)
         starts = np.cumsum(counts) - counts
         mat = torch.full((B, max(int(counts.max(initial=0)), 2 * k)), -math.inf)  # float32: only picks the pairs
-        mat[torch.from_numpy(rows), torch.from_numpy(np.arange(E) - starts[rows])] = torch.from_numpy(ub.astype(np.float32))
+        mat[torch.from_numpy(rows), torch.from_numpy(np.arange(E) - starts[rows])] = torch.from_numpy(ub)
         top = mat.topk(2 * k, dim=1)
         real = torch.isfinite(top.values)
         pick = (top.indices + torch.from_numpy(starts)[:, None])[real].numpy()
@@ -502,7 +520,7 @@ class Candidates:
         best = torch.full((B, 2 * k), -math.inf, dtype=torch.float32, device=dev)
         best[real.to(dev)] = exact[torch.from_numpy(pick).to(dev)]
         floor = best.topk(k, dim=1).values[:, -1]
-        keep = np.nonzero((ub >= floor.double().cpu().numpy()[rows]) & ~out)[0]
+        keep = np.nonzero((ub >= floor.cpu().numpy()[rows]) & ~out)[0]
         keep_t = torch.from_numpy(keep).to(dev)
         todo = keep[torch.isnan(exact[keep_t]).cpu().numpy()]  # the picked ones are scored already: same values
         exact[torch.from_numpy(todo).to(dev)] = self._exact(f, extras, todo)
