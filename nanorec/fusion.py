@@ -269,12 +269,17 @@ def choose_weights(gpt: Scorer, tables: list, content, valid, batch_size: int = 
     run has content). The terms are computed once (`ValidationTerms`), each tuple ranked once.
     Near-ties (TOL): the smaller weight. -> (weights, {"w1,w2,w3": NDCG@10} of every tuple tried)."""
     terms = ValidationTerms(gpt, tables, content, valid, batch_size)
-    order = (0, 1, 0, 2) if content is not None else (0, 1, 0)
-    best = (0.0, 0.0, 0.0)
-    for i in order:  # a weight searched again starts from its value and its ladder neighbours
-        ladder = (best[i] / STEP, best[i] * STEP) if best[i] else CONTENT_LADDER if i == 2 else LADDER
-        best = search_line(terms.ndcg, best, i, tuple(_round(w) for w in ladder))
+    best = search(terms.ndcg, content is not None)
     return best, {",".join(str(w) for w in ws): v for ws, v in terms.tried.items()}
+
+
+def search(ndcg, with_content: bool) -> tuple:
+    """The coordinate ascent of `choose_weights` on ndcg(weights) -> (w1, w2, w3)."""
+    best = (0.0, 0.0, 0.0)
+    for i in (0, 1, 0, 2) if with_content else (0, 1, 0):  # a weight searched again: from its value
+        ladder = (best[i] / STEP, best[i] * STEP) if best[i] else CONTENT_LADDER if i == 2 else LADDER
+        best = search_line(ndcg, best, i, tuple(_round(w) for w in ladder))
+    return best
 
 
 def fit(gpt: Scorer, train, num_items: int, valid, batch_size: int = 1024, weights: tuple | None = None,
