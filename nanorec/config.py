@@ -94,6 +94,8 @@ class Config:
     threads: int = 0               # torch CPU threads; 0 = leave torch's default
     progress: bool = True          # tqdm progress bars (shown on a terminal only)
     track: str = ""                # also log to "tensorboard" and/or "mlflow" (comma-separated; needs the package)
+    context_targets: str = "auto"  # target_filter: what a context slot (a view) learns: "next" = the next purchase of its
+                                   # history, "none" = nothing (only the slot right before a purchase); auto = next
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -153,7 +155,7 @@ class Config:
 
 # config.json written before a key existed: the value that run actually used
 LEGACY = {"fuse_transitions": "false", "future_decay": 0.0, "fusion_weights": "auto", "time_format": "",
-          "split_time": ""}
+          "split_time": "", "context_targets": "none"}
 
 PYTYPES = {"str": str, "int": int, "float": float, "bool": bool}
 
@@ -255,6 +257,7 @@ RULES = {
                "auto, cpu, cuda, cuda:N or mps"),
     "dtype": (lambda x: x in ("auto", "float32", "bfloat16"), "auto, float32 or bfloat16"),
     "threads": (lambda x: 0 <= x <= 1024, "an integer in 0..1024 (0 = torch's default)"),
+    "context_targets": (lambda x: x in ("auto", "next", "none"), "auto, next or none"),
 }
 
 
