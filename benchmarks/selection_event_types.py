@@ -65,8 +65,11 @@ def ndcg(scorer, sets: TargetSets) -> float:
     return round(set_metrics(top_lists(scorer, sets, 10), sets.targets, ks=(10,))["NDCG@10"], 4)
 
 
+GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0)  # fusion's grid until issue 26
+
+
 def weight_grid(run: Run, sets: TargetSets) -> dict:
-    """Next-week NDCG@10 of every (w1, w2) of fusion.WEIGHTS^2 on the run's GPT and saved tables."""
+    """Next-week NDCG@10 of every (w1, w2) of GRID^2 on the run's GPT and saved tables."""
     gpt, _, _, _ = fusion_terms(run)
     tables = [load_baseline("transitions", os.path.join(run.run_dir, rundir.FUSION_FILES[name]), run.num_items)
               for name in rundir.FUSION_FILES]
@@ -76,7 +79,7 @@ def weight_grid(run: Run, sets: TargetSets) -> dict:
     def figure(weights):
         lists = top_k(from_factors(lambda h, u=None: terms.fused(weights)), sets.histories, sets.users, 10)[0]
         return round(set_metrics(lists, sets.targets, ks=(10,))["NDCG@10"], 4)
-    return {f"{w1},{w2}": figure((w1, w2, 0.0)) for w1 in fusion.WEIGHTS for w2 in fusion.WEIGHTS}
+    return {f"{w1},{w2}": figure((w1, w2, 0.0)) for w1 in GRID for w2 in GRID}
 
 
 def tables_alone(data: str, split_time: str) -> dict:
@@ -133,7 +136,7 @@ def refit_fusion(out_dir: str, dataset) -> None:
     cfg = run.config
     sp = split_like(dataset, cfg)
     valid = train_module.validation_sample(sp.valid, cfg.valid_users, cfg.seed, dataset.num_items)
-    tables, weights, _ = fusion.fit(gpt_scorer(run.model), sp.train, dataset.num_items, valid, cfg.eval_batch_size)
+    tables, weights, _, _ = fusion.fit(gpt_scorer(run.model), sp.train, dataset.num_items, valid, cfg.eval_batch_size)
     rundir.save_fusion(out_dir, tables, weights)
 
 

@@ -527,15 +527,19 @@ def fuse(model, scorer, ds, sp, cfg: Config, out_dir: str, log):
     valid = None if cfg.all_data else sp.valid
     fixed = None if cfg.fusion_weights == "auto" else parse_weights(cfg.fusion_weights)
     content = fusion.content_term(model)
-    tables, weights, grid = fusion.fit(scorer, sp.train, ds.num_items, valid, cfg.eval_batch_size, fixed, content)
+    tables, weights, grid, search_s = fusion.fit(scorer, sp.train, ds.num_items, valid, cfg.eval_batch_size, fixed,
+                                                 content)
     rundir.save_fusion(out_dir, tables, weights)
     named = dict(zip(fusion.SIGNALS, weights))
-    how = (f"chosen on validation: NDCG@10 {max(grid.values()):.4f}, GPT alone {grid['0.0,0.0,0.0']:.4f}" if grid
+    how = (f"chosen on validation: NDCG@10 {grid[','.join(str(w) for w in weights)]:.4f} "
+           f"({len(grid)} weight tuples tried in {search_s:.0f} s), "
+           f"GPT alone {grid['0.0,0.0,0.0']:.4f}" if grid
            else "fusion_weights" if fixed else "no untrained validation to choose on: the default")
     log("fusion weights: " + ", ".join(f"{k} {w}" for k, w in named.items()) + f" ({how})")
     from .run import shipped_scorer  # the scorer the run ships: the one Run.open builds
     return (shipped_scorer(model, fusion=(tables, weights), gpt=scorer),
-            {"weights": named, "valid_NDCG@10_by_weights": grid}, tables, round(time.time() - t0, 1))
+            {"weights": named, "valid_NDCG@10": grid[",".join(str(w) for w in weights)] if grid else None,
+             "search_seconds": search_s, "valid_NDCG@10_by_weights": grid}, tables, round(time.time() - t0, 1))
 
 
 def parse_args(argv):
