@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from nanorec import fusion, train as train_module  # noqa: E402
+from nanorec import fusion, rundir, train as train_module  # noqa: E402
 from nanorec.config import Config  # noqa: E402
 from nanorec.data import Dataset, Sequences, load_like, split_times, time_split  # noqa: E402
 from nanorec.data.time_split import TargetSets  # noqa: E402
@@ -68,11 +68,28 @@ def ndcg(scorer, sets: TargetSets) -> float:
 def weight_grid(run: Run, sets: TargetSets) -> dict:
     """Next-week NDCG@10 of every (w1, w2) of fusion.WEIGHTS^2 on the run's GPT and saved tables."""
     gpt, _, _, _ = fusion_terms(run)
-    from nanorec import rundir
     tables = [load_baseline("transitions", os.path.join(run.run_dir, rundir.FUSION_FILES[name]), run.num_items)
               for name in rundir.FUSION_FILES]
-    return {f"{w1},{w2}": ndcg(fusion.fused_scorer(gpt, tables, None, (w1, w2, 0.0)), sets)
-            for w1 in fusion.WEIGHTS for w2 in fusion.WEIGHTS}
+    from nanorec.scoring import from_factors, top_k
+    terms = fusion.BatchTerms(gpt, tables, None, sets.histories, sets.users)  # the GPT and tables run once
+
+    def figure(weights):
+        lists = top_k(from_factors(lambda h, u=None: terms.fused(weights)), sets.histories, sets.users, 10)[0]
+        return round(set_metrics(lists, sets.targets, ks=(10,))["NDCG@10"], 4)
+    return {f"{w1},{w2}": figure((w1, w2, 0.0)) for w1 in fusion.WEIGHTS for w2 in fusion.WEIGHTS}
+
+
+def refit_fusion(out_dir: str, dataset) -> None:
+    """A trained run's count tables fitted again and its fusion weights chosen again on its own
+    validation (what training's end does, train.fuse), written into the run folder."""
+    from nanorec.data import split_like
+    from nanorec.scoring import gpt_scorer
+    run = Run.open(out_dir)
+    cfg = run.config
+    sp = split_like(dataset, cfg)
+    valid = train_module.validation_sample(sp.valid, cfg.valid_users, cfg.seed, dataset.num_items)
+    tables, weights, _ = fusion.fit(gpt_scorer(run.model), sp.train, dataset.num_items, valid, cfg.eval_batch_size)
+    rundir.save_fusion(out_dir, tables, weights)
 
 
 def main():
@@ -86,6 +103,7 @@ def main():
     p.add_argument("--set", action="append", default=[], help="extra config key=value for every run")
     p.add_argument("--grid", action="store_true", help="next-week figure of every fusion weight pair")
     p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--refit", action="store_true", help="keep the runs in --work; refit their tables and weights")
     p.add_argument("--work", default="", help="folder for the runs (default: a temporary one)")
     p.add_argument("--out", default="")
     args = p.parse_args()
@@ -125,10 +143,14 @@ def main():
         train_module.validate_and_select = instrumented
         out_dir = os.path.join(work, name)
         t0 = time.time()
-        try:
-            train_module.run(cfg, out_dir, quiet=True, overwrite=True, dataset=before(ds, t) if mode == "before" else ds)
-        finally:
-            train_module.validate_and_select = original
+        train_data = before(ds, t) if mode == "before" else ds
+        if args.refit:  # the trained run kept: its tables refitted and its weights chosen again
+            refit_fusion(out_dir, train_data)
+        else:
+            try:
+                train_module.run(cfg, out_dir, quiet=True, overwrite=True, dataset=train_data)
+            finally:
+                train_module.validate_and_select = original
         m = read_metrics(out_dir)
         run = Run.open(out_dir)
         r = {"config": keys, "seconds": round(time.time() - t0, 1), "best_step": m["best_step"],
@@ -136,6 +158,9 @@ def main():
              "fusion_weights": m.get("fusion", {}).get("weights"),
              "next_week_NDCG@10": ndcg(run.scorer, sets), "next_week_users": len(sets.users),
              "next_week_by_step": dict(steps)}
+        if args.refit:
+            r.update(**{"valid_NDCG@10": None}, fusion_weights=dict(zip(fusion.SIGNALS, rundir.read_fusion(out_dir))),
+                     refit=True)
         best_step = max(steps, key=lambda s: s[1])[0] if steps else None
         r["next_week_best_step"] = best_step
         if args.grid and r["fusion_weights"] is not None:

@@ -16,7 +16,9 @@ week-10 purchase of an item not bought before; NDCG@10 / Recall@10 against that 
 (evaluate.set_metrics). New-item recall@10: of those week-10 targets that are items absent from
 weeks 1-7 (new to the initial run), the share found in the customer's top 10 (items first seen in
 week 10 are in no run's vocabulary: counted, and misses for every run). Also the list slots that
-hold new items. Writes benchmarks/results/update_<name>.json.
+hold new items. --mean-start adds an update whose new items start at the mean item vector (the start
+before neighbours' means: update.grown_weights without the histories), for comparison.
+Writes benchmarks/results/update_<name>.json.
 """
 from __future__ import annotations
 
@@ -72,17 +74,31 @@ def lists_metrics(rec, targets: dict, new_items: set) -> dict:
     top = {}
     for u, i in df.select("user_id", "item_id").iter_rows():
         top.setdefault(u, []).append(i)
-    vocab = {x: n for n, x in enumerate(sorted({i for t in targets.values() for i in t} | set(df["item_id"].to_list())))}
+    listed = {i for t in targets.values() for i in t} | set(df["item_id"].to_list())
+    vocab = {x: n for n, x in enumerate(sorted(listed))}
     lists = np.array([[vocab[i] + 1 for i in top.get(u, [])] + [0] * (10 - len(top.get(u, []))) for u in users])
     m = set_metrics(lists, Sequences.from_lists([[vocab[i] + 1 for i in targets[u]] for u in users]), ks=(10,))
     new_targets = [(u, i) for u in users for i in targets[u] if i in new_items]
     hits = sum(i in top.get(u, []) for u, i in new_targets)
     known = set(rec._run.item_ids[1:].tolist())
     return {"users": len(users), "NDCG@10": round(m["NDCG@10"], 5), "Recall@10": round(m["Recall@10"], 5),
-            "new_item_targets": len(new_targets), "new_item_targets_known_to_run": sum(i in known for _, i in new_targets),
+            "new_item_targets": len(new_targets),
+            "new_item_targets_known_to_run": sum(i in known for _, i in new_targets),
             "new_item_hits@10": int(hits), "new_item_recall@10": round(hits / max(len(new_targets), 1), 5),
             "new_item_list_slots": int(sum(i in new_items for v in top.values() for i in v)),
             "list_slots": int(sum(len(v) for v in top.values()))}
+
+
+def mean_start_update(initial, second, work: str):
+    """initial.update(second) with every new item started at the mean item vector (plus noise)."""
+    from nanorec import update
+    grown = update.grown_weights
+    update.grown_weights = lambda state, num_items, content_rows, seed, seqs=None: grown(state, num_items,
+                                                                                           content_rows, seed)
+    try:
+        return initial.update(second, out=os.path.join(work, "updated_mean_start"))
+    finally:
+        update.grown_weights = grown
 
 
 def main():
@@ -92,6 +108,7 @@ def main():
     p.add_argument("--judge-days", type=int, default=7)
     p.add_argument("--update-days", type=int, default=14)
     p.add_argument("--work", default=None, help="folder for the runs (default: a new temporary one)")
+    p.add_argument("--mean-start", action="store_true", help="also an update whose new items start at the mean item")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     args = p.parse_args()
     cfg = apply_overrides(Config(target_filter="event_type=purchase"), args.overrides)
@@ -112,10 +129,12 @@ def main():
 
     initial, t_initial = timed(lambda: Recommender(**config).fit(first, out=os.path.join(work, "initial")))
     updated, t_update = timed(lambda: initial.update(second, out=os.path.join(work, "updated")))
+    runs = [("initial (no update)", initial, t_initial), ("update", updated, t_update)]
+    if args.mean_start:
+        runs.append(("update, new items at the mean item", *timed(lambda: mean_start_update(initial, second, work))))
     retrain, t_retrain = timed(lambda: Recommender(**config).fit(both, out=os.path.join(work, "retrain")))
     rows = {}
-    for name, rec, seconds in (("initial (no update)", initial, t_initial), ("update", updated, t_update),
-                               ("retrain", retrain, t_retrain)):
+    for name, rec, seconds in runs + [("retrain", retrain, t_retrain)]:
         rows[name] = {**lists_metrics(rec, targets, new_items), "seconds": seconds}
         print(name, rows[name], flush=True)
     u, r = rows["update"], rows["retrain"]
@@ -128,7 +147,8 @@ def main():
         "data": args.data, "config": config,
         "sizes": {"weeks_1_7_events": first.height, "weeks_8_9_events": second.height, "week_10_events": week.height,
                   "judged_users": len(targets), "new_items": len(new_items), "update": updated.metrics.get("update")},
-        "protocol": __doc__.split("\n\n")[2].replace("\n", " "),
+        "data_command": "nanorec synth --out shop.csv --rows 150000 --shop (the shop simulator)",
+        "protocol": " ".join(part.replace("\n", " ") for part in __doc__.split("\n\n")[2:5]),
         "results": rows,
         "update_vs_retrain": {"NDCG@10_ratio": round(u["NDCG@10"] / max(r["NDCG@10"], 1e-12), 3),
                               "new_item_recall_ratio": round(u["new_item_recall@10"] / max(r["new_item_recall@10"], 1e-12), 3),

@@ -1,7 +1,7 @@
 """Selection on event-typed logs (target_filter=event_type=purchase): the count tables learn
-"after A, people buy B" (purchase -> purchase, view -> purchase of another item), never
-cart X -> buy X; validation and test hold out the next purchase from the events up to the
-purchase before it (the held-out purchase's own views and cart left out); each view slot
+"after buying A, people buy B" (purchase -> purchase of another item), never cart X -> buy X,
+and read a history at its last purchases; validation and test hold out the next purchase from
+the events before its session (the held-out purchase's own views and cart left out); each view slot
 learns the purchase it leads to (context_targets). Runs without context events (plain logs,
 weight_col) keep their code paths: byte-identical tables, splits and packing."""
 import numpy as np
@@ -31,23 +31,33 @@ def test_transitions_learn_a_then_b_not_x_then_x():
     t = Transitions(grid=(), row_limit=0).fit(shop(), 6)
     P_ = t.P.toarray()
     assert np.diag(P_).sum() == 0  # no "cart X -> buy X", "view X -> buy X", "buy X -> buy X"
-    # buy 1 -> buy 2 (both customers); view 5 -> buy 1 (both); view 6 -> buy 2; view 1 -> buy 2 is
-    # not a pair (view 1 is followed by buy 1 first), nor is view 3 (no purchase after it)
-    np.testing.assert_allclose(P_[1], [0, 0, 1, 0, 0, 0, 0])
-    np.testing.assert_allclose(P_[5], [0, 1, 0, 0, 0, 0, 0])
-    np.testing.assert_allclose(P_[6], [0, 0, 1, 0, 0, 0, 0])
-    assert P_[2].sum() == 0 and P_[3].sum() == 0  # u2's view of 2 is followed by buy 2 only; 3 by nothing
+    np.testing.assert_allclose(P_[1], [0, 0, 1, 0, 0, 0, 0])  # buy 1 -> buy 2 (both customers)
+    assert P_.sum() == 1  # the only pair: views point nowhere (view 5 -> buy 1 is not counted)
     # before: the event right before each purchase, in a shop nearly always the same item
     plain = Sequences(shop().offsets, shop().items, np.ones(14, np.float32))  # weight_col: every event a target
     assert np.diag(Transitions(grid=(), row_limit=0).fit(plain, 6).P.toarray()).sum() > 0
 
 
-def test_cooccurrence_pairs_purchases_both_ways_and_views_with_the_next_purchase():
+def test_an_event_typed_history_is_scored_at_its_last_purchase():
+    t = Transitions(grid=(), row_limit=0, pop_weight=0.0).fit(shop(), 6)
+    seqs = shop()
+    # u1 after buying 1 and viewing 6: the row of 1 (buy 2 next), not of the view 6 (empty)
+    h = Sequences(np.array([0, 5]), seqs.items[:5], seqs.weights[:5])
+    assert t.score(h).argmax(1).tolist() == [2]
+    assert Sequences(np.array([0, 5]), seqs.items[:5]).has_context() is False  # no flags: the last event
+    assert t.score(Sequences(np.array([0, 5]), seqs.items[:5]))[0, 1:].max() == 0
+    # a customer who only viewed keeps its views
+    only = Sequences(np.array([0, 2]), np.array([5, 1]), np.zeros(2, np.float32))
+    assert only.target_events().to_lists() == [[5, 1]]
+    assert t.score(only).argmax(1).tolist() == [2]  # the row of its last view, 1
+
+
+def test_cooccurrence_pairs_purchases_both_ways():
     c = CoOccurrence(grid=(), row_limit=0).fit(shop(), 6).P.toarray()
     assert np.diag(c).sum() == 0
     np.testing.assert_allclose(c[1], [0, 0, 1, 0, 0, 0, 0])  # 1 and 2 bought together, either order
     np.testing.assert_allclose(c[2], [0, 1, 0, 0, 0, 0, 0])
-    np.testing.assert_allclose(c[5], [0, 1, 0, 0, 0, 0, 0])  # a view points to the next purchase only
+    assert c[5].sum() == 0 and c[6].sum() == 0  # views are in no pair
 
 
 def test_validation_holds_out_the_next_purchase_from_the_events_before_its_funnel():

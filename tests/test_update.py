@@ -293,7 +293,8 @@ def test_an_event_typed_or_weighted_run_is_extended_with_its_flags_and_weights(t
     # the extended data is the whole log read with the run's settings: same flags, same weights
     from nanorec.data import load_like
     whole = load_like(up.config, pl.concat([old_log, add]))
-    assert np.array_equal(whole.sequences.is_target(), b.is_target()) if "target_filter" in keys else True
+    if "target_filter" in keys:
+        assert np.array_equal(whole.sequences.is_target(), b.is_target())
     assert whole.weights.tolist() == b.weights.tolist()
     # exclude_seen removes a user's purchases, never an item only viewed
     lists = up.recommend(users=[0], k=15, exclude_seen=True)["item_id"].to_list()
@@ -310,6 +311,10 @@ def test_a_holdout_time_run_is_updated_and_judged_on_the_newest_events(base, tmp
     assert up.metrics["test"]["users"] == 50 and up.metrics["test"]["targets_per_user"] == 1.0  # item 4 at 103
     times, unit = rundir.read_history_times(up.run_dir)
     assert unit is None and times[-4:].tolist() == [100, 101, 102, 103]
+    whole, out = str(tmp_path / "whole.csv"), str(tmp_path / "ev.json")  # evaluate reads it as any run
+    pl.concat([ring_log(), new_events()]).write_csv(whole)
+    code, lines = run_cli(["evaluate", "--run", up.run_dir, "--data", whole, "--json", out, "--device", "cpu"])
+    assert code == 0 and json.load(open(out))["NDCG@10"] == pytest.approx(up.metrics["test"]["NDCG@10"]), lines
     # the update's own split time, when given
     up2 = timed.update(new_events(), out=str(tmp_path / "t3"), split_time="102")
     assert up2.metrics["test"]["targets_per_user"] == 2.0  # items 3 and 4

@@ -37,29 +37,26 @@ def keep_strongest(P: sp.csr_matrix, limit: int) -> sp.csr_matrix:
 
 def typed_pair_events(train: Sequences, span: int, both: bool) -> tuple[np.ndarray, np.ndarray]:
     """(i, j) flat event indices of an event-typed log (Sequences.has_context: target_filter), each
-    pair counted as "j's item is bought after i's"; j is always a target event (a purchase) and
-    i's item is never j's:
-    - target -> target: purchases at most `span` purchases apart in one history, j after i
-      (both: also j before i);
-    - context -> target: each context event (a view, a cart) and the next purchase of its history.
-    Counting the event right before a purchase instead would count cart X -> buy X for nearly every
-    purchase of a shop: a pair no list can use (X is bought by the time a list is shown, and the
-    list excludes it). So same-item pairs are left out: the rows say "after A, people buy B"."""
+    pair counted as "j's item is bought after i's": purchases at most `span` purchases apart in one
+    history, j after i (both: also j before i), never two of one item. Rows say "after buying A,
+    people buy B"; `factors` reads them at the user's last purchases (`Sequences.target_events`).
+
+    Counting the event right before a purchase instead counts cart X -> buy X for nearly every
+    purchase of a shop (3,069 of 3,069 entries on the diagonal in issue 25's log): a pair no list
+    can use, X is bought by the time a list is shown and the list excludes it. Views are left out
+    of the pairs: measured on the shop simulator's week 10 (benchmarks/results/
+    selection_event_types.json, "tables"), view -> next purchase of another item pairs took the
+    table alone from 0.1924 to 0.1381 NDCG@10, scored at the last purchase."""
     is_target = train.is_target()
-    n = len(train.items)
     row = np.repeat(np.arange(len(train)), train.lengths)  # (total,) the history of each event
     t = np.nonzero(is_target)[0]  # (P,) the targets' flat indices, in history order
-    src, dst = [], []
+    src, dst = [t[:0]], [t[:0]]
     for d in range(1, span + 1):
         same = row[t[:-d]] == row[t[d:]]  # target k and target k + d belong to one history
         a, b = t[:-d][same], t[d:][same]
         src += [a, b] if both else [a]
         dst += [b, a] if both else [b]
-    following = np.where(is_target, np.arange(n), n)
-    following = np.minimum.accumulate(following[::-1])[::-1]  # (total,) next target at or after each event; n: none
-    c = np.nonzero(~is_target & (following < n))[0]
-    c = c[row[following[c]] == row[c]]  # context events followed by a target of their own history
-    i, j = np.concatenate(src + [c]), np.concatenate(dst + [following[c]])
+    i, j = np.concatenate(src), np.concatenate(dst)
     other = train.items[i] != train.items[j]
     return i[other], j[other]
 
@@ -70,8 +67,8 @@ class Transitions:
     P[a, b] = (# times b directly follows a) / (# times a is followed by anything),
     a scipy.sparse CSR (N+1, N+1). With per-event weights (train.weights: weight_col,
     target_filter) each pair counts the weight of the event it points to, here the later
-    one, b's. Under target_filter (views as context) the pairs are those of typed_pair_events:
-    consecutive purchases, and each view or cart with the next purchase of another item, so the
+    one, b's. Under target_filter (views as context) the pairs are those of typed_pair_events,
+    consecutive purchases of two items, and a history is scored at its last purchases, so the
     rows say what is bought next. The popularity back-off then counts target events only. A history h_1..h_T is scored by
         sum_{j<window} decay^j * P[h_{T-j}]  +  pop_weight * counts / counts.max()
     i.e. the transition row of the last item (window=1), optionally mixed with the rows
@@ -144,6 +141,8 @@ class Transitions:
         """The scores in factored form (scoring.Factored): bias = the popularity back-off,
         extra = sum_j decay^j P[h_{T-j}], sparse (the items that follow the last items);
         no dot product. Ranking and top-k use it in chunks; `score` is its dense form."""
+        if histories.has_context():  # an event-typed history: the rows of its last purchases
+            histories = histories.target_events()
         B, n = len(histories), self.P.shape[0]
         lengths = histories.lengths
         rows, cols, vals = [], [], []

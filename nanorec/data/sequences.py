@@ -43,6 +43,17 @@ class Sequences:
         learned, never held out): an event-typed log, whose views lead up to what is bought."""
         return self.weights is not None and not bool((self.weights > 0).all())
 
+    def target_events(self) -> "Sequences":
+        """Each row's target events (its purchases under target_filter); a row without one keeps
+        every event (a customer who only viewed). Where the count tables read a history."""
+        is_target = self.is_target()
+        row = np.repeat(np.arange(len(self)), self.lengths)  # (total,)
+        has = np.bincount(row[is_target], minlength=len(self)) > 0  # (U,)
+        keep = is_target | ~has[row]
+        offsets = np.zeros(len(self) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(row[keep], minlength=len(self)), out=offsets[1:])
+        return Sequences(offsets, self.items[keep])
+
     def seen_items(self) -> "Sequences":
         """The items exclude_seen removes from each row's list: its target events only (the
         purchases under target_filter: a viewed item may well be bought next), every event
@@ -106,6 +117,18 @@ class Sequences:
         return Sequences(offsets, self.items[src], *self._cut(src))
 
 
+def next_targets(seqs: Sequences, is_target: np.ndarray) -> np.ndarray:
+    """(total,) the flat index of the first target event at or after each event in its own row,
+    len(seqs.items) where the row has none left."""
+    n = len(seqs.items)
+    following = np.where(is_target, np.arange(n), n)
+    following = np.minimum.accumulate(following[::-1])[::-1]  # the next target anywhere after
+    row = np.repeat(np.arange(len(seqs)), seqs.lengths)
+    ok = following < n
+    ok[ok] = row[following[ok]] == row[ok]
+    return np.where(ok, following, n)
+
+
 def item_counts(seqs: Sequences, num_items: int) -> np.ndarray:
     """(N+1,) interaction counts per item index; index 0 (padding) is 0. With target_filter
     only the target events count (a popularity of purchases, not of views)."""
@@ -143,6 +166,9 @@ class Dataset:
     # strings, from the epoch), "d" (dates), None (plain numbers: the column's own units).
     times: np.ndarray | None = None
     time_unit: str | None = None
+    # event logs with target_filter: the values of its column (as text, sorted, nulls left out), the
+    # event types a run knows; a raw history's event types are checked against them (recommend.py)
+    event_types: list[str] | None = None
 
     def __post_init__(self):
         # one array, two names: the splits cut sequences (and their weights); ds.weights reads them
@@ -295,8 +321,8 @@ def funnel_share(seqs: Sequences, drop: int) -> tuple[int, float]:
 def funnel_note(seqs: Sequences, drop: int) -> str:
     """The training log's line on an event-typed log's held-out purchases (`funnel_share`)."""
     users, share = funnel_share(seqs, drop)
-    return (f"validation (views as context): {share:.0%} of {users:,} held-out purchases were viewed or carted "
-            "since the purchase before them" + (" (validation would be dominated by same-session repeats)"
+    return (f"validation (views as context): {share:.0%} of the {users:,} held-out purchases that follow an earlier "
+            "purchase were viewed or carted since it" + (" (validation would be dominated by same-session repeats)"
                                                 if share >= 0.5 else "")
             + "; each one's session is left out of its history: validation measures the next purchase from "
             "what came before it, as next week is judged")
