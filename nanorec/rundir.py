@@ -36,7 +36,7 @@ import os
 
 import numpy as np
 
-from .config import Config
+from .config import Config, unresolved
 from .errors import DataError, UsageError
 from .files import (OutputLock, append_line, atomic_write, discard_folder, publish_folder, recover_folder, temp_folder,
                     unfinished_folders, write_json)
@@ -119,7 +119,7 @@ def _check_replaceable(out: str) -> None:
 
 def resume_config(out: str, overrides_cfg: Config) -> None:
     """Refuse a resume whose config differs from the saved one in a key that shapes the model."""
-    saved = read_config(out)
+    saved = unresolved(read_config(out))  # the keys as given, to compare with this command's
     for key in saved.to_dict():
         if key in RESUMABLE_KEYS or key == "data":
             continue

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import ids, rundir
-from .config import Config, add_run_writer_options, apply_overrides, check_dashed_keys
+from .config import Config, add_run_writer_options, apply_overrides, check_dashed_keys, unresolved
 from .data import Dataset, Sequences, load_like
 from .errors import DataError, UsageError
 
@@ -237,7 +237,7 @@ def update(run_dir: str, data, out: str, changes: dict | None = None, resume: bo
         raise UsageError(f"{bad[0]}: an update continues the run's model with the run's config; "
                          f"only {', '.join(UPDATE_KEYS)} may be set")
     old = Run.open(run_dir, pick_device("cpu"))
-    cfg = old.config
+    cfg = unresolved(old.config)  # the run's settings as given: the update resolves its autos on the new data
     if cfg.holdout == "time":
         raise UsageError(f"{run_dir}: trained with holdout=time, and a run folder keeps no event times to split "
                          f"the extended data on; retrain on the whole log (or train with holdout=loo, last or none)")
@@ -267,7 +267,7 @@ def update(run_dir: str, data, out: str, changes: dict | None = None, resume: bo
         saved = rundir.resume_dir(out)
         if not os.path.exists(os.path.join(saved, rundir.CONFIG)):
             raise DataError(f"{out}: nothing to resume (no {rundir.CONFIG})")
-        new_cfg = dataclasses.replace(rundir.read_config(saved), **changes)
+        new_cfg = dataclasses.replace(unresolved(rundir.read_config(saved)), **changes)
         new_cfg.max_steps = given_steps or new_cfg.max_steps
     else:  # the run's config, trained for the update's budget: a short warmup, a cosine over the steps
         steps = given_steps or steps
