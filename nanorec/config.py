@@ -1,12 +1,8 @@
-"""One flat, typed config for a training run.
-
-Each key is one field below: its type, default, help text, valid range and, for a key
-whose default means "auto", that sentinel (`key(...)`). Adding a key is adding one field.
-The command line overrides any key as `key=value` (parsed by the field's type; an unknown
-key or a bad value is one line naming the key); `nanorec train --help` lists the fields.
-Training calls `resolve` once, when it knows the data: every auto becomes the value the run
-uses, and config.json saves those values plus the list of keys that were auto ("auto").
-"""
+"""One flat, typed config for a training run. Each key is one field, `key(default, help, rule,
+auto)`: adding a key is adding a field. `key=value` on the command line is parsed by the field's
+type and checked by its rule (a bad one is one line naming the key); --help lists the fields.
+Training calls `resolve` once, knowing the data: each auto becomes the value the run uses, and
+config.json saves those values and the list of keys that were auto ("auto")."""
 from __future__ import annotations
 
 import dataclasses
@@ -17,13 +13,9 @@ from dataclasses import dataclass, field, fields
 
 from .errors import DataError, UsageError
 
-NOT_AUTO = object()  # a key with no auto value
-
-
-def key(default, help: str = "", rule: tuple | None = None, auto=NOT_AUTO, section: str = ""):
-    """A config field: default, help (its lines as in --help), rule = (check, what a good
-    value is), auto = the default's sentinel that `resolve` replaces with the value used,
-    section = the --help heading this key starts."""
+def key(default, help: str = "", rule: tuple | None = None, auto=None, section: str = ""):
+    """A config field: default, help (its --help lines), rule = (check, what a good value is), auto =
+    the sentinel `resolve` replaces with the value used (None: no auto), section = a --help heading."""
     return field(default=default, metadata={"help": help, "rule": rule, "auto": auto, "section": section})
 
 
@@ -45,7 +37,7 @@ UNIT = (lambda x: 0 <= x < 1), "a number in [0, 1)"
 
 
 def _split_time_ok(text: str) -> bool:
-    from .data import parse_split_time  # data needs polars: config stays importable without it
+    from .data import parse_split_time  # data loads numpy and polars: config stays light to import
     return text == "" or parse_split_time(text) is not None
 
 
@@ -56,14 +48,6 @@ def _filter_ok(text: str) -> bool:
     except UsageError:
         return False
     return True
-
-
-def _weights_ok(text: str) -> bool:
-    return text == "auto" or parse_weights(text) is not None
-
-
-def _device_ok(name: str) -> bool:
-    return name in ("auto", "cpu", "mps") or re.fullmatch(r"cuda(:\d+)?", name) is not None
 
 
 @dataclass
@@ -117,9 +101,11 @@ class Config:
         "auto", '"auto" = chosen on validation; "w1,w2[,w3]" = fixed, e.g. the weights a validated\n'
         "run chose, for a holdout=none run that has no validation to choose on (in\n"
         'Python also metrics.json\'s {"transitions": w1, ...} dict or a tuple)',
-        (_weights_ok, "auto, or two or three numbers in 0..100: w1,w2[,w3] (transitions, co-occurrence, content)"))
+        ((lambda x: x == "auto" or parse_weights(x) is not None),
+         "auto, or two or three numbers in 0..100: w1,w2[,w3] (transitions, co-occurrence, content)"))
     packing: bool = key(True, "many users per row; False = one user per row, left-aligned, padded")
-    batch_size: int = key(64, "rows of block_size tokens per step (~450 Beauty users)", ints(1, 1_000_000), section="optimisation")
+    batch_size: int = key(64, "rows of block_size tokens per step (~450 Beauty users)", ints(1, 1_000_000),
+                          section="optimisation")
     learning_rate: float = key(1e-3, rule=((lambda x: 0 < x <= 10), "a number in (0, 10]"))
     min_lr: float = key(1e-4, "cosine decay ends here", non_negative())
     warmup_steps: int = key(100, "steps of linear warmup; more than max_steps is allowed but warned at the\n"
@@ -153,7 +139,8 @@ class Config:
     checkpoint_interval: int = key(200, "steps between resumable checkpoints (ckpt.pt)", ints(1))
     seed: int = key(1337, rule=((lambda x: 0 <= x < 2**63), "an integer in 0..2^63-1"), section="system")
     device: str = key("auto", '"auto" = cuda when available, else cpu (this machine\'s: not resolved into a run)',
-                      (_device_ok, "auto, cpu, cuda, cuda:N or mps"))
+                      ((lambda x: x in ("auto", "cpu", "mps") or re.fullmatch(r"cuda(:\d+)?", x) is not None),
+                       "auto, cpu, cuda, cuda:N or mps"))
     dtype: str = key("auto", '"auto" = bf16 autocast on cuda, fp32 on cpu; or "float32" / "bfloat16"',
                      one_of("auto", "float32", "bfloat16"))
     compile: bool = key(False, "torch.compile the transformer for training steps (on CUDA with bf16 1.3x\n"
@@ -174,7 +161,7 @@ class Config:
         self.fusion_weights = weights_text(self.fusion_weights)
         for f in fields(self):
             value = getattr(self, f.name)
-            want = PYTYPES[f.type]
+            want = TYPES[f.name]
             if want is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
                 setattr(self, f.name, value)
@@ -227,9 +214,8 @@ class Config:
         return cfg
 
 
-PYTYPES = {"str": str, "int": int, "float": float, "bool": bool}
-TYPES = {f.name: PYTYPES[f.type] for f in fields(Config)}  # key -> its Python type
-AUTO = {f.name: f.metadata["auto"] for f in fields(Config) if f.metadata["auto"] is not NOT_AUTO}  # key -> sentinel
+TYPES = {f.name: {"str": str, "int": int, "float": float, "bool": bool}[f.type] for f in fields(Config)}
+AUTO = {f.name: f.metadata["auto"] for f in fields(Config) if f.metadata["auto"] is not None}  # key -> sentinel
 
 # config.json written before a key existed: the value that run actually used
 LEGACY = {"fuse_transitions": "false", "future_decay": 0.0, "fusion_weights": "auto", "time_format": "",
@@ -248,13 +234,13 @@ def resolve(cfg: Config, num_items: int, num_valid: int | None = None, batches_p
     size, the validation users (None: valid_users left as it is) and batches_per_epoch() (training
     batches in an epoch, called only when num_negatives=auto applies; None: left as it is).
     A resolved config resolves to itself."""
-    from .loss import resolve_dropout, resolve_loss, resolve_negatives  # torch: config stays importable without it
+    from .loss import AUTO_DROPOUT, resolve_loss, resolve_negatives  # torch: config stays importable without it
     from .train import validation_users  # train imports config
     auto = tuple(k for k, sentinel in AUTO.items() if getattr(cfg, k) == sentinel)
     loss = resolve_loss(cfg.loss, num_items)
     sampled = loss == "sampled" and cfg.method == "gpt" and batches_per_epoch is not None
     out = dataclasses.replace(
-        cfg, loss=loss, dropout=resolve_dropout(cfg.dropout, loss, num_items),
+        cfg, loss=loss, dropout=AUTO_DROPOUT[loss] if cfg.dropout == -1.0 else cfg.dropout,
         fuse_transitions="true" if cfg.fuse_transitions == "auto" else cfg.fuse_transitions,
         decay_steps=cfg.decay_steps or cfg.max_steps,
         num_negatives=resolve_negatives(cfg.num_negatives, cfg.max_steps / batches_per_epoch())

@@ -2,7 +2,8 @@
 their writes. File I/O only: opening a run for scoring (building the model, the fused scorer,
 a baseline) is run.py's `Run.open`.
 
-    config.json        the resolved Config (every key; unknown keys are refused on load)
+    config.json        the Config as the run used it: every key, each auto resolved (config.resolve) and
+                       listed under "auto"; unknown keys are refused on load
     items.json         internal index -> original item id (index 0 = padding, null)
     histories.parquet  every user's history (user_id, item index) in order: what recommend and
                        serve continue when no --data is given
