@@ -515,7 +515,8 @@ def parse_args(argv):
         prog="nanorec train",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a GPT next-item recommender; every Config key can be set as key=value.",
-        epilog="config keys (key=value, [valid range]):\n" + describe() + "\n\nexamples:\n"
+        epilog="config keys (key=value, [valid range]; the run's config.json holds each auto as the value used,\n"
+               "and lists those keys under \"auto\"):\n" + describe() + "\n\nexamples:\n"
                "  nanorec train --data Beauty.txt --out runs/beauty n_layer=2 dropout=0.5\n"
                "  nanorec train --data events.csv --out runs/shop user_col=customer item_col=sku time_col=ts\n"
                "      # an events table with its own column names (one row per event)\n"
