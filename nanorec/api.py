@@ -4,6 +4,7 @@
     rec = Recommender(n_layer=2, max_steps=3000).fit(df, user_col="customer", item_col="sku", time_col="ts")
     top = rec.recommend(users=None, k=10, exclude_seen=True)   # user_id, item_id, score, rank, source
     rec.recommend_history(["sku1", "sku7"], k=10)               # a raw history of original ids
+    rec.recommend_history(["sku1", "sku1"], event_types=["view", "purchase"])  # target_filter runs
     rec.save("runs/shop"); rec = Recommender.load("runs/shop")  # the run folder `nanorec train` writes
 
 The CLI is a thin layer over the same functions: `fit` is `nanorec train`
@@ -26,7 +27,9 @@ Arguments are checked as strictly as the CLI's options, and every refusal is a
   "generative", checked on every call.
 - exclude_seen=True never returns an item of the user's history: a user with fewer
   than k unseen items gets a shorter list (`nanorec recommend` fills its files to
-  k with seen items, ranked last).
+  k with seen items, ranked last). Under target_filter "seen" means the history's
+  target events (purchases) only; recommend_history's event_types (one value of the
+  target_filter column per history item, ids' rules: ints or strings) says which.
 - items / exclude_items (business filters): item ids, as for users, that alone may be
   listed / that are never listed, applied before the lists are cut, for every method
   and for the popularity fallback. An id the run does not know is a UsageError naming
@@ -191,22 +194,32 @@ class Recommender:
         return self._frame(users, lists, scores, cold, exclude_seen)
 
     def recommend_history(self, history, k: int = 10, exclude_seen: bool = True, mode: str = "oneshot",
-                          items=None, exclude_items=None):
+                          items=None, exclude_items=None, event_types=None):
         """Top-k for one raw history of original item ids, oldest first (unknown ids are skipped;
         the same checks as `users`, but an empty history or a repeated item is a history).
         Returns a DataFrame: item_id, score, rank, source ("popularity", with null scores, when
-        no id of the history is known). items / exclude_items: as in `recommend`."""
-        from .recommend import list_for_history, popular_items
+        no id of the history is known). items / exclude_items: as in `recommend`.
+        event_types: for a run trained with target_filter, each event's value of its column
+        (e.g. ["view", "purchase", "view"], as long as `history`): only the matching events are
+        targets, so exclude_seen removes those (the purchases), never items only viewed. None:
+        every event is a target. A value the run was not trained with is a UsageError.
+        history may also be a frame (pandas / polars DataFrame, pyarrow Table) with the run's item
+        column and, for event types, its target_filter column (rows oldest first)."""
+        from .recommend import RawHistories, list_for_history, popular_items
 
         self._check_call(k, exclude_seen, mode)
         blocked = self._blocked(items, exclude_items)
+        if self._lookup is None:  # built once per loaded model, as the server does
+            self._lookup = RawHistories(self._run)
+            self._popular = popular_items(self._histories, self._run.num_items, self._run.num_items)
+        history, event_types = self._history_columns(history, event_types)
         vocab = self._run.item_ids[1:]
         history = ids.from_python(history, vocab, "history", allow_empty=True, allow_repeats=True)
-        if self._lookup is None:  # built once per loaded model, as the server does
-            self._lookup = ids.item_rows(self._run.item_ids)
-            self._popular = popular_items(self._histories, self._run.num_items, self._run.num_items)
-        known, unknown = self._lookup(history)
-        if unknown and not len(known):
+        if event_types is not None:  # ints and strings, as ids are (a column's values, compared as text)
+            event_types = ids.from_python(event_types, np.array([""], object), "event_types", allow_empty=True,
+                                          allow_repeats=True)
+        known, unknown = self._lookup(history, event_types)
+        if unknown and not len(known.items):
             detail = ids.kinds_differ(vocab, history, "item")
             if detail:
                 raise DataError(f"history: none of its {len(history):,} item ids is known to the run ({detail})")
@@ -282,7 +295,7 @@ class Recommender:
         self._run = Run.open(run_dir, pick_device(device))
         self.config = self._run.config
         self._users, self._histories, _ = histories_for(self._run)
-        self._lookup = self._popular = None  # recommend_history's id lookup and popularity order, on first use
+        self._lookup = self._popular = None  # recommend_history's RawHistories and popularity order, on first use
         self.run_dir = run_dir
 
     def _require_fitted(self) -> None:
@@ -298,6 +311,23 @@ class Recommender:
         _check_bool(exclude_seen, "exclude_seen")
         if not isinstance(mode, str) or mode not in MODES:
             raise UsageError(f"mode={_short(mode)}: expected {' or '.join(map(repr, MODES))}")
+
+    def _history_columns(self, history, event_types):
+        """A frame history -> (its item column, its target_filter column or None); any other
+        history is returned as it is, with event_types."""
+        from .data.tables import _frame_to_polars
+        converted = None if isinstance(history, (list, tuple, np.ndarray, str, bytes)) else _frame_to_polars(history)
+        if converted is None:
+            return history, event_types
+        df, item_col = converted[0], self.config.item_col
+        if item_col not in df.columns:
+            raise UsageError(f"history: a frame needs the run's item column {item_col!r} "
+                             f"(its columns: {', '.join(df.columns[:10])})")
+        col = self._lookup.filter[0] if self._lookup.filter else None
+        if event_types is not None:
+            raise UsageError(f"event_types: a frame history carries them in its {col or 'target_filter'} column; "
+                             "leave event_types out")
+        return df[item_col], (df[col] if col in df.columns else None)
 
     def _blocked(self, items, exclude_items):
         """The business filters (original item ids, None: not given) as scoring's item mask."""

@@ -70,13 +70,13 @@ def rows(known, wanted) -> np.ndarray:
 def item_rows(item_ids: np.ndarray):
     """For raw histories (the server's requests, the API's recommend_history, a newer log):
     built once from the run's vocabulary item_ids (N+1,) (slot 0 = padding, never matched),
-    -> known(raw ids (L,)) -> (internal indices of the known ones, in order; how many were unknown)."""
+    -> known(raw ids (L,)) -> (internal indices of the known ones, in order; (L,) bool, which were known)."""
     index = Index(item_ids[1:])
 
-    def known(raw) -> tuple[np.ndarray, int]:
+    def known(raw) -> tuple[np.ndarray, np.ndarray]:
         raw = np.asarray(raw if isinstance(raw, np.ndarray) else list(raw))
         r = index.rows(raw)
-        return (r[r >= 0] + 1).astype(np.int64), int((r < 0).sum())
+        return (r[r >= 0] + 1).astype(np.int64), r >= 0
 
     return known
 

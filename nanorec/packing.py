@@ -87,14 +87,29 @@ def prefix_weights(full: Sequences, weights: np.ndarray, prefix: Sequences) -> n
     return np.asarray(weights, dtype=np.float32)[src]
 
 
-def _has_target(offsets, lengths, is_target, users, block_size) -> np.ndarray:
-    """(len(users),) bool: the user has a target event among the ones packing keeps as targets
-    (the last min(L - 1, block_size) events)."""
+def _targets_kept(offsets, lengths, is_target, users, block_size) -> np.ndarray:
+    """(len(users),) how many target events each user has among the ones packing keeps as
+    targets (the last min(L - 1, block_size) events)."""
     before = np.zeros(len(is_target) + 1, dtype=np.int64)  # (total+1,) target events before each event
     np.cumsum(is_target, out=before[1:])
     end = offsets[users] + lengths[users]
-    start = end - np.minimum(lengths[users] - 1, block_size)
-    return before[end] > before[start]
+    start = end - np.maximum(np.minimum(lengths[users] - 1, block_size), 0)
+    return before[end] - before[start]
+
+
+def _has_target(offsets, lengths, is_target, users, block_size) -> np.ndarray:
+    """(len(users),) bool: the user has a target event among the ones packing keeps as targets."""
+    return _targets_kept(offsets, lengths, is_target, users, block_size) > 0
+
+
+def count_targets(seqs: Sequences, block_size: int, weights: np.ndarray | None = None) -> tuple[int, int]:
+    """(training targets, context events) of a training split as `pack` lays it out: the slots
+    whose target event has weight > 0, and the events of weight 0 (target_filter: views, carts),
+    read as history but never learned. Unweighted: every kept slot is a target, no context."""
+    users = np.arange(len(seqs))
+    is_target = np.ones(len(seqs.items), bool) if weights is None else np.asarray(weights) > 0
+    kept = _targets_kept(seqs.offsets, seqs.lengths, is_target, users, block_size)
+    return int(kept.sum()), int((~is_target).sum())
 
 
 def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = None,

@@ -22,6 +22,10 @@ known, a warning line naming how many are known otherwise. With
 when fewer than k unseen items are left (the server and the Python API return
 a shorter list instead).
 
+Event types: a run trained with target_filter (e.g. event_type=purchase) reads --data with
+it, so the log needs that column; exclude-seen removes the user's purchases (targets), never
+an item only viewed, and `--data <the run's own log>` gives exactly the run's lists.
+
 Business filters: --allow-items FILE (only these items) and --deny-items FILE
 (never these items), each a one-column table of item ids (the run's item column,
 else item_id, else its only column), read and matched as the readers read ids; an
@@ -51,6 +55,7 @@ import numpy as np
 
 from . import ids, rundir
 from .data import Dataset, Sequences, item_counts, load_like
+from .data.columns import _parse_filter
 from .devices import DEVICE_HELP, pick_device
 from .errors import DataError, UsageError
 from .files import atomic_write, check_writable_folder
@@ -62,8 +67,10 @@ from .scoring import SEEN_SCORE, item_mask, recommend_lists
 # users, histories and the fallback
 
 def histories_in_run_vocab(ds: Dataset, run_item_ids: np.ndarray) -> tuple[Sequences, int]:
-    """The data set's full histories re-indexed to the run's item vocabulary.
-    Items the model never saw are dropped from the histories (returned count)."""
+    """The data set's full histories re-indexed to the run's item vocabulary, with their
+    events' weights and target flags (target_filter: exclude_seen removes the purchases only,
+    as for the run's own histories). Items the model never saw are dropped from the
+    histories (returned count), with their flags."""
     rows = ids.rows(run_item_ids[1:], ds.item_ids[1:])  # the one id rule (ids.py)
     remap = np.concatenate([[0], np.where(rows >= 0, rows + 1, 0)]).astype(np.int64)
     items = remap[ds.sequences.items]
@@ -72,7 +79,7 @@ def histories_in_run_vocab(ds: Dataset, run_item_ids: np.ndarray) -> tuple[Seque
     lengths = np.where(ds.sequences.lengths > 0, lengths, 0)
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    return Sequences(offsets, items[known]), int((~known).sum())
+    return Sequences(offsets, items[known], *ds.sequences._cut(known)), int((~known).sum())
 
 
 def read_user_list(path: str, user_col: str = "user_id") -> np.ndarray:
@@ -142,13 +149,16 @@ def histories_for(run: Run, data_path=None, warn=print) -> tuple[np.ndarray, Seq
     -> (known_users (U0,), hist (U0 rows), default_users).
     data_path None: the run's own (histories.parquet); default users: all of them.
     Else the log's (a newer log may add items: those the run never saw are dropped; none
-    known is the wrong data); default users: a challenge folder's test.csv, else every user
-    of the log (None: a challenge folder without test.csv, which must name its users)."""
+    known is the wrong data), read as at training: under target_filter its column marks the
+    targets (exclude_seen removes those), and a value the run never saw is an error; default
+    users: a challenge folder's test.csv, else every user of the log (None: a challenge folder
+    without test.csv, which must name its users)."""
     if data_path is None:
         if run.histories is None:
             raise DataError(f"{run.run_dir}: no {rundir.HISTORIES} (a run from an older nanorec): pass --data")
         return run.user_ids, run.histories, run.user_ids
-    ds = load_like(run.config, data_path)
+    ds = load_like(run.config, data_path, need_targets=False)  # target_filter marks the targets; views alone are history
+    check_event_types(ds.event_types, known_event_types(run), run, data_path, DataError)
     hist, dropped = histories_in_run_vocab(ds, run.item_ids)
     if dropped and len(hist.items) == 0:  # a newer log may add items; none known is the wrong data
         detail = ids.kinds_differ(run.item_ids[1:], ds.item_ids[1:], "item")
@@ -161,6 +171,71 @@ def histories_for(run: Run, data_path=None, warn=print) -> tuple[np.ndarray, Seq
             warn(note)
     default = ds.test_users if ds.test_users is not None else (None if ds.kind == "challenge" else ds.user_ids)
     return ds.user_ids, hist, default
+
+
+# -----------------------------------------------------------------------------
+# event types: which events of a history are targets (target_filter)
+
+def known_event_types(run: Run) -> list[str] | None:
+    """The values of the target_filter column at training (data.json's event_types, as text);
+    None for a run without target_filter, or one from before they were recorded."""
+    fp = rundir.read_fingerprint(run.run_dir) if run.config.target_filter else None
+    values = None if fp is None else fp.get("event_types")
+    if values is not None and not (isinstance(values, list) and all(isinstance(v, str) for v in values)):
+        raise DataError(f"{os.path.join(run.run_dir, rundir.DATA)}: event_types must be a list of strings")
+    return values
+
+
+def check_event_types(given, known: list[str] | None, run: Run, where: str, error=UsageError) -> None:
+    """Every event type given (text) must be a value the run was trained with (`known`; None:
+    not recorded, nothing to check): an unknown one would silently count as context.
+    where: what holds the given values ("event_types", a --data path)."""
+    if given is None or known is None:
+        return
+    new = sorted(set(given) - set(known))
+    if new:
+        col = _parse_filter(run.config.target_filter, "target_filter")[0]
+        shown = ", ".join(map(repr, known[:10])) + (f", ... ({len(known) - 10} more)" if len(known) > 10 else "")
+        raise error(f"{where}: event type {new[0]!r} (column {col!r}) is not one the run in {run.run_dir} was "
+                    f"trained with (its values: {shown})")
+
+
+class RawHistories:
+    """A raw history, as the Python API and the server take one, -> one row in the run's
+    vocabulary: original item ids, oldest first, and optionally each event's type (a value
+    of the target_filter column; None: every event is a target, as for a run without one).
+    The types mark the targets by the run's target_filter, as the readers do at training, so
+    exclude_seen removes the purchases only. Built once per loaded run.
+    call(history (L,), event_types (L,) or None) -> (one-row Sequences, how many ids are unknown:
+    left out, with their types). Bad event types are an `error` (one line)."""
+
+    def __init__(self, run: Run, error=UsageError):
+        self.run, self.error = run, error
+        self.lookup = ids.item_rows(run.item_ids)
+        self.filter = _parse_filter(run.config.target_filter, "target_filter") if run.config.target_filter else None
+        self.known = known_event_types(run)
+
+    def __call__(self, history, event_types=None) -> tuple[Sequences, int]:
+        items, found = self.lookup(history)
+        targets = None if event_types is None else self.targets(event_types, len(found))[found]
+        return Sequences(np.array([0, len(items)], np.int64), items, targets=targets), int((~found).sum())
+
+    def targets(self, event_types, n: int) -> np.ndarray:
+        """(n,) bool: the events whose type matches target_filter."""
+        import polars as pl
+
+        from .data.columns import _filter_mask, _Where
+        if self.filter is None:
+            raise self.error(f"event_types: the run in {self.run.run_dir} was trained without target_filter (every "
+                             "event is a target); leave event_types out")
+        if len(event_types) != n:
+            raise self.error(f"event_types: {len(event_types):,} values for a history of {n:,} items; give one "
+                             "event type per item")
+        text = [str(v) for v in event_types]
+        check_event_types(text, self.known, self.run, "event_types", self.error)
+        col, values = self.filter
+        frame = pl.DataFrame({col: pl.Series(text, dtype=pl.Utf8)})
+        return _filter_mask(_Where("event_types"), frame, col, values, "target_filter")
 
 
 def prepare(run_dir: str, data_path=None, k: int = 10, users=None, device: str = "auto", users_from: str = "--users"):
@@ -266,19 +341,20 @@ def iter_recommendations(scorer, num_items: int, known_users: np.ndarray, hist: 
         bar.close()
 
 
-def list_for_history(scorer, popular: np.ndarray, history: np.ndarray, k: int, exclude_seen: bool = True,
+def list_for_history(scorer, popular: np.ndarray, history: Sequences, k: int, exclude_seen: bool = True,
                      mode: str = "oneshot", blocked=None) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """One history of internal indices -> (items (<= k,), scores, "model"), or for an
-    empty history the first k of `popular` with scores None and source "popularity".
-    exclude_seen: never an item of the history, so a list is shorter than k when fewer
-    unseen items are left (see `seen_fill`). blocked: scoring.item_mask (business filters),
-    applied before the cut; the list is shorter when fewer than k items are left."""
-    if len(history) == 0:  # nothing for the model to continue
+    """One history (a one-row Sequences of internal indices, with its target flags under
+    target_filter: `RawHistories`, or a row `take`n from histories_for's) -> (items (<= k,),
+    scores, "model"), or for an empty history the first k of `popular` with scores None and
+    source "popularity". exclude_seen: never an item of the history's targets (every item
+    without target_filter), so a list is shorter than k when fewer unseen items are left (see
+    `seen_fill`). blocked: scoring.item_mask (business filters), applied before the cut; the
+    list is shorter when fewer than k items are left."""
+    if len(history.items) == 0:  # nothing for the model to continue
         if blocked is not None:
             popular = popular[~blocked.numpy()[popular]]
         return popular[:k], None, "popularity"
-    one = Sequences(np.array([0, len(history)], dtype=np.int64), np.asarray(history, dtype=np.int64))
-    items, scores = recommend_lists(scorer, one, None, k, exclude_seen, mode, blocked=blocked)
+    items, scores = recommend_lists(scorer, history, None, k, exclude_seen, mode, blocked=blocked)
     keep = listed(items[0]) & (~seen_fill(scores[0]) if exclude_seen else True)
     return items[0][keep], scores[0][keep], "model"
 

@@ -9,7 +9,8 @@ a baseline) is run.py's `Run.open`.
                        serve continue when no --data is given
     data.json          fingerprint of the training data (users, items, interactions, a hash) and
                        items_sha256, the hash of items.json's ids: `--resume`, evaluate and
-                       recommend refuse data that does not match; Run.open refuses an edited items.json
+                       recommend refuse data that does not match; Run.open refuses an edited items.json;
+                       under target_filter event_types, its column's values (runs before it have none)
     transitions.safetensors, cooccurrence.safetensors, fusion.json
                        fusion on (fusion.py): the two item-to-item tables and the terms' weights
     baseline.safetensors  a baseline's fitted arrays (method=popularity|transitions|cooccurrence|svd), instead of weights
@@ -136,9 +137,12 @@ def fingerprint(ds) -> dict:
     h.update(json.dumps([_plain(x) for x in ds.item_ids[1:].tolist()]).encode())
     h.update(np.ascontiguousarray(ds.sequences.offsets, dtype=np.int64).tobytes())
     h.update(np.ascontiguousarray(ds.sequences.items, dtype=np.int64).tobytes())
-    return {"users": int(len(ds.user_ids)), "items": int(ds.num_items),
-            "interactions": int(len(ds.sequences.items)), "sha256": h.hexdigest(),
-            "items_sha256": items_digest(ds.item_ids)}
+    fp = {"users": int(len(ds.user_ids)), "items": int(ds.num_items),
+          "interactions": int(len(ds.sequences.items)), "sha256": h.hexdigest(),
+          "items_sha256": items_digest(ds.item_ids)}
+    if getattr(ds, "event_types", None) is not None:  # target_filter: the event types the run knows
+        fp["event_types"] = list(ds.event_types)
+    return fp
 
 
 def items_digest(item_ids: np.ndarray) -> str:

@@ -11,7 +11,8 @@
          {"user_id": ..., "known_user": bool, "items": [...], "scores": [...] | null, "source": ...}
     POST /recommendations                      {"history": [item ids, oldest first], "k": 10,
                                                 "exclude_seen": true, "items": [ids] (optional),
-                                                "exclude_items": [ids] (optional)}
+                                                "exclude_items": [ids] (optional),
+                                                "event_types": [one per history item] (optional)}
          {"items": [...], "scores": [...] | null, "source": ..., "unknown_items": <count>}
 
 Business filters: "items" (only these may be listed) and "exclude_items" (never
@@ -39,6 +40,13 @@ wrong types (booleans or floats as ids or k, a string k, ...), k outside
 1..min(1000, items), a history over --max-history items or an unknown field
 is 422; so is a filter with an item the run does not know (counted, not echoed)
 or an empty "items". Unknown history ids are counted, never echoed back.
+
+Event types (a run trained with target_filter, e.g. event_type=purchase): a user's history
+(the run's own, or --data's, read with the run's target_filter) and a POST's "event_types"
+(the column's value of each history item) mark which events are targets; exclude_seen
+removes those (the purchases), never an item only viewed. Without "event_types" every event
+of a POST's history is a target. "event_types" for a run without target_filter, of another
+length than "history", or with a value the run was not trained with is 422.
 """
 # no `from __future__ import annotations`: FastAPI and pydantic read the live annotations
 
@@ -191,11 +199,12 @@ def _merge_id_errors(errors: list) -> list:
     out, seen = [], set()
     for e in errors:
         loc = tuple(e["loc"])
-        if len(loc) == 3 and loc[0] == "history" and loc[2] in ("int", "str"):
+        if len(loc) == 3 and loc[0] in ("history", "event_types") and loc[2] in ("int", "str"):
             if loc[:2] in seen:
                 continue
             seen.add(loc[:2])
-            e = {**e, "loc": loc[:2], "msg": "an item id must be a JSON integer or string"}
+            e = {**e, "loc": loc[:2], "msg": f"{'an item id' if loc[0] == 'history' else 'an event type'} must be a "
+                                            "JSON integer or string"}
         out.append(e)
     return out
 
@@ -228,6 +237,9 @@ def request_model(max_k: int, max_history: int):
         exclude_seen: StrictBool = Field(True, description="leave the history's items out of the list")
         items: list[StrictInt | StrictStr] | None = Field(None, description="only these item ids may be listed")
         exclude_items: list[StrictInt | StrictStr] | None = Field(None, description="these item ids are never listed")
+        event_types: list[StrictInt | StrictStr] | None = Field(
+            None, max_length=max_history, description="each history event's type (the target_filter column's "
+            "value, as long as history); only the matching events count as seen (null: every event)")
 
     return HistoryRequest
 
@@ -286,14 +298,14 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
     from pydantic import ValidationError
 
     from .errors import NanorecError
-    from .recommend import blocked_items, filter_items, histories_for, list_for_history, popular_items
+    from .recommend import RawHistories, blocked_items, filter_items, histories_for, list_for_history, popular_items
 
     run = Run.open(run_dir, device)
     scorer, item_ids, num_items = run.scorer, run.item_ids, run.num_items
     # the run's own histories, or --data's (a newer log: continued in the run's vocabulary)
     user_ids, hist, _ = histories_for(run, data_path, warn=lambda line: print(line, file=sys.stderr))
     users = ids.Index(user_ids)  # a path's user id is text: matched by the one id rule (ids.py)
-    known_items = ids.item_rows(item_ids)
+    raw_history = RawHistories(run)  # a POST's history (and event types) in the run's vocabulary
     max_k = min(MAX_K, num_items)
     popular = popular_items(hist, num_items, num_items)  # all of them: filters may block the first ones
     HistoryRequest = request_model(max_k, max_history)
@@ -320,7 +332,7 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
             mask = blocked_items(item_ids, None, server) if mask is None else mask | blocked_items(item_ids, None, server)
         return mask
 
-    def answer(history: np.ndarray, k: int, exclude_seen: bool, mask=None) -> dict:
+    def answer(history, k: int, exclude_seen: bool, mask=None) -> dict:
         items, scores, source = list_for_history(scorer, popular, history, k, exclude_seen, blocked=mask)
         return {"items": [original(i) for i in items], "scores": None if scores is None else scores.tolist(),
                 "source": source}
@@ -357,7 +369,7 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
                  items: list[str] | None = Query(None), exclude_items: list[str] | None = Query(None)):
         mask = blocked(items, exclude_items)
         r = int(users.rows(np.array([user_id]))[0])
-        history = hist[r] if r >= 0 else np.zeros(0, np.int64)
+        history = hist.take(np.array([r] if r >= 0 else [], np.int64))  # one row (none: unknown), with its flags
         return {"user_id": user_id, "known_user": r >= 0, **answer(history, k, exclude_seen, mask)}
 
     # the body is read by history_request, so its schema is given to the docs by hand
@@ -367,7 +379,10 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
     @app.post("/recommendations", openapi_extra=body_doc)
     def for_history(req: HistoryRequest = Depends(history_request)):
         mask = blocked(req.items, req.exclude_items)
-        known, unknown = known_items(req.history)
+        try:
+            known, unknown = raw_history(req.history, req.event_types)
+        except NanorecError as e:  # event_types the run cannot read: one line
+            raise HTTPException(422, str(e)) from None
         return {**answer(known, req.k, req.exclude_seen, mask), "unknown_items": unknown}
 
     return app

@@ -42,7 +42,7 @@ from .evaluate import evaluate, format_metrics, score_report
 from .files import append_line, final_path
 from .loss import FUTURE_HORIZON, OutputLoss
 from .model import GPT
-from .packing import IGNORE, pack, prefix_weights
+from .packing import IGNORE, count_targets, pack, prefix_weights
 from .scoring import gpt_scorer
 
 
@@ -228,9 +228,10 @@ def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet
     log = Logger(os.path.join(out_dir, rundir.LOG) if dd.main else None, quiet or not dd.main)
     for line in folder.notes:
         log(line)
-    n_targets = int(np.maximum(np.minimum(sp.train.lengths - 1, cfg.block_size), 0).sum())
+    n_targets, n_context = count_targets(sp.train, cfg.block_size, sp.train.weights)  # views are no targets
+    context = f" ({cfg.target_filter}), {n_context:,} context events" if n_context else ""
     log(f"data {ds.path}: {len(ds.user_ids):,} users, {ds.num_items:,} items, "
-        f"{len(ds.sequences.items):,} interactions; {n_targets:,} training targets; holdout={cfg.holdout}: "
+        f"{len(ds.sequences.items):,} interactions; {n_targets:,} training targets{context}; holdout={cfg.holdout}: "
         f"valid {n_valid:,} users, test {len(sp.test.targets) if sp.test else 0:,} users"
         + (f"; ignored columns: {', '.join(ds.ignored_columns)}" if ds.ignored_columns else ""))
     for line in coverage:

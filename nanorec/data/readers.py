@@ -27,7 +27,7 @@ _EVENT_LOG_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet", ".pq")
 
 def load(source, user_col: str = "user_id", item_col: str = "item_id", time_col: str | None = "timestamp",
          filter: str | None = None, weight_col: str | None = None, time_format: str | None = None,
-         target_filter: str | None = None) -> Dataset:
+         target_filter: str | None = None, need_targets: bool = True) -> Dataset:
     """Read any supported input; raise DataError with a one-line reason on bad input.
 
     source: a path (S3-Rec .txt, challenge folder, event log file or folder of
@@ -41,10 +41,12 @@ def load(source, user_col: str = "user_id", item_col: str = "item_id", time_col:
     with weight_col every event is learned from with its weight) apply to event logs.
     time_col="none" (or None) keeps file order. `time_format` (a strptime format such
     as "%d/%m/%Y") reads a text time column; without it only ISO dates and numbers are
-    read, and a day/month date such as 03/01/2024 is an error (which is the day?)."""
+    read, and a day/month date such as 03/01/2024 is an error (which is the day?).
+    need_targets: a log where no event matches target_filter is an error (nothing to learn or
+    hold out); False for histories to continue (recommend, serve): a log of views is history."""
     if not isinstance(source, (str, os.PathLike)):
         return from_frame(source, user_col, item_col, time_col, filter=filter, weight_col=weight_col,
-                          time_format=time_format, target_filter=target_filter)
+                          time_format=time_format, target_filter=target_filter, need_targets=need_targets)
     path = os.fspath(source)
     if not path.strip():
         raise UsageError("empty data path: expected a file or folder of interactions")
@@ -56,7 +58,7 @@ def load(source, user_col: str = "user_id", item_col: str = "item_id", time_col:
             return read_challenge(path)
         if _parquet_files(path):
             return read_table(path, user_col, item_col, time_col, filter=filter, weight_col=weight_col,
-                              time_format=time_format, target_filter=target_filter)
+                              time_format=time_format, target_filter=target_filter, need_targets=need_targets)
         raise DataError(f"{path}: a folder must be a challenge folder with train.csv (and test.csv) "
                         "or a folder of .parquet files")
     lower = path.lower()
@@ -65,17 +67,17 @@ def load(source, user_col: str = "user_id", item_col: str = "item_id", time_col:
         return read_s3rec(path)
     if lower.endswith(_EVENT_LOG_SUFFIXES):
         return read_table(path, user_col, item_col, time_col, filter=filter, weight_col=weight_col,
-                          time_format=time_format, target_filter=target_filter)
+                          time_format=time_format, target_filter=target_filter, need_targets=need_targets)
     raise DataError(f"{path}: unknown format (expected .txt, .csv, .tsv, .csv.gz, .tsv.gz, .parquet, "
                     "a folder of .parquet files or a challenge folder)")
 
 
-def load_like(cfg, source=None) -> Dataset:
+def load_like(cfg, source=None, need_targets: bool = True) -> Dataset:
     """`load` with a run's column, filter, weight, target and time format settings (any object
     with Config's attributes; target_filter may be absent); `source` defaults to cfg.data (a path or a frame)."""
     return load(cfg.data if source is None else source, cfg.user_col, cfg.item_col, cfg.time_col,
                 filter=cfg.filter or None, weight_col=cfg.weight_col or None, time_format=cfg.time_format or None,
-                target_filter=getattr(cfg, "target_filter", "") or None)
+                target_filter=getattr(cfg, "target_filter", "") or None, need_targets=need_targets)
 
 
 def _event_options_only(path, what, filter, weight_col, time_format=None, target_filter=None):
@@ -187,7 +189,7 @@ def read_json(path: str):
 
 def from_frame(frame, user_col: str = "user_id", item_col: str = "item_id", time_col: str | None = "timestamp",
                filter: str | None = None, weight_col: str | None = None, time_format: str | None = None,
-               target_filter: str | None = None) -> Dataset:
+               target_filter: str | None = None, need_targets: bool = True) -> Dataset:
     """An event log already in memory: a pandas or polars DataFrame or a pyarrow
     Table. Converted to polars without a temporary file; integer ids stay int64,
     string ids stay strings. Name "dataframe", path "<dataframe>"; errors name
@@ -198,7 +200,7 @@ def from_frame(frame, user_col: str = "user_id", item_col: str = "item_id", time
                          f"not {type(frame).__module__}.{type(frame).__name__}")
     df, index_names = converted
     return _events(df, _Where("<dataframe>", index_names=index_names), "dataframe",
-                   user_col, item_col, time_col, filter, weight_col, time_format, target_filter)
+                   user_col, item_col, time_col, filter, weight_col, time_format, target_filter, need_targets)
 
 
 # -----------------------------------------------------------------------------
@@ -206,7 +208,7 @@ def from_frame(frame, user_col: str = "user_id", item_col: str = "item_id", time
 
 def read_table(path: str, user_col="user_id", item_col="item_id", time_col="timestamp",
                filter: str | None = None, weight_col: str | None = None, time_format: str | None = None,
-               target_filter: str | None = None) -> Dataset:
+               target_filter: str | None = None, need_targets: bool = True) -> Dataset:
     """An event log file (.csv/.tsv, optionally .gz, .parquet) or a folder of Parquet files."""
     if os.path.isdir(path):
         df, where = _read_parquet_folder(path)
@@ -214,11 +216,12 @@ def read_table(path: str, user_col="user_id", item_col="item_id", time_col="time
     else:
         df, where = _read_frame(path), _as_where(path)
         name = re.sub(r"\.(csv|tsv)\.gz$|\.[^.]*$", "", os.path.basename(path), flags=re.I)
-    return _events(df, where, name, user_col, item_col, time_col, filter, weight_col, time_format, target_filter)
+    return _events(df, where, name, user_col, item_col, time_col, filter, weight_col, time_format, target_filter,
+                   need_targets)
 
 
 def _events(df, where: _Where, name, user_col, item_col, time_col, filter, weight_col, time_format=None,
-            target_filter=None) -> Dataset:
+            target_filter=None, need_targets=True) -> Dataset:
     path = where.path
     if df.height == 0:
         raise DataError(f"{path}: no interactions (no data rows)")
@@ -245,15 +248,16 @@ def _events(df, where: _Where, name, user_col, item_col, time_col, filter, weigh
                             f"(column {filter_col!r} has e.g. {_examples(df[filter_col])})")
         df, where = df.filter(_polars().Series(keep)), dataclasses.replace(where, rows=np.nonzero(keep)[0])
     weights = _weights(where, df, weight_col) if weight_col else None
-    is_target = None
+    is_target = event_types = None
     if target_col:
         # every event stays in the histories; the matching ones are what validation and test hold out
         is_target = _filter_mask(where, df, target_col, target_values, "target_filter")
-        if not is_target.any():
+        if need_targets and not is_target.any():
             raise DataError(f"{path}: no event matches target_filter {target_filter!r} "
                             f"(column {target_col!r} has e.g. {_examples(df[target_col])})")
         if weights is None:  # without weight_col only the targets are learned from: the others are context
             weights = is_target.astype(np.float32)
+        event_types = sorted(df[target_col].cast(_polars().Utf8).drop_nulls().unique().to_list())
 
     users = _ids(where, df, user_col)
     items = _ids(where, df, item_col)
@@ -266,7 +270,7 @@ def _events(df, where: _Where, name, user_col, item_col, time_col, filter, weigh
                    weights=None if weights is None else weights[order],
                    targets=None if is_target is None else is_target[order], ignored_columns=ignored,
                    times=times[order] if time_col else None,
-                   time_unit=_time_unit(df[time_col], time_format) if time_col else None)
+                   time_unit=_time_unit(df[time_col], time_format) if time_col else None, event_types=event_types)
 
 
 def _chronological(user_raw, times):

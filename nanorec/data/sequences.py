@@ -138,6 +138,9 @@ class Dataset:
     # strings, from the epoch), "d" (dates), None (plain numbers: the column's own units).
     times: np.ndarray | None = None
     time_unit: str | None = None
+    # event logs with target_filter: the values of its column (as text, sorted, nulls left out), the
+    # event types a run knows; a raw history's event types are checked against them (recommend.py)
+    event_types: list[str] | None = None
 
     def __post_init__(self):
         # one array, two names: the splits cut sequences (and their weights); ds.weights reads them
