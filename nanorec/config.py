@@ -98,9 +98,9 @@ class Config:
         '"true" or "auto" (the same: exact at any catalogue size, fusion.py), "false"',
         one_of("auto", "true", "false"), auto="auto")
     fusion_weights: str = key(
-        "auto", '"auto" = chosen on validation; "w1,w2[,w3]" = fixed, e.g. the weights a validated\n'
-        "run chose, for a holdout=none run that has no validation to choose on (in\n"
-        'Python also metrics.json\'s {"transitions": w1, ...} dict or a tuple)',
+        "auto", '"auto" = chosen on validation (the run\'s fusion.json holds them); "w1,w2[,w3]" =\n'
+        "fixed, e.g. the weights a validated run chose, for a holdout=none run that has no\n"
+        'validation to choose on (in Python also metrics.json\'s {"transitions": w1, ...} dict or a tuple)',
         ((lambda x: x == "auto" or parse_weights(x) is not None),
          "auto, or two or three numbers in 0..100: w1,w2[,w3] (transitions, co-occurrence, content)"))
     packing: bool = key(True, "many users per row; False = one user per row, left-aligned, padded")
@@ -138,10 +138,10 @@ class Config:
                         ints(0, note=" (0 = never stop early)"))
     checkpoint_interval: int = key(200, "steps between resumable checkpoints (ckpt.pt)", ints(1))
     seed: int = key(1337, rule=((lambda x: 0 <= x < 2**63), "an integer in 0..2^63-1"), section="system")
-    device: str = key("auto", '"auto" = cuda when available, else cpu (this machine\'s: not resolved into a run)',
+    device: str = key("auto", '"auto" = cuda when available, else cpu (each process\'s own: kept as auto in a run)',
                       ((lambda x: x in ("auto", "cpu", "mps") or re.fullmatch(r"cuda(:\d+)?", x) is not None),
                        "auto, cpu, cuda, cuda:N or mps"))
-    dtype: str = key("auto", '"auto" = bf16 autocast on cuda, fp32 on cpu; or "float32" / "bfloat16"',
+    dtype: str = key("auto", '"auto" = bf16 autocast on cuda, fp32 on cpu (on the device scoring); or "float32" / "bfloat16"',
                      one_of("auto", "float32", "bfloat16"))
     compile: bool = key(False, "torch.compile the transformer for training steps (on CUDA with bf16 1.3x\n"
                         "faster steps; with float32 it measured slower: benchmarks/README.md)")
