@@ -177,3 +177,29 @@ def test_tune_reads_bools_as_the_command_line_does():
     assert p.choices == (True, False, True, False)
     with pytest.raises(UsageError, match=r"--space n_layer='0': expected an integer in 1..64"):
         parse_space("n_layer=0..3")
+
+
+def test_an_update_and_a_resume_resolve_the_autos_again_on_their_own_data(tmp_path):
+    """A run's config.json holds resolved values; an update (more users) and a --resume take the
+    settings as given back (the auto list) and resolve them on their data, not the old values."""
+    import json
+
+    import polars as pl
+
+    from nanorec import Recommender
+    from nanorec.cli import main as cli_main
+    rows = [(u, (u + t) % 9 + 1, t) for u in range(40) for t in range(5)]
+    log = pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
+    log.write_csv(tmp_path / "log.csv")  # a file: --resume reads the data again
+    rec = Recommender(**{**TINY, "max_steps": 10}).fit(str(tmp_path / "log.csv"), out=str(tmp_path / "run"))
+    assert rec.config.valid_users == 40 and "valid_users" in rec.config.auto
+    more = pl.DataFrame([(u, (u + t) % 9 + 1, 10 + t) for u in range(40, 60) for t in range(5)],
+                        schema=["user_id", "item_id", "timestamp"], orient="row")
+    new = rec.update(more, out=str(tmp_path / "updated"), max_steps=4)
+    saved = json.load(open(tmp_path / "updated" / "config.json"))
+    assert saved["valid_users"] == 60 and "valid_users" in saved["auto"]  # all 60, not the old run's 40
+    assert saved["decay_steps"] == 4 and new.config.decay_steps == 4
+    # --resume with the saved (resolved) config: the same values, and a given auto key still compares as given
+    assert cli_main(["train", "--out", str(tmp_path / "run"), "--resume", "max_steps=12"]) == 0
+    again = json.load(open(tmp_path / "run" / "config.json"))
+    assert (again["valid_users"], again["decay_steps"], again["auto"]) == (40, 12, saved["auto"])
