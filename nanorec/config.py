@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 
 from .errors import DataError, UsageError
 
+
 def key(default, help: str = "", rule: tuple | None = None, auto=None, section: str = ""):
     """A config field: default, help (its --help lines), rule = (check, what a good value is), auto =
     the sentinel `resolve` replaces with the value used (None: no auto), section = a --help heading."""
