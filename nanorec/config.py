@@ -191,13 +191,18 @@ class Config:
         write_json(path, self.to_dict() if self.auto is None else {**self.to_dict(), "auto": list(self.auto)})
 
     @classmethod
-    def load(cls, path: str) -> "Config":
-        """A saved config.json; a missing, broken or unknown key is a DataError naming the file.
-        A run written before resolve() has no "auto" list and its autos unresolved (.auto None)."""
+    def load(cls, path: str, every_key: bool = False) -> "Config":
+        """A saved config.json; a broken or unknown key (every_key: a missing one too, never today's
+        default, but LEGACY's, which runs written before they existed lack) is a DataError naming the
+        file. A run written before resolve() has no "auto" list and its autos unresolved (.auto None)."""
         from .data import read_json
         d = read_json(path)
         if not isinstance(d, dict):
             raise DataError(f"{path}: expected a JSON object of config keys")
+        missing = [k for k in TYPES if k not in d and k not in LEGACY] if every_key else []
+        if missing:
+            raise DataError(f"{path}: config key {missing[0]!r} is missing" + (f" (and {len(missing) - 1} more)"
+                            if len(missing) > 1 else "") + "; restore the file, or train the run again")
         d = {**LEGACY, **d}  # keys a run written before they existed did not use
         auto = d.pop("auto", None)
         if auto is not None and not (isinstance(auto, list) and set(auto) <= set(AUTO)):

@@ -317,25 +317,12 @@ def rewrite_history(out: str, records: list) -> None:
 # reading: every failure is a DataError naming the file
 
 def read_config(run_dir: str) -> Config:
-    """config.json, checked: every key of Config must be there (a key missing is a DataError
-    naming it, never today's default), except config.LEGACY's, which runs written before
-    they existed lack (they take the value those runs actually used)."""
-    import dataclasses
-
-    from .config import LEGACY
-    from .data import read_json
+    """config.json, checked, with every key (Config.load's every_key)."""
     require_folder(run_dir)
     path = os.path.join(run_dir, CONFIG)
     if not os.path.exists(path):
         raise DataError(f"{run_dir}: not a run folder ({CONFIG} is missing)")
-    saved = read_json(path)
-    if isinstance(saved, dict):
-        missing = [f.name for f in dataclasses.fields(Config) if f.name not in saved and f.name not in LEGACY]
-        if missing:
-            raise DataError(f"{path}: config key {missing[0]!r} is missing"
-                            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-                            + "; restore the file, or train the run again")
-    return Config.load(path)
+    return Config.load(path, every_key=True)
 
 
 def read_items(run_dir: str) -> np.ndarray:
