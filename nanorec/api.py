@@ -127,7 +127,9 @@ class Recommender:
         (default a tenth of the full run's) on the users with new events plus a replay of
         others, fusion refitted. The new run is written to `out` (default: a new temporary
         folder); this run's folder is never changed. config: keys an update may set
-        (update.UPDATE_KEYS, e.g. max_steps=300)."""
+        (update.UPDATE_KEYS, e.g. max_steps=300), each value checked as the CLI's key=value
+        (max_steps=0 or "5" refused). Events older than a user's last event in this run, or
+        already in it, are refused (update.py)."""
         from .update import update
         self._require_fitted()
         _check_bool(overwrite, "overwrite")

@@ -149,6 +149,9 @@ class Config:
     threads: int = key(0, "torch CPU threads; 0 = leave torch's default", ints(0, 1024, " (0 = torch's default)"))
     progress: bool = key(True, "tqdm progress bars (shown on a terminal only)")
     track: str = key("", 'also log to "tensorboard" and/or "mlflow" (comma-separated; needs the package)')
+    context_targets: str = key("auto", 'target_filter: what a context slot (a view) learns: "next" = the next purchase of\n'
+                               'its history, "none" = nothing (only the slot right before a purchase); auto = next',
+                               one_of("auto", "next", "none"), auto="auto")
 
     # not a field: the keys `resolve` replaced (None: not resolved, e.g. an old run's config.json)
     auto = None
@@ -225,7 +228,7 @@ AUTO = {f.name: f.metadata["auto"] for f in fields(Config) if f.metadata["auto"]
 
 # config.json written before a key existed: the value that run actually used
 LEGACY = {"fuse_transitions": "false", "future_decay": 0.0, "fusion_weights": "auto", "time_format": "",
-          "split_time": ""}
+          "split_time": "", "context_targets": "none"}
 
 
 def expected(name: str, value) -> str | None:
@@ -248,6 +251,7 @@ def resolve(cfg: Config, num_items: int, num_valid: int | None = None, batches_p
     out = dataclasses.replace(
         cfg, loss=loss, dropout=AUTO_DROPOUT[loss] if cfg.dropout == -1.0 else cfg.dropout,
         fuse_transitions="true" if cfg.fuse_transitions == "auto" else cfg.fuse_transitions,
+        context_targets="next" if cfg.context_targets == "auto" else cfg.context_targets,
         decay_steps=cfg.decay_steps or cfg.max_steps,
         num_negatives=resolve_negatives(cfg.num_negatives, cfg.max_steps / batches_per_epoch())
         if sampled and cfg.num_negatives == 0 else cfg.num_negatives,

@@ -374,7 +374,8 @@ def intra_list_similarity(top: np.ndarray, vectors: torch.Tensor, batch: int = 4
 
 
 def score_report(scorer: Scorer, sp, num_items: int, train_counts: np.ndarray, batch_size: int = 512,
-                 vectors: torch.Tensor | None = None, split_time: str = "", seed: int = 0) -> dict:
+                 vectors: torch.Tensor | None = None, split_time: str = "", seed: int = 0,
+                 beyond_users: int = 0) -> dict:
     """The end of every run (GPT, baseline, the baselines beside a run): `score_splits` for the
     single-target splits (loo/last: the same figures as ever), plus
 
@@ -382,7 +383,9 @@ def score_report(scorer: Scorer, sp, num_items: int, train_counts: np.ndarray, b
       multi-target (`set_metrics`); the cold users (no event before the split time) apart, scored on
       the training split's most popular items, the list recommend gives them ("test_cold");
     - "beyond": `beyond_metrics` of the same lists: the test users' (else the validation users', else
-      for holdout=none a fixed sample of users on their whole histories, at most BEYOND_WORK / items).
+      for holdout=none a fixed sample of users on their whole histories, at most BEYOND_WORK / items);
+      beyond_users > 0: on a fixed sample of at most that many of them (an update: its lists' figures
+      without a second full scoring pass; holdout=time reuses the test lists and needs no sample).
     -> score_splits' dict with "beyond" (and "test_cold") added."""
     import time
     from .data import EvalSet, TargetSets
@@ -411,6 +414,9 @@ def score_report(scorer: Scorer, sp, num_items: int, train_counts: np.ndarray, b
                 rows = np.sort(np.random.default_rng([seed, 2]).choice(rows, size=n, replace=False))
             beyond_split = "all users (holdout=none: whole histories)"
             evalset = EvalSet(rows, sp.train.take(rows), np.zeros(len(rows), np.int64))
+        if 0 < beyond_users < len(evalset.users):
+            rows = np.sort(np.random.default_rng([seed, 3]).choice(len(evalset.users), size=beyond_users, replace=False))
+            evalset = EvalSet(evalset.users[rows], evalset.histories.take(rows), evalset.targets[rows])
         lists = top_lists(scorer, evalset, min(max(KS), num_items), batch_size)
     out["beyond"] = {"split": beyond_split, "users": len(evalset.users),
                      **beyond_metrics(lists, evalset.histories, train_counts, num_items, KS, vectors)}

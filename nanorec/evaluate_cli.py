@@ -12,15 +12,33 @@ equals `nanorec evaluate --run STUDY/best --split test`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
-from . import rundir
-from .data import load_like, split_like
+import numpy as np
+
+from . import ids, rundir
+from .data import Sequences, load_like, split_like
 from .devices import DEVICE_HELP, pick_device
 from .errors import DataError, UsageError
 from .evaluate import evaluate_split, format_metrics, protocol_line
 from .files import check_writable_folder, write_json
 from .run import Run
 from .scoring import list_scorer
+
+
+def in_run_order(ds, run_item_ids: np.ndarray, run_dir: str, where: str):
+    """The data set re-indexed to the run's item vocabulary when it holds the run's items in
+    another order (an updated run lists its new items after the old ones, where a reader sorts
+    them among the others); data with other items is refused (rundir.check_same_vocabulary)."""
+    rows = ids.rows(run_item_ids[1:], ds.item_ids[1:])  # (N,) run row of each of the data's items
+    if len(rows) != len(run_item_ids) - 1 or (rows < 0).any():
+        rundir.check_same_vocabulary(run_dir, ds.item_ids, where)
+    if (rows == np.arange(len(rows))).all():
+        return ds
+    remap = np.concatenate([[0], rows + 1]).astype(np.int64)  # the data's index -> the run's
+    seqs = ds.sequences
+    return dataclasses.replace(ds, item_ids=run_item_ids, sequences=Sequences(
+        seqs.offsets, remap[seqs.items], seqs.weights, seqs.targets))
 
 
 def main(argv) -> int:
@@ -43,8 +61,7 @@ def main(argv) -> int:
 
     run = Run.open(args.run, pick_device(args.device))  # the scorer the run ships (fused when fused)
     cfg, scorer, num_items = run.config, run.scorer, run.num_items
-    ds = load_like(cfg, args.data)
-    rundir.check_same_vocabulary(args.run, ds.item_ids, args.data)
+    ds = in_run_order(load_like(cfg, args.data), run.item_ids, args.run, args.data)
     sp = split_like(ds, cfg)
     from .train import validation_sample  # the validation users the run selected on and reported
     evalset = sp.test if args.split == "test" else validation_sample(sp.valid, cfg.valid_users, cfg.seed, ds.num_items)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from .data import Sequences
+from .data.sequences import next_targets
 
 IGNORE = -100  # F.cross_entropy's ignore_index
 
@@ -113,7 +114,8 @@ def count_targets(seqs: Sequences, block_size: int, weights: np.ndarray | None =
 
 
 def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = None,
-         packing: bool = True, horizon: int = 1, weights: np.ndarray | None = None) -> Packed:
+         packing: bool = True, horizon: int = 1, weights: np.ndarray | None = None,
+         context_targets: bool = False) -> Packed:
     """Pack users (in shuffled order when `rng` is given) into rows of block_size tokens.
 
     packing=False puts one user per row (left-aligned, padded): the unpacked reference.
@@ -122,7 +124,10 @@ def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = Non
     ahead (`future`, IGNORE where the history ends): the soft labels of loss.py.
     weights (total,) float32 >= 0 parallel to seqs.items (None: unweighted): each slot carries
     its target event's weight (`Packed.weights`); a weight 0 event is never a target (IGNORE),
-    in `targets` or in `future`.
+    in `targets` or in `future`. context_targets (target_filter, Config.context_targets): a slot
+    whose next event is context learns the next target event of its history instead (the
+    purchase a view leads to, and after a purchase the next purchase: what next week's lists are
+    asked), with that event's weight.
     """
     lengths = seqs.lengths
     users = np.nonzero(lengths >= 2)[0]
@@ -151,8 +156,12 @@ def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = Non
     pos_ids = np.zeros(n_rows * block_size, dtype=np.int64)
     tokens[slot] = seqs.items[src]
     targets[slot] = seqs.items[src + 1]
+    target_event = src + 1  # (tokens,) the flat index of each slot's target event
     if weights is not None:
-        context = weights[src + 1] <= 0
+        if context_targets:
+            target_event = next_targets(seqs, weights > 0)[src + 1]  # == len(items) where none follows
+            targets[slot] = np.append(seqs.items, IGNORE)[target_event]
+        context = np.append(weights, 0.0)[target_event] <= 0
         targets[slot[context]] = IGNORE
     seq_ids[slot] = np.repeat(sids, n_tok)
     pos_ids[slot] = within
@@ -171,7 +180,7 @@ def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = Non
     slot_weights = None
     if weights is not None:
         slot_weights = np.zeros(n_rows * block_size, dtype=np.float32)
-        slot_weights[slot] = weights[src + 1]  # the target event's weight
+        slot_weights[slot] = np.append(weights, 0.0)[target_event]  # the target event's weight
         slot_weights = slot_weights.reshape(shape)
     return Packed(tokens.reshape(shape), targets.reshape(shape), seq_ids.reshape(shape), pos_ids.reshape(shape),
                   future, slot_weights)

@@ -213,7 +213,7 @@ class RunFolder:
         write_json(os.path.join(out, ITEMS), [None] + [_plain(x) for x in item_ids[1:].tolist()], indent=None)
         write_json(os.path.join(out, DATA), fp)
         if not self.resume or not os.path.exists(os.path.join(out, HISTORIES)):
-            save_histories(os.path.join(out, HISTORIES), ds.user_ids, ds.sequences)
+            save_histories(os.path.join(out, HISTORIES), ds.user_ids, ds.sequences, ds.times, ds.time_unit)
         return self.work
 
     def commit(self) -> None:
@@ -234,25 +234,37 @@ class RunFolder:
             self.lock = None
 
 
-def save_histories(path: str, user_ids: np.ndarray, seqs) -> None:
+def save_histories(path: str, user_ids: np.ndarray, seqs, times: np.ndarray | None = None,
+                   time_unit: str | None = None) -> None:
     """Long format, one row per event in order: user_id (original), item (internal index),
-    and under target_filter target (bool: a target event, which exclude_seen removes; a
-    context event, e.g. a view, is not removed)."""
+    under target_filter target (bool: a target event, which exclude_seen removes; a context
+    event, e.g. a view, is not removed), with event weights (weight_col, target_filter) weight,
+    and with a time column time (Dataset.times: a datetime of time_unit, a date, or the
+    column's own numbers): what `nanorec update` needs to extend the run exactly (its weights,
+    its time order, holdout=time's split)."""
     import polars as pl
     users = np.repeat(np.asarray(user_ids), seqs.lengths)
     columns = {"user_id": users.tolist() if users.dtype == object else users, "item": seqs.items}
     is_target = seqs.is_target()
     if is_target is not None and not is_target.all():
         columns["target"] = is_target
+    if seqs.weights is not None:
+        columns["weight"] = np.asarray(seqs.weights, np.float32)
+    if times is not None:
+        kind = {"d": pl.Date}.get(time_unit, pl.Datetime(time_unit) if time_unit else None)
+        columns["time"] = pl.Series(np.asarray(times)) if kind is None else pl.Series(np.asarray(times)).cast(kind)
     df = pl.DataFrame(columns)
     atomic_write(path, df.write_parquet)
 
 
-def read_histories(run_dir: str, num_items: int | None = None):
-    """(user_ids (U,), Sequences) from histories.parquet, users in first-appearance order.
-    num_items: the run's vocabulary size; every item index must be in 1..num_items."""
+# histories.parquet's optional columns after user_id, item, in this order, and their dtypes' checks
+_HISTORY_EXTRAS = {"target": lambda dt: str(dt) == "Boolean", "weight": lambda dt: dt.is_float(),
+                   "time": lambda dt: dt.is_numeric() or dt.is_temporal()}
+
+
+def _read_history_frame(run_dir: str):
+    """histories.parquet, its columns checked (user_id, item[, target][, weight][, time])."""
     import polars as pl
-    from .data import Sequences
     path = os.path.join(run_dir, HISTORIES)
     if not os.path.exists(path):
         raise DataError(f"{run_dir}: no {HISTORIES} (a run from an older nanorec): pass --data")
@@ -260,11 +272,24 @@ def read_histories(run_dir: str, num_items: int | None = None):
         df = pl.read_parquet(path)
     except Exception as e:  # polars raises several unrelated types for a damaged file
         raise DataError(f"{path}: not a readable Parquet file ({first_line(e)})") from None
-    if df.columns not in (["user_id", "item"], ["user_id", "item", "target"]) or not df["item"].dtype.is_integer() \
-            or ("target" in df.columns and df["target"].dtype != pl.Boolean):
-        raise DataError(f"{path}: expected columns user_id, item (an integer item index)[, target (bool)]")
+    extras = df.columns[2:]
+    if df.columns[:2] != ["user_id", "item"] or not df["item"].dtype.is_integer() \
+            or extras != [c for c in _HISTORY_EXTRAS if c in extras] \
+            or not all(_HISTORY_EXTRAS[c](df[c].dtype) for c in extras):
+        raise DataError(f"{path}: expected columns user_id, item (an integer item index)[, target (bool)]"
+                        f"[, weight (float)][, time (a number)]")
     if any(df[c].null_count() for c in df.columns):
-        raise DataError(f"{path}: a missing user_id, item or target")
+        raise DataError(f"{path}: a missing user_id, item, target, weight or time")
+    return df
+
+
+def read_histories(run_dir: str, num_items: int | None = None):
+    """(user_ids (U,), Sequences) from histories.parquet, users in first-appearance order, with
+    its target flags and event weights when the file keeps them (read_history_times: its times).
+    num_items: the run's vocabulary size; every item index must be in 1..num_items."""
+    from .data import Sequences
+    path = os.path.join(run_dir, HISTORIES)
+    df = _read_history_frame(run_dir)
     if num_items is not None and df.height and not 1 <= df["item"].min() <= df["item"].max() <= num_items:
         bad = df["item"].filter((df["item"] < 1) | (df["item"] > num_items))[0]
         raise DataError(f"{path}: item index {bad} outside the run's 1..{num_items:,} ({ITEMS}); "
@@ -277,7 +302,21 @@ def read_histories(run_dir: str, num_items: int | None = None):
     starts = np.nonzero(change)[0]
     offsets = np.append(starts, len(users)).astype(np.int64)
     targets = df["target"].to_numpy() if "target" in df.columns else None
-    return users[starts], Sequences(offsets, df["item"].to_numpy().astype(np.int64), targets=targets)
+    weights = df["weight"].to_numpy().astype(np.float32) if "weight" in df.columns else None
+    return users[starts], Sequences(offsets, df["item"].to_numpy().astype(np.int64), weights=weights, targets=targets)
+
+
+def read_history_times(run_dir: str) -> tuple[np.ndarray | None, str | None]:
+    """-> ((total,) each saved event's time as Dataset.times holds it (parallel to read_histories'
+    items), its Dataset.time_unit); (None, None) when the run folder keeps no times (no time
+    column, or a run from before nanorec kept them)."""
+    df = _read_history_frame(run_dir)
+    if "time" not in df.columns:
+        return None, None
+    s = df["time"]
+    unit = "d" if str(s.dtype) == "Date" else getattr(s.dtype, "time_unit", None)
+    times = s.to_physical().to_numpy()
+    return (times.astype(np.int64) if times.dtype.kind in "iu" else times), unit
 
 
 def save_weights(model, path: str) -> None:

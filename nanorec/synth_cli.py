@@ -1,7 +1,7 @@
 """`nanorec synth`: a challenge-shaped synthetic purchase log of any size, in seconds.
 
     nanorec synth --out FOLDER|FILE.parquet|FILE.csv --rows N [--items M] [--users U] [--seed S] [--challenge]
-                  [--overwrite] [--event-types view,cart,purchase]
+                  [--overwrite] [--event-types view,cart,purchase] [--shop]
 
 A FOLDER (or --challenge) gets a challenge folder: train.csv, test.csv (a
 seeded 57% of the users, as in the challenge) and id_mappings.json; a .parquet
@@ -16,6 +16,17 @@ each after a few views of items of its category and, with three types, a cart,
 plus customers who only view; columns event_type and weight (1 view, 2 cart,
 5 purchase). Train on it with target_filter=event_type=purchase (views as
 context), filter=event_type=purchase (purchases only) or weight_col=weight.
+
+--shop (a .csv/.parquet log) simulates a shop's 10 weeks instead, about --rows
+events (nanorec.synthetic.generate_shop): customers with category tastes and
+sessions (views around an anchor item, carts, the anchor bought), follow-up
+purchases ("after A, people buy B"), Zipf popularity, 8% of the items launched
+in weeks 8-10 as follow-ups of older ones, late customers, item ids with
+leading zeros (000123), ISO timestamps; about 69% views, 19% carts, 11%
+purchases. Beside the log: LOG.catalog.csv (item_id,title,category,price,
+launch_time) and LOG.ceiling.json, the NDCG@10 / MAP@10 that ranking by the
+generator's true next-purchase probabilities gets on week 10's purchases (the
+limit a model can reach). --items / --users default to rows / 60 and rows / 15.
 
 The sizes are checked against the memory available before anything is
 allocated (about 100 bytes a row, 100 an item, 50 a user). An existing
@@ -38,6 +49,8 @@ def check_args(args) -> tuple[int, int]:
         raise UsageError("--out: empty; expected a folder, or a .csv / .parquet file name")
     if not 2 <= args.rows <= 1_000_000_000:
         raise UsageError(f"--rows {args.rows}: must be in 2..1000000000")
+    if getattr(args, "shop", False):
+        return check_shop_args(args)
     users = args.users if args.users is not None else max(1, round(args.rows / CHALLENGE_ROWS_PER_USER))
     items = args.items if args.items is not None else max(4, round(args.rows / CHALLENGE_ROWS_PER_ITEM))
     if args.users is not None and not 1 <= args.users <= args.rows // 2:
@@ -50,12 +63,42 @@ def check_args(args) -> tuple[int, int]:
     if args.items is not None and items > max(args.rows, 4):  # most of such a catalogue is never bought: id files of items no row names
         raise UsageError(f"--items {items:,}: more items than --rows {args.rows:,}; most would never be bought "
                          f"(the challenge has one item per {CHALLENGE_ROWS_PER_ITEM:.0f} rows)")
+    return check_rest(args, users, items, memory_needed(args.rows, items, users))
+
+
+def check_rest(args, users: int, items: int, need: int) -> tuple[int, int]:
+    """What every kind of log checks alike: the seed, the memory (`need` bytes), --event-types, the output."""
     if not 0 <= args.seed < 2**63:
         raise UsageError(f"--seed {args.seed}: must be in 0..2^63-1")
-    need, free = memory_needed(args.rows, items, users), available_memory()
+    free = available_memory()
     if free is not None and need > MEMORY_SHARE * free:
         raise UsageError(f"--rows {args.rows:,} --items {items:,} --users {users:,}: needs about {need / 1e9:.1f} GB "
                          f"of memory, and {free / 1e9:.1f} GB is available; ask for fewer rows or items")
+    check_event_types(args)
+    check_out(args)
+    return users, items
+
+
+def check_shop_args(args) -> tuple[int, int]:
+    """--shop's sizes (--rows: events, at least 1,000) -> (users, items), or a one-line UsageError."""
+    from .synthetic import SHOP_ROWS_PER_ITEM, SHOP_ROWS_PER_USER, memory_needed
+    if args.challenge:
+        raise UsageError("--shop writes an event log (.csv/.parquet), not a challenge folder: drop --challenge")
+    if not args.out.lower().endswith((".csv", ".parquet")):
+        raise UsageError(f"--shop: writes an event log; --out {args.out} must be a .csv or .parquet file")
+    if not 1000 <= args.rows <= 100_000_000:
+        raise UsageError(f"--rows {args.rows}: with --shop, the events to simulate, in 1000..100000000")
+    users = args.users if args.users is not None else max(1, round(args.rows / SHOP_ROWS_PER_USER))
+    items = args.items if args.items is not None else max(20, round(args.rows / SHOP_ROWS_PER_ITEM))
+    if not 1 <= users <= args.rows:
+        raise UsageError(f"--users {users}: with --shop, in 1..{args.rows} (--rows)")
+    if not 20 <= items <= max(20, args.rows):
+        raise UsageError(f"--items {items}: with --shop, in 20..{max(20, args.rows)} (--rows)")
+    return check_rest(args, users, items, memory_needed(4 * args.rows, 100 * items, users))  # + the ceiling's chunks
+
+
+def check_event_types(args) -> None:
+    """--event-types: 2 or 3 distinct names in funnel order, for an event log."""
     if args.event_types is not None:
         types = [t.strip() for t in args.event_types.split(",")]
         if len(types) not in (2, 3) or not all(types) or len(set(types)) < len(types):
@@ -63,8 +106,6 @@ def check_args(args) -> tuple[int, int]:
                              "the purchase last, e.g. view,cart,purchase")
         if not args.out.lower().endswith((".csv", ".parquet")):
             raise UsageError(f"--event-types: writes an event log; --out {args.out} must be a .csv or .parquet file")
-    check_out(args)
-    return users, items
 
 
 def check_out(args) -> None:
@@ -81,6 +122,12 @@ def check_out(args) -> None:
             raise DataError(f"{args.out}: folder {folder} does not exist")
         if os.path.lexists(args.out) and not args.overwrite:
             raise UsageError(f"--out {args.out}: the file exists; pass --overwrite to replace it, or choose another")
+        if getattr(args, "shop", False):
+            from .synthetic import shop_sidecars
+            for side in shop_sidecars(args.out):
+                if os.path.lexists(side) and not args.overwrite:
+                    raise UsageError(f"--out {args.out}: {side} (written beside the log) exists; pass --overwrite "
+                                     "to replace it, or choose another --out")
         return
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise DataError(f"{args.out}: exists and is not a folder")
@@ -131,9 +178,10 @@ def main(argv) -> int:
                                 epilog=__doc__.split("\n\n")[-1] + "\n\nexamples:\n"
                                        "  nanorec synth --out data/synth --rows 2430000 --items 78000 --users 720000\n"
                                        "  nanorec synth --out log.parquet --rows 100000 --seed 1\n"
-                                       "  nanorec synth --out shop.csv --rows 20000 --event-types view,cart,purchase")
+                                       "  nanorec synth --out shop.csv --rows 20000 --event-types view,cart,purchase\n"
+                                       "  nanorec synth --out shop.csv --rows 300000 --shop")
     p.add_argument("--out", required=True, help="a folder (challenge layout) or a .parquet/.csv event log")
-    p.add_argument("--rows", type=int, required=True, help="purchases (rows) to generate")
+    p.add_argument("--rows", type=int, required=True, help="purchases (rows) to generate (--shop: events)")
     p.add_argument("--items", type=int, help="catalogue size (default: rows / 31, the challenge's ratio)")
     p.add_argument("--users", type=int, help="users (default: rows / 3.375, the challenge's ratio)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -142,6 +190,9 @@ def main(argv) -> int:
     p.add_argument("--event-types", metavar="VIEW,[CART,]PURCHASE",
                    help="a shop's log (.csv/.parquet): views and carts around the purchases, event_type and weight "
                         "columns (e.g. view,cart,purchase)")
+    p.add_argument("--shop", action="store_true",
+                   help="simulate a shop's 10 weeks (.csv/.parquet): sessions, carts, follow-ups, launches, late "
+                        "customers; writes LOG.catalog.csv and LOG.ceiling.json beside it")
     args = p.parse_args(argv)
     users, items = check_args(args)
     from .files import OutputLock, recover_folder
@@ -153,7 +204,13 @@ def main(argv) -> int:
         check_out(args)  # again, under the lock: another synth may have finished meanwhile
         types = tuple(t.strip() for t in args.event_types.split(",")) if args.event_types else None
         s = write_fast(args.out, args.rows, items, users, args.seed, challenge=True if args.challenge else None,
-                       event_types=types)
+                       event_types=types, shop=args.shop)
+    if args.shop:
+        shares = ", ".join(f"{v:.0%} {k}" for k, v in s["shares"].items())
+        print(f"wrote {args.out}: {s['rows']:,} events ({shares}), {s['users']:,} users, {s['items']:,} items "
+              f"({s['new_items']:,} launched in weeks 8-10); {s['catalog']}; {s['ceiling']} (week 10 ceiling "
+              f"NDCG@10 {s['ceiling_ndcg']:.4f}) ({time.time() - t0:.1f} s)")
+        return 0
     test = f", {s['test_users']:,} test users" if "test_users" in s else ""
     if "shares" in s:
         test += " (" + ", ".join(f"{v:.0%} {k}" for k, v in s["shares"].items()) + ")"

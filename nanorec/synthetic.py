@@ -276,8 +276,8 @@ CHALLENGE_FILES = ("train.csv", "test.csv", "id_mappings.json")
 
 def write_fast(out: str, num_rows: int, num_items: int | None = None, num_users: int | None = None,
                seed: int = 0, challenge: bool | None = None, test_fraction: float = CHALLENGE_TEST_FRACTION,
-               cold_users: int = 0, event_types: tuple | None = None, **kwargs) -> dict:
-    """`generate_fast` written out:
+               cold_users: int = 0, event_types: tuple | None = None, shop: bool = False, **kwargs) -> dict:
+    """`generate_fast` written out (shop=True: `write_shop`'s log, catalogue and ceiling instead):
 
     - a challenge folder (out without a .csv/.parquet suffix, or challenge=True):
       train.csv (user_id,item_id,rating,timestamp; rows in time order, ids from 0),
@@ -293,6 +293,8 @@ def write_fast(out: str, num_rows: int, num_items: int | None = None, num_users:
     import polars as pl
     from .files import atomic_write, discard_folder, publish_folder, temp_folder
 
+    if shop:
+        return write_shop(out, num_rows, num_items, num_users, seed, tuple(event_types or EVENT_TYPES))
     users, items, times = generate_fast(num_rows, num_items, num_users, seed, **kwargs)
     n_users = int(users[-1]) + 1
     n_items = num_items or max(4, round(num_rows / CHALLENGE_ROWS_PER_ITEM))
@@ -345,3 +347,317 @@ def _write_mappings(path: str, n_users: int, n_items: int, chunk: int = 1 << 16)
                 f.write((", " if lo else "") + ", ".join(f'"{prefix}{j:07d}": {j}' for j in range(lo, min(n, lo + chunk))))
             f.write("}")
         f.write("}\n")
+
+
+
+# -----------------------------------------------------------------------------
+# a shop: tastes, sessions, follow-up purchases, launches, late customers
+
+SHOP_START = "2024-01-01T00:00:00"  # a Monday: week w (1-based) is days 7(w-1) .. 7w
+SHOP_WEEKS = 10
+SHOP_NEW_WEEKS = 3          # new items launch in the last weeks (weeks 8-10 of 10)
+SHOP_NEW_SHARE = 0.08       # share of the catalogue launched then
+SHOP_LATE_SHARE = 0.25      # customers who arrive after week 1 (uniformly over weeks 2-10)
+SHOP_P_FOLLOW = 0.5         # a session's anchor is a follow-up of the customer's last purchase (if any)
+SHOP_P_BUY = 0.5            # a session ends with buying its anchor
+SHOP_P_VIEW_ANCHOR = 0.85   # the anchor is among the session's views (a purchase follows its views)
+SHOP_EXTRA_VIEWS = 2.2      # views of a session: 1 + Poisson(this), the anchor's category
+SHOP_P_CART = (0.5, 0.9)    # the anchor is carted: in a session without / with its purchase
+SHOP_P_EXTRA_CART = 0.2     # another viewed item is carted (and not bought)
+SHOP_EVENTS_PER_SESSION = 4.58  # the expected events of a session with the shares above
+SHOP_ROWS_PER_USER, SHOP_ROWS_PER_ITEM = 15, 60  # default sizes: 300k events -> 20k customers, 5k items
+SHOP_ITEMS_PER_CATEGORY = 100
+FOLLOW_WEIGHTS = (0.6, 0.3, 0.1)  # an old item's three follow-ups; a new item launched as its follow-up weighs 1
+DAY_S = 86_400
+
+
+def _zipf_weights(n: int, rng, exponent: float = 1.0) -> np.ndarray:
+    """(n,) popularity weights 1/rank^exponent, the ranks in random order."""
+    return (1.0 / np.arange(1, n + 1) ** exponent)[rng.permutation(n)]
+
+
+def _shop_catalogue(num_items: int, rng) -> dict:
+    """Items 0..N-1 (the last SHOP_NEW_SHARE are new): category, popularity, launch (seconds from
+    the start; < 0 before it), follow-ups (N, 4) items with weights (slot 3: the new item launched
+    as this one's follow-up, weight 1, else weight 0), price, the id number each item is written as."""
+    num_categories = max(2, num_items // SHOP_ITEMS_PER_CATEGORY)
+    n_new = int(round(SHOP_NEW_SHARE * num_items))
+    old = num_items - n_new
+    pop = _zipf_weights(num_items, rng)
+    category = np.empty(num_items, dtype=np.int64)
+    category[:old] = rng.permutation(old) % num_categories  # every category holds old items
+    launch = np.empty(num_items, dtype=np.int64)
+    launch[:old] = -rng.integers(DAY_S, 365 * DAY_S, size=old)
+    launch[old:] = rng.integers((SHOP_WEEKS - SHOP_NEW_WEEKS) * 7 * DAY_S, SHOP_WEEKS * 7 * DAY_S, size=n_new)
+    # a new item follows a popular old one (its next model, its accessory), in its category half the time
+    parent = rng.choice(old, size=n_new, replace=False, p=pop[:old] / pop[:old].sum())
+    category[old:] = np.where(rng.random(n_new) < 0.5, category[parent], rng.integers(0, num_categories, n_new))
+    # follow-ups (old items, never the item itself): the first from its own category, two from anywhere
+    follow = np.zeros((num_items, 4), dtype=np.int64)
+    weight = np.zeros((num_items, 4))
+    for c in range(num_categories):
+        members, own = np.nonzero(category[:old] == c)[0], np.nonzero(category == c)[0]
+        follow[own, 0] = members[rng.integers(0, len(members), size=len(own))]
+    follow[:, 1:3] = rng.integers(0, old, size=(num_items, 2))
+    itself = follow[:, :3] == np.arange(num_items)[:, None]
+    follow[:, :3] = np.where(itself, (follow[:, :3] + 1) % old, follow[:, :3])
+    weight[:, :3] = FOLLOW_WEIGHTS
+    follow[:, 3] = follow[:, 0]  # an unused slot (weight 0) names a real item
+    follow[parent, 3], weight[parent, 3] = np.arange(old, num_items), 1.0
+    base = np.exp(rng.normal(3.0, 1.0, size=num_categories))  # a category's typical price
+    price = np.maximum(np.round(base[category] * np.exp(rng.normal(0.0, 0.3, size=num_items)), 2), 0.99)
+    return {"category": category, "pop": pop, "launch": launch, "follow": follow, "follow_w": weight,
+            "price": price, "new": np.arange(num_items) >= old, "num_categories": num_categories,
+            "id_number": rng.permutation(num_items)}  # item i is written as id_number[i]: new items not last
+
+
+def _category_table(cat: dict):
+    """CSR over categories of items by descending popularity: (offsets (C+1,), items (N,), their
+    cumulative popularity (N,)), and each category's most popular old item (C,)."""
+    order = np.lexsort((-cat["pop"], cat["category"]))
+    offsets = np.zeros(cat["num_categories"] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cat["category"], minlength=cat["num_categories"]), out=offsets[1:])
+    old_first = np.lexsort((-cat["pop"], cat["new"], cat["category"]))  # per category, old items first
+    return offsets, order, np.cumsum(cat["pop"][order]), old_first[offsets[:-1]]
+
+
+def _draw_in_category(cats, t, table, launch, rng, tries: int = 64) -> np.ndarray:
+    """(n,) items of categories cats (n,), by popularity among those launched by time t (n,):
+    rejection sampling, exact with enough tries (new items are a few percent of a category);
+    a draw still rejected after `tries` takes the category's most popular old item."""
+    offsets, items, cum, fallback = table
+    out = fallback[cats].copy()
+    todo = np.arange(len(cats))
+    for _ in range(tries):
+        if not len(todo):
+            break
+        lo, hi = offsets[cats[todo]], offsets[cats[todo] + 1]
+        before = np.where(lo > 0, cum[np.maximum(lo - 1, 0)], 0.0)
+        r = before + rng.random(len(todo)) * (cum[hi - 1] - before)
+        got = items[np.clip(np.searchsorted(cum, r, side="right"), lo, hi - 1)]
+        ok = launch[got] <= t[todo]
+        out[todo[ok]] = got[ok]
+        todo = todo[~ok]
+    return out
+
+
+def _follow_probs(cat: dict, last, t) -> np.ndarray:
+    """(n, 4) probabilities of the follow-up slots of items `last` (n,) at times t (n,): the
+    slots' weights, those not launched by t set to 0, normalised (the 3 old ones always are)."""
+    w = cat["follow_w"][last] * (cat["launch"][cat["follow"][last]] <= np.asarray(t)[:, None])
+    return w / w.sum(1, keepdims=True)
+
+
+def _tastes(num_users: int, num_categories: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """-> (U, 4) categories and (U, 4) weights: each customer likes 1-4 categories (the popular
+    categories more often), weights Dirichlet(1); unused slots weigh 0."""
+    k = 1 + rng.binomial(3, 0.3, size=num_users)
+    cat_pop = _zipf_weights(num_categories, rng, 0.7)
+    cats = rng.choice(num_categories, size=(num_users, 4), p=cat_pop / cat_pop.sum())
+    w = rng.gamma(1.0, size=(num_users, 4)) * (np.arange(4)[None, :] < k[:, None])
+    return cats, w / w.sum(1, keepdims=True)
+
+
+def generate_shop(num_rows: int = 300_000, num_items: int | None = None, num_users: int | None = None,
+                  seed: int = 0) -> dict:
+    """A shop's 10 weeks, about num_rows events (vectorised: a loop over each customer's k-th session).
+
+    Catalogue (`_shop_catalogue`): categories of ~100 items, Zipf popularity, 3 follow-ups an item
+    ("after A, people buy B"), 8% of the items launched during weeks 8-10 each as the strongest
+    follow-up of a popular older item. Customers: tastes over 1-4 categories (`_tastes`), an
+    activity level (lognormal), 25% arriving after week 1; sessions at random times between their
+    arrival and the end. A session has an anchor: with SHOP_P_FOLLOW a follow-up of the customer's
+    last purchase (`_follow_probs`), else a category of their taste and an item of it by popularity,
+    among the items launched by then. It holds 1 + Poisson(2.2) views of items of the anchor's
+    category (the anchor among them with SHOP_P_VIEW_ANCHOR), carts (the anchor, sometimes another
+    viewed item), and with SHOP_P_BUY the anchor's purchase, last.
+    -> dict: events (user, item, time in seconds from SHOP_START, kind 0 view / 1 cart / 2 purchase;
+    in time order per user), the catalogue, the tastes, each customer's arrival. Same seed, same shop."""
+    rng = np.random.default_rng([seed, 11])
+    num_items = num_items or max(20, round(num_rows / SHOP_ROWS_PER_ITEM))
+    num_users = num_users or max(1, round(num_rows / SHOP_ROWS_PER_USER))
+    cat = _shop_catalogue(num_items, rng)
+    table = _category_table(cat)
+    taste_cat, taste_w = _tastes(num_users, cat["num_categories"], rng)
+    end = SHOP_WEEKS * 7 * DAY_S - 3600
+    arrival = np.where(rng.random(num_users) < SHOP_LATE_SHARE, rng.integers(7 * DAY_S, end, size=num_users), 0)
+    activity = rng.lognormal(0.0, 1.0, size=num_users) * (end - arrival) / end
+    n_sessions = max(1, round(num_rows / SHOP_EVENTS_PER_SESSION))
+    per_user = rng.multinomial(n_sessions, activity / activity.sum())
+    s_user = np.repeat(np.arange(num_users), per_user)
+    s_time = arrival[s_user] + (rng.random(n_sessions) * (end - arrival[s_user])).astype(np.int64)
+    order = np.lexsort((s_time, s_user))
+    s_user, s_time = s_user[order], s_time[order]
+    rank = np.arange(n_sessions) - np.repeat(np.cumsum(per_user) - per_user, per_user)  # k-th session of its user
+    s_buy = rng.random(n_sessions) < SHOP_P_BUY
+    anchor = np.empty(n_sessions, dtype=np.int64)
+    last = np.full(num_users, -1, dtype=np.int64)  # each customer's last purchase so far
+    by_rank = np.argsort(rank, kind="stable")
+    starts = np.searchsorted(rank[by_rank], np.arange(int(rank.max()) + 2))
+    for k in range(int(rank.max()) + 1):
+        idx = by_rank[starts[k]:starts[k + 1]]  # every customer's k-th session, at once
+        u, t, prev = s_user[idx], s_time[idx], last[s_user[idx]]
+        follows = (prev >= 0) & (rng.random(len(idx)) < SHOP_P_FOLLOW)
+        slot = (np.cumsum(_follow_probs(cat, prev[follows], t[follows]), 1)
+                <= rng.random(int(follows.sum()))[:, None]).sum(1)
+        anchor[idx[follows]] = cat["follow"][prev[follows], np.minimum(slot, 3)]
+        taste = ~follows
+        tslot = np.minimum((np.cumsum(taste_w[u[taste]], 1) <= rng.random(int(taste.sum()))[:, None]).sum(1), 3)
+        anchor[idx[taste]] = _draw_in_category(taste_cat[u[taste], tslot], t[taste], table, cat["launch"], rng)
+        bought = s_buy[idx]
+        last[u[bought]] = anchor[idx[bought]]
+    events = _session_events(s_user, s_time, anchor, s_buy, cat, table, rng)
+    return {**events, "catalogue": cat, "taste_cat": taste_cat, "taste_w": taste_w, "num_users": num_users,
+            "arrival": arrival}
+
+
+def _session_events(s_user, s_time, anchor, s_buy, cat, table, rng) -> dict:
+    """The events of every session: views (items of the anchor's category, the anchor at a random
+    place), then an extra cart, the anchor's cart, the purchase; 20 s to 4 min apart."""
+    n = len(s_user)
+    n_views = 1 + rng.poisson(SHOP_EXTRA_VIEWS, size=n)
+    views = _draw_in_category(np.repeat(cat["category"][anchor], n_views), np.repeat(s_time, n_views), table,
+                              cat["launch"], rng)
+    v_start = np.cumsum(n_views) - n_views
+    anchor_at = v_start + (rng.random(n) * n_views).astype(np.int64)
+    shown = rng.random(n) < SHOP_P_VIEW_ANCHOR
+    views[anchor_at[shown]] = anchor[shown]
+    extra = (n_views >= 2) & (rng.random(n) < SHOP_P_EXTRA_CART)  # the view after the anchor's place
+    extra_item = views[v_start + (anchor_at - v_start + 1) % n_views]
+    cart = rng.random(n) < np.where(s_buy, SHOP_P_CART[1], SHOP_P_CART[0])
+    per = n_views + extra + cart + s_buy
+    first = np.cumsum(per) - per
+    within = np.arange(int(per.sum())) - np.repeat(first, per)
+    item = np.empty(int(per.sum()), dtype=np.int64)
+    kind = np.zeros(len(item), dtype=np.int64)
+    is_view = within < np.repeat(n_views, per)
+    item[is_view] = views
+    at = first + n_views  # the slots after the views: extra cart, anchor cart, purchase, as present
+    item[at[extra]], kind[at[extra]] = extra_item[extra], 1
+    at = at + extra
+    item[at[cart]], kind[at[cart]] = anchor[cart], 1
+    at = at + cart
+    item[at[s_buy]], kind[at[s_buy]] = anchor[s_buy], 2
+    gaps = rng.integers(20, 240, size=len(item))
+    offset = np.cumsum(gaps) - np.repeat(np.cumsum(gaps)[first], per)  # 0 at each session's first event
+    return {"user": np.repeat(s_user, per), "item": item, "time": np.repeat(s_time, per) + offset, "kind": kind}
+
+
+def shop_ceiling(sim: dict, week: int = SHOP_WEEKS, k: int = 10, chunk: int = 1024) -> dict:
+    """The generator's own limit on week `week`'s purchases: each customer's true next-purchase
+    probabilities at the week's start (SHOP_P_FOLLOW x the follow-ups of their last purchase, the
+    rest their tastes x popularity within a category among launched items; both averaged over
+    the week's days, as items launch during it), their top-k as the list, the customer's earlier
+    purchases excluded. Judged as the lifecycle benchmark judges a run: every distinct item the
+    customer buys that week and had not bought before (multi-target, evaluate.set_metrics),
+    known customers only, two ways: "any_event" (an event before the week: views as context) and
+    "earlier_purchase" (a purchase before it: purchases only); new-item recall@10: the share of
+    targets launched in the last SHOP_NEW_WEEKS weeks that the lists hold. -> {way: {users, NDCG@10, ...}}."""
+    from .data import Sequences
+    from .evaluate import set_metrics
+    cat = sim["catalogue"]
+    T = (week - 1) * 7 * DAY_S
+    user, item, time, kind = sim["user"], sim["item"], sim["time"], sim["kind"]
+    buy, before = kind == 2, time < T
+    days = T + (np.arange(7) + 0.5) * DAY_S  # (7,) the week's day midpoints
+    # q[i] = pop_i / (launched popularity of i's category), averaged over the days: P(i | its category)
+    q = np.zeros(len(cat["pop"]))
+    for t in days:
+        w = cat["pop"] * (cat["launch"] <= t)
+        q += w / np.bincount(cat["category"], w, minlength=cat["num_categories"])[cat["category"]] / len(days)
+    fol = sum(_follow_probs(cat, np.arange(len(q)), np.full(len(q), t)) for t in days) / len(days)  # (N, 4)
+    # each customer's last purchase before the week (-1: none) and earlier purchases
+    pb = np.nonzero(buy & before)[0]
+    last = np.full(sim["num_users"], -1, dtype=np.int64)
+    by_user = pb[np.lexsort((time[pb], user[pb]))]  # (P,) by customer, then time
+    final = np.append(user[by_user][1:] != user[by_user][:-1], True) if len(by_user) else np.zeros(0, bool)
+    last[user[by_user[final]]] = item[by_user[final]]  # each customer's latest purchase
+    n_items = len(q)
+    earlier = np.unique(user[pb] * n_items + item[pb])
+    wk = np.nonzero(buy & ~before)[0]
+    key = np.unique(user[wk] * n_items + item[wk])
+    key = key[~np.isin(key, earlier)]  # (pairs,) the week's new purchases, user-major
+    known = {"any_event": np.unique(user[before]), "earlier_purchase": np.unique(user[pb])}
+    out = {}
+    for way, users_known in known.items():
+        pairs = key[np.isin(key // n_items, users_known)]
+        users, counts = np.unique(pairs // n_items, return_counts=True)
+        offsets = np.zeros(len(users) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        targets = Sequences(offsets, pairs % n_items)
+        lists = np.zeros((len(users), k), dtype=np.int64)
+        for lo in range(0, len(users), chunk):
+            u = users[lo:lo + chunk]
+            theta = np.zeros((len(u), cat["num_categories"]))
+            np.add.at(theta, (np.repeat(np.arange(len(u)), 4), sim["taste_cat"][u].ravel()), sim["taste_w"][u].ravel())
+            has = last[u] >= 0
+            p = (1 - SHOP_P_FOLLOW * has)[:, None] * theta[:, cat["category"]] * q[None, :]  # (B, N)
+            rows = np.nonzero(has)[0]
+            np.add.at(p, (np.repeat(rows, 4), cat["follow"][last[u[rows]]].ravel()),
+                      SHOP_P_FOLLOW * fol[last[u[rows]]].ravel())
+            e = earlier[np.isin(earlier // n_items, u)]
+            p[np.searchsorted(u, e // n_items), e % n_items] = -1.0  # seen: never listed
+            top = np.argpartition(-p, k, axis=1)[:, :k]
+            lists[lo:lo + chunk] = np.take_along_axis(top, np.argsort(-np.take_along_axis(p, top, 1), 1,
+                                                                      kind="stable"), 1)
+        m = set_metrics(lists, targets, ks=(k,)) if len(users) else {}
+        row = np.repeat(np.arange(len(users)), counts)
+        hit = np.isin(row * n_items + targets.items, np.arange(len(users))[:, None] * n_items + lists)  # (pairs,)
+        new = cat["new"][targets.items]
+        out[way] = {"users": int(len(users)), "targets": int(len(pairs)), **{n: round(v, 5) for n, v in m.items()},
+                    "new_item_targets": int(new.sum()),
+                    "new_item_recall@10": round(float(hit[new].mean()), 5) if new.any() else None}
+    return out
+
+
+def shop_sidecars(out: str) -> tuple[str, str]:
+    """The files `write_shop` writes beside the log OUT.csv: OUT.catalog.csv and OUT.ceiling.json."""
+    stem = out[:out.lower().rindex(".")] if "." in os.path.basename(out) else out
+    return stem + ".catalog.csv", stem + ".ceiling.json"
+
+
+def _iso(seconds: np.ndarray) -> np.ndarray:
+    """Seconds from SHOP_START as ISO date-times (2024-03-04T09:15:00)."""
+    return (np.datetime64(SHOP_START) + np.asarray(seconds).astype("timedelta64[s]")).astype(str)
+
+
+def write_shop(out: str, num_rows: int, num_items: int | None = None, num_users: int | None = None, seed: int = 0,
+               event_types: tuple = EVENT_TYPES) -> dict:
+    """`generate_shop` written out: the event log `out` (.csv or .parquet: user_id, item_id as
+    zero-padded text such as 000123, timestamp as ISO date-times, event_type named by
+    event_types in funnel order (view[, cart], purchase; with two names carts are left out),
+    weight TYPE_WEIGHTS), and beside it (`shop_sidecars`) the catalogue (item_id, title,
+    category, price, launch_time) and the ceiling (`shop_ceiling` on the last week, with the
+    week's start as split_time). Each file written atomically. -> a summary dict."""
+    import polars as pl
+    from .files import atomic_write, write_json
+    sim = generate_shop(num_rows, num_items, num_users, seed)
+    cat = sim["catalogue"]
+    keep = sim["kind"] != 1 if len(event_types) == 2 else np.ones(len(sim["kind"]), dtype=bool)
+    stage = np.array([0, 1, 2])[sim["kind"][keep]]  # view, cart, purchase
+    names = np.array(event_types if len(event_types) == 3 else (event_types[0], "", event_types[1]))
+    weights = np.array([TYPE_WEIGHTS[s] for s in EVENT_TYPES])
+    width = max(6, len(str(len(cat["pop"]) - 1)))
+    ids = np.char.zfill(cat["id_number"].astype(str), width)  # (N,) item i's id: leading zeros
+    order = np.lexsort((sim["user"][keep], sim["time"][keep]))  # a log in time order (a session's own order kept)
+    times = sim["time"][keep][order]
+    stamp = (np.datetime64(SHOP_START) + times.astype("timedelta64[s]")) if out.lower().endswith(".parquet") \
+        else _iso(times)
+    df = pl.DataFrame({"user_id": sim["user"][keep][order], "item_id": ids[sim["item"][keep][order]],
+                       "timestamp": stamp, "event_type": names[stage[order]], "weight": weights[stage[order]]})
+    catalog_path, ceiling_path = shop_sidecars(out)
+    catalogue = pl.DataFrame({"item_id": ids, "title": [f"item {i} (c{c:03d})" for i, c in zip(ids, cat["category"])],
+                              "category": np.char.add("c", np.char.zfill(cat["category"].astype(str), 3)),
+                              "price": cat["price"], "launch_time": _iso(cat["launch"])}).sort("item_id")
+    T = (SHOP_WEEKS - 1) * 7 * DAY_S
+    ceiling = {"split_time": str(_iso(np.array([T]))[0]), "week": SHOP_WEEKS,
+               "protocol": shop_ceiling.__doc__.split("\n\n")[0].replace("\n    ", " "), **shop_ceiling(sim)}
+    atomic_write(out, df.write_parquet if out.lower().endswith(".parquet") else df.write_csv)
+    atomic_write(catalog_path, catalogue.write_csv)
+    write_json(ceiling_path, ceiling)
+    n_new = int(cat["new"].sum())
+    return {"rows": df.height, "users": int(df["user_id"].n_unique()), "items": len(ids),
+            "items_bought": int(len(np.unique(sim["item"][sim["kind"] == 2]))), "new_items": n_new,
+            "shares": {n: round(float(np.mean(sim["kind"][keep] == s)), 3) for n, s in
+                       zip(event_types, (0, 1, 2) if len(event_types) == 3 else (0, 2))},
+            "catalog": catalog_path, "ceiling": ceiling_path, "ceiling_ndcg": ceiling["any_event"].get("NDCG@10")}

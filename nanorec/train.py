@@ -94,7 +94,8 @@ def epoch_batches(train_seqs, cfg: Config, epoch: int, weights=None):
     The shuffle depends only on (seed, epoch): a resumed run sees the same batches."""
     rng = np.random.default_rng([cfg.seed, epoch])
     horizon = FUTURE_HORIZON if cfg.future_decay > 0 else 1
-    packed = pack(train_seqs, cfg.block_size, rng, packing=cfg.packing, horizon=horizon, weights=weights)
+    packed = pack(train_seqs, cfg.block_size, rng, packing=cfg.packing, horizon=horizon, weights=weights,
+                  context_targets=cfg.context_targets != "none")
     order = rng.permutation(len(packed))
     batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
     return packed, batches
@@ -236,6 +237,9 @@ def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet
         + (f"; ignored columns: {', '.join(ds.ignored_columns)}" if ds.ignored_columns else ""))
     for line in coverage:
         log(line)
+    if sp.valid is not None and cfg.holdout in ("loo", "last") and ds.sequences.has_context():
+        from .data import funnel_note
+        log(funnel_note(ds.sequences, 1 if sp.test is not None else 0))
     if sp.valid is not None and len(sp.valid.targets) < n_valid:
         log(f"validation: a fixed sample of {len(sp.valid.targets):,} of {n_valid:,} users (valid_users={given.valid_users}"
             + (", auto: users x items above train.VALID_WORK" if "valid_users" in cfg.auto else "") + ")")
@@ -348,7 +352,8 @@ def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet
     # -------------------------------------------------------------------------
     # 4. the selected weights, scored once on validation and on the test split
     results = final_evaluation(model, scorer, ds, sp if score_test else dataclasses.replace(sp, test=None),
-                               cfg, state, out_dir, log, extra={"update": start.record} if start else None)
+                               cfg, state, out_dir, log, extra={"update": start.record} if start else None,
+                               beyond_users=start.beyond_users if start else 0)
     if trackers is not None:
         trackers.close()
     folder.commit()  # a new run renamed into place
@@ -448,8 +453,9 @@ def validation_sample(valid: EvalSet | None, n: int, seed: int, num_items: int =
 
 
 def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_dir: str, log,
-                     extra: dict | None = None) -> dict:
-    """The selected weights scored once; metrics.json written (with `extra`'s entries)."""
+                     extra: dict | None = None, beyond_users: int = 0) -> dict:
+    """The selected weights scored once; metrics.json written (with `extra`'s entries).
+    beyond_users: evaluate.score_report's (an update's sample)."""
     rundir.load_weights(model, os.path.join(out_dir, rundir.WEIGHTS))
     results, tables = {}, None
     from .fusion import enabled
@@ -458,7 +464,7 @@ def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_
     from .fusion import content_term
     vectors = content_term(model).vectors if len(model.content) else None  # intra-list similarity
     results.update(score_report(scorer, sp, ds.num_items, item_counts(sp.train, ds.num_items), cfg.eval_batch_size,
-                                vectors, cfg.split_time, cfg.seed))
+                                vectors, cfg.split_time, cfg.seed, beyond_users))
     if "test_ranks" in results:  # per-user ranks, for breakdowns
         rundir.save_array(os.path.join(out_dir, rundir.TEST_RANKS), results.pop("test_ranks"))
     protocol = results["protocol"]
@@ -475,7 +481,8 @@ def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_
     })
     from . import beside
     # popularity and transitions on the same split (a fused run's own transitions table is that baseline)
-    results["baselines"] = beside.baselines(ds, sp, cfg, transitions=tables[0] if tables else None)
+    results["baselines"] = beside.baselines(ds, sp, cfg, transitions=tables[0] if tables else None,
+                                            beyond_users=beyond_users)
     results.update(extra or {})
     from .files import write_json
     write_json(os.path.join(out_dir, rundir.METRICS), results)

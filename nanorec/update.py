@@ -3,23 +3,33 @@
     nanorec update --run RUN --data NEW --out RUN2 [key=value ...] [--resume | --overwrite]
 
 What an update does, in order:
-  1. read the run (Run.open: its config, vocabulary, saved histories and weights) and the
-     new events with the run's own column settings (user_col, item_col, time_col, filter,
-     time_format): an update's data has the run's columns;
+  1. read the run (Run.open: its config, vocabulary, saved histories and weights; histories.parquet
+     also keeps each event's target flag (target_filter), weight (weight_col, target_filter) and
+     time (a time column)) and the new events with the run's own settings (user_col, item_col,
+     time_col, filter, time_format, target_filter, weight_col): an update's data has the run's
+     columns, and its events are targets, context and weighted as the run's were;
   2. extend the run's data (`extend`): each user's saved history gets the user's new events
-     appended, in their order (the update's data is what came after the run's data); new
-     users are added after the run's users; new items get the indices after the run's
-     items, so every item and user keeps its index;
+     appended, in their order, with their flags, weights and times (the update's data is what
+     came after the run's data); new users are added after the run's users; new items get the
+     indices after the run's items, so every item and user keeps its index;
   3. grow the GPT's item table (`grown_weights`): a new item covered by the run's content
-     tables starts at its content vector (its own row 0), any other at the mean of the
-     trained item rows plus small noise, and then it is learned;
+     tables starts at its content vector (its own row 0), any other at the mean of the trained
+     rows of the old items next to it in the extended histories (the events just before and
+     after its own), or without one at the mean of all trained rows; then it is learned;
   4. train from the run's weights with the run's config for max_steps steps (default
      UPDATE_SHARE of the full run's max_steps, far less than a retrain; peak learning rate
-     UPDATE_LR_SCALE x the full run's), on the users with
-     new events plus a replay sample of as many other users (REPLAY), with warmup and a
-     cosine decay over those steps; validation, selection, the count tables and fusion are
-     refitted on the extended data by train.run's own end of run. A baseline run
-     (method=transitions, popularity, ...) is simply refitted on the extended histories;
+     UPDATE_LR_SCALE x the full run's), on the users with new events (every user with an
+     event of a new item among them) plus a replay sample of as many other users (REPLAY),
+     with warmup and a cosine decay over those steps; validation, selection, the count
+     tables (new items in them at once) and fusion are refitted on the extended data by
+     train.run's own end of run, whose beyond-accuracy figures take a fixed sample of users
+     (Start.beyond_users). A baseline run (method=transitions, popularity, ...) is simply
+     refitted on the extended histories. holdout=time: the update is judged on the newest
+     events: its split_time (`update_split_time`, or split_time= given) is the time of the new
+     events' event at the run's fraction (0.9 for a date), its validation window the events
+     just before (time_split's rule), its training what came before that. (The run's
+     histories hold every event, test window included: they are what recommend continues and
+     what the update extends; only training and selection stop at the split.);
   5. the result is an ordinary run folder (recommend, serve, evaluate, Recommender.load and
      update again), written by train.run's run-folder transaction: built beside --out and
      renamed into place when complete, one writer at a time, --overwrite replaces a run
@@ -27,19 +37,24 @@ What an update does, in order:
      metrics.json's "update" entry says where the run came from.
 
 Refused, each with one line (exit status 2 on the CLI):
-- --out equal to --run, or inside it (the old run is never written);
-- new events that the run's columns do not read (a missing user, item or time column);
-  an empty update (no rows, or none left after the run's filter);
+- --out equal to --run, or inside it (the old run is never written); --resume of an update
+  that is complete;
+- new events that the run's columns do not read (a missing user, item, time, weight or
+  target_filter column; no event matching target_filter); an empty update (no rows, or none
+  left after the run's filter);
 - another data set's events. The rule: user ids or item ids of another type than the
   run's (integers vs text), or events that share no user and no item with the run;
 - the run's own events again: every known user's new events begin with the user's whole
   saved history (pass only the events after the run's data);
-- runs whose folder cannot be extended exactly: holdout=time (the run folder keeps no
-  event times to split on), weight_col (it keeps no event weights), target_filter (not
-  built: the new events' target flags), and runs from before
-  histories.parquet; retrain those on the whole log.
+- events out of time order (a run with a time column): a known user's event older than the
+  user's last event in the run, or one already in it (same user, item and time). They are
+  refused, not merged: an update appends, and a log that overlaps the run is a mistake to
+  fix at its source (pass only the newer events) or a reason to retrain on the whole log;
+- a run folder that lacks what its config needs (event weights for weight_col, event times
+  for holdout=time: a folder written before nanorec kept them), and runs from before
+  histories.parquet; retrain those on the whole log;
 - config keys other than UPDATE_KEYS (an update continues the run's model: its shape and
-  data settings are the run's).
+  data settings are the run's), and values of the wrong type or range (as the CLI's).
 """
 from __future__ import annotations
 
@@ -68,7 +83,7 @@ UPDATE_LR_SCALE = 3.0
 # targets the model keeps seeing so that it does not forget them while it learns the new ones
 REPLAY = 1.0
 # keys an update may set; every other key is the run's (the model's shape, its data settings)
-UPDATE_KEYS = rundir.RESUMABLE_KEYS + ("learning_rate", "min_lr", "warmup_steps")
+UPDATE_KEYS = rundir.RESUMABLE_KEYS + ("learning_rate", "min_lr", "warmup_steps", "split_time")
 
 
 @dataclass
@@ -78,6 +93,10 @@ class Start:
     source: str            # the weights' file, for error lines
     focus: np.ndarray      # (F,) rows of the training split (users) the batches are drawn from
     record: dict           # metrics.json's "update" entry
+    # the end of run's beyond-accuracy figures on a fixed sample of this many users (the run's, the
+    # baselines' beside it), not every test user: that pass was a fifth of an update's time (a second
+    # full scoring pass, three times over) and says how varied the lists are, which a sample says too
+    beyond_users: int = 2_000
 
     def batches_from(self, train: Sequences, weights: np.ndarray | None = None):
         """The training split's focus rows, and their events' weights (parallel to train.items)."""
@@ -98,11 +117,39 @@ class Extension:
     new_events: int
 
 
-def extend(run, new: Dataset, where: str) -> Extension:
+@dataclass
+class Saved:
+    """What the run folder keeps of each saved event beyond its item (histories.parquet)."""
+    weights: np.ndarray | None   # (total,) float32 event weights (weight_col, target_filter), else None
+    times: np.ndarray | None     # (total,) event times (Dataset.times) when the run had a time column
+    time_unit: str | None
+
+
+def saved_events(run) -> Saved:
+    """The run's saved event weights and times; refuses a run whose folder lacks what its config
+    needs to be extended exactly (a folder written before nanorec kept event weights and times)."""
+    cfg, seqs = run.config, run.histories
+    times, unit = rundir.read_history_times(run.run_dir)
+    weights = seqs.weights
+    if weights is None and cfg.target_filter and not cfg.weight_col:  # target_filter alone: weight 1 per target
+        weights = (seqs.targets if seqs.targets is not None else np.ones(len(seqs.items), bool)).astype(np.float32)
+    missing = [what for what, need, have in (("event weights (weight_col)", cfg.weight_col, weights is not None),
+                                             ("event times (holdout=time)", cfg.holdout == "time", times is not None))
+               if need and not have]
+    if missing:
+        raise DataError(f"{run.run_dir}: its {rundir.HISTORIES} keeps no {missing[0]} (a run from an older nanorec); "
+                        f"retrain on the whole log")
+    return Saved(weights, times, unit)
+
+
+def extend(run, new: Dataset, where: str, saved: Saved | None = None) -> Extension:
     """The run's saved histories (run.user_ids, run.histories, in run.item_ids' vocabulary)
     with `new`'s events appended per user; new users after the run's, new items after the
-    run's items (sorted among themselves, as the readers sort a vocabulary). where: the new
-    data's name, for error lines. Refuses another data set's events (module docstring)."""
+    run's items (sorted among themselves, as the readers sort a vocabulary). Event weights,
+    target flags and times (saved: the run's, from `saved_events`) are carried alongside.
+    where: the new data's name, for error lines. Refuses another data set's events, the
+    run's own events again, and events older than the user's last saved one (module docstring)."""
+    saved = saved or Saved(run.histories.weights, None, None)
     for known, given, what in ((run.item_ids[1:], new.item_ids[1:], "item"), (run.user_ids, new.user_ids, "user")):
         detail = ids.kinds_differ(known, given, what)
         if detail:
@@ -125,20 +172,77 @@ def extend(run, new: Dataset, where: str) -> Extension:
     user_row[fresh_users] = n_old_users + np.arange(len(fresh_users))
 
     old, add = run.histories, new.sequences
+    times = None
+    if saved.times is not None and new.times is not None:
+        if saved.time_unit != new.time_unit:
+            raise DataError(f"{where}: its times ({new.time_unit or 'plain numbers'}) are not of the kind the run's "
+                            f"are ({saved.time_unit or 'plain numbers'}): not the run's time column?")
+        _check_time_order(run, saved, new, user_row, remap, where)
+        times = np.concatenate([saved.times, new.times])
     n_users = n_old_users + len(fresh_users)
     # every event as (extended user row, item); old events first, so a stable sort by user
     # puts each user's new events after its saved history, both in their own order
     rows = np.concatenate([np.repeat(np.arange(n_old_users), old.lengths), np.repeat(user_row, add.lengths)])
     items = np.concatenate([old.items, remap[add.items]])
+    weights = _concat_optional(saved.weights, add.weights, len(old.items), len(add.items), 1.0)
+    targets = _concat_optional(old.targets, add.targets, len(old.items), len(add.items), True)
     order = np.argsort(rows, kind="stable")
     offsets = np.zeros(n_users + 1, np.int64)
     np.cumsum(np.bincount(rows, minlength=n_users), out=offsets[1:])
     user_ids = _concat_ids(run.user_ids, new.user_ids[fresh_users])
     item_ids = _concat_ids(run.item_ids, new.item_ids[1 + fresh_items])
-    ds = Dataset(name=new.name, path=new.path, kind=new.kind, user_ids=user_ids, item_ids=item_ids,
-                 sequences=Sequences(offsets, items[order]), test_users=new.test_users,
-                 ignored_columns=new.ignored_columns)
+    pick = lambda a: None if a is None else a[order]  # noqa: E731
+    # the train log's "data" line names both parts: its sizes are the extended data's
+    ds = Dataset(name=new.name, path=f"{run.run_dir} + {where}", kind=new.kind, user_ids=user_ids,
+                 item_ids=item_ids, sequences=Sequences(offsets, items[order], pick(weights), pick(targets)),
+                 test_users=new.test_users, ignored_columns=new.ignored_columns, times=pick(times),
+                 time_unit=new.time_unit if times is not None else None)
     return Extension(ds, np.unique(user_row), len(fresh_users), len(fresh_items), len(add.items))
+
+
+def _concat_optional(a, b, n_a: int, n_b: int, fill):
+    """Two optional per-event arrays as one (n_a + n_b,): None when both are, else the missing
+    one filled with `fill` (an event without a flag or weight is a target of weight 1)."""
+    if a is None and b is None:
+        return None
+    dtype = (a if a is not None else b).dtype
+    a = np.full(n_a, fill, dtype) if a is None else a
+    b = np.full(n_b, fill, dtype) if b is None else b
+    return np.concatenate([a, b.astype(dtype, copy=False)])
+
+
+def _check_time_order(run, saved: Saved, new: Dataset, user_row: np.ndarray, remap: np.ndarray, where: str) -> None:
+    """An update's events come after the run's: a known user's new event older than the user's
+    last saved event, or equal to a saved one (same item, same time), is refused, naming one."""
+    from .data import show_time
+    old, n_old = run.histories, len(run.user_ids)
+    last = np.zeros(n_old, saved.times.dtype)  # (U,) each user's last saved time (the column's own type: exact)
+    nonempty = np.nonzero(old.lengths > 0)[0]
+    if len(nonempty):
+        last[nonempty] = np.maximum.reduceat(saved.times, old.offsets[nonempty])
+    ev_user = np.repeat(user_row, new.sequences.lengths)  # (E,) each new event's extended user row
+    known = ev_user < n_old
+    known[known] = old.lengths[ev_user[known]] > 0
+    t, last_of = new.times, last[np.where(known, ev_user, 0)]
+    show = lambda i: (f"user {ids._show(run.user_ids[ev_user[i]])}, item {ids._show(new.item_ids[new.sequences.items[i]])} "  # noqa: E731
+                      f"at {show_time(new.times[i], new.time_unit)}")
+    older = np.nonzero(known & (t < last_of))[0]
+    if len(older):
+        i = older[0]
+        raise DataError(f"{where}: {len(older):,} events of {len(np.unique(ev_user[older])):,} known users are older "
+                        f"than the user's last event in the run {run.run_dir} (e.g. {show(i)}, the user's last at "
+                        f"{show_time(last[ev_user[i]], new.time_unit)}); an update's events "
+                        f"come after the run's data: pass only the newer events, or retrain on the whole log")
+    tied = np.nonzero(known & (t == last_of))[0]  # at the user's last saved time: the same item there is the same event
+    if len(tied):
+        n_items = len(run.item_ids) + len(remap)
+        row = np.repeat(np.arange(n_old), old.lengths)
+        at_last = saved.times == last[row]
+        seen = row[at_last] * n_items + old.items[at_last]
+        again = tied[np.isin(ev_user[tied] * n_items + remap[new.sequences.items[tied]], seen)]
+        if len(again):
+            raise DataError(f"{where}: {len(again):,} events are already in the run {run.run_dir} (e.g. "
+                            f"{show(again[0])}); pass only the events after the run's data")
 
 
 def _check_not_repeated(run, new: Dataset, item_rows: np.ndarray, user_rows: np.ndarray, where: str) -> None:
@@ -171,20 +275,44 @@ def _concat_ids(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # -----------------------------------------------------------------------------
 # the model's starting point
 
-def grown_weights(state: dict, num_items: int, content_rows: np.ndarray, seed: int) -> dict:
+def grown_weights(state: dict, num_items: int, content_rows: np.ndarray, seed: int,
+                  seqs: Sequences | None = None) -> dict:
     """The run's GPT state with the item table grown from N+1 to num_items+1 rows.
     content_rows: (M,) bool, each new item covered by a content table: its row starts at 0,
     so that its item vector is its content's (model.item_embeddings adds the projections).
-    Any other new item starts at the mean of the trained item rows (an average item: scored
-    mid-list, neither hidden nor pushed) plus noise of a tenth of their spread (no ties)."""
+    Any other new item starts at the mean of the trained rows of the items next to it in
+    `seqs` (the extended histories: the event before and the event after each of its events,
+    old items only), so that it scores where its neighbours' followers score: the output layer
+    is tied to these rows, and items bought next to each other point alike. An item without
+    an old neighbour starts at the mean of all trained rows (an average item). Each gets noise
+    of a tenth of the trained rows' spread (no ties)."""
     import torch
     wte = state["wte.weight"]  # (N+1, C)
     trained = wte[1:]
-    m = num_items + 1 - wte.shape[0]
+    first_new = wte.shape[0]
+    m = num_items + 1 - first_new
     g = torch.Generator().manual_seed(int(seed))
     rows = trained.mean(0) + 0.1 * trained.std(0) * torch.randn(m, wte.shape[1], generator=g, dtype=wte.dtype)
+    if seqs is not None and m:
+        new_item, old_item = neighbour_pairs(seqs, first_new)  # (P,), (P,)
+        sums = torch.zeros(m, wte.shape[1], dtype=wte.dtype).index_add_(
+            0, torch.from_numpy(new_item - first_new), wte[torch.from_numpy(old_item)])
+        counts = torch.from_numpy(np.bincount(new_item - first_new, minlength=m)).to(wte.dtype)
+        has = counts > 0
+        rows[has] += sums[has] / counts[has, None] - trained.mean(0)
     rows[torch.from_numpy(np.asarray(content_rows, bool))] = 0.0
     return {**state, "wte.weight": torch.cat([wte, rows.to(wte.dtype)])}
+
+
+def neighbour_pairs(seqs: Sequences, first_new: int) -> tuple[np.ndarray, np.ndarray]:
+    """-> (new item (P,), old item (P,)): every pair of consecutive events of one user where one
+    item is new (index >= first_new) and the other old, in both directions."""
+    a, b = seqs.items[:-1], seqs.items[1:]
+    same_user = np.ones(len(a), bool)
+    same_user[seqs.offsets[1:-1][(seqs.offsets[1:-1] > 0) & (seqs.offsets[1:-1] < len(seqs.items))] - 1] = False
+    forward = same_user & (b >= first_new) & (a < first_new)   # old -> new
+    backward = same_user & (a >= first_new) & (b < first_new)  # new -> old
+    return np.concatenate([b[forward], a[backward]]), np.concatenate([a[forward], b[backward]])
 
 
 def content_coverage(cfg: Config, item_ids: np.ndarray, first_new: int) -> np.ndarray:
@@ -236,19 +364,17 @@ def update(run_dir: str, data, out: str, changes: dict | None = None, resume: bo
     if bad:
         raise UsageError(f"{bad[0]}: an update continues the run's model with the run's config; "
                          f"only {', '.join(UPDATE_KEYS)} may be set")
+    dataclasses.replace(_key_base(changes), **changes).validate()  # each value typed and ranged as the CLI's are
+    if resume:
+        _check_resumable(out)
     old = Run.open(run_dir, pick_device("cpu"))
     cfg = unresolved(old.config)  # the run's settings as given: the update resolves its autos on the new data
-    if cfg.holdout == "time":
-        raise UsageError(f"{run_dir}: trained with holdout=time, and a run folder keeps no event times to split "
-                         f"the extended data on; retrain on the whole log (or train with holdout=loo, last or none)")
-    if cfg.weight_col:
-        raise UsageError(f"{run_dir}: trained with weight_col={cfg.weight_col}, and a run folder keeps no event "
-                         f"weights for its saved histories; retrain on the whole log")
-    if cfg.target_filter:  # the extension would have to carry each new event's target flag: not built
-        raise UsageError(f"{run_dir}: trained with target_filter={cfg.target_filter}; updating such a run is "
-                         f"not supported yet: retrain on the whole log")
     if old.histories is None:
         raise DataError(f"{run_dir}: no {rundir.HISTORIES} (a run from an older nanorec): retrain on the whole log")
+    if "split_time" in changes and cfg.holdout != "time":
+        raise UsageError(f"split_time={changes['split_time']}: applies to a run trained with holdout=time "
+                         f"(this one: holdout={cfg.holdout})")
+    saved = saved_events(old)
     where = os.fspath(data) if isinstance(data, (str, os.PathLike)) else "<dataframe>"
     try:
         new = load_like(cfg, data)
@@ -257,23 +383,23 @@ def update(run_dir: str, data, out: str, changes: dict | None = None, resume: bo
             raise
         raise DataError(f"{e}; an update reads its data with the run's settings (user_col={cfg.user_col}, "
                         f"item_col={cfg.item_col}, time_col={cfg.time_col}"
-                        + (f", filter={cfg.filter}" if cfg.filter else "") + ")") from None
-    ext = extend(old, new, where)
+                        + "".join(f", {k}={getattr(cfg, k)}" for k in ("filter", "target_filter", "weight_col")
+                                  if getattr(cfg, k)) + ")") from None
+    ext = extend(old, new, where, saved)
     ds = ext.dataset
 
     steps, full, full_lr = default_budget(run_dir, cfg)
     given_steps = changes.pop("max_steps", None)
     if resume:  # the interrupted update's own config (train.run checks that the data is the same)
-        saved = rundir.resume_dir(out)
-        if not os.path.exists(os.path.join(saved, rundir.CONFIG)):
-            raise DataError(f"{out}: nothing to resume (no {rundir.CONFIG})")
-        new_cfg = dataclasses.replace(unresolved(rundir.read_config(saved)), **changes)
-        new_cfg.max_steps = given_steps or new_cfg.max_steps
+        new_cfg = dataclasses.replace(unresolved(rundir.read_config(rundir.resume_dir(out))), **changes)
+        new_cfg.max_steps = given_steps if given_steps is not None else new_cfg.max_steps
     else:  # the run's config, trained for the update's budget: a short warmup, a cosine over the steps
-        steps = given_steps or steps
+        steps = given_steps if given_steps is not None else steps
         new_cfg = dataclasses.replace(cfg, data=where, max_steps=steps, decay_steps=0,
                                       warmup_steps=min(cfg.warmup_steps, steps // 10),
                                       learning_rate=UPDATE_LR_SCALE * full_lr)
+        if cfg.holdout == "time":
+            new_cfg.split_time = update_split_time(cfg, new)
         new_cfg = dataclasses.replace(new_cfg, **changes)
     new_cfg.validate()
 
@@ -283,16 +409,53 @@ def update(run_dir: str, data, out: str, changes: dict | None = None, resume: bo
               "replayed_users": int(len(focus) - len(ext.touched)), "steps": new_cfg.max_steps, "full_steps": full,
               "full_learning_rate": full_lr}
     if not quiet:
-        print_(f"update {run_dir} with {where}: {ext.new_events:,} new events, {ext.new_users:,} new users, "
-               f"{ext.new_items:,} new items"
+        total = len(ds.sequences.items)
+        print_(f"update {run_dir} with {where}: new {ext.new_events:,} events, {ext.new_users:,} users, "
+               f"{ext.new_items:,} items; the extended data {total:,} events, {len(ds.user_ids):,} users, "
+               f"{ds.num_items:,} items"
+               + (f"; holdout=time: the update's test window from split_time={new_cfg.split_time}"
+                  if cfg.holdout == "time" else "")
                + (f"; {new_cfg.max_steps:,} steps on the {len(ext.touched):,} users with new events and "
                   f"{record['replayed_users']:,} replayed" if cfg.method == "gpt" else f"; {cfg.method} refitted"))
     start = None
     if cfg.method == "gpt":
         state = {k: v.detach().cpu() for k, v in old.model.state_dict().items()}
-        grown = grown_weights(state, ds.num_items, content_coverage(cfg, ds.item_ids, old.num_items + 1), cfg.seed)
+        grown = grown_weights(state, ds.num_items, content_coverage(cfg, ds.item_ids, old.num_items + 1), cfg.seed,
+                              ds.sequences)
         start = Start(grown, os.path.join(run_dir, rundir.WEIGHTS), focus, record)
     return train(new_cfg, out, resume=resume, overwrite=overwrite, quiet=quiet, dataset=ds, start=start)
+
+
+def _key_base(keys) -> Config:
+    """The config an update's keys are checked against (each value's type and range): the
+    defaults, under holdout=time when split_time is among them."""
+    return Config(holdout="time", split_time="0.9") if "split_time" in keys else Config()
+
+
+def update_split_time(cfg: Config, new: Dataset) -> str:
+    """holdout=time: the update's own split time, so that it is judged on the newest events and
+    trained on what came before: the time of the new events' event at position floor(f x new
+    events) in time order (f: the run's split_time when a fraction, else VALID_SHARE_OF_DATES), as a
+    time in the column's units. Its validation window then comes just before it (split_times' rule)."""
+    from .data import VALID_SHARE_OF_DATES, parse_split_time
+    kind, value = parse_split_time(cfg.split_time)
+    share = value if kind == "fraction" else VALID_SHARE_OF_DATES
+    ordered = np.sort(new.times)
+    t = ordered[min(int(share * len(ordered)), len(ordered) - 1)]
+    text = str(int(t)) if ordered.dtype.kind in "iu" else repr(float(t))
+    if parse_split_time(text)[0] != "number":  # a time in (0, 1) would read as a fraction
+        raise UsageError(f"{cfg.data}: holdout=time: give the update's split_time= (a time of its events)")
+    return text
+
+
+def _check_resumable(out: str) -> None:
+    """--resume continues an update that stopped; one that finished is said to be complete."""
+    saved = rundir.resume_dir(out)
+    if os.path.exists(os.path.join(saved, rundir.METRICS)):
+        raise UsageError(f"{out}: the update into it is complete ({rundir.METRICS} written): nothing to resume; "
+                         f"recommend from it, or update it again into a new --out")
+    if not os.path.exists(os.path.join(saved, rundir.CONFIG)):
+        raise DataError(f"{out}: nothing to resume (no {rundir.CONFIG})")
 
 
 def _check_paths(run_dir: str, out: str) -> None:
@@ -318,15 +481,19 @@ def parse_args(argv):
         epilog="what it does:\n"
                "  histories: each user's saved history + the user's new events (new users added);\n"
                "  items: new ones get the indices after the run's (existing ids keep theirs), start from\n"
-               "    their content vector (content=) or an average item's, and are learned;\n"
+               "    their content vector (content=) or the mean of the old items next to them in the\n"
+               "    new events (else an average item's), and are learned;\n"
                f"  training: max_steps (default {UPDATE_SHARE:g} x the full run's max_steps; learning_rate\n"
                f"    {UPDATE_LR_SCALE:g} x the full run's) on the users with new\n"
                f"    events + {REPLAY:g} x as many replayed old users; fusion and count tables refitted;\n"
                "  a baseline run (method=transitions, ...) is refitted on the extended histories.\n"
-               "The new events are read with the run's columns (user_col, item_col, time_col, filter) and\n"
-               "come after the run's data. Refused: another data set's events (ids of another type, or no\n"
-               "user and no item in common), the run's own events again, and runs trained with\n"
-               "holdout=time, weight_col or target_filter (retrain those).\n\n"
+               "The new events are read with the run's settings (user_col, item_col, time_col, filter,\n"
+               "target_filter, weight_col) and come after the run's data. Refused with one line: another\n"
+               "data set's events (ids of another type, or no user and no item in common), the run's own\n"
+               "events again, and events older than the user's last event in the run or already in it\n"
+               "(refused, not merged: pass only the newer events). holdout=time runs: the update's test\n"
+               "window is its newest events (split_time= sets it; default the new events' time at the\n"
+               "run's fraction, 0.9 for a date), its validation the events just before.\n\n"
                f"keys an update may set (key=value): {', '.join(UPDATE_KEYS)}\n\n"
                "examples:\n"
                "  nanorec update --run runs/shop --data events_this_week.csv --out runs/shop_w2\n"
@@ -352,7 +519,7 @@ def main(argv) -> int:
     if not args.data or not args.data.strip():
         raise UsageError("--data is required: the new events")
     named = [o.split("=", 1)[0].strip().lstrip("-").replace("-", "_") for o in args.overrides if "=" in o]
-    given = apply_overrides(Config(), args.overrides)  # each value typed and checked as train's are
+    given = apply_overrides(_key_base(named), args.overrides)  # each value typed and checked as train's are
     changes = {k: getattr(given, k) for k in named}
     update(args.run, args.data, args.out, changes, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet)
     return 0

@@ -1691,6 +1691,19 @@ def synth_event_types_into_a_challenge_folder(e, d):
 
 
 @case
+def synth_shop_into_a_folder(e, d):
+    out = os.path.join(d, "shop")
+    return Case(["synth", "--out", out, "--rows", "5000", "--shop"], mentions=("--shop", ".csv or .parquet"),
+                absent=(out,))
+
+
+@case
+def synth_shop_too_few_rows(e, d):
+    out = os.path.join(d, "shop.csv")
+    return Case(["synth", "--out", out, "--rows", "500", "--shop"], mentions=("--rows 500", "1000"), absent=(out,))
+
+
+@case
 def train_track_tensorboard_missing(e, d):
     try:
         import torch.utils.tensorboard  # noqa: F401

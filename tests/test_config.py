@@ -45,7 +45,7 @@ def test_resolve_turns_each_auto_into_the_value_used_on_both_sides_of_its_line()
     from nanorec.loss import AUTO_DROPOUT, AUTO_SAMPLED_ABOVE
     cfg = Config(max_steps=900).validate()
     assert cfg.auto is None and set(AUTO) == {"dropout", "fuse_transitions", "decay_steps", "loss", "num_negatives",
-                                              "valid_users"}
+                                              "valid_users", "context_targets"}
     calls = []
 
     def batches(n):  # training batches an epoch; counts the (costly) calls
@@ -64,12 +64,12 @@ def test_resolve_turns_each_auto_into_the_value_used_on_both_sides_of_its_line()
     assert resolve(cfg, items, num_valid=line).valid_users == line
     assert resolve(cfg, items, num_valid=line + 1).valid_users == line
     assert resolve(cfg, items, num_valid=7).valid_users == 7
-    # decay_steps 0 = max_steps; fuse_transitions auto = true
-    assert (at.decay_steps, at.fuse_transitions) == (900, "true")
+    # decay_steps 0 = max_steps; fuse_transitions auto = true; context_targets auto = next
+    assert (at.decay_steps, at.fuse_transitions, at.context_targets) == (900, "true", "next")
     assert at.auto == above.auto == tuple(AUTO)  # every default auto is listed
     # explicit values are kept, and not listed as auto
     given = Config(max_steps=900, loss="sampled", dropout=0.3, num_negatives=64, valid_users=5, decay_steps=500,
-                   fuse_transitions="false").validate()
+                   fuse_transitions="false", context_targets="none").validate()
     kept = resolve(given, 10, num_valid=100, batches_per_epoch=batches(1))
     assert kept == given and kept.auto == ()
     # a resolved config resolves to itself; unresolved gives the settings as given back
@@ -98,7 +98,8 @@ def test_a_new_runs_config_json_holds_resolved_values_and_the_auto_list(tiny_log
     from nanorec.train import run
     run(Config(data=tiny_log, loss="sampled", **TINY), str(tmp_path / "run"), quiet=True)
     saved = json.load(open(tmp_path / "run" / "config.json"))
-    assert saved["auto"] == ["dropout", "fuse_transitions", "decay_steps", "num_negatives", "valid_users"]
+    assert saved["auto"] == ["dropout", "fuse_transitions", "decay_steps", "num_negatives", "valid_users",
+                             "context_targets"]
     for k, sentinel in AUTO.items():  # not one auto value left
         assert saved[k] != sentinel, k
     assert (saved["loss"], saved["dropout"], saved["decay_steps"], saved["fuse_transitions"]) == ("sampled", 0.1, 10, "true")

@@ -13,6 +13,7 @@ import pytest
 from nanorec.baselines.cooccurrence import CoOccurrence
 from nanorec.baselines.transitions import Transitions
 from nanorec.data import Dataset, Sequences, item_counts, load, split, time_split
+from nanorec.data.sequences import last_targets
 from nanorec.packing import IGNORE, pack
 
 # -----------------------------------------------------------------------------
@@ -64,11 +65,12 @@ def test_loo_targets_are_the_last_purchases_and_histories_keep_the_views():
     sp = split(load(shop_frame(), target_filter="event_type=purchase"))
     # u1: purchases at positions 2, 4, 6; test = the last (13), valid = the one before (12)
     assert sp.test.users.tolist() == [0, 1] and sp.test.targets.tolist() == idx(13, 13)
-    assert sp.test.histories[0].tolist() == idx(10, 11, 11, 12, 12, 13)  # every event before it
-    assert sp.test.histories[1].tolist() == idx(10, 10, 11, 12, 13)
+    # history: every event through the purchase before it (the target's own view of 13 left out)
+    assert sp.test.histories[0].tolist() == idx(10, 11, 11, 12, 12)
+    assert sp.test.histories[1].tolist() == idx(10, 10, 11, 12)
     assert sp.valid.users.tolist() == [0, 1] and sp.valid.targets.tolist() == idx(12, 12)
-    assert sp.valid.histories[0].tolist() == idx(10, 11, 11, 12)
-    assert sp.valid.histories[1].tolist() == idx(10, 10, 11)
+    assert sp.valid.histories[0].tolist() == idx(10, 11, 11)
+    assert sp.valid.histories[1].tolist() == idx(10, 10)
     # training: the events before the validation purchase; the view-only user keeps its views (no target)
     assert sp.train.to_lists() == [idx(10, 11, 11, 12), idx(10, 10, 11), idx(10, 11, 12)]
     assert sp.train.weights.tolist() == [0, 0, 1, 0] + [0, 1, 0] + [0, 0, 0]
@@ -129,9 +131,10 @@ def test_weighted_transitions_by_hand():
 
 def test_weighted_cooccurrence_by_hand():
     c = CoOccurrence(grid=()).fit(weighted_train(), 3)
-    # each direction counts the weight of the event it points to:
-    # 1->2: 2, 2->1: 1, 2->3: 0, 3->2: 2, 1->3: 0 (row 1) + 5 (row 2), 3->1: 1 + 1
-    np.testing.assert_allclose(c.P.toarray(), [[0, 0, 0, 0], [0, 0, 2 / 7, 5 / 7], [0, 1, 0, 0], [0, 0.5, 0.5, 0]],
+    # each direction counts the weight of the event it points to, between target events (a weight 0
+    # event is context: it only points to the next purchase of its row, and row 1 has none after it):
+    # 1->2: 2, 2->1: 1, 1->3: 5 (row 2), 3->1: 1
+    np.testing.assert_allclose(c.P.toarray(), [[0, 0, 0, 0], [0, 0, 2 / 7, 5 / 7], [0, 1, 0, 0], [0, 1, 0, 0]],
                                rtol=1e-6)
 
 
@@ -285,7 +288,8 @@ def test_synth_event_types_writes_a_shop_log(tmp_path):
     assert len(set(df["user_id"].to_list()) - buyers) > 0  # customers who only view
     # a purchase is preceded (a minute before) by its cart or by a view of its category
     ds = load(out, target_filter="event_type=purchase")
-    sp = split(ds)
-    prev = sp.test.histories.items[sp.test.histories.offsets[1:] - 1]
-    same_category = (ds.item_ids[prev] // 10) == (ds.item_ids[sp.test.targets] // 10)
+    seqs = ds.sequences
+    at = last_targets(seqs, 0)
+    last = seqs.offsets[:-1][at >= 1] + at[at >= 1]  # each buyer's last purchase (flat index)
+    same_category = (ds.item_ids[seqs.items[last - 1]] // 10) == (ds.item_ids[seqs.items[last]] // 10)
     assert same_category.mean() > 0.9

@@ -11,6 +11,7 @@ import glob
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from nanorec import Recommender
+from nanorec import Recommender, rundir
 from nanorec.cli import main as cli_main
 from nanorec.errors import DataError, UsageError
 from nanorec.run import Run
@@ -45,8 +46,8 @@ def ring_log(users=range(60), length=6, seed=0) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
 
 
-def new_events(users=(*range(40), *range(100, 110))) -> pl.DataFrame:
-    rows = [(u, item, 100 + t) for u in users for t, item in enumerate((7, NEW_ITEM, 3, 4))]
+def new_events(users=(*range(40), *range(100, 110)), t0=100) -> pl.DataFrame:
+    rows = [(u, item, t0 + t) for u in users for t, item in enumerate((7, NEW_ITEM, 3, 4))]
     return pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
 
 
@@ -135,7 +136,7 @@ def test_an_updated_run_is_an_ordinary_run_folder(base, updated, tmp_path):
     lists = str(tmp_path / "lists.csv")
     assert run_cli(["recommend", "--run", updated.run_dir, "--out", lists, "--device", "cpu"])[0] == 0
     assert pl.read_csv(lists)["user_id"].n_unique() == 70
-    again = updated.update(new_events(users=(1, 2, 200)), out=str(tmp_path / "again"))
+    again = updated.update(new_events(users=(1, 2, 200), t0=200), out=str(tmp_path / "again"))
     assert again.metrics["update"]["full_steps"] == 300  # budgets are a share of the first run's
     # the default rate: a multiple of the first run's, read from the record (never of the update's own)
     assert again.config.learning_rate == pytest.approx(UPDATE_LR_SCALE * TINY["learning_rate"])
@@ -211,19 +212,199 @@ def test_bad_input_is_one_line_and_changes_nothing(base, tmp_path):
         assert os.listdir(tmp_path) == [], (extra, os.listdir(tmp_path))  # no lock, no hidden folder left
 
 
-def test_runs_whose_folder_cannot_be_extended_are_refused(base, tmp_path):
+def test_bad_keys_and_values_are_refused_as_the_cli_refuses_them(base, tmp_path):
     root, log, new, run = base
-    timed = Recommender(method="popularity", holdout="time", split_time="0.8").fit(log, out=str(tmp_path / "t"))
-    with pytest.raises(UsageError, match="holdout=time.*no event times"):
-        timed.update(new)
+    rec = Recommender.load(run)
     with pytest.raises(UsageError, match="n_embd"):
-        Recommender.load(run).update(new, n_embd=8)
+        rec.update(new, n_embd=8)
     with pytest.raises(UsageError, match="unknown config key 'max_step'"):
-        Recommender.load(run).update(new, max_step=8)
+        rec.update(new, max_step=8)
     with pytest.raises(UsageError, match="fitted"):
         Recommender().update(new)
     with pytest.raises(DataError, match="no interactions"):
-        Recommender.load(run).update(new_events().head(0))
+        rec.update(new_events().head(0))
+    # the API's values are checked as the CLI's key=value are, before anything is read or written
+    with pytest.raises(UsageError, match=r"max_steps=0: expected .*>= 1|max_steps=0: expected"):
+        rec.update(new, out=str(tmp_path / "zero"), max_steps=0)
+    with pytest.raises(UsageError, match=r"max_steps='5': expected int"):
+        rec.update(new, out=str(tmp_path / "text"), max_steps="5")
+    with pytest.raises(UsageError, match="split_time=.*holdout=time"):
+        rec.update(new, out=str(tmp_path / "split"), split_time="0.5")
+    assert os.listdir(tmp_path) == []
+
+
+def test_resume_after_a_complete_update_says_it_is_complete(base, updated):
+    root, log, new, run = base
+    code, lines = run_cli(["update", "--run", run, "--data", new, "--out", updated.run_dir, "--resume", "--quiet"])
+    assert code == 2 and len(lines) == 1 and "is complete" in lines[0] and "nothing to resume" in lines[0], lines
+
+
+# -----------------------------------------------------------------------------
+# time order and overlap: an update's events come after the run's
+
+def test_events_older_than_the_run_or_already_in_it_are_refused(base, tmp_path):
+    root, log, new, run = base
+    before = snapshot(run)
+    last = ring_log().filter(pl.col("user_id") == 3).tail(1)  # user 3's last event in the run: (3, item, 5)
+    again = pl.concat([last, new_events(users=(3,), t0=10)])  # that event again, then newer ones
+    older = new_events(users=(3, 4), t0=4)  # at times 4..7: 4 is before the users' last events (5)
+    for df, name, words in ((again, "again.csv", ["1 events are already in the run", "user 3", "at 5"]),
+                            (older, "older.csv", ["2 events of 2 known users", "older than the user's last event",
+                                                  "at 4", "the user's last at 5", "pass only the newer events"])):
+        path = str(tmp_path / name)
+        df.write_csv(path)
+        code, lines = run_cli(["update", "--run", run, "--data", path, "--out", str(tmp_path / "out"), "--quiet"])
+        assert code == 2 and len(lines) == 1, lines
+        for w in words:
+            assert w in lines[0], (w, lines[0])
+    assert snapshot(run) == before and not os.path.exists(tmp_path / "out")
+    # at the user's last time, another item is a new event (ties keep the file's order)
+    tie = pl.DataFrame({"user_id": [3], "item_id": [int(last["item_id"][0]) % 15 + 1], "timestamp": [5]})
+    up = Recommender.load(run).update(tie, out=str(tmp_path / "tie"), max_steps=1)
+    assert up.metrics["update"]["new_events"] == 1
+
+
+# -----------------------------------------------------------------------------
+# runs with target_filter, weight_col, holdout=time: the folder keeps what an update needs
+
+def typed_log(log: pl.DataFrame, every: int = 3) -> pl.DataFrame:
+    """The log with an event_type: every `every`-th event a view (context), the others purchases,
+    and a weight per event (purchase 2, view 0.5)."""
+    n = log.height
+    kind = np.where(np.arange(n) % every == 0, "view", "purchase")
+    return log.with_columns(pl.Series("event_type", kind), pl.Series("w", np.where(kind == "view", 0.5, 2.0)))
+
+
+@pytest.mark.parametrize("keys", [dict(target_filter="event_type=purchase"), dict(weight_col="w"),
+                                  dict(target_filter="event_type=purchase", weight_col="w")])
+def test_an_event_typed_or_weighted_run_is_extended_with_its_flags_and_weights(tmp_path, keys):
+    old_log, add = typed_log(ring_log()), typed_log(new_events(), every=2)
+    run = Recommender(**{**TINY, **keys, "max_steps": 20}).fit(old_log, out=str(tmp_path / "run"))
+    up = run.update(add, out=str(tmp_path / "up"), max_steps=5)
+    a, b = run._run.histories, up._run.histories
+    for u in (0, 39):  # a known user: the saved flags and weights, then the new events'
+        new_kind = add.filter(pl.col("user_id") == u)["event_type"].to_numpy()
+        if "target_filter" in keys:
+            assert b.targets[b.offsets[u]:b.offsets[u + 1]].tolist() == \
+                a.targets[a.offsets[u]:a.offsets[u + 1]].tolist() + (new_kind == "purchase").tolist()
+        want = add.filter(pl.col("user_id") == u)["w"].to_list() if "weight_col" in keys \
+            else (new_kind == "purchase").astype(float).tolist()
+        assert b.weights[b.offsets[u + 1] - 4:b.offsets[u + 1]].tolist() == want
+    # the extended data is the whole log read with the run's settings: same flags, same weights
+    from nanorec.data import load_like
+    whole = load_like(up.config, pl.concat([old_log, add]))
+    if "target_filter" in keys:
+        assert np.array_equal(whole.sequences.is_target(), b.is_target())
+    assert whole.weights.tolist() == b.weights.tolist()
+    # exclude_seen removes a user's purchases, never an item only viewed
+    lists = up.recommend(users=[0], k=15, exclude_seen=True)["item_id"].to_list()
+    bought = set(up._run.histories.seen_items()[0].tolist())
+    assert not bought & {up._run.item_ids.tolist().index(i) for i in lists}
+
+
+def test_a_holdout_time_run_is_updated_and_judged_on_the_newest_events(base, tmp_path):
+    root, log, new, run = base
+    timed = Recommender(method="transitions", holdout="time", split_time="0.8").fit(log, out=str(tmp_path / "t"))
+    up = timed.update(new_events(), out=str(tmp_path / "t2"))
+    # the new events' times 100..103 (50 users each): the event at position 0.8 x 200 is at 103
+    assert up.config.split_time == "103"
+    assert up.metrics["test"]["users"] == 50 and up.metrics["test"]["targets_per_user"] == 1.0  # item 4 at 103
+    times, unit = rundir.read_history_times(up.run_dir)
+    assert unit is None and times[-4:].tolist() == [100, 101, 102, 103]
+    # the update's own split time, when given
+    up2 = timed.update(new_events(), out=str(tmp_path / "t3"), split_time="102")
+    assert up2.metrics["test"]["targets_per_user"] == 2.0  # items 3 and 4
+    # a run folder from before nanorec kept event times cannot be split: one line
+    old = str(tmp_path / "old")
+    shutil.copytree(timed.run_dir, old)
+    path = os.path.join(old, rundir.HISTORIES)
+    pl.read_parquet(path).drop("time").write_parquet(path)
+    with pytest.raises(DataError, match="keeps no event times .holdout=time.*older nanorec"):
+        Recommender.load(old).update(new_events(), out=str(tmp_path / "t4"))
+
+
+def test_old_run_folders_still_update(base, tmp_path):
+    """A histories.parquet without weight and time columns (an older nanorec's): updated as before,
+    the time order unchecked (nothing to check it against), the own-events check kept."""
+    root, log, new, run = base
+    old = str(tmp_path / "old")
+    shutil.copytree(run, old)
+    path = os.path.join(old, rundir.HISTORIES)
+    pl.read_parquet(path).select("user_id", "item").write_parquet(path)
+    up = Recommender.load(old).update(new_events(), out=str(tmp_path / "up"), max_steps=2)
+    assert up.metrics["update"]["new_events"] == 200
+    assert rundir.read_history_times(up.run_dir) == (None, None)
+
+
+def test_unknown_event_types_are_one_line(tmp_path):
+    run = Recommender(method="transitions", target_filter="event_type=purchase").fit(
+        typed_log(ring_log()), out=str(tmp_path / "run"))
+    bad = str(tmp_path / "bad.csv")
+    typed_log(new_events()).with_columns(pl.col("event_type").str.to_uppercase()).write_csv(bad)
+    code, lines = run_cli(["update", "--run", run.run_dir, "--data", bad, "--out", str(tmp_path / "o"), "--quiet"])
+    assert code == 2 and len(lines) == 1 and "target_filter" in lines[0] and "PURCHASE" in lines[0], lines
+
+
+# -----------------------------------------------------------------------------
+# new items
+
+def test_a_new_item_starts_at_its_neighbours_mean():
+    import torch
+    from nanorec.data import Sequences
+    from nanorec.update import grown_weights
+    g = torch.Generator().manual_seed(0)
+    wte = torch.randn(6, 8, generator=g)  # padding + items 1..5
+    seqs = Sequences.from_lists([[1, 3, 6, 4], [6, 2], [5, 5], [7]])  # 6 after 3, before 4, before 2; 7 alone
+    grown = grown_weights({"wte.weight": wte}, 7, np.zeros(2, bool), seed=0, seqs=seqs)["wte.weight"]
+    assert grown.shape == (8, 8) and torch.equal(grown[:6], wte)
+    spread = 0.1 * wte[1:].std(0)
+    near = wte[[3, 4, 2]].mean(0)
+    assert ((grown[6] - near).abs() <= 5 * spread).all()  # the neighbours' mean, plus noise
+    assert (grown[6] - near).norm() < (grown[6] - wte[1:].mean(0)).norm()
+    assert ((grown[7] - wte[1:].mean(0)).abs() <= 5 * spread).all()  # no old neighbour: the average item
+
+
+def test_an_updated_run_with_a_new_item_that_sorts_first_evaluates(base, tmp_path):
+    """The whole log's vocabulary puts item 0 first; the updated run has it last: evaluate
+    reads the log in the run's order and gives the run's own test figure."""
+    root, log, new, run = base
+    t = Recommender(method="transitions").fit(log, out=str(tmp_path / "t"))
+    add = new_events().with_columns(pl.col("item_id").replace(NEW_ITEM, 0))
+    up = t.update(add, out=str(tmp_path / "t2"))
+    assert up._run.item_ids.tolist()[-1] == 0
+    whole, out = str(tmp_path / "whole.csv"), str(tmp_path / "ev.json")
+    pl.concat([ring_log(), add]).write_csv(whole)
+    code, lines = run_cli(["evaluate", "--run", up.run_dir, "--data", whole, "--json", out, "--device", "cpu"])
+    assert code == 0, lines
+    assert json.load(open(out))["NDCG@10"] == pytest.approx(up.metrics["test"]["NDCG@10"], abs=1e-9)
+    code, lines = run_cli(["evaluate", "--run", up.run_dir, "--data", log, "--device", "cpu"])
+    assert code == 2 and "item vocabulary" in lines[0], lines  # other items: still refused
+
+
+def test_an_update_takes_its_beyond_accuracy_figures_on_a_sample():
+    """The end-of-run beyond-accuracy pass (a second scoring of every test user) on a fixed
+    sample: an update's lists are judged by the same figures at a fraction of the cost."""
+    from nanorec.baselines.pop import Popularity
+    from nanorec.data import from_frame, item_counts, split
+    from nanorec.evaluate import score_report
+    from nanorec.update import Start
+    ds = from_frame(ring_log())
+    sp = split(ds)
+    pop = Popularity().fit(sp.train, ds.num_items)
+    counts = item_counts(sp.train, ds.num_items)
+    whole = score_report(pop.score, sp, ds.num_items, counts)
+    some = score_report(pop.score, sp, ds.num_items, counts, beyond_users=7)
+    assert whole["beyond"]["users"] == 60 and some["beyond"]["users"] == 7
+    assert some["test"] == whole["test"]  # accuracy on every test user, as before
+    assert some["beyond"] == score_report(pop.score, sp, ds.num_items, counts, beyond_users=7)["beyond"]  # fixed
+    assert Start.beyond_users == 2_000
+
+
+def test_the_log_says_what_is_new_and_what_the_total_is(base, updated):
+    root, log, new, run = base
+    text = open(os.path.join(updated.run_dir, "train.log")).read()
+    # the data line: the extended data's sizes under both names (run + the update's data)
+    assert f"data {run} + <dataframe>: 70 users, 16 items, {60 * 6 + 200:,} interactions" in text
 
 
 # -----------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data import Sequences
-from .transitions import Transitions
+from .transitions import Transitions, typed_pair_events
 
 
 class CoOccurrence(Transitions):
@@ -17,8 +17,8 @@ class CoOccurrence(Transitions):
     Rows are normalised, backed off to popularity, scored over the user's last items and
     saved exactly as in `Transitions` (so a saved table loads with `Transitions.from_state`).
     With per-event weights each direction counts the weight of the event it points to (the
-    candidate: b's for a -> b, a's for b -> a), as in `Transitions`: under target_filter a
-    view near a purchase makes the purchase a candidate, never the view.
+    candidate: b's for a -> b, a's for b -> a), as in `Transitions`; under target_filter the
+    pairs are purchases of two items near each other (transitions.typed_pair_events).
     """
 
     def __init__(self, span: int = 5, **kwargs):
@@ -27,7 +27,10 @@ class CoOccurrence(Transitions):
 
     def pair_events(self, train: Sequences) -> tuple[np.ndarray, np.ndarray]:
         """(i, j) flat event indices into train.items: every two events at most `span` apart in
-        one row, in both directions (i -> j and j -> i)."""
+        one row, in both directions (i -> j and j -> i); in an event-typed log purchases of two
+        items at most `span` purchases apart (typed_pair_events)."""
+        if train.has_context():
+            return typed_pair_events(train, self.span, both=True)
         row = np.repeat(np.arange(len(train.lengths)), train.lengths)  # (T,) the history of each item
         index = np.arange(len(train.items))
         src, dst = [], []

@@ -46,7 +46,8 @@ from ..errors import DataError, UsageError  # noqa: F401  (re-exported: `from na
 from .columns import _ids  # noqa: F401  (recommend.read_user_list types a users file's ids as the readers do)
 from .readers import (from_frame, load, load_like, read_challenge, read_json, read_s3rec,  # noqa: F401
                       read_table)
-from .sequences import HOLDOUTS, Dataset, EvalSet, Sequences, Split, item_counts, split  # noqa: F401
+from .sequences import (HOLDOUTS, Dataset, EvalSet, Sequences, Split, funnel_note, item_counts,  # noqa: F401
+                        split)
 from .tables import _read_frame  # noqa: F401  (recommend.read_user_list reads a users file as the readers do)
 from .time_split import (VALID_SHARE_OF_DATES, TargetSets, parse_split_time, show_time, split_like,  # noqa: F401
                          split_times, time_split)

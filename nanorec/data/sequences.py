@@ -38,6 +38,22 @@ class Sequences:
             return self.targets
         return None if self.weights is None else self.weights > 0
 
+    def has_context(self) -> bool:
+        """Whether some events are context only (target_filter without weight_col: weight 0, never
+        learned, never held out): an event-typed log, whose views lead up to what is bought."""
+        return self.weights is not None and not bool((self.weights > 0).all())
+
+    def target_events(self) -> "Sequences":
+        """Each row's target events (its purchases under target_filter); a row without one keeps
+        every event (a customer who only viewed). Where the count tables read a history."""
+        is_target = self.is_target()
+        row = np.repeat(np.arange(len(self)), self.lengths)  # (total,)
+        has = np.bincount(row[is_target], minlength=len(self)) > 0  # (U,)
+        keep = is_target | ~has[row]
+        offsets = np.zeros(len(self) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(row[keep], minlength=len(self)), out=offsets[1:])
+        return Sequences(offsets, self.items[keep])
+
     def seen_items(self) -> "Sequences":
         """The items exclude_seen removes from each row's list: its target events only (the
         purchases under target_filter: a viewed item may well be bought next), every event
@@ -99,6 +115,18 @@ class Sequences:
         within = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)
         src = starts + within
         return Sequences(offsets, self.items[src], *self._cut(src))
+
+
+def next_targets(seqs: Sequences, is_target: np.ndarray) -> np.ndarray:
+    """(total,) the flat index of the first target event at or after each event in its own row,
+    len(seqs.items) where the row has none left."""
+    n = len(seqs.items)
+    following = np.where(is_target, np.arange(n), n)
+    following = np.minimum.accumulate(following[::-1])[::-1]  # the next target anywhere after
+    row = np.repeat(np.arange(len(seqs)), seqs.lengths)
+    ok = following < n
+    ok[ok] = row[following[ok]] == row[ok]
+    return np.where(ok, following, n)
 
 
 def item_counts(seqs: Sequences, num_items: int) -> np.ndarray:
@@ -230,21 +258,82 @@ def _kept_before(seqs: Sequences, k: int) -> np.ndarray:
     return np.where(cut >= 0, cut, np.where(first >= 0, first, seqs.lengths))
 
 
-def _eval_set(seqs: Sequences, drop: int) -> EvalSet:
+# Events further apart than this start a new session (the usual web-analytics cut, 30 minutes), per
+# unit of a time column (Dataset.time_unit); a date column: the events of one day are one session.
+SESSION_GAP = {"ns": 30 * 60 * 10 ** 9, "us": 30 * 60 * 10 ** 6, "ms": 30 * 60 * 1000, "d": 1}
+
+
+def session_starts(seqs: Sequences, times: np.ndarray, unit: str | None) -> np.ndarray | None:
+    """(total,) the position inside its row of the first event of each event's session (events
+    less than SESSION_GAP apart, one user); None when the times' unit is unknown (plain numbers)."""
+    if unit not in SESSION_GAP:
+        return None
+    n = len(seqs.items)
+    pos = np.arange(n) - np.repeat(seqs.offsets[:-1], seqs.lengths)  # (total,) position inside its row
+    new = pos == 0
+    new[1:] |= np.diff(np.asarray(times)) >= SESSION_GAP[unit]
+    first = np.maximum.accumulate(np.where(new, np.arange(n), 0))  # flat index of each session's first event
+    return first - np.repeat(seqs.offsets[:-1], seqs.lengths)
+
+
+def _eval_set(seqs: Sequences, drop: int, sessions: np.ndarray | None = None) -> EvalSet:
     """Target = the `drop`-th last target event (drop = 0: the last; every event is a target
     without target_filter); history = every event before it. Users whose history would be
-    empty are left out (nothing to condition on)."""
+    empty are left out (nothing to condition on).
+
+    An event-typed log (Sequences.has_context: views as context) ends the history before the
+    target's session (sessions: `session_starts`; without times, at the purchase before it): the
+    target's own funnel (the views and the cart right before it, in a shop nearly always of the
+    item bought) is left out, so validation and test measure the next purchase from what came
+    before, as next week's lists are judged, not "buy the item just carted" (a task a model
+    solves at NDCG@10 ~0.9, and one that picks the wrong fusion weights and steps:
+    benchmarks/results/selection_event_types.json)."""
     at = last_targets(seqs, drop)  # (U,)
-    rows = np.nonzero(at >= 1)[0]
+    keep = np.maximum(at, 0)
+    if seqs.has_context():
+        if sessions is not None:
+            has = np.nonzero(at >= 0)[0]
+            keep[has] = sessions[seqs.offsets[has] + at[has]]  # the first event of the target's session
+        else:
+            keep = np.where(at >= 0, last_targets(seqs, drop + 1) + 1, 0)  # through the purchase before it
+    rows = np.nonzero((at >= 1) & (keep >= 1))[0]
     targets = seqs.items[seqs.offsets[rows] + at[rows]]
-    return EvalSet(rows, seqs._keep_prefix(np.maximum(at, 0)).take(rows), targets)
+    return EvalSet(rows, seqs._keep_prefix(keep).take(rows), targets)
+
+
+def funnel_share(seqs: Sequences, drop: int) -> tuple[int, float]:
+    """An event-typed log: (users, share of them) whose `drop`-th last purchase was viewed or
+    carted since their purchase before it (in its own funnel): the share of held-out purchases
+    that "buy the item you just looked at" would find, the easy task `_eval_set` leaves out.
+    The users are `_eval_set`'s: those with a purchase before the held-out one."""
+    at, prev = last_targets(seqs, drop), last_targets(seqs, drop + 1)
+    rows = np.nonzero((at >= 1) & (prev >= 0))[0]
+    if not len(rows):
+        return 0, 0.0
+    start, end = seqs.offsets[rows], seqs.offsets[rows] + at[rows]  # the target's flat index
+    lo = start + prev[rows] + 1  # the first event after the purchase before it
+    n = end - lo  # (M,) events of each funnel
+    funnel = np.repeat(lo, n) + np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)  # their flat indices
+    same = seqs.items[funnel] == np.repeat(seqs.items[end], n)
+    return len(rows), float((np.bincount(np.repeat(np.arange(len(rows)), n), same, len(rows)) > 0).mean())
+
+
+def funnel_note(seqs: Sequences, drop: int) -> str:
+    """The training log's line on an event-typed log's held-out purchases (`funnel_share`)."""
+    users, share = funnel_share(seqs, drop)
+    return (f"validation (views as context): {share:.0%} of the {users:,} held-out purchases that follow an earlier "
+            "purchase were viewed or carted since it" + (" (validation would be dominated by same-session repeats)"
+                                                if share >= 0.5 else "")
+            + "; each one's session is left out of its history: validation measures the next purchase from "
+            "what came before it, as next week is judged")
 
 
 def split(ds: Dataset, all_data: bool = False, holdout: str = "loo") -> Split:
     """Which of each user's items train, validate and test.
 
     With target_filter (seqs.weights 0 on context events) "item" below means target event:
-    test = the last target, valid = the one before, every event before them is history, and
+    test = the last target, valid = the one before, history = the events before each one's session
+    (its own views and cart are left out: `_eval_set`), and
     training keeps the events before the held-out targets (the views in between are not seen).
 
     holdout="loo" (leave-one-out, the benchmarks' protocol): test = last item,
@@ -262,7 +351,8 @@ def split(ds: Dataset, all_data: bool = False, holdout: str = "loo") -> Split:
     if holdout == "none":
         return Split(train=seqs, valid=None, test=None)
     held = 2 if holdout == "loo" and ds.has_test_targets else 1
-    valid = _eval_set(seqs, held - 1)
-    test = _eval_set(seqs, 0) if held == 2 else None
+    sessions = session_starts(seqs, ds.times, ds.time_unit) if seqs.has_context() and ds.times is not None else None
+    valid = _eval_set(seqs, held - 1, sessions)
+    test = _eval_set(seqs, 0, sessions) if held == 2 else None
     train = seqs._keep_prefix(_kept_before(seqs, held - 1 if all_data else held))
     return Split(train=train, valid=valid, test=test)
