@@ -152,6 +152,9 @@ class Config:
     context_targets: str = key("auto", 'target_filter: what a context slot (a view) learns: "next" = the next purchase of\n'
                                'its history, "none" = nothing (only the slot right before a purchase); auto = next',
                                one_of("auto", "next", "none"), auto="auto")
+    exclude_seen: str = key("auto", 'lists leave out a user\'s earlier items: "true", "false" (re-buys listed), "auto" =\n'
+                            "chosen on validation (after training: metrics.json's exclude_seen holds the choice)",
+                            one_of("auto", "true", "false"))
 
     # not a field: the keys `resolve` replaced (None: not resolved, e.g. an old run's config.json)
     auto = None
@@ -228,7 +231,7 @@ AUTO = {f.name: f.metadata["auto"] for f in fields(Config) if f.metadata["auto"]
 
 # config.json written before a key existed: the value that run actually used
 LEGACY = {"fuse_transitions": "false", "future_decay": 0.0, "fusion_weights": "auto", "time_format": "",
-          "split_time": "", "context_targets": "none"}
+          "split_time": "", "context_targets": "none", "exclude_seen": "true"}
 
 
 def expected(name: str, value) -> str | None:

@@ -126,9 +126,11 @@ def test_an_old_run_folder_with_unresolved_autos_still_opens_and_scores_the_same
     path = tmp_path / "run" / "config.json"
     old = unresolved(Config.load(str(path))).to_dict()  # as an older nanorec wrote it
     assert old["dropout"] == -1.0 and old["loss"] == "auto" and old["valid_users"] == 0
+    del old["context_targets"], old["exclude_seen"]  # keys added since (config.LEGACY: the values such runs used)
     json.dump(old, open(path, "w"))
     back = Run.open(run_dir)
     assert back.config.auto is None and back.config.dropout == -1.0
+    assert (back.config.context_targets, back.config.exclude_seen) == ("none", "true")
     assert back.model.cfg.dropout == 0.5  # its model: the auto rule of its own catalogue
     hist = new.histories.take(np.arange(5))
     assert np.allclose(back.scorer(hist).numpy(), new.scorer(hist).numpy())
