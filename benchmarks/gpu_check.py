@@ -24,7 +24,7 @@ import time
 
 import torch
 
-from nanorec.config import Config
+from nanorec.config import Config, resolve
 from nanorec.data import load, split
 from nanorec.devices import autocast
 from nanorec.evaluate import evaluate
@@ -59,7 +59,7 @@ def batch(packed, rows):
 
 def fresh(cfg):
     torch.manual_seed(cfg.seed)
-    return GPT(cfg, ds.num_items).to(dev)
+    return GPT(resolve(cfg, ds.num_items), ds.num_items).to(dev)
 
 
 # -----------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from nanorec.config import Config  # noqa: E402
+from nanorec.config import Config, resolve  # noqa: E402
 from nanorec.data import item_counts, load, split  # noqa: E402
 from nanorec.files import write_json  # noqa: E402
 from nanorec.loss import AUTO_NEGATIVES, OutputLoss  # noqa: E402
@@ -55,7 +55,7 @@ def datasets():
 
 def throughput(cfg, ds, sp, kind, negatives, num_negatives=None):
     torch.manual_seed(cfg.seed)
-    model = GPT(cfg, ds.num_items)
+    model = GPT(resolve(cfg, ds.num_items), ds.num_items)
     opt = model.configure_optimizer(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), "cpu")
     output = OutputLoss(kind, ds.num_items, item_counts(sp.train, ds.num_items), num_negatives or AUTO_NEGATIVES,
                         negatives, cfg.seed)

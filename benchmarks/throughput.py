@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from nanorec.config import Config
+from nanorec.config import Config, resolve
 from nanorec.data import load, split
 from nanorec.evaluate import evaluate
 from nanorec.run import shipped_scorer
@@ -32,7 +32,7 @@ cfg = Config(data=args.data)
 torch.manual_seed(cfg.seed)
 ds = load(args.data)
 sp = split(ds)
-model = GPT(cfg, ds.num_items)
+model = GPT(resolve(cfg, ds.num_items), ds.num_items)
 opt = model.configure_optimizer(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), "cpu")
 packed, batches = epoch_batches(sp.train, cfg, 0)
 

@@ -57,10 +57,9 @@ from typing import Any
 import numpy as np
 
 from . import ids, rundir
-from .config import Config
+from .config import Config, check_keys, unresolved
 from .errors import DataError, UsageError
 
-_FIELDS = {f.name for f in dataclasses.fields(Config)}
 FRAMES = ("polars", "pandas")
 MODES = ("oneshot", "generative")
 
@@ -75,11 +74,7 @@ class Recommender:
     """
 
     def __init__(self, **config: Any):
-        unknown = sorted(set(config) - _FIELDS)
-        if unknown:
-            import difflib
-            close = difflib.get_close_matches(unknown[0], _FIELDS, n=3)
-            raise UsageError(f"unknown config key {unknown[0]!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+        check_keys(sorted(config))
         self.config = Config(**config).validate()
         self.run_dir: str | None = None
         self._run = None
@@ -113,7 +108,7 @@ class Recommender:
         out = None if out is None else _path_argument(out, "out={!r}")
         if data is None:
             raise UsageError("fit(data=None): expected a DataFrame (pandas or polars), a pyarrow Table or a path")
-        cfg = dataclasses.replace(self.config, **changes)
+        cfg = dataclasses.replace(unresolved(self.config), **changes)  # a loaded run's autos resolve again
         if isinstance(data, (str, os.PathLike)):
             cfg.data = os.fspath(data)
             dataset = None
@@ -144,9 +139,7 @@ class Recommender:
         self._require_fitted()
         _check_bool(overwrite, "overwrite")
         _check_bool(quiet, "quiet")
-        unknown = sorted(set(config) - _FIELDS)
-        if unknown:
-            raise UsageError(f"unknown config key {unknown[0]!r}")
+        check_keys(sorted(config))
         if data is None:
             raise UsageError("update(data=None): expected a DataFrame (pandas or polars), a pyarrow Table or a path")
         out = _path_argument(out, "out={!r}") if out is not None else tempfile.mkdtemp(prefix="nanorec-run-")

@@ -1,113 +1,174 @@
-"""One flat, typed config for a training run.
-
-Every field has a default and a comment; the command line overrides any of
-them as `key=value` (an unknown key or a value of the wrong type is an error),
-and the resolved config is saved as `config.json` in every run directory.
-"""
+"""One flat, typed config for a training run. Each key is one field, `key(default, help, rule,
+auto)`: adding a key is adding a field. `key=value` on the command line is parsed by the field's
+type and checked by its rule (a bad one is one line naming the key); --help lists the fields.
+Training calls `resolve` once, knowing the data: each auto becomes the value the run uses, and
+config.json saves those values and the list of keys that were auto ("auto")."""
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from .errors import DataError, UsageError
 
 
+def key(default, help: str = "", rule: tuple | None = None, auto=None, section: str = ""):
+    """A config field: default, help (its --help lines), rule = (check, what a good value is), auto =
+    the sentinel `resolve` replaces with the value used (None: no auto), section = a --help heading."""
+    return field(default=default, metadata={"help": help, "rule": rule, "auto": auto, "section": section})
+
+
+def one_of(*values: str) -> tuple:
+    return (lambda x: x in values), ", ".join(values[:-1]) + " or " + values[-1]
+
+
+def ints(lo: int, hi: int | None = None, note: str = "") -> tuple:
+    if hi is None:
+        return (lambda x: x >= lo), f"an integer >= {lo}{note}"
+    return (lambda x: lo <= x <= hi), f"an integer in {lo}..{hi}{note}"
+
+
+def non_negative(note: str = "") -> tuple:
+    return (lambda x: x >= 0), f"a number >= 0{note}"
+
+
+UNIT = (lambda x: 0 <= x < 1), "a number in [0, 1)"
+
+
+def _split_time_ok(text: str) -> bool:
+    from .data import parse_split_time  # data loads numpy and polars: config stays light to import
+    return text == "" or parse_split_time(text) is not None
+
+
+def _filter_ok(text: str) -> bool:
+    from .data.columns import _parse_filter
+    try:
+        _parse_filter(text, "target_filter")
+    except UsageError:
+        return False
+    return True
+
+
 @dataclass
 class Config:
-    # data
-    data: str = ""                 # interactions: S3-Rec .txt, .csv/.parquet, or a challenge folder
-    user_col: str = "user_id"      # column names for .csv/.parquet input
-    item_col: str = "item_id"
-    time_col: str = "timestamp"    # "none" = file order (a missing time column is an error otherwise)
-    time_format: str = ""          # how a text time column is written, e.g. %d/%m/%Y (day first) or %m/%d/%Y %H:%M;
-                                   # "" = ISO dates (2024-01-31, 2024-01-31T12:00) or numbers: 03/01/2024 is an error
-    filter: str = ""               # keep only rows whose column equals a value, e.g. "event_type=purchase,cart"
-    weight_col: str = ""           # numeric column of per-event weights, each > 0: a target's weight in the GPT's loss
-                                   # and in the transitions / co-occurrence counts (e.g. purchase 3, cart 2, view 1)
-    target_filter: str = ""        # the events to predict, as filter=, e.g. "event_type=purchase": every event stays
-                                   # in the histories the model reads (views as context); only matching ones are the
-                                   # validation/test targets and, without weight_col, the loss targets and the pairs
-                                   # the count tables count (with weight_col every event is learned, with its weight)
-    holdout: str = "loo"           # loo: valid/test = 2nd-last/last item | last: valid = last | none: train on all |
-                                   # time: test = every event at/after split_time (all of a user's next items),
-                                   # valid = the same fraction of the events before it (a date: their last 10%),
-                                   # train = what comes before that
-    split_time: str = ""           # holdout=time: an ISO date/time (2024-03-01, 2024-03-01T12:00) or a fraction of
-                                   # the log's events in time order (0.9: the last 10% of events are the test window)
-    all_data: bool = False         # also train on validation targets (for the step count chosen on validation)
-    content: str = ""              # comma-separated frozen content tables (.safetensors), added as proj(content[item])
-    # model
-    method: str = "gpt"            # gpt, or a baseline that ships the same way: popularity, transitions, cooccurrence, svd
-    block_size: int = 50           # packed row length = longest history the model sees (most recent items kept)
-    n_layer: int = 2
-    n_head: int = 2
-    n_embd: int = 64
-    dropout: float = -1.0          # -1 = auto: 0.5 with the full softmax, 0.1 with the sampled one (loss.py,
-                                   # AUTO_DROPOUT: measured per output layer); or a number in [0, 1)
-    bias: bool = True              # bias in Linear and LayerNorm layers
-    attention: str = "sdpa"        # "sdpa" (boolean mask, reference) or "flex" (FlexAttention block mask; CUDA
-                                   # training only, and it turns compile on)
-    fuse_transitions: str = "auto" # add w1 * log(transition probs) + w2 * log(co-occurrence probs) + w3 * content
-                                   # cosine to the GPT's log-probs, weights (0 included) chosen on validation:
-                                   # "true" or "auto" (the same: exact at any catalogue size, fusion.py), "false"
-    fusion_weights: str = "auto"   # "auto" = chosen on validation; "w1,w2[,w3]" = fixed, e.g. the weights a validated
-                                   # run chose, for a holdout=none run that has no validation to choose on (in
-                                   # Python also metrics.json's {"transitions": w1, ...} dict or a tuple)
-    packing: bool = True           # many users per row; False = one user per row, left-aligned, padded
-    # optimisation
-    batch_size: int = 64           # rows of block_size tokens per step (~450 Beauty users)
-    learning_rate: float = 1e-3
-    min_lr: float = 1e-4           # cosine decay ends here
-    warmup_steps: int = 100        # steps of linear warmup; more than max_steps is allowed but warned at the
-                                   # start of training (the run never leaves warmup: no peak, no decay)
-    decay_lr: bool = True          # linear warmup + cosine decay; False = constant learning_rate after warmup
-    max_steps: int = 3000          # the cosine schedule's length; early stopping may end the run first
-    decay_steps: int = 0           # length of the cosine decay; 0 = max_steps (all_data sets it to replay a schedule)
-    weight_decay: float = 0.1      # on matrices only (no decay on biases, LayerNorm, embeddings)
-    beta1: float = 0.9
-    beta2: float = 0.98
-    grad_clip: float = 1.0         # 0 disables clipping
-    loss: str = "auto"             # output layer: "full" softmax, "sampled" softmax, "auto" = full up to 20,000 items
-    num_negatives: int = 0         # sampled softmax: negatives drawn each step, shared by all its targets; 0 = auto:
-                                   # 1,024 doubling with the epochs max_steps covers past 8, up to 4,096
-                                   # (loss.AUTO_NEGATIVES: measured per budget)
-    negatives: str = "popularity"  # sampled softmax negatives: "popularity", "uniform" or "in_batch"
-    future_decay: float = 0.0      # soft labels: each target also credits the user's next 2 items with weights
-                                   # decay, decay^2 (normalised); 0 = the next item only
-    # evaluation and checkpoints
-    eval_interval: int = 200       # steps between validation passes
-    eval_batch_size: int = 1024
-    valid_users: int = 0           # validation (checkpoints, early stopping, fusion weights) on a fixed seeded sample
-                                   # of this many users; 0 = auto: all of them while users x items <= 2e9, else a
-                                   # sample of 2e9 / items users (train.VALID_WORK says why); N >= all users: all
-    patience: int = 5              # stop after this many validations without a better NDCG@10; 0 = never
-    checkpoint_interval: int = 200 # steps between resumable checkpoints (ckpt.pt)
-    # system
-    seed: int = 1337
-    device: str = "auto"           # "auto" = cuda when available, else cpu
-    dtype: str = "auto"            # "auto" = bf16 autocast on cuda, fp32 on cpu; or "float32" / "bfloat16"
-    compile: bool = False          # torch.compile the transformer for training steps (on CUDA with bf16 1.3x
-                                   # faster steps; with float32 it measured slower: benchmarks/README.md)
-    threads: int = 0               # torch CPU threads; 0 = leave torch's default
-    progress: bool = True          # tqdm progress bars (shown on a terminal only)
-    track: str = ""                # also log to "tensorboard" and/or "mlflow" (comma-separated; needs the package)
-    context_targets: str = "auto"  # target_filter: what a context slot (a view) learns: "next" = the next purchase of its
-                                   # history, "none" = nothing (only the slot right before a purchase); auto = next
-    exclude_seen: str = "auto"     # lists leave out a user's earlier items: "true", "false" (re-buys listed), "auto" = chosen on validation
+    data: str = key("", "interactions: S3-Rec .txt, .csv/.parquet, or a challenge folder", section="data")
+    user_col: str = key("user_id", "column names for .csv/.parquet input")
+    item_col: str = key("item_id")
+    time_col: str = key("timestamp", '"none" = file order (a missing time column is an error otherwise)')
+    time_format: str = key("", "how a text time column is written, e.g. %d/%m/%Y (day first) or %m/%d/%Y %H:%M;\n"
+                           '"" = ISO dates (2024-01-31, 2024-01-31T12:00) or numbers: 03/01/2024 is an error',
+                           ((lambda x: x == "" or "%" in x),
+                            "empty (ISO dates or numbers) or a strptime format such as %d/%m/%Y"))
+    filter: str = key("", 'keep only rows whose column equals a value, e.g. "event_type=purchase,cart"')
+    weight_col: str = key("", "numeric column of per-event weights, each > 0: a target's weight in the GPT's loss\n"
+                          "and in the transitions / co-occurrence counts (e.g. purchase 3, cart 2, view 1)")
+    target_filter: str = key(
+        "", 'the events to predict, as filter=, e.g. "event_type=purchase": every event stays\n'
+        "in the histories the model reads (views as context); only matching ones are the\n"
+        "validation/test targets and, without weight_col, the loss targets and the pairs\n"
+        "the count tables count (with weight_col every event is learned, with its weight)",
+        ((lambda x: x == "" or _filter_ok(x)), "empty (every event is a target) or column=value[,value...]"))
+    holdout: str = key("loo", "loo: valid/test = 2nd-last/last item | last: valid = last | none: train on all |\n"
+                       "time: test = every event at/after split_time (all of a user's next items),\n"
+                       "valid = the same fraction of the events before it (a date: their last 10%),\n"
+                       "train = what comes before that", one_of("loo", "last", "none", "time"))
+    split_time: str = key("", "holdout=time: an ISO date/time (2024-03-01, 2024-03-01T12:00) or a fraction of\n"
+                          "the log's events in time order (0.9: the last 10% of events are the test window)",
+                          (_split_time_ok, "an ISO date/time (2024-03-01, 2024-03-01T12:00:00) or a number: a "
+                           "fraction of the events in (0, 1), else a time in the time column's own units"))
+    all_data: bool = key(False, "also train on validation targets (for the step count chosen on validation)")
+    content: str = key("", "comma-separated frozen content tables (.safetensors), added as proj(content[item])")
+    method: str = key("gpt", "gpt, or a baseline that ships the same way: popularity, transitions, cooccurrence, svd",
+                      one_of("gpt", "popularity", "transitions", "cooccurrence", "svd"), section="model")
+    block_size: int = key(50, "packed row length = longest history the model sees (most recent items kept)",
+                          ints(1, 100_000))
+    n_layer: int = key(2, rule=ints(1, 64))
+    n_head: int = key(2, rule=ints(1, 64))
+    n_embd: int = key(64, rule=ints(1, 8192))
+    dropout: float = key(-1.0, "-1 = auto: 0.5 with the full softmax, 0.1 with the sampled one (loss.py,\n"
+                         "AUTO_DROPOUT: measured per output layer); or a number in [0, 1)",
+                         ((lambda x: 0.0 <= x < 1.0 or x == -1.0), "a number in [0, 1), or -1 (auto)"), auto=-1.0)
+    bias: bool = key(True, "bias in Linear and LayerNorm layers")
+    attention: str = key("sdpa", '"sdpa" (boolean mask, reference) or "flex" (FlexAttention block mask; CUDA\n'
+                         "training only, and it turns compile on)", one_of("sdpa", "flex"))
+    fuse_transitions: str = key(
+        "auto", "add w1 * log(transition probs) + w2 * log(co-occurrence probs) + w3 * content\n"
+        "cosine to the GPT's log-probs, weights (0 included) chosen on validation:\n"
+        '"true" or "auto" (the same: exact at any catalogue size, fusion.py), "false"',
+        one_of("auto", "true", "false"), auto="auto")
+    fusion_weights: str = key(
+        "auto", '"auto" = chosen on validation (the run\'s fusion.json holds them); "w1,w2[,w3]" =\n'
+        "fixed, e.g. the weights a validated run chose, for a holdout=none run that has no\n"
+        'validation to choose on (in Python also metrics.json\'s {"transitions": w1, ...} dict or a tuple)',
+        ((lambda x: x == "auto" or parse_weights(x) is not None),
+         "auto, or two or three numbers in 0..100: w1,w2[,w3] (transitions, co-occurrence, content)"))
+    packing: bool = key(True, "many users per row; False = one user per row, left-aligned, padded")
+    batch_size: int = key(64, "rows of block_size tokens per step (~450 Beauty users)", ints(1, 1_000_000),
+                          section="optimisation")
+    learning_rate: float = key(1e-3, rule=((lambda x: 0 < x <= 10), "a number in (0, 10]"))
+    min_lr: float = key(1e-4, "cosine decay ends here", non_negative())
+    warmup_steps: int = key(100, "steps of linear warmup; more than max_steps is allowed but warned at the\n"
+                            "start of training (the run never leaves warmup: no peak, no decay)", ints(0))
+    decay_lr: bool = key(True, "linear warmup + cosine decay; False = constant learning_rate after warmup")
+    max_steps: int = key(3000, "the cosine schedule's length; early stopping may end the run first", ints(1))
+    decay_steps: int = key(0, "length of the cosine decay; 0 = max_steps (all_data sets it to replay a schedule)",
+                           ints(0, note=" (0 = max_steps)"), auto=0)
+    weight_decay: float = key(0.1, "on matrices only (no decay on biases, LayerNorm, embeddings)", non_negative())
+    beta1: float = key(0.9, rule=UNIT)
+    beta2: float = key(0.98, rule=UNIT)
+    grad_clip: float = key(1.0, "0 disables clipping", non_negative(" (0 = no clipping)"))
+    loss: str = key("auto", 'output layer: "full" softmax, "sampled" softmax, "auto" = full up to 20,000 items',
+                    one_of("auto", "full", "sampled"), auto="auto")
+    num_negatives: int = key(0, "sampled softmax: negatives drawn each step, shared by all its targets; 0 = auto:\n"
+                             "1,024 doubling with the epochs max_steps covers past 8, up to 4,096\n"
+                             "(loss.AUTO_NEGATIVES: measured per budget); a run with no sampled softmax: 0",
+                             ints(0, 1_000_000, " (0 = auto)"), auto=0)
+    negatives: str = key("popularity", 'sampled softmax negatives: "popularity", "uniform" or "in_batch"',
+                         one_of("popularity", "uniform", "in_batch"))
+    future_decay: float = key(0.0, "soft labels: each target also credits the user's next 2 items with weights\n"
+                              "decay, decay^2 (normalised); 0 = the next item only", UNIT)
+    eval_interval: int = key(200, "steps between validation passes", ints(1), section="evaluation and checkpoints")
+    eval_batch_size: int = key(1024, rule=ints(1, 1_000_000))
+    valid_users: int = key(0, "validation (checkpoints, early stopping, fusion weights) on a fixed seeded sample\n"
+                           "of this many users; 0 = auto: all of them while users x items <= 2e9, else a\n"
+                           "sample of 2e9 / items users (train.VALID_WORK says why); N >= all users: all",
+                           ints(0, note=" (0 = auto)"), auto=0)
+    patience: int = key(5, "stop after this many validations without a better NDCG@10; 0 = never",
+                        ints(0, note=" (0 = never stop early)"))
+    checkpoint_interval: int = key(200, "steps between resumable checkpoints (ckpt.pt)", ints(1))
+    seed: int = key(1337, rule=((lambda x: 0 <= x < 2**63), "an integer in 0..2^63-1"), section="system")
+    device: str = key("auto", '"auto" = cuda when available, else cpu (each process\'s own: kept as auto in a run)',
+                      ((lambda x: x in ("auto", "cpu", "mps") or re.fullmatch(r"cuda(:\d+)?", x) is not None),
+                       "auto, cpu, cuda, cuda:N or mps"))
+    dtype: str = key("auto", '"auto" = bf16 autocast on cuda, fp32 on cpu (on the device scoring); or "float32" / "bfloat16"',
+                     one_of("auto", "float32", "bfloat16"))
+    compile: bool = key(False, "torch.compile the transformer for training steps (on CUDA with bf16 1.3x\n"
+                        "faster steps; with float32 it measured slower: benchmarks/README.md)")
+    threads: int = key(0, "torch CPU threads; 0 = leave torch's default", ints(0, 1024, " (0 = torch's default)"))
+    progress: bool = key(True, "tqdm progress bars (shown on a terminal only)")
+    track: str = key("", 'also log to "tensorboard" and/or "mlflow" (comma-separated; needs the package)')
+    context_targets: str = key("auto", 'target_filter: what a context slot (a view) learns: "next" = the next purchase of\n'
+                               'its history, "none" = nothing (only the slot right before a purchase); auto = next',
+                               one_of("auto", "next", "none"), auto="auto")
+    exclude_seen: str = key("auto", 'lists leave out a user\'s earlier items: "true", "false" (re-buys listed), "auto" =\n'
+                            "chosen on validation (after training: metrics.json's exclude_seen holds the choice)",
+                            one_of("auto", "true", "false"))
+
+    # not a field: the keys `resolve` replaced (None: not resolved, e.g. an old run's config.json)
+    auto = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def validate(self) -> "Config":
-        """Every key's type and range (the RULES table below); raises UsageError
-        naming the first bad key. Checked before anything is read or written."""
+        """Every key's type and range (its field's rule); raises UsageError naming the
+        first bad key. Checked before anything is read or written."""
         self.fusion_weights = weights_text(self.fusion_weights)
         for f in fields(self):
             value = getattr(self, f.name)
-            want = PYTYPES[f.type]
+            want = TYPES[f.name]
             if want is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
                 setattr(self, f.name, value)
@@ -115,9 +176,9 @@ class Config:
                 raise UsageError(f"{f.name}={value!r}: expected {want.__name__}")
             if want is float and not math.isfinite(value):
                 raise UsageError(f"{f.name}={value!r}: expected a finite number")
-            rule = RULES.get(f.name)
-            if rule and not rule[0](value):
-                raise UsageError(f"{f.name}={value!r}: expected {rule[1]}")
+            wrong = expected(f.name, value)
+            if wrong:
+                raise UsageError(f"{f.name}={value!r}: expected {wrong}")
         if self.n_embd % self.n_head:
             raise UsageError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
         if self.min_lr > self.learning_rate:
@@ -131,56 +192,81 @@ class Config:
         return self
 
     def save(self, path: str) -> None:
+        """config.json: every key, and for a resolved config the keys that were auto."""
         from .files import write_json
-        write_json(path, self.to_dict())
+        write_json(path, self.to_dict() if self.auto is None else {**self.to_dict(), "auto": list(self.auto)})
 
     @classmethod
-    def load(cls, path: str) -> "Config":
-        """A saved config.json; a missing, broken or unknown key is a DataError naming the file."""
+    def load(cls, path: str, every_key: bool = False) -> "Config":
+        """A saved config.json; a broken or unknown key (every_key: a missing one too, never today's
+        default, but LEGACY's, which runs written before they existed lack) is a DataError naming the
+        file. A run written before resolve() has no "auto" list and its autos unresolved (.auto None)."""
         from .data import read_json
         d = read_json(path)
         if not isinstance(d, dict):
             raise DataError(f"{path}: expected a JSON object of config keys")
-        known = {f.name for f in fields(cls)}
+        missing = [k for k in TYPES if k not in d and k not in LEGACY] if every_key else []
+        if missing:
+            raise DataError(f"{path}: config key {missing[0]!r} is missing" + (f" (and {len(missing) - 1} more)"
+                            if len(missing) > 1 else "") + "; restore the file, or train the run again")
         d = {**LEGACY, **d}  # keys a run written before they existed did not use
+        auto = d.pop("auto", None)
+        if auto is not None and not (isinstance(auto, list) and set(auto) <= set(AUTO)):
+            raise DataError(f"{path}: \"auto\" must list config keys that have an auto value ({', '.join(AUTO)})")
         if isinstance(d.get("fuse_transitions"), bool):  # briefly a bool
             d["fuse_transitions"] = str(d["fuse_transitions"]).lower()
-        unknown = sorted(set(d) - known)
+        unknown = sorted(set(d) - set(TYPES))
         if unknown:
             raise DataError(f"{path}: unknown config key {unknown[0]!r} (written by another nanorec version?)")
         try:
-            return cls(**d).validate()
+            cfg = cls(**d).validate()
         except UsageError as e:
             raise DataError(f"{path}: {e}") from None
+        cfg.auto = None if auto is None else tuple(auto)
+        return cfg
 
+
+TYPES = {f.name: {"str": str, "int": int, "float": float, "bool": bool}[f.type] for f in fields(Config)}
+AUTO = {f.name: f.metadata["auto"] for f in fields(Config) if f.metadata["auto"] is not None}  # key -> sentinel
 
 # config.json written before a key existed: the value that run actually used
 LEGACY = {"fuse_transitions": "false", "future_decay": 0.0, "fusion_weights": "auto", "time_format": "",
-          "split_time": "", "context_targets": "none"}
-
-PYTYPES = {"str": str, "int": int, "float": float, "bool": bool}
+          "split_time": "", "context_targets": "none", "exclude_seen": "true"}
 
 
-def _positive(x) -> bool:
-    return x > 0
+def expected(name: str, value) -> str | None:
+    """What a good value of key `name` is, when `value` (of the key's type) is not one; else None."""
+    rule = Config.__dataclass_fields__[name].metadata["rule"]
+    return rule[1] if rule and not rule[0](value) else None
 
 
-def _non_negative(x) -> bool:
-    return x >= 0
+def resolve(cfg: Config, num_items: int, num_valid: int | None = None, batches_per_epoch=None) -> Config:
+    """Every auto key -> the value a run on this data uses, by the rules where they were measured
+    (loss.py, train.VALID_WORK); the copy's .auto lists the keys that were auto. Facts: the catalogue
+    size, the validation users (None: valid_users left as it is) and batches_per_epoch() (training
+    batches in an epoch, called only when num_negatives=auto applies; None: left as it is).
+    A resolved config resolves to itself."""
+    from .loss import AUTO_DROPOUT, resolve_loss, resolve_negatives  # torch: config stays importable without it
+    from .train import validation_users  # train imports config
+    auto = tuple(k for k, sentinel in AUTO.items() if getattr(cfg, k) == sentinel)
+    loss = resolve_loss(cfg.loss, num_items)
+    sampled = loss == "sampled" and cfg.method == "gpt" and batches_per_epoch is not None
+    out = dataclasses.replace(
+        cfg, loss=loss, dropout=AUTO_DROPOUT[loss] if cfg.dropout == -1.0 else cfg.dropout,
+        fuse_transitions="true" if cfg.fuse_transitions == "auto" else cfg.fuse_transitions,
+        context_targets="next" if cfg.context_targets == "auto" else cfg.context_targets,
+        decay_steps=cfg.decay_steps or cfg.max_steps,
+        num_negatives=resolve_negatives(cfg.num_negatives, cfg.max_steps / batches_per_epoch())
+        if sampled and cfg.num_negatives == 0 else cfg.num_negatives,
+        valid_users=cfg.valid_users if num_valid is None else validation_users(num_valid, cfg.valid_users, num_items))
+    out.auto = tuple(dict.fromkeys((cfg.auto or ()) + auto))
+    return out
 
 
-def _split_time_ok(text: str) -> bool:
-    from .data import parse_split_time
-    return parse_split_time(text) is not None
-
-
-def _filter_ok(text: str) -> bool:
-    from .data.columns import _parse_filter
-    try:
-        _parse_filter(text, "target_filter")
-    except UsageError:
-        return False
-    return True
+def unresolved(cfg: Config) -> Config:
+    """A resolved config with its auto keys back to auto: the settings as given, for a run that
+    resolves them again on other data (update, a refit) or compares them (--resume)."""
+    return dataclasses.replace(cfg, **{k: AUTO[k] for k in cfg.auto or ()})
 
 
 WEIGHT_NAMES = ("transitions", "cooccurrence", "content")  # fusion.SIGNALS (that module needs torch)
@@ -189,7 +275,7 @@ WEIGHT_NAMES = ("transitions", "cooccurrence", "content")  # fusion.SIGNALS (tha
 def weights_text(value):
     """fusion_weights given in Python as metrics.json holds them, {"transitions": w1, "cooccurrence":
     w2[, "content": w3]}, or as a sequence (w1, w2[, w3]) -> the key's text "w1,w2[,w3]"; anything
-    else unchanged (a str is checked by RULES, another type refused by validate)."""
+    else unchanged (a str is checked by its rule, another type refused by validate)."""
     if isinstance(value, dict):
         unknown = [k for k in value if k not in WEIGHT_NAMES]
         if unknown or not {"transitions", "cooccurrence"} <= set(value):
@@ -215,61 +301,14 @@ def parse_weights(text: str) -> tuple[float, float, float] | None:
     return (ws + (0.0,))[:3] if ok else None
 
 
-# key -> (check, what a good value is): shown in `nanorec train --help`
-RULES = {
-    "method": (lambda x: x in ("gpt", "popularity", "transitions", "cooccurrence", "svd"),
-               "gpt, popularity, transitions, cooccurrence or svd"),
-    "fuse_transitions": (lambda x: x in ("auto", "true", "false"), "auto, true or false"),
-    "fusion_weights": (lambda x: x == "auto" or parse_weights(x) is not None,
-                       "auto, or two or three numbers in 0..100: w1,w2[,w3] (transitions, co-occurrence, content)"),
-    "holdout": (lambda x: x in ("loo", "last", "none", "time"), "loo, last, none or time"),
-    "target_filter": (lambda x: x == "" or _filter_ok(x), "empty (every event is a target) or column=value[,value...]"),
-    "time_format": (lambda x: x == "" or "%" in x, "empty (ISO dates or numbers) or a strptime format such as %d/%m/%Y"),
-    "split_time": (lambda x: x == "" or _split_time_ok(x),
-                   "an ISO date/time (2024-03-01, 2024-03-01T12:00:00) or a number: a fraction of the events "
-                   "in (0, 1), else a time in the time column's own units"),
-    "block_size": (lambda x: 1 <= x <= 100_000, "an integer in 1..100000"),
-    "n_layer": (lambda x: 1 <= x <= 64, "an integer in 1..64"),
-    "n_head": (lambda x: 1 <= x <= 64, "an integer in 1..64"),
-    "n_embd": (lambda x: 1 <= x <= 8192, "an integer in 1..8192"),
-    "dropout": (lambda x: 0.0 <= x < 1.0 or x == -1.0, "a number in [0, 1), or -1 (auto)"),
-    "attention": (lambda x: x in ("sdpa", "flex"), "sdpa or flex"),
-    "batch_size": (lambda x: 1 <= x <= 1_000_000, "an integer in 1..1000000"),
-    "learning_rate": (lambda x: 0 < x <= 10, "a number in (0, 10]"),
-    "min_lr": (_non_negative, "a number >= 0"),
-    "warmup_steps": (_non_negative, "an integer >= 0"),
-    "max_steps": (_positive, "an integer >= 1"),
-    "decay_steps": (_non_negative, "an integer >= 0 (0 = max_steps)"),
-    "weight_decay": (_non_negative, "a number >= 0"),
-    "beta1": (lambda x: 0 <= x < 1, "a number in [0, 1)"),
-    "beta2": (lambda x: 0 <= x < 1, "a number in [0, 1)"),
-    "grad_clip": (_non_negative, "a number >= 0 (0 = no clipping)"),
-    "loss": (lambda x: x in ("auto", "full", "sampled"), "auto, full or sampled"),
-    "num_negatives": (lambda x: 0 <= x <= 1_000_000, "an integer in 0..1000000 (0 = auto)"),
-    "negatives": (lambda x: x in ("popularity", "uniform", "in_batch"), "popularity, uniform or in_batch"),
-    "future_decay": (lambda x: 0.0 <= x < 1.0, "a number in [0, 1)"),
-    "valid_users": (_non_negative, "an integer >= 0 (0 = auto)"),
-    "eval_interval": (_positive, "an integer >= 1"),
-    "eval_batch_size": (lambda x: 1 <= x <= 1_000_000, "an integer in 1..1000000"),
-    "patience": (_non_negative, "an integer >= 0 (0 = never stop early)"),
-    "checkpoint_interval": (_positive, "an integer >= 1"),
-    "seed": (lambda x: 0 <= x < 2**63, "an integer in 0..2^63-1"),
-    "device": (lambda x: x == "auto" or x == "cpu" or x == "mps" or re.fullmatch(r"cuda(:\d+)?", x) is not None,
-               "auto, cpu, cuda, cuda:N or mps"),
-    "dtype": (lambda x: x in ("auto", "float32", "bfloat16"), "auto, float32 or bfloat16"),
-    "threads": (lambda x: 0 <= x <= 1024, "an integer in 0..1024 (0 = torch's default)"),
-    "context_targets": (lambda x: x in ("auto", "next", "none"), "auto, next or none"),
-    "exclude_seen": (lambda x: x in ("auto", "true", "false"), "auto, true or false"),
-}
-
-
-def _parse_value(name: str, typ: type, raw: str):
+def parse_value(name: str, raw: str):
+    """The text of key `name`'s value -> a value of the key's type (its range is validate's):
+    bool takes 1/true/yes/on and 0/false/no/off only."""
+    typ = TYPES[name]
     if typ is bool:
         low = raw.lower()
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off"):
-            return False
+        if low in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return low in ("1", "true", "yes", "on")
         raise UsageError(f"{name}={raw!r}: expected true or false")
     try:
         value = typ(raw)
@@ -280,22 +319,27 @@ def _parse_value(name: str, typ: type, raw: str):
     return value
 
 
+def check_keys(names) -> None:
+    """An unknown key is a UsageError naming it (and the keys it is close to)."""
+    for name in names:
+        if name not in TYPES:
+            close = difflib.get_close_matches(name, TYPES, n=3)
+            raise UsageError(f"unknown config key {name!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+
+
 def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
     """Apply `key=value` strings and validate the result; an unknown key, a bad
     value or one out of range raises UsageError naming the key."""
-    types = {f.name: f.type for f in fields(Config)}
     changes = {}
     for item in overrides:
         if "=" not in item:
-            hint = f" (did you mean {item.lstrip('-').replace('-', '_')}=...?)" if item.lstrip("-").replace("-", "_") in types else ""
+            guess = item.lstrip("-").replace("-", "_")
+            hint = f" (did you mean {guess}=...?)" if guess in TYPES else ""
             raise UsageError(f"{item!r}: config overrides are key=value{hint} (see `nanorec train --help` for keys)")
-        key, raw = item.split("=", 1)
-        key = key.strip().lstrip("-").replace("-", "_")
-        if key not in types:
-            close = difflib.get_close_matches(key, types, n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise UsageError(f"unknown config key {key!r}{hint}")
-        changes[key] = _parse_value(key, PYTYPES[types[key]], raw)
+        name, raw = item.split("=", 1)
+        name = name.strip().lstrip("-").replace("-", "_")
+        check_keys([name])
+        changes[name] = parse_value(name, raw)
     return dataclasses.replace(cfg, **changes).validate()
 
 
@@ -313,46 +357,32 @@ def check_dashed_keys(argv: list[str], options) -> None:
     """`--max_steps 10` (or `--max-steps=10`) where a config key is meant: argparse
     would say "unrecognized arguments"; say how to set it instead. `options` are
     the command's own option strings (`--data` is an option, not the key)."""
-    names = {f.name for f in fields(Config)}
     for i, tok in enumerate(argv):
         if tok == "--":
             return
         if not tok.startswith("--") or tok.split("=", 1)[0] in options:
             continue
-        key, eq, value = tok[2:].partition("=")
-        key = key.replace("-", "_")
-        if key in names:
+        name, eq, value = tok[2:].partition("=")
+        name = name.replace("-", "_")
+        if name in TYPES:
             if not eq and i + 1 < len(argv) and not argv[i + 1].startswith("-") and "=" not in argv[i + 1]:
                 value = argv[i + 1]
-            raise UsageError(f"{tok}: config keys are set as key=value, not as options: {key}={value or '...'}")
+            raise UsageError(f"{tok}: config keys are set as key=value, not as options: {name}={value or '...'}")
 
 
 def describe() -> str:
-    """Keys, defaults and their comments, for --help. A comment continued on the
-    next source lines stays under its first line, and the key's [valid range]
-    follows the whole comment."""
-    import inspect
-    src = inspect.getsource(Config).splitlines()
-    field_indent = next(len(x) - len(x.lstrip()) for x in src if x.startswith(" ") and x.strip())
-    out, rule = [], None  # rule: the [valid range] still to append to the current key's last line
-    for line in src[1:]:
-        s = line.strip()
-        if s.startswith(("def ", "@")):  # the fields end where the methods begin
-            break
-        if s.startswith("#") and not s.startswith("# "):
-            continue
-        continued = s.startswith("# ") and len(line) - len(line.lstrip()) > field_indent
-        if continued and out:  # the previous key's comment, continued: aligned under its "#"
-            out.append(" " * out[-1].index("#") + s)
-            continue
-        if rule:
-            out[-1] += f"  [{rule}]"
-            rule = None
-        if ":" in s and "=" in s and not s.startswith(("def", "return", "@", "class")):
-            out.append("  " + s)
-            rule = RULES[s.split(":", 1)[0]][1] if s.split(":", 1)[0] in RULES else None
-        elif s.startswith("# ") and not out[-1:] == [""]:  # a section heading
-            out.append("  " + s)
-    if rule:
-        out[-1] += f"  [{rule}]"
+    """Keys, defaults and help for --help, one section heading a group: a help text's further
+    lines sit under its first, and the key's [valid range] follows the whole text."""
+    out = []
+    for f in fields(Config):
+        meta = f.metadata
+        if meta["section"]:
+            out.append(f"  # {meta['section']}")
+        default = f'"{f.default}"' if f.type == "str" else repr(f.default)
+        head = f"  {f.name}: {f.type} = {default}"
+        lines = meta["help"].split("\n") if meta["help"] else []
+        out.append(f"{head:<33} # {lines[0]}" if lines else head)
+        out += [" " * 34 + "# " + line for line in lines[1:]]
+        if meta["rule"]:
+            out[-1] += f"  [{meta['rule'][1]}]"
     return "\n".join(out)

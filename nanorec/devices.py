@@ -9,7 +9,6 @@ import torch
 from .errors import UsageError
 
 DEVICE_HELP = "auto (cuda when available, else cpu), cpu, cuda, cuda:N or mps"
-DTYPES = ("auto", "float32", "bfloat16")
 
 
 def pick_device(name: str) -> str:
@@ -34,9 +33,8 @@ def pick_device(name: str) -> str:
 
 
 def autocast(dtype: str, device: str):
-    """bf16 autocast on CUDA (unless dtype=float32), plain fp32 elsewhere (unless dtype=bfloat16)."""
-    if dtype not in DTYPES:
-        raise UsageError(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
+    """bf16 autocast on CUDA (unless dtype=float32), plain fp32 elsewhere (unless dtype=bfloat16);
+    dtype is checked by config."""
     use_bf16 = dtype == "bfloat16" or (dtype == "auto" and device.startswith("cuda"))
     if use_bf16:
         return torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)

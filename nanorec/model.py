@@ -18,7 +18,6 @@ any device) and FlexAttention with the block mask from `packing.flex_block_mask`
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
@@ -26,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import Config
-from .loss import full_softmax_cross_entropy, resolve_dropout
+from .loss import full_softmax_cross_entropy
 from .packing import IGNORE, attention_mask, flex_block_mask
 
 _flex_attention = None
@@ -131,8 +130,7 @@ class GPT(nn.Module):
     def __init__(self, cfg: Config, num_items: int, content=()):
         """num_items N: item indices 1..N, 0 = padding. content: [(table (N+1, D), has_content (N+1,)), ...]."""
         super().__init__()
-        # dropout=-1 (auto) resolved once: the model's own cfg holds the rate its layers use
-        cfg = dataclasses.replace(cfg, dropout=resolve_dropout(cfg.dropout, cfg.loss, num_items))
+        # cfg is resolved (config.resolve): dropout is the rate its layers use, never -1 (auto)
         self.cfg = cfg
         self.num_items = num_items
         self.wte = nn.Embedding(num_items + 1, cfg.n_embd, padding_idx=0)

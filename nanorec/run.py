@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import rundir
-from .config import Config
+from .config import Config, resolve
 from .data import Sequences
 from .errors import DataError
 from .scoring import Scorer
@@ -96,7 +96,7 @@ def load_gpt(run_dir: str, cfg: Config | None = None, item_ids: np.ndarray | Non
     cfg = cfg if cfg is not None else rundir.read_config(run_dir)
     item_ids = item_ids if item_ids is not None else read_checked_items(run_dir)
     content = load_content(cfg.content, item_ids, log=None) if cfg.content else []
-    model = GPT(cfg, len(item_ids) - 1, content)
+    model = GPT(resolve(cfg, len(item_ids) - 1), len(item_ids) - 1, content)  # an old run's autos: unresolved
     rundir.load_weights(model, os.path.join(run_dir, rundir.WEIGHTS))
     return model.to(device).eval()
 

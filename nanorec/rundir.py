@@ -2,7 +2,8 @@
 their writes. File I/O only: opening a run for scoring (building the model, the fused scorer,
 a baseline) is run.py's `Run.open`.
 
-    config.json        the resolved Config (every key; unknown keys are refused on load)
+    config.json        the Config as the run used it: every key, each auto resolved (config.resolve) and
+                       listed under "auto"; unknown keys are refused on load
     items.json         internal index -> original item id (index 0 = padding, null)
     histories.parquet  every user's history (user_id, item index) in order: what recommend and
                        serve continue when no --data is given
@@ -37,7 +38,7 @@ import os
 
 import numpy as np
 
-from .config import Config
+from .config import Config, unresolved
 from .errors import DataError, UsageError
 from .files import (OutputLock, append_line, atomic_write, discard_folder, publish_folder, recover_folder, temp_folder,
                     unfinished_folders, write_json)
@@ -120,7 +121,7 @@ def _check_replaceable(out: str) -> None:
 
 def resume_config(out: str, overrides_cfg: Config) -> None:
     """Refuse a resume whose config differs from the saved one in a key that shapes the model."""
-    saved = read_config(out)
+    saved = unresolved(read_config(out))  # the keys as given, to compare with this command's
     for key in saved.to_dict():
         if key in RESUMABLE_KEYS or key == "data":
             continue
@@ -355,25 +356,12 @@ def rewrite_history(out: str, records: list) -> None:
 # reading: every failure is a DataError naming the file
 
 def read_config(run_dir: str) -> Config:
-    """config.json, checked: every key of Config must be there (a key missing is a DataError
-    naming it, never today's default), except config.LEGACY's, which runs written before
-    they existed lack (they take the value those runs actually used)."""
-    import dataclasses
-
-    from .config import LEGACY
-    from .data import read_json
+    """config.json, checked, with every key (Config.load's every_key)."""
     require_folder(run_dir)
     path = os.path.join(run_dir, CONFIG)
     if not os.path.exists(path):
         raise DataError(f"{run_dir}: not a run folder ({CONFIG} is missing)")
-    saved = read_json(path)
-    if isinstance(saved, dict):
-        missing = [f.name for f in dataclasses.fields(Config) if f.name not in saved and f.name not in LEGACY]
-        if missing:
-            raise DataError(f"{path}: config key {missing[0]!r} is missing"
-                            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-                            + "; restore the file, or train the run again")
-    return Config.load(path)
+    return Config.load(path, every_key=True)
 
 
 def read_items(run_dir: str) -> np.ndarray:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -31,14 +32,15 @@ import numpy as np
 import torch
 
 from . import distributed, rundir, tracking
-from .config import Config, add_run_writer_options, apply_overrides, check_dashed_keys, describe, parse_weights
+from .config import (Config, add_run_writer_options, apply_overrides, check_dashed_keys, describe, parse_weights,
+                     resolve, unresolved)
 from .curves import plot_curves
 from .data import EvalSet, item_counts, load_like, split_like
 from .devices import autocast, pick_device
 from .errors import DataError, UsageError
 from .evaluate import evaluate, format_metrics, score_report
 from .files import append_line, final_path
-from .loss import FUTURE_HORIZON, OutputLoss, resolve_loss, resolve_negatives
+from .loss import FUTURE_HORIZON, OutputLoss
 from .model import GPT
 from .packing import IGNORE, count_targets, pack, prefix_weights, trainable_users
 from .scoring import gpt_scorer
@@ -76,13 +78,12 @@ class Logger:
 
 
 def get_lr(step: int, cfg: Config) -> float:
-    """Linear warmup, then cosine decay from learning_rate to min_lr at decay_steps (default max_steps)."""
+    """Linear warmup, then cosine decay from learning_rate to min_lr at decay_steps (resolved: 0 = max_steps)."""
     if step < cfg.warmup_steps:
         return cfg.learning_rate * (step + 1) / cfg.warmup_steps
     if not cfg.decay_lr:
         return cfg.learning_rate
-    decay_steps = cfg.decay_steps or cfg.max_steps
-    ratio = min(1.0, (step - cfg.warmup_steps) / max(1, decay_steps - cfg.warmup_steps))
+    ratio = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.decay_steps - cfg.warmup_steps))
     coeff = 0.5 * (1.0 + math.cos(math.pi * ratio))  # 1 -> 0
     return cfg.min_lr + coeff * (cfg.learning_rate - cfg.min_lr)
 
@@ -217,8 +218,17 @@ def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet
     # -------------------------------------------------------------------------
     # 1. check everything before anything is written
     device, ds, sp, fp, (content, coverage), ck = check_run(cfg, out_dir, resume, overwrite, dataset)
-    # validation: all users, or a fixed seeded sample (valid_users); it selects and it is what is reported
     n_valid = len(sp.valid.targets) if sp.valid is not None else 0
+    train_weights = None if ds.weights is None else prefix_weights(ds.sequences, ds.weights, sp.train)
+    train_seqs = sp.train
+    if start is not None:  # an update: the users with new events and a replay sample (update.py)
+        train_seqs, train_weights = start.batches_from(sp.train, train_weights)
+    # every auto key -> the value used, once (config.py); config.json saves these. num_negatives=auto
+    # needs the epochs max_steps covers: one packing of epoch 0 (~0.1 s), only when it applies
+    given = cfg
+    batches = functools.cache(lambda: len(epoch_batches(train_seqs, given, 0, train_weights)[1]))
+    cfg = resolve(given, ds.num_items, n_valid, batches)
+    # validation: all users, or a fixed seeded sample (valid_users); it selects and it is what is reported
     sp = dataclasses.replace(sp, valid=validation_sample(sp.valid, cfg.valid_users, cfg.seed, ds.num_items))
     if cfg.method != "gpt":  # a baseline: fitted, not trained; the same run folder (baseline_run.py)
         from . import baseline_run
@@ -250,8 +260,8 @@ def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet
         from .data import funnel_note
         log(funnel_note(ds.sequences, 1 if sp.test is not None else 0))
     if sp.valid is not None and len(sp.valid.targets) < n_valid:
-        log(f"validation: a fixed sample of {len(sp.valid.targets):,} of {n_valid:,} users (valid_users={cfg.valid_users}"
-            + (", auto: users x items above train.VALID_WORK" if cfg.valid_users == 0 else "") + ")")
+        log(f"validation: a fixed sample of {len(sp.valid.targets):,} of {n_valid:,} users (valid_users={given.valid_users}"
+            + (", auto: users x items above train.VALID_WORK" if "valid_users" in cfg.auto else "") + ")")
 
     model = GPT(cfg, ds.num_items, content).to(device)
     if start is not None and ck is None:  # an update goes on from the old run's weights (update.py)
@@ -259,7 +269,7 @@ def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet
     optimizer = model.configure_optimizer(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2),
                                           device.split(":")[0])
     log(f"model: {model.num_params():,} parameters, {cfg.n_layer} layers, {cfg.n_head} heads, "
-        f"d={cfg.n_embd}, dropout {model.cfg.dropout:g}{' (auto)' if cfg.dropout == -1 else ''}, "
+        f"d={cfg.n_embd}, dropout {cfg.dropout:g}{' (auto)' if 'dropout' in cfg.auto else ''}, "
         f"attention={cfg.attention}, device={device}"
         + (f", {dd.world} processes x {cfg.batch_size / dd.world:g} rows" if dd.enabled else ""))
     if cfg.warmup_steps > cfg.max_steps:  # allowed (a short trial run keeps its defaults) but rarely meant
@@ -288,18 +298,11 @@ def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet
     # a resumed run that had already stopped early stays stopped
     stop = bool(cfg.patience and state.bad_evals >= cfg.patience and not cfg.all_data and sp.valid is not None)
     loss_sum = torch.tensor(state.loss_sum, dtype=torch.float64, device=device)  # no host sync per step
-    train_weights = None if ds.weights is None else prefix_weights(ds.sequences, ds.weights, sp.train)
-    train_seqs = sp.train
-    if start is not None:  # an update: the users with new events and a replay sample (update.py)
-        train_seqs, train_weights = start.batches_from(sp.train, train_weights)
-    kind, negatives, auto_note = resolve_loss(cfg.loss, ds.num_items), cfg.num_negatives, ""
-    if kind == "sampled" and negatives == 0:  # auto: by the epochs max_steps covers (one packing of epoch 0, ~0.1 s)
-        budget_epochs = cfg.max_steps / len(epoch_batches(train_seqs, cfg, 0, train_weights)[1])
-        negatives = resolve_negatives(negatives, budget_epochs)
-        auto_note = f", num_negatives=0, auto: max_steps covers {budget_epochs:.1f} epochs"
-    output = OutputLoss(kind, ds.num_items, item_counts(sp.train, ds.num_items), negatives, cfg.negatives, cfg.seed,
-                        cfg.future_decay)
-    log(f"output layer: {output.describe()} (loss={cfg.loss}{auto_note})")
+    auto_note = f", num_negatives=0, auto: max_steps covers {cfg.max_steps / batches():.1f} epochs" \
+        if cfg.loss == "sampled" and "num_negatives" in cfg.auto else ""
+    output = OutputLoss(cfg.loss, ds.num_items, item_counts(sp.train, ds.num_items), cfg.num_negatives, cfg.negatives,
+                        cfg.seed, cfg.future_decay)
+    log(f"output layer: {output.describe()} (loss={given.loss}{auto_note})")
     stream = batch_stream(train_seqs, cfg, state.epoch, state.batch_in_epoch, train_weights)
     model.train()
     t0 = time.time()
@@ -547,7 +550,8 @@ def parse_args(argv):
         prog="nanorec train",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a GPT next-item recommender; every Config key can be set as key=value.",
-        epilog="config keys (key=value, [valid range]):\n" + describe() + "\n\nexamples:\n"
+        epilog="config keys (key=value, [valid range]; the run's config.json holds each auto as the value used,\n"
+               "and lists those keys under \"auto\"):\n" + describe() + "\n\nexamples:\n"
                "  nanorec train --data Beauty.txt --out runs/beauty n_layer=2 dropout=0.5\n"
                "  nanorec train --data events.csv --out runs/shop user_col=customer item_col=sku time_col=ts\n"
                "      # an events table with its own column names (one row per event)\n"
@@ -576,7 +580,7 @@ def main(argv) -> int:
     resumed = rundir.resume_dir(args.out) if args.resume else None
     if args.resume and not os.path.exists(os.path.join(resumed, rundir.CONFIG)):
         raise DataError(f"{args.out}: nothing to resume (no {rundir.CONFIG})")
-    cfg = rundir.read_config(resumed) if args.resume else Config()
+    cfg = unresolved(rundir.read_config(resumed)) if args.resume else Config()
     cfg = apply_overrides(cfg, args.overrides)
     if args.data:
         cfg.data = args.data

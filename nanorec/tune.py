@@ -39,7 +39,7 @@ import re
 import shutil
 
 from . import rundir
-from .config import PYTYPES, RULES, Config, apply_overrides
+from .config import TYPES, Config, apply_overrides, expected, parse_value
 from .cli import command_parser, one_line
 from .errors import DataError, NanorecError, UsageError
 from .files import OutputLock, disk_error, publish_folder, recover_folder, temp_folder
@@ -59,19 +59,18 @@ class Param:
 
 
 def parse_space(spec: str) -> list[Param]:
-    """SPEC -> parameters; every key and bound is checked against Config's types and RULES."""
-    types = {f.name: PYTYPES[f.type] for f in dataclasses.fields(Config)}
+    """SPEC -> parameters; every key and bound is checked against its Config field (type and range)."""
     params = []
     for part in [p.strip() for p in spec.split(",") if p.strip()]:
         if "=" not in part:
             raise UsageError(f"--space {part!r}: expected key=low..high, key=low..high:log or key=a|b|c")
         key, body = (x.strip() for x in part.split("=", 1))
-        if key not in types or key in ("data", "seed", "device", "progress", "threads"):
+        if key not in TYPES or key in ("data", "seed", "device", "progress", "threads"):
             raise UsageError(f"--space: {key!r} is not a tunable config key")
-        typ = types[key]
+        typ = TYPES[key]
         if "|" in body or typ in (str, bool):
             raw = [x.strip() for x in body.split("|") if x.strip()]
-            values = tuple(_typed(key, typ, x) for x in raw)
+            values = tuple(_typed(key, x) for x in raw)
             if len(values) < 1:
                 raise UsageError(f"--space {part!r}: no choices")
             params.append(Param(key, "choice", choices=values))
@@ -80,7 +79,7 @@ def parse_space(spec: str) -> list[Param]:
         body = body[:-4] if log else body
         if ".." not in body:
             raise UsageError(f"--space {part!r}: expected a range low..high or choices a|b|c")
-        low, high = (_typed(key, typ, x.strip()) for x in body.split("..", 1))
+        low, high = (_typed(key, x.strip()) for x in body.split("..", 1))
         if not low < high or (log and low <= 0):
             raise UsageError(f"--space {part!r}: need low < high (and low > 0 on a log scale)")
         params.append(Param(key, "int" if typ is int else "float", low, high, log))
@@ -89,16 +88,15 @@ def parse_space(spec: str) -> list[Param]:
     return params
 
 
-def _typed(key, typ, raw):
+def _typed(key, raw):
+    """One value of --space: the config's parser (a bool is true or false: `maybe` is an error) and range."""
     try:
-        value = typ(raw) if typ is not bool else raw.lower() in ("1", "true", "yes", "on")
-    except ValueError:
-        raise UsageError(f"--space {key}={raw!r}: expected {typ.__name__}") from None
-    if typ is float and not math.isfinite(value):
-        raise UsageError(f"--space {key}={raw!r}: expected a finite number")
-    rule = RULES.get(key)
-    if rule and not rule[0](value):
-        raise UsageError(f"--space {key}={raw!r}: expected {rule[1]}")
+        value = parse_value(key, raw)
+    except UsageError as e:
+        raise UsageError(f"--space {e}") from None
+    wrong = expected(key, value)
+    if wrong:
+        raise UsageError(f"--space {key}={raw!r}: expected {wrong}")
     return value
 
 

@@ -67,7 +67,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import ids, rundir
-from .config import Config, add_run_writer_options, apply_overrides, check_dashed_keys
+from .config import Config, add_run_writer_options, apply_overrides, check_dashed_keys, unresolved
 from .data import Dataset, Sequences, load_like
 from .errors import DataError, UsageError
 
@@ -368,7 +368,7 @@ def update(run_dir: str, data, out: str, changes: dict | None = None, resume: bo
     if resume:
         _check_resumable(out)
     old = Run.open(run_dir, pick_device("cpu"))
-    cfg = old.config
+    cfg = unresolved(old.config)  # the run's settings as given: the update resolves its autos on the new data
     if old.histories is None:
         raise DataError(f"{run_dir}: no {rundir.HISTORIES} (a run from an older nanorec): retrain on the whole log")
     if "split_time" in changes and cfg.holdout != "time":
@@ -391,7 +391,7 @@ def update(run_dir: str, data, out: str, changes: dict | None = None, resume: bo
     steps, full, full_lr = default_budget(run_dir, cfg)
     given_steps = changes.pop("max_steps", None)
     if resume:  # the interrupted update's own config (train.run checks that the data is the same)
-        new_cfg = dataclasses.replace(rundir.read_config(rundir.resume_dir(out)), **changes)
+        new_cfg = dataclasses.replace(unresolved(rundir.read_config(rundir.resume_dir(out))), **changes)
         new_cfg.max_steps = given_steps if given_steps is not None else new_cfg.max_steps
     else:  # the run's config, trained for the update's budget: a short warmup, a cosine over the steps
         steps = given_steps if given_steps is not None else steps

@@ -128,17 +128,18 @@ def test_negatives_are_seeded_per_step_and_log_q_is_the_expected_count(kind):
 def test_auto_dropout_follows_the_output_layer_on_both_sides_of_the_line():
     """dropout=-1 (auto): 0.5 with the full softmax, AUTO_DROPOUT["sampled"] above the line; the
     model's layers get the resolved rate, an explicit rate is kept whatever the size."""
+    from nanorec.config import resolve
     from nanorec.loss import AUTO_DROPOUT
     from nanorec.model import GPT
     assert Config().dropout == -1.0
     tiny = dict(n_layer=1, n_head=1, n_embd=8, block_size=4)
     for n_items, loss, want in ((AUTO_SAMPLED_ABOVE, "auto", 0.5), (AUTO_SAMPLED_ABOVE + 1, "auto", AUTO_DROPOUT["sampled"]),
                                 (50, "sampled", AUTO_DROPOUT["sampled"]), (AUTO_SAMPLED_ABOVE + 1, "full", 0.5)):
-        model = GPT(Config(loss=loss, **tiny).validate(), n_items)
+        model = GPT(resolve(Config(loss=loss, **tiny).validate(), n_items), n_items)
         rates = {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
         assert rates == {want} and model.cfg.dropout == want, (n_items, loss)
     assert AUTO_DROPOUT["sampled"] != 0.5  # the rule changes something (else it is no rule)
-    model = GPT(Config(dropout=0.3, **tiny).validate(), AUTO_SAMPLED_ABOVE + 1)
+    model = GPT(resolve(Config(dropout=0.3, **tiny).validate(), AUTO_SAMPLED_ABOVE + 1), AUTO_SAMPLED_ABOVE + 1)
     assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.3}
     with pytest.raises(UsageError, match="-1"):
         Config(dropout=-0.5).validate()

@@ -42,7 +42,8 @@ def test_trained_model_beats_popularity(synthetic, tmp_path):
 
 
 def test_lr_schedule():
-    cfg = Config(learning_rate=1.0, min_lr=0.1, warmup_steps=10, max_steps=110)
+    from nanorec.config import resolve
+    cfg = resolve(Config(learning_rate=1.0, min_lr=0.1, warmup_steps=10, max_steps=110), 50)  # decay_steps: max_steps
     assert get_lr(0, cfg) == pytest.approx(0.1)
     assert get_lr(9, cfg) == pytest.approx(1.0)
     assert get_lr(60, cfg) == pytest.approx(0.55)  # halfway through the cosine
