@@ -74,7 +74,8 @@ def test_api_tune_returns_the_loaded_winner(tmp_path):
     from nanorec.data import load
     from nanorec.evaluate import evaluate
     from nanorec.run import Run
-    shipped = evaluate(Run.open(rec.run_dir).scorer, split(load(data)).test)  # the returned run, as it ships
+    best = Run.open(rec.run_dir)
+    shipped = evaluate(best.scorer, split(load(data)).test, best.exclude_seen)  # the returned run, as it ships
     assert rec.study["best"]["test"]["NDCG@10"] == shipped["NDCG@10"]
     assert rec.recommend(k=3).height == 3 * 200
 
