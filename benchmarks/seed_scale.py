@@ -76,7 +76,7 @@ def main():
         wall, rss = run_phase("gpt", CLI + ["train", "--data", data, "--out", run, "--overwrite", "--quiet"])
         m = json.load(open(os.path.join(run, "metrics.json")))
         grid = m["fusion"]["valid_NDCG@10_by_weights"]
-        alone, fused = grid["0.0,0.0,0.0"], max(grid.values())
+        alone, fused = grid["0.0,0.0,0.0"], m["fusion"].get("valid_NDCG@10", max(grid.values()))
         phases["gpt"] = {
             "command": "nanorec train --data DATA --out RUN (defaults)", "wall_seconds": wall, "peak_rss_gib": rss,
             "steps": m["steps"], "best_step": m["best_step"], "epochs": m["epochs"],

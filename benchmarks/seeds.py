@@ -56,7 +56,7 @@ for run in args.runs:
                      "gpt": round(grid["0.0,0.0,0.0"], 4),
                      "+transitions": round(max(v for k, v in grid.items() if k.endswith(",0.0,0.0")), 4),
                      "+cooccurrence": round(max(v for k, v in grid.items() if k.endswith(",0.0")), 4),
-                     "+content": round(max(grid.values()), 4)},
+                     "+content": round(metrics["fusion"].get("valid_NDCG@10", max(grid.values())), 4)},
                  "valid_gpt_alone_NDCG@10": round(max(h["NDCG@10"] for h in history if "NDCG@10" in h), 4),
                  "valid": at10(valid), "test": at10(test),
                  "test_cold_target": at10(metrics_from_ranks(ranks[cold])), "cold_target_users": int(cold.sum()),

@@ -17,7 +17,8 @@ Why: a GPT's item vectors for rare items get mostly negative gradient, so an
 item bought a handful of times is rarely ranked high, even right after the
 item it always follows; the counts remember exactly that, and content says
 which items are alike when the counts are thin. The weights are chosen on
-validation NDCG@10 (one at a time, each on a grid, given the others); a weight
+validation NDCG@10 (one at a time, given the others, a search in log space that
+steps past the last value it tried while that one is best: `choose_weights`); a weight
 of 0 drops its term and all 0 is the plain GPT, so a term is only kept when
 validation says it helps; the test split is never consulted.
 
@@ -41,6 +42,7 @@ uses the fused score.
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import torch
@@ -48,15 +50,6 @@ import torch
 from .scoring import Factored, Scorer, Sparse, from_factors
 
 SIGNALS = ("transitions", "cooccurrence", "content")  # the order of the weights everywhere
-# The grid of a table's weight (it scales a log-probability). Up to 1.0 it covers every choice made on
-# Beauty, Sports and LastFM (0.05-0.3). On the challenge-shaped `nanorec synth` log, whose follow-ups
-# are first-order, the transitions table alone beats the GPT alone on validation (0.5635 vs 0.4397):
-# a grid ending at 3 chose 3 and fused to 0.5564, below the table alone. Ending at 10 it chose 10
-# (0.5631, still rising); past it, on the same run and validation sample (w2 = 0.75), 20 -> 0.5635,
-# 50 -> 0.5634, 100 -> 0.5634, 1000 -> 0.5635: the table alone's figure, the GPT a tie-break. The grid
-# ends at 50, so the choice there (20) lies inside it (benchmarks/results/seed_scale_cpu.json).
-WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0)
-CONTENT_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)  # the grid of content's weight (it scales a cosine in [-1, 1])
 # The weights when there is nothing to choose on (holdout=none, all_data): the median of each weight
 # validation chose on Beauty, Sports and LastFM, three seeds each (benchmarks/results/seeds_*.json);
 # content's only where the run has content.
@@ -99,11 +92,39 @@ def table_log(f: Factored, device) -> tuple[torch.Tensor, Sparse]:
     of the user's last items) -> their floored logs in the same form:
         log(backoff + rows + FLOOR) = log(backoff + FLOOR)  +  log1p(rows / (backoff + FLOOR))
     a per-item bias, plus a correction only where the rows are non-zero."""
-    prior = f.bias.clamp_min(0).double()
-    bias = torch.log(prior + FLOOR).float().to(device)
+    bias, base = _log_prior(f.bias, device)
     e, = f.extras
-    base = prior.numpy()[e.items] + FLOOR
-    return bias, Sparse(e.rows, e.items, np.log1p(np.maximum(e.values, 0) / base).astype(np.float32))
+    return bias, Sparse(e.rows, e.items, np.log1p(np.maximum(e.values, 0) / base[e.items]).astype(np.float32))
+
+
+_MEMO: dict = {}  # the few tensors every batch shares (fused bias, GPT + content item matrix), by their inputs
+
+
+def _memo(key: tuple, make):
+    """make() once per key, a key's tensors compared by storage and version (and held, so their
+    memory is not reused meanwhile); a few entries at most."""
+    k = tuple((x.data_ptr(), x._version, tuple(x.shape), str(x.device)) if torch.is_tensor(x) else x for x in key)
+    if k not in _MEMO:
+        if len(_MEMO) >= 8:
+            _MEMO.clear()
+        _MEMO[k] = (key, make())
+    return _MEMO[k][1]
+
+
+_LOG_PRIOR: dict = {}  # (the prior tensor's storage, version, device) -> (the prior, its log, backoff + FLOOR)
+
+
+def _log_prior(prior: torch.Tensor, device) -> tuple[torch.Tensor, np.ndarray]:
+    """(log(backoff + FLOOR) (V,) float32 on device, backoff + FLOOR (V,) float64): a table's
+    prior is one tensor for the run, so its log is taken once, not once per batch; the same
+    log tensor every batch also lets the catalogue's order by bias be reused."""
+    key = (prior.data_ptr(), prior._version, tuple(prior.shape), str(device))
+    if key not in _LOG_PRIOR:
+        if len(_LOG_PRIOR) >= 8:  # a few runs' tables at most
+            _LOG_PRIOR.clear()
+        base = prior.clamp_min(0).double() + FLOOR
+        _LOG_PRIOR[key] = (prior, torch.log(base).float().to(device), base.numpy())  # holds the prior: no reuse of its memory
+    return _LOG_PRIOR[key][1:]
 
 
 class BatchTerms:
@@ -119,7 +140,8 @@ class BatchTerms:
         self.content = None if content is None else content.factors(histories, users)
         if self.content is not None:
             self.content = Factored(self.content.q.to(dev), self.content.items.to(dev))
-            self.items_with_content = torch.cat([self.gpt.items, self.content.items], dim=1)
+            self.items_with_content = _memo(("cat", self.gpt.items, self.content.items),
+                                            lambda: torch.cat([self.gpt.items, self.content.items], dim=1))
 
     def table(self, i: int) -> Factored | None:
         """Table i's term alone (weight 1), or None when it was not scored."""
@@ -134,13 +156,12 @@ class BatchTerms:
         q, items = self.gpt.q, self.gpt.items
         if w3 and self.content is not None:
             q, items = torch.cat([q, w3 * self.content.q], dim=1), self.items_with_content
-        bias, extras = None, []
-        for w, log in zip(weights, self.logs):
-            if log is None or not w:
-                continue
-            bias = w * log[0] if bias is None else bias + w * log[0]
-            extras.append(log[1].scaled(w))
-        return Factored(q, items, bias, tuple(extras))
+        used = [(w, log) for w, log in zip(weights, self.logs) if log is not None and w]
+        bias = None
+        if used:  # the same weights and tables every batch: one bias tensor (its order by bias is reused too)
+            bias = _memo(("bias",) + tuple(x for w, log in used for x in (float(w), log[0])),
+                         lambda: sum((w * log[0] for w, log in used[1:]), used[0][0] * used[0][1][0]))
+        return Factored(q, items, bias, tuple(log[1].scaled(w) for w, log in used))
 
 
 def fused_scorer(gpt: Scorer, tables: list, content: ContentVectors | None, weights: tuple) -> Scorer:
@@ -156,39 +177,109 @@ def fused_scorer(gpt: Scorer, tables: list, content: ContentVectors | None, weig
     return from_factors(lambda histories, users=None: BatchTerms(gpt, used, content, histories, users).fused(weights))
 
 
-def grid_ndcg(gpt: Scorer, tables: list, content, grid: list, valid, batch_size: int) -> dict:
-    """Validation NDCG@10 of every weight tuple of `grid`: each batch runs the GPT and the
-    terms once, then ranks every combination (exactly, up to rank 10). -> {weights: NDCG@10}."""
-    from .evaluate import evaluate_variants
-    used = [t if any(ws[i] for ws in grid) else None for i, t in enumerate(tables)]
-    content = content if any(ws[2] for ws in grid) else None
+class ValidationTerms:
+    """The validation users' terms, computed once (each batch's GPT forward pass, table rows and
+    content of the last items: `BatchTerms`) and kept: `ndcg(weights)` then ranks every target
+    under any weights from them, exactly as `evaluate` ranks that fused scorer (factor_ranks,
+    max_rank 10), so a weight search pays for the expensive parts once, not once per weight.
+    tables / content: None where no weight the search may try uses them."""
 
-    def variants(histories, users):
-        terms = BatchTerms(gpt, used, content, histories, users)
-        for weights in grid:
-            yield terms.fused(weights)
+    def __init__(self, gpt: Scorer, tables: list, content, valid, batch_size: int):
+        from .evaluate import length_batches
+        self.targets = valid.targets
+        self.batches = [(rows, hist, BatchTerms(gpt, tables, content, hist, valid.users[rows]))
+                        for rows, hist in length_batches(valid, batch_size)]
+        self.tried: dict = {}  # weights -> validation NDCG@10
 
-    metrics = evaluate_variants(variants, valid, len(grid), batch_size, max_rank=10)
-    return {weights: m["NDCG@10"] for weights, m in zip(grid, metrics)}
+    def ndcg(self, weights: tuple) -> float:
+        """Validation NDCG@10 of the fused scores under weights (w1, w2, w3), each tuple ranked once."""
+        from .evaluate import factor_ranks, metrics_from_ranks
+        weights = tuple(float(w) for w in weights)
+        if weights not in self.tried:
+            ranks = np.zeros(len(self.targets), dtype=np.int64)
+            for rows, hist, terms in self.batches:
+                ranks[rows] = factor_ranks(terms.fused(weights), hist, self.targets[rows], max_rank=10)[0]
+            self.tried[weights] = metrics_from_ranks(ranks, [10])["NDCG@10"]
+        return self.tried[weights]
+
+
+# The weight search: each weight on its own, the others fixed (coordinate ascent), over [0, inf) in
+# log space. A weight first takes the values of its ladder (and 0, which drops its term); while the
+# choice is the largest (smallest) value tried it steps on by STEP past it, so the choice is never the
+# edge of what was tried; then GOLDEN golden-section steps in log space between the choice's neighbours
+# refine it. The choice on a line is the smallest weight whose validation NDCG@10 is within TOL of the
+# line's best: past the point where the table decides the lists, larger weights only reorder near-ties
+# and their NDCG@10 moves by a few users either way (on the seed-scale synth, 62.5 to 91,200 all
+# within 2e-4); chasing that noise would walk the weight up without end. Values are rounded to 3
+# significant digits (a plain number in fusion.json).
+# Why no fixed grid: on the challenge-shaped `nanorec synth` log (first-order follow-ups) the transitions
+# table alone beats the GPT on validation, and grids ending at 3, then 10, then 50 chose their top
+# value (benchmarks/results/seed_scale_cpu.json): the best weight is wherever the data puts it.
+LADDER = (0.1, 0.5, 2.5, 12.5)  # a table's weight: a log-probability's scale (Beauty, Sports, LastFM: 0.05-0.3)
+CONTENT_LADDER = (0.5, 2.5)  # content's weight scales a cosine in [-1, 1]
+STEP = 5.0
+W_MIN, W_MAX = 1e-3, 1e6  # the steps stop there (W_MAX: far past any table's plateau)
+GOLDEN = 4
+TOL = 1e-4  # NDCG@10: about 3 of 27k validation users one rank apart near the top
+
+
+def _round(w: float) -> float:
+    return float(f"{w:.3g}")
+
+
+def search_line(ndcg, point: tuple, i: int, ladder) -> tuple:
+    """The value of weight i of `point` (the others fixed) chosen on validation (`ndcg(weights)`):
+    0, the ladder, steps past its edge while the edge is the choice, then golden-section refinement
+    in log space around it. The choice among the values tried: the smallest within TOL of their
+    best NDCG@10 and not below `point`'s. -> the point with weight i set."""
+    at = lambda w: point[:i] + (w,) + point[i + 1:]  # noqa: E731
+    tried = {0.0, point[i], *ladder}
+
+    def choice():  # never below the point it started from: the coordinate ascent cannot go down
+        bar = max(max(ndcg(at(w)) for w in tried) - TOL, ndcg(point))
+        return min(w for w in tried if ndcg(at(w)) >= bar)
+
+    best = choice()
+    while best == max(tried) and best * STEP <= W_MAX:  # the choice is the top edge: go on upwards
+        tried.add(_round(best * STEP))
+        best = choice()
+    while best and best == min(w for w in tried if w > 0) and best / STEP >= W_MIN:  # the bottom edge
+        tried.add(_round(best / STEP))
+        best = choice()
+    if best:  # golden section on log(w) between the choice's neighbours
+        lo, hi = math.log(best / STEP), math.log(best * STEP)
+        g = (math.sqrt(5) - 1) / 2
+        a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+        for _ in range(GOLDEN):
+            wa, wb = _round(math.exp(a)), _round(math.exp(b))
+            tried.update((wa, wb))
+            if (ndcg(at(wa)), -wa) >= (ndcg(at(wb)), -wb):
+                hi, b = b, a
+                a = hi - g * (hi - lo)
+            else:
+                lo, a = a, b
+                b = lo + g * (hi - lo)
+        best = choice()
+    return at(best)
 
 
 def choose_weights(gpt: Scorer, tables: list, content, valid, batch_size: int = 1024) -> tuple[tuple, dict]:
-    """The weights with the best validation NDCG@10, one term at a time (coordinate ascent):
-    w1 on its grid, then w2 given w1, w1 again given w2, then w3 given both (where the run has
-    content). Each step is one validation pass (grid_ndcg); the four cost about a third of
-    the full WEIGHTS x WEIGHTS grid, which matters on a large validation set.
-    Ties: the smallest weights. -> (weights, {"w1,w2,w3": NDCG@10} of every tuple tried)."""
-    grids = (WEIGHTS, WEIGHTS, CONTENT_WEIGHTS)
-    order = (0, 1, 0, 2) if content is not None else (0, 1, 0)
-    scores: dict = {}
+    """The weights with the best validation NDCG@10, one term at a time (coordinate ascent, each
+    line by `search_line`): w1, then w2 given w1, w1 again given w2, then w3 given both (where the
+    run has content). The terms are computed once (`ValidationTerms`), each tuple ranked once.
+    Near-ties (TOL): the smaller weight. -> (weights, {"w1,w2,w3": NDCG@10} of every tuple tried)."""
+    terms = ValidationTerms(gpt, tables, content, valid, batch_size)
+    best = search(terms.ndcg, content is not None)
+    return best, {",".join(str(w) for w in ws): v for ws, v in terms.tried.items()}
+
+
+def search(ndcg, with_content: bool) -> tuple:
+    """The coordinate ascent of `choose_weights` on ndcg(weights) -> (w1, w2, w3)."""
     best = (0.0, 0.0, 0.0)
-    for i in order:
-        tries = [best[:i] + (w,) + best[i + 1:] for w in grids[i]]
-        new = [ws for ws in tries if ws not in scores]
-        if new:
-            scores.update(grid_ndcg(gpt, tables, content, new, valid, batch_size))
-        best = max(scores, key=lambda ws: (scores[ws], [-w for w in ws]))
-    return best, {",".join(str(w) for w in ws): v for ws, v in scores.items()}
+    for i in (0, 1, 0, 2) if with_content else (0, 1, 0):  # a weight searched again: from its value
+        ladder = (best[i] / STEP, best[i] * STEP) if best[i] else CONTENT_LADDER if i == 2 else LADDER
+        best = search_line(ndcg, best, i, tuple(_round(w) for w in ladder))
+    return best
 
 
 def fit(gpt: Scorer, train, num_items: int, valid, batch_size: int = 1024, weights: tuple | None = None,
@@ -196,13 +287,15 @@ def fit(gpt: Scorer, train, num_items: int, valid, batch_size: int = 1024, weigh
     """Both tables fitted on the training split (each one's window and decay chosen on `valid`),
     the terms' weights chosen on `valid` -> (tables [transitions, cooccurrence], weights (w1, w2, w3),
     {"w1,w2,w3": NDCG@10}). content: `content_term(model)` (None: no content term). `weights`
-    given (config fusion_weights): those, nothing chosen. Without validation users: NO_VALIDATION."""
+    given (config fusion_weights): those, nothing chosen. Without validation users: NO_VALIDATION.
+    Also -> the weight search's seconds (0 when nothing was chosen)."""
     from .baselines.cooccurrence import CoOccurrence
     from .baselines.transitions import Transitions
     tables = [Transitions().fit(train, num_items, valid), CoOccurrence().fit(train, num_items, valid)]
     if weights is None and valid is None:  # nothing to choose on; content's weight only with content
         weights = NO_VALIDATION if content is not None else NO_VALIDATION[:2] + (0.0,)
     if weights is not None:
-        return tables, tuple(weights), {}
+        return tables, tuple(weights), {}, 0.0
+    t0 = time.time()
     weights, grid = choose_weights(gpt, tables, content, valid, batch_size)
-    return tables, weights, grid
+    return tables, weights, grid, round(time.time() - t0, 1)

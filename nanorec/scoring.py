@@ -42,9 +42,9 @@ from .packing import left_aligned
 
 Scorer = Callable[[Sequences, "np.ndarray | None"], "torch.Tensor | np.ndarray"]
 
-# An excluded (already seen) item gets this score: below every real score but
-# above padding's -inf, so a list longer than the user's unseen items is filled
-# with seen items, ranked last, and never with padding.
+# An excluded (already seen) item gets this score: below every real score but above
+# padding's -inf, so a ranking (evaluation's top_k) holds the seen items last, and never
+# padding. `recommend_lists` (what users see) turns such a fill into empty slots.
 SEEN_SCORE = torch.finfo(torch.float32).min
 # A blocked item (business filters) gets -inf, like padding: below seen items, never listed.
 BLOCKED = -math.inf
@@ -237,8 +237,10 @@ def _top_k(scorer, histories, users, k, exclude_seen, chunk, blocked):
         return idx.numpy(), vals.numpy()
     f = factors(histories, users)
     chunk = max(chunk or (2048 if f.q.device.type == "cpu" else 65536), k + 1)
-    cat = Ordered(f, histories if exclude_seen else None, chunk, blocked)
+    cat = Ordered(f, histories if exclude_seen else None, chunk, blocked, k)
     floor = _probe_floor(cat, k, chunk)
+    if cat.cand is not None and cat.cand.floor is not None:  # k scored candidates reach theirs too
+        floor = torch.maximum(floor, cat.cand.floor)
     initial = None
     if cat.cand is not None:
         c = cat.cand
@@ -265,23 +267,23 @@ def by_norm(items: torch.Tensor):
     the reordered (V, C) matrix, their norms (V,) as numpy). Cached per tensor storage
     and version, so a model's table is reordered once, not once per batch; the cache
     holds the tensor, so its memory cannot be reused by another table meanwhile."""
-    return _ordered(items, items.norm(dim=1) if items.shape[1] else None, items)
+    return _ordered(items, (lambda: items.norm(dim=1)) if items.shape[1] else None, items)
 
 
 def by_bias(items: torch.Tensor, bias: torch.Tensor):
     """`by_norm` for scores without a dot product (items (V, 0)): by decreasing bias."""
-    return _ordered(bias, bias, items)
+    return _ordered(bias, lambda: bias, items)
 
 
 def _ordered(key_tensor, key_values, items):
+    """key_values: () -> (V,) the values to order by (called on a cache miss only), or None."""
     global _ORDER
     key = (key_tensor.data_ptr(), key_tensor._version, tuple(key_tensor.shape), str(key_tensor.device),
            key_tensor.dtype, tuple(items.shape))
     cached_key, _, value = _ORDER
     if cached_key != key:
         V = items.shape[0]
-        if key_values is None:
-            key_values = torch.zeros(V, device=items.device)
+        key_values = torch.zeros(V, device=items.device) if key_values is None else key_values()  # made on a miss only
         order = torch.argsort(key_values, descending=True, stable=True)
         where = torch.empty_like(order)
         where[order] = torch.arange(V, device=order.device)
@@ -289,6 +291,20 @@ def _ordered(key_tensor, key_values, items):
         value = (order, where, items[order].contiguous(), norms)
         _ORDER = (key, key_tensor, value)
     return value
+
+
+_BIAS_ORDER = (None, None, None)  # (key, the tensors it was made from, value): one entry, replaced whole
+
+
+def _bias_by_position(bias: torch.Tensor, order: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+    """(bias in the visiting order (V,), its suffix maxima (V,) float64), cached per bias and
+    order tensor (a fused run's bias is one tensor for every batch)."""
+    global _BIAS_ORDER
+    key = tuple((t.data_ptr(), t._version, tuple(t.shape), str(t.device)) for t in (bias, order))
+    if _BIAS_ORDER[0] != key:
+        ranked = bias[order].contiguous()
+        _BIAS_ORDER = (key, (bias, order), (ranked, np.maximum.accumulate(ranked.double().cpu().numpy()[::-1])[::-1]))
+    return _BIAS_ORDER[2]
 
 
 class Pairs:
@@ -355,14 +371,14 @@ class Ordered:
     blocked (N+1,) bool (`item_mask`, None: none): those items score BLOCKED in every chunk,
     and the bound only counts the open ones (-inf where none is left: the row is done)."""
 
-    def __init__(self, f: Factored, seen: Sequences | None, chunk: int, blocked: torch.Tensor | None = None):
+    def __init__(self, f: Factored, seen: Sequences | None, chunk: int, blocked: torch.Tensor | None = None,
+                 k: int = 0):
         self.f, self.q, self.chunk = f, f.q, chunk
         self.device, self.num_items = f.q.device, f.items.shape[0]
         ordered = by_norm(f.items) if f.items.shape[1] or f.bias is None else by_bias(f.items, f.bias)
         self.order, self.where, self.ranked, self.norms = ordered
-        self.bias = None if f.bias is None else f.bias[self.order].contiguous()
-        self.bias_max = np.zeros(self.num_items) if f.bias is None else \
-            np.maximum.accumulate(self.bias.double().cpu().numpy()[::-1])[::-1]
+        self.bias, self.bias_max = (None, np.zeros(self.num_items)) if f.bias is None else \
+            _bias_by_position(f.bias, self.order)
         self.pad = int(self.where[0])
         self.blocked = self.blocked_pos = None
         if blocked is not None:
@@ -372,8 +388,11 @@ class Ordered:
         seen = None if seen is None else seen.seen_items()  # what exclude_seen removes
         self.seen = Pairs.seen(seen, self.where, chunk)
         live = [e for e in f.extras if len(e.rows) and e.scale]
-        self.cand = Candidates(f, live, self.where, chunk, seen) if live else None
         self.qn = f.q.norm(dim=1)
+        self.cand = None
+        if live:
+            item_norms = None if k <= 0 else ordered[3][self.where.cpu().numpy()]  # (V,) by item
+            self.cand = Candidates(f, live, self.where, chunk, seen, self.blocked, k, self.qn, item_norms)
 
     def scores(self, a: int, b: int, rows, seen_value: float | None) -> torch.Tensor:
         """(len(rows) or B, b - a) scores of positions [a, b); padding -inf, seen items seen_value
@@ -421,18 +440,26 @@ class Candidates:
     the union, the location and the dot products are kept in the first extra's memo, so
     a weight search that only rescales the extras computes them once per batch."""
 
-    def __init__(self, f: Factored, live: list, where: torch.Tensor, chunk: int, seen: Sequences | None):
+    def __init__(self, f: Factored, live: list, where: torch.Tensor, chunk: int, seen: Sequences | None,
+                 blocked: torch.Tensor | None = None, list_k: int = 0, qn: torch.Tensor | None = None,
+                 item_norms: np.ndarray | None = None):
         V, dev, memo = f.items.shape[0], f.q.device, live[0].memo
         ukey = tuple(id(e.values) for e in live)
         if memo.get("union_key") != ukey:
-            keys = [e.rows * V + e.items for e in live]  # each ascending
-            union = keys[0]
-            for k in keys[1:]:
-                union = _sorted_union(union, k)
-            memo.update(union_key=ukey, union=union, at=[np.searchsorted(union, k) for k in keys],
-                        union_refs=[e.values for e in live])
+            union, at = _sorted_union([e.rows * V + e.items for e in live])  # each ascending
+            memo.update(union_key=ukey, union=union, at=at, union_refs=[e.values for e in live])
         union, at = memo["union"], memo["at"]
         self.rows, self.items = union // V, union % V
+        self.seen = np.zeros(len(union), dtype=bool)
+        if seen is not None and len(seen.items) and len(union):  # few history pairs: search them in the union
+            hist = np.repeat(np.arange(len(seen)), seen.lengths) * V + seen.items
+            at_h = np.minimum(np.searchsorted(union, hist), len(union) - 1)
+            self.seen[at_h[union[at_h] == hist]] = True
+        self.floor = None
+        if list_k > 0 and all(e.scale >= 0 and (not len(e.values) or e.values.min() >= 0) for e in live):
+            # top-k lists: only the pairs that can still reach a list are scored (extras >= 0)
+            self._prune(f, live, at, blocked, list_k, qn, item_norms, where, chunk)
+            return
         pkey = (where.data_ptr(), where._version, len(where), chunk, ukey)
         if memo.get("pairs_key") != pkey:
             memo.update(pairs_key=pkey, pairs=Pairs(self.rows, self.items, where, len(f.q), chunk), where_ref=where)
@@ -448,18 +475,89 @@ class Candidates:
             scores.index_add_(0, torch.from_numpy(idx).to(dev), torch.from_numpy(e.values * np.float32(e.scale)).to(dev))
         scores[items_t == 0] = -math.inf
         self.scores = scores
-        self.seen = np.zeros(len(union), dtype=bool)
-        if seen is not None and len(seen.items):  # the histories are short: sort them, search the pairs
-            hist = np.sort(np.repeat(np.arange(len(seen)), seen.lengths) * V + seen.items)
-            at_h = np.minimum(np.searchsorted(hist, union), len(hist) - 1)
-            self.seen = hist[at_h] == union
+
+    def _prune(self, f: Factored, live: list, at: list, blocked, k: int, qn: torch.Tensor, item_norms,
+               where: torch.Tensor, chunk: int) -> None:
+        """Keep only the pairs whose score can reach the row's k-th best, and score those exactly.
+
+        A pair's score is at most ub = |q| |item| + bias + its extras (no dot product needed);
+        the exact scores of each row's 2k pairs of highest ub (unseen, unblocked) give a floor
+        that k items reach. A pair with ub below its row's floor cannot be listed: it is
+        dropped, and the chunks score its item without the extras, lower still (extras >= 0,
+        as fusion's are: log1p of counts times weights >= 0), so below the floor there too.
+        A seen or blocked pair is dropped as well: the chunks give its item the same
+        SEEN_SCORE / BLOCKED. Sets `floor` (B,) (-inf where a row has fewer than k pairs)."""
+        dev, B, E = f.q.device, len(f.q), len(self.rows)
+        rows, items = self.rows, self.items
+        extras = []  # (E,) each extra's scaled value at every pair (0 where it has none), float32 as added
+        size = np.zeros(E, dtype=np.float32)  # the parts' magnitudes: room for float32 rounding
+        for e, idx in zip(live, at):
+            extras.append(np.zeros(E, dtype=np.float32))
+            extras[-1][idx] = e.values * np.float32(e.scale)
+            size += extras[-1]
+        ub = size.copy()  # extras + bias + the dot product's bound
+        if f.bias is not None:
+            b = f.bias.cpu().numpy()[items]
+            ub += b
+            size += np.abs(b)
+        dot = qn.cpu().numpy()[rows] * item_norms[items] * np.float32(1 + 1e-4)
+        ub += dot
+        ub += np.float32(1e-4) * (size + dot) + np.float32(1e-30)
+        out = self.seen | (items == 0) | np.isnan(ub)  # nan: an infinite bias (the score is -inf)
+        if blocked is not None:
+            out |= blocked.cpu().numpy()[items]
+        ub[out] = -np.inf
+        # each row's 2k pairs of highest ub (pairs come row by row), scored exactly: their k-th best is a floor
+        counts = np.bincount(rows, minlength=B)
+        starts = np.cumsum(counts) - counts
+        mat = torch.full((B, max(int(counts.max(initial=0)), 2 * k)), -math.inf)  # float32: only picks the pairs
+        mat[torch.from_numpy(rows), torch.from_numpy(np.arange(E) - starts[rows])] = torch.from_numpy(ub)
+        top = mat.topk(2 * k, dim=1)
+        real = torch.isfinite(top.values)
+        pick = (top.indices + torch.from_numpy(starts)[:, None])[real].numpy()
+        exact = torch.full((E,), math.nan, dtype=torch.float32, device=dev)
+        exact[torch.from_numpy(pick).to(dev)] = self._exact(f, extras, pick)
+        best = torch.full((B, 2 * k), -math.inf, dtype=torch.float32, device=dev)
+        best[real.to(dev)] = exact[torch.from_numpy(pick).to(dev)]
+        floor = best.topk(k, dim=1).values[:, -1]
+        keep = np.nonzero((ub >= floor.cpu().numpy()[rows]) & ~out)[0]
+        keep_t = torch.from_numpy(keep).to(dev)
+        todo = keep[torch.isnan(exact[keep_t]).cpu().numpy()]  # the picked ones are scored already: same values
+        exact[torch.from_numpy(todo).to(dev)] = self._exact(f, extras, todo)
+        self.rows, self.items, self.seen = rows[keep], items[keep], np.zeros(len(keep), dtype=bool)
+        self.scores = exact[keep_t]
+        self.pairs = Pairs(self.rows, self.items, where, B, chunk)
+        self.floor = floor
+
+    def _exact(self, f: Factored, extras: list, sub: np.ndarray) -> torch.Tensor:
+        """(len(sub),) the exact scores of the union's pairs `sub`: the dot product, + bias, +
+        each extra in turn (extras: (E,) its values at every pair, 0 where it has none), the
+        order in which Factored.dense adds them."""
+        dev = f.q.device
+        items = self.items[sub]
+        scores = _pair_dots(f.q, f.items, self.rows[sub], items)
+        items_t = torch.from_numpy(items).to(dev)
+        if f.bias is not None:
+            scores += f.bias[items_t]
+        for value in extras:
+            scores += torch.from_numpy(value[sub]).to(dev)
+        scores[items_t == 0] = -math.inf
+        return scores
 
 
-def _sorted_union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The union of two ascending arrays of distinct keys, ascending: a merge, not a sort."""
-    at = np.searchsorted(a, b)
-    new = (at == len(a)) | (a[np.minimum(at, len(a) - 1)] != b) if len(a) else np.ones(len(b), bool)
-    return np.insert(a, at[new], b[new])
+def _sorted_union(keys: list) -> tuple[np.ndarray, list]:
+    """The union of ascending arrays of distinct keys, ascending, and where each array's keys
+    are in it -> (union (U,), [positions (len(keys[i]),) per array]). A stable sort of their
+    concatenation (sorted runs: a merge) and a running count of the new keys: linear."""
+    allk = np.concatenate(keys)
+    o = np.argsort(allk, kind="stable")
+    s = allk[o]
+    new = np.ones(len(s), dtype=bool)
+    new[1:] = s[1:] != s[:-1]
+    pos = np.empty(len(s), dtype=np.int64)
+    pos[o] = np.cumsum(new) - 1
+    ends = np.cumsum([len(k) for k in keys])
+    return s[new], np.split(pos, ends[:-1])
 
 
 def _pair_dots(q: torch.Tensor, items: torch.Tensor, rows: np.ndarray, cols: np.ndarray,
@@ -669,12 +767,22 @@ def _append_columns(offsets: np.ndarray, items: np.ndarray, extra: np.ndarray) -
 def recommend_lists(scorer: Scorer, histories: Sequences, users=None, k: int = 10, exclude_seen: bool = True,
                     mode: str = "oneshot", temperature: float = 0.0, sample_top_k: int = 0,
                     seed: int = 0, blocked: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """top_k (mode="oneshot") or generate (mode="generative"); blocked: `item_mask`."""
+    """The lists every surface shows (recommend, the API, the server, inspect): top_k
+    (mode="oneshot") or generate (mode="generative"); blocked: `item_mask`. With exclude_seen a
+    list never holds a seen item: where fewer than k unseen items are left (k near the catalogue,
+    an allow list) the seen ones that would fill its end at SEEN_SCORE become empty slots
+    (0, BLOCKED) like the filters' (recommend.listed drops them): a shorter list, never padded."""
     if mode == "generative":
-        return generate(scorer, histories, users, k, exclude_seen, temperature, sample_top_k, seed, blocked)
-    if mode != "oneshot":
+        items, scores = generate(scorer, histories, users, k, exclude_seen, temperature, sample_top_k, seed, blocked)
+    elif mode == "oneshot":
+        items, scores = top_k(scorer, histories, users, k, exclude_seen, blocked=blocked)
+    else:
         raise ValueError(f"mode={mode!r}: expected oneshot or generative")
-    return top_k(scorer, histories, users, k, exclude_seen, blocked=blocked)
+    if exclude_seen:
+        fill = scores == SEEN_SCORE  # only seen items score it: the end of a list out of unseen items
+        items[fill], scores[fill] = 0, BLOCKED
+    return items, scores
+
 
 
 def list_scorer(scorer: Scorer, num_items: int, k: int = 20, exclude_seen: bool = True) -> Scorer:

@@ -40,7 +40,7 @@ from .evaluate import evaluate, format_metrics, score_report
 from .files import append_line, final_path
 from .loss import FUTURE_HORIZON, OutputLoss, resolve_loss, resolve_negatives
 from .model import GPT
-from .packing import IGNORE, count_targets, pack, prefix_weights
+from .packing import IGNORE, count_targets, pack, prefix_weights, trainable_users
 from .scoring import gpt_scorer
 
 
@@ -105,6 +105,8 @@ def batch_stream(train_seqs, cfg: Config, epoch: int, batch_in_epoch: int, weigh
     batches of `epoch`: the same stream whether or not the run was interrupted."""
     while True:
         packed, batches = epoch_batches(train_seqs, cfg, epoch, weights)
+        if not batches:  # never an endless loop over empty epochs (check_targets refuses this first)
+            raise DataError("no training target: the training rows pack into no batch (nothing to learn)")
         for i in range(batch_in_epoch, len(batches)):
             yield epoch, i, packed, batches[i]
         epoch, batch_in_epoch = epoch + 1, 0
@@ -163,6 +165,7 @@ def check_run(cfg: Config, out_dir: str, resume: bool, overwrite: bool, dataset=
     if sp.train.lengths.max(initial=0) < 2:
         hint = "; holdout=none trains on every event" if cfg.holdout != "none" else ""
         raise DataError(f"{ds.path}: no user has two training items (holdout={cfg.holdout}): nothing to learn{hint}")
+    check_targets(ds, sp, cfg)
     fp = rundir.fingerprint(ds)
     if resume:  # the run folder's other files must fit too: the resumed run keeps them
         rundir.check_same_data(out_dir, fp, cfg.data)
@@ -172,6 +175,22 @@ def check_run(cfg: Config, out_dir: str, resume: bool, overwrite: bool, dataset=
     coverage = []  # the content tables' coverage lines, logged once there is a log
     content = load_content(cfg.content, ds.item_ids, log=coverage.append) if cfg.content else []
     return device, ds, sp, fp, (content, coverage), ck
+
+
+def check_targets(ds, sp, cfg: Config) -> None:
+    """Per-event weights (target_filter, weight_col) must leave a training target of weight > 0
+    where packing takes targets; none at all would leave every epoch without a batch."""
+    if ds.weights is None:
+        return
+    weights = prefix_weights(ds.sequences, ds.weights, sp.train)
+    if len(trainable_users(sp.train, cfg.block_size, weights)):
+        return
+    n = int((ds.weights > 0).sum())
+    why = f"target_filter={cfg.target_filter!r} matches {n:,} events" if cfg.target_filter else \
+        f"{n:,} events have a weight > 0"
+    hint = "; holdout=none trains on every event" if cfg.holdout != "none" else ""
+    raise DataError(f"{ds.path}: no training target left: {why}, none of them a training target (each is held "
+                    f"out for validation or test by holdout={cfg.holdout}, or first in its user's history){hint}")
 
 
 def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False, quiet: bool = False,
@@ -508,15 +527,19 @@ def fuse(model, scorer, ds, sp, cfg: Config, out_dir: str, log):
     valid = None if cfg.all_data else sp.valid
     fixed = None if cfg.fusion_weights == "auto" else parse_weights(cfg.fusion_weights)
     content = fusion.content_term(model)
-    tables, weights, grid = fusion.fit(scorer, sp.train, ds.num_items, valid, cfg.eval_batch_size, fixed, content)
+    tables, weights, grid, search_s = fusion.fit(scorer, sp.train, ds.num_items, valid, cfg.eval_batch_size, fixed,
+                                                 content)
     rundir.save_fusion(out_dir, tables, weights)
     named = dict(zip(fusion.SIGNALS, weights))
-    how = (f"chosen on validation: NDCG@10 {max(grid.values()):.4f}, GPT alone {grid['0.0,0.0,0.0']:.4f}" if grid
+    how = (f"chosen on validation: NDCG@10 {grid[','.join(str(w) for w in weights)]:.4f} "
+           f"({len(grid)} weight tuples tried in {search_s:.0f} s), "
+           f"GPT alone {grid['0.0,0.0,0.0']:.4f}" if grid
            else "fusion_weights" if fixed else "no untrained validation to choose on: the default")
     log("fusion weights: " + ", ".join(f"{k} {w}" for k, w in named.items()) + f" ({how})")
     from .run import shipped_scorer  # the scorer the run ships: the one Run.open builds
     return (shipped_scorer(model, fusion=(tables, weights), gpt=scorer),
-            {"weights": named, "valid_NDCG@10_by_weights": grid}, tables, round(time.time() - t0, 1))
+            {"weights": named, "valid_NDCG@10": grid[",".join(str(w) for w in weights)] if grid else None,
+             "search_seconds": search_s, "valid_NDCG@10_by_weights": grid}, tables, round(time.time() - t0, 1))
 
 
 def parse_args(argv):
