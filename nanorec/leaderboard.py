@@ -315,9 +315,9 @@ def main(argv) -> int:
     # the seed's journey: plain GPT rows, then gpt_fused, the model as shipped (fusion on; fuse_transitions=true
     # would add it to every row)
     timed = {"holdout": "time", "split_time": args.split_time} if args.split_time is not None else {}
-    # exclude_seen=true: the published protocol excludes the history, for every row alike
-    base_cfg = apply_overrides(Config(data=args.data, progress=False, fuse_transitions="false",
-                                      exclude_seen="true", **timed), args.overrides)
+    # every row on the published protocol (history excluded), its run folder too (exclude_seen: seen.py)
+    base_cfg = apply_overrides(Config(data=args.data, progress=False, fuse_transitions="false", exclude_seen="true",
+                                      **timed), args.overrides)
     check_output_folder(args.out, "--out folder")
     json_path = os.path.join(args.out, "leaderboard.json")
     earlier = read_earlier(json_path) if args.resume and os.path.exists(json_path) else None

@@ -79,7 +79,7 @@ def fused_run(tmp_path_factory):
     data = write_csv(str(tmp / "log.csv"), num_users=300, num_items=40, seed=3)
     cfg = Config(data=data, max_steps=30, eval_interval=15, checkpoint_interval=15, batch_size=8, block_size=16,
                  n_embd=16, n_layer=1, n_head=1, warmup_steps=2, fusion_weights="0.5,0.3", progress=False,
-                 exclude_seen="true")  # the toy log re-buys by chance; these pages show excluded lists.validate()
+                 exclude_seen="true").validate()  # the log re-buys; the pages below show excluding lists
     run(cfg, str(tmp / "run"), quiet=True)
     catalog = tmp / "catalog.csv"
     catalog.write_text("item_id,title,image_url,category,price\n" + "".join(
@@ -97,7 +97,7 @@ def shop_run(tmp_path_factory):
     assert main(["synth", "--out", log, "--rows", "1500", "--event-types", "view,cart,purchase", "--seed", "1"]) == 0
     cfg = Config(data=log, target_filter="event_type=purchase", max_steps=20, eval_interval=20, batch_size=8,
                  block_size=16, n_embd=16, n_layer=1, n_head=1, warmup_steps=2, progress=False,
-                 exclude_seen="true").validate()  # exclusion of purchases only is what the marks show
+                 exclude_seen="true").validate()  # the log re-buys; these pages are about which events are seen
     run(cfg, str(tmp / "run"), quiet=True)
     events = {}  # user -> [(item, event_type, timestamp)] in time order (ties in file order), read independently
     with open(log) as f:

@@ -38,8 +38,8 @@ def test_leaderboard_end_to_end(tmp_path):
     # one popularity: the leaderboard's row is `nanorec train method=popularity` (the training split's
     # counts), figure for figure; the leaky published variant is named as such
     pop_run = str(tmp_path / "pop")
-    # exclude_seen=true: the leaderboard's protocol (history excluded); auto may allow the toy log's re-buys
-    assert main(["train", "--data", data, "--out", pop_run, "--quiet", "method=popularity", "exclude_seen=true"]) == 0
+    assert main(["train", "--data", data, "--out", pop_run, "--quiet", "method=popularity",
+                 "exclude_seen=true"]) == 0  # the leaderboard's protocol: history excluded
     shipped = json.load(open(os.path.join(pop_run, "metrics.json")))
     for split in ("valid", "test"):
         assert rows["popularity"][split] == {k: v for k, v in shipped[split].items() if "@" in k}
