@@ -82,6 +82,51 @@ def weight_grid(run: Run, sets: TargetSets) -> dict:
     return {f"{w1},{w2}": figure((w1, w2, 0.0)) for w1 in GRID for w2 in GRID}
 
 
+def tables_alone(data: str, split_time: str) -> dict:
+    """Next-week NDCG@10 of each count table alone, fitted on the training split of the events before
+    T (views as context), on the next-week users with a purchase before T, three ways: the product's
+    pairs (purchase -> purchase of two items) read at the last purchase; the same read at the last
+    event (a view, for half the shop's customers); and with view -> next purchase of another item
+    pairs added (ViewPairs), read at the last purchase."""
+    from nanorec.baselines.cooccurrence import CoOccurrence
+    from nanorec.baselines.transitions import Transitions
+    from nanorec.data import split
+    from nanorec.data.sequences import next_targets
+
+    def with_views(cls):  # + view -> next purchase of another item
+        class ViewPairs(cls):
+            def pair_events(self, train):
+                i, j = super().pair_events(train)
+                is_target = train.is_target()
+                following = next_targets(train, is_target)
+                c = np.nonzero(~is_target & (following < len(train.items)))[0]
+                c = c[train.items[c] != train.items[following[c]]]
+                return np.concatenate([i, c]), np.concatenate([j, following[c]])
+        return ViewPairs
+
+    def at_last_event(cls):  # the rows of the history's last events, whatever their type
+        class LastEvent(cls):
+            def factors(self, histories, users=None):
+                return super().factors(Sequences(histories.offsets, histories.items), users)
+        return LastEvent
+
+    ds = load_like(Config(data=data, target_filter=PURCHASE))
+    sets = time_split(ds, split_time).test
+    train = split(before(ds, split_times(ds, split_time)[1])).train
+    h = sets.histories
+    row = np.repeat(np.arange(len(h)), h.lengths)
+    rows = np.nonzero(np.bincount(row[h.is_target()], minlength=len(h)) > 0)[0]  # a purchase before T
+    bought = TargetSets(sets.users[rows], h.take(rows), sets.targets.take(rows), sets.cold_users[:0],
+                        sets.cold_targets.take(np.zeros(0, np.int64)))
+    out = {"users": len(rows)}
+    for name, cls in (("transitions", Transitions), ("cooccurrence", CoOccurrence)):
+        fit = lambda c: c(grid=()).fit(train, ds.num_items).score  # noqa: E731
+        out[name] = {"purchase_pairs_at_last_purchase": ndcg(fit(cls), bought),
+                     "purchase_pairs_at_last_event": ndcg(fit(at_last_event(cls)), bought),
+                     "with_view_pairs_at_last_purchase": ndcg(fit(with_views(cls)), bought)}
+    return out
+
+
 def refit_fusion(out_dir: str, dataset) -> None:
     """A trained run's count tables fitted again and its fusion weights chosen again on its own
     validation (what training's end does, train.fuse), written into the run folder."""
@@ -106,6 +151,7 @@ def main():
     p.add_argument("--set", action="append", default=[], help="extra config key=value for every run")
     p.add_argument("--grid", action="store_true", help="next-week figure of every fusion weight pair")
     p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--tables", action="store_true", help="also each count table alone, three ways (tables_alone)")
     p.add_argument("--refit", action="store_true", help="keep the runs in --work; refit their tables and weights")
     p.add_argument("--work", default="", help="folder for the runs (default: a temporary one)")
     p.add_argument("--out", default="")
@@ -174,6 +220,7 @@ def main():
                      weights_ratio=round(grid[chosen] / max(grid[best], 1e-9), 4), next_week_grid=grid)
         results[name] = r
         print(name, {k: v for k, v in r.items() if k not in ("next_week_grid",)}, flush=True)
+        write_out(args, split_time, results)  # after each run: a long sweep keeps what it has
     # purchases only vs views as context on the users both score
     if "filter" in loaded and "target_filter" in loaded:
         common_users = set.intersection(*[set(ds.user_ids[s.users].tolist()) for ds, s, _ in loaded.values()])
@@ -183,12 +230,20 @@ def main():
             results[name]["next_week_common_NDCG@10"] = ndcg(Run.open(os.path.join(work, name)).scorer,
                                                               restricted(sets, ds.user_ids, common_users))
             results[name]["next_week_common_users"] = len(common_users)
+    extra_results = {"tables_alone": tables_alone(data, split_time)} if args.tables else {}
+    if extra_results:
+        print(extra_results, flush=True)
+    write_out(args, split_time, results, extra_results)
+    print(f"wrote {args.out}")
+
+
+def write_out(args, split_time: str, results: dict, extra: dict | None = None) -> None:
     if args.out:
         from nanorec.files import write_json
         write_json(args.out, {"command": "python " + " ".join(sys.argv), "machine": "2-core CPU, under load ("
-                              f"{platform.node()})", "split_time": split_time, "date": datetime.datetime.now().isoformat(timespec="seconds"),
-                              "protocol": __doc__.split("\n\n")[0], "results": results})
-        print(f"wrote {args.out}")
+                              f"{platform.node()})", "split_time": split_time,
+                              "date": datetime.datetime.now().isoformat(timespec="seconds"),
+                              "protocol": __doc__.split("\n\n")[0], "results": results, **(extra or {})})
 
 
 if __name__ == "__main__":

@@ -74,14 +74,16 @@ def lists_metrics(rec, targets: dict, new_items: set) -> dict:
     top = {}
     for u, i in df.select("user_id", "item_id").iter_rows():
         top.setdefault(u, []).append(i)
-    vocab = {x: n for n, x in enumerate(sorted({i for t in targets.values() for i in t} | set(df["item_id"].to_list())))}
+    listed = {i for t in targets.values() for i in t} | set(df["item_id"].to_list())
+    vocab = {x: n for n, x in enumerate(sorted(listed))}
     lists = np.array([[vocab[i] + 1 for i in top.get(u, [])] + [0] * (10 - len(top.get(u, []))) for u in users])
     m = set_metrics(lists, Sequences.from_lists([[vocab[i] + 1 for i in targets[u]] for u in users]), ks=(10,))
     new_targets = [(u, i) for u in users for i in targets[u] if i in new_items]
     hits = sum(i in top.get(u, []) for u, i in new_targets)
     known = set(rec._run.item_ids[1:].tolist())
     return {"users": len(users), "NDCG@10": round(m["NDCG@10"], 5), "Recall@10": round(m["Recall@10"], 5),
-            "new_item_targets": len(new_targets), "new_item_targets_known_to_run": sum(i in known for _, i in new_targets),
+            "new_item_targets": len(new_targets),
+            "new_item_targets_known_to_run": sum(i in known for _, i in new_targets),
             "new_item_hits@10": int(hits), "new_item_recall@10": round(hits / max(len(new_targets), 1), 5),
             "new_item_list_slots": int(sum(i in new_items for v in top.values() for i in v)),
             "list_slots": int(sum(len(v) for v in top.values()))}
@@ -145,7 +147,8 @@ def main():
         "data": args.data, "config": config,
         "sizes": {"weeks_1_7_events": first.height, "weeks_8_9_events": second.height, "week_10_events": week.height,
                   "judged_users": len(targets), "new_items": len(new_items), "update": updated.metrics.get("update")},
-        "protocol": __doc__.split("\n\n")[2].replace("\n", " "),
+        "data_command": "nanorec synth --out shop.csv --rows 150000 --shop (the shop simulator)",
+        "protocol": " ".join(part.replace("\n", " ") for part in __doc__.split("\n\n")[2:5]),
         "results": rows,
         "update_vs_retrain": {"NDCG@10_ratio": round(u["NDCG@10"] / max(r["NDCG@10"], 1e-12), 3),
                               "new_item_recall_ratio": round(u["new_item_recall@10"] / max(r["new_item_recall@10"], 1e-12), 3),

@@ -23,18 +23,23 @@ Arguments are checked as strictly as the CLI's options, and every refusal is a
   text (nanorec/ids.py). Given ids of another type than the run's (strings for a
   run trained on integer ids) are an error when none is known, a warning when some
   are not. users must not be empty or list a user twice.
-- k: an int (not a bool) in 1..items; exclude_seen: a bool; mode: "oneshot" or
-  "generative", checked on every call.
+- k: an int (not a bool) in 1..items; exclude_seen: a bool, or None (the default): the
+  run's own choice (its exclude_seen config; auto: chosen on validation at training, see
+  nanorec/seen.py); mode: "oneshot" or "generative", checked on every call.
 - exclude_seen=True never returns an item of the user's history: a user with fewer
-  than k unseen items gets a shorter list (`nanorec recommend` fills its files to
-  k with seen items, ranked last). Under target_filter "seen" means the history's
-  target events (purchases) only; recommend_history's event_types (one value of the
-  target_filter column per history item, ids' rules: ints or strings) says which.
+  than k unseen items gets a shorter list (as from `nanorec recommend`). Under
+  target_filter "seen" means the history's target events (purchases) only;
+  recommend_history's event_types (one value of the target_filter column per history
+  item, ids' rules: ints or strings) says which.
 - items / exclude_items (business filters): item ids, as for users, that alone may be
   listed / that are never listed, applied before the lists are cut, for every method
   and for the popularity fallback. An id the run does not know is a UsageError naming
   how many and one of them; an empty allow list is refused (an empty exclude list is
   no filter). A user left with fewer than k items gets a shorter list, never filler.
+  Either may be a path (a str naming an existing file, or a pathlib.Path) to a file of
+  item ids, read as `nanorec recommend --allow-items / --deny-items` read theirs
+  (recommend.read_filter_file: with or without a header; ids the run does not know
+  are counted, in a warning, not an error).
 
 Frames out: the type follows the frame given to `fit` (pandas in, pandas out;
 polars, pyarrow or a path: polars). `load` has no frame to follow: polars unless
@@ -176,7 +181,7 @@ class Recommender:
     # -------------------------------------------------------------------------
     # recommending
 
-    def recommend(self, users=None, k: int = 10, exclude_seen: bool = True, mode: str = "oneshot",
+    def recommend(self, users=None, k: int = 10, exclude_seen: bool | None = None, mode: str = "oneshot",
                   items=None, exclude_items=None):
         """Top-k lists for `users` (original ids; default: every user seen in fit).
 
@@ -184,11 +189,11 @@ class Recommender:
         score, rank, source. source is "model", or "popularity" for a user the model cannot
         continue (unknown, or no known item), whose score is null: counts are not on the
         model's scale. exclude_seen: a user's own items are never listed (fewer than k rows
-        when fewer unseen items are left). items / exclude_items: original item ids that alone
+        when fewer unseen items are left); False: they may be (repeat purchases); None: the run's choice. items / exclude_items: original item ids that alone
         may be listed / that never are (fewer than k rows when fewer are left)."""
         from .recommend import recommend_users
 
-        self._check_call(k, exclude_seen, mode)
+        exclude_seen = self._check_call(k, exclude_seen, mode)
         blocked = self._blocked(items, exclude_items)
         known = self._users
         if users is None:
@@ -200,9 +205,9 @@ class Recommender:
                 warnings.warn(note, stacklevel=2)
         lists, scores, cold = recommend_users(self._run.scorer, self._run.num_items, known, self._histories,
                                               users, k, exclude_seen, mode, blocked=blocked)
-        return self._frame(users, lists, scores, cold, exclude_seen)
+        return self._frame(users, lists, scores, cold)
 
-    def recommend_history(self, history, k: int = 10, exclude_seen: bool = True, mode: str = "oneshot",
+    def recommend_history(self, history, k: int = 10, exclude_seen: bool | None = None, mode: str = "oneshot",
                           items=None, exclude_items=None, event_types=None):
         """Top-k for one raw history of original item ids, oldest first (unknown ids are skipped;
         the same checks as `users`, but an empty history or a repeated item is a history).
@@ -216,7 +221,7 @@ class Recommender:
         column and, for event types, its target_filter column (rows oldest first)."""
         from .recommend import RawHistories, list_for_history, popular_items
 
-        self._check_call(k, exclude_seen, mode)
+        exclude_seen = self._check_call(k, exclude_seen, mode)
         blocked = self._blocked(items, exclude_items)
         if self._lookup is None:  # built once per loaded model, as the server does
             self._lookup = RawHistories(self._run)
@@ -311,15 +316,18 @@ class Recommender:
         if self._run is None:
             raise UsageError("this Recommender is not fitted: call fit(data) or Recommender.load(path)")
 
-    def _check_call(self, k, exclude_seen, mode) -> None:
-        """The arguments every list takes, checked on every call (before anything is scored)."""
+    def _check_call(self, k, exclude_seen, mode) -> bool:
+        """The arguments every list takes, checked on every call (before anything is scored).
+        -> exclude_seen, None resolved to the run's choice (Run.exclude_seen)."""
         self._require_fitted()
         n = self._run.num_items
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
             raise UsageError(f"k={_short(k)}: expected an integer in 1..{n}")
-        _check_bool(exclude_seen, "exclude_seen")
+        if exclude_seen is not None:
+            _check_bool(exclude_seen, "exclude_seen")
         if not isinstance(mode, str) or mode not in MODES:
             raise UsageError(f"mode={_short(mode)}: expected {' or '.join(map(repr, MODES))}")
+        return self._run.exclude_seen if exclude_seen is None else exclude_seen
 
     def _history_columns(self, history, event_types):
         """A frame history -> (its item column, its target_filter column or None); any other
@@ -340,8 +348,17 @@ class Recommender:
 
     def _blocked(self, items, exclude_items):
         """The business filters (original item ids, None: not given) as scoring's item mask."""
-        from .recommend import blocked_items
+        from .recommend import blocked_items, filter_files
         vocab = self._run.item_ids
+        if _is_path(items) or _is_path(exclude_items):  # files: read as the CLI reads --allow/--deny-items
+            def report(got, option):  # unknown ids are counted, not an error: said when there are some
+                if len(got.unknown):
+                    warnings.warn(got.line(option), stacklevel=5)  # the caller's line
+            files = filter_files(vocab, items if _is_path(items) else None,
+                                 exclude_items if _is_path(exclude_items) else None, self._run.config.item_col,
+                                 report, allow_option="items", deny_option="exclude_items")
+            rest = self._blocked(None if _is_path(items) else items, None if _is_path(exclude_items) else exclude_items)
+            return files if rest is None else files | rest
         allow = deny = None
         if items is not None:
             allow = ids.from_python(items, vocab[1:], "items", allow_empty=True)
@@ -353,12 +370,12 @@ class Recommender:
             deny = deny if len(deny) else None  # nothing to exclude
         return blocked_items(vocab, allow, deny, "items", "exclude_items", UsageError)
 
-    def _frame(self, users, items, scores, cold, exclude_seen: bool):
-        """(U,) users, (U, k) items, scores, (U,) cold -> the long frame; seen items filling
-        a list's end (exclude_seen) and empty slots (filters: `recommend.listed`) are left out."""
-        from .recommend import listed, seen_fill
+    def _frame(self, users, items, scores, cold):
+        """(U,) users, (U, k) items, scores, (U,) cold -> the long frame; empty slots (filters,
+        seen items with exclude_seen: `recommend.listed`) are left out: shorter lists."""
+        from .recommend import listed
         k = items.shape[1]
-        keep = listed(items).reshape(-1) & (~seen_fill(scores).reshape(-1) if exclude_seen else True)
+        keep = listed(items).reshape(-1)
         uid = np.repeat(users, k)[keep]
         rank = np.tile(np.arange(1, k + 1), len(users))[keep]
         return self._out(_pl_frame({"user_id": _plain_ids(uid), "item_id": _plain_ids(self._run.item_ids[items].reshape(-1)[keep]),
@@ -373,6 +390,12 @@ class Recommender:
     def __repr__(self) -> str:
         state = f"run_dir={self.run_dir!r}" if self.run_dir else "not fitted"
         return f"Recommender(n_layer={self.config.n_layer}, n_embd={self.config.n_embd}, {state})"
+
+
+def _is_path(value) -> bool:
+    """A filter given as a file: a pathlib.Path (any os.PathLike), or a str naming an existing file
+    (a bare str is never a list of ids: ids.from_python refuses it)."""
+    return isinstance(value, os.PathLike) or (isinstance(value, str) and os.path.isfile(value))
 
 
 def _pl_frame(columns: dict):

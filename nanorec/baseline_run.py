@@ -31,13 +31,17 @@ def fit(cfg, out_dir: str, ds, sp, score_test: bool, log, notes=()) -> dict:
     model.fit(sp.train, ds.num_items, sp.valid)
     rundir.save_baseline(model, os.path.join(out_dir, rundir.BASELINE))
     train_seconds = time.time() - t0
+    from .seen import decide, log_line
+    exclude_seen, seen = decide(model.score, sp.valid, cfg, cfg.eval_batch_size)
+    log(log_line(seen))
     results = score_report(model.score, sp if score_test else dataclasses.replace(sp, test=None), ds.num_items,
-                           item_counts(sp.train, ds.num_items), cfg.eval_batch_size, split_time=cfg.split_time, seed=cfg.seed)
+                           item_counts(sp.train, ds.num_items), cfg.eval_batch_size, split_time=cfg.split_time, seed=cfg.seed,
+                           exclude_seen=exclude_seen)
     if "test_ranks" in results:
         rundir.save_array(os.path.join(out_dir, rundir.TEST_RANKS), results.pop("test_ranks"))
     protocol = results["protocol"]
     selection = getattr(model, "selection", None)
-    results.update({"method": cfg.method, "holdout": cfg.holdout,
+    results.update({"method": cfg.method, "holdout": cfg.holdout, "exclude_seen": seen,
                     "selection": {str(k): v for k, v in selection.items()} if selection else "none (no hyper-parameters)",
                     "train_seconds": round(train_seconds, 2), "history": []})
     write_json(os.path.join(out_dir, rundir.METRICS), results)

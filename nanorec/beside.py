@@ -15,12 +15,13 @@ import time
 from .data import item_counts
 
 
-def baselines(ds, sp, cfg, transitions=None, beyond_users: int = 0) -> dict | None:
+def baselines(ds, sp, cfg, transitions=None, beyond_users: int = 0, exclude_seen: bool = True) -> dict | None:
     """{"popularity": report, "transitions": report} on the run's split (each report as
     evaluate.score_report gives it, plus "fit_seconds"); None when the run holds nothing out
     (holdout=none). transitions: a Transitions table already fitted on this split and selected
     on its validation users (a fused run's), used instead of fitting it again. beyond_users:
-    score_report's (an update's sample)."""
+    score_report's (an update's sample). exclude_seen: the run's choice (seen.py), so the
+    figures compare on one protocol."""
     from .baselines.pop import Popularity
     from .baselines.transitions import Transitions
     from .evaluate import score_report
@@ -35,7 +36,8 @@ def baselines(ds, sp, cfg, transitions=None, beyond_users: int = 0) -> dict | No
         model = make()
         fit_seconds = round(time.time() - t0, 2)
         report = score_report(model.score, sp, ds.num_items, counts, cfg.eval_batch_size,
-                              split_time=cfg.split_time, seed=cfg.seed, beyond_users=beyond_users)
+                              split_time=cfg.split_time, seed=cfg.seed, beyond_users=beyond_users,
+                              exclude_seen=exclude_seen)
         report.pop("test_ranks", None)
         out[name] = {**report, "fit_seconds": fit_seconds}
     return out

@@ -96,6 +96,7 @@ class Config:
     track: str = ""                # also log to "tensorboard" and/or "mlflow" (comma-separated; needs the package)
     context_targets: str = "auto"  # target_filter: what a context slot (a view) learns: "next" = the next purchase of its
                                    # history, "none" = nothing (only the slot right before a purchase); auto = next
+    exclude_seen: str = "auto"     # lists leave out a user's earlier items: "true", "false" (re-buys listed), "auto" = chosen on validation
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -258,6 +259,7 @@ RULES = {
     "dtype": (lambda x: x in ("auto", "float32", "bfloat16"), "auto, float32 or bfloat16"),
     "threads": (lambda x: 0 <= x <= 1024, "an integer in 0..1024 (0 = torch's default)"),
     "context_targets": (lambda x: x in ("auto", "next", "none"), "auto, next or none"),
+    "exclude_seen": (lambda x: x in ("auto", "true", "false"), "auto, true or false"),
 }
 
 

@@ -230,8 +230,9 @@ def evaluate_variants(variants, evalset: EvalSet, n_variants: int, batch_size: i
 
 
 def score_splits(scorer: Scorer, valid: EvalSet | None, test: EvalSet | None, num_items: int,
-                 batch_size: int = 512) -> dict:
-    """The end of every run, GPT or baseline: validation, then the test split once.
+                 batch_size: int = 512, exclude_seen: bool = True) -> dict:
+    """The end of every run, GPT or baseline: validation, then the test split once (exclude_seen:
+    the run's choice, seen.py; a target that repeats an earlier item counts when they are allowed).
     -> {"valid": metrics, "test": metrics, "protocol": {split: line}, "test_ranks": (M,),
         "valid_seconds": s, "test_seconds": s} (a split that is None is left out)."""
     import time
@@ -239,8 +240,8 @@ def score_splits(scorer: Scorer, valid: EvalSet | None, test: EvalSet | None, nu
     for name, evalset in (("valid", valid), ("test", test)):
         t0 = time.time()
         if evalset is not None:
-            out[name], ranks = evaluate(scorer, evalset, batch_size=batch_size, return_ranks=True)
-            out["protocol"][name] = protocol_line(num_items, len(evalset.targets))
+            out[name], ranks = evaluate(scorer, evalset, exclude_seen, batch_size=batch_size, return_ranks=True)
+            out["protocol"][name] = protocol_line(num_items, len(evalset.targets), exclude_seen)
             if name == "test":
                 out["test_ranks"] = ranks
         out[f"{name}_seconds"] = round(time.time() - t0, 2)
@@ -248,8 +249,12 @@ def score_splits(scorer: Scorer, valid: EvalSet | None, test: EvalSet | None, nu
 
 
 def protocol_line(num_items: int, users: int, exclude_seen: bool = True) -> str:
-    p = PROTOCOL.format(n=num_items, m=users)
-    return p if exclude_seen else p.replace("history excluded (ranked last)", "history included")
+    return seen_protocol(PROTOCOL.format(n=num_items, m=users), exclude_seen)
+
+
+def seen_protocol(line: str, exclude_seen: bool) -> str:
+    """A protocol line as it reads when the history is included (exclude_seen False)."""
+    return line if exclude_seen else line.replace("history excluded (ranked last)", "history included")
 
 
 def format_metrics(m: dict, ks=(10,)) -> str:
@@ -270,14 +275,14 @@ VALID_TIME_PROTOCOL = ("full ranking over all {n} items, history excluded (ranke
                        "first event of the validation window, {m} users")
 
 
-def top_lists(scorer: Scorer, evalset, k: int = max(KS), batch_size: int = 512) -> np.ndarray:
+def top_lists(scorer: Scorer, evalset, k: int = max(KS), batch_size: int = 512, exclude_seen: bool = True) -> np.ndarray:
     """(M, k) each user's exact top-k items (scoring.top_k: ties to the lower index, history
-    excluded, ranked last), in the order of `evalset` (anything with .users, .histories and
-    one .targets entry per user: an EvalSet or a data.TargetSets)."""
+    excluded, ranked last, unless exclude_seen is False), in the order of `evalset` (anything
+    with .users, .histories and one .targets entry per user: an EvalSet or a data.TargetSets)."""
     from .scoring import top_k
     lists = np.zeros((len(evalset.users), k), dtype=np.int64)
     for rows, hist in length_batches(evalset, batch_size):
-        lists[rows] = top_k(scorer, hist, evalset.users[rows], k)[0]
+        lists[rows] = top_k(scorer, hist, evalset.users[rows], k, exclude_seen)[0]
     return lists
 
 
@@ -375,7 +380,7 @@ def intra_list_similarity(top: np.ndarray, vectors: torch.Tensor, batch: int = 4
 
 def score_report(scorer: Scorer, sp, num_items: int, train_counts: np.ndarray, batch_size: int = 512,
                  vectors: torch.Tensor | None = None, split_time: str = "", seed: int = 0,
-                 beyond_users: int = 0) -> dict:
+                 beyond_users: int = 0, exclude_seen: bool = True) -> dict:
     """The end of every run (GPT, baseline, the baselines beside a run): `score_splits` for the
     single-target splits (loo/last: the same figures as ever), plus
 
@@ -386,19 +391,22 @@ def score_report(scorer: Scorer, sp, num_items: int, train_counts: np.ndarray, b
       for holdout=none a fixed sample of users on their whole histories, at most BEYOND_WORK / items);
       beyond_users > 0: on a fixed sample of at most that many of them (an update: its lists' figures
       without a second full scoring pass; holdout=time reuses the test lists and needs no sample).
+    exclude_seen: the run's choice (seen.py), for every split and list.
     -> score_splits' dict with "beyond" (and "test_cold") added."""
     import time
     from .data import EvalSet, TargetSets
     multi = isinstance(sp.test, TargetSets)
-    out = score_splits(scorer, sp.valid, None if multi else sp.test, num_items, batch_size)
+    out = score_splits(scorer, sp.valid, None if multi else sp.test, num_items, batch_size, exclude_seen)
     t0 = time.time()
     if multi:
-        lists = top_lists(scorer, sp.test, min(max(KS), num_items), batch_size)
+        lists = top_lists(scorer, sp.test, min(max(KS), num_items), batch_size, exclude_seen)
         out["test"] = {**set_metrics(lists, sp.test.targets), "users": len(sp.test.users),
                        "targets_per_user": round(float(sp.test.targets.lengths.mean()), 4)}
-        out["protocol"]["test"] = TIME_PROTOCOL.format(n=num_items, t=split_time, m=len(sp.test.users))
+        out["protocol"]["test"] = seen_protocol(TIME_PROTOCOL.format(n=num_items, t=split_time, m=len(sp.test.users)),
+                                                exclude_seen)
         if sp.valid is not None:
-            out["protocol"]["valid"] = VALID_TIME_PROTOCOL.format(n=num_items, m=len(sp.valid.targets))
+            out["protocol"]["valid"] = seen_protocol(VALID_TIME_PROTOCOL.format(n=num_items, m=len(sp.valid.targets)),
+                                                     exclude_seen)
         cold = sp.test.cold_users
         popular = np.lexsort((np.arange(len(train_counts)), -np.asarray(train_counts, np.float64)))
         popular = popular[popular > 0][:max(KS)]  # the training split's most popular items, ties to the lower index
@@ -417,7 +425,7 @@ def score_report(scorer: Scorer, sp, num_items: int, train_counts: np.ndarray, b
         if 0 < beyond_users < len(evalset.users):
             rows = np.sort(np.random.default_rng([seed, 3]).choice(len(evalset.users), size=beyond_users, replace=False))
             evalset = EvalSet(evalset.users[rows], evalset.histories.take(rows), evalset.targets[rows])
-        lists = top_lists(scorer, evalset, min(max(KS), num_items), batch_size)
+        lists = top_lists(scorer, evalset, min(max(KS), num_items), batch_size, exclude_seen)
     out["beyond"] = {"split": beyond_split, "users": len(evalset.users),
                      **beyond_metrics(lists, evalset.histories, train_counts, num_items, KS, vectors)}
     out["test_seconds" if multi else "beyond_seconds"] = round(time.time() - t0, 2)
@@ -435,12 +443,10 @@ def format_beyond(m: dict, k: int = 10) -> str:
 
 def evaluate_split(scorer: Scorer, evalset, batch_size: int = 512, num_items: int = max(KS), **kwargs) -> dict:
     """`evaluate` for an EvalSet (one target per user; kwargs passed on); for a data.TargetSets
-    (holdout=time's test split) the multi-target metrics of each user's exact top-20 list."""
+    (holdout=time's test split) the multi-target metrics of each user's exact top-20 list
+    (kwargs' exclude_seen, default True, says whether those lists may hold the history's items)."""
     from .data import TargetSets
     if not isinstance(evalset, TargetSets):
         return evaluate(scorer, evalset, batch_size=batch_size, **kwargs)
-    if not kwargs.get("exclude_seen", True):
-        from .errors import UsageError
-        raise UsageError("exclude_seen=False: holdout=time's test lists always exclude the history")
-    lists = top_lists(scorer, evalset, min(max(KS), num_items), batch_size)
+    lists = top_lists(scorer, evalset, min(max(KS), num_items), batch_size, kwargs.get("exclude_seen", True))
     return {**set_metrics(lists, evalset.targets), "users": len(evalset.users)}

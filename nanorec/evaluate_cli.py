@@ -1,13 +1,16 @@
 """`nanorec evaluate`: full-ranking metrics of a trained run on one split.
 
-    nanorec evaluate --run RUN_DIR --data PATH [--split valid|test] [--include-seen]
+    nanorec evaluate --run RUN_DIR --data PATH [--split valid|test] [--include-seen|--exclude-seen]
                      [--mode oneshot|generative] [--json FILE]
 
 Prints one line: the protocol beside the metrics. The run is opened by
 `Run.open` (the scorer it ships, fused when it was trained with fusion);
 training scored it with the same scorer and evaluator, so on the training data
 the numbers equal metrics.json's, and `nanorec tune`'s winner's test figure
-equals `nanorec evaluate --run STUDY/best --split test`.
+equals `nanorec evaluate --run STUDY/best --split test`. The user's earlier items are
+ranked as the run's lists rank them (its exclude_seen; auto: the choice training made on
+validation, nanorec/seen.py), unless --include-seen or --exclude-seen says otherwise; with
+them included a held-out repeat purchase counts where it ranks.
 """
 from __future__ import annotations
 
@@ -46,8 +49,11 @@ def main(argv) -> int:
     p.add_argument("--run", required=True, help="run folder written by `nanorec train`")
     p.add_argument("--data", required=True, help="the interactions the run was trained on")
     p.add_argument("--split", choices=["valid", "test"], default="test")
-    p.add_argument("--include-seen", action="store_true",
-                   help="rank the user's own history items too (default: ranked last)")
+    seen = p.add_mutually_exclusive_group()
+    seen.add_argument("--include-seen", dest="exclude_seen", action="store_false", default=None,
+                      help="rank the user's own history items too; default: the run's choice (exclude_seen)")
+    seen.add_argument("--exclude-seen", dest="exclude_seen", action="store_true",
+                      help="rank the user's own history items last; default: the run's choice (exclude_seen)")
     p.add_argument("--mode", choices=["oneshot", "generative"], default="oneshot",
                    help="generative: rank within a generated list of --list-length items (misses beyond)")
     p.add_argument("--list-length", type=int, default=20, help="generative list length (default 20)")
@@ -71,7 +77,7 @@ def main(argv) -> int:
         if cfg.holdout == "last":
             raise DataError(f"{args.run}: trained with holdout=last (no test split); use --split valid")
         raise DataError(f"{args.data}: a challenge folder has no test answers; use --split valid")
-    exclude_seen = not args.include_seen
+    exclude_seen = run.exclude_seen if args.exclude_seen is None else args.exclude_seen
     if args.mode == "generative":
         scorer = list_scorer(scorer, num_items, min(args.list_length, num_items), exclude_seen)
     m = evaluate_split(scorer, evalset, num_items=num_items, exclude_seen=exclude_seen, batch_size=cfg.eval_batch_size, progress=True)

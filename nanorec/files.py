@@ -56,6 +56,9 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise DataError(f"{path}: is a folder, expected a file path")
+    if is_special(path):  # /dev/null, a FIFO, /dev/stdout: written to, never replaced by a file
+        _write_through(path, write)
+        return
     _check_folder(path, folder)
     base = os.path.basename(path)
     remove_stale_temps(folder, base)
@@ -78,6 +81,57 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def is_special(path: str) -> bool:
+    """True for an output path that is not a place for a file but something to write to: a
+    character device (/dev/null, a terminal), a FIFO, or a link into /proc (/dev/stdout is one
+    to /proc/self/fd/1, whatever that is). Such a path is written to as it is, never replaced
+    by a renamed temporary file (as root that would replace /dev/null itself). A block device
+    or a socket is a DataError: nanorec writes files, not disks."""
+    import stat
+    try:
+        mode = os.stat(path).st_mode  # through links
+    except OSError:
+        return False
+    if stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
+        raise DataError(f"{path}: is a {'block device' if stat.S_ISBLK(mode) else 'socket'}, expected a file path")
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or _links_into_proc(path)
+
+
+def _links_into_proc(path: str) -> bool:
+    """Whether following `path`'s links passes through /proc (/dev/stdout -> /proc/self/fd/1 ->
+    wherever stdout goes, a terminal, a pipe or a redirected file): the path names a process's
+    open file, to be written to, and the links on the way are the system's, never replaced."""
+    path = os.path.abspath(path)
+    for _ in range(40):  # the kernel's own limit on links followed
+        if path.startswith("/proc/"):
+            return True
+        if not os.path.islink(path):
+            return False
+        path = os.path.join(os.path.dirname(path), os.readlink(path))
+        path = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+    return False
+
+
+def is_stdout(path: str) -> bool:
+    """Whether writing `path` writes this process's standard output (--out /dev/stdout):
+    then a command's own summary line goes to stderr, not into the output."""
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(1))
+    except (OSError, ValueError):
+        return False
+
+
+def _write_through(path: str, write: Callable[[str], None]) -> None:
+    """`write(path)` straight into a special file (`is_special`): no temporary file, no rename."""
+    try:
+        write(path)
+    except Exception as e:  # noqa: BLE001 - as atomic_write: the disk's (or the pipe's) error is one line
+        reason = disk_error(e)
+        if reason is None:
+            raise
+        raise DataError(f"{path}: cannot write ({reason})") from None
 
 
 def disk_error(e: BaseException) -> str | None:
@@ -149,8 +203,15 @@ def write_json(path: str, obj, indent: int | None = 2) -> None:
 def append_line(path: str, line: str) -> None:
     """One line appended to a log (train.log, history.jsonl): not atomic, by design (a torn
     last line is skipped by readers); a disk that refuses it is a DataError naming the file."""
+    try:  # O_NOFOLLOW: a link put in a run folder is never appended through, out of the folder
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise DataError(f"{path}: is a link; nanorec appends to its own log file, never through a link "
+                            f"(remove the link)") from None
+        raise DataError(f"{path}: cannot write ({e.strerror or e})") from None
     try:
-        with open(path, "a", encoding="utf-8") as f:
+        with open(fd, "a", encoding="utf-8") as f:
             f.write(line + "\n")
     except OSError as e:
         raise DataError(f"{path}: cannot write ({e.strerror or e})") from None
@@ -163,6 +224,10 @@ def check_writable_folder(path: str, what: str = "output") -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise DataError(f"{path}: is a folder, expected a file path for the {what}")
+    if is_special(path):  # written to as it is (atomic_write): it must take bytes, its folder need not
+        if not os.access(path, os.W_OK):
+            raise DataError(f"{path}: not writable")
+        return
     _check_folder(path, folder)
     if not os.access(folder, os.W_OK):
         raise DataError(f"{path}: folder {folder} is not writable")
@@ -196,7 +261,7 @@ class OutputLock:
     is simply taken over (`previous` then holds its pid). The lock file is removed on release."""
 
     def __init__(self, path: str, option: str = "--out"):
-        path = os.path.realpath(os.fspath(path))  # one lock whatever the spelling (./x, links)
+        path = literal_path(path)  # one lock whatever the spelling (./x, a link to its folder)
         self.target, self.option, self.fd, self.previous = path, option, None, None
         self.path = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.lock")
 
@@ -282,6 +347,22 @@ def _read_pid(fd: int) -> int | None:
 # -----------------------------------------------------------------------------
 # the folder transaction: build beside, rename into place
 
+def literal_path(path) -> str:
+    """`path` absolute, its folder's links resolved, its last name taken as it is: a folder that
+    is a link (a study's best/ linked to a folder elsewhere) is replaced as a link, and what it
+    points to is never moved aside, deleted or written into."""
+    path = os.path.abspath(os.fspath(path))
+    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+
+
+def _remove(path: str) -> None:
+    """Remove a folder, or a link (never what it points to)."""
+    if os.path.islink(path):
+        os.unlink(path)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _hidden(path: str, kind: str, pid: int | None = None) -> str:
     """`<parent>/.<name>.nanorec-<kind>-<pid>`: a hidden sibling on the same file system."""
     parent, name = os.path.split(path)
@@ -307,7 +388,7 @@ def _siblings(out: str) -> list[tuple[str, str, int]]:
 def temp_folder(out: str) -> str:
     """A new empty folder to build `out` in: `<parent>/.<name>.nanorec-new-<pid>/<name>`
     (same file system, so publishing is a rename; the inner name keeps basename(out))."""
-    out = os.path.realpath(out)
+    out = literal_path(out)
     if os.path.ismount(out):
         raise DataError(f"{out}: a mount point; the folder is built beside it and renamed into place, "
                         f"so choose a folder inside it")
@@ -326,7 +407,7 @@ def unfinished_folders(out: str) -> list[str]:
     """temp_folder folders of `out` that no running writer is building, newest first: what a
     killed (or failed) writer left (a run's --resume continues one). This process's own count:
     it asks before it builds one (a failed earlier attempt of an API caller's is unfinished)."""
-    out = os.path.realpath(out)
+    out = literal_path(out)
     found = [(os.path.getmtime(path), os.path.join(path, os.path.basename(out)))
              for path, kind, pid in _siblings(out)
              if kind == NEW and (pid == os.getpid() or not _pid_alive(pid))]
@@ -345,7 +426,7 @@ def publish_folder(work: str, out: str) -> None:
     """Move the complete folder `work` (from temp_folder) to `out`. An existing `out` is
     renamed aside first and removed after: a crash at any instant leaves either the old
     folder whole (at `out`, or aside, where recover_folder puts it back) or the new one."""
-    out = os.path.realpath(out)
+    out = literal_path(out)
     aside = _hidden(out, OLD)
     try:
         if os.path.lexists(out):
@@ -355,7 +436,7 @@ def publish_folder(work: str, out: str) -> None:
         if os.path.lexists(aside) and not os.path.lexists(out):
             os.rename(aside, out)  # the old folder back in place
         raise DataError(f"{out}: cannot rename the finished folder into place ({e.strerror})") from None
-    shutil.rmtree(aside, ignore_errors=True)
+    _remove(aside)
     discard_folder(work)  # the holder, empty now
 
 
@@ -370,8 +451,8 @@ def recover_folder(out: str, keep: str | None = None) -> list[str]:
     is gone: put back an old folder a killed publish_folder had moved aside (when `out` is
     missing), and remove the other siblings, except the temp_folder `keep` (a run being
     resumed). -> one line per thing done, for the log."""
-    out = os.path.realpath(out)
-    keep = os.path.dirname(os.path.realpath(keep)) if keep else None
+    out = literal_path(out)
+    keep = os.path.dirname(literal_path(keep)) if keep else None
     done = []
     for path, kind, pid in _siblings(out):
         if kind == OLD and not os.path.lexists(out):
@@ -382,7 +463,7 @@ def recover_folder(out: str, keep: str | None = None) -> list[str]:
             done.append(f"{out}: put back the previous folder that process {pid} had moved aside "
                         f"before it was interrupted")
         elif path != keep:
-            shutil.rmtree(path, ignore_errors=True)
+            _remove(path)
             what = "unfinished folder" if kind == NEW else "replaced folder"
             done.append(f"{out}: removed the {what} that process {pid} left ({os.path.basename(path)})")
     return done

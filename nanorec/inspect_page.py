@@ -534,7 +534,7 @@ def build(run_dir: str, out: str, items: str | None = None, users: list[str] | N
     k = min(k, run.num_items)
     parts = fusion_terms(run, device)
     with torch.no_grad():
-        lists, scores = top_k(run.scorer, h, rows, k)
+        lists, scores = top_k(run.scorer, h, rows, k, run.exclude_seen)  # the lists the run ships (seen.py)
         terms = term_table(parts, h, rows, lists) if parts is not None else None
     write_text(out, render(Page(run_dir, run.config, metrics, user_ids, rows, events, lists, scores, terms,
                                 catalogue, note, run.item_ids, new_items)))

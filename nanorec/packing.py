@@ -113,6 +113,15 @@ def count_targets(seqs: Sequences, block_size: int, weights: np.ndarray | None =
     return int(kept.sum()), int((~is_target).sum())
 
 
+def trainable_users(seqs: Sequences, block_size: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """(n,) the rows `pack` keeps: two items or more and, with weights, a target of weight > 0
+    among the events packing keeps as targets. None at all: the run has nothing to learn."""
+    users = np.nonzero(seqs.lengths >= 2)[0]
+    if weights is not None:
+        users = users[_has_target(seqs.offsets, seqs.lengths, np.asarray(weights) > 0, users, block_size)]
+    return users
+
+
 def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = None,
          packing: bool = True, horizon: int = 1, weights: np.ndarray | None = None,
          context_targets: bool = False) -> Packed:
@@ -130,10 +139,9 @@ def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = Non
     asked), with that event's weight.
     """
     lengths = seqs.lengths
-    users = np.nonzero(lengths >= 2)[0]
+    users = trainable_users(seqs, block_size, weights)
     if weights is not None:
         weights = np.asarray(weights, dtype=np.float32)
-        users = users[_has_target(seqs.offsets, lengths, weights > 0, users, block_size)]
     if rng is not None:
         users = users[rng.permutation(len(users))]
     n_tok = np.minimum(lengths[users] - 1, block_size)  # tokens each user contributes

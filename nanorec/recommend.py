@@ -18,21 +18,25 @@ scoring goes through nanorec.scoring, as evaluation does. Ids match by their
 exact text (ids.py): a --users file whose ids are of another type than the
 run's (strings for a run trained on integer ids) is an error when none is
 known, a warning line naming how many are known otherwise. With
---exclude-seen a list holds the user's own items only at its end, ranked last,
-when fewer than k unseen items are left (the server and the Python API return
-a shorter list instead).
+--exclude-seen a list never holds the user's own items: a user with fewer than
+k unseen items left gets a shorter list, as from the server and the Python API;
+--include-seen lets them be listed anywhere (repeat purchases). Neither given:
+the run's own choice (its exclude_seen; for auto, the one training made on
+validation and metrics.json records: nanorec/seen.py).
 
 Event types: a run trained with target_filter (e.g. event_type=purchase) reads --data with
 it, so the log needs that column; exclude-seen removes the user's purchases (targets), never
 an item only viewed, and `--data <the run's own log>` gives exactly the run's lists.
 
 Business filters: --allow-items FILE (only these items) and --deny-items FILE
-(never these items), each a one-column table of item ids (the run's item column,
-else item_id, else its only column), read and matched as the readers read ids; an
-id the run does not know is an error. They are applied before the lists are cut
-(scoring.item_mask), for every method and for the popularity fallback of cold
-users; a user left with fewer than k items gets a shorter list (fewer rows in the
-long format, fewer ids in a submission), and one line on stderr says how many.
+(never these items), each a list of item ids, one a line with or without a header,
+or a table with the run's item column (else item_id), read by `read_filter_file`
+(the API's and the server's filter files too); one line on stderr says how many ids
+each file holds and how many the run does not know (those filter nothing). They are
+applied before the lists are cut (scoring.item_mask), for every method and for the
+popularity fallback of cold users. A user left with fewer than k items (filters,
+seen items) gets a shorter list (fewer rows in the long format, fewer ids in a
+submission), never filled, and one line on stderr says how many.
 
 At scale: users are taken batch by batch in input order and each batch is
 written as soon as it is scored (to a temporary file, renamed into place at the
@@ -49,7 +53,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -58,9 +64,9 @@ from .data import Dataset, Sequences, item_counts, load_like
 from .data.columns import _parse_filter
 from .devices import DEVICE_HELP, pick_device
 from .errors import DataError, UsageError
-from .files import atomic_write, check_writable_folder
+from .files import atomic_write, check_writable_folder, is_stdout
 from .run import Run
-from .scoring import SEEN_SCORE, item_mask, recommend_lists
+from .scoring import item_mask, recommend_lists
 
 
 # -----------------------------------------------------------------------------
@@ -84,39 +90,173 @@ def histories_in_run_vocab(ds: Dataset, run_item_ids: np.ndarray) -> tuple[Seque
 
 def read_user_list(path: str, user_col: str = "user_id") -> np.ndarray:
     """The user column of a CSV/Parquet file: `user_col` (the run's), else `user_id`.
-    Strings stay strings; an empty list or a repeated user is an error."""
-    return read_id_list(path, user_col, "user")
-
-
-def read_id_list(path: str, col: str, what: str) -> np.ndarray:
-    """The id column of a CSV/Parquet file (`what`: "user" or "item"): `col` (the run's),
-    else `{what}_id`, else (items) a file's only column. Typed as the readers type ids;
-    an empty list or a repeated id is an error."""
+    Typed as the readers type ids (strings stay strings); an empty list or a repeated
+    user is an error."""
     from .data import _ids, _read_frame
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")
     if not os.path.isfile(path) and not os.path.isdir(path):  # a pipe (<(...)), a device: polars maps files
-        raise DataError(f"{path}: not a regular file (a pipe or a device); write the {what} ids to a file")
+        raise DataError(f"{path}: not a regular file (a pipe or a device); write the user ids to a file")
     df = _read_frame(path)
-    name = col if col in df.columns else f"{what}_id"
-    if name not in df.columns and what == "item" and len(df.columns) == 1:
-        name = df.columns[0]
+    name = user_col if user_col in df.columns else "user_id"
     if name not in df.columns:
-        raise DataError(f"{path}: missing column {col!r} (columns are {', '.join(df.columns)})")
+        raise DataError(f"{path}: missing column {user_col!r} (columns are {', '.join(df.columns)})")
     if df.height == 0:
-        raise DataError(f"{path}: no {what}s (no data rows)")
+        raise DataError(f"{path}: no users (no data rows)")
     values = _ids(path, df, name)
     _, first, counts = np.unique(values.astype(str), return_index=True, return_counts=True)
     if (counts > 1).any():
         dup = values.tolist()[np.sort(first[counts > 1])[0]]
-        raise DataError(f"{path}: {what} {dup!r} is listed more than once")
+        raise DataError(f"{path}: user {dup!r} is listed more than once")
     return values
 
 
+# -----------------------------------------------------------------------------
+# filter files: the one reader of --allow-items / --deny-items, of the API's items= /
+# exclude_items= given as a path, and of the server's --deny-items (at start and on reload)
+
+@dataclass
+class FilterFile:
+    """A filter file as matched to a run: the internal indices of the ids the run knows and
+    what was read (`line` says it in one line)."""
+    path: str
+    rows: np.ndarray          # (n,) internal indices of the known ids
+    read: int                 # ids read
+    unknown: np.ndarray       # (u,) the ids the run does not know, as written
+    header: str | None        # a one-column file's first line, when it was a header
+
+    def line(self, option: str) -> str:
+        """e.g. "--deny-items deny.csv: 12 item ids read (header 'sku'), 2 not items of the run
+        (e.g. 'X9'); 10 items denied"."""
+        text = f"{option} {self.path}: {_count(self.read, 'item id')} read"
+        if self.header is not None:
+            text += f" (header {ids._show(self.header)})"
+        if len(self.unknown):
+            text += f", {len(self.unknown):,} not known to the run (e.g. {ids._show(self.unknown[0])})"
+        return text + f"; {_count(len(self.rows), 'item')} {'allowed' if _allows(option) else 'denied'}"
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n:,} {what}{'' if n == 1 else 's'}"
+
+
+def _allows(option: str) -> bool:
+    return option in ("--allow-items", "items")
+
+
+def read_filter_file(path, item_ids: np.ndarray, col: str = "item_id", option: str = "--deny-items",
+                     data: bytes | None = None) -> FilterFile:
+    """A list of item ids matched to the run's vocabulary item_ids (N+1,) by the one id rule.
+
+    The file: CSV/TSV (optionally gzip; a pipe or FIFO is read once, as a stream) or Parquet.
+    One column, with or without a header, or a table with a header and the run's item column
+    `col` (else item_id). A UTF-8 BOM, blank lines, CRLF and spaces around an id are not part of
+    any id; ids keep their text (007 stays 007, as the readers read ids). A one-column file's
+    first line is an id when the run knows it, or when the run's ids are integers and it is
+    written as one; else it is a header (`FilterFile.header`; an unknown first line taken as a
+    header changes no list: the run could not list it anyway).
+    Ids the run does not know are counted (`FilterFile.unknown`), not an error. DataError (one
+    line): no such file, a folder, not a table, an id listed twice, a table without the item
+    column, an allow list (option --allow-items / items) with no id or none the run knows. An
+    empty deny list (no ids, or a header alone) denies nothing: an emptied out-of-stock list.
+    data: the file's bytes when the caller has read them already (the server hashes them)."""
+    path = os.fspath(path)
+    values, header = _filter_ids(path, col, item_ids, data)
+    if not values and _allows(option):
+        raise DataError(f"{path}: no items (no data rows): an allow list of no items lists nothing")
+    texts = np.asarray(values, dtype=object).astype(str) if values else np.zeros(0, dtype=str)
+    if ids.kind(item_ids[1:]) == "integers":  # 17.0 is 17 where ids are integers, as the readers read it
+        texts = np.asarray([_WHOLE.sub(r"\1", t) for t in texts.tolist()], dtype=str) if len(texts) else texts
+    _, first, counts = np.unique(texts, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        raise DataError(f"{path}: item {texts[np.sort(first[counts > 1])[0]]} is listed more than once")
+    rows = ids.rows(item_ids[1:], texts)
+    got = FilterFile(path, rows[rows >= 0] + 1, len(texts), texts[rows < 0], header)
+    if _allows(option) and len(texts) and not len(got.rows):
+        detail = ids.kinds_differ(item_ids[1:], texts, "item")
+        raise DataError(f"{got.line(option)}: no item could be listed" + (f" ({detail})" if detail else ""))
+    return got
+
+
+def _filter_ids(path: str, col: str, item_ids: np.ndarray, data: bytes | None = None) -> tuple[list[str], str | None]:
+    """(the ids of a filter file as text, a one-column file's header or None)."""
+    import csv
+    import io
+
+    from .data import _ids
+    from .data.tables import GZIP_MAGIC, PARQUET_MAGIC, _gunzip, _read_parquet
+    if data is None:
+        data = read_filter_bytes(path)
+    if data[:4] == PARQUET_MAGIC:
+        df = _read_parquet(path, data)
+        name = _filter_column(path, df.columns, col)
+        return [str(x) for x in _ids(path, df, name)], None
+    if data[:2] == GZIP_MAGIC:
+        data = _gunzip(path, data)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text; save it as UTF-8") from None
+    sep = "\t" if path.lower().endswith((".tsv", ".tsv.gz")) else ","
+    try:
+        lines = [[f.strip() for f in r] for r in csv.reader(io.StringIO(text), delimiter=sep)]
+    except csv.Error as e:
+        raise DataError(f"{path}: cannot be read as a table ({e})") from None
+    lines = [r for r in lines if any(r)]  # blank lines (and lines of empty fields) are no ids
+    if not lines:  # an empty file: no ids (an emptied deny list)
+        return [], None
+    if max(len(r) for r in lines) > 1:  # a table: its first line is its header
+        name = _filter_column(path, lines[0], col)
+        j = lines[0].index(name)
+        short = next((i for i, r in enumerate(lines[1:]) if len(r) <= j or not r[j]), None)
+        if short is not None:
+            raise DataError(f"{path}: data row {short + 1} has no {name!r} value")
+        return [r[j] for r in lines[1:]], None
+    values = [r[0] for r in lines]
+    if _is_header(values[0], item_ids):
+        return values[1:], values[0]
+    return values, None
+
+
+def read_filter_bytes(path: str) -> bytes:
+    """A filter file's bytes, read once (a pipe or FIFO as a stream), or a DataError naming it."""
+    from .data.tables import read_stream
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise DataError(f"{path}: is a folder, expected a file of item ids")
+    return read_stream(path)
+
+
+def _filter_column(path: str, columns: list, col: str) -> str:
+    """The item column of a filter table: the run's item column, else item_id, else its only one."""
+    for name in (col, "item_id"):
+        if name in columns:
+            return name
+    if len(columns) == 1:
+        return columns[0]
+    raise DataError(f"{path}: missing column {col!r} (columns are {', '.join(map(str, columns))})")
+
+
+_WHOLE = re.compile(r"^(-?(?:0|[1-9][0-9]*))\.0+$")  # a whole number written as a float
+
+
+def _is_header(first: str, item_ids: np.ndarray) -> bool:
+    """A one-column file's first line is a header unless it is an id the run knows, or an
+    integer written as one (17, or 17.0) where the run's ids are integers."""
+    if ids.kind(item_ids[1:]) == "integers":
+        first = _WHOLE.sub(r"\1", first)
+        if re.fullmatch(r"0|-?[1-9][0-9]*", first):
+            return False
+    return ids.rows(item_ids[1:], np.array([first]))[0] < 0
+
+
 def filter_items(item_ids: np.ndarray, given: np.ndarray, where: str, error=DataError) -> np.ndarray:
-    """A filter's original item ids -> (n,) internal indices, by the one id rule (ids.py).
-    An id the run does not know is an `error` naming how many and one of them: a filter
-    is a promise about the lists, and a typo in it would silently be no filter at all."""
+    """A filter's original item ids (the API's and the server's lists) -> (n,) internal indices,
+    by the one id rule (ids.py). An id the run does not know is an `error` naming how many and
+    one of them: a list typed in code is a promise about the lists, and a typo in it would
+    silently be no filter at all (a filter *file* counts them instead: read_filter_file)."""
     rows = ids.rows(item_ids[1:], given)
     unknown = rows < 0
     if unknown.any():
@@ -137,9 +277,26 @@ def blocked_items(item_ids: np.ndarray, allow=None, deny=None, allow_from: str =
     return item_mask(num_items, allow, deny)
 
 
+def filter_files(item_ids: np.ndarray, allow_path=None, deny_path=None, col: str = "item_id",
+                 report=lambda got, option: print(got.line(option), file=sys.stderr),
+                 allow_option: str = "--allow-items", deny_option: str = "--deny-items"):
+    """An allow file and a deny file (paths, None: not given; `read_filter_file`) as scoring's item
+    mask (None when neither is given); report(FilterFile, option) is told what each file held."""
+    rows = {}
+    for option, path in ((allow_option, allow_path), (deny_option, deny_path)):
+        if path is not None:
+            got = read_filter_file(path, item_ids, col, option)
+            report(got, option)
+            rows[option] = got.rows
+    if not rows:
+        return None
+    return item_mask(len(item_ids) - 1, rows.get(allow_option), rows.get(deny_option))
+
+
 def listed(items: np.ndarray) -> np.ndarray:
-    """(..., k) bool: the slots of a list that hold an item. A filtered list with fewer than k
-    items left ends with item 0 (padding: never an item), which writers and callers drop."""
+    """(..., k) bool: the slots of a list that hold an item. A list with fewer than k items left
+    (filters; exclude_seen near the catalogue's size) ends with item 0 (padding: never an item),
+    which writers and callers drop: a shorter list, never filled."""
     return np.asarray(items) != 0
 
 
@@ -259,7 +416,7 @@ def prepare(run_dir: str, data_path=None, k: int = 10, users=None, device: str =
     return run.scorer, run.num_items, run.item_ids, known_users, hist, np.asarray(users)
 
 
-def recommend(run_dir: str, data_path=None, k: int = 10, mode: str = "oneshot", exclude_seen: bool = True,
+def recommend(run_dir: str, data_path=None, k: int = 10, mode: str = "oneshot", exclude_seen: bool | None = None,
               users=None, device: str = "auto", batch_size: int = 512, temperature: float = 0.0,
               top_k: int = 0, seed: int = 0, progress: bool = False, allow=None, deny=None):
     """Lists from a run folder -> (user_ids (U,), items (U, k) original ids, scores (U, k), cold (U,) bool).
@@ -268,15 +425,22 @@ def recommend(run_dir: str, data_path=None, k: int = 10, mode: str = "oneshot", 
 
     Histories come from `data_path` (a log in the run's vocabulary) or, when it is
     None, from the run's own histories.parquet. Default users: a challenge
-    folder's test.csv, else every user with a history."""
+    folder's test.csv, else every user with a history. exclude_seen None: the run's choice."""
     check_options(argparse.Namespace(k=k, mode=mode, temperature=temperature, top_k_sample=top_k, seed=seed,
                                      batch_size=batch_size))
     scorer, num_items, item_ids, known_users, hist, users = prepare(run_dir, data_path, k, users, device)
+    exclude_seen = run_default_seen(run_dir, exclude_seen)
     blocked = blocked_items(item_ids, allow, deny)
     items, scores, cold = recommend_users(scorer, num_items, known_users, hist, users, k,
                                           exclude_seen, mode, batch_size, temperature, top_k, seed, progress,
                                           blocked)
     return users, item_ids[items], scores, cold
+
+
+def run_default_seen(run_dir: str, exclude_seen: bool | None) -> bool:
+    """exclude_seen as given, or (None) the run's own choice (seen.run_excludes)."""
+    from .seen import run_excludes
+    return run_excludes(run_dir, rundir.read_config(run_dir)) if exclude_seen is None else exclude_seen
 
 
 def recommend_users(scorer, num_items: int, known_users: np.ndarray, hist: Sequences, users, k: int = 10,
@@ -347,24 +511,16 @@ def list_for_history(scorer, popular: np.ndarray, history: Sequences, k: int, ex
     target_filter: `RawHistories`, or a row `take`n from histories_for's) -> (items (<= k,),
     scores, "model"), or for an empty history the first k of `popular` with scores None and
     source "popularity". exclude_seen: never an item of the history's targets (every item
-    without target_filter), so a list is shorter than k when fewer unseen items are left (see
-    `seen_fill`). blocked: scoring.item_mask (business filters), applied before the cut; the
-    list is shorter when fewer than k items are left."""
+    without target_filter), so a list is shorter than k when fewer unseen items are left
+    (scoring.recommend_lists). blocked: scoring.item_mask (business filters), applied before
+    the cut; the list is shorter when fewer than k items are left."""
     if len(history.items) == 0:  # nothing for the model to continue
         if blocked is not None:
             popular = popular[~blocked.numpy()[popular]]
         return popular[:k], None, "popularity"
     items, scores = recommend_lists(scorer, history, None, k, exclude_seen, mode, blocked=blocked)
-    keep = listed(items[0]) & (~seen_fill(scores[0]) if exclude_seen else True)
+    keep = listed(items[0])
     return items[0][keep], scores[0][keep], "model"
-
-
-def seen_fill(scores: np.ndarray) -> np.ndarray:
-    """(..., k) bool: the entries of a list that are seen items filling its end (scoring
-    ranks them last at SEEN_SCORE when fewer than k unseen items are left). The server and
-    the Python API leave them out (a list never holds a seen item with exclude_seen);
-    `nanorec recommend` keeps exactly k ids a user, ranked last, as a submission needs."""
-    return np.asarray(scores) == SEEN_SCORE
 
 
 def popular_items(histories: Sequences, num_items: int, k: int, blocked=None) -> np.ndarray:
@@ -572,18 +728,19 @@ def main(argv) -> int:
                         "(default: test.csv of a challenge folder, else every user with a history)")
     p.add_argument("--k", type=int, default=10, help="list length (default 10)")
     p.add_argument("--allow-items", metavar="FILE",
-                   help="only these items may be listed: a one-column CSV/Parquet of item ids (the run's item "
-                        "column, else item_id, else its only column); applied before the lists are cut, for every "
-                        "method; a user left with fewer than k items gets a shorter list (one line on stderr says how many)")
+                   help="only these items may be listed: a CSV/Parquet of item ids, one a line with or without a "
+                        "header (or a table with the run's item column, else item_id); applied before the lists are "
+                        "cut, for every method; a user left with fewer than k items gets a shorter list (stderr says "
+                        "how many, and how many ids of the file the run does not know)")
     p.add_argument("--deny-items", metavar="FILE",
                    help="these items are never listed (same file format as --allow-items)")
     p.add_argument("--mode", choices=["oneshot", "generative"], default="oneshot")
     seen = p.add_mutually_exclusive_group()
-    seen.add_argument("--exclude-seen", dest="exclude_seen", action="store_true", default=True,
-                      help="never recommend an item already in the history (default; such items only "
-                           "fill the end of a list longer than the user's unseen items)")
+    seen.add_argument("--exclude-seen", dest="exclude_seen", action="store_true", default=None,
+                      help="never recommend an item already in the history (a user with fewer than k unseen "
+                           "items gets a shorter list); default: the run's choice (exclude_seen)")
     seen.add_argument("--include-seen", dest="exclude_seen", action="store_false",
-                      help="allow repeat purchases in the list")
+                      help="allow repeat purchases in the list; default: the run's choice (exclude_seen)")
     p.add_argument("--format", choices=["auto", "submission", "long"], default="auto",
                    help="auto = submission for a challenge folder, long table otherwise")
     p.add_argument("--temperature", type=float, default=0.0, help="generative: 0 = greedy, > 0 = sampling")
@@ -598,17 +755,17 @@ def main(argv) -> int:
     user_col = run_cfg.user_col if run_cfg else "user_id"
     item_col = run_cfg.item_col if run_cfg else "item_id"
     users = read_user_list(args.users, user_col) if args.users else None
-    allow = read_id_list(args.allow_items, item_col, "item") if args.allow_items else None
-    deny = read_id_list(args.deny_items, item_col, "item") if args.deny_items else None
     from . import distributed
     dd, device = distributed.setup(pick_device(args.device))  # under torchrun: one process per shard
     try:
         scorer, num_items, item_ids, known, hist, users = prepare(args.run, args.data, args.k, users, device)
-        blocked = blocked_items(item_ids, allow, deny, args.allow_items, args.deny_items)
+        exclude_seen = run_default_seen(args.run, args.exclude_seen)
+        blocked = filter_files(item_ids, args.allow_items, args.deny_items, item_col,
+                               report=lambda got, opt: print(got.line(opt), file=sys.stderr) if dd.main else None)
         is_challenge = args.data is not None and os.path.isdir(args.data)
         fmt = args.format if args.format != "auto" else ("submission" if is_challenge else "long")
         lo, hi = shard_range(len(users), args.batch_size, dd.rank, dd.world)
-        batches = iter_recommendations(scorer, num_items, known, hist, users, args.k, args.exclude_seen, args.mode,
+        batches = iter_recommendations(scorer, num_items, known, hist, users, args.k, exclude_seen, args.mode,
                                        args.batch_size, args.temperature, args.top_k_sample, args.seed,
                                        start=lo, stop=hi, progress=dd.main, blocked=blocked)
         tally = {"short": 0}
@@ -622,7 +779,7 @@ def main(argv) -> int:
             if dd.main:
                 ext = os.path.splitext(args.out)[1]
                 merge_parts(args.out, [part_path(args.out, r, dd.world) + ext for r in range(dd.world)],
-                            users, args.k if blocked is None else None, fmt)
+                            users, None if tally["short"] else args.k, fmt)
                 rows = ids.rows(known, users)
                 n_cold = int(len(users) - (hist.lengths[rows[rows >= 0]] > 0).sum())
             distributed.barrier(dd)
@@ -631,12 +788,13 @@ def main(argv) -> int:
     if dd.main:
         print(f"wrote {args.out}: {len(users):,} users x {args.k} items ({args.mode})"
               + (f" from {dd.world} processes" if dd.enabled else "")
-              + f"; {n_cold:,} cold users got the most popular items")
+              + f"; {n_cold:,} cold users got the most popular items",
+              file=sys.stderr if is_stdout(args.out) else sys.stdout)  # never into the lists themselves
         if tally["short"]:
-            kept = "--allow-items/--deny-items" if allow is not None and deny is not None else \
-                "--allow-items" if allow is not None else "--deny-items"
-            print(f"{tally['short']:,} of {len(users):,} users got fewer than {args.k} items: {kept} left fewer "
-                  f"than {args.k} to list (their lists are shorter, never filled)", file=sys.stderr)
+            why = [opt for opt, path in (("--allow-items", args.allow_items), ("--deny-items", args.deny_items)) if path]
+            why += ["their own items (never listed: --exclude-seen)"] if exclude_seen else []
+            print(f"{tally['short']:,} of {len(users):,} users got fewer than {args.k} items: {' and '.join(why)} "
+                  f"left fewer than {args.k} to list (their lists are shorter, never filled)", file=sys.stderr)
     return 0
 
 

@@ -9,6 +9,8 @@
     run.scorer      the scorer exactly as the run ships it: a GPT run's logits plus the fusion
                     terms when it was trained with fusion, or the fitted baseline's scores
     run.num_items   N
+    run.exclude_seen whether its lists leave out the user's earlier items by default: the
+                    config's exclude_seen, or for auto the choice metrics.json records (seen.py)
 
 `nanorec evaluate`, `recommend`, `serve`, the Python API, tune's winner, the leaderboard
 and the benchmarks open runs here, and training builds its end-of-run scorer with the
@@ -43,6 +45,7 @@ class Run:
     histories: Sequences | None        # U rows
     scorer: Scorer
     model: object                      # the GPT (eval mode) or the fitted baseline
+    exclude_seen: bool = True          # the run's default for every list (seen.run_excludes)
 
     @property
     def num_items(self) -> int:
@@ -64,7 +67,8 @@ class Run:
         user_ids = histories = None
         if os.path.exists(os.path.join(run_dir, rundir.HISTORIES)):
             user_ids, histories = rundir.read_histories(run_dir, len(item_ids) - 1)
-        return cls(run_dir, cfg, item_ids, user_ids, histories, scorer, model)
+        from .seen import run_excludes
+        return cls(run_dir, cfg, item_ids, user_ids, histories, scorer, model, run_excludes(run_dir, cfg))
 
 
 # -----------------------------------------------------------------------------

@@ -42,9 +42,9 @@ from .packing import left_aligned
 
 Scorer = Callable[[Sequences, "np.ndarray | None"], "torch.Tensor | np.ndarray"]
 
-# An excluded (already seen) item gets this score: below every real score but
-# above padding's -inf, so a list longer than the user's unseen items is filled
-# with seen items, ranked last, and never with padding.
+# An excluded (already seen) item gets this score: below every real score but above
+# padding's -inf, so a ranking (evaluation's top_k) holds the seen items last, and never
+# padding. `recommend_lists` (what users see) turns such a fill into empty slots.
 SEEN_SCORE = torch.finfo(torch.float32).min
 # A blocked item (business filters) gets -inf, like padding: below seen items, never listed.
 BLOCKED = -math.inf
@@ -767,12 +767,22 @@ def _append_columns(offsets: np.ndarray, items: np.ndarray, extra: np.ndarray) -
 def recommend_lists(scorer: Scorer, histories: Sequences, users=None, k: int = 10, exclude_seen: bool = True,
                     mode: str = "oneshot", temperature: float = 0.0, sample_top_k: int = 0,
                     seed: int = 0, blocked: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """top_k (mode="oneshot") or generate (mode="generative"); blocked: `item_mask`."""
+    """The lists every surface shows (recommend, the API, the server, inspect): top_k
+    (mode="oneshot") or generate (mode="generative"); blocked: `item_mask`. With exclude_seen a
+    list never holds a seen item: where fewer than k unseen items are left (k near the catalogue,
+    an allow list) the seen ones that would fill its end at SEEN_SCORE become empty slots
+    (0, BLOCKED) like the filters' (recommend.listed drops them): a shorter list, never padded."""
     if mode == "generative":
-        return generate(scorer, histories, users, k, exclude_seen, temperature, sample_top_k, seed, blocked)
-    if mode != "oneshot":
+        items, scores = generate(scorer, histories, users, k, exclude_seen, temperature, sample_top_k, seed, blocked)
+    elif mode == "oneshot":
+        items, scores = top_k(scorer, histories, users, k, exclude_seen, blocked=blocked)
+    else:
         raise ValueError(f"mode={mode!r}: expected oneshot or generative")
-    return top_k(scorer, histories, users, k, exclude_seen, blocked=blocked)
+    if exclude_seen:
+        fill = scores == SEEN_SCORE  # only seen items score it: the end of a list out of unseen items
+        items[fill], scores[fill] = 0, BLOCKED
+    return items, scores
+
 
 
 def list_scorer(scorer: Scorer, num_items: int, k: int = 20, exclude_seen: bool = True) -> Scorer:

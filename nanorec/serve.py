@@ -3,14 +3,14 @@
     nanorec serve --run RUN_DIR [--data PATH] [--host 127.0.0.1] [--port 8000]
                   [--max-history 10000] [--max-body-bytes 1000000] [--deny-items FILE]
 
-    GET  /health                               {"status": "ok", "items": N, "users": U}
+    GET  /health                               {"status": "ok", "items": N, "users": U[, "deny_items": {...}]}
     GET  /openapi.json                         the API's schema (OpenAPI); no /docs page: FastAPI's
                                                loads from a CDN, blank offline
-    GET  /users/{user_id}/recommendations?k=10&exclude_seen=true[&items=ID&items=ID...][&exclude_items=ID...]
+    GET  /users/{user_id}/recommendations?k=10[&exclude_seen=true|false][&items=ID&items=ID...][&exclude_items=ID...]
          the user's history (from --data, else the run's own), continued:
          {"user_id": ..., "known_user": bool, "items": [...], "scores": [...] | null, "source": ...}
     POST /recommendations                      {"history": [item ids, oldest first], "k": 10,
-                                                "exclude_seen": true, "items": [ids] (optional),
+                                                "exclude_seen": true|false (optional), "items": [ids] (optional),
                                                 "exclude_items": [ids] (optional),
                                                 "event_types": [one per history item] (optional)}
          {"items": [...], "scores": [...] | null, "source": ..., "unknown_items": <count>}
@@ -18,16 +18,21 @@
 Business filters: "items" (only these may be listed) and "exclude_items" (never
 these), and the server-wide --deny-items FILE (a one-column table of item ids, as
 `nanorec recommend --deny-items` reads it), are applied before the list is cut,
-to the popularity fallback too. The file is re-read when its modification time
-or size changes (checked on each request), so a shop updates its out-of-stock
-list without a restart; a file that fails to load then keeps the previous list
-and logs one line. A list left with fewer than k items is returned shorter.
+to the popularity fallback too. The file is read as `nanorec recommend` reads its
+filter files (with or without a header; ids the run does not know are counted) and
+kept current by its content (read and hashed on each request; `DenyFile`), so a shop
+updates its out-of-stock list without a restart, an emptied file brings every item
+back, and a rewrite that keeps the old mtime is seen; a file that disappears or fails
+to load keeps the last good list, says so once in the log and in /health
+("deny_items": {"problem": ...}). A list left with fewer than k items is returned shorter.
 
 Ids are the original ones (as in the data), matched by their exact text
 (nanorec/ids.py). Lists come from the model ("source": "model", "scores": its
 scores, best first) by the same scoring code as `nanorec recommend`; with
 exclude_seen a list never holds an item of the history, so it is shorter than
-k when fewer unseen items are left. A user or history the model cannot use (unknown user,
+k when fewer unseen items are left. exclude_seen left out (or null): the run's own choice
+(its exclude_seen config; auto: chosen on validation at training, nanorec/seen.py), as
+`nanorec recommend` and the Python API default to. A user or history the model cannot use (unknown user,
 no known item) gets the most popular items with "source": "popularity" and
 "scores": null: counts are not on the model's scale, so they are not scores.
 
@@ -51,6 +56,7 @@ length than "history", or with a value the run was not trained with is 422.
 # no `from __future__ import annotations`: FastAPI and pydantic read the live annotations
 
 import asyncio
+import hashlib
 import json
 import math
 import os
@@ -234,7 +240,8 @@ def request_model(max_k: int, max_history: int):
         history: list[StrictInt | StrictStr] = Field(default_factory=list, max_length=max_history,
                                                      description="original item ids, oldest first")
         k: StrictInt = Field(min(10, max_k), ge=1, le=max_k, description="length of the list")
-        exclude_seen: StrictBool = Field(True, description="leave the history's items out of the list")
+        exclude_seen: StrictBool | None = Field(None, description="leave the history's items out of the list "
+                                                "(null: the run's choice)")
         items: list[StrictInt | StrictStr] | None = Field(None, description="only these item ids may be listed")
         exclude_items: list[StrictInt | StrictStr] | None = Field(None, description="these item ids are never listed")
         event_types: list[StrictInt | StrictStr] | None = Field(
@@ -245,45 +252,64 @@ def request_model(max_k: int, max_history: int):
 
 
 class DenyFile:
-    """The server-wide deny list (--deny-items FILE), re-read when the file's modification
-    time or size changes, checked on each request. The first load must succeed (a bad file
-    at start is an error); a later one that fails keeps the previous list and logs one line.
-    current() -> (n,) original item ids (None: no file)."""
+    """The server-wide deny list (--deny-items FILE), kept current by the file's content: on each
+    request the file is read and hashed (about 5 ms for 100,000 ids, 1.1 MB, on a 2-core CPU under
+    load; a few hundred ids cost nothing), and parsed again when the hash differs from the last one. Size and mtime are not trusted: an emptied file
+    or a same-size rewrite that keeps the old mtime (cp -p, rsync -t, os.utime) is seen at once.
+    The first load must succeed (a bad file at start is an error). Later, a file that
+    disappears, cannot be read or is not a list of ids keeps the last good list: said once in
+    the log, and in /health (`state()`) until the file is good again. The file is read by
+    recommend.read_filter_file, as `nanorec recommend --deny-items` reads it; ids the run does
+    not know are counted (`state()`), and an empty file denies nothing. A file rewritten in place
+    may be read half-written, as by any reader: write a new file and rename it over the old one.
+    current() -> (n,) internal indices of the denied items (None: no file)."""
 
-    def __init__(self, path: str | None, item_col: str, check, log=lambda line: print(line, file=sys.stderr)):
-        self.path, self.item_col, self.check, self.log = path, item_col, check, log
-        self.ids, self.stamp, self.lock = None, None, threading.Lock()
+    def __init__(self, path: str | None, item_ids: np.ndarray, item_col: str,
+                 log=lambda line: print(line, file=sys.stderr)):
+        self.path, self.item_ids, self.item_col, self.log = path, item_ids, item_col, log
+        self.rows = self.got = self.digest = self.problem = None
+        self.lock = threading.Lock()
         if path is not None:
-            self.ids, self.stamp = self._load(), self._stamp()
+            from .recommend import read_filter_bytes
+            self._parse(read_filter_bytes(path))
+            self.log(self.got.line("--deny-items"))
 
-    def _stamp(self):
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size)
-
-    def _load(self) -> np.ndarray:
-        from .recommend import read_id_list
-        ids_ = read_id_list(self.path, self.item_col, "item")
-        self.check(ids_)  # every id known to the run (raises otherwise)
-        return ids_
+    def _parse(self, data: bytes) -> None:
+        from .recommend import read_filter_file
+        self.got = read_filter_file(self.path, self.item_ids, self.item_col, "--deny-items", data)
+        self.rows, self.digest, self.problem = self.got.rows, hashlib.sha256(data).digest(), None
 
     def current(self):
         if self.path is None:
             return None
-        stamp = self._stamp()
-        if stamp != self.stamp:
-            with self.lock:
-                if stamp != self.stamp:
-                    try:
-                        self.ids = self._load()
-                        self.log(f"--deny-items {self.path}: reloaded, {len(self.ids):,} items")
-                    except Exception as e:  # noqa: BLE001 — any failure keeps the old list, said in one line
-                        self.log(f"--deny-items {self.path}: reload failed, keeping the previous "
-                                 f"{len(self.ids):,} items ({_short(e)})")
-                    self.stamp = stamp
-        return self.ids
+        from .errors import NanorecError
+        from .recommend import read_filter_bytes
+        with self.lock:
+            try:
+                data = read_filter_bytes(self.path)
+                if hashlib.sha256(data).digest() == self.digest:
+                    if self.problem is not None:
+                        self.log(f"--deny-items {self.path}: readable again, unchanged ({len(self.rows):,} items denied)")
+                        self.problem = None
+                    return self.rows
+                self._parse(data)
+                self.log(f"reloaded: {self.got.line('--deny-items')}")
+            except (NanorecError, OSError) as e:  # any failure keeps the last good list, said once
+                problem = _short(e)
+                if problem != self.problem:
+                    self.log(f"--deny-items {self.path}: not reloaded ({problem}); keeping the last good list of "
+                             f"{len(self.rows):,} items")
+                    self.problem = problem
+            return self.rows
+
+    def state(self) -> "dict | None":
+        """What /health says of the list: the file, how many items it denies, what it held, and
+        `problem` (None, or why the last good list is kept)."""
+        if self.path is None:
+            return None
+        self.current()
+        return {"file": self.path, "denied": len(self.rows), "ids_read": self.got.read,
+                "unknown": len(self.got.unknown), "problem": self.problem}
 
 
 # -----------------------------------------------------------------------------
@@ -298,7 +324,8 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
     from pydantic import ValidationError
 
     from .errors import NanorecError
-    from .recommend import RawHistories, blocked_items, filter_items, histories_for, list_for_history, popular_items
+    from .recommend import RawHistories, blocked_items, histories_for, list_for_history, popular_items
+    from .scoring import item_mask
 
     run = Run.open(run_dir, device)
     scorer, item_ids, num_items = run.scorer, run.item_ids, run.num_items
@@ -309,8 +336,7 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
     max_k = min(MAX_K, num_items)
     popular = popular_items(hist, num_items, num_items)  # all of them: filters may block the first ones
     HistoryRequest = request_model(max_k, max_history)
-    deny_file = DenyFile(deny_items, run.config.item_col,
-                         lambda given: filter_items(item_ids, given, f"--deny-items {deny_items}"))
+    deny_file = DenyFile(deny_items, item_ids, run.config.item_col)
 
     def original(i):
         x = item_ids[i]
@@ -329,10 +355,12 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
         except NanorecError as e:
             raise HTTPException(422, str(e).split(" (e.g.")[0]) from None
         if server is not None:
-            mask = blocked_items(item_ids, None, server) if mask is None else mask | blocked_items(item_ids, None, server)
+            denied = item_mask(num_items, None, server)
+            mask = denied if mask is None else mask | denied
         return mask
 
-    def answer(history, k: int, exclude_seen: bool, mask=None) -> dict:
+    def answer(history, k: int, exclude_seen: bool | None, mask=None) -> dict:
+        exclude_seen = run.exclude_seen if exclude_seen is None else exclude_seen  # None: the run's choice
         items, scores, source = list_for_history(scorer, popular, history, k, exclude_seen, blocked=mask)
         return {"items": [original(i) for i in items], "scores": None if scores is None else scores.tolist(),
                 "source": source}
@@ -362,10 +390,12 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
 
     @app.get("/health")
     def health():
-        return {"status": "ok", "items": num_items, "users": len(user_ids)}
+        deny = deny_file.state()
+        return {"status": "ok", "items": num_items, "users": len(user_ids),
+                **({} if deny is None else {"deny_items": deny})}
 
     @app.get("/users/{user_id}/recommendations")
-    def for_user(user_id: str, k: int = Query(min(10, max_k), ge=1, le=max_k), exclude_seen: bool = True,
+    def for_user(user_id: str, k: int = Query(min(10, max_k), ge=1, le=max_k), exclude_seen: bool | None = None,
                  items: list[str] | None = Query(None), exclude_items: list[str] | None = Query(None)):
         mask = blocked(items, exclude_items)
         r = int(users.rows(np.array([user_id]))[0])
@@ -425,9 +455,10 @@ def main(argv) -> int:
     p.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES,
                    help=f"largest request body, in bytes (default {MAX_BODY_BYTES:,})")
     p.add_argument("--deny-items", metavar="FILE",
-                   help="items never listed, for every request: a one-column CSV/Parquet of item ids (the run's "
-                        "item column, else item_id, else its only column); re-read when the file changes, no restart "
-                        "(a file that fails to load then keeps the previous list and logs one line)")
+                   help="items never listed, for every request: a CSV/Parquet of item ids, one a line with or "
+                        "without a header (as `nanorec recommend --deny-items`); re-read when its content changes, "
+                        "no restart (a file that disappears or fails to load keeps the last good list, said in the "
+                        "log and in /health)")
     args = p.parse_args(argv)
     check_options(args)
     uvicorn = import_uvicorn()

@@ -1,13 +1,14 @@
 """`nanorec synth`: a challenge-shaped synthetic purchase log of any size, in seconds.
 
     nanorec synth --out FOLDER|FILE.parquet|FILE.csv --rows N [--items M] [--users U] [--seed S] [--challenge]
-                  [--overwrite] [--event-types view,cart,purchase] [--shop]
+                  [--overwrite] [--event-types view,cart,purchase] [--shop] [--repeat-rate 0.1]
 
 A FOLDER (or --challenge) gets a challenge folder: train.csv, test.csv (a
 seeded 57% of the users, as in the challenge) and id_mappings.json; a .parquet
 or .csv file gets an event log (user_id,item_id,timestamp). Shape: 70% of the
 users buy two items, a Zipf popularity skew, and item follow-ups a sequence
-model can learn (see nanorec.synthetic.generate_fast). --items and --users
+model can learn (see nanorec.synthetic.generate_fast); --repeat-rate (default 0.1) of the
+purchases after a user's first re-buy one of the user's earlier items. --items and --users
 default to the challenge's ratios (2.43M rows: 78k items, 720k users).
 Same seed, same files.
 
@@ -49,6 +50,12 @@ def check_args(args) -> tuple[int, int]:
         raise UsageError("--out: empty; expected a folder, or a .csv / .parquet file name")
     if not 2 <= args.rows <= 1_000_000_000:
         raise UsageError(f"--rows {args.rows}: must be in 2..1000000000")
+    rate = getattr(args, "repeat_rate", None)
+    if rate is not None and getattr(args, "shop", False):
+        raise UsageError("--repeat-rate: sets the purchase log's re-buys; --shop simulates its own customers (leave it out)")
+    if rate is not None and not 0 <= rate <= MAX_REPEAT_RATE:  # NaN fails too
+        raise UsageError(f"--repeat-rate {rate}: must be in 0..{MAX_REPEAT_RATE} (the rest of the purchases are "
+                         "the follow-ups, 0.7, and popularity draws)")
     if getattr(args, "shop", False):
         return check_shop_args(args)
     users = args.users if args.users is not None else max(1, round(args.rows / CHALLENGE_ROWS_PER_USER))
@@ -142,6 +149,8 @@ def check_out(args) -> None:
                             f"out, or choose another --out")
 
 
+MAX_REPEAT_RATE = 0.3  # generate_fast's follow-ups take 0.7 of the purchases; repeats share the rest with popularity
+
 # --rows/--items/--users are refused when they need more than this share of the available memory
 MEMORY_SHARE = 0.8
 
@@ -187,6 +196,9 @@ def main(argv) -> int:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--challenge", action="store_true", help="write a challenge folder (the default for a folder)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file, or a folder synth wrote")
+    p.add_argument("--repeat-rate", type=float,
+                   help="share of the purchases after a user's first that re-buy an earlier item of the user "
+                        "(default 0.1; 0 = no repeat purchases; at most 0.3)")
     p.add_argument("--event-types", metavar="VIEW,[CART,]PURCHASE",
                    help="a shop's log (.csv/.parquet): views and carts around the purchases, event_type and weight "
                         "columns (e.g. view,cart,purchase)")
@@ -204,7 +216,8 @@ def main(argv) -> int:
         check_out(args)  # again, under the lock: another synth may have finished meanwhile
         types = tuple(t.strip() for t in args.event_types.split(",")) if args.event_types else None
         s = write_fast(args.out, args.rows, items, users, args.seed, challenge=True if args.challenge else None,
-                       event_types=types, shop=args.shop)
+                       event_types=types, shop=args.shop,
+                       **({} if args.repeat_rate is None else {"p_repeat": args.repeat_rate}))
     if args.shop:
         shares = ", ".join(f"{v:.0%} {k}" for k, v in s["shares"].items())
         print(f"wrote {args.out}: {s['rows']:,} events ({shares}), {s['users']:,} users, {s['items']:,} items "

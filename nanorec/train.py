@@ -40,7 +40,7 @@ from .evaluate import evaluate, format_metrics, score_report
 from .files import append_line, final_path
 from .loss import FUTURE_HORIZON, OutputLoss, resolve_loss, resolve_negatives
 from .model import GPT
-from .packing import IGNORE, count_targets, pack, prefix_weights
+from .packing import IGNORE, count_targets, pack, prefix_weights, trainable_users
 from .scoring import gpt_scorer
 
 
@@ -105,6 +105,8 @@ def batch_stream(train_seqs, cfg: Config, epoch: int, batch_in_epoch: int, weigh
     batches of `epoch`: the same stream whether or not the run was interrupted."""
     while True:
         packed, batches = epoch_batches(train_seqs, cfg, epoch, weights)
+        if not batches:  # never an endless loop over empty epochs (check_targets refuses this first)
+            raise DataError("no training target: the training rows pack into no batch (nothing to learn)")
         for i in range(batch_in_epoch, len(batches)):
             yield epoch, i, packed, batches[i]
         epoch, batch_in_epoch = epoch + 1, 0
@@ -163,6 +165,7 @@ def check_run(cfg: Config, out_dir: str, resume: bool, overwrite: bool, dataset=
     if sp.train.lengths.max(initial=0) < 2:
         hint = "; holdout=none trains on every event" if cfg.holdout != "none" else ""
         raise DataError(f"{ds.path}: no user has two training items (holdout={cfg.holdout}): nothing to learn{hint}")
+    check_targets(ds, sp, cfg)
     fp = rundir.fingerprint(ds)
     if resume:  # the run folder's other files must fit too: the resumed run keeps them
         rundir.check_same_data(out_dir, fp, cfg.data)
@@ -172,6 +175,22 @@ def check_run(cfg: Config, out_dir: str, resume: bool, overwrite: bool, dataset=
     coverage = []  # the content tables' coverage lines, logged once there is a log
     content = load_content(cfg.content, ds.item_ids, log=coverage.append) if cfg.content else []
     return device, ds, sp, fp, (content, coverage), ck
+
+
+def check_targets(ds, sp, cfg: Config) -> None:
+    """Per-event weights (target_filter, weight_col) must leave a training target of weight > 0
+    where packing takes targets; none at all would leave every epoch without a batch."""
+    if ds.weights is None:
+        return
+    weights = prefix_weights(ds.sequences, ds.weights, sp.train)
+    if len(trainable_users(sp.train, cfg.block_size, weights)):
+        return
+    n = int((ds.weights > 0).sum())
+    why = f"target_filter={cfg.target_filter!r} matches {n:,} events" if cfg.target_filter else \
+        f"{n:,} events have a weight > 0"
+    hint = "; holdout=none trains on every event" if cfg.holdout != "none" else ""
+    raise DataError(f"{ds.path}: no training target left: {why}, none of them a training target (each is held "
+                    f"out for validation or test by holdout={cfg.holdout}, or first in its user's history){hint}")
 
 
 def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False, quiet: bool = False,
@@ -375,7 +394,8 @@ def validate_and_select(model, scorer, sp, cfg: Config, state: TrainState, train
     if sp.valid is None:
         m = {"loss": float("nan"), "NDCG@10": float("nan"), "HR@10": float("nan"), "MAP@10": float("nan")}
     else:  # ranks of every validation user; the loss (a full pass over the catalogue each) of the first ones
-        m = evaluate(scorer, sp.valid, batch_size=cfg.eval_batch_size)
+        # earlier items excluded unless exclude_seen=false (auto decides after the last step: seen.py)
+        m = evaluate(scorer, sp.valid, cfg.exclude_seen != "false", batch_size=cfg.eval_batch_size)
         m["loss"] = evaluate(scorer, loss_users(sp.valid), batch_size=cfg.eval_batch_size, with_loss=True)["loss"]
     improved = m["NDCG@10"] > state.best_ndcg
     if improved or cfg.all_data or sp.valid is None:  # no selection of its own: keep the last
@@ -459,9 +479,12 @@ def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_
     if enabled(cfg.fuse_transitions):  # the selected GPT + item-to-item tables (fusion.py)
         scorer, results["fusion"], tables, results["fusion_seconds"] = fuse(model, scorer, ds, sp, cfg, out_dir, log)
     from .fusion import content_term
+    from .seen import decide, log_line
+    exclude_seen, results["exclude_seen"] = decide(scorer, sp.valid, cfg, cfg.eval_batch_size)  # on the shipped scorer
+    log(log_line(results["exclude_seen"]))
     vectors = content_term(model).vectors if len(model.content) else None  # intra-list similarity
     results.update(score_report(scorer, sp, ds.num_items, item_counts(sp.train, ds.num_items), cfg.eval_batch_size,
-                                vectors, cfg.split_time, cfg.seed, beyond_users))
+                                vectors, cfg.split_time, cfg.seed, beyond_users, exclude_seen))
     if "test_ranks" in results:  # per-user ranks, for breakdowns
         rundir.save_array(os.path.join(out_dir, rundir.TEST_RANKS), results.pop("test_ranks"))
     protocol = results["protocol"]
@@ -479,7 +502,7 @@ def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_
     from . import beside
     # popularity and transitions on the same split (a fused run's own transitions table is that baseline)
     results["baselines"] = beside.baselines(ds, sp, cfg, transitions=tables[0] if tables else None,
-                                            beyond_users=beyond_users)
+                                            beyond_users=beyond_users, exclude_seen=exclude_seen)
     results.update(extra or {})
     from .files import write_json
     write_json(os.path.join(out_dir, rundir.METRICS), results)

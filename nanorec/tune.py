@@ -343,7 +343,9 @@ def finish(optuna, study, base: Config, space: str, out_dir: str, ds) -> dict:
     }
     sp = split_like(ds, base)
     if sp.test is not None:  # the model the study ships, as `nanorec evaluate --run best` scores it (fused when fused)
-        summary["best"]["test"] = evaluate_split(Run.open(best_dir).scorer, sp.test, base.eval_batch_size, ds.num_items)
+        best = Run.open(best_dir)
+        summary["best"]["test"] = evaluate_split(best.scorer, sp.test, base.eval_batch_size, ds.num_items,
+                                                 exclude_seen=best.exclude_seen)
     write_json(os.path.join(out_dir, SUMMARY), summary)
     return summary
 

@@ -181,7 +181,7 @@ def test_one_run_gives_the_same_lists_through_the_api_the_cli_and_the_server(fit
 
     run = Run.open(rec.run_dir)
     rows = [run.user_ids.tolist().index(u) for u in users[:3]]
-    items, scores = recommend_lists(run.scorer, run.histories.take(rows), None, 5)
+    items, scores = recommend_lists(run.scorer, run.histories.take(rows), None, 5, run.exclude_seen)  # the run's choice
     assert run.item_ids[items].tolist() == [by_user[u]["item_id"].to_list() for u in users[:3]]
     assert np.allclose(scores, np.stack([by_user[u]["score"].to_numpy() for u in users[:3]]))
 

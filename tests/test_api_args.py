@@ -117,10 +117,9 @@ CASES = {
     "k_bool": Case(lambda r, s, e, d: r.recommend_history([1], k=True), UsageError, ("k=True",)),
     "k_zero": Case(lambda r, s, e, d: r.recommend(k=0), UsageError, ("k=0", "an integer in 1..")),
     "k_huge": Case(lambda r, s, e, d: r.recommend(k=10 ** 12), UsageError, ("k=1000000000000", "an integer in 1..")),
-    # exclude_seen: a bool, not a truthy value
+    # exclude_seen: a bool, not a truthy value (None: the run's own choice, seen.py)
     "exclude_seen_string": Case(lambda r, s, e, d: r.recommend(exclude_seen="no"), UsageError, ("exclude_seen='no'", "True or False")),
     "exclude_seen_int": Case(lambda r, s, e, d: r.recommend(exclude_seen=0), UsageError, ("exclude_seen=0",)),
-    "exclude_seen_none": Case(lambda r, s, e, d: r.recommend_history([1], exclude_seen=None), UsageError, ("exclude_seen=None",)),
     "exclude_seen_nan": Case(lambda r, s, e, d: r.recommend(exclude_seen=float("nan")), UsageError, ("exclude_seen=nan",)),
     # mode: checked on every call, also when every user is cold (nothing would reach the model)
     "mode_bad": Case(lambda r, s, e, d: r.recommend(mode="bad"), UsageError, ("mode='bad'", "oneshot")),

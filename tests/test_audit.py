@@ -59,6 +59,23 @@ Newcomer frictions
   train --help without an events example, stray line -> test_train::test_train_help_keeps_comments_together_and_shows_an_events_example
   OpenAPI 0.1.0, /docs from a CDN -> test_serve::test_openapi_version_is_the_package_version_and_no_cdn_docs
   curves.png shows the GPT alone where metrics.json is fused -> test_audit::test_curves_of_a_fused_run_draw_the_shipped_figure
+Issue 29 (lifecycle surfaces: filter files, the server's deny list, outputs, degenerate data)
+  a deny/allow file without a header: its first id taken as the header -> test_filters::test_filter_files_of_every_shape_match_a_brute_force_filter_on_every_path,
+      test_filters::test_a_first_line_the_run_knows_is_an_id_on_an_integer_run
+  server deny list: emptied / truncated file kept one item, old-mtime rewrite unseen, a gone file unsaid
+      -> test_filters::test_the_server_deny_list_reloads_by_content_and_keeps_the_last_good_one,
+      test_filters::test_a_real_server_reloads_its_deny_list_by_content
+  recommend --out /dev/null replaced the device, /dev/stdout the link -> test_run_folder::test_out_that_is_a_fifo_or_a_link_into_proc_is_written_to_never_replaced
+  tune --overwrite deleted the folder best/ linked to -> test_run_folder::test_tune_overwrite_replaces_a_best_link_never_the_folder_it_points_to
+  --resume appended through a train.log link -> test_run_folder::test_a_log_in_a_run_folder_that_is_a_link_is_never_appended_through
+  recommend / update --data a FIFO or <(zcat ...) hung -> test_readers::test_recommend_and_update_read_a_fifo_once,
+      test_readers::test_a_pipe_is_read_as_a_stream_by_its_first_bytes, test_bad_inputs::test_bad_input[recommend_data_pipe_of_no_known_format]
+  target_filter leaving no target, weights 1e-50 hung; 1e39 IndexError 4294967295
+      -> test_bad_inputs::test_bad_input[train_target_filter_leaves_no_training_target, train_weight_zero_in_float32,
+      train_weight_inf_in_float32, train_weights_sum_beyond_float32]
+  seen items padding lists at -3.4e38 (k = catalogue, an allow list of 8; "never filled" said)
+      -> test_filters::test_lists_never_end_with_seen_items_at_k_the_catalogue_or_with_an_allow_list,
+      test_filters::test_the_inspect_page_lists_no_seen_item_at_k_the_catalogue
 Tests that cannot fail (replaced)
   test_bad_inputs test_table_is_large_enough -> test_bad_inputs::test_every_command_has_cases (fixed here)
   test_data's row count -> test_data::test_removing_the_named_row_makes_the_input_load

@@ -1962,15 +1962,17 @@ def synth_more_rows_than_memory(e, d):
 # -----------------------------------------------------------------------------
 # business filters (--allow-items / --deny-items, the API's items / exclude_items)
 
-FILTER_FILES_BAD = {
-    "unknown_ids": ("item_id\n1\n99999\nnope\n", ["2 of its 3 item ids are not items of the run"]),
-    "empty_file": ("", ["allow.csv"]),
-    "header_only": ("item_id\n", ["no items (no data rows)"]),
-    "repeated_id": ("item_id\n1\n1\n", ["item 1 is listed more than once"]),
-    "two_columns_no_item_id": ("a,b\n1,2\n", ["missing column 'item_id'"]),
+FILTER_FILES_BAD = {  # name: (file text, the error line's words, the options it is an error for)
+    # an allow list with no id the run knows would list nothing (a deny list's unknown ids are counted instead)
+    "unknown_ids": ("item_id\n99999\nnope\n", ["2 item ids read", "no item could be listed"], ("--allow-items",)),
+    "empty_file": ("", ["allow.csv", "lists nothing"], ("--allow-items",)),  # an empty deny list denies nothing
+    "header_only": ("item_id\n", ["no items (no data rows)"], ("--allow-items",)),
+    "repeated_id": ("item_id\n1\n1\n", ["item 1 is listed more than once"], ("--allow-items", "--deny-items")),
+    "two_columns_no_item_id": ("a,b\n1,2\n", ["missing column 'item_id'"], ("--allow-items", "--deny-items")),
+    "not_utf8": (b"item_id\n\xff\xfe1\n", ["allow.csv:2", "not UTF-8"], ("--allow-items", "--deny-items")),
 }
-for _name, (_text, _m) in FILTER_FILES_BAD.items():
-    for _opt in ("--allow-items", "--deny-items"):
+for _name, (_text, _m, _opts) in FILTER_FILES_BAD.items():
+    for _opt in _opts:
         def _filter_case(e, d, text=_text, m=_m, opt=_opt):
             f = write(os.path.join(d, "allow.csv"), text)
             out = os.path.join(d, "recs.csv")
@@ -1986,15 +1988,14 @@ def recommend_filter_file_missing(e, d):
 
 
 @case
-def serve_deny_items_unknown_id(e, d):
-    f = write(os.path.join(d, "deny.csv"), "item_id\n99999\n")
-    return Case(sv_argv(e, "--deny-items", f, "--port", "8765"), mentions=(f, "1 of its 1 item ids are not items"))
+def serve_deny_items_repeated_id(e, d):
+    f = write(os.path.join(d, "deny.csv"), "item_id\n3\n3\n")
+    return Case(sv_argv(e, "--deny-items", f, "--port", "8765"), mentions=(f, "item 3 is listed more than once"))
 
 
 @case
-def serve_deny_items_header_only(e, d):
-    f = write(os.path.join(d, "deny.csv"), "item_id\n")
-    return Case(sv_argv(e, "--deny-items", f, "--port", "8765"), mentions=(f, "no items"))
+def serve_deny_items_is_a_folder(e, d):
+    return Case(sv_argv(e, "--deny-items", d, "--port", "8765"), mentions=(d, "is a folder"))
 
 
 def _api_filter_case(kwargs, mentions):
@@ -2043,6 +2044,75 @@ def train_data_is_a_pipe(e, d):
     pipe = f"/dev/fd/{read}"
     out = os.path.join(d, "run")
     return Case(["train", "--data", pipe, "--out", out, *TINY], mentions=(pipe,), absent=(out,))
+
+
+def _with_column(e, d, name, values, col="w"):
+    """e.log with one more column (a list of values, or a function of the row index)."""
+    import polars as pl
+    df = pl.read_csv(e.log)
+    vals = [values(i) for i in range(df.height)] if callable(values) else values
+    path = os.path.join(d, name)
+    df.with_columns(pl.Series(col, vals)).write_csv(path)
+    return path
+
+
+@case
+def train_weight_zero_in_float32(e, d):
+    """A weight of 1e-50 is > 0 but 0 in float32 (all of them: nothing to learn; was a hang)."""
+    data = _with_column(e, d, "w.csv", lambda i: 1e-50 if i == 3 else 1.0)
+    out = os.path.join(d, "run")
+    return Case(train_argv(e, d, "weight_col=w", data=data, out=out), mentions=("w.csv:5", "1e-50", "0 in float32"),
+                absent=(out,))
+
+
+@case
+def train_weight_inf_in_float32(e, d):
+    """A weight of 1e39 is finite but inf in float32 (was IndexError 4294967295)."""
+    data = _with_column(e, d, "w.csv", lambda i: 1e39 if i == 3 else 1.0)
+    out = os.path.join(d, "run")
+    return Case(train_argv(e, d, "weight_col=w", data=data, out=out), mentions=("w.csv:5", "inf in float32"),
+                absent=(out,))
+
+
+@case
+def train_weights_sum_beyond_float32(e, d):
+    data = _with_column(e, d, "w.csv", lambda i: 1e37)
+    out = os.path.join(d, "run")
+    return Case(train_argv(e, d, "weight_col=w", data=data, out=out), mentions=("w.csv", "sums to", "float32"),
+                absent=(out,))
+
+
+@case
+def train_target_filter_leaves_no_training_target(e, d):
+    """Only each user's last event matches target_filter: every target is held out (was a hang past 150 s)."""
+    import polars as pl
+    users = pl.read_csv(e.log)["user_id"].to_list()
+    last = {u: i for i, u in enumerate(users)}  # each user's last row (the log is in time order per user)
+    data = _with_column(e, d, "typed.csv", lambda i: "purchase" if last[users[i]] == i else "view", col="event")
+    out = os.path.join(d, "run")
+    return Case(train_argv(e, d, "target_filter=event=purchase", data=data, out=out),
+                mentions=("typed.csv", "no training target left", "holdout=none"), absent=(out,))
+
+
+@case
+def recommend_data_pipe_of_no_known_format(e, d):
+    """`--data <(...)` whose bytes are no table: one line at once (a pipe has no suffix to go by)."""
+    read, written = os.pipe()
+    os.write(written, b"hello world\n")
+    os.close(written)
+    pipe = f"/dev/fd/{read}"
+    out = os.path.join(d, "recs.csv")
+    return Case(rec_argv(e, d, data=pipe, out=out), mentions=(pipe, "no suffix"), absent=(out,))
+
+
+@case
+def recommend_out_is_a_socket(e, d):
+    """--out a socket: one line (a character device or a FIFO is written to; a socket is no output)."""
+    import socket
+    path = os.path.join(d, "sock")
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(path)
+    return Case(rec_argv(e, d, out=path), mentions=(path, "socket"))
 
 
 CASES["train_config_fusion_weights_underscore"] = _config_case(

@@ -117,7 +117,8 @@ def test_api_allow_and_deny_lists_hold_for_every_method(runs, method):
     deny = np.unique(unfiltered["item_id"].to_numpy())[:30]
     denied = rec.recommend(k=10, exclude_items=deny.tolist())
     assert not np.isin(denied["item_id"].to_numpy(), deny).any()
-    hist = rec.recommend_history([A[0], A[1], int(KNOWN[0])], k=10, items=ALLOW, exclude_items=[A[2]])
+    hist = rec.recommend_history([A[0], A[1], int(KNOWN[0])], k=10, items=ALLOW, exclude_items=[A[2]],
+                                 exclude_seen=True)  # the log re-buys: a run may list seen items by default
     assert np.isin(hist["item_id"].to_numpy(), A[3:]).all() and hist.height == 10
     cold = rec.recommend_history([], k=10, items=ALLOW)  # the popularity fallback is filtered too
     assert np.isin(cold["item_id"].to_numpy(), ALLOW).all() and hist.height == 10
@@ -174,7 +175,7 @@ def test_server_filters_and_reloaded_deny_list(runs, tmp_path):
     deny.write_text("item_id\n" + "\n".join(str(x) for x in A[:99]) + "\n")
     r = client.post("/recommendations", json={"history": [int(KNOWN[0])], "k": 10, "items": A}).json()
     assert r["items"] == [A[99]]
-    deny.write_text("item_id\nnot-an-item-of-the-run\n")
+    deny.write_bytes(b"item_id\n\xff\xfe not text\n")  # not a list of ids: the last good list stays
     r = client.post("/recommendations", json={"history": [int(KNOWN[0])], "k": 10, "items": A}).json()
     assert r["items"] == [A[99]]
     # bad filters: 422, one line, unknown ids counted not echoed
@@ -200,3 +201,288 @@ def test_api_bad_filters_are_one_usage_error(runs, kwargs, words):
     assert words in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(UsageError):
         rec.recommend_history([int(KNOWN[0])], k=5, **kwargs)
+
+
+# -----------------------------------------------------------------------------
+# filter files read one way (recommend.read_filter_file), whatever they look like: each shape
+# against a brute-force filter of the full ranking, on a run whose item ids keep leading zeros
+
+def zero_run(tmp_path_factory, method="transitions"):
+    d = tmp_path_factory.mktemp("zeros")
+    u, i, t = synth(num_users=120, num_items=40, seed=5)
+    df = pl.DataFrame({"user_id": u, "item_id": [f"{x:03d}" for x in i], "timestamp": t})
+    data = str(d / "log.csv")
+    df.write_csv(data)
+    cfg = dict(TINY, fuse_transitions="false") if method == "gpt" else {"method": method}
+    return Recommender(**cfg).fit(data, out=str(d / "run")), d
+
+
+@pytest.fixture(scope="module")
+def zeros(tmp_path_factory):
+    return zero_run(tmp_path_factory)
+
+
+def by_user(df) -> dict:
+    """A long frame of lists -> {user id (int): [item ids, best first]}."""
+    return {int(key[0]): g["item_id"].to_list() for key, g in df.group_by("user_id", maintain_order=True)}
+
+
+def ranking(rec) -> dict:
+    """user -> every item the user may be shown, best first (the full ranking: k = all unseen)."""
+    return by_user(rec.recommend(k=len(rec._run.item_ids) - 1))
+
+
+def brute(full: dict, k: int, allow=None, deny=()) -> dict:
+    """The first k of each user's full ranking with the filtered items removed."""
+    keep = lambda x: (allow is None or x in allow) and x not in deny  # noqa: E731
+    return {u: [x for x in items if keep(x)][:k] for u, items in full.items()}
+
+
+def shapes(ids_: list[str]) -> dict:
+    """One list of ids as the files shops export: name -> bytes (the suffix is part of the name)."""
+    rows = "\n".join(ids_) + "\n"
+    return {
+        "header.csv": ("item_id\n" + rows).encode(),
+        "no_header.csv": rows.encode(),
+        "bom_no_header.csv": b"\xef\xbb\xbf" + rows.encode(),
+        "bom_header_crlf_blank.csv": b"\xef\xbb\xbfitem_id\r\n\r\n" + rows.replace("\n", "\r\n\r\n").encode(),
+        "other_header.csv": ("sku\n" + rows).encode(),
+        "spaces.csv": "".join(f"  {x} \n" for x in ids_).encode(),
+        "two_columns.csv": ("name,item_id\n" + "".join(f"n{j},{x}\n" for j, x in enumerate(ids_))).encode(),
+        "no_header.tsv": rows.encode(),
+        "no_header.csv.gz": __import__("gzip").compress(rows.encode()),
+    }
+
+
+def write_parquet_list(path, ids_):
+    pl.DataFrame({"item_id": ids_}).write_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize("which", ["deny", "allow"])
+def test_filter_files_of_every_shape_match_a_brute_force_filter_on_every_path(zeros, which, tmp_path):
+    testclient = pytest.importorskip("fastapi.testclient")
+    from nanorec.serve import create_app
+    rec, d = zeros
+    full = ranking(rec)
+    tops = [items[0] for items in full.values()]
+    # the first line is every list's favourite (a reader taking it as a header would list it),
+    # then ids that keep their leading zero, and one the run never saw
+    chosen = sorted(set(tops), key=tops.count, reverse=True)[:3] + ["005", "010", "999"]
+    chosen = list(dict.fromkeys(chosen))
+    known = [x for x in chosen if x != "999"]
+    k = 5
+    want = brute(full, k, deny=set(known)) if which == "deny" else brute(full, k, allow=set(known))
+    files = {name: tmp_path / name for name in shapes(chosen)}
+    for name, data in shapes(chosen).items():
+        files[name].write_bytes(data)
+    files["list.parquet"] = write_parquet_list(tmp_path / "list.parquet", chosen)
+    option = "--deny-items" if which == "deny" else "--allow-items"
+    for name, path in files.items():
+        out = tmp_path / f"recs_{name}.csv"
+        err = io.StringIO()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            assert cli(["recommend", "--run", rec.run_dir, "--out", str(out), "--k", str(k), option, str(path)]) == 0
+        got = pl.read_csv(out, schema_overrides={"item_id": pl.Utf8, "user_id": pl.Utf8})
+        assert by_user(got) == {u: v for u, v in want.items() if v}, name
+        assert f"{len(chosen)} item ids read" in err.getvalue() and "1 not known to the run (e.g. '999')" in \
+            err.getvalue(), (name, err.getvalue())
+        # the Python API, given the file
+        with pytest.warns(UserWarning, match="1 not known to the run") as said:
+            api = rec.recommend(k=k, **({"exclude_items": path} if which == "deny" else {"items": path}))
+        assert said[0].filename == __file__  # the warning names the caller's line
+        assert by_user(api) == {u: v for u, v in want.items() if v}, name
+    # the server's --deny-items, file by file (an allow list is per request there, not a file)
+    if which == "deny":
+        for name, path in files.items():
+            client = testclient.TestClient(create_app(rec.run_dir, deny_items=str(path)))
+            for u in list(full)[:20]:
+                r = client.get(f"/users/{u}/recommendations", params={"k": k}).json()
+                assert r["items"] == want[u], (name, u)
+
+
+def test_a_first_line_the_run_knows_is_an_id_on_an_integer_run(runs, tmp_path):
+    rec = runs[0]["transitions"]
+    top = rec.recommend(k=10)
+    first, second = [int(x) for x in top["item_id"].value_counts(sort=True)["item_id"][:2]]
+    deny = tmp_path / "deny.csv"
+    deny.write_text(f"{first}\n{second}\n")  # no header: the favourite item first
+    denied = rec.recommend(k=10, exclude_items=deny)
+    assert not np.isin(denied["item_id"].to_numpy(), [first, second]).any()
+    floats = tmp_path / "floats.csv"
+    floats.write_text(f"{float(first)}\n{float(second)}\n")  # pandas writes an integer column with a gap so
+    assert rec.recommend(k=10, exclude_items=floats).equals(denied)
+    unknown_first = tmp_path / "unknown_first.csv"
+    unknown_first.write_text(f"99999\n{first}\n")  # an integer on an integer run: an id, unknown
+    with pytest.warns(UserWarning, match="2 item ids read, 1 not known to the run"):
+        denied = rec.recommend(k=10, exclude_items=unknown_first)
+    assert not np.isin(denied["item_id"].to_numpy(), [first]).any()
+
+
+def test_an_allow_list_with_no_known_id_is_one_line_and_an_empty_deny_list_denies_nothing(runs, tmp_path):
+    rec = runs[0]["transitions"]
+    nothing = tmp_path / "allow.csv"
+    nothing.write_text("item_id\n99999\n")
+    with pytest.raises(Exception) as e:
+        rec.recommend(k=5, items=nothing)
+    assert "no item could be listed" in str(e.value) and "\n" not in str(e.value)
+    empty = tmp_path / "deny.csv"
+    empty.write_text("")
+    assert rec.recommend(k=5, exclude_items=empty).equals(rec.recommend(k=5))
+
+
+# -----------------------------------------------------------------------------
+# the server's deny list follows the file's content
+
+def _favourites(full: dict, n: int) -> list:
+    tops = [items[0] for items in full.values()]
+    return sorted(set(tops), key=lambda x: (-tops.count(x), x))[:n]
+
+
+def _server_lists(get, users, k) -> dict:
+    return {u: get(f"/users/{u}/recommendations?k={k}")["items"] for u in users}
+
+
+def check_deny_reloads(get, path, full, k, log_text):
+    """Every reload case against a running server: get(url) -> JSON; log_text() -> its log so far."""
+    users = list(full)[:25]
+    a, b, c, e = _favourites(full, 4)
+    assert _server_lists(get, users, k) == {u: brute(full, k, deny={a, b})[u] for u in users}
+    # emptied (truncated to 0 bytes): every item back
+    open(path, "w").close()
+    assert _server_lists(get, users, k) == {u: brute(full, k)[u] for u in users}
+    # a rewrite of the same size that keeps the old mtime (cp -p, rsync -t): seen
+    path.write_text(f"{a}\n{b}\n")
+    old = os.stat(path)
+    assert _server_lists(get, users, k) == {u: brute(full, k, deny={a, b})[u] for u in users}
+    path.write_text(f"{c}\n{e}\n")
+    os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns))
+    assert os.stat(path).st_size == old.st_size and os.stat(path).st_mtime_ns == old.st_mtime_ns
+    assert _server_lists(get, users, k) == {u: brute(full, k, deny={c, e})[u] for u in users}
+    assert get("/health")["deny_items"]["problem"] is None
+    # the file disappears, then is not a list of ids: the last good list is kept, and said
+    os.remove(path)
+    for _ in range(2):
+        assert _server_lists(get, users, k) == {u: brute(full, k, deny={c, e})[u] for u in users}
+    health = get("/health")["deny_items"]
+    assert "no such file" in health["problem"] and health["denied"] == 2
+    path.write_bytes(b"\xff\xfe\x00garbage\n")
+    assert _server_lists(get, users, k) == {u: brute(full, k, deny={c, e})[u] for u in users}
+    assert "not UTF-8" in get("/health")["deny_items"]["problem"]
+    # good again: read, and /health clear
+    path.write_text(f"item_id\n{a}\n")
+    assert _server_lists(get, users, k) == {u: brute(full, k, deny={a})[u] for u in users}
+    assert get("/health")["deny_items"] == {"file": str(path), "denied": 1, "ids_read": 1, "unknown": 0,
+                                            "problem": None}
+    log = log_text()
+    assert log.count("not reloaded (") == 2 and log.count("keeping the last good list of 2 items") == 2, log
+
+
+def test_the_server_deny_list_reloads_by_content_and_keeps_the_last_good_one(zeros, tmp_path, capsys):
+    testclient = pytest.importorskip("fastapi.testclient")
+    from nanorec.serve import create_app
+    rec, _ = zeros
+    full = ranking(rec)
+    deny = tmp_path / "deny.csv"
+    a, b = _favourites(full, 2)
+    deny.write_text(f"{a}\n{b}\n")
+    client = testclient.TestClient(create_app(rec.run_dir, deny_items=str(deny)))
+    check_deny_reloads(lambda url: client.get(url).json(), deny, full, 5, lambda: capsys.readouterr().err)
+
+
+@pytest.mark.subprocess
+def test_a_real_server_reloads_its_deny_list_by_content(zeros, tmp_path):
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    pytest.importorskip("uvicorn")
+    rec, _ = zeros
+    full = ranking(rec)
+    deny = tmp_path / "deny.csv"
+    a, b = _favourites(full, 2)
+    deny.write_text(f"{a}\n{b}\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "server.log"
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), ".."))
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "nanorec.cli", "serve", "--run", rec.run_dir, "--port", str(port),
+                                 "--deny-items", str(deny), "--device", "cpu"], stdout=out, stderr=out, env=env)
+    try:
+        def get(url):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{url}", timeout=30) as r:
+                return json.loads(r.read())
+        for _ in range(600):  # start-up, bounded: 60 s at most
+            try:
+                get("/health")
+                break
+            except OSError:
+                assert proc.poll() is None, log.read_text()
+                time.sleep(0.1)
+        check_deny_reloads(get, deny, full, 5, log.read_text)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+# -----------------------------------------------------------------------------
+# lists are never padded with seen items (score -3.4e38): shorter, and said
+
+def _seen(d) -> dict:
+    log = pl.read_csv(d / "log.csv", schema_overrides={"item_id": pl.Utf8})
+    return {int(key[0]): set(g["item_id"].to_list()) for key, g in log.group_by("user_id")}
+
+
+@pytest.mark.parametrize("mode", ["oneshot", "generative"])
+def test_lists_never_end_with_seen_items_at_k_the_catalogue_or_with_an_allow_list(zeros, tmp_path, mode):
+    rec, d = zeros
+    n = len(rec._run.item_ids) - 1
+    seen = _seen(d)
+    allow = tmp_path / "allow.csv"
+    eight = [str(x) for x in rec._run.item_ids[1:9]]
+    allow.write_text("\n".join(eight) + "\n")
+    for k, extra, may in ((n, [], set(rec._run.item_ids[1:].tolist())), (8, ["--allow-items", str(allow)], set(eight))):
+        out, err = tmp_path / "recs.csv", io.StringIO()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            assert cli(["recommend", "--run", rec.run_dir, "--out", str(out), "--k", str(k), "--mode", mode, *extra]) == 0
+        got = pl.read_csv(out, schema_overrides={"item_id": pl.Utf8})
+        lists = by_user(got)  # a user with no item left has no row
+        assert all(set(lists.get(u, [])) == may - seen[u] for u in seen), k  # every unseen item, no seen one
+        assert got["score"].min() > -1e38
+        short = sum(len(lists.get(u, [])) < k for u in seen)
+        assert short > 0 and f"{short:,} of {len(seen):,} users got fewer than {k} items" in err.getvalue(), err.getvalue()
+        assert "their own items (never listed: --exclude-seen)" in err.getvalue()
+
+
+def test_the_inspect_page_lists_no_seen_item_at_k_the_catalogue(zeros, tmp_path):
+    from html.parser import HTMLParser
+    rec, d = zeros
+    n = len(rec._run.item_ids) - 1
+    seen = _seen(d)
+    users = list(seen)[:3]
+    out = tmp_path / "page.html"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli(["inspect", "--run", rec.run_dir, "--out", str(out), "--k", str(n), "--sample", "0",
+                    "--users", ",".join(map(str, users))]) == 0
+
+    class Rows(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.lists, self.user = {}, None
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "div" and "data-user" in a:
+                self.user = int(a["data-user"])
+                self.lists[self.user] = []
+            if tag == "tr" and a.get("class") == "rec":
+                self.lists[self.user].append(a["data-item"])
+
+    page = Rows()
+    page.feed(out.read_text())
+    assert page.lists == {u: by_user(rec.recommend(users=[u], k=n))[u] for u in users}
+    assert all(len(page.lists[u]) == n - len(seen[u]) and not set(page.lists[u]) & seen[u] for u in users)

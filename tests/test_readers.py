@@ -270,9 +270,101 @@ def test_string_ids_survive_the_run_folder_and_the_users_file(tmp_path):
     with contextlib.redirect_stdout(io.StringIO()):
         assert cli_main(["train", "--data", events, "--out", run, "--quiet", "method=popularity",
                          "user_col=customer", "item_col=sku", "time_col=ts", "progress=false"]) == 0
-        assert cli_main(["recommend", "--run", run, "--users", users, "--out", recs, "--k", "2"]) == 0
+        # --include-seen: each customer has bought all 3 items, and a list never pads with seen ones
+        assert cli_main(["recommend", "--run", run, "--users", users, "--out", recs, "--k", "2",
+                         "--include-seen"]) == 0
     assert read_items(run)[1:].tolist() == ["0042", "0043", "42"]
     assert read_histories(run)[0].tolist() == ["005461", "5461", "000777"]
     out = pl.read_csv(recs, schema_overrides={"user_id": pl.Utf8, "item_id": pl.Utf8})
     source = dict(zip(out["user_id"], out["source"]))
     assert source == {"005461": "model", "000777": "model", "777": "popularity"}
+
+
+# -----------------------------------------------------------------------------
+# a pipe or FIFO (<(zcat log.gz), mkfifo) is read once, as a stream: never opened twice (a hang)
+
+def _pipe(data: bytes) -> str:
+    """/dev/fd/N of a pipe holding `data`, closed for writing (what the shell's <(...) passes)."""
+    import threading
+    read, written = os.pipe()
+
+    def fill():
+        os.write(written, data)
+        os.close(written)
+    threading.Thread(target=fill, daemon=True).start()  # more than a pipe's buffer: written while read
+    return f"/dev/fd/{read}"
+
+
+def _same(a, b):
+    assert a.user_ids.tolist() == b.user_ids.tolist() and a.item_ids.tolist() == b.item_ids.tolist()
+    assert a.sequences.items.tolist() == b.sequences.items.tolist()
+
+
+@pytest.mark.parametrize("shape", ["csv", "csv_gz", "tsv", "parquet", "s3rec"])
+def test_a_pipe_is_read_as_a_stream_by_its_first_bytes(tmp_path, shape):
+    import gzip
+    from nanorec.synthetic import write_csv
+    path = write_csv(str(tmp_path / "log.csv"), num_users=400, num_items=50, seed=3)  # > 64 KB: the pipe's buffer
+    df = pl.read_csv(path, infer_schema=False)
+    if shape == "s3rec":
+        lines = df.group_by("user_id", maintain_order=True).agg("item_id")
+        text = "".join(f"{u} {' '.join(i)}\n" for u, i in lines.iter_rows())
+        (tmp_path / "log.txt").write_text(text)
+        file, data = str(tmp_path / "log.txt"), text.encode()
+    elif shape == "parquet":
+        df.write_parquet(tmp_path / "log.parquet")
+        file = str(tmp_path / "log.parquet")
+        data = open(file, "rb").read()
+    elif shape == "tsv":
+        df.write_csv(tmp_path / "log.tsv", separator="\t")
+        file = str(tmp_path / "log.tsv")
+        data = open(file, "rb").read()
+    else:
+        file, data = path, open(path, "rb").read()
+        data = gzip.compress(data) if shape == "csv_gz" else data
+    want = load(file, time_col="none" if shape == "s3rec" else "timestamp")
+    _same(load(_pipe(data), time_col="none" if shape == "s3rec" else "timestamp"), want)
+
+
+@pytest.mark.subprocess
+def test_recommend_and_update_read_a_fifo_once(tmp_path):
+    """`recommend --data FIFO` and `update --data FIFO` (a writer that writes once, as zcat into a
+    FIFO does): the lists of the file itself, and an update; each bounded (a regression hangs)."""
+    import subprocess
+    import sys
+    import threading
+    from nanorec.synthetic import write_csv
+    log = write_csv(str(tmp_path / "log.csv"), num_users=80, num_items=20, seed=2)
+    old = pl.read_csv(log)
+    later = int(old["timestamp"].max()) + 1000  # events after the run's: what an update takes
+    items = old["item_id"].unique().sort().to_list()
+    new = str(tmp_path / "new.csv")
+    pl.DataFrame({"user_id": [u for u in range(10) for _ in range(2)],
+                  "item_id": [items[(u + j) % len(items)] for u in range(10) for j in range(2)],
+                  "timestamp": [later + 10 * u + j for u in range(10) for j in range(2)]}).write_csv(new)
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), ".."))
+    cli = lambda *a: subprocess.run([sys.executable, "-m", "nanorec.cli", *a], capture_output=True, text=True,  # noqa: E731
+                                    env=env, timeout=300)
+    run = str(tmp_path / "run")
+    tiny = ["max_steps=2", "eval_interval=1", "n_embd=16", "n_layer=1", "n_head=1", "progress=false",
+            "warmup_steps=1", "batch_size=8", "block_size=8", "threads=1"]
+    assert cli("train", "--data", log, "--out", run, "--quiet", *tiny).returncode == 0
+
+    def through_fifo(name, source):
+        fifo = str(tmp_path / name)
+        os.mkfifo(fifo)
+
+        def feed():
+            with open(fifo, "wb") as f:  # blocks until the reader opens it, once
+                f.write(open(source, "rb").read())
+        threading.Thread(target=feed, daemon=True).start()
+        return fifo
+
+    assert cli("recommend", "--run", run, "--data", log, "--out", str(tmp_path / "file.csv")).returncode == 0
+    r = cli("recommend", "--run", run, "--data", through_fifo("log_fifo.csv", log), "--out", str(tmp_path / "fifo.csv"))
+    assert r.returncode == 0, r.stderr
+    assert open(tmp_path / "fifo.csv").read() == open(tmp_path / "file.csv").read()
+    r = cli("update", "--run", run, "--data", through_fifo("new_fifo.csv", new), "--out", str(tmp_path / "run2"),
+            "max_steps=2")
+    assert r.returncode == 0, r.stderr
+    assert os.path.exists(tmp_path / "run2" / "metrics.json")

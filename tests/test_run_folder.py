@@ -279,3 +279,77 @@ def test_the_temporary_file_of_a_killed_write_is_removed_by_the_next_write_to_th
     code, lines = run_cli(["recommend", "--run", old[1], "--out", out, "--k", "3"])
     assert code == 0, lines
     assert sorted(os.listdir(tmp_path)) == sorted(["lists.csv", live.name])
+
+
+# -----------------------------------------------------------------------------
+# outputs only where a regular file or folder belongs; links in a run or study folder never followed
+
+def _drain(fd_or_path, got: list):
+    """A thread reading a pipe's read end (an fd) or a FIFO (a path) to its end into got[0]."""
+    import threading
+
+    def read():
+        if isinstance(fd_or_path, int):
+            with os.fdopen(fd_or_path, "rb") as f:
+                got.append(f.read())
+        else:
+            with open(fd_or_path, "rb") as f:
+                got.append(f.read())
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    return t
+
+
+def test_out_that_is_a_fifo_or_a_link_into_proc_is_written_to_never_replaced(old, tmp_path):
+    import stat
+    _, run = old
+    plain = tmp_path / "plain.csv"
+    assert run_cli(["recommend", "--run", run, "--out", str(plain), "--k", "3"])[0] == 0
+    # a FIFO (what --out /dev/null, a character device, is to the writer: something to write to)
+    fifo = str(tmp_path / "recs.fifo")
+    os.mkfifo(fifo)
+    got = []
+    reader = _drain(fifo, got)
+    assert run_cli(["recommend", "--run", run, "--out", fifo, "--k", "3"])[0] == 0
+    reader.join(60)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and got == [plain.read_bytes()]
+    # a link into /proc (what /dev/stdout is: -> /proc/self/fd/1), here to a pipe this test reads
+    read, written = os.pipe()
+    link = tmp_path / "stdout.csv"
+    os.symlink(f"/proc/self/fd/{written}", link)
+    got = []
+    reader = _drain(read, got)
+    try:
+        assert run_cli(["recommend", "--run", run, "--out", str(link), "--k", "3"])[0] == 0
+    finally:
+        os.close(written)
+    reader.join(60)
+    assert os.readlink(link) == f"/proc/self/fd/{written}" and got == [plain.read_bytes()]
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+def test_tune_overwrite_replaces_a_best_link_never_the_folder_it_points_to(tmp_path):
+    data = write_csv(str(tmp_path / "log.csv"), num_users=100, num_items=30, seed=4)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "notes.txt").write_text("the user's, elsewhere\n")
+    before = snapshot(str(outside))
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    os.symlink(outside, proj / "best")
+    assert run_cli(["tune", "--data", data, "--out", str(proj), "method=popularity", "--overwrite"])[0] == 0
+    assert snapshot(str(outside)) == before  # not moved aside, deleted or written into
+    assert not os.path.islink(proj / "best") and os.path.exists(proj / "best" / "metrics.json")
+    assert not [n for n in os.listdir(proj) if "nanorec-" in n]  # no hidden sibling left
+
+
+def test_a_log_in_a_run_folder_that_is_a_link_is_never_appended_through(old, tmp_path):
+    data, run = copy_old(old, tmp_path)
+    outside = tmp_path / "outside.log"
+    outside.write_text("the user's own log\n")
+    os.remove(os.path.join(run, "train.log"))
+    os.symlink(outside, os.path.join(run, "train.log"))
+    more = [a if not a.startswith("max_steps=") else "max_steps=6" for a in TINY]
+    code, lines = run_cli(["train", "--data", data, "--out", run, "--resume", "--quiet", *more])
+    assert code == 2 and len(lines) == 1 and "train.log: is a link" in lines[0], lines
+    assert outside.read_text() == "the user's own log\n"

@@ -311,6 +311,10 @@ def test_a_holdout_time_run_is_updated_and_judged_on_the_newest_events(base, tmp
     assert up.metrics["test"]["users"] == 50 and up.metrics["test"]["targets_per_user"] == 1.0  # item 4 at 103
     times, unit = rundir.read_history_times(up.run_dir)
     assert unit is None and times[-4:].tolist() == [100, 101, 102, 103]
+    whole, out = str(tmp_path / "whole.csv"), str(tmp_path / "ev.json")  # evaluate reads it as any run
+    pl.concat([ring_log(), new_events()]).write_csv(whole)
+    code, lines = run_cli(["evaluate", "--run", up.run_dir, "--data", whole, "--json", out, "--device", "cpu"])
+    assert code == 0 and json.load(open(out))["NDCG@10"] == pytest.approx(up.metrics["test"]["NDCG@10"]), lines
     # the update's own split time, when given
     up2 = timed.update(new_events(), out=str(tmp_path / "t3"), split_time="102")
     assert up2.metrics["test"]["targets_per_user"] == 2.0  # items 3 and 4

@@ -381,4 +381,25 @@ def _weights(where, df, col) -> np.ndarray:
         i = _first(bad)
         raise DataError(f"{where.row(i)}: column {col!r} is {_show(s[i])}, a weight <= 0; every weight must be "
                         "> 0 (leave such rows out of the log, or drop them with filter=)")
-    return f.to_numpy()
+    values = f.to_numpy()
+    _float32_weights(where, values, col, s)
+    return values
+
+
+F32_TINY, F32_MAX = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
+
+
+def _float32_weights(where, values: np.ndarray, col: str, s) -> None:
+    """Training holds weights in float32 and adds them up: a weight that float32 turns into
+    0 (1e-50: a target that silently stops counting; all of them: nothing to learn) or inf
+    (1e39), or weights whose sum is beyond float32, is an error naming the row, before any work."""
+    bad = (values < F32_TINY) | (values > F32_MAX)
+    if bad.any():
+        i = int(np.argmax(bad))
+        what = "0" if values[i] < F32_TINY else "inf"
+        raise DataError(f"{where.row(i)}: column {col!r} is {_show(s[i])}, which is {what} in float32 (training's "
+                        f"number type: weights from {F32_TINY:.2g} to {F32_MAX:.2g}); scale the weights")
+    total = float(values.sum())
+    if total > F32_MAX:
+        raise DataError(f"{where.path}: column {col!r} sums to {total:.3g}, beyond float32's largest number "
+                        f"({F32_MAX:.2g}; training adds weights up in float32); divide every weight by one constant")

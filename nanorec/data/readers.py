@@ -5,6 +5,7 @@ input raises DataError (or UsageError) with one line.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import re
@@ -16,7 +17,8 @@ from .columns import (_I64_MAX, _I64_MIN, _as_where, _examples, _filter_mask, _i
                       _polars, _require_columns, _require_time_column, _show, _time_unit, _timestamps, _Where,
                       _weights)
 from .sequences import Dataset, Sequences
-from .tables import _frame_to_polars, _parquet_files, _read_frame, _read_parquet_folder
+from .tables import (GZIP_MAGIC, PARQUET_MAGIC, _frame_to_polars, _gunzip, _parquet_files, _read_frame,
+                     _read_parquet_folder, is_stream, read_stream)
 
 
 # -----------------------------------------------------------------------------
@@ -52,6 +54,9 @@ def load(source, user_col: str = "user_id", item_col: str = "item_id", time_col:
         raise UsageError("empty data path: expected a file or folder of interactions")
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file or folder")
+    if is_stream(path):  # <(zcat log.gz), a FIFO: read once, as a stream
+        return _load_stream(path, user_col, item_col, time_col, filter, weight_col, time_format, target_filter,
+                            need_targets)
     if os.path.isdir(path):
         if os.path.exists(os.path.join(path, "train.csv")):
             _event_options_only(path, "a challenge folder", filter, weight_col, time_format, target_filter)
@@ -72,9 +77,56 @@ def load(source, user_col: str = "user_id", item_col: str = "item_id", time_col:
                     "a folder of .parquet files or a challenge folder)")
 
 
+def _load_stream(path, user_col, item_col, time_col, filter, weight_col, time_format, target_filter,
+                 need_targets=True) -> Dataset:
+    """A pipe or FIFO, read once to its end: its format by its name when it has one (a FIFO
+    named log.csv), else by its first bytes (a pipe is /dev/fd/N): Parquet, gzip, then a first
+    line with commas (CSV) or tabs (TSV), or of integers separated by spaces (S3-Rec .txt)."""
+    kind, data = _stream_format(path, read_stream(path))
+    if kind is None:
+        raise DataError(f"{path}: a pipe or FIFO whose name has no suffix, and its first bytes are not a table "
+                        "(CSV with a header, TSV, Parquet, gzip of either) or S3-Rec lines; save it to a file "
+                        "with its suffix")
+    if kind == ".txt":
+        _event_options_only(path, "an S3-Rec .txt file", filter, weight_col, time_format, target_filter)
+        return read_s3rec(path, data)
+    df = _read_frame(path, data, kind)
+    where = _Where(path, text=kind != ".parquet")
+    name = re.sub(r"\.(csv|tsv)\.gz$|\.[^.]*$", "", os.path.basename(path), flags=re.I)
+    return _events(df, where, name, user_col, item_col, time_col, filter, weight_col, time_format, target_filter,
+                   need_targets)
+
+
+def _stream_format(path: str, data: bytes) -> tuple[str | None, bytes]:
+    """(".csv", ".tsv", ".parquet" or ".txt" by the stream's name, else by its first bytes;
+    None when neither tells, and its bytes, decompressed when they are gzip)."""
+    if data[:2] == GZIP_MAGIC:
+        data = _gunzip(path, data)
+    lower = path.lower()
+    for suffix in (".parquet", ".pq", ".txt", ".tsv.gz", ".tsv", ".csv.gz", ".csv"):
+        if lower.endswith(suffix):
+            return {".pq": ".parquet", ".tsv.gz": ".tsv", ".csv.gz": ".csv"}.get(suffix, suffix), data
+    if data[:4] == PARQUET_MAGIC:
+        return ".parquet", data
+    first = data[:data.find(b"\n")] if b"\n" in data else data
+    first = first.removeprefix(b"\xef\xbb\xbf").strip()
+    if b"\t" in first:
+        return ".tsv", data
+    if b"," in first:
+        return ".csv", data
+    if re.fullmatch(rb"[0-9]+( +[0-9]+)+", first):
+        return ".txt", data
+    return None, data
+
+
 def load_like(cfg, source=None, need_targets: bool = True) -> Dataset:
     """`load` with a run's column, filter, weight, target and time format settings (any object
-    with Config's attributes; target_filter may be absent); `source` defaults to cfg.data (a path or a frame)."""
+    with Config's attributes; target_filter may be absent); `source` defaults to cfg.data (a path or a frame).
+    cfg.data that is a pipe or FIFO is refused (train): a run's data is read again (--resume, evaluate),
+    and a pipe read once would then be empty, or a FIFO wait forever for a writer."""
+    if source is None and isinstance(cfg.data, str) and is_stream(cfg.data):
+        raise DataError(f"{cfg.data}: a pipe or FIFO can be read once, and a run's data is read again "
+                        "(--resume, evaluate); save it to a file and train on that")
     return load(cfg.data if source is None else source, cfg.user_col, cfg.item_col, cfg.time_col,
                 filter=cfg.filter or None, weight_col=cfg.weight_col or None, time_format=cfg.time_format or None,
                 target_filter=getattr(cfg, "target_filter", "") or None, need_targets=need_targets)
@@ -117,10 +169,12 @@ def _finish(name, path, kind, user_ids, user_codes, item_orig, weights=None, tar
 _ASCII_INT = re.compile(r"[+-]?[0-9]+")
 
 
-def read_s3rec(path: str) -> Dataset:
+def read_s3rec(path: str, data: bytes | None = None) -> Dataset:
+    """An S3-Rec .txt file (or its bytes, read from a stream): one line per user, `user item item ...`."""
     users, user_codes, items = [], [], []
     line_of_user = {}
-    with open(path, "rb") as f:  # bytes: a non-UTF-8 line is reported by number, not as a traceback
+    # bytes: a non-UTF-8 line is reported by number, not as a traceback
+    with (open(path, "rb") if data is None else io.BytesIO(data)) as f:
         for lineno, raw in enumerate(f, 1):
             fields = _decode_line(path, lineno, raw).split()
             if not fields:
@@ -137,7 +191,7 @@ def read_s3rec(path: str) -> Dataset:
             items.extend(ids[1:])
     if not users:
         raise DataError(f"{path}: no interactions (empty file)")
-    stem = os.path.basename(path)[:-4]
+    stem = re.sub(r"\.txt$", "", os.path.basename(path), flags=re.I)
     attrs = os.path.join(os.path.dirname(path), f"{stem}_item2attributes.json")
     return _finish(stem, path, "s3rec", np.array(users, dtype=np.int64),
                    np.array(user_codes, dtype=np.int64), np.array(items, dtype=np.int64),

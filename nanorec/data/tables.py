@@ -20,23 +20,53 @@ from .columns import _CANONICAL_INT, _first_line, _polars, _Where
 # -----------------------------------------------------------------------------
 # reading event log files into polars frames
 
-def _read_frame(path: str):
-    """A .csv/.tsv(.gz)/.parquet file (or a folder of Parquet files) as a polars DataFrame."""
-    lower = path.lower()
-    if os.path.isdir(path):
+def _read_frame(path: str, data: bytes | None = None, suffix: str | None = None):
+    """A .csv/.tsv(.gz)/.parquet file (or a folder of Parquet files) as a polars DataFrame.
+    data: the bytes of a stream already read (`read_stream`: a pipe or FIFO), parsed instead of
+    `path`; suffix: their format when the name has none (".csv", ".tsv", ".parquet")."""
+    lower = suffix or path.lower()
+    if data is None and os.path.isdir(path):
         return _read_parquet_folder(path)[0]
     if lower.endswith((".parquet", ".pq")):
-        return _read_parquet(path)
-    return _read_text_table(path)
+        return _read_parquet(path, data)
+    return _read_text_table(path, data, "\t" if lower.endswith((".tsv", ".tsv.gz")) else ",")
 
 
-def _read_text_table(path: str):
-    """A .csv/.tsv(.gz) file as a polars DataFrame of text (String) columns."""
+PARQUET_MAGIC, GZIP_MAGIC = b"PAR1", b"\x1f\x8b"
+
+
+def is_stream(path: str) -> bool:
+    """True for a path that exists and is neither a regular file nor a folder: a pipe (the
+    shell's <(zcat log.gz) is /dev/fd/N), a FIFO, a device. Such a path can be read once,
+    from the start to its end, and never mapped, seeked or opened a second time (a FIFO's
+    second open waits for a writer that has gone: a hang)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    import stat
+    return not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode))
+
+
+def read_stream(path: str) -> bytes:
+    """All the bytes of `path`, read once from start to end (a pipe or FIFO: as a stream)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
+
+
+def _read_text_table(path: str, data: bytes | None = None, sep: str = ","):
+    """A .csv/.tsv(.gz) file (or its bytes, read from a stream) as a polars DataFrame of text
+    (String) columns, fields separated by `sep`."""
     pl = _polars()
     lower = path.lower()
-    sep = "\t" if lower.endswith((".tsv", ".tsv.gz")) else ","
-    if lower.endswith(".gz"):
-        data = _gunzip(path)
+    if data is not None or lower.endswith(".gz"):
+        if data is None:
+            data = _gunzip(path)
+        elif data[:2] == GZIP_MAGIC:
+            data = _gunzip(path, data)
         header = data[:data.find(b"\n")] if b"\n" in data else data
         source = lambda: io.BytesIO(data)  # noqa: E731
     else:
@@ -55,12 +85,15 @@ def _read_text_table(path: str):
     except pl.exceptions.PolarsError as e:
         msg = str(e)
     if "utf-8" in msg.lower():
-        raise DataError(_non_utf8_line(path, data if lower.endswith(".gz") else None)) from None
+        raise DataError(_non_utf8_line(path, data)) from None
     raise DataError(f"{path}: cannot be read as a table ({_first_line(msg)})") from None
 
 
-def _gunzip(path: str) -> bytes:
+def _gunzip(path: str, data: bytes | None = None) -> bytes:
+    """The decompressed bytes of a gzip file (or of gzip bytes already read from a stream)."""
     try:
+        if data is not None:
+            return gzip.decompress(data)
         with gzip.open(path, "rb") as f:
             return f.read()
     except (OSError, EOFError, zlib.error) as e:
@@ -101,10 +134,10 @@ def _check_separator(path, header: bytes, sep: str):
             raise DataError(f"{path}: header has {name} but no {_SEPARATORS[sep]}: {hint}")
 
 
-def _read_parquet(path: str):
+def _read_parquet(path: str, data: bytes | None = None):
     pl = _polars()
     try:
-        return pl.read_parquet(path)
+        return pl.read_parquet(path if data is None else io.BytesIO(data))
     except (pl.exceptions.PolarsError, OSError, ValueError) as e:
         raise DataError(f"{path}: cannot be read as a table ({_first_line(str(e))})") from None
 
