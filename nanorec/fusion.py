@@ -215,8 +215,10 @@ class ValidationTerms:
 # Why no fixed grid: on the challenge-shaped `nanorec synth` log (first-order follow-ups) the transitions
 # table alone beats the GPT on validation, and grids ending at 3, then 10, then 50 chose their top
 # value (benchmarks/results/seed_scale_cpu.json): the best weight is wherever the data puts it.
-LADDER = (0.1, 0.5, 2.5, 12.5)  # a table's weight: a log-probability's scale (Beauty, Sports, LastFM: 0.05-0.3)
-CONTENT_LADDER = (0.5, 2.5)  # content's weight scales a cosine in [-1, 1]
+# The ladders are the grids this search replaced (so a line never ends below the grid's figure from
+# the same start; on LastFM a 4-value ladder's golden steps missed the grid's 0.3: weight_search_lastfm.json).
+LADDER = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0)  # a table's weight (a log-prob's scale)
+CONTENT_LADDER = (0.5, 1.0, 2.0, 4.0, 8.0)  # content's weight scales a cosine in [-1, 1]
 STEP = 5.0
 W_MIN, W_MAX = 1e-3, 1e6  # the steps stop there (W_MAX: far past any table's plateau)
 GOLDEN = 4

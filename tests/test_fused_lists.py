@@ -72,7 +72,7 @@ def test_the_line_search_steps_past_its_ladder_and_finds_a_known_peak():
             calls.append(ws)
             return 0.1 if ws[1] == 0 else 0.5 - 0.01 * (np.log(ws[1]) - np.log(peak)) ** 2
 
-        best = search_line(ndcg, (0.3, 0.0, 0.0), 1, (0.1, 0.5, 2.5, 12.5))
+        best = search_line(ndcg, (0.3, 0.0, 0.0), 1, (0.1, 0.5, 2.5, 12.5))  # a short ladder: the steps
         assert best[0] == 0.3 and best[2] == 0.0  # the other weights stay
         assert abs(np.log(best[1] / peak)) < np.log(1.3), (peak, best)
         tried = sorted({ws[1] for ws in calls})
