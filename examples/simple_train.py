@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from nanorec.config import Config
+from nanorec.config import Config, resolve
 from nanorec.data import load, split
 from nanorec.evaluate import evaluate, format_metrics
 from nanorec.scoring import gpt_scorer
@@ -29,11 +29,11 @@ args = parser.parse_args()
 
 torch.manual_seed(args.seed)
 rng = np.random.default_rng(args.seed)
-cfg = Config(data=args.data)  # the defaults: block_size 50, 2 layers, d=64, dropout 0.5
-
 # data: every user's items except the held-out ones
 ds = load(args.data)
 sp = split(ds)
+# the defaults (block_size 50, 2 layers, d=64), each "auto" resolved for this catalogue (dropout 0.5 here)
+cfg = resolve(Config(data=args.data), ds.num_items)
 print(f"{len(ds.user_ids):,} users, {ds.num_items:,} items; training on {len(sp.train.items):,} interactions")
 
 # model and optimizer

@@ -103,7 +103,7 @@ class Config:
         "fixed, e.g. the weights a validated run chose, for a holdout=none run that has no\n"
         'validation to choose on (in Python also metrics.json\'s {"transitions": w1, ...} dict or a tuple)',
         ((lambda x: x == "auto" or parse_weights(x) is not None),
-         "auto, or two or three numbers in 0..100: w1,w2[,w3] (transitions, co-occurrence, content)"))
+         "auto, or two or three finite numbers >= 0: w1,w2[,w3] (transitions, co-occurrence, content)"))
     packing: bool = key(True, "many users per row; False = one user per row, left-aligned, padded")
     batch_size: int = key(64, "rows of block_size tokens per step (~450 Beauty users)", ints(1, 1_000_000),
                           section="optimisation")
@@ -291,13 +291,13 @@ def weights_text(value):
 
 def parse_weights(text: str) -> tuple[float, float, float] | None:
     """fusion_weights "w1,w2[,w3]" -> (w1, w2, w3) (w3 = 0 when left out), or None when it
-    is not two or three finite numbers in 0..100."""
+    is not two or three finite numbers >= 0 (the weight search is unbounded above: fusion.py)."""
     parts = text.split(",")
     # plain decimals only: float() also takes "1_0" (10), "１" and "infinity", which no one means here
     if not all(re.fullmatch(r"(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", p.strip(), re.ASCII) for p in parts):
         return None
     ws = tuple(float(p) for p in parts)
-    ok = len(ws) in (2, 3) and all(math.isfinite(w) and 0 <= w <= 100 for w in ws)
+    ok = len(ws) in (2, 3) and all(math.isfinite(w) and w >= 0 for w in ws)
     return (ws + (0.0,))[:3] if ok else None
 
 

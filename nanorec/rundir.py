@@ -513,8 +513,8 @@ def read_fusion(run_dir: str) -> tuple[float, ...]:
     weights = []
     for name in SIGNALS:
         w = d.get(f"{name}_weight", 0.0 if name != SIGNALS[0] else None) if isinstance(d, dict) else None
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 100:
-            raise DataError(f"{path}: expected {{\"transitions_weight\": a number in 0..100, "
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < float("inf"):
+            raise DataError(f"{path}: expected {{\"transitions_weight\": a finite number >= 0, "
                             f"\"cooccurrence_weight\": ..., \"content_weight\": ...}}; {name}_weight is {w!r}")
         weights.append(float(w))
     return tuple(weights)
