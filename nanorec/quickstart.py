@@ -21,7 +21,7 @@ from .data import load, split
 from .errors import UsageError
 from .files import check_output_folder, write_json
 from .evaluate import evaluate, protocol_line
-from .recommend import recommend, write_submission
+from .recommend import recommend, run_default_seen, write_submission
 from .synthetic import write_csv
 from .train import run
 
@@ -64,10 +64,11 @@ def main(argv) -> int:
     print("[3/4] full-ranking test metrics on held-out last items")
     sp = split(ds)
     popularity = Popularity().fit(sp.train, ds.num_items)  # the one popularity: as `train method=popularity`
-    pop = evaluate(popularity.score, sp.test)
+    exclude_seen = run_default_seen(run_dir, None)  # the run's choice (exclude_seen=auto): both rows alike
+    pop = evaluate(popularity.score, sp.test, exclude_seen)
     gpt = metrics["test"]
     rows = [("popularity", pop), ("nanorec GPT", gpt)]
-    print(f"      {protocol_line(ds.num_items, len(sp.test.targets))}")
+    print(f"      {protocol_line(ds.num_items, len(sp.test.targets), exclude_seen)}")
     print(f"      {'method':<14}{'HR@10':>8}{'NDCG@10':>9}{'MAP@10':>8}")
     for name, m in rows:
         print(f"      {name:<14}{m['HR@10']:>8.4f}{m['NDCG@10']:>9.4f}{m['MAP@10']:>8.4f}")
