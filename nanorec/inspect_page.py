@@ -167,7 +167,7 @@ def data_events(run, data_path: str, rows: np.ndarray) -> Events:
     from .data import load, load_like
     from .ids import rows as id_rows
     cfg = run.config
-    ds = load_like(cfg, data_path)
+    ds = load_like(cfg, data_path, need_targets=False)  # as histories_for reads it: views alone are history
     seqs, flags = ds.sequences, ds.sequences.is_target()
     known = np.concatenate([[0], id_rows(run.item_ids[1:], ds.item_ids[1:]) + 1])  # data index -> run index (0: unknown)
     col = event_column(cfg, ds)
