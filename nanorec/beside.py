@@ -22,8 +22,8 @@ def baselines(ds, sp, cfg, transitions=None, beyond_users: int = 0, exclude_seen
     on its validation users (a fused run's), used instead of fitting it again. beyond_users:
     score_report's (an update's sample). exclude_seen: the run's choice (seen.py), so the
     figures compare on one protocol."""
-    from .baselines.pop import Popularity
-    from .baselines.transitions import Transitions
+    from .methods.popularity import Popularity
+    from .methods.transitions import Transitions
     from .evaluate import score_report
 
     if sp.valid is None and sp.test is None:

@@ -26,7 +26,7 @@ Usage as a baseline (the `Scorer` contract of nanorec.scoring)::
     knn.fit(split.train, ds.num_items)
     evaluate(knn, split.valid)
 
-or from the shell: ``python -m nanorec.baselines.knn DATA --content TABLE``.
+or from the shell: ``python -m nanorec.methods.knn DATA --content TABLE``.
 """
 from __future__ import annotations
 
@@ -69,13 +69,16 @@ class ContentKNN:
     def fit(self, train: Sequences, num_items: int, valid=None) -> "ContentKNN":
         """Build the Faiss index over items with content; count popularity on `train`.
         `valid` is unused (nothing to tune inside the fit)."""
-        import faiss
-
         if len(self.table) != num_items + 1:
             raise ValueError(f"content table has {len(self.table) - 1} items, the data {num_items}")
-        self.num_items = num_items
         counts = item_counts(train, num_items).astype(np.float64)
-        self.pop = np.log1p(counts) / max(np.log1p(counts.max()), 1e-12)  # (N+1,) in [0, 1]
+        return self._index(np.log1p(counts) / max(np.log1p(counts.max()), 1e-12))  # (N+1,) in [0, 1]
+
+    def _index(self, pop: np.ndarray) -> "ContentKNN":
+        """The Faiss index over the items with content, with `pop` (N+1,) the popularity tie-break."""
+        import faiss
+
+        self.num_items, self.pop = len(self.table) - 1, pop
         unit = self.table / np.maximum(np.linalg.norm(self.table, axis=1, keepdims=True), 1e-12)
         self.unit = unit.astype(np.float32)                        # (N+1, D)
         self.rows = np.nonzero(self.has_content)[0]                # faiss label j -> item index rows[j]
@@ -137,13 +140,30 @@ class ContentKNN:
 
     __call__ = score
 
+    # a fitted model as plain arrays and back (the methods' save / load): the index is rebuilt
+    KINDS = ("flat", "hnsw", "ivf")
+
+    def state(self) -> dict:
+        return {"table": self.table, "has_content": self.has_content, "pop": self.pop,
+                "pop_weight": np.array([self.pop_weight]), "popularity_fallback": np.array([self.fallback == "popularity"]),
+                "options": np.array([self.last, self.KINDS.index(self.index_kind), self.neighbours, self.hnsw_m,
+                                     self.ivf_lists, self.nprobe], np.int64)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "ContentKNN":
+        last, kind, neighbours, hnsw_m, ivf_lists, nprobe = (int(x) for x in state["options"])
+        return cls((state["table"], state["has_content"]), last=last, index=cls.KINDS[kind], neighbours=neighbours,
+                   fallback="popularity" if state["popularity_fallback"][0] else "none",
+                   pop_weight=float(state["pop_weight"][0]), hnsw_m=hnsw_m, ivf_lists=ivf_lists,
+                   nprobe=nprobe)._index(np.asarray(state["pop"], np.float64))
+
 
 # -----------------------------------------------------------------------------
 # command line: evaluate the baseline on a data set
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m nanorec.baselines.knn",
+        prog="python -m nanorec.methods.knn",
         description="Content kNN baseline: full-ranking metrics on the valid (and test) split.")
     p.add_argument("data", help="interactions (S3-Rec .txt, .csv/.parquet, challenge folder)")
     p.add_argument("--content", help="content table (.safetensors/.npy/.parquet); default: the data "
