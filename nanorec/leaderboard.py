@@ -100,9 +100,10 @@ def cold_target_mask(ds: Dataset, sp, max_count: int = 5) -> np.ndarray:
     return counts[sp.test.targets] <= max_count
 
 
-# the time-split mode leaves out what needs leave-one-out files (attributes) or counts the test targets
-NOT_IN_TIME_MODE = ("popularity_published", "content_knn", "gpt_content", "gpt_content_decay", "gpt_fused",
-                    "gpt_all_data")
+# the rows that need attributes; the time-split mode leaves out what needs leave-one-out files
+# (attributes) or counts the test targets
+CONTENT_ROWS = ("content_knn", "gpt_content", "gpt_content_decay", "gpt_fused", "gpt_all_data")
+NOT_IN_TIME_MODE = ("popularity_published", *CONTENT_ROWS)
 
 
 def scored_on_test(scorer, ds, sp, batch_size: int = 512):
@@ -177,15 +178,9 @@ def run_baseline(name, ds, sp, cold, base_cfg, out_dir, attributes_path, done):
 NEEDS = {"gpt_generative": "gpt_packed", "gpt_all_data": "gpt_content_decay"}
 
 
-def earlier_row(name, done) -> dict:
-    if NEEDS[name] not in done:
-        raise RuntimeError(f"{name} needs {NEEDS[name]} first")
-    return done[NEEDS[name]]
-
-
 def run_generative(name, ds, sp, cold, base_cfg, out_dir, attributes_path, done):
     """The packed model, decoded generatively: no new training."""
-    packed_row = earlier_row(name, done)
+    packed_row = done[NEEDS[name]]  # main checks that it comes first
     packed_dir = os.path.join(out_dir, "runs", NEEDS[name])
     packed = Run.open(packed_dir)  # as the run ships (the GPT alone: the leaderboard's rows are unfused)
     t0 = time.time()
@@ -195,17 +190,13 @@ def run_generative(name, ds, sp, cold, base_cfg, out_dir, attributes_path, done)
                 packed_row["config"], {"run": packed_dir, "beyond": beyond})
 
 
-def replayed_schedule(chosen: dict) -> dict:
-    """The selected run's schedule, replayed up to its validation-chosen step."""
-    return {"decay_steps": chosen["config"]["decay_steps"] or chosen["config"]["max_steps"],
-            "max_steps": chosen["best_step"]}
-
-
 def run_gpt(name, ds, sp, cold, base_cfg: Config, out_dir, attributes_path, done):
     changes = {k: (v.format(attributes=attributes_path) if isinstance(v, str) else v)
                for k, v in GPT_VARIANTS[name].items()}
-    if name in NEEDS:
-        changes.update(replayed_schedule(earlier_row(name, done)))
+    if name in NEEDS:  # the selected run's schedule, replayed up to its validation-chosen step
+        chosen = done[NEEDS[name]]
+        changes.update(decay_steps=chosen["config"]["decay_steps"] or chosen["config"]["max_steps"],
+                       max_steps=chosen["best_step"])
     cfg = Config(**{**base_cfg.to_dict(), **changes})
     run_dir = os.path.join(out_dir, "runs", name)
     t0 = time.time()
@@ -353,7 +344,7 @@ def main(argv) -> int:
         raise UsageError(f"{args.data}: the leaderboard needs test targets (leave-one-out data)")
     cold = None if timed else cold_target_mask(ds, sp)
     attributes_path = None
-    if any(m in names for m in ("content_knn", "gpt_content", "gpt_content_decay", "gpt_fused", "gpt_all_data")):
+    if any(m in names for m in CONTENT_ROWS):
         if not ds.attributes_path:
             raise UsageError(f"{args.data}: content methods need a sibling *_item2attributes.json")
         os.makedirs(args.out, exist_ok=True)

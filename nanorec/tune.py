@@ -384,8 +384,6 @@ def main(argv) -> int:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="fixed config for every trial")
     args = p.parse_args(argv)
     base = apply_overrides(Config(data=args.data, progress=False), args.overrides)
-    if methods.get(base.method).trains:
-        parse_space(args.space or DEFAULT_SPACE)  # a bad space fails before the data is read
     summary = tune(base, args.out, args.space, args.trials, log=print, overwrite=args.overwrite)
     best = summary["best"]
     test = best.get("test")

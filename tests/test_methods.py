@@ -41,7 +41,8 @@ def settings(name: str) -> dict:
     rng = np.random.default_rng(0)
     has = np.ones(NUM_ITEMS + 1, bool)
     has[[0, 5]] = False  # padding, and one item without content
-    return {"knn": dict(content=(rng.standard_normal((NUM_ITEMS + 1, 6)).astype(np.float32), has), neighbours=10),
+    return {"knn": dict(content=(rng.standard_normal((NUM_ITEMS + 1, 6)).astype(np.float32), has), neighbours=10,
+                        last=2, pop_weight=0.1),
             "lightgcn": dict(dim=8, max_epochs=3, eval_every=1, progress=False)}.get(name, {})
 
 

@@ -1,13 +1,8 @@
 """Every method behind one interface (methods/base.py: fit / scorer / save / load, as RecTools'
-ModelBase does for its zoo), found by name here. Run.open, train, tune, update and the
-leaderboard ask the registry; none of them branches on a method's name.
-
-    get("transitions").fit(train, num_items, valid)       a fitted model
-    get(cfg.method).open(run_dir, cfg, item_ids, device)  (model, scorer) of a run folder
-"""
+ModelBase does for its zoo), found by name: Run.open, train, tune, update and the leaderboard
+ask get(cfg.method) and never branch on a method's name."""
 from __future__ import annotations
 
-from ..errors import UsageError
 from .base import Method
 from .cooccurrence import CoOccurrence
 from .gpt import GPTMethod
@@ -32,6 +27,4 @@ METHODS = {m.name: m for m in (
 
 def get(name: str) -> Method:
     """The registered method `name` (config.py checks a run's method key before it is asked)."""
-    if name not in METHODS:
-        raise UsageError(f"method={name!r}: expected one of {', '.join(METHODS)}")
     return METHODS[name]

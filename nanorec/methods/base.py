@@ -1,13 +1,9 @@
-"""The one interface every method has: fit, scorer, save, load (the registry is methods/__init__.py).
+"""The one interface of every method (fit / scorer / save / load; the registry: methods/__init__.py).
 
-A fitted method (popularity, transitions, co-occurrence, SVD, content kNN, LightGCN) wraps
-a model class with fit(train, num_items, valid) -> itself, score(histories, users) ->
-(B, N+1), state() -> {name: array} and from_state(state). `nanorec train method=NAME`
-fits one on the training split (its own hyper-parameters chosen on validation, as in the
-leaderboard), scores validation and test with the one evaluator, and writes the same run
-folder as a GPT run with baseline.safetensors in place of the weights; `nanorec recommend`,
-`evaluate`, `serve` and `Recommender.load` then open it as they open a GPT run. The GPT
-(methods/gpt.py) has the same interface, trained by train.py's loop instead of `fit`.
+A fitted method wraps a model class with fit(train, num_items, valid) -> itself, score(histories,
+users) -> (B, N+1), state() -> {name: array} and from_state(state); `nanorec train method=NAME`
+fits it into the same run folder as a GPT run (baseline.safetensors in place of the weights),
+which recommend, evaluate, serve and the API open as they open a GPT run (methods/gpt.py).
 """
 from __future__ import annotations
 
@@ -16,6 +12,7 @@ import os
 import time
 
 import numpy as np
+from safetensors.numpy import load_file
 
 from .. import rundir
 from ..data import Sequences, item_counts
@@ -49,12 +46,13 @@ class Method:
     def load(self, path: str, num_items: int):
         """The fitted model saved at `path` (baseline.safetensors, or a fusion table), checked
         to score exactly num_items items."""
-        state = rundir.read_baseline(path, self.name)
+        if not os.path.exists(path):
+            raise DataError(f"{path}: no such file (the {self.name} run did not finish)")
         try:
-            model = self.model.from_state(state)
+            model = self.model.from_state(load_file(path))
             one = Sequences(np.array([0, 1], np.int64), np.array([1], np.int64))
             width = len(model.score(one, np.zeros(1, np.int64))[0])
-        except Exception as e:  # noqa: BLE001 - arrays that do not rebuild the model mean the file is damaged
+        except Exception as e:  # noqa: BLE001 - a file that does not parse or rebuild the model is damaged
             raise DataError(f"{path}: not a readable {self.name} model ({rundir.first_line(e)})") from None
         if width != num_items + 1:
             raise DataError(f"{path}: scores {width - 1} items, but {rundir.ITEMS} has {num_items}")

@@ -26,11 +26,11 @@ Usage as a baseline (the `Scorer` contract of nanorec.scoring)::
     knn.fit(split.train, ds.num_items)
     evaluate(knn, split.valid)
 
-or from the shell: ``python -m nanorec.methods.knn DATA --content TABLE``.
+or on a data set's test split, options as chosen by benchmarks/content_knn.py:
+``nanorec leaderboard --data DATA.txt --out OUT --methods content_knn``.
 """
 from __future__ import annotations
 
-import argparse
 import math
 
 import numpy as np
@@ -39,14 +39,16 @@ from ..data import Sequences, item_counts
 
 
 class ContentKNN:
+    KINDS, FALLBACKS = ("flat", "hnsw", "ivf"), ("popularity", "none")
+
     def __init__(self, content, item_ids=None, last: int = 1, index: str = "flat",
                  neighbours: int = 200, fallback: str = "popularity", pop_weight: float = 0.0,
                  hnsw_m: int = 32, ivf_lists: int = 0, nprobe: int = 16):
         """content: a table path (needs ``item_ids``, the vocabulary (N+1,), to align
         it) or an aligned pair ``(table (N+1, D), has_content (N+1,))``."""
-        if index not in ("flat", "hnsw", "ivf"):
+        if index not in self.KINDS:
             raise ValueError(f"index must be flat, hnsw or ivf, not {index!r}")
-        if fallback not in ("popularity", "none"):
+        if fallback not in self.FALLBACKS:
             raise ValueError(f"fallback must be popularity or none, not {fallback!r}")
         if last < 1:
             raise ValueError("last must be >= 1")
@@ -141,72 +143,16 @@ class ContentKNN:
     __call__ = score
 
     # a fitted model as plain arrays and back (the methods' save / load): the index is rebuilt
-    KINDS = ("flat", "hnsw", "ivf")
 
     def state(self) -> dict:
         return {"table": self.table, "has_content": self.has_content, "pop": self.pop,
-                "pop_weight": np.array([self.pop_weight]), "popularity_fallback": np.array([self.fallback == "popularity"]),
                 "options": np.array([self.last, self.KINDS.index(self.index_kind), self.neighbours, self.hnsw_m,
-                                     self.ivf_lists, self.nprobe], np.int64)}
+                                     self.ivf_lists, self.nprobe, self.FALLBACKS.index(self.fallback),
+                                     self.pop_weight], np.float64)}
 
     @classmethod
     def from_state(cls, state: dict) -> "ContentKNN":
-        last, kind, neighbours, hnsw_m, ivf_lists, nprobe = (int(x) for x in state["options"])
-        return cls((state["table"], state["has_content"]), last=last, index=cls.KINDS[kind], neighbours=neighbours,
-                   fallback="popularity" if state["popularity_fallback"][0] else "none",
-                   pop_weight=float(state["pop_weight"][0]), hnsw_m=hnsw_m, ivf_lists=ivf_lists,
-                   nprobe=nprobe)._index(np.asarray(state["pop"], np.float64))
-
-
-# -----------------------------------------------------------------------------
-# command line: evaluate the baseline on a data set
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m nanorec.methods.knn",
-        description="Content kNN baseline: full-ranking metrics on the valid (and test) split.")
-    p.add_argument("data", help="interactions (S3-Rec .txt, .csv/.parquet, challenge folder)")
-    p.add_argument("--content", help="content table (.safetensors/.npy/.parquet); default: the data "
-                                     "set's *_item2attributes.json as TF-IDF+SVD vectors")
-    p.add_argument("--dim", type=int, default=64, help="SVD dimension for the attribute table (default 64)")
-    p.add_argument("--last", type=int, default=1, help="query = mean of the last K items with content (default 1)")
-    p.add_argument("--index", choices=("flat", "hnsw", "ivf"), default="flat")
-    p.add_argument("--neighbours", type=int, default=200, help="neighbours ranked by similarity (default 200)")
-    p.add_argument("--pop-weight", type=float, default=0.0, help="popularity tie-break weight (default 0)")
-    p.add_argument("--fallback", choices=("popularity", "none"), default="popularity")
-    p.add_argument("--test", action="store_true", help="also score the test split")
-    a = p.parse_args(argv)
-
-    from ..content import align, attribute_table, coverage_line, load_table
-    from ..data import DataError, load, split
-    from ..evaluate import evaluate, format_metrics, protocol_line
-
-    ds = load(a.data)
-    if a.content:
-        ids, vecs = load_table(a.content)
-    elif ds.attributes_path:
-        ids, vecs = attribute_table(ds.attributes_path, ds.item_ids, a.dim)
-    else:
-        raise DataError(f"{a.data}: no --content table given and no *_item2attributes.json beside it")
-    table, has, report = align(ids, vecs, ds.item_ids)
-    print(coverage_line(report, a.content or "attributes"))
-    sp = split(ds)
-    knn = ContentKNN((table, has), last=a.last, index=a.index, neighbours=a.neighbours,
-                     fallback=a.fallback, pop_weight=a.pop_weight).fit(sp.train, ds.num_items)
-    for name, es in [("valid", sp.valid)] + ([("test", sp.test)] if a.test and sp.test else []):
-        m = evaluate(knn, es, progress=True)
-        print(f"{name}: {format_metrics(m, ks=(10, 20))}")
-        print(f"  ({protocol_line(ds.num_items, m['users'])})")
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    from ..data import DataError
-
-    try:
-        sys.exit(main())
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        *ints, pop_weight = state["options"]
+        last, kind, neighbours, hnsw_m, ivf_lists, nprobe, fallback = (int(x) for x in ints)
+        return cls((state["table"], state["has_content"]), None, last, cls.KINDS[kind], neighbours,
+                   cls.FALLBACKS[fallback], float(pop_weight), hnsw_m, ivf_lists, nprobe)._index(state["pop"])
