@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -64,36 +64,6 @@ SEED_MAP10 = {"svd": 0.00245, "content_knn": 0.00723, "lightgcn": 0.04754, "gpt_
               "gpt_generative": 0.05955, "gpt_content": 0.06788, "gpt_content_decay": 0.07198,
               "gpt_all_data": 0.07401}
 
-# method -> label; the GPT rows follow the seed's journey.
-METHODS = {
-    "popularity": "popularity (training split counts)",
-    "popularity_published": "popularity_published: counts include test targets (leaky, as published)",
-    "transitions": "item-to-item transitions",
-    "svd": "PureSVD",
-    "content_knn": "content kNN (attributes, Faiss)",
-    "lightgcn": "LightGCN (PyG)",
-    "gpt_padded": "GPT, one user per row (no packing), no LR decay",
-    "gpt_packed": "GPT, packed, one-shot, no LR decay",
-    "gpt_generative": "GPT, packed, generative decoding, no LR decay",
-    "gpt_content": "GPT + attribute content, no LR decay",
-    "gpt_content_decay": "GPT + attribute content, warmup + cosine LR decay",
-    "gpt_fused": "shipped: GPT + content + decay + fusion (transitions, co-occurrence, content)",
-    "gpt_all_data": "GPT + content + decay, all data (valid targets trained on)",
-}
-
-# What each GPT variant changes from the defaults.
-GPT_VARIANTS = {
-    "gpt_padded": dict(packing=False, decay_lr=False),
-    "gpt_packed": dict(decay_lr=False),
-    "gpt_content": dict(decay_lr=False, content="{attributes}"),
-    "gpt_content_decay": dict(content="{attributes}"),
-    # the model `nanorec train content=...` ships: the row above plus the default fusion (its GPT is trained
-    # again, the same seed and config: the GPT-alone figure beside it is gpt_content_decay's)
-    "gpt_fused": dict(content="{attributes}", fuse_transitions="auto"),
-    "gpt_all_data": dict(content="{attributes}", all_data=True, patience=0),  # max_steps from gpt_content_decay
-}
-
-
 def cold_target_mask(ds: Dataset, sp, max_count: int = 5) -> np.ndarray:
     """(M,) test users whose target item has at most `max_count` training interactions."""
     counts = item_counts(sp.train, ds.num_items)
@@ -118,7 +88,7 @@ def scored_on_test(scorer, ds, sp, batch_size: int = 512):
 
 
 def _row(method, test_m, ranks, cold, valid_m=None, train_s=0.0, rec_s=0.0, config=None, extra=None):
-    row = {"method": method, "label": METHODS[method],
+    row = {"method": method, "label": ROWS[method].label,
            "test": {k: test_m[k] for k in test_m if "@" in k},
            "test_cold_target": None if ranks is None else metrics_from_ranks(ranks[cold]),
            "cold_target_users": 0 if ranks is None else int(cold.sum()),
@@ -126,16 +96,6 @@ def _row(method, test_m, ranks, cold, valid_m=None, train_s=0.0, rec_s=0.0, conf
            "train_seconds": round(train_s, 1), "recommend_seconds": round(rec_s, 1), "config": config or {}}
     row.update(extra or {})
     return row
-
-
-@dataclass(frozen=True)
-class FittedRow:
-    """How a baseline row is built: the registered method fitted (selection on validation), the
-    settings it is built with (settings(ds, attributes_path) -> dict) and what its row's config says."""
-    method: str
-    config: Callable                  # the fitted model -> the row's config
-    settings: Callable | None = None
-    all_events: bool = False          # counts every interaction, test targets included: no validation row
 
 
 def knn_settings(ds, attributes_path) -> dict:
@@ -147,21 +107,8 @@ def knn_settings(ds, attributes_path) -> dict:
     return dict(content=knn_table, item_ids=ds.item_ids, last=1, pop_weight=0.1)
 
 
-FITTED_ROWS = {
-    # the one popularity: `nanorec train method=popularity` fits exactly this
-    "popularity": FittedRow("popularity", lambda m: {"counts": "the training split (as nanorec train method=popularity)"}),
-    "popularity_published": FittedRow("popularity", lambda m: {"counts": "all interactions, test targets included"},
-                                      all_events=True),
-    "transitions": FittedRow("transitions", lambda m: {"window": m.window, "decay": m.decay, "pop_weight": m.pop_weight}),
-    "svd": FittedRow("svd", lambda m: {"k": m.k}),
-    "content_knn": FittedRow("knn", lambda m: {"table": "TF-IDF attributes, full rank", "dim": int(m.table.shape[1]),
-                                               "last": m.last, "pop_weight": m.pop_weight}, knn_settings),
-    "lightgcn": FittedRow("lightgcn", lambda m: {"dim": m.dim, "layers": m.layers, "lr": m.lr}),
-}
-
-
-def run_baseline(name, ds, sp, cold, base_cfg, out_dir, attributes_path, done):
-    row = FITTED_ROWS[name]
+def run_fitted(name, ds, sp, cold, base_cfg, out_dir, attributes_path, done):
+    row = ROWS[name]
     t0 = time.time()
     settings = row.settings(ds, attributes_path) if row.settings else {}
     train, valid = (ds.sequences, None) if row.all_events else (sp.train, sp.valid)
@@ -192,7 +139,7 @@ def run_generative(name, ds, sp, cold, base_cfg, out_dir, attributes_path, done)
 
 def run_gpt(name, ds, sp, cold, base_cfg: Config, out_dir, attributes_path, done):
     changes = {k: (v.format(attributes=attributes_path) if isinstance(v, str) else v)
-               for k, v in GPT_VARIANTS[name].items()}
+               for k, v in ROWS[name].changes.items()}
     if name in NEEDS:  # the selected run's schedule, replayed up to its validation-chosen step
         chosen = done[NEEDS[name]]
         changes.update(decay_steps=chosen["config"]["decay_steps"] or chosen["config"]["max_steps"],
@@ -209,9 +156,52 @@ def run_gpt(name, ds, sp, cold, base_cfg: Config, out_dir, attributes_path, done
                  "beyond": metrics.get("beyond")})
 
 
-# row -> how it is built
-BUILD = {**{name: run_baseline for name in FITTED_ROWS}, **{name: run_gpt for name in GPT_VARIANTS},
-         "gpt_generative": run_generative}
+@dataclass(frozen=True)
+class Row:
+    """How a row of the board is built: `build` (run_fitted, run_gpt, run_generative) and its settings.
+    A fitted row: the registered method, fitted with selection on validation; `settings(ds,
+    attributes_path)` -> its model's options; `config(model)` -> what its row's config says;
+    all_events: counts every interaction, test targets included (no validation figures).
+    A GPT row: what it changes from the defaults."""
+    label: str
+    build: Callable
+    method: str = ""
+    config: Callable | None = None
+    settings: Callable | None = None
+    all_events: bool = False
+    changes: dict = field(default_factory=dict)
+
+
+# name -> row, in the board's order; the GPT rows follow the seed's journey
+ROWS = {
+    # the one popularity: `nanorec train method=popularity` fits exactly this
+    "popularity": Row("popularity (training split counts)", run_fitted, "popularity",
+                      lambda m: {"counts": "the training split (as nanorec train method=popularity)"}),
+    "popularity_published": Row("popularity_published: counts include test targets (leaky, as published)", run_fitted,
+                                "popularity", lambda m: {"counts": "all interactions, test targets included"},
+                                all_events=True),
+    "transitions": Row("item-to-item transitions", run_fitted, "transitions",
+                       lambda m: {"window": m.window, "decay": m.decay, "pop_weight": m.pop_weight}),
+    "svd": Row("PureSVD", run_fitted, "svd", lambda m: {"k": m.k}),
+    "content_knn": Row("content kNN (attributes, Faiss)", run_fitted, "knn",
+                       lambda m: {"table": "TF-IDF attributes, full rank", "dim": int(m.table.shape[1]),
+                                  "last": m.last, "pop_weight": m.pop_weight}, knn_settings),
+    "lightgcn": Row("LightGCN (PyG)", run_fitted, "lightgcn", lambda m: {"dim": m.dim, "layers": m.layers, "lr": m.lr}),
+    "gpt_padded": Row("GPT, one user per row (no packing), no LR decay", run_gpt,
+                      changes=dict(packing=False, decay_lr=False)),
+    "gpt_packed": Row("GPT, packed, one-shot, no LR decay", run_gpt, changes=dict(decay_lr=False)),
+    "gpt_generative": Row("GPT, packed, generative decoding, no LR decay", run_generative),
+    "gpt_content": Row("GPT + attribute content, no LR decay", run_gpt,
+                       changes=dict(decay_lr=False, content="{attributes}")),
+    "gpt_content_decay": Row("GPT + attribute content, warmup + cosine LR decay", run_gpt,
+                             changes=dict(content="{attributes}")),
+    # the model `nanorec train content=...` ships: the row above plus the default fusion (its GPT is trained
+    # again, the same seed and config: the GPT-alone figure beside it is gpt_content_decay's)
+    "gpt_fused": Row("shipped: GPT + content + decay + fusion (transitions, co-occurrence, content)", run_gpt,
+                     changes=dict(content="{attributes}", fuse_transitions="auto")),
+    "gpt_all_data": Row("GPT + content + decay, all data (valid targets trained on)", run_gpt,  # max_steps: NEEDS
+                        changes=dict(content="{attributes}", all_data=True, patience=0)),
+}
 
 
 def write_outputs(out_dir, ds, sp, rows, meta):
@@ -250,7 +240,7 @@ def write_outputs(out_dir, ds, sp, rows, meta):
 
 # bar colours: the shipped model apart from the plain GPT rows (the default) and the baselines
 SHIPPED, GPT_COLOR, BASELINE_COLOR, SHIPPED_COLOR = "gpt_fused", "tab:blue", "tab:gray", "tab:green"
-COLORS = {**dict.fromkeys(FITTED_ROWS, BASELINE_COLOR), SHIPPED: SHIPPED_COLOR}
+COLORS = {**{name: BASELINE_COLOR for name, row in ROWS.items() if row.method}, SHIPPED: SHIPPED_COLOR}
 
 
 def bars(rows) -> list[tuple[str, float, str]]:
@@ -294,7 +284,7 @@ def read_earlier(path: str) -> dict:
     from .data import read_json
     earlier = read_json(path)
     rows = earlier.get("rows") if isinstance(earlier, dict) else None
-    if not isinstance(rows, list) or not all(isinstance(r, dict) and r.get("method") in METHODS for r in rows) \
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and r.get("method") in ROWS for r in rows) \
             or not isinstance(earlier.get("command"), str):
         raise DataError(f"{path}: not a leaderboard written by nanorec (start again without --resume)")
     return earlier
@@ -303,10 +293,10 @@ def read_earlier(path: str) -> dict:
 def main(argv) -> int:
     from tqdm.auto import tqdm
 
-    p = command_parser("leaderboard", __doc__, "\nmethods: " + ", ".join(METHODS))
+    p = command_parser("leaderboard", __doc__, "\nmethods: " + ", ".join(ROWS))
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset, in this order")
+    p.add_argument("--methods", default=",".join(ROWS), help="comma-separated subset, in this order")
     p.add_argument("--resume", action="store_true", help="keep rows already in OUT/leaderboard.json")
     p.add_argument("--split-time", help="time-split mode: holdout=time at this ISO date/time or fraction of the "
                    "events (an event log with times; see nanorec train --help, split_time)")
@@ -314,17 +304,17 @@ def main(argv) -> int:
     args = p.parse_args(argv)
     names = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.split_time is not None:  # the default list without what the time split cannot run; a named one is refused
-        if args.methods == ",".join(METHODS):
+        if args.methods == ",".join(ROWS):
             names = [m for m in names if m not in NOT_IN_TIME_MODE]
         bad = [m for m in names if m in NOT_IN_TIME_MODE]
         if bad:
             raise UsageError(f"--methods: {bad[0]} is not available with --split-time "
                              f"(leave-one-out files only: {', '.join(NOT_IN_TIME_MODE)})")
-    unknown = [m for m in names if m not in METHODS]
+    unknown = [m for m in names if m not in ROWS]
     if unknown:
-        raise UsageError(f"unknown method {unknown[0]!r} (methods: {', '.join(METHODS)})")
+        raise UsageError(f"unknown method {unknown[0]!r} (methods: {', '.join(ROWS)})")
     if not names:
-        raise UsageError(f"--methods {args.methods!r}: no method named (methods: {', '.join(METHODS)})")
+        raise UsageError(f"--methods {args.methods!r}: no method named (methods: {', '.join(ROWS)})")
     # the seed's journey: plain GPT rows, then gpt_fused, the model as shipped (fusion on; fuse_transitions=true
     # would add it to every row)
     timed = {"holdout": "time", "split_time": args.split_time} if args.split_time is not None else {}
@@ -367,10 +357,10 @@ def main(argv) -> int:
             continue
         bar.set_postfix(method=name)
         t0 = time.time()
-        row = done[name] = BUILD[name](name, ds, sp, cold, base_cfg, args.out, attributes_path, done)
+        row = done[name] = ROWS[name].build(name, ds, sp, cold, base_cfg, args.out, attributes_path, done)
         tqdm.write(f"{name:<22} test HR@10 {row['test']['HR@10']:.4f} NDCG@10 {row['test']['NDCG@10']:.4f} "
                    f"MAP@10 {row['test']['MAP@10']:.4f}  ({time.time() - t0:.0f} s)")
-        write_outputs(args.out, ds, sp, [done[m] for m in METHODS if m in done], meta)
-    write_outputs(args.out, ds, sp, [done[m] for m in METHODS if m in done], meta)
+        write_outputs(args.out, ds, sp, [done[m] for m in ROWS if m in done], meta)
+    write_outputs(args.out, ds, sp, [done[m] for m in ROWS if m in done], meta)
     print(open(os.path.join(args.out, "leaderboard.md")).read())
     return 0

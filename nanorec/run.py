@@ -33,7 +33,7 @@ from . import fusion, methods, rundir
 from .config import Config
 from .data import Sequences
 from .errors import DataError
-from .methods.gpt import fused, read_fusion_parts, shipped_scorer  # noqa: F401 - train's end of run: shipped_scorer
+from .methods.gpt import shipped_scorer  # noqa: F401 - train's end of run imports it from here
 from .scoring import Scorer, gpt_scorer
 
 
@@ -69,9 +69,9 @@ class Run:
 def fusion_terms(run: "Run", device: str = "cpu"):
     """A fused GPT run's terms apart, for showing what lifted each item (nanorec inspect):
     (the GPT's own scorer, tables, content term or None, weights), or None for any other run."""
-    if not methods.get(run.config.method).trains or not fused(run.run_dir, run.config, run.num_items):
+    if getattr(run.model, "fusion", None) is None:  # the parts Run.open read (methods/gpt.py)
         return None
-    tables, weights = read_fusion_parts(run.run_dir, run.config, run.model)
+    tables, weights = run.model.fusion
     content = fusion.content_term(run.model) if weights[2] else None
     return gpt_scorer(run.model, device), tables, content, weights
 

@@ -30,8 +30,9 @@ class GPTMethod(Method):
 
     def open(self, run_dir: str, cfg, item_ids: np.ndarray, device: str = "cpu"):
         model = load_gpt(run_dir, cfg, item_ids, device)
-        fusion = read_fusion_parts(run_dir, cfg, model) if fused(run_dir, cfg, model.num_items) else None
-        return model, shipped_scorer(model, device, fusion)
+        # (tables, weights) or None, kept for showing the terms apart (run.fusion_terms)
+        model.fusion = read_fusion_parts(run_dir, cfg, model) if fused(run_dir, cfg, model.num_items) else None
+        return model, shipped_scorer(model, device, model.fusion)
 
 
 def shipped_scorer(model, device: str = "cpu", fusion: tuple | None = None, gpt: Scorer | None = None) -> Scorer:
