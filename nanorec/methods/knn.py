@@ -20,14 +20,9 @@ a small value breaks those ties towards popular items. Choose it, like
 Indexes: ``flat`` (exact inner product, the default), ``hnsw`` (graph,
 approximate, for catalogues of millions) or ``ivf`` (inverted lists, approximate).
 
-Usage as a baseline (the `Scorer` contract of nanorec.scoring)::
-
-    knn = ContentKNN("attributes.safetensors", item_ids=ds.item_ids, last=2)
-    knn.fit(split.train, ds.num_items)
-    evaluate(knn, split.valid)
-
-or on a data set's test split, options as chosen by benchmarks/content_knn.py:
-``nanorec leaderboard --data DATA.txt --out OUT --methods content_knn``.
+Fitted through the registry, ``methods.get("knn").fit(train, num_items, content=TABLE,
+item_ids=ds.item_ids, last=2)``, or on a data set's test split, with the options
+benchmarks/content_knn.py chose: ``nanorec leaderboard --methods content_knn``.
 """
 from __future__ import annotations
 
