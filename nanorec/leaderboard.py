@@ -38,7 +38,7 @@ from . import methods
 from .cli import command_parser
 from .config import Config, apply_overrides
 from .content import attribute_table, save_table
-from .data import Dataset, TargetSets, item_counts, load, split, time_split
+from .data import Dataset, TargetSets, item_counts, load, read_json, split, time_split
 from .errors import DataError, UsageError
 from .evaluate import (KS, TIME_PROTOCOL, beyond_metrics, evaluate, evaluate_split, metrics_from_ranks, protocol_line,
                        top_lists)
@@ -281,7 +281,6 @@ def machine() -> str:
 
 def read_earlier(path: str) -> dict:
     """An earlier leaderboard.json to resume from, checked: a broken one is a DataError naming it."""
-    from .data import read_json
     earlier = read_json(path)
     rows = earlier.get("rows") if isinstance(earlier, dict) else None
     if not isinstance(rows, list) or not all(isinstance(r, dict) and r.get("method") in ROWS for r in rows) \

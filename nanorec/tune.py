@@ -32,7 +32,6 @@ integer key), `key=low..high:log` (log scale), or `key=a|b|c` (choices), e.g.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import re
@@ -41,6 +40,7 @@ import shutil
 from . import methods, rundir
 from .config import TYPES, Config, apply_overrides, expected, parse_value
 from .cli import command_parser, one_line
+from .data import read_json
 from .errors import DataError, NanorecError, UsageError
 from .files import OutputLock, disk_error, publish_folder, recover_folder, temp_folder
 
@@ -202,9 +202,8 @@ def _bytes(path: str) -> bytes | None:
 
 def _is_summary(path: str) -> bool:
     try:
-        with open(path, encoding="utf-8") as f:
-            d = json.load(f)
-    except (OSError, ValueError):
+        d = read_json(path)
+    except DataError:
         return False
     return isinstance(d, dict) and {"space", "trials"} <= set(d)
 
