@@ -26,10 +26,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # degrade gracefully when c
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from nanorec.baselines.lightgcn import LightGCN  # noqa: E402
-from nanorec.baselines.pop import Popularity  # noqa: E402
-from nanorec.baselines.svd import PureSVD  # noqa: E402
-from nanorec.baselines.transitions import Transitions  # noqa: E402
+from nanorec.methods.lightgcn import LightGCN  # noqa: E402
+from nanorec.methods.popularity import Popularity  # noqa: E402
+from nanorec.methods.svd import PureSVD  # noqa: E402
+from nanorec.methods.transitions import Transitions  # noqa: E402
 from nanorec.data import load, split  # noqa: E402
 from nanorec.evaluate import evaluate, protocol_line  # noqa: E402
 

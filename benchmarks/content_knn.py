@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from nanorec.baselines.knn import ContentKNN  # noqa: E402
+from nanorec.methods.knn import ContentKNN  # noqa: E402
 from nanorec.content import align, attribute_table, coverage_line  # noqa: E402
 from nanorec.data import load, split  # noqa: E402
 from nanorec.evaluate import evaluate, format_metrics, protocol_line  # noqa: E402

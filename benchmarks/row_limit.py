@@ -1,4 +1,4 @@
-"""How many followers a count table keeps per item (baselines/transitions.py ROW_LIMIT):
+"""How many followers a count table keeps per item (methods/transitions.py ROW_LIMIT):
 validation NDCG@10 of the transitions and co-occurrence tables alone, and the pairs a user's
 row holds, for several limits, on each data set given.
 
@@ -20,8 +20,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from nanorec.baselines.cooccurrence import CoOccurrence  # noqa: E402
-from nanorec.baselines.transitions import Transitions  # noqa: E402
+from nanorec.methods.cooccurrence import CoOccurrence  # noqa: E402
+from nanorec.methods.transitions import Transitions  # noqa: E402
 from nanorec.data import EvalSet, load, split  # noqa: E402
 from nanorec.evaluate import evaluate  # noqa: E402
 from nanorec.train import validation_sample  # noqa: E402

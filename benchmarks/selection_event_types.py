@@ -88,8 +88,8 @@ def tables_alone(data: str, split_time: str) -> dict:
     pairs (purchase -> purchase of two items) read at the last purchase; the same read at the last
     event (a view, for half the shop's customers); and with view -> next purchase of another item
     pairs added (ViewPairs), read at the last purchase."""
-    from nanorec.baselines.cooccurrence import CoOccurrence
-    from nanorec.baselines.transitions import Transitions
+    from nanorec.methods.cooccurrence import CoOccurrence
+    from nanorec.methods.transitions import Transitions
     from nanorec.data import split
     from nanorec.data.sequences import next_targets
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 
+from . import methods
 from .data import item_counts
 
 
@@ -22,18 +23,16 @@ def baselines(ds, sp, cfg, transitions=None, beyond_users: int = 0, exclude_seen
     on its validation users (a fused run's), used instead of fitting it again. beyond_users:
     score_report's (an update's sample). exclude_seen: the run's choice (seen.py), so the
     figures compare on one protocol."""
-    from .baselines.pop import Popularity
-    from .baselines.transitions import Transitions
     from .evaluate import score_report
 
     if sp.valid is None and sp.test is None:
         return None
     counts = item_counts(sp.train, ds.num_items)
     out = {}
-    for name, make in (("popularity", lambda: Popularity().fit(sp.train, ds.num_items)),
-                       ("transitions", lambda: transitions or Transitions().fit(sp.train, ds.num_items, sp.valid))):
+    given = {"transitions": transitions} if transitions is not None else {}
+    for name in ("popularity", "transitions"):
         t0 = time.time()
-        model = make()
+        model = given.get(name) or methods.get(name).fit(sp.train, ds.num_items, sp.valid)
         fit_seconds = round(time.time() - t0, 2)
         report = score_report(model.score, sp, ds.num_items, counts, cfg.eval_batch_size,
                               split_time=cfg.split_time, seed=cfg.seed, beyond_users=beyond_users,

@@ -250,7 +250,7 @@ def resolve(cfg: Config, num_items: int, num_valid: int | None = None, batches_p
     from .train import validation_users  # train imports config
     auto = tuple(k for k, sentinel in AUTO.items() if getattr(cfg, k) == sentinel)
     loss = resolve_loss(cfg.loss, num_items)
-    sampled = loss == "sampled" and cfg.method == "gpt" and batches_per_epoch is not None
+    sampled = loss == "sampled" and batches_per_epoch is not None  # train passes None for a fitted method
     out = dataclasses.replace(
         cfg, loss=loss, dropout=AUTO_DROPOUT[loss] if cfg.dropout == -1.0 else cfg.dropout,
         fuse_transitions="true" if cfg.fuse_transitions == "auto" else cfg.fuse_transitions,

@@ -5,9 +5,9 @@ well each item goes with the user's last items.
                                   + w2 * log(cooccurrence(item) + floor)
                                   + w3 * cos(content(last item), content(item))
 
-transitions: what follows the user's last items (baselines/transitions.py);
+transitions: what follows the user's last items (methods/transitions.py);
 cooccurrence: what is bought within a few positions of them, in either order
-(baselines/cooccurrence.py), both counted on the training split; content: the
+(methods/cooccurrence.py), both counted on the training split; content: the
 cosine of the run's frozen content vectors (content=; 0 for items without content,
 and the term is absent without content). The GPT's term is its log-softmax; the
 softmax's normaliser is the same for every item of a user, so it changes no list
@@ -291,8 +291,8 @@ def fit(gpt: Scorer, train, num_items: int, valid, batch_size: int = 1024, weigh
     {"w1,w2,w3": NDCG@10}). content: `content_term(model)` (None: no content term). `weights`
     given (config fusion_weights): those, nothing chosen. Without validation users: NO_VALIDATION.
     Also -> the weight search's seconds (0 when nothing was chosen)."""
-    from .baselines.cooccurrence import CoOccurrence
-    from .baselines.transitions import Transitions
+    from .methods.cooccurrence import CoOccurrence
+    from .methods.transitions import Transitions
     tables = [Transitions().fit(train, num_items, valid), CoOccurrence().fit(train, num_items, valid)]
     if weights is None and valid is None:  # nothing to choose on; content's weight only with content
         weights = NO_VALIDATION if content is not None else NO_VALIDATION[:2] + (0.0,)

@@ -29,17 +29,24 @@ from __future__ import annotations
 import os
 import platform
 import time
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
+from . import methods
 from .cli import command_parser
 from .config import Config, apply_overrides
-from .data import Dataset, TargetSets, item_counts, load, split, time_split
+from .content import attribute_table, save_table
+from .data import Dataset, TargetSets, item_counts, load, read_json, split, time_split
 from .errors import DataError, UsageError
 from .evaluate import (KS, TIME_PROTOCOL, beyond_metrics, evaluate, evaluate_split, metrics_from_ranks, protocol_line,
                        top_lists)
 from .files import atomic_write, check_output_folder, write_json, write_text
 from .rundir import read_test_ranks
+from .run import Run
+from .scoring import list_scorer
+from .train import run as train
 
 # Published full-ranking results on the S3-Rec files (HR@10, NDCG@10), leave-one-out over all items:
 # SASRec as reported in the S3-Rec paper, the best published (BSARec / TV-Rec), and the
@@ -57,45 +64,16 @@ SEED_MAP10 = {"svd": 0.00245, "content_knn": 0.00723, "lightgcn": 0.04754, "gpt_
               "gpt_generative": 0.05955, "gpt_content": 0.06788, "gpt_content_decay": 0.07198,
               "gpt_all_data": 0.07401}
 
-# method -> label; the GPT rows follow the seed's journey.
-METHODS = {
-    "popularity": "popularity (training split counts)",
-    "popularity_published": "popularity_published: counts include test targets (leaky, as published)",
-    "transitions": "item-to-item transitions",
-    "svd": "PureSVD",
-    "content_knn": "content kNN (attributes, Faiss)",
-    "lightgcn": "LightGCN (PyG)",
-    "gpt_padded": "GPT, one user per row (no packing), no LR decay",
-    "gpt_packed": "GPT, packed, one-shot, no LR decay",
-    "gpt_generative": "GPT, packed, generative decoding, no LR decay",
-    "gpt_content": "GPT + attribute content, no LR decay",
-    "gpt_content_decay": "GPT + attribute content, warmup + cosine LR decay",
-    "gpt_fused": "shipped: GPT + content + decay + fusion (transitions, co-occurrence, content)",
-    "gpt_all_data": "GPT + content + decay, all data (valid targets trained on)",
-}
-
-# What each GPT variant changes from the defaults.
-GPT_VARIANTS = {
-    "gpt_padded": dict(packing=False, decay_lr=False),
-    "gpt_packed": dict(decay_lr=False),
-    "gpt_content": dict(decay_lr=False, content="{attributes}"),
-    "gpt_content_decay": dict(content="{attributes}"),
-    # the model `nanorec train content=...` ships: the row above plus the default fusion (its GPT is trained
-    # again, the same seed and config: the GPT-alone figure beside it is gpt_content_decay's)
-    "gpt_fused": dict(content="{attributes}", fuse_transitions="auto"),
-    "gpt_all_data": dict(content="{attributes}", all_data=True, patience=0),  # max_steps from gpt_content_decay
-}
-
-
 def cold_target_mask(ds: Dataset, sp, max_count: int = 5) -> np.ndarray:
     """(M,) test users whose target item has at most `max_count` training interactions."""
     counts = item_counts(sp.train, ds.num_items)
     return counts[sp.test.targets] <= max_count
 
 
-# the time-split mode leaves out what needs leave-one-out files (attributes) or counts the test targets
-NOT_IN_TIME_MODE = ("popularity_published", "content_knn", "gpt_content", "gpt_content_decay", "gpt_fused",
-                    "gpt_all_data")
+# the rows that need attributes; the time-split mode leaves out what needs leave-one-out files
+# (attributes) or counts the test targets
+CONTENT_ROWS = ("content_knn", "gpt_content", "gpt_content_decay", "gpt_fused", "gpt_all_data")
+NOT_IN_TIME_MODE = ("popularity_published", *CONTENT_ROWS)
 
 
 def scored_on_test(scorer, ds, sp, batch_size: int = 512):
@@ -110,7 +88,7 @@ def scored_on_test(scorer, ds, sp, batch_size: int = 512):
 
 
 def _row(method, test_m, ranks, cold, valid_m=None, train_s=0.0, rec_s=0.0, config=None, extra=None):
-    row = {"method": method, "label": METHODS[method],
+    row = {"method": method, "label": ROWS[method].label,
            "test": {k: test_m[k] for k in test_m if "@" in k},
            "test_cold_target": None if ranks is None else metrics_from_ranks(ranks[cold]),
            "cold_target_users": 0 if ranks is None else int(cold.sum()),
@@ -120,84 +98,110 @@ def _row(method, test_m, ranks, cold, valid_m=None, train_s=0.0, rec_s=0.0, conf
     return row
 
 
-def run_baseline(method, ds, sp, cold, attributes_path, log):
-    from .baselines.pop import Popularity
+def knn_settings(ds, attributes_path) -> dict:
+    """Options chosen on validation by benchmarks/content_knn.py: the unreduced TF-IDF attribute
+    vectors, the last item only, a small popularity tie-break."""
+    ids, vectors = attribute_table(ds.attributes_path, ds.item_ids, dim=100_000)  # > rank: no reduction
+    knn_table = os.path.join(os.path.dirname(attributes_path), "attributes_full.safetensors")
+    save_table(knn_table, ids, vectors)
+    return dict(content=knn_table, item_ids=ds.item_ids, last=1, pop_weight=0.1)
 
+
+def run_fitted(name, ds, sp, cold, base_cfg, out_dir, attributes_path, done):
+    row = ROWS[name]
     t0 = time.time()
-    config = {}
-    if method == "popularity":  # the one popularity: `nanorec train method=popularity` fits exactly this
-        model = Popularity().fit(sp.train, ds.num_items)
-        config = {"counts": "the training split (as nanorec train method=popularity)"}
-    elif method == "popularity_published":
-        model = Popularity().fit(ds.sequences, ds.num_items)
-        config = {"counts": "all interactions, test targets included"}
-    elif method == "transitions":
-        from .baselines.transitions import Transitions
-        model = Transitions().fit(sp.train, ds.num_items, sp.valid)
-        config = {"window": model.window, "decay": model.decay, "pop_weight": model.pop_weight}
-    elif method == "svd":
-        from .baselines.svd import PureSVD
-        model = PureSVD().fit(sp.train, ds.num_items, sp.valid)
-        config = {"k": model.k}
-    elif method == "content_knn":
-        from .baselines.knn import ContentKNN
-        # Options chosen on validation by benchmarks/content_knn.py: the unreduced TF-IDF
-        # attribute vectors, the last item only, a small popularity tie-break.
-        from .content import attribute_table
-        ids, vectors = attribute_table(ds.attributes_path, ds.item_ids, dim=100_000)  # > rank: no reduction
-        knn_table = os.path.join(os.path.dirname(attributes_path), "attributes_full.safetensors")
-        from .content import save_table
-        save_table(knn_table, ids, vectors)
-        model = ContentKNN(knn_table, item_ids=ds.item_ids, last=1, pop_weight=0.1).fit(sp.train, ds.num_items)
-        config = {"table": "TF-IDF attributes, full rank", "dim": int(vectors.shape[1]), "last": 1, "pop_weight": 0.1}
-    elif method == "lightgcn":
-        from .baselines.lightgcn import LightGCN
-        model = LightGCN().fit(sp.train, ds.num_items, sp.valid)
-        config = {k: getattr(model, k) for k in ("dim", "layers", "lr") if hasattr(model, k)}
-    else:
-        raise ValueError(method)
+    settings = row.settings(ds, attributes_path) if row.settings else {}
+    train, valid = (ds.sequences, None) if row.all_events else (sp.train, sp.valid)
+    model = methods.get(row.method).fit(train, ds.num_items, valid, **settings)
     train_s = time.time() - t0
-    valid_m = evaluate(model.score, sp.valid) if method != "popularity_published" else None  # it counted them
+    valid_m = None if row.all_events else evaluate(model.score, sp.valid)  # it counted them
     t1 = time.time()
     test_m, ranks, beyond = scored_on_test(model.score, ds, sp)
-    return _row(method, test_m, ranks, cold, valid_m, train_s, time.time() - t1, config, {"beyond": beyond})
+    return _row(name, test_m, ranks, cold, valid_m, train_s, time.time() - t1, row.config(model), {"beyond": beyond})
 
 
-def run_gpt(method, ds, sp, cold, base_cfg: Config, out_dir, attributes_path, done, log):
-    from .run import Run
-    from .scoring import list_scorer
-    from .train import run
+# rows built from an earlier row: the generative row decodes gpt_packed's run, and gpt_all_data replays
+# gpt_content_decay's schedule up to its validation-chosen step
+NEEDS = {"gpt_generative": "gpt_packed", "gpt_all_data": "gpt_content_decay"}
 
-    if method == "gpt_generative":  # the packed model, decoded generatively: no new training
-        packed_dir = os.path.join(out_dir, "runs", "gpt_packed")
-        if "gpt_packed" not in done:
-            raise RuntimeError("gpt_generative needs gpt_packed first")
-        packed = Run.open(packed_dir)  # as the run ships (the GPT alone: the leaderboard's rows are unfused)
-        t0 = time.time()
-        valid_m = None  # nothing is selected for this row (the packed run's weights): test only, half the cost
-        test_m, ranks, beyond = scored_on_test(list_scorer(packed.scorer, packed.num_items, 20), ds, sp, 256)
-        return _row(method, test_m, ranks, cold, valid_m, done["gpt_packed"]["train_seconds"], time.time() - t0,
-                    done["gpt_packed"]["config"], {"run": packed_dir, "beyond": beyond})
 
-    changes = {k: (v.format(attributes=attributes_path) if isinstance(v, str) else v)
-               for k, v in GPT_VARIANTS[method].items()}
-    if method == "gpt_all_data":
-        chosen = done.get("gpt_content_decay")
-        if chosen is None:
-            raise RuntimeError("gpt_all_data needs gpt_content_decay first (its validation-chosen step count)")
-        # the selected run's schedule, replayed up to its validation-chosen step
-        changes["decay_steps"] = chosen["config"]["decay_steps"] or chosen["config"]["max_steps"]
-        changes["max_steps"] = chosen["best_step"]
-    cfg = Config(**{**base_cfg.to_dict(), **changes})
-    run_dir = os.path.join(out_dir, "runs", method)
+def run_generative(name, ds, sp, cold, base_cfg, out_dir, attributes_path, done):
+    """The packed model, decoded generatively: no new training."""
+    packed_row = done[NEEDS[name]]  # main checks that it comes first
+    packed_dir = os.path.join(out_dir, "runs", NEEDS[name])
+    packed = Run.open(packed_dir)  # as the run ships (the GPT alone: the leaderboard's rows are unfused)
     t0 = time.time()
-    metrics = run(cfg, run_dir, overwrite=True, quiet=True)  # a row not in leaderboard.json is redone whole
+    valid_m = None  # nothing is selected for this row (the packed run's weights): test only, half the cost
+    test_m, ranks, beyond = scored_on_test(list_scorer(packed.scorer, packed.num_items, 20), ds, sp, 256)
+    return _row(name, test_m, ranks, cold, valid_m, packed_row["train_seconds"], time.time() - t0,
+                packed_row["config"], {"run": packed_dir, "beyond": beyond})
+
+
+def run_gpt(name, ds, sp, cold, base_cfg: Config, out_dir, attributes_path, done):
+    changes = {k: (v.format(attributes=attributes_path) if isinstance(v, str) else v)
+               for k, v in ROWS[name].changes.items()}
+    if name in NEEDS:  # the selected run's schedule, replayed up to its validation-chosen step
+        chosen = done[NEEDS[name]]
+        changes.update(decay_steps=chosen["config"]["decay_steps"] or chosen["config"]["max_steps"],
+                       max_steps=chosen["best_step"])
+    cfg = Config(**{**base_cfg.to_dict(), **changes})
+    run_dir = os.path.join(out_dir, "runs", name)
+    t0 = time.time()
+    metrics = train(cfg, run_dir, overwrite=True, quiet=True)  # a row not in leaderboard.json is redone whole
     train_s = time.time() - t0
     test_m, rec_s = metrics["test"], metrics["test_seconds"]  # measured: the final test pass alone
     ranks = None if isinstance(sp.test, TargetSets) else read_test_ranks(run_dir)
-    return _row(method, test_m, ranks, cold, metrics["valid"], train_s, rec_s, cfg.to_dict(),
+    return _row(name, test_m, ranks, cold, metrics["valid"], train_s, rec_s, cfg.to_dict(),
                 {"best_step": metrics["best_step"], "steps": metrics["steps"], "run": run_dir,
                  "beyond": metrics.get("beyond")})
+
+
+@dataclass(frozen=True)
+class Row:
+    """How a row of the board is built: `build` (run_fitted, run_gpt, run_generative) and its settings.
+    A fitted row: the registered method, fitted with selection on validation; `settings(ds,
+    attributes_path)` -> its model's options; `config(model)` -> what its row's config says;
+    all_events: counts every interaction, test targets included (no validation figures).
+    A GPT row: what it changes from the defaults."""
+    label: str
+    build: Callable
+    method: str = ""
+    config: Callable | None = None
+    settings: Callable | None = None
+    all_events: bool = False
+    changes: dict = field(default_factory=dict)
+
+
+# name -> row, in the board's order; the GPT rows follow the seed's journey
+ROWS = {
+    # the one popularity: `nanorec train method=popularity` fits exactly this
+    "popularity": Row("popularity (training split counts)", run_fitted, "popularity",
+                      lambda m: {"counts": "the training split (as nanorec train method=popularity)"}),
+    "popularity_published": Row("popularity_published: counts include test targets (leaky, as published)", run_fitted,
+                                "popularity", lambda m: {"counts": "all interactions, test targets included"},
+                                all_events=True),
+    "transitions": Row("item-to-item transitions", run_fitted, "transitions",
+                       lambda m: {"window": m.window, "decay": m.decay, "pop_weight": m.pop_weight}),
+    "svd": Row("PureSVD", run_fitted, "svd", lambda m: {"k": m.k}),
+    "content_knn": Row("content kNN (attributes, Faiss)", run_fitted, "knn",
+                       lambda m: {"table": "TF-IDF attributes, full rank", "dim": int(m.table.shape[1]),
+                                  "last": m.last, "pop_weight": m.pop_weight}, knn_settings),
+    "lightgcn": Row("LightGCN (PyG)", run_fitted, "lightgcn", lambda m: {"dim": m.dim, "layers": m.layers, "lr": m.lr}),
+    "gpt_padded": Row("GPT, one user per row (no packing), no LR decay", run_gpt,
+                      changes=dict(packing=False, decay_lr=False)),
+    "gpt_packed": Row("GPT, packed, one-shot, no LR decay", run_gpt, changes=dict(decay_lr=False)),
+    "gpt_generative": Row("GPT, packed, generative decoding, no LR decay", run_generative),
+    "gpt_content": Row("GPT + attribute content, no LR decay", run_gpt,
+                       changes=dict(decay_lr=False, content="{attributes}")),
+    "gpt_content_decay": Row("GPT + attribute content, warmup + cosine LR decay", run_gpt,
+                             changes=dict(content="{attributes}")),
+    # the model `nanorec train content=...` ships: the row above plus the default fusion (its GPT is trained
+    # again, the same seed and config: the GPT-alone figure beside it is gpt_content_decay's)
+    "gpt_fused": Row("shipped: GPT + content + decay + fusion (transitions, co-occurrence, content)", run_gpt,
+                     changes=dict(content="{attributes}", fuse_transitions="auto")),
+    "gpt_all_data": Row("GPT + content + decay, all data (valid targets trained on)", run_gpt,  # max_steps: NEEDS
+                        changes=dict(content="{attributes}", all_data=True, patience=0)),
+}
 
 
 def write_outputs(out_dir, ds, sp, rows, meta):
@@ -234,16 +238,15 @@ def write_outputs(out_dir, ds, sp, rows, meta):
         pass
 
 
-# bar colours: the shipped model apart from the plain GPT rows and the baselines
+# bar colours: the shipped model apart from the plain GPT rows (the default) and the baselines
 SHIPPED, GPT_COLOR, BASELINE_COLOR, SHIPPED_COLOR = "gpt_fused", "tab:blue", "tab:gray", "tab:green"
+COLORS = {**{name: BASELINE_COLOR for name, row in ROWS.items() if row.method}, SHIPPED: SHIPPED_COLOR}
 
 
 def bars(rows) -> list[tuple[str, float, str]]:
     """(label, test NDCG@10, colour) of each row's bar, top to bottom in the table's order:
     the shipped (fused) model's bar next to the GPT-alone rows it fuses."""
-    def color(method):
-        return SHIPPED_COLOR if method == SHIPPED else GPT_COLOR if method.startswith("gpt") else BASELINE_COLOR
-    return [(r["label"], r["test"]["NDCG@10"], color(r["method"])) for r in rows]
+    return [(r["label"], r["test"]["NDCG@10"], COLORS.get(r["method"], GPT_COLOR)) for r in rows]
 
 
 def _plot(path, name, rows, pub):
@@ -278,10 +281,9 @@ def machine() -> str:
 
 def read_earlier(path: str) -> dict:
     """An earlier leaderboard.json to resume from, checked: a broken one is a DataError naming it."""
-    from .data import read_json
     earlier = read_json(path)
     rows = earlier.get("rows") if isinstance(earlier, dict) else None
-    if not isinstance(rows, list) or not all(isinstance(r, dict) and r.get("method") in METHODS for r in rows) \
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and r.get("method") in ROWS for r in rows) \
             or not isinstance(earlier.get("command"), str):
         raise DataError(f"{path}: not a leaderboard written by nanorec (start again without --resume)")
     return earlier
@@ -290,28 +292,28 @@ def read_earlier(path: str) -> dict:
 def main(argv) -> int:
     from tqdm.auto import tqdm
 
-    p = command_parser("leaderboard", __doc__, "\nmethods: " + ", ".join(METHODS))
+    p = command_parser("leaderboard", __doc__, "\nmethods: " + ", ".join(ROWS))
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset, in this order")
+    p.add_argument("--methods", default=",".join(ROWS), help="comma-separated subset, in this order")
     p.add_argument("--resume", action="store_true", help="keep rows already in OUT/leaderboard.json")
     p.add_argument("--split-time", help="time-split mode: holdout=time at this ISO date/time or fraction of the "
                    "events (an event log with times; see nanorec train --help, split_time)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every GPT run")
     args = p.parse_args(argv)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    names = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.split_time is not None:  # the default list without what the time split cannot run; a named one is refused
-        if args.methods == ",".join(METHODS):
-            methods = [m for m in methods if m not in NOT_IN_TIME_MODE]
-        bad = [m for m in methods if m in NOT_IN_TIME_MODE]
+        if args.methods == ",".join(ROWS):
+            names = [m for m in names if m not in NOT_IN_TIME_MODE]
+        bad = [m for m in names if m in NOT_IN_TIME_MODE]
         if bad:
             raise UsageError(f"--methods: {bad[0]} is not available with --split-time "
                              f"(leave-one-out files only: {', '.join(NOT_IN_TIME_MODE)})")
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in names if m not in ROWS]
     if unknown:
-        raise UsageError(f"unknown method {unknown[0]!r} (methods: {', '.join(METHODS)})")
-    if not methods:
-        raise UsageError(f"--methods {args.methods!r}: no method named (methods: {', '.join(METHODS)})")
+        raise UsageError(f"unknown method {unknown[0]!r} (methods: {', '.join(ROWS)})")
+    if not names:
+        raise UsageError(f"--methods {args.methods!r}: no method named (methods: {', '.join(ROWS)})")
     # the seed's journey: plain GPT rows, then gpt_fused, the model as shipped (fusion on; fuse_transitions=true
     # would add it to every row)
     timed = {"holdout": "time", "split_time": args.split_time} if args.split_time is not None else {}
@@ -321,20 +323,19 @@ def main(argv) -> int:
     check_output_folder(args.out, "--out folder")
     json_path = os.path.join(args.out, "leaderboard.json")
     earlier = read_earlier(json_path) if args.resume and os.path.exists(json_path) else None
-    for method, needs in (("gpt_generative", "gpt_packed"), ("gpt_all_data", "gpt_content_decay")):
+    for name, needs in NEEDS.items():
         kept = earlier is not None and any(r["method"] == needs for r in earlier["rows"])
-        if method in methods and not kept and (needs not in methods or methods.index(needs) > methods.index(method)):
-            raise UsageError(f"--methods: {method} needs {needs} before it (in --methods, or kept by --resume)")
+        if name in names and not kept and (needs not in names or names.index(needs) > names.index(name)):
+            raise UsageError(f"--methods: {name} needs {needs} before it (in --methods, or kept by --resume)")
     ds = load(args.data)
     sp = time_split(ds, args.split_time) if timed else split(ds)
     if sp.test is None:
         raise UsageError(f"{args.data}: the leaderboard needs test targets (leave-one-out data)")
     cold = None if timed else cold_target_mask(ds, sp)
     attributes_path = None
-    if any(m in methods for m in ("content_knn", "gpt_content", "gpt_content_decay", "gpt_fused", "gpt_all_data")):
+    if any(m in names for m in CONTENT_ROWS):
         if not ds.attributes_path:
             raise UsageError(f"{args.data}: content methods need a sibling *_item2attributes.json")
-        from .content import attribute_table, save_table
         os.makedirs(args.out, exist_ok=True)
         attributes_path = os.path.join(args.out, "attributes.safetensors")
         ids, vectors = attribute_table(ds.attributes_path, ds.item_ids)
@@ -349,21 +350,16 @@ def main(argv) -> int:
             "command": "nanorec leaderboard " + " ".join(argv), "seed_challenge_map10": SEED_MAP10}
     if earlier:  # rows kept from an earlier invocation: say how they were made
         meta["command"] = f"{earlier['command']}  ;  then  {meta['command']}"
-    log = tqdm.write
-    bar = tqdm(methods, desc="leaderboard", unit="method", disable=None)  # None: quiet when not a terminal
-    for method in bar:
-        if method in done:
+    bar = tqdm(names, desc="leaderboard", unit="method", disable=None)  # None: quiet when not a terminal
+    for name in bar:
+        if name in done:
             continue
-        bar.set_postfix(method=method)
+        bar.set_postfix(method=name)
         t0 = time.time()
-        if method.startswith("gpt"):
-            row = run_gpt(method, ds, sp, cold, base_cfg, args.out, attributes_path, done, log)
-        else:
-            row = run_baseline(method, ds, sp, cold, attributes_path, log)
-        done[method] = row
-        log(f"{method:<22} test HR@10 {row['test']['HR@10']:.4f} NDCG@10 {row['test']['NDCG@10']:.4f} "
-            f"MAP@10 {row['test']['MAP@10']:.4f}  ({time.time() - t0:.0f} s)")
-        write_outputs(args.out, ds, sp, [done[m] for m in METHODS if m in done], meta)
-    write_outputs(args.out, ds, sp, [done[m] for m in METHODS if m in done], meta)
+        row = done[name] = ROWS[name].build(name, ds, sp, cold, base_cfg, args.out, attributes_path, done)
+        tqdm.write(f"{name:<22} test HR@10 {row['test']['HR@10']:.4f} NDCG@10 {row['test']['NDCG@10']:.4f} "
+                   f"MAP@10 {row['test']['MAP@10']:.4f}  ({time.time() - t0:.0f} s)")
+        write_outputs(args.out, ds, sp, [done[m] for m in ROWS if m in done], meta)
+    write_outputs(args.out, ds, sp, [done[m] for m in ROWS if m in done], meta)
     print(open(os.path.join(args.out, "leaderboard.md")).read())
     return 0

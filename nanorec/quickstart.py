@@ -16,7 +16,7 @@ import numpy as np
 
 from .cli import command_parser
 from .config import Config, apply_overrides, check_dashed_keys
-from .baselines.pop import Popularity
+from .methods.popularity import Popularity
 from .data import load, split
 from .errors import UsageError
 from .files import check_output_folder, write_json

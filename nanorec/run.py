@@ -14,13 +14,13 @@
 
 `nanorec evaluate`, `recommend`, `serve`, the Python API, tune's winner, the leaderboard
 and the benchmarks open runs here, and training builds its end-of-run scorer with the
-same builder (`shipped_scorer`), so a run is scored one way wherever it is opened.
+same builder (methods/gpt.py's `shipped_scorer`), so a run is scored one way wherever it
+is opened. The run's method (methods/) builds its model and scorer from the files.
 
 The folder is checked as a whole before anything is scored: items.json against the hash
 and size data.json recorded at training (an edited vocabulary is refused, naming the
 file), the weights and tables against the vocabulary's size, the histories' item indices
-against the vocabulary. rundir.py names, reads and writes the files; this module builds
-models and scorers from them.
+against the vocabulary. rundir.py names, reads and writes the files.
 """
 from __future__ import annotations
 
@@ -29,11 +29,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import rundir
-from .config import Config, resolve
+from . import fusion, methods, rundir
+from .config import Config
 from .data import Sequences
 from .errors import DataError
-from .scoring import Scorer
+from .methods.gpt import shipped_scorer  # noqa: F401 - train's end of run imports it from here
+from .scoring import Scorer, gpt_scorer
 
 
 @dataclass
@@ -57,13 +58,7 @@ class Run:
         rundir.require_folder(run_dir)
         cfg = rundir.read_config(run_dir)
         item_ids = read_checked_items(run_dir)
-        if cfg.method == "gpt":
-            model = load_gpt(run_dir, cfg, item_ids, device)
-            fusion = read_fusion_parts(run_dir, cfg, model) if fused(run_dir, cfg, model.num_items) else None
-            scorer = shipped_scorer(model, device, fusion)
-        else:
-            model = load_baseline(cfg.method, os.path.join(run_dir, rundir.BASELINE), len(item_ids) - 1)
-            scorer = model.score
+        model, scorer = methods.get(cfg.method).open(run_dir, cfg, item_ids, device)
         user_ids = histories = None
         if os.path.exists(os.path.join(run_dir, rundir.HISTORIES)):
             user_ids, histories = rundir.read_histories(run_dir, len(item_ids) - 1)
@@ -71,82 +66,14 @@ class Run:
         return cls(run_dir, cfg, item_ids, user_ids, histories, scorer, model, run_excludes(run_dir, cfg))
 
 
-# -----------------------------------------------------------------------------
-# the builders: a run's files -> models -> the shipped scorer
-
-def shipped_scorer(model, device: str = "cpu", fusion: tuple | None = None, gpt: Scorer | None = None) -> Scorer:
-    """The scorer a GPT run ships: its logits (`gpt`, default `scoring.gpt_scorer(model, device)`),
-    plus, when `fusion` = (tables [transitions, cooccurrence], weights in fusion.SIGNALS order)
-    is given, the weighted item-to-item terms and the content term (fusion.fused_scorer).
-    Run.open and training's end-of-run both build the scorer here."""
-    from . import fusion as fusion_terms
-    from .scoring import gpt_scorer
-    gpt = gpt if gpt is not None else gpt_scorer(model, device)
-    if fusion is None:
-        return gpt
-    tables, weights = fusion
-    content = fusion_terms.content_term(model) if len(weights) > 2 and weights[2] else None
-    return fusion_terms.fused_scorer(gpt, tables, content, weights)
-
-
-def load_gpt(run_dir: str, cfg: Config | None = None, item_ids: np.ndarray | None = None, device: str = "cpu"):
-    """The run's GPT with its selected weights (model.safetensors), in eval mode on `device`."""
-    from .content import load_content
-    from .model import GPT
-    cfg = cfg if cfg is not None else rundir.read_config(run_dir)
-    item_ids = item_ids if item_ids is not None else read_checked_items(run_dir)
-    content = load_content(cfg.content, item_ids, log=None) if cfg.content else []
-    model = GPT(resolve(cfg, len(item_ids) - 1), len(item_ids) - 1, content)  # an old run's autos: unresolved
-    rundir.load_weights(model, os.path.join(run_dir, rundir.WEIGHTS))
-    return model.to(device).eval()
-
-
-def load_baseline(method: str, path: str, num_items: int):
-    """A fitted baseline (baseline.safetensors, or a fusion table) rebuilt and checked to
-    score exactly the run's num_items items."""
-    from .baselines import shippable
-    state = rundir.read_baseline(path, method)
-    try:
-        model = shippable()[method].from_state(state)
-        width = len(model.score(Sequences(np.array([0, 1], np.int64), np.array([1], np.int64)), None)[0])
-    except Exception as e:  # noqa: BLE001 - arrays that do not rebuild the model mean the file is damaged
-        raise DataError(f"{path}: not a readable {method} model ({rundir.first_line(e)})") from None
-    if width != num_items + 1:
-        raise DataError(f"{path}: scores {width - 1} items, but {rundir.ITEMS} has {num_items}")
-    return model
-
-
-def fused(run_dir: str, cfg: Config, num_items: int) -> bool:
-    """Whether a finished GPT run scores with fusion: fuse_transitions true or auto; a run
-    written before fusion was exact had auto off above fusion.LEGACY_AUTO_MAX_ITEMS items
-    (it has no fusion.json)."""
-    from .fusion import LEGACY_AUTO_MAX_ITEMS, enabled
-    legacy = cfg.fuse_transitions == "auto" and num_items > LEGACY_AUTO_MAX_ITEMS \
-        and not os.path.exists(os.path.join(run_dir, rundir.FUSION))
-    return enabled(cfg.fuse_transitions) and not legacy
-
-
 def fusion_terms(run: "Run", device: str = "cpu"):
     """A fused GPT run's terms apart, for showing what lifted each item (nanorec inspect):
     (the GPT's own scorer, tables, content term or None, weights), or None for any other run."""
-    if run.config.method != "gpt" or not fused(run.run_dir, run.config, run.num_items):
+    if getattr(run.model, "fusion", None) is None:  # the parts Run.open read (methods/gpt.py)
         return None
-    from . import fusion
-    from .scoring import gpt_scorer
-    tables, weights = read_fusion_parts(run.run_dir, run.config, run.model)
+    tables, weights = run.model.fusion
     content = fusion.content_term(run.model) if weights[2] else None
     return gpt_scorer(run.model, device), tables, content, weights
-
-
-def read_fusion_parts(run_dir: str, cfg: Config, model) -> tuple[list, tuple]:
-    """(tables, weights) of a fused run: fusion.json's weights and the tables they use
-    (a table whose weight is 0 is not read: runs from before co-occurrence have none)."""
-    weights = rundir.read_fusion(run_dir)
-    tables = [load_baseline("transitions", os.path.join(run_dir, rundir.FUSION_FILES[name]), model.num_items)
-              if w else None for name, w in zip(rundir.FUSION_FILES, weights)]
-    if weights[2] and not len(model.content):
-        raise DataError(f"{os.path.join(run_dir, rundir.FUSION)}: a content weight, but the run has no content")
-    return tables, weights
 
 
 def read_checked_items(run_dir: str) -> np.ndarray:

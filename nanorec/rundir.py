@@ -526,18 +526,6 @@ def save_baseline(model, path: str) -> None:
     atomic_write(path, lambda tmp: save_file(arrays, tmp))
 
 
-def read_baseline(path: str, method: str) -> dict:
-    """A baseline's fitted arrays (baseline.safetensors, or a fusion table) as {name: array};
-    run.load_baseline rebuilds the model from them."""
-    from safetensors.numpy import load_file
-    if not os.path.exists(path):
-        raise DataError(f"{path}: no such file (the {method} run did not finish)")
-    try:
-        return load_file(path)
-    except Exception as e:  # noqa: BLE001 - any failure to parse the file means it is damaged
-        raise DataError(f"{path}: not a readable {method} model ({first_line(e)})") from None
-
-
 def require_folder(run_dir: str) -> None:
     """A DataError unless run_dir is an existing folder."""
     if not os.path.isdir(run_dir):

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from . import distributed, rundir, tracking
+from . import distributed, methods, rundir, tracking
 from .config import (Config, add_run_writer_options, apply_overrides, check_dashed_keys, describe, parse_weights,
                      resolve, unresolved)
 from .curves import plot_curves
@@ -158,7 +158,7 @@ def check_run(cfg: Config, out_dir: str, resume: bool, overwrite: bool, dataset=
         rundir.resume_config(out_dir, cfg)
         ck = rundir.load_checkpoint(os.path.join(out_dir, rundir.CKPT))
     ds = dataset if dataset is not None else load_like(cfg)
-    if ds.weights is not None and cfg.method not in ("gpt", "transitions", "cooccurrence"):
+    if ds.weights is not None and not methods.get(cfg.method).takes_weights:
         key = "weight_col" if cfg.weight_col else "target_filter"
         raise UsageError(f"{key}: per-event weights weight the GPT's loss and the transitions and cooccurrence "
                          f"tables; method={cfg.method} does not take them (leave {key} out)")
@@ -227,15 +227,12 @@ def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet
     # needs the epochs max_steps covers: one packing of epoch 0 (~0.1 s), only when it applies
     given = cfg
     batches = functools.cache(lambda: len(epoch_batches(train_seqs, given, 0, train_weights)[1]))
-    cfg = resolve(given, ds.num_items, n_valid, batches)
+    method = methods.get(cfg.method)
+    cfg = resolve(given, ds.num_items, n_valid, batches if method.trains else None)
     # validation: all users, or a fixed seeded sample (valid_users); it selects and it is what is reported
     sp = dataclasses.replace(sp, valid=validation_sample(sp.valid, cfg.valid_users, cfg.seed, ds.num_items))
-    if cfg.method != "gpt":  # a baseline: fitted, not trained; the same run folder (baseline_run.py)
-        from . import baseline_run
-        work = folder.start(cfg, ds, fp)
-        results = baseline_run.fit(cfg, work, ds, sp, score_test, Logger(os.path.join(work, rundir.LOG), quiet), folder.notes)
-        folder.commit()
-        return results
+    if not method.trains:  # a baseline: fitted, not trained; the same run folder (methods/base.py)
+        return method.fit_run(folder, cfg, ds, sp, fp, score_test, functools.partial(Logger, quiet=quiet))
 
     # -------------------------------------------------------------------------
     # 2. set up: processes, the run folder, model, optimizer, resumed state

@@ -21,7 +21,7 @@ draws new values. Another --space on an existing study is refused. One tune at
 a time writes a study folder. STUDY_DIR/best and study.json are replaced only
 when this study wrote them; anything else there is refused unless --overwrite.
 
-Baselines (method=popularity|transitions|svd) choose their own settings on
+Baselines (method=popularity|transitions|cooccurrence|svd) choose their own settings on
 validation when they are fitted: there is nothing to search, so they run one
 trial, and --space is refused for them.
 
@@ -32,15 +32,15 @@ integer key), `key=low..high:log` (log scale), or `key=a|b|c` (choices), e.g.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import re
 import shutil
 
-from . import rundir
+from . import methods, rundir
 from .config import TYPES, Config, apply_overrides, expected, parse_value
 from .cli import command_parser, one_line
+from .data import read_json
 from .errors import DataError, NanorecError, UsageError
 from .files import OutputLock, disk_error, publish_folder, recover_folder, temp_folder
 
@@ -124,10 +124,11 @@ def tune(base: Config, out_dir: str, space: str | None = DEFAULT_SPACE, trials: 
         raise UsageError("tuning needs Optuna: pip install 'nanorec[tune]'") from None
     from .data import load_like
 
-    if base.method != "gpt" and space not in (None, DEFAULT_SPACE):
+    trains = methods.get(base.method).trains  # a fitted method chooses its own settings on validation
+    if not trains and space not in (None, DEFAULT_SPACE):
         raise UsageError(f"--space: method={base.method} has nothing to search (it chooses its own settings on "
                          f"validation when fitted); leave --space out")
-    space = (space or DEFAULT_SPACE) if base.method == "gpt" else ""
+    space = (space or DEFAULT_SPACE) if trains else ""
     params = parse_space(space) if space else []
     if not 1 <= trials <= 10_000:
         raise UsageError(f"--trials {trials}: must be in 1..10000")
@@ -201,9 +202,8 @@ def _bytes(path: str) -> bytes | None:
 
 def _is_summary(path: str) -> bool:
     try:
-        with open(path, encoding="utf-8") as f:
-            d = json.load(f)
-    except (OSError, ValueError):
+        d = read_json(path)
+    except DataError:
         return False
     return isinstance(d, dict) and {"space", "trials"} <= set(d)
 
@@ -233,9 +233,9 @@ def open_study(optuna, out_dir: str, base: Config, space: str, params: list[Para
     study = optuna.create_study(
         study_name="nanorec", direction="maximize", load_if_exists=True, storage=storage_url(db),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=base.eval_interval))
-    method = study.user_attrs.get("method", base.method)
-    if method != base.method:
-        raise UsageError(f"method={base.method}: the study in {out_dir} searches method={method}; "
+    searched = study.user_attrs.get("method", base.method)
+    if searched != base.method:
+        raise UsageError(f"method={base.method}: the study in {out_dir} searches method={searched}; "
                          f"use that, or another --out")
     saved = study.user_attrs.get("space")  # None: a study from an older nanorec, judged by its trials
     drawn = {}
@@ -383,8 +383,6 @@ def main(argv) -> int:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="fixed config for every trial")
     args = p.parse_args(argv)
     base = apply_overrides(Config(data=args.data, progress=False), args.overrides)
-    if base.method == "gpt":
-        parse_space(args.space or DEFAULT_SPACE)  # a bad space fails before the data is read
     summary = tune(base, args.out, args.space, args.trials, log=print, overwrite=args.overwrite)
     best = summary["best"]
     test = best.get("test")

@@ -66,7 +66,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import ids, rundir
+from . import ids, methods, rundir
 from .config import Config, add_run_writer_options, apply_overrides, check_dashed_keys, unresolved
 from .data import Dataset, Sequences, load_like
 from .errors import DataError, UsageError
@@ -408,6 +408,7 @@ def update(run_dir: str, data, out: str, changes: dict | None = None, resume: bo
               "new_users": ext.new_users, "new_items": ext.new_items, "users_with_new_events": len(ext.touched),
               "replayed_users": int(len(focus) - len(ext.touched)), "steps": new_cfg.max_steps, "full_steps": full,
               "full_learning_rate": full_lr}
+    trains = methods.get(cfg.method).trains
     if not quiet:
         total = len(ds.sequences.items)
         print_(f"update {run_dir} with {where}: new {ext.new_events:,} events, {ext.new_users:,} users, "
@@ -416,9 +417,9 @@ def update(run_dir: str, data, out: str, changes: dict | None = None, resume: bo
                + (f"; holdout=time: the update's test window from split_time={new_cfg.split_time}"
                   if cfg.holdout == "time" else "")
                + (f"; {new_cfg.max_steps:,} steps on the {len(ext.touched):,} users with new events and "
-                  f"{record['replayed_users']:,} replayed" if cfg.method == "gpt" else f"; {cfg.method} refitted"))
+                  f"{record['replayed_users']:,} replayed" if trains else f"; {cfg.method} refitted"))
     start = None
-    if cfg.method == "gpt":
+    if trains:  # the GPT goes on from the old run's weights; a fitted method is refitted
         state = {k: v.detach().cpu() for k, v in old.model.state_dict().items()}
         grown = grown_weights(state, ds.num_items, content_coverage(cfg, ds.item_ids, old.num_items + 1), cfg.seed,
                               ds.sequences)

@@ -141,7 +141,7 @@ def test_a_baseline_ships_like_a_gpt_run(shop, tmp_path, method):
     assert pl.read_csv(out).select("user_id", "item_id").equals(api.select("user_id", "item_id"))
     assert cli(["evaluate", "--run", run, "--data", path]) == 0
     if method == "transitions":  # what follows the last item comes first
-        from nanorec.baselines.transitions import Transitions
+        from nanorec.methods.transitions import Transitions
         from nanorec.data import load, split
         ds = load(path, "customer", "sku", "ts")
         ref = Transitions().fit(split(ds).train, ds.num_items, split(ds).valid)

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from nanorec.baselines.cooccurrence import CoOccurrence
-from nanorec.baselines.lightgcn import LightGCN
-from nanorec.baselines.pop import Popularity
-from nanorec.baselines.svd import PureSVD
-from nanorec.baselines.transitions import Transitions
+from nanorec.methods.cooccurrence import CoOccurrence
+from nanorec.methods.lightgcn import LightGCN
+from nanorec.methods.popularity import Popularity
+from nanorec.methods.svd import PureSVD
+from nanorec.methods.transitions import Transitions
 from nanorec.data import EvalSet, Sequences
 from nanorec.evaluate import evaluate
 

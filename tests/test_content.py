@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nanorec.baselines.knn import ContentKNN
+from nanorec.methods.knn import ContentKNN
 from nanorec.content import (align, attribute_table, coverage_line, load_content, load_table,
                              save_table, table_metadata)
 from nanorec.data import DataError, EvalSet, Sequences

@@ -7,8 +7,8 @@ weight_col) keep their code paths: byte-identical tables, splits and packing."""
 import numpy as np
 import polars as pl
 
-from nanorec.baselines.cooccurrence import CoOccurrence
-from nanorec.baselines.transitions import Transitions
+from nanorec.methods.cooccurrence import CoOccurrence
+from nanorec.methods.transitions import Transitions
 from nanorec.config import LEGACY, Config
 from nanorec.data import Sequences, load, split
 from nanorec.data.sequences import funnel_share

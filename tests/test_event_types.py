@@ -10,8 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from nanorec.baselines.cooccurrence import CoOccurrence
-from nanorec.baselines.transitions import Transitions
+from nanorec.methods.cooccurrence import CoOccurrence
+from nanorec.methods.transitions import Transitions
 from nanorec.data import Dataset, Sequences, item_counts, load, split, time_split
 from nanorec.data.sequences import last_targets
 from nanorec.packing import IGNORE, pack

@@ -8,12 +8,12 @@ import torch
 from safetensors.numpy import load_file
 
 from nanorec import Recommender, rundir
-from nanorec.baselines.transitions import Transitions
+from nanorec.methods.transitions import Transitions
 from nanorec.cli import main as cli
 from nanorec.content import save_table
 from nanorec.data import EvalSet, Sequences, load_like, split
 from nanorec.evaluate import evaluate
-from nanorec.run import load_gpt
+from nanorec.methods.gpt import load_gpt
 from nanorec.fusion import LADDER, NO_VALIDATION, TOL, SIGNALS, choose_weights, content_term, fused_scorer
 from nanorec.scoring import Factored, Sparse, from_factors, gpt_scorer
 from nanorec.synthetic import write_csv

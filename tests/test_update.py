@@ -388,7 +388,7 @@ def test_an_updated_run_with_a_new_item_that_sorts_first_evaluates(base, tmp_pat
 def test_an_update_takes_its_beyond_accuracy_figures_on_a_sample():
     """The end-of-run beyond-accuracy pass (a second scoring of every test user) on a fixed
     sample: an update's lists are judged by the same figures at a fraction of the cost."""
-    from nanorec.baselines.pop import Popularity
+    from nanorec.methods.popularity import Popularity
     from nanorec.data import from_frame, item_counts, split
     from nanorec.evaluate import score_report
     from nanorec.update import Start

@@ -158,7 +158,7 @@ class Dataset:
     # event logs with weight_col or target_filter: (total,) float32, parallel to sequences.items:
     # weight_col's value (1 without it), 0 for an event target_filter keeps as context only; None
     # without either. The same array as sequences.weights (__post_init__). Training weights each
-    # target slot's loss by it (packing), the count tables each pair (baselines/transitions.py).
+    # target slot's loss by it (packing), the count tables each pair (methods/transitions.py).
     weights: np.ndarray | None = None
     # event logs with a time column: (total,) each event's sortable time, parallel to
     # sequences.items (None: time_col=none, S3-Rec .txt, challenge folders); what holdout=time

@@ -153,6 +153,17 @@ class LightGCN:
         self.user_emb = emb[:self.num_users]                         # (U, d)
         self.item_emb = torch.cat([torch.zeros(1, self.dim), emb[self.num_users:]])  # (N+1, d), row 0 = padding
 
+    # the fitted embeddings as plain arrays and back (the methods' save / load)
+    def state(self) -> dict:
+        return {"user_emb": self.user_emb.numpy(), "item_emb": self.item_emb.numpy()}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "LightGCN":
+        m = cls(dim=state["item_emb"].shape[1])
+        m.user_emb, m.item_emb = torch.from_numpy(state["user_emb"]), torch.from_numpy(state["item_emb"])
+        m.num_users, m.num_items = len(m.user_emb), len(m.item_emb) - 1
+        return m
+
     @torch.no_grad()
     def score(self, histories: Sequences, users: np.ndarray) -> torch.Tensor:
         users = torch.as_tensor(np.asarray(users), dtype=torch.long)       # (B,)

@@ -20,17 +20,12 @@ a small value breaks those ties towards popular items. Choose it, like
 Indexes: ``flat`` (exact inner product, the default), ``hnsw`` (graph,
 approximate, for catalogues of millions) or ``ivf`` (inverted lists, approximate).
 
-Usage as a baseline (the `Scorer` contract of nanorec.scoring)::
-
-    knn = ContentKNN("attributes.safetensors", item_ids=ds.item_ids, last=2)
-    knn.fit(split.train, ds.num_items)
-    evaluate(knn, split.valid)
-
-or from the shell: ``python -m nanorec.baselines.knn DATA --content TABLE``.
+Fitted through the registry, ``methods.get("knn").fit(train, num_items, content=TABLE,
+item_ids=ds.item_ids, last=2)``, or on a data set's test split, with the options
+benchmarks/content_knn.py chose: ``nanorec leaderboard --methods content_knn``.
 """
 from __future__ import annotations
 
-import argparse
 import math
 
 import numpy as np
@@ -39,14 +34,16 @@ from ..data import Sequences, item_counts
 
 
 class ContentKNN:
+    KINDS, FALLBACKS = ("flat", "hnsw", "ivf"), ("popularity", "none")
+
     def __init__(self, content, item_ids=None, last: int = 1, index: str = "flat",
                  neighbours: int = 200, fallback: str = "popularity", pop_weight: float = 0.0,
                  hnsw_m: int = 32, ivf_lists: int = 0, nprobe: int = 16):
         """content: a table path (needs ``item_ids``, the vocabulary (N+1,), to align
         it) or an aligned pair ``(table (N+1, D), has_content (N+1,))``."""
-        if index not in ("flat", "hnsw", "ivf"):
+        if index not in self.KINDS:
             raise ValueError(f"index must be flat, hnsw or ivf, not {index!r}")
-        if fallback not in ("popularity", "none"):
+        if fallback not in self.FALLBACKS:
             raise ValueError(f"fallback must be popularity or none, not {fallback!r}")
         if last < 1:
             raise ValueError("last must be >= 1")
@@ -69,13 +66,16 @@ class ContentKNN:
     def fit(self, train: Sequences, num_items: int, valid=None) -> "ContentKNN":
         """Build the Faiss index over items with content; count popularity on `train`.
         `valid` is unused (nothing to tune inside the fit)."""
-        import faiss
-
         if len(self.table) != num_items + 1:
             raise ValueError(f"content table has {len(self.table) - 1} items, the data {num_items}")
-        self.num_items = num_items
         counts = item_counts(train, num_items).astype(np.float64)
-        self.pop = np.log1p(counts) / max(np.log1p(counts.max()), 1e-12)  # (N+1,) in [0, 1]
+        return self._index(np.log1p(counts) / max(np.log1p(counts.max()), 1e-12))  # (N+1,) in [0, 1]
+
+    def _index(self, pop: np.ndarray) -> "ContentKNN":
+        """The Faiss index over the items with content, with `pop` (N+1,) the popularity tie-break."""
+        import faiss
+
+        self.num_items, self.pop = len(self.table) - 1, pop
         unit = self.table / np.maximum(np.linalg.norm(self.table, axis=1, keepdims=True), 1e-12)
         self.unit = unit.astype(np.float32)                        # (N+1, D)
         self.rows = np.nonzero(self.has_content)[0]                # faiss label j -> item index rows[j]
@@ -137,56 +137,17 @@ class ContentKNN:
 
     __call__ = score
 
+    # a fitted model as plain arrays and back (the methods' save / load): the index is rebuilt
 
-# -----------------------------------------------------------------------------
-# command line: evaluate the baseline on a data set
+    def state(self) -> dict:
+        return {"table": self.table, "has_content": self.has_content, "pop": self.pop,
+                "options": np.array([self.last, self.KINDS.index(self.index_kind), self.neighbours, self.hnsw_m,
+                                     self.ivf_lists, self.nprobe, self.FALLBACKS.index(self.fallback),
+                                     self.pop_weight], np.float64)}
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m nanorec.baselines.knn",
-        description="Content kNN baseline: full-ranking metrics on the valid (and test) split.")
-    p.add_argument("data", help="interactions (S3-Rec .txt, .csv/.parquet, challenge folder)")
-    p.add_argument("--content", help="content table (.safetensors/.npy/.parquet); default: the data "
-                                     "set's *_item2attributes.json as TF-IDF+SVD vectors")
-    p.add_argument("--dim", type=int, default=64, help="SVD dimension for the attribute table (default 64)")
-    p.add_argument("--last", type=int, default=1, help="query = mean of the last K items with content (default 1)")
-    p.add_argument("--index", choices=("flat", "hnsw", "ivf"), default="flat")
-    p.add_argument("--neighbours", type=int, default=200, help="neighbours ranked by similarity (default 200)")
-    p.add_argument("--pop-weight", type=float, default=0.0, help="popularity tie-break weight (default 0)")
-    p.add_argument("--fallback", choices=("popularity", "none"), default="popularity")
-    p.add_argument("--test", action="store_true", help="also score the test split")
-    a = p.parse_args(argv)
-
-    from ..content import align, attribute_table, coverage_line, load_table
-    from ..data import DataError, load, split
-    from ..evaluate import evaluate, format_metrics, protocol_line
-
-    ds = load(a.data)
-    if a.content:
-        ids, vecs = load_table(a.content)
-    elif ds.attributes_path:
-        ids, vecs = attribute_table(ds.attributes_path, ds.item_ids, a.dim)
-    else:
-        raise DataError(f"{a.data}: no --content table given and no *_item2attributes.json beside it")
-    table, has, report = align(ids, vecs, ds.item_ids)
-    print(coverage_line(report, a.content or "attributes"))
-    sp = split(ds)
-    knn = ContentKNN((table, has), last=a.last, index=a.index, neighbours=a.neighbours,
-                     fallback=a.fallback, pop_weight=a.pop_weight).fit(sp.train, ds.num_items)
-    for name, es in [("valid", sp.valid)] + ([("test", sp.test)] if a.test and sp.test else []):
-        m = evaluate(knn, es, progress=True)
-        print(f"{name}: {format_metrics(m, ks=(10, 20))}")
-        print(f"  ({protocol_line(ds.num_items, m['users'])})")
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    from ..data import DataError
-
-    try:
-        sys.exit(main())
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    @classmethod
+    def from_state(cls, state: dict) -> "ContentKNN":
+        *ints, pop_weight = state["options"]
+        last, kind, neighbours, hnsw_m, ivf_lists, nprobe, fallback = (int(x) for x in ints)
+        return cls((state["table"], state["has_content"]), None, last, cls.KINDS[kind], neighbours,
+                   cls.FALLBACKS[fallback], float(pop_weight), hnsw_m, ivf_lists, nprobe)._index(state["pop"])

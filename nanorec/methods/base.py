@@ -1,0 +1,96 @@
+"""The one interface of every method (fit / scorer / save / load; the registry: methods/__init__.py).
+
+A fitted method wraps a model class with fit(train, num_items, valid) -> itself, score(histories,
+users) -> (B, N+1), state() -> {name: array} and from_state(state); `nanorec train method=NAME`
+fits it into the same run folder as a GPT run (baseline.safetensors in place of the weights),
+which recommend, evaluate, serve and the API open as they open a GPT run (methods/gpt.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import numpy as np
+from safetensors.numpy import load_file
+
+from .. import rundir
+from ..data import Sequences, item_counts
+from ..errors import DataError
+from ..evaluate import format_metrics, score_report
+from ..files import final_path, write_json
+from ..seen import decide, log_line
+
+
+class Method:
+    """One method: how it is fitted, scored, saved into a run folder and loaded back.
+
+    trains: trained step by step by train.py's loop (the GPT: tune searches its settings, an
+    update goes on from its weights, fusion adds to its scores); else fitted in one call.
+    takes_weights: it uses per-event weights (weight_col, target_filter)."""
+    trains = False
+
+    def __init__(self, name: str, model, takes_weights: bool = False):
+        self.name, self.model, self.takes_weights = name, model, takes_weights
+
+    def fit(self, train: Sequences, num_items: int, valid=None, **settings):
+        """A fitted model: settings go to the model's constructor; valid selects its own settings."""
+        return self.model(**settings).fit(train, num_items, valid)
+
+    def scorer(self, model):
+        return model.score
+
+    def save(self, model, run_dir: str) -> None:
+        rundir.save_baseline(model, os.path.join(run_dir, rundir.BASELINE))
+
+    def load(self, path: str, num_items: int):
+        """The fitted model saved at `path` (baseline.safetensors, or a fusion table), checked
+        to score exactly num_items items."""
+        if not os.path.exists(path):
+            raise DataError(f"{path}: no such file (the {self.name} run did not finish)")
+        try:
+            model = self.model.from_state(load_file(path))
+            one = Sequences(np.array([0, 1], np.int64), np.array([1], np.int64))
+            width = len(model.score(one, np.zeros(1, np.int64))[0])
+        except Exception as e:  # noqa: BLE001 - a file that does not parse or rebuild the model is damaged
+            raise DataError(f"{path}: not a readable {self.name} model ({rundir.first_line(e)})") from None
+        if width != num_items + 1:
+            raise DataError(f"{path}: scores {width - 1} items, but {rundir.ITEMS} has {num_items}")
+        return model
+
+    def open(self, run_dir: str, cfg, item_ids: np.ndarray, device: str = "cpu"):
+        """(model, the scorer the run ships) of the run folder (Run.open)."""
+        model = self.load(os.path.join(run_dir, rundir.BASELINE), len(item_ids) - 1)
+        return model, self.scorer(model)
+
+    def fit_run(self, folder, cfg, ds, sp, fp, score_test: bool, logger) -> dict:
+        """Fit, score and write the run folder train.run's RunFolder started (a new run's hidden
+        sibling, renamed into place by its commit); logger(path) -> the run's log."""
+        out_dir = folder.start(cfg, ds, fp)
+        log = logger(os.path.join(out_dir, rundir.LOG))
+        for line in folder.notes:
+            log(line)
+        t0 = time.time()
+        model = self.fit(sp.train, ds.num_items, sp.valid)
+        self.save(model, out_dir)
+        train_seconds = time.time() - t0
+        exclude_seen, seen = decide(model.score, sp.valid, cfg, cfg.eval_batch_size)
+        log(log_line(seen))
+        results = score_report(model.score, sp if score_test else dataclasses.replace(sp, test=None), ds.num_items,
+                               item_counts(sp.train, ds.num_items), cfg.eval_batch_size, split_time=cfg.split_time,
+                               seed=cfg.seed, exclude_seen=exclude_seen)
+        if "test_ranks" in results:
+            rundir.save_array(os.path.join(out_dir, rundir.TEST_RANKS), results.pop("test_ranks"))
+        protocol = results["protocol"]
+        selection = getattr(model, "selection", None)
+        results.update({"method": cfg.method, "holdout": cfg.holdout, "exclude_seen": seen,
+                        "selection": {str(k): v for k, v in selection.items()} if selection
+                        else "none (no hyper-parameters)",
+                        "train_seconds": round(train_seconds, 2), "history": []})
+        write_json(os.path.join(out_dir, rundir.METRICS), results)
+        for split in ("valid", "test"):
+            if split in results:
+                log(f"{split} [{protocol[split]}] ({cfg.method}): {format_metrics(results[split], ks=(10,))}")
+        log(f"wrote {final_path(out_dir)}/{rundir.BASELINE}, {rundir.METRICS} ({train_seconds:.1f} s fitting)")
+        folder.commit()
+        return results
