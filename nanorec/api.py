@@ -58,7 +58,7 @@ import numpy as np
 
 from . import ids, rundir
 from .config import Config, check_keys, unresolved
-from .errors import DataError, UsageError
+from .errors import DataError, UsageError, show
 
 FRAMES = ("polars", "pandas")
 MODES = ("oneshot", "generative")
@@ -315,11 +315,11 @@ class Recommender:
         self._require_fitted()
         n = self._run.num_items
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
-            raise UsageError(f"k={_short(k)}: expected an integer in 1..{n}")
+            raise UsageError(f"k={show(k)}: expected an integer in 1..{n}")
         if exclude_seen is not None:
             _check_bool(exclude_seen, "exclude_seen")
         if not isinstance(mode, str) or mode not in MODES:
-            raise UsageError(f"mode={_short(mode)}: expected {' or '.join(map(repr, MODES))}")
+            raise UsageError(f"mode={show(mode)}: expected {' or '.join(map(repr, MODES))}")
         return self._run.exclude_seen if exclude_seen is None else exclude_seen
 
     def _history_columns(self, history, event_types):
@@ -410,15 +410,15 @@ def _column_arguments(**given) -> dict:
     """fit/tune's column, filter and time_format arguments that were given (None: the config's), each a str."""
     for name, value in given.items():
         if value is not None and not isinstance(value, str):
-            raise UsageError(f"{name}={_short(value)}: expected a column name (a str)" if name not in ("filter", "time_format")
-                             else f"filter={_short(value)}: expected \"column=value[,value...]\" (a str)" if name == "filter"
-                             else f"time_format={_short(value)}: expected a strptime format such as \"%d/%m/%Y\" (a str)")
+            raise UsageError(f"{name}={show(value)}: expected a column name (a str)" if name not in ("filter", "time_format")
+                             else f"filter={show(value)}: expected \"column=value[,value...]\" (a str)" if name == "filter"
+                             else f"time_format={show(value)}: expected a strptime format such as \"%d/%m/%Y\" (a str)")
     return {k: v for k, v in given.items() if v is not None}
 
 
 def _check_bool(value, name: str) -> None:
     if not isinstance(value, (bool, np.bool_)):
-        raise UsageError(f"{name}={_short(value)}: expected True or False")
+        raise UsageError(f"{name}={show(value)}: expected True or False")
 
 
 def _on_screen() -> bool:
@@ -446,6 +446,3 @@ def _path_argument(path, what: str) -> str:
     return path
 
 
-def _short(x, limit: int = 40) -> str:
-    text = repr(x)
-    return text if len(text) <= limit else text[:limit - 3] + "..."

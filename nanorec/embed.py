@@ -26,7 +26,7 @@ import numpy as np
 from .content import (align, attribute_table, coverage_line, is_int_string, load_table,
                       normalize_ids, save_table, table_metadata)
 from .data import read_json
-from .errors import DataError, UsageError
+from .errors import DataError, UsageError, one_line
 from .files import check_writable_folder, write_json
 
 DEFAULT_IMAGE_MODEL = "google/siglip-base-patch16-224"
@@ -109,8 +109,7 @@ def _load_table(path: str, id_col: str | None = None, vector_col: str | None = N
     try:
         return load_table(path, id_col, vector_col)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        reason = (str(e).splitlines() or [type(e).__name__])[0]
-        raise DataError(f"{path}: cannot be read as a table ({reason})") from None
+        raise DataError(f"{path}: cannot be read as a table ({one_line(e)})") from None
 
 
 def _save(out: str, ids, vectors, meta: dict, vocab: Vocabulary | None) -> None:

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import numpy as np
 
-from .errors import DataError, UsageError
+from .errors import DataError, UsageError, one_line
 from .files import atomic_write
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
@@ -532,7 +532,7 @@ class SiglipImageEncoder:
             self.model = AutoModel.from_pretrained(model, local_files_only=local)
         except (OSError, ValueError) as e:
             hint = "" if local else " (offline? pass a local model folder made with save_pretrained)"
-            raise DataError(f"cannot load image model {model!r}: {str(e).splitlines()[0]}{hint}") from None
+            raise DataError(f"cannot load image model {model!r}: {one_line(e)}{hint}") from None
         self.device = resolve_device(device)
         self.model = self.model.eval().to(self.device)
         self.name = model

@@ -63,7 +63,7 @@ from . import ids, rundir
 from .data import Dataset, Sequences, item_counts, load_like
 from .data.columns import _parse_filter
 from .devices import DEVICE_HELP, pick_device
-from .errors import DataError, UsageError
+from .errors import DataError, UsageError, show
 from .files import atomic_write, check_writable_folder, is_stdout
 from .run import Run
 from .scoring import item_mask, recommend_lists
@@ -130,9 +130,9 @@ class FilterFile:
         (e.g. 'X9'); 10 items denied"."""
         text = f"{option} {self.path}: {_count(self.read, 'item id')} read"
         if self.header is not None:
-            text += f" (header {ids._show(self.header)})"
+            text += f" (header {show(self.header)})"
         if len(self.unknown):
-            text += f", {len(self.unknown):,} not known to the run (e.g. {ids._show(self.unknown[0])})"
+            text += f", {len(self.unknown):,} not known to the run (e.g. {show(self.unknown[0])})"
         return text + f"; {_count(len(self.rows), 'item')} {'allowed' if _allows(option) else 'denied'}"
 
 
@@ -263,7 +263,7 @@ def filter_items(item_ids: np.ndarray, given: np.ndarray, where: str, error=Data
         detail = ids.kinds_differ(item_ids[1:], given, "item")
         example = np.asarray(given)[np.argmax(unknown)]
         raise error(f"{where}: {int(unknown.sum()):,} of its {len(given):,} item ids are not items of the run "
-                    f"(e.g. {ids._show(example)})" + (f"; {detail}" if detail else ""))
+                    f"(e.g. {show(example)})" + (f"; {detail}" if detail else ""))
     return rows + 1
 
 

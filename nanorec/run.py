@@ -32,7 +32,7 @@ import numpy as np
 from . import rundir
 from .config import Config, resolve
 from .data import Sequences
-from .errors import DataError
+from .errors import DataError, one_line
 from .scoring import Scorer
 
 
@@ -110,7 +110,7 @@ def load_baseline(method: str, path: str, num_items: int):
         model = shippable()[method].from_state(state)
         width = len(model.score(Sequences(np.array([0, 1], np.int64), np.array([1], np.int64)), None)[0])
     except Exception as e:  # noqa: BLE001 - arrays that do not rebuild the model mean the file is damaged
-        raise DataError(f"{path}: not a readable {method} model ({rundir.first_line(e)})") from None
+        raise DataError(f"{path}: not a readable {method} model ({one_line(e)})") from None
     if width != num_items + 1:
         raise DataError(f"{path}: scores {width - 1} items, but {rundir.ITEMS} has {num_items}")
     return model

@@ -39,7 +39,7 @@ import os
 import numpy as np
 
 from .config import Config, unresolved
-from .errors import DataError, UsageError
+from .errors import DataError, UsageError, one_line
 from .files import (OutputLock, append_line, atomic_write, discard_folder, publish_folder, recover_folder, temp_folder,
                     unfinished_folders, write_json)
 
@@ -271,7 +271,7 @@ def _read_history_frame(run_dir: str):
     try:
         df = pl.read_parquet(path)
     except Exception as e:  # polars raises several unrelated types for a damaged file
-        raise DataError(f"{path}: not a readable Parquet file ({first_line(e)})") from None
+        raise DataError(f"{path}: not a readable Parquet file ({one_line(e)})") from None
     extras = df.columns[2:]
     if df.columns[:2] != ["user_id", "item"] or not df["item"].dtype.is_integer() \
             or extras != [c for c in _HISTORY_EXTRAS if c in extras] \
@@ -434,7 +434,7 @@ def read_test_ranks(run_dir: str) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError) as e:
-        raise DataError(f"{path}: not a readable .npy file ({first_line(e)})") from None
+        raise DataError(f"{path}: not a readable .npy file ({one_line(e)})") from None
 
 
 def load_weights(model, path: str) -> None:
@@ -460,7 +460,7 @@ def _read_safetensors(path: str) -> dict:
     try:
         return load_file(path)
     except Exception as e:  # noqa: BLE001 - any failure to parse the file means it is damaged
-        raise DataError(f"{path}: not a readable safetensors file ({first_line(e)})") from None
+        raise DataError(f"{path}: not a readable safetensors file ({one_line(e)})") from None
 
 
 def load_checkpoint(path: str, device: str = "cpu") -> dict:
@@ -471,7 +471,7 @@ def load_checkpoint(path: str, device: str = "cpu") -> dict:
         ck = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # noqa: BLE001 - a damaged file can fail anywhere in the (weights-only) unpickler
         # (seen: RuntimeError, EOFError, UnpicklingError, BadZipFile, IndexError "pop from empty list")
-        reason = "not a weights-only torch file" if isinstance(e, pickle.UnpicklingError) else first_line(e)
+        reason = "not a weights-only torch file" if isinstance(e, pickle.UnpicklingError) else one_line(e)
         raise DataError(f"{path}: not a readable checkpoint ({reason}); "
                         f"start again with --overwrite, or restore the file") from None
     need = {"model", "optimizer", "state", "config", "rng_cpu"}
@@ -484,7 +484,7 @@ def _load_state(module, state: dict, path: str) -> None:
     try:
         module.load_state_dict(state)
     except RuntimeError as e:
-        raise DataError(f"{path}: weights do not fit the model of {CONFIG} ({first_line(e)})") from None
+        raise DataError(f"{path}: weights do not fit the model of {CONFIG} ({one_line(e)})") from None
 
 
 def load_state(module, state: dict, path: str) -> None:
@@ -535,7 +535,7 @@ def read_baseline(path: str, method: str) -> dict:
     try:
         return load_file(path)
     except Exception as e:  # noqa: BLE001 - any failure to parse the file means it is damaged
-        raise DataError(f"{path}: not a readable {method} model ({first_line(e)})") from None
+        raise DataError(f"{path}: not a readable {method} model ({one_line(e)})") from None
 
 
 def require_folder(run_dir: str) -> None:
@@ -549,6 +549,3 @@ def _plain(x):
     return x.item() if hasattr(x, "item") else x
 
 
-def first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else type(e).__name__

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from .data import DataError
+from .errors import DataError, one_line
 
 KEY_COLUMNS = ("item_id", "parent_asin", "asin", "id")
 
@@ -87,7 +87,7 @@ def encode_texts(model: str, texts: list[str], batch_size: int = 64, device: str
         st = SentenceTransformer(model, device=resolve_device(device), local_files_only=local)
     except (OSError, ValueError) as e:
         hint = "" if local else " (offline? pass a local model folder)"
-        raise DataError(f"cannot load text model {model!r}: {str(e).splitlines()[0]}{hint}") from None
+        raise DataError(f"cannot load text model {model!r}: {one_line(e)}{hint}") from None
     vecs = st.encode(texts, batch_size=batch_size, show_progress_bar=progress,
                      convert_to_numpy=True, normalize_embeddings=True)
     return np.asarray(vecs, dtype=np.float32).reshape(len(texts), -1)

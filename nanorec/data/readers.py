@@ -12,9 +12,9 @@ import re
 
 import numpy as np
 
-from ..errors import DataError, UsageError
+from ..errors import DataError, UsageError, show
 from .columns import (_I64_MAX, _I64_MIN, _as_where, _examples, _filter_mask, _ids, _integer_column, _parse_filter,
-                      _polars, _require_columns, _require_time_column, _show, _time_unit, _timestamps, _Where,
+                      _polars, _require_columns, _require_time_column, _time_unit, _timestamps, _Where,
                       _weights)
 from .sequences import Dataset, Sequences
 from .tables import (GZIP_MAGIC, PARQUET_MAGIC, _frame_to_polars, _gunzip, _parquet_files, _read_frame,
@@ -216,10 +216,10 @@ def _int_fields(path, lineno, fields) -> list[int]:
         plain = False
     if not plain:
         k = next(i for i, x in enumerate(fields) if not _ASCII_INT.fullmatch(x))
-        raise DataError(f"{path}:{lineno}: field {k + 1} is {_show(fields[k])}, expected an integer id")
+        raise DataError(f"{path}:{lineno}: field {k + 1} is {show(fields[k])}, expected an integer id")
     if max(ids) > _I64_MAX or min(ids) < _I64_MIN:
         k = next(i for i, v in enumerate(ids) if not _I64_MIN <= v <= _I64_MAX)
-        raise DataError(f"{path}:{lineno}: field {k + 1} is {_show(fields[k])}, beyond the int64 range of ids")
+        raise DataError(f"{path}:{lineno}: field {k + 1} is {show(fields[k])}, beyond the int64 range of ids")
     return ids
 
 

@@ -13,8 +13,8 @@ import zlib
 
 import numpy as np
 
-from ..errors import DataError
-from .columns import _CANONICAL_INT, _first_line, _polars, _Where
+from ..errors import DataError, one_line
+from .columns import _CANONICAL_INT, _polars, _Where
 
 
 # -----------------------------------------------------------------------------
@@ -86,7 +86,7 @@ def _read_text_table(path: str, data: bytes | None = None, sep: str = ","):
         msg = str(e)
     if "utf-8" in msg.lower():
         raise DataError(_non_utf8_line(path, data)) from None
-    raise DataError(f"{path}: cannot be read as a table ({_first_line(msg)})") from None
+    raise DataError(f"{path}: cannot be read as a table ({one_line(msg)})") from None
 
 
 def _gunzip(path: str, data: bytes | None = None) -> bytes:
@@ -97,7 +97,7 @@ def _gunzip(path: str, data: bytes | None = None) -> bytes:
         with gzip.open(path, "rb") as f:
             return f.read()
     except (OSError, EOFError, zlib.error) as e:
-        raise DataError(f"{path}: not a readable gzip file ({_first_line(str(e)) or type(e).__name__})") from None
+        raise DataError(f"{path}: not a readable gzip file ({one_line(e)})") from None
 
 
 def _non_utf8_line(path, data: bytes | None) -> str:
@@ -139,7 +139,7 @@ def _read_parquet(path: str, data: bytes | None = None):
     try:
         return pl.read_parquet(path if data is None else io.BytesIO(data))
     except (pl.exceptions.PolarsError, OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot be read as a table ({_first_line(str(e))})") from None
+        raise DataError(f"{path}: cannot be read as a table ({one_line(e)})") from None
 
 
 def _parquet_files(folder: str) -> list[str]:
@@ -189,7 +189,7 @@ def _read_parquet_folder(folder: str):
         try:
             table = fragment.to_table(schema=dataset.schema)
         except (pa.ArrowException, OSError) as e:
-            raise DataError(f"{fragment.path}: cannot be read as a table ({_first_line(str(e))})") from None
+            raise DataError(f"{fragment.path}: cannot be read as a table ({one_line(e)})") from None
         tables.append(table)
         parts.append((fragment.path, first))
         first += table.num_rows
@@ -208,7 +208,7 @@ def _parquet_schema(path: str):
     try:
         return pq.read_schema(path)
     except Exception as e:  # noqa: BLE001  pyarrow's errors share no base class with OSError
-        raise DataError(f"{path}: cannot be read as a table ({_first_line(str(e))})") from None
+        raise DataError(f"{path}: cannot be read as a table ({one_line(e)})") from None
 
 
 def _relative(folder: str, path: str) -> str:
@@ -328,7 +328,7 @@ def _convert(to_polars, frame, columns):
     except Exception as e:  # noqa: BLE001  pyarrow's conversion errors share no base class with polars'
         bad = next((c for c in columns if not _converts(to_polars, frame, c)), None)
         where = f"column {bad!r}" if bad is not None else "a column"
-        raise DataError(f"<dataframe>: {where} cannot be converted ({_first_line(str(e))}); "
+        raise DataError(f"<dataframe>: {where} cannot be converted ({one_line(e)}); "
                         "mixed types in one column?") from None
 
 
