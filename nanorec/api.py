@@ -59,6 +59,7 @@ import numpy as np
 from . import ids, rundir
 from .config import Config, check_keys, unresolved
 from .errors import DataError, UsageError, show
+from .files import atomic_write, check_output_folder
 
 FRAMES = ("polars", "pandas")
 MODES = ("oneshot", "generative")
@@ -248,8 +249,7 @@ class Recommender:
         _check_bool(overwrite, "overwrite")
         if os.path.abspath(path) == os.path.abspath(self.run_dir):
             return path
-        if os.path.exists(path) and not os.path.isdir(path):
-            raise DataError(f"{path}: exists and is not a folder")
+        check_output_folder(path, "folder")  # a folder, or a path where one can be created
         if os.path.isdir(path) and os.listdir(path):
             if not overwrite:
                 raise UsageError(f"{path}: the folder is not empty; pass overwrite=True to replace it")
@@ -257,16 +257,10 @@ class Recommender:
                 rundir.read_config(path)
             except DataError as e:
                 raise DataError(f"{path}: overwrite=True replaces a nanorec run, and this folder is not one ({e})") from None
-        ancestor = os.path.abspath(path)  # the folder will be created: its first existing ancestor must be a folder
-        while not os.path.exists(ancestor):
-            ancestor = os.path.dirname(ancestor)
-        if not os.path.isdir(ancestor):
-            raise DataError(f"{path}: cannot create the folder ({ancestor} is a file)")
         try:
             os.makedirs(path, exist_ok=True)
         except OSError as e:
             raise DataError(f"{path}: cannot create the folder ({e.strerror})") from None
-        from .files import atomic_write
         for name in rundir.RUN_FILES:
             src, dst = os.path.join(self.run_dir, name), os.path.join(path, name)
             if os.path.isfile(src):

@@ -56,7 +56,7 @@ class Run:
         """The finished run in `run_dir`, checked, with its shipped scorer on `device`."""
         rundir.require_folder(run_dir)
         cfg = rundir.read_config(run_dir)
-        item_ids = read_checked_items(run_dir)
+        item_ids = rundir.read_items(run_dir)
         if cfg.method == "gpt":
             model = load_gpt(run_dir, cfg, item_ids, device)
             fusion = read_fusion_parts(run_dir, cfg, model) if fused(run_dir, cfg, model.num_items) else None
@@ -94,7 +94,7 @@ def load_gpt(run_dir: str, cfg: Config | None = None, item_ids: np.ndarray | Non
     from .content import load_content
     from .model import GPT
     cfg = cfg if cfg is not None else rundir.read_config(run_dir)
-    item_ids = item_ids if item_ids is not None else read_checked_items(run_dir)
+    item_ids = item_ids if item_ids is not None else rundir.read_items(run_dir)
     content = load_content(cfg.content, item_ids, log=None) if cfg.content else []
     model = GPT(resolve(cfg, len(item_ids) - 1), len(item_ids) - 1, content)  # an old run's autos: unresolved
     rundir.load_weights(model, os.path.join(run_dir, rundir.WEIGHTS))
@@ -147,21 +147,3 @@ def read_fusion_parts(run_dir: str, cfg: Config, model) -> tuple[list, tuple]:
     if weights[2] and not len(model.content):
         raise DataError(f"{os.path.join(run_dir, rundir.FUSION)}: a content weight, but the run has no content")
     return tables, weights
-
-
-def read_checked_items(run_dir: str) -> np.ndarray:
-    """items.json, checked against what data.json recorded at training: its size and (runs
-    written since it was recorded) the hash of its ids. An edited items.json would map every
-    score to the wrong item: refused, naming the file."""
-    item_ids = rundir.read_items(run_dir)
-    fp = rundir.read_fingerprint(run_dir)
-    if fp is None:  # a run from before fingerprints
-        return item_ids
-    path = os.path.join(run_dir, rundir.ITEMS)
-    if fp["items"] != len(item_ids) - 1:
-        raise DataError(f"{path}: {len(item_ids) - 1:,} items, but the run was trained on {fp['items']:,} "
-                        f"({rundir.DATA}); restore the file")
-    if "items_sha256" in fp and fp["items_sha256"] != rundir.items_digest(item_ids):
-        raise DataError(f"{path}: its item ids differ from the ones the run was trained on (the hash in "
-                        f"{rundir.DATA} does not match); restore the file")
-    return item_ids

@@ -40,8 +40,8 @@ import numpy as np
 
 from .config import Config, unresolved
 from .errors import DataError, UsageError, one_line
-from .files import (OutputLock, append_line, atomic_write, discard_folder, publish_folder, recover_folder, temp_folder,
-                    unfinished_folders, write_json)
+from .files import (OutputLock, append_line, atomic_write, check_output_folder, discard_folder, publish_folder,
+                    recover_folder, temp_folder, unfinished_folders, write_json)
 
 CONFIG, ITEMS, DATA, WEIGHTS = "config.json", "items.json", "data.json", "model.safetensors"
 BASELINE = "baseline.safetensors"
@@ -84,11 +84,7 @@ def check_out_dir(out: str, resume: bool, overwrite: bool) -> None:
                          f"or another --out")
     if overwrite and os.path.isdir(out):
         _check_replaceable(out)
-    ancestor = os.path.abspath(out)  # the folder will be created: its first existing ancestor must be a folder
-    while not os.path.exists(ancestor):
-        ancestor = os.path.dirname(ancestor)
-    if not os.path.isdir(ancestor):
-        raise DataError(f"{out}: cannot create the run folder ({ancestor} is a file)")
+    check_output_folder(out, "run folder")  # it will be created: its first existing ancestor must be a folder
 
 
 def interrupted_run(out: str) -> str | None:
@@ -365,7 +361,10 @@ def read_config(run_dir: str) -> Config:
 
 
 def read_items(run_dir: str) -> np.ndarray:
-    """items.json: position i = original id of internal index i (position 0 = null, padding)."""
+    """items.json: position i = original id of internal index i (position 0 = null, padding),
+    checked against what data.json recorded at training: its size and (runs written since it
+    was recorded) the hash of its ids. An edited items.json would map every score to the wrong
+    item: refused, naming the file."""
     from .data import read_json
     path = os.path.join(run_dir, ITEMS)
     ids = read_json(path)
@@ -383,6 +382,15 @@ def read_items(run_dir: str) -> np.ndarray:
     out[1:] = body
     if len(set(body)) != len(body):
         raise DataError(f"{path}: an item id appears twice")
+    fp = read_fingerprint(run_dir)
+    if fp is None:  # a run from before fingerprints
+        return out
+    if fp["items"] != len(out) - 1:
+        raise DataError(f"{path}: {len(out) - 1:,} items, but the run was trained on {fp['items']:,} "
+                        f"({DATA}); restore the file")
+    if "items_sha256" in fp and fp["items_sha256"] != items_digest(out):
+        raise DataError(f"{path}: its item ids differ from the ones the run was trained on (the hash in "
+                        f"{DATA} does not match); restore the file")
     return out
 
 

@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from .devices import pick_device
 from .errors import DataError, one_line
 
 KEY_COLUMNS = ("item_id", "parent_asin", "asin", "id")
@@ -80,11 +81,10 @@ def encode_texts(model: str, texts: list[str], batch_size: int = 64, device: str
         from sentence_transformers import SentenceTransformer
     except ImportError:
         raise DataError("text embeddings need sentence-transformers: pip install sentence-transformers") from None
-    from .image_embeddings import resolve_device
 
     local = os.path.isdir(model)
     try:
-        st = SentenceTransformer(model, device=resolve_device(device), local_files_only=local)
+        st = SentenceTransformer(model, device=pick_device(device), local_files_only=local)
     except (OSError, ValueError) as e:
         hint = "" if local else " (offline? pass a local model folder)"
         raise DataError(f"cannot load text model {model!r}: {one_line(e)}{hint}") from None
