@@ -269,7 +269,7 @@ def unresolved(cfg: Config) -> Config:
     return dataclasses.replace(cfg, **{k: AUTO[k] for k in cfg.auto or ()})
 
 
-WEIGHT_NAMES = ("transitions", "cooccurrence", "content")  # fusion.SIGNALS (that module needs torch)
+WEIGHT_NAMES = ("transitions", "cooccurrence", "content")  # the fusion weights' order (fusion.SIGNALS is this tuple)
 
 
 def weights_text(value):

@@ -23,13 +23,16 @@ import zipfile
 
 import numpy as np
 
-from .content import (align, attribute_table, coverage_line, is_int_string, load_table,
-                      normalize_ids, save_table, table_metadata)
 from . import rundir
-from .data import read_json
+from .content import (align, attribute_table, coverage_line, is_int_string, load_table, normalize_ids, save_table,
+                      table_metadata)
+from .data import load, read_json
 from .devices import DEVICE_HELP, pick_device
-from .errors import DataError, UsageError, one_line
+from .errors import one_line, DataError, UsageError
 from .files import check_writable_folder, write_json
+from .image_embeddings import download_all, embed_files, find_images, urls_from_metadata, SiglipImageEncoder
+from .text_embeddings import encode_texts, read_texts
+
 
 DEFAULT_IMAGE_MODEL = "google/siglip-base-patch16-224"
 
@@ -87,7 +90,6 @@ def read_vocabulary(items: str, id_map: str | None = None) -> Vocabulary:
     asin_map = read_id_map(id_map) if id_map else None
     if os.path.isdir(items) and os.path.exists(os.path.join(items, rundir.ITEMS)):
         return Vocabulary(rundir.read_items(items), asin_map)
-    from .data import load
 
     ds = load(items)
     if asin_map is None and ds.kind == "challenge":
@@ -136,8 +138,6 @@ def _examples(xs, n=3) -> str:
 # images
 
 def cmd_images(a) -> int:
-    from .image_embeddings import (SiglipImageEncoder, download_all, embed_files, find_images,
-                                   urls_from_metadata)
 
     vocab = read_vocabulary(a.items, a.id_map)
     if a.id_map is None and a.metadata and not vocab.asin_map:
@@ -229,7 +229,6 @@ def cmd_images(a) -> int:
 # text, attributes, precomputed tables
 
 def cmd_text(a) -> int:
-    from .text_embeddings import encode_texts, read_texts
 
     fields = [f.strip() for f in a.fields.split(",") if f.strip()]
     if not fields:
@@ -264,7 +263,6 @@ def cmd_attributes(a) -> int:
         json_path = a.data
         vocab = read_vocabulary(a.items, a.id_map) if a.items else None
     else:
-        from .data import load
 
         ds = load(a.data)
         if not ds.attributes_path:

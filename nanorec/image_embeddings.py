@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import numpy as np
 
+from .content import read_metadata
 from .devices import pick_device
 from .errors import DataError, one_line
 from .files import atomic_write
@@ -115,7 +116,6 @@ def urls_from_metadata(path: str, key_col: str | None = None) -> dict[str, str]:
     URLs come from ``image_urls``, else ``images``. Items without a URL are left out."""
     import polars as pl
 
-    from .content import read_metadata
     df, key_col = read_metadata(path, key_col, KEY_COLUMNS)
     url_cols = [c for c in URL_COLUMNS if c in df.columns]
     if not url_cols:

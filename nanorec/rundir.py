@@ -38,10 +38,11 @@ import os
 
 import numpy as np
 
-from .config import Config, unresolved
+from .config import WEIGHT_NAMES, Config, unresolved
+from .data import Sequences, read_json
 from .errors import DataError, UsageError, one_line
 from .files import (OutputLock, append_line, atomic_write, check_output_folder, discard_folder, publish_folder,
-                    recover_folder, temp_folder, unfinished_folders, write_json)
+                    recover_folder, temp_folder, unfinished_folders, write_json, write_text)
 
 CONFIG, ITEMS, DATA, WEIGHTS = "config.json", "items.json", "data.json", "model.safetensors"
 BASELINE = "baseline.safetensors"
@@ -283,7 +284,6 @@ def read_histories(run_dir: str, num_items: int | None = None):
     """(user_ids (U,), Sequences) from histories.parquet, users in first-appearance order, with
     its target flags and event weights when the file keeps them (read_history_times: its times).
     num_items: the run's vocabulary size; every item index must be in 1..num_items."""
-    from .data import Sequences
     path = os.path.join(run_dir, HISTORIES)
     df = _read_history_frame(run_dir)
     if num_items is not None and df.height and not 1 <= df["item"].min() <= df["item"].max() <= num_items:
@@ -344,7 +344,6 @@ def append_history(out: str, record: dict) -> None:
 
 def rewrite_history(out: str, records: list) -> None:
     """history.jsonl as of a checkpoint (a resumed run drops passes made after it)."""
-    from .files import write_text
     write_text(os.path.join(out, HISTORY), "".join(json.dumps(r) + "\n" for r in records))
 
 
@@ -365,7 +364,6 @@ def read_items(run_dir: str) -> np.ndarray:
     checked against what data.json recorded at training: its size and (runs written since it
     was recorded) the hash of its ids. An edited items.json would map every score to the wrong
     item: refused, naming the file."""
-    from .data import read_json
     path = os.path.join(run_dir, ITEMS)
     ids = read_json(path)
     if not isinstance(ids, list) or len(ids) < 2 or ids[0] is not None:
@@ -395,7 +393,6 @@ def read_items(run_dir: str) -> np.ndarray:
 
 
 def read_fingerprint(run_dir: str) -> dict | None:
-    from .data import read_json
     path = os.path.join(run_dir, DATA)
     if not os.path.exists(path):
         return None  # a run written before fingerprints existed
@@ -407,7 +404,6 @@ def read_fingerprint(run_dir: str) -> dict | None:
 
 def read_metrics(run_dir: str) -> dict:
     """metrics.json of a finished run (a DataError naming the file when absent or broken)."""
-    from .data import read_json
     path = os.path.join(run_dir, METRICS)
     m = read_json(path)
     if not isinstance(m, dict):
@@ -501,26 +497,23 @@ def load_state(module, state: dict, path: str) -> None:
 
 
 def save_fusion(out: str, tables: list, weights: tuple) -> None:
-    """The fitted tables (transitions, cooccurrence) and the weights of fusion.SIGNALS,
+    """The fitted tables (transitions, cooccurrence) and the weights of config.WEIGHT_NAMES,
     as {"transitions_weight": 0.2, "cooccurrence_weight": 0.3, "content_weight": 0.0}."""
-    from .fusion import SIGNALS
     for name, table in zip(FUSION_FILES, tables):
         save_baseline(table, os.path.join(out, FUSION_FILES[name]))
-    write_json(os.path.join(out, FUSION), {f"{name}_weight": w for name, w in zip(SIGNALS, weights)})
+    write_json(os.path.join(out, FUSION), {f"{name}_weight": w for name, w in zip(WEIGHT_NAMES, weights)})
 
 
 def read_fusion(run_dir: str) -> tuple[float, ...]:
-    """The weights of fusion.json in fusion.SIGNALS order; a signal the file does not name
+    """The weights of fusion.json in config.WEIGHT_NAMES order; a signal the file does not name
     (a run from before it existed) has weight 0."""
-    from .data import read_json
-    from .fusion import SIGNALS
     path = os.path.join(run_dir, FUSION)
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file (the run did not finish its fusion step)")
     d = read_json(path)
     weights = []
-    for name in SIGNALS:
-        w = d.get(f"{name}_weight", 0.0 if name != SIGNALS[0] else None) if isinstance(d, dict) else None
+    for name in WEIGHT_NAMES:
+        w = d.get(f"{name}_weight", 0.0 if name != WEIGHT_NAMES[0] else None) if isinstance(d, dict) else None
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < float("inf"):
             raise DataError(f"{path}: expected {{\"transitions_weight\": a finite number >= 0, "
                             f"\"cooccurrence_weight\": ..., \"content_weight\": ...}}; {name}_weight is {w!r}")

@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from .content import read_metadata
 from .devices import pick_device
 from .errors import DataError, one_line
 
@@ -58,7 +59,6 @@ def _parse_list(text: str) -> list | None:
 def read_texts(path: str, fields: list[str], key_col: str | None = None) -> tuple[list[str], list[str]]:
     """(keys, texts) from an item metadata .csv/.parquet/.jsonl: the given fields
     of each item joined as ``"value1. value2"``; items with no text are left out."""
-    from .content import read_metadata
     df, key_col = read_metadata(path, key_col, KEY_COLUMNS)
     missing = [f for f in fields if f not in df.columns]
     if missing:
