@@ -17,7 +17,7 @@ from .columns import (_I64_MAX, _I64_MIN, _as_where, _examples, _filter_mask, _i
                       _polars, _require_columns, _require_time_column, _time_unit, _timestamps, _Where,
                       _weights)
 from .sequences import Dataset, Sequences
-from .tables import (GZIP_MAGIC, PARQUET_MAGIC, _frame_to_polars, _gunzip, _parquet_files, _read_frame,
+from .tables import (GZIP_MAGIC, PARQUET_MAGIC, frame_to_polars, _gunzip, _parquet_files, _read_frame,
                      _read_parquet_folder, is_stream, read_stream)
 
 
@@ -248,7 +248,7 @@ def from_frame(frame, user_col: str = "user_id", item_col: str = "item_id", time
     Table. Converted to polars without a temporary file; integer ids stay int64,
     string ids stay strings. Name "dataframe", path "<dataframe>"; errors name
     rows by position (from 0). Other arguments as in `load`."""
-    converted = _frame_to_polars(frame)
+    converted = frame_to_polars(frame)
     if converted is None:
         raise UsageError(f"load: expected a path, a pandas or polars DataFrame or a pyarrow Table, "
                          f"not {type(frame).__module__}.{type(frame).__name__}")

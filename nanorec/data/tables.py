@@ -278,7 +278,7 @@ def _integer_spellings(df, columns):
 # -----------------------------------------------------------------------------
 # in-memory frames
 
-def _frame_to_polars(frame):
+def frame_to_polars(frame):
     """(polars DataFrame, pandas index names) for a pandas / polars DataFrame or a
     pyarrow Table, or None for anything else. pandas and pyarrow are looked up in
     sys.modules, not imported: a frame of theirs means they already are."""
