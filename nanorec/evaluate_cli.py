@@ -27,7 +27,6 @@ from .evaluate import evaluate_split, format_metrics, protocol_line
 from .files import check_writable_folder, write_json
 from .run import Run
 from .scoring import list_scorer
-from .train import validation_sample  # the validation users the run selected on and reported
 
 
 def in_run_order(ds, run_item_ids: np.ndarray, run_dir: str, where: str):
@@ -70,6 +69,7 @@ def main(argv) -> int:
     cfg, scorer, num_items = run.config, run.scorer, run.num_items
     ds = in_run_order(load_like(cfg, args.data), run.item_ids, args.run, args.data)
     sp = split_like(ds, cfg)
+    from .train import validation_sample  # the validation users the run selected on and reported
     evalset = sp.test if args.split == "test" else validation_sample(sp.valid, cfg.valid_users, cfg.seed, ds.num_items)
     if evalset is None:
         if cfg.holdout == "none":
