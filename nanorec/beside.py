@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import time
 
-from .baselines.pop import Popularity
-from .baselines.transitions import Transitions
 from .data import item_counts
-from .evaluate import format_beyond, score_report
 
 
 def baselines(ds, sp, cfg, transitions=None, beyond_users: int = 0, exclude_seen: bool = True) -> dict | None:
@@ -25,6 +22,9 @@ def baselines(ds, sp, cfg, transitions=None, beyond_users: int = 0, exclude_seen
     on its validation users (a fused run's), used instead of fitting it again. beyond_users:
     score_report's (an update's sample). exclude_seen: the run's choice (seen.py), so the
     figures compare on one protocol."""
+    from .baselines.pop import Popularity
+    from .baselines.transitions import Transitions
+    from .evaluate import score_report
 
     if sp.valid is None and sp.test is None:
         return None
@@ -46,6 +46,7 @@ def baselines(ds, sp, cfg, transitions=None, beyond_users: int = 0, exclude_seen
 def summary(results: dict, k: int = 10) -> str:
     """The tail of a run's final log line: its beyond-accuracy figures and the baselines' NDCG@k
     beside its own, on the test split (else validation)."""
+    from .evaluate import format_beyond
     parts = []
     if results.get("beyond"):
         parts.append(f"beyond ({results['beyond']['split']}): {format_beyond(results['beyond'], k)}")

@@ -245,8 +245,8 @@ def resolve(cfg: Config, num_items: int, num_valid: int | None = None, batches_p
     size, the validation users (None: valid_users left as it is) and batches_per_epoch() (training
     batches in an epoch, called only when num_negatives=auto applies; None: left as it is).
     A resolved config resolves to itself."""
-    from .loss import AUTO_DROPOUT, resolve_loss, resolve_negatives  # late: loss needs torch, and `import nanorec` loads config
-    from .train import validation_users  # cycle: train imports config
+    from .loss import AUTO_DROPOUT, resolve_loss, resolve_negatives  # torch: config stays importable without it
+    from .train import validation_users  # train imports config
     auto = tuple(k for k, sentinel in AUTO.items() if getattr(cfg, k) == sentinel)
     loss = resolve_loss(cfg.loss, num_items)
     sampled = loss == "sampled" and cfg.method == "gpt" and batches_per_epoch is not None
