@@ -101,7 +101,7 @@ class Recommender:
         (validation figures, fusion weights; train.log keeps them too); elsewhere (output
         to a file or a pipe) nothing is printed. quiet=True prints nothing anywhere;
         progress=False (a config key) keeps the lines but drops the bar."""
-        from .train import run  # late: torch; `import nanorec` stays light
+        from .train import run  # late: torch; import nanorec stays light
 
         changes = _column_arguments(user_col=user_col, item_col=item_col, time_col=time_col, filter=filter,
                                     time_format=time_format)
@@ -137,7 +137,7 @@ class Recommender:
         (update.UPDATE_KEYS, e.g. max_steps=300), each value checked as the CLI's key=value
         (max_steps=0 or "5" refused). Events older than a user's last event in this run, or
         already in it, are refused (update.py)."""
-        from .update import update  # late: torch; `import nanorec` stays light
+        from .update import update  # late: torch; import nanorec stays light
         self._require_fitted()
         _check_bool(overwrite, "overwrite")
         _check_bool(quiet, "quiet")
@@ -156,7 +156,7 @@ class Recommender:
         """An Optuna search (see `nanorec.tune`): every trial selects on validation,
         and the test split is scored once, for the winner. Returns the winner,
         loaded, with the study summary in `.study`. `config`: fixed keys for every trial."""
-        from .tune import DEFAULT_SPACE, tune  # late: torch; `import nanorec` stays light
+        from .tune import DEFAULT_SPACE, tune  # late: torch; import nanorec stays light
 
         base = cls(**config).config
         changes = _column_arguments(user_col=user_col, item_col=item_col, time_col=time_col, filter=filter)
@@ -185,7 +185,7 @@ class Recommender:
         model's scale. exclude_seen: a user's own items are never listed (fewer than k rows
         when fewer unseen items are left); False: they may be (repeat purchases); None: the run's choice. items / exclude_items: original item ids that alone
         may be listed / that never are (fewer than k rows when fewer are left)."""
-        from .recommend import recommend_users  # late: torch; `import nanorec` stays light
+        from .recommend import recommend_users  # late: torch; import nanorec stays light
 
         exclude_seen = self._check_call(k, exclude_seen, mode)
         blocked = self._blocked(items, exclude_items)
@@ -213,7 +213,7 @@ class Recommender:
         every event is a target. A value the run was not trained with is a UsageError.
         history may also be a frame (pandas / polars DataFrame, pyarrow Table) with the run's item
         column and, for event types, its target_filter column (rows oldest first)."""
-        from .recommend import RawHistories, list_for_history, popular_items  # late: torch; `import nanorec` stays light
+        from .recommend import RawHistories, list_for_history, popular_items  # late: torch; import nanorec stays light
 
         exclude_seen = self._check_call(k, exclude_seen, mode)
         blocked = self._blocked(items, exclude_items)
@@ -290,7 +290,7 @@ class Recommender:
     # internals
 
     def _attach(self, run_dir: str, device: str = "cpu") -> None:
-        from .devices import pick_device  # late: torch; `import nanorec` stays light
+        from .devices import pick_device  # late: torch; import nanorec stays light
         from .recommend import histories_for
         from .run import Run
         self._run = Run.open(run_dir, pick_device(device))
@@ -334,7 +334,7 @@ class Recommender:
 
     def _blocked(self, items, exclude_items):
         """The business filters (original item ids, None: not given) as scoring's item mask."""
-        from .recommend import blocked_items, filter_files  # late: torch; `import nanorec` stays light
+        from .recommend import blocked_items, filter_files  # late: torch; import nanorec stays light
         vocab = self._run.item_ids
         if _is_path(items) or _is_path(exclude_items):  # files: read as the CLI reads --allow/--deny-items
             def report(got, option):  # unknown ids are counted, not an error: said when there are some
@@ -359,7 +359,7 @@ class Recommender:
     def _frame(self, users, items, scores, cold):
         """(U,) users, (U, k) items, scores, (U,) cold -> the long frame; empty slots (filters,
         seen items with exclude_seen: `recommend.listed`) are left out: shorter lists."""
-        from .recommend import listed  # late: torch; `import nanorec` stays light
+        from .recommend import listed  # late: torch; import nanorec stays light
         k = items.shape[1]
         keep = listed(items).reshape(-1)
         uid = np.repeat(users, k)[keep]

@@ -224,13 +224,13 @@ def _check_time_order(run, saved: Saved, new: Dataset, user_row: np.ndarray, rem
     known = ev_user < n_old
     known[known] = old.lengths[ev_user[known]] > 0
     t, last_of = new.times, last[np.where(known, ev_user, 0)]
-    show = lambda i: (f"user {show(run.user_ids[ev_user[i]])}, item {show(new.item_ids[new.sequences.items[i]])} "  # noqa: E731
-                      f"at {show_time(new.times[i], new.time_unit)}")
+    event = lambda i: (f"user {show(run.user_ids[ev_user[i]])}, item {show(new.item_ids[new.sequences.items[i]])} "  # noqa: E731
+                       f"at {show_time(new.times[i], new.time_unit)}")
     older = np.nonzero(known & (t < last_of))[0]
     if len(older):
         i = older[0]
         raise DataError(f"{where}: {len(older):,} events of {len(np.unique(ev_user[older])):,} known users are older "
-                        f"than the user's last event in the run {run.run_dir} (e.g. {show(i)}, the user's last at "
+                        f"than the user's last event in the run {run.run_dir} (e.g. {event(i)}, the user's last at "
                         f"{show_time(last[ev_user[i]], new.time_unit)}); an update's events "
                         f"come after the run's data: pass only the newer events, or retrain on the whole log")
     tied = np.nonzero(known & (t == last_of))[0]  # at the user's last saved time: the same item there is the same event
@@ -242,7 +242,7 @@ def _check_time_order(run, saved: Saved, new: Dataset, user_row: np.ndarray, rem
         again = tied[np.isin(ev_user[tied] * n_items + remap[new.sequences.items[tied]], seen)]
         if len(again):
             raise DataError(f"{where}: {len(again):,} events are already in the run {run.run_dir} (e.g. "
-                            f"{show(again[0])}); pass only the events after the run's data")
+                            f"{event(again[0])}); pass only the events after the run's data")
 
 
 def _check_not_repeated(run, new: Dataset, item_rows: np.ndarray, user_rows: np.ndarray, where: str) -> None:
