@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field, fields
 
 from .data import parse_split_time, read_json
-from .data.columns import _parse_filter
+from .data.columns import parse_filter
 from .errors import DataError, UsageError
 from .files import write_json
 
@@ -46,7 +46,7 @@ def _split_time_ok(text: str) -> bool:
 
 def _filter_ok(text: str) -> bool:
     try:
-        _parse_filter(text, "target_filter")
+        parse_filter(text, "target_filter")
     except UsageError:
         return False
     return True

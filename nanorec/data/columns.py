@@ -29,7 +29,7 @@ _CANONICAL_INT = r"^(0|-?[1-9][0-9]*)$"
 # where a row came from (for error messages)
 
 @dataclass(frozen=True)
-class _Where:
+class Where:
     """Names a row of a frame in an error message.
 
     Text files count lines (the header is line 1, so data row r is on line
@@ -53,12 +53,12 @@ class _Where:
         return f"{self.path}: row {r} (from 0)"
 
 
-def _as_where(where) -> _Where:
+def _as_where(where) -> Where:
     """Accepts a plain path, as older callers (recommend.read_user_list) pass."""
-    if isinstance(where, _Where):
+    if isinstance(where, Where):
         return where
     lower = os.fspath(where).lower()
-    return _Where(os.fspath(where), text=lower.endswith((".csv", ".tsv", ".csv.gz", ".tsv.gz")))
+    return Where(os.fspath(where), text=lower.endswith((".csv", ".tsv", ".csv.gz", ".tsv.gz")))
 
 
 def _polars():
@@ -91,7 +91,7 @@ def _require_time_column(where, df, time_col):
                         f"set time_col to one of them, or time_col=none to keep file order{hint}")
 
 
-def _parse_filter(text: str, key: str = "filter"):
+def parse_filter(text: str, key: str = "filter"):
     """"column=value[,value...]" -> (column, [values]); `key` names the setting in the error
     (filter, target_filter: one syntax)."""
     col, eq, rest = str(text).partition("=")
@@ -101,7 +101,7 @@ def _parse_filter(text: str, key: str = "filter"):
     return col.strip(), values
 
 
-def _filter_mask(where, df, col, values, key: str = "filter") -> np.ndarray:
+def filter_mask(where, df, col, values, key: str = "filter") -> np.ndarray:
     pl = _polars()
     try:
         as_text = df[col].cast(pl.Utf8)
@@ -133,7 +133,7 @@ def _bad_type(where, s, col, expected):
     raise DataError(f"{where.path}: column {col!r} has type {s.dtype}, expected {expected}")
 
 
-def _ids(where, df, col):
+def column_ids(where, df, col):
     """Original ids, one type per column: int64 for integer columns (and floats that
     are all whole numbers, as pandas makes of an integer column with a gap), else
     strings; a text file's column by how its values are written (_text_ids).
@@ -221,7 +221,7 @@ def _integer_column(where, df, col):
     are 7), or a DataError naming the first bad row."""
     pl = _polars()
     where = _as_where(where)
-    ids = _ids(where, df, col)
+    ids = column_ids(where, df, col)
     if ids.dtype != object:
         return ids
     text = df[col].cast(pl.Utf8).str.strip_chars()
