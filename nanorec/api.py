@@ -58,7 +58,10 @@ import numpy as np
 
 from . import ids, rundir
 from .config import Config, check_keys, unresolved
-from .errors import DataError, UsageError
+from .data import load_like
+from .data.tables import frame_to_polars
+from .errors import DataError, UsageError, show
+from .files import atomic_write, check_output_folder
 
 FRAMES = ("polars", "pandas")
 MODES = ("oneshot", "generative")
@@ -98,8 +101,7 @@ class Recommender:
         (validation figures, fusion weights; train.log keeps them too); elsewhere (output
         to a file or a pipe) nothing is printed. quiet=True prints nothing anywhere;
         progress=False (a config key) keeps the lines but drops the bar."""
-        from .data import load_like
-        from .train import run
+        from .train import run  # late: torch; import nanorec stays light
 
         changes = _column_arguments(user_col=user_col, item_col=item_col, time_col=time_col, filter=filter,
                                     time_format=time_format)
@@ -135,7 +137,7 @@ class Recommender:
         (update.UPDATE_KEYS, e.g. max_steps=300), each value checked as the CLI's key=value
         (max_steps=0 or "5" refused). Events older than a user's last event in this run, or
         already in it, are refused (update.py)."""
-        from .update import update
+        from .update import update  # late: torch; import nanorec stays light
         self._require_fitted()
         _check_bool(overwrite, "overwrite")
         _check_bool(quiet, "quiet")
@@ -154,8 +156,7 @@ class Recommender:
         """An Optuna search (see `nanorec.tune`): every trial selects on validation,
         and the test split is scored once, for the winner. Returns the winner,
         loaded, with the study summary in `.study`. `config`: fixed keys for every trial."""
-        from .data import load_like
-        from .tune import DEFAULT_SPACE, tune
+        from .tune import DEFAULT_SPACE, tune  # late: torch; import nanorec stays light
 
         base = cls(**config).config
         changes = _column_arguments(user_col=user_col, item_col=item_col, time_col=time_col, filter=filter)
@@ -184,7 +185,7 @@ class Recommender:
         model's scale. exclude_seen: a user's own items are never listed (fewer than k rows
         when fewer unseen items are left); False: they may be (repeat purchases); None: the run's choice. items / exclude_items: original item ids that alone
         may be listed / that never are (fewer than k rows when fewer are left)."""
-        from .recommend import recommend_users
+        from .recommend import recommend_users  # late: torch; import nanorec stays light
 
         exclude_seen = self._check_call(k, exclude_seen, mode)
         blocked = self._blocked(items, exclude_items)
@@ -212,7 +213,7 @@ class Recommender:
         every event is a target. A value the run was not trained with is a UsageError.
         history may also be a frame (pandas / polars DataFrame, pyarrow Table) with the run's item
         column and, for event types, its target_filter column (rows oldest first)."""
-        from .recommend import RawHistories, list_for_history, popular_items
+        from .recommend import RawHistories, list_for_history, popular_items  # late: torch; import nanorec stays light
 
         exclude_seen = self._check_call(k, exclude_seen, mode)
         blocked = self._blocked(items, exclude_items)
@@ -248,8 +249,7 @@ class Recommender:
         _check_bool(overwrite, "overwrite")
         if os.path.abspath(path) == os.path.abspath(self.run_dir):
             return path
-        if os.path.exists(path) and not os.path.isdir(path):
-            raise DataError(f"{path}: exists and is not a folder")
+        check_output_folder(path, "folder")  # a folder, or a path where one can be created
         if os.path.isdir(path) and os.listdir(path):
             if not overwrite:
                 raise UsageError(f"{path}: the folder is not empty; pass overwrite=True to replace it")
@@ -257,16 +257,10 @@ class Recommender:
                 rundir.read_config(path)
             except DataError as e:
                 raise DataError(f"{path}: overwrite=True replaces a nanorec run, and this folder is not one ({e})") from None
-        ancestor = os.path.abspath(path)  # the folder will be created: its first existing ancestor must be a folder
-        while not os.path.exists(ancestor):
-            ancestor = os.path.dirname(ancestor)
-        if not os.path.isdir(ancestor):
-            raise DataError(f"{path}: cannot create the folder ({ancestor} is a file)")
         try:
             os.makedirs(path, exist_ok=True)
         except OSError as e:
             raise DataError(f"{path}: cannot create the folder ({e.strerror})") from None
-        from .files import atomic_write
         for name in rundir.RUN_FILES:
             src, dst = os.path.join(self.run_dir, name), os.path.join(path, name)
             if os.path.isfile(src):
@@ -296,7 +290,7 @@ class Recommender:
     # internals
 
     def _attach(self, run_dir: str, device: str = "cpu") -> None:
-        from .devices import pick_device
+        from .devices import pick_device  # late: torch; import nanorec stays light
         from .recommend import histories_for
         from .run import Run
         self._run = Run.open(run_dir, pick_device(device))
@@ -315,18 +309,17 @@ class Recommender:
         self._require_fitted()
         n = self._run.num_items
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
-            raise UsageError(f"k={_short(k)}: expected an integer in 1..{n}")
+            raise UsageError(f"k={show(k)}: expected an integer in 1..{n}")
         if exclude_seen is not None:
             _check_bool(exclude_seen, "exclude_seen")
         if not isinstance(mode, str) or mode not in MODES:
-            raise UsageError(f"mode={_short(mode)}: expected {' or '.join(map(repr, MODES))}")
+            raise UsageError(f"mode={show(mode)}: expected {' or '.join(map(repr, MODES))}")
         return self._run.exclude_seen if exclude_seen is None else exclude_seen
 
     def _history_columns(self, history, event_types):
         """A frame history -> (its item column, its target_filter column or None); any other
         history is returned as it is, with event_types."""
-        from .data.tables import _frame_to_polars
-        converted = None if isinstance(history, (list, tuple, np.ndarray, str, bytes)) else _frame_to_polars(history)
+        converted = None if isinstance(history, (list, tuple, np.ndarray, str, bytes)) else frame_to_polars(history)
         if converted is None:
             return history, event_types
         df, item_col = converted[0], self.config.item_col
@@ -341,7 +334,7 @@ class Recommender:
 
     def _blocked(self, items, exclude_items):
         """The business filters (original item ids, None: not given) as scoring's item mask."""
-        from .recommend import blocked_items, filter_files
+        from .recommend import blocked_items, filter_files  # late: torch; import nanorec stays light
         vocab = self._run.item_ids
         if _is_path(items) or _is_path(exclude_items):  # files: read as the CLI reads --allow/--deny-items
             def report(got, option):  # unknown ids are counted, not an error: said when there are some
@@ -366,7 +359,7 @@ class Recommender:
     def _frame(self, users, items, scores, cold):
         """(U,) users, (U, k) items, scores, (U,) cold -> the long frame; empty slots (filters,
         seen items with exclude_seen: `recommend.listed`) are left out: shorter lists."""
-        from .recommend import listed
+        from .recommend import listed  # late: torch; import nanorec stays light
         k = items.shape[1]
         keep = listed(items).reshape(-1)
         uid = np.repeat(users, k)[keep]
@@ -410,15 +403,15 @@ def _column_arguments(**given) -> dict:
     """fit/tune's column, filter and time_format arguments that were given (None: the config's), each a str."""
     for name, value in given.items():
         if value is not None and not isinstance(value, str):
-            raise UsageError(f"{name}={_short(value)}: expected a column name (a str)" if name not in ("filter", "time_format")
-                             else f"filter={_short(value)}: expected \"column=value[,value...]\" (a str)" if name == "filter"
-                             else f"time_format={_short(value)}: expected a strptime format such as \"%d/%m/%Y\" (a str)")
+            raise UsageError(f"{name}={show(value)}: expected a column name (a str)" if name not in ("filter", "time_format")
+                             else f"filter={show(value)}: expected \"column=value[,value...]\" (a str)" if name == "filter"
+                             else f"time_format={show(value)}: expected a strptime format such as \"%d/%m/%Y\" (a str)")
     return {k: v for k, v in given.items() if v is not None}
 
 
 def _check_bool(value, name: str) -> None:
     if not isinstance(value, (bool, np.bool_)):
-        raise UsageError(f"{name}={_short(value)}: expected True or False")
+        raise UsageError(f"{name}={show(value)}: expected True or False")
 
 
 def _on_screen() -> bool:
@@ -446,6 +439,3 @@ def _path_argument(path, what: str) -> str:
     return path
 
 
-def _short(x, limit: int = 40) -> str:
-    text = repr(x)
-    return text if len(text) <= limit else text[:limit - 3] + "..."

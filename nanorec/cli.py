@@ -15,7 +15,7 @@ import importlib
 import os
 import sys
 
-from .errors import NanorecError, UsageError  # noqa: F401  (UsageError re-exported for subcommands)
+from .errors import NanorecError, UsageError, one_line  # noqa: F401  (UsageError re-exported for subcommands)
 
 # command -> (module, one-line help)
 COMMANDS = {
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(COMMANDS[name][0])
         return int(module.main(rest) or 0)
     except NanorecError as e:
-        print(f"nanorec {name}: error: {one_line(e)}", file=sys.stderr)
+        print(f"nanorec {name}: error: {one_line(e, 500)}", file=sys.stderr)
         return 2
     except SystemExit as e:  # argparse: --help (0) or a bad option (2), its message already printed
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
@@ -77,14 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug: say so in one line, keep the traceback one variable away
         if os.environ.get("NANOREC_DEBUG"):
             raise
-        print(f"nanorec {name}: internal error: {type(e).__name__}: {one_line(e)} "
+        print(f"nanorec {name}: internal error: {type(e).__name__}: {one_line(e, 500)} "
               f"(a bug; NANOREC_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 1
-
-
-def one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return text if len(text) <= 500 else text[:497] + "..."
 
 
 if __name__ == "__main__":

@@ -11,7 +11,10 @@ import math
 import re
 from dataclasses import dataclass, field, fields
 
+from .data import parse_split_time, read_json
+from .data.columns import parse_filter
 from .errors import DataError, UsageError
+from .files import write_json
 
 
 def key(default, help: str = "", rule: tuple | None = None, auto=None, section: str = ""):
@@ -38,14 +41,12 @@ UNIT = (lambda x: 0 <= x < 1), "a number in [0, 1)"
 
 
 def _split_time_ok(text: str) -> bool:
-    from .data import parse_split_time  # data loads numpy and polars: config stays light to import
     return text == "" or parse_split_time(text) is not None
 
 
 def _filter_ok(text: str) -> bool:
-    from .data.columns import _parse_filter
     try:
-        _parse_filter(text, "target_filter")
+        parse_filter(text, "target_filter")
     except UsageError:
         return False
     return True
@@ -193,7 +194,6 @@ class Config:
 
     def save(self, path: str) -> None:
         """config.json: every key, and for a resolved config the keys that were auto."""
-        from .files import write_json
         write_json(path, self.to_dict() if self.auto is None else {**self.to_dict(), "auto": list(self.auto)})
 
     @classmethod
@@ -201,7 +201,6 @@ class Config:
         """A saved config.json; a broken or unknown key (every_key: a missing one too, never today's
         default, but LEGACY's, which runs written before they existed lack) is a DataError naming the
         file. A run written before resolve() has no "auto" list and its autos unresolved (.auto None)."""
-        from .data import read_json
         d = read_json(path)
         if not isinstance(d, dict):
             raise DataError(f"{path}: expected a JSON object of config keys")
@@ -269,7 +268,7 @@ def unresolved(cfg: Config) -> Config:
     return dataclasses.replace(cfg, **{k: AUTO[k] for k in cfg.auto or ()})
 
 
-WEIGHT_NAMES = ("transitions", "cooccurrence", "content")  # fusion.SIGNALS (that module needs torch)
+WEIGHT_NAMES = ("transitions", "cooccurrence", "content")  # the fusion weights' order (fusion.SIGNALS is this tuple)
 
 
 def weights_text(value):

@@ -27,7 +27,8 @@ import os
 
 import numpy as np
 
-from .data import DataError, read_json
+from .data import read_json
+from .errors import DataError, one_line
 from .files import atomic_write
 
 # Id columns tried, in order, when a .parquet table does not name one.
@@ -151,7 +152,7 @@ def _load_parquet(path: str, id_col: str | None, vector_col: str | None):
     try:
         df = pl.read_parquet(path)
     except (pl.exceptions.PolarsError, OSError) as e:
-        raise DataError(f"{path}: cannot be read as parquet ({str(e).splitlines()[0]})") from None
+        raise DataError(f"{path}: cannot be read as parquet ({one_line(e)})") from None
     if id_col is None:
         id_col = next((c for c in ID_COLUMNS if c in df.columns), None)
         if id_col is None:
@@ -331,7 +332,7 @@ def read_metadata(path: str, key_col: str | None, key_candidates: tuple[str, ...
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except (pl.exceptions.PolarsError, OSError) as e:
-        raise DataError(f"{path}: cannot be read ({str(e).splitlines()[0]})") from None
+        raise DataError(f"{path}: cannot be read ({one_line(e)})") from None
     if key_col is not None and key_col not in df.columns:
         raise DataError(f"{path}: no column {key_col!r} (--key-col; columns are {', '.join(df.columns)})")
     key_col = key_col or next((c for c in key_candidates if c in df.columns), None)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+from .files import atomic_write
+
 
 def plot_curves(history: list[dict], path: str, title: str = "", fused: float | None = None) -> bool:
     """Write the picture to `path` (atomically). fused: the validation NDCG@10 of the model the run
@@ -23,7 +25,6 @@ def plot_curves(history: list[dict], path: str, title: str = "", fused: float | 
         return False
     if not history:
         return False
-    from .files import atomic_write
 
     steps = [h["step"] for h in history]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))

@@ -23,11 +23,16 @@ import zipfile
 
 import numpy as np
 
-from .content import (align, attribute_table, coverage_line, is_int_string, load_table,
-                      normalize_ids, save_table, table_metadata)
-from .data import read_json
-from .errors import DataError, UsageError
+from . import rundir
+from .content import (align, attribute_table, coverage_line, is_int_string, load_table, normalize_ids, save_table,
+                      table_metadata)
+from .data import load, read_json
+from .devices import DEVICE_HELP, pick_device
+from .errors import one_line, DataError, UsageError
 from .files import check_writable_folder, write_json
+from .image_embeddings import download_all, embed_files, find_images, urls_from_metadata, SiglipImageEncoder
+from .text_embeddings import encode_texts, read_texts
+
 
 DEFAULT_IMAGE_MODEL = "google/siglip-base-patch16-224"
 
@@ -83,18 +88,8 @@ def read_vocabulary(items: str, id_map: str | None = None) -> Vocabulary:
     anything nanorec.data.load reads. A challenge folder's id_mappings.json is used
     for ASINs unless --id-map names another file."""
     asin_map = read_id_map(id_map) if id_map else None
-    run_items = os.path.join(items, "items.json")
-    if os.path.isdir(items) and os.path.exists(run_items):
-        raw = _read_json_file(run_items, "a run's item list")
-        if not isinstance(raw, list) or len(raw) < 2:
-            raise DataError(f"{run_items}: expected a JSON list of item ids, [0] = null")
-        real = raw[1:]
-        if all(isinstance(x, int) and not isinstance(x, bool) for x in real):
-            item_ids = np.array([-1] + real, dtype=np.int64)
-        else:
-            item_ids = np.array([""] + [str(x) for x in real], dtype=object)
-        return Vocabulary(item_ids, asin_map)
-    from .data import load
+    if os.path.isdir(items) and os.path.exists(os.path.join(items, rundir.ITEMS)):
+        return Vocabulary(rundir.read_items(items), asin_map)
 
     ds = load(items)
     if asin_map is None and ds.kind == "challenge":
@@ -109,8 +104,7 @@ def _load_table(path: str, id_col: str | None = None, vector_col: str | None = N
     try:
         return load_table(path, id_col, vector_col)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        reason = (str(e).splitlines() or [type(e).__name__])[0]
-        raise DataError(f"{path}: cannot be read as a table ({reason})") from None
+        raise DataError(f"{path}: cannot be read as a table ({one_line(e)})") from None
 
 
 def _save(out: str, ids, vectors, meta: dict, vocab: Vocabulary | None) -> None:
@@ -144,8 +138,6 @@ def _examples(xs, n=3) -> str:
 # images
 
 def cmd_images(a) -> int:
-    from .image_embeddings import (SiglipImageEncoder, download_all, embed_files, find_images,
-                                   urls_from_metadata)
 
     vocab = read_vocabulary(a.items, a.id_map)
     if a.id_map is None and a.metadata and not vocab.asin_map:
@@ -237,7 +229,6 @@ def cmd_images(a) -> int:
 # text, attributes, precomputed tables
 
 def cmd_text(a) -> int:
-    from .text_embeddings import encode_texts, read_texts
 
     fields = [f.strip() for f in a.fields.split(",") if f.strip()]
     if not fields:
@@ -272,7 +263,6 @@ def cmd_attributes(a) -> int:
         json_path = a.data
         vocab = read_vocabulary(a.items, a.id_map) if a.items else None
     else:
-        from .data import load
 
         ds = load(a.data)
         if not ds.attributes_path:
@@ -332,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--key-col", help="metadata column with the item key (default: item_id, parent_asin or asin)")
     q.add_argument("--cache", metavar="DIR", help="download cache (default: OUT's name + '_images/')")
     q.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
-    q.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1 ...")
+    q.add_argument("--device", default="auto", help=DEVICE_HELP)
     q.add_argument("--workers", type=int, default=8, help="concurrent downloads / decoding threads (default 8)")
     q.add_argument("--timeout", type=float, default=10.0,
                    help="wall-clock seconds per download attempt, connection, redirects and whole body "
@@ -356,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--fields", default="title", help="comma-separated text columns (default: title)")
     q.add_argument("--key-col", help="column with the item key (default: item_id, parent_asin, asin or id)")
     q.add_argument("--batch-size", type=int, default=64)
-    q.add_argument("--device", default="auto")
+    q.add_argument("--device", default="auto", help=DEVICE_HELP)
     q.set_defaults(fn=cmd_text)
 
     q = sub.add_parser("attributes", help="TF-IDF + SVD vectors from *_item2attributes.json",
@@ -408,8 +398,7 @@ def check_options(a) -> None:
     if cache and os.path.exists(cache) and not os.path.isdir(cache):
         raise DataError(f"--cache {cache}: is a file, expected a folder for the download cache")
     if getattr(a, "device", None):
-        from .image_embeddings import resolve_device
-        resolve_device(a.device)
+        pick_device(a.device)
 
 
 def main(argv=None) -> int:

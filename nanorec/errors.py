@@ -18,3 +18,17 @@ class DataError(NanorecError):
 
 class UsageError(NanorecError):
     """A bad command-line value or config key, or a combination that cannot work."""
+
+
+def one_line(e: BaseException | str, limit: int = 200) -> str:
+    """An error's message as one line of at most `limit` characters, for a message that
+    quotes it: newlines and runs of spaces become one space (a library's multi-line text, a
+    path with a newline in it), and an empty message gives the exception's type name."""
+    text = " ".join(str(e).split()) or (type(e).__name__ if isinstance(e, BaseException) else "unknown error")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def show(value, limit: int = 40) -> str:
+    """repr of a bad value (a numpy scalar as its Python value), cut so that one error stays one line."""
+    text = repr(value.item() if getattr(value, "ndim", None) == 0 and hasattr(value, "item") else value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -19,8 +19,8 @@ import math
 import numpy as np
 import torch
 
-from .data import EvalSet, Sequences
-from .scoring import Factored, Ordered, Scorer, as_scores, mask_seen
+from .data import EvalSet, Sequences, TargetSets
+from .scoring import Factored, Ordered, Scorer, as_scores, mask_seen, top_k
 
 KS = (5, 10, 20)
 PROTOCOL = "full ranking over all {n} items, history excluded (ranked last), leave-one-out, {m} users"
@@ -279,7 +279,6 @@ def top_lists(scorer: Scorer, evalset, k: int = max(KS), batch_size: int = 512, 
     """(M, k) each user's exact top-k items (scoring.top_k: ties to the lower index, history
     excluded, ranked last, unless exclude_seen is False), in the order of `evalset` (anything
     with .users, .histories and one .targets entry per user: an EvalSet or a data.TargetSets)."""
-    from .scoring import top_k
     lists = np.zeros((len(evalset.users), k), dtype=np.int64)
     for rows, hist in length_batches(evalset, batch_size):
         lists[rows] = top_k(scorer, hist, evalset.users[rows], k, exclude_seen)[0]
@@ -394,7 +393,6 @@ def score_report(scorer: Scorer, sp, num_items: int, train_counts: np.ndarray, b
     exclude_seen: the run's choice (seen.py), for every split and list.
     -> score_splits' dict with "beyond" (and "test_cold") added."""
     import time
-    from .data import EvalSet, TargetSets
     multi = isinstance(sp.test, TargetSets)
     out = score_splits(scorer, sp.valid, None if multi else sp.test, num_items, batch_size, exclude_seen)
     t0 = time.time()
@@ -445,7 +443,6 @@ def evaluate_split(scorer: Scorer, evalset, batch_size: int = 512, num_items: in
     """`evaluate` for an EvalSet (one target per user; kwargs passed on); for a data.TargetSets
     (holdout=time's test split) the multi-target metrics of each user's exact top-20 list
     (kwargs' exclude_seen, default True, says whether those lists may hold the history's items)."""
-    from .data import TargetSets
     if not isinstance(evalset, TargetSets):
         return evaluate(scorer, evalset, batch_size=batch_size, **kwargs)
     lists = top_lists(scorer, evalset, min(max(KS), num_items), batch_size, kwargs.get("exclude_seen", True))

@@ -31,7 +31,7 @@ import shutil
 import tempfile
 from typing import Callable
 
-from .errors import DataError, UsageError
+from .errors import DataError, UsageError, one_line
 
 # what a disk refuses: one line for the user, not a bug
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO)
@@ -146,7 +146,7 @@ def disk_error(e: BaseException) -> str | None:
         if isinstance(e, OSError):
             if e.errno is not None:
                 return e.strerror or os.strerror(e.errno)
-            return os.strerror(code) if code is not None else (str(e).strip().splitlines() or [type(e).__name__])[0]
+            return os.strerror(code) if code is not None else one_line(e)
         if code in DISK_ERRNOS:
             return os.strerror(code)
         e = e.__cause__ or e.__context__

@@ -47,9 +47,9 @@ import time
 import numpy as np
 import torch
 
+from .config import WEIGHT_NAMES as SIGNALS  # noqa: F401 - the weights' order everywhere (config: no torch)
 from .scoring import Factored, Scorer, Sparse, from_factors
 
-SIGNALS = ("transitions", "cooccurrence", "content")  # the order of the weights everywhere
 # The weights when there is nothing to choose on (holdout=none, all_data): the median of each weight
 # validation chose on Beauty, Sports and LastFM, three seeds each (benchmarks/results/seeds_*.json);
 # content's only where the run has content.

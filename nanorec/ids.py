@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from .errors import DataError, UsageError
+from .errors import DataError, UsageError, show
 
 
 def _texts(a: np.ndarray) -> np.ndarray:
@@ -88,8 +88,8 @@ def kinds_differ(known: np.ndarray, wanted: np.ndarray, what: str) -> str | None
     k_kind, w_kind = kind(known), kind(wanted)
     if k_kind == w_kind or len(known) == 0 or len(wanted) == 0:
         return None
-    return (f"the run's {what} ids are {k_kind} (e.g. {_show(np.asarray(known)[0])}), these are {w_kind} "
-            f"(e.g. {_show(np.asarray(wanted)[0])}); ids match by their exact text")
+    return (f"the run's {what} ids are {k_kind} (e.g. {show(np.asarray(known)[0])}), these are {w_kind} "
+            f"(e.g. {show(np.asarray(wanted)[0])}); ids match by their exact text")
 
 
 def check_kinds(known: np.ndarray, wanted: np.ndarray, found: np.ndarray, where: str, what: str) -> str | None:
@@ -138,7 +138,7 @@ def from_python(values, known: np.ndarray, name: str, allow_empty: bool = False,
     -> (n,) int64 when every id is an integer, else an object array (ints and strs)."""
     series = _series_kind(values)
     if isinstance(values, (str, bytes)) or not (isinstance(values, (list, tuple, np.ndarray)) or series):
-        raise UsageError(f"{name}={_show(values)}: expected a list (or tuple, numpy array, pandas or polars "
+        raise UsageError(f"{name}={show(values)}: expected a list (or tuple, numpy array, pandas or polars "
                          f"Series) of ids, not {type(values).__name__}" +
                          (f"; for one id write {name}=[{values!r}]" if isinstance(values, (str, int)) else ""))
     if series == "pandas":
@@ -158,12 +158,12 @@ def from_python(values, known: np.ndarray, name: str, allow_empty: bool = False,
     out = []
     for i, x in enumerate(values):
         if _is_missing(x):
-            raise UsageError(f"{name}[{i}] is missing ({_show(x)}): every id must be given")
+            raise UsageError(f"{name}[{i}] is missing ({show(x)}): every id must be given")
         if isinstance(x, (bool, np.bool_)):
             raise UsageError(f"{name}[{i}]={x!r}: a boolean is not an id")
         if isinstance(x, (int, np.integer)):
             if not -2**63 <= int(x) < 2**63:
-                raise UsageError(f"{name}[{i}]={_show(x)}: beyond 64-bit integers")
+                raise UsageError(f"{name}[{i}]={show(x)}: beyond 64-bit integers")
             out.append(int(x))
         elif isinstance(x, str):
             out.append(x)
@@ -194,10 +194,7 @@ def _checked(arr: np.ndarray, name: str, allow_empty: bool, allow_repeats: bool)
         _, first, counts = np.unique(_texts(arr), return_index=True, return_counts=True)
         if (counts > 1).any():
             dup = arr[np.sort(first[counts > 1])[0]]
-            raise UsageError(f"{name}: {_show(dup)} is listed more than once")
+            raise UsageError(f"{name}: {show(dup)} is listed more than once")
     return arr
 
 
-def _show(x, limit: int = 40) -> str:
-    text = repr(x.item() if isinstance(x, np.generic) else x)
-    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -33,7 +33,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import numpy as np
 
-from .errors import DataError, UsageError
+from .content import read_metadata
+from .devices import pick_device
+from .errors import DataError, one_line
 from .files import atomic_write
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
@@ -114,7 +116,6 @@ def urls_from_metadata(path: str, key_col: str | None = None) -> dict[str, str]:
     URLs come from ``image_urls``, else ``images``. Items without a URL are left out."""
     import polars as pl
 
-    from .content import read_metadata
     df, key_col = read_metadata(path, key_col, KEY_COLUMNS)
     url_cols = [c for c in URL_COLUMNS if c in df.columns]
     if not url_cols:
@@ -490,30 +491,6 @@ def load_image(path: str):
         return None
 
 
-def resolve_device(device: str = "auto") -> str:
-    """"auto" -> cuda when present, else cpu; any other value is checked here, so a
-    typo or a missing GPU is a one-line UsageError and not a torch traceback later."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError, TypeError):
-        raise UsageError(f"--device: {device!r} is not a device (auto, cpu, cuda, cuda:1 ...)") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {device}: no CUDA GPU is available here")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise UsageError(f"--device {device}: only {torch.cuda.device_count()} CUDA GPU(s) here")
-    elif dev.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise UsageError(f"--device {device}: MPS is not available here")
-    elif dev.type != "cpu":
-        raise UsageError(f"--device: {device!r} is not supported (auto, cpu, cuda, cuda:1 ...)")
-    return device
-
-
 class SiglipImageEncoder:
     """Frozen SigLIP (or any transformers model with image features).
 
@@ -532,8 +509,8 @@ class SiglipImageEncoder:
             self.model = AutoModel.from_pretrained(model, local_files_only=local)
         except (OSError, ValueError) as e:
             hint = "" if local else " (offline? pass a local model folder made with save_pretrained)"
-            raise DataError(f"cannot load image model {model!r}: {str(e).splitlines()[0]}{hint}") from None
-        self.device = resolve_device(device)
+            raise DataError(f"cannot load image model {model!r}: {one_line(e)}{hint}") from None
+        self.device = pick_device(device)
         self.model = self.model.eval().to(self.device)
         self.name = model
         self._torch = torch

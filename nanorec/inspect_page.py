@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .cli import command_parser
-from .errors import DataError, UsageError
+from .errors import DataError, UsageError, one_line
 
 TERMS = ("GPT logit", "transitions", "co-occurrence", "content")
 LEGEND = {  # the page's columns: the history's event, the list's score and terms (TERMS order)
@@ -80,7 +80,7 @@ def read_catalogue(path: str) -> dict:
     try:
         df = pl.read_csv(path, infer_schema_length=0)  # every column as text: ids keep their exact spelling
     except Exception as e:  # noqa: BLE001 - polars raises several types for an unreadable file
-        raise DataError(f"{path}: not a readable CSV ({' '.join(str(e).split())[:200]})") from None
+        raise DataError(f"{path}: not a readable CSV ({one_line(e)})") from None
     if "item_id" not in df.columns or df.width < 2:
         raise DataError(f"{path}: expected item_id and at least one more column (e.g. title, image_url, "
                         f"category, price); its columns are {', '.join(df.columns)}")

@@ -40,20 +40,6 @@ def _compiled_flex():
     return _flex_attention
 
 
-class LayerNorm(nn.Module):
-    """LayerNorm with an optional bias, kept as a small class (as in nanoGPT) so
-    bias=False drops the parameter. torch>=2.5's nn.LayerNorm(ndim, bias=False)
-    does the same, with the same state-dict keys (`weight`, `bias`)."""
-
-    def __init__(self, ndim: int, bias: bool):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(ndim))
-        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
-
-    def forward(self, x):
-        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
-
-
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
@@ -94,9 +80,9 @@ class MLP(nn.Module):
 class Block(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
-        self.ln_1 = LayerNorm(cfg.n_embd, cfg.bias)
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.attn = CausalSelfAttention(cfg)
-        self.ln_2 = LayerNorm(cfg.n_embd, cfg.bias)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
     def forward(self, x, mask):
@@ -138,7 +124,7 @@ class GPT(nn.Module):
         self.content = nn.ModuleList([ContentInput(t, h, cfg.n_embd) for t, h in content])
         self.drop = nn.Dropout(cfg.dropout)
         self.h = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
-        self.ln_f = LayerNorm(cfg.n_embd, cfg.bias)
+        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self._train_hidden = None  # compile_for_training() sets a compiled `hidden` for training steps
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth

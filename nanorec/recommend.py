@@ -61,9 +61,9 @@ import numpy as np
 
 from . import ids, rundir
 from .data import Dataset, Sequences, item_counts, load_like
-from .data.columns import _parse_filter
+from .data.columns import parse_filter
 from .devices import DEVICE_HELP, pick_device
-from .errors import DataError, UsageError
+from .errors import DataError, UsageError, show
 from .files import atomic_write, check_writable_folder, is_stdout
 from .run import Run
 from .scoring import item_mask, recommend_lists
@@ -92,18 +92,18 @@ def read_user_list(path: str, user_col: str = "user_id") -> np.ndarray:
     """The user column of a CSV/Parquet file: `user_col` (the run's), else `user_id`.
     Typed as the readers type ids (strings stay strings); an empty list or a repeated
     user is an error."""
-    from .data import _ids, _read_frame
+    from .data import column_ids, read_frame
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")
     if not os.path.isfile(path) and not os.path.isdir(path):  # a pipe (<(...)), a device: polars maps files
         raise DataError(f"{path}: not a regular file (a pipe or a device); write the user ids to a file")
-    df = _read_frame(path)
+    df = read_frame(path)
     name = user_col if user_col in df.columns else "user_id"
     if name not in df.columns:
         raise DataError(f"{path}: missing column {user_col!r} (columns are {', '.join(df.columns)})")
     if df.height == 0:
         raise DataError(f"{path}: no users (no data rows)")
-    values = _ids(path, df, name)
+    values = column_ids(path, df, name)
     _, first, counts = np.unique(values.astype(str), return_index=True, return_counts=True)
     if (counts > 1).any():
         dup = values.tolist()[np.sort(first[counts > 1])[0]]
@@ -130,9 +130,9 @@ class FilterFile:
         (e.g. 'X9'); 10 items denied"."""
         text = f"{option} {self.path}: {_count(self.read, 'item id')} read"
         if self.header is not None:
-            text += f" (header {ids._show(self.header)})"
+            text += f" (header {show(self.header)})"
         if len(self.unknown):
-            text += f", {len(self.unknown):,} not known to the run (e.g. {ids._show(self.unknown[0])})"
+            text += f", {len(self.unknown):,} not known to the run (e.g. {show(self.unknown[0])})"
         return text + f"; {_count(len(self.rows), 'item')} {'allowed' if _allows(option) else 'denied'}"
 
 
@@ -183,16 +183,16 @@ def _filter_ids(path: str, col: str, item_ids: np.ndarray, data: bytes | None = 
     import csv
     import io
 
-    from .data import _ids
-    from .data.tables import GZIP_MAGIC, PARQUET_MAGIC, _gunzip, _read_parquet
+    from .data import column_ids
+    from .data.tables import GZIP_MAGIC, PARQUET_MAGIC, gunzip, read_parquet
     if data is None:
         data = read_filter_bytes(path)
     if data[:4] == PARQUET_MAGIC:
-        df = _read_parquet(path, data)
+        df = read_parquet(path, data)
         name = _filter_column(path, df.columns, col)
-        return [str(x) for x in _ids(path, df, name)], None
+        return [str(x) for x in column_ids(path, df, name)], None
     if data[:2] == GZIP_MAGIC:
-        data = _gunzip(path, data)
+        data = gunzip(path, data)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -263,7 +263,7 @@ def filter_items(item_ids: np.ndarray, given: np.ndarray, where: str, error=Data
         detail = ids.kinds_differ(item_ids[1:], given, "item")
         example = np.asarray(given)[np.argmax(unknown)]
         raise error(f"{where}: {int(unknown.sum()):,} of its {len(given):,} item ids are not items of the run "
-                    f"(e.g. {ids._show(example)})" + (f"; {detail}" if detail else ""))
+                    f"(e.g. {show(example)})" + (f"; {detail}" if detail else ""))
     return rows + 1
 
 
@@ -351,7 +351,7 @@ def check_event_types(given, known: list[str] | None, run: Run, where: str, erro
         return
     new = sorted(set(given) - set(known))
     if new:
-        col = _parse_filter(run.config.target_filter, "target_filter")[0]
+        col = parse_filter(run.config.target_filter, "target_filter")[0]
         shown = ", ".join(map(repr, known[:10])) + (f", ... ({len(known) - 10} more)" if len(known) > 10 else "")
         raise error(f"{where}: event type {new[0]!r} (column {col!r}) is not one the run in {run.run_dir} was "
                     f"trained with (its values: {shown})")
@@ -369,7 +369,7 @@ class RawHistories:
     def __init__(self, run: Run, error=UsageError):
         self.run, self.error = run, error
         self.lookup = ids.item_rows(run.item_ids)
-        self.filter = _parse_filter(run.config.target_filter, "target_filter") if run.config.target_filter else None
+        self.filter = parse_filter(run.config.target_filter, "target_filter") if run.config.target_filter else None
         self.known = known_event_types(run)
 
     def __call__(self, history, event_types=None) -> tuple[Sequences, int]:
@@ -381,7 +381,7 @@ class RawHistories:
         """(n,) bool: the events whose type matches target_filter."""
         import polars as pl
 
-        from .data.columns import _filter_mask, _Where
+        from .data.columns import Where, filter_mask
         if self.filter is None:
             raise self.error(f"event_types: the run in {self.run.run_dir} was trained without target_filter (every "
                              "event is a target); leave event_types out")
@@ -392,7 +392,7 @@ class RawHistories:
         check_event_types(text, self.known, self.run, "event_types", self.error)
         col, values = self.filter
         frame = pl.DataFrame({col: pl.Series(text, dtype=pl.Utf8)})
-        return _filter_mask(_Where("event_types"), frame, col, values, "target_filter")
+        return filter_mask(Where("event_types"), frame, col, values, "target_filter")
 
 
 def prepare(run_dir: str, data_path=None, k: int = 10, users=None, device: str = "auto", users_from: str = "--users"):

@@ -32,7 +32,6 @@ import numpy as np
 from . import fusion, methods, rundir
 from .config import Config
 from .data import Sequences
-from .errors import DataError
 from .methods.gpt import shipped_scorer  # noqa: F401 - train's end of run imports it from here
 from .scoring import Scorer, gpt_scorer
 
@@ -57,7 +56,7 @@ class Run:
         """The finished run in `run_dir`, checked, with its shipped scorer on `device`."""
         rundir.require_folder(run_dir)
         cfg = rundir.read_config(run_dir)
-        item_ids = read_checked_items(run_dir)
+        item_ids = rundir.read_items(run_dir)
         model, scorer = methods.get(cfg.method).open(run_dir, cfg, item_ids, device)
         user_ids = histories = None
         if os.path.exists(os.path.join(run_dir, rundir.HISTORIES)):
@@ -74,21 +73,3 @@ def fusion_terms(run: "Run", device: str = "cpu"):
     tables, weights = run.model.fusion
     content = fusion.content_term(run.model) if weights[2] else None
     return gpt_scorer(run.model, device), tables, content, weights
-
-
-def read_checked_items(run_dir: str) -> np.ndarray:
-    """items.json, checked against what data.json recorded at training: its size and (runs
-    written since it was recorded) the hash of its ids. An edited items.json would map every
-    score to the wrong item: refused, naming the file."""
-    item_ids = rundir.read_items(run_dir)
-    fp = rundir.read_fingerprint(run_dir)
-    if fp is None:  # a run from before fingerprints
-        return item_ids
-    path = os.path.join(run_dir, rundir.ITEMS)
-    if fp["items"] != len(item_ids) - 1:
-        raise DataError(f"{path}: {len(item_ids) - 1:,} items, but the run was trained on {fp['items']:,} "
-                        f"({rundir.DATA}); restore the file")
-    if "items_sha256" in fp and fp["items_sha256"] != rundir.items_digest(item_ids):
-        raise DataError(f"{path}: its item ids differ from the ones the run was trained on (the hash in "
-                        f"{rundir.DATA} does not match); restore the file")
-    return item_ids

@@ -38,10 +38,11 @@ import os
 
 import numpy as np
 
-from .config import Config, unresolved
-from .errors import DataError, UsageError
-from .files import (OutputLock, append_line, atomic_write, discard_folder, publish_folder, recover_folder, temp_folder,
-                    unfinished_folders, write_json)
+from .config import WEIGHT_NAMES, Config, unresolved
+from .data import Sequences, read_json
+from .errors import DataError, UsageError, one_line
+from .files import (OutputLock, append_line, atomic_write, check_output_folder, discard_folder, publish_folder,
+                    recover_folder, temp_folder, unfinished_folders, write_json, write_text)
 
 CONFIG, ITEMS, DATA, WEIGHTS = "config.json", "items.json", "data.json", "model.safetensors"
 BASELINE = "baseline.safetensors"
@@ -84,11 +85,7 @@ def check_out_dir(out: str, resume: bool, overwrite: bool) -> None:
                          f"or another --out")
     if overwrite and os.path.isdir(out):
         _check_replaceable(out)
-    ancestor = os.path.abspath(out)  # the folder will be created: its first existing ancestor must be a folder
-    while not os.path.exists(ancestor):
-        ancestor = os.path.dirname(ancestor)
-    if not os.path.isdir(ancestor):
-        raise DataError(f"{out}: cannot create the run folder ({ancestor} is a file)")
+    check_output_folder(out, "run folder")  # it will be created: its first existing ancestor must be a folder
 
 
 def interrupted_run(out: str) -> str | None:
@@ -271,7 +268,7 @@ def _read_history_frame(run_dir: str):
     try:
         df = pl.read_parquet(path)
     except Exception as e:  # polars raises several unrelated types for a damaged file
-        raise DataError(f"{path}: not a readable Parquet file ({first_line(e)})") from None
+        raise DataError(f"{path}: not a readable Parquet file ({one_line(e)})") from None
     extras = df.columns[2:]
     if df.columns[:2] != ["user_id", "item"] or not df["item"].dtype.is_integer() \
             or extras != [c for c in _HISTORY_EXTRAS if c in extras] \
@@ -287,7 +284,6 @@ def read_histories(run_dir: str, num_items: int | None = None):
     """(user_ids (U,), Sequences) from histories.parquet, users in first-appearance order, with
     its target flags and event weights when the file keeps them (read_history_times: its times).
     num_items: the run's vocabulary size; every item index must be in 1..num_items."""
-    from .data import Sequences
     path = os.path.join(run_dir, HISTORIES)
     df = _read_history_frame(run_dir)
     if num_items is not None and df.height and not 1 <= df["item"].min() <= df["item"].max() <= num_items:
@@ -348,7 +344,6 @@ def append_history(out: str, record: dict) -> None:
 
 def rewrite_history(out: str, records: list) -> None:
     """history.jsonl as of a checkpoint (a resumed run drops passes made after it)."""
-    from .files import write_text
     write_text(os.path.join(out, HISTORY), "".join(json.dumps(r) + "\n" for r in records))
 
 
@@ -365,8 +360,10 @@ def read_config(run_dir: str) -> Config:
 
 
 def read_items(run_dir: str) -> np.ndarray:
-    """items.json: position i = original id of internal index i (position 0 = null, padding)."""
-    from .data import read_json
+    """items.json: position i = original id of internal index i (position 0 = null, padding),
+    checked against what data.json recorded at training: its size and (runs written since it
+    was recorded) the hash of its ids. An edited items.json would map every score to the wrong
+    item: refused, naming the file."""
     path = os.path.join(run_dir, ITEMS)
     ids = read_json(path)
     if not isinstance(ids, list) or len(ids) < 2 or ids[0] is not None:
@@ -383,11 +380,19 @@ def read_items(run_dir: str) -> np.ndarray:
     out[1:] = body
     if len(set(body)) != len(body):
         raise DataError(f"{path}: an item id appears twice")
+    fp = read_fingerprint(run_dir)
+    if fp is None:  # a run from before fingerprints
+        return out
+    if fp["items"] != len(out) - 1:
+        raise DataError(f"{path}: {len(out) - 1:,} items, but the run was trained on {fp['items']:,} "
+                        f"({DATA}); restore the file")
+    if "items_sha256" in fp and fp["items_sha256"] != items_digest(out):
+        raise DataError(f"{path}: its item ids differ from the ones the run was trained on (the hash in "
+                        f"{DATA} does not match); restore the file")
     return out
 
 
 def read_fingerprint(run_dir: str) -> dict | None:
-    from .data import read_json
     path = os.path.join(run_dir, DATA)
     if not os.path.exists(path):
         return None  # a run written before fingerprints existed
@@ -399,7 +404,6 @@ def read_fingerprint(run_dir: str) -> dict | None:
 
 def read_metrics(run_dir: str) -> dict:
     """metrics.json of a finished run (a DataError naming the file when absent or broken)."""
-    from .data import read_json
     path = os.path.join(run_dir, METRICS)
     m = read_json(path)
     if not isinstance(m, dict):
@@ -434,7 +438,7 @@ def read_test_ranks(run_dir: str) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError) as e:
-        raise DataError(f"{path}: not a readable .npy file ({first_line(e)})") from None
+        raise DataError(f"{path}: not a readable .npy file ({one_line(e)})") from None
 
 
 def load_weights(model, path: str) -> None:
@@ -460,7 +464,7 @@ def _read_safetensors(path: str) -> dict:
     try:
         return load_file(path)
     except Exception as e:  # noqa: BLE001 - any failure to parse the file means it is damaged
-        raise DataError(f"{path}: not a readable safetensors file ({first_line(e)})") from None
+        raise DataError(f"{path}: not a readable safetensors file ({one_line(e)})") from None
 
 
 def load_checkpoint(path: str, device: str = "cpu") -> dict:
@@ -471,7 +475,7 @@ def load_checkpoint(path: str, device: str = "cpu") -> dict:
         ck = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # noqa: BLE001 - a damaged file can fail anywhere in the (weights-only) unpickler
         # (seen: RuntimeError, EOFError, UnpicklingError, BadZipFile, IndexError "pop from empty list")
-        reason = "not a weights-only torch file" if isinstance(e, pickle.UnpicklingError) else first_line(e)
+        reason = "not a weights-only torch file" if isinstance(e, pickle.UnpicklingError) else one_line(e)
         raise DataError(f"{path}: not a readable checkpoint ({reason}); "
                         f"start again with --overwrite, or restore the file") from None
     need = {"model", "optimizer", "state", "config", "rng_cpu"}
@@ -484,7 +488,7 @@ def _load_state(module, state: dict, path: str) -> None:
     try:
         module.load_state_dict(state)
     except RuntimeError as e:
-        raise DataError(f"{path}: weights do not fit the model of {CONFIG} ({first_line(e)})") from None
+        raise DataError(f"{path}: weights do not fit the model of {CONFIG} ({one_line(e)})") from None
 
 
 def load_state(module, state: dict, path: str) -> None:
@@ -493,26 +497,23 @@ def load_state(module, state: dict, path: str) -> None:
 
 
 def save_fusion(out: str, tables: list, weights: tuple) -> None:
-    """The fitted tables (transitions, cooccurrence) and the weights of fusion.SIGNALS,
+    """The fitted tables (transitions, cooccurrence) and the weights of config.WEIGHT_NAMES,
     as {"transitions_weight": 0.2, "cooccurrence_weight": 0.3, "content_weight": 0.0}."""
-    from .fusion import SIGNALS
     for name, table in zip(FUSION_FILES, tables):
         save_baseline(table, os.path.join(out, FUSION_FILES[name]))
-    write_json(os.path.join(out, FUSION), {f"{name}_weight": w for name, w in zip(SIGNALS, weights)})
+    write_json(os.path.join(out, FUSION), {f"{name}_weight": w for name, w in zip(WEIGHT_NAMES, weights)})
 
 
 def read_fusion(run_dir: str) -> tuple[float, ...]:
-    """The weights of fusion.json in fusion.SIGNALS order; a signal the file does not name
+    """The weights of fusion.json in config.WEIGHT_NAMES order; a signal the file does not name
     (a run from before it existed) has weight 0."""
-    from .data import read_json
-    from .fusion import SIGNALS
     path = os.path.join(run_dir, FUSION)
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file (the run did not finish its fusion step)")
     d = read_json(path)
     weights = []
-    for name in SIGNALS:
-        w = d.get(f"{name}_weight", 0.0 if name != SIGNALS[0] else None) if isinstance(d, dict) else None
+    for name in WEIGHT_NAMES:
+        w = d.get(f"{name}_weight", 0.0 if name != WEIGHT_NAMES[0] else None) if isinstance(d, dict) else None
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < float("inf"):
             raise DataError(f"{path}: expected {{\"transitions_weight\": a finite number >= 0, "
                             f"\"cooccurrence_weight\": ..., \"content_weight\": ...}}; {name}_weight is {w!r}")
@@ -537,6 +538,3 @@ def _plain(x):
     return x.item() if hasattr(x, "item") else x
 
 
-def first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else type(e).__name__

@@ -25,6 +25,11 @@ import os
 import numpy as np
 import torch
 
+from . import rundir
+from .errors import DataError
+from .evaluate import as_scores, factor_ranks, length_batches, metrics_from_ranks, target_ranks
+
+
 # "allow" needs the validation gain above this many standard errors of the paired per-user
 # difference: a one-sided test at about 2.3% (z = 2), so a run without a real repeat signal
 # keeps "exclude", the default every earlier run used.
@@ -36,7 +41,6 @@ def paired_ranks(scorer, evalset, batch_size: int = 1024, max_rank: int = 10) ->
     """(2, M) each target's rank with the user's earlier items excluded (row 0) and allowed
     (row 1), capped at max_rank + 1 as `evaluate.evaluate` caps them. One scoring pass: each
     batch's scores (a factored scorer's factors) are computed once and ranked twice."""
-    from .evaluate import as_scores, factor_ranks, length_batches, target_ranks
 
     ranks = np.zeros((2, len(evalset.targets)), dtype=np.int64)
     factors = getattr(scorer, "factors", None)
@@ -77,7 +81,6 @@ def decide(scorer, valid, cfg, batch_size: int = 1024) -> tuple[bool, dict]:
                       "why": "no validation users to choose on (holdout=none): the default, exclude"}
     import time
 
-    from .evaluate import metrics_from_ranks
     t0 = time.time()
     ranks = paired_ranks(scorer, valid, batch_size)
     ndcg = np.where(ranks <= 10, 1.0 / np.log2(ranks + 1.0), 0.0)  # (2, M) per-user NDCG@10
@@ -108,8 +111,6 @@ def log_line(record: dict) -> str:
 def run_excludes(run_dir: str, cfg) -> bool:
     """A finished run's choice: exclude_seen true / false is itself; auto is metrics.json's
     "exclude_seen" choice, and a run without one (written before the key) excluded them."""
-    from . import rundir
-    from .errors import DataError
     if cfg.exclude_seen != "auto":
         return cfg.exclude_seen == "true"
     path = os.path.join(run_dir, rundir.METRICS)

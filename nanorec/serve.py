@@ -68,7 +68,7 @@ import numpy as np
 from . import __version__, ids
 from .devices import DEVICE_HELP, pick_device
 from .cli import command_parser
-from .errors import UsageError
+from .errors import UsageError, one_line
 from .run import Run
 
 MAX_K = 1000               # longest list one request may ask for (and never more than the items)
@@ -188,7 +188,7 @@ def parse_json(body: bytes):
     except RecursionError:
         raise BadJSON("malformed JSON: nested too deeply") from None
     except ValueError as e:  # JSONDecodeError, bad UTF-8, an int with too many digits, NaN/Infinity
-        raise BadJSON(f"malformed JSON: {_short(e)}") from None
+        raise BadJSON(f"malformed JSON: {one_line(e)}") from None
 
 
 def describe(errors: list, limit: int = 3) -> str:
@@ -224,11 +224,6 @@ def refuse_non_json(content_type: "str | None") -> None:
     media = content_type.split(";")[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
         raise HTTPException(415, f"Content-Type {media or '(empty)'}: expected application/json")
-
-
-def _short(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def request_model(max_k: int, max_history: int):
@@ -295,7 +290,7 @@ class DenyFile:
                 self._parse(data)
                 self.log(f"reloaded: {self.got.line('--deny-items')}")
             except (NanorecError, OSError) as e:  # any failure keeps the last good list, said once
-                problem = _short(e)
+                problem = one_line(e)
                 if problem != self.problem:
                     self.log(f"--deny-items {self.path}: not reloaded ({problem}); keeping the last good list of "
                              f"{len(self.rows):,} items")

@@ -12,7 +12,9 @@ import os
 
 import numpy as np
 
-from .data import DataError
+from .content import read_metadata
+from .devices import pick_device
+from .errors import DataError, one_line
 
 KEY_COLUMNS = ("item_id", "parent_asin", "asin", "id")
 
@@ -57,7 +59,6 @@ def _parse_list(text: str) -> list | None:
 def read_texts(path: str, fields: list[str], key_col: str | None = None) -> tuple[list[str], list[str]]:
     """(keys, texts) from an item metadata .csv/.parquet/.jsonl: the given fields
     of each item joined as ``"value1. value2"``; items with no text are left out."""
-    from .content import read_metadata
     df, key_col = read_metadata(path, key_col, KEY_COLUMNS)
     missing = [f for f in fields if f not in df.columns]
     if missing:
@@ -80,14 +81,13 @@ def encode_texts(model: str, texts: list[str], batch_size: int = 64, device: str
         from sentence_transformers import SentenceTransformer
     except ImportError:
         raise DataError("text embeddings need sentence-transformers: pip install sentence-transformers") from None
-    from .image_embeddings import resolve_device
 
     local = os.path.isdir(model)
     try:
-        st = SentenceTransformer(model, device=resolve_device(device), local_files_only=local)
+        st = SentenceTransformer(model, device=pick_device(device), local_files_only=local)
     except (OSError, ValueError) as e:
         hint = "" if local else " (offline? pass a local model folder)"
-        raise DataError(f"cannot load text model {model!r}: {str(e).splitlines()[0]}{hint}") from None
+        raise DataError(f"cannot load text model {model!r}: {one_line(e)}{hint}") from None
     vecs = st.encode(texts, batch_size=batch_size, show_progress_bar=progress,
                      convert_to_numpy=True, normalize_embeddings=True)
     return np.asarray(vecs, dtype=np.float32).reshape(len(texts), -1)

@@ -39,9 +39,9 @@ import shutil
 
 from . import methods, rundir
 from .config import TYPES, Config, apply_overrides, expected, parse_value
-from .cli import command_parser, one_line
+from .cli import command_parser
 from .data import read_json
-from .errors import DataError, NanorecError, UsageError
+from .errors import DataError, NanorecError, UsageError, one_line
 from .files import OutputLock, disk_error, publish_folder, recover_folder, temp_folder
 
 DEFAULT_SPACE = "learning_rate=3e-4..3e-3:log,dropout=0.1..0.7,weight_decay=0..0.3"

@@ -69,7 +69,7 @@ import numpy as np
 from . import ids, methods, rundir
 from .config import Config, add_run_writer_options, apply_overrides, check_dashed_keys, unresolved
 from .data import Dataset, Sequences, load_like
-from .errors import DataError, UsageError
+from .errors import DataError, UsageError, show
 
 # default budget: this share of the full run's max_steps (an update of an update keeps the
 # first run's figure, metrics.json "update" -> "full_steps", so budgets do not shrink)
@@ -158,7 +158,7 @@ def extend(run, new: Dataset, where: str, saved: Saved | None = None) -> Extensi
     user_rows = ids.rows(run.user_ids, new.user_ids)          # (V,) -1: a new user
     if (item_rows < 0).all() and (user_rows < 0).all():
         raise DataError(f"{where}: shares no user and no item with the run in {run.run_dir} (e.g. user "
-                        f"{ids._show(new.user_ids[0])}, item {ids._show(new.item_ids[1])}): another data set's "
+                        f"{show(new.user_ids[0])}, item {show(new.item_ids[1])}): another data set's "
                         f"events? An update extends the run's own users and items; train a new run instead")
     _check_not_repeated(run, new, item_rows, user_rows, where)
 
@@ -224,13 +224,13 @@ def _check_time_order(run, saved: Saved, new: Dataset, user_row: np.ndarray, rem
     known = ev_user < n_old
     known[known] = old.lengths[ev_user[known]] > 0
     t, last_of = new.times, last[np.where(known, ev_user, 0)]
-    show = lambda i: (f"user {ids._show(run.user_ids[ev_user[i]])}, item {ids._show(new.item_ids[new.sequences.items[i]])} "  # noqa: E731
-                      f"at {show_time(new.times[i], new.time_unit)}")
+    event = lambda i: (f"user {show(run.user_ids[ev_user[i]])}, item {show(new.item_ids[new.sequences.items[i]])} "  # noqa: E731
+                       f"at {show_time(new.times[i], new.time_unit)}")
     older = np.nonzero(known & (t < last_of))[0]
     if len(older):
         i = older[0]
         raise DataError(f"{where}: {len(older):,} events of {len(np.unique(ev_user[older])):,} known users are older "
-                        f"than the user's last event in the run {run.run_dir} (e.g. {show(i)}, the user's last at "
+                        f"than the user's last event in the run {run.run_dir} (e.g. {event(i)}, the user's last at "
                         f"{show_time(last[ev_user[i]], new.time_unit)}); an update's events "
                         f"come after the run's data: pass only the newer events, or retrain on the whole log")
     tied = np.nonzero(known & (t == last_of))[0]  # at the user's last saved time: the same item there is the same event
@@ -242,7 +242,7 @@ def _check_time_order(run, saved: Saved, new: Dataset, user_row: np.ndarray, rem
         again = tied[np.isin(ev_user[tied] * n_items + remap[new.sequences.items[tied]], seen)]
         if len(again):
             raise DataError(f"{where}: {len(again):,} events are already in the run {run.run_dir} (e.g. "
-                            f"{show(again[0])}); pass only the events after the run's data")
+                            f"{event(again[0])}); pass only the events after the run's data")
 
 
 def _check_not_repeated(run, new: Dataset, item_rows: np.ndarray, user_rows: np.ndarray, where: str) -> None:

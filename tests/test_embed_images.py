@@ -451,7 +451,7 @@ BAD = {  # name: (argv from the inputs folder, what the one line must name)
     "timeout nan": (lambda d: from_metadata(d, "--timeout", "nan"), "--timeout"),
     "timeout inf": (lambda d: from_metadata(d, "--timeout", "inf"), "--timeout"),
     "retries negative": (lambda d: from_metadata(d, "--retries", "-1"), "--retries"),
-    "device nonsense": (lambda d: images(d, "--device", "banana"), "--device"),
+    "device nonsense": (lambda d: images(d, "--device", "banana"), "device='banana'"),
     "images missing": (lambda d: images(d)[:4] + [str(d / "nope")] + images(d)[5:], "nope"),
     "images is a file": (lambda d: images(d)[:4] + [str(d / "a_file")] + images(d)[5:], "a_file"),
     "items missing": (lambda d: images(d, "--items", str(d / "missing.txt")), "missing.txt"),

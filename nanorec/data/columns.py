@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DataError, UsageError
+from ..errors import DataError, UsageError, one_line, show
 
 
 _I64_MIN, _I64_MAX = -(2 ** 63), 2 ** 63 - 1
@@ -29,7 +29,7 @@ _CANONICAL_INT = r"^(0|-?[1-9][0-9]*)$"
 # where a row came from (for error messages)
 
 @dataclass(frozen=True)
-class _Where:
+class Where:
     """Names a row of a frame in an error message.
 
     Text files count lines (the header is line 1, so data row r is on line
@@ -53,27 +53,17 @@ class _Where:
         return f"{self.path}: row {r} (from 0)"
 
 
-def _as_where(where) -> _Where:
+def _as_where(where) -> Where:
     """Accepts a plain path, as older callers (recommend.read_user_list) pass."""
-    if isinstance(where, _Where):
+    if isinstance(where, Where):
         return where
     lower = os.fspath(where).lower()
-    return _Where(os.fspath(where), text=lower.endswith((".csv", ".tsv", ".csv.gz", ".tsv.gz")))
+    return Where(os.fspath(where), text=lower.endswith((".csv", ".tsv", ".csv.gz", ".tsv.gz")))
 
 
 def _polars():
     import polars as pl  # imported late: `nanorec --help` and the .txt path need no polars
     return pl
-
-
-def _first_line(msg: str) -> str:
-    return msg.strip().splitlines()[0] if msg.strip() else "unknown error"
-
-
-def _show(value, limit: int = 40) -> str:
-    """repr of a bad value, cut so that one error stays one readable line."""
-    r = repr(value)
-    return r if len(r) <= limit else r[:limit - 3] + "..."
 
 
 # -----------------------------------------------------------------------------
@@ -101,7 +91,7 @@ def _require_time_column(where, df, time_col):
                         f"set time_col to one of them, or time_col=none to keep file order{hint}")
 
 
-def _parse_filter(text: str, key: str = "filter"):
+def parse_filter(text: str, key: str = "filter"):
     """"column=value[,value...]" -> (column, [values]); `key` names the setting in the error
     (filter, target_filter: one syntax)."""
     col, eq, rest = str(text).partition("=")
@@ -111,7 +101,7 @@ def _parse_filter(text: str, key: str = "filter"):
     return col.strip(), values
 
 
-def _filter_mask(where, df, col, values, key: str = "filter") -> np.ndarray:
+def filter_mask(where, df, col, values, key: str = "filter") -> np.ndarray:
     pl = _polars()
     try:
         as_text = df[col].cast(pl.Utf8)
@@ -123,7 +113,7 @@ def _filter_mask(where, df, col, values, key: str = "filter") -> np.ndarray:
 
 def _examples(s, k: int = 5) -> str:
     vals = s.cast(_polars().Utf8, strict=False).drop_nulls().unique(maintain_order=True).head(k).to_list()
-    return ", ".join(_show(v) for v in vals) or "only empty values"
+    return ", ".join(show(v) for v in vals) or "only empty values"
 
 
 # -----------------------------------------------------------------------------
@@ -143,7 +133,7 @@ def _bad_type(where, s, col, expected):
     raise DataError(f"{where.path}: column {col!r} has type {s.dtype}, expected {expected}")
 
 
-def _ids(where, df, col):
+def column_ids(where, df, col):
     """Original ids, one type per column: int64 for integer columns (and floats that
     are all whole numbers, as pandas makes of an integer column with a gap), else
     strings; a text file's column by how its values are written (_text_ids).
@@ -176,7 +166,7 @@ def _int64(where, s, col):
             out = out | (s < _I64_MIN)
         if out.any():
             i = _first(out)
-            raise DataError(f"{where.row(i)}: column {col!r} is {_show(s[i])}, beyond the int64 range of ids")
+            raise DataError(f"{where.row(i)}: column {col!r} is {show(s[i])}, beyond the int64 range of ids")
     return s.cast(pl.Int64).to_numpy()
 
 
@@ -195,7 +185,7 @@ def _whole_numbers(where, s, col):
             problem = "beyond the int64 range of ids"
         else:
             problem = "not a whole number; a float id column must hold whole numbers"
-        raise DataError(f"{where.row(i)}: column {col!r} is {_show(v)}, {problem}")
+        raise DataError(f"{where.row(i)}: column {col!r} is {show(v)}, {problem}")
     return ints.to_numpy()
 
 
@@ -214,7 +204,7 @@ def _text_ids(where, s, col):
         ints = s.cast(pl.Int64, strict=False)
         if ints.null_count():
             i = _first(ints.is_null())
-            raise DataError(f"{where.row(i)}: column {col!r} is {_show(s[i])}, beyond the int64 range of ids")
+            raise DataError(f"{where.row(i)}: column {col!r} is {show(s[i])}, beyond the int64 range of ids")
         return ints.to_numpy()
     if s.str.contains(_PLAIN_NUMBER).all():
         floats = s.cast(pl.Float64, strict=False)
@@ -231,18 +221,18 @@ def _integer_column(where, df, col):
     are 7), or a DataError naming the first bad row."""
     pl = _polars()
     where = _as_where(where)
-    ids = _ids(where, df, col)
+    ids = column_ids(where, df, col)
     if ids.dtype != object:
         return ids
     text = df[col].cast(pl.Utf8).str.strip_chars()
     bad = ~text.str.contains(r"^[+-]?[0-9]+$")
     if bad.any():
         i = _first(bad)
-        raise DataError(f"{where.row(i)}: column {col!r} is {_show(ids[i])}, expected an integer id")
+        raise DataError(f"{where.row(i)}: column {col!r} is {show(ids[i])}, expected an integer id")
     ints = text.cast(pl.Int64, strict=False)
     if ints.null_count():
         i = _first(ints.is_null())
-        raise DataError(f"{where.row(i)}: column {col!r} is {_show(ids[i])}, beyond the int64 range of ids")
+        raise DataError(f"{where.row(i)}: column {col!r} is {show(ids[i])}, beyond the int64 range of ids")
     return ints.to_numpy()
 
 
@@ -250,7 +240,7 @@ def _finite(where, f, col, original):
     bad = f.is_nan() | f.is_infinite()
     if bad.any():
         i = _first(bad)
-        raise DataError(f"{where.row(i)}: column {col!r} is {_show(original[i])}, expected a finite number")
+        raise DataError(f"{where.row(i)}: column {col!r} is {show(original[i])}, expected a finite number")
     return f
 
 
@@ -291,8 +281,8 @@ def _timestamps(where, df, col, time_format=None):
         parsed = pl.Series([None] * len(s), dtype=pl.Datetime)
     if parsed.null_count():
         i = _first(parsed.is_null())
-        like = f" like {_show(s[_first(parsed.is_not_null())])}" if parsed.null_count() < len(s) else ""
-        raise DataError(f"{where.row(i)}: column {col!r} is {_show(s[i])}, expected a number or a date{like}")
+        like = f" like {show(s[_first(parsed.is_not_null())])}" if parsed.null_count() < len(s) else ""
+        raise DataError(f"{where.row(i)}: column {col!r} is {show(s[i])}, expected a number or a date{like}")
     return parsed.cast(pl.Int64).to_numpy()
 
 
@@ -317,7 +307,7 @@ def _no_day_month_dates(where, s, col):
         say = f"time_format={month_first} (its second numbers go above 12: days)"
     else:
         say = f"time_format={day_first} (day first) or time_format={month_first} (month first)"
-    raise DataError(f"{where.row(i)}: column {col!r} is {_show(s[i])}, a date with the day and the month first, "
+    raise DataError(f"{where.row(i)}: column {col!r} is {show(s[i])}, a date with the day and the month first, "
                     f"in an order nanorec does not guess: set {say}")
 
 
@@ -351,10 +341,10 @@ def _formatted_times(where, s, col, time_format: str):
         parsed = s.cast(pl.Utf8).str.strip_chars().str.strptime(pl.Datetime, time_format, strict=False)
     except pl.exceptions.PolarsError as e:
         raise UsageError(f"time_format={time_format!r}: not a date format polars reads "
-                         f"({_first_line(str(e))})") from None
+                         f"({one_line(e)})") from None
     if parsed.null_count():
         i = _first(parsed.is_null())
-        raise DataError(f"{where.row(i)}: column {col!r} is {_show(s[i])}, which does not match "
+        raise DataError(f"{where.row(i)}: column {col!r} is {show(s[i])}, which does not match "
                         f"time_format={time_format}")
     return parsed.cast(pl.Int64).to_numpy()
 
@@ -370,7 +360,7 @@ def _weights(where, df, col) -> np.ndarray:
         f = s.str.strip_chars().cast(pl.Float64, strict=False)
         if f.null_count():
             i = _first(f.is_null())
-            raise DataError(f"{where.row(i)}: column {col!r} is {_show(s[i])}, expected a number (a weight)")
+            raise DataError(f"{where.row(i)}: column {col!r} is {show(s[i])}, expected a number (a weight)")
     elif s.dtype.is_numeric():
         f = s.cast(pl.Float64)
     else:
@@ -379,7 +369,7 @@ def _weights(where, df, col) -> np.ndarray:
     bad = f <= 0
     if bad.any():
         i = _first(bad)
-        raise DataError(f"{where.row(i)}: column {col!r} is {_show(s[i])}, a weight <= 0; every weight must be "
+        raise DataError(f"{where.row(i)}: column {col!r} is {show(s[i])}, a weight <= 0; every weight must be "
                         "> 0 (leave such rows out of the log, or drop them with filter=)")
     values = f.to_numpy()
     _float32_weights(where, values, col, s)
@@ -397,7 +387,7 @@ def _float32_weights(where, values: np.ndarray, col: str, s) -> None:
     if bad.any():
         i = int(np.argmax(bad))
         what = "0" if values[i] < F32_TINY else "inf"
-        raise DataError(f"{where.row(i)}: column {col!r} is {_show(s[i])}, which is {what} in float32 (training's "
+        raise DataError(f"{where.row(i)}: column {col!r} is {show(s[i])}, which is {what} in float32 (training's "
                         f"number type: weights from {F32_TINY:.2g} to {F32_MAX:.2g}); scale the weights")
     total = float(values.sum())
     if total > F32_MAX:

@@ -12,13 +12,12 @@ import re
 
 import numpy as np
 
-from ..errors import DataError, UsageError
-from .columns import (_I64_MAX, _I64_MIN, _as_where, _examples, _filter_mask, _ids, _integer_column, _parse_filter,
-                      _polars, _require_columns, _require_time_column, _show, _time_unit, _timestamps, _Where,
-                      _weights)
+from ..errors import DataError, UsageError, show
+from .columns import (_I64_MAX, _I64_MIN, Where, _as_where, _examples, _integer_column, _polars, _require_columns,
+                      _require_time_column, _time_unit, _timestamps, _weights, column_ids, filter_mask, parse_filter)
 from .sequences import Dataset, Sequences
-from .tables import (GZIP_MAGIC, PARQUET_MAGIC, _frame_to_polars, _gunzip, _parquet_files, _read_frame,
-                     _read_parquet_folder, is_stream, read_stream)
+from .tables import (GZIP_MAGIC, PARQUET_MAGIC, _parquet_files, _read_parquet_folder, frame_to_polars, gunzip,
+                     is_stream, read_frame, read_stream)
 
 
 # -----------------------------------------------------------------------------
@@ -90,8 +89,8 @@ def _load_stream(path, user_col, item_col, time_col, filter, weight_col, time_fo
     if kind == ".txt":
         _event_options_only(path, "an S3-Rec .txt file", filter, weight_col, time_format, target_filter)
         return read_s3rec(path, data)
-    df = _read_frame(path, data, kind)
-    where = _Where(path, text=kind != ".parquet")
+    df = read_frame(path, data, kind)
+    where = Where(path, text=kind != ".parquet")
     name = re.sub(r"\.(csv|tsv)\.gz$|\.[^.]*$", "", os.path.basename(path), flags=re.I)
     return _events(df, where, name, user_col, item_col, time_col, filter, weight_col, time_format, target_filter,
                    need_targets)
@@ -101,7 +100,7 @@ def _stream_format(path: str, data: bytes) -> tuple[str | None, bytes]:
     """(".csv", ".tsv", ".parquet" or ".txt" by the stream's name, else by its first bytes;
     None when neither tells, and its bytes, decompressed when they are gzip)."""
     if data[:2] == GZIP_MAGIC:
-        data = _gunzip(path, data)
+        data = gunzip(path, data)
     lower = path.lower()
     for suffix in (".parquet", ".pq", ".txt", ".tsv.gz", ".tsv", ".csv.gz", ".csv"):
         if lower.endswith(suffix):
@@ -216,10 +215,10 @@ def _int_fields(path, lineno, fields) -> list[int]:
         plain = False
     if not plain:
         k = next(i for i, x in enumerate(fields) if not _ASCII_INT.fullmatch(x))
-        raise DataError(f"{path}:{lineno}: field {k + 1} is {_show(fields[k])}, expected an integer id")
+        raise DataError(f"{path}:{lineno}: field {k + 1} is {show(fields[k])}, expected an integer id")
     if max(ids) > _I64_MAX or min(ids) < _I64_MIN:
         k = next(i for i, v in enumerate(ids) if not _I64_MIN <= v <= _I64_MAX)
-        raise DataError(f"{path}:{lineno}: field {k + 1} is {_show(fields[k])}, beyond the int64 range of ids")
+        raise DataError(f"{path}:{lineno}: field {k + 1} is {show(fields[k])}, beyond the int64 range of ids")
     return ids
 
 
@@ -248,12 +247,12 @@ def from_frame(frame, user_col: str = "user_id", item_col: str = "item_id", time
     Table. Converted to polars without a temporary file; integer ids stay int64,
     string ids stay strings. Name "dataframe", path "<dataframe>"; errors name
     rows by position (from 0). Other arguments as in `load`."""
-    converted = _frame_to_polars(frame)
+    converted = frame_to_polars(frame)
     if converted is None:
         raise UsageError(f"load: expected a path, a pandas or polars DataFrame or a pyarrow Table, "
                          f"not {type(frame).__module__}.{type(frame).__name__}")
     df, index_names = converted
-    return _events(df, _Where("<dataframe>", index_names=index_names), "dataframe",
+    return _events(df, Where("<dataframe>", index_names=index_names), "dataframe",
                    user_col, item_col, time_col, filter, weight_col, time_format, target_filter, need_targets)
 
 
@@ -268,13 +267,13 @@ def read_table(path: str, user_col="user_id", item_col="item_id", time_col="time
         df, where = _read_parquet_folder(path)
         name = os.path.basename(os.path.normpath(path))
     else:
-        df, where = _read_frame(path), _as_where(path)
+        df, where = read_frame(path), _as_where(path)
         name = re.sub(r"\.(csv|tsv)\.gz$|\.[^.]*$", "", os.path.basename(path), flags=re.I)
     return _events(df, where, name, user_col, item_col, time_col, filter, weight_col, time_format, target_filter,
                    need_targets)
 
 
-def _events(df, where: _Where, name, user_col, item_col, time_col, filter, weight_col, time_format=None,
+def _events(df, where: Where, name, user_col, item_col, time_col, filter, weight_col, time_format=None,
             target_filter=None, need_targets=True) -> Dataset:
     path = where.path
     if df.height == 0:
@@ -284,8 +283,8 @@ def _events(df, where: _Where, name, user_col, item_col, time_col, filter, weigh
     if len(set(roles)) < len(roles):
         raise UsageError(f"user_col={user_col!r}, item_col={item_col!r}, time_col={time_col!r}: "
                          "each must name a different column")
-    filter_col, values = _parse_filter(filter) if filter else (None, None)
-    target_col, target_values = _parse_filter(target_filter, "target_filter") if target_filter else (None, None)
+    filter_col, values = parse_filter(filter) if filter else (None, None)
+    target_col, target_values = parse_filter(target_filter, "target_filter") if target_filter else (None, None)
     _require_columns(where, df, [user_col, item_col])
     _require_time_column(where, df, time_col)
     _require_columns(where, df, [c for c in (weight_col, filter_col, target_col) if c],
@@ -296,7 +295,7 @@ def _events(df, where: _Where, name, user_col, item_col, time_col, filter, weigh
 
     keep = np.ones(df.height, dtype=bool)
     if filter_col:
-        keep = _filter_mask(where, df, filter_col, values)
+        keep = filter_mask(where, df, filter_col, values)
         if not keep.any():
             raise DataError(f"{path}: no interactions left after filter {filter!r} "
                             f"(column {filter_col!r} has e.g. {_examples(df[filter_col])})")
@@ -305,7 +304,7 @@ def _events(df, where: _Where, name, user_col, item_col, time_col, filter, weigh
     is_target = event_types = None
     if target_col:
         # every event stays in the histories; the matching ones are what validation and test hold out
-        is_target = _filter_mask(where, df, target_col, target_values, "target_filter")
+        is_target = filter_mask(where, df, target_col, target_values, "target_filter")
         if need_targets and not is_target.any():
             raise DataError(f"{path}: no event matches target_filter {target_filter!r} "
                             f"(column {target_col!r} has e.g. {_examples(df[target_col])})")
@@ -313,8 +312,8 @@ def _events(df, where: _Where, name, user_col, item_col, time_col, filter, weigh
             weights = is_target.astype(np.float32)
         event_types = sorted(df[target_col].cast(_polars().Utf8).drop_nulls().unique().to_list())
 
-    users = _ids(where, df, user_col)
-    items = _ids(where, df, item_col)
+    users = column_ids(where, df, user_col)
+    items = column_ids(where, df, item_col)
     if time_format and not time_col:
         raise UsageError(f"time_format={time_format!r}: reads the time column, but time_col=none keeps file order")
     times = _timestamps(where, df, time_col, time_format) if time_col else np.zeros(len(users))
@@ -345,7 +344,7 @@ def _chronological(user_raw, times):
 def read_challenge(folder: str) -> Dataset:
     train_path = os.path.join(folder, "train.csv")
     where = _as_where(train_path)
-    df = _read_frame(train_path)
+    df = read_frame(train_path)
     if df.height == 0:
         raise DataError(f"{train_path}: no interactions (no data rows)")
     _require_columns(where, df, ["user_id", "item_id", "timestamp"])
@@ -369,7 +368,7 @@ def read_challenge(folder: str) -> Dataset:
 def _read_test_users(path: str) -> np.ndarray:
     """test.csv's user ids: at least one, each once (a submission has one row per user)."""
     where = _as_where(path)
-    df = _read_frame(path)
+    df = read_frame(path)
     _require_columns(where, df, ["user_id"])
     if df.height == 0:
         raise DataError(f"{path}: no users (no data rows)")

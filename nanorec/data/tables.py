@@ -13,14 +13,14 @@ import zlib
 
 import numpy as np
 
-from ..errors import DataError
-from .columns import _CANONICAL_INT, _first_line, _polars, _Where
+from ..errors import DataError, one_line
+from .columns import _CANONICAL_INT, Where, _polars
 
 
 # -----------------------------------------------------------------------------
 # reading event log files into polars frames
 
-def _read_frame(path: str, data: bytes | None = None, suffix: str | None = None):
+def read_frame(path: str, data: bytes | None = None, suffix: str | None = None):
     """A .csv/.tsv(.gz)/.parquet file (or a folder of Parquet files) as a polars DataFrame.
     data: the bytes of a stream already read (`read_stream`: a pipe or FIFO), parsed instead of
     `path`; suffix: their format when the name has none (".csv", ".tsv", ".parquet")."""
@@ -28,7 +28,7 @@ def _read_frame(path: str, data: bytes | None = None, suffix: str | None = None)
     if data is None and os.path.isdir(path):
         return _read_parquet_folder(path)[0]
     if lower.endswith((".parquet", ".pq")):
-        return _read_parquet(path, data)
+        return read_parquet(path, data)
     return _read_text_table(path, data, "\t" if lower.endswith((".tsv", ".tsv.gz")) else ",")
 
 
@@ -64,9 +64,9 @@ def _read_text_table(path: str, data: bytes | None = None, sep: str = ","):
     lower = path.lower()
     if data is not None or lower.endswith(".gz"):
         if data is None:
-            data = _gunzip(path)
+            data = gunzip(path)
         elif data[:2] == GZIP_MAGIC:
-            data = _gunzip(path, data)
+            data = gunzip(path, data)
         header = data[:data.find(b"\n")] if b"\n" in data else data
         source = lambda: io.BytesIO(data)  # noqa: E731
     else:
@@ -86,10 +86,10 @@ def _read_text_table(path: str, data: bytes | None = None, sep: str = ","):
         msg = str(e)
     if "utf-8" in msg.lower():
         raise DataError(_non_utf8_line(path, data)) from None
-    raise DataError(f"{path}: cannot be read as a table ({_first_line(msg)})") from None
+    raise DataError(f"{path}: cannot be read as a table ({one_line(msg)})") from None
 
 
-def _gunzip(path: str, data: bytes | None = None) -> bytes:
+def gunzip(path: str, data: bytes | None = None) -> bytes:
     """The decompressed bytes of a gzip file (or of gzip bytes already read from a stream)."""
     try:
         if data is not None:
@@ -97,7 +97,7 @@ def _gunzip(path: str, data: bytes | None = None) -> bytes:
         with gzip.open(path, "rb") as f:
             return f.read()
     except (OSError, EOFError, zlib.error) as e:
-        raise DataError(f"{path}: not a readable gzip file ({_first_line(str(e)) or type(e).__name__})") from None
+        raise DataError(f"{path}: not a readable gzip file ({one_line(e)})") from None
 
 
 def _non_utf8_line(path, data: bytes | None) -> str:
@@ -134,12 +134,12 @@ def _check_separator(path, header: bytes, sep: str):
             raise DataError(f"{path}: header has {name} but no {_SEPARATORS[sep]}: {hint}")
 
 
-def _read_parquet(path: str, data: bytes | None = None):
+def read_parquet(path: str, data: bytes | None = None):
     pl = _polars()
     try:
         return pl.read_parquet(path if data is None else io.BytesIO(data))
     except (pl.exceptions.PolarsError, OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot be read as a table ({_first_line(str(e))})") from None
+        raise DataError(f"{path}: cannot be read as a table ({one_line(e)})") from None
 
 
 def _parquet_files(folder: str) -> list[str]:
@@ -157,7 +157,7 @@ def _parquet_files(folder: str) -> list[str]:
 
 
 def _read_parquet_folder(folder: str):
-    """(one frame of every Parquet file under the folder in sorted path order, _Where naming each file).
+    """(one frame of every Parquet file under the folder in sorted path order, Where naming each file).
 
     One schema for all files: a column's type may differ only in width (int32 and int64,
     float32 and float64, string and large string, timestamp units with one time zone);
@@ -189,12 +189,12 @@ def _read_parquet_folder(folder: str):
         try:
             table = fragment.to_table(schema=dataset.schema)
         except (pa.ArrowException, OSError) as e:
-            raise DataError(f"{fragment.path}: cannot be read as a table ({_first_line(str(e))})") from None
+            raise DataError(f"{fragment.path}: cannot be read as a table ({one_line(e)})") from None
         tables.append(table)
         parts.append((fragment.path, first))
         first += table.num_rows
     df = _polars().from_arrow(pa.concat_tables(tables))
-    return _integer_spellings(df, keys), _Where(folder, parts=tuple(parts))
+    return _integer_spellings(df, keys), Where(folder, parts=tuple(parts))
 
 
 def _pyarrow():
@@ -208,7 +208,7 @@ def _parquet_schema(path: str):
     try:
         return pq.read_schema(path)
     except Exception as e:  # noqa: BLE001  pyarrow's errors share no base class with OSError
-        raise DataError(f"{path}: cannot be read as a table ({_first_line(str(e))})") from None
+        raise DataError(f"{path}: cannot be read as a table ({one_line(e)})") from None
 
 
 def _relative(folder: str, path: str) -> str:
@@ -278,7 +278,7 @@ def _integer_spellings(df, columns):
 # -----------------------------------------------------------------------------
 # in-memory frames
 
-def _frame_to_polars(frame):
+def frame_to_polars(frame):
     """(polars DataFrame, pandas index names) for a pandas / polars DataFrame or a
     pyarrow Table, or None for anything else. pandas and pyarrow are looked up in
     sys.modules, not imported: a frame of theirs means they already are."""
@@ -328,7 +328,7 @@ def _convert(to_polars, frame, columns):
     except Exception as e:  # noqa: BLE001  pyarrow's conversion errors share no base class with polars'
         bad = next((c for c in columns if not _converts(to_polars, frame, c)), None)
         where = f"column {bad!r}" if bad is not None else "a column"
-        raise DataError(f"<dataframe>: {where} cannot be converted ({_first_line(str(e))}); "
+        raise DataError(f"<dataframe>: {where} cannot be converted ({one_line(e)}); "
                         "mixed types in one column?") from None
 
 

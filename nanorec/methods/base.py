@@ -16,7 +16,7 @@ from safetensors.numpy import load_file
 
 from .. import rundir
 from ..data import Sequences, item_counts
-from ..errors import DataError
+from ..errors import DataError, one_line
 from ..evaluate import format_metrics, score_report
 from ..files import final_path, write_json
 from ..seen import decide, log_line
@@ -53,7 +53,7 @@ class Method:
             one = Sequences(np.array([0, 1], np.int64), np.array([1], np.int64))
             width = len(model.score(one, np.zeros(1, np.int64))[0])
         except Exception as e:  # noqa: BLE001 - a file that does not parse or rebuild the model is damaged
-            raise DataError(f"{path}: not a readable {self.name} model ({rundir.first_line(e)})") from None
+            raise DataError(f"{path}: not a readable {self.name} model ({one_line(e)})") from None
         if width != num_items + 1:
             raise DataError(f"{path}: scores {width - 1} items, but {rundir.ITEMS} has {num_items}")
         return model

@@ -50,9 +50,8 @@ def shipped_scorer(model, device: str = "cpu", fusion: tuple | None = None, gpt:
 
 def load_gpt(run_dir: str, cfg: Config | None = None, item_ids: np.ndarray | None = None, device: str = "cpu"):
     """The run's GPT with its selected weights (model.safetensors), in eval mode on `device`."""
-    from ..run import read_checked_items  # run.py imports the registry
     cfg = cfg if cfg is not None else rundir.read_config(run_dir)
-    item_ids = item_ids if item_ids is not None else read_checked_items(run_dir)
+    item_ids = item_ids if item_ids is not None else rundir.read_items(run_dir)
     content = load_content(cfg.content, item_ids, log=None) if cfg.content else []
     model = GPT(resolve(cfg, len(item_ids) - 1), len(item_ids) - 1, content)  # an old run's autos: unresolved
     rundir.load_weights(model, os.path.join(run_dir, rundir.WEIGHTS))
