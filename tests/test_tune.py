@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("optuna")
 
 import nanorec.evaluate
-import nanorec.train
+import nanorec.validation
 from nanorec.cli import main as cli
 from nanorec.data import load, split
 from nanorec.synthetic import write_csv
@@ -30,7 +30,7 @@ def test_three_trials_never_see_test_targets_before_the_winner(tmp_path, monkeyp
         return real(scorer, evalset, *a, **k)
 
     monkeypatch.setattr(nanorec.evaluate, "evaluate", spy)
-    monkeypatch.setattr(nanorec.train, "evaluate", spy)
+    monkeypatch.setattr(nanorec.validation, "evaluate", spy)
     out = str(tmp_path / "study")
     rc = cli(["tune", "--data", data, "--out", out, "--trials", "3", "--space", "learning_rate=1e-3..1e-2:log,n_layer=1|2",
               "n_embd=16", "n_head=1", "block_size=8", "max_steps=30", "eval_interval=10", "batch_size=16", "threads=1"])
