@@ -56,7 +56,7 @@ def opening(tr, notes: list) -> None:
 def final_evaluation(model, scorer, ds, sp, cfg: Config, state, out_dir: str, log,
                      extra: dict | None = None, beyond_users: int = 0) -> dict:
     """The selected weights scored once; metrics.json written (with `extra`'s entries).
-    state: train.TrainState; beyond_users: evaluate.score_report's (an update's sample)."""
+    state: checkpoint.TrainState; beyond_users: evaluate.score_report's (an update's sample)."""
     rundir.load_weights(model, os.path.join(out_dir, rundir.WEIGHTS))
     results, tables = {}, None
     if fusion.enabled(cfg.fuse_transitions):  # the selected GPT + item-to-item tables (fusion.py)

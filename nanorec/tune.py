@@ -4,8 +4,8 @@
 
 Each trial trains a run (into STUDY_DIR/trials/NNN) with config values drawn
 by Optuna's TPE sampler and reports its validation NDCG@10 curve; a trial
-whose best so far is below the median of the completed trials at the same step
-is pruned (stopped there: train.run's stop_below, pruning_line). A trial is judged, and logged, on its
+whose best so far is below the median of the completed trials at the same
+step is pruned (stopped there: pruning_line). A trial is judged, and logged, on its
 run's validation NDCG@10 as the run ships (fused when fusion is on:
 metrics.json's "valid"). Trials never score the test split. A trial that fails
 (a config that cannot train, a full disk) is logged in one line, recorded as

@@ -62,7 +62,7 @@ def validate_and_select(model, scorer, sp, cfg, state, train_loss: float, lr: fl
                         stop_below: dict | None = None) -> bool:
     """One validation pass: record it, keep the best weights, decide on early stopping (-> stop).
     Without a validation split (holdout=none) there is nothing to select: keep the last weights.
-    state: train.TrainState, updated here."""
+    state: checkpoint.TrainState, updated here."""
     t_valid = time.time()
     if sp.valid is None:
         m = {"loss": float("nan"), "NDCG@10": float("nan"), "HR@10": float("nan"), "MAP@10": float("nan")}
