@@ -129,7 +129,7 @@ def tables_alone(data: str, split_time: str) -> dict:
 
 def refit_fusion(out_dir: str, dataset) -> None:
     """A trained run's count tables fitted again and its fusion weights chosen again on its own
-    validation (what training's end does, train.fuse), written into the run folder."""
+    validation (what training's end does, report.fuse), written into the run folder."""
     from nanorec.data import split_like
     from nanorec.scoring import gpt_scorer
     run = Run.open(out_dir)

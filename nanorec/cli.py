@@ -20,7 +20,7 @@ from .errors import NanorecError, UsageError, one_line  # noqa: F401  (UsageErro
 # command -> (module, one-line help)
 COMMANDS = {
     "quickstart": ("nanorec.quickstart", "synthetic demo: train, evaluate against popularity, write a submission"),
-    "train": ("nanorec.train", "train a GPT recommender on an interaction log"),
+    "train": ("nanorec.train_cli", "train a GPT recommender on an interaction log"),
     "update": ("nanorec.update", "update a trained run with new events (new users and items) into a new run folder"),
     "evaluate": ("nanorec.evaluate_cli", "full-ranking metrics of a trained run on the valid or test split"),
     "tune": ("nanorec.tune", "hyper-parameter search on validation (Optuna), test scored once for the winner"),

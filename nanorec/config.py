@@ -134,7 +134,7 @@ class Config:
     eval_batch_size: int = key(1024, rule=ints(1, 1_000_000))
     valid_users: int = key(0, "validation (checkpoints, early stopping, fusion weights) on a fixed seeded sample\n"
                            "of this many users; 0 = auto: all of them while users x items <= 2e9, else a\n"
-                           "sample of 2e9 / items users (train.VALID_WORK says why); N >= all users: all",
+                           "sample of 2e9 / items users (validation.VALID_WORK says why); N >= all users: all",
                            ints(0, note=" (0 = auto)"), auto=0)
     patience: int = key(5, "stop after this many validations without a better NDCG@10; 0 = never",
                         ints(0, note=" (0 = never stop early)"))
@@ -241,12 +241,12 @@ def expected(name: str, value) -> str | None:
 
 def resolve(cfg: Config, num_items: int, num_valid: int | None = None, batches_per_epoch=None) -> Config:
     """Every auto key -> the value a run on this data uses, by the rules where they were measured
-    (loss.py, train.VALID_WORK); the copy's .auto lists the keys that were auto. Facts: the catalogue
+    (loss.py, validation.VALID_WORK); the copy's .auto lists the keys that were auto. Facts: the catalogue
     size, the validation users (None: valid_users left as it is) and batches_per_epoch() (training
     batches in an epoch, called only when num_negatives=auto applies; None: left as it is).
     A resolved config resolves to itself."""
     from .loss import AUTO_DROPOUT, resolve_loss, resolve_negatives  # torch: config stays importable without it
-    from .train import validation_users  # train imports config
+    from .validation import validation_users  # it imports rundir, which imports config
     auto = tuple(k for k, sentinel in AUTO.items() if getattr(cfg, k) == sentinel)
     loss = resolve_loss(cfg.loss, num_items)
     sampled = loss == "sampled" and batches_per_epoch is not None  # train passes None for a fitted method

@@ -216,19 +216,6 @@ def length_batches(evalset: EvalSet, batch_size: int):
         yield rows, evalset.histories.take(rows)
 
 
-def evaluate_variants(variants, evalset: EvalSet, n_variants: int, batch_size: int = 512,
-                      max_rank: int = 0) -> list[dict]:
-    """Metrics of `n_variants` scorers that share most of their work: variants(histories, users)
-    yields each one's scores in turn as a scoring.Factored, so a batch's common part (a GPT's
-    forward pass, the tables' rows) runs once. Ranked by `factor_ranks`, exactly as `evaluate`
-    ranks a factored scorer (max_rank as there). -> [metrics] per variant."""
-    ranks = np.zeros((n_variants, len(evalset.targets)), dtype=np.int64)
-    for rows, hist in length_batches(evalset, batch_size):
-        for i, f in enumerate(variants(hist, evalset.users[rows])):
-            ranks[i, rows] = factor_ranks(f, hist, evalset.targets[rows], max_rank=max_rank)[0]
-    return [metrics_from_ranks(r, [k for k in KS if not max_rank or k <= max_rank]) for r in ranks]
-
-
 def score_splits(scorer: Scorer, valid: EvalSet | None, test: EvalSet | None, num_items: int,
                  batch_size: int = 512, exclude_seen: bool = True) -> dict:
     """The end of every run, GPT or baseline: validation, then the test split once (exclude_seen:

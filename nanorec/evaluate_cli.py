@@ -27,6 +27,7 @@ from .evaluate import evaluate_split, format_metrics, protocol_line
 from .files import check_writable_folder, write_json
 from .run import Run
 from .scoring import list_scorer
+from .validation import validation_sample
 
 
 def in_run_order(ds, run_item_ids: np.ndarray, run_dir: str, where: str):
@@ -69,7 +70,7 @@ def main(argv) -> int:
     cfg, scorer, num_items = run.config, run.scorer, run.num_items
     ds = in_run_order(load_like(cfg, args.data), run.item_ids, args.run, args.data)
     sp = split_like(ds, cfg)
-    from .train import validation_sample  # the validation users the run selected on and reported
+    # valid: the validation users the run selected on and reported
     evalset = sp.test if args.split == "test" else validation_sample(sp.valid, cfg.valid_users, cfg.seed, ds.num_items)
     if evalset is None:
         if cfg.holdout == "none":

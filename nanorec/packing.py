@@ -20,7 +20,7 @@ With per-event weights (weight_col, target_filter) a fifth array travels along:
 
     weights  (R, T)  float32, the weight of the event that is the slot's target, 0 on padding
 
-(`prefix_weights` takes the training split's share of Dataset.weights). A target event of
+(the training split's own, Sequences.weights). A target event of
 weight 0 (target_filter: a view, context only) is no target: its slot reads the view as a
 token but its target is IGNORE (and weight 0), so neither loss counts it; a user whose kept
 targets are all context is left out (a row of such users would have nothing to learn).
@@ -36,6 +36,8 @@ import torch
 
 from .data import Sequences
 from .data.sequences import next_targets
+from .errors import DataError
+from .loss import FUTURE_HORIZON
 
 IGNORE = -100  # F.cross_entropy's ignore_index
 
@@ -54,6 +56,16 @@ class Packed:
         if self.future is None:
             return self.targets[rows]
         return np.concatenate([self.targets[rows][..., None], self.future[rows]], axis=-1)
+
+    def batch(self, rows, device) -> tuple:
+        """The rows on `device`: tokens, pos_ids, seq_ids (B, T), targets (B, T) or (B, T, H), and
+        the weights (M,) of their target slots in the order the model selects them (row-major over
+        targets != IGNORE; weight_col), None when the run is unweighted."""
+        t = lambda a: torch.from_numpy(a).to(device, non_blocking=True)
+        weights = None if self.weights is None else \
+            torch.from_numpy(self.weights[rows][self.targets[rows] != IGNORE]).to(device)
+        return (t(self.tokens[rows]), t(self.pos_ids[rows]), t(self.seq_ids[rows]), t(self.target_slots(rows)),
+                weights)
 
     @property
     def efficiency(self) -> float:
@@ -77,15 +89,6 @@ def _next_fit(lengths: np.ndarray, block_size: int) -> tuple[np.ndarray, np.ndar
         c += n
         s += 1
     return rows, cols, sids
-
-
-def prefix_weights(full: Sequences, weights: np.ndarray, prefix: Sequences) -> np.ndarray:
-    """(prefix total,) the weights of `prefix`'s events: every row of `prefix` is the start of
-    the same row of `full` (a training split), and `weights` (full total,) is parallel to full.items."""
-    within = np.arange(len(prefix.items)) - np.repeat(prefix.offsets[:-1], prefix.lengths)
-    src = np.repeat(full.offsets[:-1], prefix.lengths) + within
-    assert np.array_equal(full.items[src], prefix.items), "the training split is not a prefix of the histories"
-    return np.asarray(weights, dtype=np.float32)[src]
 
 
 def _targets_kept(offsets, lengths, is_target, users, block_size) -> np.ndarray:
@@ -192,6 +195,44 @@ def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = Non
         slot_weights = slot_weights.reshape(shape)
     return Packed(tokens.reshape(shape), targets.reshape(shape), seq_ids.reshape(shape), pos_ids.reshape(shape),
                   future, slot_weights)
+
+
+def check_targets(ds, sp, cfg) -> None:
+    """Per-event weights (target_filter, weight_col) must leave a training target of weight > 0
+    where packing takes targets; none at all would leave every epoch without a batch."""
+    if ds.weights is None or len(trainable_users(sp.train, cfg.block_size, sp.train.weights)):
+        return
+    n = int((ds.weights > 0).sum())
+    why = f"target_filter={cfg.target_filter!r} matches {n:,} events" if cfg.target_filter else \
+        f"{n:,} events have a weight > 0"
+    hint = "; holdout=none trains on every event" if cfg.holdout != "none" else ""
+    raise DataError(f"{ds.path}: no training target left: {why}, none of them a training target (each is held "
+                    f"out for validation or test by holdout={cfg.holdout}, or first in its user's history){hint}")
+
+
+def epoch_batches(train_seqs: Sequences, cfg, epoch: int, weights=None):
+    """The packed rows of one epoch and its batches of row indices (weights: weight_col's,
+    parallel to train_seqs.items, carried to the target slots).
+    The shuffle depends only on (seed, epoch): a resumed run sees the same batches."""
+    rng = np.random.default_rng([cfg.seed, epoch])
+    horizon = FUTURE_HORIZON if cfg.future_decay > 0 else 1
+    packed = pack(train_seqs, cfg.block_size, rng, packing=cfg.packing, horizon=horizon, weights=weights,
+                  context_targets=cfg.context_targets != "none")
+    order = rng.permutation(len(packed))
+    batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+    return packed, batches
+
+
+def batch_stream(train_seqs: Sequences, cfg, epoch: int, batch_in_epoch: int, weights=None):
+    """Endless (epoch, index, packed epoch, rows), starting after `batch_in_epoch`
+    batches of `epoch`: the same stream whether or not the run was interrupted."""
+    while True:
+        packed, batches = epoch_batches(train_seqs, cfg, epoch, weights)
+        if not batches:  # never an endless loop over empty epochs (check_targets refuses this first)
+            raise DataError("no training target: the training rows pack into no batch (nothing to learn)")
+        for i in range(batch_in_epoch, len(batches)):
+            yield epoch, i, packed, batches[i]
+        epoch, batch_in_epoch = epoch + 1, 0
 
 
 def left_aligned(histories: Sequences, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

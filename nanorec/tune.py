@@ -3,9 +3,9 @@
     nanorec tune --data PATH --out STUDY_DIR [--trials 20] [--space SPEC] [--overwrite] [key=value ...]
 
 Each trial trains a run (into STUDY_DIR/trials/NNN) with config values drawn
-by Optuna's TPE sampler and reports its validation NDCG@10 after every
-validation pass; a trial whose curve is below the median of earlier trials at
-the same step is pruned (stopped early). A trial is judged, and logged, on its
+by Optuna's TPE sampler and reports its validation NDCG@10 curve; a trial
+whose best so far is below the median of the completed trials at the same
+step is pruned (stopped there: pruning_line). A trial is judged, and logged, on its
 run's validation NDCG@10 as the run ships (fused when fusion is on:
 metrics.json's "valid"). Trials never score the test split. A trial that fails
 (a config that cannot train, a full disk) is logged in one line, recorded as
@@ -37,6 +37,8 @@ import os
 import re
 import shutil
 
+import numpy as np
+
 from . import methods, rundir
 from .config import TYPES, Config, apply_overrides, expected, parse_value
 from .cli import command_parser
@@ -46,6 +48,7 @@ from .files import OutputLock, disk_error, publish_folder, recover_folder, temp_
 
 DEFAULT_SPACE = "learning_rate=3e-4..3e-3:log,dropout=0.1..0.7,weight_decay=0..0.3"
 DB, SUMMARY, BEST, TRIALS = "study.db", "study.json", "best", "trials"
+PRUNE_AFTER = 3  # completed trials before the median pruner prunes any (its n_startup_trials)
 
 
 @dataclasses.dataclass
@@ -232,7 +235,7 @@ def open_study(optuna, out_dir: str, base: Config, space: str, params: list[Para
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is our one line, not Optuna's traceback
     study = optuna.create_study(
         study_name="nanorec", direction="maximize", load_if_exists=True, storage=storage_url(db),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=base.eval_interval))
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER, n_warmup_steps=base.eval_interval))
     searched = study.user_attrs.get("method", base.method)
     if searched != base.method:
         raise UsageError(f"method={base.method}: the study in {out_dir} searches method={searched}; "
@@ -252,7 +255,6 @@ def open_study(optuna, out_dir: str, base: Config, space: str, params: list[Para
     study.set_user_attr("method", base.method)
     # a resumed search draws new values: the sampler's seed moves on with the trials already run
     # (the same seed would replay trial 0's values)
-    import numpy as np
     seed = int(np.random.SeedSequence([base.seed, len(study.trials)]).generate_state(1)[0])
     study.sampler = optuna.samplers.TPESampler(seed=seed)
     return study
@@ -287,14 +289,12 @@ def search(optuna, study, base: Config, params: list[Param], trials: int, out_di
         run_dir = os.path.join(out_dir, TRIALS, f"{trial.number:03d}")
         trial.set_user_attr("run_dir", run_dir)
 
-        def report(step, record):
-            trial.report(record["NDCG@10"], step)
-            return trial.should_prune()
-
         try:
             cfg = dataclasses.replace(base, **suggest(trial, params)).validate()
             metrics = run(cfg, run_dir, overwrite=True, quiet=True, dataset=ds, score_test=False,
-                          on_validation=report)
+                          stop_below=pruning_line(study, base.eval_interval))
+            for record in metrics["history"]:  # the validation curve, for the pruner and the sampler
+                trial.report(record["NDCG@10"], record["step"])
             value = metrics["valid"]["NDCG@10"]  # the run as it ships (fused when fused)
             if not math.isfinite(value):
                 raise DataError(f"validation NDCG@10 is {value}")
@@ -311,6 +311,19 @@ def search(optuna, study, base: Config, params: list[Param], trials: int, out_di
             study.tell(trial, state=TrialState.PRUNED)
         else:
             study.tell(trial, value)
+
+
+def pruning_line(study, warmup: int) -> dict | None:
+    """The median pruner's rule as data (train.run's stop_below): at each step from `warmup` on, the
+    median validation NDCG@10 of the completed trials (-inf where none is a number: only a NaN curve
+    is under it); None before PRUNE_AFTER trials completed. Trials run one at a time: it holds for one."""
+    from optuna.trial import TrialState
+
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    at = {s: [t.intermediate_values[s] for t in done if s in t.intermediate_values]
+          for t in done for s in t.intermediate_values if s >= warmup}  # step -> the values there
+    return {s: -math.inf if np.isnan(v).all() else float(np.nanmedian(v)) for s, v in at.items()} \
+        if len(done) >= PRUNE_AFTER else None
 
 
 def finish(optuna, study, base: Config, space: str, out_dir: str, ds) -> dict:

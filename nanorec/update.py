@@ -88,7 +88,7 @@ UPDATE_KEYS = rundir.RESUMABLE_KEYS + ("learning_rate", "min_lr", "warmup_steps"
 
 @dataclass
 class Start:
-    """Where an update's training starts: train.run's `start`."""
+    """Where an update's training starts: train.run's `start` (data, read by train.py)."""
     weights: dict          # the GPT's state dict with the item table grown (grown_weights)
     source: str            # the weights' file, for error lines
     focus: np.ndarray      # (F,) rows of the training split (users) the batches are drawn from
@@ -97,11 +97,6 @@ class Start:
     # baselines' beside it), not every test user: that pass was a fifth of an update's time (a second
     # full scoring pass, three times over) and says how varied the lists are, which a sample says too
     beyond_users: int = 2_000
-
-    def batches_from(self, train: Sequences, weights: np.ndarray | None = None):
-        """The training split's focus rows, and their events' weights (parallel to train.items)."""
-        seqs = train.take(self.focus)
-        return seqs, None if weights is None else Sequences(train.offsets, weights).take(self.focus).items
 
 
 # -----------------------------------------------------------------------------

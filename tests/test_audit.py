@@ -168,7 +168,7 @@ def test_rundir_lists_every_run_file_and_says_which_are_appended(tmp_path):
     assert set(rundir.RUN_FILES) <= listed, set(rundir.RUN_FILES) - listed
     appended = " ".join(doc[doc.index("Every file is written"):].split("\n\n")[0].split())
     assert "except the two logs" in appended and rundir.HISTORY in appended and rundir.LOG in appended
-    assert "curves.png" in rundir.RUN_FILES  # train.py writes it: the list names it
+    assert "curves.png" in rundir.RUN_FILES  # report.py writes it: the list names it
 
 
 @pytest.mark.slow

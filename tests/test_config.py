@@ -40,7 +40,7 @@ def test_a_config_from_before_fusion_loads_unfused(tmp_path):
 # resolve(): every auto key -> the value a run uses, on both sides of its line
 
 def test_resolve_turns_each_auto_into_the_value_used_on_both_sides_of_its_line():
-    import nanorec.train as train
+    import nanorec.validation as validation
     from nanorec.config import AUTO, resolve, unresolved
     from nanorec.loss import AUTO_DROPOUT, AUTO_SAMPLED_ABOVE
     cfg = Config(max_steps=900).validate()
@@ -60,7 +60,7 @@ def test_resolve_turns_each_auto_into_the_value_used_on_both_sides_of_its_line()
     assert AUTO_DROPOUT["full"] != AUTO_DROPOUT["sampled"]
     # valid_users: all while users x items <= VALID_WORK, else VALID_WORK // items
     items = 2_000
-    line = train.VALID_WORK // items
+    line = validation.VALID_WORK // items
     assert resolve(cfg, items, num_valid=line).valid_users == line
     assert resolve(cfg, items, num_valid=line + 1).valid_users == line
     assert resolve(cfg, items, num_valid=7).valid_users == 7

@@ -23,7 +23,8 @@ from nanorec.recommend import (iter_recommendations, merge_parts, part_path, rec
 from nanorec.ids import rows as user_rows  # the one id rule (was recommend.user_rows)
 from nanorec.scoring import SEEN_SCORE, Factored, score_histories, top_k
 from nanorec.synthetic import generate_fast, write_fast
-from nanorec.train import run, validation_sample
+from nanorec.train import run
+from nanorec.validation import validation_sample
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "PYTHONWARNINGS": "ignore"}
 TINY = dict(block_size=12, n_layer=1, n_head=1, n_embd=16, dropout=0.0, batch_size=16, warmup_steps=2,
@@ -351,22 +352,22 @@ def test_validation_sample_is_seeded_and_never_holds_test_targets(tiny_run, tmp_
 def test_auto_validation_users_on_both_sides_of_the_work_line(tiny_run, tmp_path, monkeypatch):
     """valid_users=0: every validation user while users x items <= VALID_WORK, a sample of
     VALID_WORK // items users above; one user more past the line costs no more work."""
-    import nanorec.train as train
+    import nanorec.validation as validation
     items = 2_000
-    line = train.VALID_WORK // items  # 1,000,000 users
-    assert train.validation_users(line, 0, items) == line  # at the line: all
-    assert train.validation_users(line + 1, 0, items) == line  # above: the sample, same work
-    assert train.validation_users(line + 1, 0, items + 1) == train.VALID_WORK // (items + 1)
-    assert train.validation_users(10, 0, 10**12) == 1  # at least one user
-    assert train.validation_users(500, 7, items) == 7 and train.validation_users(5, 7, items) == 5
+    line = validation.VALID_WORK // items  # 1,000,000 users
+    assert validation.validation_users(line, 0, items) == line  # at the line: all
+    assert validation.validation_users(line + 1, 0, items) == line  # above: the sample, same work
+    assert validation.validation_users(line + 1, 0, items + 1) == validation.VALID_WORK // (items + 1)
+    assert validation.validation_users(10, 0, 10**12) == 1  # at least one user
+    assert validation.validation_users(500, 7, items) == 7 and validation.validation_users(5, 7, items) == 5
     # in a run: the tiny log's validation users x items just above the line -> sampled
     root, data, run_dir = tiny_run
     ds = load(data)
     n_valid, n_items = len(split(ds).valid.targets), ds.num_items
-    monkeypatch.setattr(train, "VALID_WORK", (n_valid - 1) * n_items)
+    monkeypatch.setattr(validation, "VALID_WORK", (n_valid - 1) * n_items)
     m = run(Config(data=data, **TINY), str(tmp_path / "auto_above"), quiet=True)
     assert m["valid"]["users"] == n_valid - 1
-    monkeypatch.setattr(train, "VALID_WORK", n_valid * n_items)
+    monkeypatch.setattr(validation, "VALID_WORK", n_valid * n_items)
     m = run(Config(data=data, **TINY), str(tmp_path / "auto_at"), quiet=True)
     assert m["valid"]["users"] == n_valid
 

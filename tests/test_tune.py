@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("optuna")
 
 import nanorec.evaluate
-import nanorec.train
+import nanorec.validation
 from nanorec.cli import main as cli
 from nanorec.data import load, split
 from nanorec.synthetic import write_csv
@@ -30,7 +30,7 @@ def test_three_trials_never_see_test_targets_before_the_winner(tmp_path, monkeyp
         return real(scorer, evalset, *a, **k)
 
     monkeypatch.setattr(nanorec.evaluate, "evaluate", spy)
-    monkeypatch.setattr(nanorec.train, "evaluate", spy)
+    monkeypatch.setattr(nanorec.validation, "evaluate", spy)
     out = str(tmp_path / "study")
     rc = cli(["tune", "--data", data, "--out", out, "--trials", "3", "--space", "learning_rate=1e-3..1e-2:log,n_layer=1|2",
               "n_embd=16", "n_head=1", "block_size=8", "max_steps=30", "eval_interval=10", "batch_size=16", "threads=1"])
@@ -209,3 +209,32 @@ def test_tune_never_replaces_a_best_folder_it_did_not_write(tmp_path, capsys):
     assert cli(argv + ["--overwrite"]) == 0
     assert sorted(os.listdir(proj / "best")) == sorted(os.listdir(proj / "trials" / "000"))
     assert cli(argv) == 0  # best/ is this study's own copy now
+
+
+def test_the_pruning_line_stops_a_run_exactly_where_optunas_median_pruner_prunes_it():
+    """train.run's stop_below (validation.below) with tune's pruning_line decides at every step as
+    MedianPruner's should_prune does: trials of different lengths, NaN passes, steps before warmup."""
+    import optuna
+    from nanorec.tune import PRUNE_AFTER, pruning_line
+    from nanorec.validation import below
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warmup = 10
+    study = optuna.create_study(direction="maximize",
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER, n_warmup_steps=warmup))
+    rng = np.random.default_rng(0)
+    decisions = []
+    for n in range(12):
+        steps = [5, 10, 20, 30, 40][:rng.integers(2, 6)]  # some trials stop early
+        curve = rng.uniform(0.1, 0.3, len(steps))
+        if n in (4, 7):
+            curve[rng.integers(len(steps))] = np.nan
+        if n == 9:
+            curve[:] = np.nan
+        line, trial, history = pruning_line(study, warmup), study.ask(), []
+        for step, value in zip(steps, curve.tolist()):
+            history.append({"step": step, "NDCG@10": value})
+            trial.report(value, step)
+            decisions.append(trial.should_prune())
+            assert below(history, line) == decisions[-1], (n, step, line, history)
+        study.tell(trial, float(np.nanmax(curve)) if not np.isnan(curve).all() else 0.0)
+    assert any(decisions) and not all(decisions)  # both kinds of decision were compared

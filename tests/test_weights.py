@@ -9,7 +9,7 @@ from nanorec.config import Config
 from nanorec.data import Sequences
 from nanorec.distributed import Dist, shard_rows
 from nanorec.loss import full_softmax_cross_entropy, sampled_softmax_cross_entropy
-from nanorec.packing import IGNORE, pack, prefix_weights
+from nanorec.packing import IGNORE, pack
 
 
 def problem(seed=0, M=9, V=13, C=5):
@@ -76,10 +76,11 @@ def test_packing_carries_each_target_events_weight_to_its_slot():
     assert p.targets.tolist() == [[4, 5, 6]] and p.weights.tolist() == [[4, 5, 6]]
 
 
-def test_prefix_weights_follow_the_training_split():
+def test_weights_follow_the_training_split_and_an_updates_rows():
     full = Sequences.from_lists([[1, 2, 3], [4, 5], [6, 7, 8, 9]])
-    w = np.arange(9, dtype=np.float32)
-    assert prefix_weights(full, w, full.drop_last(1)).tolist() == [0, 1, 3, 5, 6, 7]
+    full.weights = np.arange(9, dtype=np.float32)
+    assert full.drop_last(1).weights.tolist() == [0, 1, 3, 5, 6, 7]  # what training packs with
+    assert full.drop_last(1).take([2, 0]).weights.tolist() == [5, 6, 7, 0, 1]  # an update's focus rows
 
 
 def test_distributed_shares_follow_the_weight_sum():
