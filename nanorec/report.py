@@ -61,38 +61,49 @@ def final_evaluation(model, scorer, ds, sp, cfg: Config, state, out_dir: str, lo
     results, tables = {}, None
     if fusion.enabled(cfg.fuse_transitions):  # the selected GPT + item-to-item tables (fusion.py)
         scorer, results["fusion"], tables, results["fusion_seconds"] = fuse(model, scorer, ds, sp, cfg, out_dir, log)
-    exclude_seen, results["exclude_seen"] = decide(scorer, sp.valid, cfg, cfg.eval_batch_size)  # on the shipped scorer
-    log(log_line(results["exclude_seen"]))
     vectors = fusion.content_term(model).vectors if len(model.content) else None  # intra-list similarity
+
+    def entries(exclude_seen: bool) -> dict:
+        return {
+            "best_step": state.best_step, "steps": state.step, "epochs": state.epoch,
+            "holdout": cfg.holdout,
+            "selection": "last step (holdout=none: no validation)" if sp.valid is None
+                         else "last step (all_data: validation targets were trained on)" if cfg.all_data
+                         else "best validation NDCG@10",
+            "packing_efficiency": round(pack(sp.train, cfg.block_size, packing=cfg.packing).efficiency, 4),
+            "train_seconds": round(state.train_seconds, 1),
+            "train_tokens_per_second": round(state.train_tokens / max(state.train_seconds, 1e-9)),
+            "history": state.history,
+            # popularity and transitions on the same split (a fused run's own transitions table is that baseline)
+            "baselines": beside.baselines(ds, sp, cfg, transitions=tables[0] if tables else None,
+                                          beyond_users=beyond_users, exclude_seen=exclude_seen),
+            **(extra or {})}
+    results = scored(scorer, ds, sp, cfg, out_dir, log, results, entries, f"step {state.best_step}", vectors,
+                     beyond_users)
+    plot_curves(state.history, os.path.join(out_dir, "curves.png"), f"{ds.name}: {cfg.n_layer} layers, d={cfg.n_embd}",
+                fused=results["valid"]["NDCG@10"] if "fusion" in results and "valid" in results else None)
+    log(f"wrote {final_path(out_dir)}/{rundir.WEIGHTS}, {rundir.METRICS} ({state.train_seconds:.0f} s training)"
+        + beside.summary(results))
+    return results
+
+
+def scored(scorer, ds, sp, cfg: Config, out_dir: str, log, results: dict, entries, label: str, vectors=None,
+           beyond_users: int = 0) -> dict:
+    """The end of every run, GPT or fitted method: whether lists exclude seen items decided on the
+    shipped scorer (seen.py), the valid and test splits scored once (score_report), the test ranks
+    saved, `entries(exclude_seen)`'s run-specific entries added, metrics.json written, and one
+    line a split logged ("valid [protocol] (label): ...")."""
+    exclude_seen, results["exclude_seen"] = decide(scorer, sp.valid, cfg, cfg.eval_batch_size)
+    log(log_line(results["exclude_seen"]))
     results.update(score_report(scorer, sp, ds.num_items, item_counts(sp.train, ds.num_items), cfg.eval_batch_size,
                                 vectors, cfg.split_time, cfg.seed, beyond_users, exclude_seen))
     if "test_ranks" in results:  # per-user ranks, for breakdowns
         rundir.save_array(os.path.join(out_dir, rundir.TEST_RANKS), results.pop("test_ranks"))
-    protocol = results["protocol"]
-    results.update({
-        "best_step": state.best_step, "steps": state.step, "epochs": state.epoch,
-        "holdout": cfg.holdout,
-        "selection": "last step (holdout=none: no validation)" if sp.valid is None
-                     else "last step (all_data: validation targets were trained on)" if cfg.all_data
-                     else "best validation NDCG@10",
-        "packing_efficiency": round(pack(sp.train, cfg.block_size, packing=cfg.packing).efficiency, 4),
-        "train_seconds": round(state.train_seconds, 1),
-        "train_tokens_per_second": round(state.train_tokens / max(state.train_seconds, 1e-9)),
-        "history": state.history,
-    })
-    # popularity and transitions on the same split (a fused run's own transitions table is that baseline)
-    results["baselines"] = beside.baselines(ds, sp, cfg, transitions=tables[0] if tables else None,
-                                            beyond_users=beyond_users, exclude_seen=exclude_seen)
-    results.update(extra or {})
+    results.update(entries(exclude_seen))
     write_json(os.path.join(out_dir, rundir.METRICS), results)
-    plot_curves(state.history, os.path.join(out_dir, "curves.png"), f"{ds.name}: {cfg.n_layer} layers, d={cfg.n_embd}",
-                fused=results["valid"]["NDCG@10"] if "fusion" in results and "valid" in results else None)
-    if "valid" in results:
-        log(f"valid [{protocol['valid']}] (step {state.best_step}): {format_metrics(results['valid'], ks=(10,))}")
-    if "test" in results:
-        log(f"test  [{protocol['test']}] (step {state.best_step}): {format_metrics(results['test'], ks=(10,))}")
-    log(f"wrote {final_path(out_dir)}/{rundir.WEIGHTS}, {rundir.METRICS} ({state.train_seconds:.0f} s training)"
-        + beside.summary(results))
+    for split in ("valid", "test"):
+        if split in results:
+            log(f"{split:<5} [{results['protocol'][split]}] ({label}): {format_metrics(results[split], ks=(10,))}")
     return results
 
 

@@ -15,11 +15,9 @@ import numpy as np
 from safetensors.numpy import load_file
 
 from .. import rundir
-from ..data import Sequences, item_counts
+from ..data import Sequences
 from ..errors import DataError, one_line
-from ..evaluate import format_metrics, score_report
-from ..files import final_path, write_json
-from ..seen import decide, log_line
+from ..files import final_path
 
 
 class Method:
@@ -74,23 +72,13 @@ class Method:
         model = self.fit(sp.train, ds.num_items, sp.valid)
         self.save(model, out_dir)
         train_seconds = time.time() - t0
-        exclude_seen, seen = decide(model.score, sp.valid, cfg, cfg.eval_batch_size)
-        log(log_line(seen))
-        results = score_report(model.score, sp if score_test else dataclasses.replace(sp, test=None), ds.num_items,
-                               item_counts(sp.train, ds.num_items), cfg.eval_batch_size, split_time=cfg.split_time,
-                               seed=cfg.seed, exclude_seen=exclude_seen)
-        if "test_ranks" in results:
-            rundir.save_array(os.path.join(out_dir, rundir.TEST_RANKS), results.pop("test_ranks"))
-        protocol = results["protocol"]
         selection = getattr(model, "selection", None)
-        results.update({"method": cfg.method, "holdout": cfg.holdout, "exclude_seen": seen,
-                        "selection": {str(k): v for k, v in selection.items()} if selection
-                        else "none (no hyper-parameters)",
-                        "train_seconds": round(train_seconds, 2), "history": []})
-        write_json(os.path.join(out_dir, rundir.METRICS), results)
-        for split in ("valid", "test"):
-            if split in results:
-                log(f"{split} [{protocol[split]}] ({cfg.method}): {format_metrics(results[split], ks=(10,))}")
+        entries = {"method": cfg.method, "holdout": cfg.holdout,
+                   "selection": {str(k): v for k, v in selection.items()} if selection else "none (no hyper-parameters)",
+                   "train_seconds": round(train_seconds, 2), "history": []}
+        from ..report import scored  # cycle: report -> beside -> methods
+        results = scored(model.score, ds, sp if score_test else dataclasses.replace(sp, test=None), cfg, out_dir,
+                         log, {}, lambda exclude_seen: entries, cfg.method)
         log(f"wrote {final_path(out_dir)}/{rundir.BASELINE}, {rundir.METRICS} ({train_seconds:.1f} s fitting)")
         folder.commit()
         return results
