@@ -372,7 +372,7 @@ def _run(folder, cfg: Config, out_dir: str, resume: bool, overwrite: bool, quiet
     # 4. the selected weights, scored once on validation and on the test split
     results = final_evaluation(model, scorer, ds, sp if score_test else dataclasses.replace(sp, test=None),
                                cfg, state, out_dir, log, extra={"update": start.record} if start else None,
-                               beyond_users=start.beyond_users if start else 0)
+                               beyond_users=start.beyond_users if start else 0, near=start.fusion_near if start else None)
     if trackers is not None:
         trackers.close()
     folder.commit()  # a new run renamed into place
@@ -473,14 +473,14 @@ def validation_sample(valid: EvalSet | None, n: int, seed: int, num_items: int =
 
 
 def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_dir: str, log,
-                     extra: dict | None = None, beyond_users: int = 0) -> dict:
+                     extra: dict | None = None, beyond_users: int = 0, near: tuple | None = None) -> dict:
     """The selected weights scored once; metrics.json written (with `extra`'s entries).
-    beyond_users: evaluate.score_report's (an update's sample)."""
+    beyond_users: evaluate.score_report's (an update's sample); near: fusion.fit's (an update's)."""
     rundir.load_weights(model, os.path.join(out_dir, rundir.WEIGHTS))
     results, tables = {}, None
     from .fusion import enabled
     if enabled(cfg.fuse_transitions):  # the selected GPT + item-to-item tables (fusion.py)
-        scorer, results["fusion"], tables, results["fusion_seconds"] = fuse(model, scorer, ds, sp, cfg, out_dir, log)
+        scorer, results["fusion"], tables, results["fusion_seconds"] = fuse(model, scorer, ds, sp, cfg, out_dir, log, near)
     from .fusion import content_term
     from .seen import decide, log_line
     exclude_seen, results["exclude_seen"] = decide(scorer, sp.valid, cfg, cfg.eval_batch_size)  # on the shipped scorer
@@ -520,7 +520,7 @@ def final_evaluation(model, scorer, ds, sp, cfg: Config, state: TrainState, out_
     return results
 
 
-def fuse(model, scorer, ds, sp, cfg: Config, out_dir: str, log):
+def fuse(model, scorer, ds, sp, cfg: Config, out_dir: str, log, near: tuple | None = None):
     """Fit the item-to-item tables on the training split, choose the weights on validation, save them.
     -> (the fused scorer, metrics.json's "fusion" entry, the tables [transitions, cooccurrence], seconds)."""
     from . import fusion
@@ -531,7 +531,7 @@ def fuse(model, scorer, ds, sp, cfg: Config, out_dir: str, log):
     fixed = None if cfg.fusion_weights == "auto" else parse_weights(cfg.fusion_weights)
     content = fusion.content_term(model)
     tables, weights, grid, search_s = fusion.fit(scorer, sp.train, ds.num_items, valid, cfg.eval_batch_size, fixed,
-                                                 content)
+                                                 content, near)
     rundir.save_fusion(out_dir, tables, weights)
     named = dict(zip(fusion.SIGNALS, weights))
     how = (f"chosen on validation: NDCG@10 {grid[','.join(str(w) for w in weights)]:.4f} "
