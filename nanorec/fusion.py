@@ -274,7 +274,8 @@ def choose_weights(gpt: Scorer, tables: list, content, valid, batch_size: int = 
     Near-ties (TOL): the smaller weight. -> (weights, {"w1,w2,w3": NDCG@10} of every tuple tried)."""
     terms = ValidationTerms(gpt, tables, content, valid, batch_size)
     terms.ndcg((0.0, 0.0, 0.0))  # the GPT alone: the log's reference
-    best = search(terms.ndcg, content is not None) if near is None else search_near(terms.ndcg, near, content is not None)
+    with_content = content is not None
+    best = search(terms.ndcg, with_content) if near is None else search_near(terms.ndcg, near, with_content)
     return best, {",".join(str(w) for w in ws): v for ws, v in terms.tried.items()}
 
 

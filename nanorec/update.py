@@ -25,11 +25,12 @@ What an update does, in order:
      train.run's own end of run, whose beyond-accuracy figures take a fixed sample of users
      (Start.beyond_users), whose validation too (UPDATE_VALID_USERS, when the run's
      valid_users is auto), and whose fusion weights are searched near the run's
-     (fusion.search_near; fusion_weights=auto given: the full search). A baseline run (method=transitions, popularity, ...) is simply
-     refitted on the extended histories. holdout=time: the update is judged on the newest
-     events: its split_time (`update_split_time`, or split_time= given) is the time of the new
-     events' event at the run's fraction (0.9 for a date), its validation window the events
-     just before (time_split's rule), its training what came before that. (The run's
+     (fusion.search_near; fusion_weights=auto given: the full search). A baseline run
+     (method=transitions, popularity, ...) is simply refitted on the extended histories.
+     holdout=time: the update is judged on the newest events: its split_time
+     (`update_split_time`, or split_time= given) is the time of the new events' event at the
+     run's fraction (0.9 for a date), its validation window the events just before
+     (time_split's rule), its training what came before that. (The run's
      histories hold every event, test window included: they are what recommend continues and
      what the update extends; only training and selection stop at the split.);
   5. the result is an ordinary run folder (recommend, serve, evaluate, Recommender.load and
@@ -461,7 +462,8 @@ def _check_event_types(run_dir: str, cfg: Config, data, new: Dataset, where: str
     col = cfg.target_filter.partition("=")[0].strip()
     n = ""
     if all(v == v.strip() and "," not in v for v in unknown):  # the filter syntax can name them: count their events
-        typed = load_like(dataclasses.replace(cfg, target_filter=f"{col}={','.join(unknown)}"), data, need_targets=False)
+        typed = load_like(dataclasses.replace(cfg, target_filter=f"{col}={','.join(unknown)}"), data,
+                          need_targets=False)
         n = f"{int(typed.sequences.targets.sum()):,} events of "
     raise DataError(f"{where}: {n}event types the run in {run_dir} never saw in column {col!r}: "
                     f"{', '.join(repr(v) for v in unknown[:5])}{' ...' if len(unknown) > 5 else ''} (the run's: "
