@@ -367,7 +367,6 @@ SHOP_P_VIEW_ANCHOR = 0.85   # the anchor is among the session's views (a purchas
 SHOP_EXTRA_VIEWS = 2.2      # views of a session: 1 + Poisson(this), the anchor's category
 SHOP_P_CART = (0.5, 0.9)    # the anchor is carted: in a session without / with its purchase
 SHOP_P_EXTRA_CART = 0.2     # another viewed item is carted (and not bought)
-SHOP_EVENTS_PER_SESSION = 4.58  # the expected events of a session with the shares above
 SHOP_ROWS_PER_USER, SHOP_ROWS_PER_ITEM = 15, 60  # default sizes: 300k events -> 20k customers, 5k items
 SHOP_ITEMS_PER_CATEGORY = 100
 FOLLOW_WEIGHTS = (0.6, 0.3, 0.1)  # an old item's three follow-ups; a new item launched as its follow-up weighs 1
@@ -392,7 +391,7 @@ class ShopShape:
     @property
     def events_per_session(self) -> float:
         """The expected events of a session: views, the extra cart (a session of 2+ views), the
-        anchor's cart, the purchase; to 2 decimals (SHOP_EVENTS_PER_SESSION with the defaults: the same shop)."""
+        anchor's cart, the purchase; to 2 decimals (4.58 with the defaults, the figure it replaced: the same shop)."""
         return round(1 + self.extra_views + self.p_extra_cart * (1 - math.exp(-self.extra_views))
                      + self.p_buy * self.p_cart[1] + (1 - self.p_buy) * self.p_cart[0] + self.p_buy, 2)
 
