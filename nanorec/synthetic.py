@@ -400,22 +400,22 @@ def shop_shape(text: str = "") -> ShopShape:
     """"key=value,..." (ShopShape's fields; p_cart as two values a/b) -> a ShopShape; "" the default.
     A key it does not have, or a value out of range, is one UsageError line."""
     from .errors import UsageError
-    fields = {f.name: f for f in dataclasses.fields(ShopShape)}
+    fields = [f.name for f in dataclasses.fields(ShopShape)]
     given = {}
     for part in filter(None, (p.strip() for p in str(text).split(","))):
         key, eq, value = (x.strip() for x in part.partition("="))
         if not eq or key not in fields:
             raise UsageError(f"shop shape {part!r}: expected key=value with a key of {', '.join(fields)}")
         try:
-            v = tuple(float(x) for x in value.split("/")) if key == "p_cart" else float(value)
+            values = tuple(float(x) for x in value.split("/"))
         except ValueError:
             raise UsageError(f"shop shape {part!r}: {value!r} is not a number") from None
-        bad = v if key == "p_cart" and len(v) == 2 else (v,) if key != "p_cart" else (-1.0,)
         rates = key.startswith("p_") or key.endswith("_share")
-        if any(not (0 <= x <= 1 if rates else x > 0) or not math.isfinite(x) for x in bad):
+        if len(values) != (2 if key == "p_cart" else 1) or not all(
+                math.isfinite(x) and (0 <= x <= 1 if rates else x > 0) for x in values):
             raise UsageError(f"shop shape {part!r}: expected " + ("two shares a/b in 0..1" if key == "p_cart" else
                              "a share in 0..1" if rates else "a number > 0"))
-        given[key] = v
+        given[key] = values if key == "p_cart" else values[0]
     return ShopShape(**given)
 
 
