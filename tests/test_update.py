@@ -402,6 +402,23 @@ def test_an_update_with_a_subset_of_the_event_types_keeps_the_runs_list(typed_ru
     assert up.update(views, out=str(tmp_path / "up2"), max_steps=2).metrics["update"]["new_events"] == views.height
 
 
+def test_an_update_searches_fusion_weights_near_the_runs_unless_asked(tmp_path, monkeypatch):
+    """The update's weight search starts from the run's weights (a few tuples, the run's among them,
+    metrics.json says so); fusion_weights=auto given: the full search. Validation: a fixed sample of
+    UPDATE_VALID_USERS (here 30)."""
+    monkeypatch.setattr("nanorec.update.UPDATE_VALID_USERS", 30)
+    run = Recommender(**{**TINY, "max_steps": 20, "fuse_transitions": "auto"}).fit(ring_log(), out=str(tmp_path / "r"))
+    near = run.update(new_events(), out=str(tmp_path / "near"), max_steps=5)
+    full = run.update(new_events(), out=str(tmp_path / "full"), max_steps=5, fusion_weights="auto")
+    w = rundir.read_fusion(run.run_dir)
+    tried_near = near.metrics["fusion"]["valid_NDCG@10_by_weights"]
+    tried_full = full.metrics["fusion"]["valid_NDCG@10_by_weights"]
+    assert ",".join(str(x) for x in w) in tried_near and "0.0,0.0,0.0" in tried_near
+    assert len(tried_near) < len(tried_full) and str(list(w)) in near.metrics["update"]["fusion_search"]
+    assert "fusion_search" not in full.metrics["update"]
+    assert near.metrics["valid"]["users"] == 30 < run.metrics["valid"]["users"]
+
+
 # -----------------------------------------------------------------------------
 # new items
 
