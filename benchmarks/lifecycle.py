@@ -1,6 +1,7 @@
 """A shop's lifecycle on the shop simulator: train, update, judge next week.
 
-    python benchmarks/lifecycle.py [--rows 300000] [--seed 0] [--small] [--work DIR] [--out FILE] [key=value ...]
+    python benchmarks/lifecycle.py [--rows 300000] [--seed 0] [--shape K=V,...] [--variants A,B] [--small]
+                                   [--work DIR] [--out FILE] [key=value ...]
 
 One `nanorec synth --shop` log (10 weeks; nanorec.synthetic.generate_shop), two variants:
 
@@ -24,6 +25,8 @@ whose item launched in weeks 8-10 (the catalogue) that are in the user's top 10.
 each run's seconds, the update's share of the retrain's time and NDCG@10, and the generator's
 ceiling on the same protocol (LOG.ceiling.json: any_event for views as context,
 earlier_purchase for purchases only) with each run's share of it.
+--shape: the shop's shape (nanorec.synthetic.shop_shape: e.g. extra_views=4,p_buy=0.35): a shop
+of another shape than the one the defaults were tuned on.
 --small: 30,000 events, max_steps=200 (a check in a few minutes, not a figure).
 Writes --out (default benchmarks/results/lifecycle.json) with the command, machine and date.
 """
@@ -46,13 +49,13 @@ from nanorec.config import Config, apply_overrides  # noqa: E402
 from nanorec.data import EvalSet, Sequences, load_like, time_split  # noqa: E402
 from nanorec.errors import NanorecError  # noqa: E402
 from nanorec.evaluate import set_metrics, top_lists  # noqa: E402
-from nanorec.synthetic import DAY_S, SHOP_START, shop_sidecars, write_shop  # noqa: E402
+from nanorec.synthetic import DAY_S, SHOP_START, shop_shape, shop_sidecars, write_shop  # noqa: E402
 
 VARIANTS = {
     "purchases_only": ({"filter": "event_type=purchase"}, "earlier_purchase"),
     "views_as_context": ({"target_filter": "event_type=purchase"}, "any_event"),
 }
-MACHINE = "2-core CPU, shared with other jobs"
+MACHINE = "2-core CPU, under load"
 
 
 def week_start(week: int) -> str:
@@ -152,6 +155,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=300_000, help="events of the simulated shop")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variants", default=",".join(VARIANTS), help="which variants to run (comma-separated)")
+    p.add_argument("--shape", default="", help="the shop's shape: key=value,... (nanorec.synthetic.ShopShape)")
     p.add_argument("--small", action="store_true", help="30,000 events and max_steps=200: a quick check")
     p.add_argument("--work", default="", help="folder for the log and the runs (default: a temporary one)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
@@ -167,7 +172,7 @@ def main():
     os.makedirs(work, exist_ok=True)
     log = os.path.join(work, "shop.csv")
     t = time.time()
-    summary = write_shop(log, rows, seed=args.seed)
+    summary = write_shop(log, rows, seed=args.seed, shape=shop_shape(args.shape))
     print(f"shop: {summary} ({time.time() - t:.1f} s)", flush=True)
     import polars as pl
     catalog_path, ceiling_path = shop_sidecars(log)
@@ -184,13 +189,17 @@ def main():
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
               "log": {k: v for k, v in summary.items() if k not in ("catalog", "ceiling")},
               "weeks": {"initial": "1-7", "update": "8-9", "judged": "10 (from " + week_start(10) + ")"},
-              "config": config, "protocol": __doc__.split("\n\n")[6].split("\n--small")[0].replace("\n", " "),
+              "config": config, "protocol": __doc__.split("\n\n")[6].split("\n--shape")[0].replace("\n", " "),
               "ceiling": ceiling, "variants": {}, "runs": work}
     from nanorec.files import write_json
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    for name, (keys, _) in VARIANTS.items():  # written after each variant: a stopped run keeps what it measured
-        result["variants"][name] = run_variant(name, keys, ceiling, frames, events, new_items, config, work)
-        result["finished"] = len(result["variants"]) == len(VARIANTS)
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if set(names) - set(VARIANTS):
+        p.error(f"--variants: one of {', '.join(VARIANTS)}")
+    for name in names:  # written after each variant: a stopped run keeps what it measured
+        result["variants"][name] = run_variant(name, VARIANTS[name][0], ceiling, frames, events, new_items, config,
+                                               work)
+        result["finished"] = len(result["variants"]) == len(names)
         write_json(args.out, result)
     print(f"wrote {args.out}")
 

@@ -54,13 +54,14 @@ def opening(tr, notes: list) -> None:
 
 
 def final_evaluation(model, scorer, ds, sp, cfg: Config, state, out_dir: str, log,
-                     extra: dict | None = None, beyond_users: int = 0) -> dict:
+                     extra: dict | None = None, beyond_users: int = 0, near: tuple | None = None) -> dict:
     """The selected weights scored once; metrics.json written (with `extra`'s entries).
-    state: checkpoint.TrainState; beyond_users: evaluate.score_report's (an update's sample)."""
+    state: checkpoint.TrainState; beyond_users: evaluate.score_report's (an update's sample);
+    near: fusion.fit's (an update's)."""
     rundir.load_weights(model, os.path.join(out_dir, rundir.WEIGHTS))
     results, tables = {}, None
     if fusion.enabled(cfg.fuse_transitions):  # the selected GPT + item-to-item tables (fusion.py)
-        scorer, results["fusion"], tables, results["fusion_seconds"] = fuse(model, scorer, ds, sp, cfg, out_dir, log)
+        scorer, results["fusion"], tables, results["fusion_seconds"] = fuse(model, scorer, ds, sp, cfg, out_dir, log, near)
     vectors = fusion.content_term(model).vectors if len(model.content) else None  # intra-list similarity
 
     def entries(exclude_seen: bool) -> dict:
@@ -107,7 +108,7 @@ def scored(scorer, ds, sp, cfg: Config, out_dir: str, log, results: dict, entrie
     return results
 
 
-def fuse(model, scorer, ds, sp, cfg: Config, out_dir: str, log):
+def fuse(model, scorer, ds, sp, cfg: Config, out_dir: str, log, near: tuple | None = None):
     """Fit the item-to-item tables on the training split, choose the weights on validation, save them.
     -> (the fused scorer, metrics.json's "fusion" entry, the tables [transitions, cooccurrence], seconds)."""
     t0 = time.time()
@@ -117,7 +118,7 @@ def fuse(model, scorer, ds, sp, cfg: Config, out_dir: str, log):
     fixed = None if cfg.fusion_weights == "auto" else parse_weights(cfg.fusion_weights)
     content = fusion.content_term(model)
     tables, weights, grid, search_s = fusion.fit(scorer, sp.train, ds.num_items, valid, cfg.eval_batch_size, fixed,
-                                                 content)
+                                                 content, near)
     rundir.save_fusion(out_dir, tables, weights)
     named = dict(zip(fusion.SIGNALS, weights))
     how = (f"chosen on validation: NDCG@10 {grid[','.join(str(w) for w in weights)]:.4f} "

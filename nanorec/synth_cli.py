@@ -56,6 +56,8 @@ def check_args(args) -> tuple[int, int]:
     if rate is not None and not 0 <= rate <= MAX_REPEAT_RATE:  # NaN fails too
         raise UsageError(f"--repeat-rate {rate}: must be in 0..{MAX_REPEAT_RATE} (the rest of the purchases are "
                          "the follow-ups, 0.7, and popularity draws)")
+    if getattr(args, "shop_shape", None) and not getattr(args, "shop", False):
+        raise UsageError("--shop-shape: shapes the --shop simulation; add --shop")
     if getattr(args, "shop", False):
         return check_shop_args(args)
     users = args.users if args.users is not None else max(1, round(args.rows / CHALLENGE_ROWS_PER_USER))
@@ -88,15 +90,16 @@ def check_rest(args, users: int, items: int, need: int) -> tuple[int, int]:
 
 def check_shop_args(args) -> tuple[int, int]:
     """--shop's sizes (--rows: events, at least 1,000) -> (users, items), or a one-line UsageError."""
-    from .synthetic import SHOP_ROWS_PER_ITEM, SHOP_ROWS_PER_USER, memory_needed
+    from .synthetic import memory_needed, shop_shape
+    shape = args.shape = shop_shape(args.shop_shape or "")
     if args.challenge:
         raise UsageError("--shop writes an event log (.csv/.parquet), not a challenge folder: drop --challenge")
     if not args.out.lower().endswith((".csv", ".parquet")):
         raise UsageError(f"--shop: writes an event log; --out {args.out} must be a .csv or .parquet file")
     if not 1000 <= args.rows <= 100_000_000:
         raise UsageError(f"--rows {args.rows}: with --shop, the events to simulate, in 1000..100000000")
-    users = args.users if args.users is not None else max(1, round(args.rows / SHOP_ROWS_PER_USER))
-    items = args.items if args.items is not None else max(20, round(args.rows / SHOP_ROWS_PER_ITEM))
+    users = args.users if args.users is not None else max(1, round(args.rows / shape.rows_per_user))
+    items = args.items if args.items is not None else max(20, round(args.rows / shape.rows_per_item))
     if not 1 <= users <= args.rows:
         raise UsageError(f"--users {users}: with --shop, in 1..{args.rows} (--rows)")
     if not 20 <= items <= max(20, args.rows):
@@ -205,6 +208,10 @@ def main(argv) -> int:
     p.add_argument("--shop", action="store_true",
                    help="simulate a shop's 10 weeks (.csv/.parquet): sessions, carts, follow-ups, launches, late "
                         "customers; writes LOG.catalog.csv and LOG.ceiling.json beside it")
+    p.add_argument("--shop-shape", metavar="K=V,...",
+                   help="with --shop: the shop's shape, e.g. extra_views=4,p_buy=0.35,p_follow=0.3,new_share=0.12,"
+                        "rows_per_user=8 (nanorec.synthetic.ShopShape: shares of sessions that buy, follow the last "
+                        "purchase, views per session, launches, late customers, sizes)")
     args = p.parse_args(argv)
     users, items = check_args(args)
     from .files import OutputLock, recover_folder
@@ -216,7 +223,7 @@ def main(argv) -> int:
         check_out(args)  # again, under the lock: another synth may have finished meanwhile
         types = tuple(t.strip() for t in args.event_types.split(",")) if args.event_types else None
         s = write_fast(args.out, args.rows, items, users, args.seed, challenge=True if args.challenge else None,
-                       event_types=types, shop=args.shop,
+                       event_types=types, shop=args.shop, **({"shape": args.shape} if args.shop else {}),
                        **({} if args.repeat_rate is None else {"p_repeat": args.repeat_rate}))
     if args.shop:
         shares = ", ".join(f"{v:.0%} {k}" for k, v in s["shares"].items())

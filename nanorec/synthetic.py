@@ -14,8 +14,11 @@ starting at 0, test.csv, id_mappings.json), so every reader is exercised.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -294,7 +297,7 @@ def write_fast(out: str, num_rows: int, num_items: int | None = None, num_users:
     from .files import atomic_write, discard_folder, publish_folder, temp_folder
 
     if shop:
-        return write_shop(out, num_rows, num_items, num_users, seed, tuple(event_types or EVENT_TYPES))
+        return write_shop(out, num_rows, num_items, num_users, seed, tuple(event_types or EVENT_TYPES), **kwargs)
     users, items, times = generate_fast(num_rows, num_items, num_users, seed, **kwargs)
     n_users = int(users[-1]) + 1
     n_items = num_items or max(4, round(num_rows / CHALLENGE_ROWS_PER_ITEM))
@@ -364,11 +367,56 @@ SHOP_P_VIEW_ANCHOR = 0.85   # the anchor is among the session's views (a purchas
 SHOP_EXTRA_VIEWS = 2.2      # views of a session: 1 + Poisson(this), the anchor's category
 SHOP_P_CART = (0.5, 0.9)    # the anchor is carted: in a session without / with its purchase
 SHOP_P_EXTRA_CART = 0.2     # another viewed item is carted (and not bought)
-SHOP_EVENTS_PER_SESSION = 4.58  # the expected events of a session with the shares above
 SHOP_ROWS_PER_USER, SHOP_ROWS_PER_ITEM = 15, 60  # default sizes: 300k events -> 20k customers, 5k items
 SHOP_ITEMS_PER_CATEGORY = 100
 FOLLOW_WEIGHTS = (0.6, 0.3, 0.1)  # an old item's three follow-ups; a new item launched as its follow-up weighs 1
 DAY_S = 86_400
+
+
+@dataclass(frozen=True)
+class ShopShape:
+    """The simulated shop's shape (its defaults: the constants above); `shop_shape` reads one from
+    text, so that a benchmark is also run on a shop of another shape than the one it was tuned on."""
+    new_share: float = SHOP_NEW_SHARE        # share of the catalogue launched in the last weeks
+    late_share: float = SHOP_LATE_SHARE      # customers who arrive after week 1
+    p_follow: float = SHOP_P_FOLLOW          # a session's anchor follows the last purchase
+    p_buy: float = SHOP_P_BUY                # a session ends with a purchase
+    p_view_anchor: float = SHOP_P_VIEW_ANCHOR
+    extra_views: float = SHOP_EXTRA_VIEWS    # views of a session: 1 + Poisson(this)
+    p_cart: tuple = SHOP_P_CART
+    p_extra_cart: float = SHOP_P_EXTRA_CART
+    rows_per_user: float = SHOP_ROWS_PER_USER  # default sizes: events / this customers (fewer: more sessions each)
+    rows_per_item: float = SHOP_ROWS_PER_ITEM  # events / this items
+
+    @property
+    def events_per_session(self) -> float:
+        """The expected events of a session: views, the extra cart (a session of 2+ views), the
+        anchor's cart, the purchase; to 2 decimals (4.58 with the defaults, the figure it replaced: the same shop)."""
+        return round(1 + self.extra_views + self.p_extra_cart * (1 - math.exp(-self.extra_views))
+                     + self.p_buy * self.p_cart[1] + (1 - self.p_buy) * self.p_cart[0] + self.p_buy, 2)
+
+
+def shop_shape(text: str = "") -> ShopShape:
+    """"key=value,..." (ShopShape's fields; p_cart as two values a/b) -> a ShopShape; "" the default.
+    A key it does not have, or a value out of range, is one UsageError line."""
+    from .errors import UsageError
+    fields = [f.name for f in dataclasses.fields(ShopShape)]
+    given = {}
+    for part in filter(None, (p.strip() for p in str(text).split(","))):
+        key, eq, value = (x.strip() for x in part.partition("="))
+        if not eq or key not in fields:
+            raise UsageError(f"shop shape {part!r}: expected key=value with a key of {', '.join(fields)}")
+        try:
+            values = tuple(float(x) for x in value.split("/"))
+        except ValueError:
+            raise UsageError(f"shop shape {part!r}: {value!r} is not a number") from None
+        rates = key.startswith("p_") or key.endswith("_share")
+        if len(values) != (2 if key == "p_cart" else 1) or not all(
+                math.isfinite(x) and (0 <= x <= 1 if rates else x > 0) for x in values):
+            raise UsageError(f"shop shape {part!r}: expected " + ("two shares a/b in 0..1" if key == "p_cart" else
+                             "a share in 0..1" if rates else "a number > 0"))
+        given[key] = values if key == "p_cart" else values[0]
+    return ShopShape(**given)
 
 
 def _zipf_weights(n: int, rng, exponent: float = 1.0) -> np.ndarray:
@@ -376,12 +424,12 @@ def _zipf_weights(n: int, rng, exponent: float = 1.0) -> np.ndarray:
     return (1.0 / np.arange(1, n + 1) ** exponent)[rng.permutation(n)]
 
 
-def _shop_catalogue(num_items: int, rng) -> dict:
+def _shop_catalogue(num_items: int, rng, shape: ShopShape = ShopShape()) -> dict:
     """Items 0..N-1 (the last SHOP_NEW_SHARE are new): category, popularity, launch (seconds from
     the start; < 0 before it), follow-ups (N, 4) items with weights (slot 3: the new item launched
     as this one's follow-up, weight 1, else weight 0), price, the id number each item is written as."""
     num_categories = max(2, num_items // SHOP_ITEMS_PER_CATEGORY)
-    n_new = int(round(SHOP_NEW_SHARE * num_items))
+    n_new = int(round(shape.new_share * num_items))
     old = num_items - n_new
     pop = _zipf_weights(num_items, rng)
     category = np.empty(num_items, dtype=np.int64)
@@ -459,7 +507,7 @@ def _tastes(num_users: int, num_categories: int, rng) -> tuple[np.ndarray, np.nd
 
 
 def generate_shop(num_rows: int = 300_000, num_items: int | None = None, num_users: int | None = None,
-                  seed: int = 0) -> dict:
+                  seed: int = 0, shape: ShopShape = ShopShape()) -> dict:
     """A shop's 10 weeks, about num_rows events (vectorised: a loop over each customer's k-th session).
 
     Catalogue (`_shop_catalogue`): categories of ~100 items, Zipf popularity, 3 follow-ups an item
@@ -472,24 +520,25 @@ def generate_shop(num_rows: int = 300_000, num_items: int | None = None, num_use
     category (the anchor among them with SHOP_P_VIEW_ANCHOR), carts (the anchor, sometimes another
     viewed item), and with SHOP_P_BUY the anchor's purchase, last.
     -> dict: events (user, item, time in seconds from SHOP_START, kind 0 view / 1 cart / 2 purchase;
-    in time order per user), the catalogue, the tastes, each customer's arrival. Same seed, same shop."""
+    in time order per user), the catalogue, the tastes, each customer's arrival, the shape. shape:
+    the shares and sizes above (their defaults: the SHOP_ constants). Same seed and shape, same shop."""
     rng = np.random.default_rng([seed, 11])
-    num_items = num_items or max(20, round(num_rows / SHOP_ROWS_PER_ITEM))
-    num_users = num_users or max(1, round(num_rows / SHOP_ROWS_PER_USER))
-    cat = _shop_catalogue(num_items, rng)
+    num_items = num_items or max(20, round(num_rows / shape.rows_per_item))
+    num_users = num_users or max(1, round(num_rows / shape.rows_per_user))
+    cat = _shop_catalogue(num_items, rng, shape)
     table = _category_table(cat)
     taste_cat, taste_w = _tastes(num_users, cat["num_categories"], rng)
     end = SHOP_WEEKS * 7 * DAY_S - 3600
-    arrival = np.where(rng.random(num_users) < SHOP_LATE_SHARE, rng.integers(7 * DAY_S, end, size=num_users), 0)
+    arrival = np.where(rng.random(num_users) < shape.late_share, rng.integers(7 * DAY_S, end, size=num_users), 0)
     activity = rng.lognormal(0.0, 1.0, size=num_users) * (end - arrival) / end
-    n_sessions = max(1, round(num_rows / SHOP_EVENTS_PER_SESSION))
+    n_sessions = max(1, round(num_rows / shape.events_per_session))
     per_user = rng.multinomial(n_sessions, activity / activity.sum())
     s_user = np.repeat(np.arange(num_users), per_user)
     s_time = arrival[s_user] + (rng.random(n_sessions) * (end - arrival[s_user])).astype(np.int64)
     order = np.lexsort((s_time, s_user))
     s_user, s_time = s_user[order], s_time[order]
     rank = np.arange(n_sessions) - np.repeat(np.cumsum(per_user) - per_user, per_user)  # k-th session of its user
-    s_buy = rng.random(n_sessions) < SHOP_P_BUY
+    s_buy = rng.random(n_sessions) < shape.p_buy
     anchor = np.empty(n_sessions, dtype=np.int64)
     last = np.full(num_users, -1, dtype=np.int64)  # each customer's last purchase so far
     by_rank = np.argsort(rank, kind="stable")
@@ -497,7 +546,7 @@ def generate_shop(num_rows: int = 300_000, num_items: int | None = None, num_use
     for k in range(int(rank.max()) + 1):
         idx = by_rank[starts[k]:starts[k + 1]]  # every customer's k-th session, at once
         u, t, prev = s_user[idx], s_time[idx], last[s_user[idx]]
-        follows = (prev >= 0) & (rng.random(len(idx)) < SHOP_P_FOLLOW)
+        follows = (prev >= 0) & (rng.random(len(idx)) < shape.p_follow)
         slot = (np.cumsum(_follow_probs(cat, prev[follows], t[follows]), 1)
                 <= rng.random(int(follows.sum()))[:, None]).sum(1)
         anchor[idx[follows]] = cat["follow"][prev[follows], np.minimum(slot, 3)]
@@ -506,25 +555,25 @@ def generate_shop(num_rows: int = 300_000, num_items: int | None = None, num_use
         anchor[idx[taste]] = _draw_in_category(taste_cat[u[taste], tslot], t[taste], table, cat["launch"], rng)
         bought = s_buy[idx]
         last[u[bought]] = anchor[idx[bought]]
-    events = _session_events(s_user, s_time, anchor, s_buy, cat, table, rng)
+    events = _session_events(s_user, s_time, anchor, s_buy, cat, table, rng, shape)
     return {**events, "catalogue": cat, "taste_cat": taste_cat, "taste_w": taste_w, "num_users": num_users,
-            "arrival": arrival}
+            "arrival": arrival, "shape": shape}
 
 
-def _session_events(s_user, s_time, anchor, s_buy, cat, table, rng) -> dict:
+def _session_events(s_user, s_time, anchor, s_buy, cat, table, rng, shape: ShopShape = ShopShape()) -> dict:
     """The events of every session: views (items of the anchor's category, the anchor at a random
     place), then an extra cart, the anchor's cart, the purchase; 20 s to 4 min apart."""
     n = len(s_user)
-    n_views = 1 + rng.poisson(SHOP_EXTRA_VIEWS, size=n)
+    n_views = 1 + rng.poisson(shape.extra_views, size=n)
     views = _draw_in_category(np.repeat(cat["category"][anchor], n_views), np.repeat(s_time, n_views), table,
                               cat["launch"], rng)
     v_start = np.cumsum(n_views) - n_views
     anchor_at = v_start + (rng.random(n) * n_views).astype(np.int64)
-    shown = rng.random(n) < SHOP_P_VIEW_ANCHOR
+    shown = rng.random(n) < shape.p_view_anchor
     views[anchor_at[shown]] = anchor[shown]
-    extra = (n_views >= 2) & (rng.random(n) < SHOP_P_EXTRA_CART)  # the view after the anchor's place
+    extra = (n_views >= 2) & (rng.random(n) < shape.p_extra_cart)  # the view after the anchor's place
     extra_item = views[v_start + (anchor_at - v_start + 1) % n_views]
-    cart = rng.random(n) < np.where(s_buy, SHOP_P_CART[1], SHOP_P_CART[0])
+    cart = rng.random(n) < np.where(s_buy, shape.p_cart[1], shape.p_cart[0])
     per = n_views + extra + cart + s_buy
     first = np.cumsum(per) - per
     within = np.arange(int(per.sum())) - np.repeat(first, per)
@@ -545,7 +594,7 @@ def _session_events(s_user, s_time, anchor, s_buy, cat, table, rng) -> dict:
 
 def shop_ceiling(sim: dict, week: int = SHOP_WEEKS, k: int = 10, chunk: int = 1024) -> dict:
     """The generator's own limit on week `week`'s purchases: each customer's true next-purchase
-    probabilities at the week's start (SHOP_P_FOLLOW x the follow-ups of their last purchase, the
+    probabilities at the week's start (the shape's p_follow x the follow-ups of their last purchase, the
     rest their tastes x popularity within a category among launched items; both averaged over
     the week's days, as items launch during it), their top-k as the list, the customer's earlier
     purchases excluded. Judged as the lifecycle benchmark judges a run: every distinct item the
@@ -555,7 +604,7 @@ def shop_ceiling(sim: dict, week: int = SHOP_WEEKS, k: int = 10, chunk: int = 10
     targets launched in the last SHOP_NEW_WEEKS weeks that the lists hold. -> {way: {users, NDCG@10, ...}}."""
     from .data import Sequences
     from .evaluate import set_metrics
-    cat = sim["catalogue"]
+    cat, p_follow = sim["catalogue"], sim.get("shape", ShopShape()).p_follow
     T = (week - 1) * 7 * DAY_S
     user, item, time, kind = sim["user"], sim["item"], sim["time"], sim["kind"]
     buy, before = kind == 2, time < T
@@ -591,10 +640,10 @@ def shop_ceiling(sim: dict, week: int = SHOP_WEEKS, k: int = 10, chunk: int = 10
             theta = np.zeros((len(u), cat["num_categories"]))
             np.add.at(theta, (np.repeat(np.arange(len(u)), 4), sim["taste_cat"][u].ravel()), sim["taste_w"][u].ravel())
             has = last[u] >= 0
-            p = (1 - SHOP_P_FOLLOW * has)[:, None] * theta[:, cat["category"]] * q[None, :]  # (B, N)
+            p = (1 - p_follow * has)[:, None] * theta[:, cat["category"]] * q[None, :]  # (B, N)
             rows = np.nonzero(has)[0]
             np.add.at(p, (np.repeat(rows, 4), cat["follow"][last[u[rows]]].ravel()),
-                      SHOP_P_FOLLOW * fol[last[u[rows]]].ravel())
+                      p_follow * fol[last[u[rows]]].ravel())
             e = earlier[np.isin(earlier // n_items, u)]
             p[np.searchsorted(u, e // n_items), e % n_items] = -1.0  # seen: never listed
             top = np.argpartition(-p, k, axis=1)[:, :k]
@@ -622,7 +671,7 @@ def _iso(seconds: np.ndarray) -> np.ndarray:
 
 
 def write_shop(out: str, num_rows: int, num_items: int | None = None, num_users: int | None = None, seed: int = 0,
-               event_types: tuple = EVENT_TYPES) -> dict:
+               event_types: tuple = EVENT_TYPES, shape: ShopShape = ShopShape()) -> dict:
     """`generate_shop` written out: the event log `out` (.csv or .parquet: user_id, item_id as
     zero-padded text such as 000123, timestamp as ISO date-times, event_type named by
     event_types in funnel order (view[, cart], purchase; with two names carts are left out),
@@ -631,7 +680,7 @@ def write_shop(out: str, num_rows: int, num_items: int | None = None, num_users:
     week's start as split_time). Each file written atomically. -> a summary dict."""
     import polars as pl
     from .files import atomic_write, write_json
-    sim = generate_shop(num_rows, num_items, num_users, seed)
+    sim = generate_shop(num_rows, num_items, num_users, seed, shape)
     cat = sim["catalogue"]
     keep = sim["kind"] != 1 if len(event_types) == 2 else np.ones(len(sim["kind"]), dtype=bool)
     stage = np.array([0, 1, 2])[sim["kind"][keep]]  # view, cart, purchase
@@ -657,6 +706,7 @@ def write_shop(out: str, num_rows: int, num_items: int | None = None, num_users:
     write_json(ceiling_path, ceiling)
     n_new = int(cat["new"].sum())
     return {"rows": df.height, "users": int(df["user_id"].n_unique()), "items": len(ids),
+            "shape": {k: v for k, v in dataclasses.asdict(shape).items() if v != getattr(ShopShape(), k)},
             "items_bought": int(len(np.unique(sim["item"][sim["kind"] == 2]))), "new_items": n_new,
             "shares": {n: round(float(np.mean(sim["kind"][keep] == s)), 3) for n, s in
                        zip(event_types, (0, 1, 2) if len(event_types) == 3 else (0, 2))},

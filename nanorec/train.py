@@ -285,7 +285,8 @@ def finish(tr: Training, folder, score_test: bool) -> dict:
     results = final_evaluation(tr.model, gpt_scorer(tr.model, tr.device), tr.ds,
                                tr.sp if score_test else dataclasses.replace(tr.sp, test=None), tr.cfg, tr.state,
                                tr.out_dir, tr.log, extra={"update": tr.start.record} if tr.start else None,
-                               beyond_users=tr.start.beyond_users if tr.start else 0)
+                               beyond_users=tr.start.beyond_users if tr.start else 0,
+                               near=tr.start.fusion_near if tr.start else None)
     if tr.trackers is not None:
         tr.trackers.close()
     folder.commit()  # a new run renamed into place

@@ -23,11 +23,14 @@ What an update does, in order:
      with warmup and a cosine decay over those steps; validation, selection, the count
      tables (new items in them at once) and fusion are refitted on the extended data by
      train.run's own end of run, whose beyond-accuracy figures take a fixed sample of users
-     (Start.beyond_users). A baseline run (method=transitions, popularity, ...) is simply
-     refitted on the extended histories. holdout=time: the update is judged on the newest
-     events: its split_time (`update_split_time`, or split_time= given) is the time of the new
-     events' event at the run's fraction (0.9 for a date), its validation window the events
-     just before (time_split's rule), its training what came before that. (The run's
+     (Start.beyond_users), whose validation too (UPDATE_VALID_USERS, when the run's
+     valid_users is auto), and whose fusion weights are searched near the run's
+     (fusion.search_near; fusion_weights=auto given: the full search). A baseline run
+     (method=transitions, popularity, ...) is simply refitted on the extended histories.
+     holdout=time: the update is judged on the newest events: its split_time
+     (`update_split_time`, or split_time= given) is the time of the new events' event at the
+     run's fraction (0.9 for a date), its validation window the events just before
+     (time_split's rule), its training what came before that. (The run's
      histories hold every event, test window included: they are what recommend continues and
      what the update extends; only training and selection stop at the split.);
   5. the result is an ordinary run folder (recommend, serve, evaluate, Recommender.load and
@@ -42,6 +45,8 @@ Refused, each with one line (exit status 2 on the CLI):
 - new events that the run's columns do not read (a missing user, item, time, weight or
   target_filter column; no event matching target_filter); an empty update (no rows, or none
   left after the run's filter);
+- target_filter runs: event types the run never saw (data.json's "event_types"): they would
+  silently be context; the line names them and counts their events;
 - another data set's events. The rule: user ids or item ids of another type than the
   run's (integers vs text), or events that share no user and no item with the run;
 - the run's own events again: every known user's new events begin with the user's whole
@@ -82,8 +87,13 @@ UPDATE_LR_SCALE = 3.0
 # replayed users (without new events, drawn at random) per user with new events: the old
 # targets the model keeps seeing so that it does not forget them while it learns the new ones
 REPLAY = 1.0
+# an update validates (selection, fusion weights, exclude_seen) on a fixed sample of this many users
+# when the run's valid_users is auto: its validation passes (four over every validation user: the
+# step's, the weight search's, exclude_seen's, the report's) were a fifth of its time on the 300k-event
+# shop, and its weights are searched near the run's (fusion.search_near), not from nothing
+UPDATE_VALID_USERS = 2_000
 # keys an update may set; every other key is the run's (the model's shape, its data settings)
-UPDATE_KEYS = rundir.RESUMABLE_KEYS + ("learning_rate", "min_lr", "warmup_steps", "split_time")
+UPDATE_KEYS = rundir.RESUMABLE_KEYS + ("learning_rate", "min_lr", "warmup_steps", "split_time", "valid_users")
 
 
 @dataclass
@@ -97,6 +107,9 @@ class Start:
     # baselines' beside it), not every test user: that pass was a fifth of an update's time (a second
     # full scoring pass, three times over) and says how varied the lists are, which a sample says too
     beyond_users: int = 2_000
+    # fusion's weight search starts from the run's weights, one short pass (fusion.search_near): the
+    # full search was a fifth of an update's time; None: the full search (fusion_weights=auto given)
+    fusion_near: tuple | None = None
 
 
 # -----------------------------------------------------------------------------
@@ -380,8 +393,10 @@ def update(run_dir: str, data, out: str, changes: dict | None = None, resume: bo
                         f"item_col={cfg.item_col}, time_col={cfg.time_col}"
                         + "".join(f", {k}={getattr(cfg, k)}" for k in ("filter", "target_filter", "weight_col")
                                   if getattr(cfg, k)) + ")") from None
+    event_types = _check_event_types(run_dir, cfg, data, new, where)
     ext = extend(old, new, where, saved)
     ds = ext.dataset
+    ds.event_types = event_types  # data.json's, for the next update's check
 
     steps, full, full_lr = default_budget(run_dir, cfg)
     given_steps = changes.pop("max_steps", None)
@@ -395,6 +410,9 @@ def update(run_dir: str, data, out: str, changes: dict | None = None, resume: bo
                                       learning_rate=UPDATE_LR_SCALE * full_lr)
         if cfg.holdout == "time":
             new_cfg.split_time = update_split_time(cfg, new)
+        if cfg.valid_users == 0:  # auto: a sample (UPDATE_VALID_USERS), or the auto rule's, if smaller
+            from .train import validation_users
+            new_cfg.valid_users = validation_users(UPDATE_VALID_USERS, 0, ds.num_items)
         new_cfg = dataclasses.replace(new_cfg, **changes)
     new_cfg.validate()
 
@@ -418,8 +436,35 @@ def update(run_dir: str, data, out: str, changes: dict | None = None, resume: bo
         state = {k: v.detach().cpu() for k, v in old.model.state_dict().items()}
         grown = grown_weights(state, ds.num_items, content_coverage(cfg, ds.item_ids, old.num_items + 1), cfg.seed,
                               ds.sequences)
-        start = Start(grown, os.path.join(run_dir, rundir.WEIGHTS), focus, record)
+        near = None
+        if cfg.fusion_weights == "auto" and "fusion_weights" not in changes and os.path.exists(
+                os.path.join(run_dir, rundir.FUSION)):
+            near = rundir.read_fusion(run_dir)
+            record["fusion_search"] = f"near the run's weights {list(near)} (fusion_weights=auto: the full search)"
+        start = Start(grown, os.path.join(run_dir, rundir.WEIGHTS), focus, record, fusion_near=near)
     return train(new_cfg, out, resume=resume, overwrite=overwrite, quiet=quiet, dataset=ds, start=start)
+
+
+def _check_event_types(run_dir: str, cfg: Config, data, new: Dataset, where: str) -> list | None:
+    """target_filter: the update's event types are the run's (data.json's "event_types"). A type
+    the run never saw would silently become context (it does not match target_filter): refused,
+    naming the unknown values and how many events hold them. -> the extended data's event types."""
+    known = (rundir.read_fingerprint(run_dir) or {}).get("event_types")
+    if not cfg.target_filter or known is None or new.event_types is None:
+        return new.event_types
+    unknown = sorted(set(new.event_types) - set(known))
+    if not unknown:
+        return list(known)
+    col = cfg.target_filter.partition("=")[0].strip()
+    n = ""
+    if all(v == v.strip() and "," not in v for v in unknown):  # the filter syntax can name them: count their events
+        typed = load_like(dataclasses.replace(cfg, target_filter=f"{col}={','.join(unknown)}"), data,
+                          need_targets=False)
+        n = f"{int(typed.sequences.targets.sum()):,} events of "
+    raise DataError(f"{where}: {n}event types the run in {run_dir} never saw in column {col!r}: "
+                    f"{', '.join(repr(v) for v in unknown[:5])}{' ...' if len(unknown) > 5 else ''} (the run's: "
+                    f"{', '.join(repr(v) for v in known)}); they would be context, never targets: map them to the "
+                    f"run's types, or retrain on the whole log")
 
 
 def _key_base(keys) -> Config:
@@ -481,7 +526,9 @@ def parse_args(argv):
                "    new events (else an average item's), and are learned;\n"
                f"  training: max_steps (default {UPDATE_SHARE:g} x the full run's max_steps; learning_rate\n"
                f"    {UPDATE_LR_SCALE:g} x the full run's) on the users with new\n"
-               f"    events + {REPLAY:g} x as many replayed old users; fusion and count tables refitted;\n"
+               f"    events + {REPLAY:g} x as many replayed old users; count tables refitted, fusion\n"
+               f"    weights searched near the run's (fusion_weights=auto: the full search), validation\n"
+               f"    on {UPDATE_VALID_USERS:,} users (valid_users=N: N);\n"
                "  a baseline run (method=transitions, ...) is refitted on the extended histories.\n"
                "The new events are read with the run's settings (user_col, item_col, time_col, filter,\n"
                "target_filter, weight_col) and come after the run's data. Refused with one line: another\n"

@@ -216,3 +216,24 @@ def test_a_run_without_validation_takes_fixed_or_default_weights(tmp_path):
         saved = json.load(open(os.path.join(run, "fusion.json")))
         assert tuple(saved[f"{s}_weight"] for s in SIGNALS) == want
         assert rundir.read_fusion(run) == want
+
+
+def test_an_updates_search_starts_near_the_runs_weights():
+    """search_near: one pass from the run's weights, NEAR-fold steps (0 tried too), stepping on
+    while an edge wins: it reaches a peak 4x away in a few tuples, and drops a term that hurts."""
+    from nanorec.fusion import NEAR, search, search_near
+    peak = (1.6, 0.05)
+    tried = []
+
+    def ndcg(w):  # a smooth bump in log space around `peak`; the second term hurts above 0.1
+        tried.append(w)
+        return 0.3 - 0.01 * np.log(max(w[0], 1e-6) / peak[0]) ** 2 - (0.02 if w[1] > 0.1 else 0.0) \
+            + (0.001 if 0 < w[1] <= 0.1 else 0.0)
+
+    best = search_near(ndcg, (0.4, 0.4, 0.0), with_content=False)
+    assert best == (1.6, 0.0, 0.0)  # 0.4 -> 0.8 -> 1.6 (3.2 is past the peak); 0.2 and 0.8 hurt, 0 does not
+    assert len(set(tried)) <= 10 and NEAR == 2.0
+    assert 0 < search_near(ndcg, (0.4, 0.1, 0.0), with_content=False)[1] <= 0.1  # a term that helps is kept
+    tried.clear()
+    full = search(ndcg, with_content=False)
+    assert abs(np.log(full[0] / 1.6)) < 0.2 and len(set(tried)) > 2 * 12  # the full search: many more tuples

@@ -123,3 +123,36 @@ def test_ceiling_of_a_tiny_shop_by_hand():
     assert c["earlier_purchase"]["users"] == 1
     assert c["earlier_purchase"]["NDCG@10"] == pytest.approx(1 / np.log2(4), abs=1e-5)
     assert c["earlier_purchase"]["HR@10"] == 1.0
+
+
+def test_another_shape_gives_another_shop_and_its_ceiling_follows_it():
+    """--shop-shape: more views, fewer purchases and follow-ups, more launches, more late customers;
+    the shares move as asked, and the ceiling uses the shape's own follow-up rate."""
+    from nanorec.synthetic import shop_shape
+    shape = shop_shape("extra_views=4,p_buy=0.35,p_follow=0.2,new_share=0.12,late_share=0.5,rows_per_user=8")
+    sim = generate_shop(20_000, seed=3, shape=shape)
+    kind, cat = sim["kind"], sim["catalogue"]
+    assert 19_000 < len(kind) < 21_000  # events_per_session follows the shape: the size is still --rows
+    assert np.mean(kind == 0) > 0.78 and np.mean(kind == 2) < 0.08
+    assert cat["new"].sum() == round(0.12 * len(cat["new"])) and 0.45 < (sim["arrival"] > 0).mean() < 0.55
+    assert sim["num_users"] == 2_500
+    buy = np.nonzero(kind == 2)[0]
+    order = buy[np.lexsort((sim["time"][buy], sim["user"][buy]))]
+    same = sim["user"][order][1:] == sim["user"][order][:-1]
+    followed = (cat["follow"][sim["item"][order][:-1][same]] == sim["item"][order][1:][same][:, None]).any(1)
+    assert followed.mean() < 0.3  # p_follow 0.2 (0.5 by default: above 0.35)
+    c = shop_ceiling(sim)
+    assert c == shop_ceiling({**sim, "shape": shape}) and c != shop_ceiling({**sim, "shape": shop_shape()})
+
+
+@pytest.mark.parametrize("text,words", [("views=4", "expected key=value with a key of"),
+                                        ("p_buy=1.5", "a share in 0..1"), ("p_cart=0.5", "two shares a/b"),
+                                        ("rows_per_item=-1", "a number > 0"), ("extra_views=x", "not a number")])
+def test_a_bad_shape_is_one_line(tmp_path, text, words):
+    from nanorec.cli import main
+    import contextlib, io
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(["synth", "--out", str(tmp_path / "s.csv"), "--rows", "2000", "--shop", "--shop-shape", text])
+    lines = err.getvalue().strip().splitlines()
+    assert code == 2 and len(lines) == 1 and words in lines[0] and not list(tmp_path.iterdir()), lines

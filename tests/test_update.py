@@ -349,6 +349,76 @@ def test_unknown_event_types_are_one_line(tmp_path):
     assert code == 2 and len(lines) == 1 and "target_filter" in lines[0] and "PURCHASE" in lines[0], lines
 
 
+@pytest.fixture(scope="module")
+def typed_run(tmp_path_factory):
+    """A GPT run with views as context (target_filter): the issue's setup."""
+    root = tmp_path_factory.mktemp("typed")
+    return Recommender(**{**TINY, "max_steps": 20, "target_filter": "event_type=purchase"}).fit(
+        typed_log(ring_log()), out=str(root / "run"))
+
+
+def _typed_bad_inputs():
+    """(name, new events, error substrings): what an update of an event-typed run refuses."""
+    add = typed_log(new_events(), every=2)
+    partly = add.with_columns(pl.when(pl.arange(0, add.height) % 5 == 0).then(pl.lit("wishlist"))
+                              .otherwise(pl.col("event_type")).alias("event_type"))  # 40 of 200 events
+    two = partly.with_columns(pl.when(pl.arange(0, add.height) % 7 == 1).then(pl.lit("return"))
+                              .otherwise(pl.col("event_type")).alias("event_type"))
+    other = typed_log(ring_log(users=range(500, 520)).with_columns(pl.col("item_id") + 1000))
+    older = typed_log(new_events(users=(3, 4), t0=4), every=2)
+    return [("partly_unknown", partly, ["40 events of event types the run", "never saw", "'wishlist'",
+                                        "'purchase', 'view'", "context"]),
+            ("two_unknown", two, ["event types the run", "'return', 'wishlist'"]),
+            ("all_unknown", add.with_columns(pl.col("event_type").str.to_uppercase()),
+             ["no event matches target_filter", "PURCHASE"]),
+            ("another_data_set", other, ["shares no user and no item", "another data set"]),
+            ("older", older, ["older than the user's last event", "pass only the newer events"])]
+
+
+@pytest.mark.parametrize("name,df,words", _typed_bad_inputs(), ids=[c[0] for c in _typed_bad_inputs()])
+def test_an_event_typed_runs_bad_updates_are_one_line_on_the_cli_and_the_api(typed_run, tmp_path, name, df, words):
+    before = snapshot(typed_run.run_dir)
+    path = str(tmp_path / f"{name}.csv")
+    df.write_csv(path)
+    code, lines = run_cli(["update", "--run", typed_run.run_dir, "--data", path, "--out", str(tmp_path / "o"),
+                           "--quiet"])
+    assert code == 2 and len(lines) == 1 and f"{name}.csv" in lines[0], lines
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    with pytest.raises(DataError) as e:  # the API: the same refusal, a nanorec error
+        typed_run.update(df, out=str(tmp_path / "api"))
+    for w in words:
+        assert w in str(e.value), (w, str(e.value))
+    assert snapshot(typed_run.run_dir) == before and sorted(os.listdir(tmp_path)) == [f"{name}.csv"]
+
+
+def test_an_update_with_a_subset_of_the_event_types_keeps_the_runs_list(typed_run, tmp_path):
+    """A week without views is no unknown type; the updated run still knows every type, so its own
+    update with views is accepted."""
+    purchases = typed_log(new_events(), every=2).with_columns(pl.lit("purchase").alias("event_type"))
+    up = typed_run.update(purchases, out=str(tmp_path / "up"), max_steps=2)
+    assert rundir.read_fingerprint(up.run_dir)["event_types"] == ["purchase", "view"]
+    views = typed_log(new_events(t0=200), every=2)
+    assert up.update(views, out=str(tmp_path / "up2"), max_steps=2).metrics["update"]["new_events"] == views.height
+
+
+def test_an_update_searches_fusion_weights_near_the_runs_unless_asked(tmp_path, monkeypatch):
+    """The update's weight search starts from the run's weights (a few tuples, the run's among them,
+    metrics.json says so); fusion_weights=auto given: the full search. Validation: a fixed sample of
+    UPDATE_VALID_USERS (here 30)."""
+    monkeypatch.setattr("nanorec.update.UPDATE_VALID_USERS", 30)
+    run = Recommender(**{**TINY, "max_steps": 20, "fuse_transitions": "auto"}).fit(ring_log(), out=str(tmp_path / "r"))
+    near = run.update(new_events(), out=str(tmp_path / "near"), max_steps=5)
+    full = run.update(new_events(), out=str(tmp_path / "full"), max_steps=5, fusion_weights="auto")
+    w = rundir.read_fusion(run.run_dir)
+    tried_near = near.metrics["fusion"]["valid_NDCG@10_by_weights"]
+    tried_full = full.metrics["fusion"]["valid_NDCG@10_by_weights"]
+    assert ",".join(str(x) for x in w) in tried_near and "0.0,0.0,0.0" in tried_near
+    assert len(tried_near) < len(tried_full) and str(list(w)) in near.metrics["update"]["fusion_search"]
+    assert "fusion_search" not in full.metrics["update"]
+    assert near.metrics["valid"]["users"] == 30 < run.metrics["valid"]["users"]
+
+
 # -----------------------------------------------------------------------------
 # new items
 
