@@ -131,6 +131,8 @@ def _write_through(path: str, write: Callable[[str], None]) -> None:
         reason = disk_error(e)
         if reason is None:
             raise
+        if reason == os.strerror(errno.EPIPE):  # `| head`: the reader is done; the CLI stops quietly
+            raise BrokenPipeError(errno.EPIPE, reason) from None
         raise DataError(f"{path}: cannot write ({reason})") from None
 
 

@@ -64,7 +64,7 @@ from .data import Dataset, Sequences, item_counts, load_like
 from .data.columns import _parse_filter
 from .devices import DEVICE_HELP, pick_device
 from .errors import DataError, UsageError
-from .files import atomic_write, check_writable_folder, is_stdout
+from .files import atomic_write, check_writable_folder, is_special, is_stdout
 from .run import Run
 from .scoring import item_mask, recommend_lists
 
@@ -656,17 +656,17 @@ def shard_range(n: int, batch_size: int, rank: int, world: int) -> tuple[int, in
 
 
 def part_path(out: str, rank: int, world: int) -> str:
+    """Where rank `rank` writes its part of `out`: beside it, or in the working folder when `out`
+    is something to write to rather than a place for files (/dev/stdout: never parts in /dev)."""
     folder, name = os.path.split(os.path.abspath(out))
-    return os.path.join(folder, f".{name}.part{rank}-of-{world}")
+    return os.path.join(os.getcwd() if is_special(out) else folder, f".{name}.part{rank}-of-{world}")
 
 
 def merge_parts(out: str, parts: list[str], users, k: int, fmt: str) -> None:
-    """The parts (in rank order) as ONE file at `out`, atomically, checked: every user of
-    `users` present once (k rows each in the long format), in input order. k None (filtered
-    lists, which may be shorter): the long format's users in input order, each at most once."""
+    """The parts (in rank order) as ONE file at `out`, atomically, checked before it is written:
+    every user of `users` present once (k rows each in the long format), in input order. k None
+    (filtered lists, which may be shorter): the long format's users in input order, each at most once."""
     import shutil
-
-    import polars as pl
     parquet = out.lower().endswith(".parquet")
 
     def write(tmp):
@@ -680,7 +680,6 @@ def merge_parts(out: str, parts: list[str], users, k: int, fmt: str) -> None:
                 for i in range(f.num_row_groups):
                     writer.write_table(f.read_row_group(i).cast(f.schema_arrow))
             writer.close()
-            got = pl.read_parquet(tmp, columns=["user_id"])["user_id"]
         else:
             with open(tmp, "wb") as dst:
                 for i, part in enumerate(parts):
@@ -688,27 +687,39 @@ def merge_parts(out: str, parts: list[str], users, k: int, fmt: str) -> None:
                         if i:
                             src.readline()  # each part has the header
                         shutil.copyfileobj(src, dst, 1 << 20)
-            got = pl.read_csv(tmp, columns=["user_id"], schema_overrides={"user_id": pl.Utf8})["user_id"]
-        expected = np.asarray(users).astype(str)
-        got = got.cast(pl.Utf8).to_numpy().astype(str)
-        if fmt == "long" and k is None:  # runs of one user, in input order, users with no item absent
-            runs = got[np.r_[True, got[1:] != got[:-1]]] if len(got) else got
-            at = ids.rows(expected, runs)
-            if (at < 0).any() or (np.diff(at) <= 0).any():
-                raise DataError(f"{out}: the merged parts do not list the users in input order")
-            return
-        expected = np.repeat(expected, k) if fmt == "long" else expected
-        if len(got) != len(expected) or not np.array_equal(got, expected):
-            bad = next((i for i in range(min(len(got), len(expected))) if got[i] != expected[i]), min(len(got), len(expected)))
-            raise DataError(f"{out}: the merged parts do not list every user once in input order "
-                            f"(row {bad}: {len(got):,} rows for {len(expected):,} expected)")
 
     try:
+        check_merged(out, parts, users, k, fmt)
         atomic_write(out, write)
     finally:
         for part in parts:
             if os.path.exists(part):
                 os.remove(part)
+
+
+def check_merged(out: str, parts: list[str], users, k, fmt: str) -> None:
+    """merge_parts' check, on the parts themselves (so it holds for an `out` that cannot be read
+    back, /dev/stdout): every user once in input order, k rows each in the long format."""
+    import polars as pl
+    cols = []
+    for part in parts:
+        if part.lower().endswith(".parquet"):
+            cols.append(pl.read_parquet(part, columns=["user_id"])["user_id"].cast(pl.Utf8))
+        else:
+            cols.append(pl.read_csv(part, columns=["user_id"], schema_overrides={"user_id": pl.Utf8})["user_id"])
+    got = pl.concat(cols).to_numpy().astype(str) if cols else np.zeros(0, str)
+    expected = np.asarray(users).astype(str)
+    if fmt == "long" and k is None:  # runs of one user, in input order, users with no item absent
+        runs = got[np.r_[True, got[1:] != got[:-1]]] if len(got) else got
+        at = ids.rows(expected, runs)
+        if (at < 0).any() or (np.diff(at) <= 0).any():
+            raise DataError(f"{out}: the merged parts do not list the users in input order")
+        return
+    expected = np.repeat(expected, k) if fmt == "long" else expected
+    if len(got) != len(expected) or not np.array_equal(got, expected):
+        bad = next((i for i in range(min(len(got), len(expected))) if got[i] != expected[i]), min(len(got), len(expected)))
+        raise DataError(f"{out}: the merged parts do not list every user once in input order "
+                        f"(row {bad}: {len(got):,} rows for {len(expected):,} expected)")
 
 
 def main(argv) -> int:
