@@ -300,7 +300,8 @@ def listed(items: np.ndarray) -> np.ndarray:
     return np.asarray(items) != 0
 
 
-def histories_for(run: Run, data_path=None, warn=print) -> tuple[np.ndarray, Sequences, np.ndarray | None]:
+def histories_for(run: Run, data_path=None, warn=print, ds: Dataset | None = None
+                  ) -> tuple[np.ndarray, Sequences, np.ndarray | None]:
     """The one preparation of the histories a list continues (the CLI, the server and the
     Python API all come here), in the run's vocabulary:
     -> (known_users (U0,), hist (U0 rows), default_users).
@@ -309,12 +310,14 @@ def histories_for(run: Run, data_path=None, warn=print) -> tuple[np.ndarray, Seq
     known is the wrong data), read as at training: under target_filter its column marks the
     targets (exclude_seen removes those), and a value the run never saw is an error; default
     users: a challenge folder's test.csv, else every user of the log (None: a challenge folder
-    without test.csv, which must name its users)."""
+    without test.csv, which must name its users). ds: data_path already read by load_like's rules
+    (inspect reads its log once)."""
     if data_path is None:
         if run.histories is None:
             raise DataError(f"{run.run_dir}: no {rundir.HISTORIES} (a run from an older nanorec): pass --data")
         return run.user_ids, run.histories, run.user_ids
-    ds = load_like(run.config, data_path, need_targets=False)  # target_filter marks the targets; views alone are history
+    if ds is None:  # target_filter marks the targets; views alone are history
+        ds = load_like(run.config, data_path, need_targets=False)
     check_event_types(ds.event_types, known_event_types(run), run, data_path, DataError)
     hist, dropped = histories_in_run_vocab(ds, run.item_ids)
     if dropped and len(hist.items) == 0:  # a newer log may add items; none known is the wrong data
