@@ -114,6 +114,15 @@ def _links_into_proc(path: str) -> bool:
     return False
 
 
+STDOUT = "/dev/stdout"
+
+
+def out_path(path: str) -> str:
+    """An --out as given, with "-" read as standard output (as Unix tools read it), never as a
+    file named "-" in the working folder."""
+    return STDOUT if path == "-" else path
+
+
 def is_stdout(path: str) -> bool:
     """Whether writing `path` writes this process's standard output (--out /dev/stdout):
     then a command's own summary line goes to stderr, not into the output."""

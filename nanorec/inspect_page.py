@@ -578,9 +578,10 @@ def build(run_dir: str, out: str, items: str | None = None, users: list[str] | N
 
 
 def main(argv) -> int:
+    from .files import is_stdout, out_path
     p = command_parser("inspect", __doc__)
     p.add_argument("--run", required=True, help="a finished run folder")
-    p.add_argument("--out", required=True, help="the HTML page to write")
+    p.add_argument("--out", required=True, help="the HTML page to write (- : standard output)")
     p.add_argument("--data", help="an event log in the run's columns (e.g. its own): its histories, with each "
                    "event's type and time, are shown and continued (as recommend --data)")
     p.add_argument("--items", help="catalogue CSV: item_id and any of title, image_url and other columns "
@@ -599,6 +600,6 @@ def main(argv) -> int:
     asked = [u.strip() for u in (args.users or "").split(",") if u.strip()]
     if args.users is not None and not asked:
         raise UsageError(f"--users {args.users!r}: no user id given")
-    out = build(args.run, args.out, args.items, asked, sample, args.k, args.seed, data=args.data)
-    print(f"wrote {out}")
+    out = build(args.run, out_path(args.out), args.items, asked, sample, args.k, args.seed, data=args.data)
+    print(f"wrote {out}", file=sys.stderr if is_stdout(out) else sys.stdout)  # never into the page itself
     return 0

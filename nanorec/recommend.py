@@ -64,7 +64,7 @@ from .data import Dataset, Sequences, item_counts, load_like
 from .data.columns import _parse_filter
 from .devices import DEVICE_HELP, pick_device
 from .errors import DataError, UsageError
-from .files import atomic_write, check_writable_folder, is_special, is_stdout
+from .files import atomic_write, check_writable_folder, is_special, is_stdout, out_path
 from .run import Run
 from .scoring import item_mask, recommend_lists
 
@@ -737,7 +737,7 @@ def main(argv) -> int:
                    help="run directory written by `nanorec train` (under torchrun spell it --run-dir: "
                         "torchrun's own parser mistakes --run for its --run-path)")
     p.add_argument("--data", help="interactions whose histories are continued (default: the run's own histories)")
-    p.add_argument("--out", required=True, help="output .csv (or .parquet)")
+    p.add_argument("--out", required=True, help="output .csv (or .parquet); - (or /dev/stdout): standard output")
     p.add_argument("--users", help="CSV/Parquet of users: the run's user column (user_col), else user_id "
                         "(default: test.csv of a challenge folder, else every user with a history)")
     p.add_argument("--k", type=int, default=10, help="list length (default 10)")
@@ -763,6 +763,7 @@ def main(argv) -> int:
     p.add_argument("--batch-size", type=int, default=512, help="users scored at once (default 512)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     args = p.parse_args(argv)
+    args.out = out_path(args.out)
     check_options(args)
     check_writable_folder(args.out, "--out list")  # fail before the work, not after it
     run_cfg = rundir.read_config(args.run) if os.path.isdir(args.run) else None

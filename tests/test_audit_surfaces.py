@@ -1,0 +1,41 @@
+"""Findings of the lifecycle-surfaces audit (benchmarks/audit_surfaces.py, issue 29), one test each:
+what a new user tried, and what it must give."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from nanorec import Recommender
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+TINY = dict(n_embd=16, n_layer=1, n_head=1, block_size=8, batch_size=8, threads=1, progress=False, max_steps=10,
+            eval_interval=10, warmup_steps=2)
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    """A log with string ids that have leading zeros, and a tiny run on it."""
+    root = tmp_path_factory.mktemp("audit")
+    rows = ["user_id,item_id,timestamp"] + [f"{u},{(u + t) % 29 + 1:03d},{t}" for u in range(40) for t in range(6)]
+    (root / "log.csv").write_text("\n".join(rows) + "\n")
+    Recommender(**TINY).fit(str(root / "log.csv"), out=str(root / "run"))
+    return root
+
+
+def nanorec(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "nanorec.cli", *args], capture_output=True, text=True, env=ENV,
+                          cwd=cwd, timeout=300)
+
+
+def test_out_dash_is_standard_output_not_a_file_named_dash(shop, tmp_path):
+    """`--out -` wrote a file named '-' in the working folder; now the lists (and the page) go to stdout."""
+    r = nanorec("recommend", "--run", str(shop / "run"), "--k", "3", "--out", "-", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("user_id,item_id,score,rank,source\n") and r.stdout.count("\n") == 1 + 40 * 3
+    assert "wrote /dev/stdout" in r.stderr and not os.path.exists(tmp_path / "-")
+    r = nanorec("inspect", "--run", str(shop / "run"), "--out", "-", "--sample", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("<!doctype html>") and r.stdout.rstrip().endswith("</html>")
+    assert not os.path.exists(tmp_path / "-")
