@@ -214,6 +214,10 @@ def _filter_ids(path: str, col: str, item_ids: np.ndarray, data: bytes | None = 
             raise DataError(f"{path}: data row {short + 1} has no {name!r} value")
         return [r[j] for r in lines[1:]], None
     values = [r[0] for r in lines]
+    semi = next((i for i, v in enumerate(values) if ";" in v), None)
+    if semi is not None and not (ids.rows(item_ids[1:], np.asarray(values, dtype=str)) >= 0).any():
+        raise DataError(f"{path}: line {semi + 1} is {ids._show(values[semi])}, and no line is an item of the run: "
+                        f"a ;-separated export? Write one id a line, or a comma-separated table")
     if _is_header(values[0], item_ids):
         return values[1:], values[0]
     return values, None
@@ -243,12 +247,11 @@ _WHOLE = re.compile(r"^(-?(?:0|[1-9][0-9]*))\.0+$")  # a whole number written as
 
 
 def _is_header(first: str, item_ids: np.ndarray) -> bool:
-    """A one-column file's first line is a header unless it is an id the run knows, or an
-    integer written as one (17, or 17.0) where the run's ids are integers."""
-    if ids.kind(item_ids[1:]) == "integers":
-        first = _WHOLE.sub(r"\1", first)
-        if re.fullmatch(r"0|-?[1-9][0-9]*", first):
-            return False
+    """A one-column file's first line is a header unless it is an id the run knows, or a
+    number (no column is named 4: an id of another spelling, 4 for the run's 004, is an
+    id the run does not know, counted as one, never hidden as a header)."""
+    if re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", first):
+        return False
     return ids.rows(item_ids[1:], np.array([first]))[0] < 0
 
 

@@ -39,3 +39,35 @@ def test_out_dash_is_standard_output_not_a_file_named_dash(shop, tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("<!doctype html>") and r.stdout.rstrip().endswith("</html>")
     assert not os.path.exists(tmp_path / "-")
+
+
+def test_evaluate_json_dash_is_standard_output(shop, tmp_path):
+    """`evaluate --json -` wrote a file named '-'; now the JSON is stdout and the metrics line stderr."""
+    import json
+    r = nanorec("evaluate", "--run", str(shop / "run"), "--data", str(shop / "log.csv"), "--json", "-", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads(r.stdout)
+    assert metrics["split"] == "test" and 0 <= metrics["NDCG@10"] <= 1 and metrics["users"] == 40
+    assert "NDCG@10" in r.stderr and not os.path.exists(tmp_path / "-")
+
+
+def test_a_deny_file_of_numbers_without_the_runs_leading_zeros_counts_every_id(shop, tmp_path):
+    """Ids exported without their leading zeros (4 for 004, as a spreadsheet writes them): the first
+    line was taken as a header ("1 item id read (header '4')"); every line is an id, counted unknown."""
+    deny = tmp_path / "deny.csv"
+    deny.write_text("4\n20\n")
+    r = nanorec("recommend", "--run", str(shop / "run"), "--k", "3", "--out", str(tmp_path / "recs.csv"),
+                "--deny-items", str(deny), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "2 item ids read, 2 not known to the run (e.g. '4'); 0 items denied" in r.stderr, r.stderr
+    assert "header" not in r.stderr
+
+
+def test_a_semicolon_separated_deny_export_is_one_line_not_a_list_that_denies_nothing(shop, tmp_path):
+    """'004;020' (a ;-separated spreadsheet export) was read as a header: 0 ids, nothing denied, exit 0."""
+    deny = tmp_path / "deny.csv"
+    deny.write_text("004;020\n")
+    r = nanorec("recommend", "--run", str(shop / "run"), "--k", "3", "--out", str(tmp_path / "recs.csv"),
+                "--deny-items", str(deny), cwd=tmp_path)
+    assert r.returncode == 2 and "a ;-separated export?" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not os.path.exists(tmp_path / "recs.csv")
