@@ -381,7 +381,7 @@ def main(argv) -> int:
     p.add_argument("--overwrite", action="store_true",
                    help="replace a best/ or study.json in --out that this study did not write")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="fixed config for every trial")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # key=value before or after the options
     base = apply_overrides(Config(data=args.data, progress=False), args.overrides)
     if base.method == "gpt":
         parse_space(args.space or DEFAULT_SPACE)  # a bad space fails before the data is read

@@ -71,3 +71,28 @@ def test_a_semicolon_separated_deny_export_is_one_line_not_a_list_that_denies_no
                 "--deny-items", str(deny), cwd=tmp_path)
     assert r.returncode == 2 and "a ;-separated export?" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not os.path.exists(tmp_path / "recs.csv")
+
+
+def test_key_values_may_come_before_or_after_the_options(shop, tmp_path):
+    """`nanorec train --data L n_layer=1 --out R holdout=time` was 'unrecognized arguments: holdout=time'
+    (argparse took the keys only before --out); train, update and tune read them anywhere."""
+    r = nanorec("train", "--data", str(shop / "log.csv"), "n_embd=16", "--out", str(tmp_path / "r"), "holdout=time",
+                cwd=tmp_path)
+    assert r.returncode == 2 and "holdout=time needs split_time=" in r.stderr, r.stderr  # the key was read
+    r = nanorec("update", "--run", str(shop / "run"), "max_steps=0", "--data", str(shop / "log.csv"), "--out",
+                str(tmp_path / "u"), "--quiet", cwd=tmp_path)
+    assert r.returncode == 2 and "max_steps=0: expected an integer >= 1" in r.stderr, r.stderr
+    r = nanorec("tune", "--data", str(shop / "log.csv"), "n_embd=16", "--out", str(tmp_path / "t"), "foo=1",
+                cwd=tmp_path)
+    assert r.returncode == 2 and "unknown config key 'foo'" in r.stderr, r.stderr
+
+
+def test_a_missing_filter_file_given_to_the_api_is_no_such_file(shop):
+    """items='allow.csv' that does not exist was 'expected a list ... not str; for one id write
+    items=['allow.csv']': a typo in a path read as a request for an item named so."""
+    from nanorec.errors import DataError
+    rec = Recommender.load(str(shop / "run"))
+    with pytest.raises(DataError, match="no such file"):
+        rec.recommend(k=3, items="allow.csv")
+    with pytest.raises(DataError, match="no such file"):
+        rec.recommend(k=3, exclude_items="lists/deny")
