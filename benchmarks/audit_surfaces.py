@@ -572,7 +572,8 @@ def classify(case, work) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", default="/tmp/nanorec_audit")
-    p.add_argument("--only", default="", help="run the cases whose id starts with this")
+    p.add_argument("--only", default="", help="run the cases whose id starts with one of these (comma-separated)")
+    p.add_argument("--merge", action="store_true", help="replace these cases in --json's --label matrix, keep the rest")
     p.add_argument("--json", default="")
     p.add_argument("--label", default="after", help="the key of these counts in --json (before / after)")
     args = p.parse_args()
@@ -580,15 +581,20 @@ def main() -> int:
     build(work)
     results = []
     for case in cases(work):
-        if not case["id"].startswith(args.only):
+        if not case["id"].startswith(tuple(args.only.split(","))):
             continue
         r = classify(case, work)
         results.append(r)
         print(f"{r['id']:8} {r['cls']:13} {r['seconds']:6}s  {r['why'] or ''} | {r['stderr_last'][:150]}", flush=True)
+    doc = json.load(open(args.json)) if args.json and os.path.exists(args.json) else {}
+    rerun = []
+    if args.merge and args.label in doc:  # these cases again (after a fix), the others as they were
+        new = {r["id"]: r for r in results}
+        rerun = sorted(new)
+        results = [new.pop(r["id"], r) for r in doc[args.label]["matrix"]] + list(new.values())
     counts = {c: sum(r["cls"] == c for r in results) for c in CLASSES}
     print(json.dumps(counts))
     if args.json:
-        doc = json.load(open(args.json)) if os.path.exists(args.json) else {}
         doc.update({"command": "PYTHONPATH=$PWD python benchmarks/audit_surfaces.py --label " + args.label,
                     "machine": "2-core CPU, under load (shared with 5 other jobs)",
                     "python": platform.python_version()})
@@ -596,6 +602,8 @@ def main() -> int:
                            "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
                                                     capture_output=True, text=True).stdout.strip(),
                            "cases": len(results), "counts": counts, "matrix": results}
+        if rerun:
+            doc[args.label]["rerun"] = sorted(set(doc[args.label].get("rerun", [])) | set(rerun))
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=1)
             f.write("\n")

@@ -163,7 +163,8 @@ def read_filter_file(path, item_ids: np.ndarray, col: str = "item_id", option: s
     path = os.fspath(path)
     values, header = _filter_ids(path, col, item_ids, data)
     if not values and _allows(option):
-        raise DataError(f"{path}: no items (no data rows): an allow list of no items lists nothing")
+        why = f"its one line {ids._show(header)} is no item of the run (read as a header)" if header else "no data rows"
+        raise DataError(f"{path}: no items ({why}): an allow list of no items lists nothing")
     texts = np.asarray(values, dtype=object).astype(str) if values else np.zeros(0, dtype=str)
     if ids.kind(item_ids[1:]) == "integers":  # 17.0 is 17 where ids are integers, as the readers read it
         texts = np.asarray([_WHOLE.sub(r"\1", t) for t in texts.tolist()], dtype=str) if len(texts) else texts

@@ -96,3 +96,11 @@ def test_a_missing_filter_file_given_to_the_api_is_no_such_file(shop):
         rec.recommend(k=3, items="allow.csv")
     with pytest.raises(DataError, match="no such file"):
         rec.recommend(k=3, exclude_items="lists/deny")
+
+
+def test_weight_col_naming_the_item_column_is_one_line(shop, tmp_path):
+    """weight_col=item_id trained with the ids (001 -> 1.0) as each event's weight, without a word."""
+    r = nanorec("train", "--data", str(shop / "log.csv"), "--out", str(tmp_path / "r"), "weight_col=item_id",
+                "max_steps=2", cwd=tmp_path)
+    assert r.returncode == 2 and "weight_col='item_id': each must name a different column" in r.stderr, r.stderr
+    assert not os.path.exists(tmp_path / "r")

@@ -1966,7 +1966,7 @@ FILTER_FILES_BAD = {  # name: (file text, the error line's words, the options it
     # an allow list with no id the run knows would list nothing (a deny list's unknown ids are counted instead)
     "unknown_ids": ("item_id\n99999\nnope\n", ["2 item ids read", "no item could be listed"], ("--allow-items",)),
     "empty_file": ("", ["allow.csv", "lists nothing"], ("--allow-items",)),  # an empty deny list denies nothing
-    "header_only": ("item_id\n", ["no items (no data rows)"], ("--allow-items",)),
+    "header_only": ("item_id\n", ["no items (its one line 'item_id' is no item of the run (read as a header))"], ("--allow-items",)),
     "repeated_id": ("item_id\n1\n1\n", ["item 1 is listed more than once"], ("--allow-items", "--deny-items")),
     "two_columns_no_item_id": ("a,b\n1,2\n", ["missing column 'item_id'"], ("--allow-items", "--deny-items")),
     "not_utf8": (b"item_id\n\xff\xfe1\n", ["allow.csv:2", "not UTF-8"], ("--allow-items", "--deny-items")),
