@@ -521,6 +521,12 @@ def cases(work):
     add("E05", "evaluate", "ok", f"{NR} evaluate --run u21 --data log.csv", says("NDCG@10"), protect=("u21",))
     add("E06", "evaluate", "ok", f"{NR} evaluate --run u24 --data log.csv", says("NDCG@10"), protect=("u24",))
     add("E07", "evaluate", "error", f"{NR} evaluate --run upd --data new_badtype.csv", protect=("upd",))
+    add("E08", "evaluate", "ok", f"mkdir -p e08 && cd e08 && {NR} evaluate --run ../upd --data ../log.csv --json - "
+                                 f"> e08.json", lambda w, o, e: None if not os.path.exists(f"{w}/e08/-") and
+        "NDCG@10" in json.load(open(f"{w}/e08/e08.json")) else "--json - wrote a file named '-'", protect=("upd",))
+    add("T13", "weight_col", "error", f"{tr} --out t13 weight_col=timestamp")
+    add("F28", "filters CLI", "error", f"{rec} --allow-items allow_unknown.csv --out f28.csv",
+        lambda w, o, e: None)  # its message must say the one line read as a header (checked by hand: stderr_last)
     return C
 
 
@@ -563,7 +569,10 @@ def classify(case, work) -> dict:
         else:
             cls = "valid refused" if case["expect"] == "ok" else "clean error"
     else:
-        why = "bad input accepted" if case["expect"] == "error" else (case["check"] and case["check"](work, out, err))
+        try:
+            why = "bad input accepted" if case["expect"] == "error" else (case["check"] and case["check"](work, out, err))
+        except Exception as e:  # noqa: BLE001 - an output the check cannot read is a wrong output
+            why = f"output unreadable ({type(e).__name__}: {e})"
         cls = "silent wrong" if why else "right answer"
     return dict(id=case["id"], surface=case["surface"], expect=case["expect"], command=(case["cmd"] if isinstance(case["cmd"], str) else case["cmd"].text)[:400],
                 status=rc, seconds=seconds, cls=cls, why=why, stderr_last=last)

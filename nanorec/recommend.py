@@ -95,9 +95,7 @@ def read_user_list(path: str, user_col: str = "user_id") -> np.ndarray:
     from .data import _ids, _read_frame
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")
-    if not os.path.isfile(path) and not os.path.isdir(path):  # a pipe (<(...)), a device: polars maps files
-        raise DataError(f"{path}: not a regular file (a pipe or a device); write the user ids to a file")
-    df = _read_frame(path)
+    df = _read_frame(path) if os.path.isfile(path) or os.path.isdir(path) else _read_stream_table(path)
     name = user_col if user_col in df.columns else "user_id"
     if name not in df.columns:
         raise DataError(f"{path}: missing column {user_col!r} (columns are {', '.join(df.columns)})")
@@ -109,6 +107,18 @@ def read_user_list(path: str, user_col: str = "user_id") -> np.ndarray:
         dup = values.tolist()[np.sort(first[counts > 1])[0]]
         raise DataError(f"{path}: user {dup!r} is listed more than once")
     return values
+
+
+def _read_stream_table(path: str):
+    """A pipe or FIFO (--users <(cut -d, -f1 test.csv)) read once, as a stream, to a frame:
+    a CSV/TSV/Parquet table by its name or its first bytes (one column: CSV), else a DataError."""
+    from .data.readers import _stream_format
+    from .data.tables import _read_frame, read_stream
+    kind, data = _stream_format(path, read_stream(path))
+    kind = kind or ".csv"  # one column: no comma to tell it by
+    if kind not in (".csv", ".tsv", ".parquet"):
+        raise DataError(f"{path}: a pipe or FIFO whose first bytes are not a table (CSV with a header, TSV, Parquet)")
+    return _read_frame(path, data, kind)
 
 
 # -----------------------------------------------------------------------------

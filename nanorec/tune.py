@@ -69,10 +69,10 @@ def parse_space(spec: str) -> list[Param]:
             raise UsageError(f"--space: {key!r} is not a tunable config key")
         typ = TYPES[key]
         if "|" in body or typ in (str, bool):
-            raw = [x.strip() for x in body.split("|") if x.strip()]
+            raw = [x.strip() for x in body.split("|")]
+            if not all(raw):  # n_layer=1| is a typo, not a search over one value
+                raise UsageError(f"--space {part!r}: an empty choice; write key=a|b|c")
             values = tuple(_typed(key, x) for x in raw)
-            if len(values) < 1:
-                raise UsageError(f"--space {part!r}: no choices")
             params.append(Param(key, "choice", choices=values))
             continue
         log = body.endswith(":log")
@@ -384,6 +384,8 @@ def main(argv) -> int:
     args = p.parse_intermixed_args(argv)  # key=value before or after the options
     base = apply_overrides(Config(data=args.data, progress=False), args.overrides)
     if base.method == "gpt":
+        if args.space is not None and not args.space.strip():  # '' is a mistake, not the default space
+            raise UsageError("--space '': empty; give key=low..high[,...] (or leave --space out for the default)")
         parse_space(args.space or DEFAULT_SPACE)  # a bad space fails before the data is read
     summary = tune(base, args.out, args.space, args.trials, log=print, overwrite=args.overwrite)
     best = summary["best"]

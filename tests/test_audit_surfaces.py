@@ -104,3 +104,24 @@ def test_weight_col_naming_the_item_column_is_one_line(shop, tmp_path):
                 "max_steps=2", cwd=tmp_path)
     assert r.returncode == 2 and "weight_col='item_id': each must name a different column" in r.stderr, r.stderr
     assert not os.path.exists(tmp_path / "r")
+
+
+def test_users_from_a_pipe_are_read_as_a_stream(shop, tmp_path):
+    """--users <(cut -d, -f1 test.csv) was refused ('not a regular file'); now read once, as --data is."""
+    import threading
+    fifo = str(tmp_path / "users.fifo")
+    os.mkfifo(fifo)
+    threading.Thread(target=lambda: open(fifo, "w").write("user_id\n3\n1\n"), daemon=True).start()
+    out = tmp_path / "recs.csv"
+    r = nanorec("recommend", "--run", str(shop / "run"), "--k", "2", "--users", fifo, "--out", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert [line.split(",")[0] for line in out.read_text().splitlines()[1:]] == ["3", "3", "1", "1"]
+
+
+@pytest.mark.parametrize("space, words", [("n_layer=1|", "an empty choice"), ("", "--space '': empty")])
+def test_a_space_with_an_empty_choice_or_no_text_is_one_line(shop, tmp_path, space, words):
+    """--space 'n_layer=1|' searched n_layer=1 alone, and --space '' the default space, without a word."""
+    r = nanorec("tune", "--data", str(shop / "log.csv"), "--out", str(tmp_path / "s"), "--space", space, "--trials",
+                "1", "max_steps=2", cwd=tmp_path)
+    assert r.returncode == 2 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not os.path.exists(tmp_path / "s" / "study.json")
