@@ -65,6 +65,8 @@ def parse_space(spec: str) -> list[Param]:
         if "=" not in part:
             raise UsageError(f"--space {part!r}: expected key=low..high, key=low..high:log or key=a|b|c")
         key, body = (x.strip() for x in part.split("=", 1))
+        if key in {q.key for q in params}:  # the last would win without a word
+            raise UsageError(f"--space: {key!r} is given twice")
         if key not in TYPES or key in ("data", "seed", "device", "progress", "threads"):
             raise UsageError(f"--space: {key!r} is not a tunable config key")
         typ = TYPES[key]
@@ -138,6 +140,8 @@ def tune(base: Config, out_dir: str, space: str | None = DEFAULT_SPACE, trials: 
         raise UsageError("--out: empty; expected the study folder")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise DataError(f"{out_dir}: exists and is not a folder")
+    if os.path.isfile(os.path.join(out_dir, "config.json")):  # a run's folder would get a study inside it
+        raise DataError(f"{out_dir}: is a run folder (it holds config.json); a study needs its own folder")
     OutputLock(out_dir, "--out").check()
     check_study_outputs(out_dir, overwrite)
     ds = dataset if dataset is not None else load_like(base)  # read once, checked before any trial

@@ -125,3 +125,24 @@ def test_a_space_with_an_empty_choice_or_no_text_is_one_line(shop, tmp_path, spa
                 "1", "max_steps=2", cwd=tmp_path)
     assert r.returncode == 2 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not os.path.exists(tmp_path / "s" / "study.json")
+
+
+def test_a_space_naming_a_key_twice_is_one_line():
+    """dropout=0.1..0.5,dropout=0.2..0.3 searched the last range alone, without a word."""
+    from nanorec.errors import UsageError
+    from nanorec.tune import parse_space
+    with pytest.raises(UsageError, match="'dropout' is given twice"):
+        parse_space("dropout=0.1..0.5,dropout=0.2..0.3")
+    assert [p.key for p in parse_space("dropout=0.1..0.5,learning_rate=1e-4..1e-3:log")] == ["dropout", "learning_rate"]
+
+
+def test_tune_into_a_run_folder_is_one_line_and_leaves_it_as_it_was(shop, tmp_path):
+    """tune --out RUN wrote trials/, study.db, study.json and best/ inside the run's folder."""
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(shop / "run", run)
+    before = sorted(os.listdir(run))
+    r = nanorec("tune", "--data", str(shop / "log.csv"), "--out", str(run), "--trials", "1", "max_steps=2",
+                cwd=tmp_path)
+    assert r.returncode == 2 and "is a run folder" in r.stderr, r.stderr
+    assert sorted(os.listdir(run)) == before
