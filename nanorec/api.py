@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -380,8 +381,10 @@ class Recommender:
 
 def _is_path(value) -> bool:
     """A filter given as a file: a pathlib.Path (any os.PathLike), or a str naming an existing file
-    (a bare str is never a list of ids: ids.from_python refuses it)."""
-    return isinstance(value, os.PathLike) or (isinstance(value, str) and os.path.isfile(value))
+    or spelled as a path (a folder in it, or a table's suffix: a missing deny.csv is "no such
+    file", not a list of one id; a bare str is never a list of ids: ids.from_python refuses it)."""
+    return isinstance(value, os.PathLike) or (isinstance(value, str) and (os.path.isfile(value) or bool(
+        re.search(r"[/\\]|\.(csv|tsv|parquet|gz|txt)$", value, re.I))))  # 'deny.csv' missing: no such file
 
 
 def _pl_frame(columns: dict):

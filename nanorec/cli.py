@@ -6,6 +6,8 @@ this file only dispatches and owns the one error path:
 - an expected failure (`nanorec.errors.NanorecError`: a bad file, key or option)
   is one line on stderr, `nanorec COMMAND: error: ...`, exit status 2;
 - a bad option that argparse catches is its usage message, exit status 2;
+- a closed pipe on stdout (`nanorec recommend ... | head -1`) ends it quietly, status 141,
+  as SIGPIPE ends a Unix tool;
 - anything else is a bug: one line naming the exception, exit status 1, and
   `NANOREC_DEBUG=1` prints the traceback instead.
 """
@@ -74,12 +76,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"nanorec {name}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `nanorec recommend ... | head -1`: the reader has what it wanted
+        return broken_pipe()
     except Exception as e:  # a bug: say so in one line, keep the traceback one variable away
         if os.environ.get("NANOREC_DEBUG"):
             raise
         print(f"nanorec {name}: internal error: {type(e).__name__}: {one_line(e, 500)} "
               f"(a bug; NANOREC_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 1
+
+
+def broken_pipe() -> int:
+    """Stop quietly, as a Unix tool killed by SIGPIPE does (status 128 + 13): no message, and
+    stdout pointed at /dev/null so that Python's own flush at exit finds no pipe to complain of."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
 
 
 if __name__ == "__main__":

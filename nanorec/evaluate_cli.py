@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from .data import Sequences, load_like, split_like
 from .devices import DEVICE_HELP, pick_device
 from .errors import DataError, UsageError
 from .evaluate import evaluate_split, format_metrics, protocol_line
-from .files import check_writable_folder, write_json
+from .files import check_writable_folder, is_stdout, out_path, write_json
 from .run import Run
 from .scoring import list_scorer
 from .validation import validation_sample
@@ -58,12 +59,14 @@ def main(argv) -> int:
     p.add_argument("--mode", choices=["oneshot", "generative"], default="oneshot",
                    help="generative: rank within a generated list of --list-length items (misses beyond)")
     p.add_argument("--list-length", type=int, default=20, help="generative list length (default 20)")
-    p.add_argument("--json", help="also write the metrics to this JSON file")
+    p.add_argument("--json", help="also write the metrics to this JSON file (- : standard output, the "
+                   "metrics line then on stderr)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     args = p.parse_args(argv)
     if args.list_length < 1:
         raise UsageError(f"--list-length {args.list_length}: must be at least 1")
     if args.json:
+        args.json = out_path(args.json)  # "-": stdout, never a file named "-"
         check_writable_folder(args.json, "--json metrics")
 
     run = Run.open(args.run, pick_device(args.device))  # the scorer the run ships (fused when fused)
@@ -83,7 +86,7 @@ def main(argv) -> int:
         scorer = list_scorer(scorer, num_items, min(args.list_length, num_items), exclude_seen)
     m = evaluate_split(scorer, evalset, num_items=num_items, exclude_seen=exclude_seen, batch_size=cfg.eval_batch_size, progress=True)
     print(f"{args.split} [{protocol_line(ds.num_items, m['users'], exclude_seen)}, {args.mode}]: "
-          f"{format_metrics(m, ks=(5, 10, 20))}")
+          f"{format_metrics(m, ks=(5, 10, 20))}", file=sys.stderr if args.json and is_stdout(args.json) else sys.stdout)
     if args.json:
         write_json(args.json, {"split": args.split, "mode": args.mode, "exclude_seen": exclude_seen, **m})
     return 0

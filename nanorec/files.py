@@ -114,6 +114,15 @@ def _links_into_proc(path: str) -> bool:
     return False
 
 
+STDOUT = "/dev/stdout"
+
+
+def out_path(path: str) -> str:
+    """An --out as given, with "-" read as standard output (as Unix tools read it), never as a
+    file named "-" in the working folder."""
+    return STDOUT if path == "-" else path
+
+
 def is_stdout(path: str) -> bool:
     """Whether writing `path` writes this process's standard output (--out /dev/stdout):
     then a command's own summary line goes to stderr, not into the output."""
@@ -131,6 +140,8 @@ def _write_through(path: str, write: Callable[[str], None]) -> None:
         reason = disk_error(e)
         if reason is None:
             raise
+        if reason == os.strerror(errno.EPIPE):  # `| head`: the reader is done; the CLI stops quietly
+            raise BrokenPipeError(errno.EPIPE, reason) from None
         raise DataError(f"{path}: cannot write ({reason})") from None
 
 

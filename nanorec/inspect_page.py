@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import html
 import os
+import re
 import sys
 from dataclasses import dataclass
 
@@ -161,24 +162,57 @@ def event_column(cfg, ds) -> str | None:
     return "event_type" if "event_type" in ds.ignored_columns else None
 
 
-def data_events(run, data_path: str, rows: np.ndarray) -> Events:
-    """The --data log's histories of the shown users, read with the run's column settings (the rows
-    of recommend.histories_for's), every event with its type and time where the log has them."""
+def read_log(cfg, path: str):
+    """The --data log read ONCE (a pipe or FIFO can be read only once, and a big log is parsed
+    once): -> (its Dataset as recommend.histories_for reads it, the same events with the event type
+    column read as items (a Dataset) or None, what the page says of the types). A file or a stream of a
+    table is parsed to one frame, read twice in memory; a folder or an S3-Rec file by `load_like`
+    (a folder of Parquet files with a type column is then read again for the types)."""
     from .data import load, load_like
+    from .data.columns import _as_where, _Where
+    from .data.readers import _EVENT_LOG_SUFFIXES, _events, _stream_format, read_s3rec
+    from .data.tables import _read_frame, is_stream, read_stream
+    df = None
+    if is_stream(path):
+        kind, data = _stream_format(path, read_stream(path))
+        if kind in (".csv", ".tsv", ".parquet"):
+            df, where = _read_frame(path, data, kind), _Where(path, text=kind != ".parquet")
+        elif kind == ".txt":
+            return read_s3rec(path, data), None, None
+        else:
+            raise DataError(f"{path}: a pipe or FIFO whose first bytes are not a table (CSV with a header, TSV, "
+                            "Parquet, gzip of either) or S3-Rec lines; save it to a file with its suffix")
+    elif os.path.isfile(path) and path.lower().endswith(_EVENT_LOG_SUFFIXES):
+        df, where = _read_frame(path), _as_where(path)
+    if df is None:
+        ds = load_like(cfg, path, need_targets=False)
+        read_types = lambda col: load(path, cfg.user_col, col, cfg.time_col, filter=cfg.filter or None,  # noqa: E731
+                                      time_format=cfg.time_format or None)
+    else:
+        name = re.sub(r"\.(csv|tsv)\.gz$|\.[^.]*$", "", os.path.basename(path), flags=re.I)
+        ds = _events(df, where, name, cfg.user_col, cfg.item_col, cfg.time_col, cfg.filter or None,
+                     cfg.weight_col or None, cfg.time_format or None, cfg.target_filter or None, need_targets=False)
+        read_types = lambda col: _events(df, where, name, cfg.user_col, col, cfg.time_col,  # noqa: E731
+                                         cfg.filter or None, None, cfg.time_format or None)
+    col = event_column(cfg, ds)
+    if not col:
+        return ds, None, "no event type column"
+    try:
+        return ds, read_types(col), f"event types from column {col!r}"
+    except DataError as e:  # e.g. an empty type in a row: the page goes on without types, and says why
+        return ds, None, f"no event types ({e})"
+
+
+def data_events(run, data_path: str, rows: np.ndarray, ds, typed, said_types: str) -> Events:
+    """The --data log's histories of the shown users (the rows of recommend.histories_for's, from
+    `read_log`'s ds, typed and said_types), every event with its type and time where the log has them."""
     from .ids import rows as id_rows
     cfg = run.config
-    ds = load_like(cfg, data_path, need_targets=False)  # as histories_for reads it: views alone are history
     seqs, flags = ds.sequences, ds.sequences.is_target()
     known = np.concatenate([[0], id_rows(run.item_ids[1:], ds.item_ids[1:]) + 1])  # data index -> run index (0: unknown)
-    col = event_column(cfg, ds)
-    types, said_types = None, f"event types from column {col!r}" if col else "no event type column"
-    if col:  # the type column read as the item column of the same rows: the reader orders them the same way
-        try:
-            typed = load(data_path, cfg.user_col, col, cfg.time_col, filter=cfg.filter or None,
-                         time_format=cfg.time_format or None)
-            types = typed.item_ids[typed.sequences.items].astype(str)
-        except DataError as e:  # e.g. an empty type in a row: the page goes on without types, and says why
-            said_types = f"no event types ({e})"
+    types = None
+    if typed is not None:  # the type column read as the item column of the same rows: the reader orders them the same way
+        types = typed.item_ids[typed.sequences.items].astype(str)
     cut = [slice(seqs.offsets[r], seqs.offsets[r + 1]) for r in rows]
     show, note = time_texts(ds.times, ds.time_unit) if ds.times is not None else (None, "")
     times = [None if show is None else [show(t) for t in ds.times[c].tolist()] for c in cut]
@@ -525,11 +559,13 @@ def build(run_dir: str, out: str, items: str | None = None, users: list[str] | N
     metrics_path = os.path.join(run_dir, rundir.METRICS)
     metrics = rundir.read_metrics(run_dir) if os.path.exists(metrics_path) else {}
     new_items = new_item_count(metrics, run.num_items, metrics_path)
-    user_ids, hist, _ = histories_for(run, data, warn=lambda line: print(line, file=sys.stderr))
+    log = read_log(run.config, data) if data else None  # (ds, typed, col): the log read once
+    user_ids, hist, _ = histories_for(run, data, warn=lambda line: print(line, file=sys.stderr),
+                                      ds=log[0] if log else None)
     rows = choose_users(user_ids, hist.lengths, users or [], sample, seed, data or "the run's histories")
     if len(rows) == 0:
         raise UsageError("no user to show: give --users or --sample N >= 1")
-    events = data_events(run, data, rows) if data else run_events(run, rows)
+    events = data_events(run, data, rows, *log) if data else run_events(run, rows)
     h = hist.take(rows)
     k = min(k, run.num_items)
     parts = fusion_terms(run, device)
@@ -542,9 +578,10 @@ def build(run_dir: str, out: str, items: str | None = None, users: list[str] | N
 
 
 def main(argv) -> int:
+    from .files import is_stdout, out_path
     p = command_parser("inspect", __doc__)
     p.add_argument("--run", required=True, help="a finished run folder")
-    p.add_argument("--out", required=True, help="the HTML page to write")
+    p.add_argument("--out", required=True, help="the HTML page to write (- : standard output)")
     p.add_argument("--data", help="an event log in the run's columns (e.g. its own): its histories, with each "
                    "event's type and time, are shown and continued (as recommend --data)")
     p.add_argument("--items", help="catalogue CSV: item_id and any of title, image_url and other columns "
@@ -563,6 +600,6 @@ def main(argv) -> int:
     asked = [u.strip() for u in (args.users or "").split(",") if u.strip()]
     if args.users is not None and not asked:
         raise UsageError(f"--users {args.users!r}: no user id given")
-    out = build(args.run, args.out, args.items, asked, sample, args.k, args.seed, data=args.data)
-    print(f"wrote {out}")
+    out = build(args.run, out_path(args.out), args.items, asked, sample, args.k, args.seed, data=args.data)
+    print(f"wrote {out}", file=sys.stderr if is_stdout(out) else sys.stdout)  # never into the page itself
     return 0

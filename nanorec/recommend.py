@@ -64,7 +64,7 @@ from .data import Dataset, Sequences, item_counts, load_like
 from .data.columns import parse_filter
 from .devices import DEVICE_HELP, pick_device
 from .errors import DataError, UsageError, show
-from .files import atomic_write, check_writable_folder, is_stdout
+from .files import atomic_write, check_writable_folder, is_special, is_stdout, out_path
 from .run import Run
 from .scoring import item_mask, recommend_lists
 
@@ -95,9 +95,7 @@ def read_user_list(path: str, user_col: str = "user_id") -> np.ndarray:
     from .data import column_ids, read_frame
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")
-    if not os.path.isfile(path) and not os.path.isdir(path):  # a pipe (<(...)), a device: polars maps files
-        raise DataError(f"{path}: not a regular file (a pipe or a device); write the user ids to a file")
-    df = read_frame(path)
+    df = read_frame(path) if os.path.isfile(path) or os.path.isdir(path) else _read_stream_table(path)
     name = user_col if user_col in df.columns else "user_id"
     if name not in df.columns:
         raise DataError(f"{path}: missing column {user_col!r} (columns are {', '.join(df.columns)})")
@@ -109,6 +107,18 @@ def read_user_list(path: str, user_col: str = "user_id") -> np.ndarray:
         dup = values.tolist()[np.sort(first[counts > 1])[0]]
         raise DataError(f"{path}: user {dup!r} is listed more than once")
     return values
+
+
+def _read_stream_table(path: str):
+    """A pipe or FIFO (--users <(cut -d, -f1 test.csv)) read once, as a stream, to a frame:
+    a CSV/TSV/Parquet table by its name or its first bytes (one column: CSV), else a DataError."""
+    from .data.readers import _stream_format
+    from .data.tables import _read_frame, read_stream
+    kind, data = _stream_format(path, read_stream(path))
+    kind = kind or ".csv"  # one column: no comma to tell it by
+    if kind not in (".csv", ".tsv", ".parquet"):
+        raise DataError(f"{path}: a pipe or FIFO whose first bytes are not a table (CSV with a header, TSV, Parquet)")
+    return _read_frame(path, data, kind)
 
 
 # -----------------------------------------------------------------------------
@@ -163,7 +173,8 @@ def read_filter_file(path, item_ids: np.ndarray, col: str = "item_id", option: s
     path = os.fspath(path)
     values, header = _filter_ids(path, col, item_ids, data)
     if not values and _allows(option):
-        raise DataError(f"{path}: no items (no data rows): an allow list of no items lists nothing")
+        why = f"its one line {ids._show(header)} is no item of the run (read as a header)" if header else "no data rows"
+        raise DataError(f"{path}: no items ({why}): an allow list of no items lists nothing")
     texts = np.asarray(values, dtype=object).astype(str) if values else np.zeros(0, dtype=str)
     if ids.kind(item_ids[1:]) == "integers":  # 17.0 is 17 where ids are integers, as the readers read it
         texts = np.asarray([_WHOLE.sub(r"\1", t) for t in texts.tolist()], dtype=str) if len(texts) else texts
@@ -214,6 +225,10 @@ def _filter_ids(path: str, col: str, item_ids: np.ndarray, data: bytes | None = 
             raise DataError(f"{path}: data row {short + 1} has no {name!r} value")
         return [r[j] for r in lines[1:]], None
     values = [r[0] for r in lines]
+    semi = next((i for i, v in enumerate(values) if ";" in v), None)
+    if semi is not None and not (ids.rows(item_ids[1:], np.asarray(values, dtype=str)) >= 0).any():
+        raise DataError(f"{path}: line {semi + 1} is {ids._show(values[semi])}, and no line is an item of the run: "
+                        f"a ;-separated export? Write one id a line, or a comma-separated table")
     if _is_header(values[0], item_ids):
         return values[1:], values[0]
     return values, None
@@ -243,12 +258,11 @@ _WHOLE = re.compile(r"^(-?(?:0|[1-9][0-9]*))\.0+$")  # a whole number written as
 
 
 def _is_header(first: str, item_ids: np.ndarray) -> bool:
-    """A one-column file's first line is a header unless it is an id the run knows, or an
-    integer written as one (17, or 17.0) where the run's ids are integers."""
-    if ids.kind(item_ids[1:]) == "integers":
-        first = _WHOLE.sub(r"\1", first)
-        if re.fullmatch(r"0|-?[1-9][0-9]*", first):
-            return False
+    """A one-column file's first line is a header unless it is an id the run knows, or a
+    number (no column is named 4: an id of another spelling, 4 for the run's 004, is an
+    id the run does not know, counted as one, never hidden as a header)."""
+    if re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", first):
+        return False
     return ids.rows(item_ids[1:], np.array([first]))[0] < 0
 
 
@@ -300,7 +314,8 @@ def listed(items: np.ndarray) -> np.ndarray:
     return np.asarray(items) != 0
 
 
-def histories_for(run: Run, data_path=None, warn=print) -> tuple[np.ndarray, Sequences, np.ndarray | None]:
+def histories_for(run: Run, data_path=None, warn=print, ds: Dataset | None = None
+                  ) -> tuple[np.ndarray, Sequences, np.ndarray | None]:
     """The one preparation of the histories a list continues (the CLI, the server and the
     Python API all come here), in the run's vocabulary:
     -> (known_users (U0,), hist (U0 rows), default_users).
@@ -309,12 +324,14 @@ def histories_for(run: Run, data_path=None, warn=print) -> tuple[np.ndarray, Seq
     known is the wrong data), read as at training: under target_filter its column marks the
     targets (exclude_seen removes those), and a value the run never saw is an error; default
     users: a challenge folder's test.csv, else every user of the log (None: a challenge folder
-    without test.csv, which must name its users)."""
+    without test.csv, which must name its users). ds: data_path already read by load_like's rules
+    (inspect reads its log once)."""
     if data_path is None:
         if run.histories is None:
             raise DataError(f"{run.run_dir}: no {rundir.HISTORIES} (a run from an older nanorec): pass --data")
         return run.user_ids, run.histories, run.user_ids
-    ds = load_like(run.config, data_path, need_targets=False)  # target_filter marks the targets; views alone are history
+    if ds is None:  # target_filter marks the targets; views alone are history
+        ds = load_like(run.config, data_path, need_targets=False)
     check_event_types(ds.event_types, known_event_types(run), run, data_path, DataError)
     hist, dropped = histories_in_run_vocab(ds, run.item_ids)
     if dropped and len(hist.items) == 0:  # a newer log may add items; none known is the wrong data
@@ -656,17 +673,17 @@ def shard_range(n: int, batch_size: int, rank: int, world: int) -> tuple[int, in
 
 
 def part_path(out: str, rank: int, world: int) -> str:
+    """Where rank `rank` writes its part of `out`: beside it, or in the working folder when `out`
+    is something to write to rather than a place for files (/dev/stdout: never parts in /dev)."""
     folder, name = os.path.split(os.path.abspath(out))
-    return os.path.join(folder, f".{name}.part{rank}-of-{world}")
+    return os.path.join(os.getcwd() if is_special(out) else folder, f".{name}.part{rank}-of-{world}")
 
 
 def merge_parts(out: str, parts: list[str], users, k: int, fmt: str) -> None:
-    """The parts (in rank order) as ONE file at `out`, atomically, checked: every user of
-    `users` present once (k rows each in the long format), in input order. k None (filtered
-    lists, which may be shorter): the long format's users in input order, each at most once."""
+    """The parts (in rank order) as ONE file at `out`, atomically, checked before it is written:
+    every user of `users` present once (k rows each in the long format), in input order. k None
+    (filtered lists, which may be shorter): the long format's users in input order, each at most once."""
     import shutil
-
-    import polars as pl
     parquet = out.lower().endswith(".parquet")
 
     def write(tmp):
@@ -680,7 +697,6 @@ def merge_parts(out: str, parts: list[str], users, k: int, fmt: str) -> None:
                 for i in range(f.num_row_groups):
                     writer.write_table(f.read_row_group(i).cast(f.schema_arrow))
             writer.close()
-            got = pl.read_parquet(tmp, columns=["user_id"])["user_id"]
         else:
             with open(tmp, "wb") as dst:
                 for i, part in enumerate(parts):
@@ -688,27 +704,39 @@ def merge_parts(out: str, parts: list[str], users, k: int, fmt: str) -> None:
                         if i:
                             src.readline()  # each part has the header
                         shutil.copyfileobj(src, dst, 1 << 20)
-            got = pl.read_csv(tmp, columns=["user_id"], schema_overrides={"user_id": pl.Utf8})["user_id"]
-        expected = np.asarray(users).astype(str)
-        got = got.cast(pl.Utf8).to_numpy().astype(str)
-        if fmt == "long" and k is None:  # runs of one user, in input order, users with no item absent
-            runs = got[np.r_[True, got[1:] != got[:-1]]] if len(got) else got
-            at = ids.rows(expected, runs)
-            if (at < 0).any() or (np.diff(at) <= 0).any():
-                raise DataError(f"{out}: the merged parts do not list the users in input order")
-            return
-        expected = np.repeat(expected, k) if fmt == "long" else expected
-        if len(got) != len(expected) or not np.array_equal(got, expected):
-            bad = next((i for i in range(min(len(got), len(expected))) if got[i] != expected[i]), min(len(got), len(expected)))
-            raise DataError(f"{out}: the merged parts do not list every user once in input order "
-                            f"(row {bad}: {len(got):,} rows for {len(expected):,} expected)")
 
     try:
+        check_merged(out, parts, users, k, fmt)
         atomic_write(out, write)
     finally:
         for part in parts:
             if os.path.exists(part):
                 os.remove(part)
+
+
+def check_merged(out: str, parts: list[str], users, k, fmt: str) -> None:
+    """merge_parts' check, on the parts themselves (so it holds for an `out` that cannot be read
+    back, /dev/stdout): every user once in input order, k rows each in the long format."""
+    import polars as pl
+    cols = []
+    for part in parts:
+        if part.lower().endswith(".parquet"):
+            cols.append(pl.read_parquet(part, columns=["user_id"])["user_id"].cast(pl.Utf8))
+        else:
+            cols.append(pl.read_csv(part, columns=["user_id"], schema_overrides={"user_id": pl.Utf8})["user_id"])
+    got = pl.concat(cols).to_numpy().astype(str) if cols else np.zeros(0, str)
+    expected = np.asarray(users).astype(str)
+    if fmt == "long" and k is None:  # runs of one user, in input order, users with no item absent
+        runs = got[np.r_[True, got[1:] != got[:-1]]] if len(got) else got
+        at = ids.rows(expected, runs)
+        if (at < 0).any() or (np.diff(at) <= 0).any():
+            raise DataError(f"{out}: the merged parts do not list the users in input order")
+        return
+    expected = np.repeat(expected, k) if fmt == "long" else expected
+    if len(got) != len(expected) or not np.array_equal(got, expected):
+        bad = next((i for i in range(min(len(got), len(expected))) if got[i] != expected[i]), min(len(got), len(expected)))
+        raise DataError(f"{out}: the merged parts do not list every user once in input order "
+                        f"(row {bad}: {len(got):,} rows for {len(expected):,} expected)")
 
 
 def main(argv) -> int:
@@ -723,7 +751,7 @@ def main(argv) -> int:
                    help="run directory written by `nanorec train` (under torchrun spell it --run-dir: "
                         "torchrun's own parser mistakes --run for its --run-path)")
     p.add_argument("--data", help="interactions whose histories are continued (default: the run's own histories)")
-    p.add_argument("--out", required=True, help="output .csv (or .parquet)")
+    p.add_argument("--out", required=True, help="output .csv (or .parquet); - (or /dev/stdout): standard output")
     p.add_argument("--users", help="CSV/Parquet of users: the run's user column (user_col), else user_id "
                         "(default: test.csv of a challenge folder, else every user with a history)")
     p.add_argument("--k", type=int, default=10, help="list length (default 10)")
@@ -749,6 +777,7 @@ def main(argv) -> int:
     p.add_argument("--batch-size", type=int, default=512, help="users scored at once (default 512)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     args = p.parse_args(argv)
+    args.out = out_path(args.out)
     check_options(args)
     check_writable_folder(args.out, "--out list")  # fail before the work, not after it
     run_cfg = rundir.read_config(args.run) if os.path.isdir(args.run) else None

@@ -20,7 +20,7 @@ these), and the server-wide --deny-items FILE (a one-column table of item ids, a
 `nanorec recommend --deny-items` reads it), are applied before the list is cut,
 to the popularity fallback too. The file is read as `nanorec recommend` reads its
 filter files (with or without a header; ids the run does not know are counted) and
-kept current by its content (read and hashed on each request; `DenyFile`), so a shop
+kept current by its content (hashed when its stat signature changes; `DenyFile`), so a shop
 updates its out-of-stock list without a restart, an emptied file brings every item
 back, and a rewrite that keeps the old mtime is seen; a file that disappears or fails
 to load keeps the last good list, says so once in the log and in /health
@@ -247,47 +247,73 @@ def request_model(max_k: int, max_history: int):
 
 
 class DenyFile:
-    """The server-wide deny list (--deny-items FILE), kept current by the file's content: on each
-    request the file is read and hashed (about 5 ms for 100,000 ids, 1.1 MB, on a 2-core CPU under
-    load; a few hundred ids cost nothing), and parsed again when the hash differs from the last one. Size and mtime are not trusted: an emptied file
-    or a same-size rewrite that keeps the old mtime (cp -p, rsync -t, os.utime) is seen at once.
-    The first load must succeed (a bad file at start is an error). Later, a file that
-    disappears, cannot be read or is not a list of ids keeps the last good list: said once in
-    the log, and in /health (`state()`) until the file is good again. The file is read by
-    recommend.read_filter_file, as `nanorec recommend --deny-items` reads it; ids the run does
-    not know are counted (`state()`), and an empty file denies nothing. A file rewritten in place
-    may be read half-written, as by any reader: write a new file and rename it over the old one.
-    current() -> (n,) internal indices of the denied items (None: no file)."""
+    """The server-wide deny list (--deny-items FILE), kept current by the file's content. On each
+    request the file's stat signature (inode, size, mtime, ctime) is compared with the last one
+    (a few microseconds); only when it differs is the file read and hashed (about 5 ms for 100,000
+    ids on a 2-core CPU under load), and parsed again when the hash differs. ctime changes on every
+    write, rename or utime (cp -p and rsync -t set mtime back, never ctime), so an emptied file or
+    a same-size rewrite that keeps the old mtime is seen at once. A signature younger than
+    SETTLE_NS when it was taken is not trusted (a write in the same clock tick would leave it
+    unchanged): the file is hashed on each request until it is older (git's "racy" rule).
+    The first load must succeed (a bad file at start is an error). A pipe or FIFO
+    (--deny-items <(...)) is read once at start and never again (a second read would wait for a
+    writer). Later, a file that disappears, cannot be read or is not a list of ids keeps the last
+    good list: said once in the log, and in /health (`state()`) until the file is good again. The
+    file is read by recommend.read_filter_file, as `nanorec recommend --deny-items` reads it; ids
+    the run does not know are counted (`state()`), and an empty file denies nothing. A file
+    rewritten in place may be read half-written, as by any reader: write a new file and rename it
+    over the old one. current() -> (n,) internal indices of the denied items (None: no file)."""
+
+    SETTLE_NS = 1_000_000_000  # older than any file system's timestamp tick
 
     def __init__(self, path: str | None, item_ids: np.ndarray, item_col: str,
                  log=lambda line: print(line, file=sys.stderr)):
         self.path, self.item_ids, self.item_col, self.log = path, item_ids, item_col, log
-        self.rows = self.got = self.digest = self.problem = None
+        self.rows = self.got = self.digest = self.problem = self.signature = None
+        self.once = False  # a pipe: read at start only
         self.lock = threading.Lock()
         if path is not None:
             from .recommend import read_filter_bytes
-            self._parse(read_filter_bytes(path))
-            self.log(self.got.line("--deny-items"))
+            self.once = not os.path.isfile(path)
+            signature = self._signature()
+            self._parse(read_filter_bytes(path), signature)
+            self.log(self.got.line("--deny-items") + (" (a pipe: read once, not reloaded)" if self.once else ""))
 
-    def _parse(self, data: bytes) -> None:
+    def _signature(self):
+        """(inode, size, mtime, ctime) when it can be trusted to change with the content, else None."""
+        import time
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None  # the read says why, in the words of every filter file
+        if time.time_ns() - st.st_ctime_ns < self.SETTLE_NS:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+    def _parse(self, data: bytes, signature) -> None:
         from .recommend import read_filter_file
         self.got = read_filter_file(self.path, self.item_ids, self.item_col, "--deny-items", data)
         self.rows, self.digest, self.problem = self.got.rows, hashlib.sha256(data).digest(), None
+        self.signature = signature
 
     def current(self):
-        if self.path is None:
-            return None
+        if self.path is None or self.once:
+            return self.rows
         from .errors import NanorecError
         from .recommend import read_filter_bytes
         with self.lock:
             try:
+                signature = self._signature()  # taken before the read: a write after it changes the next one
+                if signature is not None and signature == self.signature and self.problem is None:
+                    return self.rows
                 data = read_filter_bytes(self.path)
                 if hashlib.sha256(data).digest() == self.digest:
+                    self.signature = signature
                     if self.problem is not None:
                         self.log(f"--deny-items {self.path}: readable again, unchanged ({len(self.rows):,} items denied)")
                         self.problem = None
                     return self.rows
-                self._parse(data)
+                self._parse(data, signature)
                 self.log(f"reloaded: {self.got.line('--deny-items')}")
             except (NanorecError, OSError) as e:  # any failure keeps the last good list, said once
                 problem = one_line(e)

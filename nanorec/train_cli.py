@@ -36,7 +36,7 @@ def parse_args(argv):
         overwrite_help="replace the run already in --out (only when the new one is complete; a folder holding "
                        "files that are not a run's is refused)")
     check_dashed_keys(argv, p._option_string_actions)
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)  # key=value before or after the options
 
 
 def main(argv) -> int:

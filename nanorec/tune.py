@@ -68,14 +68,16 @@ def parse_space(spec: str) -> list[Param]:
         if "=" not in part:
             raise UsageError(f"--space {part!r}: expected key=low..high, key=low..high:log or key=a|b|c")
         key, body = (x.strip() for x in part.split("=", 1))
+        if key in {q.key for q in params}:  # the last would win without a word
+            raise UsageError(f"--space: {key!r} is given twice")
         if key not in TYPES or key in ("data", "seed", "device", "progress", "threads"):
             raise UsageError(f"--space: {key!r} is not a tunable config key")
         typ = TYPES[key]
         if "|" in body or typ in (str, bool):
-            raw = [x.strip() for x in body.split("|") if x.strip()]
+            raw = [x.strip() for x in body.split("|")]
+            if not all(raw):  # n_layer=1| is a typo, not a search over one value
+                raise UsageError(f"--space {part!r}: an empty choice; write key=a|b|c")
             values = tuple(_typed(key, x) for x in raw)
-            if len(values) < 1:
-                raise UsageError(f"--space {part!r}: no choices")
             params.append(Param(key, "choice", choices=values))
             continue
         log = body.endswith(":log")
@@ -142,6 +144,8 @@ def tune(base: Config, out_dir: str, space: str | None = DEFAULT_SPACE, trials: 
         raise UsageError("--out: empty; expected the study folder")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise DataError(f"{out_dir}: exists and is not a folder")
+    if os.path.isfile(os.path.join(out_dir, "config.json")):  # a run's folder would get a study inside it
+        raise DataError(f"{out_dir}: is a run folder (it holds config.json); a study needs its own folder")
     OutputLock(out_dir, "--out").check()
     check_study_outputs(out_dir, overwrite)
     ds = dataset if dataset is not None else load_like(base)  # read once, checked before any trial
@@ -394,8 +398,10 @@ def main(argv) -> int:
     p.add_argument("--overwrite", action="store_true",
                    help="replace a best/ or study.json in --out that this study did not write")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="fixed config for every trial")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # key=value before or after the options
     base = apply_overrides(Config(data=args.data, progress=False), args.overrides)
+    if args.space is not None and not args.space.strip():  # '' is a mistake, not the default space
+        raise UsageError("--space '': empty; give key=low..high[,...] (or leave --space out for the default)")
     summary = tune(base, args.out, args.space, args.trials, log=print, overwrite=args.overwrite)
     best = summary["best"]
     test = best.get("test")

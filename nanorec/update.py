@@ -551,7 +551,7 @@ def parse_args(argv):
     add_run_writer_options(p, resume_help="continue an update into --out that was killed (same --run and --data)",
                            overwrite_help="replace the run already in --out (only when the new one is complete)")
     check_dashed_keys(argv, p._option_string_actions)
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)  # key=value before or after the options
 
 
 def main(argv) -> int:

@@ -1966,7 +1966,7 @@ FILTER_FILES_BAD = {  # name: (file text, the error line's words, the options it
     # an allow list with no id the run knows would list nothing (a deny list's unknown ids are counted instead)
     "unknown_ids": ("item_id\n99999\nnope\n", ["2 item ids read", "no item could be listed"], ("--allow-items",)),
     "empty_file": ("", ["allow.csv", "lists nothing"], ("--allow-items",)),  # an empty deny list denies nothing
-    "header_only": ("item_id\n", ["no items (no data rows)"], ("--allow-items",)),
+    "header_only": ("item_id\n", ["no items (its one line 'item_id' is no item of the run (read as a header))"], ("--allow-items",)),
     "repeated_id": ("item_id\n1\n1\n", ["item 1 is listed more than once"], ("--allow-items", "--deny-items")),
     "two_columns_no_item_id": ("a,b\n1,2\n", ["missing column 'item_id'"], ("--allow-items", "--deny-items")),
     "not_utf8": (b"item_id\n\xff\xfe1\n", ["allow.csv:2", "not UTF-8"], ("--allow-items", "--deny-items")),
@@ -2023,15 +2023,15 @@ for _i, (_kw, _m) in enumerate(API_FILTERS_BAD):
 
 @case
 def recommend_users_is_a_pipe(e, d):
-    """`--users <(...)`: a pipe, which polars cannot map (was an internal error). The pipe holds a
-    whole users file and is closed for writing, so even a reader that regressed cannot hang."""
+    """`--users <(...)`: a pipe (polars cannot map it: an internal error once), read as a stream; one
+    without the user column is one line naming the pipe. Closed for writing: a regressed reader cannot hang."""
     read, written = os.pipe()
-    os.write(written, b"user_id\n1\n2\n")
+    os.write(written, b"customer\n1\n2\n")
     os.close(written)
     pipe = f"/dev/fd/{read}"  # what the shell's <(...) passes
     out = os.path.join(d, "recs.csv")
     return Case(["recommend", "--run", e.run, "--users", pipe, "--out", out],
-                mentions=(pipe, "not a regular file"), absent=(out,))
+                mentions=(pipe, "missing column 'user_id'"), absent=(out,))
 
 
 @case

@@ -390,6 +390,57 @@ def test_the_server_deny_list_reloads_by_content_and_keeps_the_last_good_one(zer
     check_deny_reloads(lambda url: client.get(url).json(), deny, full, 5, lambda: capsys.readouterr().err)
 
 
+def test_the_deny_list_is_read_only_when_its_stat_signature_changes(zeros, tmp_path, monkeypatch):
+    """A settled file whose inode, size, mtime and ctime are unchanged is not read again (was: read
+    and hashed on every request); any write changes ctime, and the file is read and hashed again."""
+    import nanorec.recommend as recommend_module
+    from nanorec.serve import DenyFile
+    rec, _ = zeros
+    full = ranking(rec)
+    a, b, c = _favourites(full, 3)
+    deny = tmp_path / "deny.csv"
+    deny.write_text(f"{a}\n{b}\n")
+    reads = []
+    real = recommend_module.read_filter_bytes
+    monkeypatch.setattr(recommend_module, "read_filter_bytes", lambda path: reads.append(path) or real(path))
+    denied = DenyFile(str(deny), rec._run.item_ids, "item_id", log=lambda line: None)
+    denied.SETTLE_NS = 0  # every signature settled: what a file left alone for a second is
+    first = sorted(rec._run.item_ids[denied.current()].tolist())
+    n = len(reads)
+    for _ in range(5):
+        assert sorted(rec._run.item_ids[denied.current()].tolist()) == first == sorted([a, b])
+    assert len(reads) == n  # not read once more
+    old = os.stat(deny)
+    deny.write_text(f"{a}\n{c}\n")  # same size; mtime put back as cp -p does: ctime still moves
+    os.utime(deny, ns=(old.st_atime_ns, old.st_mtime_ns))
+    if os.stat(deny).st_ctime_ns == old.st_ctime_ns:
+        pytest.skip("this file system's ctime did not move within the test (coarse clock)")
+    assert sorted(rec._run.item_ids[denied.current()].tolist()) == sorted([a, c]) and len(reads) == n + 1
+
+
+def test_a_deny_list_from_a_pipe_is_read_once_and_never_waits_for_a_writer(zeros, tmp_path):
+    """--deny-items <(grep ...): read at start; a request must not block on the FIFO (was: each
+    request opened it again and waited for a writer that never comes)."""
+    import threading
+
+    from nanorec.serve import DenyFile
+    rec, _ = zeros
+    a, b = _favourites(ranking(rec), 2)
+    fifo = str(tmp_path / "deny.fifo")
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: open(fifo, "w").write(f"{a}\n{b}\n"), daemon=True)
+    writer.start()
+    lines = []
+    denied = DenyFile(fifo, rec._run.item_ids, "item_id", log=lines.append)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(denied.current()), daemon=True)
+    reader.start()
+    reader.join(60)  # a bound on a hang, not a timing: the call returns at once
+    assert not reader.is_alive(), "current() waited on the FIFO"
+    assert sorted(rec._run.item_ids[got[0]].tolist()) == sorted([a, b])
+    assert "a pipe: read once" in lines[0]
+
+
 @pytest.mark.subprocess
 def test_a_real_server_reloads_its_deny_list_by_content(zeros, tmp_path):
     import json

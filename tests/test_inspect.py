@@ -165,6 +165,28 @@ def test_events_show_the_logs_type_and_time(shop_run):
         {u: [r["item"] for r in v["list"]] for u, v in page.users.items()}
 
 
+def test_a_log_from_a_pipe_is_read_once_and_gives_the_same_page(shop_run):
+    """inspect --data <(cat shop.csv): the log is read once (a FIFO read a second time waits for a writer
+    that has gone; the page read it three times), and the page equals the file's, types and times included."""
+    import threading
+    tmp, run_dir, log, events = shop_run
+    from_file, from_fifo = tmp / "file.html", tmp / "fifo.html"
+    assert inspect("--run", run_dir, "--data", log, "--sample", "4", "--out", from_file) == 0
+    fifo = str(tmp / "log.fifo")
+    os.mkfifo(fifo)
+    threading.Thread(target=lambda: open(fifo, "wb").write(open(log, "rb").read()), daemon=True).start()
+    done = []
+    worker = threading.Thread(target=lambda: done.append(
+        inspect("--run", run_dir, "--data", fifo, "--sample", "4", "--out", from_fifo)), daemon=True)
+    worker.start()
+    worker.join(120)  # a bound on a hang, not a timing
+    if worker.is_alive():  # unblock the second open, so that the test ends
+        threading.Thread(target=lambda: open(fifo, "wb").close(), daemon=True).start()
+    assert done == [0], "inspect waited on the FIFO for a second read"
+    file_page, fifo_page = parse(from_file), parse(from_fifo)
+    assert fifo_page.users == file_page.users and len(file_page.users) == 4
+
+
 def test_viewed_items_are_marked_and_targets_are_said(shop_run):
     tmp, run_dir, _, events = shop_run
     out = tmp / "viewed.html"

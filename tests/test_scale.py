@@ -318,6 +318,34 @@ def test_torchrun_two_processes_recommend_the_same_file(tiny_run, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["one.csv", "two.csv"]  # the parts are gone
 
 
+def test_torchrun_to_dev_stdout_writes_the_lists_to_stdout_and_no_part_into_dev(tiny_run, tmp_path):
+    root, data, run_dir = tiny_run
+    one = str(tmp_path / "one.csv")
+    assert cli_main(["recommend", "--run", run_dir, "--data", data, "--out", one, "--batch-size", "32"]) == 0
+    dev_before = set(os.listdir("/dev"))
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "-m", "nanorec.cli", "recommend", "--run-dir", run_dir, "--data", data, "--out", "/dev/stdout",
+                        "--batch-size", "32"], capture_output=True, text=True, env=ENV, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout == open(one).read()  # the lists alone: the summary line went to stderr
+    assert not [n for n in set(os.listdir("/dev")) - dev_before if ".part" in n]
+    assert sorted(os.listdir(tmp_path)) == ["one.csv"]  # the parts (written here) are gone
+
+
+def test_a_reader_that_stops_early_ends_recommend_quietly(tiny_run):
+    """`nanorec recommend --out /dev/stdout | head -1`: status 141 (as SIGPIPE ends a Unix tool),
+    no 'internal error' and no Python complaint on stderr (640 kB of lists, 64 kB of pipe)."""
+    root, data, run_dir = tiny_run
+    p = subprocess.Popen([sys.executable, "-m", "nanorec.cli", "recommend", "--run", run_dir, "--data", data,
+                          "--out", "/dev/stdout", "--k", "40", "--include-seen", "--batch-size", "16"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    assert p.stdout.readline().startswith(b"user_id,")
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=300) == 141
+    assert "error" not in err.lower() and "Traceback" not in err and "Exception" not in err, err
+
+
 # -----------------------------------------------------------------------------
 # validation sample
 

@@ -279,10 +279,10 @@ def _events(df, where: Where, name, user_col, item_col, time_col, filter, weight
     if df.height == 0:
         raise DataError(f"{path}: no interactions (no data rows)")
     time_col = None if time_col is None or str(time_col).lower() == "none" else time_col
-    roles = [c for c in (user_col, item_col, time_col) if c]
+    roles = [c for c in (user_col, item_col, time_col, weight_col) if c]  # weight_col=item_id: ids as weights
     if len(set(roles)) < len(roles):
-        raise UsageError(f"user_col={user_col!r}, item_col={item_col!r}, time_col={time_col!r}: "
-                         "each must name a different column")
+        raise UsageError(f"user_col={user_col!r}, item_col={item_col!r}, time_col={time_col!r}"
+                         + (f", weight_col={weight_col!r}" if weight_col else "") + ": each must name a different column")
     filter_col, values = parse_filter(filter) if filter else (None, None)
     target_col, target_values = parse_filter(target_filter, "target_filter") if target_filter else (None, None)
     _require_columns(where, df, [user_col, item_col])
