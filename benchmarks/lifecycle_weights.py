@@ -26,7 +26,8 @@ import lifecycle  # noqa: E402
 from nanorec import Recommender, fusion, rundir  # noqa: E402
 from nanorec.config import Config  # noqa: E402
 from nanorec.evaluate import set_metrics  # noqa: E402
-from nanorec.run import fusion_terms, load_baseline  # noqa: E402
+from nanorec import methods  # noqa: E402
+from nanorec.run import fusion_terms  # noqa: E402
 from nanorec.scoring import from_factors, top_k  # noqa: E402
 
 GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0)
@@ -41,7 +42,7 @@ def weights_on_week10(run_dir: str, cfg: Config, log) -> dict:
     tgt = lifecycle.in_run_vocab(targets, ds.item_ids, run.item_ids, unknown=len(run.item_ids))
     listed = np.nonzero(hist.lengths > 0)[0]  # users without a known item get no list: all misses
     gpt, _, _, _ = fusion_terms(run)
-    tables = [load_baseline("transitions", os.path.join(run_dir, rundir.FUSION_FILES[n]), run.num_items)
+    tables = [methods.get("transitions").load(os.path.join(run_dir, rundir.FUSION_FILES[n]), run.num_items)
               for n in rundir.FUSION_FILES]
     h = hist.take(listed)
     terms = fusion.BatchTerms(gpt, tables, None, h, users[listed])  # the GPT and tables once

@@ -31,7 +31,8 @@ from nanorec.data import Dataset, Sequences, load_like, split_times, time_split 
 from nanorec.data.time_split import TargetSets  # noqa: E402
 from nanorec.evaluate import set_metrics, top_lists  # noqa: E402
 from nanorec.rundir import read_metrics  # noqa: E402
-from nanorec.run import Run, fusion_terms, load_baseline  # noqa: E402
+from nanorec import methods  # noqa: E402
+from nanorec.run import Run, fusion_terms  # noqa: E402
 
 PURCHASE = "event_type=purchase"
 VARIANTS = {  # name -> (config keys, trained on: "before" T with loo/last, or "full" with holdout=time)
@@ -71,7 +72,7 @@ GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0
 def weight_grid(run: Run, sets: TargetSets) -> dict:
     """Next-week NDCG@10 of every (w1, w2) of GRID^2 on the run's GPT and saved tables."""
     gpt, _, _, _ = fusion_terms(run)
-    tables = [load_baseline("transitions", os.path.join(run.run_dir, rundir.FUSION_FILES[name]), run.num_items)
+    tables = [methods.get("transitions").load(os.path.join(run.run_dir, rundir.FUSION_FILES[name]), run.num_items)
               for name in rundir.FUSION_FILES]
     from nanorec.scoring import from_factors, top_k
     terms = fusion.BatchTerms(gpt, tables, None, sets.histories, sets.users)  # the GPT and tables run once

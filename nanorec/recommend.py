@@ -113,12 +113,12 @@ def _read_stream_table(path: str):
     """A pipe or FIFO (--users <(cut -d, -f1 test.csv)) read once, as a stream, to a frame:
     a CSV/TSV/Parquet table by its name or its first bytes (one column: CSV), else a DataError."""
     from .data.readers import _stream_format
-    from .data.tables import _read_frame, read_stream
+    from .data.tables import read_frame, read_stream
     kind, data = _stream_format(path, read_stream(path))
     kind = kind or ".csv"  # one column: no comma to tell it by
     if kind not in (".csv", ".tsv", ".parquet"):
         raise DataError(f"{path}: a pipe or FIFO whose first bytes are not a table (CSV with a header, TSV, Parquet)")
-    return _read_frame(path, data, kind)
+    return read_frame(path, data, kind)
 
 
 # -----------------------------------------------------------------------------
@@ -173,7 +173,7 @@ def read_filter_file(path, item_ids: np.ndarray, col: str = "item_id", option: s
     path = os.fspath(path)
     values, header = _filter_ids(path, col, item_ids, data)
     if not values and _allows(option):
-        why = f"its one line {ids._show(header)} is no item of the run (read as a header)" if header else "no data rows"
+        why = f"its one line {show(header)} is no item of the run (read as a header)" if header else "no data rows"
         raise DataError(f"{path}: no items ({why}): an allow list of no items lists nothing")
     texts = np.asarray(values, dtype=object).astype(str) if values else np.zeros(0, dtype=str)
     if ids.kind(item_ids[1:]) == "integers":  # 17.0 is 17 where ids are integers, as the readers read it
@@ -227,7 +227,7 @@ def _filter_ids(path: str, col: str, item_ids: np.ndarray, data: bytes | None = 
     values = [r[0] for r in lines]
     semi = next((i for i, v in enumerate(values) if ";" in v), None)
     if semi is not None and not (ids.rows(item_ids[1:], np.asarray(values, dtype=str)) >= 0).any():
-        raise DataError(f"{path}: line {semi + 1} is {ids._show(values[semi])}, and no line is an item of the run: "
+        raise DataError(f"{path}: line {semi + 1} is {show(values[semi])}, and no line is an item of the run: "
                         f"a ;-separated export? Write one id a line, or a comma-separated table")
     if _is_header(values[0], item_ids):
         return values[1:], values[0]

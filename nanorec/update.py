@@ -411,7 +411,7 @@ def update(run_dir: str, data, out: str, changes: dict | None = None, resume: bo
         if cfg.holdout == "time":
             new_cfg.split_time = update_split_time(cfg, new)
         if cfg.valid_users == 0:  # auto: a sample (UPDATE_VALID_USERS), or the auto rule's, if smaller
-            from .train import validation_users
+            from .validation import validation_users
             new_cfg.valid_users = validation_users(UPDATE_VALID_USERS, 0, ds.num_items)
         new_cfg = dataclasses.replace(new_cfg, **changes)
     new_cfg.validate()

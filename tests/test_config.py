@@ -200,9 +200,11 @@ def test_an_update_and_a_resume_resolve_the_autos_again_on_their_own_data(tmp_pa
                         schema=["user_id", "item_id", "timestamp"], orient="row")
     new = rec.update(more, out=str(tmp_path / "updated"), max_steps=4)
     saved = json.load(open(tmp_path / "updated" / "config.json"))
-    assert saved["valid_users"] == 60 and "valid_users" in saved["auto"]  # all 60, not the old run's 40
+    # all 60, not the old run's 40: an update validates on min(update.UPDATE_VALID_USERS, the auto rule's)
+    # users, a number it states (a resumed update keeps it), so valid_users is no longer on its auto list
+    assert saved["valid_users"] == 60 and "valid_users" not in saved["auto"]
     assert saved["decay_steps"] == 4 and new.config.decay_steps == 4
     # --resume with the saved (resolved) config: the same values, and a given auto key still compares as given
     assert cli_main(["train", "--out", str(tmp_path / "run"), "--resume", "max_steps=12"]) == 0
     again = json.load(open(tmp_path / "run" / "config.json"))
-    assert (again["valid_users"], again["decay_steps"], again["auto"]) == (40, 12, saved["auto"])
+    assert (again["valid_users"], again["decay_steps"], set(again["auto"])) == (40, 12, {*saved["auto"], "valid_users"})
