@@ -22,7 +22,8 @@ Peers, at their libraries' defaults except where said:
   RecTools SASRecModel: defaults (2 blocks, 4 heads, 256 factors, dropout 0.2, full softmax, lr 1e-3,
     batch 128) except session_max_len=50 (the SASRec paper's setting for Beauty; the default 100 only
     adds padding to these short histories), trained in chunks of batches for a wall-clock budget,
-    the chunk count chosen on validation NDCG@10 (a validation sample of --sasrec-valid-users).
+    the chunk count chosen on validation NDCG@10 (a seeded validation sample of --sasrec-valid-users,
+    whose metrics are its valid figures; --sasrec-test-users: the test on a seeded sample).
 Seconds: fit = the model's fit (the selected setting's; SASRec: its training up to the selected
 chunk), lists = top-20 for every test user (each user's whole process for nanorec's commands).
 Writes benchmarks/results/peers.json: one entry per --name, the two --only parts merged into it.
@@ -140,9 +141,11 @@ def sasrec_lists(model, evalset, rows: np.ndarray | None = None) -> np.ndarray:
     return lists
 
 
-def run_sasrec(sp, budget_s: float, chunk_batches: int, valid_users: int, seed: int = 0) -> dict:
+def run_sasrec(sp, budget_s: float, chunk_batches: int, valid_users: int, test_users: int = 0, seed: int = 0) -> dict:
     """RecTools SASRec trained `chunk_batches` batches at a time until `budget_s` of training; after each
-    chunk, NDCG@10 on a fixed validation sample; the best chunk's model lists the test once."""
+    chunk, the metrics of a fixed validation sample (`valid_users`); the best chunk's weights list the
+    test once: every test user, or a seeded sample of `test_users` when the CPU cannot list them all
+    (its list seconds then also given per 1,000 users)."""
     import rectools
     from pytorch_lightning import Trainer
     from rectools.models import SASRecModel
@@ -156,32 +159,40 @@ def run_sasrec(sp, budget_s: float, chunk_batches: int, valid_users: int, seed: 
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(len(sp.valid.targets), min(valid_users, len(sp.valid.targets)), replace=False))
     train_ds = rectools_dataset(sp.train, np.arange(len(sp.train)))
+    valid_sample = type(sp.valid)(sp.valid.users[sample], sp.valid.histories.take(sample), sp.valid.targets[sample])
     history, best, trained = [], None, 0.0
     while trained < budget_s:
         t0 = time.time()
         model.fit_partial(train_ds, min_epochs=1, max_epochs=1)
         trained += time.time() - t0
         t0 = time.time()
-        v = set_metrics(sasrec_lists(model, sp.valid, sample), one_target(sp.valid.targets[sample]))["NDCG@10"]
-        history.append(dict(chunk=len(history) + 1, train_seconds=round(trained, 1), valid_sample_NDCG_at_10=round(v, 4),
-                            valid_seconds=round(time.time() - t0, 1)))
+        v = scored(sasrec_lists(model, valid_sample), valid_sample)
+        history.append(dict(chunk=len(history) + 1, train_seconds=round(trained, 1),
+                            valid_sample_NDCG_at_10=v["NDCG@10"], valid_seconds=round(time.time() - t0, 1)))
         print(f"[sasrec] {history[-1]}", flush=True)
-        if best is None or v > best[1]:  # a copy of the weights (the model object holds a local function)
+        if best is None or v["NDCG@10"] > best[1]["NDCG@10"]:  # a copy of the weights (the model holds a local function)
             best = (len(history), v, copy.deepcopy(model.lightning_model.state_dict()), trained)
-    chunk, _, state, fit_s = best
+    chunk, valid, state, fit_s = best
     model.lightning_model.load_state_dict(state)
-    valid = scored(sasrec_lists(model, sp.valid), sp.valid)
+    test = sp.test
+    if test_users and test_users < len(test.targets):
+        rows = np.sort(rng.choice(len(test.targets), test_users, replace=False))
+        test = type(test)(test.users[rows], test.histories.take(rows), test.targets[rows])
     t0 = time.time()
-    lists = sasrec_lists(model, sp.test)
+    lists = sasrec_lists(model, test)
     list_s = time.time() - t0
     return dict(method=f"RecTools {rectools.__version__} SASRecModel",
                 settings=dict(n_blocks=model.n_blocks, n_heads=model.n_heads, n_factors=model.n_factors,
                               dropout_rate=model.dropout_rate, session_max_len=model.session_max_len, loss=model.loss,
                               lr=model.lr, batch_size=model.batch_size, chunk_batches=chunk_batches,
                               budget_seconds=budget_s, selected_chunk=chunk, chunks_run=len(history),
-                              valid_sample_users=len(sample)),
-                history=history, valid=valid, test=scored(lists, sp.test), fit_seconds=round(fit_s, 1),
-                list_seconds=round(list_s, 1))
+                              valid_sample_users=len(sample), test_users=len(test.targets)),
+                history=history, valid=valid, test=scored(lists, test), fit_seconds=round(fit_s, 1),
+                list_seconds=round(list_s * len(sp.test.targets) / len(test.targets), 1),
+                list_seconds_per_1000_users=round(1000 * list_s / len(test.targets), 2),
+                **({"note": f"test listed for a seeded sample of {len(test.targets):,} of the {len(sp.test.targets):,} "
+                            "test users (the CPU under load could not list them all in time); list_seconds is "
+                            "scaled to all of them"} if len(test.targets) < len(sp.test.targets) else {}))
 
 
 def timed_cli(argv: list[str]) -> float:
@@ -209,35 +220,73 @@ def run_nanorec(data: str, work: str, method: str | None) -> dict:
     m = json.load(open(os.path.join(run, "metrics.json")))
     test = json.load(open(out))
     test = test.get("metrics", test)
+    seen = m.get("exclude_seen") if isinstance(m.get("exclude_seen"), dict) else {"setting": m.get("exclude_seen")}
     import nanorec
     return dict(method=f"nanorec {getattr(nanorec, '__version__', '')} " + (f"method={method}" if method else "defaults"),
-                settings=dict(exclude_seen=m.get("exclude_seen"), fusion=(m.get("fusion") or {}).get("weights"),
+                settings=dict(exclude_seen=seen.get("choice", seen.get("setting")), fusion=(m.get("fusion") or {}).get("weights"),
                               steps=m.get("steps"), best_step=m.get("best_step"), selection=m.get("selection")),
                 valid={k: round(v, 4) for k, v in m["valid"].items() if isinstance(v, float)},
                 test={k: round(v, 4) if isinstance(v, float) else v for k, v in test.items()},
                 test_with_the_runs_own_exclude_seen={k: round(v, 4) for k, v in m["test"].items()
                                                      if isinstance(v, float)},
-                fit_seconds=fit_s, list_seconds=list_s,
+                exclude_seen=seen, fit_seconds=fit_s, list_seconds=list_s,
                 note="fit = the whole `nanorec train` process (training, validation, fusion, the test pass); "
                      "lists = the whole `nanorec recommend --k 20` process for every user (last item included)")
 
 
+def table(whole: dict) -> str:
+    """peers.json as the markdown tables of benchmarks/README.md: one per data set, and each row's MAP@10
+    against the best peer's."""
+    out = []
+    for name, d in whole.get("datasets", {}).items():
+        rows = d["rows"]
+        done = {k: r for k, r in rows.items() if "test" in r}
+        peer_best = max((r["test"]["MAP@10"] for k, r in done.items() if not k.startswith("nanorec")), default=0)
+        out += [f"{name}: {d['users']:,} users, {d['items']:,} items, {d['events']:,} events", "",
+                "| row | settings | valid NDCG@10 | test HR@10 | test NDCG@10 | test MAP@10 | x best peer's MAP@10 "
+                "| fit s | lists s |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for key, r in rows.items():
+            if "test" not in r:
+                out.append(f"| {key} | could not run: {r.get('error')} | | | | | | | |")
+                continue
+            st = r["settings"]
+            st = ", ".join(f"{k}={v}" for k, v in st.items() if k in (
+                "K", "selected_chunk", "chunks_run", "budget_seconds", "fusion", "exclude_seen") and v is not None)
+            st = st.replace("exclude_seen=", "").replace("'", "")
+            if "note" in r and "sample" in r["note"]:
+                st += f", test on a {r['test']['users']:,}-user sample, lists s scaled to all"
+            t = r["test"]
+            ratio = f"{t['MAP@10'] / peer_best:.2f}" if peer_best else ""
+            out.append(f"| {r['method']} | {st[:120]} | {r['valid']['NDCG@10']:.4f} | {t['HR@10']:.4f} | "
+                       f"{t['NDCG@10']:.4f} | {t['MAP@10']:.4f} | {ratio} | {r['fit_seconds']:.0f} | "
+                       f"{r['list_seconds']:.0f} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--name", required=True)
-    ap.add_argument("--only", choices=["peers", "nanorec"], required=True)
+    ap.add_argument("--data")
+    ap.add_argument("--name")
+    ap.add_argument("--only", choices=["peers", "nanorec", "table"], required=True,
+                    help="table: print benchmarks/results/peers.json as markdown")
     ap.add_argument("--peers", default="bm25,cosine,sasrec")
     ap.add_argument("--methods", default="default,transitions,cooccurrence",
                     help="nanorec rows: default (every setting at its default) and/or method=... values")
     ap.add_argument("--sasrec-seconds", type=float, default=300.0, help="SASRec's training budget")
     ap.add_argument("--sasrec-chunk", type=int, default=100, help="batches between SASRec's validations")
-    ap.add_argument("--sasrec-valid-users", type=int, default=5000)
+    ap.add_argument("--sasrec-valid-users", type=int, default=2000, help="validation sample SASRec selects on")
+    ap.add_argument("--sasrec-test-users", type=int, default=0, help="list this many test users (0: all)")
+    ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "peers.json"))
     ap.add_argument("--work", default=None, help="nanorec's run folders (default runs/peers/NAME)")
     args = ap.parse_args()
+    out_path = args.out
+    if args.only == "table":
+        return print(table(json.load(open(out_path))))
+    if not (args.data and args.name):
+        ap.error("--data and --name are needed to measure")
     import torch
     torch.set_num_threads(2)
-    out_path = os.path.join(ROOT, "benchmarks", "results", "peers.json")
     whole = json.load(open(out_path)) if os.path.exists(out_path) else {}
     result = whole.setdefault("datasets", {}).setdefault(args.name, {"rows": {}})
     ds = load(args.data)
@@ -248,7 +297,8 @@ def main():
     if args.only == "peers":
         for peer in args.peers.split(","):
             try:
-                rows[peer] = run_sasrec(sp, args.sasrec_seconds, args.sasrec_chunk, args.sasrec_valid_users) \
+                rows[peer] = run_sasrec(sp, args.sasrec_seconds, args.sasrec_chunk, args.sasrec_valid_users,
+                                        args.sasrec_test_users) \
                     if peer == "sasrec" else run_knn(peer, sp, n)
             except Exception as e:  # a peer that cannot run here is a row saying why
                 rows[peer] = dict(error=f"{type(e).__name__}: {e}")
@@ -265,16 +315,30 @@ def main():
                   flush=True)
         result["nanorec_versions"] = {"numpy": np.__version__, "torch": torch.__version__}
     result.update(
-        command=result.get("command", {}), data=os.path.relpath(os.path.abspath(args.data), ROOT),
+        data=os.path.relpath(os.path.abspath(args.data), ROOT),
         users=len(ds.sequences), items=n, events=int(len(ds.sequences.items)),
         protocol=protocol_line(n, len(sp.test.targets)) + "; lists of 20 scored by nanorec.evaluate.set_metrics",
         selection="validation NDCG@10 (second-to-last item) only; test scored once",
         machine=f"{MACHINE}; {platform.machine()}, python {platform.python_version()}",
         peers_settings=PEER_SETTINGS,
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
-    result["command"][args.only] = ("OMP_WAIT_POLICY=PASSIVE nice -n 10 " + ("PEERS_VENV/bin/python" if args.only ==
-                                    "peers" else ".venv/bin/python") + " benchmarks/peers.py " + " ".join(sys.argv[1:]))
-    result.setdefault("load_average", {})[args.only] = [round(load_start, 1), round(os.getloadavg()[0], 1)]
+    commands = result.setdefault("commands", [])  # one entry per invocation (the parts add up)
+    commands += [dict(command=c) for c in result.pop("command", {}).values()]  # an older file's one-per-part entry
+    result.pop("load_average", None)
+    commands.append(dict(command="OMP_WAIT_POLICY=PASSIVE nice -n 10 " + (
+        "PEERS_VENV/bin/python" if args.only == "peers" else ".venv/bin/python") + " benchmarks/peers.py " +
+        " ".join(sys.argv[1:]), load_average_start_end=[round(load_start, 1), round(os.getloadavg()[0], 1)]))
+    write_merged(out_path, args.name, result)
+
+
+def write_merged(out_path: str, name: str, result: dict) -> None:
+    """Write one data set's entry into the results file as it is now (another part may have written it
+    since this one started): its rows and commands are added to what is there."""
+    whole = json.load(open(out_path)) if os.path.exists(out_path) else {}
+    now = whole.setdefault("datasets", {}).setdefault(name, {})
+    rows, commands = {**now.get("rows", {}), **result["rows"]}, now.get("commands", [])
+    commands += [c for c in result["commands"] if c not in commands]
+    now.update(result, rows=rows, commands=commands)
     whole.update(machine=MACHINE, protocol_note=PROTOCOL_NOTE)
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
     with open(out_path, "w") as f:
