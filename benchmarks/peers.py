@@ -206,13 +206,13 @@ def timed_cli(argv: list[str]) -> float:
     return round(time.time() - t0, 1)
 
 
-def run_nanorec(data: str, work: str, method: str | None) -> dict:
+def run_nanorec(data: str, work: str, method: str | None, extra: list[str]) -> dict:
     """`nanorec train` (defaults, or method=...), its test re-scored with history excluded by
     `nanorec evaluate --exclude-seen` (the peers' protocol; metrics.json's valid and test follow the
     run's own exclude_seen choice, which may allow repeats), and `nanorec recommend` for every user (k=20)."""
     run = os.path.join(work, method or "default")
     fit_s = timed_cli(["train", "--data", data, "--out", run, "--overwrite", "--quiet"] + (
-        [f"method={method}"] if method else []))
+        [f"method={method}"] if method else extra))
     out = os.path.join(work, f"test_{method or 'default'}.json")
     timed_cli(["evaluate", "--run", run, "--data", data, "--split", "test", "--exclude-seen", "--json", out])
     list_s = timed_cli(["recommend", "--run", run, "--data", data, "--k", str(K_LIST),
@@ -222,7 +222,8 @@ def run_nanorec(data: str, work: str, method: str | None) -> dict:
     test = test.get("metrics", test)
     seen = m.get("exclude_seen") if isinstance(m.get("exclude_seen"), dict) else {"setting": m.get("exclude_seen")}
     import nanorec
-    return dict(method=f"nanorec {getattr(nanorec, '__version__', '')} " + (f"method={method}" if method else "defaults"),
+    return dict(method=f"nanorec {getattr(nanorec, '__version__', '')} " + (
+                f"method={method}" if method else "defaults" + "".join(f" {e}" for e in extra)),
                 settings=dict(exclude_seen=seen.get("choice", seen.get("setting")), fusion=(m.get("fusion") or {}).get("weights"),
                               steps=m.get("steps"), best_step=m.get("best_step"), selection=m.get("selection")),
                 valid={k: round(v, 4) for k, v in m["valid"].items() if isinstance(v, float)},
@@ -273,6 +274,8 @@ def main():
     ap.add_argument("--peers", default="bm25,cosine,sasrec")
     ap.add_argument("--methods", default="default,transitions,cooccurrence",
                     help="nanorec rows: default (every setting at its default) and/or method=... values")
+    ap.add_argument("--nanorec-set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="settings for the default row beyond the defaults (e.g. max_steps=600 on a loaded CPU)")
     ap.add_argument("--sasrec-seconds", type=float, default=300.0, help="SASRec's training budget")
     ap.add_argument("--sasrec-chunk", type=int, default=100, help="batches between SASRec's validations")
     ap.add_argument("--sasrec-valid-users", type=int, default=2000, help="validation sample SASRec selects on")
@@ -310,7 +313,8 @@ def main():
         work = args.work or os.path.join(ROOT, "runs", "peers", args.name)
         os.makedirs(work, exist_ok=True)
         for method in args.methods.split(","):
-            rows[f"nanorec_{method}"] = run_nanorec(args.data, work, None if method == "default" else method)
+            rows[f"nanorec_{method}"] = run_nanorec(args.data, work, None if method == "default" else method,
+                                                    args.nanorec_set)
             print(method, json.dumps({k: rows[f"nanorec_{method}"][k] for k in ("test", "fit_seconds", "list_seconds")}),
                   flush=True)
         result["nanorec_versions"] = {"numpy": np.__version__, "torch": torch.__version__}
