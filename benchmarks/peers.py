@@ -279,6 +279,7 @@ def main():
     ap.add_argument("--sasrec-seconds", type=float, default=300.0, help="SASRec's training budget")
     ap.add_argument("--sasrec-chunk", type=int, default=100, help="batches between SASRec's validations")
     ap.add_argument("--sasrec-valid-users", type=int, default=2000, help="validation sample SASRec selects on")
+    ap.add_argument("--tag", default="", help="appended to the peers' row names (a second budget beside the first)")
     ap.add_argument("--sasrec-test-users", type=int, default=0, help="list this many test users (0: all)")
     ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "peers.json"))
     ap.add_argument("--work", default=None, help="nanorec's run folders (default runs/peers/NAME)")
@@ -299,13 +300,13 @@ def main():
     rows = result["rows"]
     if args.only == "peers":
         for peer in args.peers.split(","):
+            key = peer + args.tag
             try:
-                rows[peer] = run_sasrec(sp, args.sasrec_seconds, args.sasrec_chunk, args.sasrec_valid_users,
-                                        args.sasrec_test_users) \
-                    if peer == "sasrec" else run_knn(peer, sp, n)
+                rows[key] = run_sasrec(sp, args.sasrec_seconds, args.sasrec_chunk, args.sasrec_valid_users,
+                                       args.sasrec_test_users) if peer == "sasrec" else run_knn(peer, sp, n)
             except Exception as e:  # a peer that cannot run here is a row saying why
-                rows[peer] = dict(error=f"{type(e).__name__}: {e}")
-            print(peer, json.dumps({k: rows[peer].get(k) for k in ("test", "fit_seconds", "list_seconds", "error")}),
+                rows[key] = dict(error=f"{type(e).__name__}: {e}")
+            print(key, json.dumps({k: rows[key].get(k) for k in ("test", "fit_seconds", "list_seconds", "error")}),
                   flush=True)
         result["peers_versions"] = {m: __import__(m).__version__ for m in ("implicit", "rectools", "numpy", "torch",
                                                                           "pytorch_lightning", "scipy", "pandas")}
