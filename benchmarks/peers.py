@@ -25,7 +25,8 @@ Peers, at their libraries' defaults except where said:
     the chunk count chosen on validation NDCG@10 (a seeded validation sample of --sasrec-valid-users,
     whose metrics are its valid figures; --sasrec-test-users: the test on a seeded sample).
 Seconds: fit = the model's fit (the selected setting's; SASRec: its training up to the selected
-chunk), lists = top-20 for every test user (each user's whole process for nanorec's commands).
+chunk), lists = top-20 for every test user; for nanorec, the whole `nanorec train` process (training,
+validations, fusion, the test pass) and the whole `nanorec recommend --k 20` process.
 Writes benchmarks/results/peers.json: one entry per --name, the two --only parts merged into it.
 """
 from __future__ import annotations
