@@ -77,7 +77,7 @@ _APPS = {}  # (work, run, deny file) -> a TestClient: the serve cases share one 
 def _client(work, run, deny):
     from fastapi.testclient import TestClient
 
-    from nanorec.serve import create_app
+    from nanorec.commands.serve import create_app
     key = (work, run, deny)
     if key not in _APPS:
         old = os.getcwd()

@@ -31,7 +31,7 @@ from nanorec.methods.popularity import Popularity  # noqa: E402
 from nanorec.methods.svd import PureSVD  # noqa: E402
 from nanorec.methods.transitions import Transitions  # noqa: E402
 from nanorec.data import load, split  # noqa: E402
-from nanorec.evaluate import evaluate, protocol_line  # noqa: E402
+from nanorec.evaluation.metrics import evaluate, protocol_line  # noqa: E402
 
 METHODS = ("pop", "transitions", "svd", "lightgcn")
 

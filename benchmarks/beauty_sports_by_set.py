@@ -27,9 +27,9 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from nanorec.data import EvalSet, load_like, split_like  # noqa: E402
-from nanorec.evaluate import evaluate_split, top_lists  # noqa: E402
-from nanorec.files import write_json  # noqa: E402
-from nanorec.run import Run, fusion_terms  # noqa: E402
+from nanorec.evaluation.metrics import evaluate_split, top_lists  # noqa: E402
+from nanorec.runs.files import write_json  # noqa: E402
+from nanorec.runs.run import Run, fusion_terms  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("run")

@@ -18,9 +18,9 @@ import time
 import numpy as np
 import torch
 
-from nanorec import rundir
+from nanorec.runs import rundir
 from nanorec.config import Config
-from nanorec.evaluate import metrics_from_ranks
+from nanorec.evaluation.metrics import metrics_from_ranks
 
 p = argparse.ArgumentParser()
 p.add_argument("runs", nargs="+", help="run directories")

@@ -3,11 +3,11 @@
     .venv/bin/python benchmarks/content_knn.py            # ~15 min on a 2-core CPU
 
 Item vectors: Beauty_item2attributes.json (brand + categories) as TF-IDF-weighted
-multi-hot reduced by truncated SVD (nanorec.content.attribute_table). The
+multi-hot reduced by truncated SVD (nanorec.content.tables.attribute_table). The
 recommender: ContentKNN (Faiss, exact inner product) around the user's last
 item(s). The options (SVD dimension, last-k, popularity tie-break weight) are
 chosen on the validation split only (NDCG@10); the test split is scored once,
-with the chosen options. Both through nanorec.evaluate.evaluate: ranking over
+with the chosen options. Both through nanorec.evaluation.metrics.evaluate: ranking over
 all items, history excluded, leave-one-out (protocol: benchmarks/README.md).
 """
 from __future__ import annotations
@@ -29,9 +29,9 @@ import torch  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from nanorec.methods.knn import ContentKNN  # noqa: E402
-from nanorec.content import align, attribute_table, coverage_line  # noqa: E402
+from nanorec.content.tables import align, attribute_table, coverage_line  # noqa: E402
 from nanorec.data import load, split  # noqa: E402
-from nanorec.evaluate import evaluate, format_metrics, protocol_line  # noqa: E402
+from nanorec.evaluation.metrics import evaluate, format_metrics, protocol_line  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.path.join(HERE, "..", "..", "shared", "data", "beauty", "Beauty.txt")

@@ -30,11 +30,11 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from nanorec.config import Config  # noqa: E402
 from nanorec.data import EvalSet, load_like, split_like  # noqa: E402
-from nanorec.evaluate import evaluate  # noqa: E402
-from nanorec.rundir import read_metrics  # noqa: E402
-from nanorec.run import Run  # noqa: E402
-from nanorec.synthetic import write_fast  # noqa: E402
-from nanorec.train import run as train  # noqa: E402
+from nanorec.evaluation.metrics import evaluate  # noqa: E402
+from nanorec.runs.rundir import read_metrics  # noqa: E402
+from nanorec.runs.run import Run  # noqa: E402
+from nanorec.data.synthetic import write_fast  # noqa: E402
+from nanorec.core.train import run as train  # noqa: E402
 
 VARIANTS = {
     "a_purchases_only": {"filter": "event_type=purchase"},
@@ -91,7 +91,7 @@ def main():
            "log": {"rows": summary["rows"], "purchases": args.rows, "users": summary["users"], "items": args.items,
                    "shares": summary["shares"]},
            "protocol": __doc__.split("\n\n")[3].strip(), "results": runs}
-    from nanorec.files import write_json
+    from nanorec.runs.files import write_json
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     write_json(args.out, out)
     print(f"wrote {args.out}")

@@ -36,9 +36,9 @@ def main():
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "fused_lists.json"))
     args = p.parse_args()
     import torch
-    from nanorec import recommend as R
-    from nanorec.run import Run, fusion_terms
-    from nanorec.fusion import fused_scorer
+    from nanorec.scoring import recommend as R
+    from nanorec.runs.run import Run, fusion_terms
+    from nanorec.scoring.fusion import fused_scorer
 
     run = Run.open(args.run, "cpu")
     known, hist, users = R.histories_for(run, args.data, print)

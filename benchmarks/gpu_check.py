@@ -26,11 +26,11 @@ import torch
 
 from nanorec.config import Config, resolve
 from nanorec.data import load, split
-from nanorec.devices import autocast
-from nanorec.evaluate import evaluate
-from nanorec.model import GPT
-from nanorec.run import shipped_scorer
-from nanorec.train import epoch_batches
+from nanorec.core.devices import autocast
+from nanorec.evaluation.metrics import evaluate
+from nanorec.core.model import GPT
+from nanorec.runs.run import shipped_scorer
+from nanorec.core.train import epoch_batches
 
 p = argparse.ArgumentParser()
 p.add_argument("data")

@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from nanorec.methods.svd import PureSVD  # noqa: E402
 from nanorec.config import Config  # noqa: E402
-from nanorec.content import save_table  # noqa: E402
+from nanorec.content.tables import save_table  # noqa: E402
 from nanorec.data import load_like, split_like  # noqa: E402
 
 p = argparse.ArgumentParser()

@@ -3,7 +3,7 @@
     python benchmarks/lifecycle.py [--rows 300000] [--seed 0] [--shape K=V,...] [--variants A,B] [--small]
                                    [--work DIR] [--out FILE] [key=value ...]
 
-One `nanorec synth --shop` log (10 weeks; nanorec.synthetic.generate_shop), two variants:
+One `nanorec synth --shop` log (10 weeks; nanorec.data.synthetic.generate_shop), two variants:
 
     purchases_only     filter=event_type=purchase
     views_as_context   target_filter=event_type=purchase
@@ -25,7 +25,7 @@ whose item launched in weeks 8-10 (the catalogue) that are in the user's top 10.
 each run's seconds, the update's share of the retrain's time and NDCG@10, and the generator's
 ceiling on the same protocol (LOG.ceiling.json: any_event for views as context,
 earlier_purchase for purchases only) with each run's share of it.
---shape: the shop's shape (nanorec.synthetic.shop_shape: e.g. extra_views=4,p_buy=0.35): a shop
+--shape: the shop's shape (nanorec.data.synthetic.shop_shape: e.g. extra_views=4,p_buy=0.35): a shop
 of another shape than the one the defaults were tuned on.
 --small: 30,000 events, max_steps=200 (a check in a few minutes, not a figure).
 Writes --out (default benchmarks/results/lifecycle.json) with the command, machine and date.
@@ -44,12 +44,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from nanorec import Recommender, ids  # noqa: E402
+from nanorec import Recommender
+from nanorec.data import ids  # noqa: E402
 from nanorec.config import Config, apply_overrides  # noqa: E402
 from nanorec.data import EvalSet, Sequences, load_like, time_split  # noqa: E402
 from nanorec.errors import NanorecError  # noqa: E402
-from nanorec.evaluate import set_metrics, top_lists  # noqa: E402
-from nanorec.synthetic import DAY_S, SHOP_START, shop_shape, shop_sidecars, write_shop  # noqa: E402
+from nanorec.evaluation.metrics import set_metrics, top_lists  # noqa: E402
+from nanorec.data.synthetic import DAY_S, SHOP_START, shop_shape, shop_sidecars, write_shop  # noqa: E402
 
 VARIANTS = {
     "purchases_only": ({"filter": "event_type=purchase"}, "earlier_purchase"),
@@ -156,7 +157,7 @@ def main():
     p.add_argument("--rows", type=int, default=300_000, help="events of the simulated shop")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--variants", default=",".join(VARIANTS), help="which variants to run (comma-separated)")
-    p.add_argument("--shape", default="", help="the shop's shape: key=value,... (nanorec.synthetic.ShopShape)")
+    p.add_argument("--shape", default="", help="the shop's shape: key=value,... (nanorec.data.synthetic.ShopShape)")
     p.add_argument("--small", action="store_true", help="30,000 events and max_steps=200: a quick check")
     p.add_argument("--work", default="", help="folder for the log and the runs (default: a temporary one)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
@@ -191,7 +192,7 @@ def main():
               "weeks": {"initial": "1-7", "update": "8-9", "judged": "10 (from " + week_start(10) + ")"},
               "config": config, "protocol": __doc__.split("\n\n")[6].split("\n--shape")[0].replace("\n", " "),
               "ceiling": ceiling, "variants": {}, "runs": work}
-    from nanorec.files import write_json
+    from nanorec.runs.files import write_json
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     if set(names) - set(VARIANTS):

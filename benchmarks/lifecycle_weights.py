@@ -23,12 +23,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import lifecycle  # noqa: E402
-from nanorec import Recommender, fusion, rundir  # noqa: E402
+from nanorec import Recommender
+from nanorec.scoring import fusion
+from nanorec.runs import rundir  # noqa: E402
 from nanorec.config import Config  # noqa: E402
-from nanorec.evaluate import set_metrics  # noqa: E402
+from nanorec.evaluation.metrics import set_metrics  # noqa: E402
 from nanorec import methods  # noqa: E402
-from nanorec.run import fusion_terms  # noqa: E402
-from nanorec.scoring import from_factors, top_k  # noqa: E402
+from nanorec.runs.run import fusion_terms  # noqa: E402
+from nanorec.scoring.scorer import from_factors, top_k  # noqa: E402
 
 GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0)
 
@@ -78,7 +80,7 @@ def main():
                 out["variants"].setdefault(name, {})[r] = res
                 print(name, r, {k: v for k, v in res.items() if k != "grid"}, flush=True)
     if args.out:
-        from nanorec.files import write_json
+        from nanorec.runs.files import write_json
         write_json(args.out, out)
     else:
         print(json.dumps(out)[:2000])

@@ -4,10 +4,10 @@
         --synthetic 25000 50000 78000 [--steps 20] [--threads 2]
 
 For each data set (a path, or a synthetic challenge-shaped log with that many
-items and 2.43M x items/78k rows from nanorec.synthetic.generate_fast), times
+items and 2.43M x items/78k rows from nanorec.data.synthetic.generate_fast), times
 `steps` optimizer steps of the default Config (after 3 warm-up steps) with
 loss=full and loss=sampled for each kind of negatives, and reports target
-tokens per second. This is what nanorec.loss.AUTO_SAMPLED_ABOVE is read from.
+tokens per second. This is what nanorec.core.loss.AUTO_SAMPLED_ABOVE is read from.
 Writes benchmarks/results/output_layer.json.
 """
 import argparse
@@ -24,10 +24,10 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from nanorec.config import Config, resolve  # noqa: E402
 from nanorec.data import item_counts, load, split  # noqa: E402
-from nanorec.files import write_json  # noqa: E402
-from nanorec.loss import AUTO_NEGATIVES, OutputLoss  # noqa: E402
-from nanorec.model import GPT  # noqa: E402
-from nanorec.train import epoch_batches  # noqa: E402
+from nanorec.runs.files import write_json  # noqa: E402
+from nanorec.core.loss import AUTO_NEGATIVES, OutputLoss  # noqa: E402
+from nanorec.core.model import GPT  # noqa: E402
+from nanorec.core.train import epoch_batches  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("data", nargs="*")
@@ -47,7 +47,7 @@ def datasets():
         yield os.path.basename(path), load(path)
     for n in args.synthetic:
         import polars as pl
-        from nanorec.synthetic import generate_fast
+        from nanorec.data.synthetic import generate_fast
         rows = int(round(2_430_000 * n / 78_000))
         u, i, t = generate_fast(rows, n, int(round(720_000 * n / 78_000)), seed=0)
         yield f"synthetic_{n}_items", load(pl.DataFrame({"user_id": u, "item_id": i, "timestamp": t}))

@@ -12,7 +12,7 @@ by nanorec's own evaluator, beside nanorec's defaults and its count tables.
 DATA: an S3-Rec .txt (Beauty) or an event log (`nanorec synth --out synth.csv --rows R`: the seed's
 shape at R rows). Protocol for every row: nanorec.data.split's leave-one-out (fit on split.train,
 select on split.valid, the test scored once with the history items[:-1]), lists of 20 with the
-user's history left out, scored by nanorec.evaluate.set_metrics (with one target per user it equals
+user's history left out, scored by nanorec.evaluation.metrics.set_metrics (with one target per user it equals
 the full-ranking metrics_from_ranks of `nanorec evaluate --exclude-seen`). A peer's list shorter than
 20 counts its missing places as misses (implicit's kNN lists only items with a neighbour).
 
@@ -48,14 +48,14 @@ import numpy as np  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from nanorec.data import Sequences, load, split  # noqa: E402
-from nanorec.evaluate import protocol_line, set_metrics  # noqa: E402
+from nanorec.evaluation.metrics import protocol_line, set_metrics  # noqa: E402
 
 K_LIST = 20
 KNN_GRID = (20, 50, 100, 200)
 MACHINE = "2-core CPU, under load (shared with 5 other helpers' jobs; load average in each part's entry)"
 PROTOCOL_NOTE = ("every row: nanorec.data.split leave-one-out, fit on split.train, selected on split.valid NDCG@10, the "
                  "test (history items[:-1]) scored once; top-20 lists with the history left out, scored by "
-                 "nanorec.evaluate.set_metrics (= full-ranking metrics_from_ranks with one target); a short list's "
+                 "nanorec.evaluation.metrics.set_metrics (= full-ranking metrics_from_ranks with one target); a short list's "
                  "missing places are misses")
 PEER_SETTINGS = ("implicit kNN: library defaults (BM25 K1=1.2, B=0.75), K chosen on validation from 20/50/100/200, "
                  "binary user x item matrix; RecTools SASRec: library defaults except session_max_len=50 (the SASRec "
@@ -323,7 +323,7 @@ def main():
     result.update(
         data=os.path.relpath(os.path.abspath(args.data), ROOT),
         users=len(ds.sequences), items=n, events=int(len(ds.sequences.items)),
-        protocol=protocol_line(n, len(sp.test.targets)) + "; lists of 20 scored by nanorec.evaluate.set_metrics",
+        protocol=protocol_line(n, len(sp.test.targets)) + "; lists of 20 scored by nanorec.evaluation.metrics.set_metrics",
         selection="validation NDCG@10 (second-to-last item) only; test scored once",
         machine=f"{MACHINE}; {platform.machine()}, python {platform.python_version()}",
         peers_settings=PEER_SETTINGS,

@@ -23,8 +23,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from nanorec.methods.cooccurrence import CoOccurrence  # noqa: E402
 from nanorec.methods.transitions import Transitions  # noqa: E402
 from nanorec.data import EvalSet, load, split  # noqa: E402
-from nanorec.evaluate import evaluate  # noqa: E402
-from nanorec.train import validation_sample  # noqa: E402
+from nanorec.evaluation.metrics import evaluate  # noqa: E402
+from nanorec.core.train import validation_sample  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("data", nargs="+")

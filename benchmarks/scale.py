@@ -77,7 +77,7 @@ def phase_load_pack(args) -> dict:
     torch.set_num_threads(args.threads)
     from nanorec.config import Config
     from nanorec.data import item_counts, load, split
-    from nanorec.train import epoch_batches, validation_sample
+    from nanorec.core.train import epoch_batches, validation_sample
     t0 = time.time()
     ds = load(args.data)
     t1 = time.time()
@@ -125,8 +125,8 @@ def phase_check_popularity(args) -> dict:
     """popularity_map10 against the evaluator on a small sample (a self-check of the shortcut)."""
     import numpy as np
     from nanorec.data import item_counts, load, split
-    from nanorec.evaluate import evaluate
-    from nanorec.train import validation_sample
+    from nanorec.evaluation.metrics import evaluate
+    from nanorec.core.train import validation_sample
     ds = load(args.data)
     sp = split(ds)
     counts = item_counts(sp.train, ds.num_items)
@@ -258,7 +258,7 @@ def main():
         "peak_rss_note": "per phase: ru_maxrss of its process (os.wait4), GiB",
         "phases": phases, "goals": goals,
     }
-    from nanorec.files import write_json
+    from nanorec.runs.files import write_json
     write_json(args.out, result)
     print(json.dumps(goals, indent=1))
     print(f"wrote {args.out}")

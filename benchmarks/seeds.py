@@ -19,10 +19,10 @@ import time
 
 import torch
 
-from nanorec import rundir
+from nanorec.runs import rundir
 from nanorec.data import load_like, split
-from nanorec.evaluate import metrics_from_ranks
-from nanorec.leaderboard import cold_target_mask
+from nanorec.evaluation.metrics import metrics_from_ranks
+from nanorec.commands.leaderboard import cold_target_mask
 
 p = argparse.ArgumentParser()
 p.add_argument("data")

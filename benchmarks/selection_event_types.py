@@ -25,14 +25,16 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from nanorec import fusion, rundir, train as train_module  # noqa: E402
+from nanorec.scoring import fusion
+from nanorec.runs import rundir
+from nanorec.core import train as train_module  # noqa: E402
 from nanorec.config import Config  # noqa: E402
 from nanorec.data import Dataset, Sequences, load_like, split_times, time_split  # noqa: E402
 from nanorec.data.time_split import TargetSets  # noqa: E402
-from nanorec.evaluate import set_metrics, top_lists  # noqa: E402
-from nanorec.rundir import read_metrics  # noqa: E402
+from nanorec.evaluation.metrics import set_metrics, top_lists  # noqa: E402
+from nanorec.runs.rundir import read_metrics  # noqa: E402
 from nanorec import methods  # noqa: E402
-from nanorec.run import Run, fusion_terms  # noqa: E402
+from nanorec.runs.run import Run, fusion_terms  # noqa: E402
 
 PURCHASE = "event_type=purchase"
 VARIANTS = {  # name -> (config keys, trained on: "before" T with loo/last, or "full" with holdout=time)
@@ -74,7 +76,7 @@ def weight_grid(run: Run, sets: TargetSets) -> dict:
     gpt, _, _, _ = fusion_terms(run)
     tables = [methods.get("transitions").load(os.path.join(run.run_dir, rundir.FUSION_FILES[name]), run.num_items)
               for name in rundir.FUSION_FILES]
-    from nanorec.scoring import from_factors, top_k
+    from nanorec.scoring.scorer import from_factors, top_k
     terms = fusion.BatchTerms(gpt, tables, None, sets.histories, sets.users)  # the GPT and tables run once
 
     def figure(weights):
@@ -132,7 +134,7 @@ def refit_fusion(out_dir: str, dataset) -> None:
     """A trained run's count tables fitted again and its fusion weights chosen again on its own
     validation (what training's end does, report.fuse), written into the run folder."""
     from nanorec.data import split_like
-    from nanorec.scoring import gpt_scorer
+    from nanorec.scoring.scorer import gpt_scorer
     run = Run.open(out_dir)
     cfg = run.config
     sp = split_like(dataset, cfg)
@@ -161,7 +163,7 @@ def main():
     os.makedirs(work, exist_ok=True)
     data = args.data
     if not data:
-        from nanorec.synthetic import write_fast
+        from nanorec.data.synthetic import write_fast
         data = os.path.join(work, "shop.parquet")
         write_fast(data, args.rows, seed=0, event_types=("view", "cart", "purchase"))
     extra = dict(kv.split("=", 1) for kv in args.set)
@@ -240,7 +242,7 @@ def main():
 
 def write_out(args, split_time: str, results: dict, extra: dict | None = None) -> None:
     if args.out:
-        from nanorec.files import write_json
+        from nanorec.runs.files import write_json
         write_json(args.out, {"command": "python " + " ".join(sys.argv), "machine": "2-core CPU, under load ("
                               f"{platform.node()})", "split_time": split_time,
                               "date": datetime.datetime.now().isoformat(timespec="seconds"),

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from nanorec import rundir
+from nanorec.runs import rundir
 
 p = argparse.ArgumentParser()
 p.add_argument("jobs")

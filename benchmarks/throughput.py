@@ -18,10 +18,10 @@ import torch
 
 from nanorec.config import Config, resolve
 from nanorec.data import load, split
-from nanorec.evaluate import evaluate
-from nanorec.run import shipped_scorer
-from nanorec.model import GPT
-from nanorec.train import epoch_batches
+from nanorec.evaluation.metrics import evaluate
+from nanorec.runs.run import shipped_scorer
+from nanorec.core.model import GPT
+from nanorec.core.train import epoch_batches
 
 p = argparse.ArgumentParser()
 p.add_argument("data")

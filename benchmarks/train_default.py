@@ -16,7 +16,7 @@ import time
 import torch
 
 from nanorec.config import Config, apply_overrides
-from nanorec.train import run
+from nanorec.core.train import run
 
 data, overrides = sys.argv[1], sys.argv[2:]
 name = os.path.splitext(os.path.basename(data))[0]

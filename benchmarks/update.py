@@ -34,11 +34,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from nanorec import Recommender  # noqa: E402
-from nanorec import ids  # noqa: E402
+from nanorec.data import ids  # noqa: E402
 from nanorec.config import Config, apply_overrides  # noqa: E402
 from nanorec.data import EvalSet, load  # noqa: E402
-from nanorec.evaluate import evaluate  # noqa: E402
-from nanorec.recommend import histories_in_run_vocab  # noqa: E402
+from nanorec.evaluation.metrics import evaluate  # noqa: E402
+from nanorec.scoring.recommend import histories_in_run_vocab  # noqa: E402
 
 
 def parts(ds, cut: float, new_users: float, seed: int):

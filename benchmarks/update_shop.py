@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from nanorec import Recommender  # noqa: E402
 from nanorec.config import Config, apply_overrides  # noqa: E402
 from nanorec.data import Sequences  # noqa: E402
-from nanorec.evaluate import set_metrics  # noqa: E402
+from nanorec.evaluation.metrics import set_metrics  # noqa: E402
 
 
 def weeks(path: str, judge_days: int, update_days: int):
@@ -91,7 +91,7 @@ def lists_metrics(rec, targets: dict, new_items: set) -> dict:
 
 def mean_start_update(initial, second, work: str):
     """initial.update(second) with every new item started at the mean item vector (plus noise)."""
-    from nanorec import update
+    from nanorec.runs import update
     grown = update.grown_weights
     update.grown_weights = lambda state, num_items, content_rows, seed, seqs=None: grown(state, num_items,
                                                                                            content_rows, seed)

@@ -41,11 +41,11 @@ def main():
     p.add_argument("--out", default=None)
     args = p.parse_args()
     import torch
-    from nanorec import fusion
+    from nanorec.scoring import fusion
     from nanorec.data import load_like, split_like
-    from nanorec.evaluate import evaluate
-    from nanorec.run import Run, fusion_terms
-    from nanorec.train import validation_sample
+    from nanorec.evaluation.metrics import evaluate
+    from nanorec.runs.run import Run, fusion_terms
+    from nanorec.core.train import validation_sample
 
     run = Run.open(args.run, "cpu")
     cfg = run.config

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from nanorec import Recommender
-from nanorec.synthetic import generate
+from nanorec.data.synthetic import generate
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 p.add_argument("--events", help="an events CSV with customer, sku, ts and event_type columns")
@@ -80,7 +80,7 @@ try:
 except ImportError:
     print("serve: skipped (fastapi not installed)")
 else:
-    from nanorec.serve import create_app
+    from nanorec.commands.serve import create_app
     client = TestClient(create_app(path))
     answer = client.post("/recommendations", json={"history": ["sku0001", "sku0002"], "k": 3}).json()
     print(f"POST /recommendations -> {answer['items']} ({answer['source']})")

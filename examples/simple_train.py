@@ -5,7 +5,7 @@
 Load -> leave-one-out split -> pack users into rows -> train a GPT with AdamW
 on next-item cross-entropy -> full-ranking NDCG@10 on validation now and then
 -> test once at the end. No scheduler, checkpoints or early stopping:
-`nanorec train` (nanorec/train.py) adds those.
+`nanorec train` (nanorec/core/train.py) adds those.
 """
 import argparse
 import time
@@ -15,10 +15,10 @@ import torch
 
 from nanorec.config import Config, resolve
 from nanorec.data import load, split
-from nanorec.evaluate import evaluate, format_metrics
-from nanorec.scoring import gpt_scorer
-from nanorec.model import GPT
-from nanorec.packing import pack
+from nanorec.evaluation.metrics import evaluate, format_metrics
+from nanorec.scoring.scorer import gpt_scorer
+from nanorec.core.model import GPT
+from nanorec.core.packing import pack
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--data", required=True, help="S3-Rec .txt, interactions .csv/.parquet or a challenge folder")

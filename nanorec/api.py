@@ -20,12 +20,12 @@ Arguments are checked as strictly as the CLI's options, and every refusal is a
   pandas.NA are refused, and so are booleans, nested lists and non-integral
   floats; an integral float (pandas makes them of integer columns with a gap) is
   that integer only where the run's ids are integers. Ids match by their exact
-  text (nanorec/ids.py). Given ids of another type than the run's (strings for a
+  text (nanorec/data/ids.py). Given ids of another type than the run's (strings for a
   run trained on integer ids) are an error when none is known, a warning when some
   are not. users must not be empty or list a user twice.
 - k: an int (not a bool) in 1..items; exclude_seen: a bool, or None (the default): the
   run's own choice (its exclude_seen config; auto: chosen on validation at training, see
-  nanorec/seen.py); mode: "oneshot" or "generative", checked on every call.
+  nanorec/scoring/seen.py); mode: "oneshot" or "generative", checked on every call.
 - exclude_seen=True never returns an item of the user's history: a user with fewer
   than k unseen items gets a shorter list (as from `nanorec recommend`). Under
   target_filter "seen" means the history's target events (purchases) only;
@@ -57,12 +57,12 @@ from typing import Any
 
 import numpy as np
 
-from . import ids, rundir
 from .config import Config, check_keys, unresolved
-from .data import load_like
+from .data import ids, load_like
 from .data.tables import frame_to_polars
 from .errors import DataError, UsageError, show
-from .files import atomic_write, check_output_folder
+from .runs import rundir
+from .runs.files import atomic_write, check_output_folder
 
 FRAMES = ("polars", "pandas")
 MODES = ("oneshot", "generative")
@@ -102,7 +102,7 @@ class Recommender:
         (validation figures, fusion weights; train.log keeps them too); elsewhere (output
         to a file or a pipe) nothing is printed. quiet=True prints nothing anywhere;
         progress=False (a config key) keeps the lines but drops the bar."""
-        from .train import run  # late: torch; import nanorec stays light
+        from .core.train import run  # late: torch; import nanorec stays light
 
         changes = _column_arguments(user_col=user_col, item_col=item_col, time_col=time_col, filter=filter,
                                     time_format=time_format)
@@ -129,7 +129,7 @@ class Recommender:
     def update(self, data, *, out: str | None = None, overwrite: bool = False, quiet: bool = True,
                **config: Any) -> "Recommender":
         """A new Recommender: this run updated with new events `data` (a DataFrame, a pyarrow
-        Table or a path, with the run's columns), as `nanorec update` does (nanorec/update.py):
+        Table or a path, with the run's columns), as `nanorec update` does (nanorec/runs/update.py):
         histories extended (new users added), new items added to the vocabulary (existing ids
         keep their indices), training continued from this run's weights for max_steps steps
         (default a tenth of the full run's) on the users with new events plus a replay of
@@ -138,7 +138,7 @@ class Recommender:
         (update.UPDATE_KEYS, e.g. max_steps=300), each value checked as the CLI's key=value
         (max_steps=0 or "5" refused). Events older than a user's last event in this run, or
         already in it, are refused (update.py)."""
-        from .update import update  # late: torch; import nanorec stays light
+        from .runs.update import update  # late: torch; import nanorec stays light
         self._require_fitted()
         _check_bool(overwrite, "overwrite")
         _check_bool(quiet, "quiet")
@@ -154,10 +154,10 @@ class Recommender:
     def tune(cls, data, space: str | None = None, trials: int = 20, out: str | None = None,
              user_col: str | None = None, item_col: str | None = None, time_col: str | None = None,
              *, filter: str | None = None, **config: Any) -> "Recommender":
-        """An Optuna search (see `nanorec.tune`): every trial selects on validation,
+        """An Optuna search (see `nanorec.core.tune`): every trial selects on validation,
         and the test split is scored once, for the winner. Returns the winner,
         loaded, with the study summary in `.study`. `config`: fixed keys for every trial."""
-        from .tune import DEFAULT_SPACE, tune  # late: torch; import nanorec stays light
+        from .core.tune import DEFAULT_SPACE, tune  # late: torch; import nanorec stays light
 
         base = cls(**config).config
         changes = _column_arguments(user_col=user_col, item_col=item_col, time_col=time_col, filter=filter)
@@ -186,7 +186,7 @@ class Recommender:
         model's scale. exclude_seen: a user's own items are never listed (fewer than k rows
         when fewer unseen items are left); False: they may be (repeat purchases); None: the run's choice. items / exclude_items: original item ids that alone
         may be listed / that never are (fewer than k rows when fewer are left)."""
-        from .recommend import recommend_users  # late: torch; import nanorec stays light
+        from .scoring.recommend import recommend_users  # late: torch; import nanorec stays light
 
         exclude_seen = self._check_call(k, exclude_seen, mode)
         blocked = self._blocked(items, exclude_items)
@@ -214,7 +214,8 @@ class Recommender:
         every event is a target. A value the run was not trained with is a UsageError.
         history may also be a frame (pandas / polars DataFrame, pyarrow Table) with the run's item
         column and, for event types, its target_filter column (rows oldest first)."""
-        from .recommend import RawHistories, list_for_history, popular_items  # late: torch; import nanorec stays light
+        from .scoring.recommend import (RawHistories, list_for_history,  # late: torch; import nanorec stays light
+                                        popular_items)
 
         exclude_seen = self._check_call(k, exclude_seen, mode)
         blocked = self._blocked(items, exclude_items)
@@ -291,9 +292,9 @@ class Recommender:
     # internals
 
     def _attach(self, run_dir: str, device: str = "cpu") -> None:
-        from .devices import pick_device  # late: torch; import nanorec stays light
-        from .recommend import histories_for
-        from .run import Run
+        from .core.devices import pick_device  # late: torch; import nanorec stays light
+        from .runs.run import Run
+        from .scoring.recommend import histories_for
         self._run = Run.open(run_dir, pick_device(device))
         self.config = self._run.config
         self._users, self._histories, _ = histories_for(self._run)
@@ -335,7 +336,7 @@ class Recommender:
 
     def _blocked(self, items, exclude_items):
         """The business filters (original item ids, None: not given) as scoring's item mask."""
-        from .recommend import blocked_items, filter_files  # late: torch; import nanorec stays light
+        from .scoring.recommend import blocked_items, filter_files  # late: torch; import nanorec stays light
         vocab = self._run.item_ids
         if _is_path(items) or _is_path(exclude_items):  # files: read as the CLI reads --allow/--deny-items
             def report(got, option):  # unknown ids are counted, not an error: said when there are some
@@ -360,7 +361,7 @@ class Recommender:
     def _frame(self, users, items, scores, cold):
         """(U,) users, (U, k) items, scores, (U,) cold -> the long frame; empty slots (filters,
         seen items with exclude_seen: `recommend.listed`) are left out: shorter lists."""
-        from .recommend import listed  # late: torch; import nanorec stays light
+        from .scoring.recommend import listed  # late: torch; import nanorec stays light
         k = items.shape[1]
         keep = listed(items).reshape(-1)
         uid = np.repeat(users, k)[keep]

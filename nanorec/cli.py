@@ -1,7 +1,7 @@
 """The `nanorec` command: one subcommand per module, each with its own --help.
 
-Every subcommand lives in the module that does the work, as `main(argv) -> int`;
-this file only dispatches and owns the one error path:
+Every subcommand is `main(argv) -> int` in nanorec/commands/NAME.py, a thin layer over the
+Python API and the modules it calls; this file only dispatches and owns the one error path:
 
 - an expected failure (`nanorec.errors.NanorecError`: a bad file, key or option)
   is one line on stderr, `nanorec COMMAND: error: ...`, exit status 2;
@@ -21,17 +21,17 @@ from .errors import NanorecError, UsageError, one_line  # noqa: F401  (UsageErro
 
 # command -> (module, one-line help)
 COMMANDS = {
-    "quickstart": ("nanorec.quickstart", "synthetic demo: train, evaluate against popularity, write a submission"),
-    "train": ("nanorec.train_cli", "train a GPT recommender on an interaction log"),
-    "update": ("nanorec.update", "update a trained run with new events (new users and items) into a new run folder"),
-    "evaluate": ("nanorec.evaluate_cli", "full-ranking metrics of a trained run on the valid or test split"),
-    "tune": ("nanorec.tune", "hyper-parameter search on validation (Optuna), test scored once for the winner"),
-    "recommend": ("nanorec.recommend", "top-k lists per user, or a challenge submission"),
-    "serve": ("nanorec.serve", "HTTP API for top-k recommendations (needs the serve extra)"),
-    "embed": ("nanorec.embed", "build frozen item content tables (images, text, attributes)"),
-    "synth": ("nanorec.synth_cli", "a challenge-shaped synthetic purchase log of any size (seconds for millions of rows)"),
-    "leaderboard": ("nanorec.leaderboard", "run baselines and GPT variants, write leaderboard.{md,json,png}"),
-    "inspect": ("nanorec.inspect_page", "a static HTML page of a run: users' histories beside their lists, metrics, curves"),
+    "quickstart": ("nanorec.commands.quickstart", "synthetic demo: train, evaluate against popularity, write a submission"),
+    "train": ("nanorec.commands.train", "train a GPT recommender on an interaction log"),
+    "update": ("nanorec.commands.update", "update a trained run with new events (new users and items) into a new run folder"),
+    "evaluate": ("nanorec.commands.evaluate", "full-ranking metrics of a trained run on the valid or test split"),
+    "tune": ("nanorec.commands.tune", "hyper-parameter search on validation (Optuna), test scored once for the winner"),
+    "recommend": ("nanorec.commands.recommend", "top-k lists per user, or a challenge submission"),
+    "serve": ("nanorec.commands.serve", "HTTP API for top-k recommendations (needs the serve extra)"),
+    "embed": ("nanorec.commands.embed", "build frozen item content tables (images, text, attributes)"),
+    "synth": ("nanorec.commands.synth", "a challenge-shaped synthetic purchase log of any size (seconds for millions of rows)"),
+    "leaderboard": ("nanorec.commands.leaderboard", "run baselines and GPT variants, write leaderboard.{md,json,png}"),
+    "inspect": ("nanorec.commands.inspect", "a static HTML page of a run: users' histories beside their lists, metrics, curves"),
 }
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from .data import parse_split_time, read_json
 from .data.columns import parse_filter
 from .errors import DataError, UsageError
-from .files import write_json
+from .runs.files import write_json
 
 
 def key(default, help: str = "", rule: tuple | None = None, auto=None, section: str = ""):
@@ -245,8 +245,8 @@ def resolve(cfg: Config, num_items: int, num_valid: int | None = None, batches_p
     size, the validation users (None: valid_users left as it is) and batches_per_epoch() (training
     batches in an epoch, called only when num_negatives=auto applies; None: left as it is).
     A resolved config resolves to itself."""
-    from .loss import AUTO_DROPOUT, resolve_loss, resolve_negatives  # torch: config stays importable without it
-    from .validation import validation_users  # it imports rundir, which imports config
+    from .core.loss import AUTO_DROPOUT, resolve_loss, resolve_negatives  # torch: config stays importable without it
+    from .core.validation import validation_users  # it imports rundir, which imports config
     auto = tuple(k for k, sentinel in AUTO.items() if getattr(cfg, k) == sentinel)
     loss = resolve_loss(cfg.loss, num_items)
     sampled = loss == "sampled" and batches_per_epoch is not None  # train passes None for a fitted method

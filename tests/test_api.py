@@ -7,7 +7,7 @@ import pytest
 
 from nanorec import DataError, Recommender, UsageError
 from nanorec.cli import main as cli
-from nanorec.synthetic import generate
+from nanorec.data.synthetic import generate
 
 TINY = dict(n_layer=1, n_head=1, n_embd=16, block_size=12, max_steps=40, eval_interval=20, warmup_steps=5,
             batch_size=16, progress=False, threads=1)
@@ -153,7 +153,7 @@ def test_a_baseline_ships_like_a_gpt_run(shop, tmp_path, method):
         assert hist["item_id"][0] == ds.item_ids[int(np.argmax(scores))]
     fastapi = pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
-    from nanorec.serve import create_app
+    from nanorec.commands.serve import create_app
     client = TestClient(create_app(run))
     r = client.get("/users/c3/recommendations", params={"k": 4})
     assert r.status_code == 200 and r.json()["items"] == api.filter(pl.col("user_id") == "c3")["item_id"].to_list()
@@ -163,8 +163,8 @@ def test_one_run_gives_the_same_lists_through_the_api_the_cli_and_the_server(fit
     """Run.open is the one way into a run: a fused run's lists from the Python API,
     `nanorec recommend` and the server are the same, and they are the lists of the
     scorer Run.open builds (the GPT plus the fusion terms)."""
-    from nanorec.run import Run
-    from nanorec.scoring import recommend_lists
+    from nanorec.runs.run import Run
+    from nanorec.scoring.scorer import recommend_lists
     rec, _ = fitted
     assert os.path.exists(os.path.join(rec.run_dir, "fusion.json"))  # fuse_transitions=auto: fused
     users = ["c1", "c3", "c17", "nobody"]
@@ -187,7 +187,7 @@ def test_one_run_gives_the_same_lists_through_the_api_the_cli_and_the_server(fit
 
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
-    from nanorec.serve import create_app
+    from nanorec.commands.serve import create_app
     client = TestClient(create_app(rec.run_dir))
     for u in users:
         r = client.get(f"/users/{u}/recommendations", params={"k": 5}).json()

@@ -23,8 +23,8 @@ import pytest
 
 from nanorec import DataError, NanorecError, Recommender, UsageError
 from nanorec.cli import main as cli
-from nanorec.scoring import SEEN_SCORE
-from nanorec.synthetic import write_csv
+from nanorec.scoring.scorer import SEEN_SCORE
+from nanorec.data.synthetic import write_csv
 from tests.conftest import snapshot
 
 TINY = dict(n_layer=1, n_head=1, n_embd=16, block_size=8, max_steps=20, eval_interval=10, warmup_steps=2,
@@ -216,7 +216,7 @@ def test_bad_argument(name, env, rec, srec, tmp_path):
 
 def test_data_json_records_the_vocabulary_hash(env):
     """What Run.open checks items.json against: written at training, equal to the vocabulary's hash."""
-    from nanorec import rundir
+    from nanorec.runs import rundir
     for run in (env.run, env.srun):
         fp = json.load(open(os.path.join(run, "data.json")))
         assert fp["items_sha256"] == rundir.items_digest(rundir.read_items(run))

@@ -103,21 +103,48 @@ def _readme() -> str:
     return open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
 
 
-def test_readme_files_lists_every_module():
+def test_readme_files_lists_every_folder_and_top_module():
+    """The Files section shows the layout: a line for every folder of nanorec/, and the few
+    modules at its top (api, cli, config, errors), so a newcomer finds the room for a change."""
     files = _readme().split("## Files", 1)[1].split("```")[1]
-    listed = set(re.findall(r"([a-z_]+\.py)", files))
-    for folder in ("nanorec", os.path.join("nanorec", "data")):
-        modules = {f for f in os.listdir(os.path.join(ROOT, folder)) if f.endswith(".py") and f != "__init__.py"
-                   or folder == "nanorec" and f == "__init__.py"}
-        missing = sorted(modules - listed)
-        assert not missing, f"README's Files section lacks {', '.join(missing)} ({folder}/)"
+    pkg = os.path.join(ROOT, "nanorec")
+    folders = {f for f in os.listdir(pkg) if os.path.isfile(os.path.join(pkg, f, "__init__.py"))}
+    listed_folders = set(re.findall(r"^  ([a-z_]+)/ ", files, re.M))
+    assert folders == listed_folders, f"README's Files: folders {sorted(folders ^ listed_folders)}"
+    top = {f for f in os.listdir(pkg) if f.endswith(".py") and f != "__init__.py"}
+    missing = sorted(top - set(re.findall(r"([a-z_]+\.py)", files)))
+    assert not missing, f"README's Files section lacks {', '.join(missing)} (nanorec/)"
+
+
+def test_the_layers_import_downward():
+    """commands/ is the top floor: no module outside it (cli.py dispatches by name) imports a
+    command, and every folder says what it holds in its __init__ docstring."""
+    import ast
+    pkg = os.path.join(ROOT, "nanorec")
+    for folder, _, names in os.walk(pkg):
+        rel = os.path.relpath(folder, pkg)
+        for name in names:
+            if not name.endswith(".py"):
+                continue
+            tree = ast.parse(open(os.path.join(folder, name), encoding="utf-8").read())
+            if name == "__init__.py" and rel != ".":
+                assert ast.get_docstring(tree), f"nanorec/{rel}/__init__.py: no docstring"
+            if rel == "commands":
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom):
+                    module = node.module or ""
+                    names_ = {a.name for a in node.names}
+                    assert not module.split(".")[-1:] == ["commands"] and ".commands" not in "." + module \
+                        and "commands" not in (names_ if module in ("", "nanorec") else set()), \
+                        f"nanorec/{rel}/{name}:{node.lineno} imports from commands/"
 
 
 def test_fusion_weights_as_metrics_json_holds_them():
     """A validated run's metrics.json weights, given as they are, fix the same weights as the text key."""
     from nanorec import Recommender
     from nanorec.config import WEIGHT_NAMES
-    from nanorec.fusion import SIGNALS
+    from nanorec.scoring.fusion import SIGNALS
     assert WEIGHT_NAMES == SIGNALS
     chosen = {"transitions": 0.2, "cooccurrence": 0.3, "content": 0.0}  # metrics.json's fusion.weights
     as_text = Recommender(fusion_weights="0.2,0.3,0.0").config.fusion_weights
@@ -130,7 +157,7 @@ def test_fusion_weights_as_metrics_json_holds_them():
 def test_leaderboard_machine_names_the_gpu(monkeypatch):
     import torch
 
-    from nanorec.leaderboard import machine
+    from nanorec.commands.leaderboard import machine
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H200")
     assert machine().endswith("NVIDIA H200") and "no GPU" not in machine()
@@ -159,7 +186,7 @@ def test_readme_beauty_training_seconds_are_the_recorded_ones():
 def test_rundir_lists_every_run_file_and_says_which_are_appended(tmp_path):
     """rundir's docstring names every file a run folder holds (curves.png included), makes no claim to be
     the only reader, and names the two logs appended instead of written atomically."""
-    from nanorec import rundir
+    from nanorec.runs import rundir
     doc = rundir.__doc__
     assert "only code" not in doc
     listed = {line.split()[0].rstrip(",") for line in doc.splitlines() if line.startswith("    ") and line.split()}
@@ -178,8 +205,8 @@ def test_curves_of_a_fused_run_draw_the_shipped_figure(tmp_path, monkeypatch):
     import matplotlib.axes
 
     from nanorec.config import Config
-    from nanorec.synthetic import write_csv
-    from nanorec.train import run
+    from nanorec.data.synthetic import write_csv
+    from nanorec.core.train import run
     lines = []
     original = matplotlib.axes.Axes.axhline
     monkeypatch.setattr(matplotlib.axes.Axes, "axhline",

@@ -130,7 +130,7 @@ def test_a_space_with_an_empty_choice_or_no_text_is_one_line(shop, tmp_path, spa
 def test_a_space_naming_a_key_twice_is_one_line():
     """dropout=0.1..0.5,dropout=0.2..0.3 searched the last range alone, without a word."""
     from nanorec.errors import UsageError
-    from nanorec.tune import parse_space
+    from nanorec.core.tune import parse_space
     with pytest.raises(UsageError, match="'dropout' is given twice"):
         parse_space("dropout=0.1..0.5,dropout=0.2..0.3")
     assert [p.key for p in parse_space("dropout=0.1..0.5,learning_rate=1e-4..1e-3:log")] == ["dropout", "learning_rate"]

@@ -32,7 +32,7 @@ import torch
 from nanorec.cli import COMMANDS
 from nanorec.cli import main as cli_main
 from nanorec.errors import DataError, NanorecError, UsageError
-from nanorec.synthetic import write_challenge, write_csv
+from nanorec.data.synthetic import write_challenge, write_csv
 
 # a config small enough that a good run trains in a second
 TINY = ["max_steps=2", "eval_interval=1", "n_embd=16", "n_layer=1", "n_head=1", "progress=false",
@@ -463,7 +463,7 @@ def train_overwrite_damaged_run(e, d):
 
 @case
 def train_content_covers_no_item(e, d):
-    from nanorec.content import save_table
+    from nanorec.content.tables import save_table
     run = copy_run(e.run, d)
     table = os.path.join(d, "t.safetensors")
     save_table(table, np.arange(1000, 1010), np.ones((10, 4), np.float32))
@@ -1362,7 +1362,7 @@ def top_empty_command(e, d):
 @case
 def py_train_run_dropout2_onto_good_run(e, d):
     from nanorec.config import Config
-    from nanorec.train import run
+    from nanorec.core.train import run
     out = copy_run(e.run, d)
     return Case(call=lambda: run(Config(data=e.log, dropout=2.0), out, overwrite=True),
                 mentions=("dropout=2.0",), keep=(out,), error=UsageError)
@@ -1371,7 +1371,7 @@ def py_train_run_dropout2_onto_good_run(e, d):
 @case
 def py_train_run_missing_content_onto_good_run(e, d):
     from nanorec.config import Config
-    from nanorec.train import run
+    from nanorec.core.train import run
     out = copy_run(e.run, d)
     content = os.path.join(d, "nope.safetensors")
     return Case(call=lambda: run(Config(data=e.log, content=content, progress=False), out, overwrite=True,
@@ -1382,7 +1382,7 @@ def py_train_run_missing_content_onto_good_run(e, d):
 @case
 def py_train_run_wrong_type(e, d):
     from nanorec.config import Config
-    from nanorec.train import run
+    from nanorec.core.train import run
     out = os.path.join(d, "run")
     return Case(call=lambda: run(Config(data=e.log, n_embd="64"), out), mentions=("n_embd='64'", "expected int"),
                 absent=(out,), error=UsageError)
@@ -1391,7 +1391,7 @@ def py_train_run_wrong_type(e, d):
 @case
 def py_train_run_bool_as_float(e, d):
     from nanorec.config import Config
-    from nanorec.train import run
+    from nanorec.core.train import run
     out = os.path.join(d, "run")
     return Case(call=lambda: run(Config(data=e.log, dropout=True), out), mentions=("dropout=True",),
                 absent=(out,), error=UsageError)
@@ -1400,7 +1400,7 @@ def py_train_run_bool_as_float(e, d):
 @case
 def py_train_run_no_data(e, d):
     from nanorec.config import Config
-    from nanorec.train import run
+    from nanorec.core.train import run
     out = os.path.join(d, "run")
     return Case(call=lambda: run(Config(), out), mentions=("data",), absent=(out,))
 
@@ -1408,7 +1408,7 @@ def py_train_run_no_data(e, d):
 @case
 def py_train_run_into_good_run(e, d):
     from nanorec.config import Config
-    from nanorec.train import run
+    from nanorec.core.train import run
     out = copy_run(e.run, d)
     return Case(call=lambda: run(Config(data=e.log), out), mentions=(out, "not empty"), keep=(out,),
                 error=UsageError)
@@ -1537,20 +1537,20 @@ def py_config_load_wrong_type(e, d):
 
 @case
 def py_recommend_k_zero(e, d):
-    from nanorec.recommend import recommend
+    from nanorec.scoring.recommend import recommend
     return Case(call=lambda: recommend(e.run, e.log, k=0, device="cpu"), mentions=("--k 0",), error=UsageError)
 
 
 @case
 def py_recommend_unknown_mode(e, d):
-    from nanorec.recommend import recommend
+    from nanorec.scoring.recommend import recommend
     return Case(call=lambda: recommend(e.run, e.log, mode="beam", device="cpu"), mentions=("'beam'", "generative"),
                 error=UsageError)
 
 
 @case
 def py_recommend_negative_temperature(e, d):
-    from nanorec.recommend import recommend
+    from nanorec.scoring.recommend import recommend
     return Case(call=lambda: recommend(e.run, e.log, mode="generative", temperature=-1.0, device="cpu"),
                 mentions=("--temperature -1",), error=UsageError)
 
@@ -1558,7 +1558,7 @@ def py_recommend_negative_temperature(e, d):
 @case
 def py_train_run_resume_and_overwrite(e, d):
     from nanorec.config import Config
-    from nanorec.train import run
+    from nanorec.core.train import run
     out = copy_run(e.run, d)
     return Case(call=lambda: run(Config(data=e.log), out, resume=True, overwrite=True),
                 mentions=("--resume", "--overwrite"), keep=(out,), error=UsageError)
@@ -1566,7 +1566,7 @@ def py_train_run_resume_and_overwrite(e, d):
 
 @case
 def py_load_run_missing(e, d):
-    from nanorec.run import Run
+    from nanorec.runs.run import Run
     run = os.path.join(d, "norun")
     return Case(call=lambda: Run.open(run), mentions=(run, "no such run folder"), error=DataError)
 

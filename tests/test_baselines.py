@@ -11,7 +11,7 @@ from nanorec.methods.popularity import Popularity
 from nanorec.methods.svd import PureSVD
 from nanorec.methods.transitions import Transitions
 from nanorec.data import EvalSet, Sequences
-from nanorec.evaluate import evaluate
+from nanorec.evaluation.metrics import evaluate
 
 
 def evalset(histories, targets, users=None):

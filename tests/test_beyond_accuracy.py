@@ -9,8 +9,8 @@ import torch
 
 from nanorec.config import Config
 from nanorec.data import Sequences
-from nanorec.evaluate import beyond_metrics, intra_list_similarity
-from nanorec.train import run
+from nanorec.evaluation.metrics import beyond_metrics, intra_list_similarity
+from nanorec.core.train import run
 
 # 6 items; training counts: i1 4, i2 2, i3 1, i4 1, i5 0, i6 0 (8 interactions)
 COUNTS = np.array([0, 4, 2, 1, 1, 0, 0])

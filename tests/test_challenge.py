@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 
 from nanorec.cli import main as cli_main
-from nanorec.synthetic import write_challenge
+from nanorec.data.synthetic import write_challenge
 
 TINY = ["max_steps=12", "eval_interval=6", "n_embd=16", "n_layer=1", "n_head=1", "progress=false",
         "warmup_steps=2", "batch_size=16", "block_size=16", "threads=1", "dropout=0.0", "learning_rate=0.01"]

@@ -11,8 +11,8 @@ import torch
 
 from nanorec.cli import main as cli_main
 from nanorec.data import Sequences, load
-from nanorec.scoring import generate
-from nanorec.synthetic import write_csv
+from nanorec.scoring.scorer import generate
+from nanorec.data.synthetic import write_csv
 
 TINY = ["max_steps=4", "eval_interval=2", "n_embd=16", "n_layer=1", "n_head=1", "progress=false",
         "warmup_steps=1", "batch_size=8", "block_size=8", "threads=1", "dropout=0.1", "device=cpu"]

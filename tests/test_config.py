@@ -40,9 +40,9 @@ def test_a_config_from_before_fusion_loads_unfused(tmp_path):
 # resolve(): every auto key -> the value a run uses, on both sides of its line
 
 def test_resolve_turns_each_auto_into_the_value_used_on_both_sides_of_its_line():
-    import nanorec.validation as validation
+    import nanorec.core.validation as validation
     from nanorec.config import AUTO, resolve, unresolved
-    from nanorec.loss import AUTO_DROPOUT, AUTO_SAMPLED_ABOVE
+    from nanorec.core.loss import AUTO_DROPOUT, AUTO_SAMPLED_ABOVE
     cfg = Config(max_steps=900).validate()
     assert cfg.auto is None and set(AUTO) == {"dropout", "fuse_transitions", "decay_steps", "loss", "num_negatives",
                                               "valid_users", "context_targets"}
@@ -82,7 +82,7 @@ def test_resolve_turns_each_auto_into_the_value_used_on_both_sides_of_its_line()
 
 @pytest.fixture(scope="module")
 def tiny_log(tmp_path_factory):
-    from nanorec.synthetic import write_fast
+    from nanorec.data.synthetic import write_fast
     data = str(tmp_path_factory.mktemp("cfg") / "data")
     write_fast(data, num_rows=600, num_items=30, num_users=200, seed=1, test_fraction=0.6, cold_users=3)
     return data
@@ -95,7 +95,7 @@ TINY = dict(block_size=12, n_layer=1, n_head=1, n_embd=16, batch_size=16, warmup
 def test_a_new_runs_config_json_holds_resolved_values_and_the_auto_list(tiny_log, tmp_path):
     import json
     from nanorec.config import AUTO
-    from nanorec.train import run
+    from nanorec.core.train import run
     run(Config(data=tiny_log, loss="sampled", **TINY), str(tmp_path / "run"), quiet=True)
     saved = json.load(open(tmp_path / "run" / "config.json"))
     assert saved["auto"] == ["dropout", "fuse_transitions", "decay_steps", "num_negatives", "valid_users",
@@ -118,9 +118,9 @@ def test_an_old_run_folder_with_unresolved_autos_still_opens_and_scores_the_same
     import numpy as np
 
     from nanorec.config import unresolved
-    from nanorec.run import Run
+    from nanorec.runs.run import Run
     run_dir = str(tmp_path / "run")
-    from nanorec.train import run
+    from nanorec.core.train import run
     run(Config(data=tiny_log, **TINY), run_dir, quiet=True)
     new = Run.open(run_dir)
     path = tmp_path / "run" / "config.json"
@@ -169,13 +169,13 @@ def test_help_lists_every_key_with_its_default_meaning_and_range(capsys):
 
 @pytest.mark.parametrize("spec", ["compile=maybe", "packing=true|maybe", "bias=2"])
 def test_tune_refuses_a_bool_that_is_neither_true_nor_false(spec):
-    from nanorec.tune import parse_space
+    from nanorec.core.tune import parse_space
     with pytest.raises(UsageError, match=r"--space .*expected true or false"):
         parse_space(spec)
 
 
 def test_tune_reads_bools_as_the_command_line_does():
-    from nanorec.tune import parse_space
+    from nanorec.core.tune import parse_space
     (p,) = parse_space("packing=true|off|1|No")
     assert p.choices == (True, False, True, False)
     with pytest.raises(UsageError, match=r"--space n_layer='0': expected an integer in 1..64"):

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from nanorec.methods.knn import ContentKNN
-from nanorec.content import (align, attribute_table, coverage_line, load_content, load_table,
+from nanorec.content.tables import (align, attribute_table, coverage_line, load_content, load_table,
                              save_table, table_metadata)
 from nanorec.data import DataError, EvalSet, Sequences
-from nanorec.evaluate import evaluate
+from nanorec.evaluation.metrics import evaluate
 
 
 def unit(x):
@@ -280,7 +280,7 @@ def test_cli_attributes_and_table(tmp_path, capsys):
 
 
 def test_items_from_run_dir(tmp_path):
-    from nanorec.embed import read_vocabulary
+    from nanorec.commands.embed import read_vocabulary
 
     run = tmp_path / "run"
     run.mkdir()

@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from nanorec.distributed import Dist, shard_rows
-from nanorec.packing import IGNORE
-from nanorec.synthetic import write_csv
+from nanorec.core.distributed import Dist, shard_rows
+from nanorec.core.packing import IGNORE
+from nanorec.data.synthetic import write_csv
 
 # dropout 0: the only randomness left is the shuffle, which every process shares.
 # batch_size 31 is odd, so the two processes hold different numbers of rows and target slots.

@@ -11,9 +11,9 @@ transformers = pytest.importorskip("transformers")
 PIL = pytest.importorskip("PIL")
 from PIL import Image  # noqa: E402
 
-from nanorec.content import load_table, table_metadata  # noqa: E402
-from nanorec.embed import main  # noqa: E402
-from nanorec.image_embeddings import SiglipImageEncoder, first_url  # noqa: E402
+from nanorec.content.tables import load_table, table_metadata  # noqa: E402
+from nanorec.commands.embed import main  # noqa: E402
+from nanorec.content.images import SiglipImageEncoder, first_url  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +235,7 @@ import socket  # noqa: E402
 import socketserver  # noqa: E402
 import time  # noqa: E402
 
-from nanorec.image_embeddings import DownloadError, download_all, fetch, is_public_address  # noqa: E402
+from nanorec.content.images import DownloadError, download_all, fetch, is_public_address  # noqa: E402
 
 
 @pytest.fixture
@@ -375,7 +375,7 @@ def test_malformed_urls_are_failures_not_crashes(tmp_path):
 def test_every_redirect_hop_is_checked(raw_server, tmp_path, monkeypatch):
     # Pretend 127.0.0.1 is public so the first hop passes; the redirect to another
     # loopback address must still be refused, before any connection is made.
-    import nanorec.image_embeddings as ie
+    import nanorec.content.images as ie
 
     monkeypatch.setattr(ie, "is_public_address", lambda ip: ip == "127.0.0.1")
     url = raw_server(answer("HTTP/1.0 302 Found", {"Location": "http://127.0.0.2:9/x.jpg"}))

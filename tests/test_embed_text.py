@@ -6,9 +6,9 @@ import pytest
 
 pytest.importorskip("sentence_transformers")
 
-from nanorec.content import load_table  # noqa: E402
-from nanorec.embed import main  # noqa: E402
-from nanorec.text_embeddings import _clean, read_texts  # noqa: E402
+from nanorec.content.tables import load_table  # noqa: E402
+from nanorec.commands.embed import main  # noqa: E402
+from nanorec.content.text import _clean, read_texts  # noqa: E402
 
 WORDS = ["red", "blue", "lipstick", "shampoo", "soft", "brush", "nail", "polish", "gel", "cream"]
 

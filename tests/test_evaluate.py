@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from nanorec.data import EvalSet, Sequences
-from nanorec.evaluate import evaluate, metrics_from_ranks, target_ranks
+from nanorec.evaluation.metrics import evaluate, metrics_from_ranks, target_ranks
 
 
 def test_metrics_hand_computed():

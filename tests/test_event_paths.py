@@ -17,8 +17,8 @@ from nanorec.api import Recommender
 from nanorec.config import Config
 from nanorec.data import load, split
 from nanorec.errors import DataError, UsageError
-from nanorec.synthetic import write_fast
-from nanorec.train import run
+from nanorec.data.synthetic import write_fast
+from nanorec.core.train import run
 
 TINY = dict(block_size=16, n_layer=1, n_head=1, n_embd=16, max_steps=6, eval_interval=3, warmup_steps=1,
             batch_size=16, progress=False, dropout=0.0, threads=1, fuse_transitions="true",
@@ -80,7 +80,7 @@ def test_api_and_server_give_the_cli_lists_for_a_users_history(shop):
     top = rec.recommend(k=K).with_columns(pl.col("user_id").cast(pl.Utf8), pl.col("item_id").cast(pl.Utf8))
     assert {u: g.sort("rank")["item_id"].to_list() for (u,), g in top.group_by("user_id")} == own
     testclient = pytest.importorskip("fastapi.testclient")
-    from nanorec.serve import create_app
+    from nanorec.commands.serve import create_app
     for data in (None, log):
         client = testclient.TestClient(create_app(typed, data))
         for u in list(own)[:15]:
@@ -105,7 +105,7 @@ def test_a_raw_history_with_event_types_gives_the_same_list_on_api_cli_and_serve
     from_cli = cli_lists(typed, str(d / "shoppers_out.csv"), "--data", small)
     rec = Recommender.load(typed)
     testclient = pytest.importorskip("fastapi.testclient")
-    from nanorec.serve import create_app
+    from nanorec.commands.serve import create_app
     client = testclient.TestClient(create_app(typed))
     differs = 0
     for u in shoppers:
@@ -137,7 +137,7 @@ def test_bad_event_types_are_one_line_on_every_surface(shop, capsys):
     with pytest.raises(UsageError, match="trained without target_filter .*leave event_types out"):
         Recommender.load(plain).recommend_history([1, 2], event_types=["view", "purchase"])
     testclient = pytest.importorskip("fastapi.testclient")
-    from nanorec.serve import create_app
+    from nanorec.commands.serve import create_app
     client = testclient.TestClient(create_app(typed))
     for body, where in (({"history": [1, 2], "event_types": ["view", "wish"]}, "event type 'wish'"),
                         ({"history": [1, 2], "event_types": ["view"]}, "1 values for a history of 2"),
@@ -192,7 +192,7 @@ def test_a_run_from_before_the_event_types_were_recorded_still_loads(shop, tmp_p
 # the training log counts purchases as targets and views as context
 
 def test_training_log_says_targets_and_context_events_apart(shop):
-    from nanorec.packing import pack
+    from nanorec.core.packing import pack
     _, log, typed, plain = shop
     ds = load(log, target_filter=FILTER)
     train = split(ds).train

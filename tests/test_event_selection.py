@@ -12,7 +12,7 @@ from nanorec.methods.transitions import Transitions
 from nanorec.config import LEGACY, Config
 from nanorec.data import Sequences, load, split
 from nanorec.data.sequences import funnel_share
-from nanorec.packing import IGNORE, pack
+from nanorec.core.packing import IGNORE, pack
 
 V, C, P = 0.0, 0.0, 1.0  # a view's and a cart's weight under target_filter (context), a purchase's
 
@@ -122,8 +122,8 @@ def test_the_default_is_next_purchase_targets_and_old_runs_keep_none():
 
 
 def test_training_log_says_how_many_held_out_purchases_were_in_their_funnel(tmp_path):
-    from nanorec.synthetic import write_fast
-    from nanorec.train import run
+    from nanorec.data.synthetic import write_fast
+    from nanorec.core.train import run
     log = str(tmp_path / "shop.csv")
     write_fast(log, 400, 40, seed=1, event_types=("view", "cart", "purchase"))
     cfg = Config(data=log, target_filter="event_type=purchase", max_steps=2, eval_interval=2, n_layer=1,

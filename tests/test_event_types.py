@@ -14,7 +14,7 @@ from nanorec.methods.cooccurrence import CoOccurrence
 from nanorec.methods.transitions import Transitions
 from nanorec.data import Dataset, Sequences, item_counts, load, split, time_split
 from nanorec.data.sequences import last_targets
-from nanorec.packing import IGNORE, pack
+from nanorec.core.packing import IGNORE, pack
 
 # -----------------------------------------------------------------------------
 # a hand-made shop log: items 10..15 are internal indices 1..6
@@ -205,8 +205,8 @@ def shop_csv(path):
 def test_a_view_only_customer_is_warm_with_target_filter_and_cold_with_filter(tmp_path):
     from nanorec.api import Recommender
     from nanorec.config import Config
-    from nanorec.rundir import read_metrics
-    from nanorec.train import run
+    from nanorec.runs.rundir import read_metrics
+    from nanorec.core.train import run
     data = shop_csv(str(tmp_path / "shop.csv"))
     run(Config(data=data, target_filter="event_type=purchase", **TINY), str(tmp_path / "ctx"), quiet=True)
     ds = load(data, target_filter="event_type=purchase")
@@ -227,8 +227,8 @@ def test_exclude_seen_removes_purchases_not_views():
     """Under target_filter a viewed item may well be bought next: exclude_seen removes the
     user's target events (purchases) only, in the masks, the factored top-k and the ranks."""
     import torch
-    from nanorec.evaluate import factor_ranks
-    from nanorec.scoring import Factored, from_factors, mask_seen, top_k
+    from nanorec.evaluation.metrics import factor_ranks
+    from nanorec.scoring.scorer import Factored, from_factors, mask_seen, top_k
     ds = load(shop_frame(), target_filter="event_type=purchase")
     hist = ds.sequences.take(np.array([0, 2]))  # u1 (bought 11, 12, 13; viewed 10, 14 too), u3 (views only)
     assert [hist.seen_items()[r].tolist() for r in range(2)] == [idx(11, 12, 13), []]
@@ -246,7 +246,7 @@ def test_exclude_seen_removes_purchases_not_views():
 
 
 def test_histories_parquet_keeps_the_target_flags(tmp_path):
-    from nanorec import rundir
+    from nanorec.runs import rundir
     ds = load(shop_frame(), target_filter="event_type=purchase")
     rundir.save_histories(str(tmp_path / rundir.HISTORIES), ds.user_ids, ds.sequences)
     users, seqs = rundir.read_histories(str(tmp_path), ds.num_items)
@@ -259,7 +259,7 @@ def test_a_baseline_run_takes_target_filter_and_svd_refuses_it(tmp_path):
 
     from nanorec.config import Config
     from nanorec.errors import UsageError
-    from nanorec.train import run
+    from nanorec.core.train import run
     data = shop_csv(str(tmp_path / "shop.csv"))
     run(Config(data=data, target_filter="event_type=purchase", method="transitions", progress=False),
         str(tmp_path / "tr"), quiet=True)
@@ -275,7 +275,7 @@ def test_a_baseline_run_takes_target_filter_and_svd_refuses_it(tmp_path):
 
 
 def test_synth_event_types_writes_a_shop_log(tmp_path):
-    from nanorec.synthetic import write_fast
+    from nanorec.data.synthetic import write_fast
     out = str(tmp_path / "shop.csv")
     s = write_fast(out, 600, 40, seed=3, event_types=("view", "cart", "purchase"))
     df = pl.read_csv(out)

@@ -12,8 +12,8 @@ import torch
 from nanorec import Recommender, UsageError
 from nanorec.cli import main as cli
 from nanorec.data import Sequences
-from nanorec.scoring import BLOCKED, Factored, Sparse, from_factors, generate, item_mask, score_histories, top_k
-from nanorec.synthetic import generate as synth
+from nanorec.scoring.scorer import BLOCKED, Factored, Sparse, from_factors, generate, item_mask, score_histories, top_k
+from nanorec.data.synthetic import generate as synth
 
 N = 300
 TINY = dict(n_layer=1, n_head=1, n_embd=16, block_size=8, max_steps=20, eval_interval=20, warmup_steps=2,
@@ -159,7 +159,7 @@ def test_cli_allow_and_deny_files(runs, method, tmp_path):
 
 def test_server_filters_and_reloaded_deny_list(runs, tmp_path):
     testclient = pytest.importorskip("fastapi.testclient")
-    from nanorec.serve import create_app
+    from nanorec.commands.serve import create_app
     _, _, d = runs
     deny = tmp_path / "deny.csv"
     deny.write_text(f"item_id\n{A[0]}\n")
@@ -262,7 +262,7 @@ def write_parquet_list(path, ids_):
 @pytest.mark.parametrize("which", ["deny", "allow"])
 def test_filter_files_of_every_shape_match_a_brute_force_filter_on_every_path(zeros, which, tmp_path):
     testclient = pytest.importorskip("fastapi.testclient")
-    from nanorec.serve import create_app
+    from nanorec.commands.serve import create_app
     rec, d = zeros
     full = ranking(rec)
     tops = [items[0] for items in full.values()]
@@ -380,7 +380,7 @@ def check_deny_reloads(get, path, full, k, log_text):
 
 def test_the_server_deny_list_reloads_by_content_and_keeps_the_last_good_one(zeros, tmp_path, capsys):
     testclient = pytest.importorskip("fastapi.testclient")
-    from nanorec.serve import create_app
+    from nanorec.commands.serve import create_app
     rec, _ = zeros
     full = ranking(rec)
     deny = tmp_path / "deny.csv"
@@ -393,8 +393,8 @@ def test_the_server_deny_list_reloads_by_content_and_keeps_the_last_good_one(zer
 def test_the_deny_list_is_read_only_when_its_stat_signature_changes(zeros, tmp_path, monkeypatch):
     """A settled file whose inode, size, mtime and ctime are unchanged is not read again (was: read
     and hashed on every request); any write changes ctime, and the file is read and hashed again."""
-    import nanorec.recommend as recommend_module
-    from nanorec.serve import DenyFile
+    import nanorec.scoring.recommend as recommend_module
+    from nanorec.commands.serve import DenyFile
     rec, _ = zeros
     full = ranking(rec)
     a, b, c = _favourites(full, 3)
@@ -423,7 +423,7 @@ def test_a_deny_list_from_a_pipe_is_read_once_and_never_waits_for_a_writer(zeros
     request opened it again and waited for a writer that never comes)."""
     import threading
 
-    from nanorec.serve import DenyFile
+    from nanorec.commands.serve import DenyFile
     rec, _ = zeros
     a, b = _favourites(ranking(rec), 2)
     fifo = str(tmp_path / "deny.fifo")

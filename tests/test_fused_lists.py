@@ -7,7 +7,7 @@ import scipy.sparse as sp
 import torch
 
 from nanorec.data import Sequences
-from nanorec.scoring import BLOCKED, SEEN_SCORE, Factored, Sparse, from_factors, item_mask, top_k
+from nanorec.scoring.scorer import BLOCKED, SEEN_SCORE, Factored, Sparse, from_factors, item_mask, top_k
 
 
 def fused_case(seed: int, B: int = 24, N: int = 400, C: int = 5):
@@ -64,7 +64,7 @@ def test_the_line_search_steps_past_its_ladder_and_finds_a_known_peak():
     """NDCG along one weight, peaked at w* (unimodal in log w; 0 = the term dropped): the search
     ends within a factor 1.3 of w*, far past the ladder's top (12.5) or below its bottom (0.1),
     and never on the edge of what it tried."""
-    from nanorec.fusion import search_line
+    from nanorec.scoring.fusion import search_line
     for peak in (0.02, 0.7, 137.0, 2500.0):
         calls = []
 
@@ -128,8 +128,8 @@ def test_the_search_is_at_least_as_good_as_the_old_grid_on_validation(gpt_scale)
     """On validation the search reaches the old grid's figure (within TOL), whether the grid's best
     was inside it (a GPT on the tables' scale) or its top edge (a GPT of huge logits, where the
     table's weight must be far above 50); every figure is the fused scorer's evaluate."""
-    from nanorec.evaluate import evaluate
-    from nanorec.fusion import TOL, ValidationTerms, choose_weights, fused_scorer
+    from nanorec.evaluation.metrics import evaluate
+    from nanorec.scoring.fusion import TOL, ValidationTerms, choose_weights, fused_scorer
     gpt, tables, valid = strong_table_case(gpt_scale)
     best, tried = choose_weights(gpt, tables, None, valid, batch_size=32)
     found = evaluate(fused_scorer(gpt, tables, None, best), valid, batch_size=50)["NDCG@10"]

@@ -7,16 +7,17 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
-from nanorec import Recommender, rundir
+from nanorec import Recommender
+from nanorec.runs import rundir
 from nanorec.methods.transitions import Transitions
 from nanorec.cli import main as cli
-from nanorec.content import save_table
+from nanorec.content.tables import save_table
 from nanorec.data import EvalSet, Sequences, load_like, split
-from nanorec.evaluate import evaluate
+from nanorec.evaluation.metrics import evaluate
 from nanorec.methods.gpt import load_gpt
-from nanorec.fusion import LADDER, NO_VALIDATION, TOL, SIGNALS, choose_weights, content_term, fused_scorer
-from nanorec.scoring import Factored, Sparse, from_factors, gpt_scorer
-from nanorec.synthetic import write_csv
+from nanorec.scoring.fusion import LADDER, NO_VALIDATION, TOL, SIGNALS, choose_weights, content_term, fused_scorer
+from nanorec.scoring.scorer import Factored, Sparse, from_factors, gpt_scorer
+from nanorec.data.synthetic import write_csv
 
 TINY = ["max_steps=60", "eval_interval=30", "n_embd=16", "n_head=1", "n_layer=1", "block_size=8", "batch_size=16",
         "threads=1", "fuse_transitions=true"]
@@ -79,8 +80,8 @@ def test_fused_scores_follow_the_formula():
 def test_fused_top_k_and_ranks_equal_a_full_sort_of_the_dense_scores():
     """The factored fusion (bias + sparse corrections + content columns) ranks and cuts lists
     exactly as sorting its dense matrix would, whatever the chunk size."""
-    from nanorec.evaluate import factor_ranks, target_ranks
-    from nanorec.scoring import top_k
+    from nanorec.evaluation.metrics import factor_ranks, target_ranks
+    from nanorec.scoring.scorer import top_k
     rng = np.random.default_rng(2)
     n_users, n_items = 40, 300
     gpt, _, tables, content = hand_case(rng, n_users, n_items, sparse=0.05)
@@ -104,7 +105,7 @@ def test_top_k_of_the_whole_catalogue_is_the_full_sort():
     The probe that sets each row's first floor computes the scores with other matrix shapes
     than the chunks; its float rounding once put the last item a hair above its chunk score,
     and the list came back one item short (index 2**32 - 1, score NaN)."""
-    from nanorec.scoring import top_k
+    from nanorec.scoring.scorer import top_k
     for seed in range(60):
         g = torch.Generator().manual_seed(seed)
         n_items, n_users = int(torch.randint(5, 40, (1,), generator=g)), 7
@@ -221,7 +222,7 @@ def test_a_run_without_validation_takes_fixed_or_default_weights(tmp_path):
 def test_an_updates_search_starts_near_the_runs_weights():
     """search_near: one pass from the run's weights, NEAR-fold steps (0 tried too), stepping on
     while an edge wins: it reaches a peak 4x away in a few tuples, and drops a term that hurts."""
-    from nanorec.fusion import NEAR, search, search_near
+    from nanorec.scoring.fusion import NEAR, search, search_near
     peak = (1.6, 0.05)
     tried = []
 

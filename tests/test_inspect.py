@@ -16,7 +16,7 @@ import pytest
 
 from nanorec.cli import main
 from nanorec.config import Config
-from nanorec.train import run
+from nanorec.core.train import run
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 
@@ -75,7 +75,7 @@ def inspect(*args) -> int:
 @pytest.fixture(scope="module")
 def fused_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("inspect")
-    from nanorec.synthetic import write_csv
+    from nanorec.data.synthetic import write_csv
     data = write_csv(str(tmp / "log.csv"), num_users=300, num_items=40, seed=3)
     cfg = Config(data=data, max_steps=30, eval_interval=15, checkpoint_interval=15, batch_size=8, block_size=16,
                  n_embd=16, n_layer=1, n_head=1, warmup_steps=2, fusion_weights="0.5,0.3", progress=False,
@@ -116,7 +116,7 @@ def test_page_holds_the_histories_and_the_shipped_lists(fused_run):
     page = parse(out)
     assert list(page.users)[:2] == ["7", "42"] and len(page.users) == 4
     from nanorec import Recommender
-    from nanorec.rundir import read_histories
+    from nanorec.runs.rundir import read_histories
     rec = Recommender.load(run_dir)
     user_ids, hist = read_histories(run_dir)
     items = json.load(open(os.path.join(run_dir, "items.json")))

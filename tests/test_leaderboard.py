@@ -4,8 +4,8 @@ import os
 import numpy as np
 
 from nanorec.cli import main
-from nanorec.leaderboard import SHIPPED_COLOR, bars
-from nanorec.synthetic import generate
+from nanorec.commands.leaderboard import SHIPPED_COLOR, bars
+from nanorec.data.synthetic import generate
 
 
 def write_s3rec(folder):

@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from nanorec import methods, rundir
+from nanorec import methods
+from nanorec.runs import rundir
 from nanorec.config import Config
 from nanorec.data import EvalSet, Sequences, load, split
 from nanorec.errors import DataError
-from nanorec.evaluate import evaluate
-from nanorec.run import Run
-from nanorec.synthetic import generate
-from nanorec.train import run as train
+from nanorec.evaluation.metrics import evaluate
+from nanorec.runs.run import Run
+from nanorec.data.synthetic import generate
+from nanorec.core.train import run as train
 
 NUM_ITEMS = 30
 

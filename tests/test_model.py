@@ -5,9 +5,9 @@ import torch.nn.functional as F
 
 from nanorec.config import Config
 from nanorec.data import Sequences
-from nanorec.loss import full_softmax_cross_entropy
-from nanorec.model import GPT
-from nanorec.packing import left_aligned, pack
+from nanorec.core.loss import full_softmax_cross_entropy
+from nanorec.core.model import GPT
+from nanorec.core.packing import left_aligned, pack
 
 N = 40
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from nanorec.config import Config
-from nanorec.train import run
+from nanorec.core.train import run
 
 
 def write_txt(path, rows):

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from nanorec.data import Sequences
-from nanorec.packing import IGNORE, attention_mask, left_aligned, pack
+from nanorec.core.packing import IGNORE, attention_mask, left_aligned, pack
 
 
 def seqs(*rows):

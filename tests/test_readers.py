@@ -260,7 +260,7 @@ def test_pandas_column_mixing_ints_and_strings_is_one_id_per_text():
 def test_string_ids_survive_the_run_folder_and_the_users_file(tmp_path):
     """Trained on 005461, a users file of 005461 finds that customer (not cold)."""
     from nanorec.cli import main as cli_main
-    from nanorec.rundir import read_histories, read_items
+    from nanorec.runs.rundir import read_histories, read_items
     events = write_csv(tmp_path / "events.csv", {
         "customer": ["005461"] * 4 + ["5461"] * 4 + ["000777"] * 4,
         "sku": ["0042", "0043", "42", "0042"] * 2 + ["0043", "42", "0042", "42"],
@@ -303,7 +303,7 @@ def _same(a, b):
 @pytest.mark.parametrize("shape", ["csv", "csv_gz", "tsv", "parquet", "s3rec"])
 def test_a_pipe_is_read_as_a_stream_by_its_first_bytes(tmp_path, shape):
     import gzip
-    from nanorec.synthetic import write_csv
+    from nanorec.data.synthetic import write_csv
     path = write_csv(str(tmp_path / "log.csv"), num_users=400, num_items=50, seed=3)  # > 64 KB: the pipe's buffer
     df = pl.read_csv(path, infer_schema=False)
     if shape == "s3rec":
@@ -333,7 +333,7 @@ def test_recommend_and_update_read_a_fifo_once(tmp_path):
     import subprocess
     import sys
     import threading
-    from nanorec.synthetic import write_csv
+    from nanorec.data.synthetic import write_csv
     log = write_csv(str(tmp_path / "log.csv"), num_users=80, num_items=20, seed=2)
     old = pl.read_csv(log)
     later = int(old["timestamp"].max()) + 1000  # events after the run's: what an update takes

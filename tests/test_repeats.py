@@ -13,7 +13,7 @@ from nanorec import DataError, Recommender, UsageError
 from nanorec.cli import main as cli_main
 from nanorec.config import Config
 from nanorec.data import EvalSet, Sequences
-from nanorec.seen import decide, paired_ranks, repeat_share, run_excludes
+from nanorec.scoring.seen import decide, paired_ranks, repeat_share, run_excludes
 from tests.test_cli_evaluate import TINY, cli  # a tiny GPT's settings; the CLI run in-process, its stdout
 
 
@@ -162,7 +162,7 @@ def test_cli_api_and_server_give_the_same_lists(runs):
     histories = repeat_histories()
     assert rec.recommend_history(histories[3], k=k)["item_id"].to_list() == from_cli[3]
     testclient = pytest.importorskip("fastapi.testclient")
-    from nanorec.serve import create_app
+    from nanorec.commands.serve import create_app
     client = testclient.TestClient(create_app(run, data, "cpu"))
     for u in (0, 3, 17):
         assert client.get(f"/users/{u}/recommendations", params={"k": k}).json()["items"] == from_cli[u]

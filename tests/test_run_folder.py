@@ -14,7 +14,7 @@ import time
 import pytest
 
 from nanorec.cli import main as cli_main
-from nanorec.synthetic import write_csv
+from nanorec.data.synthetic import write_csv
 from tests.conftest import snapshot
 
 TINY = ["max_steps=4", "eval_interval=2", "checkpoint_interval=2", "n_embd=16", "n_layer=1", "n_head=1",
@@ -266,7 +266,7 @@ def test_the_temporary_file_of_a_killed_write_is_removed_by_the_next_write_to_th
     out = str(tmp_path / "lists.csv")
     killed = subprocess.Popen([sys.executable, "-c", (
         "import os, signal, sys\n"
-        "from nanorec.files import atomic_write\n"
+        "from nanorec.runs.files import atomic_write\n"
         "def write(tmp):\n"
         "    open(tmp, 'w').write('half a file')\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"

@@ -16,15 +16,15 @@ from nanorec.cli import main as cli_main
 from nanorec.config import Config
 from nanorec.data import Sequences, load, split
 from nanorec.errors import UsageError
-from nanorec.evaluate import factor_ranks, target_ranks
-from nanorec.loss import AUTO_SAMPLED_ABOVE, OutputLoss, resolve_loss, sampled_softmax_cross_entropy, step_generator
-from nanorec.recommend import (iter_recommendations, merge_parts, part_path, recommend_users, shard_range,
+from nanorec.evaluation.metrics import factor_ranks, target_ranks
+from nanorec.core.loss import AUTO_SAMPLED_ABOVE, OutputLoss, resolve_loss, sampled_softmax_cross_entropy, step_generator
+from nanorec.scoring.recommend import (iter_recommendations, merge_parts, part_path, recommend_users, shard_range,
                                stream_lists)
-from nanorec.ids import rows as user_rows  # the one id rule (was recommend.user_rows)
-from nanorec.scoring import SEEN_SCORE, Factored, score_histories, top_k
-from nanorec.synthetic import generate_fast, write_fast
-from nanorec.train import run
-from nanorec.validation import validation_sample
+from nanorec.data.ids import rows as user_rows  # the one id rule (was recommend.user_rows)
+from nanorec.scoring.scorer import SEEN_SCORE, Factored, score_histories, top_k
+from nanorec.data.synthetic import generate_fast, write_fast
+from nanorec.core.train import run
+from nanorec.core.validation import validation_sample
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "PYTHONWARNINGS": "ignore"}
 TINY = dict(block_size=12, n_layer=1, n_head=1, n_embd=16, dropout=0.0, batch_size=16, warmup_steps=2,
@@ -70,7 +70,7 @@ def test_chunked_sampled_loss_equals_plain_autograd_with_soft_labels_and_weights
     """The chunked loss (gradients computed in the forward pass) against the same formula
     written with plain autograd, over several chunks, soft labels with absent future items,
     accidental hits on a later label column and weighted slots."""
-    from nanorec.loss import soft_labels
+    from nanorec.core.loss import soft_labels
     g = torch.Generator().manual_seed(3)
     V, C, M = 11, 4, 7
     h = torch.randn(M, C, generator=g, dtype=torch.float64)
@@ -130,8 +130,8 @@ def test_auto_dropout_follows_the_output_layer_on_both_sides_of_the_line():
     """dropout=-1 (auto): 0.5 with the full softmax, AUTO_DROPOUT["sampled"] above the line; the
     model's layers get the resolved rate, an explicit rate is kept whatever the size."""
     from nanorec.config import resolve
-    from nanorec.loss import AUTO_DROPOUT
-    from nanorec.model import GPT
+    from nanorec.core.loss import AUTO_DROPOUT
+    from nanorec.core.model import GPT
     assert Config().dropout == -1.0
     tiny = dict(n_layer=1, n_head=1, n_embd=8, block_size=4)
     for n_items, loss, want in ((AUTO_SAMPLED_ABOVE, "auto", 0.5), (AUTO_SAMPLED_ABOVE + 1, "auto", AUTO_DROPOUT["sampled"]),
@@ -149,7 +149,7 @@ def test_auto_dropout_follows_the_output_layer_on_both_sides_of_the_line():
 def test_auto_negatives_double_with_the_epochs_of_the_budget():
     """num_negatives=0 (auto): 1,024 up to the measured seed scale's epochs, 4,096 at Beauty + Sports'
     (loss.py: negatives_sampled.json), doubling in between on the log scale, capped; explicit kept."""
-    from nanorec.loss import AUTO_NEGATIVES, AUTO_NEGATIVES_MAX, resolve_negatives
+    from nanorec.core.loss import AUTO_NEGATIVES, AUTO_NEGATIVES_MAX, resolve_negatives
     assert Config().num_negatives == 0
     assert resolve_negatives(0, 0.5) == resolve_negatives(0, 8.98) == AUTO_NEGATIVES == 1024  # seed scale: 8.98 epochs
     assert resolve_negatives(0, 11.2) == 1024 and resolve_negatives(0, 11.4) == 2048  # 8 x 2^0.5 = 11.31
@@ -161,7 +161,7 @@ def test_auto_negatives_double_with_the_epochs_of_the_budget():
 def test_auto_negatives_follow_the_budget_in_a_run(tiny_run, tmp_path):
     """The same data with a budget of few epochs and of many: the run resolves, logs and trains
     with the rule's number (the sampled loss draws that many negatives a step)."""
-    from nanorec.loss import resolve_negatives
+    from nanorec.core.loss import resolve_negatives
     root, data, run_dir = tiny_run
     for steps in (2, 90):  # 3 batches an epoch: 0.7 and 30 epochs
         cfg = Config(data=data, **dict(TINY, loss="sampled", max_steps=steps, eval_interval=steps, num_negatives=0))
@@ -238,7 +238,7 @@ def test_chunked_ranks_equal_the_dense_ranks():
 
 
 def test_norm_order_cache_follows_in_place_updates():
-    from nanorec.scoring import by_norm
+    from nanorec.scoring.scorer import by_norm
     w = torch.randn(50, 4)
     order, where, ranked, norms = by_norm(w.detach())
     assert torch.equal(ranked, w[order]) and torch.equal(where[order], torch.arange(50))
@@ -271,7 +271,7 @@ def tiny_run(tmp_path_factory):
 
 
 def test_streamed_lists_equal_the_gathered_lists_and_shards_merge_to_one(tiny_run, tmp_path):
-    from nanorec.recommend import prepare, write_long
+    from nanorec.scoring.recommend import prepare, write_long
     root, data, run_dir = tiny_run
     scorer, num_items, item_ids, known, hist, users = prepare(run_dir, data, 5)
     items, scores, cold = recommend_users(scorer, num_items, known, hist, users, 5, batch_size=16)
@@ -380,7 +380,7 @@ def test_validation_sample_is_seeded_and_never_holds_test_targets(tiny_run, tmp_
 def test_auto_validation_users_on_both_sides_of_the_work_line(tiny_run, tmp_path, monkeypatch):
     """valid_users=0: every validation user while users x items <= VALID_WORK, a sample of
     VALID_WORK // items users above; one user more past the line costs no more work."""
-    import nanorec.validation as validation
+    import nanorec.core.validation as validation
     items = 2_000
     line = validation.VALID_WORK // items  # 1,000,000 users
     assert validation.validation_users(line, 0, items) == line  # at the line: all
@@ -456,8 +456,8 @@ def test_synth_cli_writes_a_readable_challenge_folder_and_refuses_bad_values(tmp
 def test_synth_checks_memory_before_allocating_and_never_replaces_an_output_unasked(tmp_path, capsys, monkeypatch):
     import tracemalloc
 
-    import nanorec.synth_cli
-    from nanorec.synthetic import memory_needed
+    import nanorec.commands.synth
+    from nanorec.data.synthetic import memory_needed
     log = str(tmp_path / "mydata.csv")
     with open(log, "w") as f:
         f.write("user_id,item_id,timestamp\n1,2,3\n")
@@ -470,7 +470,7 @@ def test_synth_checks_memory_before_allocating_and_never_replaces_an_output_unas
 
     # too big for the memory there is: one line, before a byte of it is allocated (numpy's
     # allocations are traced); the catalogue counts, not only the rows
-    monkeypatch.setattr(nanorec.synth_cli, "available_memory", lambda: 4 * 10**9)
+    monkeypatch.setattr(nanorec.commands.synth, "available_memory", lambda: 4 * 10**9)
     assert memory_needed(100, 100_000_000, 30) > 4 * 10**9 > memory_needed(100_000, 3_000, 30_000)
     capsys.readouterr()
     for argv in (["--rows", "100000000", "--items", "100000000"], ["--rows", "1000000000"]):

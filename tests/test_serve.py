@@ -6,9 +6,9 @@ import pytest
 
 from nanorec import cli
 from nanorec.config import Config
-from nanorec.serve import BodyLimit
-from nanorec.synthetic import write_csv
-from nanorec.train import run
+from nanorec.commands.serve import BodyLimit
+from nanorec.data.synthetic import write_csv
+from nanorec.core.train import run
 
 NUM_ITEMS = 40
 
@@ -27,7 +27,7 @@ def trained(tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(trained):
     testclient = pytest.importorskip("fastapi.testclient")
-    from nanorec.serve import create_app
+    from nanorec.commands.serve import create_app
     return testclient.TestClient(create_app(*trained))
 
 
@@ -258,7 +258,7 @@ def test_real_server_closes_a_connection_whose_body_is_short(trained):
     import socket
     import threading
 
-    from nanorec.serve import create_app
+    from nanorec.commands.serve import create_app
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]

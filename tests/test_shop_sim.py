@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from nanorec.errors import UsageError
-from nanorec.synthetic import (DAY_S, SHOP_WEEKS, generate_shop, shop_ceiling, shop_sidecars,
+from nanorec.data.synthetic import (DAY_S, SHOP_WEEKS, generate_shop, shop_ceiling, shop_sidecars,
                                write_shop)
 
 
@@ -78,7 +78,7 @@ def test_written_log_keeps_leading_zeros_and_iso_times(tmp_path):
 
 
 def test_synth_cli_shop_refuses_to_overwrite_its_catalogue(tmp_path):
-    from nanorec.synth_cli import main
+    from nanorec.commands.synth import main
     out = tmp_path / "shop.csv"
     assert main(["--out", str(out), "--rows", "3000", "--shop"]) == 0
     out.unlink()  # the log gone, its catalogue still there
@@ -128,7 +128,7 @@ def test_ceiling_of_a_tiny_shop_by_hand():
 def test_another_shape_gives_another_shop_and_its_ceiling_follows_it():
     """--shop-shape: more views, fewer purchases and follow-ups, more launches, more late customers;
     the shares move as asked, and the ceiling uses the shape's own follow-up rate."""
-    from nanorec.synthetic import shop_shape
+    from nanorec.data.synthetic import shop_shape
     shape = shop_shape("extra_views=4,p_buy=0.35,p_follow=0.2,new_share=0.12,late_share=0.5,rows_per_user=8")
     sim = generate_shop(20_000, seed=3, shape=shape)
     kind, cat = sim["kind"], sim["catalogue"]

@@ -5,8 +5,8 @@ import sys
 import numpy as np
 
 from nanorec.data import item_counts, load, split
-from nanorec.evaluate import evaluate
-from nanorec.synthetic import write_csv
+from nanorec.evaluation.metrics import evaluate
+from nanorec.data.synthetic import write_csv
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "simple_train.py")
 

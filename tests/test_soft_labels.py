@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from nanorec.data import Sequences
-from nanorec.loss import OutputLoss, full_softmax_cross_entropy, sampled_softmax_cross_entropy, soft_labels
-from nanorec.packing import IGNORE, pack
+from nanorec.core.loss import OutputLoss, full_softmax_cross_entropy, sampled_softmax_cross_entropy, soft_labels
+from nanorec.core.packing import IGNORE, pack
 
 
 def test_future_items_are_the_same_users_next_items():

@@ -15,8 +15,8 @@ import torch
 from nanorec.config import Config
 from nanorec.data import Sequences, load, split_like, time_split
 from nanorec.errors import DataError, UsageError
-from nanorec.evaluate import metrics_from_ranks, set_metrics
-from nanorec.train import run
+from nanorec.evaluation.metrics import metrics_from_ranks, set_metrics
+from nanorec.core.train import run
 
 # user, item, day of January 2024. Split at 2024-01-10 (day 10 is in the test window).
 #   u1: 01 i1, 02 i2, 08 i3 | 11 i4, 12 i2    test targets {i4, i2} (i2 bought again still counts)
@@ -138,7 +138,7 @@ def test_popularity_run_equals_hand_computed(tmp_path):
 
 def synthetic_log(path, seed=0, rows=2400, users=300, items=40):
     """A small log with interleaved user timelines (nanorec synth's generator); returns its events."""
-    from nanorec.synthetic import generate_fast
+    from nanorec.data.synthetic import generate_fast
     u, i, t = generate_fast(rows, items, users, seed=seed, max_len=30)
     events = sorted(zip(u.tolist(), i.tolist(), t.tolist()), key=lambda e: e[2])
     return events
@@ -162,7 +162,7 @@ def small_gpt(data, out, **kw):
 def test_gpt_test_metrics_equal_an_independent_evaluation(tmp_path):
     """A fused GPT run's multi-target test figures equal a plain re-computation from the saved run:
     dense scores, history last, a stable sort, the definitions written out in Python."""
-    from nanorec.run import Run
+    from nanorec.runs.run import Run
     events = synthetic_log(tmp_path)
     data = write_numeric(tmp_path / "log.csv", events)
     m = small_gpt(data, tmp_path / "run", split_time="0.8")

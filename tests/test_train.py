@@ -11,9 +11,9 @@ import pytest
 
 from nanorec.config import Config
 from nanorec.data import item_counts, load, split
-from nanorec.evaluate import evaluate
-from nanorec.synthetic import write_csv
-from nanorec.train import get_lr, run
+from nanorec.evaluation.metrics import evaluate
+from nanorec.data.synthetic import write_csv
+from nanorec.core.train import get_lr, run
 
 FAST = dict(block_size=12, n_layer=1, n_head=2, n_embd=32, dropout=0.1, batch_size=32,
             learning_rate=3e-3, min_lr=3e-4, warmup_steps=20, eval_batch_size=512, progress=False)

@@ -7,12 +7,12 @@ import pytest
 
 pytest.importorskip("optuna")
 
-import nanorec.evaluate
-import nanorec.validation
+import nanorec.evaluation.metrics
+import nanorec.core.validation
 from nanorec.cli import main as cli
 from nanorec.data import load, split
-from nanorec.synthetic import write_csv
-from nanorec.tune import parse_space
+from nanorec.data.synthetic import write_csv
+from nanorec.core.tune import parse_space
 from nanorec.errors import UsageError
 
 
@@ -21,7 +21,7 @@ def test_three_trials_never_see_test_targets_before_the_winner(tmp_path, monkeyp
     test = split(load(data)).test
     seen = []  # which split each evaluation scored, in order
 
-    real = nanorec.evaluate.evaluate
+    real = nanorec.evaluation.metrics.evaluate
 
     def spy(scorer, evalset, *a, **k):
         is_test = len(evalset.targets) == len(test.targets) and np.array_equal(evalset.targets, test.targets) \
@@ -29,8 +29,8 @@ def test_three_trials_never_see_test_targets_before_the_winner(tmp_path, monkeyp
         seen.append("test" if is_test else "valid")
         return real(scorer, evalset, *a, **k)
 
-    monkeypatch.setattr(nanorec.evaluate, "evaluate", spy)
-    monkeypatch.setattr(nanorec.validation, "evaluate", spy)
+    monkeypatch.setattr(nanorec.evaluation.metrics, "evaluate", spy)
+    monkeypatch.setattr(nanorec.core.validation, "evaluate", spy)
     out = str(tmp_path / "study")
     rc = cli(["tune", "--data", data, "--out", out, "--trials", "3", "--space", "learning_rate=1e-3..1e-2:log,n_layer=1|2",
               "n_embd=16", "n_head=1", "block_size=8", "max_steps=30", "eval_interval=10", "batch_size=16", "threads=1"])
@@ -73,8 +73,8 @@ def test_api_tune_returns_the_loaded_winner(tmp_path):
     assert rec.study["best"]["number"] == winner["number"]
     assert rec.metrics["valid"]["NDCG@10"] == winner["valid_NDCG@10"] == rec.study["best"]["valid_NDCG@10"]
     from nanorec.data import load
-    from nanorec.evaluate import evaluate
-    from nanorec.run import Run
+    from nanorec.evaluation.metrics import evaluate
+    from nanorec.runs.run import Run
     best = Run.open(rec.run_dir)
     shipped = evaluate(best.scorer, split(load(data)).test, best.exclude_seen)  # the returned run, as it ships
     assert rec.study["best"]["test"]["NDCG@10"] == shipped["NDCG@10"]
@@ -128,7 +128,7 @@ def test_a_study_where_no_trial_completes_is_one_line(tmp_path, capsys):
 def test_an_interrupted_trial_is_marked_failed_and_the_resumed_search_draws_new_values(tmp_path, capsys):
     import optuna
     from nanorec.config import Config
-    from nanorec.tune import storage_url, tune
+    from nanorec.core.tune import storage_url, tune
     data = write_csv(str(tmp_path / "log.csv"), num_users=200, num_items=40, seed=4)
     out = str(tmp_path / "study")
     space = "learning_rate=1e-3..1e-2:log,dropout=0.1..0.5"
@@ -215,8 +215,8 @@ def test_the_pruning_line_stops_a_run_exactly_where_optunas_median_pruner_prunes
     """train.run's stop_below (validation.below) with tune's pruning_line decides at every step as
     MedianPruner's should_prune does: trials of different lengths, NaN passes, steps before warmup."""
     import optuna
-    from nanorec.tune import PRUNE_AFTER, pruning_line
-    from nanorec.validation import below
+    from nanorec.core.tune import PRUNE_AFTER, pruning_line
+    from nanorec.core.validation import below
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warmup = 10
     study = optuna.create_study(direction="maximize",

@@ -21,11 +21,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from nanorec import Recommender, rundir
+from nanorec import Recommender
+from nanorec.runs import rundir
 from nanorec.cli import main as cli_main
 from nanorec.errors import DataError, UsageError
-from nanorec.run import Run
-from nanorec.update import UPDATE_LR_SCALE
+from nanorec.runs.run import Run
+from nanorec.runs.update import UPDATE_LR_SCALE
 from tests.conftest import snapshot
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -406,7 +407,7 @@ def test_an_update_searches_fusion_weights_near_the_runs_unless_asked(tmp_path, 
     """The update's weight search starts from the run's weights (a few tuples, the run's among them,
     metrics.json says so); fusion_weights=auto given: the full search. Validation: a fixed sample of
     UPDATE_VALID_USERS (here 30)."""
-    monkeypatch.setattr("nanorec.update.UPDATE_VALID_USERS", 30)
+    monkeypatch.setattr("nanorec.runs.update.UPDATE_VALID_USERS", 30)
     run = Recommender(**{**TINY, "max_steps": 20, "fuse_transitions": "auto"}).fit(ring_log(), out=str(tmp_path / "r"))
     near = run.update(new_events(), out=str(tmp_path / "near"), max_steps=5)
     full = run.update(new_events(), out=str(tmp_path / "full"), max_steps=5, fusion_weights="auto")
@@ -425,7 +426,7 @@ def test_an_update_searches_fusion_weights_near_the_runs_unless_asked(tmp_path, 
 def test_a_new_item_starts_at_its_neighbours_mean():
     import torch
     from nanorec.data import Sequences
-    from nanorec.update import grown_weights
+    from nanorec.runs.update import grown_weights
     g = torch.Generator().manual_seed(0)
     wte = torch.randn(6, 8, generator=g)  # padding + items 1..5
     seqs = Sequences.from_lists([[1, 3, 6, 4], [6, 2], [5, 5], [7]])  # 6 after 3, before 4, before 2; 7 alone
@@ -460,8 +461,8 @@ def test_an_update_takes_its_beyond_accuracy_figures_on_a_sample():
     sample: an update's lists are judged by the same figures at a fraction of the cost."""
     from nanorec.methods.popularity import Popularity
     from nanorec.data import from_frame, item_counts, split
-    from nanorec.evaluate import score_report
-    from nanorec.update import Start
+    from nanorec.evaluation.metrics import score_report
+    from nanorec.runs.update import Start
     ds = from_frame(ring_log())
     sp = split(ds)
     pop = Popularity().fit(sp.train, ds.num_items)

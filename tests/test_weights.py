@@ -7,9 +7,9 @@ import torch
 
 from nanorec.config import Config
 from nanorec.data import Sequences
-from nanorec.distributed import Dist, shard_rows
-from nanorec.loss import full_softmax_cross_entropy, sampled_softmax_cross_entropy
-from nanorec.packing import IGNORE, pack
+from nanorec.core.distributed import Dist, shard_rows
+from nanorec.core.loss import full_softmax_cross_entropy, sampled_softmax_cross_entropy
+from nanorec.core.packing import IGNORE, pack
 
 
 def problem(seed=0, M=9, V=13, C=5):
@@ -111,9 +111,9 @@ def write_log(path, weights):
 
 
 def trained_loss(tmp_path, name, weights, item_to_check):
-    from nanorec.rundir import read_metrics
-    from nanorec.run import Run
-    from nanorec.train import run
+    from nanorec.runs.rundir import read_metrics
+    from nanorec.runs.run import Run
+    from nanorec.core.train import run
     data = str(tmp_path / f"{name}.csv")
     write_log(data, weights)
     run(Config(data=data, **TINY), str(tmp_path / name), quiet=True)
@@ -124,7 +124,7 @@ def trained_loss(tmp_path, name, weights, item_to_check):
 
 
 def test_weight_col_all_ones_is_the_unweighted_run_and_a_weighted_target_moves_the_model_more(tmp_path):
-    from nanorec.train import run
+    from nanorec.core.train import run
     n = 200
     items = write_log(str(tmp_path / "probe.csv"), np.ones(n))
     target = int(items[4])  # user 0's last event
@@ -132,7 +132,7 @@ def test_weight_col_all_ones_is_the_unweighted_run_and_a_weighted_target_moves_t
     plain_cfg = dict(TINY, weight_col="")
     data = str(tmp_path / "ones.csv")
     run(Config(data=data, **plain_cfg), str(tmp_path / "plain"), quiet=True)
-    from nanorec.rundir import read_metrics
+    from nanorec.runs.rundir import read_metrics
     plain_hist = read_metrics(str(tmp_path / "plain"))["history"]
     assert [h["train_loss"] for h in plain_hist] == [h["train_loss"] for h in ones_hist]  # bit-identical
     w = np.ones(n)

@@ -42,12 +42,11 @@ The package, one job a module:
 - columns.py: id / time / weight / filter column typing and checks, row naming
 - time_split.py: holdout=time (one global split time; the test split's sets of next items)
 """
-from ..errors import DataError, UsageError  # noqa: F401  (re-exported: `from nanorec.data import DataError` keeps working)
+# re-exported: `from nanorec.data import DataError` keeps working
+from ..errors import DataError, UsageError  # noqa: F401
 from .columns import column_ids  # noqa: F401  (recommend.read_user_list types a users file's ids as the readers do)
-from .readers import (from_frame, load, load_like, read_challenge, read_json, read_s3rec,  # noqa: F401
-                      read_table)
-from .sequences import (HOLDOUTS, Dataset, EvalSet, Sequences, Split, funnel_note, item_counts,  # noqa: F401
-                        split)
+from .readers import from_frame, load, load_like, read_challenge, read_json, read_s3rec, read_table  # noqa: F401
+from .sequences import HOLDOUTS, Dataset, EvalSet, Sequences, Split, funnel_note, item_counts, split  # noqa: F401
 from .tables import read_frame  # noqa: F401  (recommend.read_user_list reads a users file as the readers do)
 from .time_split import (VALID_SHARE_OF_DATES, TargetSets, parse_split_time, show_time, split_like,  # noqa: F401
                          split_times, time_split)

@@ -17,7 +17,6 @@ import numpy as np
 
 from ..errors import DataError, UsageError, one_line, show
 
-
 _I64_MIN, _I64_MAX = -(2 ** 63), 2 ** 63 - 1
 
 

@@ -19,7 +19,6 @@ from .sequences import Dataset, Sequences
 from .tables import (GZIP_MAGIC, PARQUET_MAGIC, _parquet_files, _read_parquet_folder, frame_to_polars, gunzip,
                      is_stream, read_frame, read_stream)
 
-
 # -----------------------------------------------------------------------------
 # readers
 

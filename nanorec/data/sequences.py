@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
 # -----------------------------------------------------------------------------
 # flat per-user sequences
 

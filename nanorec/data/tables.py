@@ -16,7 +16,6 @@ import numpy as np
 from ..errors import DataError, one_line
 from .columns import _CANONICAL_INT, Where, _polars
 
-
 # -----------------------------------------------------------------------------
 # reading event log files into polars frames
 

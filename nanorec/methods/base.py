@@ -14,10 +14,10 @@ import time
 import numpy as np
 from safetensors.numpy import load_file
 
-from .. import rundir
 from ..data import Sequences
 from ..errors import DataError, one_line
-from ..files import final_path
+from ..runs import rundir
+from ..runs.files import final_path
 
 
 class Method:
@@ -76,7 +76,7 @@ class Method:
         entries = {"method": cfg.method, "holdout": cfg.holdout,
                    "selection": {str(k): v for k, v in selection.items()} if selection else "none (no hyper-parameters)",
                    "train_seconds": round(train_seconds, 2), "history": []}
-        from ..report import scored  # cycle: report -> beside -> methods
+        from ..evaluation.report import scored  # cycle: report -> beside -> methods
         results = scored(model.score, ds, sp if score_test else dataclasses.replace(sp, test=None), cfg, out_dir,
                          log, {}, lambda exclude_seen: entries, cfg.method)
         log(f"wrote {final_path(out_dir)}/{rundir.BASELINE}, {rundir.METRICS} ({train_seconds:.1f} s fitting)")

@@ -7,13 +7,13 @@ import os
 
 import numpy as np
 
-from .. import fusion as fusion_terms
-from .. import rundir
 from ..config import Config, resolve
-from ..content import load_content
+from ..content.tables import load_content
+from ..core.model import GPT
 from ..errors import DataError
-from ..model import GPT
-from ..scoring import Scorer, gpt_scorer
+from ..runs import rundir
+from ..scoring import fusion as fusion_terms
+from ..scoring.scorer import Scorer, gpt_scorer
 from .base import Method
 from .transitions import Transitions
 

@@ -48,7 +48,7 @@ class ContentKNN:
         if last < 1:
             raise ValueError("last must be >= 1")
         if isinstance(content, str):
-            from ..content import align, load_table
+            from ..content.tables import align, load_table
 
             if item_ids is None:
                 raise ValueError("a table path needs item_ids (the vocabulary) to be aligned")

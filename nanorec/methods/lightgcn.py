@@ -46,7 +46,7 @@ class LightGCN:
     U..U+N-1 (item index i -> node U+i-1); one edge per distinct (user, item) pair of `train`.
     Training: BPR loss on (user, positive item, uniformly sampled negative item) triples,
     L2 on the batch's layer-0 embeddings (`weight_decay`, as in the paper), Adam. Every
-    `eval_every` epochs the validation NDCG@10 is computed with `nanorec.evaluate.evaluate`;
+    `eval_every` epochs the validation NDCG@10 is computed with `nanorec.evaluation.metrics.evaluate`;
     the best weights are kept and training stops after `patience` evaluations without gain,
     after `max_epochs`, or once `max_seconds` have passed (a time budget for the leaderboard).
     Without `valid` it trains `max_epochs` epochs (or `max_seconds`) and keeps the last weights.
@@ -73,7 +73,7 @@ class LightGCN:
         from torch_geometric.nn.models import LightGCN as PygLightGCN
         from tqdm.auto import tqdm
 
-        from ..evaluate import evaluate
+        from ..evaluation.metrics import evaluate
 
         torch.manual_seed(self.seed)
         gen = torch.Generator().manual_seed(self.seed)

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from ..data import EvalSet, Sequences, item_counts
-from ..scoring import Factored, from_factors
+from ..scoring.scorer import Factored, from_factors
 
 
 class Popularity:

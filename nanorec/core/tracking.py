@@ -1,0 +1,64 @@
+"""Optional experiment trackers: TensorBoard and MLflow, when installed and asked for.
+
+`track=tensorboard` writes event files to RUN_DIR/tensorboard (`tensorboard --logdir runs`);
+`track=mlflow` logs the config as parameters and every validation record as
+metrics to the MLflow tracking URI in effect (MLFLOW_TRACKING_URI, default ./mlruns).
+Both read the same records as history.jsonl; a missing package is one line at start.
+"""
+from __future__ import annotations
+
+import os
+
+from ..errors import UsageError
+
+TRACKERS = ("tensorboard", "mlflow")
+
+
+def names(spec: str) -> list[str]:
+    out = [t.strip() for t in spec.split(",") if t.strip()]
+    for t in out:
+        if t not in TRACKERS:
+            raise UsageError(f"track={spec!r}: expected a comma-separated subset of {', '.join(TRACKERS)}")
+    return out
+
+
+def check(spec: str) -> None:
+    """Before anything is written: every tracker asked for can be imported."""
+    for t in names(spec):
+        try:
+            if t == "tensorboard":
+                from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+            else:
+                import mlflow  # noqa: F401
+        except ImportError:
+            pkg = "tensorboard" if t == "tensorboard" else "mlflow"
+            raise UsageError(f"track={t}: the {pkg} package is not installed (pip install {pkg})") from None
+
+
+class Trackers:
+    def __init__(self, spec: str, out_dir: str, config: dict):
+        self.tb = self.mlflow = None
+        for t in names(spec):
+            if t == "tensorboard":
+                from torch.utils.tensorboard import SummaryWriter
+                self.tb = SummaryWriter(os.path.join(out_dir, "tensorboard"))
+            else:
+                import mlflow
+                self.mlflow = mlflow
+                mlflow.start_run(run_name=os.path.basename(os.path.abspath(out_dir)))
+                mlflow.log_params({k: v for k, v in config.items() if v != ""})
+
+    def log(self, record: dict) -> None:
+        step = record["step"]
+        values = {k: float(v) for k, v in record.items() if k != "step" and isinstance(v, (int, float))}
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(k, v, step)
+        if self.mlflow is not None:
+            self.mlflow.log_metrics({k.replace("@", "_at_"): v for k, v in values.items()}, step=step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+        if self.mlflow is not None:
+            self.mlflow.end_run()

@@ -1,0 +1,1 @@
+"""Ranks -> metrics: full-ranking accuracy, beyond-accuracy, baselines beside a run, curves."""

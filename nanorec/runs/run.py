@@ -1,0 +1,77 @@
+"""One way into a finished run: `Run.open(run_dir)` is what every surface scores with.
+
+    run = Run.open("runs/beauty", device="cpu")
+    run.config      the resolved Config (config.json; a key missing is an error, never a default)
+    run.item_ids    (N+1,) internal index -> original item id (items.json; slot 0 = padding)
+    run.user_ids    (U,) the users of the saved histories, row u of run.histories
+    run.histories   Sequences: every user's history in the run's vocabulary (histories.parquet);
+                    user_ids and histories are None for a run from before that file existed
+    run.scorer      the scorer exactly as the run ships it: a GPT run's logits plus the fusion
+                    terms when it was trained with fusion, or the fitted baseline's scores
+    run.num_items   N
+    run.exclude_seen whether its lists leave out the user's earlier items by default: the
+                    config's exclude_seen, or for auto the choice metrics.json records (seen.py)
+
+`nanorec evaluate`, `recommend`, `serve`, the Python API, tune's winner, the leaderboard
+and the benchmarks open runs here, and training builds its end-of-run scorer with the
+same builder (methods/gpt.py's `shipped_scorer`), so a run is scored one way wherever it
+is opened. The run's method (methods/) builds its model and scorer from the files.
+
+The folder is checked as a whole before anything is scored: items.json against the hash
+and size data.json recorded at training (an edited vocabulary is refused, naming the
+file), the weights and tables against the vocabulary's size, the histories' item indices
+against the vocabulary. rundir.py names, reads and writes the files.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import methods
+from ..config import Config
+from ..data import Sequences
+from ..methods.gpt import shipped_scorer  # noqa: F401 - train's end of run imports it from here
+from ..scoring import fusion
+from ..scoring.scorer import Scorer, gpt_scorer
+from . import rundir
+
+
+@dataclass
+class Run:
+    run_dir: str
+    config: Config
+    item_ids: np.ndarray               # (N+1,)
+    user_ids: np.ndarray | None        # (U,)
+    histories: Sequences | None        # U rows
+    scorer: Scorer
+    model: object                      # the GPT (eval mode) or the fitted baseline
+    exclude_seen: bool = True          # the run's default for every list (seen.run_excludes)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.item_ids) - 1
+
+    @classmethod
+    def open(cls, run_dir: str, device: str = "cpu") -> "Run":
+        """The finished run in `run_dir`, checked, with its shipped scorer on `device`."""
+        rundir.require_folder(run_dir)
+        cfg = rundir.read_config(run_dir)
+        item_ids = rundir.read_items(run_dir)
+        model, scorer = methods.get(cfg.method).open(run_dir, cfg, item_ids, device)
+        user_ids = histories = None
+        if os.path.exists(os.path.join(run_dir, rundir.HISTORIES)):
+            user_ids, histories = rundir.read_histories(run_dir, len(item_ids) - 1)
+        from ..scoring.seen import run_excludes
+        return cls(run_dir, cfg, item_ids, user_ids, histories, scorer, model, run_excludes(run_dir, cfg))
+
+
+def fusion_terms(run: "Run", device: str = "cpu"):
+    """A fused GPT run's terms apart, for showing what lifted each item (nanorec inspect):
+    (the GPT's own scorer, tables, content term or None, weights), or None for any other run."""
+    if getattr(run.model, "fusion", None) is None:  # the parts Run.open read (methods/gpt.py)
+        return None
+    tables, weights = run.model.fusion
+    content = fusion.content_term(run.model) if weights[2] else None
+    return gpt_scorer(run.model, device), tables, content, weights

@@ -1,0 +1,327 @@
+"""GPT + item-to-item signals: the model's scores plus weighted terms that say how
+well each item goes with the user's last items.
+
+    score(item) = gpt logit(item) + w1 * log(transitions(item) + floor)
+                                  + w2 * log(cooccurrence(item) + floor)
+                                  + w3 * cos(content(last item), content(item))
+
+transitions: what follows the user's last items (methods/transitions.py);
+cooccurrence: what is bought within a few positions of them, in either order
+(methods/cooccurrence.py), both counted on the training split; content: the
+cosine of the run's frozen content vectors (content=; 0 for items without content,
+and the term is absent without content). The GPT's term is its log-softmax; the
+softmax's normaliser is the same for every item of a user, so it changes no list
+and no rank, and is left out (a score is comparable within one user's list).
+
+Why: a GPT's item vectors for rare items get mostly negative gradient, so an
+item bought a handful of times is rarely ranked high, even right after the
+item it always follows; the counts remember exactly that, and content says
+which items are alike when the counts are thin. The weights are chosen on
+validation NDCG@10 (one at a time, given the others, a search in log space that
+steps past the last value it tried while that one is best: `choose_weights`); a weight
+of 0 drops its term and all 0 is the plain GPT, so a term is only kept when
+validation says it helps; the test split is never consulted.
+
+Exact at any catalogue size: a table's row for a history is sparse (a few
+hundred items follow the user's last items; every other item only gets the
+popularity back-off, a per-item constant), and the content cosine is a dot
+product. So the fused score is one `scoring.Factored`:
+
+    [q_gpt, w3 * content(last)] . [item_gpt, content(item)]   (a dot product)
+    + w1 * log(backoff1(item) + floor) + w2 * log(backoff2(item) + floor)   (a per-item bias)
+    + the tables' sparse corrections at the items their rows reach        (a few per user)
+
+and ranking, top-k and the weight search all run on it in chunks of the
+catalogue with exact bounds (scoring.Ordered): no (users x items) matrix at any
+size. `fuse_transitions=auto` is therefore simply on. With fusion on, training
+fits both tables after the GPT, writes them to the run folder
+(transitions.safetensors, cooccurrence.safetensors) and the chosen weights to
+fusion.json, and every scorer of the run (evaluate, recommend, serve, the API)
+uses the fused score.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from ..config import WEIGHT_NAMES as SIGNALS  # noqa: F401 - the weights' order everywhere (config: no torch)
+from .scorer import Factored, Scorer, Sparse, from_factors
+
+# The weights when there is nothing to choose on (holdout=none, all_data): the median of each weight
+# validation chose on Beauty, Sports and LastFM, three seeds each (benchmarks/results/seeds_*.json);
+# content's only where the run has content.
+NO_VALIDATION = (0.1, 0.3, 0.5)
+FLOOR = 1e-6  # the tables give every item at least their popularity back-off; this only guards log(0)
+LEGACY_AUTO_MAX_ITEMS = 20_000  # runs written before fusion was exact: auto fused only up to this size
+
+
+def enabled(setting: str) -> bool:
+    """The fuse_transitions setting: "auto" and "true" fuse, "false" does not."""
+    return setting != "false"
+
+
+class ContentVectors:
+    """The run's content tables as one unit-row matrix (N+1, sum D_i): the cosine of the
+    last item's content with every item's is a dot product. Several tables: the mean of
+    their cosines (each table's rows normalised, divided by sqrt(#tables); items without
+    content are zero rows, so they score 0)."""
+
+    def __init__(self, model):
+        parts = [torch.nn.functional.normalize(c.table.float(), dim=1) * c.has_content[:, None]
+                 for c in model.content]
+        self.vectors = (torch.cat(parts, dim=1) / math.sqrt(len(parts))).detach()  # (N+1, D)
+
+    def factors(self, histories, users=None) -> Factored:
+        """q = each history's last item's vector (an empty history: row 0, all 0), items = all vectors."""
+        last = np.zeros(len(histories), dtype=np.int64)
+        has = histories.lengths > 0
+        last[has] = histories.items[histories.offsets[1:][has] - 1]
+        return Factored(self.vectors[torch.from_numpy(last).to(self.vectors.device)], self.vectors)
+
+
+def content_term(model) -> ContentVectors | None:
+    """The content term of a GPT with content tables, None without."""
+    return ContentVectors(model) if len(model.content) else None
+
+
+def table_log(f: Factored, device) -> tuple[torch.Tensor, Sparse]:
+    """A count table's factored probabilities (bias = popularity back-off, one extra = the rows
+    of the user's last items) -> their floored logs in the same form:
+        log(backoff + rows + FLOOR) = log(backoff + FLOOR)  +  log1p(rows / (backoff + FLOOR))
+    a per-item bias, plus a correction only where the rows are non-zero."""
+    bias, base = _log_prior(f.bias, device)
+    e, = f.extras
+    return bias, Sparse(e.rows, e.items, np.log1p(np.maximum(e.values, 0) / base[e.items]).astype(np.float32))
+
+
+_MEMO: dict = {}  # the few tensors every batch shares (fused bias, GPT + content item matrix), by their inputs
+
+
+def _memo(key: tuple, make):
+    """make() once per key, a key's tensors compared by storage and version (and held, so their
+    memory is not reused meanwhile); a few entries at most."""
+    k = tuple((x.data_ptr(), x._version, tuple(x.shape), str(x.device)) if torch.is_tensor(x) else x for x in key)
+    if k not in _MEMO:
+        if len(_MEMO) >= 8:
+            _MEMO.clear()
+        _MEMO[k] = (key, make())
+    return _MEMO[k][1]
+
+
+_LOG_PRIOR: dict = {}  # (the prior tensor's storage, version, device) -> (the prior, its log, backoff + FLOOR)
+
+
+def _log_prior(prior: torch.Tensor, device) -> tuple[torch.Tensor, np.ndarray]:
+    """(log(backoff + FLOOR) (V,) float32 on device, backoff + FLOOR (V,) float64): a table's
+    prior is one tensor for the run, so its log is taken once, not once per batch; the same
+    log tensor every batch also lets the catalogue's order by bias be reused."""
+    key = (prior.data_ptr(), prior._version, tuple(prior.shape), str(device))
+    if key not in _LOG_PRIOR:
+        if len(_LOG_PRIOR) >= 8:  # a few runs' tables at most
+            _LOG_PRIOR.clear()
+        base = prior.clamp_min(0).double() + FLOOR
+        _LOG_PRIOR[key] = (prior, torch.log(base).float().to(device), base.numpy())  # holds the prior: no reuse of its memory
+    return _LOG_PRIOR[key][1:]
+
+
+class BatchTerms:
+    """One batch's terms, each computed once (the GPT's forward pass, each table's rows,
+    the content of the last items); `fused(weights)` combines them for any weights without
+    copying them (a table's correction enters as its Sparse scaled by its weight), so a
+    weight search pays for the expensive parts once per batch."""
+
+    def __init__(self, gpt: Scorer, tables: list, content: ContentVectors | None, histories, users):
+        self.gpt = gpt.factors(histories, users)
+        dev = self.gpt.q.device
+        self.logs = [None if t is None else table_log(t.factors(histories, users), dev) for t in tables]
+        self.content = None if content is None else content.factors(histories, users)
+        if self.content is not None:
+            self.content = Factored(self.content.q.to(dev), self.content.items.to(dev))
+            self.items_with_content = _memo(("cat", self.gpt.items, self.content.items),
+                                            lambda: torch.cat([self.gpt.items, self.content.items], dim=1))
+
+    def table(self, i: int) -> Factored | None:
+        """Table i's term alone (weight 1), or None when it was not scored."""
+        if self.logs[i] is None:
+            return None
+        q, items = self.gpt.q[:, :0], self.gpt.items[:, :0]
+        return Factored(q, items, self.logs[i][0], (self.logs[i][1],))
+
+    def fused(self, weights: tuple) -> Factored:
+        """The fused scores for weights (w1, w2, w3) in SIGNALS order, as one Factored."""
+        w3 = weights[2] if len(weights) > 2 else 0.0
+        q, items = self.gpt.q, self.gpt.items
+        if w3 and self.content is not None:
+            q, items = torch.cat([q, w3 * self.content.q], dim=1), self.items_with_content
+        used = [(w, log) for w, log in zip(weights, self.logs) if log is not None and w]
+        bias = None
+        if used:  # the same weights and tables every batch: one bias tensor (its order by bias is reused too)
+            bias = _memo(("bias",) + tuple(x for w, log in used for x in (float(w), log[0])),
+                         lambda: sum((w * log[0] for w, log in used[1:]), used[0][0] * used[0][1][0]))
+        return Factored(q, items, bias, tuple(log[1].scaled(w) for w, log in used))
+
+
+def fused_scorer(gpt: Scorer, tables: list, content: ContentVectors | None, weights: tuple) -> Scorer:
+    """(B histories) -> (B, N+1): the GPT's logits + sum_i weights[i] * term i, as a scorer
+    with `factors` (ranked and cut to top-k in chunks). tables: [transitions, cooccurrence]
+    (a table whose weight is 0 is never scored and may be None); content: content_term(model)
+    or None. All weights 0: the GPT itself."""
+    weights = tuple(weights) + (0.0,) * (3 - len(weights))
+    if not any(weights):
+        return gpt
+    used = [t if w else None for t, w in zip(tables, weights[:2])] + [None] * (2 - len(tables))
+    content = content if weights[2] else None
+    return from_factors(lambda histories, users=None: BatchTerms(gpt, used, content, histories, users).fused(weights))
+
+
+class ValidationTerms:
+    """The validation users' terms, computed once (each batch's GPT forward pass, table rows and
+    content of the last items: `BatchTerms`) and kept: `ndcg(weights)` then ranks every target
+    under any weights from them, exactly as `evaluate` ranks that fused scorer (factor_ranks,
+    max_rank 10), so a weight search pays for the expensive parts once, not once per weight.
+    tables / content: None where no weight the search may try uses them."""
+
+    def __init__(self, gpt: Scorer, tables: list, content, valid, batch_size: int):
+        from ..evaluation.metrics import length_batches
+        self.targets = valid.targets
+        self.batches = [(rows, hist, BatchTerms(gpt, tables, content, hist, valid.users[rows]))
+                        for rows, hist in length_batches(valid, batch_size)]
+        self.tried: dict = {}  # weights -> validation NDCG@10
+
+    def ndcg(self, weights: tuple) -> float:
+        """Validation NDCG@10 of the fused scores under weights (w1, w2, w3), each tuple ranked once."""
+        from ..evaluation.metrics import factor_ranks, metrics_from_ranks
+        weights = tuple(float(w) for w in weights)
+        if weights not in self.tried:
+            ranks = np.zeros(len(self.targets), dtype=np.int64)
+            for rows, hist, terms in self.batches:
+                ranks[rows] = factor_ranks(terms.fused(weights), hist, self.targets[rows], max_rank=10)[0]
+            self.tried[weights] = metrics_from_ranks(ranks, [10])["NDCG@10"]
+        return self.tried[weights]
+
+
+# The weight search: each weight on its own, the others fixed (coordinate ascent), over [0, inf) in
+# log space. A weight first takes the values of its ladder (and 0, which drops its term); while the
+# choice is the largest (smallest) value tried it steps on by STEP past it, so the choice is never the
+# edge of what was tried; then GOLDEN golden-section steps in log space between the choice's neighbours
+# refine it. The choice on a line is the smallest weight whose validation NDCG@10 is within TOL of the
+# line's best: past the point where the table decides the lists, larger weights only reorder near-ties
+# and their NDCG@10 moves by a few users either way (on the seed-scale synth, 62.5 to 91,200 all
+# within 2e-4); chasing that noise would walk the weight up without end. Values are rounded to 3
+# significant digits (a plain number in fusion.json).
+# Why no fixed grid: on the challenge-shaped `nanorec synth` log (first-order follow-ups) the transitions
+# table alone beats the GPT on validation, and grids ending at 3, then 10, then 50 chose their top
+# value (benchmarks/results/seed_scale_cpu.json): the best weight is wherever the data puts it.
+# The ladders are the grids this search replaced (so a line never ends below the grid's figure from
+# the same start; on LastFM a 4-value ladder's golden steps missed the grid's 0.3: weight_search_lastfm.json).
+LADDER = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0)  # a table's weight (a log-prob's scale)
+CONTENT_LADDER = (0.5, 1.0, 2.0, 4.0, 8.0)  # content's weight scales a cosine in [-1, 1]
+STEP = 5.0
+W_MIN, W_MAX = 1e-3, 1e6  # the steps stop there (W_MAX: far past any table's plateau)
+GOLDEN = 4
+TOL = 1e-4  # NDCG@10: about 3 of 27k validation users one rank apart near the top
+
+
+def _round(w: float) -> float:
+    return float(f"{w:.3g}")
+
+
+def search_line(ndcg, point: tuple, i: int, ladder, step: float = STEP, golden: int = GOLDEN) -> tuple:
+    """The value of weight i of `point` (the others fixed) chosen on validation (`ndcg(weights)`):
+    0, the ladder, steps of `step` past its edge while the edge is the choice, then `golden`
+    golden-section steps in log space around it. The choice among the values tried: the smallest
+    within TOL of their best NDCG@10 and not below `point`'s. -> the point with weight i set."""
+    at = lambda w: point[:i] + (w,) + point[i + 1:]  # noqa: E731
+    tried = {0.0, point[i], *ladder}
+
+    def choice():  # never below the point it started from: the coordinate ascent cannot go down
+        bar = max(max(ndcg(at(w)) for w in tried) - TOL, ndcg(point))
+        return min(w for w in tried if ndcg(at(w)) >= bar)
+
+    best = choice()
+    while best == max(tried) and best * step <= W_MAX:  # the choice is the top edge: go on upwards
+        tried.add(_round(best * step))
+        best = choice()
+    while best and best == min(w for w in tried if w > 0) and best / step >= W_MIN:  # the bottom edge
+        tried.add(_round(best / step))
+        best = choice()
+    if best and golden:  # golden section on log(w) between the choice's neighbours
+        lo, hi = math.log(best / step), math.log(best * step)
+        g = (math.sqrt(5) - 1) / 2
+        a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+        for _ in range(golden):
+            wa, wb = _round(math.exp(a)), _round(math.exp(b))
+            tried.update((wa, wb))
+            if (ndcg(at(wa)), -wa) >= (ndcg(at(wb)), -wb):
+                hi, b = b, a
+                a = hi - g * (hi - lo)
+            else:
+                lo, a = a, b
+                b = lo + g * (hi - lo)
+        best = choice()
+    return at(best)
+
+
+def choose_weights(gpt: Scorer, tables: list, content, valid, batch_size: int = 1024,
+                   near: tuple | None = None) -> tuple[tuple, dict]:
+    """The weights with the best validation NDCG@10, one term at a time (coordinate ascent, each
+    line by `search_line`): w1, then w2 given w1, w1 again given w2, then w3 given both (where the
+    run has content); near (an update's: its run's weights): one pass from them (`search_near`).
+    The terms are computed once (`ValidationTerms`), each tuple ranked once.
+    Near-ties (TOL): the smaller weight. -> (weights, {"w1,w2,w3": NDCG@10} of every tuple tried)."""
+    terms = ValidationTerms(gpt, tables, content, valid, batch_size)
+    terms.ndcg((0.0, 0.0, 0.0))  # the GPT alone: the log's reference
+    with_content = content is not None
+    best = search(terms.ndcg, with_content) if near is None else search_near(terms.ndcg, near, with_content)
+    return best, {",".join(str(w) for w in ws): v for ws, v in terms.tried.items()}
+
+
+def search(ndcg, with_content: bool) -> tuple:
+    """The coordinate ascent of `choose_weights` on ndcg(weights) -> (w1, w2, w3)."""
+    best = (0.0, 0.0, 0.0)
+    for i in (0, 1, 0, 2) if with_content else (0, 1, 0):  # a weight searched again: from its value
+        ladder = (best[i] / STEP, best[i] * STEP) if best[i] else CONTENT_LADDER if i == 2 else LADDER
+        best = search_line(ndcg, best, i, tuple(_round(w) for w in ladder))
+    return best
+
+
+# An update's search: the run's weights were chosen on most of the same data, so the update's lie near
+# them; one pass of NEAR-fold steps around each (0 tried too), no golden section, costs about a fifth of
+# the full search's tuples. Full search (48 tuples) vs this on the 300k-event shop's update: the run's
+# weights kept as they were gave 0.948 of a retrain's next-week NDCG@10 (views as context), the full
+# search 0.995 (benchmarks/results/lifecycle.json has this search's figure).
+NEAR = 2.0
+NEAR_FROM_ZERO = (0.1, 0.1, 1.0)  # a term the run dropped (weight 0) is tried again at this weight
+
+
+def search_near(ndcg, start: tuple, with_content: bool) -> tuple:
+    """w1, w2 (and w3 with content) once each, from `start`: each line tries 0, start/NEAR and
+    start*NEAR and steps on by NEAR while an edge is the choice (search_line). -> (w1, w2, w3)."""
+    best = tuple(float(w) for w in start) + (0.0,) * (3 - len(start))
+    for i in (0, 1, 2) if with_content else (0, 1):
+        ladder = (best[i] / NEAR, best[i] * NEAR) if best[i] else (NEAR_FROM_ZERO[i],)
+        best = search_line(ndcg, best, i, tuple(_round(w) for w in ladder), step=NEAR, golden=0)
+    return best
+
+
+def fit(gpt: Scorer, train, num_items: int, valid, batch_size: int = 1024, weights: tuple | None = None,
+        content: ContentVectors | None = None, near: tuple | None = None):
+    """Both tables fitted on the training split (each one's window and decay chosen on `valid`),
+    the terms' weights chosen on `valid` -> (tables [transitions, cooccurrence], weights (w1, w2, w3),
+    {"w1,w2,w3": NDCG@10}). content: `content_term(model)` (None: no content term). `weights`
+    given (config fusion_weights): those, nothing chosen. Without validation users: NO_VALIDATION.
+    near: an update's run's weights, the search's start (`search_near`).
+    Also -> the weight search's seconds (0 when nothing was chosen)."""
+    from ..methods.cooccurrence import CoOccurrence
+    from ..methods.transitions import Transitions
+    tables = [Transitions().fit(train, num_items, valid), CoOccurrence().fit(train, num_items, valid)]
+    if weights is None and valid is None:  # nothing to choose on; content's weight only with content
+        weights = NO_VALIDATION if content is not None else NO_VALIDATION[:2] + (0.0,)
+    if weights is not None:
+        return tables, tuple(weights), {}, 0.0
+    t0 = time.time()
+    weights, grid = choose_weights(gpt, tables, content, valid, batch_size, near)
+    return tables, weights, grid, round(time.time() - t0, 1)
