@@ -454,6 +454,7 @@ def test_an_updated_run_with_a_new_item_that_sorts_first_evaluates(base, tmp_pat
     assert json.load(open(out))["NDCG@10"] == pytest.approx(up.metrics["test"]["NDCG@10"], abs=1e-9)
     code, lines = run_cli(["evaluate", "--run", up.run_dir, "--data", log, "--device", "cpu"])
     assert code == 2 and "item vocabulary" in lines[0], lines  # other items: still refused
+    assert "1 item(s) this data lacks" in lines[0] and "as one file" in lines[0], lines  # and what to give
 
 
 def test_an_update_takes_its_beyond_accuracy_figures_on_a_sample():

@@ -164,8 +164,12 @@ def check_same_vocabulary(run_dir: str, item_ids: np.ndarray, data_path: str) ->
     run_items = read_items(run_dir)
     same = len(run_items) == len(item_ids) and all(str(a) == str(b) for a, b in zip(run_items[1:], item_ids[1:]))
     if not same:
+        given, known = {str(x) for x in item_ids[1:]}, {str(x) for x in run_items[1:]}
+        hint = "use the data the run was trained on" if not given < known else \
+            (f"the run knows {len(known - given):,} item(s) this data lacks (an updated run: give its parent's "
+             f"data and the update's events as one file)")
         raise DataError(f"{data_path}: its item vocabulary ({len(item_ids) - 1:,} items) differs from the run's "
-                        f"{ITEMS} ({len(run_items) - 1:,} items); use the data the run was trained on")
+                        f"{ITEMS} ({len(run_items) - 1:,} items); {hint}")
 
 
 # -----------------------------------------------------------------------------
