@@ -169,17 +169,15 @@ def read_log(cfg, path: str):
     table is parsed to one frame, read twice in memory; a folder or an S3-Rec file by `load_like`
     (a folder of Parquet files with a type column is then read again for the types)."""
     from ..data import load, load_like
-    from ..data.columns import Where, _as_where
-    from ..data.readers import _EVENT_LOG_SUFFIXES, _events, _stream_format, read_s3rec
-    from ..data.tables import is_stream, read_frame, read_stream
+    from ..data.columns import _as_where
+    from ..data.readers import _EVENT_LOG_SUFFIXES, _events, read_s3rec, read_stream_table
+    from ..data.tables import is_stream, read_frame
     df = None
     if is_stream(path):
-        kind, data = _stream_format(path, read_stream(path))
-        if kind in (".csv", ".tsv", ".parquet"):
-            df, where = read_frame(path, data, kind), Where(path, text=kind != ".parquet")
-        elif kind == ".txt":
+        kind, df, where, data = read_stream_table(path)
+        if df is None and kind == ".txt":
             return read_s3rec(path, data), None, None
-        else:
+        if df is None:
             raise DataError(f"{path}: a pipe or FIFO whose first bytes are not a table (CSV with a header, TSV, "
                             "Parquet, gzip of either) or S3-Rec lines; save it to a file with its suffix")
     elif os.path.isfile(path) and path.lower().endswith(_EVENT_LOG_SUFFIXES):

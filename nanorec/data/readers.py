@@ -80,7 +80,7 @@ def _load_stream(path, user_col, item_col, time_col, filter, weight_col, time_fo
     """A pipe or FIFO, read once to its end: its format by its name when it has one (a FIFO
     named log.csv), else by its first bytes (a pipe is /dev/fd/N): Parquet, gzip, then a first
     line with commas (CSV) or tabs (TSV), or of integers separated by spaces (S3-Rec .txt)."""
-    kind, data = _stream_format(path, read_stream(path))
+    kind, df, where, data = read_stream_table(path)
     if kind is None:
         raise DataError(f"{path}: a pipe or FIFO whose name has no suffix, and its first bytes are not a table "
                         "(CSV with a header, TSV, Parquet, gzip of either) or S3-Rec lines; save it to a file "
@@ -88,11 +88,20 @@ def _load_stream(path, user_col, item_col, time_col, filter, weight_col, time_fo
     if kind == ".txt":
         _event_options_only(path, "an S3-Rec .txt file", filter, weight_col, time_format, target_filter)
         return read_s3rec(path, data)
-    df = read_frame(path, data, kind)
-    where = Where(path, text=kind != ".parquet")
     name = re.sub(r"\.(csv|tsv)\.gz$|\.[^.]*$", "", os.path.basename(path), flags=re.I)
     return _events(df, where, name, user_col, item_col, time_col, filter, weight_col, time_format, target_filter,
                    need_targets)
+
+
+def read_stream_table(path: str) -> tuple:
+    """A pipe or FIFO read once, to its end -> (kind, frame, Where, bytes): kind by _stream_format;
+    a CSV/TSV/Parquet table parsed to one frame (and the Where that names its rows), else frame and
+    Where None and the bytes left to the caller (an S3-Rec .txt, or a stream kind None cannot tell).
+    The one stream reader of `load`, recommend's --users and inspect's --data."""
+    kind, data = _stream_format(path, read_stream(path))
+    if kind in (".csv", ".tsv", ".parquet"):
+        return kind, read_frame(path, data, kind), Where(path, text=kind != ".parquet"), data
+    return kind, None, None, data
 
 
 def _stream_format(path: str, data: bytes) -> tuple[str | None, bytes]:

@@ -111,13 +111,14 @@ def read_user_list(path: str, user_col: str = "user_id") -> np.ndarray:
 def _read_stream_table(path: str):
     """A pipe or FIFO (--users <(cut -d, -f1 test.csv)) read once, as a stream, to a frame:
     a CSV/TSV/Parquet table by its name or its first bytes (one column: CSV), else a DataError."""
-    from ..data.readers import _stream_format
-    from ..data.tables import read_frame, read_stream
-    kind, data = _stream_format(path, read_stream(path))
-    kind = kind or ".csv"  # one column: no comma to tell it by
-    if kind not in (".csv", ".tsv", ".parquet"):
+    from ..data.readers import read_stream_table
+    from ..data.tables import read_frame
+    kind, df, _, data = read_stream_table(path)
+    if df is None and kind is None:  # one column: no comma to tell it by
+        return read_frame(path, data, ".csv")
+    if df is None:
         raise DataError(f"{path}: a pipe or FIFO whose first bytes are not a table (CSV with a header, TSV, Parquet)")
-    return read_frame(path, data, kind)
+    return df
 
 
 # -----------------------------------------------------------------------------
