@@ -22,6 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import UsageError
+from ..runs.files import atomic_write, discard_folder, publish_folder, temp_folder, write_json
+from .sequences import Sequences
+
 
 def generate(num_users: int = 4000, num_items: int = 1000, seed: int = 0,
              p_transition: float = 0.7, p_repeat: float = 0.1, p_two: float = 0.6,
@@ -295,7 +299,6 @@ def write_fast(out: str, num_rows: int, num_items: int | None = None, num_users:
     Returns a summary dict (rows, users, items, test users, share of two-item users)."""
     import polars as pl
 
-    from ..runs.files import atomic_write, discard_folder, publish_folder, temp_folder
 
     if shop:
         return write_shop(out, num_rows, num_items, num_users, seed, tuple(event_types or EVENT_TYPES), **kwargs)
@@ -400,7 +403,6 @@ class ShopShape:
 def shop_shape(text: str = "") -> ShopShape:
     """"key=value,..." (ShopShape's fields; p_cart as two values a/b) -> a ShopShape; "" the default.
     A key it does not have, or a value out of range, is one UsageError line."""
-    from ..errors import UsageError
     fields = [f.name for f in dataclasses.fields(ShopShape)]
     given = {}
     for part in filter(None, (p.strip() for p in str(text).split(","))):
@@ -603,8 +605,7 @@ def shop_ceiling(sim: dict, week: int = SHOP_WEEKS, k: int = 10, chunk: int = 10
     known customers only, two ways: "any_event" (an event before the week: views as context) and
     "earlier_purchase" (a purchase before it: purchases only); new-item recall@10: the share of
     targets launched in the last SHOP_NEW_WEEKS weeks that the lists hold. -> {way: {users, NDCG@10, ...}}."""
-    from ..evaluation.metrics import set_metrics
-    from . import Sequences
+    from ..evaluation.metrics import set_metrics  # late: torch; `nanorec synth` stays light
     cat, p_follow = sim["catalogue"], sim.get("shape", ShopShape()).p_follow
     T = (week - 1) * 7 * DAY_S
     user, item, time, kind = sim["user"], sim["item"], sim["time"], sim["kind"]
@@ -681,7 +682,6 @@ def write_shop(out: str, num_rows: int, num_items: int | None = None, num_users:
     week's start as split_time). Each file written atomically. -> a summary dict."""
     import polars as pl
 
-    from ..runs.files import atomic_write, write_json
     sim = generate_shop(num_rows, num_items, num_users, seed, shape)
     cat = sim["catalogue"]
     keep = sim["kind"] != 1 if len(event_types) == 2 else np.ones(len(sim["kind"]), dtype=bool)

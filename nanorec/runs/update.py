@@ -72,9 +72,14 @@ import numpy as np
 
 from .. import methods
 from ..config import Config, unresolved
-from ..data import Dataset, Sequences, ids, load_like
+from ..content.tables import load_content
+from ..core.devices import pick_device
+from ..core.train import run as train
+from ..core.validation import validation_users
+from ..data import VALID_SHARE_OF_DATES, Dataset, Sequences, ids, load_like, parse_split_time, show_time
 from ..errors import DataError, UsageError, show
 from . import rundir
+from .run import Run
 
 # default budget: this share of the full run's max_steps (an update of an update keeps the
 # first run's figure, metrics.json "update" -> "full_steps", so budgets do not shrink)
@@ -222,7 +227,6 @@ def _concat_optional(a, b, n_a: int, n_b: int, fill):
 def _check_time_order(run, saved: Saved, new: Dataset, user_row: np.ndarray, remap: np.ndarray, where: str) -> None:
     """An update's events come after the run's: a known user's new event older than the user's
     last saved event, or equal to a saved one (same item, same time), is refused, naming one."""
-    from ..data import show_time
     old, n_old = run.histories, len(run.user_ids)
     last = np.zeros(n_old, saved.times.dtype)  # (U,) each user's last saved time (the column's own type: exact)
     nonempty = np.nonzero(old.lengths > 0)[0]
@@ -327,7 +331,6 @@ def content_coverage(cfg: Config, item_ids: np.ndarray, first_new: int) -> np.nd
     """(M,) bool: which of the items from index first_new on a content table covers."""
     if not cfg.content:
         return np.zeros(len(item_ids) - first_new, bool)
-    from ..content.tables import load_content
     covered = np.zeros(len(item_ids), bool)
     for _, has in load_content(cfg.content, item_ids, log=None):
         covered |= has.numpy()
@@ -362,9 +365,6 @@ def update(run_dir: str, data, out: str, changes: dict | None = None, resume: bo
     """Update the run in `run_dir` with `data` (a path, or a pandas / polars DataFrame or
     pyarrow Table) into the new run folder `out`; -> its metrics (metrics.json).
     changes: config keys to set (UPDATE_KEYS only; max_steps is the update's budget)."""
-    from ..core.devices import pick_device
-    from ..core.train import run as train
-    from .run import Run
 
     changes = dict(changes or {})
     _check_paths(run_dir, out)
@@ -411,7 +411,6 @@ def update(run_dir: str, data, out: str, changes: dict | None = None, resume: bo
         if cfg.holdout == "time":
             new_cfg.split_time = update_split_time(cfg, new)
         if cfg.valid_users == 0:  # auto: a sample (UPDATE_VALID_USERS), or the auto rule's, if smaller
-            from ..core.validation import validation_users
             new_cfg.valid_users = validation_users(UPDATE_VALID_USERS, 0, ds.num_items)
         new_cfg = dataclasses.replace(new_cfg, **changes)
     new_cfg.validate()
@@ -478,7 +477,6 @@ def update_split_time(cfg: Config, new: Dataset) -> str:
     trained on what came before: the time of the new events' event at position floor(f x new
     events) in time order (f: the run's split_time when a fraction, else VALID_SHARE_OF_DATES), as a
     time in the column's units. Its validation window then comes just before it (split_times' rule)."""
-    from ..data import VALID_SHARE_OF_DATES, parse_split_time
     kind, value = parse_split_time(cfg.split_time)
     share = value if kind == "fraction" else VALID_SHARE_OF_DATES
     ordered = np.sort(new.times)

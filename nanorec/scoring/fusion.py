@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from ..config import WEIGHT_NAMES as SIGNALS  # noqa: F401 - the weights' order everywhere (config: no torch)
+from ..evaluation.metrics import factor_ranks, length_batches, metrics_from_ranks
 from .scorer import Factored, Scorer, Sparse, from_factors
 
 # The weights when there is nothing to choose on (holdout=none, all_data): the median of each weight
@@ -185,7 +186,6 @@ class ValidationTerms:
     tables / content: None where no weight the search may try uses them."""
 
     def __init__(self, gpt: Scorer, tables: list, content, valid, batch_size: int):
-        from ..evaluation.metrics import length_batches
         self.targets = valid.targets
         self.batches = [(rows, hist, BatchTerms(gpt, tables, content, hist, valid.users[rows]))
                         for rows, hist in length_batches(valid, batch_size)]
@@ -193,7 +193,6 @@ class ValidationTerms:
 
     def ndcg(self, weights: tuple) -> float:
         """Validation NDCG@10 of the fused scores under weights (w1, w2, w3), each tuple ranked once."""
-        from ..evaluation.metrics import factor_ranks, metrics_from_ranks
         weights = tuple(float(w) for w in weights)
         if weights not in self.tried:
             ranks = np.zeros(len(self.targets), dtype=np.int64)
@@ -315,7 +314,7 @@ def fit(gpt: Scorer, train, num_items: int, valid, batch_size: int = 1024, weigh
     given (config fusion_weights): those, nothing chosen. Without validation users: NO_VALIDATION.
     near: an update's run's weights, the search's start (`search_near`).
     Also -> the weight search's seconds (0 when nothing was chosen)."""
-    from ..methods.cooccurrence import CoOccurrence
+    from ..methods.cooccurrence import CoOccurrence  # late: methods/ imports this module (gpt.py)
     from ..methods.transitions import Transitions
     tables = [Transitions().fit(train, num_items, valid), CoOccurrence().fit(train, num_items, valid)]
     if weights is None and valid is None:  # nothing to choose on; content's weight only with content
