@@ -106,8 +106,8 @@ def test_the_new_item_is_known_and_follows_the_transition_the_new_events_teach(b
     assert updated.recommend(users=[0], k=3)["source"].to_list() == ["model"] * 3  # a known user, too
     assert updated.metrics["update"] == {
         "from_run": os.path.abspath(base[3]), "data": "<dataframe>", "new_events": 200, "new_users": 10,
-        "new_items": 1, "users_with_new_events": 50, "replayed_users": 20, "steps": 60, "full_steps": 300,
-        "full_learning_rate": TINY["learning_rate"]}
+        "new_items": 1, "users_with_new_events": 50, "users_with_new_targets": 50, "replayed_users": 20, "steps": 60,
+        "full_steps": 300, "full_learning_rate": TINY["learning_rate"]}
 
 
 def test_existing_ids_keep_their_indices_and_histories_are_extended(base, updated):
@@ -301,6 +301,29 @@ def test_an_event_typed_or_weighted_run_is_extended_with_its_flags_and_weights(t
     lists = up.recommend(users=[0], k=15, exclude_seen=True)["item_id"].to_list()
     bought = set(up._run.histories.seen_items()[0].tolist())
     assert not bought & {up._run.item_ids.tolist().index(i) for i in lists}
+
+
+def test_an_event_typed_update_trains_on_the_users_with_a_new_purchase(tmp_path):
+    """Users whose new events are views alone bring no new target: the update's batches are the users
+    with a new purchase (and a replay of as many others), not every user with a new event."""
+    from nanorec.runs.update import extend
+    old_log = typed_log(ring_log())
+    add = typed_log(new_events(), every=2)
+    views_only = [*range(10), 100, 101]  # 10 known users and 2 new ones whose new events are views alone
+    add = add.with_columns(pl.when(pl.col("user_id").is_in(views_only)).then(pl.lit("view"))
+                           .otherwise(pl.col("event_type")).alias("event_type"))
+    run = Recommender(**{**TINY, "target_filter": "event_type=purchase", "max_steps": 20}).fit(
+        old_log, out=str(tmp_path / "run"))
+    from nanorec.data import load_like
+    ext = extend(run._run, load_like(run.config, add), "add")
+    buyers = sorted(set(add.filter(pl.col("event_type") == "purchase")["user_id"].to_list()))
+    assert ext.dataset.user_ids[ext.touched].tolist() == sorted(set(add["user_id"].to_list()))
+    assert ext.dataset.user_ids[ext.learners].tolist() == buyers
+    up = run.update(add, out=str(tmp_path / "up"), max_steps=5)
+    record = up.metrics["update"]
+    assert (record["users_with_new_events"], record["users_with_new_targets"]) == (50, 50 - len(views_only))
+    others = len(ext.dataset.user_ids) - len(ext.learners)  # 32 others for 38 learners: every one replayed
+    assert record["replayed_users"] == min(len(ext.learners), others) == 32
 
 
 def test_a_holdout_time_run_is_updated_and_judged_on_the_newest_events(base, tmp_path):
