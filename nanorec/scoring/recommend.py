@@ -42,16 +42,13 @@ def histories_in_run_vocab(ds: Dataset, run_item_ids: np.ndarray) -> tuple[Seque
     remap = np.concatenate([[0], np.where(rows >= 0, rows + 1, 0)]).astype(np.int64)
     items = remap[ds.sequences.items]
     known = items > 0
-    lengths = np.add.reduceat(known.astype(np.int64), ds.sequences.offsets[:-1]) if len(items) else np.zeros(len(ds.user_ids), np.int64)
-    lengths = np.where(ds.sequences.lengths > 0, lengths, 0)
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    return Sequences(offsets, items[known], *ds.sequences._cut(known)), int((~known).sum())
+    before = np.zeros(len(items) + 1, dtype=np.int64)  # (total+1,) known items before each event
+    np.cumsum(known, out=before[1:])
+    return Sequences(before[ds.sequences.offsets], items[known], *ds.sequences._cut(known)), int((~known).sum())
 
 
 def read_user_list(path: str, user_col: str = "user_id") -> np.ndarray:
-    """The user column (`user_col`, else user_id) of a CSV/Parquet file, typed as the readers
-    type ids; an empty list or a repeated user is an error."""
+    """The user column (`user_col`, else user_id) of a file, typed as the readers type ids."""
     from ..data import column_ids, read_frame
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")
@@ -238,8 +235,7 @@ def blocked_items(item_ids: np.ndarray, allow=None, deny=None, allow_from: str =
 def filter_files(item_ids: np.ndarray, allow_path=None, deny_path=None, col: str = "item_id",
                  report=lambda got, option: print(got.line(option), file=sys.stderr),
                  allow_option: str = "--allow-items", deny_option: str = "--deny-items"):
-    """An allow and a deny file (paths or None) as scoring's item mask (or None);
-    report(FilterFile, option) is told what each file held."""
+    """An allow and a deny file (paths or None) as scoring's item mask (or None), each `report`ed."""
     rows = {}
     for option, path in ((allow_option, allow_path), (deny_option, deny_path)):
         if path is not None:
@@ -386,8 +382,7 @@ def recommend_users(scorer, num_items: int, known_users: np.ndarray, hist: Seque
                     exclude_seen: bool = True, mode: str = "oneshot", batch_size: int = 512,
                     temperature: float = 0.0, top_k: int = 0, seed: int = 0, progress: bool = False,
                     blocked=None):
-    """The lists of `iter_recommendations`, gathered -> items (U, k) internal indices,
-    scores (U, k) (NaN for cold users), cold (U,) bool."""
+    """The lists of `iter_recommendations`, gathered -> items (U, k), scores (U, k), cold (U,)."""
     users = np.asarray(users)
     out_items = np.zeros((len(users), k), dtype=np.int64)
     out_scores = np.full((len(users), k), np.nan, dtype=np.float32)
@@ -572,8 +567,7 @@ def shard_range(n: int, batch_size: int, rank: int, world: int) -> tuple[int, in
 
 
 def part_path(out: str, rank: int, world: int) -> str:
-    """Where rank `rank` writes its part of `out`: beside it, or in the working folder for
-    /dev/stdout and the like (never parts in /dev)."""
+    """Where rank `rank` writes its part of `out`: beside it, or here for /dev/stdout (never in /dev)."""
     folder, name = os.path.split(os.path.abspath(out))
     return os.path.join(os.getcwd() if is_special(out) else folder, f".{name}.part{rank}-of-{world}")
 
