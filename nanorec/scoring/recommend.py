@@ -518,11 +518,9 @@ class _FrameAppender:
                 self.writer = pq.ParquetWriter(self.path, self.schema)
             self.writer.write_table(table.cast(self.schema))
         else:
-            if self.file is None:
-                self.file = open(self.path, "wb")
-                df.write_csv(self.file, include_header=True)
-            else:
-                df.write_csv(self.file, include_header=False)
+            header = self.file is None  # one header, on the first frame
+            self.file = self.file or open(self.path, "wb")
+            df.write_csv(self.file, include_header=header)
 
     def close(self, empty) -> None:
         """empty: a frame with the columns, written when nothing was (a header / a schema)."""

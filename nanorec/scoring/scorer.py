@@ -1,20 +1,14 @@
-"""The one path from histories to scores and top-k lists: training's validation, evaluate,
-recommend, the server and the leaderboard all score, mask seen items and cut lists here.
-
-A *scorer* maps a batch of histories (internal item indices) and their users (rows of
-`Dataset.user_ids`, for per-user methods such as LightGCN; may be None) to scores:
+"""The one path from histories to scores and top-k lists: validation, evaluate, recommend, the
+server and the leaderboard all score, mask seen items and cut lists here, one way.
 
     scorer(histories: Sequences (B rows), users: (B,) int64 | None) -> (B, N+1), higher is better
 
-Column 0 is padding and never recommended. A scorer may also carry `factors(histories, users)
--> Factored`: the same scores as a dot product plus a per-item bias plus a few sparse additions
-per row (the GPT, the count tables and their fusion all have this form), so that `top_k` and
-`evaluation.metrics.factor_ranks` visit the catalogue in chunks, best bound first, and stop
-early, exactly: no (B, N+1) matrix exists at any catalogue size.
-
-Business filters reach scoring as ONE item mask, `blocked` (N+1,) bool (`item_mask`): a blocked
-item scores -inf before any list is cut, so a filtered list is the first k of the full sort with
-the blocked items removed; a row left with fewer than k items ends with (0, BLOCKED) slots.
+users: rows of `Dataset.user_ids` (per-user methods such as LightGCN; may be None). Column 0 is
+padding, never recommended. A scorer may carry `factors(histories, users) -> Factored`: the same
+scores as a dot product + a per-item bias + a few sparse additions per row (the GPT, the count
+tables, their fusion), so `top_k` and `factor_ranks` visit the catalogue in chunks, best bound
+first, and stop early, exactly: no (B, N+1) matrix at any catalogue size. Business filters come
+as ONE item mask, `blocked` (N+1,) bool (`item_mask`), -inf before any list is cut.
 """
 from __future__ import annotations
 

@@ -1,13 +1,11 @@
 """exclude_seen: whether a run's lists may hold the user's earlier items (repeat purchases).
 
-A shop whose customers re-buy (groceries, pet food) wants last month's items on the list; a shop
-of one-off purchases does not (there an earlier item only takes a slot from a new one). The config
-key says "true", "false" (scored like any item), or "auto": decided at the end of training
-(`decide`) by ranking each validation target twice in one scoring pass, with the user's earlier
-items excluded and allowed; "allow" only when the mean per-user NDCG@10 gain is more than SEEN_Z
-standard errors of that paired difference. A log without repeats always gives "exclude".
-metrics.json's "exclude_seen" entry says which and why; `run_excludes` reads it back for every
-surface, unless a call says otherwise (--include-seen / --exclude-seen, exclude_seen=).
+Groceries want last month's items on the list; one-off purchases do not (an earlier item only
+takes a slot from a new one). "true", "false", or "auto": `decide` ranks each validation target
+twice in one pass, earlier items excluded and allowed, and allows them only when the mean per-user
+NDCG@10 gain exceeds SEEN_Z standard errors (a log without repeats always gives "exclude").
+metrics.json records the choice and why; `run_excludes` reads it back for every surface, unless a
+call says otherwise (--include-seen / --exclude-seen, exclude_seen=).
 """
 from __future__ import annotations
 
