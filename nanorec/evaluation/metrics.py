@@ -1,10 +1,8 @@
-"""Full-ranking evaluation: every user's held-out item is ranked against ALL items.
-
-One function ranks, one turns ranks into metrics; the GPT and every baseline are scored through
-`evaluate(scorer, evalset)`. Protocol: leave-one-out, no sampled negatives, the user's own
-history ranked last (S3-Rec sets it to 0 instead; the difference is negligible), ties broken by
-item index, so equal scores (popularity) rank deterministically. A factored scorer is ranked
-by `factor_ranks`, chunk by chunk, so a pass over 720k users never holds a users x items matrix.
+"""Full-ranking evaluation: every user's held-out item (leave-one-out) is ranked against ALL items,
+no sampled negatives, the user's history ranked last (S3-Rec sets it to 0; the difference is
+negligible), ties broken by item index, so equal scores (popularity) rank deterministically. One
+function ranks (`evaluate`, for the GPT and every baseline), one turns ranks into metrics; a
+factored scorer is ranked chunk by chunk (`factor_ranks`): no users x items matrix for 720k users.
 """
 from __future__ import annotations
 

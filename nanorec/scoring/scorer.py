@@ -74,11 +74,8 @@ class Sparse:
 
 @dataclass
 class Factored:
-    """A batch's scores in factored form: scores (B, V) = q @ items.T + bias[None, :] + the extras.
-
-    q (B, C) and items (V, C) float32 on one device (C may be 0), bias (V,) or None, extras a
-    tuple of `Sparse` (a count table: its back-off as the bias, the rows of the user's last items
-    as an extra). Padding (item 0) is -inf whatever the factors say."""
+    """scores (B, V) = q (B, C) @ items (V, C).T + bias (V,) + the extras (`Sparse`), on one device;
+    C may be 0, bias None (a count table: its back-off is the bias, its rows extras). Padding -inf."""
     q: torch.Tensor
     items: torch.Tensor
     bias: torch.Tensor | None = None
@@ -407,12 +404,10 @@ class Candidates:
 
     def _prune(self, f: Factored, live: list, at: list, blocked, k: int, qn: torch.Tensor, item_norms,
                where: torch.Tensor, chunk: int) -> None:
-        """Keep only the pairs that can reach the row's k-th best, scored exactly; sets `floor` (B,).
-
-        ub = |q| |item| + bias + extras bounds a pair's score; the exact scores of each row's 2k
-        pairs of highest ub give a floor k items reach. A pair with ub below it is dropped: the
-        chunks score its item without the extras (>= 0, as fusion's are), lower still. Seen and
-        blocked pairs are dropped too: the chunks give them SEEN_SCORE / BLOCKED."""
+        """Keep only the pairs that can reach the row's k-th best, scored exactly; sets `floor` (B,):
+        the k-th best exact score of each row's 2k pairs of highest ub = |q| |item| + bias + extras.
+        A pair below it is dropped: the chunks score its item without the extras (>= 0, as fusion's
+        are), lower still; seen and blocked pairs too (the chunks give them SEEN_SCORE / BLOCKED)."""
         dev, B, E = f.q.device, len(f.q), len(self.rows)
         rows, items = self.rows, self.items
         extras = []  # (E,) each extra's scaled value at every pair (0 where it has none), float32 as added
@@ -546,13 +541,10 @@ def _from_keys(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def bounded_top_k(chunk_scores, num_cols: int, k: int, chunk: int, floor: torch.Tensor | None = None,
                   col_index: torch.Tensor | None = None, bound=None, initial=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k best columns of every row, reading `chunk` columns at a time -> indices, scores (B, k).
-
-    chunk_scores(a, b, rows) -> (len(rows) or B, b - a) scores. floor (B,): a score k columns of
-    the row reach (default: the first chunk's k-th best). col_index: each column's item index
-    (ties). bound(a) -> (B,): no score in columns >= a exceeds it. initial (rows ascending,
-    index, scores): entries scored apart, merged first. Only entries >= a row's k-th best are
-    kept, as exact (score desc, index asc) keys: the first k of a stable full sort."""
+    """The k best columns of every row, `chunk` at a time -> indices, scores (B, k): the first k of a
+    stable full sort (exact (score desc, index asc) keys). chunk_scores(a, b, rows) -> scores;
+    floor (B,): a score k columns reach; col_index: each column's item index; bound(a) -> (B,): no
+    score in columns >= a exceeds it; initial (rows ascending, index, scores): merged first."""
     chunk = max(chunk, k + 1)
     if floor is None:
         floor = chunk_scores(0, min(chunk, num_cols), None).topk(k, dim=1).values[:, -1].clone()
