@@ -7,43 +7,15 @@
     rec.recommend_history(["sku1", "sku1"], event_types=["view", "purchase"])  # target_filter runs
     rec.save("runs/shop"); rec = Recommender.load("runs/shop")  # the run folder `nanorec train` writes
 
-The CLI is a thin layer over the same functions: `fit` is `nanorec train`
-(train.run), `recommend` is `nanorec recommend` (recommend.recommend_users),
-and a saved Recommender is a run folder that `nanorec recommend/serve/evaluate`
-read as they read any other; it is opened by `Run.open` and its histories
-prepared by `recommend.histories_for`, as the CLI and the server do.
-
-Arguments are checked as strictly as the CLI's options, and every refusal is a
-`UsageError` or `DataError` with one line naming the argument:
-- users / history: a list, tuple, 1-D numpy array or pandas / polars Series of
-  ids (a bare string or number is refused, never iterated); None, NaN and
-  pandas.NA are refused, and so are booleans, nested lists and non-integral
-  floats; an integral float (pandas makes them of integer columns with a gap) is
-  that integer only where the run's ids are integers. Ids match by their exact
-  text (nanorec/data/ids.py). Given ids of another type than the run's (strings for a
-  run trained on integer ids) are an error when none is known, a warning when some
-  are not. users must not be empty or list a user twice.
-- k: an int (not a bool) in 1..items; exclude_seen: a bool, or None (the default): the
-  run's own choice (its exclude_seen config; auto: chosen on validation at training, see
-  nanorec/scoring/seen.py); mode: "oneshot" or "generative", checked on every call.
-- exclude_seen=True never returns an item of the user's history: a user with fewer
-  than k unseen items gets a shorter list (as from `nanorec recommend`). Under
-  target_filter "seen" means the history's target events (purchases) only;
-  recommend_history's event_types (one value of the target_filter column per history
-  item, ids' rules: ints or strings) says which.
-- items / exclude_items (business filters): item ids, as for users, that alone may be
-  listed / that are never listed, applied before the lists are cut, for every method
-  and for the popularity fallback. An id the run does not know is a UsageError naming
-  how many and one of them; an empty allow list is refused (an empty exclude list is
-  no filter). A user left with fewer than k items gets a shorter list, never filler.
-  Either may be a path (a str naming an existing file, or a pathlib.Path) to a file of
-  item ids, read as `nanorec recommend --allow-items / --deny-items` read theirs
-  (recommend.read_filter_file: with or without a header; ids the run does not know
-  are counted, in a warning, not an error).
-
-Frames out: the type follows the frame given to `fit` (pandas in, pandas out;
-polars, pyarrow or a path: polars). `load` has no frame to follow: polars unless
-`frame="pandas"`; `rec.frame` says which, and may be set.
+The CLI is a thin layer over the same functions (train.run, recommend.recommend_users), and a
+saved Recommender is a run folder that every command reads, opened by `Run.open` with its
+histories from `recommend.histories_for`. Arguments are checked as strictly as the CLI's options:
+every refusal is one `UsageError` or `DataError` line naming the argument. Ids (users, history,
+items, exclude_items) are lists, tuples, 1-D arrays or Series, never a bare string (it would be
+iterated), matched by their exact text (nanorec/data/ids.py); items / exclude_items may also be
+a path to a file of item ids, read as `nanorec recommend --allow-items` reads it.
+Frames out follow the frame given to `fit` (pandas in, pandas out; else polars); `load` takes
+`frame="pandas"`, and `rec.frame` may be set.
 """
 from __future__ import annotations
 
@@ -69,13 +41,8 @@ MODES = ("oneshot", "generative")
 
 
 class Recommender:
-    """A next-item recommender: a GPT by default, or a baseline with method="transitions",
-    "popularity" or "svd"; every `nanorec.config.Config` key is a keyword.
-
-    Attributes after `fit` or `load`: `config` (the resolved Config), `run_dir`
-    (the run folder), `metrics` (metrics.json: validation/test figures and the
-    training history).
-    """
+    """A next-item recommender: a GPT by default, or a baseline (method="transitions", ...); every
+    `nanorec.config.Config` key is a keyword. After `fit` or `load`: `config`, `run_dir`, `metrics`."""
 
     def __init__(self, **config: Any):
         check_keys(sorted(config))
@@ -90,18 +57,10 @@ class Recommender:
     def fit(self, data, user_col: str | None = None, item_col: str | None = None, time_col: str | None = None,
             *, filter: str | None = None, out: str | None = None, overwrite: bool = False,
             quiet: bool = False, time_format: str | None = None) -> "Recommender":
-        """Train on `data`: a pandas / polars DataFrame, a pyarrow Table, or a path
-        (S3-Rec .txt, .csv/.tsv(.gz)/.parquet, a Parquet folder, a challenge folder).
-
-        Column names default to the config's (user_id, item_id, timestamp);
-        time_col="none" keeps the rows' order. Frames are read in memory, never
-        through a temporary file. The run is written to `out` (default: a new
-        temporary folder; `save` copies it where you want it). Returns self.
-
-        On a terminal or in a notebook, training shows a progress bar and its log lines
-        (validation figures, fusion weights; train.log keeps them too); elsewhere (output
-        to a file or a pipe) nothing is printed. quiet=True prints nothing anywhere;
-        progress=False (a config key) keeps the lines but drops the bar."""
+        """Train on `data`: a pandas / polars DataFrame, a pyarrow Table, or a path (any file or
+        folder `nanorec train --data` reads). Columns default to the config's; time_col="none"
+        keeps the rows' order. The run is written to `out` (default: a new temporary folder).
+        Progress and log lines show on a terminal or in a notebook only; quiet=True: nowhere."""
         from .core.train import run  # late: torch; import nanorec stays light
 
         changes = _column_arguments(user_col=user_col, item_col=item_col, time_col=time_col, filter=filter,
@@ -128,16 +87,9 @@ class Recommender:
 
     def update(self, data, *, out: str | None = None, overwrite: bool = False, quiet: bool = True,
                **config: Any) -> "Recommender":
-        """A new Recommender: this run updated with new events `data` (a DataFrame, a pyarrow
-        Table or a path, with the run's columns), as `nanorec update` does (nanorec/runs/update.py):
-        histories extended (new users added), new items added to the vocabulary (existing ids
-        keep their indices), training continued from this run's weights for max_steps steps
-        (default a tenth of the full run's) on the users with new events plus a replay of
-        others, fusion refitted. The new run is written to `out` (default: a new temporary
-        folder); this run's folder is never changed. config: keys an update may set
-        (update.UPDATE_KEYS, e.g. max_steps=300), each value checked as the CLI's key=value
-        (max_steps=0 or "5" refused). Events older than a user's last event in this run, or
-        already in it, are refused (update.py)."""
+        """A new Recommender: this run updated with new events `data` (a frame or a path), as
+        `nanorec update` does (nanorec/runs/update.py), written to `out` (default: a new temporary
+        folder); this run's folder is never changed. config: update.UPDATE_KEYS (e.g. max_steps=300)."""
         from .runs.update import update  # late: torch; import nanorec stays light
         self._require_fitted()
         _check_bool(overwrite, "overwrite")
@@ -154,9 +106,8 @@ class Recommender:
     def tune(cls, data, space: str | None = None, trials: int = 20, out: str | None = None,
              user_col: str | None = None, item_col: str | None = None, time_col: str | None = None,
              *, filter: str | None = None, **config: Any) -> "Recommender":
-        """An Optuna search (see `nanorec.core.tune`): every trial selects on validation,
-        and the test split is scored once, for the winner. Returns the winner,
-        loaded, with the study summary in `.study`. `config`: fixed keys for every trial."""
+        """An Optuna search (nanorec.core.tune) -> the winner, loaded, with the study summary in
+        `.study`; the test split is scored once, for the winner. `config`: fixed keys for every trial."""
         from .core.tune import DEFAULT_SPACE, tune  # late: torch; import nanorec stays light
 
         base = cls(**config).config
@@ -178,15 +129,12 @@ class Recommender:
 
     def recommend(self, users=None, k: int = 10, exclude_seen: bool | None = None, mode: str = "oneshot",
                   items=None, exclude_items=None):
-        """Top-k lists for `users` (original ids; default: every user seen in fit).
-
-        Returns a DataFrame (see `frame`) with one row per (user, rank): user_id, item_id,
-        score, rank, source. source is "model", or "popularity" for a user the model cannot
-        continue (unknown, or no known item), whose score is null: counts are not on the
-        model's scale. exclude_seen: a user's own items are never listed (fewer than k rows
-        when fewer unseen items are left); False: they may be (repeat purchases); None: the run's choice. items / exclude_items: original item ids that alone
-        may be listed / that never are (fewer than k rows when fewer are left)."""
-        from .scoring.recommend import recommend_users  # late: torch; import nanorec stays light
+        """Top-k lists for `users` (original ids; default: every user seen in fit) -> a DataFrame,
+        one row per (user, rank): user_id, item_id, score, rank, source ("model", or "popularity"
+        with a null score for a user the model cannot continue). exclude_seen: never the user's own
+        items (True), they may be listed (False), or the run's choice (None). items / exclude_items:
+        item ids that alone may be listed / never are. A list is shorter when fewer items are left."""
+        from .scoring.recommend import list_frame, listed, recommend_users  # late: torch
 
         exclude_seen = self._check_call(k, exclude_seen, mode)
         blocked = self._blocked(items, exclude_items)
@@ -200,22 +148,15 @@ class Recommender:
                 warnings.warn(note, stacklevel=2)
         lists, scores, cold = recommend_users(self._run.scorer, self._run.num_items, known, self._histories,
                                               users, k, exclude_seen, mode, blocked=blocked)
-        return self._frame(users, lists, scores, cold)
+        return self._out(list_frame("long", users, self._run.item_ids[lists], scores, cold, listed(lists)))
 
     def recommend_history(self, history, k: int = 10, exclude_seen: bool | None = None, mode: str = "oneshot",
                           items=None, exclude_items=None, event_types=None):
-        """Top-k for one raw history of original item ids, oldest first (unknown ids are skipped;
-        the same checks as `users`, but an empty history or a repeated item is a history).
-        Returns a DataFrame: item_id, score, rank, source ("popularity", with null scores, when
-        no id of the history is known). items / exclude_items: as in `recommend`.
-        event_types: for a run trained with target_filter, each event's value of its column
-        (e.g. ["view", "purchase", "view"], as long as `history`): only the matching events are
-        targets, so exclude_seen removes those (the purchases), never items only viewed. None:
-        every event is a target. A value the run was not trained with is a UsageError.
-        history may also be a frame (pandas / polars DataFrame, pyarrow Table) with the run's item
-        column and, for event types, its target_filter column (rows oldest first)."""
-        from .scoring.recommend import (RawHistories, list_for_history,  # late: torch; import nanorec stays light
-                                        popular_items)
+        """Top-k for one raw history of original item ids, oldest first (unknown ids skipped; may be
+        empty or repeat items) -> a DataFrame: item_id, score, rank, source. event_types (target_filter
+        runs): each event's value of its column, so exclude_seen removes the targets (purchases) only.
+        history may be a frame with the run's item column (and its target_filter column)."""
+        from .scoring.recommend import RawHistories, list_for_history, list_frame, popular_items  # late: torch
 
         exclude_seen = self._check_call(k, exclude_seen, mode)
         blocked = self._blocked(items, exclude_items)
@@ -235,17 +176,16 @@ class Recommender:
                 raise DataError(f"history: none of its {len(history):,} item ids is known to the run ({detail})")
         listed, scores, source = list_for_history(self._run.scorer, self._popular, known, k, exclude_seen, mode,
                                                   blocked)
-        n = len(listed)
-        scores = np.full(n, np.nan, np.float32) if scores is None else np.asarray(scores, np.float32)
-        return self._out(_pl_frame({"item_id": _plain_ids(self._run.item_ids[listed]), "score": scores,
-                                   "rank": np.arange(1, n + 1), "source": [source] * n}))
+        scores = np.full(len(listed), np.nan, np.float32) if scores is None else scores
+        df = list_frame("long", [0], self._run.item_ids[listed][None], scores[None], [source == "popularity"])
+        return self._out(df.drop("user_id"))
 
     # -------------------------------------------------------------------------
     # files
 
     def save(self, path, overwrite: bool = False) -> str:
-        """Copy the run folder to `path` (refused when `path` holds files, unless overwrite=True,
-        which replaces a nanorec run there). Returns path."""
+        """Copy the run folder to `path` (a folder holding files only with overwrite=True, and only
+        a nanorec run's). Returns path."""
         self._require_fitted()
         path = _path_argument(path, "save({!r})")
         _check_bool(overwrite, "overwrite")
@@ -273,8 +213,7 @@ class Recommender:
 
     @classmethod
     def load(cls, path, device: str = "cpu", frame: str = "polars") -> "Recommender":
-        """A Recommender from a run folder written by `save`, `fit` or `nanorec train`.
-        frame: the type of the frames `recommend` returns, "polars" (default) or "pandas"."""
+        """A Recommender from a run folder; frame: "polars" or "pandas", the frames it returns."""
         path = _path_argument(path, "load({!r})")
         if frame not in FRAMES:
             raise UsageError(f"frame={frame!r}: expected one of {', '.join(map(repr, FRAMES))}")
@@ -306,8 +245,7 @@ class Recommender:
             raise UsageError("this Recommender is not fitted: call fit(data) or Recommender.load(path)")
 
     def _check_call(self, k, exclude_seen, mode) -> bool:
-        """The arguments every list takes, checked on every call (before anything is scored).
-        -> exclude_seen, None resolved to the run's choice (Run.exclude_seen)."""
+        """The arguments every list takes, checked before anything is scored -> exclude_seen resolved."""
         self._require_fitted()
         n = self._run.num_items
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
@@ -319,8 +257,7 @@ class Recommender:
         return self._run.exclude_seen if exclude_seen is None else exclude_seen
 
     def _history_columns(self, history, event_types):
-        """A frame history -> (its item column, its target_filter column or None); any other
-        history is returned as it is, with event_types."""
+        """A frame history -> (its item column, its target_filter column or None); else as given."""
         converted = None if isinstance(history, (list, tuple, np.ndarray, str, bytes)) else frame_to_polars(history)
         if converted is None:
             return history, event_types
@@ -358,21 +295,7 @@ class Recommender:
             deny = deny if len(deny) else None  # nothing to exclude
         return blocked_items(vocab, allow, deny, "items", "exclude_items", UsageError)
 
-    def _frame(self, users, items, scores, cold):
-        """(U,) users, (U, k) items, scores, (U,) cold -> the long frame; empty slots (filters,
-        seen items with exclude_seen: `recommend.listed`) are left out: shorter lists."""
-        from .scoring.recommend import listed  # late: torch; import nanorec stays light
-        k = items.shape[1]
-        keep = listed(items).reshape(-1)
-        uid = np.repeat(users, k)[keep]
-        rank = np.tile(np.arange(1, k + 1), len(users))[keep]
-        return self._out(_pl_frame({"user_id": _plain_ids(uid), "item_id": _plain_ids(self._run.item_ids[items].reshape(-1)[keep]),
-                                   "score": scores.reshape(-1)[keep], "rank": rank,
-                                   "source": np.where(np.repeat(cold, k), "popularity", "model")[keep]}))
-
     def _out(self, df):
-        import polars as pl
-        df = df.with_columns(pl.col("score").fill_nan(None))
         return df.to_pandas() if self.frame == "pandas" else df
 
     def __repr__(self) -> str:
@@ -381,22 +304,10 @@ class Recommender:
 
 
 def _is_path(value) -> bool:
-    """A filter given as a file: a pathlib.Path (any os.PathLike), or a str naming an existing file
-    or spelled as a path (a folder in it, or a table's suffix: a missing deny.csv is "no such
-    file", not a list of one id; a bare str is never a list of ids: ids.from_python refuses it)."""
+    """A filter given as a file: an os.PathLike, or a str naming a file or spelled as a path
+    (a missing deny.csv is "no such file", not a list of one id)."""
     return isinstance(value, os.PathLike) or (isinstance(value, str) and (os.path.isfile(value) or bool(
         re.search(r"[/\\]|\.(csv|tsv|parquet|gz|txt)$", value, re.I))))  # 'deny.csv' missing: no such file
-
-
-def _pl_frame(columns: dict):
-    import polars as pl
-    return pl.DataFrame(columns)
-
-
-def _plain_ids(a: np.ndarray):
-    """An id array polars takes (object ids -> a list of Python values)."""
-    a = np.asarray(a)
-    return a.tolist() if a.dtype == object else a
 
 
 def _frame_of(data) -> str:
@@ -419,8 +330,7 @@ def _check_bool(value, name: str) -> None:
 
 
 def _on_screen() -> bool:
-    """Whether fit's progress has somewhere to be seen: stderr is a terminal (tqdm draws its bar
-    there), or this is a Jupyter kernel (tqdm.auto draws a widget; its stderr is no terminal)."""
+    """Whether fit's progress can be seen: stderr is a terminal, or this is a Jupyter kernel."""
     import sys
     if sys.stderr is not None and sys.stderr.isatty():
         return True
@@ -430,8 +340,7 @@ def _on_screen() -> bool:
 
 
 def _path_argument(path, what: str) -> str:
-    """A run folder's path argument: a non-empty str or os.PathLike, else one UsageError line.
-    what: how the call is shown, with {!r} for the value ("save({!r})", "out={!r}")."""
+    """A run folder's path argument (non-empty str or os.PathLike); what: the call, e.g. "save({!r})"."""
     if not isinstance(path, (str, os.PathLike)):
         raise UsageError(f"{what.format(path)[:60]}: expected the path of a run folder (a str or os.PathLike), "
                          f"not {type(path).__name__}")

@@ -77,14 +77,12 @@ def main(argv) -> int:
         if not dd.enabled:
             n_cold = stream_lists(args.out, fmt, batches, users, item_ids, tally)
         else:
-            stream_lists(part_path(args.out, dd.rank, dd.world) + os.path.splitext(args.out)[1], fmt, batches,
-                         users, item_ids, tally)
+            parts = [part_path(args.out, r, dd.world) + os.path.splitext(args.out)[1] for r in range(dd.world)]
+            stream_lists(parts[dd.rank], fmt, batches, users, item_ids, tally)
             tally["short"] = distributed.total(tally["short"], dd, device)
             distributed.barrier(dd)
             if dd.main:
-                ext = os.path.splitext(args.out)[1]
-                merge_parts(args.out, [part_path(args.out, r, dd.world) + ext for r in range(dd.world)],
-                            users, None if tally["short"] else args.k, fmt)
+                merge_parts(args.out, parts, users, None if tally["short"] else args.k, fmt)
                 rows = ids.rows(known, users)
                 n_cold = int(len(users) - (hist.lengths[rows[rows >= 0]] > 0).sum())
             distributed.barrier(dd)

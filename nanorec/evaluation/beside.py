@@ -1,12 +1,6 @@
-"""Baselines beside a run: the popularity and transitions baselines scored on the run's own split.
-
-Every GPT run's metrics.json gets a "baselines" section and its final log line the baselines'
-figures, so a reader sees at once whether the GPT earns its cost (on a realistic events log the
-transitions baseline, fitted in 10 s, has come within 0.2% of a 140-s GPT). Both fit in seconds:
-popularity counts the training split; transitions chooses its window on the run's validation users
-(as `nanorec train method=transitions` does). They are scored by `evaluate.score_report` on the
-same validation and test sets the run reports (holdout=time: multi-target, with the cold users
-apart), beyond-accuracy metrics included.
+"""Baselines beside a run: popularity and transitions (seconds to fit) scored on the run's own
+split by `score_report`, in metrics.json's "baselines" and the final log line, so a reader sees at
+once whether the GPT earns its cost (on a realistic events log transitions came within 0.2%).
 """
 from __future__ import annotations
 
@@ -17,12 +11,8 @@ from ..data import item_counts
 
 
 def baselines(ds, sp, cfg, transitions=None, beyond_users: int = 0, exclude_seen: bool = True) -> dict | None:
-    """{"popularity": report, "transitions": report} on the run's split (each report as
-    evaluate.score_report gives it, plus "fit_seconds"); None when the run holds nothing out
-    (holdout=none). transitions: a Transitions table already fitted on this split and selected
-    on its validation users (a fused run's), used instead of fitting it again. beyond_users:
-    score_report's (an update's sample). exclude_seen: the run's choice (seen.py), so the
-    figures compare on one protocol."""
+    """{"popularity": report, "transitions": report} (score_report's, plus "fit_seconds"), or None
+    for holdout=none. transitions: a fused run's table, fitted on this split, used as it is."""
     from .metrics import score_report
 
     if sp.valid is None and sp.test is None:
@@ -43,8 +33,7 @@ def baselines(ds, sp, cfg, transitions=None, beyond_users: int = 0, exclude_seen
 
 
 def summary(results: dict, k: int = 10) -> str:
-    """The tail of a run's final log line: its beyond-accuracy figures and the baselines' NDCG@k
-    beside its own, on the test split (else validation)."""
+    """The final log line's tail: beyond-accuracy figures, the baselines' NDCG@k beside the run's."""
     from .metrics import format_beyond
     parts = []
     if results.get("beyond"):

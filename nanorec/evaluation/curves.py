@@ -1,10 +1,6 @@
-"""curves.png: a run's training curves, drawn from its validation history.
-
-Three panels: train and validation loss by step, validation NDCG@10 by step,
-and validation NDCG@10 by training time (validation time excluded), so two
-runs can be compared at equal steps or at equal wall time. The curves are the
-GPT's; a fused run's shipped validation NDCG@10 is a dashed line beside them. Needs matplotlib
-(the baselines extra); without it the run just has no picture.
+"""curves.png: train / validation loss by step, validation NDCG@10 by step and by training time
+(runs compared at equal steps or equal wall time); a fused run's shipped NDCG@10 is a dashed line.
+Needs matplotlib (the baselines extra); without it the run just has no picture.
 """
 from __future__ import annotations
 
@@ -14,9 +10,8 @@ from ..runs.files import atomic_write
 
 
 def plot_curves(history: list[dict], path: str, title: str = "", fused: float | None = None) -> bool:
-    """Write the picture to `path` (atomically). fused: the validation NDCG@10 of the model the run
-    ships when it is fused (the curves are the GPT's alone): drawn as a line, so the picture and
-    metrics.json tell one story. -> False when matplotlib is missing or there is nothing to draw."""
+    """Write the picture to `path`; fused: the shipped fused model's validation NDCG@10 (the curves
+    are the GPT's alone). -> False without matplotlib or a history."""
     try:
         import matplotlib
         matplotlib.use("Agg")

@@ -1,17 +1,8 @@
-"""Full-ranking evaluation: every user's held-out item is ranked against ALL items.
-
-One function ranks, one turns ranks into metrics; the GPT and every baseline
-are scored through `evaluate(scorer, evalset)`, so no method has its own eval code.
-
-Protocol: leave-one-out, no sampled negatives, the user's own
-history items ranked last (S3-Rec sets their score to 0 instead; the difference
-is negligible), ties broken by item index (lower first), so a scorer with many
-equal scores (popularity) ranks deterministically.
-
-A scorer with `factors` (the GPT, the count tables, their fusion: see
-scoring.Factored) is ranked by `factor_ranks`, chunk by chunk over the catalogue
-with the same rule, so a validation pass over 720k users never holds a users x
-items matrix.
+"""Full-ranking evaluation: every user's held-out item (leave-one-out) is ranked against ALL items,
+no sampled negatives, the user's history ranked last (S3-Rec sets it to 0; the difference is
+negligible), ties broken by item index, so equal scores (popularity) rank deterministically. One
+function ranks (`evaluate`, for the GPT and every baseline), one turns ranks into metrics; a
+factored scorer is ranked chunk by chunk (`factor_ranks`): no users x items matrix for 720k users.
 """
 from __future__ import annotations
 
@@ -28,18 +19,13 @@ PROTOCOL = "full ranking over all {n} items, history excluded (ranked last), lea
 
 
 def count(mask: torch.Tensor) -> torch.Tensor:
-    """Per-row count of a (B, M) boolean matrix -> (B,) int64; a byte sum in int32 is about
-    twice as fast as bool.sum, and the ranking is mostly such counts."""
+    """Per-row count of a (B, M) bool matrix -> (B,) int64 (a byte sum: twice bool.sum's speed)."""
     return mask.view(torch.uint8).sum(1, dtype=torch.int32).long()
 
 
 def target_ranks(scores: torch.Tensor, histories: Sequences, targets: torch.Tensor,
                  exclude_seen: bool = True) -> torch.Tensor:
-    """1-based rank of each target among items 1..N.  scores (B, N+1), targets (B,).
-
-    `scores` is modified in place (padding and, by default, history items are
-    set to -inf); scorers hand over fresh tensors, so nothing is copied.
-    """
+    """1-based rank of each target among items 1..N; scores (B, N+1) are modified in place."""
     scores = scores.float()
     scores[:, 0] = -math.inf  # padding is never a recommendation
     if exclude_seen:
@@ -62,19 +48,11 @@ def target_ranks(scores: torch.Tensor, histories: Sequences, targets: torch.Tens
 @torch.no_grad()
 def factor_ranks(f: Factored, histories: Sequences, targets: np.ndarray, exclude_seen: bool = True,
                  with_loss: bool = False, chunk: int = 0, max_rank: int = 0) -> tuple[np.ndarray, float]:
-    """`target_ranks` for factored scores (scoring.Factored: q @ items.T + bias + sparse
-    additions), computed `chunk` items at a time (no (B, N+1) matrix), by the same rule:
-    padding and (by default) history items -inf, ties broken by item index.
-    -> (ranks (B,), summed cross-entropy of the targets over items 1..N, 0.0 unless with_loss).
-
-    Items are visited best bound first (scoring.Ordered); a row is done once its bound
-    is below its target's score (nothing left can outrank or tie it), so for a trained
-    model most rows stop after the first chunk. max_rank > 0: a row is also done once
-    max_rank items are above its target (its rank is then only known to exceed
-    max_rank: enough for metrics at cutoffs <= max_rank, and much faster when most
-    targets rank low). A target that is in the history (score -inf) has its rank in
-    closed form: every unseen item is above it, and the seen ones with a lower index.
-    The loss needs every item: with_loss scores all of them."""
+    """`target_ranks` for factored scores, `chunk` items at a time, best bound first
+    (scoring.Ordered): a row is done once its bound is below its target's score, or (max_rank > 0)
+    once max_rank items are above it (enough for cutoffs <= max_rank). A seen target's rank is in
+    closed form. -> (ranks (B,), the targets' summed cross-entropy when with_loss (scores every
+    item), else 0.0)."""
     q, dev, V, B = f.q, f.q.device, f.items.shape[0], len(f.q)
     chunk = chunk or (2048 if dev.type == "cpu" else 65536)
     targets = np.asarray(targets, dtype=np.int64)
@@ -155,11 +133,7 @@ def factor_ranks(f: Factored, histories: Sequences, targets: np.ndarray, exclude
 
 
 def metrics_from_ranks(ranks: np.ndarray, ks=KS) -> dict[str, float]:
-    """HR@K, NDCG@K, MRR@K, MAP@K for one target per user.
-
-    With one relevant item MAP@K (the challenge's metric) equals MRR@K: 1/rank if
-    the target is in the top K, else 0. Both are reported under their own names.
-    """
+    """HR@K, NDCG@K, MRR@K, MAP@K for one target per user (MAP@K, the challenge's, equals MRR@K)."""
     ranks = np.asarray(ranks, dtype=np.float64)
     out = {}
     for k in ks:
@@ -173,13 +147,9 @@ def metrics_from_ranks(ranks: np.ndarray, ks=KS) -> dict[str, float]:
 
 def evaluate(scorer: Scorer, evalset: EvalSet, exclude_seen: bool = True, batch_size: int = 512,
              progress: bool = False, return_ranks: bool = False, with_loss: bool = False, max_rank: int = max(KS)):
-    """Score every user of `evalset` in batches and return the metrics dict
-    (and the per-user ranks when `return_ranks`). with_loss: the scores are
-    logits; also report "loss", the mean cross-entropy of the targets over all items.
-    Ranks are exact up to max_rank (default the largest cutoff reported, 20); a rank
-    below that is given as max_rank + 1, so a factored scorer stops each user as soon as
-    max_rank items are above its target (most users, for a rare target, on a large
-    catalogue). A selection pass that reads NDCG@10 only passes max_rank=10."""
+    """The metrics of every user of `evalset` (and the ranks when `return_ranks`); with_loss: the
+    scores are logits, "loss" their targets' mean cross-entropy. Ranks are exact up to max_rank,
+    else max_rank + 1, so a factored scorer stops a user once max_rank items are above its target."""
     from tqdm.auto import tqdm
 
     n = len(evalset.targets)
@@ -208,9 +178,7 @@ def evaluate(scorer: Scorer, evalset: EvalSet, exclude_seen: bool = True, batch_
 
 
 def length_batches(evalset: EvalSet, batch_size: int):
-    """Yield (rows, histories) in batches of similar history length: a sequence model pads
-    each batch to its longest history, so sorting cuts the padded work several-fold.
-    Callers scatter their per-row results back through `rows`."""
+    """(rows, histories) in batches of similar length: a sequence model pads a batch to its longest."""
     by_length = np.argsort(evalset.histories.lengths, kind="stable")
     for s in range(0, len(evalset.targets), batch_size):
         rows = by_length[s:s + batch_size]
@@ -219,10 +187,8 @@ def length_batches(evalset: EvalSet, batch_size: int):
 
 def score_splits(scorer: Scorer, valid: EvalSet | None, test: EvalSet | None, num_items: int,
                  batch_size: int = 512, exclude_seen: bool = True) -> dict:
-    """The end of every run, GPT or baseline: validation, then the test split once (exclude_seen:
-    the run's choice, seen.py; a target that repeats an earlier item counts when they are allowed).
-    -> {"valid": metrics, "test": metrics, "protocol": {split: line}, "test_ranks": (M,),
-        "valid_seconds": s, "test_seconds": s} (a split that is None is left out)."""
+    """Validation, then the test split once -> {"valid", "test", "protocol": {split: line},
+    "test_ranks", "valid_seconds", "test_seconds"} (a split that is None is left out)."""
     import time
     out = {"protocol": {}}
     for name, evalset in (("valid", valid), ("test", test)):
@@ -264,9 +230,7 @@ VALID_TIME_PROTOCOL = ("full ranking over all {n} items, history excluded (ranke
 
 
 def top_lists(scorer: Scorer, evalset, k: int = max(KS), batch_size: int = 512, exclude_seen: bool = True) -> np.ndarray:
-    """(M, k) each user's exact top-k items (scoring.top_k: ties to the lower index, history
-    excluded, ranked last, unless exclude_seen is False), in the order of `evalset` (anything
-    with .users, .histories and one .targets entry per user: an EvalSet or a data.TargetSets)."""
+    """(M, k) each user's exact top-k items (scoring.top_k), in the order of `evalset`."""
     lists = np.zeros((len(evalset.users), k), dtype=np.int64)
     for rows, hist in length_batches(evalset, batch_size):
         lists[rows] = top_k(scorer, hist, evalset.users[rows], k, exclude_seen)[0]
@@ -282,17 +246,9 @@ def list_hits(lists: np.ndarray, targets: Sequences) -> np.ndarray:
 
 
 def set_metrics(lists: np.ndarray, targets: Sequences, ks=KS) -> dict[str, float]:
-    """HR@K, Recall@K, NDCG@K, MRR@K, MAP@K of top lists (M, >= max K) against each user's SET
-    of targets T (M rows of distinct items, each row non-empty), averaged over users:
-
-        HR@K     1 if any of the first K is in T
-        Recall@K |hits in the first K| / |T|
-        NDCG@K   sum over hits at positions p (1-based) of 1/log2(p+1), divided by the same sum
-                 for an ideal list (min(|T|, K) hits on top)
-        MRR@K    1 / position of the first hit (0 without one)
-        MAP@K    sum over hits at p of precision@p, divided by min(|T|, K) (the challenge's MAP@K)
-
-    With one target per user these equal metrics_from_ranks' (MAP@K = MRR@K)."""
+    """HR@K, Recall@K (hits / |T|), NDCG@K (over an ideal list of min(|T|, K) hits), MRR@K and
+    MAP@K (precision@p summed over hits, / min(|T|, K): the challenge's) of top lists (M, >= max K)
+    against each user's SET of targets T, averaged over users; one target each: metrics_from_ranks'."""
     hits = list_hits(lists, targets).astype(np.float64)
     if hits.shape[1] < max(ks):  # a catalogue smaller than the cutoff: the missing places are misses
         hits = np.pad(hits, ((0, 0), (0, max(ks) - hits.shape[1])))
@@ -315,19 +271,10 @@ def set_metrics(lists: np.ndarray, targets: Sequences, ks=KS) -> dict[str, float
 
 def beyond_metrics(lists: np.ndarray, histories: Sequences, counts: np.ndarray, num_items: int,
                    ks=KS, vectors: torch.Tensor | None = None) -> dict[str, float]:
-    """Beyond-accuracy metrics of top lists (M, >= max K), for each cutoff K:
-
-        coverage@K      distinct items in all the users' first K / catalogue size (num_items)
-        novelty@K       mean self-information -log2(share(i)) of the recommended items, share(i) =
-                        count(i) / all counts (an item never seen in training counts as seen once)
-        avg_pop@K       average recommended popularity: mean count(i) of the recommended items
-        pop_ratio@K     avg_pop@K / the mean count of the users' own history items (> 1: the lists
-                        are more popular than what the users buy)
-        ILS@K           intra-list similarity, only with `vectors` (N+1, D) unit rows of content
-                        (zero rows: no content): the mean cosine of the pairs of items of a list
-                        that both have content, averaged over lists with such a pair
-
-    counts (N+1,): interactions per item in the training split (data.item_counts)."""
+    """Beyond-accuracy metrics of top lists (M, >= max K) at each cutoff K: coverage@K (distinct
+    items / num_items), novelty@K (mean -log2 of the items' share of the training counts, an unseen
+    item counted once), avg_pop@K (mean count), pop_ratio@K (avg_pop@K / the histories' mean count),
+    and with `vectors` (N+1, D) ILS@K (intra_list_similarity). counts (N+1,): the training split's."""
     counts = np.asarray(counts, dtype=np.float64)
     info = -np.log2(np.maximum(counts, 1.0) / max(counts[1:].sum(), 1.0))  # (N+1,)
     h_rows = np.repeat(np.arange(len(histories)), histories.lengths)
@@ -347,8 +294,8 @@ def beyond_metrics(lists: np.ndarray, histories: Sequences, counts: np.ndarray, 
 
 
 def intra_list_similarity(top: np.ndarray, vectors: torch.Tensor, batch: int = 4096) -> float:
-    """Mean over lists of the mean pairwise cosine of their items' content (pairs where both
-    items have content; lists with no such pair are left out). vectors (N+1, D) unit rows."""
+    """Mean over lists of the mean cosine of their pairs of items that both have content
+    (vectors (N+1, D) unit rows, zero: none); lists with no such pair are left out."""
     has = (vectors.norm(dim=1) > 0).cpu()
     total, lists_counted = 0.0, 0
     k = top.shape[1]
@@ -368,18 +315,11 @@ def intra_list_similarity(top: np.ndarray, vectors: torch.Tensor, batch: int = 4
 def score_report(scorer: Scorer, sp, num_items: int, train_counts: np.ndarray, batch_size: int = 512,
                  vectors: torch.Tensor | None = None, split_time: str = "", seed: int = 0,
                  beyond_users: int = 0, exclude_seen: bool = True) -> dict:
-    """The end of every run (GPT, baseline, the baselines beside a run): `score_splits` for the
-    single-target splits (loo/last: the same figures as ever), plus
-
-    - holdout=time (sp.test a data.TargetSets): the test split from each user's exact top-20 list,
-      multi-target (`set_metrics`); the cold users (no event before the split time) apart, scored on
-      the training split's most popular items, the list recommend gives them ("test_cold");
-    - "beyond": `beyond_metrics` of the same lists: the test users' (else the validation users', else
-      for holdout=none a fixed sample of users on their whole histories, at most BEYOND_WORK / items);
-      beyond_users > 0: on a fixed sample of at most that many of them (an update: its lists' figures
-      without a second full scoring pass; holdout=time reuses the test lists and needs no sample).
-    exclude_seen: the run's choice (seen.py), for every split and list.
-    -> score_splits' dict with "beyond" (and "test_cold") added."""
+    """The end of every run: `score_splits`, plus for holdout=time (sp.test a TargetSets) the test
+    split from each user's exact top-20 list (`set_metrics`), its cold users apart on the training
+    split's most popular items ("test_cold"), and "beyond": `beyond_metrics` of the test (else
+    validation, else a fixed sample of whole histories) users' lists; beyond_users > 0: a fixed
+    sample of at most that many (an update: no second full scoring pass)."""
     import time
     multi = isinstance(sp.test, TargetSets)
     out = score_splits(scorer, sp.valid, None if multi else sp.test, num_items, batch_size, exclude_seen)
@@ -428,9 +368,7 @@ def format_beyond(m: dict, k: int = 10) -> str:
 
 
 def evaluate_split(scorer: Scorer, evalset, batch_size: int = 512, num_items: int = max(KS), **kwargs) -> dict:
-    """`evaluate` for an EvalSet (one target per user; kwargs passed on); for a data.TargetSets
-    (holdout=time's test split) the multi-target metrics of each user's exact top-20 list
-    (kwargs' exclude_seen, default True, says whether those lists may hold the history's items)."""
+    """`evaluate` for an EvalSet; for a data.TargetSets the set metrics of each exact top-20 list."""
     if not isinstance(evalset, TargetSets):
         return evaluate(scorer, evalset, batch_size=batch_size, **kwargs)
     lists = top_lists(scorer, evalset, min(max(KS), num_items), batch_size, kwargs.get("exclude_seen", True))

@@ -57,9 +57,7 @@ def opening(tr, notes: list) -> None:
 
 def final_evaluation(model, scorer, ds, sp, cfg: Config, state, out_dir: str, log,
                      extra: dict | None = None, beyond_users: int = 0, near: tuple | None = None) -> dict:
-    """The selected weights scored once; metrics.json written (with `extra`'s entries).
-    state: checkpoint.TrainState; beyond_users: evaluate.score_report's (an update's sample);
-    near: fusion.fit's (an update's)."""
+    """The selected weights scored once; metrics.json written (with `extra`'s entries)."""
     rundir.load_weights(model, os.path.join(out_dir, rundir.WEIGHTS))
     results, tables = {}, None
     if fusion.enabled(cfg.fuse_transitions):  # the selected GPT + item-to-item tables (fusion.py)
@@ -92,10 +90,8 @@ def final_evaluation(model, scorer, ds, sp, cfg: Config, state, out_dir: str, lo
 
 def scored(scorer, ds, sp, cfg: Config, out_dir: str, log, results: dict, entries, label: str, vectors=None,
            beyond_users: int = 0) -> dict:
-    """The end of every run, GPT or fitted method: whether lists exclude seen items decided on the
-    shipped scorer (seen.py), the valid and test splits scored once (score_report), the test ranks
-    saved, `entries(exclude_seen)`'s run-specific entries added, metrics.json written, and one
-    line a split logged ("valid [protocol] (label): ...")."""
+    """The end of every run, GPT or fitted method: exclude_seen decided on the shipped scorer, the
+    splits scored once, `entries(exclude_seen)` added, metrics.json written, one line a split logged."""
     exclude_seen, results["exclude_seen"] = decide(scorer, sp.valid, cfg, cfg.eval_batch_size)
     log(log_line(results["exclude_seen"]))
     results.update(score_report(scorer, sp, ds.num_items, item_counts(sp.train, ds.num_items), cfg.eval_batch_size,
@@ -111,8 +107,8 @@ def scored(scorer, ds, sp, cfg: Config, out_dir: str, log, results: dict, entrie
 
 
 def fuse(model, scorer, ds, sp, cfg: Config, out_dir: str, log, near: tuple | None = None):
-    """Fit the item-to-item tables on the training split, choose the weights on validation, save them.
-    -> (the fused scorer, metrics.json's "fusion" entry, the tables [transitions, cooccurrence], seconds)."""
+    """Fit the item-to-item tables, choose the weights on validation, save them
+    -> (the fused scorer, metrics.json's "fusion" entry, the tables, seconds)."""
     t0 = time.time()
     # chosen on the validation users (valid_users: all, or the sample); all_data trained the GPT and
     # the tables on those targets, so they cannot choose: like holdout=none

@@ -1,53 +1,17 @@
-"""Top-k recommendations from a trained run, and the challenge submission writer.
+"""Top-k lists from a trained run (`nanorec recommend`, the Python API, the server), and their writers.
 
-    nanorec recommend --run RUN_DIR --data PATH --out FILE [--users FILE] [--k 10]
-                      [--mode oneshot|generative] [--exclude-seen|--include-seen]
+Two ways to read a list out of the model: oneshot (the k highest scores after the user's last
+item) or generative (k steps, each appending its item to the history; never a repeat). Cold
+users (no history the run knows) get the most popular items, source=popularity, no score:
+counts are not on the model's scale. Histories are prepared once (`histories_for`) for every
+surface; scoring goes through scoring.scorer, as evaluation does. Business filters (allow /
+deny files: `read_filter_file`) and exclude_seen are applied before the lists are cut, so a
+user left with fewer than k items gets a shorter list, never filled.
 
-Two ways to read a list out of the model:
-- oneshot: the k highest logits after the user's last item (one forward pass);
-- generative: k steps, each appending its greedy (or sampled) item to the
-  history and predicting again; an item is never repeated in the list.
-Users with no usable history (cold start: normal for a test user absent from
-training) get the most popular items, marked `source=popularity` with no score
-(counts are not on the model's scale). A challenge folder's default users are
-its test.csv; the output is then `user_id,predictions` (10 original ids,
-space-separated, best first). Otherwise a long table
-`user_id,item_id,score,rank,source`. The run is opened by `Run.open` and its
-histories prepared by `histories_for`, as the server and the Python API do;
-scoring goes through nanorec.scoring.scorer, as evaluation does. Ids match by their
-exact text (ids.py): a --users file whose ids are of another type than the
-run's (strings for a run trained on integer ids) is an error when none is
-known, a warning line naming how many are known otherwise. With
---exclude-seen a list never holds the user's own items: a user with fewer than
-k unseen items left gets a shorter list, as from the server and the Python API;
---include-seen lets them be listed anywhere (repeat purchases). Neither given:
-the run's own choice (its exclude_seen; for auto, the one training made on
-validation and metrics.json records: nanorec/scoring/seen.py).
-
-Event types: a run trained with target_filter (e.g. event_type=purchase) reads --data with
-it, so the log needs that column; exclude-seen removes the user's purchases (targets), never
-an item only viewed, and `--data <the run's own log>` gives exactly the run's lists.
-
-Business filters: --allow-items FILE (only these items) and --deny-items FILE
-(never these items), each a list of item ids, one a line with or without a header,
-or a table with the run's item column (else item_id), read by `read_filter_file`
-(the API's and the server's filter files too); one line on stderr says how many ids
-each file holds and how many the run does not know (those filter nothing). They are
-applied before the lists are cut (scoring.item_mask), for every method and for the
-popularity fallback of cold users. A user left with fewer than k items (filters,
-seen items) gets a shorter list (fewer rows in the long format, fewer ids in a
-submission), never filled, and one line on stderr says how many.
-
-At scale: users are taken batch by batch in input order and each batch is
-written as soon as it is scored (to a temporary file, renamed into place at the
-end), so memory does not grow with the number of users. Under torchrun
-
-    torchrun --standalone --nproc_per_node=4 -m nanorec.cli recommend --run-dir R --data D --out F
-
-(--run-dir: torchrun's own parser would take --run for its --run-path), each
-process takes a contiguous slice of the users (whole batches), writes its part,
-and rank 0 merges the parts into ONE output, checks that every user is there
-once in input order, and removes the parts.
+At scale, users are taken batch by batch in input order and each batch is written as soon as
+it is scored, so memory does not grow with the users. Under torchrun (spelled --run-dir: its
+own parser takes --run for --run-path) each process lists a contiguous slice of whole batches,
+and rank 0 merges the parts into ONE output after checking every user is there once, in order.
 """
 from __future__ import annotations
 
@@ -72,25 +36,19 @@ from .scorer import item_mask, recommend_lists
 # users, histories and the fallback
 
 def histories_in_run_vocab(ds: Dataset, run_item_ids: np.ndarray) -> tuple[Sequences, int]:
-    """The data set's full histories re-indexed to the run's item vocabulary, with their
-    events' weights and target flags (target_filter: exclude_seen removes the purchases only,
-    as for the run's own histories). Items the model never saw are dropped from the
-    histories (returned count), with their flags."""
+    """The data set's histories in the run's item vocabulary (weights and target flags kept);
+    items the model never saw are dropped -> (histories, how many were dropped)."""
     rows = ids.rows(run_item_ids[1:], ds.item_ids[1:])  # the one id rule (ids.py)
     remap = np.concatenate([[0], np.where(rows >= 0, rows + 1, 0)]).astype(np.int64)
     items = remap[ds.sequences.items]
     known = items > 0
-    lengths = np.add.reduceat(known.astype(np.int64), ds.sequences.offsets[:-1]) if len(items) else np.zeros(len(ds.user_ids), np.int64)
-    lengths = np.where(ds.sequences.lengths > 0, lengths, 0)
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    return Sequences(offsets, items[known], *ds.sequences._cut(known)), int((~known).sum())
+    before = np.zeros(len(items) + 1, dtype=np.int64)  # (total+1,) known items before each event
+    np.cumsum(known, out=before[1:])
+    return Sequences(before[ds.sequences.offsets], items[known], *ds.sequences._cut(known)), int((~known).sum())
 
 
 def read_user_list(path: str, user_col: str = "user_id") -> np.ndarray:
-    """The user column of a CSV/Parquet file: `user_col` (the run's), else `user_id`.
-    Typed as the readers type ids (strings stay strings); an empty list or a repeated
-    user is an error."""
+    """The user column (`user_col`, else user_id) of a file, typed as the readers type ids."""
     from ..data import column_ids, read_frame
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")
@@ -109,8 +67,7 @@ def read_user_list(path: str, user_col: str = "user_id") -> np.ndarray:
 
 
 def _read_stream_table(path: str):
-    """A pipe or FIFO (--users <(cut -d, -f1 test.csv)) read once, as a stream, to a frame:
-    a CSV/TSV/Parquet table by its name or its first bytes (one column: CSV), else a DataError."""
+    """A pipe or FIFO (--users <(cut -d, -f1 test.csv)) read once to a frame (one column: CSV)."""
     from ..data.readers import read_stream_table
     from ..data.tables import read_frame
     kind, df, _, data = read_stream_table(path)
@@ -127,8 +84,7 @@ def _read_stream_table(path: str):
 
 @dataclass
 class FilterFile:
-    """A filter file as matched to a run: the internal indices of the ids the run knows and
-    what was read (`line` says it in one line)."""
+    """A filter file matched to a run; `line` says what it held in one line."""
     path: str
     rows: np.ndarray          # (n,) internal indices of the known ids
     read: int                 # ids read
@@ -136,8 +92,6 @@ class FilterFile:
     header: str | None        # a one-column file's first line, when it was a header
 
     def line(self, option: str) -> str:
-        """e.g. "--deny-items deny.csv: 12 item ids read (header 'sku'), 2 not items of the run
-        (e.g. 'X9'); 10 items denied"."""
         text = f"{option} {self.path}: {_count(self.read, 'item id')} read"
         if self.header is not None:
             text += f" (header {show(self.header)})"
@@ -156,20 +110,11 @@ def _allows(option: str) -> bool:
 
 def read_filter_file(path, item_ids: np.ndarray, col: str = "item_id", option: str = "--deny-items",
                      data: bytes | None = None) -> FilterFile:
-    """A list of item ids matched to the run's vocabulary item_ids (N+1,) by the one id rule.
-
-    The file: CSV/TSV (optionally gzip; a pipe or FIFO is read once, as a stream) or Parquet.
-    One column, with or without a header, or a table with a header and the run's item column
-    `col` (else item_id). A UTF-8 BOM, blank lines, CRLF and spaces around an id are not part of
-    any id; ids keep their text (007 stays 007, as the readers read ids). A one-column file's
-    first line is an id when the run knows it, or when the run's ids are integers and it is
-    written as one; else it is a header (`FilterFile.header`; an unknown first line taken as a
-    header changes no list: the run could not list it anyway).
-    Ids the run does not know are counted (`FilterFile.unknown`), not an error. DataError (one
-    line): no such file, a folder, not a table, an id listed twice, a table without the item
-    column, an allow list (option --allow-items / items) with no id or none the run knows. An
-    empty deny list (no ids, or a header alone) denies nothing: an emptied out-of-stock list.
-    data: the file's bytes when the caller has read them already (the server hashes them)."""
+    """A file of item ids (CSV/TSV, gzip, Parquet, a pipe; one column with or without a header,
+    or a table with the item column `col`) matched to the run's item_ids (N+1,) by the one id rule.
+    Ids the run does not know are counted, not an error: a first line taken as a header could not
+    be listed anyway. An empty deny list denies nothing (an emptied out-of-stock list); an allow
+    list with no id the run knows is a DataError. data: the bytes, when the caller read them."""
     path = os.fspath(path)
     values, header = _filter_ids(path, col, item_ids, data)
     if not values and _allows(option):
@@ -258,19 +203,16 @@ _WHOLE = re.compile(r"^(-?(?:0|[1-9][0-9]*))\.0+$")  # a whole number written as
 
 
 def _is_header(first: str, item_ids: np.ndarray) -> bool:
-    """A one-column file's first line is a header unless it is an id the run knows, or a
-    number (no column is named 4: an id of another spelling, 4 for the run's 004, is an
-    id the run does not know, counted as one, never hidden as a header)."""
+    """A one-column file's first line is a header unless the run knows it or it is a number
+    (no column is named 4: 4 for the run's 004 is an unknown id, counted, never hidden)."""
     if re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", first):
         return False
     return ids.rows(item_ids[1:], np.array([first]))[0] < 0
 
 
 def filter_items(item_ids: np.ndarray, given: np.ndarray, where: str, error=DataError) -> np.ndarray:
-    """A filter's original item ids (the API's and the server's lists) -> (n,) internal indices,
-    by the one id rule (ids.py). An id the run does not know is an `error` naming how many and
-    one of them: a list typed in code is a promise about the lists, and a typo in it would
-    silently be no filter at all (a filter *file* counts them instead: read_filter_file)."""
+    """A filter's original item ids (the API's, the server's) -> (n,) internal indices. An unknown
+    id is an `error`: a typo in a list typed in code would silently filter nothing."""
     rows = ids.rows(item_ids[1:], given)
     unknown = rows < 0
     if unknown.any():
@@ -283,8 +225,7 @@ def filter_items(item_ids: np.ndarray, given: np.ndarray, where: str, error=Data
 
 def blocked_items(item_ids: np.ndarray, allow=None, deny=None, allow_from: str = "--allow-items",
                   deny_from: str = "--deny-items", error=DataError):
-    """The business filters (original ids, None: not given) as scoring's one item mask
-    (N+1,) bool, True = never listed; None when neither is given."""
+    """The business filters (original ids, None: not given) as scoring's item mask, or None."""
     num_items = len(item_ids) - 1
     allow = None if allow is None else filter_items(item_ids, allow, allow_from, error)
     deny = None if deny is None else filter_items(item_ids, deny, deny_from, error)
@@ -294,8 +235,7 @@ def blocked_items(item_ids: np.ndarray, allow=None, deny=None, allow_from: str =
 def filter_files(item_ids: np.ndarray, allow_path=None, deny_path=None, col: str = "item_id",
                  report=lambda got, option: print(got.line(option), file=sys.stderr),
                  allow_option: str = "--allow-items", deny_option: str = "--deny-items"):
-    """An allow file and a deny file (paths, None: not given; `read_filter_file`) as scoring's item
-    mask (None when neither is given); report(FilterFile, option) is told what each file held."""
+    """An allow and a deny file (paths or None) as scoring's item mask (or None), each `report`ed."""
     rows = {}
     for option, path in ((allow_option, allow_path), (deny_option, deny_path)):
         if path is not None:
@@ -308,24 +248,16 @@ def filter_files(item_ids: np.ndarray, allow_path=None, deny_path=None, col: str
 
 
 def listed(items: np.ndarray) -> np.ndarray:
-    """(..., k) bool: the slots of a list that hold an item. A list with fewer than k items left
-    (filters; exclude_seen near the catalogue's size) ends with item 0 (padding: never an item),
-    which writers and callers drop: a shorter list, never filled."""
+    """(..., k) bool: the slots that hold an item; a short list ends with item 0, which is dropped."""
     return np.asarray(items) != 0
 
 
 def histories_for(run: Run, data_path=None, warn=print, ds: Dataset | None = None
                   ) -> tuple[np.ndarray, Sequences, np.ndarray | None]:
-    """The one preparation of the histories a list continues (the CLI, the server and the
-    Python API all come here), in the run's vocabulary:
-    -> (known_users (U0,), hist (U0 rows), default_users).
-    data_path None: the run's own (histories.parquet); default users: all of them.
-    Else the log's (a newer log may add items: those the run never saw are dropped; none
-    known is the wrong data), read as at training: under target_filter its column marks the
-    targets (exclude_seen removes those), and a value the run never saw is an error; default
-    users: a challenge folder's test.csv, else every user of the log (None: a challenge folder
-    without test.csv, which must name its users). ds: data_path already read by load_like's rules
-    (inspect reads its log once)."""
+    """The histories a list continues, in the run's vocabulary (the CLI, the server and the API)
+    -> (known_users (U0,), hist (U0 rows), default_users): the run's own histories.parquet, or
+    data_path's log read as at training (items the run never saw dropped; default users its
+    test.csv, every user, or None for a challenge folder without one). ds: data_path, read."""
     if data_path is None:
         if run.histories is None:
             raise DataError(f"{run.run_dir}: no {rundir.HISTORIES} (a run from an older nanorec): pass --data")
@@ -351,8 +283,7 @@ def histories_for(run: Run, data_path=None, warn=print, ds: Dataset | None = Non
 # event types: which events of a history are targets (target_filter)
 
 def known_event_types(run: Run) -> list[str] | None:
-    """The values of the target_filter column at training (data.json's event_types, as text);
-    None for a run without target_filter, or one from before they were recorded."""
+    """The target_filter column's values at training (data.json's event_types), or None."""
     fp = rundir.read_fingerprint(run.run_dir) if run.config.target_filter else None
     values = None if fp is None else fp.get("event_types")
     if values is not None and not (isinstance(values, list) and all(isinstance(v, str) for v in values)):
@@ -361,9 +292,8 @@ def known_event_types(run: Run) -> list[str] | None:
 
 
 def check_event_types(given, known: list[str] | None, run: Run, where: str, error=UsageError) -> None:
-    """Every event type given (text) must be a value the run was trained with (`known`; None:
-    not recorded, nothing to check): an unknown one would silently count as context.
-    where: what holds the given values ("event_types", a --data path)."""
+    """Every event type given must be one the run was trained with (`known`; None: unrecorded):
+    an unknown one would silently count as context. where: what holds them."""
     if given is None or known is None:
         return
     new = sorted(set(given) - set(known))
@@ -375,13 +305,9 @@ def check_event_types(given, known: list[str] | None, run: Run, where: str, erro
 
 
 class RawHistories:
-    """A raw history, as the Python API and the server take one, -> one row in the run's
-    vocabulary: original item ids, oldest first, and optionally each event's type (a value
-    of the target_filter column; None: every event is a target, as for a run without one).
-    The types mark the targets by the run's target_filter, as the readers do at training, so
-    exclude_seen removes the purchases only. Built once per loaded run.
-    call(history (L,), event_types (L,) or None) -> (one-row Sequences, how many ids are unknown:
-    left out, with their types). Bad event types are an `error` (one line)."""
+    """A raw history (the API's, the server's: original ids, oldest first, optionally each event's
+    target_filter value, which marks the targets as at training) -> (a one-row Sequences in the
+    run's vocabulary, how many ids were unknown and left out). Built once per loaded run."""
 
     def __init__(self, run: Run, error=UsageError):
         self.run, self.error = run, error
@@ -395,7 +321,6 @@ class RawHistories:
         return Sequences(np.array([0, len(items)], np.int64), items, targets=targets), int((~found).sum())
 
     def targets(self, event_types, n: int) -> np.ndarray:
-        """(n,) bool: the events whose type matches target_filter."""
         import polars as pl
 
         from ..data.columns import Where, filter_mask
@@ -413,10 +338,8 @@ class RawHistories:
 
 
 def prepare(run_dir: str, data_path=None, k: int = 10, users=None, device: str = "auto", users_from: str = "--users"):
-    """Everything a list needs, checked before any scoring:
-    -> (scorer, num_items, item_ids, known_users, hist, users).
-    users: the ids to list (default: histories_for's); given ids of another type than the
-    run's users are an error when none is known, a warning line (stderr) when some are not."""
+    """Everything a list needs, checked before any scoring
+    -> (scorer, num_items, item_ids, known_users, hist, users (default: histories_for's))."""
     run = Run.open(run_dir, pick_device(device))
     if not 1 <= k <= run.num_items:
         raise UsageError(f"--k {k}: must be between 1 and the {run.num_items:,} items the model knows")
@@ -436,13 +359,8 @@ def prepare(run_dir: str, data_path=None, k: int = 10, users=None, device: str =
 def recommend(run_dir: str, data_path=None, k: int = 10, mode: str = "oneshot", exclude_seen: bool | None = None,
               users=None, device: str = "auto", batch_size: int = 512, temperature: float = 0.0,
               top_k: int = 0, seed: int = 0, progress: bool = False, allow=None, deny=None):
-    """Lists from a run folder -> (user_ids (U,), items (U, k) original ids, scores (U, k), cold (U,) bool).
-    allow / deny: original item ids (business filters; `blocked_items`); a slot with no
-    item left holds the padding id item_ids[0] (see `listed` on the internal indices).
-
-    Histories come from `data_path` (a log in the run's vocabulary) or, when it is
-    None, from the run's own histories.parquet. Default users: a challenge
-    folder's test.csv, else every user with a history. exclude_seen None: the run's choice."""
+    """Lists from a run folder -> (user_ids (U,), items (U, k) original ids, scores, cold (U,) bool).
+    allow / deny: original item ids; an empty slot holds item_ids[0]. exclude_seen None: the run's."""
     check_options(argparse.Namespace(k=k, mode=mode, temperature=temperature, top_k_sample=top_k, seed=seed,
                                      batch_size=batch_size))
     scorer, num_items, item_ids, known_users, hist, users = prepare(run_dir, data_path, k, users, device)
@@ -464,13 +382,7 @@ def recommend_users(scorer, num_items: int, known_users: np.ndarray, hist: Seque
                     exclude_seen: bool = True, mode: str = "oneshot", batch_size: int = 512,
                     temperature: float = 0.0, top_k: int = 0, seed: int = 0, progress: bool = False,
                     blocked=None):
-    """The one list maker of the CLI and the Python API.
-    known_users (U0,) original ids, row u of `hist`; users (U,) the ids to recommend for.
-    -> items (U, k) internal indices, scores (U, k) (NaN for cold users), cold (U,) bool.
-    Cold users (unknown, or no item the model knows) get the most popular items
-    of `hist`; their scores are NaN, since counts are not on the model's scale.
-    blocked: scoring.item_mask (business filters): a slot with no item left holds 0.
-    The lists of `iter_recommendations`, gathered."""
+    """The lists of `iter_recommendations`, gathered -> items (U, k), scores (U, k), cold (U,)."""
     users = np.asarray(users)
     out_items = np.zeros((len(users), k), dtype=np.int64)
     out_scores = np.full((len(users), k), np.nan, dtype=np.float32)
@@ -486,13 +398,10 @@ def iter_recommendations(scorer, num_items: int, known_users: np.ndarray, hist: 
                          exclude_seen: bool = True, mode: str = "oneshot", batch_size: int = 512,
                          temperature: float = 0.0, top_k: int = 0, seed: int = 0, start: int = 0,
                          stop: int | None = None, progress: bool = False, blocked=None):
-    """Lists of users[start:stop], batch by batch in input order:
+    """Lists of users[start:stop] (known_users (U0,): row u of `hist`), batch by batch in input order:
     yields (lo, hi, items (hi-lo, k) internal indices, scores (NaN for cold), cold (hi-lo,) bool).
-    Batches start at multiples of batch_size (start must be one), and a batch's
-    sampling seed is seed + its first position, so any slicing into whole
-    batches (the shards of a torchrun) gives the lists of one pass.
-    blocked: scoring.item_mask, applied before the cut, to the popularity fallback too;
-    a slot with no item left holds item 0 (`listed`)."""
+    A batch's sampling seed is seed + its first position (start: a multiple of batch_size), so
+    any slicing into whole batches (torchrun's shards) gives the lists of one pass."""
     from tqdm.auto import tqdm
 
     users = np.asarray(users)
@@ -524,13 +433,8 @@ def iter_recommendations(scorer, num_items: int, known_users: np.ndarray, hist: 
 
 def list_for_history(scorer, popular: np.ndarray, history: Sequences, k: int, exclude_seen: bool = True,
                      mode: str = "oneshot", blocked=None) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """One history (a one-row Sequences of internal indices, with its target flags under
-    target_filter: `RawHistories`, or a row `take`n from histories_for's) -> (items (<= k,),
-    scores, "model"), or for an empty history the first k of `popular` with scores None and
-    source "popularity". exclude_seen: never an item of the history's targets (every item
-    without target_filter), so a list is shorter than k when fewer unseen items are left
-    (scoring.recommend_lists). blocked: scoring.item_mask (business filters), applied before
-    the cut; the list is shorter when fewer than k items are left."""
+    """One history (a one-row Sequences) -> (items (<= k,), scores, "model"), or for an empty
+    history the first k of `popular`, scores None, "popularity"."""
     if len(history.items) == 0:  # nothing for the model to continue
         if blocked is not None:
             popular = popular[~blocked.numpy()[popular]]
@@ -541,8 +445,7 @@ def list_for_history(scorer, popular: np.ndarray, history: Sequences, k: int, ex
 
 
 def popular_items(histories: Sequences, num_items: int, k: int, blocked=None) -> np.ndarray:
-    """(k,) the k most frequent item indices of the histories (ties: lower index first); never padding.
-    blocked (scoring.item_mask): never those items, so fewer than k when fewer are left."""
+    """(<= k,) the most frequent item indices of the histories (ties: lower first), never blocked ones."""
     counts = item_counts(histories, num_items).astype(np.float64)
     counts[0] = -1
     order = np.argsort(-counts, kind="stable")
@@ -561,9 +464,8 @@ def _ids(a: np.ndarray) -> np.ndarray:
 
 
 def list_frame(fmt: str, users, items, scores=None, cold=None, items_mask=None):
-    """One batch of lists as a polars frame: "submission" (user_id,predictions, the
-    ids space-separated, best first) or "long" (user_id,item_id,score,rank,source;
-    source "model" or "popularity" for cold users, whose score is empty).
+    """One batch of lists as a polars frame: "submission" (user_id,predictions: ids space-separated,
+    best first) or "long" (user_id,item_id,score,rank,source; a cold user's score is empty).
     items_mask (U, k) bool (`listed`): the slots that hold an item; the others are left out."""
     import polars as pl
     present = None if items_mask is None else np.asarray(items_mask)
@@ -592,17 +494,13 @@ def write_submission(path: str, users, items) -> None:
 
 
 def write_long(path: str, users, items, scores, cold) -> None:
-    """One row per (user, rank): user_id,item_id,score,rank,source; source is
-    "model" or "popularity" (cold users, whose score is empty)."""
+    """One row per (user, rank): user_id,item_id,score,rank,source."""
     write_frame(path, list_frame("long", users, items, scores, cold))
 
 
 def write_frame(path: str, df) -> None:
     """A polars frame as .parquet (by its name) or CSV, atomically."""
-    if path.lower().endswith(".parquet"):
-        atomic_write(path, df.write_parquet)
-    else:
-        atomic_write(path, df.write_csv)
+    atomic_write(path, df.write_parquet if path.lower().endswith(".parquet") else df.write_csv)
 
 
 class _FrameAppender:
@@ -620,11 +518,9 @@ class _FrameAppender:
                 self.writer = pq.ParquetWriter(self.path, self.schema)
             self.writer.write_table(table.cast(self.schema))
         else:
-            if self.file is None:
-                self.file = open(self.path, "wb")
-                df.write_csv(self.file, include_header=True)
-            else:
-                df.write_csv(self.file, include_header=False)
+            header = self.file is None  # one header, on the first frame
+            self.file = self.file or open(self.path, "wb")
+            df.write_csv(self.file, include_header=header)
 
     def close(self, empty) -> None:
         """empty: a frame with the columns, written when nothing was (a header / a schema)."""
@@ -637,12 +533,8 @@ class _FrameAppender:
 
 
 def stream_lists(path: str, fmt: str, batches, users, item_ids, tally: dict | None = None) -> int:
-    """Write the lists of `iter_recommendations` batches as they come: appended to a
-    temporary file, renamed to `path` at the end (.parquet by its name, else CSV).
-    users: the ids the batches index; item_ids: internal index -> original id.
-    Empty slots (filters left fewer than k items: `listed`) are left out, and
-    tally["short"] (when a dict is given) counts the users whose list is shorter than k.
-    -> the number of cold users written."""
+    """Write `iter_recommendations` batches as they come, to a temporary file renamed to `path`
+    at the end -> the number of cold users; tally["short"]: the users with a shorter list."""
     n_cold = n_short = 0
 
     def write(tmp):
@@ -673,16 +565,13 @@ def shard_range(n: int, batch_size: int, rank: int, world: int) -> tuple[int, in
 
 
 def part_path(out: str, rank: int, world: int) -> str:
-    """Where rank `rank` writes its part of `out`: beside it, or in the working folder when `out`
-    is something to write to rather than a place for files (/dev/stdout: never parts in /dev)."""
+    """Where rank `rank` writes its part of `out`: beside it, or here for /dev/stdout (never in /dev)."""
     folder, name = os.path.split(os.path.abspath(out))
     return os.path.join(os.getcwd() if is_special(out) else folder, f".{name}.part{rank}-of-{world}")
 
 
 def merge_parts(out: str, parts: list[str], users, k: int, fmt: str) -> None:
-    """The parts (in rank order) as ONE file at `out`, atomically, checked before it is written:
-    every user of `users` present once (k rows each in the long format), in input order. k None
-    (filtered lists, which may be shorter): the long format's users in input order, each at most once."""
+    """The parts (in rank order) as ONE file at `out`, atomically, after `check_merged`."""
     import shutil
     parquet = out.lower().endswith(".parquet")
 
@@ -715,8 +604,8 @@ def merge_parts(out: str, parts: list[str], users, k: int, fmt: str) -> None:
 
 
 def check_merged(out: str, parts: list[str], users, k, fmt: str) -> None:
-    """merge_parts' check, on the parts themselves (so it holds for an `out` that cannot be read
-    back, /dev/stdout): every user once in input order, k rows each in the long format."""
+    """Every user once in input order (k rows each in the long format; k None: shorter lists
+    allowed), checked on the parts, so it holds for an `out` that cannot be read back."""
     import polars as pl
     cols = []
     for part in parts:
@@ -737,8 +626,6 @@ def check_merged(out: str, parts: list[str], users, k, fmt: str) -> None:
         bad = next((i for i in range(min(len(got), len(expected))) if got[i] != expected[i]), min(len(got), len(expected)))
         raise DataError(f"{out}: the merged parts do not list every user once in input order "
                         f"(row {bad}: {len(got):,} rows for {len(expected):,} expected)")
-
-
 
 
 def check_options(args) -> None:

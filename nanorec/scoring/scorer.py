@@ -1,31 +1,14 @@
-"""The one path from histories to scores and top-k lists.
-
-Training's validation, `nanorec evaluate`, `nanorec recommend`, the server and
-the leaderboard all go through here, so a history is scored, a seen item
-masked and a list decoded exactly one way.
-
-A *scorer* maps a batch of histories (internal item indices) and the users
-they belong to (rows of `Dataset.user_ids`, for methods with per-user
-parameters such as LightGCN; may be None) to scores over the item vocabulary:
+"""The one path from histories to scores and top-k lists: validation, evaluate, recommend, the
+server and the leaderboard all score, mask seen items and cut lists here, one way.
 
     scorer(histories: Sequences (B rows), users: (B,) int64 | None) -> (B, N+1), higher is better
 
-Column 0 is padding and never recommended. Every baseline's `.score` is a
-scorer, and `gpt_scorer(model)` makes one from a GPT.
-
-A scorer may also carry `factors(histories, users) -> Factored`: the same scores
-as a dot product plus a per-item bias plus a few sparse additions per row. The
-GPT (logits = q @ items.T), the count tables (popularity back-off + the rows of
-the user's last items) and their fusion all have this form, and `top_k` and
-`evaluate.factor_ranks` use it to visit the catalogue in chunks, best bound
-first, and stop early, exactly: no (B, N+1) matrix exists at any catalogue size.
-
-Business filters (an allow list, a deny list) reach scoring as ONE item mask,
-`blocked` (N+1,) bool (`item_mask`), passed to `top_k` / `generate`: a blocked
-item scores -inf before any list is cut (densely, in every chunk, among the
-sparse candidates and in the probe), so a filtered list is the first k of the
-full sort with the blocked items removed. A row left with fewer than k items
-ends with (0, -inf) slots: callers drop them (`BLOCKED`), never fill them.
+users: rows of `Dataset.user_ids` (per-user methods such as LightGCN; may be None). Column 0 is
+padding, never recommended. A scorer may carry `factors(histories, users) -> Factored`: the same
+scores as a dot product + a per-item bias + a few sparse additions per row (the GPT, the count
+tables, their fusion), so `top_k` and `factor_ranks` visit the catalogue in chunks, best bound
+first, and stop early, exactly: no (B, N+1) matrix at any catalogue size. Business filters come
+as ONE item mask, `blocked` (N+1,) bool (`item_mask`), -inf before any list is cut.
 """
 from __future__ import annotations
 
@@ -51,9 +34,8 @@ BLOCKED = -math.inf
 
 
 def item_mask(num_items: int, allow: np.ndarray | None = None, deny: np.ndarray | None = None) -> torch.Tensor | None:
-    """The one form of the business filters: (N+1,) bool, True = never recommended.
-    allow: internal indices that alone may be listed (None: every item); deny: indices
-    never listed (None: none). Padding (0) is always blocked. None when neither is given."""
+    """The business filters as (N+1,) bool, True = never listed (padding always); None when
+    neither allow (the indices that alone may be listed) nor deny is given."""
     if allow is None and deny is None:
         return None
     blocked = torch.zeros(num_items + 1, dtype=torch.bool)
@@ -68,10 +50,9 @@ def item_mask(num_items: int, allow: np.ndarray | None = None, deny: np.ndarray 
 
 @dataclass
 class Sparse:
-    """Sparse additions to a batch's scores: scale * values[e] is added at (rows[e], items[e]).
-    rows, items (E,) int64 and values (E,) float32, numpy; pairs distinct and sorted by
-    (row, item), as a CSR matrix stores them. Several Sparse may share their arrays and
-    `memo` with other scales (a weight search): the pairs are then located once per batch."""
+    """Sparse additions to a batch's scores: scale * values[e] at (rows[e], items[e]); numpy (E,)
+    arrays, pairs distinct and sorted as CSR stores them. Several Sparse may share their arrays
+    and `memo` with other scales (a weight search): the pairs are then located once per batch."""
     rows: np.ndarray
     items: np.ndarray
     values: np.ndarray
@@ -93,22 +74,15 @@ class Sparse:
 
 @dataclass
 class Factored:
-    """A batch's scores in factored form:
-
-        scores (B, V) = q @ items.T  +  bias[None, :]  +  sum of the sparse extras
-
-    q (B, C) and items (V, C) float32 on one device (C may be 0: no dot product);
-    bias (V,) on that device or None; extras a tuple of `Sparse`. The GPT's logits
-    are q @ items.T; a count table is a bias (its popularity back-off) plus the
-    rows of the user's last items (an extra); the fused score is their weighted sum
-    (fusion.py). Padding (item 0) is -inf whatever the factors say."""
+    """scores (B, V) = q (B, C) @ items (V, C).T + bias (V,) + the extras (`Sparse`), on one device;
+    C may be 0, bias None (a count table: its back-off is the bias, its rows extras). Padding -inf."""
     q: torch.Tensor
     items: torch.Tensor
     bias: torch.Tensor | None = None
     extras: tuple = ()
 
     def dense(self) -> torch.Tensor:
-        """The (B, V) scores as one matrix, padding -inf (for small batches and generation)."""
+        """The (B, V) scores as one matrix (small batches, generation)."""
         s = torch.mm(self.q, self.items.T)
         if self.bias is not None:
             s += self.bias[None, :]
@@ -121,8 +95,7 @@ class Factored:
 
 
 def from_factors(factors) -> Scorer:
-    """A scorer whose scores are `factors(histories, users).dense()`, carrying `factors`
-    so that ranking and top-k never build the dense matrix."""
+    """A scorer of `factors(histories, users).dense()`, carrying `factors` for the chunked paths."""
 
     @torch.no_grad()
     def score(histories: Sequences, users=None) -> torch.Tensor:
@@ -133,14 +106,9 @@ def from_factors(factors) -> Scorer:
 
 
 def gpt_scorer(model, device: str = "cpu") -> Scorer:
-    """A scorer from a GPT: each history's last block_size items, positions
-    from 0, the logits after its last item. (B histories) -> (B, N+1) float32 on the CPU.
-
-    The scorer also carries `factors(histories, users) -> Factored(q (B, C), items (N+1, C))`,
-    float32 on `device`, with scores = q @ items.T: `top_k` and `evaluate` use it to
-    score the catalogue in chunks instead of as one (B, N+1) matrix.
-    Histories are run in groups of similar length, so a batch of mostly short
-    histories is not padded to its longest one."""
+    """A scorer from a GPT: the logits after each history's last block_size items -> (B, N+1) on
+    the CPU, with `factors` -> Factored(q (B, C), items (N+1, C)) on `device`. Histories run in
+    groups of similar length, so a batch of mostly short ones is not padded to its longest."""
     cfg = model.cfg
 
     def run(fn, histories):
@@ -187,8 +155,7 @@ def as_scores(scores) -> torch.Tensor:
 
 
 def mask_seen(scores: torch.Tensor, histories: Sequences, value: float = SEEN_SCORE) -> None:
-    """In place: every item of row b's history (its target events under target_filter:
-    Sequences.seen_items) gets `value` in row b."""
+    """In place: row b's seen items (Sequences.seen_items: its targets under target_filter) get `value`."""
     histories = histories.seen_items()
     rows = torch.from_numpy(np.repeat(np.arange(len(histories)), histories.lengths))
     scores[rows, torch.from_numpy(histories.items)] = value
@@ -206,19 +173,11 @@ def score_histories(scorer: Scorer, histories: Sequences, users=None, exclude_se
 def top_k(scorer: Scorer, histories: Sequences, users=None, k: int = 10,
           exclude_seen: bool = True, chunk: int = 0, blocked: torch.Tensor | None = None
           ) -> tuple[np.ndarray, np.ndarray]:
-    """One-shot lists: the k best items of one scoring pass. -> items (B, k) int64, scores (B, k).
-
-    Exactly the first k of a stable full sort of each row by descending score
-    (ties: lower item index first), seen items at SEEN_SCORE, padding never.
-    A scorer with `factors` (the GPT, the count tables, their fusion) is scored
-    `chunk` items at a time (default 2048 on CPU, 65536 on GPU), so no (B, N+1)
-    matrix exists, and items are visited best bound first (`Ordered`): a row stops
-    once its bound is below its k-th best score (Cauchy-Schwarz for the dot
-    product, exact maxima for the bias and the sparse additions, so still exact),
-    which for a trained model is usually after the first chunk. Any other
-    scorer's (B, N+1) output is reduced the same way.
-    blocked (N+1,) bool (`item_mask`): those items are BLOCKED (-inf) in every path before
-    the cut, seen or not; a row with fewer than k other items ends with (0, BLOCKED) slots."""
+    """One-shot lists -> items (B, k) int64, scores (B, k): exactly the first k of a stable full
+    sort of each row (ties: lower index first), seen items at SEEN_SCORE, blocked ones never.
+    A factored scorer is scored `chunk` items at a time (default 2048 on CPU, 65536 on GPU),
+    best bound first (`Ordered`): a row stops once its bound (Cauchy-Schwarz for the dot
+    product, exact maxima for the rest) is below its k-th best, usually after the first chunk."""
     with torch.no_grad():
         idx, vals = _top_k(scorer, histories, users, k, exclude_seen, chunk, blocked)
         if blocked is not None:  # the -inf tail: no item (a bound may have stopped the row before it)
@@ -254,65 +213,48 @@ def _top_k(scorer, histories, users, k, exclude_seen, chunk, blocked):
     return idx.cpu().numpy(), vals.cpu().numpy()
 
 
-def upper_bound(q_norm: torch.Tensor, item_norm) -> torch.Tensor:
-    """|q| |w| with room for float rounding: q . w never exceeds it."""
-    return q_norm * float(item_norm) * (1 + 1e-4) + 1e-30
+_CACHE: dict = {}  # name -> (key, the tensors it was made from, value): one entry a name, replaced whole
 
 
-_ORDER = (None, None, None)  # (key, the tensor it was made from, value): one entry, replaced whole
+def _cached(name: str, tensors: tuple, make, *extra):
+    """make(), once per the tensors' storage, version, shape, device and dtype (and `extra`); the
+    entry holds the tensors, so their memory cannot be reused by another table meanwhile."""
+    key = tuple((t.data_ptr(), t._version, tuple(t.shape), str(t.device), t.dtype) for t in tensors) + extra
+    if _CACHE.get(name, (None,))[0] != key:
+        _CACHE[name] = (key, tensors, make())
+    return _CACHE[name][2]
 
 
 def by_norm(items: torch.Tensor):
-    """Items by decreasing norm: (order (V,) position -> item, where (V,) item -> position,
-    the reordered (V, C) matrix, their norms (V,) as numpy). Cached per tensor storage
-    and version, so a model's table is reordered once, not once per batch; the cache
-    holds the tensor, so its memory cannot be reused by another table meanwhile."""
+    """Items by decreasing norm -> (order: position -> item, where: item -> position, the
+    reordered (V, C) matrix, norms (V,) numpy), cached: a model's table is reordered once."""
     return _ordered(items, (lambda: items.norm(dim=1)) if items.shape[1] else None, items)
-
-
-def by_bias(items: torch.Tensor, bias: torch.Tensor):
-    """`by_norm` for scores without a dot product (items (V, 0)): by decreasing bias."""
-    return _ordered(bias, lambda: bias, items)
 
 
 def _ordered(key_tensor, key_values, items):
     """key_values: () -> (V,) the values to order by (called on a cache miss only), or None."""
-    global _ORDER
-    key = (key_tensor.data_ptr(), key_tensor._version, tuple(key_tensor.shape), str(key_tensor.device),
-           key_tensor.dtype, tuple(items.shape))
-    cached_key, _, value = _ORDER
-    if cached_key != key:
+    def make():
         V = items.shape[0]
-        key_values = torch.zeros(V, device=items.device) if key_values is None else key_values()  # made on a miss only
-        order = torch.argsort(key_values, descending=True, stable=True)
+        values = torch.zeros(V, device=items.device) if key_values is None else key_values()
+        order = torch.argsort(values, descending=True, stable=True)
         where = torch.empty_like(order)
         where[order] = torch.arange(V, device=order.device)
         norms = items.norm(dim=1)[order].cpu().numpy() if items.shape[1] else np.zeros(V, np.float32)
-        value = (order, where, items[order].contiguous(), norms)
-        _ORDER = (key, key_tensor, value)
-    return value
-
-
-_BIAS_ORDER = (None, None, None)  # (key, the tensors it was made from, value): one entry, replaced whole
+        return order, where, items[order].contiguous(), norms
+    return _cached("order", (key_tensor,), make, tuple(items.shape))
 
 
 def _bias_by_position(bias: torch.Tensor, order: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
-    """(bias in the visiting order (V,), its suffix maxima (V,) float64), cached per bias and
-    order tensor (a fused run's bias is one tensor for every batch)."""
-    global _BIAS_ORDER
-    key = tuple((t.data_ptr(), t._version, tuple(t.shape), str(t.device)) for t in (bias, order))
-    if _BIAS_ORDER[0] != key:
+    """(bias in the visiting order (V,), its suffix maxima (V,) float64), cached."""
+    def make():
         ranked = bias[order].contiguous()
-        _BIAS_ORDER = (key, (bias, order), (ranked, np.maximum.accumulate(ranked.double().cpu().numpy()[::-1])[::-1]))
-    return _BIAS_ORDER[2]
+        return ranked, np.maximum.accumulate(ranked.double().cpu().numpy()[::-1])[::-1]
+    return _cached("bias", (bias, order), make)
 
 
 class Pairs:
-    """(row, item) pairs of a batch (its seen items, or the candidates of its sparse extras)
-    bucketed by chunk of positions (a chunk = `chunk` consecutive positions of the visiting
-    order), so chunk [a, a + chunk) finds its pairs at once. Bucketing is a stable radix
-    sort on the chunk number: linear in the pairs, which matters when a batch holds
-    millions of them."""
+    """(row, item) pairs of a batch (seen items, or sparse candidates) bucketed by chunk of
+    visiting positions, by a stable radix sort (linear: a batch may hold millions of pairs)."""
 
     def __init__(self, rows: np.ndarray, items: np.ndarray, where: torch.Tensor, n_rows: int, chunk: int):
         n_chunks = -(-len(where) // chunk)
@@ -346,8 +288,7 @@ class Pairs:
         s[torch.from_numpy(r).to(s.device), torch.from_numpy(p).to(s.device)] = value
 
     def probe(self, s: torch.Tensor, col: torch.Tensor, order: torch.Tensor, value: float) -> None:
-        """In place on probe scores s (B, P): the pairs whose item is a probe column (col: item ->
-        column or -1) get `value`."""
+        """In place on probe scores s (B, P): the pairs whose item is a probe column get `value`."""
         if not len(self.pos):
             return
         c = col[order[torch.from_numpy(self.pos).to(s.device)]]  # position -> item -> probe column
@@ -356,26 +297,17 @@ class Pairs:
 
 
 class Ordered:
-    """A `Factored` batch with its items in the order the chunked passes visit them
-    (by decreasing norm; by decreasing bias when there is no dot product), the seen
-    items located by chunk, the items the sparse extras reach scored apart (`cand`,
-    one by one, exactly) and left out of the chunks, and `bound(a)`: per row, a score
-    that no other item at position >= a can exceed,
-
-        |q| x (largest item norm from a on)  +  (largest bias from a on)
-
-    so a row whose k-th best (or target) score is above its bound is done (exact):
-    a few hundred items per user with a large sparse addition would otherwise keep
-    every row's bound high to the end of the catalogue.
-    Chunks are `chunk` positions long, and the passes visit them from position 0.
-    blocked (N+1,) bool (`item_mask`, None: none): those items score BLOCKED in every chunk,
-    and the bound only counts the open ones (-inf where none is left: the row is done)."""
+    """A `Factored` batch with its items in visiting order (decreasing norm; decreasing bias
+    without a dot product), its seen items located by chunk, the pairs the sparse extras reach
+    scored apart, exactly (`cand`: else a few large additions would keep every bound high to the
+    end), and `bound(a)` = |q| x (largest norm from a on) + (largest bias from a on), over open
+    (unblocked) items only: a row whose k-th best (or target) score is above it is done."""
 
     def __init__(self, f: Factored, seen: Sequences | None, chunk: int, blocked: torch.Tensor | None = None,
                  k: int = 0):
         self.f, self.q, self.chunk = f, f.q, chunk
         self.device, self.num_items = f.q.device, f.items.shape[0]
-        ordered = by_norm(f.items) if f.items.shape[1] or f.bias is None else by_bias(f.items, f.bias)
+        ordered = by_norm(f.items) if f.items.shape[1] or f.bias is None else _ordered(f.bias, lambda: f.bias, f.items)
         self.order, self.where, self.ranked, self.norms = ordered
         self.bias, self.bias_max = (None, np.zeros(self.num_items)) if f.bias is None else \
             _bias_by_position(f.bias, self.order)
@@ -395,8 +327,7 @@ class Ordered:
             self.cand = Candidates(f, live, self.where, chunk, seen, self.blocked, k, self.qn, item_norms)
 
     def scores(self, a: int, b: int, rows, seen_value: float | None) -> torch.Tensor:
-        """(len(rows) or B, b - a) scores of positions [a, b); padding -inf, seen items seen_value
-        (None: left as they are)."""
+        """(len(rows) or B, b - a) scores of positions [a, b); seen items seen_value (None: kept)."""
         s = torch.mm(self.q if rows is None else self.q[rows], self.ranked[a:b].T)
         if self.bias is not None:
             s += self.bias[None, a:b]
@@ -411,8 +342,7 @@ class Ordered:
         return s
 
     def _bound_open_only(self) -> None:
-        """norms[a] and bias_max[a] over the open (unblocked) positions >= a only, and
-        open_from[a]: whether any open position >= a is left (exact: a blocked item is -inf)."""
+        """norms[a], bias_max[a] over the open positions >= a only; open_from[a]: any left."""
         open_ = ~self.blocked_pos.cpu().numpy()
         norms = np.where(open_, self.norms, 0.0)
         self.norms = np.maximum.accumulate(norms[::-1])[::-1].astype(np.float32)
@@ -425,20 +355,16 @@ class Ordered:
         """(B,) no score at positions >= a exceeds it (room left for float rounding)."""
         if self.blocked_pos is not None and not self.open_from[a]:  # only blocked items left
             return torch.full_like(self.qn, BLOCKED)
-        dot = upper_bound(self.qn, self.norms[a]).double()
+        dot = (self.qn * float(self.norms[a]) * (1 + 1e-4) + 1e-30).double()  # |q| |w|, room for rounding
         rest = torch.full_like(dot, float(self.bias_max[a]))
         return (dot + rest + 1e-5 * (dot.abs() + rest.abs()) + 1e-30).float()
 
 
 class Candidates:
-    """The (row, item) pairs that a batch's sparse extras reach, each scored exactly:
-
-        score = q[row] . items[item] + bias[item] + sum of the extras at (row, item)
-
-    (their union when there are several extras; seen pairs are flagged). The pairs are
-    located (`pairs`) so the chunked passes leave them out. Work is linear in the pairs;
-    the union, the location and the dot products are kept in the first extra's memo, so
-    a weight search that only rescales the extras computes them once per batch."""
+    """The (row, item) pairs a batch's sparse extras reach (their union; seen pairs flagged), each
+    scored exactly, and located (`pairs`) so the chunked passes leave them out. The union, the
+    location and the dot products are memoised in the first extra's memo: a weight search that
+    only rescales the extras computes them once per batch."""
 
     def __init__(self, f: Factored, live: list, where: torch.Tensor, chunk: int, seen: Sequences | None,
                  blocked: torch.Tensor | None = None, list_k: int = 0, qn: torch.Tensor | None = None,
@@ -478,15 +404,10 @@ class Candidates:
 
     def _prune(self, f: Factored, live: list, at: list, blocked, k: int, qn: torch.Tensor, item_norms,
                where: torch.Tensor, chunk: int) -> None:
-        """Keep only the pairs whose score can reach the row's k-th best, and score those exactly.
-
-        A pair's score is at most ub = |q| |item| + bias + its extras (no dot product needed);
-        the exact scores of each row's 2k pairs of highest ub (unseen, unblocked) give a floor
-        that k items reach. A pair with ub below its row's floor cannot be listed: it is
-        dropped, and the chunks score its item without the extras, lower still (extras >= 0,
-        as fusion's are: log1p of counts times weights >= 0), so below the floor there too.
-        A seen or blocked pair is dropped as well: the chunks give its item the same
-        SEEN_SCORE / BLOCKED. Sets `floor` (B,) (-inf where a row has fewer than k pairs)."""
+        """Keep only the pairs that can reach the row's k-th best, scored exactly; sets `floor` (B,):
+        the k-th best exact score of each row's 2k pairs of highest ub = |q| |item| + bias + extras.
+        A pair below it is dropped: the chunks score its item without the extras (>= 0, as fusion's
+        are), lower still; seen and blocked pairs too (the chunks give them SEEN_SCORE / BLOCKED)."""
         dev, B, E = f.q.device, len(f.q), len(self.rows)
         rows, items = self.rows, self.items
         extras = []  # (E,) each extra's scaled value at every pair (0 where it has none), float32 as added
@@ -530,9 +451,7 @@ class Candidates:
         self.floor = floor
 
     def _exact(self, f: Factored, extras: list, sub: np.ndarray) -> torch.Tensor:
-        """(len(sub),) the exact scores of the union's pairs `sub`: the dot product, + bias, +
-        each extra in turn (extras: (E,) its values at every pair, 0 where it has none), the
-        order in which Factored.dense adds them."""
+        """(len(sub),) exact scores of the pairs `sub`, added in Factored.dense's order."""
         dev = f.q.device
         items = self.items[sub]
         scores = _pair_dots(f.q, f.items, self.rows[sub], items)
@@ -546,9 +465,7 @@ class Candidates:
 
 
 def _sorted_union(keys: list) -> tuple[np.ndarray, list]:
-    """The union of ascending arrays of distinct keys, ascending, and where each array's keys
-    are in it -> (union (U,), [positions (len(keys[i]),) per array]). A stable sort of their
-    concatenation (sorted runs: a merge) and a running count of the new keys: linear."""
+    """The union of ascending arrays of distinct keys -> (union (U,), [each array's positions in it])."""
     allk = np.concatenate(keys)
     o = np.argsort(allk, kind="stable")
     s = allk[o]
@@ -562,9 +479,7 @@ def _sorted_union(keys: list) -> tuple[np.ndarray, list]:
 
 def _pair_dots(q: torch.Tensor, items: torch.Tensor, rows: np.ndarray, cols: np.ndarray,
                block: int = 1 << 18) -> torch.Tensor:
-    """(E,) q[rows[e]] . items[cols[e]], in blocks of pairs (bounded memory). The pairs come
-    row by row, so each row's query is multiplied with its items' matrix (one bmm over the
-    rows of a block, items padded to the block's longest row)."""
+    """(E,) q[rows[e]] . items[cols[e]], in blocks of pairs (bounded memory)."""
     out = torch.zeros(len(rows), dtype=torch.float32, device=q.device)
     if q.shape[1] == 0 or not len(rows):
         return out
@@ -576,8 +491,7 @@ def _pair_dots(q: torch.Tensor, items: torch.Tensor, rows: np.ndarray, cols: np.
 
 
 def _probe_floor(cat: Ordered, k: int, size: int) -> torch.Tensor:
-    """(B,) each row's k-th best score among `size` probe items, the best ones for the
-    batch's mean query: a high floor from the start, so that rows stop early."""
+    """(B,) each row's k-th best among the `size` best items for the batch's mean query: rows stop early."""
     f, V, dev = cat.f, cat.num_items, cat.device
     size = min(size, V)
     guess = f.items @ f.q.mean(dim=0)
@@ -613,8 +527,7 @@ _LOW32 = 2 ** 32 - 1
 
 
 def _sort_keys(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """int64 keys ordered like (score descending, index ascending): one comparison
-    sorts by score and breaks ties by item index. Float bits made monotone; -0.0 = +0.0."""
+    """int64 keys ordered like (score desc, index asc): monotone float bits; -0.0 = +0.0."""
     bits = (values.float() + 0.0).view(torch.int32).to(torch.int64)
     mono = torch.where(bits >= 0, bits, -(2 ** 31) - 1 - bits)
     return mono * (2 ** 32) + (_LOW32 - index)
@@ -628,19 +541,10 @@ def _from_keys(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def bounded_top_k(chunk_scores, num_cols: int, k: int, chunk: int, floor: torch.Tensor | None = None,
                   col_index: torch.Tensor | None = None, bound=None, initial=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k best columns of every row, reading the columns `chunk` at a time.
-
-    chunk_scores(a, b, rows) -> (len(rows), b - a) float32 scores of columns a..b-1
-    for those rows (rows None: all). floor (B,): a score that at least k columns of
-    the row reach (e.g. the k-th best of a subset of its columns); default: the
-    k-th best of the first chunk. col_index (num_cols,): the item index of each
-    column (ties are broken by it; default the column itself). bound(a) -> (B,):
-    no score in columns >= a exceeds it; a row whose bound is below its current
-    k-th best is done. initial (rows (E,) ascending, index (E,), scores (E,)): entries
-    scored apart (left out of chunk_scores), merged first. A chunk only contributes the
-    entries >= the row's current k-th best, kept as exact (score desc, index asc)
-    keys, so the result is the first k of a stable full sort.
-    -> indices (B, k) int64, scores (B, k) float32, best first."""
+    """The k best columns of every row, `chunk` at a time -> indices, scores (B, k): the first k of a
+    stable full sort (exact (score desc, index asc) keys). chunk_scores(a, b, rows) -> scores;
+    floor (B,): a score k columns reach; col_index: each column's item index; bound(a) -> (B,): no
+    score in columns >= a exceeds it; initial (rows ascending, index, scores): merged first."""
     chunk = max(chunk, k + 1)
     if floor is None:
         floor = chunk_scores(0, min(chunk, num_cols), None).topk(k, dim=1).values[:, -1].clone()
@@ -682,8 +586,8 @@ def bounded_top_k(chunk_scores, num_cols: int, k: int, chunk: int, floor: torch.
 
 def _merge(best: torch.Tensor, thr: torch.Tensor, active: torch.Tensor, r: torch.Tensor, keys: torch.Tensor,
            k: int) -> None:
-    """In place: rows `active` of best (B, k) keys take the k largest of their own keys and
-    the new `keys` (r: each new key's index into `active`); thr rises to a full row's k-th."""
+    """In place: rows `active` of best (B, k) take the k largest of theirs and the new `keys`
+    (r: index into `active`); thr rises to a full row's k-th."""
     dev, T = best.device, len(active)
     # merge with the active rows' k best: keys descending, then rows ascending (stable)
     r = torch.cat([torch.arange(T, device=dev).repeat_interleave(k), r])
@@ -707,12 +611,9 @@ _EMPTY = -(2 ** 63)  # a key below every real one: a slot not filled yet
 def generate(scorer: Scorer, histories: Sequences, users=None, k: int = 10, exclude_seen: bool = True,
              temperature: float = 0.0, sample_top_k: int = 0, seed: int = 0,
              blocked: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Generative lists: k steps, each appending its item to the history before
-    scoring again; an item never repeats within a list. temperature 0 = greedy;
-    > 0 samples from softmax(scores / temperature), restricted to the
-    sample_top_k best when > 0, with a seeded generator (reproducible lists).
-    blocked (N+1,) bool (`item_mask`): never chosen; a row with no item left gets (0, BLOCKED).
-    -> items (B, k) int64, scores (B, k) (each item's score when it was chosen)."""
+    """Generative lists: k steps, each appending its item to the history; never a repeat within a
+    list. temperature 0: greedy; > 0: seeded sampling from softmax(scores / temperature), from the
+    sample_top_k best when > 0. -> items (B, k) int64, scores (B, k) (each when it was chosen)."""
     gen = torch.Generator().manual_seed(seed)
     B = len(histories)
     offsets, items = histories.offsets, histories.items
@@ -733,14 +634,10 @@ def generate(scorer: Scorer, histories: Sequences, users=None, k: int = 10, excl
             if sample_top_k > 0:
                 kth = logits.topk(min(sample_top_k, logits.shape[1]), dim=1).values[:, -1:]
                 logits[logits < kth] = -math.inf
-            if blocked is None:
-                nxt = torch.multinomial(torch.softmax(logits, dim=1), 1, generator=gen).squeeze(1)
-            else:  # a row with nothing left (all -inf) has no distribution: item 0, score BLOCKED
-                nxt = torch.zeros(B, dtype=torch.int64)
-                live = torch.nonzero(scores.amax(dim=1) > BLOCKED, as_tuple=True)[0]
-                if len(live):
-                    probs = torch.softmax(logits[live], dim=1)
-                    nxt[live] = torch.multinomial(probs, 1, generator=gen).squeeze(1)
+            nxt = torch.zeros(B, dtype=torch.int64)  # a row with nothing left (all -inf): item 0, score BLOCKED
+            live = torch.nonzero(scores.amax(dim=1) > BLOCKED, as_tuple=True)[0]
+            if len(live):
+                nxt[live] = torch.multinomial(torch.softmax(logits[live], dim=1), 1, generator=gen).squeeze(1)
         else:
             nxt = scores.argmax(dim=1)
         chosen[:, step] = nxt.numpy()
@@ -767,11 +664,8 @@ def _append_columns(offsets: np.ndarray, items: np.ndarray, extra: np.ndarray) -
 def recommend_lists(scorer: Scorer, histories: Sequences, users=None, k: int = 10, exclude_seen: bool = True,
                     mode: str = "oneshot", temperature: float = 0.0, sample_top_k: int = 0,
                     seed: int = 0, blocked: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The lists every surface shows (recommend, the API, the server, inspect): top_k
-    (mode="oneshot") or generate (mode="generative"); blocked: `item_mask`. With exclude_seen a
-    list never holds a seen item: where fewer than k unseen items are left (k near the catalogue,
-    an allow list) the seen ones that would fill its end at SEEN_SCORE become empty slots
-    (0, BLOCKED) like the filters' (recommend.listed drops them): a shorter list, never padded."""
+    """The lists every surface shows: top_k (oneshot) or generate (generative). With exclude_seen
+    the seen items that would fill a list's end at SEEN_SCORE become empty slots (0, BLOCKED)."""
     if mode == "generative":
         items, scores = generate(scorer, histories, users, k, exclude_seen, temperature, sample_top_k, seed, blocked)
     elif mode == "oneshot":
@@ -784,11 +678,8 @@ def recommend_lists(scorer: Scorer, histories: Sequences, users=None, k: int = 1
     return items, scores
 
 
-
 def list_scorer(scorer: Scorer, num_items: int, k: int = 20, exclude_seen: bool = True) -> Scorer:
-    """A scorer over a generated list, for the one evaluator: the k generated
-    items get scores k..1 in order, every other item -inf (a target outside
-    the list is a miss at every cutoff <= k)."""
+    """A scorer over a generated list, for the one evaluator: its k items score k..1, others -inf."""
 
     def score(histories, users=None):
         items, _ = generate(scorer, histories, users, k, exclude_seen)

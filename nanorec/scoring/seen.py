@@ -1,22 +1,11 @@
 """exclude_seen: whether a run's lists may hold the user's earlier items (repeat purchases).
 
-A shop whose customers re-buy (groceries, pet food, consumables) wants last month's items on
-the list; a shop of one-off purchases does not (the Amazon review sets hold no repeat at all:
-there an earlier item only takes a slot from a new one). The config key says which:
-"true" (leave them out), "false" (they may be listed: the GPT and the count tables score them
-like any item; a repeat is an A -> A pair in the tables and an ordinary target in the GPT's
-loss), or "auto", decided per run at the end of training (`decide`) on the validation users:
-
-    one scoring pass of the shipped scorer, each validation target ranked twice: with the
-    user's earlier items (Sequences.seen_items: its target events under target_filter)
-    excluded, and allowed. "allow" when the mean per-user NDCG@10 gain of allowing them is
-    more than SEEN_Z standard errors of that paired difference; else "exclude".
-
-A target that is not an earlier item can only fall when seen items compete with it, so a log
-without repeats always gives "exclude" (and its lists and figures are exactly those of "true").
-metrics.json's "exclude_seen" entry and the training log say which was chosen and why;
-`run_excludes` reads the choice back, and `nanorec recommend`, `evaluate`, `serve` and the
-Python API use it unless a call says otherwise (--include-seen / --exclude-seen, exclude_seen=).
+Groceries want last month's items on the list; one-off purchases do not (an earlier item only
+takes a slot from a new one). "true", "false", or "auto": `decide` ranks each validation target
+twice in one pass, earlier items excluded and allowed, and allows them only when the mean per-user
+NDCG@10 gain exceeds SEEN_Z standard errors (a log without repeats always gives "exclude").
+metrics.json records the choice and why; `run_excludes` reads it back for every surface, unless a
+call says otherwise (--include-seen / --exclude-seen, exclude_seen=).
 """
 from __future__ import annotations
 
@@ -37,10 +26,8 @@ CHOICES = ("exclude", "allow")
 
 
 def paired_ranks(scorer, evalset, batch_size: int = 1024, max_rank: int = 10) -> np.ndarray:
-    """(2, M) each target's rank with the user's earlier items excluded (row 0) and allowed
-    (row 1), capped at max_rank + 1 as `evaluate.evaluate` caps them. One scoring pass: each
-    batch's scores (a factored scorer's factors) are computed once and ranked twice."""
-
+    """(2, M) each target's rank with the user's earlier items excluded (row 0) and allowed (row 1),
+    capped at max_rank + 1; each batch is scored once and ranked twice."""
     ranks = np.zeros((2, len(evalset.targets)), dtype=np.int64)
     factors = getattr(scorer, "factors", None)
     for rows, hist in length_batches(evalset, batch_size):
@@ -68,9 +55,7 @@ def repeat_share(evalset) -> float:
 
 
 def decide(scorer, valid, cfg, batch_size: int = 1024) -> tuple[bool, dict]:
-    """The run's choice -> (exclude: bool, metrics.json's "exclude_seen" entry). cfg: the run's
-    Config (exclude_seen, all_data). A fixed setting is itself; auto without validation users
-    (holdout=none) keeps the default, exclude."""
+    """The run's choice -> (exclude, metrics.json's "exclude_seen" entry); no validation: exclude."""
     setting = cfg.exclude_seen
     if setting != "auto":
         choice = "exclude" if setting == "true" else "allow"
@@ -108,14 +93,11 @@ def log_line(record: dict) -> str:
 
 
 def run_excludes(run_dir: str, cfg) -> bool:
-    """A finished run's choice: exclude_seen true / false is itself; auto is metrics.json's
-    "exclude_seen" choice, and a run without one (written before the key) excluded them."""
+    """A finished run's choice: auto reads metrics.json's (a run from before the key: exclude)."""
     if cfg.exclude_seen != "auto":
         return cfg.exclude_seen == "true"
     path = os.path.join(run_dir, rundir.METRICS)
-    if not os.path.exists(path):
-        return True
-    record = rundir.read_metrics(run_dir).get("exclude_seen")
+    record = rundir.read_metrics(run_dir).get("exclude_seen") if os.path.exists(path) else None
     if record is None:
         return True
     choice = record.get("choice") if isinstance(record, dict) else None
