@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import DataError, UsageError, show
 from .columns import (_I64_MAX, _I64_MIN, Where, _as_where, _examples, _integer_column, _polars, _require_columns,
                       _require_time_column, _time_unit, _timestamps, _weights, column_ids, filter_mask, parse_filter)
-from .sequences import Dataset, Sequences
+from .sequences import Dataset, Sequences, offsets_of
 from .tables import (GZIP_MAGIC, PARQUET_MAGIC, _parquet_files, _read_parquet_folder, frame_to_polars, gunzip,
                      is_stream, read_frame, read_stream)
 
@@ -156,9 +156,7 @@ def _finish(name, path, kind, user_ids, user_codes, item_orig, weights=None, tar
     uniq, inverse = np.unique(item_orig, return_inverse=True)
     items = inverse.astype(np.int64) + 1  # 0 is padding
     order = np.argsort(user_codes, kind="stable")  # group by user, keep chronological order
-    counts = np.bincount(user_codes, minlength=len(user_ids))
-    offsets = np.zeros(len(user_ids) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
+    offsets = offsets_of(np.bincount(user_codes, minlength=len(user_ids)))
     item_ids = np.empty(len(uniq) + 1, dtype=uniq.dtype if uniq.dtype != object else object)
     item_ids[1:] = uniq
     item_ids[0] = -1 if item_ids.dtype.kind in "iu" else ""

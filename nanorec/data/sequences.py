@@ -1,14 +1,10 @@
 """Per-user chronological item sequences: the CSR Sequences, the loaded Dataset,
 and the holdout splits (which items train, which select the model, which test it).
 
-Items get internal indices 1..N (0 is padding and never a recommendation);
-``Dataset.item_ids[i]`` is the original id of index i. Sequences are stored flat
-(CSR): ``offsets`` (U+1,) and ``items`` (total,), so 2.5M interactions cost two
-numpy arrays, not millions of Python lists. An event log read with weight_col or
-target_filter also has ``weights`` (total,): each event's weight in the loss and the count
-tables, 0 for an event that is context only; with target_filter also ``targets`` (total,)
-bool: the events that validation and test may hold out. Rows cut from it (take, drop_last,
-the splits) keep both, so the training split carries them to packing and the count tables.
+Items get internal indices 1..N (0 is padding, never a recommendation); ``Dataset.item_ids[i]``
+is the original id of index i. Rows are stored flat (CSR: ``offsets`` (U+1,), ``items`` (total,)),
+so 2.5M interactions cost two numpy arrays, not millions of Python lists. ``weights`` and
+``targets`` (weight_col, target_filter) travel with every cut (take, drop_last, the splits).
 """
 from __future__ import annotations
 
@@ -18,6 +14,13 @@ import numpy as np
 
 # -----------------------------------------------------------------------------
 # flat per-user sequences
+
+def offsets_of(counts) -> np.ndarray:
+    """(n+1,) int64: 0, then the running sum of `counts` (CSR offsets of rows of these lengths)."""
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return offsets
+
 
 @dataclass
 class Sequences:
@@ -48,10 +51,12 @@ class Sequences:
         is_target = self.is_target()
         row = np.repeat(np.arange(len(self)), self.lengths)  # (total,)
         has = np.bincount(row[is_target], minlength=len(self)) > 0  # (U,)
-        keep = is_target | ~has[row]
-        offsets = np.zeros(len(self) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(row[keep], minlength=len(self)), out=offsets[1:])
-        return Sequences(offsets, self.items[keep])
+        return self.select(is_target | ~has[row])
+
+    def select(self, keep) -> "Sequences":
+        """The events `keep` picks (a (total,) mask, or flat indices in order), rows kept; no weights."""
+        row = np.repeat(np.arange(len(self)), self.lengths)[keep]
+        return Sequences(offsets_of(np.bincount(row, minlength=len(self))), self.items[keep])
 
     def seen_items(self) -> "Sequences":
         """The items exclude_seen removes from each row's list: its target events only (the
@@ -60,8 +65,7 @@ class Sequences:
         is_target = self.is_target()
         if is_target is None or is_target.all():
             return self
-        before = np.zeros(len(self.items) + 1, dtype=np.int64)  # (total+1,) target events before each event
-        np.cumsum(is_target, out=before[1:])
+        before = offsets_of(is_target)  # (total+1,) target events before each event
         return Sequences(before[self.offsets], self.items[is_target])
 
     def _cut(self, keep) -> tuple:
@@ -81,9 +85,7 @@ class Sequences:
 
     @classmethod
     def from_lists(cls, seqs) -> "Sequences":
-        lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
+        offsets = offsets_of(np.array([len(s) for s in seqs], dtype=np.int64))
         items = np.concatenate([np.asarray(s, dtype=np.int64) for s in seqs]) if len(seqs) else np.zeros(0, np.int64)
         return cls(offsets, items.astype(np.int64, copy=False))
 
@@ -100,16 +102,13 @@ class Sequences:
     def _keep_prefix(self, new_len: np.ndarray) -> "Sequences":
         pos = np.arange(len(self.items)) - np.repeat(self.offsets[:-1], self.lengths)  # position inside its row
         keep = pos < np.repeat(new_len, self.lengths)
-        offsets = np.zeros(len(self) + 1, dtype=np.int64)
-        np.cumsum(new_len, out=offsets[1:])
-        return Sequences(offsets, self.items[keep], *self._cut(keep))
+        return Sequences(offsets_of(new_len), self.items[keep], *self._cut(keep))
 
     def take(self, rows: np.ndarray) -> "Sequences":
         """A new Sequences of the given rows, in that order."""
         rows = np.asarray(rows, dtype=np.int64)
         lengths = self.lengths[rows]
-        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
+        offsets = offsets_of(lengths)
         starts = np.repeat(self.offsets[:-1][rows], lengths)
         within = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)
         src = starts + within
@@ -221,8 +220,7 @@ def last_targets(seqs: Sequences, j: int) -> np.ndarray:
     is_target = seqs.is_target()
     if is_target is None:
         return np.where(lengths > j, lengths - 1 - j, -1)
-    before = np.zeros(len(is_target) + 1, dtype=np.int64)  # (total+1,) targets before each event
-    np.cumsum(is_target, out=before[1:])
+    before = offsets_of(is_target)  # (total+1,) targets before each event
     row = np.repeat(np.arange(len(seqs)), lengths)  # (total,)
     from_end = before[seqs.offsets[1:]][row] - before[1:]  # (total,) targets after each event in its row
     hit = np.nonzero(is_target & (from_end == j))[0]

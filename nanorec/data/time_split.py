@@ -173,10 +173,7 @@ def _suffix(seqs: Sequences, start: np.ndarray, only: np.ndarray | None = None) 
     keep = pos >= np.repeat(start, seqs.lengths)
     if only is not None:
         keep &= only
-    row = np.repeat(np.arange(len(seqs)), seqs.lengths)
-    offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(row[keep], minlength=len(seqs)), out=offsets[1:])
-    return Sequences(offsets, seqs.items[keep])
+    return seqs.select(keep)
 
 
 def _distinct(seqs: Sequences) -> Sequences:
@@ -184,10 +181,7 @@ def _distinct(seqs: Sequences) -> Sequences:
     row = np.repeat(np.arange(len(seqs)), seqs.lengths)
     V = int(seqs.items.max(initial=0)) + 1
     _, first = np.unique(row * V + seqs.items, return_index=True)
-    first = np.sort(first)
-    offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(row[first], minlength=len(seqs)), out=offsets[1:])
-    return Sequences(offsets, seqs.items[first])
+    return seqs.select(np.sort(first))
 
 
 def split_like(ds: Dataset, cfg) -> Split:
