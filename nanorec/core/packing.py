@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ..data import Sequences
-from ..data.sequences import next_targets
+from ..data.sequences import next_targets, offsets_of
 from ..errors import DataError
 from .loss import FUTURE_HORIZON
 
@@ -94,8 +94,7 @@ def _next_fit(lengths: np.ndarray, block_size: int) -> tuple[np.ndarray, np.ndar
 def _targets_kept(offsets, lengths, is_target, users, block_size) -> np.ndarray:
     """(len(users),) how many target events each user has among the ones packing keeps as
     targets (the last min(L - 1, block_size) events)."""
-    before = np.zeros(len(is_target) + 1, dtype=np.int64)  # (total+1,) target events before each event
-    np.cumsum(is_target, out=before[1:])
+    before = offsets_of(is_target)  # (total+1,) target events before each event
     end = offsets[users] + lengths[users]
     start = end - np.maximum(np.minimum(lengths[users] - 1, block_size), 0)
     return before[end] - before[start]

@@ -27,12 +27,8 @@ class Sequences:
     """Variable-length integer sequences in CSR form: row u is items[offsets[u]:offsets[u+1]]."""
     offsets: np.ndarray  # (U+1,) int64, offsets[0] == 0
     items: np.ndarray    # (offsets[-1],) int64
-    # (offsets[-1],) float32 >= 0, each event's weight as a training target (loss, count
-    # tables; 0: context only); None: every event weighs 1
-    weights: np.ndarray | None = None
-    # (offsets[-1],) bool, the events validation and test hold out (target_filter's matches);
-    # None: those with weight > 0 (every event without weights)
-    targets: np.ndarray | None = None
+    weights: np.ndarray | None = None  # (total,) float32 >= 0 target weight (0: context); None: all 1
+    targets: np.ndarray | None = None  # (total,) bool, what a holdout may hold out; None: weight > 0
 
     def is_target(self) -> np.ndarray | None:
         """(total,) bool: the events a holdout may pick as targets; None when every event is one."""
@@ -59,9 +55,8 @@ class Sequences:
         return Sequences(offsets_of(np.bincount(row, minlength=len(self))), self.items[keep])
 
     def seen_items(self) -> "Sequences":
-        """The items exclude_seen removes from each row's list: its target events only (the
-        purchases under target_filter: a viewed item may well be bought next), every event
-        otherwise (self)."""
+        """What exclude_seen removes from each row's list: its target events (under target_filter
+        its purchases: a viewed item may well be bought next), else every event (self)."""
         is_target = self.is_target()
         if is_target is None or is_target.all():
             return self
@@ -151,21 +146,15 @@ class Dataset:
     test_users: np.ndarray | None = None      # challenge: the user ids of test.csv (original)
     attributes_path: str | None = None        # S3-Rec: the sibling *_item2attributes.json
     metadata_path: str | None = None          # challenge: item_metadata.csv
-    # event logs: the columns read but not used (callers print "ignored columns: a, b")
-    ignored_columns: list[str] = field(default_factory=list)
-    # event logs with weight_col or target_filter: (total,) float32, parallel to sequences.items:
-    # weight_col's value (1 without it), 0 for an event target_filter keeps as context only; None
-    # without either. The same array as sequences.weights (__post_init__). Training weights each
-    # target slot's loss by it (packing), the count tables each pair (methods/transitions.py).
+    ignored_columns: list[str] = field(default_factory=list)  # event logs: the columns read but not used
+    # (total,) float32: weight_col's value (1 without it), 0 for target_filter's context events; None
+    # without either. The same array as sequences.weights (__post_init__).
     weights: np.ndarray | None = None
-    # event logs with a time column: (total,) each event's sortable time, parallel to
-    # sequences.items (None: time_col=none, S3-Rec .txt, challenge folders); what holdout=time
-    # splits on. time_unit says what one step of it is: "ns"/"us"/"ms" (datetimes and date
-    # strings, from the epoch), "d" (dates), None (plain numbers: the column's own units).
+    # (total,) each event's sortable time (None without a time column): what holdout=time splits on;
+    # one step of it is time_unit: "ns"/"us"/"ms" (from the epoch), "d" (dates), None (plain numbers)
     times: np.ndarray | None = None
     time_unit: str | None = None
-    # event logs with target_filter: the values of its column (as text, sorted, nulls left out), the
-    # event types a run knows; a raw history's event types are checked against them (recommend.py)
+    # target_filter: its column's values (text, sorted, no nulls), the event types a run knows (recommend.py)
     event_types: list[str] | None = None
 
     def __post_init__(self):
@@ -214,8 +203,7 @@ class Split:
 
 def last_targets(seqs: Sequences, j: int) -> np.ndarray:
     """(U,) the position inside its row of each row's j-th last target event (j = 0: the last),
-    -1 where the row has at most j targets. Every event is a target unless seqs.weights says
-    otherwise (target_filter: the views before and after a purchase are context)."""
+    -1 where the row has at most j targets."""
     lengths = seqs.lengths
     is_target = seqs.is_target()
     if is_target is None:
@@ -243,9 +231,8 @@ def _first_targets(seqs: Sequences) -> np.ndarray:
 
 
 def _kept_before(seqs: Sequences, k: int) -> np.ndarray:
-    """(U,) how many events of each row come before its k-th last target (k = 0: all of them).
-    A row with fewer than k targets keeps what comes before its first target (all of it when it
-    has none: context that no loss and no table counts). Without target_filter: max(L - k, 0)."""
+    """(U,) how many events of each row come before its k-th last target (k = 0: all of them); a
+    row with fewer than k targets keeps what comes before its first target (all, with none)."""
     if k == 0:
         return seqs.lengths
     cut = last_targets(seqs, k - 1)
@@ -274,16 +261,11 @@ def session_starts(seqs: Sequences, times: np.ndarray, unit: str | None) -> np.n
 
 
 def _eval_set(seqs: Sequences, drop: int, sessions: np.ndarray | None = None) -> EvalSet:
-    """Target = the `drop`-th last target event (drop = 0: the last; every event is a target
-    without target_filter); history = every event before it. Users whose history would be
-    empty are left out (nothing to condition on).
-
-    An event-typed log (Sequences.has_context: views as context) ends the history before the
-    target's session (sessions: `session_starts`; without times, at the purchase before it): the
-    target's own funnel (the views and the cart right before it, in a shop nearly always of the
-    item bought) is left out, so validation and test measure the next purchase from what came
-    before, as next week's lists are judged, not "buy the item just carted" (a task a model
-    solves at NDCG@10 ~0.9, and one that picks the wrong fusion weights and steps:
+    """Target = the `drop`-th last target event (0: the last); history = every event before it;
+    users with an empty history are left out. An event-typed log (views as context) ends the
+    history before the target's session (`session_starts`; without times, at the purchase before
+    it): the target's own funnel is left out, so selection measures the next purchase, not "buy
+    the item just carted" (NDCG@10 ~0.9, which picks the wrong fusion weights and steps:
     benchmarks/results/selection_event_types.json)."""
     at = last_targets(seqs, drop)  # (U,)
     keep = np.maximum(at, 0)
@@ -299,10 +281,8 @@ def _eval_set(seqs: Sequences, drop: int, sessions: np.ndarray | None = None) ->
 
 
 def funnel_share(seqs: Sequences, drop: int) -> tuple[int, float]:
-    """An event-typed log: (users, share of them) whose `drop`-th last purchase was viewed or
-    carted since their purchase before it (in its own funnel): the share of held-out purchases
-    that "buy the item you just looked at" would find, the easy task `_eval_set` leaves out.
-    The users are `_eval_set`'s: those with a purchase before the held-out one."""
+    """An event-typed log: (users with a purchase before the held-out one, share of them whose
+    held-out purchase was viewed or carted since it): the easy task `_eval_set` leaves out."""
     at, prev = last_targets(seqs, drop), last_targets(seqs, drop + 1)
     rows = np.nonzero((at >= 1) & (prev >= 0))[0]
     if not len(rows):
@@ -326,22 +306,13 @@ def funnel_note(seqs: Sequences, drop: int) -> str:
 
 
 def split(ds: Dataset, all_data: bool = False, holdout: str = "loo") -> Split:
-    """Which of each user's items train, validate and test.
+    """Which of each user's items (target events, under target_filter) train, validate and test.
 
-    With target_filter (seqs.weights 0 on context events) "item" below means target event:
-    test = the last target, valid = the one before, history = the events before each one's session
-    (its own views and cart are left out: `_eval_set`), and
-    training keeps the events before the held-out targets (the views in between are not seen).
-
-    holdout="loo" (leave-one-out, the benchmarks' protocol): test = last item,
-      valid = second to last, train = the rest. A challenge folder's test answers
-      are hidden, so there valid = its last train.csv item and there is no test.
-    holdout="last": valid = last item, train = the rest, no test (a shop's model,
-      selected on every user's most recent event).
-    holdout="none": every item is a training target; no validation, no test
-      (the model to ship, trained for a step count chosen on a validated run).
-    all_data: training also learns the validation targets (loo: the test target stays unseen).
-    """
+    holdout="loo" (the benchmarks' protocol): test = last item, valid = second to last, train =
+      the rest; a challenge folder's test answers are hidden: valid = its last item, no test.
+    holdout="last": valid = last item, train = the rest, no test.
+    holdout="none": every item trains; no validation, no test (the model to ship).
+    all_data: training also learns the validation targets (loo: the test target stays unseen)."""
     if holdout not in HOLDOUTS:
         raise ValueError(f"holdout={holdout!r}: expected one of {', '.join(HOLDOUTS)}")
     seqs = ds.sequences
