@@ -17,18 +17,10 @@ def multi_hot(seqs: Sequences, num_items: int) -> sp.csr_matrix:
 
 
 class PureSVD:
-    """PureSVD (Cremonesi et al. 2010) with fold-in scoring.
-
-    fit: X = binary (U, N+1) matrix of the training sequences, X ~ U_k S_k V_k^T
-    (scipy.sparse.linalg.svds). score: a history's multi-hot h (1, N+1) is projected
-    and reconstructed, h @ V_k @ V_k^T, so any history works (no per-user parameters).
-
-    Contract: score(histories (B rows), users (B,), ignored) -> (B, N+1) float32 ndarray.
-    Hyper-parameters: k, the rank. With `valid` given, `fit` computes one SVD of rank
-    max(grid) and keeps the k of `grid` with the best validation NDCG@10 (truncating
-    the same SVD, whose leading components do not depend on the requested rank);
-    `self.selection` records every k's validation NDCG@10. Without `valid`, k = `k`.
-    """
+    """PureSVD (Cremonesi et al. 2010) with fold-in scoring: X (U, N+1) binary ~ U_k S_k V_k^T, a
+    history's multi-hot h scored h @ V_k @ V_k^T (any history works: no per-user parameters).
+    With `valid`, one SVD of rank max(grid) is truncated to each k of `grid` (its leading
+    components do not depend on the rank) and the best by validation NDCG@10 kept (`selection`)."""
 
     def __init__(self, k: int = 64, grid: tuple[int, ...] = (32, 64, 128, 256, 512), seed: int = 0):
         self.k, self.grid, self.seed = k, grid, seed
