@@ -217,8 +217,7 @@ def sampled_softmax_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets
 
 
 def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
-    """A CPU generator that depends only on (seed, step, rank): a resumed run draws
-    the same negatives at the same step."""
+    """A CPU generator of (seed, step, rank) only: a resumed run draws the same negatives."""
     state = np.random.SeedSequence([seed, step, rank, 0x5A3]).generate_state(2, dtype=np.uint32)
     return torch.Generator().manual_seed(int(state[0]) << 31 ^ int(state[1]))
 
@@ -283,8 +282,7 @@ class OutputLoss:
         return neg, log_q[neg], log_q[targets]
 
     def for_step(self, step: int, rank: int = 0, slot_weights: torch.Tensor | None = None):
-        """slot_weights (M,): the target slots' event weights (weight_col), in the order the
-        model selects the slots (row-major over the batch's non-IGNORE targets); None: unweighted."""
+        """slot_weights (M,): the target slots' weights in the order the model selects them (Packed.batch)."""
         if self.kind == "full":
             return lambda h, weight, targets: full_softmax_cross_entropy(h, weight, targets, decay=self.decay,
                                                                          slot_weights=slot_weights)

@@ -49,7 +49,7 @@ class Where:
 
 
 def _as_where(where) -> Where:
-    """Accepts a plain path, as older callers (recommend.read_user_list) pass."""
+    """A path as its Where (recommend.read_user_list passes one to column_ids)."""
     if isinstance(where, Where):
         return where
     lower = os.fspath(where).lower()
@@ -71,7 +71,6 @@ def _columns_list(df) -> str:
 
 
 def _require_columns(where, df, cols, what=None, advice=""):
-    where = _as_where(where)
     for c in cols:
         if c not in df.columns:
             kind = (what or {}).get(c, "column")
@@ -80,8 +79,7 @@ def _require_columns(where, df, cols, what=None, advice=""):
 
 
 def parse_filter(text: str, key: str = "filter"):
-    """"column=value[,value...]" -> (column, [values]); `key` names the setting in the error
-    (filter, target_filter: one syntax)."""
+    """"column=value[,value...]" -> (column, [values]); `key` names the setting in the error."""
     col, eq, rest = str(text).partition("=")
     values = [v.strip() for v in rest.split(",") if v.strip()]
     if not eq or not col.strip() or not values:
@@ -203,7 +201,6 @@ def _text_ids(where, s, col):
 def _integer_column(where, df, col):
     """An id column that must be integer (challenge folders: encoded ids, so +7 and 007 are 7)."""
     pl = _polars()
-    where = _as_where(where)
     ids = column_ids(where, df, col)
     if ids.dtype != object:
         return ids
@@ -231,7 +228,6 @@ def _timestamps(where, df, col, time_format=None):
     """Sortable times: integers as int64 (ns timestamps stay exact), other numbers as float64,
     dates as their integer value, date text by `time_format`, else ISO dates only."""
     pl = _polars()
-    where = _as_where(where)
     s = df[col]
     _no_nulls(where, s, col)
     dt = s.dtype

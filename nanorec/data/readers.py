@@ -36,39 +36,36 @@ def load(source, user_col: str = "user_id", item_col: str = "item_id", time_col:
     weight_col the others weigh 0). time_col="none" (or None) keeps file order; `time_format`
     (strptime, e.g. "%d/%m/%Y") reads a text time column. need_targets=False (recommend, serve):
     a log where no event matches target_filter is history, not an error."""
+    options = dict(filter=filter, weight_col=weight_col, time_format=time_format, target_filter=target_filter)
+    events = dict(user_col=user_col, item_col=item_col, time_col=time_col, need_targets=need_targets, **options)
     if not isinstance(source, (str, os.PathLike)):
-        return from_frame(source, user_col, item_col, time_col, filter=filter, weight_col=weight_col,
-                          time_format=time_format, target_filter=target_filter, need_targets=need_targets)
+        return from_frame(source, **events)
     path = os.fspath(source)
     if not path.strip():
         raise UsageError("empty data path: expected a file or folder of interactions")
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file or folder")
     if is_stream(path):  # <(zcat log.gz), a FIFO: read once, as a stream
-        return _load_stream(path, user_col, item_col, time_col, filter, weight_col, time_format, target_filter,
-                            need_targets)
+        return _load_stream(path, events, options)
     if os.path.isdir(path):
         if os.path.exists(os.path.join(path, "train.csv")):
-            _event_options_only(path, "a challenge folder", filter, weight_col, time_format, target_filter)
+            _event_options_only(path, "a challenge folder", **options)
             return read_challenge(path)
         if _parquet_files(path):
-            return read_table(path, user_col, item_col, time_col, filter=filter, weight_col=weight_col,
-                              time_format=time_format, target_filter=target_filter, need_targets=need_targets)
+            return read_table(path, **events)
         raise DataError(f"{path}: a folder must be a challenge folder with train.csv (and test.csv) "
                         "or a folder of .parquet files")
     lower = path.lower()
     if lower.endswith(".txt"):
-        _event_options_only(path, "an S3-Rec .txt file", filter, weight_col, time_format, target_filter)
+        _event_options_only(path, "an S3-Rec .txt file", **options)
         return read_s3rec(path)
     if lower.endswith(_EVENT_LOG_SUFFIXES):
-        return read_table(path, user_col, item_col, time_col, filter=filter, weight_col=weight_col,
-                          time_format=time_format, target_filter=target_filter, need_targets=need_targets)
+        return read_table(path, **events)
     raise DataError(f"{path}: unknown format (expected .txt, .csv, .tsv, .csv.gz, .tsv.gz, .parquet, "
                     "a folder of .parquet files or a challenge folder)")
 
 
-def _load_stream(path, user_col, item_col, time_col, filter, weight_col, time_format, target_filter,
-                 need_targets=True) -> Dataset:
+def _load_stream(path, events: dict, options: dict) -> Dataset:
     """A pipe or FIFO, read once to its end, its format by its name or first bytes (_stream_format)."""
     kind, df, where, data = read_stream_table(path)
     if kind is None:
@@ -76,11 +73,9 @@ def _load_stream(path, user_col, item_col, time_col, filter, weight_col, time_fo
                         "(CSV with a header, TSV, Parquet, gzip of either) or S3-Rec lines; save it to a file "
                         "with its suffix")
     if kind == ".txt":
-        _event_options_only(path, "an S3-Rec .txt file", filter, weight_col, time_format, target_filter)
+        _event_options_only(path, "an S3-Rec .txt file", **options)
         return read_s3rec(path, data)
-    name = re.sub(r"\.(csv|tsv)\.gz$|\.[^.]*$", "", os.path.basename(path), flags=re.I)
-    return _events(df, where, name, user_col, item_col, time_col, filter, weight_col, time_format, target_filter,
-                   need_targets)
+    return _events(df, where, _stem(path), **events)
 
 
 def read_stream_table(path: str) -> tuple:
@@ -125,10 +120,9 @@ def load_like(cfg, source=None, need_targets: bool = True) -> Dataset:
                 target_filter=getattr(cfg, "target_filter", "") or None, need_targets=need_targets)
 
 
-def _event_options_only(path, what, filter, weight_col, time_format=None, target_filter=None):
+def _event_options_only(path, what, **options):
     # Silently ignoring a filter would train on rows the user meant to drop.
-    for key, value in (("filter", filter), ("weight_col", weight_col), ("time_format", time_format),
-                       ("target_filter", target_filter)):
+    for key, value in options.items():
         if value:
             raise UsageError(f"{key}={value!r}: applies to event logs (.csv/.tsv/.parquet, frames), "
                              f"not to {what} ({path})")
@@ -255,10 +249,14 @@ def read_table(path: str, user_col="user_id", item_col="item_id", time_col="time
         df, where = _read_parquet_folder(path)
         name = os.path.basename(os.path.normpath(path))
     else:
-        df, where = read_frame(path), _as_where(path)
-        name = re.sub(r"\.(csv|tsv)\.gz$|\.[^.]*$", "", os.path.basename(path), flags=re.I)
+        df, where, name = read_frame(path), _as_where(path), _stem(path)
     return _events(df, where, name, user_col, item_col, time_col, filter, weight_col, time_format, target_filter,
                    need_targets)
+
+
+def _stem(path: str) -> str:
+    """The file name without its suffix (log.csv.gz -> log): the data set's name."""
+    return re.sub(r"\.(csv|tsv)\.gz$|\.[^.]*$", "", os.path.basename(path), flags=re.I)
 
 
 def _events(df, where: Where, name, user_col, item_col, time_col, filter, weight_col, time_format=None,

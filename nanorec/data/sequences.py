@@ -37,8 +37,7 @@ class Sequences:
         return None if self.weights is None else self.weights > 0
 
     def has_context(self) -> bool:
-        """Whether some events are context only (target_filter without weight_col: weight 0, never
-        learned, never held out): an event-typed log, whose views lead up to what is bought."""
+        """Whether some events are context only (weight 0: target_filter's views): an event-typed log."""
         return self.weights is not None and not bool((self.weights > 0).all())
 
     def target_events(self) -> "Sequences":
@@ -111,8 +110,7 @@ class Sequences:
 
 
 def next_targets(seqs: Sequences, is_target: np.ndarray) -> np.ndarray:
-    """(total,) the flat index of the first target event at or after each event in its own row,
-    len(seqs.items) where the row has none left."""
+    """(total,) the flat index of the next target event at or after each event in its row, else len(items)."""
     n = len(seqs.items)
     following = np.where(is_target, np.arange(n), n)
     following = np.minimum.accumulate(following[::-1])[::-1]  # the next target anywhere after
@@ -123,8 +121,7 @@ def next_targets(seqs: Sequences, is_target: np.ndarray) -> np.ndarray:
 
 
 def item_counts(seqs: Sequences, num_items: int) -> np.ndarray:
-    """(N+1,) interaction counts per item index; index 0 (padding) is 0. With target_filter
-    only the target events count (a popularity of purchases, not of views)."""
+    """(N+1,) interaction counts per item index (padding 0); with target_filter of target events only."""
     is_target = seqs.is_target()
     items = seqs.items if is_target is None else seqs.items[is_target]
     counts = np.bincount(items, minlength=num_items + 1).astype(np.int64)

@@ -58,9 +58,7 @@ def _read_text_table(path: str, data: bytes | None = None, sep: str = ","):
     pl = _polars()
     lower = path.lower()
     if data is not None or lower.endswith(".gz"):
-        if data is None:
-            data = gunzip(path)
-        elif data[:2] == GZIP_MAGIC:
+        if data is None or data[:2] == GZIP_MAGIC:
             data = gunzip(path, data)
         header = data[:data.find(b"\n")] if b"\n" in data else data
         source = lambda: io.BytesIO(data)  # noqa: E731
@@ -136,8 +134,7 @@ def read_parquet(path: str, data: bytes | None = None):
 
 
 def _parquet_files(folder: str) -> list[str]:
-    """Every Parquet file under `folder` and its subfolders (hive layouts), in sorted path order;
-    names starting with "." or "_" (Spark's _SUCCESS, _temporary/, .crc files) are not data."""
+    """Every Parquet file under `folder`, sorted; names starting "." or "_" (Spark's _SUCCESS) are not data."""
     def unreadable(e):
         raise DataError(f"{e.filename or folder}: cannot list the folder ({e.strerror})")
     found = []
@@ -282,8 +279,7 @@ def frame_to_polars(frame):
 
 
 def _mixed_ids_as_text(pd, frame):
-    """pandas object columns that mix integers and strings (pd.concat of days) as each value's
-    text, so that 42 and '42' are one id."""
+    """pandas object columns mixing integers and strings as each value's text: 42 and '42' are one id."""
     def is_int(v):
         return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 

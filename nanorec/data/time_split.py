@@ -7,6 +7,7 @@ before it; the test split holds each user's set of next items after it (multi-ta
 """
 from __future__ import annotations
 
+import datetime as _dt
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,8 +18,7 @@ from .sequences import Dataset, EvalSet, Sequences, Split, split
 
 @dataclass
 class TargetSets:
-    """A multi-target evaluation set: each user's history before a split time and the set of
-    items the user bought in the window after it (holdout=time's test split)."""
+    """holdout=time's test split: each user's history before the split time, the items after it."""
     users: np.ndarray        # (M,) rows of Dataset.user_ids, each with history and targets
     histories: Sequences     # (M rows) every event before the split time
     targets: Sequences       # (M rows) the distinct items of the window, in first-bought order
@@ -27,9 +27,7 @@ class TargetSets:
 
 
 def parse_split_time(text: str):
-    """split_time's value -> ("fraction", f) for 0 < f < 1, ("number", x) for any other number
-    (a time in the column's own units), ("iso", datetime) for an ISO date or date-time, or None."""
-    import datetime as _dt
+    """split_time -> ("fraction", f) for 0 < f < 1, ("number", x) (the column's units), ("iso", datetime), or None."""
     text = str(text).strip()
     try:
         x = float(text)
@@ -50,7 +48,6 @@ _PER_DAY_US = 86_400 * 10 ** 6
 
 def _iso_to_column(when, unit: str | None, text: str, where: str):
     """An ISO date/time as a value of the time column (an integer: events t < value are before it)."""
-    import datetime as _dt
     if unit is None:
         raise DataError(f"split_time={text}: {where}'s time column holds plain numbers, not dates; give "
                         "split_time as a number in the column's units or a fraction of the log's events like 0.9")
@@ -66,7 +63,6 @@ def _iso_to_column(when, unit: str | None, text: str, where: str):
 
 def show_time(value, unit: str | None) -> str:
     """A value of a time column as a person reads it (ISO for dates and datetimes)."""
-    import datetime as _dt
     if unit is None:
         return f"{value:g}" if isinstance(value, float) else str(value)
     us = int(value) * {"ns": 1, "us": 1, "ms": 1000, "d": _PER_DAY_US}[unit] // (1000 if unit == "ns" else 1)
@@ -77,12 +73,9 @@ VALID_SHARE_OF_DATES = 0.9  # a split_time given as a time: validation = the las
 
 
 def split_times(ds: Dataset, split_time: str) -> tuple:
-    """-> (valid_time, test_time). The test window is every event at or after test_time: split_time
-    itself, or for a fraction f the time of the event at position floor(f x events) in time order
-    (about a share f of the events come before it). The validation window applies the same rule
-    inside the events before test_time: valid_time is the time of the event at position
-    floor(f x those events) (f = VALID_SHARE_OF_DATES = 0.9 when split_time is a time), so it
-    depends on nothing at or after test_time. Ties at a window's first time go into that window."""
+    """-> (valid_time, test_time): split_time, or for a fraction f the time of the event at position
+    floor(f x events) in time order; valid_time by the same rule inside the events before test_time
+    (f = VALID_SHARE_OF_DATES for a time), so it depends on nothing after. Ties go into the window."""
     where = ds.path
     if ds.times is None:
         why = {"s3rec": "an S3-Rec .txt file has no times", "challenge": "a challenge folder's test is hidden "
@@ -118,23 +111,14 @@ def split_times(ds: Dataset, split_time: str) -> tuple:
 
 
 def time_split(ds: Dataset, split_time: str, all_data: bool = False) -> Split:
-    """holdout=time: one split time for everyone, as a shop judges a model ("trained on everything
-    before Monday, how good are next week's lists?").
+    """holdout=time: one split time for everyone ("trained on everything before Monday, how good
+    are next week's lists?"); no event at or after it reaches training or selection.
 
-    test: every user with events both before and at/after the split time; history = every event
-      before it, targets = the distinct items of the user's window after it (multi-target; an item
-      the user had bought before still counts: the lists exclude the history, as under loo).
-      Users whose first event is at/after it are cold: TargetSets.cold_users, reported apart.
-    valid: the last events before the split time, by the same rule (split_times), from training data
-      only. It is a
-      single-target set so that early stopping, fusion's weight search and the baselines' own
-      selection work unchanged: each user with an event in [valid time, split time) and one before
-      it gets the FIRST event of that window as its target (the rest of the window is ignored for
-      selection), history = the events before the valid time.
-    train: the events before the valid time (all_data: every event before the split time).
-    No event at or after the split time reaches training or selection.
-    With target_filter (seqs.weights 0 on context events) the targets (the validation event, the
-    test window's items) are target events only; histories keep every event before their time."""
+    test: users with events before and after it; history = every event before it, targets = the
+      distinct (target) items after it. Users with no event before it are cold, reported apart.
+    valid: single-target, so early stopping and every selection work unchanged: each user's first
+      (target) event in [valid time, split time), history = the events before the valid time.
+    train: the events before the valid time (all_data: before the split time)."""
     t_valid, t_test = split_times(ds, split_time)
     seqs, times = ds.sequences, ds.times
     row = np.repeat(np.arange(len(seqs)), seqs.lengths)
@@ -185,8 +169,7 @@ def _distinct(seqs: Sequences) -> Sequences:
 
 
 def split_like(ds: Dataset, cfg) -> Split:
-    """The split a run's config asks for (any object with Config's holdout, split_time, all_data):
-    `time_split` for holdout=time, else `split`."""
+    """The split a run's config (holdout, split_time, all_data) asks for."""
     if cfg.holdout == "time":
         return time_split(ds, cfg.split_time, cfg.all_data)
     return split(ds, all_data=cfg.all_data, holdout=cfg.holdout)

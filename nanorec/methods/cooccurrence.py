@@ -17,8 +17,7 @@ class CoOccurrence(Transitions):
         self.span = span
 
     def pair_events(self, train: Sequences) -> tuple[np.ndarray, np.ndarray]:
-        """(i, j) flat event indices: every two events at most `span` apart in one row, both ways
-        (in an event-typed log: typed_pair_events)."""
+        """(i, j) flat event indices at most `span` apart in one row, both ways (or typed_pair_events)."""
         if train.has_context():
             return typed_pair_events(train, self.span, both=True)
         row = np.repeat(np.arange(len(train.lengths)), train.lengths)  # (T,) the history of each item

@@ -74,8 +74,7 @@ class Transitions:
         self.selection: dict[str, float] = {}
 
     def pair_events(self, train: Sequences) -> tuple[np.ndarray, np.ndarray]:
-        """(i, j) flat event indices, "j's item follows i's": consecutive events of one row (j = i + 1);
-        in an event-typed log typed_pair_events'."""
+        """(i, j) flat event indices of consecutive events of one row (an event-typed log: typed_pair_events)."""
         if train.has_context():
             return typed_pair_events(train, 1, both=False)
         i = np.arange(len(train.items) - 1)
