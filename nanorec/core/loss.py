@@ -225,11 +225,10 @@ def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
 class OutputLoss:
     """The training loss of the output layer: "full" (exact, chunked) or "sampled".
 
-    Sampled: each step draws `num_negatives` negatives (with replacement) shared by the batch's
-    slots: "uniform" (q = 1/N), "popularity" (q proportional to training count + 1: never-bought
-    items are still pushed down) or "in_batch" (the batch's target slots, drawn uniformly), each
-    logit corrected by log(S q). `for_step(step, rank)` -> loss(h, weight, targets), its draws
-    depending only on (seed, step, rank)."""
+    Sampled: `num_negatives` negatives a step (with replacement), shared by the batch's slots:
+    "uniform" (q = 1/N), "popularity" (q ~ training count + 1: never-bought items are still pushed
+    down) or "in_batch" (the batch's targets), each logit corrected by log(S q).
+    `for_step(step, rank)` -> loss(h, weight, targets)."""
 
     def __init__(self, kind: str, num_items: int, counts=None, num_negatives: int = AUTO_NEGATIVES,
                  negatives: str = "popularity", seed: int = 0, decay: float = 0.0):

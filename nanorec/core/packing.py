@@ -1,19 +1,13 @@
 """Sequence packing: many users share one row of `block_size` tokens.
 
-Most purchase histories are tiny (70% of the challenge users have two items),
-so one user per row would be mostly padding. Here each user's tokens are laid
-end to end in shuffled order (next-fit: a user who does not fit in what is left
-of the row starts a new one). Four arrays describe a packed batch:
-
-    tokens   (R, T)  item index of each slot (0 = padding)
-    targets  (R, T)  the next item of the same user, -100 where nothing is learned
-    seq_ids  (R, T)  which user (0, 1, 2, ... within the row) a slot belongs to, -1 = padding
-    pos_ids  (R, T)  position inside that user's history, restarting at 0 per user
+Most purchase histories are tiny (70% of the challenge users have two items), so one user per
+row would be mostly padding. Here each user's tokens are laid end to end in shuffled order
+(next-fit: a user who does not fit in what is left of the row starts a new one), described by
+`Packed`'s arrays: seq_ids says which user of the row a slot belongs to, pos_ids restart at 0.
 
 A user with items s[0..L-1] contributes tokens s[:-1] and targets s[1:]. A history longer
 than the row keeps its most recent block_size + 1 items, as inference sees the last block_size
-items with positions from 0. With per-event weights a fifth array, weights (R, T), holds each
-slot's target event weight; a target of weight 0 (target_filter: a view) is IGNORE, and a user
+items with positions from 0. A target of weight 0 (target_filter: a view) is IGNORE, and a user
 whose kept targets are all context is left out.
 
 The attention mask is built in ONE place, `attention_mask`: causal AND same user.
@@ -35,10 +29,10 @@ IGNORE = -100  # F.cross_entropy's ignore_index
 
 @dataclass
 class Packed:
-    tokens: np.ndarray   # (R, T) int64
-    targets: np.ndarray  # (R, T) int64, IGNORE on padding
-    seq_ids: np.ndarray  # (R, T) int64, -1 on padding
-    pos_ids: np.ndarray  # (R, T) int64, 0 on padding
+    tokens: np.ndarray   # (R, T) int64 item index of each slot, 0 on padding
+    targets: np.ndarray  # (R, T) int64 the next item of the same user, IGNORE where nothing is learned
+    seq_ids: np.ndarray  # (R, T) int64 which user (0, 1, ... within the row), -1 on padding
+    pos_ids: np.ndarray  # (R, T) int64 position in that user's history, 0 on padding
     future: np.ndarray | None = None  # (R, T, H-1) int64: the items 2..H steps ahead, IGNORE past the end
     weights: np.ndarray | None = None  # (R, T) float32: the target event's weight, 0 on padding (weight_col)
 
@@ -211,9 +205,8 @@ def batch_stream(train_seqs: Sequences, cfg, epoch: int, batch_in_epoch: int, we
 def left_aligned(histories: Sequences, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One history per row for inference: its last block_size items, positions from 0.
 
-    Returns tokens, seq_ids (0 = real, -1 = padding), pos_ids (B, T), T the longest kept history,
-    and last (B,), the column of each row's most recent item. An empty history gets one padding
-    token (meaningless scores: callers route cold users to a fallback).
+    -> tokens, seq_ids (0 = real, -1 = padding), pos_ids (B, T), and last (B,), the column of each
+    row's most recent item. An empty history gets one padding token (callers route cold users apart).
     """
     lengths = np.minimum(histories.lengths, block_size)
     T = max(int(lengths.max()) if len(lengths) else 1, 1)

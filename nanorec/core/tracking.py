@@ -1,9 +1,7 @@
 """Optional experiment trackers: TensorBoard and MLflow, when installed and asked for.
 
-`track=tensorboard` writes event files to RUN_DIR/tensorboard (`tensorboard --logdir runs`);
-`track=mlflow` logs the config as parameters and every validation record as
-metrics to the MLflow tracking URI in effect (MLFLOW_TRACKING_URI, default ./mlruns).
-Both read the same records as history.jsonl; a missing package is one line at start.
+`track=tensorboard` writes RUN_DIR/tensorboard; `track=mlflow` logs the config as parameters and
+every validation record (history.jsonl's) as metrics to the tracking URI in effect (MLFLOW_TRACKING_URI).
 """
 from __future__ import annotations
 

@@ -204,11 +204,8 @@ def _is_summary(path: str) -> bool:
 
 def recover_trials(trials_dir: str) -> list[str]:
     """Under the study's lock: what killed trials left in trials/ (their hidden folders) cleaned."""
-    names = set()
-    for n in os.listdir(trials_dir):
-        m = re.fullmatch(r"\.(.+)\.nanorec-(?:new|old)-\d+", n)
-        if m:
-            names.add(m.group(1))
+    hidden = (re.fullmatch(r"\.(.+)\.nanorec-(?:new|old)-\d+", n) for n in os.listdir(trials_dir))
+    names = {m.group(1) for m in hidden if m}
     return [line for name in sorted(names) for line in recover_folder(os.path.join(trials_dir, name))]
 
 

@@ -183,11 +183,7 @@ def _text_ids(where, s, col):
     with a gap); else strings as written (005461 and +17 read as 17 would be another customer)."""
     pl = _polars()
     if s.str.contains(_CANONICAL_INT).all():
-        ints = s.cast(pl.Int64, strict=False)
-        if ints.null_count():
-            i = _first(ints.is_null())
-            raise DataError(f"{where.row(i)}: column {col!r} is {show(s[i])}, beyond the int64 range of ids")
-        return ints.to_numpy()
+        return _text_int64(where, s, col, s)
     if s.str.contains(_PLAIN_NUMBER).all():
         floats = s.cast(pl.Float64, strict=False)
         if floats.null_count() == 0:
@@ -209,10 +205,15 @@ def _integer_column(where, df, col):
     if bad.any():
         i = _first(bad)
         raise DataError(f"{where.row(i)}: column {col!r} is {show(ids[i])}, expected an integer id")
-    ints = text.cast(pl.Int64, strict=False)
+    return _text_int64(where, text, col, ids)
+
+
+def _text_int64(where, text, col, written):
+    """Integer text as int64, or a DataError naming the first value (as `written`) beyond int64."""
+    ints = text.cast(_polars().Int64, strict=False)
     if ints.null_count():
         i = _first(ints.is_null())
-        raise DataError(f"{where.row(i)}: column {col!r} is {show(ids[i])}, beyond the int64 range of ids")
+        raise DataError(f"{where.row(i)}: column {col!r} is {show(written[i])}, beyond the int64 range of ids")
     return ints.to_numpy()
 
 

@@ -107,6 +107,7 @@ def _non_utf8_line(path, data: bytes | None) -> str:
 
 
 _SEPARATORS = {",": "commas", "\t": "tabs", ";": "semicolons", "|": "pipes"}
+_RENAME = {"\t": "a tab-separated file? name it .tsv", ",": "a comma-separated file? name it .csv"}
 
 
 def _check_separator(path, header: bytes, sep: str):
@@ -116,12 +117,7 @@ def _check_separator(path, header: bytes, sep: str):
         return
     for other, name in _SEPARATORS.items():
         if other != sep and other in text:
-            if other == "\t":
-                hint = "a tab-separated file? name it .tsv"
-            elif other == ",":
-                hint = "a comma-separated file? name it .csv"
-            else:
-                hint = f"a {name[:-1]}-separated file? save it with commas (.csv) or tabs (.tsv)"
+            hint = _RENAME.get(other, f"a {name[:-1]}-separated file? save it with commas (.csv) or tabs (.tsv)")
             raise DataError(f"{path}: header has {name} but no {_SEPARATORS[sep]}: {hint}")
 
 

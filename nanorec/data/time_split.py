@@ -1,9 +1,8 @@
 """holdout=time: one global split time for every user, as a shop judges a model.
 
-`time_split` divides the log at one time (an ISO date/time, a time in the column's own
-units, or a fraction of the log's events): training and selection see only what came
-before it; the test split holds each user's set of next items after it (multi-target,
-`TargetSets`). `split_like` picks this or the leave-one-out splits from a run's config.
+`time_split` divides the log at one time (ISO, the column's units, or a fraction of the events):
+training and selection see only what came before it; the test split holds each user's set of
+next items after it (`TargetSets`). `split_like` picks this or the leave-one-out splits.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data import Sequences
-from .transitions import Transitions, typed_pair_events
+from .transitions import Transitions, near_pairs, typed_pair_events
 
 
 class CoOccurrence(Transitions):
@@ -20,14 +20,4 @@ class CoOccurrence(Transitions):
         """(i, j) flat event indices at most `span` apart in one row, both ways (or typed_pair_events)."""
         if train.has_context():
             return typed_pair_events(train, self.span, both=True)
-        row = np.repeat(np.arange(len(train.lengths)), train.lengths)  # (T,) the history of each item
-        index = np.arange(len(train.items))
-        src, dst = [], []
-        for d in range(1, self.span + 1):
-            same = row[:-d] == row[d:]  # item i and item i + d belong to one history
-            a, b = index[:-d][same], index[d:][same]
-            src += [a, b]
-            dst += [b, a]
-        if not src:
-            return index[:0], index[:0]
-        return np.concatenate(src), np.concatenate(dst)
+        return near_pairs(train, np.arange(len(train.items)), self.span, both=True)

@@ -7,9 +7,7 @@ training popularity (``fallback="popularity"``) or gets -inf (``"none"``); a use
 content in the recent items gets popularity alone. Attribute tables give many exact ties:
 ``pop_weight * log1p(count) / log1p(max count)`` added to the neighbours breaks them towards
 popular items (chosen, like ``last``, on validation).
-
-Fitted through the registry, ``methods.get("knn").fit(train, num_items, content=TABLE,
-item_ids=ds.item_ids, last=2)``, or ``nanorec leaderboard --methods content_knn``.
+Fitted through the registry (``methods.get("knn")``) or by ``nanorec leaderboard --methods content_knn``.
 """
 from __future__ import annotations
 

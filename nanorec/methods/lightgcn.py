@@ -141,7 +141,6 @@ class LightGCN:
         self.user_emb = emb[:self.num_users]                         # (U, d)
         self.item_emb = torch.cat([torch.zeros(1, self.dim), emb[self.num_users:]])  # (N+1, d), row 0 = padding
 
-    # the fitted embeddings as plain arrays and back (the methods' save / load)
     def state(self) -> dict:
         return {"user_emb": self.user_emb.numpy(), "item_emb": self.item_emb.numpy()}
 

@@ -25,7 +25,6 @@ class Popularity:
     def score(self):
         return from_factors(self.factors)
 
-    # a fitted model as plain arrays (a run folder's baseline.safetensors) and back
     def state(self) -> dict:
         return {"counts": self.counts.numpy()}
 

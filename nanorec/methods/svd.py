@@ -53,7 +53,6 @@ class PureSVD:
         H = multi_hot(histories, self.num_items)  # (B, N+1) sparse
         return (H @ self.V) @ self.V.T  # (B, k) @ (k, N+1) -> (B, N+1)
 
-    # a fitted model as plain arrays (a run folder's baseline.safetensors) and back
     def state(self) -> dict:
         return {"V": np.ascontiguousarray(self.V, dtype=np.float32)}
 

@@ -38,27 +38,29 @@ def typed_pair_events(train: Sequences, span: int, both: bool) -> tuple[np.ndarr
     Views are left out: the event before a purchase is nearly always cart X -> buy X, a pair no list
     can use, and view -> purchase pairs took the table from 0.1924 to 0.1381 NDCG@10
     (selection_event_types.json, "tables")."""
-    is_target = train.is_target()
+    i, j = near_pairs(train, np.nonzero(train.is_target())[0], span, both)  # (P,) the targets, in order
+    other = train.items[i] != train.items[j]
+    return i[other], j[other]
+
+
+def near_pairs(train: Sequences, t: np.ndarray, span: int, both: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j) of the flat event indices `t` (in history order) at most `span` apart in `t` and in one
+    history, j after i (both: also before)."""
     row = np.repeat(np.arange(len(train)), train.lengths)  # (total,) the history of each event
-    t = np.nonzero(is_target)[0]  # (P,) the targets' flat indices, in history order
     src, dst = [t[:0]], [t[:0]]
     for d in range(1, span + 1):
-        same = row[t[:-d]] == row[t[d:]]  # target k and target k + d belong to one history
+        same = row[t[:-d]] == row[t[d:]]  # entry k and entry k + d of t belong to one history
         a, b = t[:-d][same], t[d:][same]
         src += [a, b] if both else [a]
         dst += [b, a] if both else [b]
-    i, j = np.concatenate(src), np.concatenate(dst)
-    other = train.items[i] != train.items[j]
-    return i[other], j[other]
+    return np.concatenate(src), np.concatenate(dst)
 
 
 class Transitions:
     """Item-to-item transition counts over consecutive items of the training sequences.
 
-    P[a, b] = (# times b directly follows a) / (# times a is followed by anything), a sparse
-    (N+1, N+1); with per-event weights each pair counts the weight of b's event. Under
-    target_filter the pairs are typed_pair_events' and a history is scored at its last purchases.
-    A history h_1..h_T is scored by
+    P[a, b] = (# times b directly follows a) / (# times a is followed by anything), sparse (N+1, N+1);
+    with per-event weights each pair counts b's event weight. A history h_1..h_T is scored by
         sum_{j<window} decay^j * P[h_{T-j}]  +  pop_weight * counts / counts.max()
     (the small popularity back-off only orders the items no transition reaches).
     With `valid` given, `fit` keeps the (window, decay) of `grid` with the best validation
@@ -137,7 +139,6 @@ class Transitions:
     def score(self):
         return from_factors(self.factors)
 
-    # a fitted model as plain arrays (a run folder's baseline.safetensors) and back
     def state(self) -> dict:
         P = self.P.tocsr()
         return {"indptr": P.indptr.astype(np.int64), "indices": P.indices.astype(np.int64),
