@@ -88,22 +88,19 @@ def shard_rows(rows: np.ndarray, targets: np.ndarray, d: Dist,
     return local, d.world * n_local / max(n_global, 1)
 
 
-def global_mean(value: float, weight: float, d: Dist, device: str) -> float:
-    """The global mean loss from each process's (local mean, weight): for logging."""
+def total(value, d: Dist, device: str):
+    """The sum of a count (int) or a number (float) over every process (one all-reduce)."""
     if not d.enabled:
         return value
-    t = torch.tensor([value * weight], dtype=torch.float64, device=device)  # nccl wants CUDA tensors
+    exact = not isinstance(value, float)
+    t = torch.tensor([value], dtype=torch.int64 if exact else torch.float64, device=device)  # nccl: CUDA tensors
     dist.all_reduce(t)
-    return float(t.item()) / d.world
+    return int(t.item()) if exact else float(t.item())
 
 
-def total(count: int, d: Dist, device: str) -> int:
-    """The sum of a count over every process (one all-reduce; the count itself on one process)."""
-    if not d.enabled:
-        return count
-    t = torch.tensor([count], dtype=torch.int64, device=device)
-    dist.all_reduce(t)
-    return int(t.item())
+def global_mean(value: float, d: Dist, device: str) -> float:
+    """The mean of a number over every process: for logging."""
+    return total(value, d, device) / d.world
 
 
 def broadcast_flag(flag: bool, d: Dist, device: str) -> bool:

@@ -108,7 +108,7 @@ def suggest(trial, params: list[Param]) -> dict:
 
 
 def tune(base: Config, out_dir: str, space: str | None = DEFAULT_SPACE, trials: int = 20, dataset=None,
-         quiet: bool = True, log=print, overwrite: bool = False) -> dict:
+         log=print, overwrite: bool = False) -> dict:
     """Run the search -> the summary written to study.json. `dataset`: a loaded Dataset (else
     base.data is read); `space`: SPEC (None: the default); `overwrite`: as --overwrite."""
     try:
@@ -148,8 +148,8 @@ def tune(base: Config, out_dir: str, space: str | None = DEFAULT_SPACE, trials: 
         check_study_outputs(out_dir, overwrite)  # again, under the lock
         try:
             study = open_study(optuna, out_dir, base, space, params)
-            search(optuna, study, base, params, trials, out_dir, ds, log)
-            return finish(optuna, study, base, space, out_dir, ds)
+            search(study, base, params, trials, out_dir, ds, log)
+            return finish(study, base, space, out_dir, ds)
         except Exception as e:  # noqa: BLE001 - the study database on a full or read-only disk
             if isinstance(e, NanorecError) or not _database_error(e):
                 raise
@@ -256,7 +256,7 @@ def distributions(optuna, params: list[Param]) -> dict:
             else d.FloatDistribution(p.low, p.high, log=p.log) for p in params}
 
 
-def search(optuna, study, base: Config, params: list[Param], trials: int, out_dir: str, ds, log) -> None:
+def search(study, base: Config, params: list[Param], trials: int, out_dir: str, ds, log) -> None:
     """Run trials until `trials` have ended (one an interrupted process left running does not count)."""
     from optuna.trial import TrialState
 
@@ -312,7 +312,7 @@ def pruning_line(study, warmup: int) -> dict | None:
         if len(done) >= PRUNE_AFTER else None
 
 
-def finish(optuna, study, base: Config, space: str, out_dir: str, ds) -> dict:
+def finish(study, base: Config, space: str, out_dir: str, ds) -> dict:
     """The winner, chosen on validation, copied to best/; only now is the test split scored, once."""
     from optuna.trial import TrialState
 

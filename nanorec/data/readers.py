@@ -280,7 +280,6 @@ def _events(df, where: Where, name, user_col, item_col, time_col, filter, weight
     used = {user_col, item_col, time_col, weight_col, filter_col, target_col}
     ignored = [c for c in df.columns if c not in used]
 
-    keep = np.ones(df.height, dtype=bool)
     if filter_col:
         keep = filter_mask(where, df, filter_col, values)
         if not keep.any():

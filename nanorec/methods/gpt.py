@@ -30,7 +30,7 @@ class GPTMethod(Method):
     def open(self, run_dir: str, cfg, item_ids: np.ndarray, device: str = "cpu"):
         model = load_gpt(run_dir, cfg, item_ids, device)
         # (tables, weights) or None, kept for showing the terms apart (run.fusion_terms)
-        model.fusion = read_fusion_parts(run_dir, cfg, model) if fused(run_dir, cfg, model.num_items) else None
+        model.fusion = read_fusion_parts(run_dir, model) if fused(run_dir, cfg, model.num_items) else None
         return model, shipped_scorer(model, device, model.fusion)
 
 
@@ -63,7 +63,7 @@ def fused(run_dir: str, cfg: Config, num_items: int) -> bool:
     return fusion_terms.enabled(cfg.fuse_transitions) and not legacy
 
 
-def read_fusion_parts(run_dir: str, cfg: Config, model) -> tuple[list, tuple]:
+def read_fusion_parts(run_dir: str, model) -> tuple[list, tuple]:
     """(tables, weights) of a fused run (a table of weight 0 is not read: older runs have none)."""
     weights = rundir.read_fusion(run_dir)
     tables = [TABLE.load(os.path.join(run_dir, rundir.FUSION_FILES[name]), model.num_items) if w else None
