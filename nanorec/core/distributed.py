@@ -70,10 +70,9 @@ def wrap(model: torch.nn.Module, d: Dist, device: str) -> torch.nn.Module:
 
 def shard_rows(rows: np.ndarray, targets: np.ndarray, d: Dist,
                slot_weights: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-    """(this process's rows of the global batch `rows`, its loss weight W * local slots / global
-    slots: the mean of weight * local mean loss is the global mean). With slot_weights (R, T) the
-    shares are of the weight sum. A process left without rows gets row 0 with weight 0 (DDP needs
-    every process in the all-reduce)."""
+    """(this process's rows of the global batch, its loss weight W * local slots / global slots (with
+    slot_weights: of the weight sum), so the mean of weighted local losses is the global mean). A
+    process left without rows gets row 0 with weight 0 (DDP needs every process in the all-reduce)."""
     if not d.enabled:
         return rows, 1.0
     local = rows[d.rank::d.world]

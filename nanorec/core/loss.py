@@ -12,17 +12,13 @@ with logQ correction: each step draws `num_negatives` negatives shared by the st
 (`negatives`: popularity, uniform or the batch's own targets) from a generator seeded by
 (seed, step, rank), so a resumed run draws the same ones.
 
-Soft labels (future_decay, off by default): a slot's target spreads over the user's next
-FUTURE_HORIZON items with weights decay^k, normalised. It did not help on the benchmarks
-(benchmarks/README.md, "Levers for accuracy").
+Soft labels (future_decay, off: it did not help on the benchmarks) spread a slot's target over
+the user's next FUTURE_HORIZON items with weights decay^k, normalised.
 
-loss=auto: the exact softmax up to AUTO_SAMPLED_ABOVE (20,000) items, sampled above, chosen
-by validation quality at equal training time on this CPU. At 12,101 (Beauty) and 18,357
-(Sports) items the full softmax wins: the sampled loss, ~3x faster a step, trained 3x and 5x
-the steps and stayed 5% and 8% below (sweep_levers_h200.json). At 30,458 (Beauty + Sports)
-the sampled step is 5.9x faster and far ahead at equal time (equal_time.json: 0.0412 vs
-0.0145 validation NDCG@10 after 4.4 idle minutes); at 74,633 (`nanorec synth`) 13x faster.
-20,000 keeps the exact loss, and every published figure, for LastFM, Beauty and Sports.
+loss=auto: the exact softmax up to AUTO_SAMPLED_ABOVE (20,000) items, sampled above, by validation
+NDCG@10 at equal training time: at 12,101 and 18,357 items (Beauty, Sports) the sampled loss, given
+3x and 5x the steps, stayed 5% and 8% below (sweep_levers_h200.json); at 30,458 its 5.9x faster step
+is far ahead (equal_time.json: 0.0412 vs 0.0145 after 4.4 idle minutes), at 74,633 13x faster.
 """
 from __future__ import annotations
 
@@ -33,8 +29,7 @@ import torch
 
 
 class _GradientsInForward(torch.autograd.Function):
-    """The chunked losses' common end: `finish` keeps the gradients forward computed and
-    returns the mean loss; backward only scales them by the upstream gradient."""
+    """`finish` keeps the gradients the chunked forward computed; backward only scales them."""
 
     @staticmethod
     def finish(ctx, h, weight, grad_h, grad_w, total, slot_weights, n_inputs):
@@ -128,21 +123,18 @@ def resolve_loss(loss: str, num_items: int) -> str:
     return loss
 
 
-# dropout=-1 (auto), by the resolved loss: validation NDCG@10 of the GPT alone at 3,000 steps
-# (dropout_sampled.json). The full softmax keeps 0.5, where every published figure was measured. The
-# sampled one learns each item from fewer gradients a step and strong dropout under-trains it: Beauty +
-# Sports 0.5 -> 0.0387, 0.1 -> 0.0457 (0.2 -> 0.0459); the synthetic log 0.5 -> 0.4397, 0.1 -> 0.4967.
+# dropout=-1 (auto), by the resolved loss (dropout_sampled.json, 3,000 steps): the full softmax keeps 0.5,
+# where every published figure was measured; the sampled one learns each item from fewer gradients and
+# 0.5 under-trains it (Beauty + Sports 0.0387 vs 0.0457 at 0.1; the synthetic log 0.4397 vs 0.4967).
 AUTO_DROPOUT = {"full": 0.5, "sampled": 0.1}  # by the resolved loss (config.resolve)
 
 
-# num_negatives=0 (auto): negatives a step by the epochs max_steps covers (negatives_sampled.json,
-# 3,000 steps, dropout 0.1). Beauty + Sports (27 epochs): 1,024 -> 0.0457, 4,096 -> 0.0488, 16,384 ->
-# 0.0491 validation NDCG@10; the seed-scale log (9 epochs): 1,024 -> 0.4967, 4,096 -> 0.5074. Where the
-# budget covers many epochs more steps over-fit and more negatives are the way to spend time (beyond
-# 4,096 nothing measurable at 1.7x and 3.6x the step); where it covers few, steps still help and the
-# seed scale's 6-minute goal keeps the cheaper step. The rule: AUTO_NEGATIVES up to AUTO_NEGATIVES_EPOCHS
-# epochs, doubling per doubling of the epochs, at most AUTO_NEGATIVES_MAX (1,024 up to 11.3 epochs,
-# 2,048 up to 22.6, then 4,096); only 9 and 27 epochs were measured, the steps between interpolate.
+# num_negatives=0 (auto): by the epochs max_steps covers (negatives_sampled.json, 3,000 steps): Beauty +
+# Sports (27 epochs) 1,024 -> 0.0457, 4,096 -> 0.0488, 16,384 -> 0.0491 validation NDCG@10; the seed-scale
+# log (9 epochs) 1,024 -> 0.4967, 4,096 -> 0.5074. Many epochs: more steps over-fit, more negatives help
+# (to 4,096); few epochs: steps still help, and the seed scale's 6-minute goal keeps the cheaper step.
+# AUTO_NEGATIVES up to AUTO_NEGATIVES_EPOCHS, doubling per doubling of the epochs (a log-scale
+# interpolation between the two measured budgets), at most AUTO_NEGATIVES_MAX.
 AUTO_NEGATIVES, AUTO_NEGATIVES_EPOCHS, AUTO_NEGATIVES_MAX = 1024, 8.0, 4096
 
 
@@ -155,8 +147,7 @@ def resolve_negatives(num_negatives: int, budget_epochs: float) -> int:
 
 
 class _ChunkedSampledCE(_GradientsInForward):
-    """The sampled loss with its gradients computed in forward, as `_ChunkedSoftmaxCE` does: no
-    (M, S) tensor is kept (plain autograd kept ~6: 4,096 negatives cost 7x 1,024)."""
+    """The sampled loss's gradients in forward, as `_ChunkedSoftmaxCE`: no (M, S) tensor kept (autograd kept ~6)."""
 
     @staticmethod
     def forward(ctx, h, weight, targets, labels, negatives, lq_neg, lq_t, chunk, slot_weights=None):
@@ -202,11 +193,10 @@ def sampled_softmax_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets
                                   slot_weights: torch.Tensor | None = None, chunk: int = 1024) -> torch.Tensor:
     """mean_i [ logsumexp_{c in Y_i + S} (h_i . w_c - log Q_c) - sum_k l_ik (h_i . w_{y_ik} - log Q_{y_ik}) ].
 
-    h, weight, targets, slot_weights as in `full_softmax_cross_entropy`; negatives (S,) shared by
-    every row; log_q_negatives (S,) and log_q_targets (like targets): log of each candidate's
-    expected count among the S draws (S * q_c), subtracted from every logit (the logQ correction,
-    as in TensorFlow's sampled_softmax_loss). A negative equal to one of the row's own targets
-    (an accidental hit) gets -inf in that row; the targets always stay."""
+    h, weight, targets, slot_weights as in `full_softmax_cross_entropy`; negatives (S,) shared by every
+    row; log_q_negatives (S,), log_q_targets (like targets): log of each candidate's expected count
+    among the draws (S * q_c), subtracted from every logit (the logQ correction of TensorFlow's
+    sampled_softmax_loss). A negative equal to one of the row's targets (an accidental hit) gets -inf."""
     if h.shape[0] == 0:
         return (h.sum() + weight.sum()) * 0.0
     if log_q_targets.dim() == 1:

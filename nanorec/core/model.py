@@ -86,8 +86,7 @@ class Block(nn.Module):
 
 
 class ContentInput(nn.Module):
-    """proj(content[item]) of one frozen table (a buffer, not saved with the weights), for all
-    items at once; items without content get a learned `missing` vector."""
+    """proj(content[item]) of one frozen table (a buffer, not saved), for all items; no content: `missing`."""
 
     def __init__(self, table: torch.Tensor, has_content: torch.Tensor, n_embd: int):
         super().__init__()
@@ -166,8 +165,7 @@ class GPT(nn.Module):
         """Training: mean cross-entropy over the slots whose target is not -100, logits only there
         (the output layer dominates the cost). targets (B, T), or (B, T, H) with soft labels.
         loss_fn(h (M, C), items, targets) -> scalar, default the exact full softmax
-        (`loss.OutputLoss.for_step`). Without targets, the (B, T, C) hidden states.
-        """
+        (`loss.OutputLoss.for_step`). Without targets, the (B, T, C) hidden states."""
         items = self.item_embeddings()  # (N+1, C), computed once for input and output
         h = (self._train_hidden or self.hidden)(tokens, pos_ids, seq_ids, items)
         if targets is None:
@@ -176,9 +174,8 @@ class GPT(nn.Module):
         return (loss_fn or full_softmax_cross_entropy)(h[keep], items, targets[keep])  # h[keep]: (M, C)
 
     def compile_for_training(self) -> None:
-        """torch.compile `hidden` for training steps. The loss stays eager: its target count changes
-        every batch and a graph holding it recompiled until torch gave up (gpu_beauty.json: slower
-        than no compile). Scoring stays eager too: its batch shapes vary."""
+        """torch.compile `hidden` for training steps. The loss stays eager: its target count changes every
+        batch, and compiled it recompiled until torch gave up (gpu_beauty.json); scoring: its shapes vary."""
         self._train_hidden = torch.compile(self.hidden)
 
     def configure_optimizer(self, weight_decay, learning_rate, betas, device_type):
@@ -195,8 +192,7 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def query(self, tokens, pos_ids, seq_ids, last):
-        """The two factors of `score`: (h_last (B, C), items (N+1, C)), scores = h_last @ items.T
-        with padding (column 0) at -inf. Lets a caller score the catalogue in chunks."""
+        """(h_last (B, C), items (N+1, C)): `score`'s factors (h_last @ items.T), to score in chunks."""
         items = self.item_embeddings()
         h = self.hidden(tokens, pos_ids, seq_ids, items)  # (B, T, C)
         return h[torch.arange(h.shape[0], device=h.device), last], items  # (B, C)

@@ -43,8 +43,7 @@ class Packed:
         return np.concatenate([self.targets[rows][..., None], self.future[rows]], axis=-1)
 
     def batch(self, rows, device) -> tuple:
-        """The rows on `device`: tokens, pos_ids, seq_ids, targets, and the target slots' weights (M,)
-        in the order the model selects them (None: unweighted)."""
+        """The rows on `device`, and their target slots' weights (M,) in the model's order (None: unweighted)."""
         t = lambda a: torch.from_numpy(a).to(device, non_blocking=True)
         weights = None if self.weights is None else \
             torch.from_numpy(self.weights[rows][self.targets[rows] != IGNORE]).to(device)
@@ -84,8 +83,7 @@ def _targets_kept(offsets, lengths, is_target, users, block_size) -> np.ndarray:
 
 
 def count_targets(seqs: Sequences, block_size: int, weights: np.ndarray | None = None) -> tuple[int, int]:
-    """(training targets, context events) of a training split as `pack` lays it out: the slots whose
-    target event has weight > 0, and the events of weight 0, read as history but never learned."""
+    """(training targets, context events of weight 0) of a training split as `pack` lays it out."""
     users = np.arange(len(seqs))
     is_target = np.ones(len(seqs.items), bool) if weights is None else np.asarray(weights) > 0
     kept = _targets_kept(seqs.offsets, seqs.lengths, is_target, users, block_size)
@@ -106,11 +104,9 @@ def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = Non
     """Pack users (in shuffled order when `rng` is given) into rows of block_size tokens.
 
     packing=False puts one user per row (the unpacked reference). horizon H > 1 also records each
-    slot's items 2..H steps ahead (`future`: soft labels). weights (total,) (None: unweighted): each
-    slot carries its target event's weight; a weight 0 event is never a target. context_targets: a
-    slot whose next event is context learns the next target event of its history instead (the
-    purchase a view leads to), with that event's weight.
-    """
+    slot's items 2..H steps ahead (`future`: soft labels). weights (total,): each slot carries its
+    target event's weight (0: never a target). context_targets: a slot whose next event is context
+    learns the next target event of its history instead (the purchase a view leads to)."""
     lengths = seqs.lengths
     users = trainable_users(seqs, block_size, weights)
     if weights is not None:
@@ -180,8 +176,7 @@ def check_targets(ds, sp, cfg) -> None:
 
 
 def epoch_batches(train_seqs: Sequences, cfg, epoch: int, weights=None):
-    """The packed rows of one epoch and its batches of row indices; the shuffle depends only on
-    (seed, epoch), so a resumed run sees the same batches."""
+    """One epoch's packed rows and batches of row indices, shuffled by (seed, epoch) only: resumes alike."""
     rng = np.random.default_rng([cfg.seed, epoch])
     horizon = FUTURE_HORIZON if cfg.future_decay > 0 else 1
     packed = pack(train_seqs, cfg.block_size, rng, packing=cfg.packing, horizon=horizon, weights=weights,
@@ -206,8 +201,7 @@ def left_aligned(histories: Sequences, block_size: int) -> tuple[np.ndarray, np.
     """One history per row for inference: its last block_size items, positions from 0.
 
     -> tokens, seq_ids (0 = real, -1 = padding), pos_ids (B, T), and last (B,), the column of each
-    row's most recent item. An empty history gets one padding token (callers route cold users apart).
-    """
+    row's most recent item. An empty history gets one padding token (callers route cold users apart)."""
     lengths = np.minimum(histories.lengths, block_size)
     T = max(int(lengths.max()) if len(lengths) else 1, 1)
     B = len(lengths)
@@ -227,9 +221,8 @@ def left_aligned(histories: Sequences, block_size: int) -> tuple[np.ndarray, np.
 def attention_mask(seq_ids: torch.Tensor) -> torch.Tensor:
     """(B, T) seq ids -> (B, 1, T, T) boolean mask, True = may attend.
 
-    Query i may attend key j when j <= i and both belong to the same user. Padding (-1) attends
-    to padding, so no row is empty (softmax would be NaN) and no real token sees padding or another user.
-    """
+    Query i may attend key j <= i of the same user. Padding (-1) attends to padding: no row is empty
+    (softmax would be NaN) and no real token sees padding or another user."""
     T = seq_ids.shape[1]
     causal = torch.ones(T, T, dtype=torch.bool, device=seq_ids.device).tril()
     same = seq_ids[:, :, None] == seq_ids[:, None, :]

@@ -210,8 +210,7 @@ def recover_trials(trials_dir: str) -> list[str]:
 
 
 def storage_url(path: str) -> str:
-    """The SQLite URL of `path`, built so that no character of it is read as URL syntax
-    (`?`, `#`, `%`: SQLAlchemy's quoting) or as Optuna's {template} (braces quoted too)."""
+    """The SQLite URL of `path`, no character of it read as URL syntax (?, #, %) or Optuna's {template}."""
     from sqlalchemy.engine import URL
     url = URL.create("sqlite", database=os.path.abspath(path)).render_as_string(hide_password=False)
     return url.replace("{", "%7B").replace("}", "%7D")

@@ -8,17 +8,14 @@ The inputs, chosen by what the path (or object) is:
   (user_id,...), optionally ``id_mappings.json`` and ``item_metadata.csv`` (ids from 0);
 - an event log: a ``.csv``/``.tsv`` (optionally ``.gz``) or ``.parquet`` file, a folder
   of Parquet files (hive ``key=value`` folders become columns), or an in-memory pandas /
-  polars DataFrame or pyarrow Table, with columns named by the caller. Rows are ordered by
-  the time column, ties in file order (``time_col="none"``: file order). ``filter`` keeps
-  matching rows, ``weight_col`` weighs each event, ``target_filter`` makes only the
-  matching rows targets (the others are context).
+  polars DataFrame or pyarrow Table, with columns named by the caller (`load`). Rows are
+  ordered by the time column, ties in file order (``time_col="none"``: file order).
 
 Every bad input raises DataError with one line naming the file, the row, the column,
 the bad value and the problem. The package, one job a module:
 
 - sequences.py: Sequences (CSR rows), item_counts, Dataset, EvalSet, Split, split
-- readers.py: load / load_like and the readers (S3-Rec .txt, event logs, frames,
-  challenge folders), read_json
+- readers.py: load / load_like, the readers (S3-Rec, event logs, frames, challenge folders), read_json
 - tables.py: files and in-memory frames as polars DataFrames (text, Parquet, folders)
 - columns.py: id / time / weight / filter column typing and checks, row naming
 - time_split.py: holdout=time (one global split time; the test split's sets of next items)

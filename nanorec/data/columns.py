@@ -1,12 +1,10 @@
 """Column typing and checks: a polars column of ids, times, weights or a filter
 as numpy, or a DataError naming the file, the row, the column and the bad value.
 
-Ids get one type per column: int64 for integer columns (and whole-number floats),
-else strings; a CSV/TSV column (read as text) is integer only when every value is
-written as one (17, not 017, +17 or " 17"), else its values are kept as written.
-Times are numbers, dates, ISO date text, or text read with ``time_format``; a
-day/month date such as 03/01/2024 is never guessed. Rows are named as
-``file:line`` for text files, ``row N (from 0)`` for Parquet files and frames.
+Ids get one type per column: int64 for integer columns (and whole-number floats), else
+strings; a CSV/TSV column is integer only when every value is written as one (17, not 017,
++17 or " 17"). Times are numbers, dates, ISO date text, or text read with ``time_format``;
+a day/month date such as 03/01/2024 is never guessed.
 """
 from __future__ import annotations
 
@@ -66,8 +64,7 @@ def _polars():
 
 def _columns_list(df) -> str:
     cols = df.columns
-    shown = ", ".join(cols[:30])
-    return shown + (f", ... ({len(cols) - 30} more)" if len(cols) > 30 else "")
+    return ", ".join(cols[:30]) + (f", ... ({len(cols) - 30} more)" if len(cols) > 30 else "")
 
 
 def _require_columns(where, df, cols, what=None, advice=""):
@@ -120,8 +117,7 @@ def _bad_type(where, s, col, expected):
 
 
 def column_ids(where, df, col):
-    """Original ids, one type per column (module docstring; a text file's by _text_ids). NaN,
-    inf, fractions, ids beyond int64, booleans, lists and structs are errors."""
+    """Original ids, one type per column (module docstring); NaN, fractions, booleans... are errors."""
     pl = _polars()
     where = _as_where(where)
     s = df[col]
@@ -226,8 +222,7 @@ def _finite(where, f, col, original):
 
 
 def _timestamps(where, df, col, time_format=None):
-    """Sortable times: integers as int64 (ns timestamps stay exact), other numbers as float64,
-    dates as their integer value, date text by `time_format`, else ISO dates only."""
+    """Sortable times: integers as int64 (ns stay exact), other numbers float64, dates as integers, date text parsed."""
     pl = _polars()
     s = df[col]
     _no_nulls(where, s, col)
@@ -328,8 +323,7 @@ def _formatted_times(where, s, col, time_format: str):
 
 
 def _weights(where, df, col) -> np.ndarray:
-    """(rows,) float64 weights, each finite and > 0: a weight <= 0 is an error, not a silently
-    dropped row (which would change histories and targets without a word)."""
+    """(rows,) float64 weights, each finite and > 0: a weight <= 0 is an error, not a silently dropped row."""
     pl = _polars()
     s = df[col]
     _no_nulls(where, s, col)

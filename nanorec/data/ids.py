@@ -26,8 +26,7 @@ def kind(ids: np.ndarray) -> str:
 
 
 class Index:
-    """Known ids (K,), sorted once, looked up many times: rows(wanted (U,)) -> (U,) int64 row of
-    each in `known` (-1: unknown; a repeated known id: its last row), a binary search per batch."""
+    """Known ids (K,), sorted once: rows(wanted (U,)) -> (U,) row of each in `known` (-1: unknown; repeats: last)."""
 
     def __init__(self, known):
         self.known = np.asarray(known)
@@ -59,8 +58,7 @@ def rows(known, wanted) -> np.ndarray:
 
 
 def item_rows(item_ids: np.ndarray):
-    """Built once from a run's item_ids (N+1,) (slot 0 never matched) -> known(raw ids (L,)) ->
-    (internal indices of the known ones, in order; (L,) bool, which were known)."""
+    """From a run's item_ids (N+1,): known(raw (L,)) -> (indices of the known ones, (L,) bool: which were known)."""
     index = Index(item_ids[1:])
 
     def known(raw) -> tuple[np.ndarray, np.ndarray]:
@@ -109,10 +107,9 @@ def from_python(values, known: np.ndarray, name: str, allow_empty: bool = False,
                 allow_repeats: bool = False) -> np.ndarray:
     """A Python API argument (`name`: "users", "history": a list, tuple, 1-D array or pandas /
     polars Series of ints and strings) -> (n,) int64 when every id is an integer, else object.
-    Refused in one UsageError line naming the position: a bare string or number, a missing id,
-    a boolean, other objects, non-integral floats, and integral floats where the run's ids are text
-    (where they are integers, 1.0 is 1: pandas' integer column with a gap); empty or repeated
-    ids unless allowed."""
+    Refused in one UsageError line naming the position: a bare string or number, a missing id, a
+    boolean, other objects, non-integral floats, integral floats where the run's ids are text (where
+    they are integers, 1.0 is 1: pandas' integer column with a gap), empty or repeated unless allowed."""
     series = _series_kind(values)
     if isinstance(values, (str, bytes)) or not (isinstance(values, (list, tuple, np.ndarray)) or series):
         raise UsageError(f"{name}={show(values)}: expected a list (or tuple, numpy array, pandas or polars "

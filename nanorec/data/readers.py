@@ -88,8 +88,7 @@ def read_stream_table(path: str) -> tuple:
 
 
 def _stream_format(path: str, data: bytes) -> tuple[str | None, bytes]:
-    """(".csv", ".tsv", ".parquet", ".txt" or None, by the name, else by the first bytes: Parquet,
-    then a first line with tabs, commas or integers; the bytes, gunzipped)."""
+    """(".csv"/".tsv"/".parquet"/".txt" or None by the name, else by the first bytes; the bytes, gunzipped)."""
     if data[:2] == GZIP_MAGIC:
         data = gunzip(path, data)
     lower = path.lower()
@@ -227,8 +226,7 @@ def read_json(path: str):
 def from_frame(frame, user_col: str = "user_id", item_col: str = "item_id", time_col: str | None = "timestamp",
                filter: str | None = None, weight_col: str | None = None, time_format: str | None = None,
                target_filter: str | None = None, need_targets: bool = True) -> Dataset:
-    """An event log in memory (pandas / polars DataFrame, pyarrow Table), converted to polars
-    without a temporary file; path "<dataframe>", rows named by position. Arguments as in `load`."""
+    """An in-memory pandas / polars / pyarrow frame as an event log (path "<dataframe>"); arguments as in `load`."""
     converted = frame_to_polars(frame)
     if converted is None:
         raise UsageError(f"load: expected a path, a pandas or polars DataFrame or a pyarrow Table, "
@@ -315,11 +313,11 @@ def _events(df, where: Where, name, user_col, item_col, time_col, filter, weight
 def _chronological(user_raw, times):
     """Users in order of first appearance; rows sorted by (user, time), ties in file order."""
     uniq, first, codes = np.unique(user_raw, return_index=True, return_inverse=True)
-    # renumber users by first appearance so output order follows the file
+    by_first = np.argsort(first, kind="stable")  # users renumbered by first appearance: output follows the file
     rank = np.empty(len(uniq), dtype=np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(len(uniq))
+    rank[by_first] = np.arange(len(uniq))
     codes = rank[codes]
-    user_ids = uniq[np.argsort(first, kind="stable")]
+    user_ids = uniq[by_first]
     order = np.lexsort((np.arange(len(codes)), times, codes))
     return user_ids, codes, order
 

@@ -41,8 +41,7 @@ class Sequences:
         return self.weights is not None and not bool((self.weights > 0).all())
 
     def target_events(self) -> "Sequences":
-        """Each row's target events (its purchases under target_filter); a row without one keeps
-        every event (a customer who only viewed). Where the count tables read a history."""
+        """Each row's target events (purchases); a row without one keeps every event. What count tables read."""
         is_target = self.is_target()
         row = np.repeat(np.arange(len(self)), self.lengths)  # (total,)
         has = np.bincount(row[is_target], minlength=len(self)) > 0  # (U,)
@@ -54,8 +53,7 @@ class Sequences:
         return Sequences(offsets_of(np.bincount(row, minlength=len(self))), self.items[keep])
 
     def seen_items(self) -> "Sequences":
-        """What exclude_seen removes from each row's list: its target events (under target_filter
-        its purchases: a viewed item may well be bought next), else every event (self)."""
+        """What exclude_seen removes: each row's target events (a viewed item may well be bought next), else all."""
         is_target = self.is_target()
         if is_target is None or is_target.all():
             return self
@@ -90,8 +88,7 @@ class Sequences:
         """Every row without its last k items (rows shorter than k become empty)."""
         if k == 0:
             return self
-        new_len = np.maximum(self.lengths - k, 0)
-        return self._keep_prefix(new_len)
+        return self._keep_prefix(np.maximum(self.lengths - k, 0))
 
     def _keep_prefix(self, new_len: np.ndarray) -> "Sequences":
         pos = np.arange(len(self.items)) - np.repeat(self.offsets[:-1], self.lengths)  # position inside its row
@@ -103,9 +100,7 @@ class Sequences:
         rows = np.asarray(rows, dtype=np.int64)
         lengths = self.lengths[rows]
         offsets = offsets_of(lengths)
-        starts = np.repeat(self.offsets[:-1][rows], lengths)
-        within = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)
-        src = starts + within
+        src = np.repeat(self.offsets[:-1][rows] - offsets[:-1], lengths) + np.arange(offsets[-1])  # (kept,) flat
         return Sequences(offsets, self.items[src], *self._cut(src))
 
 
@@ -199,8 +194,7 @@ class Split:
 
 
 def last_targets(seqs: Sequences, j: int) -> np.ndarray:
-    """(U,) the position inside its row of each row's j-th last target event (j = 0: the last),
-    -1 where the row has at most j targets."""
+    """(U,) the position in its row of each row's j-th last target event (0: the last), -1 if none."""
     lengths = seqs.lengths
     is_target = seqs.is_target()
     if is_target is None:
@@ -250,20 +244,19 @@ def session_starts(seqs: Sequences, times: np.ndarray, unit: str | None) -> np.n
     if unit not in SESSION_GAP:
         return None
     n = len(seqs.items)
-    pos = np.arange(n) - np.repeat(seqs.offsets[:-1], seqs.lengths)  # (total,) position inside its row
-    new = pos == 0
+    row_start = np.repeat(seqs.offsets[:-1], seqs.lengths)  # (total,) the flat index of each event's row start
+    new = np.arange(n) == row_start
     new[1:] |= np.diff(np.asarray(times)) >= SESSION_GAP[unit]
     first = np.maximum.accumulate(np.where(new, np.arange(n), 0))  # flat index of each session's first event
-    return first - np.repeat(seqs.offsets[:-1], seqs.lengths)
+    return first - row_start
 
 
 def _eval_set(seqs: Sequences, drop: int, sessions: np.ndarray | None = None) -> EvalSet:
-    """Target = the `drop`-th last target event (0: the last); history = every event before it;
-    users with an empty history are left out. An event-typed log (views as context) ends the
-    history before the target's session (`session_starts`; without times, at the purchase before
-    it): the target's own funnel is left out, so selection measures the next purchase, not "buy
-    the item just carted" (NDCG@10 ~0.9, which picks the wrong fusion weights and steps:
-    benchmarks/results/selection_event_types.json)."""
+    """Target = the `drop`-th last target event (0: the last); history = every event before it (users
+    with none are left out). An event-typed log ends the history before the target's session
+    (`session_starts`; without times, at the purchase before it), so selection measures the next
+    purchase, not "buy the item just carted" (NDCG@10 ~0.9, which picks the wrong fusion weights
+    and steps: benchmarks/results/selection_event_types.json)."""
     at = last_targets(seqs, drop)  # (U,)
     keep = np.maximum(at, 0)
     if seqs.has_context():

@@ -20,8 +20,7 @@ from .columns import _CANONICAL_INT, Where, _polars
 # reading event log files into polars frames
 
 def read_frame(path: str, data: bytes | None = None, suffix: str | None = None):
-    """A .csv/.tsv(.gz)/.parquet file (or a folder of Parquet files) as a polars DataFrame; data: a
-    stream's bytes (`read_stream`) parsed instead of `path`, suffix: their format if the name has none."""
+    """A table file or Parquet folder as a polars DataFrame (data: a stream's bytes instead; suffix: their format)."""
     lower = suffix or path.lower()
     if data is None and os.path.isdir(path):
         return _read_parquet_folder(path)[0]
@@ -34,8 +33,7 @@ PARQUET_MAGIC, GZIP_MAGIC = b"PAR1", b"\x1f\x8b"
 
 
 def is_stream(path: str) -> bool:
-    """A path that exists and is neither a file nor a folder (a pipe such as <(zcat log.gz), a FIFO):
-    it can be read once, never seeked or opened again (a FIFO's second open hangs)."""
+    """A pipe or FIFO (neither file nor folder): read once, never seeked or opened again (a FIFO's would hang)."""
     try:
         st = os.stat(path)
     except OSError:
@@ -254,8 +252,7 @@ def _integer_spellings(df, columns):
 # in-memory frames
 
 def frame_to_polars(frame):
-    """(polars DataFrame, pandas index names) of a pandas / polars / pyarrow frame, else None
-    (pandas and pyarrow are looked up in sys.modules: a frame of theirs means they are imported)."""
+    """(polars DataFrame, pandas index names) of a pandas / polars / pyarrow frame (via sys.modules), else None."""
     pl = _polars()
     if isinstance(frame, pl.LazyFrame):
         frame = frame.collect()

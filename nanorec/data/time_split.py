@@ -114,8 +114,8 @@ def time_split(ds: Dataset, split_time: str, all_data: bool = False) -> Split:
     are next week's lists?"); no event at or after it reaches training or selection.
 
     test: users with events before and after it; history = every event before it, targets = the
-      distinct (target) items after it. Users with no event before it are cold, reported apart.
-    valid: single-target, so early stopping and every selection work unchanged: each user's first
+      distinct (target) items after it; users with no event before it are cold, reported apart.
+    valid: single-target (early stopping and every selection work unchanged): each user's first
       (target) event in [valid time, split time), history = the events before the valid time.
     train: the events before the valid time (all_data: before the split time)."""
     t_valid, t_test = split_times(ds, split_time)
@@ -130,14 +130,13 @@ def time_split(ds: Dataset, split_time: str, all_data: bool = False) -> Split:
         in_window &= is_target
     hit = np.nonzero(in_window)[0]
     vrows, first = np.unique(row[hit], return_index=True)
+    first_hit = hit[first[n_valid[vrows] >= 1]]  # (V,) flat index of each user's first window target
     vrows = vrows[n_valid[vrows] >= 1]
     if len(vrows) == 0:
         raise DataError(f"split_time={split_time}: no user has an event in the validation window "
                         f"[{show_time(t_valid, ds.time_unit)}, {show_time(t_test, ds.time_unit)}) and one before it; "
                         "choose a later split_time")
-    first_hit = np.full(len(seqs), -1, dtype=np.int64)
-    first_hit[row[hit[first]]] = hit[first]  # (U,) flat index of each user's first window target
-    valid = EvalSet(vrows, seqs._keep_prefix(n_valid).take(vrows), seqs.items[first_hit[vrows]])
+    valid = EvalSet(vrows, seqs._keep_prefix(n_valid).take(vrows), seqs.items[first_hit])
     # test: every (target) event after the split time, as a set per user
     window = _suffix(seqs, n_test, is_target)
     after = window.lengths > 0

@@ -1,6 +1,5 @@
-"""The GPT behind the methods' interface: trained by train.py's loop, opened from its run folder
-with its selected weights (model.safetensors) and, when it was trained with fusion, the fusion
-terms (fusion.json and the count tables beside it)."""
+"""The GPT behind the methods' interface: trained by train.py's loop, opened from its run folder with
+its selected weights (model.safetensors) and, when fused, the fusion terms (fusion.json, its tables)."""
 from __future__ import annotations
 
 import os
@@ -35,8 +34,7 @@ class GPTMethod(Method):
 
 
 def shipped_scorer(model, device: str = "cpu", fusion: tuple | None = None, gpt: Scorer | None = None) -> Scorer:
-    """The scorer a GPT run ships (Run.open and training's end alike): its logits (`gpt`), plus with
-    `fusion` = (tables, weights in fusion.SIGNALS order) the weighted fusion terms."""
+    """The scorer a GPT run ships: its logits (`gpt`), plus with `fusion` = (tables, weights) the fusion terms."""
     gpt = gpt if gpt is not None else gpt_scorer(model, device)
     if fusion is None:
         return gpt
@@ -56,8 +54,7 @@ def load_gpt(run_dir: str, cfg: Config | None = None, item_ids: np.ndarray | Non
 
 
 def fused(run_dir: str, cfg: Config, num_items: int) -> bool:
-    """Whether a finished GPT run scores with fusion (a run from before fusion was exact had auto
-    off above fusion.LEGACY_AUTO_MAX_ITEMS items, and no fusion.json)."""
+    """Whether a GPT run scores with fusion (older runs: auto off above LEGACY_AUTO_MAX_ITEMS items)."""
     legacy = cfg.fuse_transitions == "auto" and num_items > fusion_terms.LEGACY_AUTO_MAX_ITEMS \
         and not os.path.exists(os.path.join(run_dir, rundir.FUSION))
     return fusion_terms.enabled(cfg.fuse_transitions) and not legacy

@@ -41,13 +41,11 @@ class _SelfAdjoint(torch.autograd.Function):
 class LightGCN:
     """LightGCN: user and item embeddings smoothed over the user-item graph, scored by dot product.
 
-    Nodes: users 0..U-1 (rows of `train`) and items U..U+N-1 (item i -> node U+i-1), an edge per
-    distinct (user, item) pair. BPR loss on uniformly sampled negatives, L2 on the batch's layer-0
-    embeddings (`weight_decay`), Adam. Every `eval_every` epochs validation NDCG@10 is measured and
-    the best weights kept; training stops after `patience` evaluations without gain, `max_epochs`,
-    or `max_seconds` (the leaderboard's time budget; `history` records what was trained).
-    score uses only `users` (the history is in the graph); a user outside the graph scores all 0.
-    """
+    Nodes: users 0..U-1 (rows of `train`) and items U..U+N-1, an edge per distinct (user, item) pair.
+    BPR loss on uniform negatives, L2 on the batch's layer-0 embeddings, Adam; the best weights by
+    validation NDCG@10 (every `eval_every` epochs) are kept, and training stops after `patience`
+    evaluations without gain, `max_epochs` or `max_seconds` (`history` records what was trained).
+    score uses only `users` (the history is in the graph); a user outside the graph scores all 0."""
 
     def __init__(self, dim: int = 64, layers: int = 3, batch_size: int = 4096, lr: float = 5e-3,
                  weight_decay: float = 1e-4, max_epochs: int = 60, eval_every: int = 5,

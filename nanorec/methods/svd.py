@@ -39,13 +39,11 @@ class PureSVD:
         order = np.argsort(-s)  # svds returns ascending singular values
         self.V_all = np.ascontiguousarray(vt[order].T, dtype=np.float32)  # (N+1, max_k), leading first
         self.singular_values = s[order].astype(np.float32)  # (max_k,), for item vectors weighted by them
-        if valid is None:
-            self.V = self.V_all[:, :min(self.k, max_k)]
-            return self
-        for k in ks:
-            self.V = self.V_all[:, :min(k, max_k)]
-            self.selection[k] = evaluate(self.score, valid)["NDCG@10"]
-        self.k = max(self.selection, key=self.selection.get)
+        if valid is not None:
+            for k in ks:
+                self.V = self.V_all[:, :min(k, max_k)]
+                self.selection[k] = evaluate(self.score, valid)["NDCG@10"]
+            self.k = max(self.selection, key=self.selection.get)
         self.V = self.V_all[:, :min(self.k, max_k)]
         return self
 

@@ -8,11 +8,9 @@ import torch
 from ..data import EvalSet, Sequences, item_counts
 from ..scoring.scorer import Factored, Sparse, from_factors
 
-# Each item keeps its ROW_LIMIT strongest followers (ties: the lower index); the rest get the
-# popularity back-off. On a Zipf-shaped catalogue the popular items are followed once or twice by
-# tens of thousands of items, which would make every user's row most of the catalogue. At 400 the
-# tables alone equal the uncut ones to 0.0001 validation NDCG@10 on Beauty, Sports, LastFM and the
-# challenge-shaped log, where a user's co-occurrence row shrinks from 6,613 items to 271 (row_limit.json).
+# Each item keeps its ROW_LIMIT strongest followers (ties: the lower index): popular items are followed
+# once or twice by tens of thousands of items. At 400 the tables equal the uncut ones to 0.0001 validation
+# NDCG@10 on Beauty, Sports, LastFM and the challenge-shaped log, whose rows shrink 6,613 -> 271 (row_limit.json).
 ROW_LIMIT = 400
 
 
@@ -34,18 +32,16 @@ def keep_strongest(P: sp.csr_matrix, limit: int) -> sp.csr_matrix:
 def typed_pair_events(train: Sequences, span: int, both: bool) -> tuple[np.ndarray, np.ndarray]:
     """(i, j) flat event indices of an event-typed log (target_filter), each pair counted as "j's
     item is bought after i's": purchases at most `span` purchases apart in one history, j after i
-    (both: also before), never two of one item; `factors` reads them at the last purchases.
-    Views are left out: the event before a purchase is nearly always cart X -> buy X, a pair no list
-    can use, and view -> purchase pairs took the table from 0.1924 to 0.1381 NDCG@10
-    (selection_event_types.json, "tables")."""
+    (both: also before), never two of one item; `factors` reads them at the last purchases. Views are
+    left out: the event before a purchase is nearly always cart X -> buy X, a pair no list can use,
+    and view -> purchase pairs took the table from 0.1924 to 0.1381 NDCG@10 (selection_event_types.json)."""
     i, j = near_pairs(train, np.nonzero(train.is_target())[0], span, both)  # (P,) the targets, in order
     other = train.items[i] != train.items[j]
     return i[other], j[other]
 
 
 def near_pairs(train: Sequences, t: np.ndarray, span: int, both: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(i, j) of the flat event indices `t` (in history order) at most `span` apart in `t` and in one
-    history, j after i (both: also before)."""
+    """(i, j) of the indices `t` at most `span` apart in `t` and in one history, j after i (both: also before)."""
     row = np.repeat(np.arange(len(train)), train.lengths)  # (total,) the history of each event
     src, dst = [t[:0]], [t[:0]]
     for d in range(1, span + 1):
@@ -64,8 +60,7 @@ class Transitions:
         sum_{j<window} decay^j * P[h_{T-j}]  +  pop_weight * counts / counts.max()
     (the small popularity back-off only orders the items no transition reaches).
     With `valid` given, `fit` keeps the (window, decay) of `grid` with the best validation
-    NDCG@10 (one ranking per setting: the counts do not depend on them), recorded in `selection`.
-    """
+    NDCG@10 (one ranking per setting: the counts do not depend on them), recorded in `selection`."""
 
     GRID = ((1, 0.5), (2, 0.3), (2, 0.5), (3, 0.3), (3, 0.5), (5, 0.3), (5, 0.5))
 
@@ -119,8 +114,7 @@ class Transitions:
         return self
 
     def factors(self, histories: Sequences, users=None) -> Factored:
-        """The scores as a scoring.Factored: bias = the popularity back-off, extra = the sparse
-        sum_j decay^j P[h_{T-j}]; ranking uses it in chunks, `score` is its dense form."""
+        """`score` as a scoring.Factored: bias = the popularity back-off, extra = sparse sum_j decay^j P[h_{T-j}]."""
         if histories.has_context():  # an event-typed history: the rows of its last purchases
             histories = histories.target_events()
         B, n = len(histories), self.P.shape[0]
