@@ -78,9 +78,8 @@ class _ChunkedSoftmaxCE(_GradientsInForward):
 
 
 def soft_labels(targets: torch.Tensor, decay: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """targets (M,) or (M, H) (column k: the item k+1 steps ahead, IGNORE past the history)
-    -> (targets (M, H), IGNORE as item 1; label weights (M, H): decay^k where an item exists,
-    rows summing to 1). One column (or decay 0) is the ordinary one-hot label."""
+    """targets (M,) or (M, H) (column k: k+1 steps ahead, IGNORE past the history) -> (targets (M, H),
+    IGNORE as item 1; label weights (M, H): decay^k where an item exists, rows summing to 1)."""
     if targets.dim() == 1:  # the default: one-hot, nothing to weigh (and no tensor to build each step)
         return targets[:, None], torch.ones(len(targets), 1, device=targets.device)
     H = targets.shape[1]

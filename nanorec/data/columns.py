@@ -27,9 +27,8 @@ _CANONICAL_INT = r"^(0|-?[1-9][0-9]*)$"
 
 @dataclass(frozen=True)
 class Where:
-    """Names a row of a frame in an error message: a text file's line (the header is line 1, so
-    data row r is on line r + 2), else "row N (from 0)" as df.row(N) / iloc[N] count, in the
-    Parquet file of a folder it came from. `rows` maps rows left after a filter to the original."""
+    """Names a row in an error message: a text file's line (data row r is on line r + 2), else "row N
+    (from 0)" as df.row(N) counts, in its folder's Parquet file; `rows` maps filtered rows back."""
     path: str
     text: bool = False
     parts: tuple = ()            # folder: ((file path, first row), ...)
@@ -174,9 +173,8 @@ _PLAIN_NUMBER = r"^(-?(0|[1-9][0-9]*)(\.[0-9]+)?|[+-]?(?i:nan|inf|infinity))$"
 
 
 def _text_ids(where, s, col):
-    """A text file's id column, typed by how every value is written: int64 when each is written
-    as str(int) would; whole numbers when some are written as floats (17.0: pandas' integer column
-    with a gap); else strings as written (005461 and +17 read as 17 would be another customer)."""
+    """A text file's id column by how every value is written: int64 as str(int) writes them; whole
+    numbers as 17.0 (pandas' integer column with a gap); else strings as written (005461 is not 5461)."""
     pl = _polars()
     if s.str.contains(_CANONICAL_INT).all():
         return _text_int64(where, s, col, s)

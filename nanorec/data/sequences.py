@@ -222,8 +222,7 @@ def _first_targets(seqs: Sequences) -> np.ndarray:
 
 
 def _kept_before(seqs: Sequences, k: int) -> np.ndarray:
-    """(U,) how many events of each row come before its k-th last target (k = 0: all of them); a
-    row with fewer than k targets keeps what comes before its first target (all, with none)."""
+    """(U,) events of each row before its k-th last target (k = 0: all; too few: before the first, or all)."""
     if k == 0:
         return seqs.lengths
     cut = last_targets(seqs, k - 1)

@@ -72,9 +72,8 @@ VALID_SHARE_OF_DATES = 0.9  # a split_time given as a time: validation = the las
 
 
 def split_times(ds: Dataset, split_time: str) -> tuple:
-    """-> (valid_time, test_time): split_time, or for a fraction f the time of the event at position
-    floor(f x events) in time order; valid_time by the same rule inside the events before test_time
-    (f = VALID_SHARE_OF_DATES for a time), so it depends on nothing after. Ties go into the window."""
+    """-> (valid_time, test_time): split_time, or for a fraction f the time of event floor(f x events);
+    valid_time by the same rule inside the events before test_time. Ties go into the window."""
     where = ds.path
     if ds.times is None:
         why = {"s3rec": "an S3-Rec .txt file has no times", "challenge": "a challenge folder's test is hidden "

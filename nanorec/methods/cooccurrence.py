@@ -8,9 +8,8 @@ from .transitions import Transitions, near_pairs, typed_pair_events
 
 
 class CoOccurrence(Transitions):
-    """`Transitions` over a wider pair: a and b count together, both ways, when at most `span`
-    positions apart in one history (the shampoo and the conditioner, whichever came first), where
-    a target no transition reaches often sits. Everything else, saving included, as `Transitions`."""
+    """`Transitions` over a wider pair: a and b count together, both ways, when at most `span` apart in
+    one history (shampoo and conditioner, in either order); everything else, saving too, as `Transitions`."""
 
     def __init__(self, span: int = 5, **kwargs):
         super().__init__(**kwargs)

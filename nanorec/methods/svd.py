@@ -19,8 +19,7 @@ def multi_hot(seqs: Sequences, num_items: int) -> sp.csr_matrix:
 class PureSVD:
     """PureSVD (Cremonesi et al. 2010) with fold-in scoring: X (U, N+1) binary ~ U_k S_k V_k^T, a
     history's multi-hot h scored h @ V_k @ V_k^T (any history works: no per-user parameters).
-    With `valid`, one SVD of rank max(grid) is truncated to each k of `grid` (its leading
-    components do not depend on the rank) and the best by validation NDCG@10 kept (`selection`)."""
+    With `valid`, one SVD of rank max(grid) is truncated to each k of `grid`, the best kept (`selection`)."""
 
     def __init__(self, k: int = 64, grid: tuple[int, ...] = (32, 64, 128, 256, 512), seed: int = 0):
         self.k, self.grid, self.seed = k, grid, seed
