@@ -12,8 +12,7 @@ DEVICE_HELP = "auto (cuda when available, else cpu), cpu, cuda, cuda:N or mps"
 
 
 def pick_device(name: str) -> str:
-    """'auto' -> 'cuda' when available, else 'cpu'; any other name is checked
-    here, once, so a typo is one line instead of a traceback deep in torch."""
+    """'auto' -> 'cuda' or 'cpu'; any other name is checked once: a typo is one line, not a torch traceback."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cpu":
@@ -33,8 +32,7 @@ def pick_device(name: str) -> str:
 
 
 def autocast(dtype: str, device: str):
-    """bf16 autocast on CUDA (unless dtype=float32), plain fp32 elsewhere (unless dtype=bfloat16);
-    dtype is checked by config."""
+    """bf16 autocast on CUDA (unless dtype=float32), plain fp32 elsewhere (unless dtype=bfloat16)."""
     use_bf16 = dtype == "bfloat16" or (dtype == "auto" and device.startswith("cuda"))
     if use_bf16:
         return torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)

@@ -4,17 +4,11 @@
     torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 \
         -m nanorec.cli train --data D --out R ...
 
-torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; without them (a plain
-`nanorec train`) everything here is a no-op with world size 1.
-
-The contract that keeps a W-process run the same optimisation as a
-one-process run: `batch_size` stays the GLOBAL number of packed rows a step.
-Every process builds the same packed epoch (same seed), takes every W-th row
-of each batch, and scales its mean loss by its share of the batch's target
-slots, so DDP's gradient average equals the gradient of the one-process mean
-loss. With dropout=0 the two runs end with the same weights up to float
-summation order (a test checks it). Validation, checkpoints and the final test
-are done by rank 0 alone; the others wait for its stop decision.
+Without torchrun's RANK / WORLD_SIZE everything here is a no-op with world size 1. A W-process
+run is the same optimisation as one process: `batch_size` stays the GLOBAL rows a step, every
+process builds the same packed epoch, takes every W-th row of each batch and scales its mean loss
+by its share of the target slots, so DDP's gradient average is the one-process gradient (a test
+checks the weights). Validation, checkpoints and the final test are rank 0's; the others wait.
 """
 from __future__ import annotations
 
@@ -44,8 +38,7 @@ class Dist:
 
 
 def setup(device: str) -> tuple[Dist, str]:
-    """Join the process group when started by torchrun. `device` is the resolved
-    config device ("cuda"/"cpu"/"cuda:N"); returns (Dist, this process's device)."""
+    """Join the process group when started by torchrun -> (Dist, this process's device)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist(), device
@@ -77,16 +70,9 @@ def wrap(model: torch.nn.Module, d: Dist, device: str) -> torch.nn.Module:
 
 def shard_rows(rows: np.ndarray, targets: np.ndarray, d: Dist,
                slot_weights: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-    """This process's rows of one global batch, and its loss weight.
-
-    rows: (B,) row indices of the global batch; targets: the epoch's (R, T) packed targets.
-    Returns (local rows, weight) where weight = W * local slots / global slots, so that
-    the mean over processes of weight * local mean loss is the global mean loss.
-    A process left without rows (B < W: a tiny last batch) gets row 0 with weight 0: it
-    runs forward and backward (DDP needs every process in the all-reduce) and adds nothing.
-    slot_weights (R, T) (weight_col: the loss is a weighted mean): the shares are of the
-    batch's weight sum instead of its slot count, W * local sum / global sum.
-    """
+    """(this process's rows of the global batch, its loss weight W * local slots / global slots (with
+    slot_weights: of the weight sum), so the mean of weighted local losses is the global mean). A
+    process left without rows gets row 0 with weight 0 (DDP needs every process in the all-reduce)."""
     if not d.enabled:
         return rows, 1.0
     local = rows[d.rank::d.world]
@@ -101,22 +87,19 @@ def shard_rows(rows: np.ndarray, targets: np.ndarray, d: Dist,
     return local, d.world * n_local / max(n_global, 1)
 
 
-def global_mean(value: float, weight: float, d: Dist, device: str) -> float:
-    """The global mean loss from each process's (local mean, weight): for logging."""
+def total(value, d: Dist, device: str):
+    """The sum of a count (int) or a number (float) over every process (one all-reduce)."""
     if not d.enabled:
         return value
-    t = torch.tensor([value * weight], dtype=torch.float64, device=device)  # nccl wants CUDA tensors
+    exact = not isinstance(value, float)
+    t = torch.tensor([value], dtype=torch.int64 if exact else torch.float64, device=device)  # nccl: CUDA tensors
     dist.all_reduce(t)
-    return float(t.item()) / d.world
+    return int(t.item()) if exact else float(t.item())
 
 
-def total(count: int, d: Dist, device: str) -> int:
-    """The sum of a count over every process (one all-reduce; the count itself on one process)."""
-    if not d.enabled:
-        return count
-    t = torch.tensor([count], dtype=torch.int64, device=device)
-    dist.all_reduce(t)
-    return int(t.item())
+def global_mean(value: float, d: Dist, device: str) -> float:
+    """The mean of a number over every process: for logging."""
+    return total(value, d, device) / d.world
 
 
 def broadcast_flag(flag: bool, d: Dist, device: str) -> bool:

@@ -5,16 +5,10 @@
     x = Block(x) * n_layer               (causal self-attention restricted to the same user)
     logits = ln_f(x) @ E.T               (item vectors tied to the output layer)
 
-Item index 0 is padding. Its own wte row is zero and stays zero (padding_idx),
-but with content tables its row of E is not zero: every table's learned
-"missing" vector is added to it, as to any item without content. That does not
-matter: real tokens never attend to padding (the mask is same-user), padding
-slots have no target, and padding's logit is -inf, so it is never predicted.
-
-Attention comes in two interchangeable backends that must agree (a test checks
-it): SDPA with the boolean mask from `packing.attention_mask` (the reference,
-any device) and FlexAttention with the block mask from `packing.flex_block_mask`
-(compiled; the fast path on GPU).
+Item index 0 is padding: its wte row stays zero (with content tables its row of E is not, which
+does not matter: no real token attends to it, it has no target, and its logit is -inf).
+Attention has two backends that must agree (a test checks it): SDPA with `packing.attention_mask`
+(the reference) and compiled FlexAttention with `packing.flex_block_mask` (the fast path on GPU).
 """
 from __future__ import annotations
 
@@ -92,13 +86,7 @@ class Block(nn.Module):
 
 
 class ContentInput(nn.Module):
-    """proj(content[item]) for one frozen table, for all items at once.
-
-    The table (N+1, D) is a buffer: it is never trained and not saved with the
-    weights (it lives in its own file). Items without content (has_content False)
-    get a learned `missing` vector instead of a projection of zeros or noise.
-    Projecting the whole table costs (N+1) x D x C, far less than the output layer.
-    """
+    """proj(content[item]) of one frozen table (a buffer, not saved), for all items; no content: `missing`."""
 
     def __init__(self, table: torch.Tensor, has_content: torch.Tensor, n_embd: int):
         super().__init__()
@@ -149,18 +137,15 @@ class GPT(nn.Module):
         return flex_block_mask(seq_ids) if self.cfg.attention == "flex" else attention_mask(seq_ids)
 
     def item_embeddings(self):
-        """(N+1, C) each item's vector, used at the input AND tied to the output:
-        wte[item] + sum_i proj_i(content_i[item]). With content in the output
-        too, an item that was never bought in training (a cold item) is still
-        scored through what its content shares with items that were."""
+        """(N+1, C) each item's vector at the input AND the output: wte + sum_i proj_i(content_i),
+        so a cold item is still scored through what its content shares with bought ones."""
         w = self.wte.weight
         for c in self.content:
             w = w + c()
         return w
 
     def hidden(self, tokens, pos_ids, seq_ids, items=None):
-        """(B, T) tokens, positions, seq ids -> (B, T, C) final hidden states.
-        `items`: item_embeddings(), when the caller already has it."""
+        """(B, T) tokens, positions, seq ids -> (B, T, C) final hidden states (items: item_embeddings())."""
         mask = self.make_mask(seq_ids)
         items = self.item_embeddings() if items is None else items
         x = F.embedding(tokens, items) + self.wpe(pos_ids)  # (B, T, C)
@@ -177,16 +162,10 @@ class GPT(nn.Module):
         return logits
 
     def forward(self, tokens, pos_ids, seq_ids, targets=None, loss_fn=None):
-        """Training: mean cross-entropy over every slot whose target is not -100.
-
-        Logits are computed only at those slots: padding costs no output-layer FLOPs,
-        and the output layer over the full catalogue dominates the cost.
-        targets (B, T), or (B, T, H) with the same user's next H items (soft labels;
-        the slot is trained when the first is not -100).
-        loss_fn(h (M, C), items (N+1, C), targets (M,) or (M, H)) -> scalar: the output
-        layer's loss, default the exact full softmax (`loss.OutputLoss.for_step` makes
-        the configured one). Without targets, returns the (B, T, C) hidden states.
-        """
+        """Training: mean cross-entropy over the slots whose target is not -100, logits only there
+        (the output layer dominates the cost). targets (B, T), or (B, T, H) with soft labels.
+        loss_fn(h (M, C), items, targets) -> scalar, default the exact full softmax
+        (`loss.OutputLoss.for_step`). Without targets, the (B, T, C) hidden states."""
         items = self.item_embeddings()  # (N+1, C), computed once for input and output
         h = (self._train_hidden or self.hidden)(tokens, pos_ids, seq_ids, items)
         if targets is None:
@@ -195,17 +174,13 @@ class GPT(nn.Module):
         return (loss_fn or full_softmax_cross_entropy)(h[keep], items, targets[keep])  # h[keep]: (M, C)
 
     def compile_for_training(self) -> None:
-        """torch.compile the transformer (`hidden`: embeddings to the last LayerNorm) for
-        training steps. The loss stays eager: it selects the target slots with a boolean
-        mask, a count that changes every batch, and a graph holding it recompiled at each
-        new count until torch gave up (benchmarks/results/gpu_beauty.json: whole-model
-        compile ran slower than no compile). Scoring stays eager too: its batch shapes vary."""
+        """torch.compile `hidden` for training steps. The loss stays eager: its target count changes every
+        batch, and compiled it recompiled until torch gave up (gpu_beauty.json); scoring: its shapes vary."""
         self._train_hidden = torch.compile(self.hidden)
 
     def configure_optimizer(self, weight_decay, learning_rate, betas, device_type):
-        """AdamW with two groups: matrices of Linear layers decay; biases, LayerNorm
-        weights, embeddings (item, position, missing-content) do not. Decaying the item
-        embeddings would pull rare items towards zero, i.e. towards never being recommended."""
+        """AdamW: matrices of Linear layers decay; biases, LayerNorm weights and embeddings do not
+        (decayed item embeddings would pull rare items towards never being recommended)."""
         decay, no_decay = [], []
         for mn, m in self.named_modules():
             for pn, p in m.named_parameters(recurse=False):
@@ -217,15 +192,13 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def query(self, tokens, pos_ids, seq_ids, last):
-        """The two factors of `score`: (h_last (B, C), items (N+1, C)), scores = h_last @ items.T
-        with padding (column 0) at -inf. Lets a caller score the catalogue in chunks."""
+        """(h_last (B, C), items (N+1, C)): `score`'s factors (h_last @ items.T), to score in chunks."""
         items = self.item_embeddings()
         h = self.hidden(tokens, pos_ids, seq_ids, items)  # (B, T, C)
         return h[torch.arange(h.shape[0], device=h.device), last], items  # (B, C)
 
     @torch.no_grad()
     def score(self, tokens, pos_ids, seq_ids, last):
-        """Scores over all items for the slot after each row's last item.
-        tokens/pos_ids/seq_ids (B, T), last (B,) column index -> (B, N+1)."""
+        """(B, T) tokens, pos_ids, seq_ids, last (B,) column -> (B, N+1) scores of the next item."""
         h_last, items = self.query(tokens, pos_ids, seq_ids, last)
         return self.logits(h_last, items).float()

@@ -1,29 +1,14 @@
 """Sequence packing: many users share one row of `block_size` tokens.
 
-Most purchase histories are tiny (70% of the challenge users have two items),
-so one user per row would be mostly padding. Here each user's tokens are laid
-end to end in shuffled order (next-fit: a user who does not fit in what is left
-of the row starts a new one). Four arrays describe a packed batch:
+Most purchase histories are tiny (70% of the challenge users have two items), so one user per
+row would be mostly padding. Here each user's tokens are laid end to end in shuffled order
+(next-fit: a user who does not fit in what is left of the row starts a new one), described by
+`Packed`'s arrays: seq_ids says which user of the row a slot belongs to, pos_ids restart at 0.
 
-    tokens   (R, T)  item index of each slot (0 = padding)
-    targets  (R, T)  the next item of the same user, -100 where nothing is learned
-    seq_ids  (R, T)  which user (0, 1, 2, ... within the row) a slot belongs to, -1 = padding
-    pos_ids  (R, T)  position inside that user's history, restarting at 0 per user
-
-A user with items s[0..L-1] contributes tokens s[:-1] and targets s[1:]
-(next-token prediction at every position). A history longer than the row keeps
-its most recent block_size + 1 items: the model predicts the future from the
-recent past, and inference also sees the last block_size items with positions
-starting at 0, so training and inference agree.
-
-With per-event weights (weight_col, target_filter) a fifth array travels along:
-
-    weights  (R, T)  float32, the weight of the event that is the slot's target, 0 on padding
-
-(the training split's own, Sequences.weights). A target event of
-weight 0 (target_filter: a view, context only) is no target: its slot reads the view as a
-token but its target is IGNORE (and weight 0), so neither loss counts it; a user whose kept
-targets are all context is left out (a row of such users would have nothing to learn).
+A user with items s[0..L-1] contributes tokens s[:-1] and targets s[1:]. A history longer
+than the row keeps its most recent block_size + 1 items, as inference sees the last block_size
+items with positions from 0. A target of weight 0 (target_filter: a view) is IGNORE, and a user
+whose kept targets are all context is left out.
 
 The attention mask is built in ONE place, `attention_mask`: causal AND same user.
 """
@@ -35,7 +20,7 @@ import numpy as np
 import torch
 
 from ..data import Sequences
-from ..data.sequences import next_targets
+from ..data.sequences import next_targets, offsets_of
 from ..errors import DataError
 from .loss import FUTURE_HORIZON
 
@@ -44,23 +29,21 @@ IGNORE = -100  # F.cross_entropy's ignore_index
 
 @dataclass
 class Packed:
-    tokens: np.ndarray   # (R, T) int64
-    targets: np.ndarray  # (R, T) int64, IGNORE on padding
-    seq_ids: np.ndarray  # (R, T) int64, -1 on padding
-    pos_ids: np.ndarray  # (R, T) int64, 0 on padding
+    tokens: np.ndarray   # (R, T) int64 item index of each slot, 0 on padding
+    targets: np.ndarray  # (R, T) int64 the next item of the same user, IGNORE where nothing is learned
+    seq_ids: np.ndarray  # (R, T) int64 which user (0, 1, ... within the row), -1 on padding
+    pos_ids: np.ndarray  # (R, T) int64 position in that user's history, 0 on padding
     future: np.ndarray | None = None  # (R, T, H-1) int64: the items 2..H steps ahead, IGNORE past the end
     weights: np.ndarray | None = None  # (R, T) float32: the target event's weight, 0 on padding (weight_col)
 
     def target_slots(self, rows) -> np.ndarray:
-        """Targets of the given rows: (B, T), or (B, T, H) with the future items (soft labels)."""
+        """(B, T), or (B, T, H) with the future items (soft labels)."""
         if self.future is None:
             return self.targets[rows]
         return np.concatenate([self.targets[rows][..., None], self.future[rows]], axis=-1)
 
     def batch(self, rows, device) -> tuple:
-        """The rows on `device`: tokens, pos_ids, seq_ids (B, T), targets (B, T) or (B, T, H), and
-        the weights (M,) of their target slots in the order the model selects them (row-major over
-        targets != IGNORE; weight_col), None when the run is unweighted."""
+        """The rows on `device`, and their target slots' weights (M,) in the model's order (None: unweighted)."""
         t = lambda a: torch.from_numpy(a).to(device, non_blocking=True)
         weights = None if self.weights is None else \
             torch.from_numpy(self.weights[rows][self.targets[rows] != IGNORE]).to(device)
@@ -92,24 +75,15 @@ def _next_fit(lengths: np.ndarray, block_size: int) -> tuple[np.ndarray, np.ndar
 
 
 def _targets_kept(offsets, lengths, is_target, users, block_size) -> np.ndarray:
-    """(len(users),) how many target events each user has among the ones packing keeps as
-    targets (the last min(L - 1, block_size) events)."""
-    before = np.zeros(len(is_target) + 1, dtype=np.int64)  # (total+1,) target events before each event
-    np.cumsum(is_target, out=before[1:])
+    """(len(users),) each user's target events among its last min(L - 1, block_size) (packing's targets)."""
+    before = offsets_of(is_target)  # (total+1,) target events before each event
     end = offsets[users] + lengths[users]
     start = end - np.maximum(np.minimum(lengths[users] - 1, block_size), 0)
     return before[end] - before[start]
 
 
-def _has_target(offsets, lengths, is_target, users, block_size) -> np.ndarray:
-    """(len(users),) bool: the user has a target event among the ones packing keeps as targets."""
-    return _targets_kept(offsets, lengths, is_target, users, block_size) > 0
-
-
 def count_targets(seqs: Sequences, block_size: int, weights: np.ndarray | None = None) -> tuple[int, int]:
-    """(training targets, context events) of a training split as `pack` lays it out: the slots
-    whose target event has weight > 0, and the events of weight 0 (target_filter: views, carts),
-    read as history but never learned. Unweighted: every kept slot is a target, no context."""
+    """(training targets, context events of weight 0) of a training split as `pack` lays it out."""
     users = np.arange(len(seqs))
     is_target = np.ones(len(seqs.items), bool) if weights is None else np.asarray(weights) > 0
     kept = _targets_kept(seqs.offsets, seqs.lengths, is_target, users, block_size)
@@ -117,11 +91,10 @@ def count_targets(seqs: Sequences, block_size: int, weights: np.ndarray | None =
 
 
 def trainable_users(seqs: Sequences, block_size: int, weights: np.ndarray | None = None) -> np.ndarray:
-    """(n,) the rows `pack` keeps: two items or more and, with weights, a target of weight > 0
-    among the events packing keeps as targets. None at all: the run has nothing to learn."""
+    """(n,) the rows `pack` keeps: two items or more and, with weights, a kept target of weight > 0."""
     users = np.nonzero(seqs.lengths >= 2)[0]
     if weights is not None:
-        users = users[_has_target(seqs.offsets, seqs.lengths, np.asarray(weights) > 0, users, block_size)]
+        users = users[_targets_kept(seqs.offsets, seqs.lengths, np.asarray(weights) > 0, users, block_size) > 0]
     return users
 
 
@@ -130,17 +103,10 @@ def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = Non
          context_targets: bool = False) -> Packed:
     """Pack users (in shuffled order when `rng` is given) into rows of block_size tokens.
 
-    packing=False puts one user per row (left-aligned, padded): the unpacked reference.
-    Users with fewer than two items have nothing to learn and are left out.
-    horizon H > 1 also records, for every slot, the same user's items 2..H steps
-    ahead (`future`, IGNORE where the history ends): the soft labels of loss.py.
-    weights (total,) float32 >= 0 parallel to seqs.items (None: unweighted): each slot carries
-    its target event's weight (`Packed.weights`); a weight 0 event is never a target (IGNORE),
-    in `targets` or in `future`. context_targets (target_filter, Config.context_targets): a slot
-    whose next event is context learns the next target event of its history instead (the
-    purchase a view leads to, and after a purchase the next purchase: what next week's lists are
-    asked), with that event's weight.
-    """
+    packing=False puts one user per row (the unpacked reference). horizon H > 1 also records each
+    slot's items 2..H steps ahead (`future`: soft labels). weights (total,): each slot carries its
+    target event's weight (0: never a target). context_targets: a slot whose next event is context
+    learns the next target event of its history instead (the purchase a view leads to)."""
     lengths = seqs.lengths
     users = trainable_users(seqs, block_size, weights)
     if weights is not None:
@@ -198,8 +164,7 @@ def pack(seqs: Sequences, block_size: int, rng: np.random.Generator | None = Non
 
 
 def check_targets(ds, sp, cfg) -> None:
-    """Per-event weights (target_filter, weight_col) must leave a training target of weight > 0
-    where packing takes targets; none at all would leave every epoch without a batch."""
+    """Per-event weights must leave packing a target of weight > 0, or no epoch has a batch."""
     if ds.weights is None or len(trainable_users(sp.train, cfg.block_size, sp.train.weights)):
         return
     n = int((ds.weights > 0).sum())
@@ -211,9 +176,7 @@ def check_targets(ds, sp, cfg) -> None:
 
 
 def epoch_batches(train_seqs: Sequences, cfg, epoch: int, weights=None):
-    """The packed rows of one epoch and its batches of row indices (weights: weight_col's,
-    parallel to train_seqs.items, carried to the target slots).
-    The shuffle depends only on (seed, epoch): a resumed run sees the same batches."""
+    """One epoch's packed rows and batches of row indices, shuffled by (seed, epoch) only: resumes alike."""
     rng = np.random.default_rng([cfg.seed, epoch])
     horizon = FUTURE_HORIZON if cfg.future_decay > 0 else 1
     packed = pack(train_seqs, cfg.block_size, rng, packing=cfg.packing, horizon=horizon, weights=weights,
@@ -224,8 +187,7 @@ def epoch_batches(train_seqs: Sequences, cfg, epoch: int, weights=None):
 
 
 def batch_stream(train_seqs: Sequences, cfg, epoch: int, batch_in_epoch: int, weights=None):
-    """Endless (epoch, index, packed epoch, rows), starting after `batch_in_epoch`
-    batches of `epoch`: the same stream whether or not the run was interrupted."""
+    """Endless (epoch, index, packed epoch, rows) from batch `batch_in_epoch` of `epoch` (resumes alike)."""
     while True:
         packed, batches = epoch_batches(train_seqs, cfg, epoch, weights)
         if not batches:  # never an endless loop over empty epochs (check_targets refuses this first)
@@ -238,12 +200,8 @@ def batch_stream(train_seqs: Sequences, cfg, epoch: int, batch_in_epoch: int, we
 def left_aligned(histories: Sequences, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One history per row for inference: its last block_size items, positions from 0.
 
-    Returns tokens (B, T), seq_ids (B, T) (0 = real, -1 = padding), pos_ids (B, T)
-    and last (B,), the column of each row's most recent item, where the next
-    item is predicted. T = the longest kept history in the batch. Empty
-    histories get one padding token (their scores are meaningless; callers
-    route cold users to a fallback).
-    """
+    -> tokens, seq_ids (0 = real, -1 = padding), pos_ids (B, T), and last (B,), the column of each
+    row's most recent item. An empty history gets one padding token (callers route cold users apart)."""
     lengths = np.minimum(histories.lengths, block_size)
     T = max(int(lengths.max()) if len(lengths) else 1, 1)
     B = len(lengths)
@@ -263,11 +221,8 @@ def left_aligned(histories: Sequences, block_size: int) -> tuple[np.ndarray, np.
 def attention_mask(seq_ids: torch.Tensor) -> torch.Tensor:
     """(B, T) seq ids -> (B, 1, T, T) boolean mask, True = may attend.
 
-    Query i may attend key j when j <= i (causal) and both belong to the same
-    user (block diagonal). Padding (-1) attends only to padding, so no row of
-    the mask is empty (an all-False row would make softmax NaN), and no real
-    token ever sees padding or another user.
-    """
+    Query i may attend key j <= i of the same user. Padding (-1) attends to padding: no row is empty
+    (softmax would be NaN) and no real token sees padding or another user."""
     T = seq_ids.shape[1]
     causal = torch.ones(T, T, dtype=torch.bool, device=seq_ids.device).tril()
     same = seq_ids[:, :, None] == seq_ids[:, None, :]
@@ -275,8 +230,7 @@ def attention_mask(seq_ids: torch.Tensor) -> torch.Tensor:
 
 
 def flex_block_mask(seq_ids: torch.Tensor):
-    """The same rule as `attention_mask`, as a FlexAttention BlockMask (the fast path):
-    blocks that lie wholly outside every user's diagonal block are skipped."""
+    """`attention_mask` as a FlexAttention BlockMask: blocks outside every user's block are skipped."""
     from torch.nn.attention.flex_attention import create_block_mask
 
     def same_user_causal(b, h, q, kv):

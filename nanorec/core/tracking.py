@@ -1,9 +1,7 @@
 """Optional experiment trackers: TensorBoard and MLflow, when installed and asked for.
 
-`track=tensorboard` writes event files to RUN_DIR/tensorboard (`tensorboard --logdir runs`);
-`track=mlflow` logs the config as parameters and every validation record as
-metrics to the MLflow tracking URI in effect (MLFLOW_TRACKING_URI, default ./mlruns).
-Both read the same records as history.jsonl; a missing package is one line at start.
+`track=tensorboard` writes RUN_DIR/tensorboard; `track=mlflow` logs the config as parameters and
+every validation record (history.jsonl's) as metrics to the tracking URI in effect (MLFLOW_TRACKING_URI).
 """
 from __future__ import annotations
 
@@ -22,17 +20,22 @@ def names(spec: str) -> list[str]:
     return out
 
 
+def _load(t: str):
+    """Tracker t's SummaryWriter (tensorboard) or module (mlflow), or one line to install it."""
+    try:
+        if t == "tensorboard":
+            from torch.utils.tensorboard import SummaryWriter
+            return SummaryWriter
+        import mlflow
+        return mlflow
+    except ImportError:
+        raise UsageError(f"track={t}: the {t} package is not installed (pip install {t})") from None
+
+
 def check(spec: str) -> None:
     """Before anything is written: every tracker asked for can be imported."""
     for t in names(spec):
-        try:
-            if t == "tensorboard":
-                from torch.utils.tensorboard import SummaryWriter  # noqa: F401
-            else:
-                import mlflow  # noqa: F401
-        except ImportError:
-            pkg = "tensorboard" if t == "tensorboard" else "mlflow"
-            raise UsageError(f"track={t}: the {pkg} package is not installed (pip install {pkg})") from None
+        _load(t)
 
 
 class Trackers:
@@ -40,11 +43,9 @@ class Trackers:
         self.tb = self.mlflow = None
         for t in names(spec):
             if t == "tensorboard":
-                from torch.utils.tensorboard import SummaryWriter
-                self.tb = SummaryWriter(os.path.join(out_dir, "tensorboard"))
+                self.tb = _load(t)(os.path.join(out_dir, "tensorboard"))
             else:
-                import mlflow
-                self.mlflow = mlflow
+                self.mlflow = mlflow = _load(t)
                 mlflow.start_run(run_name=os.path.basename(os.path.abspath(out_dir)))
                 mlflow.log_params({k: v for k, v in config.items() if v != ""})
 

@@ -236,7 +236,7 @@ def loop(tr: Training, quiet: bool, stop_below: dict | None = None) -> None:
 
         if state.step % cfg.eval_interval == 0 or state.step == cfg.max_steps:
             # the global mean training loss over the interval (one all-reduce per validation)
-            train_loss = distributed.global_mean(loss_sum.item() / state.loss_steps, 1.0, dd, device)
+            train_loss = distributed.global_mean(loss_sum.item() / state.loss_steps, dd, device)
             state.train_seconds += time.time() - t0
             if dd.main:  # rank 0 validates and decides; the others wait for its decision
                 stop = validate_and_select(model, scorer, tr.sp, cfg, state, train_loss, lr, tr.out_dir, log, stop_below)

@@ -2,28 +2,18 @@
 
     nanorec tune --data PATH --out STUDY_DIR [--trials 20] [--space SPEC] [--overwrite] [key=value ...]
 
-Each trial trains a run (into STUDY_DIR/trials/NNN) with config values drawn
-by Optuna's TPE sampler and reports its validation NDCG@10 curve; a trial
-whose best so far is below the median of the completed trials at the same
-step is pruned (stopped there: pruning_line). A trial is judged, and logged, on its
-run's validation NDCG@10 as the run ships (fused when fusion is on:
-metrics.json's "valid"). Trials never score the test split. A trial that fails
-(a config that cannot train, a full disk) is logged in one line, recorded as
-failed, and the search goes on. When every trial is done, the best by
-validation NDCG@10 is copied to STUDY_DIR/best and scored on the test split
-ONCE; study.json records every trial (values, state, validation NDCG@10, the
-error of a failed one) and the winner's test metrics.
+Each trial trains a run (STUDY_DIR/trials/NNN) with values drawn by Optuna's TPE sampler and is
+judged on its validation NDCG@10 as the run ships (fused when fusion is on); a trial below the
+median of the completed trials at the same step is pruned. A failed trial (a config that cannot
+train, a full disk) is logged in one line and the search goes on. At the end the best trial is
+copied to STUDY_DIR/best and scored on the test split ONCE; study.json records every trial and
+the winner's test metrics.
 
-The Optuna study itself is kept in STUDY_DIR/study.db, so an interrupted search
-continues where it stopped when run again with the same --space: a trial the
-interruption left running is marked failed (and not counted), and the sampler
-draws new values. Another --space on an existing study is refused. One tune at
-a time writes a study folder. STUDY_DIR/best and study.json are replaced only
-when this study wrote them; anything else there is refused unless --overwrite.
-
-Baselines (method=popularity|transitions|cooccurrence|svd) choose their own settings on
-validation when they are fitted: there is nothing to search, so they run one
-trial, and --space is refused for them.
+STUDY_DIR/study.db keeps the study: run again with the same --space, an interrupted search
+continues (a trial left running is marked failed, not counted); another --space is refused.
+One tune at a time writes a study folder; best/ and study.json are replaced only when this study
+wrote them, or with --overwrite. Baselines choose their own settings on validation when fitted:
+they run one trial, and --space is refused for them.
 
 SPEC: comma-separated `key=low..high` (a float range, or an int range for an
 integer key), `key=low..high:log` (log scale), or `key=a|b|c` (choices), e.g.
@@ -41,10 +31,10 @@ import numpy as np
 
 from .. import methods
 from ..config import TYPES, Config, expected, parse_value
-from ..data import read_json
+from ..data import load_like, read_json, split_like
 from ..errors import DataError, NanorecError, UsageError, one_line
 from ..runs import rundir
-from ..runs.files import OutputLock, disk_error, publish_folder, recover_folder, temp_folder
+from ..runs.files import OutputLock, disk_error, publish_folder, recover_folder, temp_folder, write_json
 
 DEFAULT_SPACE = "learning_rate=3e-4..3e-3:log,dropout=0.1..0.7,weight_decay=0..0.3"
 DB, SUMMARY, BEST, TRIALS = "study.db", "study.json", "best", "trials"
@@ -118,16 +108,13 @@ def suggest(trial, params: list[Param]) -> dict:
 
 
 def tune(base: Config, out_dir: str, space: str | None = DEFAULT_SPACE, trials: int = 20, dataset=None,
-         quiet: bool = True, log=print, overwrite: bool = False) -> dict:
-    """Run the search; returns the study summary also written to study.json.
-    `dataset`: an already loaded Dataset (the API's DataFrames); else base.data is read.
-    `space`: SPEC (None: the default; a baseline has none). `overwrite`: replace a best/ or
-    study.json in out_dir that this study did not write."""
+         log=print, overwrite: bool = False) -> dict:
+    """Run the search -> the summary written to study.json. `dataset`: a loaded Dataset (else
+    base.data is read); `space`: SPEC (None: the default); `overwrite`: as --overwrite."""
     try:
         import optuna
     except ImportError:
         raise UsageError("tuning needs Optuna: pip install 'nanorec[tune]'") from None
-    from ..data import load_like
 
     trains = methods.get(base.method).trains  # a fitted method chooses its own settings on validation
     if not trains and space not in (None, DEFAULT_SPACE):
@@ -161,8 +148,8 @@ def tune(base: Config, out_dir: str, space: str | None = DEFAULT_SPACE, trials: 
         check_study_outputs(out_dir, overwrite)  # again, under the lock
         try:
             study = open_study(optuna, out_dir, base, space, params)
-            search(optuna, study, base, params, trials, out_dir, ds, log)
-            return finish(optuna, study, base, space, out_dir, ds)
+            search(study, base, params, trials, out_dir, ds, log)
+            return finish(study, base, space, out_dir, ds)
         except Exception as e:  # noqa: BLE001 - the study database on a full or read-only disk
             if isinstance(e, NanorecError) or not _database_error(e):
                 raise
@@ -217,17 +204,13 @@ def _is_summary(path: str) -> bool:
 
 def recover_trials(trials_dir: str) -> list[str]:
     """Under the study's lock: what killed trials left in trials/ (their hidden folders) cleaned."""
-    names = set()
-    for n in os.listdir(trials_dir):
-        m = re.fullmatch(r"\.(.+)\.nanorec-(?:new|old)-\d+", n)
-        if m:
-            names.add(m.group(1))
+    hidden = (re.fullmatch(r"\.(.+)\.nanorec-(?:new|old)-\d+", n) for n in os.listdir(trials_dir))
+    names = {m.group(1) for m in hidden if m}
     return [line for name in sorted(names) for line in recover_folder(os.path.join(trials_dir, name))]
 
 
 def storage_url(path: str) -> str:
-    """The SQLite URL of `path`, built so that no character of it is read as URL syntax
-    (`?`, `#`, `%`: SQLAlchemy's quoting) or as Optuna's {template} (braces quoted too)."""
+    """The SQLite URL of `path`, no character of it read as URL syntax (?, #, %) or Optuna's {template}."""
     from sqlalchemy.engine import URL
     url = URL.create("sqlite", database=os.path.abspath(path)).render_as_string(hide_password=False)
     return url.replace("{", "%7B").replace("}", "%7D")
@@ -272,9 +255,8 @@ def distributions(optuna, params: list[Param]) -> dict:
             else d.FloatDistribution(p.low, p.high, log=p.log) for p in params}
 
 
-def search(optuna, study, base: Config, params: list[Param], trials: int, out_dir: str, ds, log) -> None:
-    """Run trials until `trials` have ended (completed, pruned or failed: a trial that an
-    interrupted process left running is marked failed and does not count)."""
+def search(study, base: Config, params: list[Param], trials: int, out_dir: str, ds, log) -> None:
+    """Run trials until `trials` have ended (one an interrupted process left running does not count)."""
     from optuna.trial import TrialState
 
     from ..core.train import run
@@ -318,9 +300,8 @@ def search(optuna, study, base: Config, params: list[Param], trials: int, out_di
 
 
 def pruning_line(study, warmup: int) -> dict | None:
-    """The median pruner's rule as data (train.run's stop_below): at each step from `warmup` on, the
-    median validation NDCG@10 of the completed trials (-inf where none is a number: only a NaN curve
-    is under it); None before PRUNE_AFTER trials completed. Trials run one at a time: it holds for one."""
+    """The median pruner's rule as data (train.run's stop_below): step (from `warmup`) -> median
+    validation NDCG@10 of the completed trials (-inf where none is a number); None before PRUNE_AFTER."""
     from optuna.trial import TrialState
 
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -330,13 +311,11 @@ def pruning_line(study, warmup: int) -> dict | None:
         if len(done) >= PRUNE_AFTER else None
 
 
-def finish(optuna, study, base: Config, space: str, out_dir: str, ds) -> dict:
+def finish(study, base: Config, space: str, out_dir: str, ds) -> dict:
     """The winner, chosen on validation, copied to best/; only now is the test split scored, once."""
     from optuna.trial import TrialState
 
-    from ..data import split_like
     from ..evaluation.metrics import evaluate_split
-    from ..runs.files import write_json
     from ..runs.run import Run
 
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]

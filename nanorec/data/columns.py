@@ -1,12 +1,10 @@
 """Column typing and checks: a polars column of ids, times, weights or a filter
 as numpy, or a DataError naming the file, the row, the column and the bad value.
 
-Ids get one type per column: int64 for integer columns (and whole-number floats),
-else strings; a CSV/TSV column (read as text) is integer only when every value is
-written as one (17, not 017, +17 or " 17"), else its values are kept as written.
-Times are numbers, dates, ISO date text, or text read with ``time_format``; a
-day/month date such as 03/01/2024 is never guessed. Rows are named as
-``file:line`` for text files, ``row N (from 0)`` for Parquet files and frames.
+Ids get one type per column: int64 for integer columns (and whole-number floats), else
+strings; a CSV/TSV column is integer only when every value is written as one (17, not 017,
++17 or " 17"). Times are numbers, dates, ISO date text, or text read with ``time_format``;
+a day/month date such as 03/01/2024 is never guessed.
 """
 from __future__ import annotations
 
@@ -29,13 +27,8 @@ _CANONICAL_INT = r"^(0|-?[1-9][0-9]*)$"
 
 @dataclass(frozen=True)
 class Where:
-    """Names a row of a frame in an error message.
-
-    Text files count lines (the header is line 1, so data row r is on line
-    r + 2; a quoted field spanning lines would shift this). Parquet files and
-    in-memory frames have no lines: "row N (from 0)", as df.row(N) / iloc[N]
-    count. A folder names the Parquet file the row came from. `rows` maps the
-    rows left after a filter back to the original ones."""
+    """Names a row in an error message: a text file's line (data row r is on line r + 2), else "row N
+    (from 0)" as df.row(N) counts, in its folder's Parquet file; `rows` maps filtered rows back."""
     path: str
     text: bool = False
     parts: tuple = ()            # folder: ((file path, first row), ...)
@@ -53,7 +46,7 @@ class Where:
 
 
 def _as_where(where) -> Where:
-    """Accepts a plain path, as older callers (recommend.read_user_list) pass."""
+    """A path as its Where (recommend.read_user_list passes one to column_ids)."""
     if isinstance(where, Where):
         return where
     lower = os.fspath(where).lower()
@@ -70,29 +63,19 @@ def _polars():
 
 def _columns_list(df) -> str:
     cols = df.columns
-    shown = ", ".join(cols[:30])
-    return shown + (f", ... ({len(cols) - 30} more)" if len(cols) > 30 else "")
+    return ", ".join(cols[:30]) + (f", ... ({len(cols) - 30} more)" if len(cols) > 30 else "")
 
 
-def _require_columns(where, df, cols, what=None):
-    where = _as_where(where)
+def _require_columns(where, df, cols, what=None, advice=""):
     for c in cols:
         if c not in df.columns:
             kind = (what or {}).get(c, "column")
             hint = f"; {c!r} is the index: call reset_index() first" if c in where.index_names else ""
-            raise DataError(f"{where.path}: missing {kind} {c!r} (columns are {_columns_list(df)}){hint}")
-
-
-def _require_time_column(where, df, time_col):
-    if time_col and time_col not in df.columns:
-        hint = f"; {time_col!r} is the index: call reset_index() first" if time_col in where.index_names else ""
-        raise DataError(f"{where.path}: missing time column {time_col!r} (columns are {_columns_list(df)}); "
-                        f"set time_col to one of them, or time_col=none to keep file order{hint}")
+            raise DataError(f"{where.path}: missing {kind} {c!r} (columns are {_columns_list(df)}){advice}{hint}")
 
 
 def parse_filter(text: str, key: str = "filter"):
-    """"column=value[,value...]" -> (column, [values]); `key` names the setting in the error
-    (filter, target_filter: one syntax)."""
+    """"column=value[,value...]" -> (column, [values]); `key` names the setting in the error."""
     col, eq, rest = str(text).partition("=")
     values = [v.strip() for v in rest.split(",") if v.strip()]
     if not eq or not col.strip() or not values:
@@ -133,10 +116,7 @@ def _bad_type(where, s, col, expected):
 
 
 def column_ids(where, df, col):
-    """Original ids, one type per column: int64 for integer columns (and floats that
-    are all whole numbers, as pandas makes of an integer column with a gap), else
-    strings; a text file's column by how its values are written (_text_ids).
-    NaN, inf, fractions, ids beyond int64, booleans, lists and structs are errors."""
+    """Original ids, one type per column (module docstring); NaN, fractions, booleans... are errors."""
     pl = _polars()
     where = _as_where(where)
     s = df[col]
@@ -193,18 +173,11 @@ _PLAIN_NUMBER = r"^(-?(0|[1-9][0-9]*)(\.[0-9]+)?|[+-]?(?i:nan|inf|infinity))$"
 
 
 def _text_ids(where, s, col):
-    """A text file's id column, typed by how every value is written: int64 when each is
-    an integer written plainly (17, -3, what str(int) gives); whole numbers when each is a
-    plain number and some are written as floats (17.0, as pandas writes an integer column
-    with a gap; 2.5 and nan are errors); else strings exactly as written, so that 005461,
-    +17 and ' 17' keep their spelling (read as 17 they would be another customer)."""
+    """A text file's id column by how every value is written: int64 as str(int) writes them; whole
+    numbers as 17.0 (pandas' integer column with a gap); else strings as written (005461 is not 5461)."""
     pl = _polars()
     if s.str.contains(_CANONICAL_INT).all():
-        ints = s.cast(pl.Int64, strict=False)
-        if ints.null_count():
-            i = _first(ints.is_null())
-            raise DataError(f"{where.row(i)}: column {col!r} is {show(s[i])}, beyond the int64 range of ids")
-        return ints.to_numpy()
+        return _text_int64(where, s, col, s)
     if s.str.contains(_PLAIN_NUMBER).all():
         floats = s.cast(pl.Float64, strict=False)
         if floats.null_count() == 0:
@@ -216,10 +189,8 @@ def _text_ids(where, s, col):
 
 
 def _integer_column(where, df, col):
-    """An id column that must be integer (challenge folders: encoded ids, so +7 and 007
-    are 7), or a DataError naming the first bad row."""
+    """An id column that must be integer (challenge folders: encoded ids, so +7 and 007 are 7)."""
     pl = _polars()
-    where = _as_where(where)
     ids = column_ids(where, df, col)
     if ids.dtype != object:
         return ids
@@ -228,10 +199,15 @@ def _integer_column(where, df, col):
     if bad.any():
         i = _first(bad)
         raise DataError(f"{where.row(i)}: column {col!r} is {show(ids[i])}, expected an integer id")
-    ints = text.cast(pl.Int64, strict=False)
+    return _text_int64(where, text, col, ids)
+
+
+def _text_int64(where, text, col, written):
+    """Integer text as int64, or a DataError naming the first value (as `written`) beyond int64."""
+    ints = text.cast(_polars().Int64, strict=False)
     if ints.null_count():
         i = _first(ints.is_null())
-        raise DataError(f"{where.row(i)}: column {col!r} is {show(ids[i])}, beyond the int64 range of ids")
+        raise DataError(f"{where.row(i)}: column {col!r} is {show(written[i])}, beyond the int64 range of ids")
     return ints.to_numpy()
 
 
@@ -244,12 +220,8 @@ def _finite(where, f, col, original):
 
 
 def _timestamps(where, df, col, time_format=None):
-    """Sortable times: integers as int64 (ns timestamps stay exact), other numbers as
-    float64, dates and datetimes as their integer value, date text parsed: with
-    `time_format` exactly as it says, else ISO dates (year first) only; a day/month
-    date is an error, since 03/01/2024 is 3 January to some and March 1 to others."""
+    """Sortable times: integers as int64 (ns stay exact), other numbers float64, dates as integers, date text parsed."""
     pl = _polars()
-    where = _as_where(where)
     s = df[col]
     _no_nulls(where, s, col)
     dt = s.dtype
@@ -349,9 +321,7 @@ def _formatted_times(where, s, col, time_format: str):
 
 
 def _weights(where, df, col) -> np.ndarray:
-    """(rows,) float64 weights: numbers (or numbers written as text), each finite and > 0.
-    A weight <= 0 is an error, not a dropped row: a silent drop would change which events are
-    histories and targets without a word (to leave rows out, use filter=)."""
+    """(rows,) float64 weights, each finite and > 0: a weight <= 0 is an error, not a silently dropped row."""
     pl = _polars()
     s = df[col]
     _no_nulls(where, s, col)
@@ -379,9 +349,8 @@ F32_TINY, F32_MAX = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32)
 
 
 def _float32_weights(where, values: np.ndarray, col: str, s) -> None:
-    """Training holds weights in float32 and adds them up: a weight that float32 turns into
-    0 (1e-50: a target that silently stops counting; all of them: nothing to learn) or inf
-    (1e39), or weights whose sum is beyond float32, is an error naming the row, before any work."""
+    """Training adds weights up in float32: a weight it turns into 0 (a target that silently
+    stops counting) or inf, or a sum beyond float32, is an error naming the row, before any work."""
     bad = (values < F32_TINY) | (values > F32_MAX)
     if bad.any():
         i = int(np.argmax(bad))

@@ -1,17 +1,10 @@
-"""Original ids -> rows of a run: the one rule by which an id given now (a users file,
-a newer log's items, an API argument, a server request) finds its user or item.
+"""Original ids -> rows of a run: the one rule by which an id given now (a users file, a newer
+log's items, an API argument, a server request) finds its user or item.
 
-The rule: ids match by their exact text. The integer 17 and the string "17" are the
-same id (an integer has one text); "017", "17.0", " 17", 17.0 and True are not 17.
-Integer ids compare as integers (the same thing), everything else by its str().
-Nothing is guessed here: strings are never parsed as numbers and floats never
-rounded; the Python API's arguments are checked before they get here
-(`from_python`: an integral float becomes an integer only where the run's ids are
-integers, and everything else that is not an int or a string is refused).
-
-Ids of a different type from the run's (strings such as "C005461" given to a run
-trained on integer ids) are never matched silently: `check_kinds` makes that an
-error when none matched, and a warning line naming how many matched otherwise.
+The rule: ids match by their exact text. The integer 17 and the string "17" are the same id;
+"017", "17.0", " 17", 17.0 and True are not 17. Nothing is guessed: strings are never parsed as
+numbers, floats never rounded (`from_python` checks the API's arguments first). Ids of another
+type than the run's are never matched silently (`check_kinds`).
 """
 from __future__ import annotations
 
@@ -33,10 +26,7 @@ def kind(ids: np.ndarray) -> str:
 
 
 class Index:
-    """Known ids (K,), built once (a run's users or items), looked up many times.
-    rows(wanted (U,)) -> (U,) int64 row of each wanted id in `known`, -1 when unknown.
-    Vectorised: the known ids sorted once, then a binary search per batch; a repeated
-    known id resolves to its last row."""
+    """Known ids (K,), sorted once: rows(wanted (U,)) -> (U,) row of each in `known` (-1: unknown; repeats: last)."""
 
     def __init__(self, known):
         self.known = np.asarray(known)
@@ -68,9 +58,7 @@ def rows(known, wanted) -> np.ndarray:
 
 
 def item_rows(item_ids: np.ndarray):
-    """For raw histories (the server's requests, the API's recommend_history, a newer log):
-    built once from the run's vocabulary item_ids (N+1,) (slot 0 = padding, never matched),
-    -> known(raw ids (L,)) -> (internal indices of the known ones, in order; (L,) bool, which were known)."""
+    """From a run's item_ids (N+1,): known(raw (L,)) -> (indices of the known ones, (L,) bool: which were known)."""
     index = Index(item_ids[1:])
 
     def known(raw) -> tuple[np.ndarray, np.ndarray]:
@@ -82,9 +70,7 @@ def item_rows(item_ids: np.ndarray):
 
 
 def kinds_differ(known: np.ndarray, wanted: np.ndarray, what: str) -> str | None:
-    """When the ids given are of another type than the run's (integers vs text), the words
-    that say so, e.g. "the run's user ids are integers (e.g. 17), these are text (e.g.
-    'C005461'); ids match by their exact text"; None when the types agree."""
+    """The words that say the ids given are of another type than the run's; None when they agree."""
     k_kind, w_kind = kind(known), kind(wanted)
     if k_kind == w_kind or len(known) == 0 or len(wanted) == 0:
         return None
@@ -93,10 +79,7 @@ def kinds_differ(known: np.ndarray, wanted: np.ndarray, what: str) -> str | None
 
 
 def check_kinds(known: np.ndarray, wanted: np.ndarray, found: np.ndarray, where: str, what: str) -> str | None:
-    """Ids of another type than the run's are never matched silently. known: the run's ids;
-    wanted: the ids given (`where` names them: a file, an argument); found: (U,) bool, which
-    matched. Types differ and none matched: a DataError. Types differ and some did not match:
-    -> a one-line warning naming how many matched (the caller prints or warns it). Else None."""
+    """Ids of another type than the run's: none matched (found (U,)), a DataError; some, a warning line."""
     detail = kinds_differ(known, wanted, what)
     if detail is None or found.all():
         return None
@@ -110,11 +93,8 @@ def check_kinds(known: np.ndarray, wanted: np.ndarray, found: np.ndarray, where:
 # the Python API's id arguments
 
 def _is_missing(x) -> bool:
-    if x is None:
-        return True
-    if isinstance(x, (float, np.floating)) and math.isnan(x):
-        return True
-    return type(x).__name__ in ("NAType", "NaTType")  # pandas.NA, pandas.NaT
+    return (x is None or (isinstance(x, (float, np.floating)) and math.isnan(x))
+            or type(x).__name__ in ("NAType", "NaTType"))  # pandas.NA, pandas.NaT
 
 
 def _series_kind(values) -> str | None:
@@ -125,17 +105,11 @@ def _series_kind(values) -> str | None:
 
 def from_python(values, known: np.ndarray, name: str, allow_empty: bool = False,
                 allow_repeats: bool = False) -> np.ndarray:
-    """A Python API argument (`name`: "users", "history") as an id array, checked:
-    a list, tuple, 1-D numpy array, or pandas / polars Series of ints and strings.
-
-    Refused, each with one UsageError line naming the argument and position: a bare
-    string or number (it would be iterated character by character, or not at all);
-    None, NaN, pandas.NA (a missing id is not an id); booleans; nested lists and other
-    objects; non-integral or non-finite floats; integral floats when the run's ids
-    (`known`) are text (1.0 has no exact text among them). An integral float where the
-    run's ids are integers is that integer (pandas turns an integer column with a gap
-    into floats). Empty, or an id listed twice, unless allowed.
-    -> (n,) int64 when every id is an integer, else an object array (ints and strs)."""
+    """A Python API argument (`name`: "users", "history": a list, tuple, 1-D array or pandas /
+    polars Series of ints and strings) -> (n,) int64 when every id is an integer, else object.
+    Refused in one UsageError line naming the position: a bare string or number, a missing id, a
+    boolean, other objects, non-integral floats, integral floats where the run's ids are text (where
+    they are integers, 1.0 is 1: pandas' integer column with a gap), empty or repeated unless allowed."""
     series = _series_kind(values)
     if isinstance(values, (str, bytes)) or not (isinstance(values, (list, tuple, np.ndarray)) or series):
         raise UsageError(f"{name}={show(values)}: expected a list (or tuple, numpy array, pandas or polars "
@@ -149,8 +123,7 @@ def from_python(values, known: np.ndarray, name: str, allow_empty: bool = False,
         if values.ndim != 1:
             raise UsageError(f"{name}: expected a 1-D array of ids, got shape {values.shape}")
         if values.dtype.kind in "iu":
-            out = values.astype(np.int64)
-            return _checked(out, name, allow_empty, allow_repeats)
+            return _checked(values.astype(np.int64), name, allow_empty, allow_repeats)
         if values.dtype.kind == "U":
             return _checked(values.astype(object), name, allow_empty, allow_repeats)
         values = values.tolist()

@@ -14,8 +14,8 @@ import numpy as np
 
 from ..errors import DataError, UsageError, show
 from .columns import (_I64_MAX, _I64_MIN, Where, _as_where, _examples, _integer_column, _polars, _require_columns,
-                      _require_time_column, _time_unit, _timestamps, _weights, column_ids, filter_mask, parse_filter)
-from .sequences import Dataset, Sequences
+                      _time_unit, _timestamps, _weights, column_ids, filter_mask, parse_filter)
+from .sequences import Dataset, Sequences, offsets_of
 from .tables import (GZIP_MAGIC, PARQUET_MAGIC, _parquet_files, _read_parquet_folder, frame_to_polars, gunzip,
                      is_stream, read_frame, read_stream)
 
@@ -28,76 +28,59 @@ _EVENT_LOG_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet", ".pq")
 def load(source, user_col: str = "user_id", item_col: str = "item_id", time_col: str | None = "timestamp",
          filter: str | None = None, weight_col: str | None = None, time_format: str | None = None,
          target_filter: str | None = None, need_targets: bool = True) -> Dataset:
-    """Read any supported input; raise DataError with a one-line reason on bad input.
+    """Read any supported input (a path, or an in-memory frame: `from_frame`).
 
-    source: a path (S3-Rec .txt, challenge folder, event log file or folder of
-    Parquet files) or an in-memory frame (pandas / polars DataFrame, pyarrow
-    Table; see `from_frame`). The column arguments, `filter` ("column=value[,value...]",
-    rows kept when the column, as a string, equals one of the values) and
-    `weight_col` (a numeric column, every weight > 0: each event's weight as a target, in the
-    GPT's loss and the count tables) and `target_filter` (the filter syntax: every event stays in
-    the histories, the matching ones are the validation and test targets (Sequences.targets) and,
-    without weight_col, the only ones learned from: the others get weight 0 in `Dataset.weights`;
-    with weight_col every event is learned from with its weight) apply to event logs.
-    time_col="none" (or None) keeps file order. `time_format` (a strptime format such
-    as "%d/%m/%Y") reads a text time column; without it only ISO dates and numbers are
-    read, and a day/month date such as 03/01/2024 is an error (which is the day?).
-    need_targets: a log where no event matches target_filter is an error (nothing to learn or
-    hold out); False for histories to continue (recommend, serve): a log of views is history."""
+    For event logs: `filter` ("column=value[,value...]") keeps the rows whose column, as text,
+    equals a value; `weight_col` (numbers > 0) weighs each event as a target; `target_filter`
+    (the same syntax) keeps every event but makes only the matching ones targets (without
+    weight_col the others weigh 0). time_col="none" (or None) keeps file order; `time_format`
+    (strptime, e.g. "%d/%m/%Y") reads a text time column. need_targets=False (recommend, serve):
+    a log where no event matches target_filter is history, not an error."""
+    options = dict(filter=filter, weight_col=weight_col, time_format=time_format, target_filter=target_filter)
+    events = dict(user_col=user_col, item_col=item_col, time_col=time_col, need_targets=need_targets, **options)
     if not isinstance(source, (str, os.PathLike)):
-        return from_frame(source, user_col, item_col, time_col, filter=filter, weight_col=weight_col,
-                          time_format=time_format, target_filter=target_filter, need_targets=need_targets)
+        return from_frame(source, **events)
     path = os.fspath(source)
     if not path.strip():
         raise UsageError("empty data path: expected a file or folder of interactions")
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file or folder")
     if is_stream(path):  # <(zcat log.gz), a FIFO: read once, as a stream
-        return _load_stream(path, user_col, item_col, time_col, filter, weight_col, time_format, target_filter,
-                            need_targets)
+        return _load_stream(path, events, options)
     if os.path.isdir(path):
         if os.path.exists(os.path.join(path, "train.csv")):
-            _event_options_only(path, "a challenge folder", filter, weight_col, time_format, target_filter)
+            _event_options_only(path, "a challenge folder", **options)
             return read_challenge(path)
         if _parquet_files(path):
-            return read_table(path, user_col, item_col, time_col, filter=filter, weight_col=weight_col,
-                              time_format=time_format, target_filter=target_filter, need_targets=need_targets)
+            return read_table(path, **events)
         raise DataError(f"{path}: a folder must be a challenge folder with train.csv (and test.csv) "
                         "or a folder of .parquet files")
     lower = path.lower()
     if lower.endswith(".txt"):
-        _event_options_only(path, "an S3-Rec .txt file", filter, weight_col, time_format, target_filter)
+        _event_options_only(path, "an S3-Rec .txt file", **options)
         return read_s3rec(path)
     if lower.endswith(_EVENT_LOG_SUFFIXES):
-        return read_table(path, user_col, item_col, time_col, filter=filter, weight_col=weight_col,
-                          time_format=time_format, target_filter=target_filter, need_targets=need_targets)
+        return read_table(path, **events)
     raise DataError(f"{path}: unknown format (expected .txt, .csv, .tsv, .csv.gz, .tsv.gz, .parquet, "
                     "a folder of .parquet files or a challenge folder)")
 
 
-def _load_stream(path, user_col, item_col, time_col, filter, weight_col, time_format, target_filter,
-                 need_targets=True) -> Dataset:
-    """A pipe or FIFO, read once to its end: its format by its name when it has one (a FIFO
-    named log.csv), else by its first bytes (a pipe is /dev/fd/N): Parquet, gzip, then a first
-    line with commas (CSV) or tabs (TSV), or of integers separated by spaces (S3-Rec .txt)."""
+def _load_stream(path, events: dict, options: dict) -> Dataset:
+    """A pipe or FIFO, read once to its end, its format by its name or first bytes (_stream_format)."""
     kind, df, where, data = read_stream_table(path)
     if kind is None:
         raise DataError(f"{path}: a pipe or FIFO whose name has no suffix, and its first bytes are not a table "
                         "(CSV with a header, TSV, Parquet, gzip of either) or S3-Rec lines; save it to a file "
                         "with its suffix")
     if kind == ".txt":
-        _event_options_only(path, "an S3-Rec .txt file", filter, weight_col, time_format, target_filter)
+        _event_options_only(path, "an S3-Rec .txt file", **options)
         return read_s3rec(path, data)
-    name = re.sub(r"\.(csv|tsv)\.gz$|\.[^.]*$", "", os.path.basename(path), flags=re.I)
-    return _events(df, where, name, user_col, item_col, time_col, filter, weight_col, time_format, target_filter,
-                   need_targets)
+    return _events(df, where, _stem(path), **events)
 
 
 def read_stream_table(path: str) -> tuple:
-    """A pipe or FIFO read once, to its end -> (kind, frame, Where, bytes): kind by _stream_format;
-    a CSV/TSV/Parquet table parsed to one frame (and the Where that names its rows), else frame and
-    Where None and the bytes left to the caller (an S3-Rec .txt, or a stream kind None cannot tell).
-    The one stream reader of `load`, recommend's --users and inspect's --data."""
+    """A pipe or FIFO read once -> (kind, frame, Where, bytes): a table parsed, else frame and Where
+    None (S3-Rec .txt, or kind None). The one stream reader of load, recommend and inspect."""
     kind, data = _stream_format(path, read_stream(path))
     if kind in (".csv", ".tsv", ".parquet"):
         return kind, read_frame(path, data, kind), Where(path, text=kind != ".parquet"), data
@@ -105,8 +88,7 @@ def read_stream_table(path: str) -> tuple:
 
 
 def _stream_format(path: str, data: bytes) -> tuple[str | None, bytes]:
-    """(".csv", ".tsv", ".parquet" or ".txt" by the stream's name, else by its first bytes;
-    None when neither tells, and its bytes, decompressed when they are gzip)."""
+    """(".csv"/".tsv"/".parquet"/".txt" or None by the name, else by the first bytes; the bytes, gunzipped)."""
     if data[:2] == GZIP_MAGIC:
         data = gunzip(path, data)
     lower = path.lower()
@@ -127,10 +109,8 @@ def _stream_format(path: str, data: bytes) -> tuple[str | None, bytes]:
 
 
 def load_like(cfg, source=None, need_targets: bool = True) -> Dataset:
-    """`load` with a run's column, filter, weight, target and time format settings (any object
-    with Config's attributes; target_filter may be absent); `source` defaults to cfg.data (a path or a frame).
-    cfg.data that is a pipe or FIFO is refused (train): a run's data is read again (--resume, evaluate),
-    and a pipe read once would then be empty, or a FIFO wait forever for a writer."""
+    """`load` with a run's data settings (any object with Config's attributes); `source` defaults
+    to cfg.data, which may not be a pipe or FIFO: a run's data is read again (--resume, evaluate)."""
     if source is None and isinstance(cfg.data, str) and is_stream(cfg.data):
         raise DataError(f"{cfg.data}: a pipe or FIFO can be read once, and a run's data is read again "
                         "(--resume, evaluate); save it to a file and train on that")
@@ -139,26 +119,22 @@ def load_like(cfg, source=None, need_targets: bool = True) -> Dataset:
                 target_filter=getattr(cfg, "target_filter", "") or None, need_targets=need_targets)
 
 
-def _event_options_only(path, what, filter, weight_col, time_format=None, target_filter=None):
+def _event_options_only(path, what, **options):
     # Silently ignoring a filter would train on rows the user meant to drop.
-    for key, value in (("filter", filter), ("weight_col", weight_col), ("time_format", time_format),
-                       ("target_filter", target_filter)):
+    for key, value in options.items():
         if value:
             raise UsageError(f"{key}={value!r}: applies to event logs (.csv/.tsv/.parquet, frames), "
                              f"not to {what} ({path})")
 
 
 def _finish(name, path, kind, user_ids, user_codes, item_orig, weights=None, targets=None, **extra) -> Dataset:
-    """Encode items (sorted original ids -> 1..N) and build CSR rows from
-    (user_code, item) pairs that are already in chronological order per user."""
+    """Items encoded (sorted original ids -> 1..N), CSR rows from (user_code, item) pairs in time order."""
     if len(item_orig) == 0:
         raise DataError(f"{path}: no interactions")
     uniq, inverse = np.unique(item_orig, return_inverse=True)
     items = inverse.astype(np.int64) + 1  # 0 is padding
     order = np.argsort(user_codes, kind="stable")  # group by user, keep chronological order
-    counts = np.bincount(user_codes, minlength=len(user_ids))
-    offsets = np.zeros(len(user_ids) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
+    offsets = offsets_of(np.bincount(user_codes, minlength=len(user_ids)))
     item_ids = np.empty(len(uniq) + 1, dtype=uniq.dtype if uniq.dtype != object else object)
     item_ids[1:] = uniq
     item_ids[0] = -1 if item_ids.dtype.kind in "iu" else ""
@@ -214,8 +190,7 @@ def _decode_line(path, lineno, raw: bytes) -> str:
 
 
 def _int_fields(path, lineno, fields) -> list[int]:
-    """The fields as ints: ASCII digits only (int() also takes '1_000' and other scripts' digits)
-    and within int64, or a DataError naming the field."""
+    """The fields as ints: ASCII digits only (int() also takes '1_000' and other scripts') within int64."""
     try:
         ids = [int(x) for x in fields]
         plain = all(x.isascii() and "_" not in x for x in fields)
@@ -251,10 +226,7 @@ def read_json(path: str):
 def from_frame(frame, user_col: str = "user_id", item_col: str = "item_id", time_col: str | None = "timestamp",
                filter: str | None = None, weight_col: str | None = None, time_format: str | None = None,
                target_filter: str | None = None, need_targets: bool = True) -> Dataset:
-    """An event log already in memory: a pandas or polars DataFrame or a pyarrow
-    Table. Converted to polars without a temporary file; integer ids stay int64,
-    string ids stay strings. Name "dataframe", path "<dataframe>"; errors name
-    rows by position (from 0). Other arguments as in `load`."""
+    """An in-memory pandas / polars / pyarrow frame as an event log (path "<dataframe>"); arguments as in `load`."""
     converted = frame_to_polars(frame)
     if converted is None:
         raise UsageError(f"load: expected a path, a pandas or polars DataFrame or a pyarrow Table, "
@@ -275,10 +247,14 @@ def read_table(path: str, user_col="user_id", item_col="item_id", time_col="time
         df, where = _read_parquet_folder(path)
         name = os.path.basename(os.path.normpath(path))
     else:
-        df, where = read_frame(path), _as_where(path)
-        name = re.sub(r"\.(csv|tsv)\.gz$|\.[^.]*$", "", os.path.basename(path), flags=re.I)
+        df, where, name = read_frame(path), _as_where(path), _stem(path)
     return _events(df, where, name, user_col, item_col, time_col, filter, weight_col, time_format, target_filter,
                    need_targets)
+
+
+def _stem(path: str) -> str:
+    """The file name without its suffix (log.csv.gz -> log): the data set's name."""
+    return re.sub(r"\.(csv|tsv)\.gz$|\.[^.]*$", "", os.path.basename(path), flags=re.I)
 
 
 def _events(df, where: Where, name, user_col, item_col, time_col, filter, weight_col, time_format=None,
@@ -294,14 +270,14 @@ def _events(df, where: Where, name, user_col, item_col, time_col, filter, weight
     filter_col, values = parse_filter(filter) if filter else (None, None)
     target_col, target_values = parse_filter(target_filter, "target_filter") if target_filter else (None, None)
     _require_columns(where, df, [user_col, item_col])
-    _require_time_column(where, df, time_col)
+    _require_columns(where, df, [time_col] if time_col else [], {time_col: "time column"},
+                     "; set time_col to one of them, or time_col=none to keep file order")
     _require_columns(where, df, [c for c in (weight_col, filter_col, target_col) if c],
                      what={weight_col: "weight column", filter_col: "filter column",
                            target_col: "target_filter column"})
     used = {user_col, item_col, time_col, weight_col, filter_col, target_col}
     ignored = [c for c in df.columns if c not in used]
 
-    keep = np.ones(df.height, dtype=bool)
     if filter_col:
         keep = filter_mask(where, df, filter_col, values)
         if not keep.any():
@@ -337,11 +313,11 @@ def _events(df, where: Where, name, user_col, item_col, time_col, filter, weight
 def _chronological(user_raw, times):
     """Users in order of first appearance; rows sorted by (user, time), ties in file order."""
     uniq, first, codes = np.unique(user_raw, return_index=True, return_inverse=True)
-    # renumber users by first appearance so output order follows the file
+    by_first = np.argsort(first, kind="stable")  # users renumbered by first appearance: output follows the file
     rank = np.empty(len(uniq), dtype=np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(len(uniq))
+    rank[by_first] = np.arange(len(uniq))
     codes = rank[codes]
-    user_ids = uniq[np.argsort(first, kind="stable")]
+    user_ids = uniq[by_first]
     order = np.lexsort((np.arange(len(codes)), times, codes))
     return user_ids, codes, order
 

@@ -1,14 +1,10 @@
 """Per-user chronological item sequences: the CSR Sequences, the loaded Dataset,
 and the holdout splits (which items train, which select the model, which test it).
 
-Items get internal indices 1..N (0 is padding and never a recommendation);
-``Dataset.item_ids[i]`` is the original id of index i. Sequences are stored flat
-(CSR): ``offsets`` (U+1,) and ``items`` (total,), so 2.5M interactions cost two
-numpy arrays, not millions of Python lists. An event log read with weight_col or
-target_filter also has ``weights`` (total,): each event's weight in the loss and the count
-tables, 0 for an event that is context only; with target_filter also ``targets`` (total,)
-bool: the events that validation and test may hold out. Rows cut from it (take, drop_last,
-the splits) keep both, so the training split carries them to packing and the count tables.
+Items get internal indices 1..N (0 is padding, never a recommendation); ``Dataset.item_ids[i]``
+is the original id of index i. Rows are stored flat (CSR: ``offsets`` (U+1,), ``items`` (total,)),
+so 2.5M interactions cost two numpy arrays, not millions of Python lists. ``weights`` and
+``targets`` (weight_col, target_filter) travel with every cut (take, drop_last, the splits).
 """
 from __future__ import annotations
 
@@ -19,17 +15,20 @@ import numpy as np
 # -----------------------------------------------------------------------------
 # flat per-user sequences
 
+def offsets_of(counts) -> np.ndarray:
+    """(n+1,) int64: 0, then the running sum of `counts` (CSR offsets of rows of these lengths)."""
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return offsets
+
+
 @dataclass
 class Sequences:
     """Variable-length integer sequences in CSR form: row u is items[offsets[u]:offsets[u+1]]."""
     offsets: np.ndarray  # (U+1,) int64, offsets[0] == 0
     items: np.ndarray    # (offsets[-1],) int64
-    # (offsets[-1],) float32 >= 0, each event's weight as a training target (loss, count
-    # tables; 0: context only); None: every event weighs 1
-    weights: np.ndarray | None = None
-    # (offsets[-1],) bool, the events validation and test hold out (target_filter's matches);
-    # None: those with weight > 0 (every event without weights)
-    targets: np.ndarray | None = None
+    weights: np.ndarray | None = None  # (total,) float32 >= 0 target weight (0: context); None: all 1
+    targets: np.ndarray | None = None  # (total,) bool, what a holdout may hold out; None: weight > 0
 
     def is_target(self) -> np.ndarray | None:
         """(total,) bool: the events a holdout may pick as targets; None when every event is one."""
@@ -38,30 +37,27 @@ class Sequences:
         return None if self.weights is None else self.weights > 0
 
     def has_context(self) -> bool:
-        """Whether some events are context only (target_filter without weight_col: weight 0, never
-        learned, never held out): an event-typed log, whose views lead up to what is bought."""
+        """Whether some events are context only (weight 0: target_filter's views): an event-typed log."""
         return self.weights is not None and not bool((self.weights > 0).all())
 
     def target_events(self) -> "Sequences":
-        """Each row's target events (its purchases under target_filter); a row without one keeps
-        every event (a customer who only viewed). Where the count tables read a history."""
+        """Each row's target events (purchases); a row without one keeps every event. What count tables read."""
         is_target = self.is_target()
         row = np.repeat(np.arange(len(self)), self.lengths)  # (total,)
         has = np.bincount(row[is_target], minlength=len(self)) > 0  # (U,)
-        keep = is_target | ~has[row]
-        offsets = np.zeros(len(self) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(row[keep], minlength=len(self)), out=offsets[1:])
-        return Sequences(offsets, self.items[keep])
+        return self.select(is_target | ~has[row])
+
+    def select(self, keep) -> "Sequences":
+        """The events `keep` picks (a (total,) mask, or flat indices in order), rows kept; no weights."""
+        row = np.repeat(np.arange(len(self)), self.lengths)[keep]
+        return Sequences(offsets_of(np.bincount(row, minlength=len(self))), self.items[keep])
 
     def seen_items(self) -> "Sequences":
-        """The items exclude_seen removes from each row's list: its target events only (the
-        purchases under target_filter: a viewed item may well be bought next), every event
-        otherwise (self)."""
+        """What exclude_seen removes: each row's target events (a viewed item may well be bought next), else all."""
         is_target = self.is_target()
         if is_target is None or is_target.all():
             return self
-        before = np.zeros(len(self.items) + 1, dtype=np.int64)  # (total+1,) target events before each event
-        np.cumsum(is_target, out=before[1:])
+        before = offsets_of(is_target)  # (total+1,) target events before each event
         return Sequences(before[self.offsets], self.items[is_target])
 
     def _cut(self, keep) -> tuple:
@@ -81,9 +77,7 @@ class Sequences:
 
     @classmethod
     def from_lists(cls, seqs) -> "Sequences":
-        lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
+        offsets = offsets_of(np.array([len(s) for s in seqs], dtype=np.int64))
         items = np.concatenate([np.asarray(s, dtype=np.int64) for s in seqs]) if len(seqs) else np.zeros(0, np.int64)
         return cls(offsets, items.astype(np.int64, copy=False))
 
@@ -94,31 +88,24 @@ class Sequences:
         """Every row without its last k items (rows shorter than k become empty)."""
         if k == 0:
             return self
-        new_len = np.maximum(self.lengths - k, 0)
-        return self._keep_prefix(new_len)
+        return self._keep_prefix(np.maximum(self.lengths - k, 0))
 
     def _keep_prefix(self, new_len: np.ndarray) -> "Sequences":
         pos = np.arange(len(self.items)) - np.repeat(self.offsets[:-1], self.lengths)  # position inside its row
         keep = pos < np.repeat(new_len, self.lengths)
-        offsets = np.zeros(len(self) + 1, dtype=np.int64)
-        np.cumsum(new_len, out=offsets[1:])
-        return Sequences(offsets, self.items[keep], *self._cut(keep))
+        return Sequences(offsets_of(new_len), self.items[keep], *self._cut(keep))
 
     def take(self, rows: np.ndarray) -> "Sequences":
         """A new Sequences of the given rows, in that order."""
         rows = np.asarray(rows, dtype=np.int64)
         lengths = self.lengths[rows]
-        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        starts = np.repeat(self.offsets[:-1][rows], lengths)
-        within = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)
-        src = starts + within
+        offsets = offsets_of(lengths)
+        src = np.repeat(self.offsets[:-1][rows] - offsets[:-1], lengths) + np.arange(offsets[-1])  # (kept,) flat
         return Sequences(offsets, self.items[src], *self._cut(src))
 
 
 def next_targets(seqs: Sequences, is_target: np.ndarray) -> np.ndarray:
-    """(total,) the flat index of the first target event at or after each event in its own row,
-    len(seqs.items) where the row has none left."""
+    """(total,) the flat index of the next target event at or after each event in its row, else len(items)."""
     n = len(seqs.items)
     following = np.where(is_target, np.arange(n), n)
     following = np.minimum.accumulate(following[::-1])[::-1]  # the next target anywhere after
@@ -129,8 +116,7 @@ def next_targets(seqs: Sequences, is_target: np.ndarray) -> np.ndarray:
 
 
 def item_counts(seqs: Sequences, num_items: int) -> np.ndarray:
-    """(N+1,) interaction counts per item index; index 0 (padding) is 0. With target_filter
-    only the target events count (a popularity of purchases, not of views)."""
+    """(N+1,) interaction counts per item index (padding 0); with target_filter of target events only."""
     is_target = seqs.is_target()
     items = seqs.items if is_target is None else seqs.items[is_target]
     counts = np.bincount(items, minlength=num_items + 1).astype(np.int64)
@@ -152,21 +138,15 @@ class Dataset:
     test_users: np.ndarray | None = None      # challenge: the user ids of test.csv (original)
     attributes_path: str | None = None        # S3-Rec: the sibling *_item2attributes.json
     metadata_path: str | None = None          # challenge: item_metadata.csv
-    # event logs: the columns read but not used (callers print "ignored columns: a, b")
-    ignored_columns: list[str] = field(default_factory=list)
-    # event logs with weight_col or target_filter: (total,) float32, parallel to sequences.items:
-    # weight_col's value (1 without it), 0 for an event target_filter keeps as context only; None
-    # without either. The same array as sequences.weights (__post_init__). Training weights each
-    # target slot's loss by it (packing), the count tables each pair (methods/transitions.py).
+    ignored_columns: list[str] = field(default_factory=list)  # event logs: the columns read but not used
+    # (total,) float32: weight_col's value (1 without it), 0 for target_filter's context events; None
+    # without either. The same array as sequences.weights (__post_init__).
     weights: np.ndarray | None = None
-    # event logs with a time column: (total,) each event's sortable time, parallel to
-    # sequences.items (None: time_col=none, S3-Rec .txt, challenge folders); what holdout=time
-    # splits on. time_unit says what one step of it is: "ns"/"us"/"ms" (datetimes and date
-    # strings, from the epoch), "d" (dates), None (plain numbers: the column's own units).
+    # (total,) each event's sortable time (None without a time column): what holdout=time splits on;
+    # one step of it is time_unit: "ns"/"us"/"ms" (from the epoch), "d" (dates), None (plain numbers)
     times: np.ndarray | None = None
     time_unit: str | None = None
-    # event logs with target_filter: the values of its column (as text, sorted, nulls left out), the
-    # event types a run knows; a raw history's event types are checked against them (recommend.py)
+    # target_filter: its column's values (text, sorted, no nulls), the event types a run knows (recommend.py)
     event_types: list[str] | None = None
 
     def __post_init__(self):
@@ -214,15 +194,12 @@ class Split:
 
 
 def last_targets(seqs: Sequences, j: int) -> np.ndarray:
-    """(U,) the position inside its row of each row's j-th last target event (j = 0: the last),
-    -1 where the row has at most j targets. Every event is a target unless seqs.weights says
-    otherwise (target_filter: the views before and after a purchase are context)."""
+    """(U,) the position in its row of each row's j-th last target event (0: the last), -1 if none."""
     lengths = seqs.lengths
     is_target = seqs.is_target()
     if is_target is None:
         return np.where(lengths > j, lengths - 1 - j, -1)
-    before = np.zeros(len(is_target) + 1, dtype=np.int64)  # (total+1,) targets before each event
-    np.cumsum(is_target, out=before[1:])
+    before = offsets_of(is_target)  # (total+1,) targets before each event
     row = np.repeat(np.arange(len(seqs)), lengths)  # (total,)
     from_end = before[seqs.offsets[1:]][row] - before[1:]  # (total,) targets after each event in its row
     hit = np.nonzero(is_target & (from_end == j))[0]
@@ -245,9 +222,7 @@ def _first_targets(seqs: Sequences) -> np.ndarray:
 
 
 def _kept_before(seqs: Sequences, k: int) -> np.ndarray:
-    """(U,) how many events of each row come before its k-th last target (k = 0: all of them).
-    A row with fewer than k targets keeps what comes before its first target (all of it when it
-    has none: context that no loss and no table counts). Without target_filter: max(L - k, 0)."""
+    """(U,) events of each row before its k-th last target (k = 0: all; too few: before the first, or all)."""
     if k == 0:
         return seqs.lengths
     cut = last_targets(seqs, k - 1)
@@ -268,25 +243,19 @@ def session_starts(seqs: Sequences, times: np.ndarray, unit: str | None) -> np.n
     if unit not in SESSION_GAP:
         return None
     n = len(seqs.items)
-    pos = np.arange(n) - np.repeat(seqs.offsets[:-1], seqs.lengths)  # (total,) position inside its row
-    new = pos == 0
+    row_start = np.repeat(seqs.offsets[:-1], seqs.lengths)  # (total,) the flat index of each event's row start
+    new = np.arange(n) == row_start
     new[1:] |= np.diff(np.asarray(times)) >= SESSION_GAP[unit]
     first = np.maximum.accumulate(np.where(new, np.arange(n), 0))  # flat index of each session's first event
-    return first - np.repeat(seqs.offsets[:-1], seqs.lengths)
+    return first - row_start
 
 
 def _eval_set(seqs: Sequences, drop: int, sessions: np.ndarray | None = None) -> EvalSet:
-    """Target = the `drop`-th last target event (drop = 0: the last; every event is a target
-    without target_filter); history = every event before it. Users whose history would be
-    empty are left out (nothing to condition on).
-
-    An event-typed log (Sequences.has_context: views as context) ends the history before the
-    target's session (sessions: `session_starts`; without times, at the purchase before it): the
-    target's own funnel (the views and the cart right before it, in a shop nearly always of the
-    item bought) is left out, so validation and test measure the next purchase from what came
-    before, as next week's lists are judged, not "buy the item just carted" (a task a model
-    solves at NDCG@10 ~0.9, and one that picks the wrong fusion weights and steps:
-    benchmarks/results/selection_event_types.json)."""
+    """Target = the `drop`-th last target event (0: the last); history = every event before it (users
+    with none are left out). An event-typed log ends the history before the target's session
+    (`session_starts`; without times, at the purchase before it), so selection measures the next
+    purchase, not "buy the item just carted" (NDCG@10 ~0.9, which picks the wrong fusion weights
+    and steps: benchmarks/results/selection_event_types.json)."""
     at = last_targets(seqs, drop)  # (U,)
     keep = np.maximum(at, 0)
     if seqs.has_context():
@@ -301,10 +270,8 @@ def _eval_set(seqs: Sequences, drop: int, sessions: np.ndarray | None = None) ->
 
 
 def funnel_share(seqs: Sequences, drop: int) -> tuple[int, float]:
-    """An event-typed log: (users, share of them) whose `drop`-th last purchase was viewed or
-    carted since their purchase before it (in its own funnel): the share of held-out purchases
-    that "buy the item you just looked at" would find, the easy task `_eval_set` leaves out.
-    The users are `_eval_set`'s: those with a purchase before the held-out one."""
+    """An event-typed log: (users with a purchase before the held-out one, share of them whose
+    held-out purchase was viewed or carted since it): the easy task `_eval_set` leaves out."""
     at, prev = last_targets(seqs, drop), last_targets(seqs, drop + 1)
     rows = np.nonzero((at >= 1) & (prev >= 0))[0]
     if not len(rows):
@@ -328,22 +295,13 @@ def funnel_note(seqs: Sequences, drop: int) -> str:
 
 
 def split(ds: Dataset, all_data: bool = False, holdout: str = "loo") -> Split:
-    """Which of each user's items train, validate and test.
+    """Which of each user's items (target events, under target_filter) train, validate and test.
 
-    With target_filter (seqs.weights 0 on context events) "item" below means target event:
-    test = the last target, valid = the one before, history = the events before each one's session
-    (its own views and cart are left out: `_eval_set`), and
-    training keeps the events before the held-out targets (the views in between are not seen).
-
-    holdout="loo" (leave-one-out, the benchmarks' protocol): test = last item,
-      valid = second to last, train = the rest. A challenge folder's test answers
-      are hidden, so there valid = its last train.csv item and there is no test.
-    holdout="last": valid = last item, train = the rest, no test (a shop's model,
-      selected on every user's most recent event).
-    holdout="none": every item is a training target; no validation, no test
-      (the model to ship, trained for a step count chosen on a validated run).
-    all_data: training also learns the validation targets (loo: the test target stays unseen).
-    """
+    holdout="loo" (the benchmarks' protocol): test = last item, valid = second to last, train =
+      the rest; a challenge folder's test answers are hidden: valid = its last item, no test.
+    holdout="last": valid = last item, train = the rest, no test.
+    holdout="none": every item trains; no validation, no test (the model to ship).
+    all_data: training also learns the validation targets (loo: the test target stays unseen)."""
     if holdout not in HOLDOUTS:
         raise ValueError(f"holdout={holdout!r}: expected one of {', '.join(HOLDOUTS)}")
     seqs = ds.sequences

@@ -20,9 +20,7 @@ from .columns import _CANONICAL_INT, Where, _polars
 # reading event log files into polars frames
 
 def read_frame(path: str, data: bytes | None = None, suffix: str | None = None):
-    """A .csv/.tsv(.gz)/.parquet file (or a folder of Parquet files) as a polars DataFrame.
-    data: the bytes of a stream already read (`read_stream`: a pipe or FIFO), parsed instead of
-    `path`; suffix: their format when the name has none (".csv", ".tsv", ".parquet")."""
+    """A table file or Parquet folder as a polars DataFrame (data: a stream's bytes instead; suffix: their format)."""
     lower = suffix or path.lower()
     if data is None and os.path.isdir(path):
         return _read_parquet_folder(path)[0]
@@ -35,10 +33,7 @@ PARQUET_MAGIC, GZIP_MAGIC = b"PAR1", b"\x1f\x8b"
 
 
 def is_stream(path: str) -> bool:
-    """True for a path that exists and is neither a regular file nor a folder: a pipe (the
-    shell's <(zcat log.gz) is /dev/fd/N), a FIFO, a device. Such a path can be read once,
-    from the start to its end, and never mapped, seeked or opened a second time (a FIFO's
-    second open waits for a writer that has gone: a hang)."""
+    """A pipe or FIFO (neither file nor folder): read once, never seeked or opened again (a FIFO's would hang)."""
     try:
         st = os.stat(path)
     except OSError:
@@ -57,14 +52,11 @@ def read_stream(path: str) -> bytes:
 
 
 def _read_text_table(path: str, data: bytes | None = None, sep: str = ","):
-    """A .csv/.tsv(.gz) file (or its bytes, read from a stream) as a polars DataFrame of text
-    (String) columns, fields separated by `sep`."""
+    """A .csv/.tsv(.gz) file (or a stream's bytes) as a polars DataFrame of text columns."""
     pl = _polars()
     lower = path.lower()
     if data is not None or lower.endswith(".gz"):
-        if data is None:
-            data = gunzip(path)
-        elif data[:2] == GZIP_MAGIC:
+        if data is None or data[:2] == GZIP_MAGIC:
             data = gunzip(path, data)
         header = data[:data.find(b"\n")] if b"\n" in data else data
         source = lambda: io.BytesIO(data)  # noqa: E731
@@ -77,9 +69,8 @@ def _read_text_table(path: str, data: bytes | None = None, sep: str = ","):
         source = lambda: path  # noqa: E731
     _check_separator(path, header, sep)
     try:
-        # Every column as text, each value exactly as written: type inference would turn the
-        # id 005461 into 5461. The column checks type each column by its role (_text_ids,
-        # _timestamps, _weights).
+        # Every column as text, as written: inference would turn the id 005461 into 5461. The
+        # column checks type each column by its role (_text_ids, _timestamps, _weights).
         return pl.read_csv(source(), separator=sep, infer_schema=False)
     except pl.exceptions.PolarsError as e:
         msg = str(e)
@@ -114,22 +105,17 @@ def _non_utf8_line(path, data: bytes | None) -> str:
 
 
 _SEPARATORS = {",": "commas", "\t": "tabs", ";": "semicolons", "|": "pipes"}
+_RENAME = {"\t": "a tab-separated file? name it .tsv", ",": "a comma-separated file? name it .csv"}
 
 
 def _check_separator(path, header: bytes, sep: str):
-    """A header without the expected separator but with another one is a misnamed
-    file: reading it would give one column named 'user_id\\titem_id...'."""
+    """A header with another separator but not the expected one: a misnamed file."""
     text = header.decode("utf-8", errors="replace")
     if sep in text:
         return
     for other, name in _SEPARATORS.items():
         if other != sep and other in text:
-            if other == "\t":
-                hint = "a tab-separated file? name it .tsv"
-            elif other == ",":
-                hint = "a comma-separated file? name it .csv"
-            else:
-                hint = f"a {name[:-1]}-separated file? save it with commas (.csv) or tabs (.tsv)"
+            hint = _RENAME.get(other, f"a {name[:-1]}-separated file? save it with commas (.csv) or tabs (.tsv)")
             raise DataError(f"{path}: header has {name} but no {_SEPARATORS[sep]}: {hint}")
 
 
@@ -142,9 +128,7 @@ def read_parquet(path: str, data: bytes | None = None):
 
 
 def _parquet_files(folder: str) -> list[str]:
-    """Every Parquet file under `folder`, subfolders included (a hive layout such as
-    day=2024-01-01/part-0.parquet), in sorted path order. Names starting with "." or "_"
-    (Spark's _SUCCESS, _temporary/, .crc files) are not data."""
+    """Every Parquet file under `folder`, sorted; names starting "." or "_" (Spark's _SUCCESS) are not data."""
     def unreadable(e):
         raise DataError(f"{e.filename or folder}: cannot list the folder ({e.strerror})")
     found = []
@@ -156,13 +140,8 @@ def _parquet_files(folder: str) -> list[str]:
 
 
 def _read_parquet_folder(folder: str):
-    """(one frame of every Parquet file under the folder in sorted path order, Where naming each file).
-
-    One schema for all files: a column's type may differ only in width (int32 and int64,
-    float32 and float64, string and large string, timestamp units with one time zone);
-    any other difference (epoch integers in one file, datetimes in another) is an error
-    naming the two files. Folder names key=value (hive partitions) become string columns,
-    integers when every value is spelled as one."""
+    """(one frame of every Parquet file under the folder, Where naming each file). A column's type
+    may differ between files only in width (_one_type); key=value folder names become columns."""
     pa, pads = _pyarrow()
     files = _parquet_files(folder)
     if not files:
@@ -171,7 +150,7 @@ def _read_parquet_folder(folder: str):
     names = schemas[0].names
     for f, schema in zip(files[1:], schemas[1:]):
         if set(schema.names) != set(names):
-            raise DataError(f"{f}: columns {', '.join(schema.names)} differ from {_relative(folder, files[0])}'s "
+            raise DataError(f"{f}: columns {', '.join(schema.names)} differ from {os.path.relpath(files[0], folder)}'s "
                             f"({', '.join(names)})")
     keys = _partition_keys(folder, files)
     both = next((k for k in keys if k in names), None)
@@ -210,15 +189,11 @@ def _parquet_schema(path: str):
         raise DataError(f"{path}: cannot be read as a table ({one_line(e)})") from None
 
 
-def _relative(folder: str, path: str) -> str:
-    return os.path.relpath(path, folder)
-
-
 def _partition_keys(folder: str, files) -> list[str]:
     """The keys of the key=value folder names between `folder` and its files, in order of appearance."""
     keys = []
     for f in files:
-        for part in os.path.dirname(_relative(folder, f)).split(os.sep):
+        for part in os.path.dirname(os.path.relpath(f, folder)).split(os.sep):
             key = part.partition("=")[0]
             if "=" in part and key and key not in keys:
                 keys.append(key)
@@ -231,8 +206,8 @@ def _folder_column_type(folder, files, schemas, name):
     for j in range(1, len(types)):
         if _one_type(types[:j + 1]) is None:
             i = next(i for i in range(j) if _one_type([types[i], types[j]]) is None)
-            raise DataError(f"{folder}: column {name!r} is {types[i]} in {_relative(folder, files[i])} but "
-                            f"{types[j]} in {_relative(folder, files[j])}; every file must store a column "
+            raise DataError(f"{folder}: column {name!r} is {types[i]} in {os.path.relpath(files[i], folder)} but "
+                            f"{types[j]} in {os.path.relpath(files[j], folder)}; every file must store a column "
                             "with one type")
     return _one_type(types)
 
@@ -262,8 +237,7 @@ def _one_type(types):
 
 
 def _integer_spellings(df, columns):
-    """Text columns (hive partition values) as int64 when every value is spelled as an integer
-    (no sign, leading zero or space that the integer would lose), else left as text."""
+    """Text columns (hive partition values) as int64 when every value is spelled as str(int) would."""
     pl = _polars()
     for c in columns:
         s = df[c].drop_nulls()
@@ -278,9 +252,7 @@ def _integer_spellings(df, columns):
 # in-memory frames
 
 def frame_to_polars(frame):
-    """(polars DataFrame, pandas index names) for a pandas / polars DataFrame or a
-    pyarrow Table, or None for anything else. pandas and pyarrow are looked up in
-    sys.modules, not imported: a frame of theirs means they already are."""
+    """(polars DataFrame, pandas index names) of a pandas / polars / pyarrow frame (via sys.modules), else None."""
     pl = _polars()
     if isinstance(frame, pl.LazyFrame):
         frame = frame.collect()
@@ -300,9 +272,7 @@ def frame_to_polars(frame):
 
 
 def _mixed_ids_as_text(pd, frame):
-    """pandas object columns that mix integers and strings (pd.concat of a day whose skus
-    were all numbers with one whose were not) as the text of each value, so that 42 and
-    '42' are one id; other columns as they are."""
+    """pandas object columns mixing integers and strings as each value's text: 42 and '42' are one id."""
     def is_int(v):
         return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 

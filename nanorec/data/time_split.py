@@ -1,12 +1,12 @@
 """holdout=time: one global split time for every user, as a shop judges a model.
 
-`time_split` divides the log at one time (an ISO date/time, a time in the column's own
-units, or a fraction of the log's events): training and selection see only what came
-before it; the test split holds each user's set of next items after it (multi-target,
-`TargetSets`). `split_like` picks this or the leave-one-out splits from a run's config.
+`time_split` divides the log at one time (ISO, the column's units, or a fraction of the events):
+training and selection see only what came before it; the test split holds each user's set of
+next items after it (`TargetSets`). `split_like` picks this or the leave-one-out splits.
 """
 from __future__ import annotations
 
+import datetime as _dt
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,8 +17,7 @@ from .sequences import Dataset, EvalSet, Sequences, Split, split
 
 @dataclass
 class TargetSets:
-    """A multi-target evaluation set: each user's history before a split time and the set of
-    items the user bought in the window after it (holdout=time's test split)."""
+    """holdout=time's test split: each user's history before the split time, the items after it."""
     users: np.ndarray        # (M,) rows of Dataset.user_ids, each with history and targets
     histories: Sequences     # (M rows) every event before the split time
     targets: Sequences       # (M rows) the distinct items of the window, in first-bought order
@@ -27,9 +26,7 @@ class TargetSets:
 
 
 def parse_split_time(text: str):
-    """split_time's value -> ("fraction", f) for 0 < f < 1, ("number", x) for any other number
-    (a time in the column's own units), ("iso", datetime) for an ISO date or date-time, or None."""
-    import datetime as _dt
+    """split_time -> ("fraction", f) for 0 < f < 1, ("number", x) (the column's units), ("iso", datetime), or None."""
     text = str(text).strip()
     try:
         x = float(text)
@@ -50,7 +47,6 @@ _PER_DAY_US = 86_400 * 10 ** 6
 
 def _iso_to_column(when, unit: str | None, text: str, where: str):
     """An ISO date/time as a value of the time column (an integer: events t < value are before it)."""
-    import datetime as _dt
     if unit is None:
         raise DataError(f"split_time={text}: {where}'s time column holds plain numbers, not dates; give "
                         "split_time as a number in the column's units or a fraction of the log's events like 0.9")
@@ -66,7 +62,6 @@ def _iso_to_column(when, unit: str | None, text: str, where: str):
 
 def show_time(value, unit: str | None) -> str:
     """A value of a time column as a person reads it (ISO for dates and datetimes)."""
-    import datetime as _dt
     if unit is None:
         return f"{value:g}" if isinstance(value, float) else str(value)
     us = int(value) * {"ns": 1, "us": 1, "ms": 1000, "d": _PER_DAY_US}[unit] // (1000 if unit == "ns" else 1)
@@ -77,12 +72,8 @@ VALID_SHARE_OF_DATES = 0.9  # a split_time given as a time: validation = the las
 
 
 def split_times(ds: Dataset, split_time: str) -> tuple:
-    """-> (valid_time, test_time). The test window is every event at or after test_time: split_time
-    itself, or for a fraction f the time of the event at position floor(f x events) in time order
-    (about a share f of the events come before it). The validation window applies the same rule
-    inside the events before test_time: valid_time is the time of the event at position
-    floor(f x those events) (f = VALID_SHARE_OF_DATES = 0.9 when split_time is a time), so it
-    depends on nothing at or after test_time. Ties at a window's first time go into that window."""
+    """-> (valid_time, test_time): split_time, or for a fraction f the time of event floor(f x events);
+    valid_time by the same rule inside the events before test_time. Ties go into the window."""
     where = ds.path
     if ds.times is None:
         why = {"s3rec": "an S3-Rec .txt file has no times", "challenge": "a challenge folder's test is hidden "
@@ -118,23 +109,14 @@ def split_times(ds: Dataset, split_time: str) -> tuple:
 
 
 def time_split(ds: Dataset, split_time: str, all_data: bool = False) -> Split:
-    """holdout=time: one split time for everyone, as a shop judges a model ("trained on everything
-    before Monday, how good are next week's lists?").
+    """holdout=time: one split time for everyone ("trained on everything before Monday, how good
+    are next week's lists?"); no event at or after it reaches training or selection.
 
-    test: every user with events both before and at/after the split time; history = every event
-      before it, targets = the distinct items of the user's window after it (multi-target; an item
-      the user had bought before still counts: the lists exclude the history, as under loo).
-      Users whose first event is at/after it are cold: TargetSets.cold_users, reported apart.
-    valid: the last events before the split time, by the same rule (split_times), from training data
-      only. It is a
-      single-target set so that early stopping, fusion's weight search and the baselines' own
-      selection work unchanged: each user with an event in [valid time, split time) and one before
-      it gets the FIRST event of that window as its target (the rest of the window is ignored for
-      selection), history = the events before the valid time.
-    train: the events before the valid time (all_data: every event before the split time).
-    No event at or after the split time reaches training or selection.
-    With target_filter (seqs.weights 0 on context events) the targets (the validation event, the
-    test window's items) are target events only; histories keep every event before their time."""
+    test: users with events before and after it; history = every event before it, targets = the
+      distinct (target) items after it; users with no event before it are cold, reported apart.
+    valid: single-target (early stopping and every selection work unchanged): each user's first
+      (target) event in [valid time, split time), history = the events before the valid time.
+    train: the events before the valid time (all_data: before the split time)."""
     t_valid, t_test = split_times(ds, split_time)
     seqs, times = ds.sequences, ds.times
     row = np.repeat(np.arange(len(seqs)), seqs.lengths)
@@ -147,14 +129,13 @@ def time_split(ds: Dataset, split_time: str, all_data: bool = False) -> Split:
         in_window &= is_target
     hit = np.nonzero(in_window)[0]
     vrows, first = np.unique(row[hit], return_index=True)
+    first_hit = hit[first[n_valid[vrows] >= 1]]  # (V,) flat index of each user's first window target
     vrows = vrows[n_valid[vrows] >= 1]
     if len(vrows) == 0:
         raise DataError(f"split_time={split_time}: no user has an event in the validation window "
                         f"[{show_time(t_valid, ds.time_unit)}, {show_time(t_test, ds.time_unit)}) and one before it; "
                         "choose a later split_time")
-    first_hit = np.full(len(seqs), -1, dtype=np.int64)
-    first_hit[row[hit[first]]] = hit[first]  # (U,) flat index of each user's first window target
-    valid = EvalSet(vrows, seqs._keep_prefix(n_valid).take(vrows), seqs.items[first_hit[vrows]])
+    valid = EvalSet(vrows, seqs._keep_prefix(n_valid).take(vrows), seqs.items[first_hit])
     # test: every (target) event after the split time, as a set per user
     window = _suffix(seqs, n_test, is_target)
     after = window.lengths > 0
@@ -173,10 +154,7 @@ def _suffix(seqs: Sequences, start: np.ndarray, only: np.ndarray | None = None) 
     keep = pos >= np.repeat(start, seqs.lengths)
     if only is not None:
         keep &= only
-    row = np.repeat(np.arange(len(seqs)), seqs.lengths)
-    offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(row[keep], minlength=len(seqs)), out=offsets[1:])
-    return Sequences(offsets, seqs.items[keep])
+    return seqs.select(keep)
 
 
 def _distinct(seqs: Sequences) -> Sequences:
@@ -184,15 +162,11 @@ def _distinct(seqs: Sequences) -> Sequences:
     row = np.repeat(np.arange(len(seqs)), seqs.lengths)
     V = int(seqs.items.max(initial=0)) + 1
     _, first = np.unique(row * V + seqs.items, return_index=True)
-    first = np.sort(first)
-    offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(row[first], minlength=len(seqs)), out=offsets[1:])
-    return Sequences(offsets, seqs.items[first])
+    return seqs.select(np.sort(first))
 
 
 def split_like(ds: Dataset, cfg) -> Split:
-    """The split a run's config asks for (any object with Config's holdout, split_time, all_data):
-    `time_split` for holdout=time, else `split`."""
+    """The split a run's config (holdout, split_time, all_data) asks for."""
     if cfg.holdout == "time":
         return time_split(ds, cfg.split_time, cfg.all_data)
     return split(ds, all_data=cfg.all_data, holdout=cfg.holdout)

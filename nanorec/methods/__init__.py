@@ -1,6 +1,5 @@
-"""Every method behind one interface (methods/base.py: fit / scorer / save / load, as RecTools'
-ModelBase does for its zoo), found by name: Run.open, train, tune, update and the leaderboard
-ask get(cfg.method) and never branch on a method's name."""
+"""Every method behind one interface (methods/base.py, as RecTools' ModelBase for its zoo), found by
+name: Run.open, train, tune, update and the leaderboard ask get(cfg.method), never a method's name."""
 from __future__ import annotations
 
 from .base import Method

@@ -1,9 +1,8 @@
 """The one interface of every method (fit / scorer / save / load; the registry: methods/__init__.py).
 
-A fitted method wraps a model class with fit(train, num_items, valid) -> itself, score(histories,
-users) -> (B, N+1), state() -> {name: array} and from_state(state); `nanorec train method=NAME`
-fits it into the same run folder as a GPT run (baseline.safetensors in place of the weights),
-which recommend, evaluate, serve and the API open as they open a GPT run (methods/gpt.py).
+A model class has fit(train, num_items, valid) -> itself, score(histories, users) -> (B, N+1),
+state() -> {name: array} and from_state(state); `nanorec train method=NAME` fits it into a run
+folder (baseline.safetensors in place of the GPT's weights) that every command opens alike.
 """
 from __future__ import annotations
 
@@ -21,11 +20,8 @@ from ..runs.files import final_path
 
 
 class Method:
-    """One method: how it is fitted, scored, saved into a run folder and loaded back.
-
-    trains: trained step by step by train.py's loop (the GPT: tune searches its settings, an
-    update goes on from its weights, fusion adds to its scores); else fitted in one call.
-    takes_weights: it uses per-event weights (weight_col, target_filter)."""
+    """One method: how it is fitted, scored, saved into a run folder and loaded back. trains: by
+    train.py's loop (the GPT), else fitted in one call; takes_weights: uses per-event weights."""
     trains = False
 
     def __init__(self, name: str, model, takes_weights: bool = False):
@@ -42,8 +38,7 @@ class Method:
         rundir.save_baseline(model, os.path.join(run_dir, rundir.BASELINE))
 
     def load(self, path: str, num_items: int):
-        """The fitted model saved at `path` (baseline.safetensors, or a fusion table), checked
-        to score exactly num_items items."""
+        """The fitted model saved at `path`, checked to score exactly num_items items."""
         if not os.path.exists(path):
             raise DataError(f"{path}: no such file (the {self.name} run did not finish)")
         try:
@@ -62,8 +57,7 @@ class Method:
         return model, self.scorer(model)
 
     def fit_run(self, folder, cfg, ds, sp, fp, score_test: bool, logger) -> dict:
-        """Fit, score and write the run folder train.run's RunFolder started (a new run's hidden
-        sibling, renamed into place by its commit); logger(path) -> the run's log."""
+        """Fit, score and write the run folder train.run's RunFolder started; logger(path) -> the log."""
         out_dir = folder.start(cfg, ds, fp)
         log = logger(os.path.join(out_dir, rundir.LOG))
         for line in folder.notes:

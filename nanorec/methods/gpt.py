@@ -1,6 +1,5 @@
-"""The GPT behind the methods' interface: trained by train.py's loop, opened from its run folder
-with its selected weights (model.safetensors) and, when it was trained with fusion, the fusion
-terms (fusion.json and the count tables beside it)."""
+"""The GPT behind the methods' interface: trained by train.py's loop, opened from its run folder with
+its selected weights (model.safetensors) and, when fused, the fusion terms (fusion.json, its tables)."""
 from __future__ import annotations
 
 import os
@@ -21,8 +20,7 @@ TABLE = Method("transitions", Transitions)  # a fusion table (co-occurrence too)
 
 
 class GPTMethod(Method):
-    """The GPT: trains (train.run fits and saves it), takes per-event weights; `open` builds
-    the scorer the run ships (shipped_scorer)."""
+    """The GPT: trained by train.run; `open` builds the scorer the run ships (shipped_scorer)."""
     trains = True
 
     def __init__(self):
@@ -31,15 +29,12 @@ class GPTMethod(Method):
     def open(self, run_dir: str, cfg, item_ids: np.ndarray, device: str = "cpu"):
         model = load_gpt(run_dir, cfg, item_ids, device)
         # (tables, weights) or None, kept for showing the terms apart (run.fusion_terms)
-        model.fusion = read_fusion_parts(run_dir, cfg, model) if fused(run_dir, cfg, model.num_items) else None
+        model.fusion = read_fusion_parts(run_dir, model) if fused(run_dir, cfg, model.num_items) else None
         return model, shipped_scorer(model, device, model.fusion)
 
 
 def shipped_scorer(model, device: str = "cpu", fusion: tuple | None = None, gpt: Scorer | None = None) -> Scorer:
-    """The scorer a GPT run ships: its logits (`gpt`, default `scoring.gpt_scorer(model, device)`),
-    plus, when `fusion` = (tables [transitions, cooccurrence], weights in fusion.SIGNALS order)
-    is given, the weighted item-to-item terms and the content term (fusion.fused_scorer).
-    Run.open and training's end-of-run both build the scorer here."""
+    """The scorer a GPT run ships: its logits (`gpt`), plus with `fusion` = (tables, weights) the fusion terms."""
     gpt = gpt if gpt is not None else gpt_scorer(model, device)
     if fusion is None:
         return gpt
@@ -59,17 +54,14 @@ def load_gpt(run_dir: str, cfg: Config | None = None, item_ids: np.ndarray | Non
 
 
 def fused(run_dir: str, cfg: Config, num_items: int) -> bool:
-    """Whether a finished GPT run scores with fusion: fuse_transitions true or auto; a run
-    written before fusion was exact had auto off above fusion.LEGACY_AUTO_MAX_ITEMS items
-    (it has no fusion.json)."""
+    """Whether a GPT run scores with fusion (older runs: auto off above LEGACY_AUTO_MAX_ITEMS items)."""
     legacy = cfg.fuse_transitions == "auto" and num_items > fusion_terms.LEGACY_AUTO_MAX_ITEMS \
         and not os.path.exists(os.path.join(run_dir, rundir.FUSION))
     return fusion_terms.enabled(cfg.fuse_transitions) and not legacy
 
 
-def read_fusion_parts(run_dir: str, cfg: Config, model) -> tuple[list, tuple]:
-    """(tables, weights) of a fused run: fusion.json's weights and the tables they use
-    (a table whose weight is 0 is not read: runs from before co-occurrence have none)."""
+def read_fusion_parts(run_dir: str, model) -> tuple[list, tuple]:
+    """(tables, weights) of a fused run (a table of weight 0 is not read: older runs have none)."""
     weights = rundir.read_fusion(run_dir)
     tables = [TABLE.load(os.path.join(run_dir, rundir.FUSION_FILES[name]), model.num_items) if w else None
               for name, w in zip(rundir.FUSION_FILES, weights)]

@@ -1,28 +1,13 @@
 """Content kNN: recommend the items nearest to what the user just bought.
 
-The query is the (mean of the) content vector(s) of the user's last `last`
-items that have content; Faiss returns the `neighbours` items with the largest
-inner product with it, and those are ranked first, by that inner product.
-Rows are L2-normalised when the index is built, so inner product = cosine.
-
-Everything else (items that are not among the neighbours, items without
-content, which are never in the index) is ranked below every neighbour by
-training popularity (``fallback="popularity"``), or gets -inf
-(``fallback="none"``). A user none of whose recent items has content gets the
-popularity ranking alone.
-
-Attribute tables give many exact ties (items with the same brand and
-categories have the same vector); ``pop_weight`` adds
-``pop_weight * log1p(count) / log1p(max count)`` to the neighbours' scores, so
-a small value breaks those ties towards popular items. Choose it, like
-``last``, on validation.
-
-Indexes: ``flat`` (exact inner product, the default), ``hnsw`` (graph,
-approximate, for catalogues of millions) or ``ivf`` (inverted lists, approximate).
-
-Fitted through the registry, ``methods.get("knn").fit(train, num_items, content=TABLE,
-item_ids=ds.item_ids, last=2)``, or on a data set's test split, with the options
-benchmarks/content_knn.py chose: ``nanorec leaderboard --methods content_knn``.
+The query is the mean unit content vector of the user's last `last` items with content; Faiss
+(``flat``: exact, ``hnsw`` or ``ivf``: approximate, for millions of items) returns the
+`neighbours` items of largest cosine, ranked first by it. Every other item ranks below them by
+training popularity (``fallback="popularity"``) or gets -inf (``"none"``); a user without
+content in the recent items gets popularity alone. Attribute tables give many exact ties:
+``pop_weight * log1p(count) / log1p(max count)`` added to the neighbours breaks them towards
+popular items (chosen, like ``last``, on validation).
+Fitted through the registry (``methods.get("knn")``) or by ``nanorec leaderboard --methods content_knn``.
 """
 from __future__ import annotations
 
@@ -39,8 +24,7 @@ class ContentKNN:
     def __init__(self, content, item_ids=None, last: int = 1, index: str = "flat",
                  neighbours: int = 200, fallback: str = "popularity", pop_weight: float = 0.0,
                  hnsw_m: int = 32, ivf_lists: int = 0, nprobe: int = 16):
-        """content: a table path (needs ``item_ids``, the vocabulary (N+1,), to align
-        it) or an aligned pair ``(table (N+1, D), has_content (N+1,))``."""
+        """content: a table path (aligned to ``item_ids`` (N+1,)) or ``(table (N+1, D), has_content (N+1,))``."""
         if index not in self.KINDS:
             raise ValueError(f"index must be flat, hnsw or ivf, not {index!r}")
         if fallback not in self.FALLBACKS:
@@ -64,8 +48,7 @@ class ContentKNN:
 
     # -------------------------------------------------------------------------
     def fit(self, train: Sequences, num_items: int, valid=None) -> "ContentKNN":
-        """Build the Faiss index over items with content; count popularity on `train`.
-        `valid` is unused (nothing to tune inside the fit)."""
+        """The Faiss index over items with content, popularity counted on `train` (`valid` unused)."""
         if len(self.table) != num_items + 1:
             raise ValueError(f"content table has {len(self.table) - 1} items, the data {num_items}")
         counts = item_counts(train, num_items).astype(np.float64)
@@ -98,8 +81,7 @@ class ContentKNN:
         return self
 
     def queries(self, histories: Sequences) -> tuple[np.ndarray, np.ndarray]:
-        """(B, D) mean unit vector of each user's last `last` items with content,
-        and (B,) bool: whether the user has such an item at all."""
+        """(B, D) mean unit vector of each user's last `last` items with content; (B,) bool: has one."""
         b = len(histories)
         rows = np.repeat(np.arange(b), histories.lengths)           # user of each history item
         ok = self.has_content[histories.items]
@@ -115,8 +97,7 @@ class ContentKNN:
         return q.astype(np.float32), n > 0
 
     def score(self, histories: Sequences, users: np.ndarray | None = None) -> np.ndarray:
-        """(B, N+1) float32 scores: neighbours by inner product (>= -1 on unit
-        vectors, plus the popularity tie-break), everyone else below -1."""
+        """(B, N+1) float32: neighbours by inner product (>= -1, plus the tie-break), the rest below -1."""
         b, n1 = len(histories), self.num_items + 1
         if self.fallback == "popularity":
             # in [-3, -2): under any neighbour (>= -1), ordered by popularity

@@ -25,9 +25,8 @@ def normalized_adjacency(users: np.ndarray, items: np.ndarray, num_nodes: int) -
 
 
 class _SelfAdjoint(torch.autograd.Function):
-    """y = fn(x) for a linear, self-adjoint fn (sum_l alpha_l A^l x with a symmetric A),
-    so dL/dx = fn(dL/dy). Same result as autograd through the layers, but torch's own
-    backward of a CSR product transposes the matrix at every call (~4x slower on CPU)."""
+    """y = fn(x) for a linear, self-adjoint fn (sum_l alpha_l A^l x, A symmetric): dL/dx = fn(dL/dy);
+    torch's own backward of a CSR product transposes the matrix at every call (~4x slower on CPU)."""
 
     @staticmethod
     def forward(ctx, x, fn):
@@ -42,24 +41,11 @@ class _SelfAdjoint(torch.autograd.Function):
 class LightGCN:
     """LightGCN: user and item embeddings smoothed over the user-item graph, scored by dot product.
 
-    Graph nodes: users 0..U-1 (rows of `train`, i.e. rows of Dataset.user_ids) and items
-    U..U+N-1 (item index i -> node U+i-1); one edge per distinct (user, item) pair of `train`.
-    Training: BPR loss on (user, positive item, uniformly sampled negative item) triples,
-    L2 on the batch's layer-0 embeddings (`weight_decay`, as in the paper), Adam. Every
-    `eval_every` epochs the validation NDCG@10 is computed with `nanorec.evaluation.metrics.evaluate`;
-    the best weights are kept and training stops after `patience` evaluations without gain,
-    after `max_epochs`, or once `max_seconds` have passed (a time budget for the leaderboard).
-    Without `valid` it trains `max_epochs` epochs (or `max_seconds`) and keeps the last weights.
-
-    Contract: score(histories (B rows), users (B,) rows of Dataset.user_ids) -> (B, N+1) float32
-    tensor, user embedding . every item embedding; column 0 (padding) is 0. Only `users` is used
-    (the history is already in the graph); a user row outside the training graph scores all 0.
-
-    Hyper-parameters: dim 64, layers 3, batch 4096, lr 5e-3, weight_decay 1e-4, max_epochs 60,
-    eval_every 5, patience 3, max_seconds 540 (checked after each epoch; validation time counts),
-    seed 0, progress (tqdm bar). On a small CPU the time budget, not max_epochs, may end the fit
-    (leaderboard JSON has the epochs and seconds): `history` records what was trained.
-    """
+    Nodes: users 0..U-1 (rows of `train`) and items U..U+N-1, an edge per distinct (user, item) pair.
+    BPR loss on uniform negatives, L2 on the batch's layer-0 embeddings, Adam; the best weights by
+    validation NDCG@10 (every `eval_every` epochs) are kept, and training stops after `patience`
+    evaluations without gain, `max_epochs` or `max_seconds` (`history` records what was trained).
+    score uses only `users` (the history is in the graph); a user outside the graph scores all 0."""
 
     def __init__(self, dim: int = 64, layers: int = 3, batch_size: int = 4096, lr: float = 5e-3,
                  weight_decay: float = 1e-4, max_epochs: int = 60, eval_every: int = 5,
@@ -153,7 +139,6 @@ class LightGCN:
         self.user_emb = emb[:self.num_users]                         # (U, d)
         self.item_emb = torch.cat([torch.zeros(1, self.dim), emb[self.num_users:]])  # (N+1, d), row 0 = padding
 
-    # the fitted embeddings as plain arrays and back (the methods' save / load)
     def state(self) -> dict:
         return {"user_emb": self.user_emb.numpy(), "item_emb": self.item_emb.numpy()}
 

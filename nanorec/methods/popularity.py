@@ -9,14 +9,8 @@ from ..scoring.scorer import Factored, from_factors
 
 
 class Popularity:
-    """Item counts over the sequences given to `fit`.
-
-    Contract: score(histories (B rows), users (B,)) -> (B, N+1) float32 tensor,
-    every row the same count vector (a fresh tensor); column 0 (padding) is -inf.
-    No hyper-parameters. Which interactions are counted is the caller's choice:
-    leak-free (`ds.sequences.drop_last(1)`) or, as the published PopRec does,
-    all interactions including the test targets (`ds.sequences`).
-    """
+    """Item counts over the sequences given to `fit` (the caller's choice: leak-free, or all of
+    them as the published PopRec does); every row scores the counts, padding -inf. No settings."""
 
     def fit(self, train: Sequences, num_items: int, valid: EvalSet | None = None) -> "Popularity":
         self.counts = torch.from_numpy(item_counts(train, num_items).astype(np.float32))  # (N+1,)
@@ -29,10 +23,8 @@ class Popularity:
 
     @property
     def score(self):
-        """A scorer: (B histories) -> (B, N+1), every row the counts (padding -inf), with `factors`."""
         return from_factors(self.factors)
 
-    # a fitted model as plain arrays (a run folder's baseline.safetensors) and back
     def state(self) -> dict:
         return {"counts": self.counts.numpy()}
 

@@ -17,18 +17,9 @@ def multi_hot(seqs: Sequences, num_items: int) -> sp.csr_matrix:
 
 
 class PureSVD:
-    """PureSVD (Cremonesi et al. 2010) with fold-in scoring.
-
-    fit: X = binary (U, N+1) matrix of the training sequences, X ~ U_k S_k V_k^T
-    (scipy.sparse.linalg.svds). score: a history's multi-hot h (1, N+1) is projected
-    and reconstructed, h @ V_k @ V_k^T, so any history works (no per-user parameters).
-
-    Contract: score(histories (B rows), users (B,), ignored) -> (B, N+1) float32 ndarray.
-    Hyper-parameters: k, the rank. With `valid` given, `fit` computes one SVD of rank
-    max(grid) and keeps the k of `grid` with the best validation NDCG@10 (truncating
-    the same SVD, whose leading components do not depend on the requested rank);
-    `self.selection` records every k's validation NDCG@10. Without `valid`, k = `k`.
-    """
+    """PureSVD (Cremonesi et al. 2010) with fold-in scoring: X (U, N+1) binary ~ U_k S_k V_k^T, a
+    history's multi-hot h scored h @ V_k @ V_k^T (any history works: no per-user parameters).
+    With `valid`, one SVD of rank max(grid) is truncated to each k of `grid`, the best kept (`selection`)."""
 
     def __init__(self, k: int = 64, grid: tuple[int, ...] = (32, 64, 128, 256, 512), seed: int = 0):
         self.k, self.grid, self.seed = k, grid, seed
@@ -47,13 +38,11 @@ class PureSVD:
         order = np.argsort(-s)  # svds returns ascending singular values
         self.V_all = np.ascontiguousarray(vt[order].T, dtype=np.float32)  # (N+1, max_k), leading first
         self.singular_values = s[order].astype(np.float32)  # (max_k,), for item vectors weighted by them
-        if valid is None:
-            self.V = self.V_all[:, :min(self.k, max_k)]
-            return self
-        for k in ks:
-            self.V = self.V_all[:, :min(k, max_k)]
-            self.selection[k] = evaluate(self.score, valid)["NDCG@10"]
-        self.k = max(self.selection, key=self.selection.get)
+        if valid is not None:
+            for k in ks:
+                self.V = self.V_all[:, :min(k, max_k)]
+                self.selection[k] = evaluate(self.score, valid)["NDCG@10"]
+            self.k = max(self.selection, key=self.selection.get)
         self.V = self.V_all[:, :min(self.k, max_k)]
         return self
 
@@ -61,7 +50,6 @@ class PureSVD:
         H = multi_hot(histories, self.num_items)  # (B, N+1) sparse
         return (H @ self.V) @ self.V.T  # (B, k) @ (k, N+1) -> (B, N+1)
 
-    # a fitted model as plain arrays (a run folder's baseline.safetensors) and back
     def state(self) -> dict:
         return {"V": np.ascontiguousarray(self.V, dtype=np.float32)}
 

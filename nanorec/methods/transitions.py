@@ -8,14 +8,9 @@ import torch
 from ..data import EvalSet, Sequences, item_counts
 from ..scoring.scorer import Factored, Sparse, from_factors
 
-# Each item keeps its ROW_LIMIT strongest followers (ties: the lower index); the rest get the
-# popularity back-off like any item that never followed it. On a Zipf-shaped catalogue the most
-# popular items are followed once or twice by tens of thousands of items (co-occurrence rows of
-# 32,307 on the challenge-shaped log), which would make every user's row most of the catalogue;
-# what is cut is those one-off counts. Measured on validation NDCG@10 of the tables alone
-# (benchmarks/results/row_limit.json): at 400, Beauty, Sports and LastFM equal the uncut tables to
-# 0.0001 (both tables), and on the challenge-shaped log too, where a user's co-occurrence row shrinks
-# from 6,613 items to 271 (transitions: 760 to 175), which is what scoring at that size costs.
+# Each item keeps its ROW_LIMIT strongest followers (ties: the lower index): popular items are followed
+# once or twice by tens of thousands of items. At 400 the tables equal the uncut ones to 0.0001 validation
+# NDCG@10 on Beauty, Sports, LastFM and the challenge-shaped log, whose rows shrink 6,613 -> 271 (row_limit.json).
 ROW_LIMIT = 400
 
 
@@ -35,53 +30,37 @@ def keep_strongest(P: sp.csr_matrix, limit: int) -> sp.csr_matrix:
 
 
 def typed_pair_events(train: Sequences, span: int, both: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(i, j) flat event indices of an event-typed log (Sequences.has_context: target_filter), each
-    pair counted as "j's item is bought after i's": purchases at most `span` purchases apart in one
-    history, j after i (both: also j before i), never two of one item. Rows say "after buying A,
-    people buy B"; `factors` reads them at the user's last purchases (`Sequences.target_events`).
+    """(i, j) flat event indices of an event-typed log (target_filter), each pair counted as "j's
+    item is bought after i's": purchases at most `span` purchases apart in one history, j after i
+    (both: also before), never two of one item; `factors` reads them at the last purchases. Views are
+    left out: the event before a purchase is nearly always cart X -> buy X, a pair no list can use,
+    and view -> purchase pairs took the table from 0.1924 to 0.1381 NDCG@10 (selection_event_types.json)."""
+    i, j = near_pairs(train, np.nonzero(train.is_target())[0], span, both)  # (P,) the targets, in order
+    other = train.items[i] != train.items[j]
+    return i[other], j[other]
 
-    Counting the event right before a purchase instead counts cart X -> buy X for nearly every
-    purchase of a shop (3,069 of 3,069 entries on the diagonal in issue 25's log): a pair no list
-    can use, X is bought by the time a list is shown and the list excludes it. Views are left out
-    of the pairs: measured on the shop simulator's week 10 (benchmarks/results/
-    selection_event_types.json, "tables"), view -> next purchase of another item pairs took the
-    table alone from 0.1924 to 0.1381 NDCG@10, scored at the last purchase."""
-    is_target = train.is_target()
+
+def near_pairs(train: Sequences, t: np.ndarray, span: int, both: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j) of the indices `t` at most `span` apart in `t` and in one history, j after i (both: also before)."""
     row = np.repeat(np.arange(len(train)), train.lengths)  # (total,) the history of each event
-    t = np.nonzero(is_target)[0]  # (P,) the targets' flat indices, in history order
     src, dst = [t[:0]], [t[:0]]
     for d in range(1, span + 1):
-        same = row[t[:-d]] == row[t[d:]]  # target k and target k + d belong to one history
+        same = row[t[:-d]] == row[t[d:]]  # entry k and entry k + d of t belong to one history
         a, b = t[:-d][same], t[d:][same]
         src += [a, b] if both else [a]
         dst += [b, a] if both else [b]
-    i, j = np.concatenate(src), np.concatenate(dst)
-    other = train.items[i] != train.items[j]
-    return i[other], j[other]
+    return np.concatenate(src), np.concatenate(dst)
 
 
 class Transitions:
     """Item-to-item transition counts over consecutive items of the training sequences.
 
-    P[a, b] = (# times b directly follows a) / (# times a is followed by anything),
-    a scipy.sparse CSR (N+1, N+1). With per-event weights (train.weights: weight_col,
-    target_filter) each pair counts the weight of the event it points to, here the later
-    one, b's. Under target_filter (views as context) the pairs are those of typed_pair_events,
-    consecutive purchases of two items, and a history is scored at its last purchases, so the
-    rows say what is bought next. The popularity back-off then counts target events only. A history h_1..h_T is scored by
+    P[a, b] = (# times b directly follows a) / (# times a is followed by anything), sparse (N+1, N+1);
+    with per-event weights each pair counts b's event weight. A history h_1..h_T is scored by
         sum_{j<window} decay^j * P[h_{T-j}]  +  pop_weight * counts / counts.max()
-    i.e. the transition row of the last item (window=1), optionally mixed with the rows
-    of the few items before it, backed off to popularity so every item has a score
-    (pop_weight is small: it only orders the items no transition reaches).
-
-    Contract: score(histories (B rows), users (B,), ignored) -> (B, N+1) float32 tensor, and
-    factors(histories, users) -> the same scores as a scoring.Factored (bias + sparse rows).
-    Hyper-parameters: window (last items used, default 1), decay (weight of each step
-    further back, default 0.5), pop_weight (popularity back-off, default 1e-4).
+    (the small popularity back-off only orders the items no transition reaches).
     With `valid` given, `fit` keeps the (window, decay) of `grid` with the best validation
-    NDCG@10 (the counts do not depend on them, so this costs one ranking per setting);
-    `self.selection` records every setting's validation NDCG@10.
-    """
+    NDCG@10 (one ranking per setting: the counts do not depend on them), recorded in `selection`."""
 
     GRID = ((1, 0.5), (2, 0.3), (2, 0.5), (3, 0.3), (3, 0.5), (5, 0.3), (5, 0.5))
 
@@ -92,9 +71,7 @@ class Transitions:
         self.selection: dict[str, float] = {}
 
     def pair_events(self, train: Sequences) -> tuple[np.ndarray, np.ndarray]:
-        """(i, j) flat event indices into train.items, each pair counted as "j's item follows
-        i's": consecutive events of one row (j = i + 1); in an event-typed log consecutive
-        purchases and each view / cart with the purchase after it (typed_pair_events)."""
+        """(i, j) flat event indices of consecutive events of one row (an event-typed log: typed_pair_events)."""
         if train.has_context():
             return typed_pair_events(train, 1, both=False)
         i = np.arange(len(train.items) - 1)
@@ -137,9 +114,7 @@ class Transitions:
         return self
 
     def factors(self, histories: Sequences, users=None) -> Factored:
-        """The scores in factored form (scoring.Factored): bias = the popularity back-off,
-        extra = sum_j decay^j P[h_{T-j}], sparse (the items that follow the last items);
-        no dot product. Ranking and top-k use it in chunks; `score` is its dense form."""
+        """`score` as a scoring.Factored: bias = the popularity back-off, extra = sparse sum_j decay^j P[h_{T-j}]."""
         if histories.has_context():  # an event-typed history: the rows of its last purchases
             histories = histories.target_events()
         B, n = len(histories), self.P.shape[0]
@@ -151,18 +126,13 @@ class Transitions:
             cols.append(histories.items[histories.offsets[1:][has] - 1 - j])
             vals.append(np.full(has.sum(), self.decay ** j, np.float32))
         W = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(B, n))
-        return Factored(torch.zeros(B, 0), torch.zeros(n, 0), self._prior_t, (Sparse.from_matrix(W @ self.P),))
+        prior = torch.from_numpy(self.prior)  # shares the array's memory: the same tensor to scoring's cache
+        return Factored(torch.zeros(B, 0), torch.zeros(n, 0), prior, (Sparse.from_matrix(W @ self.P),))
 
     @property
     def score(self):
-        """A scorer (scoring.py): (B histories) -> (B, N+1), with `factors`."""
         return from_factors(self.factors)
 
-    @property
-    def _prior_t(self) -> torch.Tensor:
-        return torch.from_numpy(self.prior)  # shares the array's memory: the same tensor to scoring's cache
-
-    # a fitted model as plain arrays (a run folder's baseline.safetensors) and back
     def state(self) -> dict:
         P = self.P.tocsr()
         return {"indptr": P.indptr.astype(np.int64), "indices": P.indices.astype(np.int64),
