@@ -303,6 +303,18 @@ def test_an_event_typed_or_weighted_run_is_extended_with_its_flags_and_weights(t
     assert not bought & {up._run.item_ids.tolist().index(i) for i in lists}
 
 
+def test_the_default_budget_is_a_share_of_the_steps_the_run_trained(base, tmp_path):
+    """A run that early stopping ended before max_steps: the update's default budget is a tenth of
+    the steps it trained (what a retrain would train), not of its max_steps."""
+    root, log, new, run = base
+    short = Recommender(**{**TINY, "eval_interval": 10, "patience": 1}).fit(log, out=str(tmp_path / "short"))
+    trained = short.metrics["steps"]
+    assert trained < TINY["max_steps"]  # early stopping ended it
+    up = short.update(new_events(), out=str(tmp_path / "up"))
+    assert up.metrics["update"]["full_steps"] == trained
+    assert up.metrics["update"]["steps"] == max(1, round(0.1 * trained))
+
+
 def test_an_event_typed_update_trains_on_the_users_with_a_new_purchase(tmp_path):
     """Users whose new events are views alone bring no new target: the update's batches are the users
     with a new purchase (and a replay of as many others), not every user with a new event."""
