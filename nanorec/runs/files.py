@@ -178,11 +178,16 @@ def _check_folder(path: str, folder: str) -> None:
         raise DataError(f"{path}: folder {folder} does not exist")
 
 
-def write_text(path: str, text: str) -> None:
+def write_file(path: str, dump: Callable, mode: str = "wb") -> None:
+    """atomic_write through `dump(f)`, f the temporary file opened in `mode`."""
     def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as f:
+            dump(f)
     atomic_write(path, write)
+
+
+def write_text(path: str, text: str) -> None:
+    write_file(path, lambda f: f.write(text), "w")
 
 
 def write_json(path: str, obj, indent: int | None = 2) -> None:

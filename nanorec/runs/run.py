@@ -12,15 +12,11 @@
     run.exclude_seen whether its lists leave out the user's earlier items by default: the
                     config's exclude_seen, or for auto the choice metrics.json records (seen.py)
 
-`nanorec evaluate`, `recommend`, `serve`, the Python API, tune's winner, the leaderboard
-and the benchmarks open runs here, and training builds its end-of-run scorer with the
-same builder (methods/gpt.py's `shipped_scorer`), so a run is scored one way wherever it
-is opened. The run's method (methods/) builds its model and scorer from the files.
-
-The folder is checked as a whole before anything is scored: items.json against the hash
-and size data.json recorded at training (an edited vocabulary is refused, naming the
-file), the weights and tables against the vocabulary's size, the histories' item indices
-against the vocabulary. rundir.py names, reads and writes the files.
+Every surface (evaluate, recommend, serve, the Python API, tune's winner, the leaderboard, the
+benchmarks) opens runs here, and training builds its end-of-run scorer with the same builder
+(methods/gpt.py's `shipped_scorer`): a run is scored one way wherever it is opened. The folder
+is checked as a whole first: items.json against data.json's hash and size, the weights and
+tables against the vocabulary's size, the histories' item indices against the vocabulary.
 """
 from __future__ import annotations
 
@@ -68,8 +64,8 @@ class Run:
 
 
 def fusion_terms(run: "Run", device: str = "cpu"):
-    """A fused GPT run's terms apart, for showing what lifted each item (nanorec inspect):
-    (the GPT's own scorer, tables, content term or None, weights), or None for any other run."""
+    """A fused GPT run's terms apart (nanorec inspect): (the GPT's own scorer, tables, content
+    term or None, weights), or None for any other run."""
     if getattr(run.model, "fusion", None) is None:  # the parts Run.open read (methods/gpt.py)
         return None
     tables, weights = run.model.fusion
