@@ -7,11 +7,9 @@ works offline). `nanorec embed images` puts them together.
 """
 from __future__ import annotations
 
-import ast
 import hashlib
 import http.client
 import ipaddress
-import json
 import math
 import os
 import re
@@ -27,7 +25,7 @@ import numpy as np
 from ..core.devices import pick_device
 from ..errors import DataError, one_line
 from ..runs.files import write_file
-from .tables import read_metadata
+from .tables import parse_literal, read_metadata
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 KEY_COLUMNS = ("item_id", "parent_asin", "asin")
@@ -61,23 +59,11 @@ def first_url(field) -> str | None:
     text = str(field).strip()
     if not text:
         return None
-    url = _walk(_parse(text))
+    url = _walk(parse_literal(text, text))
     if url is None:
         m = _URL_RE.search(text)
         url = m.group(0) if m else None
     return url
-
-
-def _parse(text: str):
-    """A JSON or Python-literal value, else the text itself (deep nesting: not a structure)."""
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError, MemoryError):
-        pass
-    try:
-        return ast.literal_eval(text)  # a Python repr such as "['http://...']"
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return text
 
 
 def _walk(obj):
