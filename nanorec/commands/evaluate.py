@@ -14,12 +14,12 @@ them included a held-out repeat purchase counts where it ranks.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 
 import numpy as np
 
+from ..cli import command_parser
 from ..core.devices import DEVICE_HELP, pick_device
 from ..core.validation import validation_sample
 from ..data import Sequences, ids, load_like, split_like
@@ -47,7 +47,7 @@ def in_run_order(ds, run_item_ids: np.ndarray, run_dir: str, where: str):
 
 
 def main(argv) -> int:
-    p = argparse.ArgumentParser(prog="nanorec evaluate", description=__doc__.split("\n\n")[0])
+    p = command_parser("evaluate", __doc__)
     p.add_argument("--run", required=True, help="run folder written by `nanorec train`")
     p.add_argument("--data", required=True, help="the interactions the run was trained on")
     p.add_argument("--split", choices=["valid", "test"], default="test")

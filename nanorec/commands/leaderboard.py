@@ -2,27 +2,22 @@
 
     nanorec leaderboard --data Beauty.txt --out leaderboards/beauty [--methods a,b,...] [key=value ...]
 
-Each method is fitted on the training split (selection on validation only),
-then scored ONCE on the test split by the same full-ranking evaluator. Writes
-leaderboard.json (updated after every method, so an interrupted run keeps what
-it finished and `--resume` skips it), leaderboard.md and leaderboard.png
-(test NDCG@10 as bars, the published SASRec and best published results as lines).
-The GPT rows follow the seed's journey unfused; gpt_fused is the model as
-`nanorec train content=...` ships it (the default fusion of transitions,
-co-occurrence and content, its figure the run's metrics.json, as evaluate gives it),
-drawn in its own colour next to the GPT-alone rows.
+Each method is fitted on the training split (selection on validation only), then scored ONCE on
+the test split by the same full-ranking evaluator. Writes leaderboard.json (after every method,
+so an interrupted run keeps what it finished and `--resume` skips it), leaderboard.md and
+leaderboard.png (test NDCG@10 bars, the published SASRec and best results as lines). The GPT rows
+follow the seed's journey unfused; gpt_fused is the model as `nanorec train content=...` ships
+it (the default fusion; its figure the run's metrics.json), drawn in its own colour.
 key=value overrides apply to every GPT run (e.g. max_steps=2000).
 
-Besides the whole test set, every method is also scored on the "cold-target"
-users: those whose test item has at most 5 training interactions. Every row also
-has beyond-accuracy columns (coverage@10, novelty@10, average recommended
-popularity@10: evaluate.beyond_metrics) from each test user's top-20 list.
+Every method is also scored on the "cold-target" users (whose test item has at most 5 training
+interactions), and has beyond-accuracy columns (coverage@10, novelty@10, average recommended
+popularity@10) from each test user's top-20 list.
 
---split-time X: the time-split mode (holdout=time, see nanorec train --help):
-an event log with times; every method trains on the events before X (its
-validation window inside them) and is scored on each user's items after X,
-multi-target (Recall@10 replaces the cold-target column; content methods and the
-published popularity, which need leave-one-out files, are left out).
+--split-time X: the time-split mode (holdout=time, see nanorec train --help): an event log with
+times; every method trains on the events before X and is scored on each user's items after X,
+multi-target (Recall@10 replaces the cold-target column; the content methods and the published
+popularity, which need leave-one-out files, are left out).
 """
 from __future__ import annotations
 
@@ -48,9 +43,8 @@ from ..runs.run import Run
 from ..runs.rundir import read_test_ranks
 from ..scoring.scorer import list_scorer
 
-# Published full-ranking results on the S3-Rec files (HR@10, NDCG@10), leave-one-out over all items:
-# SASRec as reported in the S3-Rec paper, the best published (BSARec / TV-Rec), and the
-# published PopRec (which counts every interaction, test targets included).
+# Published full-ranking results on the S3-Rec files (HR@10, NDCG@10), leave-one-out over all items
+# (PopRec counts every interaction, test targets included).
 PUBLISHED = {
     "Beauty": {"SASRec (S3-Rec paper)": (0.0605, 0.0318), "best published (BSARec / TV-Rec)": (0.1017, 0.0611),
                "PopRec (published)": (0.0152, 0.0068)},
@@ -131,9 +125,9 @@ def run_generative(name, ds, sp, cold, base_cfg, out_dir, attributes_path, done)
     packed_dir = os.path.join(out_dir, "runs", NEEDS[name])
     packed = Run.open(packed_dir)  # as the run ships (the GPT alone: the leaderboard's rows are unfused)
     t0 = time.time()
-    valid_m = None  # nothing is selected for this row (the packed run's weights): test only, half the cost
+    # nothing is selected for this row (the packed run's weights): test only, half the cost
     test_m, ranks, beyond = scored_on_test(list_scorer(packed.scorer, packed.num_items, 20), ds, sp, 256)
-    return _row(name, test_m, ranks, cold, valid_m, packed_row["train_seconds"], time.time() - t0,
+    return _row(name, test_m, ranks, cold, None, packed_row["train_seconds"], time.time() - t0,
                 packed_row["config"], {"run": packed_dir, "beyond": beyond})
 
 
@@ -158,11 +152,9 @@ def run_gpt(name, ds, sp, cold, base_cfg: Config, out_dir, attributes_path, done
 
 @dataclass(frozen=True)
 class Row:
-    """How a row of the board is built: `build` (run_fitted, run_gpt, run_generative) and its settings.
-    A fitted row: the registered method, fitted with selection on validation; `settings(ds,
-    attributes_path)` -> its model's options; `config(model)` -> what its row's config says;
-    all_events: counts every interaction, test targets included (no validation figures).
-    A GPT row: what it changes from the defaults."""
+    """How a row of the board is built (`build`: run_fitted, run_gpt, run_generative). A fitted row:
+    the registered method, `settings(ds, attributes_path)` -> its options, `config(model)` -> its
+    row's config, all_events: fitted on every interaction (no validation). A GPT row: `changes`."""
     label: str
     build: Callable
     method: str = ""
@@ -244,8 +236,7 @@ COLORS = {**{name: BASELINE_COLOR for name, row in ROWS.items() if row.method}, 
 
 
 def bars(rows) -> list[tuple[str, float, str]]:
-    """(label, test NDCG@10, colour) of each row's bar, top to bottom in the table's order:
-    the shipped (fused) model's bar next to the GPT-alone rows it fuses."""
+    """(label, test NDCG@10, colour) of each row's bar, top to bottom in the table's order."""
     return [(r["label"], r["test"]["NDCG@10"], COLORS.get(r["method"], GPT_COLOR)) for r in rows]
 
 
@@ -314,10 +305,8 @@ def main(argv) -> int:
         raise UsageError(f"unknown method {unknown[0]!r} (methods: {', '.join(ROWS)})")
     if not names:
         raise UsageError(f"--methods {args.methods!r}: no method named (methods: {', '.join(ROWS)})")
-    # the seed's journey: plain GPT rows, then gpt_fused, the model as shipped (fusion on; fuse_transitions=true
-    # would add it to every row)
     timed = {"holdout": "time", "split_time": args.split_time} if args.split_time is not None else {}
-    # every row on the published protocol (history excluded), its run folder too (exclude_seen: seen.py)
+    # every row unfused (gpt_fused turns fusion on) and on the published protocol (history excluded: seen.py)
     base_cfg = apply_overrides(Config(data=args.data, progress=False, fuse_transitions="false", exclude_seen="true",
                                       **timed), args.overrides)
     check_output_folder(args.out, "--out folder")

@@ -235,13 +235,11 @@ def align(ids, vectors, item_ids):
     else:
         keys, vkeys = ids.tolist(), vocab.tolist()
     row_of = {k: r for r, k in enumerate(keys)}
-    index = np.arange(1, n + 1)
     rows = np.array([row_of.get(k, -1) for k in vkeys[1:]], dtype=np.int64)
     hit = rows >= 0
+    has_content = np.concatenate([[False], hit])  # (N+1,) slot 0 never
     table = np.zeros((n + 1, vectors.shape[1]), dtype=np.float32)
-    table[index[hit]] = vectors[rows[hit]]
-    has_content = np.zeros(n + 1, dtype=bool)
-    has_content[index[hit]] = True
+    table[has_content] = vectors[rows[hit]]
     covered = int(hit.sum())
     report = {
         "items": n,
