@@ -56,21 +56,14 @@ class Vocabulary:
         return None
 
 
-def _read_json_file(path: str, what: str):
-    """read_json, with a folder and nesting deeper than the parser's recursion DataErrors too."""
-    if os.path.isdir(path):
-        raise DataError(f"{path}: is a folder, expected {what} (a JSON file)")
-    try:
-        return read_json(path)
-    except RecursionError:
-        raise DataError(f"{path}: nested too deeply to be {what}") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
-
-
 def read_id_map(path: str) -> dict:
     """{ASIN: item id} from a challenge id_mappings.json ({"item_mapping": {asin: int}})."""
-    d = _read_json_file(path, "an id map")
+    if os.path.isdir(path):  # read_json's words for a folder would not say what was expected
+        raise DataError(f"{path}: is a folder, expected an id map (a JSON file)")
+    try:
+        d = read_json(path)
+    except RecursionError:  # read_json leaves the parser's recursion limit to its caller
+        raise DataError(f"{path}: nested too deeply to be an id map") from None
     m = d.get("item_mapping") if isinstance(d, dict) else None
     if not isinstance(m, dict):
         raise DataError(f"{path}: no 'item_mapping' object")
@@ -115,14 +108,8 @@ def _keyed(keys, vocab: Vocabulary | None):
     """Map source keys to original item ids. Returns ({key: id}, [unknown keys])."""
     if vocab is None:
         return {k: k for k in keys}, []
-    known, unknown = {}, []
-    for k in keys:
-        item = vocab.resolve(k)
-        if item is None:
-            unknown.append(k)
-        else:
-            known[k] = item
-    return known, unknown
+    items = [(k, vocab.resolve(k)) for k in keys]
+    return {k: item for k, item in items if item is not None}, [k for k, item in items if item is None]
 
 
 def _examples(xs, n=3) -> str:

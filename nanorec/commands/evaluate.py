@@ -3,14 +3,12 @@
     nanorec evaluate --run RUN_DIR --data PATH [--split valid|test] [--include-seen|--exclude-seen]
                      [--mode oneshot|generative] [--json FILE]
 
-Prints one line: the protocol beside the metrics. The run is opened by
-`Run.open` (the scorer it ships, fused when it was trained with fusion);
-training scored it with the same scorer and evaluator, so on the training data
-the numbers equal metrics.json's, and `nanorec tune`'s winner's test figure
-equals `nanorec evaluate --run STUDY/best --split test`. The user's earlier items are
-ranked as the run's lists rank them (its exclude_seen; auto: the choice training made on
-validation, nanorec/scoring/seen.py), unless --include-seen or --exclude-seen says otherwise; with
-them included a held-out repeat purchase counts where it ranks.
+Prints one line: the protocol beside the metrics. The run is opened by `Run.open` (the scorer it
+ships, fused when trained with fusion) and training scored it with the same scorer and evaluator:
+on the training data the numbers equal metrics.json's, and `nanorec tune`'s winner's test figure
+equals `nanorec evaluate --run STUDY/best --split test`. The user's earlier items are ranked as
+the run's lists rank them (its exclude_seen; auto: the choice training made, nanorec/scoring/seen.py)
+unless --include-seen or --exclude-seen says otherwise; included, a held-out repeat purchase counts.
 """
 from __future__ import annotations
 

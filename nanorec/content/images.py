@@ -95,13 +95,9 @@ def urls_from_metadata(path: str, key_col: str | None = None) -> dict[str, str]:
     columns = [df[c].cast(pl.Utf8, strict=False).to_list() if df[c].dtype != pl.Utf8 else df[c].to_list()
                for c in url_cols]
     for i, key in enumerate(keys):
-        if key is None:
-            continue
-        for col in columns:
-            url = first_url(col[i])
-            if url:
-                out[key] = url
-                break
+        url = next((url for url in (first_url(col[i]) for col in columns) if url), None) if key is not None else None
+        if url:
+            out[key] = url
     return out
 
 
@@ -313,12 +309,6 @@ def _read_body(resp, sock, deadline: _Deadline) -> bytes:
     return b"".join(chunks)
 
 
-def _http_error(status: int) -> DownloadError:
-    # 5xx, 408 and 429 may pass; other answers (404, 403...) will not change
-    transient = status >= 500 or status in (408, 429)
-    return DownloadError(f"HTTP {status}", permanent=not transient)
-
-
 def _get(url: str, deadline: _Deadline, allow_private: bool) -> bytes:
     """GET `url`, following up to MAX_REDIRECTS redirects, each hop checked anew."""
     for hop in range(MAX_REDIRECTS + 1):
@@ -339,7 +329,8 @@ def _get(url: str, deadline: _Deadline, allow_private: bool) -> bytes:
                 url = urllib.parse.urljoin(url, location.strip())
                 continue
             if resp.status != 200:
-                raise _http_error(resp.status)
+                transient = resp.status >= 500 or resp.status in (408, 429)  # 404, 403...: will not change
+                raise DownloadError(f"HTTP {resp.status}", permanent=not transient)
             return _read_body(resp, sock, deadline)
         finally:
             conn.close()

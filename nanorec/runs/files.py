@@ -364,12 +364,7 @@ def _siblings(out: str) -> list[tuple[str, str, int]]:
         names = sorted(os.listdir(parent or "."))
     except OSError:
         return []
-    found = []
-    for n in names:
-        m = pattern.fullmatch(n)
-        if m:
-            found.append((os.path.join(parent, n), m[1], int(m[2])))
-    return found
+    return [(os.path.join(parent, m[0]), m[1], int(m[2])) for m in map(pattern.fullmatch, names) if m]
 
 
 def temp_folder(out: str) -> str:

@@ -1,16 +1,13 @@
-"""The run directory: the names of the files a training run writes, their checked reads and
-their writes. File I/O only: opening a run for scoring (building the model, the fused scorer,
-a baseline) is run.py's `Run.open`.
+"""The run directory: the names of the files a training run writes, their checked reads and their
+writes (file I/O only: opening a run for scoring is run.py's `Run.open`).
 
     config.json        the Config as the run used it: every key, each auto resolved (config.resolve) and
                        listed under "auto"; unknown keys are refused on load
     items.json         internal index -> original item id (index 0 = padding, null)
     histories.parquet  every user's history (user_id, item index) in order: what recommend and
                        serve continue when no --data is given
-    data.json          fingerprint of the training data (users, items, interactions, a hash) and
-                       items_sha256, the hash of items.json's ids: `--resume`, evaluate and
-                       recommend refuse data that does not match; Run.open refuses an edited items.json;
-                       under target_filter event_types, its column's values (runs before it have none)
+    data.json          fingerprint of the training data (users, items, interactions, a hash, items_sha256
+                       of items.json's ids; under target_filter the event types): other data is refused
     transitions.safetensors, cooccurrence.safetensors, fusion.json
                        fusion on (fusion.py): the two item-to-item tables and the terms' weights
     baseline.safetensors  a baseline's fitted arrays (method=popularity|transitions|cooccurrence|svd), instead of weights
