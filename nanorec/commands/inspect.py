@@ -533,10 +533,8 @@ def build(run_dir: str, out: str, items: str | None = None, users: list[str] | N
     check_writable_folder(out, "--out page")
     catalogue = read_catalogue(items) if items else {}
     run = Run.open(run_dir, device)
-    note = ""
-    if items:
-        found = check_catalogue(catalogue, run.item_ids, items)
-        note = f"{items}: has {found:,} of the {run.num_items:,} items of the run"
+    note = f"{items}: has {check_catalogue(catalogue, run.item_ids, items):,} of the {run.num_items:,} items of " \
+        "the run" if items else ""
     metrics_path = os.path.join(run_dir, rundir.METRICS)
     metrics = rundir.read_metrics(run_dir) if os.path.exists(metrics_path) else {}
     new_items = new_item_count(metrics, run.num_items, metrics_path)

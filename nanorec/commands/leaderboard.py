@@ -64,8 +64,7 @@ def cold_target_mask(ds: Dataset, sp, max_count: int = 5) -> np.ndarray:
     return counts[sp.test.targets] <= max_count
 
 
-# the rows that need attributes; the time-split mode leaves out what needs leave-one-out files
-# (attributes) or counts the test targets
+# the rows that need attributes; the time-split mode leaves out those and what counts test targets
 CONTENT_ROWS = ("content_knn", "gpt_content", "gpt_content_decay", "gpt_fused", "gpt_all_data")
 NOT_IN_TIME_MODE = ("popularity_published", *CONTENT_ROWS)
 
@@ -114,8 +113,7 @@ def run_fitted(name, ds, sp, cold, base_cfg, out_dir, attributes_path, done):
     return _row(name, test_m, ranks, cold, valid_m, train_s, time.time() - t1, row.config(model), {"beyond": beyond})
 
 
-# rows built from an earlier row: the generative row decodes gpt_packed's run, and gpt_all_data replays
-# gpt_content_decay's schedule up to its validation-chosen step
+# rows built from an earlier row's run (decoded generatively) or schedule (replayed to its chosen step)
 NEEDS = {"gpt_generative": "gpt_packed", "gpt_all_data": "gpt_content_decay"}
 
 
@@ -187,8 +185,7 @@ ROWS = {
                        changes=dict(decay_lr=False, content="{attributes}")),
     "gpt_content_decay": Row("GPT + attribute content, warmup + cosine LR decay", run_gpt,
                              changes=dict(content="{attributes}")),
-    # the model `nanorec train content=...` ships: the row above plus the default fusion (its GPT is trained
-    # again, the same seed and config: the GPT-alone figure beside it is gpt_content_decay's)
+    # the model `nanorec train content=...` ships: the row above (trained again, same seed) plus the default fusion
     "gpt_fused": Row("shipped: GPT + content + decay + fusion (transitions, co-occurrence, content)", run_gpt,
                      changes=dict(content="{attributes}", fuse_transitions="auto")),
     "gpt_all_data": Row("GPT + content + decay, all data (valid targets trained on)", run_gpt,  # max_steps: NEEDS

@@ -331,18 +331,12 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
     HistoryRequest = request_model(max_k, max_history)
     deny_file = DenyFile(deny_items, item_ids, run.config.item_col)
 
-    def original(i):
-        x = item_ids[i]
-        return x.item() if hasattr(x, "item") else x
-
     def blocked(allow, deny):
         """The request's filters and the server-wide deny list as one item mask (422 on bad ids)."""
         if allow is not None and len(allow) == 0:
             raise HTTPException(422, "items: empty; give at least one item id that may be listed (or leave it out)")
         server = deny_file.current()
-        deny = list(deny or [])
-        try:
-            # ids are checked by text, never echoed back: a count of the unknown ones
+        try:  # ids are checked by text, never echoed back: a count of the unknown ones
             mask = blocked_items(item_ids, None if allow is None else np.array(allow, dtype=object),
                                  np.array(deny, dtype=object) if deny else None, "items", "exclude_items")
         except NanorecError as e:
@@ -355,7 +349,7 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
     def answer(history, k: int, exclude_seen: bool | None, mask=None) -> dict:
         exclude_seen = run.exclude_seen if exclude_seen is None else exclude_seen  # None: the run's choice
         items, scores, source = list_for_history(scorer, popular, history, k, exclude_seen, blocked=mask)
-        return {"items": [original(i) for i in items], "scores": None if scores is None else scores.tolist(),
+        return {"items": item_ids[np.asarray(items, dtype=np.int64)].tolist(), "scores": None if scores is None else scores.tolist(),
                 "source": source}
 
     async def history_request(request: Request) -> HistoryRequest:

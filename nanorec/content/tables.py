@@ -363,11 +363,8 @@ def attribute_table(json_path: str, item_ids=None, dim: int = 64, seed: int = 0)
     keys = [k for k, _ in keys_ids]
     ids = normalize_ids([i for _, i in keys_ids])
     vocab_attr = {a: j for j, a in enumerate(sorted({str(a) for k in keys for a in attrs[k]}))}
-    rows, cols = [], []
-    for r, k in enumerate(keys):
-        for a in set(str(a) for a in attrs[k]):  # multi-hot: a repeated attribute counts once
-            rows.append(r)
-            cols.append(vocab_attr[a])
+    pairs = [(r, vocab_attr[a]) for r, k in enumerate(keys) for a in {str(a) for a in attrs[k]}]  # a repeat: once
+    rows, cols = [r for r, _ in pairs], [c for _, c in pairs]
     m, v = len(keys), len(vocab_attr)
     x = sp.csr_matrix((np.ones(len(rows), np.float64), (rows, cols)), shape=(m, v))
     df = np.bincount(cols, minlength=v)

@@ -41,15 +41,11 @@ def read_texts(path: str, fields: list[str], key_col: str | None = None) -> tupl
     missing = [f for f in fields if f not in df.columns]
     if missing:
         raise DataError(f"{path}: no column {missing[0]!r} (columns are {', '.join(df.columns)})")
-    keys, texts = [], []
     columns = [df[f].to_list() for f in fields]
-    for i, key in enumerate(df[key_col].to_list()):
-        parts = [_clean(col[i]) for col in columns]
-        text = ". ".join(p for p in parts if p)
-        if key is not None and text:
-            keys.append(str(key))
-            texts.append(text)
-    return keys, texts
+    texts = [(key, ". ".join(p for p in (_clean(col[i]) for col in columns) if p))
+             for i, key in enumerate(df[key_col].to_list())]
+    texts = [(str(key), text) for key, text in texts if key is not None and text]
+    return [key for key, _ in texts], [text for _, text in texts]
 
 
 def encode_texts(model: str, texts: list[str], batch_size: int = 64, device: str = "auto",

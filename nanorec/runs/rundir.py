@@ -338,14 +338,11 @@ def read_items(run_dir: str) -> np.ndarray:
         raise DataError(f"{path}: expected a JSON list [null, item id, ...]")
     body = ids[1:]
     if all(isinstance(x, int) and not isinstance(x, bool) for x in body):
-        out = np.empty(len(ids), dtype=np.int64)
-        out[0] = -1
+        out = np.array([-1] + body, dtype=np.int64)
     elif all(isinstance(x, str) for x in body):
-        out = np.empty(len(ids), dtype=object)
-        out[0] = ""
+        out = np.array([""] + body, dtype=object)
     else:
         raise DataError(f"{path}: item ids must be all integers or all strings")
-    out[1:] = body
     if len(set(body)) != len(body):
         raise DataError(f"{path}: an item id appears twice")
     fp = read_fingerprint(run_dir)
