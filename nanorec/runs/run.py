@@ -1,16 +1,5 @@
-"""One way into a finished run: `Run.open(run_dir)` is what every surface scores with.
-
-    run = Run.open("runs/beauty", device="cpu")
-    run.config      the resolved Config (config.json; a key missing is an error, never a default)
-    run.item_ids    (N+1,) internal index -> original item id (items.json; slot 0 = padding)
-    run.user_ids    (U,) the users of the saved histories, row u of run.histories
-    run.histories   Sequences: every user's history in the run's vocabulary (histories.parquet);
-                    user_ids and histories are None for a run from before that file existed
-    run.scorer      the scorer exactly as the run ships it: a GPT run's logits plus the fusion
-                    terms when it was trained with fusion, or the fitted baseline's scores
-    run.num_items   N
-    run.exclude_seen whether its lists leave out the user's earlier items by default: the
-                    config's exclude_seen, or for auto the choice metrics.json records (seen.py)
+"""One way into a finished run: `run = Run.open("runs/beauty", device="cpu")` is what every surface
+scores with (its fields below; user_ids and histories are None for a run older than histories.parquet).
 
 Every surface (evaluate, recommend, serve, the Python API, tune's winner, the leaderboard, the
 benchmarks) opens runs here, and training builds its end-of-run scorer with the same builder
@@ -37,13 +26,13 @@ from . import rundir
 @dataclass
 class Run:
     run_dir: str
-    config: Config
-    item_ids: np.ndarray               # (N+1,)
-    user_ids: np.ndarray | None        # (U,)
-    histories: Sequences | None        # U rows
-    scorer: Scorer
+    config: Config                     # resolved (config.json; a key missing is an error, never a default)
+    item_ids: np.ndarray               # (N+1,) internal index -> original item id (items.json; 0 = padding)
+    user_ids: np.ndarray | None        # (U,) the users of the saved histories
+    histories: Sequences | None        # U rows, in the run's vocabulary (histories.parquet)
+    scorer: Scorer                     # as the run ships it: GPT logits (+ fusion terms) or the baseline's
     model: object                      # the GPT (eval mode) or the fitted baseline
-    exclude_seen: bool = True          # the run's default for every list (seen.run_excludes)
+    exclude_seen: bool = True          # the run's default for every list (config, or auto's choice: seen.py)
 
     @property
     def num_items(self) -> int:
