@@ -154,7 +154,6 @@ def cmd_images(a) -> int:
     if unknown:
         print(f"skipped {len(unknown):,} for items not in the vocabulary (e.g. {_examples(unknown)})")
 
-    failures = {}
     if a.metadata:
         cache = a.cache or os.path.splitext(a.out)[0] + "_images"
         paths, failures = download_all({k: sources[k] for k in todo}, cache, workers=a.workers,
@@ -183,8 +182,7 @@ def cmd_images(a) -> int:
 
         new_ids, new_vecs, unreadable = embed_files(encoder, items, a.batch_size, a.progress,
                                                     on_batch=checkpoint, workers=a.workers)
-        stats["unreadable"] = len(unreadable)
-        stats["embedded"] = len(new_ids)
+        stats.update(unreadable=len(unreadable), embedded=len(new_ids))
         if unreadable:
             print(f"skipped {len(unreadable):,} unreadable images (e.g. {_examples(unreadable.values(), 2)})")
         if len(new_ids):
