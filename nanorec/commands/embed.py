@@ -47,13 +47,8 @@ class Vocabulary:
 
     def resolve(self, key: str):
         """Original item id for a file stem / metadata key, or None if unknown."""
-        key = str(key)
-        if key in self._by_str:
-            return self._by_str[key]
-        mapped = self.asin_map.get(key)
-        if mapped is not None and str(mapped) in self._by_str:
-            return self._by_str[str(mapped)]
-        return None
+        mapped = self.asin_map.get(str(key))
+        return self._by_str.get(str(key), None if mapped is None else self._by_str.get(str(mapped)))
 
 
 def read_id_map(path: str) -> dict:

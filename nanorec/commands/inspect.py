@@ -198,9 +198,8 @@ def data_events(run, data_path: str, rows: np.ndarray, ds, typed, said_types: st
     cfg = run.config
     seqs, flags = ds.sequences, ds.sequences.is_target()
     known = np.concatenate([[0], id_rows(run.item_ids[1:], ds.item_ids[1:]) + 1])  # data index -> run index (0: unknown)
-    types = None
-    if typed is not None:  # the type column read as the item column of the same rows: the reader orders them the same way
-        types = typed.item_ids[typed.sequences.items].astype(str)
+    # the type column read as the item column of the same rows: the reader orders them the same way
+    types = typed.item_ids[typed.sequences.items].astype(str) if typed is not None else None
     cut = [slice(seqs.offsets[r], seqs.offsets[r + 1]) for r in rows]
     show, note = time_texts(ds.times, ds.time_unit) if ds.times is not None else (None, "")
     times = [None if show is None else [show(t) for t in ds.times[c].tolist()] for c in cut]
@@ -401,9 +400,7 @@ def _event_tag(ev: Events, b: int, j: int, label: str) -> str:
     target = None if ev.targets[b] is None else bool(ev.targets[b][j])
     text = str(ev.types[b][j]) if ev.types[b] is not None else (
         None if target is None else (label if target else "context"))
-    if text is None:
-        return ""
-    return _tag(text, {True: "buy", False: "ctx", None: ""}[target])
+    return "" if text is None else _tag(text, {True: "buy", False: "ctx", None: ""}[target])
 
 
 def _history(ev: Events, b: int, catalogue: dict, first_new: int, label: str) -> str:

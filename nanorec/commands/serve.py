@@ -259,9 +259,8 @@ class DenyFile:
             st = os.stat(self.path)
         except OSError:
             return None  # the read says why, in the words of every filter file
-        if time.time_ns() - st.st_ctime_ns < self.SETTLE_NS:
-            return None
-        return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+        settled = time.time_ns() - st.st_ctime_ns >= self.SETTLE_NS
+        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) if settled else None
 
     def _parse(self, data: bytes, signature) -> None:
         from ..scoring.recommend import read_filter_file

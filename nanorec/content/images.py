@@ -54,16 +54,11 @@ def find_images(folder: str) -> dict[str, str]:
 def first_url(field) -> str | None:
     """The first image URL in a metadata field: a JSON or Python list of URLs or of Amazon image
     dicts, or plain text; a field that cannot be parsed (even nested deeply) is searched as text."""
-    if field is None:
-        return None
-    text = str(field).strip()
+    text = "" if field is None else str(field).strip()
     if not text:
         return None
-    url = _walk(parse_literal(text, text))
-    if url is None:
-        m = _URL_RE.search(text)
-        url = m.group(0) if m else None
-    return url
+    m = _URL_RE.search(text)
+    return _walk(parse_literal(text, text)) or (m.group(0) if m else None)
 
 
 def _walk(obj):
