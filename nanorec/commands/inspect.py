@@ -30,9 +30,22 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
+import torch
 
 from ..cli import command_parser
+from ..data import load, load_like, show_time
+from ..data.columns import _as_where
+from ..data.ids import rows as id_rows
+from ..data.readers import _EVENT_LOG_SUFFIXES, _events, read_s3rec, read_stream_table
+from ..data.tables import is_stream, read_frame
 from ..errors import DataError, UsageError, one_line
+from ..runs import rundir
+from ..runs.files import check_writable_folder, is_stdout, out_path, write_text
+from ..runs.run import Run, fusion_terms
+from ..scoring.fusion import BatchTerms
+from ..scoring.recommend import histories_for
+from ..scoring.scorer import SEEN_SCORE, top_k
 
 TERMS = ("GPT logit", "transitions", "co-occurrence", "content")
 LEGEND = {  # the page's columns: the history's event, the list's score and terms (TERMS order)
@@ -70,7 +83,6 @@ class Entry:
 
 def read_catalogue(path: str) -> dict:
     """item_id (as text) -> Entry, from a CSV with item_id and any of title, image_url and others."""
-    import polars as pl
     if not os.path.isfile(path):
         what = "not a file" if os.path.exists(path) else "no such file"
         raise DataError(f"{path}: {what} (--items: a CSV with item_id[,title][,image_url][,...])")
@@ -134,9 +146,8 @@ def target_label(cfg) -> str:
 
 def run_events(run, rows: np.ndarray) -> Events:
     """The run's own histories: items, times where the folder keeps them, target flags (no types)."""
-    from ..runs.rundir import read_history_times
     seqs, flags = run.histories, run.histories.is_target()
-    times, unit = read_history_times(run.run_dir)
+    times, unit = rundir.read_history_times(run.run_dir)
     show, note = time_texts(times, unit) if times is not None else (None, "")
     cut = [slice(seqs.offsets[r], seqs.offsets[r + 1]) for r in rows]
     said = ("times from the run folder" + note if show else "no times") \
@@ -159,10 +170,6 @@ def read_log(cfg, path: str):
     """The --data log read ONCE (a pipe is read only once, a big log parsed once) -> (its Dataset,
     the same events with the event type column read as items or None, what the page says of the
     types). A table file or stream is parsed to one frame; a folder or S3-Rec file by `load_like`."""
-    from ..data import load, load_like
-    from ..data.columns import _as_where
-    from ..data.readers import _EVENT_LOG_SUFFIXES, _events, read_s3rec, read_stream_table
-    from ..data.tables import is_stream, read_frame
     df = None
     if is_stream(path):
         kind, df, where, data = read_stream_table(path)
@@ -194,7 +201,6 @@ def read_log(cfg, path: str):
 
 def data_events(run, data_path: str, rows: np.ndarray, ds, typed, said_types: str) -> Events:
     """The --data log's histories of the shown users, each event with its type and time where known."""
-    from ..data.ids import rows as id_rows
     cfg = run.config
     seqs, flags = ds.sequences, ds.sequences.is_target()
     known = np.concatenate([[0], id_rows(run.item_ids[1:], ds.item_ids[1:]) + 1])  # data index -> run index (0: unknown)
@@ -213,7 +219,6 @@ def data_events(run, data_path: str, rows: np.ndarray, ds, typed, said_types: st
 def time_texts(times: np.ndarray, unit: str | None) -> tuple:
     """-> (show(value) -> text, a note on how the times are read): plain numbers all in the range
     of Unix seconds or milliseconds (2001-2096) are shown as dates (the log does not say its unit)."""
-    from ..data import show_time
     scale = None
     if unit is None and len(times) and np.asarray(times).dtype.kind in "iuf":
         lo, hi = float(np.min(times)), float(np.max(times))
@@ -260,9 +265,6 @@ def term_table(parts, histories, users, lists: np.ndarray) -> tuple[np.ndarray, 
     """Each listed item's fused-score terms -> (terms (B, k, 4): GPT logit, w1 log transitions,
     w2 log co-occurrence, w3 content cosine; lift (B, k, 4): each term minus its median over the
     catalogue; the terms in use). A dense pass per term: cheap for a page's handful of users."""
-    import torch
-
-    from ..scoring.fusion import BatchTerms
     gpt, tables, content, weights = parts
     bt = BatchTerms(gpt, tables, content, histories, users)
     B = len(lists)
@@ -426,7 +428,6 @@ def _history(ev: Events, b: int, catalogue: dict, first_new: int, label: str) ->
 def _top_list(b: int, lists, scores, terms, catalogue: dict, item_ids, viewed: dict, first_new: int) -> str:
     """User b's list: rank, item (marked viewed / new), score, the terms and what lifted it most;
     slots at SEEN_SCORE (fewer unseen items than k) are left out, and that is said."""
-    from ..scoring.scorer import SEEN_SCORE
     esc = html.escape
     if terms is not None:
         values, lift, used = terms
@@ -520,13 +521,6 @@ def render(p: Page) -> str:
 def build(run_dir: str, out: str, items: str | None = None, users: list[str] | None = None, sample: int = 5,
           k: int = 10, seed: int = 0, device: str = "cpu", data: str | None = None) -> str:
     """Write the page for `run_dir` to `out` (atomically), every input checked before any scoring."""
-    import torch
-
-    from ..runs import rundir
-    from ..runs.files import check_writable_folder, write_text
-    from ..runs.run import Run, fusion_terms
-    from ..scoring.recommend import histories_for
-    from ..scoring.scorer import top_k
     check_writable_folder(out, "--out page")
     catalogue = read_catalogue(items) if items else {}
     run = Run.open(run_dir, device)
@@ -554,7 +548,6 @@ def build(run_dir: str, out: str, items: str | None = None, users: list[str] | N
 
 
 def main(argv) -> int:
-    from ..runs.files import is_stdout, out_path
     p = command_parser("inspect", __doc__)
     p.add_argument("--run", required=True, help="a finished run folder")
     p.add_argument("--out", required=True, help="the HTML page to write (- : standard output)")

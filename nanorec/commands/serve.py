@@ -51,6 +51,7 @@ import math
 import os
 import sys
 import threading
+import time
 
 import numpy as np
 
@@ -58,8 +59,11 @@ from .. import __version__
 from ..cli import command_parser
 from ..core.devices import DEVICE_HELP, pick_device
 from ..data import ids
-from ..errors import UsageError, one_line
+from ..errors import NanorecError, UsageError, one_line
 from ..runs.run import Run
+from ..scoring.recommend import (RawHistories, blocked_items, histories_for, list_for_history, popular_items,
+                                 read_filter_bytes, read_filter_file)
+from ..scoring.scorer import item_mask
 
 MAX_K = 1000               # longest list one request may ask for (and never more than the items)
 MAX_HISTORY = 10_000       # default --max-history
@@ -246,7 +250,6 @@ class DenyFile:
         self.once = False  # a pipe: read at start only
         self.lock = threading.Lock()
         if path is not None:
-            from ..scoring.recommend import read_filter_bytes
             self.once = not os.path.isfile(path)
             signature = self._signature()
             self._parse(read_filter_bytes(path), signature)
@@ -254,7 +257,6 @@ class DenyFile:
 
     def _signature(self):
         """(inode, size, mtime, ctime) when it can be trusted to change with the content, else None."""
-        import time
         try:
             st = os.stat(self.path)
         except OSError:
@@ -263,7 +265,6 @@ class DenyFile:
         return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) if settled else None
 
     def _parse(self, data: bytes, signature) -> None:
-        from ..scoring.recommend import read_filter_file
         self.got = read_filter_file(self.path, self.item_ids, self.item_col, "--deny-items", data)
         self.rows, self.digest, self.problem = self.got.rows, hashlib.sha256(data).digest(), None
         self.signature = signature
@@ -271,8 +272,6 @@ class DenyFile:
     def current(self):
         if self.path is None or self.once:
             return self.rows
-        from ..errors import NanorecError
-        from ..scoring.recommend import read_filter_bytes
         with self.lock:
             try:
                 signature = self._signature()  # taken before the read: a write after it changes the next one
@@ -315,9 +314,6 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
     from fastapi.responses import JSONResponse
     from pydantic import ValidationError
 
-    from ..errors import NanorecError
-    from ..scoring.recommend import RawHistories, blocked_items, histories_for, list_for_history, popular_items
-    from ..scoring.scorer import item_mask
 
     run = Run.open(run_dir, device)
     scorer, item_ids, num_items = run.scorer, run.item_ids, run.num_items

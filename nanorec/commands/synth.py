@@ -34,12 +34,14 @@ import os
 import time
 
 from ..cli import command_parser
+from ..data.synthetic import (CHALLENGE_FILES, CHALLENGE_ROWS_PER_ITEM, CHALLENGE_ROWS_PER_USER, memory_needed,
+                              shop_shape, shop_sidecars, write_fast)
 from ..errors import DataError, UsageError
+from ..runs.files import OutputLock, recover_folder
 
 
 def check_args(args) -> tuple[int, int]:
     """-> (users, items), or a one-line UsageError / DataError. Nothing is allocated or written."""
-    from ..data.synthetic import CHALLENGE_ROWS_PER_ITEM, CHALLENGE_ROWS_PER_USER, memory_needed
     if not args.out.strip():
         raise UsageError("--out: empty; expected a folder, or a .csv / .parquet file name")
     if not 2 <= args.rows <= 1_000_000_000:
@@ -84,7 +86,6 @@ def check_rest(args, users: int, items: int, need: int) -> tuple[int, int]:
 
 def check_shop_args(args) -> tuple[int, int]:
     """--shop's sizes (--rows: events, at least 1,000) -> (users, items), or a one-line UsageError."""
-    from ..data.synthetic import memory_needed, shop_shape
     shape = args.shape = shop_shape(args.shop_shape or "")
     if args.challenge:
         raise UsageError("--shop writes an event log (.csv/.parquet), not a challenge folder: drop --challenge")
@@ -114,7 +115,6 @@ def check_event_types(args) -> None:
 
 def check_out(args) -> None:
     """The output: a new file or folder, or (with --overwrite) one synth wrote."""
-    from ..data.synthetic import CHALLENGE_FILES
     is_file = args.out.lower().endswith((".parquet", ".csv"))
     if args.challenge and is_file:
         raise UsageError(f"--out {args.out}: --challenge writes a folder, not a .parquet/.csv file")
@@ -127,7 +127,6 @@ def check_out(args) -> None:
         if os.path.lexists(args.out) and not args.overwrite:
             raise UsageError(f"--out {args.out}: the file exists; pass --overwrite to replace it, or choose another")
         if getattr(args, "shop", False):
-            from ..data.synthetic import shop_sidecars
             for side in shop_sidecars(args.out):
                 if os.path.lexists(side) and not args.overwrite:
                     raise UsageError(f"--out {args.out}: {side} (written beside the log) exists; pass --overwrite "
@@ -206,8 +205,6 @@ def main(argv) -> int:
                         "purchase, views per session, launches, late customers, sizes)")
     args = p.parse_args(argv)
     users, items = check_args(args)
-    from ..data.synthetic import write_fast
-    from ..runs.files import OutputLock, recover_folder
     t0 = time.time()
     with OutputLock(args.out, "--out"):
         for line in recover_folder(args.out):  # what a killed synth into this folder left beside it
