@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
 from .. import methods
 from ..cli import command_parser
@@ -262,7 +264,6 @@ def _plot(path, name, rows, pub):
 
 def machine() -> str:
     """The machine line of a board: CPU cores, and the GPU the GPT rows train on (device=auto) when there is one."""
-    import torch
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
     return f"{os.cpu_count()}-core CPU ({platform.machine()}), {gpu}"
 
@@ -278,8 +279,6 @@ def read_earlier(path: str) -> dict:
 
 
 def main(argv) -> int:
-    from tqdm.auto import tqdm
-
     p = command_parser("leaderboard", __doc__, "\nmethods: " + ", ".join(ROWS))
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)

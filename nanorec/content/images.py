@@ -21,6 +21,9 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import numpy as np
+import polars as pl
+import torch
+from tqdm.auto import tqdm
 
 from ..core.devices import pick_device
 from ..errors import DataError, one_line
@@ -79,8 +82,6 @@ def _walk(obj):
 def urls_from_metadata(path: str, key_col: str | None = None) -> dict[str, str]:
     """{item key: first image URL} from an item metadata .csv/.parquet (key: `key_col`, else the
     first of KEY_COLUMNS; URLs: the first of URL_COLUMNS); items without a URL are left out."""
-    import polars as pl
-
     df, key_col = read_metadata(path, key_col, KEY_COLUMNS)
     url_cols = [c for c in URL_COLUMNS if c in df.columns]
     if not url_cols:
@@ -381,8 +382,6 @@ def download_all(urls: dict, cache_dir: str, workers: int = 8, timeout: float = 
                  retries: int = 2, progress: bool = True, allow_private: bool = False) -> tuple[dict, dict]:
     """Fetch {key: url} into `cache_dir`, at most `workers` at a time -> ({key: local path},
     {key: "url: reason"} of the failures); `allow_private`: private addresses allowed."""
-    from tqdm.auto import tqdm
-
     _prepare_cache(cache_dir)
     paths, failures = {}, {}
     if not urls:
@@ -427,7 +426,6 @@ class SiglipImageEncoder:
     B PIL images -> (B, D) float32, unit rows."""
 
     def __init__(self, model: str, device: str = "auto"):
-        import torch
         from transformers import AutoImageProcessor, AutoModel
 
         local = os.path.isdir(model)
@@ -442,10 +440,8 @@ class SiglipImageEncoder:
         self.device = pick_device(device)
         self.model = self.model.eval().to(self.device)
         self.name = model
-        self._torch = torch
 
     def encode(self, images) -> np.ndarray:
-        torch = self._torch
         pixels = self.processor(images=images, return_tensors="pt")["pixel_values"].to(self.device)
         with torch.inference_mode():
             if hasattr(self.model, "get_image_features"):
@@ -463,8 +459,6 @@ def embed_files(encoder, items: list, batch_size: int = 32, progress: bool = Tru
     """Encode [(item id, image path), ...] in batches, decoding in a thread pool (PIL releases the
     GIL) -> (ids, vectors (M, D) float32, {id: path} of the unreadable files). ``on_batch(ids,
     chunks)`` after every batch: the ids and (b, D) arrays so far (for checkpoints)."""
-    from tqdm.auto import tqdm
-
     ids, chunks, unreadable = [], [], {}
     bar = tqdm(total=len(items), desc="embed", unit="img", disable=None if progress else True)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:

@@ -20,6 +20,10 @@ import json
 import os
 
 import numpy as np
+import polars as pl
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save_file
 
 from ..data import read_json
 from ..errors import DataError, one_line
@@ -62,8 +66,6 @@ def save_table(path: str, item_ids, vectors, metadata: dict | None = None) -> No
     """Write a content table atomically; item_ids (M,), vectors (M, D). String ids (ASINs) go in the
     safetensors metadata as a JSON list (safetensors has no string tensors); ``metadata`` values
     are stored as strings (e.g. the model name)."""
-    from safetensors.numpy import save_file
-
     ids = normalize_ids(item_ids)
     vectors = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
     if vectors.ndim != 2 or vectors.shape[0] != len(ids):
@@ -84,8 +86,6 @@ def save_table(path: str, item_ids, vectors, metadata: dict | None = None) -> No
 
 def table_metadata(path: str) -> dict:
     """The string metadata of a safetensors table (model name, source...), ids left out."""
-    from safetensors import safe_open
-
     with safe_open(path, framework="np") as f:
         meta = dict(f.metadata() or {})
     meta.pop("item_ids", None)
@@ -93,8 +93,6 @@ def table_metadata(path: str) -> dict:
 
 
 def _load_safetensors(path: str):
-    from safetensors import SafetensorError, safe_open
-
     try:
         with safe_open(path, framework="np") as f:
             meta = f.metadata() or {}
@@ -136,8 +134,6 @@ def is_int_string(x: str) -> bool:
 
 
 def _load_parquet(path: str, id_col: str | None, vector_col: str | None):
-    import polars as pl
-
     try:
         df = pl.read_parquet(path)
     except (pl.exceptions.PolarsError, OSError) as e:
@@ -269,8 +265,6 @@ def load_content(spec: str, item_ids, log=print):
     """The model's entry point: ``spec`` is the config value ``a.safetensors,b.npy`` -> one
     ``(table (N+1, D_i), has_content (N+1,))`` pair of tensors per file, in order; one coverage line
     each through ``log`` (None: silent). A table covering no item is an error (a wrong id space)."""
-    import torch
-
     out = []
     for path in [p.strip() for p in spec.split(",") if p.strip()]:
         ids, vectors = load_table(path)
@@ -303,8 +297,6 @@ def parse_literal(text: str, default=None):
 def read_metadata(path: str, key_col: str | None, key_candidates: tuple[str, ...]):
     """(frame, the item key column) from a .csv (every column as text)/.parquet/.jsonl metadata
     file; the key column is `key_col`, else the first of `key_candidates` present."""
-    import polars as pl
-
     lower = path.lower()
     try:
         if lower.endswith((".parquet", ".pq")):

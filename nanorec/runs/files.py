@@ -11,10 +11,12 @@ library wraps in its own type, is a DataError naming the path.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from typing import Callable
 
@@ -72,7 +74,6 @@ def is_special(path: str) -> bool:
     """True for an output path to write to as it is, never replace by a renamed file (as root that
     would replace /dev/null itself): a character device, a FIFO, or a link into /proc (/dev/stdout).
     A block device or a socket is a DataError: nanorec writes files, not disks."""
-    import stat
     try:
         mode = os.stat(path).st_mode  # through links
     except OSError:
@@ -255,7 +256,6 @@ class OutputLock:
 
     def check(self) -> None:
         """Refuse now, before any work, if another process holds the lock (changes nothing on disk)."""
-        import fcntl
         if self.path in _HELD:  # this process's own writer, checking again under its lock
             return
         try:
@@ -275,7 +275,6 @@ class OutputLock:
                           f"nanorec is writing it); wait for it to finish, or choose another {self.option}")
 
     def acquire(self) -> "OutputLock":
-        import fcntl
         folder = os.path.dirname(self.path)
         try:
             os.makedirs(folder, exist_ok=True)
