@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 
 import numpy as np
 
@@ -432,8 +433,6 @@ def _read_safetensors(path: str) -> dict:
 
 
 def load_checkpoint(path: str, device: str = "cpu") -> dict:
-    import pickle
-
     import torch
     try:
         ck = torch.load(path, map_location=device, weights_only=True)
