@@ -19,9 +19,10 @@ writes (file I/O only: opening a run for scoring is run.py's `Run.open`).
     train.log          what was printed
     curves.png         the validation curves (curves.py; a fused run's shipped figure drawn beside them)
 
-Nothing here unpickles (weights are safetensors, checkpoints load with weights_only=True). Every
-file goes through `files.atomic_write` but the two logs, appended a line at a time. A new run is
-built in a hidden sibling of --out and renamed into place when complete (RunFolder, files.py).
+Nothing here unpickles (weights are safetensors, checkpoints load with weights_only=True).
+Every file is written through `files.atomic_write`, except the two logs (history.jsonl and
+train.log), appended a line at a time. A new run is built in a hidden sibling of --out and
+renamed into place when complete (RunFolder, files.py).
 """
 from __future__ import annotations
 
