@@ -61,8 +61,8 @@ from ..core.devices import DEVICE_HELP, pick_device
 from ..data import ids
 from ..errors import NanorecError, UsageError, one_line
 from ..runs.run import Run
-from ..scoring.recommend import (RawHistories, blocked_items, histories_for, list_for_history, popular_items,
-                                 read_filter_bytes, read_filter_file)
+from ..scoring import recommend
+from ..scoring.recommend import RawHistories, blocked_items, histories_for, list_for_history, popular_items
 from ..scoring.scorer import item_mask
 
 MAX_K = 1000               # longest list one request may ask for (and never more than the items)
@@ -252,7 +252,7 @@ class DenyFile:
         if path is not None:
             self.once = not os.path.isfile(path)
             signature = self._signature()
-            self._parse(read_filter_bytes(path), signature)
+            self._parse(recommend.read_filter_bytes(path), signature)
             self.log(self.got.line("--deny-items") + (" (a pipe: read once, not reloaded)" if self.once else ""))
 
     def _signature(self):
@@ -265,7 +265,7 @@ class DenyFile:
         return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) if settled else None
 
     def _parse(self, data: bytes, signature) -> None:
-        self.got = read_filter_file(self.path, self.item_ids, self.item_col, "--deny-items", data)
+        self.got = recommend.read_filter_file(self.path, self.item_ids, self.item_col, "--deny-items", data)
         self.rows, self.digest, self.problem = self.got.rows, hashlib.sha256(data).digest(), None
         self.signature = signature
 
@@ -277,7 +277,7 @@ class DenyFile:
                 signature = self._signature()  # taken before the read: a write after it changes the next one
                 if signature is not None and signature == self.signature and self.problem is None:
                     return self.rows
-                data = read_filter_bytes(self.path)
+                data = recommend.read_filter_bytes(self.path)
                 if hashlib.sha256(data).digest() == self.digest:
                     self.signature = signature
                     if self.problem is not None:
@@ -344,8 +344,8 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
     def answer(history, k: int, exclude_seen: bool | None, mask=None) -> dict:
         exclude_seen = run.exclude_seen if exclude_seen is None else exclude_seen  # None: the run's choice
         items, scores, source = list_for_history(scorer, popular, history, k, exclude_seen, blocked=mask)
-        return {"items": item_ids[np.asarray(items, dtype=np.int64)].tolist(), "scores": None if scores is None else scores.tolist(),
-                "source": source}
+        return {"items": item_ids[np.asarray(items, dtype=np.int64)].tolist(),
+                "scores": None if scores is None else scores.tolist(), "source": source}
 
     async def history_request(request: Request) -> HistoryRequest:
         """The body parsed strictly (BodyLimit has capped its size already)."""
