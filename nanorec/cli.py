@@ -1,15 +1,8 @@
-"""The `nanorec` command: one subcommand per module, each with its own --help.
-
-Every subcommand is `main(argv) -> int` in nanorec/commands/NAME.py, a thin layer over the
-Python API and the modules it calls; this file only dispatches and owns the one error path:
-
-- an expected failure (`nanorec.errors.NanorecError`: a bad file, key or option)
-  is one line on stderr, `nanorec COMMAND: error: ...`, exit status 2;
-- a bad option that argparse catches is its usage message, exit status 2;
-- a closed pipe on stdout (`nanorec recommend ... | head -1`) ends it quietly, status 141,
-  as SIGPIPE ends a Unix tool;
-- anything else is a bug: one line naming the exception, exit status 1, and
-  `NANOREC_DEBUG=1` prints the traceback instead.
+"""The `nanorec` command: dispatches to `main(argv) -> int` of nanorec/commands/NAME.py and owns
+the one error path: a NanorecError is one line on stderr (`nanorec COMMAND: error: ...`), exit 2;
+a bad option is argparse's usage message, exit 2; a closed stdout pipe (`... | head -1`) ends it
+quietly, status 141, as SIGPIPE ends a Unix tool; anything else is a bug: one line naming the
+exception, exit 1 (`NANOREC_DEBUG=1` prints the traceback instead).
 """
 from __future__ import annotations
 
@@ -17,7 +10,7 @@ import importlib
 import os
 import sys
 
-from .errors import NanorecError, UsageError, one_line  # noqa: F401  (UsageError re-exported for subcommands)
+from .errors import NanorecError, one_line
 
 # command -> (module, one-line help)
 COMMANDS = {

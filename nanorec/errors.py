@@ -1,11 +1,6 @@
-"""The errors a user can cause. A leaf module: everything imports it, it imports nothing.
-
-The CLI prints any `NanorecError` as one line (`nanorec COMMAND: error: ...`)
-and exits with status 2; the message names the file (with line and column
-where known), the config key or the option, and the problem. Anything else
-that escapes is a bug: one line, exit 1, and `NANOREC_DEBUG=1` shows the
-traceback.
-"""
+"""The errors a user can cause (a leaf module: everything imports it, it imports nothing). The CLI
+prints a `NanorecError` as one line and exits 2: the message names the file (with line and column
+where known), the config key or the option, and the problem."""
 
 
 class NanorecError(Exception):
@@ -21,9 +16,8 @@ class UsageError(NanorecError):
 
 
 def one_line(e: BaseException | str, limit: int = 200) -> str:
-    """An error's message as one line of at most `limit` characters, for a message that
-    quotes it: newlines and runs of spaces become one space (a library's multi-line text, a
-    path with a newline in it), and an empty message gives the exception's type name."""
+    """An error's message as one line of at most `limit` characters (runs of whitespace become one
+    space), for a message that quotes it; an empty message gives the exception's type name."""
     text = " ".join(str(e).split()) or (type(e).__name__ if isinstance(e, BaseException) else "unknown error")
     return text if len(text) <= limit else text[:limit - 3] + "..."
 

@@ -6,12 +6,9 @@
     nanorec embed attributes --data Beauty.txt --out beauty_attr.safetensors
     nanorec embed table      --input vectors.parquet --items DATA --out table.safetensors
 
-Every command reports coverage against the item vocabulary (``--items``: a data
-path that nanorec.data.load reads, or a run folder with ``items.json``) and
-writes its output atomically (temp file + rename): an interrupted run leaves
-the previous file, never half of one. `images` is resumable: items already in
-``--out`` are skipped, and the table is saved every ``--save-every`` images.
-Train with the tables as ``nanorec train ... content=images.safetensors,text.safetensors``.
+Each reports coverage against the item vocabulary (--items: a data path or a run folder) and
+writes atomically; `images` is resumable (items in --out are skipped, the table saved every
+--save-every images). Train with ``content=images.safetensors,text.safetensors``.
 """
 from __future__ import annotations
 
@@ -40,9 +37,8 @@ DEFAULT_IMAGE_MODEL = "google/siglip-base-patch16-224"
 # the item vocabulary
 
 class Vocabulary:
-    """The items a table is aligned to: ``item_ids`` (N+1,) original ids, slot 0
-    = padding, and an optional {ASIN: original id} map (challenge id_mappings.json)
-    so image files and metadata rows keyed by ASIN find their item."""
+    """The items a table is aligned to: ``item_ids`` (N+1,) original ids (slot 0 = padding), and
+    {ASIN: original id} (id_mappings.json) so sources keyed by ASIN find their item."""
 
     def __init__(self, item_ids: np.ndarray, asin_map: dict | None = None):
         self.item_ids = item_ids
@@ -51,55 +47,44 @@ class Vocabulary:
 
     def resolve(self, key: str):
         """Original item id for a file stem / metadata key, or None if unknown."""
-        key = str(key)
-        if key in self._by_str:
-            return self._by_str[key]
-        mapped = self.asin_map.get(key)
-        if mapped is not None and str(mapped) in self._by_str:
-            return self._by_str[str(mapped)]
-        return None
-
-
-def _read_json_file(path: str, what: str):
-    """read_json, with the failures it leaves to the caller (a folder, no
-    permission, nesting deeper than the parser's recursion) as DataErrors too."""
-    if os.path.isdir(path):
-        raise DataError(f"{path}: is a folder, expected {what} (a JSON file)")
-    try:
-        return read_json(path)
-    except RecursionError:
-        raise DataError(f"{path}: nested too deeply to be {what}") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
+        mapped = self.asin_map.get(str(key))
+        return self._by_str.get(str(key), None if mapped is None else self._by_str.get(str(mapped)))
 
 
 def read_id_map(path: str) -> dict:
     """{ASIN: item id} from a challenge id_mappings.json ({"item_mapping": {asin: int}})."""
-    d = _read_json_file(path, "an id map")
+    if os.path.isdir(path):  # read_json's words for a folder would not say what was expected
+        raise DataError(f"{path}: is a folder, expected an id map (a JSON file)")
+    try:
+        d = read_json(path)
+    except RecursionError:  # read_json leaves the parser's recursion limit to its caller
+        raise DataError(f"{path}: nested too deeply to be an id map") from None
     m = d.get("item_mapping") if isinstance(d, dict) else None
     if not isinstance(m, dict):
         raise DataError(f"{path}: no 'item_mapping' object")
     return {str(k): v for k, v in m.items()}
 
 
-def read_vocabulary(items: str, id_map: str | None = None) -> Vocabulary:
-    """--items: a run folder (items.json: list of original ids, [0] = null) or
-    anything nanorec.data.load reads. A challenge folder's id_mappings.json is used
-    for ASINs unless --id-map names another file."""
+def read_vocabulary(items: str, id_map: str | None = None, metadata: str | None = None) -> Vocabulary:
+    """--items: a run folder (items.json) or anything nanorec.data.load reads. ASINs: --id-map, else
+    a challenge folder's id_mappings.json, else the one beside --metadata."""
     asin_map = read_id_map(id_map) if id_map else None
     if os.path.isdir(items) and os.path.exists(os.path.join(items, rundir.ITEMS)):
-        return Vocabulary(rundir.read_items(items), asin_map)
-
-    ds = load(items)
-    if asin_map is None and ds.kind == "challenge":
-        path = os.path.join(ds.path, "id_mappings.json")
-        asin_map = read_id_map(path) if os.path.exists(path) else None
-    return Vocabulary(ds.item_ids, asin_map)
+        vocab = Vocabulary(rundir.read_items(items), asin_map)
+    else:
+        ds = load(items)
+        if asin_map is None and ds.kind == "challenge":
+            path = os.path.join(ds.path, "id_mappings.json")
+            asin_map = read_id_map(path) if os.path.exists(path) else None
+        vocab = Vocabulary(ds.item_ids, asin_map)
+    sibling = os.path.join(os.path.dirname(os.path.abspath(metadata)), "id_mappings.json") if metadata else ""
+    if id_map is None and not vocab.asin_map and os.path.exists(sibling):
+        vocab.asin_map = read_id_map(sibling)
+    return vocab
 
 
 def _load_table(path: str, id_col: str | None = None, vector_col: str | None = None):
-    """content.load_table, with what numpy and zipfile raise for a damaged file
-    (a truncated .npz, a folder named x.npy) turned into a DataError naming it."""
+    """content.load_table, with numpy's and zipfile's errors for a damaged file a DataError."""
     try:
         return load_table(path, id_col, vector_col)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
@@ -118,14 +103,8 @@ def _keyed(keys, vocab: Vocabulary | None):
     """Map source keys to original item ids. Returns ({key: id}, [unknown keys])."""
     if vocab is None:
         return {k: k for k in keys}, []
-    known, unknown = {}, []
-    for k in keys:
-        item = vocab.resolve(k)
-        if item is None:
-            unknown.append(k)
-        else:
-            known[k] = item
-    return known, unknown
+    items = [(k, vocab.resolve(k)) for k in keys]
+    return {k: item for k, item in items if item is not None}, [k for k, item in items if item is None]
 
 
 def _examples(xs, n=3) -> str:
@@ -137,12 +116,7 @@ def _examples(xs, n=3) -> str:
 # images
 
 def cmd_images(a) -> int:
-
-    vocab = read_vocabulary(a.items, a.id_map)
-    if a.id_map is None and a.metadata and not vocab.asin_map:
-        sibling = os.path.join(os.path.dirname(os.path.abspath(a.metadata)), "id_mappings.json")
-        if os.path.exists(sibling):
-            vocab.asin_map = read_id_map(sibling)
+    vocab = read_vocabulary(a.items, a.id_map, a.metadata)
 
     # resume: what the output already holds
     done_ids, done_vecs = np.zeros(0, np.int64), None
@@ -175,7 +149,6 @@ def cmd_images(a) -> int:
     if unknown:
         print(f"skipped {len(unknown):,} for items not in the vocabulary (e.g. {_examples(unknown)})")
 
-    failures = {}
     if a.metadata:
         cache = a.cache or os.path.splitext(a.out)[0] + "_images"
         paths, failures = download_all({k: sources[k] for k in todo}, cache, workers=a.workers,
@@ -204,8 +177,7 @@ def cmd_images(a) -> int:
 
         new_ids, new_vecs, unreadable = embed_files(encoder, items, a.batch_size, a.progress,
                                                     on_batch=checkpoint, workers=a.workers)
-        stats["unreadable"] = len(unreadable)
-        stats["embedded"] = len(new_ids)
+        stats.update(unreadable=len(unreadable), embedded=len(new_ids))
         if unreadable:
             print(f"skipped {len(unreadable):,} unreadable images (e.g. {_examples(unreadable.values(), 2)})")
         if len(new_ids):
@@ -228,16 +200,11 @@ def cmd_images(a) -> int:
 # text, attributes, precomputed tables
 
 def cmd_text(a) -> int:
-
     fields = [f.strip() for f in a.fields.split(",") if f.strip()]
     if not fields:
         raise UsageError("--fields: name at least one column, e.g. --fields title")
     keys, texts = read_texts(a.metadata, fields, a.key_col)
-    vocab = read_vocabulary(a.items, a.id_map) if a.items else None
-    if vocab is not None and not vocab.asin_map and a.id_map is None:
-        sibling = os.path.join(os.path.dirname(os.path.abspath(a.metadata)), "id_mappings.json")
-        if os.path.exists(sibling):
-            vocab.asin_map = read_id_map(sibling)
+    vocab = read_vocabulary(a.items, a.id_map, a.metadata) if a.items else None
     known, unknown = _keyed(keys, vocab)
     print(f"{len(keys):,} items with text in {a.metadata}" +
           (f"; skipped {len(unknown):,} not in the vocabulary (e.g. {_examples(unknown)})" if unknown else ""))
@@ -262,7 +229,6 @@ def cmd_attributes(a) -> int:
         json_path = a.data
         vocab = read_vocabulary(a.items, a.id_map) if a.items else None
     else:
-
         ds = load(a.data)
         if not ds.attributes_path:
             raise DataError(f"{a.data}: no *_item2attributes.json beside it; pass the .json as --data")
@@ -376,8 +342,7 @@ MINIMUMS = (("--batch-size", "batch_size", 1), ("--save-every", "save_every", 1)
 
 
 def check_options(a) -> None:
-    """Every value range and output path, before any work: a bad option is one
-    line and exit 2, not a traceback, and not after an hour of embedding."""
+    """Every value range and output path, before any work (not after an hour of embedding)."""
     for option, attr, low in MINIMUMS:
         value = getattr(a, attr, None)
         if value is not None and value < low:

@@ -3,23 +3,21 @@
     nanorec evaluate --run RUN_DIR --data PATH [--split valid|test] [--include-seen|--exclude-seen]
                      [--mode oneshot|generative] [--json FILE]
 
-Prints one line: the protocol beside the metrics. The run is opened by
-`Run.open` (the scorer it ships, fused when it was trained with fusion);
-training scored it with the same scorer and evaluator, so on the training data
-the numbers equal metrics.json's, and `nanorec tune`'s winner's test figure
-equals `nanorec evaluate --run STUDY/best --split test`. The user's earlier items are
-ranked as the run's lists rank them (its exclude_seen; auto: the choice training made on
-validation, nanorec/scoring/seen.py), unless --include-seen or --exclude-seen says otherwise; with
-them included a held-out repeat purchase counts where it ranks.
+Prints one line: the protocol beside the metrics. The run is opened by `Run.open` (the scorer it
+ships, fused when trained with fusion) and training scored it with the same scorer and evaluator:
+on the training data the numbers equal metrics.json's, and `nanorec tune`'s winner's test figure
+equals `nanorec evaluate --run STUDY/best --split test`. The user's earlier items are ranked as
+the run's lists rank them (its exclude_seen; auto: the choice training made, nanorec/scoring/seen.py)
+unless --include-seen or --exclude-seen says otherwise; included, a held-out repeat purchase counts.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 
 import numpy as np
 
+from ..cli import command_parser
 from ..core.devices import DEVICE_HELP, pick_device
 from ..core.validation import validation_sample
 from ..data import Sequences, ids, load_like, split_like
@@ -47,7 +45,7 @@ def in_run_order(ds, run_item_ids: np.ndarray, run_dir: str, where: str):
 
 
 def main(argv) -> int:
-    p = argparse.ArgumentParser(prog="nanorec evaluate", description=__doc__.split("\n\n")[0])
+    p = command_parser("evaluate", __doc__)
     p.add_argument("--run", required=True, help="run folder written by `nanorec train`")
     p.add_argument("--data", required=True, help="the interactions the run was trained on")
     p.add_argument("--split", choices=["valid", "test"], default="test")

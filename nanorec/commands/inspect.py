@@ -3,26 +3,22 @@
     nanorec inspect --run RUN --out page.html [--data LOG] [--items catalog.csv] [--users u1,u2]
                     [--sample N] [--k 10]
 
-For a sample of users (and any asked for): the history beside the top-k list the run ships
-(the saved histories continued, the user's own items excluded; with --data the log's histories,
-as `nanorec recommend --data` continues them), each item's score and, for a fused GPT run, the
-terms of its score (the GPT logit, the weighted transitions, co-occurrence and content
-contributions) and which one lifted it most (the term that put it furthest above a typical item:
-its value minus its median over the catalogue), with a legend of those columns.
+For a sample of users (and any asked for): the history beside the top-k list the run ships (the
+saved histories continued, the user's own items excluded; with --data the log's, as `nanorec
+recommend --data` continues them), each item's score and, for a fused GPT run, the terms of its
+score (GPT logit, weighted transitions, co-occurrence and content) and which one lifted it most
+(its value minus its median over the catalogue), with a legend of those columns.
 
-Each history event shows what is known of it: its event type and time come from --data (the run
-folder keeps neither; an event-typed run's histories.parquet keeps which events are targets, and
-without --data that is what is shown). A listed item the user only viewed (a context event, not a
-target: target_filter keeps it listable) is marked, and so is an item the last `nanorec update`
-added (metrics.json "update": the new items take the indices after the old run's) and, in a
---data history, an item the run does not know. With --items (a CSV with item_id and any of title,
-image_url and other columns such as category or price) every item shows its title, image and
-the other columns. A search box above the users filters them as you type (also from the
-address: page.html#find=ID). Then the run's metrics (accuracy and beyond, the baselines beside
-it), its fusion weights and curves.png (no section when the run has no curve).
+Each history event shows its event type and time when --data gives them (an event-typed run's
+own histories keep only which events are targets). Marked: a listed item the user only viewed
+(a context event, which target_filter keeps listable), an item the last `nanorec update` added,
+and in a --data history an item the run does not know. With --items (a CSV with item_id and any
+of title, image_url and other columns such as category or price) every item shows its title,
+image and the other columns. A search box filters the users as you type (also page.html#find=ID).
+Then the run's metrics (the baselines beside it), its fusion weights and curves.png.
 
-The page needs no server and nothing from the network: the CSS and the search box's script are
-inline, curves.png is embedded (base64), and the only images are the catalogue's own URLs.
+The page needs no server and nothing from the network: CSS and script inline, curves.png
+embedded; the only images are the catalogue's own URLs.
 """
 from __future__ import annotations
 
@@ -34,9 +30,22 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
+import torch
 
 from ..cli import command_parser
+from ..data import load, load_like, show_time
+from ..data.columns import _as_where
+from ..data.ids import rows as id_rows
+from ..data.readers import _EVENT_LOG_SUFFIXES, _events, read_s3rec, read_stream_table
+from ..data.tables import is_stream, read_frame
 from ..errors import DataError, UsageError, one_line
+from ..runs import rundir
+from ..runs.files import check_writable_folder, is_stdout, out_path, write_text
+from ..runs.run import Run, fusion_terms
+from ..scoring.fusion import BatchTerms
+from ..scoring.recommend import histories_for
+from ..scoring.scorer import SEEN_SCORE, top_k
 
 TERMS = ("GPT logit", "transitions", "co-occurrence", "content")
 LEGEND = {  # the page's columns: the history's event, the list's score and terms (TERMS order)
@@ -74,7 +83,6 @@ class Entry:
 
 def read_catalogue(path: str) -> dict:
     """item_id (as text) -> Entry, from a CSV with item_id and any of title, image_url and others."""
-    import polars as pl
     if not os.path.isfile(path):
         what = "not a file" if os.path.exists(path) else "no such file"
         raise DataError(f"{path}: {what} (--items: a CSV with item_id[,title][,image_url][,...])")
@@ -93,8 +101,7 @@ def read_catalogue(path: str) -> dict:
 
 
 def check_catalogue(catalogue: dict, item_ids: np.ndarray, path: str) -> int:
-    """How many of the run's items the catalogue has (ids match by their exact text, as everywhere);
-    none is the wrong file: a DataError naming an id of each."""
+    """How many of the run's items the catalogue has (by exact id text); none: a DataError."""
     found = sum(str(i) in catalogue for i in item_ids[1:].tolist())
     if not found:
         theirs = next(iter(catalogue), None)
@@ -106,8 +113,8 @@ def check_catalogue(catalogue: dict, item_ids: np.ndarray, path: str) -> int:
 
 def choose_users(user_ids: np.ndarray, lengths: np.ndarray, asked: list[str], sample: int, seed: int,
                  where: str = "the run's histories") -> np.ndarray:
-    """Rows of the asked users (by their original id, as text), then a seeded sample of others with
-    a history. where: what holds the users (said when an asked one is not there)."""
+    """Rows of the asked users (original ids, as text), then a seeded sample of others with a
+    history; `where` holds the users (said when an asked one is not there)."""
     text = [str(u) for u in user_ids.tolist()]
     row_of = {u: r for r, u in enumerate(text)}
     rows = []
@@ -138,11 +145,9 @@ def target_label(cfg) -> str:
 
 
 def run_events(run, rows: np.ndarray) -> Events:
-    """The run's own histories (histories.parquet): items, times where the run folder keeps them and,
-    for an event-typed run, target flags (the folder keeps no event types)."""
-    from ..runs.rundir import read_history_times
+    """The run's own histories: items, times where the folder keeps them, target flags (no types)."""
     seqs, flags = run.histories, run.histories.is_target()
-    times, unit = read_history_times(run.run_dir)
+    times, unit = rundir.read_history_times(run.run_dir)
     show, note = time_texts(times, unit) if times is not None else (None, "")
     cut = [slice(seqs.offsets[r], seqs.offsets[r + 1]) for r in rows]
     said = ("times from the run folder" + note if show else "no times") \
@@ -154,8 +159,7 @@ def run_events(run, rows: np.ndarray) -> Events:
 
 
 def event_column(cfg, ds) -> str | None:
-    """The log's event type column: target_filter's, else filter's, else a column named event_type
-    the run left unused."""
+    """The log's event type column: target_filter's, filter's, or an unused column event_type."""
     for key in (cfg.target_filter, cfg.filter):
         if key:
             return key.partition("=")[0].strip()
@@ -163,15 +167,9 @@ def event_column(cfg, ds) -> str | None:
 
 
 def read_log(cfg, path: str):
-    """The --data log read ONCE (a pipe or FIFO can be read only once, and a big log is parsed
-    once): -> (its Dataset as recommend.histories_for reads it, the same events with the event type
-    column read as items (a Dataset) or None, what the page says of the types). A file or a stream of a
-    table is parsed to one frame, read twice in memory; a folder or an S3-Rec file by `load_like`
-    (a folder of Parquet files with a type column is then read again for the types)."""
-    from ..data import load, load_like
-    from ..data.columns import _as_where
-    from ..data.readers import _EVENT_LOG_SUFFIXES, _events, read_s3rec, read_stream_table
-    from ..data.tables import is_stream, read_frame
+    """The --data log read ONCE (a pipe is read only once, a big log parsed once) -> (its Dataset,
+    the same events with the event type column read as items or None, what the page says of the
+    types). A table file or stream is parsed to one frame; a folder or S3-Rec file by `load_like`."""
     df = None
     if is_stream(path):
         kind, df, where, data = read_stream_table(path)
@@ -202,15 +200,12 @@ def read_log(cfg, path: str):
 
 
 def data_events(run, data_path: str, rows: np.ndarray, ds, typed, said_types: str) -> Events:
-    """The --data log's histories of the shown users (the rows of recommend.histories_for's, from
-    `read_log`'s ds, typed and said_types), every event with its type and time where the log has them."""
-    from ..data.ids import rows as id_rows
+    """The --data log's histories of the shown users, each event with its type and time where known."""
     cfg = run.config
     seqs, flags = ds.sequences, ds.sequences.is_target()
     known = np.concatenate([[0], id_rows(run.item_ids[1:], ds.item_ids[1:]) + 1])  # data index -> run index (0: unknown)
-    types = None
-    if typed is not None:  # the type column read as the item column of the same rows: the reader orders them the same way
-        types = typed.item_ids[typed.sequences.items].astype(str)
+    # the type column read as the item column of the same rows: the reader orders them the same way
+    types = typed.item_ids[typed.sequences.items].astype(str) if typed is not None else None
     cut = [slice(seqs.offsets[r], seqs.offsets[r + 1]) for r in rows]
     show, note = time_texts(ds.times, ds.time_unit) if ds.times is not None else (None, "")
     times = [None if show is None else [show(t) for t in ds.times[c].tolist()] for c in cut]
@@ -222,10 +217,8 @@ def data_events(run, data_path: str, rows: np.ndarray, ds, typed, said_types: st
 
 
 def time_texts(times: np.ndarray, unit: str | None) -> tuple:
-    """-> (show(value) -> text, a note on how the times are read). Plain numbers all in the range of
-    Unix seconds or milliseconds (2001-2096) are shown as dates, and the note says so (the log does
-    not say its unit); other plain numbers are shown as they are."""
-    from ..data import show_time
+    """-> (show(value) -> text, a note on how the times are read): plain numbers all in the range
+    of Unix seconds or milliseconds (2001-2096) are shown as dates (the log does not say its unit)."""
     scale = None
     if unit is None and len(times) and np.asarray(times).dtype.kind in "iuf":
         lo, hi = float(np.min(times)), float(np.max(times))
@@ -240,8 +233,7 @@ def time_texts(times: np.ndarray, unit: str | None) -> tuple:
 
 
 def viewed_items(ev: Events, b: int) -> dict:
-    """The run's items user b saw only as context events (not bought) -> what they were, e.g.
-    "view x3, cart"; {} when every event is a target."""
+    """The run's items user b saw only as context events -> e.g. "view x3, cart" ({}: all targets)."""
     if ev.targets[b] is None:
         return {}
     bought = set(ev.index[b][ev.targets[b]].tolist())
@@ -256,8 +248,7 @@ def viewed_items(ev: Events, b: int) -> dict:
 
 
 def new_item_count(metrics: dict, num_items: int, path: str) -> int:
-    """How many items the last `nanorec update` added (metrics.json "update" -> "new_items"; they
-    are the run's last indices); 0 for a run that is not an update."""
+    """How many items the last `nanorec update` added (the run's last indices); 0 for no update."""
     record = metrics.get("update")
     if record is None:
         return 0
@@ -271,14 +262,9 @@ def new_item_count(metrics: dict, num_items: int, path: str) -> int:
 # the fused terms
 
 def term_table(parts, histories, users, lists: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Each listed item's terms of the fused score, and how much each lifted it.
-    -> (terms (B, k, 4): GPT logit, w1 log transitions, w2 log co-occurrence, w3 content cosine;
-        lift (B, k, 4): each term minus its median over the user's catalogue, i.e. how far the term
-        put this item above a typical item; the terms in use (the GPT and those with a weight > 0)).
-    A dense pass per term over the catalogue: for the handful of users of a page that is cheap."""
-    import torch
-
-    from ..scoring.fusion import BatchTerms
+    """Each listed item's fused-score terms -> (terms (B, k, 4): GPT logit, w1 log transitions,
+    w2 log co-occurrence, w3 content cosine; lift (B, k, 4): each term minus its median over the
+    catalogue; the terms in use). A dense pass per term: cheap for a page's handful of users."""
     gpt, tables, content, weights = parts
     bt = BatchTerms(gpt, tables, content, histories, users)
     B = len(lists)
@@ -377,8 +363,7 @@ def _number(v) -> bool:
 
 
 def _metrics_table(metrics: dict) -> str:
-    """The @10 figures of each split and of the baselines beside the run; anything that is not a
-    number (a damaged or foreign metrics.json) is left out rather than shown wrong."""
+    """The @10 figures of each split and baseline; a value that is not a number is left out."""
     esc, rows = html.escape, []
     for split in ("valid", "test", "test_cold", "beyond"):
         m = metrics.get(split)
@@ -417,9 +402,7 @@ def _event_tag(ev: Events, b: int, j: int, label: str) -> str:
     target = None if ev.targets[b] is None else bool(ev.targets[b][j])
     text = str(ev.types[b][j]) if ev.types[b] is not None else (
         None if target is None else (label if target else "context"))
-    if text is None:
-        return ""
-    return _tag(text, {True: "buy", False: "ctx", None: ""}[target])
+    return "" if text is None else _tag(text, {True: "buy", False: "ctx", None: ""}[target])
 
 
 def _history(ev: Events, b: int, catalogue: dict, first_new: int, label: str) -> str:
@@ -443,9 +426,8 @@ def _history(ev: Events, b: int, catalogue: dict, first_new: int, label: str) ->
 
 
 def _top_list(b: int, lists, scores, terms, catalogue: dict, item_ids, viewed: dict, first_new: int) -> str:
-    """User b's list: rank, item (marked viewed / new), score, the terms and what lifted it most.
-    Slots at SEEN_SCORE (fewer unseen items than k) are not items the run recommends: left out, said."""
-    from ..scoring.scorer import SEEN_SCORE
+    """User b's list: rank, item (marked viewed / new), score, the terms and what lifted it most;
+    slots at SEEN_SCORE (fewer unseen items than k) are left out, and that is said."""
     esc = html.escape
     if terms is not None:
         values, lift, used = terms
@@ -469,8 +451,7 @@ def _top_list(b: int, lists, scores, terms, catalogue: dict, item_ids, viewed: d
 
 
 def _curves(run_dir: str) -> str:
-    """The curves section, or nothing when the run has no curve (no curves.png, an empty or
-    non-PNG file)."""
+    """The curves section, or nothing when the run has no curve (no, empty or non-PNG curves.png)."""
     path = os.path.join(run_dir, "curves.png")
     data = open(path, "rb").read() if os.path.isfile(path) else b""
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -539,22 +520,12 @@ def render(p: Page) -> str:
 
 def build(run_dir: str, out: str, items: str | None = None, users: list[str] | None = None, sample: int = 5,
           k: int = 10, seed: int = 0, device: str = "cpu", data: str | None = None) -> str:
-    """Write the page for `run_dir` to `out` (atomically); returns `out`. Every input is read and
-    checked before anything is scored or written."""
-    import torch
-
-    from ..runs import rundir
-    from ..runs.files import check_writable_folder, write_text
-    from ..runs.run import Run, fusion_terms
-    from ..scoring.recommend import histories_for
-    from ..scoring.scorer import top_k
+    """Write the page for `run_dir` to `out` (atomically), every input checked before any scoring."""
     check_writable_folder(out, "--out page")
     catalogue = read_catalogue(items) if items else {}
     run = Run.open(run_dir, device)
-    note = ""
-    if items:
-        found = check_catalogue(catalogue, run.item_ids, items)
-        note = f"{items}: has {found:,} of the {run.num_items:,} items of the run"
+    note = f"{items}: has {check_catalogue(catalogue, run.item_ids, items):,} of the {run.num_items:,} items of " \
+        "the run" if items else ""
     metrics_path = os.path.join(run_dir, rundir.METRICS)
     metrics = rundir.read_metrics(run_dir) if os.path.exists(metrics_path) else {}
     new_items = new_item_count(metrics, run.num_items, metrics_path)
@@ -577,7 +548,6 @@ def build(run_dir: str, out: str, items: str | None = None, users: list[str] | N
 
 
 def main(argv) -> int:
-    from ..runs.files import is_stdout, out_path
     p = command_parser("inspect", __doc__)
     p.add_argument("--run", required=True, help="a finished run folder")
     p.add_argument("--out", required=True, help="the HTML page to write (- : standard output)")

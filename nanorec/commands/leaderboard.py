@@ -2,27 +2,22 @@
 
     nanorec leaderboard --data Beauty.txt --out leaderboards/beauty [--methods a,b,...] [key=value ...]
 
-Each method is fitted on the training split (selection on validation only),
-then scored ONCE on the test split by the same full-ranking evaluator. Writes
-leaderboard.json (updated after every method, so an interrupted run keeps what
-it finished and `--resume` skips it), leaderboard.md and leaderboard.png
-(test NDCG@10 as bars, the published SASRec and best published results as lines).
-The GPT rows follow the seed's journey unfused; gpt_fused is the model as
-`nanorec train content=...` ships it (the default fusion of transitions,
-co-occurrence and content, its figure the run's metrics.json, as evaluate gives it),
-drawn in its own colour next to the GPT-alone rows.
+Each method is fitted on the training split (selection on validation only), then scored ONCE on
+the test split by the same full-ranking evaluator. Writes leaderboard.json (after every method,
+so an interrupted run keeps what it finished and `--resume` skips it), leaderboard.md and
+leaderboard.png (test NDCG@10 bars, the published SASRec and best results as lines). The GPT rows
+follow the seed's journey unfused; gpt_fused is the model as `nanorec train content=...` ships
+it (the default fusion; its figure the run's metrics.json), drawn in its own colour.
 key=value overrides apply to every GPT run (e.g. max_steps=2000).
 
-Besides the whole test set, every method is also scored on the "cold-target"
-users: those whose test item has at most 5 training interactions. Every row also
-has beyond-accuracy columns (coverage@10, novelty@10, average recommended
-popularity@10: evaluate.beyond_metrics) from each test user's top-20 list.
+Every method is also scored on the "cold-target" users (whose test item has at most 5 training
+interactions), and has beyond-accuracy columns (coverage@10, novelty@10, average recommended
+popularity@10) from each test user's top-20 list.
 
---split-time X: the time-split mode (holdout=time, see nanorec train --help):
-an event log with times; every method trains on the events before X (its
-validation window inside them) and is scored on each user's items after X,
-multi-target (Recall@10 replaces the cold-target column; content methods and the
-published popularity, which need leave-one-out files, are left out).
+--split-time X: the time-split mode (holdout=time, see nanorec train --help): an event log with
+times; every method trains on the events before X and is scored on each user's items after X,
+multi-target (Recall@10 replaces the cold-target column; the content methods and the published
+popularity, which need leave-one-out files, are left out).
 """
 from __future__ import annotations
 
@@ -33,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
 from .. import methods
 from ..cli import command_parser
@@ -48,9 +45,8 @@ from ..runs.run import Run
 from ..runs.rundir import read_test_ranks
 from ..scoring.scorer import list_scorer
 
-# Published full-ranking results on the S3-Rec files (HR@10, NDCG@10), leave-one-out over all items:
-# SASRec as reported in the S3-Rec paper, the best published (BSARec / TV-Rec), and the
-# published PopRec (which counts every interaction, test targets included).
+# Published full-ranking results on the S3-Rec files (HR@10, NDCG@10), leave-one-out over all items
+# (PopRec counts every interaction, test targets included).
 PUBLISHED = {
     "Beauty": {"SASRec (S3-Rec paper)": (0.0605, 0.0318), "best published (BSARec / TV-Rec)": (0.1017, 0.0611),
                "PopRec (published)": (0.0152, 0.0068)},
@@ -70,8 +66,7 @@ def cold_target_mask(ds: Dataset, sp, max_count: int = 5) -> np.ndarray:
     return counts[sp.test.targets] <= max_count
 
 
-# the rows that need attributes; the time-split mode leaves out what needs leave-one-out files
-# (attributes) or counts the test targets
+# the rows that need attributes; the time-split mode leaves out those and what counts test targets
 CONTENT_ROWS = ("content_knn", "gpt_content", "gpt_content_decay", "gpt_fused", "gpt_all_data")
 NOT_IN_TIME_MODE = ("popularity_published", *CONTENT_ROWS)
 
@@ -120,8 +115,7 @@ def run_fitted(name, ds, sp, cold, base_cfg, out_dir, attributes_path, done):
     return _row(name, test_m, ranks, cold, valid_m, train_s, time.time() - t1, row.config(model), {"beyond": beyond})
 
 
-# rows built from an earlier row: the generative row decodes gpt_packed's run, and gpt_all_data replays
-# gpt_content_decay's schedule up to its validation-chosen step
+# rows built from an earlier row's run (decoded generatively) or schedule (replayed to its chosen step)
 NEEDS = {"gpt_generative": "gpt_packed", "gpt_all_data": "gpt_content_decay"}
 
 
@@ -131,9 +125,9 @@ def run_generative(name, ds, sp, cold, base_cfg, out_dir, attributes_path, done)
     packed_dir = os.path.join(out_dir, "runs", NEEDS[name])
     packed = Run.open(packed_dir)  # as the run ships (the GPT alone: the leaderboard's rows are unfused)
     t0 = time.time()
-    valid_m = None  # nothing is selected for this row (the packed run's weights): test only, half the cost
+    # nothing is selected for this row (the packed run's weights): test only, half the cost
     test_m, ranks, beyond = scored_on_test(list_scorer(packed.scorer, packed.num_items, 20), ds, sp, 256)
-    return _row(name, test_m, ranks, cold, valid_m, packed_row["train_seconds"], time.time() - t0,
+    return _row(name, test_m, ranks, cold, None, packed_row["train_seconds"], time.time() - t0,
                 packed_row["config"], {"run": packed_dir, "beyond": beyond})
 
 
@@ -158,11 +152,9 @@ def run_gpt(name, ds, sp, cold, base_cfg: Config, out_dir, attributes_path, done
 
 @dataclass(frozen=True)
 class Row:
-    """How a row of the board is built: `build` (run_fitted, run_gpt, run_generative) and its settings.
-    A fitted row: the registered method, fitted with selection on validation; `settings(ds,
-    attributes_path)` -> its model's options; `config(model)` -> what its row's config says;
-    all_events: counts every interaction, test targets included (no validation figures).
-    A GPT row: what it changes from the defaults."""
+    """How a row of the board is built (`build`: run_fitted, run_gpt, run_generative). A fitted row:
+    the registered method, `settings(ds, attributes_path)` -> its options, `config(model)` -> its
+    row's config, all_events: fitted on every interaction (no validation). A GPT row: `changes`."""
     label: str
     build: Callable
     method: str = ""
@@ -195,8 +187,7 @@ ROWS = {
                        changes=dict(decay_lr=False, content="{attributes}")),
     "gpt_content_decay": Row("GPT + attribute content, warmup + cosine LR decay", run_gpt,
                              changes=dict(content="{attributes}")),
-    # the model `nanorec train content=...` ships: the row above plus the default fusion (its GPT is trained
-    # again, the same seed and config: the GPT-alone figure beside it is gpt_content_decay's)
+    # the model `nanorec train content=...` ships: the row above (trained again, same seed) plus the default fusion
     "gpt_fused": Row("shipped: GPT + content + decay + fusion (transitions, co-occurrence, content)", run_gpt,
                      changes=dict(content="{attributes}", fuse_transitions="auto")),
     "gpt_all_data": Row("GPT + content + decay, all data (valid targets trained on)", run_gpt,  # max_steps: NEEDS
@@ -244,8 +235,7 @@ COLORS = {**{name: BASELINE_COLOR for name, row in ROWS.items() if row.method}, 
 
 
 def bars(rows) -> list[tuple[str, float, str]]:
-    """(label, test NDCG@10, colour) of each row's bar, top to bottom in the table's order:
-    the shipped (fused) model's bar next to the GPT-alone rows it fuses."""
+    """(label, test NDCG@10, colour) of each row's bar, top to bottom in the table's order."""
     return [(r["label"], r["test"]["NDCG@10"], COLORS.get(r["method"], GPT_COLOR)) for r in rows]
 
 
@@ -274,7 +264,6 @@ def _plot(path, name, rows, pub):
 
 def machine() -> str:
     """The machine line of a board: CPU cores, and the GPU the GPT rows train on (device=auto) when there is one."""
-    import torch
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
     return f"{os.cpu_count()}-core CPU ({platform.machine()}), {gpu}"
 
@@ -290,8 +279,6 @@ def read_earlier(path: str) -> dict:
 
 
 def main(argv) -> int:
-    from tqdm.auto import tqdm
-
     p = command_parser("leaderboard", __doc__, "\nmethods: " + ", ".join(ROWS))
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
@@ -314,10 +301,8 @@ def main(argv) -> int:
         raise UsageError(f"unknown method {unknown[0]!r} (methods: {', '.join(ROWS)})")
     if not names:
         raise UsageError(f"--methods {args.methods!r}: no method named (methods: {', '.join(ROWS)})")
-    # the seed's journey: plain GPT rows, then gpt_fused, the model as shipped (fusion on; fuse_transitions=true
-    # would add it to every row)
     timed = {"holdout": "time", "split_time": args.split_time} if args.split_time is not None else {}
-    # every row on the published protocol (history excluded), its run folder too (exclude_seen: seen.py)
+    # every row unfused (gpt_fused turns fusion on) and on the published protocol (history excluded: seen.py)
     base_cfg = apply_overrides(Config(data=args.data, progress=False, fuse_transitions="false", exclude_seen="true",
                                       **timed), args.overrides)
     check_output_folder(args.out, "--out folder")

@@ -15,43 +15,32 @@
                                                 "event_types": [one per history item] (optional)}
          {"items": [...], "scores": [...] | null, "source": ..., "unknown_items": <count>}
 
-Business filters: "items" (only these may be listed) and "exclude_items" (never
-these), and the server-wide --deny-items FILE (a one-column table of item ids, as
-`nanorec recommend --deny-items` reads it), are applied before the list is cut,
-to the popularity fallback too. The file is read as `nanorec recommend` reads its
-filter files (with or without a header; ids the run does not know are counted) and
-kept current by its content (hashed when its stat signature changes; `DenyFile`), so a shop
-updates its out-of-stock list without a restart, an emptied file brings every item
-back, and a rewrite that keeps the old mtime is seen; a file that disappears or fails
-to load keeps the last good list, says so once in the log and in /health
+Business filters: "items" (only these may be listed), "exclude_items" (never these) and the
+server-wide --deny-items FILE (item ids, with or without a header, as `nanorec recommend
+--deny-items` reads it) apply before the list is cut, to the popularity fallback too. The file is
+re-read when its content changes (no restart; a rewrite keeping the old mtime is seen); one that
+disappears or fails to load keeps the last good list, said once in the log and in /health
 ("deny_items": {"problem": ...}). A list left with fewer than k items is returned shorter.
 
-Ids are the original ones (as in the data), matched by their exact text
-(nanorec/data/ids.py). Lists come from the model ("source": "model", "scores": its
-scores, best first) by the same scoring code as `nanorec recommend`; with
-exclude_seen a list never holds an item of the history, so it is shorter than
-k when fewer unseen items are left. exclude_seen left out (or null): the run's own choice
-(its exclude_seen config; auto: chosen on validation at training, nanorec/scoring/seen.py), as
-`nanorec recommend` and the Python API default to. A user or history the model cannot use (unknown user,
-no known item) gets the most popular items with "source": "popularity" and
-"scores": null: counts are not on the model's scale, so they are not scores.
+Ids are the original ones, matched by their exact text (nanorec/data/ids.py). Lists come from
+the model ("source": "model", "scores": best first) by `nanorec recommend`'s scoring code; with
+exclude_seen a list never holds a history item (so it may be shorter than k). exclude_seen left
+out (or null): the run's own choice (auto: chosen on validation, nanorec/scoring/seen.py). A user
+or history the model cannot use (unknown user, no known item) gets the most popular items with
+"source": "popularity" and "scores": null (counts are not on the model's scale).
 
-Every bad request is a 4xx with a one-line {"detail": ...}: malformed JSON, or
-NaN/Infinity anywhere in it, is 400; so is a body shorter than its Content-Length
-(or one not complete within 30 s: the connection is not held open); a body over
---max-body-bytes is 413; a POST whose Content-Type is not JSON (text/plain, a
-form) is 415 (send Content-Type: application/json; none at all is read as JSON);
-wrong types (booleans or floats as ids or k, a string k, ...), k outside
-1..min(1000, items), a history over --max-history items or an unknown field
-is 422; so is a filter with an item the run does not know (counted, not echoed)
-or an empty "items". Unknown history ids are counted, never echoed back.
+Every bad request is a 4xx with a one-line {"detail": ...}: malformed JSON or NaN/Infinity in
+it, or a body shorter than its Content-Length (or not complete within 30 s) is 400; a body over
+--max-body-bytes 413; a POST whose Content-Type is not JSON 415 (none at all is read as JSON);
+wrong types (booleans or floats as ids or k, a string k), k outside 1..min(1000, items), a
+history over --max-history, an unknown field, an empty "items" or a filter item the run does
+not know is 422. Unknown ids are counted, never echoed back.
 
-Event types (a run trained with target_filter, e.g. event_type=purchase): a user's history
-(the run's own, or --data's, read with the run's target_filter) and a POST's "event_types"
-(the column's value of each history item) mark which events are targets; exclude_seen
-removes those (the purchases), never an item only viewed. Without "event_types" every event
-of a POST's history is a target. "event_types" for a run without target_filter, of another
-length than "history", or with a value the run was not trained with is 422.
+Event types (a run trained with target_filter, e.g. event_type=purchase): a user's history and
+a POST's "event_types" (one per history item) mark which events are targets; exclude_seen
+removes those, never an item only viewed. Without "event_types" every POST event is a target;
+"event_types" for a run without target_filter, of another length than "history", or with a
+value the run was not trained with is 422.
 """
 # no `from __future__ import annotations`: FastAPI and pydantic read the live annotations
 
@@ -62,6 +51,7 @@ import math
 import os
 import sys
 import threading
+import time
 
 import numpy as np
 
@@ -69,8 +59,11 @@ from .. import __version__
 from ..cli import command_parser
 from ..core.devices import DEVICE_HELP, pick_device
 from ..data import ids
-from ..errors import UsageError, one_line
+from ..errors import NanorecError, UsageError, one_line
 from ..runs.run import Run
+from ..scoring import recommend
+from ..scoring.recommend import RawHistories, blocked_items, histories_for, list_for_history, popular_items
+from ..scoring.scorer import item_mask
 
 MAX_K = 1000               # longest list one request may ask for (and never more than the items)
 MAX_HISTORY = 10_000       # default --max-history
@@ -83,13 +76,9 @@ EXTRA_MISSING = "the serve command needs the serve extra: pip install 'nanorec[s
 # request bodies: size cap, strict JSON, readable errors
 
 class BodyLimit:
-    """ASGI middleware: a request body over `max_bytes` is answered 413 before
-    the app sees it. A declared Content-Length is checked before reading
-    anything; a chunked body (no Content-Length) is counted while it arrives,
-    so at most max_bytes plus one chunk is ever held in memory. The whole body
-    must arrive within `seconds`: a client that declares more bytes than it
-    sends (or trickles them) is answered 400 and the connection closed, instead
-    of the server waiting on it forever."""
+    """ASGI middleware: a body over `max_bytes` is answered 413 before the app sees it (a declared
+    Content-Length checked first, a chunked body counted as it arrives); a body not whole within
+    `seconds` is answered 400 and the connection closed, never waited on forever."""
 
     def __init__(self, app, max_bytes: int, seconds: float = BODY_SECONDS):
         self.app, self.max_bytes, self.seconds = app, max_bytes, seconds
@@ -140,8 +129,7 @@ def _content_length(scope) -> "int | None":
 
 
 def _replay(body: bytes, receive):
-    """A receive() that hands the already-read body to the app once, then
-    defers to the server's (which reports the disconnect)."""
+    """A receive() that hands the read body to the app once, then defers to the server's."""
     sent = False
 
     async def replayed():
@@ -155,8 +143,7 @@ def _replay(body: bytes, receive):
 
 
 async def _refuse(send, status: int, detail: str) -> None:
-    """A JSON error answer straight from the middleware; the connection is closed
-    because the rest of the body is never read."""
+    """A JSON error answer from the middleware; the connection is closed (the body is unread)."""
     payload = json.dumps({"detail": detail}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
@@ -180,8 +167,7 @@ def _finite_float(text: str) -> float:
 
 
 def parse_json(body: bytes):
-    """Strict JSON. Python's json accepts NaN and Infinity (and turns 1e999 into
-    inf) by default; here they are errors, as in the JSON standard."""
+    """Strict JSON: NaN, Infinity (and 1e999, which Python turns into inf) are errors."""
     if not body.strip():
         raise BadJSON("empty body: expected a JSON object")
     try:
@@ -201,8 +187,8 @@ def describe(errors: list, limit: int = 3) -> str:
 
 
 def _merge_id_errors(errors: list) -> list:
-    """An item id that is neither an int nor a string fails both halves of the
-    union (locs history.3.int and history.3.str): one error per id instead."""
+    """An item id that is neither an int nor a string fails both halves of the union
+    (history.3.int and history.3.str): one error per id instead."""
     out, seen = [], set()
     for e in errors:
         loc = tuple(e["loc"])
@@ -217,8 +203,7 @@ def _merge_id_errors(errors: list) -> list:
 
 
 def refuse_non_json(content_type: "str | None") -> None:
-    """A body declared as something other than JSON (text/plain, a form) is 415, not
-    parsed as JSON anyway; no Content-Type at all is read as JSON."""
+    """A body declared as something other than JSON is 415; no Content-Type is read as JSON."""
     from fastapi import HTTPException
     if content_type is None:
         return
@@ -248,22 +233,13 @@ def request_model(max_k: int, max_history: int):
 
 
 class DenyFile:
-    """The server-wide deny list (--deny-items FILE), kept current by the file's content. On each
-    request the file's stat signature (inode, size, mtime, ctime) is compared with the last one
-    (a few microseconds); only when it differs is the file read and hashed (about 5 ms for 100,000
-    ids on a 2-core CPU under load), and parsed again when the hash differs. ctime changes on every
-    write, rename or utime (cp -p and rsync -t set mtime back, never ctime), so an emptied file or
-    a same-size rewrite that keeps the old mtime is seen at once. A signature younger than
-    SETTLE_NS when it was taken is not trusted (a write in the same clock tick would leave it
-    unchanged): the file is hashed on each request until it is older (git's "racy" rule).
-    The first load must succeed (a bad file at start is an error). A pipe or FIFO
-    (--deny-items <(...)) is read once at start and never again (a second read would wait for a
-    writer). Later, a file that disappears, cannot be read or is not a list of ids keeps the last
-    good list: said once in the log, and in /health (`state()`) until the file is good again. The
-    file is read by recommend.read_filter_file, as `nanorec recommend --deny-items` reads it; ids
-    the run does not know are counted (`state()`), and an empty file denies nothing. A file
-    rewritten in place may be read half-written, as by any reader: write a new file and rename it
-    over the old one. current() -> (n,) internal indices of the denied items (None: no file)."""
+    """The server-wide deny list (--deny-items FILE), kept current by the file's content: each
+    request compares the file's stat signature (inode, size, mtime, ctime: ctime changes on every
+    write, so a same-size rewrite keeping the mtime is seen) and only when it differs reads and
+    hashes it, parsing again when the hash differs. A signature younger than SETTLE_NS is not
+    trusted (git's "racy" rule). The first load must succeed; a pipe is read once at start. Later
+    a file that disappears or fails keeps the last good list, said once in the log and in
+    /health (`state()`). current() -> (n,) internal indices of the denied items (None: no file)."""
 
     SETTLE_NS = 1_000_000_000  # older than any file system's timestamp tick
 
@@ -274,40 +250,34 @@ class DenyFile:
         self.once = False  # a pipe: read at start only
         self.lock = threading.Lock()
         if path is not None:
-            from ..scoring.recommend import read_filter_bytes
             self.once = not os.path.isfile(path)
             signature = self._signature()
-            self._parse(read_filter_bytes(path), signature)
+            self._parse(recommend.read_filter_bytes(path), signature)
             self.log(self.got.line("--deny-items") + (" (a pipe: read once, not reloaded)" if self.once else ""))
 
     def _signature(self):
         """(inode, size, mtime, ctime) when it can be trusted to change with the content, else None."""
-        import time
         try:
             st = os.stat(self.path)
         except OSError:
             return None  # the read says why, in the words of every filter file
-        if time.time_ns() - st.st_ctime_ns < self.SETTLE_NS:
-            return None
-        return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+        settled = time.time_ns() - st.st_ctime_ns >= self.SETTLE_NS
+        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) if settled else None
 
     def _parse(self, data: bytes, signature) -> None:
-        from ..scoring.recommend import read_filter_file
-        self.got = read_filter_file(self.path, self.item_ids, self.item_col, "--deny-items", data)
+        self.got = recommend.read_filter_file(self.path, self.item_ids, self.item_col, "--deny-items", data)
         self.rows, self.digest, self.problem = self.got.rows, hashlib.sha256(data).digest(), None
         self.signature = signature
 
     def current(self):
         if self.path is None or self.once:
             return self.rows
-        from ..errors import NanorecError
-        from ..scoring.recommend import read_filter_bytes
         with self.lock:
             try:
                 signature = self._signature()  # taken before the read: a write after it changes the next one
                 if signature is not None and signature == self.signature and self.problem is None:
                     return self.rows
-                data = read_filter_bytes(self.path)
+                data = recommend.read_filter_bytes(self.path)
                 if hashlib.sha256(data).digest() == self.digest:
                     self.signature = signature
                     if self.problem is not None:
@@ -325,8 +295,7 @@ class DenyFile:
             return self.rows
 
     def state(self) -> "dict | None":
-        """What /health says of the list: the file, how many items it denies, what it held, and
-        `problem` (None, or why the last good list is kept)."""
+        """What /health says of the list: file, items denied, ids read, unknown, `problem` (or None)."""
         if self.path is None:
             return None
         self.current()
@@ -345,9 +314,6 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
     from fastapi.responses import JSONResponse
     from pydantic import ValidationError
 
-    from ..errors import NanorecError
-    from ..scoring.recommend import RawHistories, blocked_items, histories_for, list_for_history, popular_items
-    from ..scoring.scorer import item_mask
 
     run = Run.open(run_dir, device)
     scorer, item_ids, num_items = run.scorer, run.item_ids, run.num_items
@@ -360,18 +326,12 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
     HistoryRequest = request_model(max_k, max_history)
     deny_file = DenyFile(deny_items, item_ids, run.config.item_col)
 
-    def original(i):
-        x = item_ids[i]
-        return x.item() if hasattr(x, "item") else x
-
     def blocked(allow, deny):
         """The request's filters and the server-wide deny list as one item mask (422 on bad ids)."""
         if allow is not None and len(allow) == 0:
             raise HTTPException(422, "items: empty; give at least one item id that may be listed (or leave it out)")
         server = deny_file.current()
-        deny = list(deny or [])
-        try:
-            # ids are checked by text, never echoed back: a count of the unknown ones
+        try:  # ids are checked by text, never echoed back: a count of the unknown ones
             mask = blocked_items(item_ids, None if allow is None else np.array(allow, dtype=object),
                                  np.array(deny, dtype=object) if deny else None, "items", "exclude_items")
         except NanorecError as e:
@@ -384,8 +344,8 @@ def create_app(run_dir: str, data_path: str | None = None, device: str = "cpu", 
     def answer(history, k: int, exclude_seen: bool | None, mask=None) -> dict:
         exclude_seen = run.exclude_seen if exclude_seen is None else exclude_seen  # None: the run's choice
         items, scores, source = list_for_history(scorer, popular, history, k, exclude_seen, blocked=mask)
-        return {"items": [original(i) for i in items], "scores": None if scores is None else scores.tolist(),
-                "source": source}
+        return {"items": item_ids[np.asarray(items, dtype=np.int64)].tolist(),
+                "scores": None if scores is None else scores.tolist(), "source": source}
 
     async def history_request(request: Request) -> HistoryRequest:
         """The body parsed strictly (BodyLimit has capped its size already)."""

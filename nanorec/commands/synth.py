@@ -3,49 +3,45 @@
     nanorec synth --out FOLDER|FILE.parquet|FILE.csv --rows N [--items M] [--users U] [--seed S] [--challenge]
                   [--overwrite] [--event-types view,cart,purchase] [--shop] [--repeat-rate 0.1]
 
-A FOLDER (or --challenge) gets a challenge folder: train.csv, test.csv (a
-seeded 57% of the users, as in the challenge) and id_mappings.json; a .parquet
-or .csv file gets an event log (user_id,item_id,timestamp). Shape: 70% of the
-users buy two items, a Zipf popularity skew, and item follow-ups a sequence
-model can learn (see nanorec.data.synthetic.generate_fast); --repeat-rate (default 0.1) of the
-purchases after a user's first re-buy one of the user's earlier items. --items and --users
-default to the challenge's ratios (2.43M rows: 78k items, 720k users).
-Same seed, same files.
+A FOLDER (or --challenge) gets a challenge folder: train.csv, test.csv (a seeded 57% of the
+users, as in the challenge) and id_mappings.json; a .parquet or .csv file an event log
+(user_id,item_id,timestamp). Shape: 70% of the users buy two items, a Zipf popularity skew, item
+follow-ups a sequence model can learn (nanorec.data.synthetic.generate_fast); --repeat-rate
+(default 0.1) of the purchases after a user's first re-buy an earlier item. --items and --users
+default to the challenge's ratios (2.43M rows: 78k items, 720k users). Same seed, same files.
 
---event-types (a .csv/.parquet log only) makes it a shop's log: --rows purchases,
-each after a few views of items of its category and, with three types, a cart,
-plus customers who only view; columns event_type and weight (1 view, 2 cart,
-5 purchase). Train on it with target_filter=event_type=purchase (views as
-context), filter=event_type=purchase (purchases only) or weight_col=weight.
+--event-types (a .csv/.parquet log) makes it a shop's log: --rows purchases, each after a few
+views of its category's items and, with three types, a cart, plus customers who only view;
+columns event_type and weight (1 view, 2 cart, 5 purchase). Train on it with
+target_filter=event_type=purchase, filter=event_type=purchase or weight_col=weight.
 
---shop (a .csv/.parquet log) simulates a shop's 10 weeks instead, about --rows
-events (nanorec.data.synthetic.generate_shop): customers with category tastes and
-sessions (views around an anchor item, carts, the anchor bought), follow-up
-purchases ("after A, people buy B"), Zipf popularity, 8% of the items launched
-in weeks 8-10 as follow-ups of older ones, late customers, item ids with
-leading zeros (000123), ISO timestamps; about 69% views, 19% carts, 11%
-purchases. Beside the log: LOG.catalog.csv (item_id,title,category,price,
-launch_time) and LOG.ceiling.json, the NDCG@10 / MAP@10 that ranking by the
-generator's true next-purchase probabilities gets on week 10's purchases (the
-limit a model can reach). --items / --users default to rows / 60 and rows / 15.
+--shop (a .csv/.parquet log) simulates a shop's 10 weeks instead, about --rows events
+(nanorec.data.synthetic.generate_shop): customers with category tastes and sessions (views
+around an anchor item, carts, the anchor bought), follow-up purchases, Zipf popularity, 8% of
+the items launched in weeks 8-10, late customers, ids with leading zeros (000123), ISO times;
+about 69% views, 19% carts, 11% purchases. Beside the log: LOG.catalog.csv (item_id,title,
+category,price,launch_time) and LOG.ceiling.json, the NDCG@10 / MAP@10 of ranking by the
+generator's true next-purchase probabilities on week 10 (the limit a model can reach).
+--items / --users default to rows / 60 and rows / 15.
 
-The sizes are checked against the memory available before anything is
-allocated (about 100 bytes a row, 100 an item, 50 a user). An existing
-output is refused unless --overwrite; the file, or the folder, appears
-complete or not at all (written beside it and renamed into place).
+The sizes are checked against the available memory before anything is allocated (about 100
+bytes a row, 100 an item, 50 a user). An existing output is refused unless --overwrite; it
+appears complete or not at all (written beside it and renamed into place).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
+from ..cli import command_parser
+from ..data.synthetic import (CHALLENGE_FILES, CHALLENGE_ROWS_PER_ITEM, CHALLENGE_ROWS_PER_USER, memory_needed,
+                              shop_shape, shop_sidecars, write_fast)
 from ..errors import DataError, UsageError
+from ..runs.files import OutputLock, recover_folder
 
 
 def check_args(args) -> tuple[int, int]:
     """-> (users, items), or a one-line UsageError / DataError. Nothing is allocated or written."""
-    from ..data.synthetic import CHALLENGE_ROWS_PER_ITEM, CHALLENGE_ROWS_PER_USER, memory_needed
     if not args.out.strip():
         raise UsageError("--out: empty; expected a folder, or a .csv / .parquet file name")
     if not 2 <= args.rows <= 1_000_000_000:
@@ -90,7 +86,6 @@ def check_rest(args, users: int, items: int, need: int) -> tuple[int, int]:
 
 def check_shop_args(args) -> tuple[int, int]:
     """--shop's sizes (--rows: events, at least 1,000) -> (users, items), or a one-line UsageError."""
-    from ..data.synthetic import memory_needed, shop_shape
     shape = args.shape = shop_shape(args.shop_shape or "")
     if args.challenge:
         raise UsageError("--shop writes an event log (.csv/.parquet), not a challenge folder: drop --challenge")
@@ -120,7 +115,6 @@ def check_event_types(args) -> None:
 
 def check_out(args) -> None:
     """The output: a new file or folder, or (with --overwrite) one synth wrote."""
-    from ..data.synthetic import CHALLENGE_FILES
     is_file = args.out.lower().endswith((".parquet", ".csv"))
     if args.challenge and is_file:
         raise UsageError(f"--out {args.out}: --challenge writes a folder, not a .parquet/.csv file")
@@ -133,7 +127,6 @@ def check_out(args) -> None:
         if os.path.lexists(args.out) and not args.overwrite:
             raise UsageError(f"--out {args.out}: the file exists; pass --overwrite to replace it, or choose another")
         if getattr(args, "shop", False):
-            from ..data.synthetic import shop_sidecars
             for side in shop_sidecars(args.out):
                 if os.path.lexists(side) and not args.overwrite:
                     raise UsageError(f"--out {args.out}: {side} (written beside the log) exists; pass --overwrite "
@@ -185,13 +178,11 @@ def available_memory() -> int | None:
 
 
 def main(argv) -> int:
-    p = argparse.ArgumentParser(prog="nanorec synth", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n")[-1] + "\n\nexamples:\n"
-                                       "  nanorec synth --out data/synth --rows 2430000 --items 78000 --users 720000\n"
-                                       "  nanorec synth --out log.parquet --rows 100000 --seed 1\n"
-                                       "  nanorec synth --out shop.csv --rows 20000 --event-types view,cart,purchase\n"
-                                       "  nanorec synth --out shop.csv --rows 300000 --shop")
+    p = command_parser("synth", __doc__, "\n\nexamples:\n"
+                        "  nanorec synth --out data/synth --rows 2430000 --items 78000 --users 720000\n"
+                        "  nanorec synth --out log.parquet --rows 100000 --seed 1\n"
+                        "  nanorec synth --out shop.csv --rows 20000 --event-types view,cart,purchase\n"
+                        "  nanorec synth --out shop.csv --rows 300000 --shop")
     p.add_argument("--out", required=True, help="a folder (challenge layout) or a .parquet/.csv event log")
     p.add_argument("--rows", type=int, required=True, help="purchases (rows) to generate (--shop: events)")
     p.add_argument("--items", type=int, help="catalogue size (default: rows / 31, the challenge's ratio)")
@@ -214,8 +205,6 @@ def main(argv) -> int:
                         "purchase, views per session, launches, late customers, sizes)")
     args = p.parse_args(argv)
     users, items = check_args(args)
-    from ..data.synthetic import write_fast
-    from ..runs.files import OutputLock, recover_folder
     t0 = time.time()
     with OutputLock(args.out, "--out"):
         for line in recover_folder(args.out):  # what a killed synth into this folder left beside it

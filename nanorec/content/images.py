@@ -1,26 +1,15 @@
-"""SigLIP image features for items, and the image sources they come from.
-
-- `find_images(folder)`: files named by item id or ASIN (``B00ABC.jpg``, ``17.png``).
-- `urls_from_metadata(csv)`: the first image URL of each item of the challenge's
-  ``item_metadata.csv`` (``image_urls`` or ``images`` column).
-- `download_all(urls, cache)`: fetch them into a local cache, a bounded number
-  at a time, with retries and a wall-clock deadline per file; http(s) only, at
-  every redirect, and public addresses only unless `allow_private`; failures
-  are returned, not raised. Connections go straight to the address that was
-  checked, so proxy variables (http_proxy) are not used.
-- `SiglipImageEncoder(model)`: Hugging Face AutoModel + AutoImageProcessor, image
-  features, L2-normalised, on CUDA when present. A local model folder works
-  offline (nothing is fetched from the hub when the folder exists).
-
-`nanorec embed images` (nanorec/commands/embed.py) puts these together.
+"""SigLIP image features for items, and the image sources they come from: `find_images(folder)`
+(files named by item id or ASIN), `urls_from_metadata(csv)` (each item's first image URL),
+`download_all(urls, cache)` (bounded, retried, a deadline per file; http(s) and public addresses
+only, at every redirect; failures returned, not raised; no proxy: connections go straight to the
+checked address) and `SiglipImageEncoder(model)` (L2-normalised features; a local model folder
+works offline). `nanorec embed images` puts them together.
 """
 from __future__ import annotations
 
-import ast
 import hashlib
 import http.client
 import ipaddress
-import json
 import math
 import os
 import re
@@ -32,11 +21,14 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import numpy as np
+import polars as pl
+import torch
+from tqdm.auto import tqdm
 
 from ..core.devices import pick_device
 from ..errors import DataError, one_line
-from ..runs.files import atomic_write
-from .tables import read_metadata
+from ..runs.files import write_file
+from .tables import parse_literal, read_metadata
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 KEY_COLUMNS = ("item_id", "parent_asin", "asin")
@@ -50,8 +42,7 @@ _URL_RE = re.compile(r"https?://[^\s'\"\],]+")
 # image sources
 
 def find_images(folder: str) -> dict[str, str]:
-    """{file stem: path} of the image files directly in `folder` (stems are the
-    item ids or ASINs). When one stem has several files, the first in sorted order wins."""
+    """{file stem (item id or ASIN): path} of the image files in `folder`; the first sorted wins."""
     if not os.path.isdir(folder):
         raise DataError(f"{folder}: " + ("is a file, expected a folder of images" if os.path.exists(folder)
                                          else "no such folder"))
@@ -64,39 +55,17 @@ def find_images(folder: str) -> dict[str, str]:
 
 
 def first_url(field) -> str | None:
-    """The first image URL in a metadata field: a JSON or Python list of URLs, a
-    list of Amazon image dicts ({"thumb", "large", "hi_res", ...}), or plain text.
-    A field that cannot be parsed (even one nested a thousand brackets deep) is
-    searched as text; no URL there means None."""
-    if field is None:
-        return None
-    text = str(field).strip()
+    """The first image URL in a metadata field: a JSON or Python list of URLs or of Amazon image
+    dicts, or plain text; a field that cannot be parsed (even nested deeply) is searched as text."""
+    text = "" if field is None else str(field).strip()
     if not text:
         return None
-    url = _walk(_parse(text))
-    if url is None:
-        m = _URL_RE.search(text)
-        url = m.group(0) if m else None
-    return url
-
-
-def _parse(text: str):
-    """A JSON or Python-literal value, else the text itself. Both parsers recurse,
-    so deep nesting raises RecursionError (json) or SyntaxError (ast): not a crash,
-    just not a structure."""
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError, MemoryError):
-        pass
-    try:
-        return ast.literal_eval(text)  # a Python repr such as "['http://...']"
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return text
+    m = _URL_RE.search(text)
+    return _walk(parse_literal(text, text)) or (m.group(0) if m else None)
 
 
 def _walk(obj):
-    """The first http(s) URL in a parsed field, depth first in document order.
-    Iterative (an explicit stack), so no nesting depth can overflow Python's stack."""
+    """The first http(s) URL in a parsed field, depth first; iterative, so no depth overflows."""
     stack = [obj]
     while stack:
         obj = stack.pop()
@@ -111,11 +80,8 @@ def _walk(obj):
 
 
 def urls_from_metadata(path: str, key_col: str | None = None) -> dict[str, str]:
-    """{item key: first image URL} from an item metadata .csv/.parquet.
-    The key column is ``key_col``, else the first of item_id, parent_asin, asin;
-    URLs come from ``image_urls``, else ``images``. Items without a URL are left out."""
-    import polars as pl
-
+    """{item key: first image URL} from an item metadata .csv/.parquet (key: `key_col`, else the
+    first of KEY_COLUMNS; URLs: the first of URL_COLUMNS); items without a URL are left out."""
     df, key_col = read_metadata(path, key_col, KEY_COLUMNS)
     url_cols = [c for c in URL_COLUMNS if c in df.columns]
     if not url_cols:
@@ -125,24 +91,18 @@ def urls_from_metadata(path: str, key_col: str | None = None) -> dict[str, str]:
     columns = [df[c].cast(pl.Utf8, strict=False).to_list() if df[c].dtype != pl.Utf8 else df[c].to_list()
                for c in url_cols]
     for i, key in enumerate(keys):
-        if key is None:
-            continue
-        for col in columns:
-            url = first_url(col[i])
-            if url:
-                out[key] = url
-                break
+        url = next((url for url in (first_url(col[i]) for col in columns) if url), None) if key is not None else None
+        if url:
+            out[key] = url
     return out
 
 
 # -----------------------------------------------------------------------------
 # download cache
 #
-# The URLs come from metadata files nobody here wrote, so the downloader trusts
-# nothing about them: it speaks only http(s) at every redirect hop, connects only
-# to public addresses (checked on the address it actually connects to, so a DNS
-# answer cannot switch to an internal one after the check), gives each attempt one
-# wall-clock budget for everything, and caches only complete bodies.
+# The URLs come from metadata nobody here wrote: http(s) only at every hop, public addresses only
+# (checked on the address connected to, so DNS cannot switch after the check), one wall-clock
+# budget per attempt, and only complete bodies cached.
 
 MAX_REDIRECTS = 5
 REDIRECT_CODES = (301, 302, 303, 307, 308)
@@ -151,8 +111,7 @@ USER_AGENT = "nanorec (image embeddings)"
 
 
 class DownloadError(Exception):
-    """One URL could not be fetched. `permanent` failures (404, a refused address)
-    are not retried: asking again would get the same answer."""
+    """One URL could not be fetched; a `permanent` failure (404, a refused address) is not retried."""
 
     def __init__(self, reason: str, permanent: bool = False):
         super().__init__(reason)
@@ -160,7 +119,7 @@ class DownloadError(Exception):
 
 
 def cache_file(cache_dir: str, url: str) -> str:
-    """Where `url` is cached: a hash of the URL (safe, fixed-length file names)."""
+    """Where `url` is cached: a hash of the URL."""
     try:
         ext = os.path.splitext(urllib.parse.urlsplit(url).path)[1].lower()
     except ValueError:  # "http://[::1" and such: fetch reports it, the name need not care
@@ -169,10 +128,8 @@ def cache_file(cache_dir: str, url: str) -> str:
 
 
 def is_public_address(ip: str) -> bool:
-    """False for the addresses a URL from untrusted metadata must not reach:
-    private, loopback, link-local (169.254.169.254, the cloud metadata service,
-    included), multicast, reserved, unspecified and shared (carrier NAT) ones,
-    IPv4 and IPv6, an IPv4 address written as IPv6 (::ffff:10.0.0.1) included."""
+    """False for private, loopback, link-local (the cloud metadata service), multicast, reserved,
+    unspecified and shared addresses, IPv4 and IPv6 (::ffff:10.0.0.1 included)."""
     addr = ipaddress.ip_address(ip.split("%", 1)[0])  # drop an IPv6 zone (fe80::1%eth0)
     if addr.version == 6 and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped
@@ -183,13 +140,9 @@ def is_public_address(ip: str) -> bool:
 
 
 class _Deadline:
-    """One wall-clock budget for a whole attempt: DNS, connect, TLS, every redirect
-    hop, headers and body.
-
-    A socket timeout alone bounds each read, not the download: a server that sends
-    a byte every 0.8 s never trips a 2 s timeout. So every blocking step gets what
-    is left of the budget, and a timer shuts the open socket down when it runs out,
-    which also wakes http.client while it reads the headers line by line."""
+    """One wall-clock budget for a whole attempt (DNS, connect, TLS, redirects, headers, body): a
+    socket timeout bounds each read, not the download, so every step gets what is left, and a
+    timer shuts the socket down when it runs out (waking http.client mid-headers too)."""
 
     def __init__(self, seconds: float):
         self.seconds = seconds
@@ -237,8 +190,7 @@ class _Deadline:
 
 
 def _resolve(host: str, port: int, deadline: _Deadline) -> list:
-    """getaddrinfo within the deadline (it has no timeout of its own): the lookup
-    runs in a daemon thread that is abandoned if it takes too long."""
+    """getaddrinfo within the deadline, in a daemon thread abandoned if it takes too long."""
     box = {}
 
     def lookup():
@@ -258,8 +210,7 @@ def _resolve(host: str, port: int, deadline: _Deadline) -> list:
 
 
 def _addresses(host: str, port: int, deadline: _Deadline, allow_private: bool) -> list:
-    """[(family, sockaddr)] to try for host:port, the non-public ones left out
-    unless `allow_private`. Fails when nothing is left."""
+    """[(family, sockaddr)] to try for host:port, non-public ones left out unless `allow_private`."""
     allowed, refused = [], []
     for family, _, _, _, sockaddr in _resolve(host, port, deadline):
         ok = allow_private or is_public_address(sockaddr[0])
@@ -337,8 +288,7 @@ def _read_body(resp, sock, deadline: _Deadline) -> bytes:
     if declared is not None and declared > MAX_BYTES:
         raise DownloadError(f"larger than {MAX_BYTES >> 20} MiB", permanent=True)
     if declared is not None and resp.will_close:
-        # Read to the end of the connection instead of stopping at the declared
-        # length, so a body longer than its Content-Length is seen, not cut.
+        # read to the connection's end, so a body longer than its Content-Length is seen, not cut
         resp.length = None
     chunks, total = [], 0
     while True:
@@ -353,12 +303,6 @@ def _read_body(resp, sock, deadline: _Deadline) -> bytes:
     if declared is not None and total != declared:
         raise DownloadError(f"body is {total} bytes, Content-Length says {declared}")
     return b"".join(chunks)
-
-
-def _http_error(status: int) -> DownloadError:
-    # 5xx, 408 and 429 may pass; other answers (404, 403...) will not change
-    transient = status >= 500 or status in (408, 429)
-    return DownloadError(f"HTTP {status}", permanent=not transient)
 
 
 def _get(url: str, deadline: _Deadline, allow_private: bool) -> bytes:
@@ -381,29 +325,19 @@ def _get(url: str, deadline: _Deadline, allow_private: bool) -> bytes:
                 url = urllib.parse.urljoin(url, location.strip())
                 continue
             if resp.status != 200:
-                raise _http_error(resp.status)
+                transient = resp.status >= 500 or resp.status in (408, 429)  # 404, 403...: will not change
+                raise DownloadError(f"HTTP {resp.status}", permanent=not transient)
             return _read_body(resp, sock, deadline)
         finally:
             conn.close()
     raise DownloadError(f"more than {MAX_REDIRECTS} redirects", permanent=True)
 
 
-def _write_bytes(dest: str, data: bytes) -> None:
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            f.write(data)
-    atomic_write(dest, write)
-
-
 def fetch(url: str, dest: str, timeout: float = 10.0, retries: int = 2, backoff: float = 0.5,
           allow_private: bool = False) -> str:
-    """Download `url` to `dest` (atomically) unless it is already there.
-
-    `timeout` is the wall-clock limit of one attempt, redirects and body
-    included. Retries timeouts, connection errors, short bodies, 5xx, 408 and
-    429 with exponential backoff; 404 and the like, non-http(s) URLs and
-    non-public addresses (unless `allow_private`) fail at once.
-    Raises DownloadError; nothing is cached unless the whole body arrived."""
+    """Download `url` to `dest` (atomically) unless it is there; DownloadError when it fails.
+    `timeout`: one attempt's wall-clock limit, redirects and body included. Timeouts, connection
+    errors, short bodies, 5xx, 408 and 429 are retried with backoff; the rest fail at once."""
     if not (timeout > 0 and math.isfinite(timeout)):
         raise ValueError(f"timeout must be a positive number of seconds, not {timeout}")
     if os.path.exists(dest):
@@ -424,7 +358,7 @@ def fetch(url: str, dest: str, timeout: float = 10.0, retries: int = 2, backoff:
                 last = DownloadError(f"{type(e).__name__}: {e}",
                                      permanent=isinstance(e, ssl.SSLCertVerificationError))
         else:
-            _write_bytes(dest, data)
+            write_file(dest, lambda f: f.write(data))
             return dest
         finally:
             deadline.cancel()
@@ -446,12 +380,8 @@ def _prepare_cache(cache_dir: str) -> None:
 
 def download_all(urls: dict, cache_dir: str, workers: int = 8, timeout: float = 10.0,
                  retries: int = 2, progress: bool = True, allow_private: bool = False) -> tuple[dict, dict]:
-    """Fetch {key: url} into `cache_dir`, at most `workers` at a time.
-    Returns ({key: local path}, {key: "url: reason"} for the failures).
-    `allow_private` lets URLs reach private and loopback addresses (images
-    served from your own network); by default they are failures."""
-    from tqdm.auto import tqdm
-
+    """Fetch {key: url} into `cache_dir`, at most `workers` at a time -> ({key: local path},
+    {key: "url: reason"} of the failures); `allow_private`: private addresses allowed."""
     _prepare_cache(cache_dir)
     paths, failures = {}, {}
     if not urls:
@@ -492,13 +422,10 @@ def load_image(path: str):
 
 
 class SiglipImageEncoder:
-    """Frozen SigLIP (or any transformers model with image features).
-
-    ``encode(images)``: a list of B PIL images -> (B, D) float32, unit rows.
-    """
+    """Frozen SigLIP (or any transformers model with image features): ``encode(images)``, a list of
+    B PIL images -> (B, D) float32, unit rows."""
 
     def __init__(self, model: str, device: str = "auto"):
-        import torch
         from transformers import AutoImageProcessor, AutoModel
 
         local = os.path.isdir(model)
@@ -513,10 +440,8 @@ class SiglipImageEncoder:
         self.device = pick_device(device)
         self.model = self.model.eval().to(self.device)
         self.name = model
-        self._torch = torch
 
     def encode(self, images) -> np.ndarray:
-        torch = self._torch
         pixels = self.processor(images=images, return_tensors="pt")["pixel_values"].to(self.device)
         with torch.inference_mode():
             if hasattr(self.model, "get_image_features"):
@@ -531,16 +456,9 @@ class SiglipImageEncoder:
 
 def embed_files(encoder, items: list, batch_size: int = 32, progress: bool = True,
                 on_batch=None, workers: int = 4) -> tuple[list, np.ndarray, dict]:
-    """Encode [(item id, image path), ...] in batches.
-
-    Images are decoded by a small thread pool (PIL releases the GIL while
-    decoding) so the model is not left waiting on the disk.
-    ``on_batch(ids, chunks)`` is called after every batch with the ids and the
-    list of (b, D) arrays encoded so far (for checkpoints).
-    Returns (ids, vectors (M, D) float32, {id: path} of the unreadable files).
-    """
-    from tqdm.auto import tqdm
-
+    """Encode [(item id, image path), ...] in batches, decoding in a thread pool (PIL releases the
+    GIL) -> (ids, vectors (M, D) float32, {id: path} of the unreadable files). ``on_batch(ids,
+    chunks)`` after every batch: the ids and (b, D) arrays so far (for checkpoints)."""
     ids, chunks, unreadable = [], [], {}
     bar = tqdm(total=len(items), desc="embed", unit="img", disable=None if progress else True)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:

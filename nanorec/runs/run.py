@@ -1,26 +1,11 @@
-"""One way into a finished run: `Run.open(run_dir)` is what every surface scores with.
+"""One way into a finished run: `run = Run.open("runs/beauty", device="cpu")` is what every surface
+scores with (its fields below; user_ids and histories are None for a run older than histories.parquet).
 
-    run = Run.open("runs/beauty", device="cpu")
-    run.config      the resolved Config (config.json; a key missing is an error, never a default)
-    run.item_ids    (N+1,) internal index -> original item id (items.json; slot 0 = padding)
-    run.user_ids    (U,) the users of the saved histories, row u of run.histories
-    run.histories   Sequences: every user's history in the run's vocabulary (histories.parquet);
-                    user_ids and histories are None for a run from before that file existed
-    run.scorer      the scorer exactly as the run ships it: a GPT run's logits plus the fusion
-                    terms when it was trained with fusion, or the fitted baseline's scores
-    run.num_items   N
-    run.exclude_seen whether its lists leave out the user's earlier items by default: the
-                    config's exclude_seen, or for auto the choice metrics.json records (seen.py)
-
-`nanorec evaluate`, `recommend`, `serve`, the Python API, tune's winner, the leaderboard
-and the benchmarks open runs here, and training builds its end-of-run scorer with the
-same builder (methods/gpt.py's `shipped_scorer`), so a run is scored one way wherever it
-is opened. The run's method (methods/) builds its model and scorer from the files.
-
-The folder is checked as a whole before anything is scored: items.json against the hash
-and size data.json recorded at training (an edited vocabulary is refused, naming the
-file), the weights and tables against the vocabulary's size, the histories' item indices
-against the vocabulary. rundir.py names, reads and writes the files.
+Every surface (evaluate, recommend, serve, the Python API, tune's winner, the leaderboard, the
+benchmarks) opens runs here, and training builds its end-of-run scorer with the same builder
+(methods/gpt.py's `shipped_scorer`): a run is scored one way wherever it is opened. The folder
+is checked as a whole first: items.json against data.json's hash and size, the weights and
+tables against the vocabulary's size, the histories' item indices against the vocabulary.
 """
 from __future__ import annotations
 
@@ -41,13 +26,13 @@ from . import rundir
 @dataclass
 class Run:
     run_dir: str
-    config: Config
-    item_ids: np.ndarray               # (N+1,)
-    user_ids: np.ndarray | None        # (U,)
-    histories: Sequences | None        # U rows
-    scorer: Scorer
+    config: Config                     # resolved (config.json; a key missing is an error, never a default)
+    item_ids: np.ndarray               # (N+1,) internal index -> original item id (items.json; 0 = padding)
+    user_ids: np.ndarray | None        # (U,) the users of the saved histories
+    histories: Sequences | None        # U rows, in the run's vocabulary (histories.parquet)
+    scorer: Scorer                     # as the run ships it: GPT logits (+ fusion terms) or the baseline's
     model: object                      # the GPT (eval mode) or the fitted baseline
-    exclude_seen: bool = True          # the run's default for every list (seen.run_excludes)
+    exclude_seen: bool = True          # the run's default for every list (config, or auto's choice: seen.py)
 
     @property
     def num_items(self) -> int:
@@ -68,8 +53,8 @@ class Run:
 
 
 def fusion_terms(run: "Run", device: str = "cpu"):
-    """A fused GPT run's terms apart, for showing what lifted each item (nanorec inspect):
-    (the GPT's own scorer, tables, content term or None, weights), or None for any other run."""
+    """A fused GPT run's terms apart (nanorec inspect): (the GPT's own scorer, tables, content
+    term or None, weights), or None for any other run."""
     if getattr(run.model, "fusion", None) is None:  # the parts Run.open read (methods/gpt.py)
         return None
     tables, weights = run.model.fusion

@@ -1,16 +1,13 @@
-"""The run directory: the names of the files a training run writes, their checked reads and
-their writes. File I/O only: opening a run for scoring (building the model, the fused scorer,
-a baseline) is run.py's `Run.open`.
+"""The run directory: the names of the files a training run writes, their checked reads and their
+writes (file I/O only: opening a run for scoring is run.py's `Run.open`).
 
     config.json        the Config as the run used it: every key, each auto resolved (config.resolve) and
                        listed under "auto"; unknown keys are refused on load
     items.json         internal index -> original item id (index 0 = padding, null)
     histories.parquet  every user's history (user_id, item index) in order: what recommend and
                        serve continue when no --data is given
-    data.json          fingerprint of the training data (users, items, interactions, a hash) and
-                       items_sha256, the hash of items.json's ids: `--resume`, evaluate and
-                       recommend refuse data that does not match; Run.open refuses an edited items.json;
-                       under target_filter event_types, its column's values (runs before it have none)
+    data.json          fingerprint of the training data (users, items, interactions, a hash, items_sha256
+                       of items.json's ids; under target_filter the event types): other data is refused
     transitions.safetensors, cooccurrence.safetensors, fusion.json
                        fusion on (fusion.py): the two item-to-item tables and the terms' weights
     baseline.safetensors  a baseline's fitted arrays (method=popularity|transitions|cooccurrence|svd), instead of weights
@@ -22,19 +19,17 @@ a baseline) is run.py's `Run.open`.
     train.log          what was printed
     curves.png         the validation curves (curves.py; a fused run's shipped figure drawn beside them)
 
-Nothing here unpickles: weights are safetensors, checkpoints load with weights_only=True.
+Nothing here unpickles (weights are safetensors, checkpoints load with weights_only=True).
 Every file is written through `files.atomic_write`, except the two logs (history.jsonl and
-train.log), which are appended a line at a time (a torn last line is skipped by readers).
-
-A run folder is written as a transaction (RunFolder): a new run is built in a hidden sibling
-of --out and renamed into place when complete, so --overwrite replaces the old run only at
-that rename, and a lock beside the folder refuses a second writer (files.py).
+train.log), appended a line at a time. A new run is built in a hidden sibling of --out and
+renamed into place when complete (RunFolder, files.py).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import pickle
 
 import numpy as np
 
@@ -42,7 +37,7 @@ from ..config import WEIGHT_NAMES, Config, unresolved
 from ..data import Sequences, read_json
 from ..errors import DataError, UsageError, one_line
 from .files import (OutputLock, append_line, atomic_write, check_output_folder, discard_folder, publish_folder,
-                    recover_folder, temp_folder, unfinished_folders, write_json, write_text)
+                    recover_folder, temp_folder, unfinished_folders, write_file, write_json, write_text)
 
 CONFIG, ITEMS, DATA, WEIGHTS = "config.json", "items.json", "data.json", "model.safetensors"
 BASELINE = "baseline.safetensors"
@@ -53,9 +48,8 @@ CKPT, METRICS, HISTORY, TEST_RANKS, LOG = "ckpt.pt", "metrics.json", "history.js
 RUN_FILES = (CONFIG, ITEMS, DATA, HISTORIES, WEIGHTS, BASELINE, TRANSITIONS, COOCCURRENCE, FUSION, CKPT, METRICS, HISTORY, TEST_RANKS, LOG, "curves.png")
 RUN_FOLDERS = ("tensorboard",)  # track=tensorboard's event files
 
-# Keys a resumed run may change: they steer how long and how visibly it goes
-# on, not what is being trained. Changing any other key would continue a
-# different model from this one's weights (or fail to load them).
+# Keys a resumed run may change: how long and how visibly it goes on, not what is trained
+# (any other key would continue a different model from this one's weights).
 RESUMABLE_KEYS = ("max_steps", "patience", "eval_interval", "checkpoint_interval", "eval_batch_size",
                   "progress", "threads", "device", "compile", "fusion_weights")
 
@@ -89,8 +83,7 @@ def check_out_dir(out: str, resume: bool, overwrite: bool) -> None:
 
 
 def interrupted_run(out: str) -> str | None:
-    """The folder a new run (fresh or --overwrite) into `out` was being built in when its process
-    was killed, if it got as far as a checkpoint (files.temp_folder: renamed to `out` when complete)."""
+    """The folder an interrupted new run into `out` was built in, if it got as far as a checkpoint."""
     return next((work for work in unfinished_folders(out) if os.path.exists(os.path.join(work, CKPT))), None)
 
 
@@ -143,8 +136,7 @@ def fingerprint(ds) -> dict:
 
 
 def items_digest(item_ids: np.ndarray) -> str:
-    """sha256 of the vocabulary's original ids (N+1,) as items.json holds them (slot 0 skipped):
-    recorded in data.json at training, checked by Run.open (an edited items.json is refused)."""
+    """sha256 of items.json's ids (slot 0 skipped): recorded in data.json, checked by Run.open."""
     body = [_plain(x) for x in np.asarray(item_ids)[1:].tolist()]
     return hashlib.sha256(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
 
@@ -177,22 +169,11 @@ def check_same_vocabulary(run_dir: str, item_ids: np.ndarray, data_path: str) ->
 
 class RunFolder:
     """A run folder written as a transaction, by one writer at a time:
-
-        folder = RunFolder(out, resume, overwrite)
-        try:
-            work = folder.start(cfg, ds, fp)   # the lock; config, items, data, histories
-            ...every other file of the run, into work...
-            folder.commit()                    # a new run renamed into place
-        finally:
-            folder.close()                     # the lock released
-
-    A new run (fresh, or --overwrite) is built in a hidden sibling of `out` (files.temp_folder)
-    and renamed into place by commit: until then `out` holds the old run, whole, and a crash at
-    any instant leaves the old run or the new one. A new run that stops (killed, interrupted, a
-    full disk) after its first checkpoint stays where it was built, for --resume (resume_dir)
-    or until an --overwrite replaces it (files.recover_folder); before one, it is removed.
-    --resume continues inside the run folder, every file atomic, under the same lock.
-    `notes`: lines for the run's log."""
+    `work = folder.start(cfg, ds, fp)`, every file into work, `folder.commit()`, and
+    `folder.close()` in a finally. A new run is built in a hidden sibling of `out`
+    (files.temp_folder) and renamed into place by commit; one that stops after its first
+    checkpoint stays there for --resume (resume_dir), before one it is removed. --resume
+    continues inside the run folder, every file atomic. `notes`: lines for the run's log."""
 
     def __init__(self, out: str, resume: bool, overwrite: bool):
         self.out, self.resume, self.overwrite = out, resume, overwrite
@@ -225,8 +206,7 @@ class RunFolder:
         self.close()
 
     def close(self) -> None:
-        """Always, last: a new run that stopped before its first checkpoint is removed (one with a
-        checkpoint stays for --resume, as after a kill); the lock is released."""
+        """Always, last: remove a new run that stopped before its first checkpoint; release the lock."""
         if self.work is not None and self.work != self.out and not self.committed \
                 and not os.path.exists(os.path.join(self.work, CKPT)):
             discard_folder(self.work)
@@ -237,12 +217,9 @@ class RunFolder:
 
 def save_histories(path: str, user_ids: np.ndarray, seqs, times: np.ndarray | None = None,
                    time_unit: str | None = None) -> None:
-    """Long format, one row per event in order: user_id (original), item (internal index),
-    under target_filter target (bool: a target event, which exclude_seen removes; a context
-    event, e.g. a view, is not removed), with event weights (weight_col, target_filter) weight,
-    and with a time column time (Dataset.times: a datetime of time_unit, a date, or the
-    column's own numbers): what `nanorec update` needs to extend the run exactly (its weights,
-    its time order, holdout=time's split)."""
+    """Long format, one row per event in order: user_id (original), item (internal index), and where
+    they apply target (bool: exclude_seen removes only targets), weight and time (Dataset.times):
+    what `nanorec update` needs to extend the run exactly."""
     import polars as pl
     users = np.repeat(np.asarray(user_ids), seqs.lengths)
     columns = {"user_id": users.tolist() if users.dtype == object else users, "item": seqs.items}
@@ -285,9 +262,8 @@ def _read_history_frame(run_dir: str):
 
 
 def read_histories(run_dir: str, num_items: int | None = None):
-    """(user_ids (U,), Sequences) from histories.parquet, users in first-appearance order, with
-    its target flags and event weights when the file keeps them (read_history_times: its times).
-    num_items: the run's vocabulary size; every item index must be in 1..num_items."""
+    """(user_ids (U,), Sequences) from histories.parquet, users in first-appearance order, with its
+    target flags and weights; every item index must be in 1..num_items (when given)."""
     path = os.path.join(run_dir, HISTORIES)
     df = _read_history_frame(run_dir)
     if num_items is not None and df.height and not 1 <= df["item"].min() <= df["item"].max() <= num_items:
@@ -307,9 +283,8 @@ def read_histories(run_dir: str, num_items: int | None = None):
 
 
 def read_history_times(run_dir: str) -> tuple[np.ndarray | None, str | None]:
-    """-> ((total,) each saved event's time as Dataset.times holds it (parallel to read_histories'
-    items), its Dataset.time_unit); (None, None) when the run folder keeps no times (no time
-    column, or a run from before nanorec kept them)."""
+    """-> ((total,) each saved event's time as Dataset.times holds it, its Dataset.time_unit);
+    (None, None) when the run folder keeps no times."""
     df = _read_history_frame(run_dir)
     if "time" not in df.columns:
         return None, None
@@ -327,18 +302,11 @@ def save_weights(model, path: str) -> None:
 
 def save_checkpoint(state: dict, path: str) -> None:
     import torch
-
-    def write(tmp):
-        with open(tmp, "wb") as f:  # a Python file: a full disk surfaces as an OSError, not torch's "unexpected pos"
-            torch.save(state, f)
-    atomic_write(path, write)
+    write_file(path, lambda f: torch.save(state, f))  # a Python file: a full disk is an OSError, not torch's text
 
 
 def save_array(path: str, arr: np.ndarray) -> None:
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            np.save(f, arr)
-    atomic_write(path, write)
+    write_file(path, lambda f: np.save(f, arr))
 
 
 def append_history(out: str, record: dict) -> None:
@@ -364,24 +332,19 @@ def read_config(run_dir: str) -> Config:
 
 
 def read_items(run_dir: str) -> np.ndarray:
-    """items.json: position i = original id of internal index i (position 0 = null, padding),
-    checked against what data.json recorded at training: its size and (runs written since it
-    was recorded) the hash of its ids. An edited items.json would map every score to the wrong
-    item: refused, naming the file."""
+    """items.json: position i = original id of internal index i (0: null, padding), checked against
+    data.json's size and hash: an edited items.json would map every score to the wrong item."""
     path = os.path.join(run_dir, ITEMS)
     ids = read_json(path)
     if not isinstance(ids, list) or len(ids) < 2 or ids[0] is not None:
         raise DataError(f"{path}: expected a JSON list [null, item id, ...]")
     body = ids[1:]
     if all(isinstance(x, int) and not isinstance(x, bool) for x in body):
-        out = np.empty(len(ids), dtype=np.int64)
-        out[0] = -1
+        out = np.array([-1] + body, dtype=np.int64)
     elif all(isinstance(x, str) for x in body):
-        out = np.empty(len(ids), dtype=object)
-        out[0] = ""
+        out = np.array([""] + body, dtype=object)
     else:
         raise DataError(f"{path}: item ids must be all integers or all strings")
-    out[1:] = body
     if len(set(body)) != len(body):
         raise DataError(f"{path}: an item id appears twice")
     fp = read_fingerprint(run_dir)
@@ -449,12 +412,11 @@ def load_weights(model, path: str) -> None:
     """Load safetensors weights into `model`, or a DataError naming the file."""
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file (has the run finished a validation pass?)")
-    _load_state(model, _read_safetensors(path), path)
+    load_state(model, _read_safetensors(path), path)
 
 
 def check_weights(path: str, state: dict) -> None:
-    """--resume keeps the selected weights until a better validation replaces them:
-    they must be readable and fit the checkpoint's model (absent: no validation yet)."""
+    """--resume keeps the selected weights: they must fit the checkpoint's model (absent: fine)."""
     if not os.path.exists(path):
         return
     shapes = lambda d: {k: tuple(v.shape) for k, v in d.items()}  # noqa: E731
@@ -472,8 +434,6 @@ def _read_safetensors(path: str) -> dict:
 
 
 def load_checkpoint(path: str, device: str = "cpu") -> dict:
-    import pickle
-
     import torch
     try:
         ck = torch.load(path, map_location=device, weights_only=True)
@@ -488,29 +448,23 @@ def load_checkpoint(path: str, device: str = "cpu") -> dict:
     return ck
 
 
-def _load_state(module, state: dict, path: str) -> None:
+def load_state(module, state: dict, path: str) -> None:
+    """module.load_state_dict(state), or a DataError naming the file whose state it is."""
     try:
         module.load_state_dict(state)
     except RuntimeError as e:
         raise DataError(f"{path}: weights do not fit the model of {CONFIG} ({one_line(e)})") from None
 
 
-def load_state(module, state: dict, path: str) -> None:
-    """module.load_state_dict(state), or a DataError naming the file whose state it is."""
-    _load_state(module, state, path)
-
-
 def save_fusion(out: str, tables: list, weights: tuple) -> None:
-    """The fitted tables (transitions, cooccurrence) and the weights of config.WEIGHT_NAMES,
-    as {"transitions_weight": 0.2, "cooccurrence_weight": 0.3, "content_weight": 0.0}."""
+    """The fitted tables and the weights as {"transitions_weight": 0.2, ...} (config.WEIGHT_NAMES)."""
     for name, table in zip(FUSION_FILES, tables):
         save_baseline(table, os.path.join(out, FUSION_FILES[name]))
     write_json(os.path.join(out, FUSION), {f"{name}_weight": w for name, w in zip(WEIGHT_NAMES, weights)})
 
 
 def read_fusion(run_dir: str) -> tuple[float, ...]:
-    """The weights of fusion.json in config.WEIGHT_NAMES order; a signal the file does not name
-    (a run from before it existed) has weight 0."""
+    """fusion.json's weights in config.WEIGHT_NAMES order; a name it lacks (an older run) weighs 0."""
     path = os.path.join(run_dir, FUSION)
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file (the run did not finish its fusion step)")
