@@ -158,7 +158,7 @@ def check(cfg: Config, out_dir: str, resume: bool, overwrite: bool, dataset=None
 # 2. set up: processes, the run folder, model, optimizer, resumed state
 
 def prepare(tr: Training, folder, quiet: bool) -> None:
-    cfg, ds, sp = tr.cfg, tr.ds, tr.sp
+    cfg, ds = tr.cfg, tr.ds
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     tr.dd, tr.device = dd, device = distributed.setup(tr.device)  # under torchrun: one device per process
