@@ -20,8 +20,8 @@ server-wide --deny-items FILE (item ids, with or without a header, as `nanorec r
 --deny-items` reads it) apply before the list is cut, to the popularity fallback too. The file is
 re-read when its content changes (no restart; an emptied file brings every item back; a rewrite
 keeping the old mtime is seen; write a new file and rename it over, as an in-place rewrite may be
-read half-written); one that
-disappears or fails to load keeps the last good list, said once in the log and in /health
+read half-written); one that disappears or fails to load keeps the last good list, said once in
+the log and in /health
 ("deny_items": {"problem": ...}). A list left with fewer than k items is returned shorter.
 
 Ids are the original ones, matched by their exact text (nanorec/data/ids.py). Lists come from
