@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import html
 import os
-import re
 import sys
 from dataclasses import dataclass
 
@@ -35,9 +34,9 @@ import torch
 
 from ..cli import command_parser
 from ..data import load, load_like, show_time
-from ..data.columns import _as_where
+from ..data.columns import as_where
 from ..data.ids import rows as id_rows
-from ..data.readers import _EVENT_LOG_SUFFIXES, _events, read_s3rec, read_stream_table
+from ..data.readers import EVENT_LOG_SUFFIXES, data_set_name, read_s3rec, read_stream_table, table_events
 from ..data.tables import is_stream, read_frame
 from ..errors import DataError, UsageError, one_line
 from ..runs import rundir
@@ -178,17 +177,17 @@ def read_log(cfg, path: str):
         if df is None:
             raise DataError(f"{path}: a pipe or FIFO whose first bytes are not a table (CSV with a header, TSV, "
                             "Parquet, gzip of either) or S3-Rec lines; save it to a file with its suffix")
-    elif os.path.isfile(path) and path.lower().endswith(_EVENT_LOG_SUFFIXES):
-        df, where = read_frame(path), _as_where(path)
+    elif os.path.isfile(path) and path.lower().endswith(EVENT_LOG_SUFFIXES):
+        df, where = read_frame(path), as_where(path)
     if df is None:
         ds = load_like(cfg, path, need_targets=False)
         read_types = lambda col: load(path, cfg.user_col, col, cfg.time_col, filter=cfg.filter or None,  # noqa: E731
                                       time_format=cfg.time_format or None)
     else:
-        name = re.sub(r"\.(csv|tsv)\.gz$|\.[^.]*$", "", os.path.basename(path), flags=re.I)
-        ds = _events(df, where, name, cfg.user_col, cfg.item_col, cfg.time_col, cfg.filter or None,
+        name = data_set_name(path)
+        ds = table_events(df, where, name, cfg.user_col, cfg.item_col, cfg.time_col, cfg.filter or None,
                      cfg.weight_col or None, cfg.time_format or None, cfg.target_filter or None, need_targets=False)
-        read_types = lambda col: _events(df, where, name, cfg.user_col, col, cfg.time_col,  # noqa: E731
+        read_types = lambda col: table_events(df, where, name, cfg.user_col, col, cfg.time_col,  # noqa: E731
                                          cfg.filter or None, None, cfg.time_format or None)
     col = event_column(cfg, ds)
     if not col:

@@ -45,7 +45,7 @@ class Where:
         return f"{self.path}: row {r} (from 0)"
 
 
-def _as_where(where) -> Where:
+def as_where(where) -> Where:
     """A path as its Where (recommend.read_user_list passes one to column_ids)."""
     if isinstance(where, Where):
         return where
@@ -118,7 +118,7 @@ def _bad_type(where, s, col, expected):
 def column_ids(where, df, col):
     """Original ids, one type per column (module docstring); NaN, fractions, booleans... are errors."""
     pl = _polars()
-    where = _as_where(where)
+    where = as_where(where)
     s = df[col]
     _no_nulls(where, s, col)
     dt = s.dtype

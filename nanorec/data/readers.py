@@ -13,7 +13,7 @@ import re
 import numpy as np
 
 from ..errors import DataError, UsageError, show
-from .columns import (_I64_MAX, _I64_MIN, Where, _as_where, _examples, _integer_column, _polars, _require_columns,
+from .columns import (_I64_MAX, _I64_MIN, Where, as_where, _examples, _integer_column, _polars, _require_columns,
                       _time_unit, _timestamps, _weights, column_ids, filter_mask, parse_filter)
 from .sequences import Dataset, Sequences, offsets_of
 from .tables import (GZIP_MAGIC, PARQUET_MAGIC, _parquet_files, _read_parquet_folder, frame_to_polars, gunzip,
@@ -22,7 +22,7 @@ from .tables import (GZIP_MAGIC, PARQUET_MAGIC, _parquet_files, _read_parquet_fo
 # -----------------------------------------------------------------------------
 # readers
 
-_EVENT_LOG_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet", ".pq")
+EVENT_LOG_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet", ".pq")
 
 
 def load(source, user_col: str = "user_id", item_col: str = "item_id", time_col: str | None = "timestamp",
@@ -59,7 +59,7 @@ def load(source, user_col: str = "user_id", item_col: str = "item_id", time_col:
     if lower.endswith(".txt"):
         _event_options_only(path, "an S3-Rec .txt file", **options)
         return read_s3rec(path)
-    if lower.endswith(_EVENT_LOG_SUFFIXES):
+    if lower.endswith(EVENT_LOG_SUFFIXES):
         return read_table(path, **events)
     raise DataError(f"{path}: unknown format (expected .txt, .csv, .tsv, .csv.gz, .tsv.gz, .parquet, "
                     "a folder of .parquet files or a challenge folder)")
@@ -75,7 +75,7 @@ def _load_stream(path, events: dict, options: dict) -> Dataset:
     if kind == ".txt":
         _event_options_only(path, "an S3-Rec .txt file", **options)
         return read_s3rec(path, data)
-    return _events(df, where, _stem(path), **events)
+    return table_events(df, where, data_set_name(path), **events)
 
 
 def read_stream_table(path: str) -> tuple:
@@ -232,7 +232,7 @@ def from_frame(frame, user_col: str = "user_id", item_col: str = "item_id", time
         raise UsageError(f"load: expected a path, a pandas or polars DataFrame or a pyarrow Table, "
                          f"not {type(frame).__module__}.{type(frame).__name__}")
     df, index_names = converted
-    return _events(df, Where("<dataframe>", index_names=index_names), "dataframe",
+    return table_events(df, Where("<dataframe>", index_names=index_names), "dataframe",
                    user_col, item_col, time_col, filter, weight_col, time_format, target_filter, need_targets)
 
 
@@ -247,18 +247,20 @@ def read_table(path: str, user_col="user_id", item_col="item_id", time_col="time
         df, where = _read_parquet_folder(path)
         name = os.path.basename(os.path.normpath(path))
     else:
-        df, where, name = read_frame(path), _as_where(path), _stem(path)
-    return _events(df, where, name, user_col, item_col, time_col, filter, weight_col, time_format, target_filter,
+        df, where, name = read_frame(path), as_where(path), data_set_name(path)
+    return table_events(df, where, name, user_col, item_col, time_col, filter, weight_col, time_format, target_filter,
                    need_targets)
 
 
-def _stem(path: str) -> str:
+def data_set_name(path: str) -> str:
     """The file name without its suffix (log.csv.gz -> log): the data set's name."""
     return re.sub(r"\.(csv|tsv)\.gz$|\.[^.]*$", "", os.path.basename(path), flags=re.I)
 
 
-def _events(df, where: Where, name, user_col, item_col, time_col, filter, weight_col, time_format=None,
-            target_filter=None, need_targets=True) -> Dataset:
+def table_events(df, where: Where, name, user_col, item_col, time_col, filter, weight_col, time_format=None,
+                 target_filter=None, need_targets=True) -> Dataset:
+    """A table already read (a polars frame; `where` names it in error lines) as an event log, with
+    `load`'s arguments: read once, a caller (inspect) may ask for it twice with other columns."""
     path = where.path
     if df.height == 0:
         raise DataError(f"{path}: no interactions (no data rows)")
@@ -327,7 +329,7 @@ def _chronological(user_raw, times):
 
 def read_challenge(folder: str) -> Dataset:
     train_path = os.path.join(folder, "train.csv")
-    where = _as_where(train_path)
+    where = as_where(train_path)
     df = read_frame(train_path)
     if df.height == 0:
         raise DataError(f"{train_path}: no interactions (no data rows)")
@@ -351,7 +353,7 @@ def read_challenge(folder: str) -> Dataset:
 
 def _read_test_users(path: str) -> np.ndarray:
     """test.csv's user ids: at least one, each once (a submission has one row per user)."""
-    where = _as_where(path)
+    where = as_where(path)
     df = read_frame(path)
     _require_columns(where, df, ["user_id"])
     if df.height == 0:
