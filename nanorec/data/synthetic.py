@@ -107,9 +107,8 @@ CHALLENGE_TEST_FRACTION = 412_000 / 720_000
 
 def challenge_lengths(num_rows: int, num_users: int, rng: np.random.Generator, p_two: float = 0.7,
                       max_len: int = 200) -> np.ndarray:
-    """(num_users,) history lengths summing to exactly num_rows: a share p_two of
-    users with two purchases (less when the mean is too low for the rest to have
-    three or more), the rest 3 + a geometric tail. Needs 2 <= rows / users <= max_len."""
+    """(num_users,) history lengths summing to exactly num_rows: a share p_two of two (less when
+    the rest could not have three), the rest 3 + a geometric tail. Needs 2 <= rows / users <= max_len."""
     mean = num_rows / num_users
     long_mean = (mean - 2 * p_two) / (1 - p_two) if p_two < 1 else 3.0
     if long_mean < 3:  # too few rows for p_two: every long history has three items
@@ -140,17 +139,11 @@ def challenge_lengths(num_rows: int, num_users: int, rng: np.random.Generator, p
 def generate_fast(num_rows: int = 2_430_000, num_items: int | None = None, num_users: int | None = None,
                   seed: int = 0, p_two: float = 0.7, p_transition: float = 0.7, p_repeat: float = 0.1,
                   zipf: float = 1.1, max_len: int = 200):
-    """The challenge-shaped log at any size, vectorised (no per-user Python loop):
-    a loop over positions 0..max_len-1 draws everyone's next item at once.
-
-    Same signals as `generate`: Zipf popularity (exponent `zipf`, popular items
-    not simply the low ids), 3 follow-up items per item (weights 0.6/0.3/0.1,
-    drawn uniformly), repeats of an earlier item of the user, popularity draws.
-    Lengths from `challenge_lengths` (p_two of users with two purchases).
-    num_items / num_users default to the challenge's rows per item / per user.
-    Returns (users, items, timestamps) int64 arrays, items 0..num_items-1, rows
-    grouped by user (users 0..num_users-1) and in chronological order within a user.
-    Same seed, same data."""
+    """The challenge-shaped log at any size, vectorised: a loop over positions draws everyone's
+    next item at once. `generate`'s signals (popularity exponent `zipf`), lengths from
+    `challenge_lengths`; num_items / num_users default to the challenge's rows per item / user.
+    -> (users, items, timestamps) int64, rows grouped by user (0..num_users-1), in time order
+    within a user. Same seed, same data."""
     num_users = num_users or max(1, round(num_rows / CHALLENGE_ROWS_PER_USER))
     num_items = num_items or max(4, round(num_rows / CHALLENGE_ROWS_PER_ITEM))
     if num_rows < 2 * num_users or num_rows > max_len * num_users:
@@ -208,17 +201,12 @@ CATEGORY_SIZE = 10  # items i // 10 share a category: what a customer browses be
 
 def add_event_types(users, items, times, types=EVENT_TYPES, seed: int = 0, views_per_purchase: float = 3.0,
                     p_view_bought: float = 0.5, p_cart: float = 0.6, view_only_share: float = 0.3):
-    """A purchase log (generate_fast's arrays) as a shop's event log: before every purchase the
-    customer browses its category (Poisson(views_per_purchase) views of items in the bought
-    item's category, i // CATEGORY_SIZE, the bought item itself with probability p_view_bought),
-    then puts the item in the cart (p_cart; with "cart" in types), minutes before buying it. A
-    share view_only_share of extra customers only browse one category and buy nothing (the
-    customers who are cold when views are dropped). Views thus point at what is bought next,
-    which is what a model that reads them can use.
-
-    types: the names, in funnel order, of (view[, cart], purchase): 2 or 3 names, the last is
-    the purchase. -> (users, items, times, event type index into types) int64 arrays in time
-    order per user; shares come out near 70% views, 10% carts, 20% purchases (by default)."""
+    """A purchase log (generate_fast's arrays) as a shop's event log: before every purchase,
+    Poisson(views_per_purchase) views of its category (the bought item itself with p_view_bought),
+    then (p_cart, with 3 types) its cart, a minute apart; plus view_only_share extra customers who
+    only browse one category (cold once views are dropped). Views point at what is bought next.
+    types: 2 or 3 names in funnel order (view[, cart], purchase). -> (users, items, times, index
+    into types) int64, in time order per user; near 70% views, 10% carts, 20% purchases."""
     rng = np.random.default_rng([seed, 9])
     num_items = int(items.max()) + 1
     n_buyers = int(users.max()) + 1 if len(users) else 0
@@ -261,10 +249,8 @@ def add_event_types(users, items, times, types=EVENT_TYPES, seed: int = 0, views
             np.concatenate([ev_type, np.zeros(int(b_len.sum()), dtype=np.int64)]))
 
 
-# Bytes generate_fast + write_fast hold at their peak, per row, per catalogue item and per user:
-# the peak resident memory measured was 66 B a row (4M rows), 77 B a catalogue item (3M items,
-# 100 rows) and about 25 B a user (600k users), taken here with a margin. `memory_needed` is
-# what `nanorec synth` checks against the memory available, before it allocates anything.
+# Peak bytes of generate_fast + write_fast a row, catalogue item and user, with a margin over the
+# measured 66 B (4M rows), 77 B (3M items, 100 rows), ~25 B (600k users); `nanorec synth` checks it.
 BYTES_PER_ROW, BYTES_PER_ITEM, BYTES_PER_USER = 100, 100, 50
 
 
@@ -273,32 +259,21 @@ def memory_needed(num_rows: int, num_items: int, num_users: int) -> int:
     return BYTES_PER_ROW * num_rows + BYTES_PER_ITEM * num_items + BYTES_PER_USER * num_users
 
 
-def is_challenge(out: str, challenge: bool | None = None) -> bool:
-    """write_fast's layout for `out`: a challenge folder, unless a .csv/.parquet file name."""
-    return not out.lower().endswith((".csv", ".parquet")) if challenge is None else challenge
-
-
 CHALLENGE_FILES = ("train.csv", "test.csv", "id_mappings.json")
 
 
 def write_fast(out: str, num_rows: int, num_items: int | None = None, num_users: int | None = None,
                seed: int = 0, challenge: bool | None = None, test_fraction: float = CHALLENGE_TEST_FRACTION,
                cold_users: int = 0, event_types: tuple | None = None, shop: bool = False, **kwargs) -> dict:
-    """`generate_fast` written out (shop=True: `write_shop`'s log, catalogue and ceiling instead):
-
-    - a challenge folder (out without a .csv/.parquet suffix, or challenge=True):
-      train.csv (user_id,item_id,rating,timestamp; rows in time order, ids from 0),
-      test.csv (user_id,predictions placeholder: a seeded share `test_fraction` of
-      the users plus `cold_users` users without history), id_mappings.json; built in a
-      hidden sibling and renamed into place complete (files.temp_folder; an existing
-      folder is replaced only then, whole);
-    - an event log (.parquet or .csv file): user_id,item_id,timestamp, written atomically;
-      with event_types (names, e.g. ("view", "cart", "purchase")) also event_type and weight
-      columns (`add_event_types`: num_rows purchases plus the views and carts around them;
-      weight: TYPE_WEIGHTS by funnel stage, 1 / 2 / 5, for weight_col=weight).
-    Returns a summary dict (rows, users, items, test users, share of two-item users)."""
+    """`generate_fast` written out (shop=True: `write_shop`'s files instead):
+    - a challenge folder (out without a .csv/.parquet suffix, or challenge=True): train.csv
+      (user_id,item_id,rating,timestamp; time order, ids from 0), test.csv (a seeded share
+      test_fraction of the users plus cold_users without history), id_mappings.json; built in a
+      hidden sibling and renamed into place complete (an existing folder replaced only then);
+    - an event log (.parquet or .csv, written atomically): user_id,item_id,timestamp; with
+      event_types also event_type and weight (`add_event_types`; TYPE_WEIGHTS by funnel stage).
+    -> a summary dict (rows, users, items, test users, share of two-item users)."""
     import polars as pl
-
 
     if shop:
         return write_shop(out, num_rows, num_items, num_users, seed, tuple(event_types or EVENT_TYPES), **kwargs)
@@ -309,20 +284,19 @@ def write_fast(out: str, num_rows: int, num_items: int | None = None, num_users:
     summary = {"rows": int(num_rows), "users": n_users, "items": int(n_items),
                "items_bought": int(len(np.unique(items))), "two_item_share": round(float(np.mean(lengths == 2)), 4)}
     rng = np.random.default_rng([seed, 8])
-    order = np.argsort(times, kind="stable")  # a log is in time order; readers sort per user themselves
     if event_types:
-        stage = ("view", "cart", "purchase") if len(event_types) == 3 else ("view", "purchase")
         users, items, times, kind = add_event_types(users, items, times, tuple(event_types), seed)
-        order = np.argsort(times, kind="stable")
-        names, weights = np.array(event_types), np.array([TYPE_WEIGHTS[s] for s in stage])
-        df = pl.DataFrame({"user_id": users[order], "item_id": items[order], "timestamp": times[order],
-                           "event_type": names[kind[order]], "weight": weights[kind[order]]})
-        summary.update(rows=len(df), users=int(users.max()) + 1,
+        summary.update(rows=len(users), users=int(users.max()) + 1,
                        shares={n: round(float(np.mean(kind == i)), 3) for i, n in enumerate(event_types)})
-        atomic_write(out, df.write_parquet if out.lower().endswith(".parquet") else df.write_csv)
-        return summary
-    if not is_challenge(out, challenge):
-        df = pl.DataFrame({"user_id": users[order], "item_id": items[order], "timestamp": times[order]})
+    order = np.argsort(times, kind="stable")  # a log is in time order; readers sort per user themselves
+    is_file = out.lower().endswith((".csv", ".parquet")) if challenge is None else not challenge
+    if event_types or is_file:
+        cols = {"user_id": users[order], "item_id": items[order], "timestamp": times[order]}
+        if event_types:
+            stage = ("view", "cart", "purchase") if len(event_types) == 3 else ("view", "purchase")
+            cols.update(event_type=np.array(event_types)[kind[order]],
+                        weight=np.array([TYPE_WEIGHTS[s] for s in stage])[kind[order]])
+        df = pl.DataFrame(cols)
         atomic_write(out, df.write_parquet if out.lower().endswith(".parquet") else df.write_csv)
         return summary
     work = temp_folder(out)
@@ -345,8 +319,8 @@ def write_fast(out: str, num_rows: int, num_items: int | None = None, num_users:
 
 
 def _write_mappings(path: str, n_users: int, n_items: int, chunk: int = 1 << 16) -> None:
-    """id_mappings.json, {"user_mapping": {"U0000000": 0, ...}, "item_mapping": {"B0000000": 0, ...}},
-    byte for byte what json.dumps writes, streamed a chunk at a time: no dict of every id in memory."""
+    """id_mappings.json ({"user_mapping": {"U0000000": 0, ...}, "item_mapping": ...}) byte for byte as
+    json.dumps writes it, streamed: no dict of every id in memory."""
     with open(path, "w", encoding="utf-8") as f:
         for i, (key, prefix, n) in enumerate((("user_mapping", "U", n_users), ("item_mapping", "B", n_items))):
             f.write(("{" if i == 0 else ", ") + json.dumps(key) + ": {")
@@ -356,22 +330,12 @@ def _write_mappings(path: str, n_users: int, n_items: int, chunk: int = 1 << 16)
         f.write("}\n")
 
 
-
 # -----------------------------------------------------------------------------
 # a shop: tastes, sessions, follow-up purchases, launches, late customers
 
 SHOP_START = "2024-01-01T00:00:00"  # a Monday: week w (1-based) is days 7(w-1) .. 7w
 SHOP_WEEKS = 10
 SHOP_NEW_WEEKS = 3          # new items launch in the last weeks (weeks 8-10 of 10)
-SHOP_NEW_SHARE = 0.08       # share of the catalogue launched then
-SHOP_LATE_SHARE = 0.25      # customers who arrive after week 1 (uniformly over weeks 2-10)
-SHOP_P_FOLLOW = 0.5         # a session's anchor is a follow-up of the customer's last purchase (if any)
-SHOP_P_BUY = 0.5            # a session ends with buying its anchor
-SHOP_P_VIEW_ANCHOR = 0.85   # the anchor is among the session's views (a purchase follows its views)
-SHOP_EXTRA_VIEWS = 2.2      # views of a session: 1 + Poisson(this), the anchor's category
-SHOP_P_CART = (0.5, 0.9)    # the anchor is carted: in a session without / with its purchase
-SHOP_P_EXTRA_CART = 0.2     # another viewed item is carted (and not bought)
-SHOP_ROWS_PER_USER, SHOP_ROWS_PER_ITEM = 15, 60  # default sizes: 300k events -> 20k customers, 5k items
 SHOP_ITEMS_PER_CATEGORY = 100
 FOLLOW_WEIGHTS = (0.6, 0.3, 0.1)  # an old item's three follow-ups; a new item launched as its follow-up weighs 1
 DAY_S = 86_400
@@ -379,18 +343,18 @@ DAY_S = 86_400
 
 @dataclass(frozen=True)
 class ShopShape:
-    """The simulated shop's shape (its defaults: the constants above); `shop_shape` reads one from
-    text, so that a benchmark is also run on a shop of another shape than the one it was tuned on."""
-    new_share: float = SHOP_NEW_SHARE        # share of the catalogue launched in the last weeks
-    late_share: float = SHOP_LATE_SHARE      # customers who arrive after week 1
-    p_follow: float = SHOP_P_FOLLOW          # a session's anchor follows the last purchase
-    p_buy: float = SHOP_P_BUY                # a session ends with a purchase
-    p_view_anchor: float = SHOP_P_VIEW_ANCHOR
-    extra_views: float = SHOP_EXTRA_VIEWS    # views of a session: 1 + Poisson(this)
-    p_cart: tuple = SHOP_P_CART
-    p_extra_cart: float = SHOP_P_EXTRA_CART
-    rows_per_user: float = SHOP_ROWS_PER_USER  # default sizes: events / this customers (fewer: more sessions each)
-    rows_per_item: float = SHOP_ROWS_PER_ITEM  # events / this items
+    """The simulated shop's shape; `shop_shape` reads one from text, so that a benchmark is also
+    run on a shop of another shape than the one it was tuned on."""
+    new_share: float = 0.08      # share of the catalogue launched in the last SHOP_NEW_WEEKS weeks
+    late_share: float = 0.25     # customers who arrive after week 1 (uniformly over weeks 2-10)
+    p_follow: float = 0.5        # a session's anchor is a follow-up of the customer's last purchase (if any)
+    p_buy: float = 0.5           # a session ends with buying its anchor
+    p_view_anchor: float = 0.85  # the anchor is among the session's views (a purchase follows its views)
+    extra_views: float = 2.2     # views of a session: 1 + Poisson(this), the anchor's category
+    p_cart: tuple = (0.5, 0.9)   # the anchor is carted: in a session without / with its purchase
+    p_extra_cart: float = 0.2    # another viewed item is carted (and not bought)
+    rows_per_user: float = 15    # default sizes: events / this customers (300k events -> 20k customers)
+    rows_per_item: float = 60    # events / this items (300k events -> 5k items)
 
     @property
     def events_per_session(self) -> float:
@@ -428,7 +392,7 @@ def _zipf_weights(n: int, rng, exponent: float = 1.0) -> np.ndarray:
 
 
 def _shop_catalogue(num_items: int, rng, shape: ShopShape = ShopShape()) -> dict:
-    """Items 0..N-1 (the last SHOP_NEW_SHARE are new): category, popularity, launch (seconds from
+    """Items 0..N-1 (the last shape.new_share are new): category, popularity, launch (seconds from
     the start; < 0 before it), follow-ups (N, 4) items with weights (slot 3: the new item launched
     as this one's follow-up, weight 1, else weight 0), price, the id number each item is written as."""
     num_categories = max(2, num_items // SHOP_ITEMS_PER_CATEGORY)
@@ -513,18 +477,16 @@ def generate_shop(num_rows: int = 300_000, num_items: int | None = None, num_use
                   seed: int = 0, shape: ShopShape = ShopShape()) -> dict:
     """A shop's 10 weeks, about num_rows events (vectorised: a loop over each customer's k-th session).
 
-    Catalogue (`_shop_catalogue`): categories of ~100 items, Zipf popularity, 3 follow-ups an item
-    ("after A, people buy B"), 8% of the items launched during weeks 8-10 each as the strongest
-    follow-up of a popular older item. Customers: tastes over 1-4 categories (`_tastes`), an
-    activity level (lognormal), 25% arriving after week 1; sessions at random times between their
-    arrival and the end. A session has an anchor: with SHOP_P_FOLLOW a follow-up of the customer's
-    last purchase (`_follow_probs`), else a category of their taste and an item of it by popularity,
-    among the items launched by then. It holds 1 + Poisson(2.2) views of items of the anchor's
-    category (the anchor among them with SHOP_P_VIEW_ANCHOR), carts (the anchor, sometimes another
-    viewed item), and with SHOP_P_BUY the anchor's purchase, last.
+    Catalogue (`_shop_catalogue`): categories of ~100 items, Zipf popularity, 3 follow-ups an item,
+    new items launched in weeks 8-10 each as the strongest follow-up of a popular older item.
+    Customers: tastes over 1-4 categories (`_tastes`), a lognormal activity, some arriving after
+    week 1; sessions at random times after their arrival. A session's anchor is, with p_follow, a
+    follow-up of the customer's last purchase (`_follow_probs`), else an item of a category of their
+    taste by popularity among the items launched by then; then views of its category, carts, and
+    with p_buy the anchor's purchase, last (`_session_events`). shape: these shares and sizes.
     -> dict: events (user, item, time in seconds from SHOP_START, kind 0 view / 1 cart / 2 purchase;
-    in time order per user), the catalogue, the tastes, each customer's arrival, the shape. shape:
-    the shares and sizes above (their defaults: the SHOP_ constants). Same seed and shape, same shop."""
+    in time order per user), the catalogue, the tastes, each customer's arrival, the shape.
+    Same seed and shape, same shop."""
     rng = np.random.default_rng([seed, 11])
     num_items = num_items or max(20, round(num_rows / shape.rows_per_item))
     num_users = num_users or max(1, round(num_rows / shape.rows_per_user))
