@@ -3,64 +3,48 @@
     nanorec update --run RUN --data NEW --out RUN2 [key=value ...] [--resume | --overwrite]
 
 What an update does, in order:
-  1. read the run (Run.open: its config, vocabulary, saved histories and weights; histories.parquet
-     also keeps each event's target flag (target_filter), weight (weight_col, target_filter) and
-     time (a time column)) and the new events with the run's own settings (user_col, item_col,
-     time_col, filter, time_format, target_filter, weight_col): an update's data has the run's
-     columns, and its events are targets, context and weighted as the run's were;
-  2. extend the run's data (`extend`): each user's saved history gets the user's new events
-     appended, in their order, with their flags, weights and times (the update's data is what
-     came after the run's data); new users are added after the run's users; new items get the
-     indices after the run's items, so every item and user keeps its index;
-  3. grow the GPT's item table (`grown_weights`): a new item covered by the run's content
-     tables starts at its content vector (its own row 0), any other at the mean of the trained
-     rows of the old items next to it in the extended histories (the events just before and
-     after its own), or without one at the mean of all trained rows; then it is learned;
-  4. train from the run's weights with the run's config for max_steps steps (default
-     UPDATE_SHARE of the steps the full run trained, far less than a retrain; peak learning rate
-     UPDATE_LR_SCALE x the full run's), on the users with a new target event (under
-     target_filter a new purchase: views alone teach nothing new) plus a replay sample of as
-     many other users (REPLAY),
-     with warmup and a cosine decay over those steps; validation, selection, the count
-     tables (new items in them at once) and fusion are refitted on the extended data by
-     train.run's own end of run, whose beyond-accuracy figures take a fixed sample of users
-     (Start.beyond_users), whose validation too (UPDATE_VALID_USERS, when the run's
-     valid_users is auto), and whose fusion weights are searched near the run's
-     (fusion.search_near; fusion_weights=auto given: the full search). A baseline run
-     (method=transitions, popularity, ...) is simply refitted on the extended histories.
-     holdout=time: the update is judged on the newest events: its split_time
-     (`update_split_time`, or split_time= given) is the time of the new events' event at the
-     run's fraction (0.9 for a date), its validation window the events just before
-     (time_split's rule), its training what came before that. (The run's
-     histories hold every event, test window included: they are what recommend continues and
-     what the update extends; only training and selection stop at the split.);
-  5. the result is an ordinary run folder (recommend, serve, evaluate, Recommender.load and
-     update again), written by train.run's run-folder transaction: built beside --out and
-     renamed into place when complete, one writer at a time, --overwrite replaces a run
-     only then, and a killed update is continued with --resume (or rerun with --overwrite).
+  1. read the run (Run.open; histories.parquet keeps each event's target flag, weight and time) and
+     the new events with the run's own column, filter, time_format, target_filter and weight_col
+     settings: the new events are targets, context and weighted as the run's were;
+  2. extend the run's data (`extend`): each user's saved history gets the new events appended in
+     their order, with flags, weights and times; new users and new items get the indices after the
+     run's, so every item and user keeps its index;
+  3. grow the GPT's item table (`grown_weights`): a new item with content starts at its content
+     vector, any other at the mean of the trained rows of the old items next to it in the extended
+     histories (without one, the mean of all trained rows); then it is learned;
+  4. train from the run's weights with the run's config for max_steps (default UPDATE_SHARE of the
+     steps the full run trained; peak learning rate UPDATE_LR_SCALE x the run's, warmup and a cosine
+     over those steps) on the users with a new target event (under target_filter a new purchase)
+     plus REPLAY times as many other users. train.run's own end of run then selects, refits the
+     count tables and fusion on the extended data, with beyond-accuracy figures on a fixed sample
+     (Start.beyond_users), validation on UPDATE_VALID_USERS when valid_users is auto, and fusion
+     weights searched near the run's (fusion.search_near; fusion_weights=auto given: the full
+     search). A baseline run (method=transitions, ...) is simply refitted on the extended histories.
+     holdout=time: the update is judged on its newest events: split_time (`update_split_time`, or
+     given) is the new events' time at the run's fraction (0.9 for a date), validation the window
+     just before (time_split's rule). The run's histories hold every event, test window included:
+     only training and selection stop at the split;
+  5. the result is an ordinary run folder (recommend, serve, evaluate, Recommender.load, update
+     again), written by train.run's transaction: built beside --out and renamed into place complete,
+     one writer at a time, --overwrite replaces a run only then, --resume continues a killed update.
      metrics.json's "update" entry says where the run came from.
 
 Refused, each with one line (exit status 2 on the CLI):
-- --out equal to --run, or inside it (the old run is never written); --resume of an update
-  that is complete;
-- new events that the run's columns do not read (a missing user, item, time, weight or
-  target_filter column; no event matching target_filter); an empty update (no rows, or none
-  left after the run's filter);
-- target_filter runs: event types the run never saw (data.json's "event_types"): they would
+- --out equal to --run or inside it; --resume of a complete update;
+- new events the run's columns do not read (a missing column; no event matching target_filter);
+  an empty update (no rows, or none left after the run's filter);
+- target_filter runs: event types the run never saw (data.json's "event_types"), which would
   silently be context; the line names them and counts their events;
-- another data set's events. The rule: user ids or item ids of another type than the
-  run's (integers vs text), or events that share no user and no item with the run;
-- the run's own events again: every known user's new events begin with the user's whole
-  saved history (pass only the events after the run's data);
-- events out of time order (a run with a time column): a known user's event older than the
-  user's last event in the run, or one already in it (same user, item and time). They are
-  refused, not merged: an update appends, and a log that overlaps the run is a mistake to
-  fix at its source (pass only the newer events) or a reason to retrain on the whole log;
-- a run folder that lacks what its config needs (event weights for weight_col, event times
-  for holdout=time: a folder written before nanorec kept them), and runs from before
-  histories.parquet; retrain those on the whole log;
-- config keys other than UPDATE_KEYS (an update continues the run's model: its shape and
-  data settings are the run's), and values of the wrong type or range (as the CLI's).
+- another data set's events: ids of another type than the run's (integers vs text), or events
+  sharing no user and no item with the run;
+- the run's own events again: every known user's new events begin with the user's saved history;
+- events out of time order (a run with a time column): a known user's event older than the user's
+  last in the run, or one already in it (same user, item and time): an update appends; pass only
+  the newer events or retrain on the whole log;
+- a run folder lacking what its config needs (event weights for weight_col, times for
+  holdout=time), and runs from before histories.parquet: retrain those on the whole log;
+- config keys other than UPDATE_KEYS (the model's shape and data settings are the run's), and
+  values of the wrong type or range.
 """
 from __future__ import annotations
 
@@ -158,12 +142,10 @@ def saved_events(run) -> Saved:
 
 
 def extend(run, new: Dataset, where: str, saved: Saved | None = None) -> Extension:
-    """The run's saved histories (run.user_ids, run.histories, in run.item_ids' vocabulary)
-    with `new`'s events appended per user; new users after the run's, new items after the
-    run's items (sorted among themselves, as the readers sort a vocabulary). Event weights,
-    target flags and times (saved: the run's, from `saved_events`) are carried alongside.
-    where: the new data's name, for error lines. Refuses another data set's events, the
-    run's own events again, and events older than the user's last saved one (module docstring)."""
+    """The run's saved histories with `new`'s events appended per user; new users and items after
+    the run's (new items sorted, as the readers sort a vocabulary); weights, target flags and times
+    (saved: `saved_events`) carried alongside. where: the new data's name, for error lines. Refuses
+    another data set's events, the run's own again, and events out of time order (module docstring)."""
     saved = saved or Saved(run.histories.weights, None, None)
     for known, given, what in ((run.item_ids[1:], new.item_ids[1:], "item"), (run.user_ids, new.user_ids, "user")):
         detail = ids.kinds_differ(known, given, what)
@@ -219,8 +201,8 @@ def extend(run, new: Dataset, where: str, saved: Saved | None = None) -> Extensi
 
 
 def _concat_optional(a, b, n_a: int, n_b: int, fill):
-    """Two optional per-event arrays as one (n_a + n_b,): None when both are, else the missing
-    one filled with `fill` (an event without a flag or weight is a target of weight 1)."""
+    """Two optional per-event arrays as one (n_a + n_b,): None when both are, else the missing one
+    filled with `fill`."""
     if a is None and b is None:
         return None
     dtype = (a if a is not None else b).dtype
@@ -263,9 +245,8 @@ def _check_time_order(run, saved: Saved, new: Dataset, user_row: np.ndarray, rem
 
 
 def _check_not_repeated(run, new: Dataset, item_rows: np.ndarray, user_rows: np.ndarray, where: str) -> None:
-    """The run's own events passed again (the whole log instead of what came after it) would
-    double every history: refused when every known user's new events begin with the user's
-    whole saved history."""
+    """The run's own events again (the whole log, not what came after it) would double every history:
+    refused when every known user's new events begin with the user's whole saved history."""
     known = np.nonzero(user_rows >= 0)[0]
     if len(known) == 0:
         return
@@ -294,15 +275,11 @@ def _concat_ids(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def grown_weights(state: dict, num_items: int, content_rows: np.ndarray, seed: int,
                   seqs: Sequences | None = None) -> dict:
-    """The run's GPT state with the item table grown from N+1 to num_items+1 rows.
-    content_rows: (M,) bool, each new item covered by a content table: its row starts at 0,
-    so that its item vector is its content's (model.item_embeddings adds the projections).
-    Any other new item starts at the mean of the trained rows of the items next to it in
-    `seqs` (the extended histories: the event before and the event after each of its events,
-    old items only), so that it scores where its neighbours' followers score: the output layer
-    is tied to these rows, and items bought next to each other point alike. An item without
-    an old neighbour starts at the mean of all trained rows (an average item). Each gets noise
-    of a tenth of the trained rows' spread (no ties)."""
+    """The run's GPT state with the item table grown from N+1 to num_items+1 rows. A new item
+    with content (content_rows (M,) bool) starts at 0: its vector is its content's projection. Any
+    other starts at the mean of the trained rows of its old neighbours in `seqs` (the events before
+    and after its own; the output layer is tied to these rows, so it scores where they do), else at
+    the mean of all trained rows; plus noise of a tenth of the trained rows' spread (no ties)."""
     import torch
     wte = state["wte.weight"]  # (N+1, C)
     trained = wte[1:]
@@ -343,8 +320,8 @@ def content_coverage(cfg: Config, item_ids: np.ndarray, first_new: int) -> np.nd
 
 
 def replay_rows(touched: np.ndarray, num_users: int, seed: int) -> np.ndarray:
-    """(F,) sorted user rows an update trains on: the users with new targets and REPLAY times
-    as many others, drawn once from (seed, 2) (all of them when there are fewer)."""
+    """(F,) sorted user rows an update trains on: `touched` and REPLAY times as many others, drawn
+    from (seed, 2)."""
     others = np.setdiff1d(np.arange(num_users), touched)
     n = min(len(others), int(math.ceil(REPLAY * len(touched))))
     replay = np.random.default_rng([seed, 2]).choice(others, size=n, replace=False)
@@ -352,12 +329,11 @@ def replay_rows(touched: np.ndarray, num_users: int, seed: int) -> np.ndarray:
 
 
 def default_budget(run_dir: str, cfg: Config) -> tuple[int, int, float]:
-    """-> (the update's max_steps, the full run's trained steps it is a share of, the full run's
-    learning_rate). The steps it trained, not its max_steps: early stopping ends a shop's run at half its
-    max_steps, and a share of max_steps then made the update 0.184 of a retrain's CPU time (0.117 at a
-    share of the steps trained; next-week NDCG@10 0.983 and 0.980 of the retrain's, 300k-event shop,
-    benchmarks/results/lifecycle.json). An update of an update reads the first run's figures from
-    metrics.json's "update" entry, so budgets neither shrink nor compound."""
+    """-> (the update's max_steps, the full run's trained steps it is a share of, its learning_rate).
+    Steps trained, not max_steps: early stopping ends a shop's run at half its max_steps, and a share of
+    max_steps made the update 0.184 of a retrain's CPU time, vs 0.117 (next-week NDCG@10 0.983 vs 0.980
+    of the retrain's, 300k-event shop, benchmarks/results/lifecycle.json). An update of an update reads
+    the first run's figures (metrics.json "update"): budgets neither shrink nor compound."""
     full, lr = cfg.max_steps, cfg.learning_rate
     if os.path.exists(os.path.join(run_dir, rundir.METRICS)):
         metrics = rundir.read_metrics(run_dir)
@@ -462,9 +438,8 @@ def update(run_dir: str, data, out: str, changes: dict | None = None, resume: bo
 
 
 def _check_event_types(run_dir: str, cfg: Config, data, new: Dataset, where: str) -> list | None:
-    """target_filter: the update's event types are the run's (data.json's "event_types"). A type
-    the run never saw would silently become context (it does not match target_filter): refused,
-    naming the unknown values and how many events hold them. -> the extended data's event types."""
+    """target_filter: a type the run never saw (data.json's "event_types") would silently be context:
+    refused, naming the values and counting their events. -> the extended data's event types."""
     known = (rundir.read_fingerprint(run_dir) or {}).get("event_types")
     if not cfg.target_filter or known is None or new.event_types is None:
         return new.event_types
@@ -490,10 +465,9 @@ def key_base(keys) -> Config:
 
 
 def update_split_time(cfg: Config, new: Dataset) -> str:
-    """holdout=time: the update's own split time, so that it is judged on the newest events and
-    trained on what came before: the time of the new events' event at position floor(f x new
-    events) in time order (f: the run's split_time when a fraction, else VALID_SHARE_OF_DATES), as a
-    time in the column's units. Its validation window then comes just before it (split_times' rule)."""
+    """holdout=time: the update's split time, judging it on its newest events: the new events' time
+    at position floor(f x new events) in time order (f: the run's split_time when a fraction, else
+    VALID_SHARE_OF_DATES), in the column's units; validation comes just before (split_times' rule)."""
     kind, value = parse_split_time(cfg.split_time)
     share = value if kind == "fraction" else VALID_SHARE_OF_DATES
     ordered = np.sort(new.times)
@@ -522,7 +496,3 @@ def _check_paths(run_dir: str, out: str) -> None:
                          f"changes the old one (choose another --out)")
     if b.startswith(a + os.sep):
         raise UsageError(f"--out {out}: inside the run being updated ({run_dir}); choose a folder outside it")
-
-
-# -----------------------------------------------------------------------------
-# the command
