@@ -40,10 +40,6 @@ def non_negative(note: str = "") -> tuple:
 UNIT = (lambda x: 0 <= x < 1), "a number in [0, 1)"
 
 
-def _split_time_ok(text: str) -> bool:
-    return text == "" or parse_split_time(text) is not None
-
-
 def _filter_ok(text: str) -> bool:
     try:
         parse_filter(text, "target_filter")
@@ -77,7 +73,8 @@ class Config:
                        "train = what comes before that", one_of("loo", "last", "none", "time"))
     split_time: str = key("", "holdout=time: an ISO date/time (2024-03-01, 2024-03-01T12:00) or a fraction of\n"
                           "the log's events in time order (0.9: the last 10% of events are the test window)",
-                          (_split_time_ok, "an ISO date/time (2024-03-01, 2024-03-01T12:00:00) or a number: a "
+                          ((lambda x: x == "" or parse_split_time(x) is not None),
+                           "an ISO date/time (2024-03-01, 2024-03-01T12:00:00) or a number: a "
                            "fraction of the events in (0, 1), else a time in the time column's own units"))
     all_data: bool = key(False, "also train on validation targets (for the step count chosen on validation)")
     content: str = key("", "comma-separated frozen content tables (.safetensors), added as proj(content[item])")
@@ -164,8 +161,7 @@ class Config:
         return dataclasses.asdict(self)
 
     def validate(self) -> "Config":
-        """Every key's type and range (its field's rule); raises UsageError naming the
-        first bad key. Checked before anything is read or written."""
+        """Every key's type and range (its field's rule): a UsageError names the first bad key."""
         self.fusion_weights = weights_text(self.fusion_weights)
         for f in fields(self):
             value = getattr(self, f.name)
@@ -198,9 +194,8 @@ class Config:
 
     @classmethod
     def load(cls, path: str, every_key: bool = False) -> "Config":
-        """A saved config.json; a broken or unknown key (every_key: a missing one too, never today's
-        default, but LEGACY's, which runs written before they existed lack) is a DataError naming the
-        file. A run written before resolve() has no "auto" list and its autos unresolved (.auto None)."""
+        """A saved config.json; a broken or unknown key (every_key: a missing one too, but not one of
+        LEGACY's) is a DataError naming the file. A run from before resolve(): .auto None."""
         d = read_json(path)
         if not isinstance(d, dict):
             raise DataError(f"{path}: expected a JSON object of config keys")
@@ -240,11 +235,9 @@ def expected(name: str, value) -> str | None:
 
 
 def resolve(cfg: Config, num_items: int, num_valid: int | None = None, batches_per_epoch=None) -> Config:
-    """Every auto key -> the value a run on this data uses, by the rules where they were measured
-    (loss.py, validation.VALID_WORK); the copy's .auto lists the keys that were auto. Facts: the catalogue
-    size, the validation users (None: valid_users left as it is) and batches_per_epoch() (training
-    batches in an epoch, called only when num_negatives=auto applies; None: left as it is).
-    A resolved config resolves to itself."""
+    """Every auto key -> the value a run on this data uses (rules: loss.py, validation.VALID_WORK);
+    the copy's .auto lists the keys that were auto. num_valid / batches_per_epoch() (called only for
+    num_negatives=auto): None leaves valid_users / num_negatives as they are. Idempotent."""
     from .core.loss import AUTO_DROPOUT, resolve_loss, resolve_negatives  # torch: config stays importable without it
     from .core.validation import validation_users  # it imports rundir, which imports config
     auto = tuple(k for k, sentinel in AUTO.items() if getattr(cfg, k) == sentinel)
@@ -272,9 +265,8 @@ WEIGHT_NAMES = ("transitions", "cooccurrence", "content")  # the fusion weights'
 
 
 def weights_text(value):
-    """fusion_weights given in Python as metrics.json holds them, {"transitions": w1, "cooccurrence":
-    w2[, "content": w3]}, or as a sequence (w1, w2[, w3]) -> the key's text "w1,w2[,w3]"; anything
-    else unchanged (a str is checked by its rule, another type refused by validate)."""
+    """fusion_weights as metrics.json holds them ({"transitions": w1, ...}) or a sequence (w1, w2[, w3])
+    -> the key's text "w1,w2[,w3]"; anything else unchanged (for the rule or validate to check)."""
     if isinstance(value, dict):
         unknown = [k for k in value if k not in WEIGHT_NAMES]
         if unknown or not {"transitions", "cooccurrence"} <= set(value):
@@ -289,8 +281,8 @@ def weights_text(value):
 
 
 def parse_weights(text: str) -> tuple[float, float, float] | None:
-    """fusion_weights "w1,w2[,w3]" -> (w1, w2, w3) (w3 = 0 when left out), or None when it
-    is not two or three finite numbers >= 0 (the weight search is unbounded above: fusion.py)."""
+    """fusion_weights "w1,w2[,w3]" -> (w1, w2, w3) (w3 = 0 when left out), or None unless two or
+    three finite numbers >= 0."""
     parts = text.split(",")
     # plain decimals only: float() also takes "1_0" (10), "１" and "infinity", which no one means here
     if not all(re.fullmatch(r"(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", p.strip(), re.ASCII) for p in parts):
@@ -327,8 +319,7 @@ def check_keys(names) -> None:
 
 
 def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
-    """Apply `key=value` strings and validate the result; an unknown key, a bad
-    value or one out of range raises UsageError naming the key."""
+    """`key=value` strings applied and validated: a bad one is a UsageError naming the key."""
     changes = {}
     for item in overrides:
         if "=" not in item:
@@ -353,9 +344,8 @@ def add_run_writer_options(p, resume_help: str, overwrite_help: str) -> None:
 
 
 def check_dashed_keys(argv: list[str], options) -> None:
-    """`--max_steps 10` (or `--max-steps=10`) where a config key is meant: argparse
-    would say "unrecognized arguments"; say how to set it instead. `options` are
-    the command's own option strings (`--data` is an option, not the key)."""
+    """`--max_steps 10` (or `--max-steps=10`) for a config key: say how to set it, where argparse would
+    say "unrecognized arguments". `options`: the command's own option strings (`--data`)."""
     for i, tok in enumerate(argv):
         if tok == "--":
             return
@@ -370,8 +360,7 @@ def check_dashed_keys(argv: list[str], options) -> None:
 
 
 def describe() -> str:
-    """Keys, defaults and help for --help, one section heading a group: a help text's further
-    lines sit under its first, and the key's [valid range] follows the whole text."""
+    """Keys, defaults, help and [valid range] for --help, under section headings."""
     out = []
     for f in fields(Config):
         meta = f.metadata

@@ -5,39 +5,30 @@ well each item goes with the user's last items.
                                   + w2 * log(cooccurrence(item) + floor)
                                   + w3 * cos(content(last item), content(item))
 
-transitions: what follows the user's last items (methods/transitions.py);
-cooccurrence: what is bought within a few positions of them, in either order
-(methods/cooccurrence.py), both counted on the training split; content: the
-cosine of the run's frozen content vectors (content=; 0 for items without content,
-and the term is absent without content). The GPT's term is its log-softmax; the
-softmax's normaliser is the same for every item of a user, so it changes no list
-and no rank, and is left out (a score is comparable within one user's list).
+transitions: what follows the user's last items (methods/transitions.py); cooccurrence: what is
+bought within a few positions of them, in either order (methods/cooccurrence.py), both counted on
+the training split; content: the cosine of the run's frozen content vectors (content=; 0 for items
+without content, no term without content=). The GPT's term is its log-softmax without the normaliser,
+the same for every item of a user: it changes no rank (a score is comparable within one user's list).
 
-Why: a GPT's item vectors for rare items get mostly negative gradient, so an
-item bought a handful of times is rarely ranked high, even right after the
-item it always follows; the counts remember exactly that, and content says
-which items are alike when the counts are thin. The weights are chosen on
-validation NDCG@10 (one at a time, given the others, a search in log space that
-steps past the last value it tried while that one is best: `choose_weights`); a weight
-of 0 drops its term and all 0 is the plain GPT, so a term is only kept when
-validation says it helps; the test split is never consulted.
+Why: a GPT's item vectors for rare items get mostly negative gradient, so an item bought a handful
+of times is rarely ranked high, even right after the item it always follows; the counts remember
+exactly that, and content says which items are alike when the counts are thin. The weights are
+chosen on validation NDCG@10 (`choose_weights`); a weight of 0 drops its term and all 0 is the plain
+GPT, so a term is only kept when validation says it helps; the test split is never consulted.
 
-Exact at any catalogue size: a table's row for a history is sparse (a few
-hundred items follow the user's last items; every other item only gets the
-popularity back-off, a per-item constant), and the content cosine is a dot
-product. So the fused score is one `scoring.Factored`:
+Exact at any catalogue size: a table's row for a history is sparse (every item it does not reach
+gets the popularity back-off, a per-item constant) and the cosine is a dot product, so the fused
+score is one `scoring.Factored`:
 
     [q_gpt, w3 * content(last)] . [item_gpt, content(item)]   (a dot product)
     + w1 * log(backoff1(item) + floor) + w2 * log(backoff2(item) + floor)   (a per-item bias)
     + the tables' sparse corrections at the items their rows reach        (a few per user)
 
-and ranking, top-k and the weight search all run on it in chunks of the
-catalogue with exact bounds (scoring.Ordered): no (users x items) matrix at any
-size. `fuse_transitions=auto` is therefore simply on. With fusion on, training
-fits both tables after the GPT, writes them to the run folder
-(transitions.safetensors, cooccurrence.safetensors) and the chosen weights to
-fusion.json, and every scorer of the run (evaluate, recommend, serve, the API)
-uses the fused score.
+ranked, cut to top-k and searched in chunks of the catalogue with exact bounds (scoring.Ordered): no
+(users x items) matrix at any size, so `fuse_transitions=auto` is simply on. Training then fits both
+tables after the GPT (transitions.safetensors, cooccurrence.safetensors; the weights in fusion.json)
+and every scorer of the run (evaluate, recommend, serve, the API) uses the fused score.
 """
 from __future__ import annotations
 
@@ -65,10 +56,8 @@ def enabled(setting: str) -> bool:
 
 
 class ContentVectors:
-    """The run's content tables as one unit-row matrix (N+1, sum D_i): the cosine of the
-    last item's content with every item's is a dot product. Several tables: the mean of
-    their cosines (each table's rows normalised, divided by sqrt(#tables); items without
-    content are zero rows, so they score 0)."""
+    """The run's content tables as one matrix (N+1, sum D_i) of unit rows / sqrt(#tables): the mean
+    cosine of the last item's content with every item's is a dot product (no content: 0 rows)."""
 
     def __init__(self, model):
         parts = [torch.nn.functional.normalize(c.table.float(), dim=1) * c.has_content[:, None]
@@ -89,10 +78,9 @@ def content_term(model) -> ContentVectors | None:
 
 
 def table_log(f: Factored, device) -> tuple[torch.Tensor, Sparse]:
-    """A count table's factored probabilities (bias = popularity back-off, one extra = the rows
-    of the user's last items) -> their floored logs in the same form:
-        log(backoff + rows + FLOOR) = log(backoff + FLOOR)  +  log1p(rows / (backoff + FLOOR))
-    a per-item bias, plus a correction only where the rows are non-zero."""
+    """A count table's factored probabilities (bias: back-off, extra: the last items' rows) -> their
+    floored logs, a per-item bias plus a correction where the rows are non-zero:
+        log(backoff + rows + FLOOR) = log(backoff + FLOOR)  +  log1p(rows / (backoff + FLOOR))"""
     bias, base = _log_prior(f.bias, device)
     e, = f.extras
     return bias, Sparse(e.rows, e.items, np.log1p(np.maximum(e.values, 0) / base[e.items]).astype(np.float32))
@@ -112,27 +100,19 @@ def _memo(key: tuple, make):
     return _MEMO[k][1]
 
 
-_LOG_PRIOR: dict = {}  # (the prior tensor's storage, version, device) -> (the prior, its log, backoff + FLOOR)
-
-
 def _log_prior(prior: torch.Tensor, device) -> tuple[torch.Tensor, np.ndarray]:
     """(log(backoff + FLOOR) (V,) float32 on device, backoff + FLOOR (V,) float64): a table's
     prior is one tensor for the run, so its log is taken once, not once per batch; the same
     log tensor every batch also lets the catalogue's order by bias be reused."""
-    key = (prior.data_ptr(), prior._version, tuple(prior.shape), str(device))
-    if key not in _LOG_PRIOR:
-        if len(_LOG_PRIOR) >= 8:  # a few runs' tables at most
-            _LOG_PRIOR.clear()
+    def make():
         base = prior.clamp_min(0).double() + FLOOR
-        _LOG_PRIOR[key] = (prior, torch.log(base).float().to(device), base.numpy())  # holds the prior: no reuse of its memory
-    return _LOG_PRIOR[key][1:]
+        return torch.log(base).float().to(device), base.numpy()
+    return _memo(("prior", prior, str(device)), make)
 
 
 class BatchTerms:
-    """One batch's terms, each computed once (the GPT's forward pass, each table's rows,
-    the content of the last items); `fused(weights)` combines them for any weights without
-    copying them (a table's correction enters as its Sparse scaled by its weight), so a
-    weight search pays for the expensive parts once per batch."""
+    """One batch's terms, each computed once (the GPT's forward pass, each table's rows, the last
+    items' content); `fused(weights)` combines them for any weights without copying them."""
 
     def __init__(self, gpt: Scorer, tables: list, content: ContentVectors | None, histories, users):
         self.gpt = gpt.factors(histories, users)
@@ -166,10 +146,9 @@ class BatchTerms:
 
 
 def fused_scorer(gpt: Scorer, tables: list, content: ContentVectors | None, weights: tuple) -> Scorer:
-    """(B histories) -> (B, N+1): the GPT's logits + sum_i weights[i] * term i, as a scorer
-    with `factors` (ranked and cut to top-k in chunks). tables: [transitions, cooccurrence]
-    (a table whose weight is 0 is never scored and may be None); content: content_term(model)
-    or None. All weights 0: the GPT itself."""
+    """The GPT's logits + sum_i weights[i] * term i, as a scorer with `factors`. tables: [transitions,
+    cooccurrence] (one of weight 0 is never scored, may be None); content: content_term(model) or None.
+    All weights 0: the GPT itself."""
     weights = tuple(weights) + (0.0,) * (3 - len(weights))
     if not any(weights):
         return gpt
@@ -179,11 +158,9 @@ def fused_scorer(gpt: Scorer, tables: list, content: ContentVectors | None, weig
 
 
 class ValidationTerms:
-    """The validation users' terms, computed once (each batch's GPT forward pass, table rows and
-    content of the last items: `BatchTerms`) and kept: `ndcg(weights)` then ranks every target
+    """The validation users' `BatchTerms`, computed once and kept: `ndcg(weights)` ranks every target
     under any weights from them, exactly as `evaluate` ranks that fused scorer (factor_ranks,
-    max_rank 10), so a weight search pays for the expensive parts once, not once per weight.
-    tables / content: None where no weight the search may try uses them."""
+    max_rank 10). tables / content: None where no weight the search may try uses them."""
 
     def __init__(self, gpt: Scorer, tables: list, content, valid, batch_size: int):
         self.targets = valid.targets
@@ -202,20 +179,14 @@ class ValidationTerms:
         return self.tried[weights]
 
 
-# The weight search: each weight on its own, the others fixed (coordinate ascent), over [0, inf) in
-# log space. A weight first takes the values of its ladder (and 0, which drops its term); while the
-# choice is the largest (smallest) value tried it steps on by STEP past it, so the choice is never the
-# edge of what was tried; then GOLDEN golden-section steps in log space between the choice's neighbours
-# refine it. The choice on a line is the smallest weight whose validation NDCG@10 is within TOL of the
-# line's best: past the point where the table decides the lists, larger weights only reorder near-ties
-# and their NDCG@10 moves by a few users either way (on the seed-scale synth, 62.5 to 91,200 all
-# within 2e-4); chasing that noise would walk the weight up without end. Values are rounded to 3
-# significant digits (a plain number in fusion.json).
-# Why no fixed grid: on the challenge-shaped `nanorec synth` log (first-order follow-ups) the transitions
-# table alone beats the GPT on validation, and grids ending at 3, then 10, then 50 chose their top
-# value (benchmarks/results/seed_scale_cpu.json): the best weight is wherever the data puts it.
-# The ladders are the grids this search replaced (so a line never ends below the grid's figure from
-# the same start; on LastFM a 4-value ladder's golden steps missed the grid's 0.3: weight_search_lastfm.json).
+# The weight search (`search_line`): coordinate ascent over [0, inf) in log space, values rounded to 3
+# significant digits. The smallest weight within TOL of a line's best is chosen: past the point where
+# the table decides the lists, larger weights only reorder near-ties (on the seed-scale synth, 62.5 to
+# 91,200 all within 2e-4), and chasing that noise would walk the weight up without end.
+# No fixed grid: on the `nanorec synth` log the transitions table alone beats the GPT, and grids ending
+# at 3, then 10, then 50 chose their top value (benchmarks/results/seed_scale_cpu.json). The ladders are
+# the grids this search replaced, so a line never ends below the grid's figure from the same start (on
+# LastFM a 4-value ladder's golden steps missed the grid's 0.3: weight_search_lastfm.json).
 LADDER = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0)  # a table's weight (a log-prob's scale)
 CONTENT_LADDER = (0.5, 1.0, 2.0, 4.0, 8.0)  # content's weight scales a cosine in [-1, 1]
 STEP = 5.0
@@ -266,11 +237,9 @@ def search_line(ndcg, point: tuple, i: int, ladder, step: float = STEP, golden: 
 
 def choose_weights(gpt: Scorer, tables: list, content, valid, batch_size: int = 1024,
                    near: tuple | None = None) -> tuple[tuple, dict]:
-    """The weights with the best validation NDCG@10, one term at a time (coordinate ascent, each
-    line by `search_line`): w1, then w2 given w1, w1 again given w2, then w3 given both (where the
-    run has content); near (an update's: its run's weights): one pass from them (`search_near`).
-    The terms are computed once (`ValidationTerms`), each tuple ranked once.
-    Near-ties (TOL): the smaller weight. -> (weights, {"w1,w2,w3": NDCG@10} of every tuple tried)."""
+    """The weights with the best validation NDCG@10 (`search`; near, an update's run's weights: one
+    pass from them, `search_near`), the terms computed once (`ValidationTerms`), each tuple ranked once.
+    -> (weights, {"w1,w2,w3": NDCG@10} of every tuple tried)."""
     terms = ValidationTerms(gpt, tables, content, valid, batch_size)
     terms.ndcg((0.0, 0.0, 0.0))  # the GPT alone: the log's reference
     with_content = content is not None
@@ -279,7 +248,8 @@ def choose_weights(gpt: Scorer, tables: list, content, valid, batch_size: int = 
 
 
 def search(ndcg, with_content: bool) -> tuple:
-    """The coordinate ascent of `choose_weights` on ndcg(weights) -> (w1, w2, w3)."""
+    """Coordinate ascent on ndcg(weights), a line each (`search_line`): w1, w2 given w1, w1 again,
+    then w3 given both (with content) -> (w1, w2, w3)."""
     best = (0.0, 0.0, 0.0)
     for i in (0, 1, 0, 2) if with_content else (0, 1, 0):  # a weight searched again: from its value
         ladder = (best[i] / STEP, best[i] * STEP) if best[i] else CONTENT_LADDER if i == 2 else LADDER
@@ -287,11 +257,10 @@ def search(ndcg, with_content: bool) -> tuple:
     return best
 
 
-# An update's search: the run's weights were chosen on most of the same data, so the update's lie near
-# them; one pass of NEAR-fold steps around each (0 tried too), no golden section, costs about a fifth of
-# the full search's tuples. Full search (48 tuples) vs this on the 300k-event shop's update: the run's
-# weights kept as they were gave 0.948 of a retrain's next-week NDCG@10 (views as context), the full
-# search 0.995 (benchmarks/results/lifecycle.json has this search's figure).
+# An update's search: the run's weights were chosen on most of the same data, so one pass of NEAR-fold
+# steps around each costs about a fifth of the full search's tuples. On the 300k-event shop's update the
+# run's weights kept gave 0.948 of a retrain's next-week NDCG@10, the full search (48 tuples) 0.995
+# (benchmarks/results/lifecycle.json has this search's figure).
 NEAR = 2.0
 NEAR_FROM_ZERO = (0.1, 0.1, 1.0)  # a term the run dropped (weight 0) is tried again at this weight
 
@@ -308,12 +277,10 @@ def search_near(ndcg, start: tuple, with_content: bool) -> tuple:
 
 def fit(gpt: Scorer, train, num_items: int, valid, batch_size: int = 1024, weights: tuple | None = None,
         content: ContentVectors | None = None, near: tuple | None = None):
-    """Both tables fitted on the training split (each one's window and decay chosen on `valid`),
-    the terms' weights chosen on `valid` -> (tables [transitions, cooccurrence], weights (w1, w2, w3),
-    {"w1,w2,w3": NDCG@10}). content: `content_term(model)` (None: no content term). `weights`
-    given (config fusion_weights): those, nothing chosen. Without validation users: NO_VALIDATION.
-    near: an update's run's weights, the search's start (`search_near`).
-    Also -> the weight search's seconds (0 when nothing was chosen)."""
+    """Both tables fitted on the training split (window and decay chosen on `valid`), the weights
+    chosen on `valid` (given `weights`: those; no validation: NO_VALIDATION; near: `search_near`'s
+    start). content: `content_term(model)` or None. -> (tables [transitions, cooccurrence],
+    weights (w1, w2, w3), {"w1,w2,w3": NDCG@10}, the weight search's seconds (0: nothing chosen))."""
     from ..methods.cooccurrence import CoOccurrence  # late: methods/ imports this module (gpt.py)
     from ..methods.transitions import Transitions
     tables = [Transitions().fit(train, num_items, valid), CoOccurrence().fit(train, num_items, valid)]
