@@ -1,16 +1,9 @@
-"""Synthetic purchase logs with structure a sequence model can learn.
-
-Shaped like the challenge data: a popularity skew (Zipf), mostly two-item
-histories, and three signals that popularity alone cannot use:
-
-- transitions: every item has a few "follow-up" items (a phone, then its case);
-  most next purchases are a follow-up of the previous item;
-- repeats: some purchases repeat an earlier item of the same user;
-- the rest are drawn from the popularity distribution.
-
-The generator is seeded and written as a plain interactions CSV
-(user_id,item_id,timestamp) or as a challenge folder (train.csv with item ids
-starting at 0, test.csv, id_mappings.json), so every reader is exercised.
+"""Synthetic purchase logs with structure a sequence model can learn, shaped like the challenge data:
+a Zipf popularity skew, mostly two-item histories, and signals popularity alone cannot use: every item
+has a few follow-up items (a phone, then its case) that most next purchases are; some purchases repeat
+an earlier item of the user; the rest are popularity draws. Seeded; written as an interactions CSV or
+a challenge folder (train.csv with item ids from 0, test.csv, id_mappings.json), or (`generate_shop`)
+as a shop's event log with views, carts, launches and late customers.
 """
 from __future__ import annotations
 
@@ -30,8 +23,7 @@ from .sequences import Sequences
 def generate(num_users: int = 4000, num_items: int = 1000, seed: int = 0,
              p_transition: float = 0.7, p_repeat: float = 0.1, p_two: float = 0.6,
              max_len: int = 20):
-    """Returns (users, items, timestamps) as parallel int64 arrays, items 0..num_items-1,
-    each user's rows in chronological order."""
+    """-> (users, items, timestamps) int64, items 0..num_items-1, each user's rows in time order."""
     rng = np.random.default_rng(seed)
     popularity = 1.0 / np.arange(1, num_items + 1) ** 1.1
     popularity /= popularity.sum()
@@ -120,18 +112,12 @@ def challenge_lengths(num_rows: int, num_users: int, rng: np.random.Generator, p
     # make the total exact: spread the difference over random users, within [2, max_len]
     diff = num_rows - int(lengths.sum())
     while diff:
-        if diff > 0:
-            room = np.nonzero(is_long & (lengths < max_len))[0]
-            if not len(room):
-                room = np.nonzero(lengths < max_len)[0]
-            pick = rng.choice(room, size=min(diff, len(room)), replace=False)
-            lengths[pick] += 1
-        else:
-            room = np.nonzero(lengths > 3)[0]
-            if not len(room):
-                room = np.nonzero(lengths > 2)[0]
-            pick = rng.choice(room, size=min(-diff, len(room)), replace=False)
-            lengths[pick] -= 1
+        grow = diff > 0  # growing: long histories below max_len first; shrinking: those above 3 first
+        room = np.nonzero(is_long & (lengths < max_len) if grow else lengths > 3)[0]
+        if not len(room):
+            room = np.nonzero(lengths < max_len if grow else lengths > 2)[0]
+        pick = rng.choice(room, size=min(abs(diff), len(room)), replace=False)
+        lengths[pick] += 1 if grow else -1
         diff = num_rows - int(lengths.sum())
     return lengths
 
@@ -343,8 +329,7 @@ DAY_S = 86_400
 
 @dataclass(frozen=True)
 class ShopShape:
-    """The simulated shop's shape; `shop_shape` reads one from text, so that a benchmark is also
-    run on a shop of another shape than the one it was tuned on."""
+    """The simulated shop's shape (`shop_shape` reads one: a benchmark also runs on another shape)."""
     new_share: float = 0.08      # share of the catalogue launched in the last SHOP_NEW_WEEKS weeks
     late_share: float = 0.25     # customers who arrive after week 1 (uniformly over weeks 2-10)
     p_follow: float = 0.5        # a session's anchor is a follow-up of the customer's last purchase (if any)
@@ -464,8 +449,7 @@ def _follow_probs(cat: dict, last, t) -> np.ndarray:
 
 
 def _tastes(num_users: int, num_categories: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    """-> (U, 4) categories and (U, 4) weights: each customer likes 1-4 categories (the popular
-    categories more often), weights Dirichlet(1); unused slots weigh 0."""
+    """-> (U, 4) categories, (U, 4) weights: 1-4 categories a customer (popular ones more often), Dirichlet(1)."""
     k = 1 + rng.binomial(3, 0.3, size=num_users)
     cat_pop = _zipf_weights(num_categories, rng, 0.7)
     cats = rng.choice(num_categories, size=(num_users, 4), p=cat_pop / cat_pop.sum())
