@@ -256,8 +256,7 @@ def resolve(cfg: Config, num_items: int, num_valid: int | None = None, batches_p
 
 
 def unresolved(cfg: Config) -> Config:
-    """A resolved config with its auto keys back to auto: the settings as given, for a run that
-    resolves them again on other data (update, a refit) or compares them (--resume)."""
+    """A resolved config with its auto keys back to auto: the settings as given (update, --resume)."""
     return dataclasses.replace(cfg, **{k: AUTO[k] for k in cfg.auto or ()})
 
 
@@ -281,8 +280,7 @@ def weights_text(value):
 
 
 def parse_weights(text: str) -> tuple[float, float, float] | None:
-    """fusion_weights "w1,w2[,w3]" -> (w1, w2, w3) (w3 = 0 when left out), or None unless two or
-    three finite numbers >= 0."""
+    """fusion_weights "w1,w2[,w3]" -> (w1, w2, w3 or 0), or None unless two or three finite numbers >= 0."""
     parts = text.split(",")
     # plain decimals only: float() also takes "1_0" (10), "１" and "infinity", which no one means here
     if not all(re.fullmatch(r"(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", p.strip(), re.ASCII) for p in parts):
@@ -334,8 +332,7 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
 
 
 def add_run_writer_options(p, resume_help: str, overwrite_help: str) -> None:
-    """The options every command that writes a run folder shares (train, update): --resume or
-    --overwrite, --quiet, and the key=value overrides."""
+    """The options of every command that writes a run folder (train, update)."""
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help=resume_help)
     mode.add_argument("--overwrite", action="store_true", help=overwrite_help)

@@ -1,19 +1,15 @@
 """Train a GPT recommender (`nanorec train`: train_cli.py).
 
 Reads top to bottom, like nanoGPT's train.py; run() calls four steps:
-  1. check: config ranges, the run folder, the data, the content tables, and for
-     --resume the saved run's config, data and checkpoint; every auto key resolved.
-     Nothing on disk changes until all of it has passed;
+  1. check: config, run folder, data, content tables, and for --resume the saved run's config, data
+     and checkpoint; every auto key resolved. Nothing on disk changes until all of it has passed;
   2. prepare: device, processes (torchrun), the run folder, model, optimizer, resumed state;
-  3. loop: one flat loop over a resumable stream of packed batches: warmup + cosine
-     LR, grad clipping, validation every eval_interval steps (validation.py: best
-     weights by validation NDCG@10, early stopping), checkpoints every
-     checkpoint_interval (checkpoint.py). The output layer's loss is the full or the
-     sampled softmax (loss=auto picks by catalogue size, see loss.py);
+  3. loop: one flat loop over a resumable stream of packed batches: warmup + cosine LR, grad
+     clipping, validation every eval_interval steps (validation.py: best weights by NDCG@10, early
+     stopping), checkpoints every checkpoint_interval (checkpoint.py); the full or sampled softmax (loss.py);
   4. finish: the selected weights scored once on validation and on the test split (report.py).
-Any other method is fitted instead of steps 2-4, into the same run folder (methods/base.py).
-Started by torchrun, the same loop runs data parallel (see distributed.py).
-The files of a run folder are listed in rundir.py.
+Any other method is fitted instead of steps 2-4, into the same run folder (methods/base.py). Started
+by torchrun, the same loop runs data parallel (distributed.py). rundir.py lists a run folder's files.
 """
 from __future__ import annotations
 
@@ -84,18 +80,12 @@ def get_lr(step: int, cfg: Config) -> float:
 def run(cfg: Config, out_dir: str, resume: bool = False, overwrite: bool = False, quiet: bool = False,
         dataset: Dataset | None = None, score_test: bool = True, stop_below: dict | None = None,
         start=None) -> dict:
-    """Train per `cfg` into `out_dir`; returns the metrics dict also written to metrics.json
-    (its "history": every validation pass).
-
-    dataset: an already loaded `data.Dataset` (e.g. from a DataFrame) instead of reading cfg.data.
-    score_test: False leaves the test split unscored (a tuner's trials select on validation only).
-    stop_below: {step: NDCG@10}: stop after the validation pass at a step whose line the run's best
-    validation NDCG@10 so far is under (a tuner's pruning, tune.py; validation.below).
-    start: an update's starting point (update.Start): the weights a new run starts from, the rows
-    of the training split its batches are drawn from, and metrics.json's "update" entry.
-    The run folder is a transaction (rundir.RunFolder): a new run is built in a hidden sibling
-    of out_dir and renamed into place when complete (--overwrite replaces the old run only
-    then), and a second writer of out_dir is refused while this one holds its lock."""
+    """Train per `cfg` into `out_dir` -> the metrics written to metrics.json ("history": every validation).
+    dataset: a loaded `data.Dataset` instead of reading cfg.data. score_test: False leaves the test split
+    unscored (a tuner's trials). stop_below: {step: NDCG@10}, a tuner's pruning line (validation.below).
+    start: an update's starting point (update.Start: weights, training rows, metrics.json's "update").
+    The run folder is a transaction (rundir.RunFolder): built in a hidden sibling of out_dir, renamed into
+    place when complete (--overwrite replaces the old run only then), one writer at a time (a lock)."""
     folder = rundir.RunFolder(out_dir, resume, overwrite)
     try:
         tr = check(cfg, out_dir, resume, overwrite, dataset, start)
@@ -266,9 +256,8 @@ def output_layer(tr: Training) -> OutputLoss:
 
 
 def log_epoch(log, cfg: Config, epoch: int, packed, logged: tuple | None) -> tuple:
-    """An epoch's line: the first, every 10th, and any whose packing efficiency is more than 1 point
-    outside the range logged so far (each epoch's shuffle moves it a little: a line per epoch would
-    say nothing new). logged: that range (lowest, highest), None before the first; -> the new range."""
+    """An epoch's line: the first, every 10th, and any whose packing efficiency is over 1 point outside
+    the range logged so far, `logged` (lowest, highest; None before the first) -> the new range."""
     lo, hi = logged or (packed.efficiency, packed.efficiency)
     if logged is None or epoch % 10 == 0 or not lo - 0.01 <= packed.efficiency <= hi + 0.01:
         log(f"epoch {epoch}: {len(packed):,} rows of {cfg.block_size}, packing efficiency {packed.efficiency:.1%}")

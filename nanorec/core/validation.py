@@ -12,20 +12,17 @@ from ..data import EvalSet
 from ..evaluation.metrics import evaluate, format_metrics
 from ..runs import rundir
 
-# valid_users=0 (auto): validate on every validation user while users x items stays under this many
-# scores, else on a fixed sample of VALID_WORK // items users. A validation pass (and each fusion
-# weight tried) costs at most about that many scores, so auto bounds its time whatever the size
-# (benchmarks/results/seed_scale_cpu.json: validation seconds at 26,797 users x 74,633 items), and every
-# validation user of LastFM, Beauty, Sports and Beauty + Sports (57,961 x 30,458 = 1.8e9) is kept.
-# The sample's own noise: NDCG@10 standard error ~ sd / sqrt(users), about 0.002 at 27k users
-# (scale_cpu.json: popularity's validation MAP@10 on all 720k users 0.0499, on a 20k sample 0.0503).
+# valid_users=0 (auto): every validation user while users x items stays under this many scores, else a
+# fixed sample of VALID_WORK // items users: a pass (and each fusion weight tried) is bounded whatever the
+# size (benchmarks/results/seed_scale_cpu.json: 26,797 users x 74,633 items), and LastFM, Beauty, Sports
+# and Beauty + Sports (57,961 x 30,458 = 1.8e9) keep every user. A sample's NDCG@10 standard error is
+# ~0.002 at 27k users (scale_cpu.json: popularity's MAP@10 on all 720k users 0.0499, a 20k sample 0.0503).
 VALID_WORK = 2_000_000_000
 
 
-# The validation loss (a curve to watch, never a selection criterion) is the mean over the first this
-# many validation users: it needs every item's score for each user, while NDCG@10 and HR@10 stop a user
-# as soon as its rank is known to be beyond 20 (evaluate.factor_ranks), so on a large catalogue the
-# loss over every user would cost most of a validation pass (standard error at 5,000 users: ~0.03).
+# The validation loss (a curve to watch, never a selection criterion) is over the first this many users:
+# it needs every item's score, while NDCG@10 stops at a rank beyond 20 (evaluate.factor_ranks), so over
+# every user it would cost most of a pass on a large catalogue (standard error at 5,000 users: ~0.03).
 VALID_LOSS_USERS = 5_000
 
 
@@ -45,10 +42,8 @@ def validation_users(n_valid: int, setting: int, num_items: int) -> int:
 
 
 def validation_sample(valid: EvalSet | None, n: int, seed: int, num_items: int = 0) -> EvalSet | None:
-    """The validation users that select (checkpoints, early stopping, fusion weights) and
-    are reported: all of them, or a fixed sample of n drawn once from (seed, 1), in the
-    set's order (n = 0: the auto rule, validation_users). A subset of the validation set,
-    so it never holds a test target."""
+    """The validation users that select and are reported: all, or a fixed sample of n drawn from
+    (seed, 1), in the set's order (n = 0: validation_users' auto rule); never a test target."""
     if valid is None:
         return valid
     n = validation_users(len(valid.targets), n, num_items) if n == 0 else n
@@ -82,9 +77,7 @@ def validate_and_select(model, scorer, sp, cfg, state, train_loss: float, lr: fl
     if sp.valid is not None:
         record.update({"valid_loss": round(m["loss"], 4), **{k: m[k] for k in ("NDCG@10", "HR@10", "MAP@10")},
                        "valid_users": m["users"]})
-    record.update({
-                   "lr": lr, "train_seconds": round(state.train_seconds, 2),
-                   "valid_seconds": round(time.time() - t_valid, 2)})
+    record.update(lr=lr, train_seconds=round(state.train_seconds, 2), valid_seconds=round(time.time() - t_valid, 2))
     state.history.append(record)
     rundir.append_history(out_dir, record)
     valid = (f"valid ({m['users']:,} users) loss {m['loss']:.4f} {format_metrics(m)}{' *' if improved else ''}"
@@ -97,14 +90,13 @@ def validate_and_select(model, scorer, sp, cfg, state, train_loss: float, lr: fl
 
 
 def out_of_patience(cfg, state, sp) -> bool:
-    """Early stopping: patience validations without a better NDCG@10 (never without a validation
-    of its own: holdout=none, all_data)."""
+    """Early stopping: patience validations without a better NDCG@10 (never for holdout=none, all_data)."""
     return bool(cfg.patience and state.bad_evals >= cfg.patience and not cfg.all_data and sp.valid is not None)
 
 
 def below(history: list, line: dict | None) -> bool:
-    """Whether the best validation NDCG@10 so far is under line[step] at the last pass's step (a
-    tuner's pruning line, tune.py; a step not in it never stops). A curve of NaN is under any line."""
+    """Whether the best validation NDCG@10 so far is under a tuner's pruning line[step] at the last
+    pass's step (no such step: never); a curve of NaN is under any line."""
     step = history[-1]["step"]
     if not line or step not in line:
         return False

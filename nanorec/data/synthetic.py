@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..runs.files import atomic_write, discard_folder, publish_folder, temp_folder, write_json
-from .sequences import Sequences
+from .sequences import Sequences, offsets_of
 
 
 def generate(num_users: int = 4000, num_items: int = 1000, seed: int = 0,
@@ -136,8 +136,7 @@ def generate_fast(num_rows: int = 2_430_000, num_items: int | None = None, num_u
         raise ValueError(f"{num_rows} rows for {num_users} users: every user needs 2..{max_len} rows")
     rng = np.random.default_rng([seed, 7])
     lengths = challenge_lengths(num_rows, num_users, rng, p_two, max_len)
-    offsets = np.zeros(num_users + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
+    offsets = offsets_of(lengths)
 
     cdf = np.cumsum(1.0 / np.arange(1, num_items + 1) ** zipf)
     cdf /= cdf[-1]
@@ -377,9 +376,9 @@ def _zipf_weights(n: int, rng, exponent: float = 1.0) -> np.ndarray:
 
 
 def _shop_catalogue(num_items: int, rng, shape: ShopShape = ShopShape()) -> dict:
-    """Items 0..N-1 (the last shape.new_share are new): category, popularity, launch (seconds from
-    the start; < 0 before it), follow-ups (N, 4) items with weights (slot 3: the new item launched
-    as this one's follow-up, weight 1, else weight 0), price, the id number each item is written as."""
+    """Items 0..N-1 in categories of ~100, Zipf popularity, launch (seconds from the start; < 0 before
+    it; the last shape.new_share launched in the last weeks, each as the slot-3 follow-up, weight 1, of
+    a popular old item), follow-ups (N, 4) with weights, price, the id number each item is written as."""
     num_categories = max(2, num_items // SHOP_ITEMS_PER_CATEGORY)
     n_new = int(round(shape.new_share * num_items))
     old = num_items - n_new
@@ -415,8 +414,7 @@ def _category_table(cat: dict):
     """CSR over categories of items by descending popularity: (offsets (C+1,), items (N,), their
     cumulative popularity (N,)), and each category's most popular old item (C,)."""
     order = np.lexsort((-cat["pop"], cat["category"]))
-    offsets = np.zeros(cat["num_categories"] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(cat["category"], minlength=cat["num_categories"]), out=offsets[1:])
+    offsets = offsets_of(np.bincount(cat["category"], minlength=cat["num_categories"]))
     old_first = np.lexsort((-cat["pop"], cat["new"], cat["category"]))  # per category, old items first
     return offsets, order, np.cumsum(cat["pop"][order]), old_first[offsets[:-1]]
 
@@ -459,18 +457,13 @@ def _tastes(num_users: int, num_categories: int, rng) -> tuple[np.ndarray, np.nd
 
 def generate_shop(num_rows: int = 300_000, num_items: int | None = None, num_users: int | None = None,
                   seed: int = 0, shape: ShopShape = ShopShape()) -> dict:
-    """A shop's 10 weeks, about num_rows events (vectorised: a loop over each customer's k-th session).
-
-    Catalogue (`_shop_catalogue`): categories of ~100 items, Zipf popularity, 3 follow-ups an item,
-    new items launched in weeks 8-10 each as the strongest follow-up of a popular older item.
-    Customers: tastes over 1-4 categories (`_tastes`), a lognormal activity, some arriving after
-    week 1; sessions at random times after their arrival. A session's anchor is, with p_follow, a
-    follow-up of the customer's last purchase (`_follow_probs`), else an item of a category of their
-    taste by popularity among the items launched by then; then views of its category, carts, and
-    with p_buy the anchor's purchase, last (`_session_events`). shape: these shares and sizes.
-    -> dict: events (user, item, time in seconds from SHOP_START, kind 0 view / 1 cart / 2 purchase;
-    in time order per user), the catalogue, the tastes, each customer's arrival, the shape.
-    Same seed and shape, same shop."""
+    """A shop's 10 weeks, about num_rows events, vectorised over each customer's k-th session: a
+    catalogue (`_shop_catalogue`), customers with tastes (`_tastes`), a lognormal activity and an
+    arrival; a session's anchor is, with shape.p_follow, a follow-up of the customer's last purchase
+    (`_follow_probs`), else a taste's item by popularity among those launched by then; its events:
+    `_session_events`. -> dict: events (user, item, time in seconds from SHOP_START, kind 0 view /
+    1 cart / 2 purchase; in time order per user), the catalogue, the tastes, each customer's arrival,
+    the shape. Same seed and shape, same shop."""
     rng = np.random.default_rng([seed, 11])
     num_items = num_items or max(20, round(num_rows / shape.rows_per_item))
     num_users = num_users or max(1, round(num_rows / shape.rows_per_user))
@@ -579,9 +572,7 @@ def shop_ceiling(sim: dict, week: int = SHOP_WEEKS, k: int = 10, chunk: int = 10
     for way, users_known in known.items():
         pairs = key[np.isin(key // n_items, users_known)]
         users, counts = np.unique(pairs // n_items, return_counts=True)
-        offsets = np.zeros(len(users) + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        targets = Sequences(offsets, pairs % n_items)
+        targets = Sequences(offsets_of(counts), pairs % n_items)
         lists = np.zeros((len(users), k), dtype=np.int64)
         for lo in range(0, len(users), chunk):
             u = users[lo:lo + chunk]
@@ -620,12 +611,11 @@ def _iso(seconds: np.ndarray) -> np.ndarray:
 
 def write_shop(out: str, num_rows: int, num_items: int | None = None, num_users: int | None = None, seed: int = 0,
                event_types: tuple = EVENT_TYPES, shape: ShopShape = ShopShape()) -> dict:
-    """`generate_shop` written out: the event log `out` (.csv or .parquet: user_id, item_id as
-    zero-padded text such as 000123, timestamp as ISO date-times, event_type named by
-    event_types in funnel order (view[, cart], purchase; with two names carts are left out),
-    weight TYPE_WEIGHTS), and beside it (`shop_sidecars`) the catalogue (item_id, title,
-    category, price, launch_time) and the ceiling (`shop_ceiling` on the last week, with the
-    week's start as split_time). Each file written atomically. -> a summary dict."""
+    """`generate_shop` written out, each file atomically: the event log `out` (.csv or .parquet:
+    user_id, item_id as zero-padded text (000123), ISO timestamp, event_type by event_types (view[,
+    cart], purchase: two names leave carts out), weight TYPE_WEIGHTS), and beside it (`shop_sidecars`)
+    the catalogue (item_id, title, category, price, launch_time) and the ceiling (`shop_ceiling` on
+    the last week, split_time its start). -> a summary dict."""
     import polars as pl
 
     sim = generate_shop(num_rows, num_items, num_users, seed, shape)

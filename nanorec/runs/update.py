@@ -62,25 +62,22 @@ from ..core.devices import pick_device
 from ..core.train import run as train
 from ..core.validation import validation_users
 from ..data import VALID_SHARE_OF_DATES, Dataset, Sequences, ids, load_like, parse_split_time, show_time
+from ..data.sequences import offsets_of
 from ..errors import DataError, UsageError, show
 from . import rundir
 from .run import Run
 
-# default budget: this share of the steps the full run trained (an update of an update keeps the
-# first run's figure, metrics.json "update" -> "full_steps", so budgets do not shrink)
-UPDATE_SHARE = 0.1
-# the update's peak learning rate: this many times the full run's. Its short schedule starts from
-# trained weights, and at the run's own rate it learns the new events too slowly: on Beauty
-# (benchmarks/results/update_beauty.json) 300 steps at 1x reached 0.918 of a full retrain's
-# NDCG@10 on the events after, 450 steps at 1x 0.923, 300 steps at 3x 0.954 (at 15% of its time).
+UPDATE_SHARE = 0.1  # default budget: this share of the steps the full run trained (`default_budget`)
+# the peak learning rate, x the full run's: at 1x an update learns the new events too slowly. Beauty
+# (benchmarks/results/update_beauty.json), of a retrain's NDCG@10 on the events after: 300 steps at
+# 1x 0.918, 450 at 1x 0.923, 300 at 3x 0.954 (at 15% of its time)
 UPDATE_LR_SCALE = 3.0
-# replayed users (without new events, drawn at random) per user with new events: the old
-# targets the model keeps seeing so that it does not forget them while it learns the new ones
+# replayed users (without new events, drawn at random) per user with new events: old targets kept
+# in view, so that the model does not forget them while it learns the new ones
 REPLAY = 1.0
-# an update validates (selection, fusion weights, exclude_seen) on a fixed sample of this many users
-# when the run's valid_users is auto: its validation passes (four over every validation user: the
-# step's, the weight search's, exclude_seen's, the report's) were a fifth of its time on the 300k-event
-# shop, and its weights are searched near the run's (fusion.search_near), not from nothing
+# validation users when the run's valid_users is auto: four passes over every validation user (the
+# step's, the weight search's, exclude_seen's, the report's) were a fifth of an update's time on the
+# 300k-event shop, and its weights are searched near the run's, not from nothing
 UPDATE_VALID_USERS = 2_000
 # keys an update may set; every other key is the run's (the model's shape, its data settings)
 UPDATE_KEYS = rundir.RESUMABLE_KEYS + ("learning_rate", "min_lr", "warmup_steps", "split_time", "valid_users")
@@ -93,9 +90,8 @@ class Start:
     source: str            # the weights' file, for error lines
     focus: np.ndarray      # (F,) rows of the training split (users) the batches are drawn from
     record: dict           # metrics.json's "update" entry
-    # the end of run's beyond-accuracy figures on a fixed sample of this many users (the run's, the
-    # baselines' beside it), not every test user: that pass was a fifth of an update's time (a second
-    # full scoring pass, three times over) and says how varied the lists are, which a sample says too
+    # the end of run's beyond-accuracy figures (the run's and the baselines') on a sample of this many
+    # users: over every test user that pass was a fifth of an update's time, and a sample says as much
     beyond_users: int = 2_000
     # fusion's weight search starts from the run's weights, one short pass (fusion.search_near): the
     # full search was a fifth of an update's time; None: the full search (fusion_weights=auto given)
@@ -184,8 +180,7 @@ def extend(run, new: Dataset, where: str, saved: Saved | None = None) -> Extensi
     weights = _concat_optional(saved.weights, add.weights, len(old.items), len(add.items), 1.0)
     targets = _concat_optional(old.targets, add.targets, len(old.items), len(add.items), True)
     order = np.argsort(rows, kind="stable")
-    offsets = np.zeros(n_users + 1, np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_users), out=offsets[1:])
+    offsets = offsets_of(np.bincount(rows, minlength=n_users))
     user_ids = _concat_ids(run.user_ids, new.user_ids[fresh_users])
     item_ids = _concat_ids(run.item_ids, new.item_ids[1 + fresh_items])
     pick = lambda a: None if a is None else a[order]  # noqa: E731
@@ -201,8 +196,7 @@ def extend(run, new: Dataset, where: str, saved: Saved | None = None) -> Extensi
 
 
 def _concat_optional(a, b, n_a: int, n_b: int, fill):
-    """Two optional per-event arrays as one (n_a + n_b,): None when both are, else the missing one
-    filled with `fill`."""
+    """Two optional per-event arrays as one: None when both are, else the missing one filled with `fill`."""
     if a is None and b is None:
         return None
     dtype = (a if a is not None else b).dtype
@@ -299,8 +293,7 @@ def grown_weights(state: dict, num_items: int, content_rows: np.ndarray, seed: i
 
 
 def neighbour_pairs(seqs: Sequences, first_new: int) -> tuple[np.ndarray, np.ndarray]:
-    """-> (new item (P,), old item (P,)): every pair of consecutive events of one user where one
-    item is new (index >= first_new) and the other old, in both directions."""
+    """-> (new item (P,), old item (P,)): a user's consecutive events, one item new (>= first_new), one old."""
     a, b = seqs.items[:-1], seqs.items[1:]
     same_user = np.ones(len(a), bool)
     same_user[seqs.offsets[1:-1][(seqs.offsets[1:-1] > 0) & (seqs.offsets[1:-1] < len(seqs.items))] - 1] = False
@@ -320,8 +313,7 @@ def content_coverage(cfg: Config, item_ids: np.ndarray, first_new: int) -> np.nd
 
 
 def replay_rows(touched: np.ndarray, num_users: int, seed: int) -> np.ndarray:
-    """(F,) sorted user rows an update trains on: `touched` and REPLAY times as many others, drawn
-    from (seed, 2)."""
+    """(F,) sorted user rows to train on: `touched` and REPLAY times as many others, drawn from (seed, 2)."""
     others = np.setdiff1d(np.arange(num_users), touched)
     n = min(len(others), int(math.ceil(REPLAY * len(touched))))
     replay = np.random.default_rng([seed, 2]).choice(others, size=n, replace=False)
@@ -351,7 +343,6 @@ def update(run_dir: str, data, out: str, changes: dict | None = None, resume: bo
     """Update the run in `run_dir` with `data` (a path, or a pandas / polars DataFrame or
     pyarrow Table) into the new run folder `out`; -> its metrics (metrics.json).
     changes: config keys to set (UPDATE_KEYS only; max_steps is the update's budget)."""
-
     changes = dict(changes or {})
     _check_paths(run_dir, out)
     bad = sorted(set(changes) - set(UPDATE_KEYS))
@@ -401,11 +392,10 @@ def update(run_dir: str, data, out: str, changes: dict | None = None, resume: bo
         new_cfg = dataclasses.replace(new_cfg, **changes)
     new_cfg.validate()
 
-    # the batches: users with something new to learn (a new target event) and a replay of as many others.
-    # A user whose new events are views alone brings no new target, only old ones again: on a shop with
-    # 83% views (benchmarks/results/lifecycle_shop2.json) taking every user with new events gave 0.925
-    # of a retrain's next-week NDCG@10, taking those with a new purchase 0.970; on the 300k-event shop
-    # the same (0.2189 vs 0.2193). Without target flags every new event is a target: the same users.
+    # the batches: users with a new target event and a replay of as many others. New views alone teach
+    # nothing new: on a shop of 83% views (benchmarks/results/lifecycle_shop2.json) every user with new
+    # events gave 0.925 of a retrain's next-week NDCG@10, those with a new purchase 0.970 (300k-event
+    # shop: 0.2189 vs 0.2193). Without target flags every new event is a target: the same users.
     learners = ext.learners if len(ext.learners) else ext.touched
     focus = replay_rows(learners, len(ds.user_ids), cfg.seed)
     record = {"from_run": os.path.abspath(run_dir), "data": where, "new_events": ext.new_events,
@@ -414,9 +404,8 @@ def update(run_dir: str, data, out: str, changes: dict | None = None, resume: bo
               "steps": new_cfg.max_steps, "full_steps": full, "full_learning_rate": full_lr}
     trains = methods.get(cfg.method).trains
     if not quiet:
-        total = len(ds.sequences.items)
         print_(f"update {run_dir} with {where}: new {ext.new_events:,} events, {ext.new_users:,} users, "
-               f"{ext.new_items:,} items; the extended data {total:,} events, {len(ds.user_ids):,} users, "
+               f"{ext.new_items:,} items; the extended data {len(ds.sequences.items):,} events, {len(ds.user_ids):,} users, "
                f"{ds.num_items:,} items"
                + (f"; holdout=time: the update's test window from split_time={new_cfg.split_time}"
                   if cfg.holdout == "time" else "")
@@ -459,8 +448,7 @@ def _check_event_types(run_dir: str, cfg: Config, data, new: Dataset, where: str
 
 
 def key_base(keys) -> Config:
-    """The config an update's keys are checked against (each value's type and range): the
-    defaults, under holdout=time when split_time is among them."""
+    """The config an update's keys are checked against: the defaults, holdout=time with split_time."""
     return Config(holdout="time", split_time="0.9") if "split_time" in keys else Config()
 
 

@@ -38,13 +38,13 @@ import time
 import numpy as np
 import torch
 
-from ..config import WEIGHT_NAMES as SIGNALS  # noqa: F401 - the weights' order everywhere (config: no torch)
+from ..config import WEIGHT_NAMES
 from ..evaluation.metrics import factor_ranks, length_batches, metrics_from_ranks
 from .scorer import Factored, Scorer, Sparse, from_factors
 
-# The weights when there is nothing to choose on (holdout=none, all_data): the median of each weight
-# validation chose on Beauty, Sports and LastFM, three seeds each (benchmarks/results/seeds_*.json);
-# content's only where the run has content.
+SIGNALS = WEIGHT_NAMES  # the weights' order everywhere (defined in config: no torch there)
+# The weights without validation (holdout=none, all_data; content's only with content): the median
+# of each weight chosen on Beauty, Sports and LastFM, three seeds each (benchmarks/results/seeds_*.json)
 NO_VALIDATION = (0.1, 0.3, 0.5)
 FLOOR = 1e-6  # the tables give every item at least their popularity back-off; this only guards log(0)
 LEGACY_AUTO_MAX_ITEMS = 20_000  # runs written before fusion was exact: auto fused only up to this size
@@ -80,34 +80,28 @@ def content_term(model) -> ContentVectors | None:
 def table_log(f: Factored, device) -> tuple[torch.Tensor, Sparse]:
     """A count table's factored probabilities (bias: back-off, extra: the last items' rows) -> their
     floored logs, a per-item bias plus a correction where the rows are non-zero:
-        log(backoff + rows + FLOOR) = log(backoff + FLOOR)  +  log1p(rows / (backoff + FLOOR))"""
-    bias, base = _log_prior(f.bias, device)
+        log(backoff + rows + FLOOR) = log(backoff + FLOOR)  +  log1p(rows / (backoff + FLOOR))
+    The prior is one tensor for the run: its log is taken once, and the same log tensor every batch
+    also lets the catalogue's order by bias be reused."""
+    def log_prior():  # (log(backoff + FLOOR) (V,) float32 on device, backoff + FLOOR (V,) float64)
+        base = f.bias.clamp_min(0).double() + FLOOR
+        return torch.log(base).float().to(device), base.numpy()
+    bias, base = _memo(("prior", f.bias, str(device)), log_prior)
     e, = f.extras
     return bias, Sparse(e.rows, e.items, np.log1p(np.maximum(e.values, 0) / base[e.items]).astype(np.float32))
 
 
-_MEMO: dict = {}  # the few tensors every batch shares (fused bias, GPT + content item matrix), by their inputs
+_MEMO: dict = {}  # the few tensors every batch shares (log priors, fused bias, GPT + content items), by their inputs
 
 
 def _memo(key: tuple, make):
-    """make() once per key, a key's tensors compared by storage and version (and held, so their
-    memory is not reused meanwhile); a few entries at most."""
+    """make() once per key (its tensors by storage and version, and held: no reuse of their memory)."""
     k = tuple((x.data_ptr(), x._version, tuple(x.shape), str(x.device)) if torch.is_tensor(x) else x for x in key)
     if k not in _MEMO:
         if len(_MEMO) >= 8:
             _MEMO.clear()
         _MEMO[k] = (key, make())
     return _MEMO[k][1]
-
-
-def _log_prior(prior: torch.Tensor, device) -> tuple[torch.Tensor, np.ndarray]:
-    """(log(backoff + FLOOR) (V,) float32 on device, backoff + FLOOR (V,) float64): a table's
-    prior is one tensor for the run, so its log is taken once, not once per batch; the same
-    log tensor every batch also lets the catalogue's order by bias be reused."""
-    def make():
-        base = prior.clamp_min(0).double() + FLOOR
-        return torch.log(base).float().to(device), base.numpy()
-    return _memo(("prior", prior, str(device)), make)
 
 
 class BatchTerms:
