@@ -2,32 +2,16 @@
 
     nanorec update --run RUN --data NEW --out RUN2 [key=value ...] [--resume | --overwrite]
 
-What an update does, in order:
-  1. read the run (Run.open; histories.parquet keeps each event's target flag, weight and time) and
-     the new events with the run's own column, filter, time_format, target_filter and weight_col
-     settings: the new events are targets, context and weighted as the run's were;
-  2. extend the run's data (`extend`): each user's saved history gets the new events appended in
-     their order, with flags, weights and times; new users and new items get the indices after the
-     run's, so every item and user keeps its index;
-  3. grow the GPT's item table (`grown_weights`): a new item with content starts at its content
-     vector, any other at the mean of the trained rows of the old items next to it in the extended
-     histories (without one, the mean of all trained rows); then it is learned;
-  4. train from the run's weights with the run's config for max_steps (default UPDATE_SHARE of the
-     steps the full run trained; peak learning rate UPDATE_LR_SCALE x the run's, warmup and a cosine
-     over those steps) on the users with a new target event (under target_filter a new purchase)
-     plus REPLAY times as many other users. train.run's own end of run then selects, refits the
-     count tables and fusion on the extended data, with beyond-accuracy figures on a fixed sample
-     (Start.beyond_users), validation on UPDATE_VALID_USERS when valid_users is auto, and fusion
-     weights searched near the run's (fusion.search_near; fusion_weights=auto given: the full
-     search). A baseline run (method=transitions, ...) is simply refitted on the extended histories.
-     holdout=time: the update is judged on its newest events: split_time (`update_split_time`, or
-     given) is the new events' time at the run's fraction (0.9 for a date), validation the window
-     just before (time_split's rule). The run's histories hold every event, test window included:
-     only training and selection stop at the split;
-  5. the result is an ordinary run folder (recommend, serve, evaluate, Recommender.load, update
-     again), written by train.run's transaction: built beside --out and renamed into place complete,
-     one writer at a time, --overwrite replaces a run only then, --resume continues a killed update.
-     metrics.json's "update" entry says where the run came from.
+The README's "Update a run" says what it does; here, where each step is. The new events are read
+with the run's own settings (columns, filter, target_filter, weight_col) and appended to the saved
+histories (`extend`: users and items keep their indices, new ones come after); the GPT's item table
+grows (`grown_weights`); training goes on from the run's weights (`update`: UPDATE_SHARE of the run's
+trained steps at UPDATE_LR_SCALE x its learning rate, on `Extension.learners` plus REPLAY x as many
+others) and train.run's own end of run refits the count tables and fusion (weights searched near the
+run's, `Start.fusion_near`) with validation on UPDATE_VALID_USERS (valid_users=auto) and beyond-accuracy
+on `Start.beyond_users`; a baseline run is refitted. holdout=time: `update_split_time`; the run's
+histories keep the test window, only training and selection stop at the split. The result is an
+ordinary run folder written by train.run's transaction (--overwrite, --resume as for train).
 
 Refused, each with one line (exit status 2 on the CLI):
 - --out equal to --run or inside it; --resume of a complete update;

@@ -5,17 +5,11 @@ well each item goes with the user's last items.
                                   + w2 * log(cooccurrence(item) + floor)
                                   + w3 * cos(content(last item), content(item))
 
-transitions: what follows the user's last items (methods/transitions.py); cooccurrence: what is
-bought within a few positions of them, in either order (methods/cooccurrence.py), both counted on
-the training split; content: the cosine of the run's frozen content vectors (content=; 0 for items
-without content, no term without content=). The GPT's term is its log-softmax without the normaliser,
-the same for every item of a user: it changes no rank (a score is comparable within one user's list).
-
-Why: a GPT's item vectors for rare items get mostly negative gradient, so an item bought a handful
-of times is rarely ranked high, even right after the item it always follows; the counts remember
-exactly that, and content says which items are alike when the counts are thin. The weights are
-chosen on validation NDCG@10 (`choose_weights`); a weight of 0 drops its term and all 0 is the plain
-GPT, so a term is only kept when validation says it helps; the test split is never consulted.
+transitions / cooccurrence: methods/transitions.py, methods/cooccurrence.py, counted on the training
+split; content: the run's frozen content vectors (0 for items without content; no term without
+content=). The GPT's log-softmax normaliser is left out: it changes no rank within a user's list.
+Why, and how the weights are searched: the README's scoring/fusion.py entry. A weight of 0 drops its
+term (all 0: the plain GPT); the weights are chosen on validation, never on the test split.
 
 Exact at any catalogue size: a table's row for a history is sparse (every item it does not reach
 gets the popularity back-off, a per-item constant) and the cosine is a dot product, so the fused
