@@ -389,8 +389,8 @@ def update(run_dir: str, data, out: str, changes: dict | None = None, resume: bo
     trains = methods.get(cfg.method).trains
     if not quiet:
         print_(f"update {run_dir} with {where}: new {ext.new_events:,} events, {ext.new_users:,} users, "
-               f"{ext.new_items:,} items; the extended data {len(ds.sequences.items):,} events, {len(ds.user_ids):,} users, "
-               f"{ds.num_items:,} items"
+               f"{ext.new_items:,} items; the extended data {len(ds.sequences.items):,} events, "
+               f"{len(ds.user_ids):,} users, {ds.num_items:,} items"
                + (f"; holdout=time: the update's test window from split_time={new_cfg.split_time}"
                   if cfg.holdout == "time" else "")
                + (f"; {new_cfg.max_steps:,} steps on the {len(learners):,} users with new "
