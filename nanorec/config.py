@@ -291,8 +291,7 @@ def parse_weights(text: str) -> tuple[float, float, float] | None:
 
 
 def parse_value(name: str, raw: str):
-    """The text of key `name`'s value -> a value of the key's type (its range is validate's):
-    bool takes 1/true/yes/on and 0/false/no/off only."""
+    """The text of key `name`'s value -> the key's type (bool: 1/true/yes/on, 0/false/no/off)."""
     typ = TYPES[name]
     if typ is bool:
         low = raw.lower()

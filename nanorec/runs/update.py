@@ -105,8 +105,7 @@ class Saved:
 
 
 def saved_events(run) -> Saved:
-    """The run's saved event weights and times; refuses a run whose folder lacks what its config
-    needs to be extended exactly (a folder written before nanorec kept event weights and times)."""
+    """The run's saved event weights and times; refuses a folder that lacks what its config needs."""
     cfg, seqs = run.config, run.histories
     times, unit = rundir.read_history_times(run.run_dir)
     weights = seqs.weights
@@ -190,8 +189,7 @@ def _concat_optional(a, b, n_a: int, n_b: int, fill):
 
 
 def _check_time_order(run, saved: Saved, new: Dataset, user_row: np.ndarray, remap: np.ndarray, where: str) -> None:
-    """An update's events come after the run's: a known user's new event older than the user's
-    last saved event, or equal to a saved one (same item, same time), is refused, naming one."""
+    """A known user's new event older than the user's last saved one, or equal to one, is refused."""
     old, n_old = run.histories, len(run.user_ids)
     last = np.zeros(n_old, saved.times.dtype)  # (U,) each user's last saved time (the column's own type: exact)
     nonempty = np.nonzero(old.lengths > 0)[0]
