@@ -77,6 +77,18 @@ def test_written_log_keeps_leading_zeros_and_iso_times(tmp_path):
     assert ceiling["split_time"] == "2024-03-04T00:00:00" and 0 < ceiling["any_event"]["NDCG@10"] <= 1
 
 
+def test_a_parquet_shop_is_the_csv_shop_with_datetime_times(tmp_path):
+    """.parquet: the same events, the times a datetime column (was: polars refused numpy's seconds)."""
+    csv, parquet = str(tmp_path / "shop.csv"), str(tmp_path / "shop.parquet")
+    write_shop(csv, 3_000, seed=2)
+    write_shop(parquet, 3_000, seed=2)
+    a = pl.read_csv(csv, schema_overrides={"item_id": pl.Utf8})
+    b = pl.read_parquet(parquet)
+    assert b.schema["timestamp"] == pl.Datetime("ms")
+    assert b["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S").to_list() == a["timestamp"].to_list()
+    assert b.drop("timestamp").equals(a.drop("timestamp"))
+
+
 def test_synth_cli_shop_refuses_to_overwrite_its_catalogue(tmp_path):
     from nanorec.commands.synth import main
     out = tmp_path / "shop.csv"

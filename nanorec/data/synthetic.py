@@ -628,8 +628,9 @@ def write_shop(out: str, num_rows: int, num_items: int | None = None, num_users:
     ids = np.char.zfill(cat["id_number"].astype(str), width)  # (N,) item i's id: leading zeros
     order = np.lexsort((sim["user"][keep], sim["time"][keep]))  # a log in time order (a session's own order kept)
     times = sim["time"][keep][order]
-    stamp = (np.datetime64(SHOP_START) + times.astype("timedelta64[s]")) if out.lower().endswith(".parquet") \
-        else _iso(times)
+    # Parquet: a datetime column (polars takes ms, us or ns, not numpy's seconds); CSV: ISO text
+    stamp = (np.datetime64(SHOP_START) + times.astype("timedelta64[s]")).astype("datetime64[ms]") \
+        if out.lower().endswith(".parquet") else _iso(times)
     df = pl.DataFrame({"user_id": sim["user"][keep][order], "item_id": ids[sim["item"][keep][order]],
                        "timestamp": stamp, "event_type": names[stage[order]], "weight": weights[stage[order]]})
     catalog_path, ceiling_path = shop_sidecars(out)
