@@ -305,8 +305,9 @@ def replay_rows(touched: np.ndarray, num_users: int, seed: int) -> np.ndarray:
 def default_budget(run_dir: str, cfg: Config) -> tuple[int, int, float]:
     """-> (the update's max_steps, the full run's trained steps it is a share of, its learning_rate).
     Steps trained, not max_steps: early stopping ends a shop's run at half its max_steps, and a share of
-    max_steps made the update 0.184 of a retrain's CPU time, vs 0.117 (next-week NDCG@10 0.983 vs 0.980
-    of the retrain's, 300k-event shop, benchmarks/results/lifecycle.json). An update of an update reads
+    max_steps (300 steps) made the update 0.21 of a retrain's CPU time, a share of the steps trained (160)
+    0.10 (next-week NDCG@10 0.982 vs 0.980 of the retrain's; 300k-event shop, purchases only,
+    benchmarks/results/lifecycle.json). An update of an update reads
     the first run's figures (metrics.json "update"): budgets neither shrink nor compound."""
     full, lr = cfg.max_steps, cfg.learning_rate
     if os.path.exists(os.path.join(run_dir, rundir.METRICS)):
