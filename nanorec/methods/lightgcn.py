@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..data import EvalSet, Sequences
+from ..evaluation.metrics import evaluate
 
 
 def normalized_adjacency(users: np.ndarray, items: np.ndarray, num_nodes: int) -> torch.Tensor:
@@ -59,7 +60,6 @@ class LightGCN:
         from torch_geometric.nn.models import LightGCN as PygLightGCN
         from tqdm.auto import tqdm
 
-        from ..evaluation.metrics import evaluate
 
         torch.manual_seed(self.seed)
         gen = torch.Generator().manual_seed(self.seed)

@@ -6,6 +6,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
 from ..data import EvalSet, Sequences
+from ..evaluation.metrics import evaluate
 
 
 def multi_hot(seqs: Sequences, num_items: int) -> sp.csr_matrix:
@@ -26,8 +27,6 @@ class PureSVD:
         self.selection: dict[int, float] = {}
 
     def fit(self, train: Sequences, num_items: int, valid: EvalSet | None = None) -> "PureSVD":
-        from ..evaluation.metrics import evaluate
-
         self.num_items = num_items
         X = multi_hot(train, num_items)  # (U, N+1)
         ks = sorted(self.grid) if valid is not None else [self.k]

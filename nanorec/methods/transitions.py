@@ -6,6 +6,7 @@ import scipy.sparse as sp
 import torch
 
 from ..data import EvalSet, Sequences, item_counts
+from ..evaluation.metrics import evaluate
 from ..scoring.scorer import Factored, Sparse, from_factors
 
 # Each item keeps its ROW_LIMIT strongest followers (ties: the lower index): popular items are followed
@@ -102,7 +103,6 @@ class Transitions:
         pop = item_counts(train, num_items).astype(np.float32)
         self.prior = self.pop_weight * pop / max(pop.max(), 1)  # (N+1,)
         if valid is not None and self.grid:
-            from ..evaluation.metrics import evaluate
             best = -1.0
             for window, decay in self.grid:
                 self.window, self.decay = window, decay

@@ -24,8 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.devices import pick_device
-from ..data import Dataset, Sequences, ids, item_counts, load_like
-from ..data.columns import parse_filter
+from ..data import Dataset, Sequences, column_ids, ids, item_counts, load_like
+from ..data.columns import Where, filter_mask, parse_filter
+from ..data.readers import read_stream_table
+from ..data.tables import GZIP_MAGIC, PARQUET_MAGIC, gunzip, read_frame, read_parquet, read_stream
 from ..errors import DataError, UsageError, show
 from ..runs import rundir
 from ..runs.files import atomic_write, is_special
@@ -49,7 +51,6 @@ def histories_in_run_vocab(ds: Dataset, run_item_ids: np.ndarray) -> tuple[Seque
 
 def read_user_list(path: str, user_col: str = "user_id") -> np.ndarray:
     """The user column (`user_col`, else user_id) of a file, typed as the readers type ids."""
-    from ..data import column_ids, read_frame
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")
     df = read_frame(path) if os.path.isfile(path) or os.path.isdir(path) else _read_stream_table(path)
@@ -68,8 +69,6 @@ def read_user_list(path: str, user_col: str = "user_id") -> np.ndarray:
 
 def _read_stream_table(path: str):
     """A pipe or FIFO (--users <(cut -d, -f1 test.csv)) read once to a frame (one column: CSV)."""
-    from ..data.readers import read_stream_table
-    from ..data.tables import read_frame
     kind, df, _, data = read_stream_table(path)
     if df is None and kind is None:  # one column: no comma to tell it by
         return read_frame(path, data, ".csv")
@@ -139,8 +138,6 @@ def _filter_ids(path: str, col: str, item_ids: np.ndarray, data: bytes | None = 
     import csv
     import io
 
-    from ..data import column_ids
-    from ..data.tables import GZIP_MAGIC, PARQUET_MAGIC, gunzip, read_parquet
     if data is None:
         data = read_filter_bytes(path)
     if data[:4] == PARQUET_MAGIC:
@@ -181,7 +178,6 @@ def _filter_ids(path: str, col: str, item_ids: np.ndarray, data: bytes | None = 
 
 def read_filter_bytes(path: str) -> bytes:
     """A filter file's bytes, read once (a pipe or FIFO as a stream), or a DataError naming it."""
-    from ..data.tables import read_stream
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")
     if os.path.isdir(path):
@@ -323,7 +319,6 @@ class RawHistories:
     def targets(self, event_types, n: int) -> np.ndarray:
         import polars as pl
 
-        from ..data.columns import Where, filter_mask
         if self.filter is None:
             raise self.error(f"event_types: the run in {self.run.run_dir} was trained without target_filter (every "
                              "event is a target); leave event_types out")
