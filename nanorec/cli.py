@@ -10,6 +10,7 @@ import importlib
 import os
 import sys
 
+from . import __version__
 from .errors import NanorecError, one_line
 
 # command -> (module, one-line help)
@@ -51,7 +52,6 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     if argv[0] in ("--version", "-V", "version"):
-        from . import __version__
         print(f"nanorec {__version__}")
         return 0
     name, rest = argv[0], argv[1:]

@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 
+from ..core import distributed
 from ..core.devices import DEVICE_HELP, pick_device
 from ..data import ids
 from ..runs import rundir
@@ -60,7 +61,6 @@ def main(argv) -> int:
     user_col = run_cfg.user_col if run_cfg else "user_id"
     item_col = run_cfg.item_col if run_cfg else "item_id"
     users = read_user_list(args.users, user_col) if args.users else None
-    from ..core import distributed
     dd, device = distributed.setup(pick_device(args.device))  # under torchrun: one process per shard
     try:
         scorer, num_items, item_ids, known, hist, users = prepare(args.run, args.data, args.k, users, device)

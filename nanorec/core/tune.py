@@ -33,8 +33,11 @@ from .. import methods
 from ..config import TYPES, Config, expected, parse_value
 from ..data import load_like, read_json, split_like
 from ..errors import DataError, NanorecError, UsageError, one_line
+from ..evaluation.metrics import evaluate_split
 from ..runs import rundir
 from ..runs.files import OutputLock, disk_error, publish_folder, recover_folder, temp_folder, write_json
+from ..runs.run import Run
+from .train import run as train
 
 DEFAULT_SPACE = "learning_rate=3e-4..3e-3:log,dropout=0.1..0.7,weight_decay=0..0.3"
 DB, SUMMARY, BEST, TRIALS = "study.db", "study.json", "best", "trials"
@@ -259,8 +262,6 @@ def search(study, base: Config, params: list[Param], trials: int, out_dir: str, 
     """Run trials until `trials` have ended (one an interrupted process left running does not count)."""
     from optuna.trial import TrialState
 
-    from ..core.train import run
-
     for t in study.trials:
         if t.state == TrialState.RUNNING:
             study.tell(t.number, state=TrialState.FAIL)
@@ -277,7 +278,7 @@ def search(study, base: Config, params: list[Param], trials: int, out_dir: str, 
 
         try:
             cfg = dataclasses.replace(base, **suggest(trial, params)).validate()
-            metrics = run(cfg, run_dir, overwrite=True, quiet=True, dataset=ds, score_test=False,
+            metrics = train(cfg, run_dir, overwrite=True, quiet=True, dataset=ds, score_test=False,
                           stop_below=pruning_line(study, base.eval_interval))
             for record in metrics["history"]:  # the validation curve, for the pruner and the sampler
                 trial.report(record["NDCG@10"], record["step"])
@@ -314,9 +315,6 @@ def pruning_line(study, warmup: int) -> dict | None:
 def finish(study, base: Config, space: str, out_dir: str, ds) -> dict:
     """The winner, chosen on validation, copied to best/; only now is the test split scored, once."""
     from optuna.trial import TrialState
-
-    from ..evaluation.metrics import evaluate_split
-    from ..runs.run import Run
 
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
     if not done:

@@ -8,12 +8,12 @@ import time
 
 from .. import methods
 from ..data import item_counts
+from .metrics import format_beyond, score_report
 
 
 def baselines(ds, sp, cfg, transitions=None, beyond_users: int = 0, exclude_seen: bool = True) -> dict | None:
     """{"popularity": report, "transitions": report} (score_report's, plus "fit_seconds"), or None
     for holdout=none. transitions: a fused run's table, fitted on this split, used as it is."""
-    from .metrics import score_report
 
     if sp.valid is None and sp.test is None:
         return None
@@ -34,7 +34,6 @@ def baselines(ds, sp, cfg, transitions=None, beyond_users: int = 0, exclude_seen
 
 def summary(results: dict, k: int = 10) -> str:
     """The final log line's tail: beyond-accuracy figures, the baselines' NDCG@k beside the run's."""
-    from .metrics import format_beyond
     parts = []
     if results.get("beyond"):
         parts.append(f"beyond ({results['beyond']['split']}): {format_beyond(results['beyond'], k)}")

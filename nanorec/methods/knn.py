@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from ..content.tables import align, load_table
 from ..data import Sequences, item_counts
 
 
@@ -32,7 +33,6 @@ class ContentKNN:
         if last < 1:
             raise ValueError("last must be >= 1")
         if isinstance(content, str):
-            from ..content.tables import align, load_table
 
             if item_ids is None:
                 raise ValueError("a table path needs item_ids (the vocabulary) to be aligned")

@@ -20,6 +20,7 @@ from ..data import Sequences
 from ..methods.gpt import shipped_scorer  # noqa: F401 - train's end of run imports it from here
 from ..scoring import fusion
 from ..scoring.scorer import Scorer, gpt_scorer
+from ..scoring.seen import run_excludes
 from . import rundir
 
 
@@ -48,7 +49,6 @@ class Run:
         user_ids = histories = None
         if os.path.exists(os.path.join(run_dir, rundir.HISTORIES)):
             user_ids, histories = rundir.read_histories(run_dir, len(item_ids) - 1)
-        from ..scoring.seen import run_excludes
         return cls(run_dir, cfg, item_ids, user_ids, histories, scorer, model, run_excludes(run_dir, cfg))
 
 

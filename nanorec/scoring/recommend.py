@@ -33,6 +33,7 @@ from ..runs import rundir
 from ..runs.files import atomic_write, is_special
 from ..runs.run import Run
 from .scorer import item_mask, recommend_lists
+from .seen import run_excludes
 
 # -----------------------------------------------------------------------------
 # users, histories and the fallback
@@ -369,7 +370,6 @@ def recommend(run_dir: str, data_path=None, k: int = 10, mode: str = "oneshot", 
 
 def run_default_seen(run_dir: str, exclude_seen: bool | None) -> bool:
     """exclude_seen as given, or (None) the run's own choice (seen.run_excludes)."""
-    from .seen import run_excludes
     return run_excludes(run_dir, rundir.read_config(run_dir)) if exclude_seen is None else exclude_seen
 
 
