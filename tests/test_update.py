@@ -107,7 +107,7 @@ def test_the_new_item_is_known_and_follows_the_transition_the_new_events_teach(b
     assert updated.metrics["update"] == {
         "from_run": os.path.abspath(base[3]), "data": "<dataframe>", "new_events": 200, "new_users": 10,
         "new_items": 1, "users_with_new_events": 50, "users_with_new_targets": 50, "replayed_users": 20, "steps": 60,
-        "full_steps": 300, "full_learning_rate": TINY["learning_rate"]}
+        "full_steps": old.metrics["best_step"], "full_learning_rate": TINY["learning_rate"]}  # budgets: a share of it
 
 
 def test_existing_ids_keep_their_indices_and_histories_are_extended(base, updated):
@@ -138,10 +138,11 @@ def test_an_updated_run_is_an_ordinary_run_folder(base, updated, tmp_path):
     assert run_cli(["recommend", "--run", updated.run_dir, "--out", lists, "--device", "cpu"])[0] == 0
     assert pl.read_csv(lists)["user_id"].n_unique() == 70
     again = updated.update(new_events(users=(1, 2, 200), t0=200), out=str(tmp_path / "again"))
-    assert again.metrics["update"]["full_steps"] == 300  # budgets are a share of the first run's
+    first = Recommender.load(base[3]).metrics["best_step"]
+    assert again.metrics["update"]["full_steps"] == first  # budgets are a share of the first run's
     # the default rate: a multiple of the first run's, read from the record (never of the update's own)
     assert again.config.learning_rate == pytest.approx(UPDATE_LR_SCALE * TINY["learning_rate"])
-    assert again.metrics["update"]["steps"] == 30 and again.metrics["update"]["new_users"] == 1
+    assert again.metrics["update"]["steps"] == round(0.1 * first) and again.metrics["update"]["new_users"] == 1
 
 
 def test_a_baseline_run_is_refitted_on_the_extended_histories(base, tmp_path):
@@ -303,16 +304,16 @@ def test_an_event_typed_or_weighted_run_is_extended_with_its_flags_and_weights(t
     assert not bought & {up._run.item_ids.tolist().index(i) for i in lists}
 
 
-def test_the_default_budget_is_a_share_of_the_steps_the_run_trained(base, tmp_path):
+def test_the_default_budget_is_a_share_of_the_steps_to_the_runs_best(base, tmp_path):
     """A run that early stopping ended before max_steps: the update's default budget is a tenth of
-    the steps it trained (what a retrain would train), not of its max_steps."""
+    the steps to its best step (the weights the update starts from), not of its max_steps."""
     root, log, new, run = base
     short = Recommender(**{**TINY, "eval_interval": 10, "patience": 1}).fit(log, out=str(tmp_path / "short"))
-    trained = short.metrics["steps"]
-    assert trained < TINY["max_steps"]  # early stopping ended it
+    best = short.metrics["best_step"]
+    assert best < short.metrics["steps"] < TINY["max_steps"]  # early stopping ended it after its best step
     up = short.update(new_events(), out=str(tmp_path / "up"))
-    assert up.metrics["update"]["full_steps"] == trained
-    assert up.metrics["update"]["steps"] == max(1, round(0.1 * trained))
+    assert up.metrics["update"]["full_steps"] == best
+    assert up.metrics["update"]["steps"] == max(1, round(0.1 * best))
 
 
 def test_an_event_typed_update_trains_on_the_users_with_a_new_purchase(tmp_path):

@@ -24,7 +24,7 @@ def parse_args(argv):
                "  items: new ones get the indices after the run's (existing ids keep theirs), start from\n"
                "    their content vector (content=) or the mean of the old items next to them in the\n"
                "    new events (else an average item's), and are learned;\n"
-               f"  training: max_steps (default {UPDATE_SHARE:g} x the steps the full run trained; learning\n"
+               f"  training: max_steps (default {UPDATE_SHARE:g} x the steps to the full run's best; learning\n"
                f"    rate {UPDATE_LR_SCALE:g} x the full run's) on the users with new targets (a new purchase\n"
                f"    under target_filter) + {REPLAY:g} x as many replayed old users; count tables refitted, fusion\n"
                f"    weights searched near the run's (fusion_weights=auto: the full search), validation\n"

@@ -5,8 +5,8 @@
 The README's "Update a run" says what it does; here, where each step is. The new events are read
 with the run's own settings (columns, filter, target_filter, weight_col) and appended to the saved
 histories (`extend`: users and items keep their indices, new ones come after); the GPT's item table
-grows (`grown_weights`); training goes on from the run's weights (`update`: UPDATE_SHARE of the run's
-trained steps at UPDATE_LR_SCALE x its learning rate, on `Extension.learners` plus REPLAY x as many
+grows (`grown_weights`); training goes on from the run's weights (`update`: UPDATE_SHARE of the steps
+to the run's best step at UPDATE_LR_SCALE x its learning rate, on `Extension.learners` plus REPLAY x as many
 others) and train.run's own end of run refits the count tables and fusion (weights searched near the
 run's, `Start.fusion_near`) with validation on UPDATE_VALID_USERS (valid_users=auto) and beyond-accuracy
 on `Start.beyond_users`; a baseline run is refitted. holdout=time: `update_split_time`; the run's
@@ -51,7 +51,7 @@ from ..errors import DataError, UsageError, show
 from . import rundir
 from .run import Run
 
-UPDATE_SHARE = 0.1  # default budget: this share of the steps the full run trained (`default_budget`)
+UPDATE_SHARE = 0.1  # default budget: this share of the steps to the full run's best step (`default_budget`)
 # the peak learning rate, x the full run's: at 1x an update learns the new events too slowly. Beauty
 # (benchmarks/results/update_beauty.json), of a retrain's NDCG@10 on the events after: 300 steps at
 # 1x 0.918, 450 at 1x 0.923, 300 at 3x 0.954 (at 15% of its time)
@@ -303,17 +303,20 @@ def replay_rows(touched: np.ndarray, num_users: int, seed: int) -> np.ndarray:
 
 
 def default_budget(run_dir: str, cfg: Config) -> tuple[int, int, float]:
-    """-> (the update's max_steps, the full run's trained steps it is a share of, its learning_rate).
-    Steps trained, not max_steps: early stopping ends a shop's run at half its max_steps, and a share of
-    max_steps (300 steps) made the update 0.21 of a retrain's CPU time, a share of the steps trained (160)
-    0.10 (next-week NDCG@10 0.982 vs 0.980 of the retrain's; 300k-event shop, purchases only,
-    benchmarks/results/lifecycle.json). An update of an update reads
-    the first run's figures (metrics.json "update"): budgets neither shrink nor compound."""
+    """-> (the update's max_steps, the full run's steps it is a share of, its learning_rate). The steps to
+    its best step (validation's choice; the weights an update starts from), else the steps it trained,
+    else its max_steps. Early stopping ends a shop's run at 1,600 of 3,000 steps, its best at 600: a share
+    of max_steps (300 update steps) cost 0.21 of a retrain's CPU time; of the steps trained (160) 0.10, but
+    on a shop whose GPT peaks at step 200 of 1,200 that update fell to 0.896 of a retrain's next-week
+    NDCG@10; a share of the best step (60 and 20 steps) gave 0.972 / 1.004 (300k shop, purchases only /
+    views as context) and 0.998 (that shop), in 0.06-0.07 of the CPU time (benchmarks/README.md, "A shop's
+    lifecycle at the defaults"). An update of an update reads the first run's figures (metrics.json
+    "update"): budgets neither shrink nor compound."""
     full, lr = cfg.max_steps, cfg.learning_rate
     if os.path.exists(os.path.join(run_dir, rundir.METRICS)):
         metrics = rundir.read_metrics(run_dir)
         record = metrics.get("update", {})
-        full = record.get("full_steps", metrics.get("steps") or full)
+        full = record.get("full_steps", metrics.get("best_step") or metrics.get("steps") or full)
         lr = record.get("full_learning_rate", lr)
     return max(1, int(round(UPDATE_SHARE * full))), full, lr
 
