@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lifecycle import VARIANTS, judge, week10_targets, week_start  # noqa: E402
 
 from nanorec import Recommender  # noqa: E402
-from nanorec.config import Config  # noqa: E402
+from nanorec.config import Config, parse_value  # noqa: E402
 from nanorec.runs import update  # noqa: E402
 
 
@@ -34,8 +34,7 @@ def main():
     p.add_argument("overrides", nargs="*", metavar="key=value")
     args = p.parse_args()
     update.REPLAY = args.replay
-    keys = dict(o.split("=", 1) for o in args.overrides)
-    keys = {k: int(v) if v.isdigit() else float(v) for k, v in keys.items()}
+    keys = {k: parse_value(k, v) for k, v in (o.split("=", 1) for o in args.overrides)}  # typed as the CLI types them
     events = pl.read_csv(os.path.join(args.work, "shop.csv"), schema_overrides={"item_id": pl.Utf8})
     catalog = pl.read_csv(os.path.join(args.work, "shop.catalog.csv"), schema_overrides={"item_id": pl.Utf8})
     new_items = set(catalog.filter(pl.col("launch_time") >= week_start(8))["item_id"].to_list())

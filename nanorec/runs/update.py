@@ -174,8 +174,8 @@ def extend(run, new: Dataset, where: str, saved: Saved | None = None) -> Extensi
                  time_unit=new.time_unit if times is not None else None)
     is_target = add.is_target()  # (new events,) None: every new event is a target
     row = np.repeat(np.arange(len(user_row)), add.lengths)  # (new events,) the new data's user row of each
-    learns = user_row[np.unique(row if is_target is None else row[is_target])]
-    return Extension(ds, np.unique(user_row), np.unique(learns), len(fresh_users), len(fresh_items), len(add.items))
+    learners = np.unique(user_row[row if is_target is None else row[is_target]])  # (L,) extended rows, sorted
+    return Extension(ds, np.unique(user_row), learners, len(fresh_users), len(fresh_items), len(add.items))
 
 
 def _concat_optional(a, b, n_a: int, n_b: int, fill):
